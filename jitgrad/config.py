@@ -1,0 +1,69 @@
+"""The one place for jitgrad's settings.
+
+Everything a user may want to tune lives here: CPU threads, the fastmath flag
+set the CPU kernels are compiled with, CUDA threads per block, the default
+floating dtype and where datasets are looked for.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+#: LLVM fast-math flags for every ``@njit`` kernel. ``nnan`` and ``ninf`` are
+#: deliberately absent: softmax and log-sum-exp must see ``-inf`` logits.
+FASTMATH: frozenset[str] = frozenset({"nsz", "arcp", "contract", "afn", "reassoc"})
+
+#: Threads per block for CUDA launches. Read at launch time (not compile
+#: time), so tests may shrink it to exercise multi-block and tail paths.
+cuda_threads_per_block: int = int(os.environ.get("JITGRAD_CUDA_THREADS_PER_BLOCK", "256"))
+
+#: Floating dtype of new parameters and of ``jitgrad.tensor`` from Python data.
+default_dtype: np.dtype = np.dtype(np.float32)
+
+#: Float dtypes every kernel accepts.
+FLOAT_DTYPES: tuple[np.dtype, ...] = (np.dtype(np.float32), np.dtype(np.float64))
+
+DATA_ENV_VAR = "JITGRAD_DATA"
+
+
+def data_dir(root: str | os.PathLike[str] | None = None) -> Path:
+    """Resolve the dataset directory.
+
+    Order: the explicit ``root`` argument, then the ``JITGRAD_DATA``
+    environment variable, then ``~/.cache/jitgrad``.
+    """
+    if root is not None:
+        return Path(root).expanduser()
+    env = os.environ.get(DATA_ENV_VAR)
+    if env:
+        return Path(env).expanduser()
+    return Path.home() / ".cache" / "jitgrad"
+
+
+def set_num_threads(n: int) -> None:
+    """Set the number of threads the parallel CPU kernels use.
+
+    This maps onto ``numba.set_num_threads`` and so is capped by
+    ``NUMBA_NUM_THREADS`` (by default the number of cores), which must be set
+    before numba is imported to raise the cap. ``OMP_NUM_THREADS`` and BLAS
+    thread settings do not affect jitgrad's kernels (they call no BLAS); they
+    only affect NumPy code, such as the reference kernels.
+    """
+    import numba
+
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+        raise TypeError(f"set_num_threads: n must be an int, got {type(n).__name__}")
+    limit = numba.config.NUMBA_NUM_THREADS
+    if not 1 <= n <= limit:
+        raise ValueError(f"set_num_threads: n must be in [1, {limit}] (NUMBA_NUM_THREADS), got {n}")
+    numba.set_num_threads(int(n))
+
+
+def get_num_threads() -> int:
+    """Number of threads the parallel CPU kernels currently use."""
+    import numba
+
+    return numba.get_num_threads()

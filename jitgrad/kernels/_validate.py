@@ -1,0 +1,238 @@
+"""Argument checks and shape arithmetic shared by every kernel backend.
+
+The reference, CPU and CUDA wrappers validate the same way, so the checks live
+here once. They work on NumPy arrays and on Numba device arrays alike (both
+have ``shape``, ``dtype`` and ``ndim``). Every error names the argument and
+the value it got.
+
+``Conv2dDims`` and ``Pool2dDims`` play the role of NNlib's ``DenseConvDims`` /
+``PoolDims``: the forward kernel and both backward kernels of a family share
+one object holding every size, so the three can never disagree about them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from jitgrad.config import FLOAT_DTYPES
+
+IntPair = tuple[int, int]
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+
+def is_c_contiguous(a: Any) -> bool:
+    """True when ``a`` (NumPy or Numba device array) is C-contiguous."""
+    method = getattr(a, "is_c_contiguous", None)
+    if callable(method):
+        return bool(method())
+    return bool(a.flags.c_contiguous)
+
+
+def check_array(
+    name: str,
+    a: Any,
+    *,
+    ndim: int | None = None,
+    dtypes: tuple[np.dtype, ...] | None = FLOAT_DTYPES,
+    contiguous: bool = True,
+) -> None:
+    """Check that ``a`` is an array of the right rank, dtype and layout.
+
+    Raises ``TypeError`` for a non-array or a wrong dtype, ``ValueError`` for
+    a wrong rank or a non-contiguous array.
+    """
+    if not (hasattr(a, "shape") and hasattr(a, "dtype") and hasattr(a, "ndim")):
+        raise TypeError(f"{name} must be an array, got {type(a).__name__}")
+    if dtypes is not None and np.dtype(a.dtype) not in dtypes:
+        allowed = " or ".join(str(np.dtype(d)) for d in dtypes)
+        raise TypeError(f"{name} must have dtype {allowed}, got {np.dtype(a.dtype)}")
+    if ndim is not None and a.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-D, got {a.ndim}-D array of shape {tuple(a.shape)}")
+    if contiguous and not is_c_contiguous(a):
+        raise ValueError(
+            f"{name} must be C-contiguous, got a strided view of shape {tuple(a.shape)}; "
+            "pass np.ascontiguousarray(...)"
+        )
+
+
+def check_same_dtype(**arrays: Any) -> np.dtype:
+    """Check that every named array has one dtype; return it."""
+    items = [(k, np.dtype(v.dtype)) for k, v in arrays.items() if v is not None]
+    first_name, first = items[0]
+    for name, dt in items[1:]:
+        if dt != first:
+            raise TypeError(f"{name} has dtype {dt} but {first_name} has dtype {first}; they must match")
+    return first
+
+
+def check_shape(name: str, a: Any, expected: tuple[int, ...]) -> None:
+    """Check that ``a.shape == expected``."""
+    if tuple(a.shape) != tuple(expected):
+        raise ValueError(f"{name} must have shape {tuple(expected)}, got {tuple(a.shape)}")
+
+
+def check_out(out: Any, shape: tuple[int, ...], dtype: np.dtype, name: str = "out") -> None:
+    """Check a caller-provided output buffer: shape, dtype, contiguity."""
+    check_array(name, out, ndim=len(shape), dtypes=(np.dtype(dtype),))
+    check_shape(name, out, shape)
+
+
+def check_shape_tuple(name: str, shape: Any, ndim: int) -> tuple[int, ...]:
+    """Validate a shape argument (e.g. ``input_shape``) and return it as ints."""
+    try:
+        dims = tuple(shape)
+    except TypeError:
+        raise TypeError(f"{name} must be a tuple of {ndim} ints, got {shape!r}") from None
+    if len(dims) != ndim or not all(_is_int(d) for d in dims):
+        raise ValueError(f"{name} must be a tuple of {ndim} ints, got {shape!r}")
+    if any(d <= 0 for d in dims):
+        raise ValueError(f"{name} must have positive sizes, got {shape!r}")
+    return tuple(int(d) for d in dims)
+
+
+def as_pair(name: str, value: Any, *, minimum: int) -> IntPair:
+    """Normalise an int or a pair of ints (``stride=2`` or ``stride=(2, 1)``)."""
+    if _is_int(value):
+        pair = (int(value), int(value))
+    else:
+        try:
+            items = tuple(value)
+        except TypeError:
+            raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}") from None
+        if len(items) != 2 or not all(_is_int(v) for v in items):
+            raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
+        pair = (int(items[0]), int(items[1]))
+    if pair[0] < minimum or pair[1] < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+    return pair
+
+
+def check_scalar(name: str, value: Any, *, minimum: float | None = None, maximum: float | None = None,
+                 min_inclusive: bool = True) -> float:
+    """Validate a finite real hyper-parameter; return it as a float."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
+    v = float(value)
+    if not np.isfinite(v):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    if minimum is not None and (v < minimum or (v == minimum and not min_inclusive)):
+        op = ">=" if min_inclusive else ">"
+        raise ValueError(f"{name} must be {op} {minimum}, got {value!r}")
+    if maximum is not None and v > maximum:
+        raise ValueError(f"{name} must be <= {maximum}, got {value!r}")
+    return v
+
+
+def normalize_axis(axis: Any, ndim: int, name: str = "axis") -> int:
+    """Turn a possibly negative axis into a non-negative one, checking range."""
+    if not _is_int(axis):
+        raise TypeError(f"{name} must be an int, got {axis!r}")
+    if not -ndim <= axis < ndim:
+        raise ValueError(f"{name}={axis} is out of range for a {ndim}-D array")
+    return int(axis) % ndim
+
+
+def _out_size(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
+    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+
+
+@dataclass(frozen=True)
+class Conv2dDims:
+    """Every size of one 2-D convolution (NCHW input, (C_out, C_in, kH, kW) weights)."""
+
+    n: int
+    c_in: int
+    h: int
+    w: int
+    c_out: int
+    kh: int
+    kw: int
+    stride: IntPair
+    padding: IntPair
+    dilation: IntPair
+    h_out: int
+    w_out: int
+
+    @property
+    def input_shape(self) -> tuple[int, int, int, int]:
+        return (self.n, self.c_in, self.h, self.w)
+
+    @property
+    def weight_shape(self) -> tuple[int, int, int, int]:
+        return (self.c_out, self.c_in, self.kh, self.kw)
+
+    @property
+    def output_shape(self) -> tuple[int, int, int, int]:
+        return (self.n, self.c_out, self.h_out, self.w_out)
+
+    @classmethod
+    def from_shapes(cls, input_shape: tuple[int, ...], weight_shape: tuple[int, ...], *, stride: Any = 1,
+                    padding: Any = 0, dilation: Any = 1, input_name: str = "x",
+                    weight_name: str = "w") -> "Conv2dDims":
+        """Validate hyper-parameters and shapes; compute the output size."""
+        s = as_pair("stride", stride, minimum=1)
+        p = as_pair("padding", padding, minimum=0)
+        d = as_pair("dilation", dilation, minimum=1)
+        n, c_in, h, w = input_shape
+        c_out, c_in_w, kh, kw = weight_shape
+        if c_in != c_in_w:
+            raise ValueError(
+                f"channel mismatch: {input_name} has {c_in} input channels (shape {tuple(input_shape)}) "
+                f"but {weight_name} expects {c_in_w} (shape {tuple(weight_shape)})"
+            )
+        h_out = _out_size(h, kh, s[0], p[0], d[0])
+        w_out = _out_size(w, kw, s[1], p[1], d[1])
+        if h_out < 1 or w_out < 1:
+            raise ValueError(
+                f"kernel {kh}x{kw} with dilation {d} does not fit input {h}x{w} with padding {p}: "
+                f"output would be {h_out}x{w_out}"
+            )
+        return cls(n, c_in, h, w, c_out, kh, kw, s, p, d, h_out, w_out)
+
+
+@dataclass(frozen=True)
+class Pool2dDims:
+    """Every size of one 2-D pooling window sweep over an NCHW input."""
+
+    n: int
+    c: int
+    h: int
+    w: int
+    kh: int
+    kw: int
+    stride: IntPair
+    padding: IntPair
+    h_out: int
+    w_out: int
+
+    @property
+    def input_shape(self) -> tuple[int, int, int, int]:
+        return (self.n, self.c, self.h, self.w)
+
+    @property
+    def output_shape(self) -> tuple[int, int, int, int]:
+        return (self.n, self.c, self.h_out, self.w_out)
+
+    @classmethod
+    def from_shape(cls, input_shape: tuple[int, ...], *, kernel_size: Any, stride: Any = None,
+                   padding: Any = 0) -> "Pool2dDims":
+        """Validate hyper-parameters (``stride=None`` means ``kernel_size``)."""
+        k = as_pair("kernel_size", kernel_size, minimum=1)
+        s = k if stride is None else as_pair("stride", stride, minimum=1)
+        p = as_pair("padding", padding, minimum=0)
+        if p[0] > k[0] // 2 or p[1] > k[1] // 2:
+            raise ValueError(f"padding must be at most half of kernel_size {k}, got padding={padding!r}")
+        n, c, h, w = input_shape
+        h_out = _out_size(h, k[0], s[0], p[0], 1)
+        w_out = _out_size(w, k[1], s[1], p[1], 1)
+        if h_out < 1 or w_out < 1:
+            raise ValueError(
+                f"kernel_size {k} with padding {p} does not fit input {h}x{w}: output would be {h_out}x{w_out}"
+            )
+        return cls(n, c, h, w, k[0], k[1], s, p, h_out, w_out)

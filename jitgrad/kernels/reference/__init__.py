@@ -1,0 +1,12 @@
+"""NumPy reference kernels: the spec the fast kernels are held to, and the benchmarks' baseline.
+
+Same module names, function names and signatures in reference, cpu
+and cuda; see docs/kernel-api.md.
+"""
+
+from .matmul import *  # noqa: F401,F403
+from .conv import *  # noqa: F401,F403
+from .pooling import *  # noqa: F401,F403
+from .activations import *  # noqa: F401,F403
+from .softmax import *  # noqa: F401,F403
+from .optim import *  # noqa: F401,F403
