@@ -1,1 +1,353 @@
-__all__: list[str] = []
+"""CPU activations and their gradients: Numba ``@njit`` elementwise loops.
+
+Every kernel works on the flattened (contiguous, so free) 1-D view of its
+arrays, so one specialisation per dtype serves every rank. ``prange`` runs over
+chunks of ``_CHUNK`` elements: each thread writes a disjoint slice, and the
+inner plain loop is simple enough for LLVM to vectorise. Hyper-parameters and
+constants are cast to the array's dtype, so a float32 kernel never drifts into
+float64 arithmetic and signatures stay at two per kernel.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+from jitgrad.config import FASTMATH
+from jitgrad.kernels.reference.activations import (
+    _check_approximate,
+    _check_backward,
+    _check_forward,
+    _check_softplus,
+)
+from jitgrad.kernels._validate import check_scalar
+
+__all__: list[str] = [
+    "relu", "relu_backward",
+    "leaky_relu", "leaky_relu_backward",
+    "sigmoid", "sigmoid_backward",
+    "tanh", "tanh_backward",
+    "gelu", "gelu_backward",
+    "elu", "elu_backward",
+    "softplus", "softplus_backward",
+]
+
+_FASTMATH = set(FASTMATH)
+
+#: Elements per parallel work item: big enough to amortise scheduling, small
+#: enough that a 100k-element activation still splits across threads.
+_CHUNK = 8192
+
+_INV_SQRT_2 = 1.0 / math.sqrt(2.0)
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+_GELU_KAPPA = 0.044715
+
+
+def _flat(a: np.ndarray) -> np.ndarray:
+    # A free view: the wrappers have checked C-contiguity.
+    return a.reshape(-1)
+
+
+# ----------------------------------------------------------------------------- relu family
+
+@njit(cache=True, fastmath=_FASTMATH, parallel=True)
+def _relu_kernel(x, out):
+    n = x.size
+    zero = x.dtype.type(0)
+    for chunk in prange((n + _CHUNK - 1) // _CHUNK):
+        for i in range(chunk * _CHUNK, min((chunk + 1) * _CHUNK, n)):
+            v = x[i]
+            out[i] = v if v > zero else zero
+
+
+@njit(cache=True, fastmath=_FASTMATH, parallel=True)
+def _relu_backward_kernel(grad_out, x, out):
+    n = x.size
+    zero = x.dtype.type(0)
+    for chunk in prange((n + _CHUNK - 1) // _CHUNK):
+        for i in range(chunk * _CHUNK, min((chunk + 1) * _CHUNK, n)):
+            out[i] = grad_out[i] if x[i] > zero else zero
+
+
+@njit(cache=True, fastmath=_FASTMATH, parallel=True)
+def _leaky_relu_kernel(x, slope, out):
+    n = x.size
+    zero = x.dtype.type(0)
+    for chunk in prange((n + _CHUNK - 1) // _CHUNK):
+        for i in range(chunk * _CHUNK, min((chunk + 1) * _CHUNK, n)):
+            v = x[i]
+            out[i] = v if v > zero else slope * v
+
+
+@njit(cache=True, fastmath=_FASTMATH, parallel=True)
+def _leaky_relu_backward_kernel(grad_out, x, slope, out):
+    n = x.size
+    zero = x.dtype.type(0)
+    for chunk in prange((n + _CHUNK - 1) // _CHUNK):
+        for i in range(chunk * _CHUNK, min((chunk + 1) * _CHUNK, n)):
+            g = grad_out[i]
+            out[i] = g if x[i] > zero else slope * g
+
+
+def relu(x: np.ndarray) -> np.ndarray:
+    """``max(x, 0)``; ``x`` float32/float64 of any shape, returns the same shape and dtype."""
+    _check_forward(x)
+    out = np.empty_like(x)
+    _relu_kernel(_flat(x), _flat(out))
+    return out
+
+
+def relu_backward(grad_out: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """``grad_out`` where ``x > 0``, else 0 (the gradient at 0 is 0)."""
+    _check_backward(grad_out, x)
+    out = np.empty_like(x)
+    _relu_backward_kernel(_flat(grad_out), _flat(x), _flat(out))
+    return out
+
+
+def leaky_relu(x: np.ndarray, negative_slope: float = 0.01) -> np.ndarray:
+    """``x`` where ``x > 0``, else ``negative_slope * x``; same shape and dtype as ``x``."""
+    _check_forward(x)
+    slope = x.dtype.type(check_scalar("negative_slope", negative_slope))
+    out = np.empty_like(x)
+    _leaky_relu_kernel(_flat(x), slope, _flat(out))
+    return out
+
+
+def leaky_relu_backward(grad_out: np.ndarray, x: np.ndarray, negative_slope: float = 0.01) -> np.ndarray:
+    """``grad_out`` where ``x > 0``, else ``negative_slope * grad_out``."""
+    _check_backward(grad_out, x)
+    slope = x.dtype.type(check_scalar("negative_slope", negative_slope))
+    out = np.empty_like(x)
+    _leaky_relu_backward_kernel(_flat(grad_out), _flat(x), slope, _flat(out))
+    return out
+
+
+# ----------------------------------------------------------------------------- sigmoid, tanh
+
+@njit(cache=True, fastmath=_FASTMATH, inline="always")
+def _sigmoid_scalar(v, one):
+    # exp of a non-positive number only, so neither branch overflows.
+    if v >= 0:
+        return one / (one + math.exp(-v))
+    e = math.exp(v)
+    return e / (one + e)
+
+
+@njit(cache=True, fastmath=_FASTMATH, parallel=True)
+def _sigmoid_kernel(x, out):
+    n = x.size
+    one = x.dtype.type(1)
+    for chunk in prange((n + _CHUNK - 1) // _CHUNK):
+        for i in range(chunk * _CHUNK, min((chunk + 1) * _CHUNK, n)):
+            out[i] = _sigmoid_scalar(x[i], one)
+
+
+@njit(cache=True, fastmath=_FASTMATH, parallel=True)
+def _sigmoid_backward_kernel(grad_out, x, out):
+    n = x.size
+    one = x.dtype.type(1)
+    for chunk in prange((n + _CHUNK - 1) // _CHUNK):
+        for i in range(chunk * _CHUNK, min((chunk + 1) * _CHUNK, n)):
+            s = _sigmoid_scalar(x[i], one)
+            out[i] = grad_out[i] * s * (one - s)
+
+
+@njit(cache=True, fastmath=_FASTMATH, parallel=True)
+def _tanh_kernel(x, out):
+    n = x.size
+    for chunk in prange((n + _CHUNK - 1) // _CHUNK):
+        for i in range(chunk * _CHUNK, min((chunk + 1) * _CHUNK, n)):
+            out[i] = math.tanh(x[i])
+
+
+@njit(cache=True, fastmath=_FASTMATH, parallel=True)
+def _tanh_backward_kernel(grad_out, x, out):
+    n = x.size
+    one = x.dtype.type(1)
+    for chunk in prange((n + _CHUNK - 1) // _CHUNK):
+        for i in range(chunk * _CHUNK, min((chunk + 1) * _CHUNK, n)):
+            t = math.tanh(x[i])
+            out[i] = grad_out[i] * (one - t * t)
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    """``1 / (1 + exp(-x))``, stable for large ``|x|``; same shape and dtype as ``x``."""
+    _check_forward(x)
+    out = np.empty_like(x)
+    _sigmoid_kernel(_flat(x), _flat(out))
+    return out
+
+
+def sigmoid_backward(grad_out: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """``grad_out * s * (1 - s)`` with ``s = sigmoid(x)``."""
+    _check_backward(grad_out, x)
+    out = np.empty_like(x)
+    _sigmoid_backward_kernel(_flat(grad_out), _flat(x), _flat(out))
+    return out
+
+
+def tanh(x: np.ndarray) -> np.ndarray:
+    """Hyperbolic tangent; same shape and dtype as ``x``."""
+    _check_forward(x)
+    out = np.empty_like(x)
+    _tanh_kernel(_flat(x), _flat(out))
+    return out
+
+
+def tanh_backward(grad_out: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """``grad_out * (1 - tanh(x)**2)``."""
+    _check_backward(grad_out, x)
+    out = np.empty_like(x)
+    _tanh_backward_kernel(_flat(grad_out), _flat(x), _flat(out))
+    return out
+
+
+# ----------------------------------------------------------------------------- gelu
+
+@njit(cache=True, fastmath=_FASTMATH, parallel=True)
+def _gelu_kernel(x, tanh_approx, out):
+    n = x.size
+    half = x.dtype.type(0.5)
+    one = x.dtype.type(1)
+    inv_sqrt_2 = x.dtype.type(_INV_SQRT_2)
+    sqrt_2_over_pi = x.dtype.type(_SQRT_2_OVER_PI)
+    kappa = x.dtype.type(_GELU_KAPPA)
+    for chunk in prange((n + _CHUNK - 1) // _CHUNK):
+        for i in range(chunk * _CHUNK, min((chunk + 1) * _CHUNK, n)):
+            v = x[i]
+            if tanh_approx:
+                out[i] = half * v * (one + math.tanh(sqrt_2_over_pi * (v + kappa * v * v * v)))
+            else:
+                out[i] = half * v * (one + math.erf(v * inv_sqrt_2))
+
+
+@njit(cache=True, fastmath=_FASTMATH, parallel=True)
+def _gelu_backward_kernel(grad_out, x, tanh_approx, out):
+    n = x.size
+    half = x.dtype.type(0.5)
+    one = x.dtype.type(1)
+    three = x.dtype.type(3)
+    inv_sqrt_2 = x.dtype.type(_INV_SQRT_2)
+    inv_sqrt_2pi = x.dtype.type(_INV_SQRT_2PI)
+    sqrt_2_over_pi = x.dtype.type(_SQRT_2_OVER_PI)
+    kappa = x.dtype.type(_GELU_KAPPA)
+    for chunk in prange((n + _CHUNK - 1) // _CHUNK):
+        for i in range(chunk * _CHUNK, min((chunk + 1) * _CHUNK, n)):
+            v = x[i]
+            if tanh_approx:
+                t = math.tanh(sqrt_2_over_pi * (v + kappa * v * v * v))
+                d_inner = sqrt_2_over_pi * (one + three * kappa * v * v)
+                d = half * (one + t) + half * v * (one - t * t) * d_inner
+            else:
+                cdf = half * (one + math.erf(v * inv_sqrt_2))
+                d = cdf + v * inv_sqrt_2pi * math.exp(-half * v * v)
+            out[i] = grad_out[i] * d
+
+
+def gelu(x: np.ndarray, approximate: str = "none") -> np.ndarray:
+    """GELU, PyTorch's two definitions; same shape and dtype as ``x``.
+
+    ``"none"``: ``x/2 (1 + erf(x / sqrt 2))``;
+    ``"tanh"``: ``x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))``.
+    """
+    _check_forward(x)
+    _check_approximate(approximate)
+    out = np.empty_like(x)
+    _gelu_kernel(_flat(x), approximate == "tanh", _flat(out))
+    return out
+
+
+def gelu_backward(grad_out: np.ndarray, x: np.ndarray, approximate: str = "none") -> np.ndarray:
+    """Gradient of :func:`gelu` at ``x`` times ``grad_out``."""
+    _check_backward(grad_out, x)
+    _check_approximate(approximate)
+    out = np.empty_like(x)
+    _gelu_backward_kernel(_flat(grad_out), _flat(x), approximate == "tanh", _flat(out))
+    return out
+
+
+# ----------------------------------------------------------------------------- elu, softplus
+
+@njit(cache=True, fastmath=_FASTMATH, parallel=True)
+def _elu_kernel(x, alpha, out):
+    n = x.size
+    zero = x.dtype.type(0)
+    for chunk in prange((n + _CHUNK - 1) // _CHUNK):
+        for i in range(chunk * _CHUNK, min((chunk + 1) * _CHUNK, n)):
+            v = x[i]
+            # expm1 keeps relative accuracy for small negative x.
+            out[i] = v if v > zero else alpha * math.expm1(v)
+
+
+@njit(cache=True, fastmath=_FASTMATH, parallel=True)
+def _elu_backward_kernel(grad_out, x, alpha, out):
+    n = x.size
+    zero = x.dtype.type(0)
+    for chunk in prange((n + _CHUNK - 1) // _CHUNK):
+        for i in range(chunk * _CHUNK, min((chunk + 1) * _CHUNK, n)):
+            v = x[i]
+            g = grad_out[i]
+            out[i] = g if v > zero else g * alpha * math.exp(v)
+
+
+@njit(cache=True, fastmath=_FASTMATH, parallel=True)
+def _softplus_kernel(x, beta, threshold, out):
+    n = x.size
+    for chunk in prange((n + _CHUNK - 1) // _CHUNK):
+        for i in range(chunk * _CHUNK, min((chunk + 1) * _CHUNK, n)):
+            v = x[i]
+            bx = beta * v
+            out[i] = v if bx > threshold else math.log1p(math.exp(bx)) / beta
+
+
+@njit(cache=True, fastmath=_FASTMATH, parallel=True)
+def _softplus_backward_kernel(grad_out, x, beta, threshold, out):
+    n = x.size
+    one = x.dtype.type(1)
+    for chunk in prange((n + _CHUNK - 1) // _CHUNK):
+        for i in range(chunk * _CHUNK, min((chunk + 1) * _CHUNK, n)):
+            bx = beta * x[i]
+            g = grad_out[i]
+            out[i] = g if bx > threshold else g * _sigmoid_scalar(bx, one)
+
+
+def elu(x: np.ndarray, alpha: float = 1.0) -> np.ndarray:
+    """``x`` where ``x > 0``, else ``alpha * (exp(x) - 1)``; same shape and dtype as ``x``."""
+    _check_forward(x)
+    a = x.dtype.type(check_scalar("alpha", alpha))
+    out = np.empty_like(x)
+    _elu_kernel(_flat(x), a, _flat(out))
+    return out
+
+
+def elu_backward(grad_out: np.ndarray, x: np.ndarray, alpha: float = 1.0) -> np.ndarray:
+    """``grad_out`` where ``x > 0``, else ``grad_out * alpha * exp(x)``."""
+    _check_backward(grad_out, x)
+    a = x.dtype.type(check_scalar("alpha", alpha))
+    out = np.empty_like(x)
+    _elu_backward_kernel(_flat(grad_out), _flat(x), a, _flat(out))
+    return out
+
+
+def softplus(x: np.ndarray, beta: float = 1.0, threshold: float = 20.0) -> np.ndarray:
+    """``log1p(exp(beta x)) / beta``, and ``x`` itself where ``beta x > threshold`` (as PyTorch)."""
+    _check_forward(x)
+    beta, threshold = _check_softplus(beta, threshold)
+    out = np.empty_like(x)
+    _softplus_kernel(_flat(x), x.dtype.type(beta), x.dtype.type(threshold), _flat(out))
+    return out
+
+
+def softplus_backward(grad_out: np.ndarray, x: np.ndarray, beta: float = 1.0,
+                      threshold: float = 20.0) -> np.ndarray:
+    """``grad_out * sigmoid(beta x)``, and ``grad_out`` where ``beta x > threshold``."""
+    _check_backward(grad_out, x)
+    beta, threshold = _check_softplus(beta, threshold)
+    out = np.empty_like(x)
+    _softplus_backward_kernel(_flat(grad_out), _flat(x), x.dtype.type(beta), x.dtype.type(threshold),
+                              _flat(out))
+    return out

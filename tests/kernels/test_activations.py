@@ -1,0 +1,133 @@
+"""Activations: CPU kernels held to the NumPy reference, the reference held to finite differences."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from jitgrad.kernels import cpu
+from jitgrad.kernels import reference as ref
+from jitgrad.kernels.reference.activations import _erf
+from tests.helpers import DTYPES, assert_close, numerical_grad, randn
+
+# (name, hyper-parameters): every activation, and each non-default setting that takes another code path.
+CASES = [
+    ("relu", {}),
+    ("leaky_relu", {}),
+    ("leaky_relu", {"negative_slope": 0.2}),
+    ("sigmoid", {}),
+    ("tanh", {}),
+    ("gelu", {}),
+    ("gelu", {"approximate": "tanh"}),
+    ("elu", {}),
+    ("elu", {"alpha": 0.5}),
+    ("softplus", {}),
+    ("softplus", {"beta": 2.0, "threshold": 3.0}),
+]
+IDS = [name + "".join(f"-{k}={v}" for k, v in kw.items()) for name, kw in CASES]
+
+# Rank 0 to 4, odd sizes, and one array longer than two CPU chunks (8192) with a ragged tail.
+SHAPES = [(), (1,), (7,), (3, 5, 4), (1, 3, 17, 9), (20001,)]
+
+
+def _inputs(shape, dtype, seed=0):
+    # scale 3 reaches the saturated and linear regions (softplus threshold 3 with beta 2).
+    return randn(shape, dtype, seed=seed, scale=3.0), randn(shape, dtype, seed=seed + 1)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+@pytest.mark.parametrize("name,kw", CASES, ids=IDS)
+def test_cpu_matches_reference(name, kw, shape, dtype):
+    x, g = _inputs(shape, dtype)
+    y = getattr(cpu, name)(x, **kw)
+    assert y.dtype == x.dtype and y.shape == x.shape
+    assert_close(y, getattr(ref, name)(x, **kw), dtype)
+    gx = getattr(cpu, name + "_backward")(g, x, **kw)
+    assert gx.dtype == x.dtype and gx.shape == x.shape
+    assert_close(gx, getattr(ref, name + "_backward")(g, x, **kw), dtype)
+
+
+@settings(max_examples=20, deadline=None)
+@given(shape=st.lists(st.integers(1, 9), min_size=1, max_size=4), case=st.sampled_from(CASES),
+       dtype=st.sampled_from(DTYPES), seed=st.integers(0, 1000))
+def test_cpu_matches_reference_random_shapes(shape, case, dtype, seed):
+    name, kw = case
+    x, g = _inputs(tuple(shape), dtype, seed)
+    assert_close(getattr(cpu, name)(x, **kw), getattr(ref, name)(x, **kw), dtype)
+    assert_close(getattr(cpu, name + "_backward")(g, x, **kw), getattr(ref, name + "_backward")(g, x, **kw), dtype)
+
+
+@pytest.mark.parametrize("name,kw", CASES, ids=IDS)
+def test_reference_backward_matches_finite_differences(name, kw):
+    x = randn((3, 4), np.float64, seed=3, scale=2.0)
+    # Keep away from the kinks of relu / leaky_relu / elu (at 0) and softplus (at the threshold).
+    x = np.where(np.abs(x) < 0.1, 0.5, x)
+    if name == "softplus" and "threshold" in kw:
+        x = np.where(np.abs(2.0 * x - 3.0) < 0.1, 0.2, x)
+    weight = randn(x.shape, np.float64, seed=4)
+    forward = getattr(ref, name)
+    expected = numerical_grad(lambda v: float(np.sum(forward(v, **kw) * weight)), x)
+    assert_close(getattr(ref, name + "_backward")(weight, x, **kw), expected, rtol=1e-6, atol=1e-8)
+
+
+def test_reference_erf_matches_math_erf():
+    x = np.concatenate([np.linspace(-7.0, 7.0, 2801), [0.0, -0.0, 1.9999999, 2.0, -2.0, 40.0, -np.inf, np.inf]])
+    assert_close(_erf(x), np.array([math.erf(v) for v in x]), rtol=0, atol=3e-15)
+
+
+@pytest.mark.parametrize("backend", [ref, cpu], ids=["reference", "cpu"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_known_values_and_extremes(backend, dtype):
+    x = np.array([-1000.0, -2.0, 0.0, 2.0, 1000.0], dtype=dtype)
+    with np.errstate(over="raise", divide="raise", invalid="raise"):  # stable: no overflow, no 0/0
+        assert_close(backend.relu(x), np.array([0, 0, 0, 2, 1000], dtype))
+        assert_close(backend.relu_backward(np.ones_like(x), x), np.array([0, 0, 0, 1, 1], dtype))
+        assert_close(backend.leaky_relu(x, 0.1), np.array([-100, -0.2, 0, 2, 1000], dtype))
+        assert_close(backend.sigmoid(x), np.array([0, 1 / (1 + math.e ** 2), 0.5, 1 / (1 + math.e ** -2), 1], dtype))
+        assert_close(backend.sigmoid_backward(np.ones_like(x), x)[[0, 2, 4]], np.array([0, 0.25, 0], dtype))
+        assert_close(backend.elu(x)[:3], np.array([-1, math.expm1(-2), 0], dtype))
+        # softplus is linear past the threshold and exactly log 2 at 0.
+        assert_close(backend.softplus(x)[2:], np.array([math.log(2), math.log1p(math.e ** 2), 1000], dtype))
+        assert_close(backend.gelu(x)[[0, 2, 4]], np.array([0, 0, 1000], dtype))
+        assert_close(backend.gelu(x, approximate="tanh")[[0, 2, 4]], np.array([0, 0, 1000], dtype))
+        assert_close(backend.tanh(x)[[0, 2, 4]], np.array([-1, 0, 1], dtype))
+
+
+def test_gelu_exact_value():
+    # GELU(1) = Phi(1) = 0.5 (1 + erf(1/sqrt 2)) = 0.8413447460685429...
+    for backend in (ref, cpu):
+        assert_close(backend.gelu(np.array([1.0, -1.0])), np.array([0.8413447460685429, -0.15865525393145707]))
+
+
+# ----------------------------------------------------------------------------- bad input
+
+@pytest.mark.parametrize("backend", [ref, cpu], ids=["reference", "cpu"])
+def test_bad_input(backend):
+    x = np.ones((2, 3))
+    with pytest.raises(TypeError, match="x must have dtype float32 or float64, got int64"):
+        backend.relu(np.ones(3, dtype=np.int64))
+    with pytest.raises(TypeError, match="x must be an array, got list"):
+        backend.sigmoid([1.0, 2.0])
+    with pytest.raises(ValueError, match="x must be C-contiguous"):
+        backend.tanh(x.T)
+    with pytest.raises(TypeError, match="x has dtype float32 but grad_out has dtype float64"):
+        backend.relu_backward(x, x.astype(np.float32))
+    with pytest.raises(ValueError, match=r"grad_out must have shape \(2, 3\), got \(3, 2\)"):
+        backend.elu_backward(np.ones((3, 2)), x)
+    with pytest.raises(ValueError, match="approximate must be 'none' or 'tanh', got 'erf'"):
+        backend.gelu(x, approximate="erf")
+    with pytest.raises(ValueError, match="approximate must be 'none' or 'tanh', got 'fast'"):
+        backend.gelu_backward(x, x, approximate="fast")
+    with pytest.raises(ValueError, match="beta must be > 0.0, got 0"):
+        backend.softplus(x, beta=0)
+    with pytest.raises(ValueError, match="threshold must be finite, got inf"):
+        backend.softplus_backward(x, x, threshold=float("inf"))
+    with pytest.raises(TypeError, match="negative_slope must be a real number, got str"):
+        backend.leaky_relu(x, negative_slope="0.1")
+    with pytest.raises(ValueError, match="alpha must be finite, got nan"):
+        backend.elu(x, alpha=float("nan"))
