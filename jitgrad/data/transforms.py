@@ -169,7 +169,7 @@ def onecold(scores: np.ndarray, labels: Sequence | None = None) -> np.ndarray:
         return idx
     if len(labels) != scores.shape[1]:
         raise ValueError(f"onecold: {len(labels)} labels for {scores.shape[1]} classes")
-    return np.asarray(labels)[idx]
+    return np.asarray(list(labels))[idx]  # list(): a string of labels is a sequence too
 
 
 def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
