@@ -13,7 +13,7 @@ TRAIN_ARGS ?=
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev,plot]'
+	$(PY) -m pip install -q -e '.[dev,plot,docs]'
 	touch $(STAMP)
 
 train: $(STAMP)
@@ -41,6 +41,17 @@ bench-compare: $(STAMP)
 
 bench-report: $(STAMP)
 	$(PY) bench/report.py
+
+# The site goes to build/site: MkDocs refuses a site_dir inside docs_dir.
+# The stamp installs the docs extra into a .venv made before it joined $(STAMP)'s install.
+DOCS_STAMP := $(VENV)/.docs-installed
+$(DOCS_STAMP): $(STAMP)
+	$(PY) -m pip install -q -e '.[docs]'
+	touch $(DOCS_STAMP)
+
+docs: $(DOCS_STAMP)
+	$(PY) -m mkdocs build --strict
+	@echo "site: build/site/index.html (or: $(VENV)/bin/mkdocs serve)"
 
 clean:
 	rm -rf .numba_cache .pytest_cache .hypothesis bench/results bench/html docs/site
