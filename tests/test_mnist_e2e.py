@@ -1,0 +1,168 @@
+"""The training script, end to end: argument errors, checkpoints and resume, and real MNIST training.
+
+The example is imported from ``examples/mnist_cnn.py`` by path, so the test
+trains exactly the models and recipe users run.
+"""
+
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from jitgrad import config
+from jitgrad.data import mnist
+from jitgrad.data.idx import write_idx
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = ROOT / "examples" / "mnist_cnn.py"
+
+
+def _import_example():
+    spec = importlib.util.spec_from_file_location("mnist_cnn_example", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+ex = _import_example()
+
+
+def _real_mnist_dir():
+    folder = config.data_dir() / "mnist"
+    return folder if all((folder / f).is_file() for f in mnist.MD5) else None
+
+
+@pytest.fixture
+def fake_mnist(tmp_path, monkeypatch):
+    """A tiny learnable MNIST (digit = a bright row at its index) under tmp_path/mnist."""
+    rng = np.random.default_rng(0)
+    md5 = {}
+    for split, n in (("train", 96), ("test", 40)):
+        labels = rng.integers(0, 10, n).astype(np.uint8)
+        images = rng.integers(0, 40, (n, 28, 28)).astype(np.uint8)
+        images[np.arange(n), 2 + 2 * labels] = 255
+        for name, arr in zip(mnist.FILES[split], (images, labels)):
+            (tmp_path / "mnist").mkdir(exist_ok=True)
+            path = write_idx(tmp_path / "mnist" / name, arr)
+            import hashlib
+            md5[name] = hashlib.md5(path.read_bytes()).hexdigest()
+    monkeypatch.setattr(mnist, "MD5", md5)
+    return tmp_path
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--epochs", "0"], "argument --epochs: expected a positive integer, got 0"),
+    (["--batch-size", "x"], "argument --batch-size: expected a positive integer, got 'x'"),
+    (["--lr", "-1"], "argument --lr: expected a positive number, got -1"),
+    (["--weight-decay", "nan"], "argument --weight-decay: expected a non-negative number, got nan"),
+    (["--model", "resnet"], "argument --model: invalid choice: 'resnet'"),
+    (["--optimizer", "rmsprop"], "argument --optimizer: invalid choice: 'rmsprop'"),
+    (["--plot", "curves.pdf"], "--plot: expected a .png path, got 'curves.pdf'"),
+    (["--threads", "100000"], "--threads: set_num_threads: n must be in [1,"),
+    (["--resume", "/nonexistent/ckpt.safetensors"], "--resume: no such file: /nonexistent/ckpt.safetensors"),
+])
+def test_bad_arguments_are_argparse_errors(argv, message, capsys):
+    with pytest.raises(SystemExit) as info:
+        ex.parse_args(argv)
+    assert info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_cuda_flag_without_cuda_backend_is_a_clear_error(monkeypatch, capsys):
+    monkeypatch.setattr(ex, "_import_cuda", lambda: None)
+    with pytest.raises(SystemExit) as info:
+        ex.parse_args(["--device", "cuda"])
+    assert info.value.code == 2
+    assert "--device cuda: jitgrad.cuda is not available" in capsys.readouterr().err
+
+
+def test_plot_without_matplotlib_says_so(monkeypatch, capsys):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "matplotlib" else real(name, *a))
+    with pytest.raises(SystemExit) as info:
+        ex.parse_args(["--plot", "x.png"])
+    assert info.value.code == 2
+    assert "--plot needs matplotlib, which is not installed: pip install 'jitgrad[plot]'" in capsys.readouterr().err
+
+
+def test_models_have_the_documented_sizes():
+    assert sum(p.data.size for p in ex.lenet5().parameters()) == 61_706
+    assert sum(p.data.size for p in ex.convnet().parameters()) == 34_826
+
+
+def _weights(model):
+    return {k: np.array(v) for k, v in model.state_dict().items()}
+
+
+def test_checkpoint_resume_matches_an_uninterrupted_run(fake_mnist, tmp_path, monkeypatch):
+    # convnet: its Dropout makes this check that the random state is restored too.
+    common = ["--data-dir", str(fake_mnist), "--model", "convnet", "--batch-size", "32", "--epochs", "2",
+              "--no-progress"]
+    full = ex.train(ex.parse_args(common))
+
+    ckpt = tmp_path / "run.safetensors"
+    real_epoch, calls = ex.train_epoch, []
+
+    def interrupted_in_epoch_2(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(ex, "train_epoch", interrupted_in_epoch_2)
+    assert ex.main(common + ["--checkpoint", str(ckpt)]) == 130
+    monkeypatch.setattr(ex, "train_epoch", real_epoch)
+    assert ckpt.is_file() and sorted(p.name for p in tmp_path.iterdir()) == ["mnist", "run.safetensors"]
+
+    resumed = ex.train(ex.parse_args(common + ["--resume", str(ckpt), "--checkpoint", str(ckpt)]))
+    for key in ("train_loss", "test_loss", "test_acc"):
+        np.testing.assert_allclose(resumed["history"][key], full["history"][key], rtol=1e-6, err_msg=key)
+    for name, w in _weights(full["model"]).items():
+        np.testing.assert_allclose(_weights(resumed["model"])[name], w, rtol=1e-6, atol=1e-7, err_msg=name)
+
+
+@pytest.mark.parametrize("change, message", [
+    (["--model", "lenet5"], "was trained with --model convnet, not lenet5; pass --model convnet"),
+    (["--optimizer", "sgd"], "was trained with --optimizer adam, not sgd; pass --optimizer adam"),
+    (["--epochs", "3"], "follows a 1-epoch onecycle schedule; pass --epochs 1 to finish it"),
+])
+def test_mismatched_resume_is_exit_2_with_a_message(fake_mnist, tmp_path, capsys, change, message):
+    ckpt = tmp_path / "c.safetensors"
+    common = ["--data-dir", str(fake_mnist), "--batch-size", "48", "--epochs", "1", "--no-progress",
+              "--model", "convnet"]
+    assert ex.main(common + ["--checkpoint", str(ckpt)]) == 0
+    capsys.readouterr()
+    assert ex.main(common + change + ["--resume", str(ckpt)]) == 2
+    err = capsys.readouterr().err
+    assert f"mnist_cnn.py: error: {ckpt} {message}" in err and "Traceback" not in err
+
+
+def test_unreadable_resume_is_exit_2_with_a_message(fake_mnist, tmp_path, capsys):
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"\x05\x00garbage")
+    assert ex.main(["--data-dir", str(fake_mnist), "--resume", str(bad), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert f"mnist_cnn.py: error: cannot read checkpoint {bad}: load: " in err and "Traceback" not in err
+
+
+def test_plot_is_written(fake_mnist, tmp_path, capsys):
+    png = tmp_path / "out" / "curves.png"
+    assert ex.main(["--data-dir", str(fake_mnist), "--epochs", "1", "--batch-size", "48", "--no-progress",
+                    "--plot", str(png)]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    out = capsys.readouterr().out
+    assert "epoch   1/1  train loss" in out and "images/s" in out
+    assert f"plot: {png}" in out and "best test accuracy" in out
+
+
+@pytest.mark.slow
+def test_lenet5_one_epoch_on_real_mnist(capsys):
+    if _real_mnist_dir() is None and not os.environ.get(config.DATA_ENV_VAR):
+        pytest.skip(f"real MNIST not found in {config.data_dir() / 'mnist'} and {config.DATA_ENV_VAR} is unset")
+    result = ex.train(ex.parse_args(["--epochs", "1", "--no-progress"]))
+    test_acc = result["history"]["test_acc"][-1]
+    assert test_acc >= 0.965, capsys.readouterr().out
