@@ -1,1 +1,194 @@
-__all__: list[str] = []
+"""CPU 2-D max and average pooling (NCHW): Numba ``@njit`` kernels, one plane per iteration.
+
+Inputs are viewed (for free) as ``(N * C, H, W)`` planes and ``prange`` runs
+over planes. A pooling window never leaves its plane, so forward writes are
+disjoint, and each backward plane is zeroed and accumulated by one thread:
+overlapping windows are safe and results are deterministic without atomics.
+Windows are clipped to the input instead of padding it, which is exactly
+"padding never wins" for max and "zeros" for average pooling.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numba import njit, prange
+
+from jitgrad.config import FASTMATH
+from jitgrad.kernels._validate import Pool2dDims
+from jitgrad.kernels.reference.pooling import (
+    _check_avg_pool_backward,
+    _check_count_include_pad,
+    _check_max_pool_backward,
+    _check_pool_forward,
+    _raise_argmax_out_of_range,
+)
+
+__all__: list[str] = ["max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward"]
+
+_FASTMATH = set(FASTMATH)
+
+
+def _planes(a: np.ndarray) -> np.ndarray:
+    n, c, h, w = a.shape
+    return a.reshape(n * c, h, w)
+
+
+def _window_args(d: Pool2dDims) -> tuple[int, int, int, int, int, int]:
+    # Plain Python ints type as int64 in Numba: one signature whatever the caller passed.
+    return (int(d.kh), int(d.kw), int(d.stride[0]), int(d.stride[1]), int(d.padding[0]), int(d.padding[1]))
+
+
+# ----------------------------------------------------------------------------- max pooling
+
+@njit(cache=True, fastmath=_FASTMATH, parallel=True)
+def _max_pool2d_kernel(x, kh, kw, sh, sw, ph, pw, y, argmax):
+    planes, h, w = x.shape
+    _, h_out, w_out = y.shape
+    for p in prange(planes):
+        for oh in range(h_out):
+            h0 = oh * sh - ph
+            h_lo, h_hi = max(h0, 0), min(h0 + kh, h)
+            for ow in range(w_out):
+                w0 = ow * sw - pw
+                w_lo, w_hi = max(w0, 0), min(w0 + kw, w)
+                best = x[p, h_lo, w_lo]
+                best_idx = h_lo * w + w_lo
+                for hh in range(h_lo, h_hi):
+                    for ww in range(w_lo, w_hi):
+                        v = x[p, hh, ww]
+                        # Strict '>' keeps the first maximum (PyTorch's ties); the first NaN wins and stays.
+                        if v > best or (v != v and best == best):
+                            best = v
+                            best_idx = hh * w + ww
+                y[p, oh, ow] = best
+                argmax[p, oh, ow] = best_idx
+
+
+@njit(cache=True, fastmath=_FASTMATH, parallel=True)
+def _max_pool2d_backward_kernel(grad_out, argmax, grad_x):
+    # grad_out, argmax: (planes, H_out * W_out); grad_x: (planes, H * W). Returns the number of
+    # out-of-range indices skipped (a reduction Numba handles per thread), so a bad argmax can
+    # never write outside grad_x and the wrapper can raise.
+    planes, plane_size = grad_x.shape
+    n_out = grad_out.shape[1]
+    bad = 0
+    for p in prange(planes):
+        for i in range(plane_size):
+            grad_x[p, i] = 0
+        for i in range(n_out):
+            a = argmax[p, i]
+            if 0 <= a < plane_size:
+                grad_x[p, a] += grad_out[p, i]
+            else:
+                bad += 1
+    return bad
+
+
+def max_pool2d(x: np.ndarray, *, kernel_size: Any, stride: Any = None,
+               padding: Any = 0) -> tuple[np.ndarray, np.ndarray]:
+    """2-D max pooling with the index of each maximum.
+
+    Parameters
+    ----------
+    x : (N, C, H, W) float32 or float64, C-contiguous.
+    kernel_size, stride, padding : int or pair; ``stride=None`` means ``kernel_size``.
+        Padding is implicit ``-inf``: a padded position is never chosen.
+
+    Returns
+    -------
+    y : (N, C, H_out, W_out), ``x``'s dtype.
+    argmax : (N, C, H_out, W_out) int32, flat index ``h * W + w`` into the input
+        plane; ties (and NaN) go to the first in row-major window order.
+    """
+    d = _check_pool_forward(x, kernel_size, stride, padding)
+    y = np.empty(d.output_shape, dtype=x.dtype)
+    argmax = np.empty(d.output_shape, dtype=np.int32)
+    _max_pool2d_kernel(_planes(x), *_window_args(d), _planes(y), _planes(argmax))
+    return y, argmax
+
+
+def max_pool2d_backward(grad_out: np.ndarray, argmax: np.ndarray, *, input_shape: tuple[int, ...]) -> np.ndarray:
+    """Route each output gradient to the input element its window chose.
+
+    ``grad_out`` (N, C, H_out, W_out) float, ``argmax`` int32 of the same shape
+    (from :func:`max_pool2d`); returns ``grad_x`` of ``input_shape`` (N, C, H, W).
+    Where windows overlap, gradients of one input element add up.
+    """
+    n, c, h, w = _check_max_pool_backward(grad_out, argmax, input_shape)
+    grad_x = np.empty((n, c, h, w), dtype=grad_out.dtype)
+    bad = _max_pool2d_backward_kernel(grad_out.reshape(n * c, -1), argmax.reshape(n * c, -1),
+                                      grad_x.reshape(n * c, h * w))
+    if bad:
+        _raise_argmax_out_of_range(argmax, h * w)
+    return grad_x
+
+
+# ----------------------------------------------------------------------------- average pooling
+
+@njit(cache=True, fastmath=_FASTMATH, parallel=True)
+def _avg_pool2d_kernel(x, kh, kw, sh, sw, ph, pw, count_include_pad, y):
+    planes, h, w = x.shape
+    _, h_out, w_out = y.shape
+    for p in prange(planes):
+        for oh in range(h_out):
+            h0 = oh * sh - ph
+            h_lo, h_hi = max(h0, 0), min(h0 + kh, h)
+            for ow in range(w_out):
+                w0 = ow * sw - pw
+                w_lo, w_hi = max(w0, 0), min(w0 + kw, w)
+                total = x.dtype.type(0)
+                for hh in range(h_lo, h_hi):
+                    for ww in range(w_lo, w_hi):
+                        total += x[p, hh, ww]
+                count = kh * kw if count_include_pad else (h_hi - h_lo) * (w_hi - w_lo)
+                y[p, oh, ow] = total / x.dtype.type(count)
+
+
+@njit(cache=True, fastmath=_FASTMATH, parallel=True)
+def _avg_pool2d_backward_kernel(grad_out, kh, kw, sh, sw, ph, pw, count_include_pad, grad_x):
+    planes, h, w = grad_x.shape
+    _, h_out, w_out = grad_out.shape
+    for p in prange(planes):
+        grad_x[p] = 0
+        for oh in range(h_out):
+            h0 = oh * sh - ph
+            h_lo, h_hi = max(h0, 0), min(h0 + kh, h)
+            for ow in range(w_out):
+                w0 = ow * sw - pw
+                w_lo, w_hi = max(w0, 0), min(w0 + kw, w)
+                count = kh * kw if count_include_pad else (h_hi - h_lo) * (w_hi - w_lo)
+                share = grad_out[p, oh, ow] / grad_x.dtype.type(count)
+                for hh in range(h_lo, h_hi):
+                    for ww in range(w_lo, w_hi):
+                        grad_x[p, hh, ww] += share
+
+
+def avg_pool2d(x: np.ndarray, *, kernel_size: Any, stride: Any = None, padding: Any = 0,
+               count_include_pad: bool = True) -> np.ndarray:
+    """2-D average pooling.
+
+    ``x`` (N, C, H, W) float32/float64; returns (N, C, H_out, W_out) of ``x``'s
+    dtype. Padding is zeros; ``count_include_pad`` divides by ``kh * kw``
+    (True) or by the number of unpadded elements in the window (False).
+    """
+    d = _check_pool_forward(x, kernel_size, stride, padding)
+    _check_count_include_pad(count_include_pad)
+    y = np.empty(d.output_shape, dtype=x.dtype)
+    _avg_pool2d_kernel(_planes(x), *_window_args(d), bool(count_include_pad), _planes(y))
+    return y
+
+
+def avg_pool2d_backward(grad_out: np.ndarray, *, input_shape: tuple[int, ...], kernel_size: Any,
+                        stride: Any = None, padding: Any = 0, count_include_pad: bool = True) -> np.ndarray:
+    """Spread each output gradient evenly over its window.
+
+    ``grad_out`` (N, C, H_out, W_out) float; returns ``grad_x`` of ``input_shape``
+    (N, C, H, W), ``grad_out``'s dtype. Hyper-parameters as in :func:`avg_pool2d`.
+    """
+    d = _check_avg_pool_backward(grad_out, input_shape, kernel_size, stride, padding)
+    _check_count_include_pad(count_include_pad)
+    grad_x = np.empty(d.input_shape, dtype=grad_out.dtype)
+    _avg_pool2d_backward_kernel(_planes(grad_out), *_window_args(d), bool(count_include_pad), _planes(grad_x))
+    return grad_x
