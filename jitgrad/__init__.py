@@ -1,5 +1,26 @@
 """jitgrad: a deep-learning framework whose every kernel is hand-written with Numba."""
 
 from jitgrad.config import get_num_threads, set_num_threads
+from jitgrad.autograd import (
+    Function,
+    GradcheckError,
+    Tensor,
+    arange,
+    enable_grad,
+    full,
+    grad,
+    gradcheck,
+    is_grad_enabled,
+    manual_seed,
+    no_grad,
+    ones,
+    ones_like,
+    rand,
+    randn,
+    set_grad_enabled,
+    tensor,
+    zeros,
+    zeros_like,
+)
 
 __version__ = "0.1.0"

@@ -1,0 +1,148 @@
+"""``Function``: one differentiable op, its forward and backward side by side.
+
+Subclasses define two static methods, PyTorch style::
+
+    class Mul(Function):
+        @staticmethod
+        def forward(ctx, a, b):
+            ctx.save_for_backward(a, b)
+            return ctx.backend.multiply(a, b)
+
+        @staticmethod
+        def backward(ctx, grad_output):
+            a, b = ctx.saved_tensors
+            return ctx.backend.multiply(grad_output, b), ctx.backend.multiply(grad_output, a)
+
+and are called as ``Mul.apply(x, y)``. Unlike PyTorch, ``forward`` and
+``backward`` see raw backend arrays (NumPy on the CPU), not Tensors: an op is
+array code plus kernel calls, with no autograd machinery inside, and ``ctx``
+carries the ``backend`` to call. Non-Tensor arguments (Python scalars, NumPy
+arrays used as constants, index objects) reach ``forward`` unchanged and
+receive no gradient; keyword arguments are hyper-parameters.
+
+``backward`` returns one gradient per positional argument of ``apply`` (a
+tuple, or a bare array for a single argument), ``None`` where none is needed
+(``ctx.needs_input_grad`` says which). A gradient may have the broadcast
+shape of the output: the engine sums it back to the input's shape. It must
+not modify ``grad_output`` in place (several inputs may receive that array).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jitgrad.autograd import grad_mode
+from jitgrad.autograd.backend import backend_for
+from jitgrad.autograd.tensor import Tensor
+
+__all__ = ["Context", "Function"]
+
+_FREED_MESSAGE = (
+    "trying to backward through the graph a second time (its saved arrays were freed by the first "
+    "backward); call backward(retain_graph=True) the first time if you need to"
+)
+
+
+class Context:
+    """What one call of an op keeps for its backward.
+
+    Attributes
+    ----------
+    backend : object
+        The device backend of the inputs (see :mod:`jitgrad.autograd.backend`).
+    needs_input_grad : tuple of bool
+        One flag per positional argument of ``apply``: does it need a gradient?
+    saved_tensors : tuple of arrays
+        What ``save_for_backward`` stored.
+
+    Ops may also set attributes of their own (``ctx.axis = axis``).
+    """
+
+    _freed = False
+
+    def __init__(self, backend: Any, needs_input_grad: tuple[bool, ...]) -> None:
+        self.backend = backend
+        self.needs_input_grad = needs_input_grad
+        self._saved: tuple[Any, ...] = ()
+
+    def save_for_backward(self, *arrays: Any) -> None:
+        """Keep arrays (inputs or outputs of ``forward``) for ``backward``; no copy is made."""
+        self._saved = arrays
+
+    @property
+    def saved_tensors(self) -> tuple[Any, ...]:
+        """The arrays given to ``save_for_backward``."""
+        if self._freed:
+            raise RuntimeError(_FREED_MESSAGE)
+        return self._saved
+
+    def free(self) -> None:
+        """Drop saved arrays and parents so the graph's memory is released (the op's class stays)."""
+        fn = self.__dict__.get("_fn")
+        self.__dict__.clear()
+        self._fn = fn
+        self._freed = True
+
+
+class Function:
+    """Base class of differentiable ops: override ``forward`` and ``backward``, call ``apply``."""
+
+    @staticmethod
+    def forward(ctx: Context, *args: Any, **kwargs: Any) -> Any:
+        """Compute the output array from input arrays (and save what backward needs)."""
+        raise NotImplementedError
+
+    @staticmethod
+    def backward(ctx: Context, grad_output: Any) -> Any:
+        """Gradients of the inputs from the gradient of the output (one per positional input)."""
+        raise NotImplementedError
+
+    @classmethod
+    def apply(cls, *args: Any, **kwargs: Any) -> Tensor:
+        """Run ``forward`` on the arrays of ``args``; record the graph when gradients are needed.
+
+        Returns
+        -------
+        Tensor
+            The output; ``requires_grad`` is True when grad mode is on and an
+            input Tensor requires grad.
+        """
+        backend = None
+        record = False
+        raw = []
+        needs = []
+        for a in args:
+            if isinstance(a, Tensor):
+                data = a.data
+                if backend is None:
+                    backend = backend_for(data)
+                elif type(data) is not backend.array_type and backend_for(data) is not backend:
+                    raise RuntimeError(
+                        f"{cls.__name__}: all tensors must be on one device, got {backend.name} "
+                        f"and {backend_for(data).name}"
+                    )
+                raw.append(data)
+                needs.append(a.requires_grad)
+                record = record or a.requires_grad
+            else:
+                raw.append(a)
+                needs.append(False)
+        if backend is None:
+            raise TypeError(f"{cls.__name__}.apply needs at least one Tensor argument")
+        record = record and grad_mode._enabled
+        ctx = Context(backend, tuple(needs))
+        out = cls.forward(ctx, *raw, **kwargs)
+        if type(out) is not backend.array_type:
+            # NumPy reductions return scalars (np.float64), not 0-d arrays.
+            out = backend.asarray(out)
+        # Built without __init__: outputs need no conversion or dtype check.
+        result = Tensor.__new__(Tensor)
+        result.data = out
+        result.grad = None
+        result.requires_grad = record
+        result._ctx = None
+        if record:
+            ctx._fn = cls
+            ctx._parents = args
+            result._ctx = ctx
+        return result

@@ -1,0 +1,463 @@
+"""``Tensor``: an array with a gradient, and ``tensor()``, the way to make one.
+
+A ``Tensor`` wraps one array of its device's backend (a NumPy array on the
+CPU) in ``.data``. Every operator and method below is one line that hands
+the work to a :class:`~jitgrad.autograd.Function` of :mod:`.ops`, which
+records the graph when an input requires grad and grad mode is on.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from jitgrad import config
+from jitgrad.autograd.backend import _BY_TYPE, backend_for, get_backend
+
+__all__ = ["Tensor", "tensor"]
+
+ArrayLike = Any
+Axis = int | tuple[int, ...] | None
+
+
+def _to_array(data: Any, dtype: Any = None, copy: bool = True) -> np.ndarray:
+    """Host array from Python or NumPy data, with ``tensor()``'s dtype rules."""
+    if dtype is not None:
+        return np.array(data, dtype=dtype, copy=copy or None)
+    if isinstance(data, (np.ndarray, np.generic)):
+        return np.array(data, copy=copy or None)
+    arr = np.array(data)
+    if arr.dtype == np.float64:
+        # Python floats default to config.default_dtype (float32), as in PyTorch.
+        arr = arr.astype(config.default_dtype)
+    elif arr.dtype.kind not in "biuf":
+        raise TypeError(f"tensor() cannot hold data of dtype {arr.dtype} (from {type(data).__name__})")
+    return arr
+
+
+def _check_can_require_grad(data: Any) -> None:
+    if np.dtype(data.dtype).kind != "f":
+        raise TypeError(f"only floating-point tensors can require gradients, got dtype {np.dtype(data.dtype)}")
+
+
+class Tensor:
+    """An array of one device, with an optional gradient and the graph that made it.
+
+    Parameters
+    ----------
+    data : array_like
+        The values. A backend array (``numpy.ndarray`` on the CPU) is wrapped
+        without a copy; anything else is converted as :func:`tensor` does.
+    requires_grad : bool
+        Record operations on this tensor so that ``backward`` can fill ``.grad``.
+        Only floating-point tensors can require grad.
+
+    Attributes
+    ----------
+    data : ndarray
+        The raw array (a Numba device array on CUDA). Writing into it in
+        place bypasses autograd (that is how optimizers update parameters).
+    grad : Tensor or None
+        The accumulated gradient of a leaf, same shape and dtype as ``data``.
+    requires_grad : bool
+        Whether gradients flow to this tensor.
+    """
+
+    # Slots: less memory per graph node and faster attribute access on the hot path.
+    __slots__ = ("data", "grad", "requires_grad", "_ctx", "__weakref__")
+
+    # ``ndarray + Tensor`` must defer to ``Tensor.__radd__`` rather than let
+    # NumPy convert the tensor (through ``__array__``) and drop the graph.
+    __array_ufunc__ = None
+
+    def __init__(self, data: ArrayLike, requires_grad: bool = False) -> None:
+        if isinstance(data, Tensor):
+            data = data.data
+        elif type(data) not in _BY_TYPE:
+            data = _to_array(data, copy=False)
+        if requires_grad:
+            _check_can_require_grad(data)
+        self.data = data
+        self.grad: Tensor | None = None
+        self.requires_grad = bool(requires_grad)
+        self._ctx: Any = None
+
+    # --- what it is ------------------------------------------------------
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Tuple of dimension sizes."""
+        return self.data.shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        """NumPy dtype of the elements."""
+        return self.data.dtype
+
+    @property
+    def ndim(self) -> int:
+        """Number of dimensions."""
+        return self.data.ndim
+
+    @property
+    def size(self) -> int:
+        """Number of elements."""
+        return self.data.size
+
+    @property
+    def device(self) -> str:
+        """Name of the device holding ``data``: ``"cpu"`` or ``"cuda"``."""
+        return backend_for(self.data).name
+
+    @property
+    def is_leaf(self) -> bool:
+        """True for tensors not produced by a recorded op (their ``.grad`` is filled)."""
+        return self._ctx is None
+
+    @property
+    def grad_fn(self) -> Any:
+        """The ``Function`` class that produced this tensor, or None for a leaf."""
+        return None if self._ctx is None else self._ctx._fn
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __repr__(self) -> str:
+        data = self.numpy()
+        body = np.array2string(data, separator=", ", prefix="tensor(")
+        extras = []
+        if data.dtype not in (config.default_dtype, np.dtype(np.int64), np.dtype(np.bool_)):
+            extras.append(f"dtype={data.dtype}")
+        if self.device != "cpu":
+            extras.append(f"device='{self.device}'")
+        if self._ctx is not None:
+            extras.append(f"grad_fn=<{self._ctx._fn.__name__}Backward>")
+        elif self.requires_grad:
+            extras.append("requires_grad=True")
+        return "tensor(" + ", ".join([body, *extras]) + ")"
+
+    # --- leaving autograd -------------------------------------------------
+    def numpy(self) -> np.ndarray:
+        """The values as a host NumPy array (on the CPU: ``data`` itself, no copy)."""
+        return backend_for(self.data).to_numpy(self.data)
+
+    def item(self) -> float | int | bool:
+        """The single value of a one-element tensor as a Python number."""
+        if self.size != 1:
+            raise ValueError(f"item() needs a tensor with one element, got shape {self.shape}")
+        return self.numpy().item()
+
+    def tolist(self) -> Any:
+        """The values as (nested) Python lists."""
+        return self.numpy().tolist()
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        arr = self.numpy()
+        return arr if dtype is None else arr.astype(dtype, copy=False)
+
+    def __float__(self) -> float:
+        return float(self.item())
+
+    def __int__(self) -> int:
+        return int(self.item())
+
+    def __bool__(self) -> bool:
+        return bool(self.numpy())
+
+    def detach(self) -> "Tensor":
+        """A new leaf sharing ``data``, outside the graph (``requires_grad=False``)."""
+        return Tensor(self.data)
+
+    def requires_grad_(self, requires_grad: bool = True) -> "Tensor":
+        """Set ``requires_grad`` in place and return ``self``."""
+        if requires_grad:
+            _check_can_require_grad(self.data)
+        self.requires_grad = bool(requires_grad)
+        return self
+
+    def zero_grad(self) -> None:
+        """Forget the accumulated gradient (``grad = None``)."""
+        self.grad = None
+
+    def backward(self, grad: ArrayLike | None = None, retain_graph: bool = False) -> None:
+        """Accumulate d(self)/d(leaf) into the ``.grad`` of every leaf that requires grad.
+
+        Parameters
+        ----------
+        grad : Tensor, array or number, optional
+            The gradient of some scalar with respect to ``self``, same shape as
+            ``self``. Needed unless ``self`` has one element (then it is 1).
+        retain_graph : bool
+            Keep the graph (and its saved arrays) so ``backward`` can run again;
+            by default it is freed as it is walked.
+
+        Raises
+        ------
+        RuntimeError
+            If ``self`` does not require grad, if ``grad`` is missing for a
+            tensor with more than one element, or if the graph was freed by an
+            earlier ``backward``.
+        """
+        _engine.backward(self, grad, retain_graph)
+
+    # --- conversion -------------------------------------------------------
+    def astype(self, dtype: Any) -> "Tensor":
+        """This tensor in another dtype (gradients are cast back)."""
+        if np.dtype(dtype) == self.dtype:
+            return self
+        return _ops.Cast.apply(self, dtype=np.dtype(dtype))
+
+    def float(self) -> "Tensor":
+        """As float32."""
+        return self.astype(np.float32)
+
+    def double(self) -> "Tensor":
+        """As float64."""
+        return self.astype(np.float64)
+
+    def to(self, device: str) -> "Tensor":
+        """This tensor on ``device`` (``"cpu"`` or ``"cuda"``); ``self`` when already there."""
+        if device == self.device:
+            return self
+        return _ops.ToDevice.apply(self, backend=get_backend(device))
+
+    def cpu(self) -> "Tensor":
+        """This tensor on the CPU."""
+        return self.to("cpu")
+
+    # --- arithmetic (NumPy broadcasting; scalars and arrays on either side) --
+    def __add__(self, other: ArrayLike) -> "Tensor":
+        return _ops.Add.apply(self, other)
+
+    def __radd__(self, other: ArrayLike) -> "Tensor":
+        return _ops.Add.apply(other, self)
+
+    def __sub__(self, other: ArrayLike) -> "Tensor":
+        return _ops.Sub.apply(self, other)
+
+    def __rsub__(self, other: ArrayLike) -> "Tensor":
+        return _ops.Sub.apply(other, self)
+
+    def __mul__(self, other: ArrayLike) -> "Tensor":
+        return _ops.Mul.apply(self, other)
+
+    def __rmul__(self, other: ArrayLike) -> "Tensor":
+        return _ops.Mul.apply(other, self)
+
+    def __truediv__(self, other: ArrayLike) -> "Tensor":
+        return _ops.Div.apply(self, other)
+
+    def __rtruediv__(self, other: ArrayLike) -> "Tensor":
+        return _ops.Div.apply(other, self)
+
+    def __pow__(self, other: ArrayLike) -> "Tensor":
+        return _ops.Pow.apply(self, other)
+
+    def __rpow__(self, other: ArrayLike) -> "Tensor":
+        return _ops.Pow.apply(other, self)
+
+    def __matmul__(self, other: ArrayLike) -> "Tensor":
+        return _ops.matmul(self, other)
+
+    def __rmatmul__(self, other: ArrayLike) -> "Tensor":
+        return _ops.matmul(other, self)
+
+    def __neg__(self) -> "Tensor":
+        return _ops.Neg.apply(self)
+
+    def __pos__(self) -> "Tensor":
+        return self
+
+    # --- comparisons: no gradient, boolean tensors -------------------------
+    def _compare(self, other: ArrayLike, name: str) -> "Tensor":
+        other = other.data if isinstance(other, Tensor) else other
+        return Tensor(getattr(backend_for(self.data), name)(self.data, other))
+
+    def __eq__(self, other: ArrayLike) -> "Tensor":  # type: ignore[override]
+        return self._compare(other, "equal")
+
+    def __ne__(self, other: ArrayLike) -> "Tensor":  # type: ignore[override]
+        return self._compare(other, "not_equal")
+
+    def __lt__(self, other: ArrayLike) -> "Tensor":
+        return self._compare(other, "less")
+
+    def __le__(self, other: ArrayLike) -> "Tensor":
+        return self._compare(other, "less_equal")
+
+    def __gt__(self, other: ArrayLike) -> "Tensor":
+        return self._compare(other, "greater")
+
+    def __ge__(self, other: ArrayLike) -> "Tensor":
+        return self._compare(other, "greater_equal")
+
+    # Elementwise ``==`` would make tensors unhashable; identity hashing lets
+    # them sit in sets and dict keys, as PyTorch's do.
+    __hash__ = object.__hash__
+
+    # --- elementwise math ---------------------------------------------------
+    def exp(self) -> "Tensor":
+        """Elementwise ``e**x``."""
+        return _ops.Exp.apply(self)
+
+    def log(self) -> "Tensor":
+        """Elementwise natural logarithm."""
+        return _ops.Log.apply(self)
+
+    def sqrt(self) -> "Tensor":
+        """Elementwise square root."""
+        return _ops.Sqrt.apply(self)
+
+    def abs(self) -> "Tensor":
+        """Elementwise ``|x|`` (gradient 0 at 0, as ``sign``)."""
+        return _ops.Abs.apply(self)
+
+    __abs__ = abs
+
+    # --- activations (each calls its forward and backward kernel) ------------
+    def relu(self) -> "Tensor":
+        """``max(x, 0)``."""
+        return _ops.ReLU.apply(self)
+
+    def leaky_relu(self, negative_slope: float = 0.01) -> "Tensor":
+        """``x`` where positive, else ``negative_slope * x``."""
+        return _ops.LeakyReLU.apply(self, negative_slope=negative_slope)
+
+    def sigmoid(self) -> "Tensor":
+        """``1 / (1 + exp(-x))``."""
+        return _ops.Sigmoid.apply(self)
+
+    def tanh(self) -> "Tensor":
+        """Hyperbolic tangent."""
+        return _ops.Tanh.apply(self)
+
+    def gelu(self, approximate: str = "none") -> "Tensor":
+        """GELU, exact (``"none"``) or the ``"tanh"`` approximation."""
+        return _ops.GELU.apply(self, approximate=approximate)
+
+    def elu(self, alpha: float = 1.0) -> "Tensor":
+        """``x`` where positive, else ``alpha * (exp(x) - 1)``."""
+        return _ops.ELU.apply(self, alpha=alpha)
+
+    def softplus(self, beta: float = 1.0, threshold: float = 20.0) -> "Tensor":
+        """``log1p(exp(beta * x)) / beta``, linear where ``beta * x > threshold``."""
+        return _ops.Softplus.apply(self, beta=beta, threshold=threshold)
+
+    def softmax(self, axis: int = -1) -> "Tensor":
+        """Softmax along ``axis``."""
+        return _ops.Softmax.apply(self, axis=axis)
+
+    def log_softmax(self, axis: int = -1) -> "Tensor":
+        """Log-softmax along ``axis`` (stable)."""
+        return _ops.LogSoftmax.apply(self, axis=axis)
+
+    # --- reductions ---------------------------------------------------------
+    def sum(self, axis: Axis = None, keepdims: bool = False) -> "Tensor":
+        """Sum over ``axis`` (None: every axis)."""
+        return _ops.Sum.apply(self, axis=axis, keepdims=keepdims)
+
+    def mean(self, axis: Axis = None, keepdims: bool = False) -> "Tensor":
+        """Mean over ``axis`` (None: every axis)."""
+        return _ops.Mean.apply(self, axis=axis, keepdims=keepdims)
+
+    def max(self, axis: Axis = None, keepdims: bool = False) -> "Tensor":
+        """Maximum over ``axis``; the gradient goes to the first maximum of each slice."""
+        return _ops.Max.apply(self, axis=axis, keepdims=keepdims)
+
+    def min(self, axis: Axis = None, keepdims: bool = False) -> "Tensor":
+        """Minimum over ``axis``; the gradient goes to the first minimum of each slice."""
+        return -_ops.Max.apply(-self, axis=axis, keepdims=keepdims)
+
+    def argmax(self, axis: int | None = None) -> "Tensor":
+        """Index of the first maximum (int64, no gradient)."""
+        return Tensor(backend_for(self.data).argmax(self.data, axis))
+
+    # --- shape --------------------------------------------------------------
+    def reshape(self, *shape: int | Sequence[int]) -> "Tensor":
+        """Same elements in a new shape (``-1`` infers one size): ``x.reshape(2, -1)``."""
+        if len(shape) == 1 and not isinstance(shape[0], (int, np.integer)):
+            shape = tuple(shape[0])  # type: ignore[arg-type]
+        return _ops.Reshape.apply(self, shape=shape)
+
+    view = reshape
+
+    def flatten(self, start_dim: int = 0, end_dim: int = -1) -> "Tensor":
+        """Merge dimensions ``start_dim..end_dim`` (inclusive) into one, as PyTorch."""
+        ndim = self.ndim
+        if ndim == 0:
+            return self.reshape(1)
+        start, end = start_dim % ndim, end_dim % ndim
+        if start > end:
+            raise ValueError(f"flatten: start_dim={start_dim} comes after end_dim={end_dim} for shape {self.shape}")
+        shape = self.shape
+        return self.reshape(shape[:start] + (-1,) + shape[end + 1:])
+
+    def permute(self, *axes: int | Sequence[int]) -> "Tensor":
+        """Reorder dimensions: ``x.permute(0, 2, 3, 1)``."""
+        if len(axes) == 1 and not isinstance(axes[0], (int, np.integer)):
+            axes = tuple(axes[0])  # type: ignore[arg-type]
+        if sorted(int(a) % max(self.ndim, 1) for a in axes) != list(range(self.ndim)):  # type: ignore[arg-type]
+            raise ValueError(f"permute: axes {axes} are not a permutation of the {self.ndim} dims of shape {self.shape}")
+        return _ops.Permute.apply(self, axes=tuple(int(a) % self.ndim for a in axes))  # type: ignore[arg-type]
+
+    def transpose(self, dim0: int = -2, dim1: int = -1) -> "Tensor":
+        """Swap two dimensions (PyTorch's meaning; see ``permute`` for NumPy's)."""
+        axes = list(range(self.ndim))
+        axes[dim0], axes[dim1] = axes[dim1], axes[dim0]
+        return _ops.Permute.apply(self, axes=tuple(axes))
+
+    @property
+    def T(self) -> "Tensor":
+        """Dimensions reversed (the matrix transpose for 2-D)."""
+        return _ops.Permute.apply(self, axes=tuple(range(self.ndim - 1, -1, -1)))
+
+    def __getitem__(self, index: Any) -> "Tensor":
+        return _ops.Getitem.apply(self, index=_unwrap_index(index))
+
+
+def _unwrap_index(index: Any) -> Any:
+    """Replace Tensors inside an index by their arrays."""
+    if isinstance(index, Tensor):
+        return index.data
+    if isinstance(index, tuple):
+        return tuple(i.data if isinstance(i, Tensor) else i for i in index)
+    if isinstance(index, list):
+        # A list index is advanced indexing: as an array it is unambiguous.
+        return np.asarray(index)
+    return index
+
+
+def tensor(data: ArrayLike, requires_grad: bool = False, dtype: Any = None) -> Tensor:
+    """Make a new leaf tensor holding a copy of ``data``.
+
+    Parameters
+    ----------
+    data : array_like or Tensor
+        Python numbers and (nested) lists, NumPy arrays and scalars, or a Tensor
+        (its values are copied; the result is a new leaf).
+    requires_grad : bool
+        Whether gradients should be accumulated into ``.grad``.
+    dtype : dtype, optional
+        The element type. When omitted, PyTorch's rules: Python floats become
+        ``config.default_dtype`` (float32), Python ints int64, bools bool;
+        NumPy arrays and scalars keep their dtype (a float64 array stays float64).
+
+    Returns
+    -------
+    Tensor
+        A CPU tensor with ``requires_grad`` set.
+
+    Raises
+    ------
+    TypeError
+        For data that is not numeric, or ``requires_grad=True`` with a
+        non-floating dtype.
+    """
+    if isinstance(data, Tensor):
+        data = data.numpy()
+    return Tensor(_to_array(data, dtype), requires_grad=requires_grad)
+
+
+# Bottom imports: ops and the engine need ``Tensor`` defined first.
+from jitgrad.autograd import engine as _engine  # noqa: E402
+from jitgrad.autograd import ops as _ops  # noqa: E402
