@@ -1,0 +1,499 @@
+#!/usr/bin/env python
+"""Side-by-side report: every kernel on NumPy, jitgrad CPU and (if installed) PyTorch CPU.
+
+One process times each case on every backend, interleaving the backends
+sample by sample so that a noisy, shared machine slows them alike; it prints
+medians and, above all, ratios (a ratio survives noise, an absolute time does
+not). The cases, shapes and seeded inputs are those of the asv suite
+(``bench/benchmarks/common.py``), so both tools time the same thing.
+
+Sections:
+
+- kernels: one row per kernel and shape: NumPy reference time, jitgrad CPU
+  time, speed-up over NumPy, and PyTorch's time and jitgrad's speed-up over it
+  when ``torch`` is importable (with ``torch.set_num_threads`` set to jitgrad's
+  thread count);
+- end to end: LeNet-5 and the Keras convnet, training and inference images/s
+  at batch 128, jitgrad and PyTorch;
+- latency: seconds from ``import jitgrad`` to the end of the first LeNet-5
+  training step in a fresh interpreter, with a warm Numba cache and (not in
+  ``--quick``) with an empty one.
+
+Usage::
+
+    python bench/report.py                   # full report (a few minutes)
+    python bench/report.py --quick           # tiny shapes, 1 repeat: CI smoke
+    python bench/report.py --only conv       # rows whose id matches a regex
+    python bench/report.py --json out.json   # also write the numbers
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+BENCH_DIR = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH_DIR))
+
+from benchmarks import common, models  # noqa: E402
+
+#: Backends of the kernel table, in column order; "torch" only if importable.
+KERNEL_BACKENDS = ("numpy", "cpu")
+QUICK_BATCH = 8
+
+
+# ----------------------------------------------------------------------------- timing
+
+def _sample(fn: Callable[[], Any], number: int) -> float:
+    start = time.perf_counter()
+    for _ in range(number):
+        fn()
+    return (time.perf_counter() - start) / number
+
+
+def measure(calls: dict[str, Callable[[], Any]], repeats: int, sample_time: float) -> dict[str, float]:
+    """Median seconds per call of each callable.
+
+    Each callable is called once to warm up (compilation, caches, page
+    faults), then calibrated so that one sample lasts at least
+    ``sample_time`` seconds; then ``repeats`` samples are taken, going round
+    the callables in turn so that a burst of load on the shared machine hits
+    every backend of a row rather than one of them.
+    """
+    numbers: dict[str, int] = {}
+    for name, fn in calls.items():
+        fn()
+        once = _sample(fn, 1)
+        numbers[name] = max(1, int(sample_time / once)) if once > 0 else 1
+    samples: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(repeats):
+        for name, fn in calls.items():
+            samples[name].append(_sample(fn, numbers[name]))
+    return {name: statistics.median(s) for name, s in samples.items()}
+
+
+# ----------------------------------------------------------------------------- torch
+
+def import_torch(threads: int) -> Any | None:
+    """``torch`` with ``threads`` intra-op threads, or None when it is not installed."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    torch.set_num_threads(threads)
+    return torch
+
+
+def torch_kernel_call(torch: Any, family: str, kernel: str, shape: str, dtype: str) -> Callable[[], Any]:
+    """A callable doing in PyTorch what ``kernel`` does, on the same inputs.
+
+    Backward kernels call the ATen functions PyTorch's own autograd calls for
+    that layer, so neither side pays for a graph the other does not build.
+    """
+    aten = torch.ops.aten
+    args, kwargs = common.make_inputs(family, kernel, shape, dtype)
+    t = [torch.from_numpy(a) if isinstance(a, np.ndarray) else a for a in args]
+    stride = kwargs.get("stride")
+    padding = kwargs.get("padding", 0)
+    if kernel == "matmul":
+        a = t[0].T if kwargs["trans_a"] else t[0]
+        b = t[1].T if kwargs["trans_b"] else t[1]
+        return lambda: torch.matmul(a, b)
+    if kernel == "conv2d":
+        return lambda: torch.nn.functional.conv2d(t[0], t[1], t[2], stride=stride, padding=padding)
+    if kernel in ("conv2d_backward_input", "conv2d_backward_weight"):
+        if kernel == "conv2d_backward_input":
+            grad_out, weight = t
+            x = torch.empty(kwargs["input_shape"], dtype=weight.dtype)
+            mask = [True, False, False]
+        else:
+            x, grad_out = t
+            weight = torch.empty(kwargs["weight_shape"], dtype=x.dtype)
+            mask = [False, True, True]  # jitgrad returns grad_w and grad_b
+        return lambda: aten.convolution_backward(
+            grad_out, x, weight, [weight.shape[0]], [stride] * 2, [padding] * 2, [1, 1], False, [0, 0], 1, mask
+        )
+    if kernel in ("max_pool2d", "avg_pool2d", "max_pool2d_backward", "avg_pool2d_backward"):
+        fwd_args, hyper = common.make_inputs(family, kernel.replace("_backward", ""), shape, dtype)
+        x = torch.from_numpy(fwd_args[0])
+        k, s = hyper["kernel_size"], hyper["stride"]
+        if kernel == "max_pool2d":
+            return lambda: torch.nn.functional.max_pool2d(x, k, s, return_indices=True)
+        if kernel == "avg_pool2d":
+            return lambda: torch.nn.functional.avg_pool2d(x, k, s)
+        if kernel == "max_pool2d_backward":
+            _, indices = torch.nn.functional.max_pool2d(x, k, s, return_indices=True)
+            return lambda: aten.max_pool2d_with_indices_backward(t[0], x, [k, k], [s, s], [0, 0], [1, 1], False, indices)
+        return lambda: aten.avg_pool2d_backward(t[0], x, [k, k], [s, s], [0, 0], False, True, None)
+    if kernel == "relu":
+        return lambda: torch.relu(t[0])
+    if kernel == "relu_backward":
+        return lambda: aten.threshold_backward(t[0], t[1], 0)
+    if kernel == "sigmoid":
+        return lambda: torch.sigmoid(t[0])
+    if kernel == "sigmoid_backward":
+        y = torch.sigmoid(t[1])  # PyTorch's backward takes the saved output
+        return lambda: aten.sigmoid_backward(t[0], y)
+    if kernel == "gelu":
+        return lambda: torch.nn.functional.gelu(t[0])
+    if kernel == "gelu_backward":
+        return lambda: aten.gelu_backward(t[0], t[1])
+    if kernel == "softmax_cross_entropy":
+        return lambda: torch.nn.functional.cross_entropy(t[0], t[1])
+    if kernel == "softmax_cross_entropy_backward":
+        # cross_entropy = nll_loss(log_softmax(x)); its backward is these two.
+        (logits, labels), _ = common.make_inputs(family, "softmax_cross_entropy", shape, dtype)
+        logp = torch.log_softmax(torch.from_numpy(logits), 1)
+        target = torch.from_numpy(labels)
+        one = torch.ones((), dtype=logp.dtype)
+        total_weight = torch.tensor(float(len(labels)), dtype=logp.dtype)
+
+        def ce_backward() -> Any:
+            g = aten.nll_loss_backward(one, logp, target, None, 1, -100, total_weight)
+            return aten._log_softmax_backward_data(g, logp, 1, logp.dtype)
+
+        return ce_backward
+    if kernel in ("sgd_update", "adam_update"):
+        param = torch.nn.Parameter(t[0])
+        param.grad = t[1]
+        if kernel == "sgd_update":
+            opt = torch.optim.SGD([param], lr=kwargs["lr"], momentum=kwargs["momentum"])
+        else:
+            opt = torch.optim.Adam([param], lr=kwargs["lr"])
+        return opt.step
+    raise NotImplementedError(f"torch: no equivalent of {kernel!r}")
+
+
+def torch_train_step(torch: Any, model: str, batch: int) -> tuple[Callable[[], Any], Callable[[], Any]]:
+    """PyTorch twins of ``models.train_step`` and ``models.inference``."""
+    torch.manual_seed(common.SEED)
+    net = models.build(torch.nn, model)
+    images, labels = models.batch_data(batch)
+    x, y = torch.from_numpy(images), torch.from_numpy(labels)
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
+
+    def step() -> None:
+        net.train()
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(net(x), y).backward()
+        optimizer.step()
+
+    def forward() -> None:
+        net.eval()
+        with torch.no_grad():
+            net(x)
+
+    return step, forward
+
+
+# ----------------------------------------------------------------------------- rows
+
+def _error_text(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}".splitlines()[0][:120]
+
+
+def _build(make: Callable[[], Callable[[], Any]], label: str, verbose: bool) -> tuple[Callable[[], Any] | None, str | None]:
+    """``make()``, or ``(None, why)`` when the backend cannot run the case."""
+    try:
+        return make(), None
+    except NotImplementedError as exc:
+        return None, _error_text(exc)
+    except Exception as exc:  # a broken kernel must not hide every other row
+        if verbose:
+            traceback.print_exc()
+        print(f"  {label}: {_error_text(exc)}", file=sys.stderr)
+        return None, _error_text(exc)
+
+
+def _timed_row(row: dict[str, Any], makers: dict[str, Callable[[], Callable[[], Any]]], opts: argparse.Namespace) -> dict[str, Any]:
+    calls, notes = {}, {}
+    for backend, make in makers.items():
+        call, why = _build(make, f"{row['id']} [{backend}]", opts.verbose)
+        if call is None:
+            notes[backend] = why
+        else:
+            calls[backend] = call
+    times: dict[str, float | None] = {b: None for b in makers}
+    try:
+        times.update(measure(calls, opts.repeats, opts.sample_time))
+    except Exception as exc:  # a kernel that fails when called, not when built
+        if opts.verbose:
+            traceback.print_exc()
+        print(f"  {row['id']}: {_error_text(exc)}", file=sys.stderr)
+        notes["all"] = _error_text(exc)
+    row["times"] = times
+    if notes:
+        row["notes"] = notes
+    return row
+
+
+def kernel_rows(opts: argparse.Namespace, torch: Any | None) -> list[dict[str, Any]]:
+    """Time every selected (family, kernel, shape) on NumPy, jitgrad CPU and torch."""
+    rows = []
+    for family in common.FAMILIES.values():
+        shapes = common.QUICK_SHAPES[family.name] if opts.quick else family.shapes
+        for kernel in family.kernels:
+            for shape in shapes:
+                row_id = f"{family.name}.{kernel}.{shape}"
+                if not opts.only.search(row_id):
+                    continue
+                makers: dict[str, Callable[[], Callable[[], Any]]] = {
+                    b: (lambda b=b: common.kernel_call(family.name, kernel, shape, opts.dtype, b))
+                    for b in KERNEL_BACKENDS
+                }
+                if torch is not None:
+                    makers["torch"] = lambda: torch_kernel_call(torch, family.name, kernel, shape, opts.dtype)
+                row = {"id": row_id, "family": family.name, "kernel": kernel, "shape": shape, "dtype": opts.dtype}
+                rows.append(_timed_row(row, makers, opts))
+                _progress(rows[-1], opts)
+    return rows
+
+
+def end_to_end_rows(opts: argparse.Namespace, torch: Any | None) -> list[dict[str, Any]]:
+    """Training-step and inference throughput of each model, jitgrad CPU and torch."""
+    batch = QUICK_BATCH if opts.quick else common.BATCH
+    rows = []
+    for model in models.MODELS:
+        torch_pair: dict[str, Any] = {}
+        for phase in ("train", "inference"):
+            row_id = f"end_to_end.{phase}.{model}"
+            if not opts.only.search(row_id):
+                continue
+            build = models.train_step if phase == "train" else models.inference
+            makers = {"cpu": lambda build=build: build(model, "cpu", batch)}
+            if torch is not None:
+                def make_torch(phase=phase) -> Callable[[], Any]:
+                    if not torch_pair:
+                        torch_pair["train"], torch_pair["inference"] = torch_train_step(torch, model, batch)
+                    return torch_pair[phase]
+
+                makers["torch"] = make_torch
+            row = {"id": row_id, "model": model, "phase": phase, "batch": batch}
+            row = _timed_row(row, makers, opts)
+            row["images_per_s"] = {b: (batch / s if s else None) for b, s in row["times"].items()}
+            rows.append(row)
+            _progress(row, opts)
+    return rows
+
+
+_FIRST_STEP = """\
+import time
+t0 = time.perf_counter()
+import sys
+sys.path.insert(0, {bench!r})
+import jitgrad
+from benchmarks import models
+models.train_step("lenet5", "cpu", {batch})()
+print(time.perf_counter() - t0)
+"""
+
+
+def _first_step_seconds(batch: int, cache_dir: str | None) -> float:
+    env = dict(os.environ)
+    if cache_dir is not None:
+        env["NUMBA_CACHE_DIR"] = cache_dir
+    code = _FIRST_STEP.format(bench=str(BENCH_DIR), batch=batch)
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=1800)
+    if done.returncode != 0:
+        raise RuntimeError(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "first step failed")
+    return float(done.stdout.strip().splitlines()[-1])
+
+
+def latency_rows(opts: argparse.Namespace) -> list[dict[str, Any]]:
+    """Seconds from ``import jitgrad`` to the end of the first LeNet-5 training step.
+
+    Warm: with the Numba cache this environment uses (filled by one run
+    first). Cold: with an empty temporary ``NUMBA_CACHE_DIR``, so every
+    kernel compiles; skipped with ``--quick`` (it takes minutes, not seconds).
+    """
+    batch = QUICK_BATCH if opts.quick else common.BATCH
+    rows = []
+    for cache in ("warm", "cold"):
+        row_id = f"latency.first_step.{cache}"
+        if not opts.only.search(row_id) or (cache == "cold" and opts.quick):
+            continue
+        row: dict[str, Any] = {"id": row_id, "cache": cache, "batch": batch, "seconds": None}
+        try:
+            if cache == "warm":
+                _first_step_seconds(batch, None)  # fills the cache if it is empty
+                row["seconds"] = statistics.median(_first_step_seconds(batch, None) for _ in range(opts.latency_repeats))
+            else:
+                with tempfile.TemporaryDirectory(prefix="jitgrad-cold-cache-") as empty:
+                    row["seconds"] = _first_step_seconds(batch, empty)
+        except Exception as exc:
+            print(f"  {row_id}: {_error_text(exc)}", file=sys.stderr)
+            row["notes"] = _error_text(exc)
+        rows.append(row)
+        _progress(row, opts)
+    return rows
+
+
+# ----------------------------------------------------------------------------- machine
+
+def machine_info(threads: int, torch: Any | None) -> dict[str, Any]:
+    """The machine and software the numbers were measured with."""
+    import numba
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        import jitgrad
+
+        jitgrad_version = jitgrad.__version__
+    except Exception:
+        jitgrad_version = None
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "numba": numba.__version__,
+        "jitgrad": jitgrad_version,
+        "torch": getattr(torch, "__version__", None),
+        "threads": threads,
+        "numba_threading_layer": _threading_layer(),
+        "numba_cache_dir": os.environ.get("NUMBA_CACHE_DIR", "(default: __pycache__)"),
+    }
+
+
+def _threading_layer() -> str | None:
+    import numba
+
+    try:
+        return numba.threading_layer()
+    except ValueError:  # no parallel kernel has run yet
+        return None
+
+
+# ----------------------------------------------------------------------------- output
+
+def _fmt_time(seconds: float | None) -> str:
+    if seconds is None:
+        return "n/a"
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
+        if seconds >= scale:
+            return f"{seconds / scale:.3g} {unit}"
+    return f"{seconds * 1e9:.3g} ns"
+
+
+def _fmt_ratio(num: float | None, den: float | None) -> str:
+    return f"{num / den:.2f}x" if num and den else "-"
+
+
+def _table(header: list[str], lines: list[list[str]]) -> str:
+    widths = [max(len(r[i]) for r in [header, *lines]) for i in range(len(header))]
+    fmt = lambda r: "  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))  # noqa: E731
+    return "\n".join([fmt(header), fmt(["-" * w for w in widths]), *map(fmt, lines)])
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """The tables as plain text (also valid Markdown-ish for docs/performance.md)."""
+    has_torch = report["machine"]["torch"] is not None
+    out = ["machine: " + ", ".join(f"{k}={v}" for k, v in report["machine"].items()), ""]
+    header = ["kernel", "shape", "numpy", "jitgrad cpu", "cpu vs numpy"]
+    if has_torch:
+        header += ["torch", "cpu vs torch"]
+    by_family: dict[str, list[list[str]]] = {}
+    for row in report["kernels"]:
+        t = row["times"]
+        line = [row["kernel"], row["shape"], _fmt_time(t["numpy"]), _fmt_time(t["cpu"]), _fmt_ratio(t["numpy"], t["cpu"])]
+        if has_torch:
+            line += [_fmt_time(t.get("torch")), _fmt_ratio(t.get("torch"), t["cpu"])]
+        by_family.setdefault(row["family"], []).append(line)
+    for family, lines in by_family.items():
+        out += [f"[{family}]", _table(header, lines), ""]
+    if report["end_to_end"]:
+        header = ["model", "phase", "jitgrad img/s"] + (["torch img/s", "jitgrad vs torch"] if has_torch else [])
+        lines = []
+        for row in report["end_to_end"]:
+            ips = row["images_per_s"]
+            line = [row["model"], f"{row['phase']} (batch {row['batch']})", f"{ips['cpu']:.0f}" if ips["cpu"] else "n/a"]
+            if has_torch:
+                line += [f"{ips['torch']:.0f}" if ips.get("torch") else "n/a", _fmt_ratio(ips["cpu"], ips.get("torch"))]
+            lines.append(line)
+        out += ["[end to end]", _table(header, lines), ""]
+    if report["latency"]:
+        lines = [["import -> first LeNet-5 step", f"{r['cache']} cache", _fmt_time(r["seconds"])] for r in report["latency"]]
+        out += ["[latency]", _table(["what", "numba cache", "seconds"], lines), ""]
+    out.append("cpu vs numpy = numpy time / jitgrad time (above 1: jitgrad faster); "
+               "cpu vs torch = torch time / jitgrad time.")
+    return "\n".join(out)
+
+
+def _progress(row: dict[str, Any], opts: argparse.Namespace) -> None:
+    if opts.progress:
+        shown = row.get("times") or row.get("seconds")
+        print(f"  {row['id']}: {shown}", file=sys.stderr, flush=True)
+
+
+# ----------------------------------------------------------------------------- main
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line options (see the module docstring)."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="tiny shapes and 1 repeat (CI smoke test)")
+    parser.add_argument("--only", default="", metavar="REGEX",
+                        help="only rows whose id matches, e.g. 'conv', 'matmul.*square', 'end_to_end|latency'")
+    parser.add_argument("--json", metavar="PATH", help="also write every number to PATH as JSON")
+    parser.add_argument("--repeats", type=int, help="samples per backend (default 7; 1 with --quick)")
+    parser.add_argument("--sample-time", type=float, help="seconds per sample (default 0.05; 0 with --quick)")
+    parser.add_argument("--threads", type=int, help="CPU threads for jitgrad and torch (default: numba's)")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    parser.add_argument("--no-progress", dest="progress", action="store_false", help="no per-row lines on stderr")
+    parser.add_argument("--verbose", action="store_true", help="print tracebacks of failing kernels")
+    opts = parser.parse_args(argv)
+    if opts.repeats is None:
+        opts.repeats = 1 if opts.quick else 7
+    if opts.sample_time is None:
+        opts.sample_time = 0.0 if opts.quick else 0.05
+    opts.latency_repeats = 1 if opts.quick else 3
+    opts.only = re.compile(opts.only)
+    return opts
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Run the report, print it, write ``--json`` if asked; return the numbers."""
+    opts = parse_args(argv)
+    import jitgrad
+
+    if opts.threads is not None:
+        jitgrad.set_num_threads(opts.threads)
+    threads = jitgrad.get_num_threads()
+    torch = import_torch(threads)
+    report: dict[str, Any] = {
+        "settings": {"quick": opts.quick, "repeats": opts.repeats, "sample_time": opts.sample_time,
+                     "only": opts.only.pattern, "dtype": opts.dtype},
+        "kernels": kernel_rows(opts, torch),
+        "end_to_end": end_to_end_rows(opts, torch),
+        "latency": latency_rows(opts),
+    }
+    # After the kernels ran, so that numba's threading layer is known.
+    report = {"machine": machine_info(threads, torch), **report}
+    print(format_report(report))
+    if opts.json:
+        Path(opts.json).write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,136 @@
+"""The benchmark suite stays runnable: ``asv check`` passes and ``bench/report.py --quick`` covers every family.
+
+No timing is asserted (the machine is shared and noisy); only that every case
+runs on every CPU backend and yields a positive time, and that the report's
+bookkeeping (shapes, inputs, table columns) is right.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+sys.path.insert(0, str(BENCH))
+
+import report  # noqa: E402
+from benchmarks import common, models  # noqa: E402
+
+from jitgrad.kernels._validate import Conv2dDims  # noqa: E402
+
+
+def test_asv_check_finds_no_problems():
+    asv = Path(sys.executable).parent / "asv"
+    done = subprocess.run([str(asv), "check", "--python=same"], cwd=BENCH, capture_output=True, text=True,
+                          timeout=120)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output
+    assert "No problems found" in output, output
+
+
+def test_asv_suite_has_a_class_per_family_and_the_end_to_end_class():
+    from benchmarks import bench_end_to_end, bench_kernels
+
+    families = {cls.family for cls in vars(bench_kernels).values()
+                if isinstance(cls, type) and issubclass(cls, common.KernelBenchmark) and cls.family}
+    assert families == set(common.FAMILIES)
+    assert hasattr(bench_kernels.Conv2d, "peakmem_kernel")
+    assert hasattr(bench_end_to_end.EndToEnd, "peakmem_train_step")
+
+
+@pytest.fixture(scope="module")
+def quick_report(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench") / "report.json"
+    done = subprocess.run([sys.executable, str(BENCH / "report.py"), "--quick", "--no-progress", "--json", str(out)],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return json.loads(out.read_text()), done.stdout
+
+
+def test_quick_report_times_every_kernel_on_numpy_and_cpu(quick_report):
+    data, _ = quick_report
+    rows = data["kernels"]
+    assert {r["family"] for r in rows} == set(common.FAMILIES)
+    expected = {(f.name, k) for f in common.FAMILIES.values() for k in f.kernels}
+    assert {(r["family"], r["kernel"]) for r in rows} == expected
+    missing = [(r["id"], b, r.get("notes")) for r in rows for b in ("numpy", "cpu") if not r["times"][b]]
+    assert not missing, f"cases without a positive time: {missing}"
+
+
+def test_quick_report_has_end_to_end_and_latency(quick_report):
+    data, _ = quick_report
+    e2e = {(r["model"], r["phase"]): r for r in data["end_to_end"]}
+    assert set(e2e) == {(m, p) for m in models.MODELS for p in ("train", "inference")}
+    assert all(r["times"]["cpu"] and r["times"]["cpu"] > 0 for r in e2e.values()), data["end_to_end"]
+    [warm] = [r for r in data["latency"] if r["cache"] == "warm"]
+    assert warm["seconds"] and warm["seconds"] > 0, warm
+    assert not [r for r in data["latency"] if r["cache"] == "cold"], "--quick must skip the cold compile"
+
+
+def test_quick_report_prints_the_machine_and_a_table_per_family(quick_report):
+    data, stdout = quick_report
+    assert data["machine"]["cores"] >= 1 and data["machine"]["numba"]
+    for family in common.FAMILIES:
+        assert f"[{family}]" in stdout
+    assert ("torch" in stdout.split("[matmul]")[1].splitlines()[1]) == (data["machine"]["torch"] is not None)
+
+
+def test_only_selects_rows_by_regex(tmp_path):
+    out = tmp_path / "r.json"
+    report.main(["--quick", "--no-progress", "--only", r"^activations\.relu\.", "--json", str(out)])
+    data = json.loads(out.read_text())
+    assert [r["id"] for r in data["kernels"]] == ["activations.relu.tiny"]
+    assert data["end_to_end"] == [] and data["latency"] == []
+
+
+def _fake_report(torch_version):
+    times = {"numpy": 2e-3, "cpu": 1e-3}
+    if torch_version:
+        times["torch"] = 4e-3
+    return {
+        "machine": {"cpu": "x", "torch": torch_version},
+        "kernels": [{"family": "matmul", "kernel": "matmul", "shape": "square-64", "times": times}],
+        "end_to_end": [], "latency": [],
+    }
+
+
+def test_table_has_a_torch_column_only_when_torch_was_measured():
+    without = report.format_report(_fake_report(None))
+    assert "2.00x" in without and "torch" not in without.split("[matmul]")[1].splitlines()[1]
+    with_torch = report.format_report(_fake_report("2.13.0"))
+    header = with_torch.split("[matmul]")[1].splitlines()[1]
+    assert "torch" in header and "4.00x" in with_torch
+
+
+def test_measure_returns_a_median_per_call():
+    calls = {"a": lambda: sum(range(100)), "b": lambda: None}
+    times = report.measure(calls, repeats=3, sample_time=0.001)
+    assert set(times) == {"a", "b"} and all(t > 0 for t in times.values())
+
+
+def test_inputs_are_seeded_and_match_the_shape_tables():
+    a1, kw = common.make_inputs("matmul", "matmul", "lenet-fc1-grad-weight", "float32")
+    a2, _ = common.make_inputs("matmul", "matmul", "lenet-fc1-grad-weight", "float32")
+    np.testing.assert_array_equal(a1[0], a2[0])
+    # grad_W = g.T @ x: g is (batch, out), stored untransposed.
+    assert a1[0].shape == (common.BATCH, 120) and a1[1].shape == (common.BATCH, 400) and kw["trans_a"]
+    assert a1[0].dtype == np.float32
+    for label, s in common.CONV_SHAPES.items():
+        dims = Conv2dDims.from_shapes((s.batch, s.c_in, s.height, s.width), (s.c_out, s.c_in, s.kernel, s.kernel),
+                                      stride=s.stride, padding=s.padding)
+        assert (dims.h_out, dims.w_out) == s.out_hw, label
+
+
+def test_cuda_backend_is_skipped_not_failed_without_a_gpu():
+    from numba import cuda
+
+    if cuda.is_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(NotImplementedError, match="cuda"):
+        common.prepare("activations", "relu", "tiny", "float32", "cuda")
