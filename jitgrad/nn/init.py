@@ -1,8 +1,9 @@
 """Parameter initialisers, as PyTorch's ``torch.nn.init``, and jitgrad's global seed.
 
 Every initialiser fills a Tensor (or a NumPy array) in place and returns it.
-Random numbers come from one module-level ``numpy.random.Generator``;
-:func:`manual_seed` resets it, so a model built after ``manual_seed(s)`` has
+Random numbers come from jitgrad's one global ``numpy.random.Generator``
+(kept by :mod:`jitgrad.autograd.creation`, shared with ``randn`` and
+dropout); :func:`manual_seed` (the same as ``jitgrad.manual_seed``) resets it, so a model built after ``manual_seed(s)`` has
 the same weights every run. Each function also takes an explicit
 ``generator=`` for code that wants its own stream.
 
@@ -18,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from jitgrad.autograd import creation
+
 __all__ = [
     "manual_seed", "get_generator", "calculate_gain", "calculate_fan_in_and_fan_out",
     "uniform_", "normal_", "zeros_", "ones_", "constant_",
@@ -25,11 +28,12 @@ __all__ = [
     "kaiming_uniform_", "kaiming_normal_",
 ]
 
-_generator: np.random.Generator = np.random.default_rng()
-
-
 def manual_seed(seed: int) -> np.random.Generator:
-    """Seed jitgrad's global generator (parameter init, dropout), for reproducible runs.
+    """Seed jitgrad's global generator (parameter init, dropout, ``randn``), for reproducible runs.
+
+    The generator itself lives in :mod:`jitgrad.autograd.creation` (so that
+    ``jitgrad.manual_seed`` and this function seed the same stream); this
+    wrapper validates the seed and returns the new generator.
 
     Parameters
     ----------
@@ -41,18 +45,17 @@ def manual_seed(seed: int) -> np.random.Generator:
     numpy.random.Generator
         The new global generator.
     """
-    global _generator
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise TypeError(f"manual_seed: seed must be an int, got {type(seed).__name__}")
     if seed < 0:
         raise ValueError(f"manual_seed: seed must be >= 0, got {seed}")
-    _generator = np.random.default_rng(int(seed))
-    return _generator
+    creation.manual_seed(int(seed))
+    return creation.default_generator()
 
 
 def get_generator() -> np.random.Generator:
     """The global generator that initialisers and dropout draw from by default."""
-    return _generator
+    return creation.default_generator()
 
 
 def _fill(tensor: Any, values: np.ndarray) -> Any:
@@ -76,7 +79,7 @@ def _shape(tensor: Any) -> tuple[int, ...]:
 
 
 def _gen(generator: np.random.Generator | None) -> np.random.Generator:
-    return _generator if generator is None else generator
+    return creation.default_generator() if generator is None else generator
 
 
 def calculate_fan_in_and_fan_out(shape: tuple[int, ...]) -> tuple[int, int]:

@@ -83,3 +83,14 @@ def test_bad_input_errors():
         init.normal_(np.empty(2), 0, -1)
     with pytest.raises(ValueError, match="kaiming: mode must be 'fan_in' or 'fan_out', got 'fan'"):
         init.kaiming_uniform_(np.empty((2, 2)), mode="fan")
+
+
+def test_nn_and_jitgrad_manual_seed_share_one_generator():
+    import jitgrad
+
+    jitgrad.manual_seed(11)
+    a = init.uniform_(np.empty(4))
+    init.manual_seed(11)
+    b = init.uniform_(np.empty(4))
+    np.testing.assert_array_equal(a, b)
+    assert init.get_generator() is jitgrad.autograd.default_generator()
