@@ -1,1 +1,97 @@
-__all__: list[str] = []
+"""CPU fused optimizer updates: one Numba pass over each parameter, in place.
+
+A fused kernel reads ``param``, ``grad`` and the optimizer state once and
+writes them once, where the NumPy reference makes a temporary per operation.
+The arrays are flattened (free for contiguous arrays: one signature per dtype
+for every rank) and ``prange`` runs over chunks, each written by one thread.
+Hyper-parameters are cast to the parameter's dtype, as PyTorch computes a
+float32 step in float32.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from jitgrad.config import FASTMATH
+from jitgrad.kernels.reference.optim import _adam_scalars, _check_adam, _check_sgd
+
+__all__: list[str] = ["sgd_update", "adam_update"]
+
+_FASTMATH = set(FASTMATH)
+
+#: Elements per parallel work item (as in the activation kernels).
+_CHUNK = 8192
+
+
+@njit(cache=True, fastmath=_FASTMATH, parallel=True)
+def _sgd_update_kernel(param, grad, momentum_buf, lr, momentum, nesterov, weight_decay):
+    n = param.size
+    use_momentum = momentum != 0
+    for chunk in prange((n + _CHUNK - 1) // _CHUNK):
+        for i in range(chunk * _CHUNK, min((chunk + 1) * _CHUNK, n)):
+            g = grad[i] + weight_decay * param[i]
+            if use_momentum:
+                buf = momentum * momentum_buf[i] + g
+                momentum_buf[i] = buf
+                g = g + momentum * buf if nesterov else buf
+            param[i] -= lr * g
+
+
+@njit(cache=True, fastmath=_FASTMATH, parallel=True)
+def _adam_update_kernel(param, grad, exp_avg, exp_avg_sq, step_size, bias_correction2_sqrt, beta1, beta2, eps,
+                        decay, decoupled):
+    # decay: the AdamW factor (1 - lr wd) when ``decoupled``, else the L2 coefficient wd.
+    n = param.size
+    one = param.dtype.type(1)
+    for chunk in prange((n + _CHUNK - 1) // _CHUNK):
+        for i in range(chunk * _CHUNK, min((chunk + 1) * _CHUNK, n)):
+            p = param[i]
+            g = grad[i]
+            if decoupled:
+                p *= decay
+            else:
+                g += decay * p
+            m = beta1 * exp_avg[i] + (one - beta1) * g
+            v = beta2 * exp_avg_sq[i] + (one - beta2) * g * g
+            exp_avg[i] = m
+            exp_avg_sq[i] = v
+            param[i] = p - step_size * m / (np.sqrt(v) / bias_correction2_sqrt + eps)
+
+
+def sgd_update(param: np.ndarray, grad: np.ndarray, momentum_buf: np.ndarray | None = None, *, lr: float,
+               momentum: float = 0.0, nesterov: bool = False, weight_decay: float = 0.0) -> None:
+    """One SGD step in place (PyTorch's, dampening 0).
+
+    ``g = grad + weight_decay * param``; with momentum ``buf = momentum * buf + g``
+    and ``g = g + momentum * buf`` (Nesterov) or ``g = buf``; ``param -= lr * g``.
+    ``param``, ``grad`` and ``momentum_buf`` (required when ``momentum > 0``; start
+    it at zeros) share one shape and a float dtype.
+    """
+    lr, momentum, nesterov, weight_decay = _check_sgd(param, grad, momentum_buf, lr, momentum, nesterov,
+                                                      weight_decay)
+    t = param.dtype.type
+    # Without momentum the kernel never touches the buffer: an empty one keeps a single signature.
+    buf = np.empty(0, dtype=param.dtype) if momentum_buf is None else momentum_buf.reshape(-1)
+    _sgd_update_kernel(param.reshape(-1), grad.reshape(-1), buf, t(lr), t(momentum), nesterov, t(weight_decay))
+
+
+def adam_update(param: np.ndarray, grad: np.ndarray, exp_avg: np.ndarray, exp_avg_sq: np.ndarray, *, step: int,
+                lr: float, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
+                weight_decay: float = 0.0, decoupled_weight_decay: bool = False) -> None:
+    """One Adam (or AdamW) step in place, as PyTorch.
+
+    ``m = b1 m + (1 - b1) g``; ``v = b2 v + (1 - b2) g^2``;
+    ``param -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)``.
+    ``weight_decay`` adds ``wd * param`` to ``g`` (Adam) or, with
+    ``decoupled_weight_decay=True`` (AdamW), first scales ``param *= 1 - lr * wd``.
+    ``step`` is the 1-based number of this update. All arrays share one shape and float dtype.
+    """
+    step, lr, beta1, beta2, eps, weight_decay, decoupled = _check_adam(
+        param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, weight_decay, decoupled_weight_decay)
+    t = param.dtype.type
+    step_size, bias_correction2_sqrt = _adam_scalars(step, lr, beta1, beta2)
+    # One kernel argument carries either decay: the AdamW factor (1 - lr wd) or the L2 coefficient wd.
+    decay = 1.0 - lr * weight_decay if decoupled else weight_decay
+    _adam_update_kernel(param.reshape(-1), grad.reshape(-1), exp_avg.reshape(-1), exp_avg_sq.reshape(-1),
+                        t(step_size), t(bias_correction2_sqrt), t(beta1), t(beta2), t(eps), t(decay), decoupled)
