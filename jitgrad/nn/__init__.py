@@ -1,1 +1,27 @@
-"""Neural-network layers, losses, optimizers and training."""
+"""Neural networks: ``Module``, layers, initialisers, the functional API and ``fit``.
+
+``jitgrad.nn.functional`` holds the stateless ops (activations, pooling,
+losses) built on the autograd; the layers here hold parameters and call it.
+Optimizers and schedules are in :mod:`jitgrad.optim`, checkpoints in
+:mod:`jitgrad.serialization`.
+"""
+
+from jitgrad.nn import functional, init
+from jitgrad.nn.init import manual_seed
+from jitgrad.nn.layers import (
+    ELU, GELU, AvgPool2d, Chain, Conv2d, Dense, Dropout, Flatten, LeakyReLU, Linear, LogSoftmax, MaxPool2d, ReLU,
+    Sequential, Sigmoid, Softmax, Softplus, Tanh,
+)
+from jitgrad.nn.module import Module, Parameter
+from jitgrad.nn.training import (
+    Callback, EarlyStopping, History, ModelCheckpoint, TrainingState, evaluate, fit, throttle,
+)
+
+__all__ = [
+    "functional", "init", "manual_seed",
+    "Module", "Parameter",
+    "Linear", "Dense", "Conv2d", "MaxPool2d", "AvgPool2d", "Flatten", "Dropout",
+    "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "GELU", "ELU", "Softplus", "Softmax", "LogSoftmax",
+    "Sequential", "Chain",
+    "fit", "evaluate", "History", "TrainingState", "Callback", "EarlyStopping", "ModelCheckpoint", "throttle",
+]
