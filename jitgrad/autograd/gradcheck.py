@@ -120,7 +120,7 @@ def gradcheck(fn: Callable[..., Any], *inputs: Any, eps: float = 1e-6, atol: flo
             worst = np.unravel_index(int(np.argmax(np.where(np.isfinite(excess), excess, np.inf))), values.shape)
             raise GradcheckError(
                 f"gradcheck failed for input {i} (shape {values.shape}) at index {tuple(int(k) for k in worst)}: "
-                f"analytic {analytic[worst]!r} vs numeric {numeric[worst]!r} (atol={atol}, rtol={rtol})"
+                f"analytic {float(analytic[worst])!r} vs numeric {float(numeric[worst])!r} (atol={atol}, rtol={rtol})"
             )
     return True
 
