@@ -1,0 +1,17 @@
+"""CUDA kernels: hand-written Numba ``@cuda.jit`` kernels behind validating wrappers.
+
+Same module names, function names and signatures as ``jitgrad.kernels.cpu``
+(see docs/kernel-api.md); inputs and outputs are Numba device arrays. Importing
+this package never touches a GPU (kernels compile on first launch), so it
+imports everywhere; running a kernel needs a GPU or ``NUMBA_ENABLE_CUDASIM=1``.
+
+``elementwise`` and ``reduction`` add the NumPy-like array operations the
+autograd needs to keep a whole training step on the device.
+"""
+
+from .matmul import *  # noqa: F401,F403
+from .conv import *  # noqa: F401,F403
+from .pooling import *  # noqa: F401,F403
+from .activations import *  # noqa: F401,F403
+from .softmax import *  # noqa: F401,F403
+from .optim import *  # noqa: F401,F403

@@ -1,0 +1,107 @@
+"""Launch geometry and the device helpers every CUDA kernel module shares.
+
+Nothing here touches the GPU at import time: ``jitgrad.kernels.cuda`` must
+import on a machine without one. Threads per block come from
+``jitgrad.config.cuda_threads_per_block`` and are read at *launch* time, so
+tests can shrink them to make the multi-block and tail paths run.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from numba import cuda
+
+from jitgrad import config
+
+#: Upper bound on blocks per launch. Every kernel uses a grid-stride loop, so a
+#: capped grid is still correct; a few thousand blocks already fill an H100
+#: (132 SMs x 16+ resident blocks). Tests lower it to make the stride loop run.
+MAX_BLOCKS: int = 8192
+
+#: Shared-memory scratch of block reductions is sized at compile time, so
+#: threads per block may not exceed it (1024 is also CUDA's own limit).
+MAX_THREADS_PER_BLOCK: int = 1024
+
+
+def threads_per_block() -> int:
+    """Threads per block for this launch, from ``config`` (checked, 1..1024)."""
+    tpb = config.cuda_threads_per_block
+    if isinstance(tpb, bool) or not isinstance(tpb, (int, np.integer)) or not 1 <= tpb <= MAX_THREADS_PER_BLOCK:
+        raise ValueError(
+            f"config.cuda_threads_per_block must be an int in [1, {MAX_THREADS_PER_BLOCK}], got {tpb!r}"
+        )
+    return int(tpb)
+
+
+def grid_1d(n: int) -> tuple[int, int]:
+    """``(blocks, threads)`` for a grid-stride loop over ``n >= 1`` items, one per thread."""
+    tpb = threads_per_block()
+    return max(1, min(math.ceil(n / tpb), MAX_BLOCKS)), tpb
+
+
+def grid_rows(rows: int) -> tuple[int, int]:
+    """``(blocks, threads)`` for one block per row (block-stride loop over ``rows >= 1``)."""
+    return max(1, min(rows, MAX_BLOCKS)), threads_per_block()
+
+
+def empty(shape: tuple[int, ...], dtype: Any) -> Any:
+    """An uninitialised device array (``cuda.device_array``)."""
+    return cuda.device_array(shape, dtype=np.dtype(dtype))
+
+
+def flat(a: Any) -> Any:
+    """1-D view of a C-contiguous device array (no copy)."""
+    return a.reshape(a.size)
+
+
+# ----------------------------------------------------------------------------- block reductions
+#
+# Deterministic tree reductions over the threads of one block. Every thread of
+# the block must call them (they synchronise). The halving uses
+# ``half = ceil(active / 2)`` so any block size works, not only powers of two.
+# They end with a barrier after everyone has read the result, so the caller
+# may reuse ``buf`` straight away.
+
+@cuda.jit(device=True)
+def block_sum(buf, value):
+    tid = cuda.threadIdx.x
+    buf[tid] = value
+    cuda.syncthreads()
+    active = cuda.blockDim.x
+    while active > 1:
+        half = (active + 1) // 2
+        if tid < active - half:
+            buf[tid] += buf[tid + half]
+        cuda.syncthreads()
+        active = half
+    result = buf[0]
+    cuda.syncthreads()
+    return result
+
+
+@cuda.jit(device=True)
+def block_max(buf, value):
+    # NaN wins, as in NumPy's max: ``v != v`` is the NaN test.
+    tid = cuda.threadIdx.x
+    buf[tid] = value
+    cuda.syncthreads()
+    active = cuda.blockDim.x
+    while active > 1:
+        half = (active + 1) // 2
+        if tid < active - half:
+            other = buf[tid + half]
+            if other > buf[tid] or other != other:
+                buf[tid] = other
+        cuda.syncthreads()
+        active = half
+    result = buf[0]
+    cuda.syncthreads()
+    return result
+
+
+def is_device_array(a: Any) -> bool:
+    """True for a Numba device array (real or simulated); False for NumPy arrays and scalars."""
+    return hasattr(a, "copy_to_host") and not isinstance(a, np.ndarray)

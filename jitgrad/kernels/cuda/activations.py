@@ -1,0 +1,254 @@
+"""CUDA activations and their gradients (elementwise, any shape, C-contiguous).
+
+One grid-stride kernel per function over the flattened array. As in every
+backend, ``name_backward(grad_out, x, ...)`` takes the forward *input* ``x``.
+Hyper-parameters arrive as float64 kernel arguments, so the float32 kernels
+evaluate the few non-linear terms in double precision and round once on store.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from numba import cuda
+
+from jitgrad.kernels.cuda import _launch
+from jitgrad.kernels._validate import check_scalar
+from jitgrad.kernels.reference.activations import (
+    _check_approximate, _check_backward, _check_forward, _check_softplus,
+)
+
+__all__: list[str] = [
+    "relu", "relu_backward",
+    "leaky_relu", "leaky_relu_backward",
+    "sigmoid", "sigmoid_backward",
+    "tanh", "tanh_backward",
+    "gelu", "gelu_backward",
+    "elu", "elu_backward",
+    "softplus", "softplus_backward",
+]
+
+_INV_SQRT_2 = 1.0 / math.sqrt(2.0)
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+_GELU_KAPPA = 0.044715
+
+
+@cuda.jit(device=True)
+def _sigmoid(v):
+    # exp of a non-positive number only: neither branch overflows.
+    if v >= 0:
+        return 1.0 / (1.0 + math.exp(-v))
+    e = math.exp(v)
+    return e / (1.0 + e)
+
+
+# ----------------------------------------------------------------------------- kernels
+
+@cuda.jit
+def _relu_kernel(x, out):
+    for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
+        v = x[i]
+        out[i] = v if v > 0 else 0
+
+
+@cuda.jit
+def _relu_backward_kernel(g, x, out):
+    for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
+        out[i] = g[i] if x[i] > 0 else 0
+
+
+@cuda.jit
+def _leaky_relu_kernel(x, slope, out):
+    for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
+        v = x[i]
+        out[i] = v if v > 0 else v * slope
+
+
+@cuda.jit
+def _leaky_relu_backward_kernel(g, x, slope, out):
+    for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
+        out[i] = g[i] if x[i] > 0 else g[i] * slope
+
+
+@cuda.jit
+def _sigmoid_kernel(x, out):
+    for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
+        out[i] = _sigmoid(x[i])
+
+
+@cuda.jit
+def _sigmoid_backward_kernel(g, x, out):
+    for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
+        s = _sigmoid(x[i])
+        out[i] = g[i] * s * (1.0 - s)
+
+
+@cuda.jit
+def _tanh_kernel(x, out):
+    for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
+        out[i] = math.tanh(x[i])
+
+
+@cuda.jit
+def _tanh_backward_kernel(g, x, out):
+    for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
+        t = math.tanh(x[i])
+        out[i] = g[i] * (1.0 - t * t)
+
+
+@cuda.jit
+def _gelu_kernel(x, use_tanh, out):
+    for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
+        v = x[i]
+        if use_tanh:
+            out[i] = 0.5 * v * (1.0 + math.tanh(_SQRT_2_OVER_PI * (v + _GELU_KAPPA * v * v * v)))
+        else:
+            out[i] = 0.5 * v * (1.0 + math.erf(v * _INV_SQRT_2))
+
+
+@cuda.jit
+def _gelu_backward_kernel(g, x, use_tanh, out):
+    for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
+        v = x[i]
+        if use_tanh:
+            t = math.tanh(_SQRT_2_OVER_PI * (v + _GELU_KAPPA * v * v * v))
+            d_inner = _SQRT_2_OVER_PI * (1.0 + 3.0 * _GELU_KAPPA * v * v)
+            d = 0.5 * (1.0 + t) + 0.5 * v * (1.0 - t * t) * d_inner
+        else:
+            d = 0.5 * (1.0 + math.erf(v * _INV_SQRT_2)) + v * _INV_SQRT_2PI * math.exp(-0.5 * v * v)
+        out[i] = g[i] * d
+
+
+@cuda.jit
+def _elu_kernel(x, alpha, out):
+    for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
+        v = x[i]
+        # expm1 keeps relative accuracy near 0.
+        out[i] = v if v > 0 else alpha * math.expm1(v)
+
+
+@cuda.jit
+def _elu_backward_kernel(g, x, alpha, out):
+    for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
+        v = x[i]
+        out[i] = g[i] if v > 0 else g[i] * alpha * math.exp(v)
+
+
+@cuda.jit
+def _softplus_kernel(x, beta, threshold, out):
+    for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
+        v = x[i]
+        bv = beta * v
+        # Linear above the threshold (as PyTorch); exp is never evaluated there, so never overflows.
+        out[i] = v if bv > threshold else math.log1p(math.exp(bv)) / beta
+
+
+@cuda.jit
+def _softplus_backward_kernel(g, x, beta, threshold, out):
+    for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
+        bv = beta * x[i]
+        out[i] = g[i] if bv > threshold else g[i] * _sigmoid(bv)
+
+
+# ----------------------------------------------------------------------------- launch helpers
+
+def _forward(kernel: Any, x: Any, *params: Any) -> Any:
+    _check_forward(x)
+    out = _launch.empty(x.shape, x.dtype)
+    if x.size:
+        blocks, threads = _launch.grid_1d(x.size)
+        kernel[blocks, threads](_launch.flat(x), *params, _launch.flat(out))
+    return out
+
+
+def _backward(kernel: Any, grad_out: Any, x: Any, *params: Any) -> Any:
+    _check_backward(grad_out, x)
+    out = _launch.empty(x.shape, x.dtype)
+    if x.size:
+        blocks, threads = _launch.grid_1d(x.size)
+        kernel[blocks, threads](_launch.flat(grad_out), _launch.flat(x), *params, _launch.flat(out))
+    return out
+
+
+# ----------------------------------------------------------------------------- public API
+
+def relu(x: Any) -> Any:
+    """``max(x, 0)``; ``x`` float32/float64 device array of any shape; same shape and dtype."""
+    return _forward(_relu_kernel, x)
+
+
+def relu_backward(grad_out: Any, x: Any) -> Any:
+    """``grad_out`` where ``x > 0``, else 0 (the gradient at 0 is 0)."""
+    return _backward(_relu_backward_kernel, grad_out, x)
+
+
+def leaky_relu(x: Any, negative_slope: float = 0.01) -> Any:
+    """``x`` where ``x > 0``, else ``negative_slope * x``."""
+    _check_forward(x)
+    return _forward(_leaky_relu_kernel, x, check_scalar("negative_slope", negative_slope))
+
+
+def leaky_relu_backward(grad_out: Any, x: Any, negative_slope: float = 0.01) -> Any:
+    """``grad_out`` where ``x > 0``, else ``negative_slope * grad_out``."""
+    _check_backward(grad_out, x)
+    return _backward(_leaky_relu_backward_kernel, grad_out, x, check_scalar("negative_slope", negative_slope))
+
+
+def sigmoid(x: Any) -> Any:
+    """``1 / (1 + exp(-x))``, stable for large ``|x|``."""
+    return _forward(_sigmoid_kernel, x)
+
+
+def sigmoid_backward(grad_out: Any, x: Any) -> Any:
+    """``grad_out * s * (1 - s)`` with ``s = sigmoid(x)``."""
+    return _backward(_sigmoid_backward_kernel, grad_out, x)
+
+
+def tanh(x: Any) -> Any:
+    """Hyperbolic tangent."""
+    return _forward(_tanh_kernel, x)
+
+
+def tanh_backward(grad_out: Any, x: Any) -> Any:
+    """``grad_out * (1 - tanh(x)**2)``."""
+    return _backward(_tanh_backward_kernel, grad_out, x)
+
+
+def gelu(x: Any, approximate: str = "none") -> Any:
+    """GELU, PyTorch's exact (``"none"``, erf) or ``"tanh"`` definition."""
+    _check_forward(x)
+    _check_approximate(approximate)
+    return _forward(_gelu_kernel, x, approximate == "tanh")
+
+
+def gelu_backward(grad_out: Any, x: Any, approximate: str = "none") -> Any:
+    """Gradient of :func:`gelu` at ``x`` times ``grad_out``."""
+    _check_backward(grad_out, x)
+    _check_approximate(approximate)
+    return _backward(_gelu_backward_kernel, grad_out, x, approximate == "tanh")
+
+
+def elu(x: Any, alpha: float = 1.0) -> Any:
+    """``x`` where ``x > 0``, else ``alpha * (exp(x) - 1)``."""
+    _check_forward(x)
+    return _forward(_elu_kernel, x, check_scalar("alpha", alpha))
+
+
+def elu_backward(grad_out: Any, x: Any, alpha: float = 1.0) -> Any:
+    """``grad_out`` where ``x > 0``, else ``grad_out * alpha * exp(x)``."""
+    _check_backward(grad_out, x)
+    return _backward(_elu_backward_kernel, grad_out, x, check_scalar("alpha", alpha))
+
+
+def softplus(x: Any, beta: float = 1.0, threshold: float = 20.0) -> Any:
+    """``log1p(exp(beta x)) / beta``, and ``x`` itself where ``beta x > threshold`` (as PyTorch)."""
+    _check_forward(x)
+    return _forward(_softplus_kernel, x, *_check_softplus(beta, threshold))
+
+
+def softplus_backward(grad_out: Any, x: Any, beta: float = 1.0, threshold: float = 20.0) -> Any:
+    """``grad_out * sigmoid(beta x)``, and ``grad_out`` where ``beta x > threshold``."""
+    _check_backward(grad_out, x)
+    return _backward(_softplus_backward_kernel, grad_out, x, *_check_softplus(beta, threshold))

@@ -1,0 +1,265 @@
+"""CUDA 2-D convolution (NCHW, cross-correlation as PyTorch) and its two gradients.
+
+- ``conv2d`` is an implicit GEMM: ``y[n, :, oh, ow] = W (C_out, K) @ im2col(x) (K, P)``
+  with ``K = C_in kH kW`` and ``P = N H_out W_out``. The im2col matrix is never
+  built: the tile loader computes each element's input position on the fly
+  (zero outside the padding). It reuses matmul's 64x64 tile / 4x4 register
+  block compute step. Output columns run over ``P`` (``ow`` fastest), so a
+  warp's stores are consecutive addresses.
+- ``conv2d_backward_input`` is a gather: one thread per element of ``grad_x``
+  sums over the outputs whose window covers it. No atomics: deterministic.
+- ``conv2d_backward_weight``: one block per element of ``grad_w`` (and per
+  ``grad_b`` entry) reduces its ``N H_out W_out`` products with a shared-memory
+  tree: enough parallelism for small filters, deterministic order.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from numba import cuda
+
+from jitgrad.kernels.cuda import _launch
+from jitgrad.kernels.cuda._launch import MAX_THREADS_PER_BLOCK, block_sum
+from jitgrad.kernels.cuda.matmul import (
+    MATMUL_THREADS, THREAD_M, THREAD_N, THREADS_M, THREADS_N, TILE_K, TILE_M, TILE_N,
+    tile_multiply_accumulate,
+)
+from jitgrad.kernels.reference.conv import (
+    check_conv2d_args, check_conv2d_backward_input_args, check_conv2d_backward_weight_args,
+)
+
+__all__ = ["conv2d", "conv2d_backward_input", "conv2d_backward_weight"]
+
+
+@cuda.jit
+def _conv2d_kernel(x, w2, b, has_bias, sh, sw, ph, pw, dh, dw, kh, kw, h_out, w_out, out):
+    # w2 is w viewed as (C_out, K); K index = (ci * kH + i) * kW + j.
+    n_img, c_in, h, wid = x.shape
+    c_out = w2.shape[0]
+    k = w2.shape[1]
+    hw_out = h_out * w_out
+    p_total = n_img * hw_out
+    a_tile = cuda.shared.array((TILE_K, TILE_M), x.dtype)
+    b_tile = cuda.shared.array((TILE_K, TILE_N), x.dtype)
+    acc = cuda.local.array((THREAD_M, THREAD_N), x.dtype)
+    a_reg = cuda.local.array(THREAD_M, x.dtype)
+    b_reg = cuda.local.array(THREAD_N, x.dtype)
+    t = cuda.threadIdx.x
+    ty = t // THREADS_N
+    tx = t % THREADS_N
+    tiles_n = (p_total + TILE_N - 1) // TILE_N
+    tiles = ((c_out + TILE_M - 1) // TILE_M) * tiles_n
+    khw = kh * kw
+    for tile in range(cuda.blockIdx.x, tiles, cuda.gridDim.x):
+        row0 = (tile // tiles_n) * TILE_M
+        col0 = (tile % tiles_n) * TILE_N
+        for i in range(THREAD_M):
+            for j in range(THREAD_N):
+                acc[i, j] = 0
+        for k0 in range(0, k, TILE_K):
+            for e in range(t, TILE_M * TILE_K, MATMUL_THREADS):
+                r = e // TILE_K
+                kk = e % TILE_K
+                gr = row0 + r
+                gk = k0 + kk
+                a_tile[kk, r] = w2[gr, gk] if (gr < c_out and gk < k) else 0
+            for e in range(t, TILE_N * TILE_K, MATMUL_THREADS):
+                c = e % TILE_N
+                kk = e // TILE_N
+                gp = col0 + c
+                gk = k0 + kk
+                b_tile[kk, c] = 0
+                if gp < p_total and gk < k:
+                    img = gp // hw_out
+                    rem = gp - img * hw_out
+                    oh = rem // w_out
+                    ow = rem - oh * w_out
+                    ci = gk // khw
+                    rem_k = gk - ci * khw
+                    fi = rem_k // kw
+                    fj = rem_k - fi * kw
+                    ih = oh * sh - ph + fi * dh
+                    iw = ow * sw - pw + fj * dw
+                    if 0 <= ih < h and 0 <= iw < wid:
+                        b_tile[kk, c] = x[img, ci, ih, iw]
+            cuda.syncthreads()
+            tile_multiply_accumulate(a_tile, b_tile, acc, a_reg, b_reg, ty, tx)
+            cuda.syncthreads()
+        for j in range(THREAD_N):
+            gp = col0 + tx + THREADS_N * j
+            if gp < p_total:
+                img = gp // hw_out
+                rem = gp - img * hw_out
+                oh = rem // w_out
+                ow = rem - oh * w_out
+                for i in range(THREAD_M):
+                    co = row0 + ty + THREADS_M * i
+                    if co < c_out:
+                        if has_bias:
+                            out[img, co, oh, ow] = acc[i, j] + b[co]
+                        else:
+                            out[img, co, oh, ow] = acc[i, j]
+
+
+@cuda.jit
+def _conv2d_backward_input_kernel(grad_out, w, sh, sw, ph, pw, dh, dw, out):
+    n_img, c_in, h, wid = out.shape
+    c_out, _, kh, kw = w.shape
+    h_out = grad_out.shape[2]
+    w_out = grad_out.shape[3]
+    total = n_img * c_in * h * wid
+    start = cuda.grid(1)
+    for idx in range(start, total, cuda.gridsize(1)):
+        iw = idx % wid
+        rest = idx // wid
+        ih = rest % h
+        rest //= h
+        ci = rest % c_in
+        img = rest // c_in
+        acc = 0.0
+        for fi in range(kh):
+            # Output row oh sees input row ih through filter row fi iff oh*sh - ph + fi*dh == ih.
+            t_h = ih + ph - fi * dh
+            if t_h < 0 or t_h % sh != 0:
+                continue
+            oh = t_h // sh
+            if oh >= h_out:
+                continue
+            for fj in range(kw):
+                t_w = iw + pw - fj * dw
+                if t_w < 0 or t_w % sw != 0:
+                    continue
+                ow = t_w // sw
+                if ow >= w_out:
+                    continue
+                for co in range(c_out):
+                    acc += grad_out[img, co, oh, ow] * w[co, ci, fi, fj]
+        out[img, ci, ih, iw] = acc
+
+
+@cuda.jit
+def _conv2d_backward_weight_kernel(x, grad_out, sh, sw, ph, pw, dh, dw, grad_w, grad_b):
+    # Rows 0 .. grad_w.size-1 are grad_w elements, the next C_out rows grad_b.
+    n_img, c_in, h, wid = x.shape
+    c_out, _, kh, kw = grad_w.shape
+    h_out = grad_out.shape[2]
+    w_out = grad_out.shape[3]
+    hw_out = h_out * w_out
+    p_total = n_img * hw_out
+    n_weight = c_out * c_in * kh * kw
+    buf = cuda.shared.array(MAX_THREADS_PER_BLOCK, x.dtype)
+    for row in range(cuda.blockIdx.x, n_weight + c_out, cuda.gridDim.x):
+        acc = 0.0
+        co = row - n_weight
+        ci = 0
+        fi = 0
+        fj = 0
+        if row < n_weight:
+            fj = row % kw
+            rest = row // kw
+            fi = rest % kh
+            rest //= kh
+            ci = rest % c_in
+            co = rest // c_in
+            for p in range(cuda.threadIdx.x, p_total, cuda.blockDim.x):
+                img = p // hw_out
+                rem = p - img * hw_out
+                oh = rem // w_out
+                ow = rem - oh * w_out
+                ih = oh * sh - ph + fi * dh
+                iw = ow * sw - pw + fj * dw
+                if 0 <= ih < h and 0 <= iw < wid:
+                    acc += grad_out[img, co, oh, ow] * x[img, ci, ih, iw]
+        else:
+            for p in range(cuda.threadIdx.x, p_total, cuda.blockDim.x):
+                img = p // hw_out
+                rem = p - img * hw_out
+                acc += grad_out[img, co, rem // w_out, rem % w_out]
+        # Every thread of the block reaches this call (the branch above is uniform per block).
+        total = block_sum(buf, acc)
+        if cuda.threadIdx.x == 0:
+            if row < n_weight:
+                grad_w[co, ci, fi, fj] = total
+            else:
+                grad_b[co] = total
+
+
+def conv2d(x: Any, w: Any, b: Any = None, *, stride: Any = 1, padding: Any = 0, dilation: Any = 1,
+           out: Any = None) -> Any:
+    """2-D convolution (cross-correlation, as PyTorch) on the GPU.
+
+    Parameters
+    ----------
+    x : device array (N, C_in, H, W), float32 or float64, C-contiguous
+    w : device array (C_out, C_in, kH, kW), ``x``'s dtype
+    b : device array (C_out,), optional
+    stride, padding, dilation : int or pair of ints
+    out : device array (N, C_out, H_out, W_out), optional
+
+    Returns
+    -------
+    device array (N, C_out, H_out, W_out), ``x``'s dtype.
+    """
+    d = check_conv2d_args(x, w, b, stride, padding, dilation, out)
+    if out is None:
+        out = _launch.empty(d.output_shape, x.dtype)
+    k = d.c_in * d.kh * d.kw
+    w2 = w.reshape(d.c_out, k)
+    tiles = math.ceil(d.c_out / TILE_M) * math.ceil(d.n * d.h_out * d.w_out / TILE_N)
+    blocks = max(1, min(tiles, _launch.MAX_BLOCKS))
+    # Without a bias the kernel still needs an array of the right dtype to type-check; it is never read.
+    bias = w2[0] if b is None else b
+    _conv2d_kernel[blocks, MATMUL_THREADS](x, w2, bias, b is not None, *d.stride, *d.padding, *d.dilation,
+                                           d.kh, d.kw, d.h_out, d.w_out, out)
+    return out
+
+
+def conv2d_backward_input(grad_out: Any, w: Any, *, input_shape: tuple[int, int, int, int], stride: Any = 1,
+                          padding: Any = 0, dilation: Any = 1, out: Any = None) -> Any:
+    """Gradient of :func:`conv2d` with respect to its input (NNlib's ``∇conv_data``).
+
+    Parameters
+    ----------
+    grad_out : device array (N, C_out, H_out, W_out), float32 or float64
+    w : device array (C_out, C_in, kH, kW), ``grad_out``'s dtype
+    input_shape : (N, C_in, H, W), the forward input's shape
+    stride, padding, dilation : int or pair of ints, as in the forward
+    out : device array ``input_shape``, optional
+
+    Returns
+    -------
+    device array ``input_shape``, ``grad_out``'s dtype.
+    """
+    d = check_conv2d_backward_input_args(grad_out, w, input_shape, stride, padding, dilation, out)
+    if out is None:
+        out = _launch.empty(d.input_shape, w.dtype)
+    blocks, threads = _launch.grid_1d(math.prod(d.input_shape))
+    _conv2d_backward_input_kernel[blocks, threads](grad_out, w, *d.stride, *d.padding, *d.dilation, out)
+    return out
+
+
+def conv2d_backward_weight(x: Any, grad_out: Any, *, weight_shape: tuple[int, int, int, int], stride: Any = 1,
+                           padding: Any = 0, dilation: Any = 1) -> tuple[Any, Any]:
+    """Gradients of :func:`conv2d` with respect to its weight and bias (NNlib's ``∇conv_filter``).
+
+    Parameters
+    ----------
+    x : device array (N, C_in, H, W), float32 or float64, the forward input
+    grad_out : device array (N, C_out, H_out, W_out), ``x``'s dtype
+    weight_shape : (C_out, C_in, kH, kW)
+    stride, padding, dilation : int or pair of ints, as in the forward
+
+    Returns
+    -------
+    grad_w : device array ``weight_shape``
+    grad_b : device array (C_out,), ``grad_out.sum(axis=(0, 2, 3))``
+    """
+    d = check_conv2d_backward_weight_args(x, grad_out, weight_shape, stride, padding, dilation)
+    grad_w = _launch.empty(d.weight_shape, x.dtype)
+    grad_b = _launch.empty((d.c_out,), x.dtype)
+    blocks, threads = _launch.grid_rows(math.prod(d.weight_shape) + d.c_out)
+    _conv2d_backward_weight_kernel[blocks, threads](x, grad_out, *d.stride, *d.padding, *d.dilation,
+                                                    grad_w, grad_b)
+    return grad_w, grad_b

@@ -1,0 +1,102 @@
+"""CUDA fused optimizer updates (PyTorch's SGD with dampening 0, Adam, AdamW), in place.
+
+One grid-stride kernel per optimizer reads each parameter's state once and
+writes it once: a whole step is one launch per parameter tensor, with the
+step-dependent scalars (bias corrections) computed on the host in float64.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from numba import cuda
+
+from jitgrad.kernels.cuda import _launch
+from jitgrad.kernels.reference.optim import _adam_scalars, _check_adam, _check_sgd
+
+__all__: list[str] = ["sgd_update", "adam_update"]
+
+
+@cuda.jit
+def _sgd_kernel(param, grad, momentum_buf, lr, momentum, nesterov, weight_decay):
+    for i in range(cuda.grid(1), param.size, cuda.gridsize(1)):
+        g = grad[i] + weight_decay * param[i]
+        if momentum != 0.0:
+            buf = momentum * momentum_buf[i] + g
+            momentum_buf[i] = buf
+            g = g + momentum * buf if nesterov else buf
+        param[i] -= lr * g
+
+
+@cuda.jit
+def _adam_kernel(param, grad, exp_avg, exp_avg_sq, step_size, bias_correction2_sqrt, beta1, beta2, eps,
+                 weight_decay, decoupled):
+    for i in range(cuda.grid(1), param.size, cuda.gridsize(1)):
+        p = param[i]
+        g = grad[i]
+        if decoupled:
+            p = p * (1.0 - weight_decay)  # AdamW: weight_decay arrives pre-multiplied by lr
+        else:
+            g = g + weight_decay * p
+        m = beta1 * exp_avg[i] + (1.0 - beta1) * g
+        v = beta2 * exp_avg_sq[i] + (1.0 - beta2) * g * g
+        exp_avg[i] = m
+        exp_avg_sq[i] = v
+        param[i] = p - step_size * m / (math.sqrt(v) / bias_correction2_sqrt + eps)
+
+
+def sgd_update(param: Any, grad: Any, momentum_buf: Any = None, *, lr: float, momentum: float = 0.0,
+               nesterov: bool = False, weight_decay: float = 0.0) -> None:
+    """One SGD step in place on the GPU (PyTorch's, dampening 0).
+
+    ``g = grad + weight_decay * param``; with momentum ``buf = momentum * buf + g``
+    and ``g = g + momentum * buf`` (Nesterov) or ``g = buf``; ``param -= lr * g``.
+
+    Parameters
+    ----------
+    param, grad : device arrays of one shape and float dtype, C-contiguous
+    momentum_buf : device array like ``param``; required when ``momentum > 0``
+        (start it at zeros); updated in place
+    lr, momentum, weight_decay : float >= 0
+    nesterov : bool (requires ``momentum > 0``)
+    """
+    lr, momentum, nesterov, weight_decay = _check_sgd(param, grad, momentum_buf, lr, momentum, nesterov,
+                                                      weight_decay)
+    if param.size == 0:
+        return
+    flat_param = _launch.flat(param)
+    # Without momentum the buffer is never touched; param stands in so the kernel has one signature.
+    buf = _launch.flat(momentum_buf) if momentum_buf is not None else flat_param
+    blocks, threads = _launch.grid_1d(param.size)
+    _sgd_kernel[blocks, threads](flat_param, _launch.flat(grad), buf, lr, momentum, nesterov, weight_decay)
+
+
+def adam_update(param: Any, grad: Any, exp_avg: Any, exp_avg_sq: Any, *, step: int, lr: float,
+                beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8, weight_decay: float = 0.0,
+                decoupled_weight_decay: bool = False) -> None:
+    """One Adam (or AdamW) step in place on the GPU, as PyTorch.
+
+    ``m = b1 m + (1 - b1) g``; ``v = b2 v + (1 - b2) g^2``;
+    ``param -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)``.
+    ``weight_decay`` adds ``wd * param`` to ``g`` (Adam) or, with
+    ``decoupled_weight_decay=True`` (AdamW), first scales ``param *= 1 - lr * wd``.
+
+    Parameters
+    ----------
+    param, grad, exp_avg, exp_avg_sq : device arrays of one shape and float dtype
+    step : int >= 1, the 1-based number of this update
+    lr, beta1, beta2, eps, weight_decay : floats as in PyTorch
+    decoupled_weight_decay : bool
+    """
+    step, lr, beta1, beta2, eps, weight_decay, decoupled = _check_adam(
+        param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, weight_decay, decoupled_weight_decay)
+    if param.size == 0:
+        return
+    step_size, bias_correction2_sqrt = _adam_scalars(step, lr, beta1, beta2)
+    # AdamW multiplies param by (1 - lr * wd): hand the kernel lr * wd directly.
+    wd = lr * weight_decay if decoupled else weight_decay
+    blocks, threads = _launch.grid_1d(param.size)
+    _adam_kernel[blocks, threads](_launch.flat(param), _launch.flat(grad), _launch.flat(exp_avg),
+                                  _launch.flat(exp_avg_sq), step_size, bias_correction2_sqrt, beta1, beta2, eps,
+                                  wd, decoupled)

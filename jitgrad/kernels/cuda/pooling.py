@@ -1,0 +1,242 @@
+"""CUDA 2-D max and average pooling (NCHW) and their gradients.
+
+Forward: one thread per output element. Backward: one thread per *input*
+element, which gathers from the (at most ``ceil(k / s)`` per axis) windows
+that cover it, so overlapping windows add up without atomics and every run
+gives the same bits.
+
+Device-side differences from the CPU wrapper, by design: ``argmax`` entries are
+not range-checked (that needs a device-to-host copy per call); an index that
+does not point into its own window is simply never gathered.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from numba import cuda
+
+from jitgrad.kernels._validate import Pool2dDims
+from jitgrad.kernels.cuda import _launch
+from jitgrad.kernels.reference.pooling import (
+    _check_avg_pool_backward, _check_count_include_pad, _check_max_pool_backward, _check_pool_forward,
+)
+
+__all__ = ["max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward"]
+
+
+@cuda.jit(device=True)
+def _covering_range(i, size_out, k, s, p):
+    """Outputs ``o`` in ``[lo, hi)`` whose window ``[o*s - p, o*s - p + k)`` contains input ``i``."""
+    # o*s - p <= i  <=>  o <= (i + p) // s ;  o*s - p + k > i  <=>  o >= (i + p - k) // s + 1
+    hi = (i + p) // s + 1
+    lo_num = i + p - k
+    lo = 0 if lo_num < 0 else lo_num // s + 1
+    if hi > size_out:
+        hi = size_out
+    return lo, hi
+
+
+@cuda.jit(device=True)
+def _avg_divisor(oh, ow, h, w, kh, kw, sh, sw, ph, pw, count_include_pad):
+    if count_include_pad:
+        # Without ceil_mode a window never runs past the padded input: always kh * kw.
+        return kh * kw
+    h0 = oh * sh - ph
+    w0 = ow * sw - pw
+    rows = min(h0 + kh, h) - max(h0, 0)
+    cols = min(w0 + kw, w) - max(w0, 0)
+    return rows * cols
+
+
+@cuda.jit
+def _max_pool2d_kernel(x, kh, kw, sh, sw, ph, pw, out, argmax):
+    n, c, h, w = x.shape
+    h_out = out.shape[2]
+    w_out = out.shape[3]
+    total = n * c * h_out * w_out
+    for idx in range(cuda.grid(1), total, cuda.gridsize(1)):
+        ow = idx % w_out
+        rest = idx // w_out
+        oh = rest % h_out
+        plane = rest // h_out
+        ci = plane % c
+        img = plane // c
+        h0 = oh * sh - ph
+        w0 = ow * sw - pw
+        # padding <= k // 2, so every window holds at least one real element; start from it.
+        hs = max(h0, 0)
+        ws = max(w0, 0)
+        best = x[img, ci, hs, ws]
+        best_at = hs * w + ws
+        for ih in range(hs, min(h0 + kh, h)):
+            for iw in range(ws, min(w0 + kw, w)):
+                v = x[img, ci, ih, iw]
+                # Strict '>' keeps the first maximum (PyTorch's tie rule); the first NaN wins, as argmax.
+                if v > best or (v != v and best == best):
+                    best = v
+                    best_at = ih * w + iw
+        out[img, ci, oh, ow] = best
+        argmax[img, ci, oh, ow] = best_at
+
+
+@cuda.jit
+def _max_pool2d_backward_kernel(grad_out, argmax, kh, kw, sh, sw, ph, pw, out):
+    n, c, h, w = out.shape
+    h_out = grad_out.shape[2]
+    w_out = grad_out.shape[3]
+    total = n * c * h * w
+    for idx in range(cuda.grid(1), total, cuda.gridsize(1)):
+        iw = idx % w
+        rest = idx // w
+        ih = rest % h
+        plane = rest // h
+        ci = plane % c
+        img = plane // c
+        me = ih * w + iw
+        oh_lo, oh_hi = _covering_range(ih, h_out, kh, sh, ph)
+        ow_lo, ow_hi = _covering_range(iw, w_out, kw, sw, pw)
+        acc = 0.0
+        for oh in range(oh_lo, oh_hi):
+            for ow in range(ow_lo, ow_hi):
+                if argmax[img, ci, oh, ow] == me:
+                    acc += grad_out[img, ci, oh, ow]
+        out[img, ci, ih, iw] = acc
+
+
+@cuda.jit
+def _avg_pool2d_kernel(x, kh, kw, sh, sw, ph, pw, count_include_pad, out):
+    n, c, h, w = x.shape
+    h_out = out.shape[2]
+    w_out = out.shape[3]
+    total = n * c * h_out * w_out
+    for idx in range(cuda.grid(1), total, cuda.gridsize(1)):
+        ow = idx % w_out
+        rest = idx // w_out
+        oh = rest % h_out
+        plane = rest // h_out
+        ci = plane % c
+        img = plane // c
+        h0 = oh * sh - ph
+        w0 = ow * sw - pw
+        acc = 0.0
+        for ih in range(max(h0, 0), min(h0 + kh, h)):
+            for iw in range(max(w0, 0), min(w0 + kw, w)):
+                acc += x[img, ci, ih, iw]
+        out[img, ci, oh, ow] = acc / _avg_divisor(oh, ow, h, w, kh, kw, sh, sw, ph, pw, count_include_pad)
+
+
+@cuda.jit
+def _avg_pool2d_backward_kernel(grad_out, kh, kw, sh, sw, ph, pw, count_include_pad, out):
+    n, c, h, w = out.shape
+    h_out = grad_out.shape[2]
+    w_out = grad_out.shape[3]
+    total = n * c * h * w
+    for idx in range(cuda.grid(1), total, cuda.gridsize(1)):
+        iw = idx % w
+        rest = idx // w
+        ih = rest % h
+        plane = rest // h
+        ci = plane % c
+        img = plane // c
+        oh_lo, oh_hi = _covering_range(ih, h_out, kh, sh, ph)
+        ow_lo, ow_hi = _covering_range(iw, w_out, kw, sw, pw)
+        acc = 0.0
+        for oh in range(oh_lo, oh_hi):
+            for ow in range(ow_lo, ow_hi):
+                acc += grad_out[img, ci, oh, ow] / _avg_divisor(oh, ow, h, w, kh, kw, sh, sw, ph, pw,
+                                                                count_include_pad)
+        out[img, ci, ih, iw] = acc
+
+
+def max_pool2d(x: Any, *, kernel_size: Any, stride: Any = None, padding: Any = 0) -> tuple[Any, Any]:
+    """2-D max pooling with the index of each maximum, on the GPU.
+
+    Parameters
+    ----------
+    x : device array (N, C, H, W), float32 or float64, C-contiguous
+    kernel_size, stride, padding : int or pair; ``stride=None`` means ``kernel_size``.
+        Padding is implicit ``-inf``: a padded position is never chosen.
+
+    Returns
+    -------
+    y : device array (N, C, H_out, W_out), ``x``'s dtype
+    argmax : device array (N, C, H_out, W_out), int32, flat index ``h * W + w`` into
+        the input plane; ties (and NaN) go to the first in row-major window order.
+    """
+    d = _check_pool_forward(x, kernel_size, stride, padding)
+    out = _launch.empty(d.output_shape, x.dtype)
+    argmax = _launch.empty(d.output_shape, np.int32)
+    blocks, threads = _launch.grid_1d(math.prod(d.output_shape))
+    _max_pool2d_kernel[blocks, threads](x, d.kh, d.kw, *d.stride, *d.padding, out, argmax)
+    return out, argmax
+
+
+def max_pool2d_backward(grad_out: Any, argmax: Any, *, input_shape: tuple[int, ...], kernel_size: Any = None,
+                        stride: Any = None, padding: Any = 0) -> Any:
+    """Route each output gradient to the input element its window chose (a gather).
+
+    Parameters
+    ----------
+    grad_out : device array (N, C, H_out, W_out), float32 or float64
+    argmax : device array, int32, same shape, from :func:`max_pool2d`
+    input_shape : (N, C, H, W)
+    kernel_size, stride, padding : optional, the forward's hyper-parameters. The
+        gather only visits the windows covering each input element; without
+        them every output of the plane is visited (correct, slower).
+
+    Returns
+    -------
+    device array ``input_shape``, ``grad_out``'s dtype; overlapping windows add up.
+    """
+    n, c, h, w = _check_max_pool_backward(grad_out, argmax, input_shape)
+    h_out, w_out = grad_out.shape[2], grad_out.shape[3]
+    if kernel_size is None:
+        # Unknown geometry: pretend every window covers the whole plane (stride 1, padding the
+        # output size, kernel wider than input + 2 * padding), so _covering_range gives [0, out).
+        kh, kw, sh, sw, ph, pw = h + 2 * h_out, w + 2 * w_out, 1, 1, h_out, w_out
+    else:
+        d = Pool2dDims.from_shape((n, c, h, w), kernel_size=kernel_size, stride=stride, padding=padding)
+        if d.output_shape != tuple(grad_out.shape):
+            raise ValueError(f"grad_out must have shape {d.output_shape} for these pooling parameters, "
+                             f"got {tuple(grad_out.shape)}")
+        kh, kw, (sh, sw), (ph, pw) = d.kh, d.kw, d.stride, d.padding
+    out = _launch.empty((n, c, h, w), grad_out.dtype)
+    blocks, threads = _launch.grid_1d(n * c * h * w)
+    _max_pool2d_backward_kernel[blocks, threads](grad_out, argmax, kh, kw, sh, sw, ph, pw, out)
+    return out
+
+
+def avg_pool2d(x: Any, *, kernel_size: Any, stride: Any = None, padding: Any = 0,
+               count_include_pad: bool = True) -> Any:
+    """2-D average pooling on the GPU.
+
+    ``x`` device array (N, C, H, W) float32/float64; returns (N, C, H_out, W_out)
+    of ``x``'s dtype. Padding is zeros; ``count_include_pad`` divides by
+    ``kh * kw`` (True) or by the number of unpadded elements in the window (False).
+    """
+    d = _check_pool_forward(x, kernel_size, stride, padding)
+    _check_count_include_pad(count_include_pad)
+    out = _launch.empty(d.output_shape, x.dtype)
+    blocks, threads = _launch.grid_1d(math.prod(d.output_shape))
+    _avg_pool2d_kernel[blocks, threads](x, d.kh, d.kw, *d.stride, *d.padding, bool(count_include_pad), out)
+    return out
+
+
+def avg_pool2d_backward(grad_out: Any, *, input_shape: tuple[int, ...], kernel_size: Any, stride: Any = None,
+                        padding: Any = 0, count_include_pad: bool = True) -> Any:
+    """Spread each output gradient evenly over its window (a gather per input element).
+
+    ``grad_out`` device array (N, C, H_out, W_out) float; returns ``grad_x`` of
+    ``input_shape`` (N, C, H, W), ``grad_out``'s dtype. Hyper-parameters as in
+    :func:`avg_pool2d`.
+    """
+    d = _check_avg_pool_backward(grad_out, input_shape, kernel_size, stride, padding)
+    _check_count_include_pad(count_include_pad)
+    out = _launch.empty(d.input_shape, grad_out.dtype)
+    blocks, threads = _launch.grid_1d(math.prod(d.input_shape))
+    _avg_pool2d_backward_kernel[blocks, threads](grad_out, d.kh, d.kw, *d.stride, *d.padding,
+                                                 bool(count_include_pad), out)
+    return out

@@ -1,0 +1,329 @@
+"""CUDA softmax, log-softmax and softmax cross-entropy, with their gradients.
+
+The array is viewed as ``(outer, L, inner)`` with ``L`` the softmax axis, and
+one block handles one ``(outer, inner)`` row: its threads stride over ``L``
+and combine with shared-memory tree reductions (max, then sum of exponentials:
+the log-sum-exp shift, so large logits never overflow and a ``-inf`` logit gets
+probability 0). Rows are visited with a block-stride loop.
+
+Cross-entropy reduces its per-row losses to the mean or sum on the device, so
+a training step never copies the loss to the host. Integer labels are *not*
+range-checked here (that needs a device-to-host copy); a label outside
+``[0, C)`` gives a NaN loss for its row instead of reading out of bounds.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from numba import cuda
+
+from jitgrad.kernels._validate import check_array, check_same_dtype, check_scalar, check_shape
+from jitgrad.kernels.cuda import _launch
+from jitgrad.kernels.cuda._launch import MAX_THREADS_PER_BLOCK, block_max, block_sum
+from jitgrad.kernels.reference.softmax import _check_reduction, _check_softmax_backward, _check_softmax_input
+
+__all__: list[str] = [
+    "softmax", "softmax_backward",
+    "log_softmax", "log_softmax_backward",
+    "softmax_cross_entropy", "softmax_cross_entropy_backward",
+]
+
+
+# ----------------------------------------------------------------------------- softmax, log_softmax
+
+@cuda.jit(device=True)
+def _row_max_and_sum(x, base, length, inner, buf):
+    """Max of one strided row and the sum of ``exp(x - max)`` over it (whole block)."""
+    tid = cuda.threadIdx.x
+    step = cuda.blockDim.x
+    m = -math.inf
+    for j in range(tid, length, step):
+        v = x[base + j * inner]
+        if v > m or v != v:
+            m = v
+    m = block_max(buf, m)
+    s = 0.0
+    for j in range(tid, length, step):
+        s += math.exp(x[base + j * inner] - m)
+    s = block_sum(buf, s)
+    return m, s
+
+
+@cuda.jit
+def _softmax_kernel(x, length, inner, log, out):
+    # x, out: flat views of the (outer, L, inner) array.
+    buf = cuda.shared.array(MAX_THREADS_PER_BLOCK, x.dtype)
+    rows = x.size // length
+    for row in range(cuda.blockIdx.x, rows, cuda.gridDim.x):
+        base = (row // inner) * length * inner + row % inner
+        m, s = _row_max_and_sum(x, base, length, inner, buf)
+        log_s = math.log(s)
+        for j in range(cuda.threadIdx.x, length, cuda.blockDim.x):
+            at = base + j * inner
+            if log:
+                out[at] = x[at] - m - log_s
+            else:
+                out[at] = math.exp(x[at] - m) / s
+
+
+@cuda.jit
+def _softmax_backward_kernel(g, y, length, inner, log, out):
+    buf = cuda.shared.array(MAX_THREADS_PER_BLOCK, y.dtype)
+    rows = y.size // length
+    for row in range(cuda.blockIdx.x, rows, cuda.gridDim.x):
+        base = (row // inner) * length * inner + row % inner
+        part = 0.0
+        for j in range(cuda.threadIdx.x, length, cuda.blockDim.x):
+            at = base + j * inner
+            part += g[at] if log else g[at] * y[at]
+        total = block_sum(buf, part)
+        for j in range(cuda.threadIdx.x, length, cuda.blockDim.x):
+            at = base + j * inner
+            if log:
+                out[at] = g[at] - math.exp(y[at]) * total
+            else:
+                out[at] = y[at] * (g[at] - total)
+
+
+def _rows_view(shape: tuple[int, ...], axis: int) -> tuple[int, int, int]:
+    """``(rows, L, inner)`` of ``shape`` around ``axis``."""
+    length = shape[axis]
+    inner = math.prod(shape[axis + 1:])
+    return math.prod(shape) // length if length else 0, length, inner
+
+
+def _launch_rows(kernel: Any, shape: tuple[int, ...], axis: int, *arrays: Any, log: bool, out: Any) -> None:
+    rows, length, inner = _rows_view(shape, axis)
+    if rows == 0 or inner == 0:
+        return
+    blocks, threads = _launch.grid_rows(rows)
+    kernel[blocks, threads](*(_launch.flat(a) for a in arrays), length, inner, log, _launch.flat(out))
+
+
+def softmax(x: Any, axis: int = -1) -> Any:
+    """``exp(x) / sum(exp(x))`` along ``axis``; ``x`` float32/float64 device array, ``ndim >= 1``."""
+    ax = _check_softmax_input(x, axis)
+    out = _launch.empty(x.shape, x.dtype)
+    _launch_rows(_softmax_kernel, tuple(x.shape), ax, x, log=False, out=out)
+    return out
+
+
+def log_softmax(x: Any, axis: int = -1) -> Any:
+    """``x - logsumexp(x)`` along ``axis``; same shape and dtype as ``x``."""
+    ax = _check_softmax_input(x, axis)
+    out = _launch.empty(x.shape, x.dtype)
+    _launch_rows(_softmax_kernel, tuple(x.shape), ax, x, log=True, out=out)
+    return out
+
+
+def softmax_backward(grad_out: Any, y: Any, axis: int = -1) -> Any:
+    """Gradient through softmax given its output ``y``: ``y * (g - sum(g * y))`` along ``axis``."""
+    ax = _check_softmax_backward(grad_out, y, axis)
+    out = _launch.empty(y.shape, y.dtype)
+    _launch_rows(_softmax_backward_kernel, tuple(y.shape), ax, grad_out, y, log=False, out=out)
+    return out
+
+
+def log_softmax_backward(grad_out: Any, y: Any, axis: int = -1) -> Any:
+    """Gradient through log_softmax given its output ``y``: ``g - exp(y) * sum(g)`` along ``axis``."""
+    ax = _check_softmax_backward(grad_out, y, axis)
+    out = _launch.empty(y.shape, y.dtype)
+    _launch_rows(_softmax_backward_kernel, tuple(y.shape), ax, grad_out, y, log=True, out=out)
+    return out
+
+
+# ----------------------------------------------------------------------------- cross-entropy
+
+@cuda.jit(device=True)
+def _probs_row(logits, row, buf, probs):
+    """Write softmax of ``logits[row]`` into ``probs[row]``; return ``(max, log(sum exp(x - max)))``."""
+    c = logits.shape[1]
+    m, s = _row_max_and_sum(logits[row], 0, c, 1, buf)
+    for j in range(cuda.threadIdx.x, c, cuda.blockDim.x):
+        probs[row, j] = math.exp(logits[row, j] - m) / s
+    return m, math.log(s)
+
+
+@cuda.jit
+def _cross_entropy_index_kernel(logits, labels, eps, probs, losses):
+    buf = cuda.shared.array(MAX_THREADS_PER_BLOCK, logits.dtype)
+    n, c = logits.shape
+    for row in range(cuda.blockIdx.x, n, cuda.gridDim.x):
+        m, lse = _probs_row(logits, row, buf, probs)
+        # -log p_j = lse - (x_j - m); the smoothing term needs the sum over all classes.
+        part = 0.0
+        if eps != 0.0:
+            for j in range(cuda.threadIdx.x, c, cuda.blockDim.x):
+                part += lse - (logits[row, j] - m)
+        total = block_sum(buf, part)
+        if cuda.threadIdx.x == 0:
+            label = labels[row]
+            if 0 <= label < c:
+                loss = (1.0 - eps) * (lse - (logits[row, label] - m))
+                if eps != 0.0:
+                    loss += eps / c * total
+                losses[row] = loss
+            else:
+                losses[row] = math.nan
+
+
+@cuda.jit
+def _cross_entropy_prob_kernel(logits, labels, eps, probs, losses):
+    buf = cuda.shared.array(MAX_THREADS_PER_BLOCK, logits.dtype)
+    n, c = logits.shape
+    for row in range(cuda.blockIdx.x, n, cuda.gridDim.x):
+        m, lse = _probs_row(logits, row, buf, probs)
+        part = 0.0
+        for j in range(cuda.threadIdx.x, c, cuda.blockDim.x):
+            target = labels[row, j] * (1.0 - eps) + eps / c
+            # A zero target contributes nothing, even against a -inf logit (0 * inf would be NaN).
+            if target != 0.0:
+                part += target * (lse - (logits[row, j] - m))
+        total = block_sum(buf, part)
+        if cuda.threadIdx.x == 0:
+            losses[row] = total
+
+
+@cuda.jit
+def _sum_scaled_kernel(values, scale, out):
+    # One block: a deterministic tree sum of every value, times scale, into out[0].
+    buf = cuda.shared.array(MAX_THREADS_PER_BLOCK, values.dtype)
+    part = 0.0
+    for i in range(cuda.threadIdx.x, values.size, cuda.blockDim.x):
+        part += values[i]
+    total = block_sum(buf, part)
+    if cuda.threadIdx.x == 0:
+        out[0] = total * scale
+
+
+@cuda.jit
+def _cross_entropy_index_backward_kernel(probs, labels, eps, scale, grad_loss, grad_loss_stride, use_grad_loss,
+                                         out):
+    n, c = probs.shape
+    for i in range(cuda.grid(1), n * c, cuda.gridsize(1)):
+        row = i // c
+        j = i - row * c
+        target = eps / c
+        if labels[row] == j:
+            target += 1.0 - eps
+        factor = scale * grad_loss[row * grad_loss_stride] if use_grad_loss else scale
+        out[row, j] = (probs[row, j] - target) * factor
+
+
+@cuda.jit
+def _cross_entropy_prob_backward_kernel(probs, labels, eps, scale, grad_loss, grad_loss_stride, use_grad_loss,
+                                        out):
+    n, c = probs.shape
+    for i in range(cuda.grid(1), n * c, cuda.gridsize(1)):
+        row = i // c
+        j = i - row * c
+        target = labels[row, j] * (1.0 - eps) + eps / c
+        factor = scale * grad_loss[row * grad_loss_stride] if use_grad_loss else scale
+        out[row, j] = (probs[row, j] - target) * factor
+
+
+def _check_cross_entropy(logits: Any, labels: Any, reduction: Any, label_smoothing: Any,
+                         name: str = "logits") -> tuple[bool, float]:
+    """The reference checks, minus the label range check (it would copy labels to the host)."""
+    check_array(name, logits, ndim=2)
+    _check_reduction(reduction)
+    eps = check_scalar("label_smoothing", label_smoothing, minimum=0.0, maximum=1.0)
+    n, c = logits.shape
+    if c == 0:
+        raise ValueError(f"{name} must have at least one class (column), got shape {tuple(logits.shape)}")
+    check_array("labels", labels, dtypes=None)
+    if np.issubdtype(labels.dtype, np.integer):
+        check_shape("labels", labels, (n,))
+        return True, eps
+    if np.issubdtype(labels.dtype, np.floating):
+        check_array("labels", labels, ndim=2)
+        check_same_dtype(**{name: logits}, labels=labels)
+        check_shape("labels", labels, (n, c))
+        return False, eps
+    raise TypeError(f"labels must be integer class indices or a float probability matrix, got dtype {labels.dtype}")
+
+
+def softmax_cross_entropy(logits: Any, labels: Any, *, reduction: str = "mean",
+                          label_smoothing: float = 0.0) -> tuple[Any, Any]:
+    """Cross-entropy of softmax(logits) against labels, and the probabilities for the backward pass.
+
+    Parameters
+    ----------
+    logits : device array (N, C), float32 or float64, C-contiguous
+    labels : device array (N,) of integer class indices in ``[0, C)``, or (N, C)
+        probabilities of ``logits``' dtype
+    reduction : ``"mean"`` (over N), ``"sum"`` or ``"none"``
+    label_smoothing : eps in [0, 1]; target ``(1 - eps) * target + eps / C`` (as PyTorch)
+
+    Returns
+    -------
+    loss : device array of shape ``()`` (mean/sum; reduced on the device) or (N,) (none)
+    probs : device array (N, C), softmax of ``logits``
+    """
+    is_index, eps = _check_cross_entropy(logits, labels, reduction, label_smoothing)
+    n, c = logits.shape
+    probs = _launch.empty((n, c), logits.dtype)
+    losses = _launch.empty((n,), logits.dtype)
+    if n:
+        kernel = _cross_entropy_index_kernel if is_index else _cross_entropy_prob_kernel
+        blocks, threads = _launch.grid_rows(n)
+        kernel[blocks, threads](logits, labels, eps, probs, losses)
+    if reduction == "none":
+        return losses, probs
+    loss = _launch.empty((1,), logits.dtype)
+    scale = 1.0 / n if (reduction == "mean" and n) else 1.0
+    _sum_scaled_kernel[1, _launch.threads_per_block()](losses, scale, loss)
+    return loss.reshape(()), probs
+
+
+def softmax_cross_entropy_backward(probs: Any, labels: Any, grad_loss: Any = 1.0, *, reduction: str = "mean",
+                                   label_smoothing: float = 0.0) -> Any:
+    """Gradient of :func:`softmax_cross_entropy` with respect to the logits.
+
+    ``(probs - target) * grad_loss / (N if mean else 1)``.
+
+    Parameters
+    ----------
+    probs : device array (N, C), the forward's probabilities
+    labels : as in :func:`softmax_cross_entropy`
+    grad_loss : for mean/sum a python float, a NumPy 0-d array, or a device array of
+        shape ``()`` or ``(1,)`` (read on the device: no host round-trip); for none a
+        device array (N,) of ``probs``' dtype
+    reduction, label_smoothing : as in the forward
+
+    Returns
+    -------
+    device array (N, C), ``probs``' dtype.
+    """
+    is_index, eps = _check_cross_entropy(probs, labels, reduction, label_smoothing, name="probs")
+    n, c = probs.shape
+    dummy = _launch.flat(probs)  # typed stand-in when grad_loss is a host scalar; never read then
+    if reduction == "none":
+        check_array("grad_loss", grad_loss, ndim=1)
+        check_same_dtype(probs=probs, grad_loss=grad_loss)
+        check_shape("grad_loss", grad_loss, (n,))
+        scale, gl, stride, use_gl = 1.0, grad_loss, 1, True
+    elif _launch.is_device_array(grad_loss):
+        check_array("grad_loss", grad_loss)
+        check_same_dtype(probs=probs, grad_loss=grad_loss)
+        if grad_loss.size != 1 or grad_loss.ndim > 1:
+            raise ValueError(f"grad_loss must be a scalar (shape () or (1,)) for reduction={reduction!r}, "
+                             f"got shape {tuple(grad_loss.shape)}")
+        scale = 1.0 / n if (reduction == "mean" and n) else 1.0
+        gl, stride, use_gl = grad_loss.reshape(1), 0, True
+    else:
+        if hasattr(grad_loss, "ndim"):
+            check_array("grad_loss", grad_loss, ndim=0)
+            grad_loss = grad_loss[()]
+        g = check_scalar("grad_loss", grad_loss)
+        scale = g / n if (reduction == "mean" and n) else g
+        gl, stride, use_gl = dummy, 0, False
+    out = _launch.empty((n, c), probs.dtype)
+    if n:
+        kernel = _cross_entropy_index_backward_kernel if is_index else _cross_entropy_prob_backward_kernel
+        blocks, threads = _launch.grid_1d(n * c)
+        kernel[blocks, threads](probs, labels, eps, scale, gl, stride, use_gl, out)
+    return out
