@@ -119,7 +119,7 @@ def test_inputs_are_seeded_and_match_the_shape_tables():
     a2, _ = common.make_inputs("matmul", "matmul", "lenet-fc1-grad-weight", "float32")
     np.testing.assert_array_equal(a1[0], a2[0])
     # grad_W = g.T @ x: g is (batch, out), stored untransposed.
-    assert a1[0].shape == (common.BATCH, 120) and a1[1].shape == (common.BATCH, 400) and kw["trans_a"]
+    assert a1[0].shape == (common.BATCH, 120) and a1[1].shape == (common.BATCH, 256) and kw["trans_a"]
     assert a1[0].dtype == np.float32
     for label, s in common.CONV_SHAPES.items():
         dims = Conv2dDims.from_shapes((s.batch, s.c_in, s.height, s.width), (s.c_out, s.c_in, s.kernel, s.kernel),

@@ -114,7 +114,7 @@ def _linear_layer(batch: int, in_features: int, out_features: int, name: str) ->
 
 MATMUL_SHAPES: dict[str, MatmulShape] = {
     **{f"square-{s}": MatmulShape(s, s, s) for s in (64, 256, 1024, 2048)},
-    **_linear_layer(BATCH, 400, 120, "lenet-fc1"),
+    **_linear_layer(BATCH, 256, 120, "lenet-fc1"),
     **_linear_layer(BATCH, 1600, 10, "keras-fc"),
 }
 
@@ -140,12 +140,12 @@ class ConvShape:
         )
 
 
-# LeNet-5 on 28x28 MNIST (conv1 padded to keep 28x28, as in the common
-# PyTorch port) and the keras.io "Simple MNIST convnet"; "large" is the
-# heavier layer of the issue: 32 -> 64 channels, 3x3, on 28x28.
+# The two models of examples/mnist_cnn.py on 28x28 MNIST: LeNet-5 (unpadded:
+# 28 -> 24 -> 12 -> 8 -> 4) and the keras.io "Simple MNIST convnet"; "large"
+# is a heavier layer: 32 -> 64 channels, 3x3, padded, on 28x28.
 CONV_SHAPES: dict[str, ConvShape] = {
-    "lenet-conv1": ConvShape(BATCH, 1, 28, 28, 6, 5, padding=2),
-    "lenet-conv2": ConvShape(BATCH, 6, 14, 14, 16, 5),
+    "lenet-conv1": ConvShape(BATCH, 1, 28, 28, 6, 5),
+    "lenet-conv2": ConvShape(BATCH, 6, 12, 12, 16, 5),
     "keras-conv1": ConvShape(BATCH, 1, 28, 28, 32, 3),
     "keras-conv2": ConvShape(BATCH, 32, 13, 13, 64, 3),
     "large": ConvShape(BATCH, 32, 28, 28, 64, 3, padding=1),
@@ -165,7 +165,7 @@ class PoolShape:
 
 
 POOL_SHAPES: dict[str, PoolShape] = {
-    "lenet-pool1": PoolShape(BATCH, 6, 28, 28),
+    "lenet-pool1": PoolShape(BATCH, 6, 24, 24),
     "keras-pool1": PoolShape(BATCH, 32, 26, 26),
     "large": PoolShape(BATCH, 64, 28, 28),
 }
@@ -182,9 +182,9 @@ SOFTMAX_SHAPES: dict[str, tuple[int, int]] = {
     "imagenet": (BATCH, 1000),
 }
 
-#: Flat parameter vectors: every parameter of LeNet-5 (61,706) and a 1M one.
+#: Flat parameter vectors: as many as all of LeNet-5's parameters, and 1M.
 OPTIM_SHAPES: dict[str, tuple[int]] = {
-    "lenet5-params": (61_706,),
+    "lenet5-params": (44_426,),
     "1M-params": (1_000_000,),
 }
 
