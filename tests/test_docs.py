@@ -134,30 +134,55 @@ def tiny_mnist(n_train: int, n_test: int):
     return load
 
 
+#: Modules a page may attach functions to (the kernel-authoring guide does, as
+#: the package's ``__all__`` would); whatever it adds is removed afterwards.
+_EXTENSIBLE_MODULES = ("jitgrad.kernels.reference", "jitgrad.kernels.cpu", "jitgrad.kernels.cuda")
+
+
 def run_page(page: str, *, gpu: bool, n_train: int, n_test: int) -> dict:
-    """Run a page's blocks in order in one namespace with the tiny-data hook; return the namespace."""
+    """Run a page's blocks in order in one namespace with the tiny-data hook; return the namespace.
+
+    The namespace is a real module in ``sys.modules`` while the page runs:
+    Numba's ``cache=True`` finds a function's globals by importing its module,
+    so a kernel defined on the page loads from the on-disk cache like any other.
+    Blocks run in a temporary directory, so files a page writes go nowhere.
+    """
+    import importlib
+    import tempfile
+    import types
+
     import jitgrad.data.mnist
 
     blocks = [b for b in extract_blocks(DOCS / page) if (b.runs_on_gpu if gpu else b.runs_on_cpu)]
     assert blocks, f"{page} has no python code blocks to test"
+    extensible = [importlib.import_module(m) for m in _EXTENSIBLE_MODULES]
+    before = [set(vars(m)) for m in extensible]
     real_load = jitgrad.data.mnist.load
     jitgrad.data.mnist.load = tiny_mnist(n_train, n_test)
+    module = types.ModuleType(f"jitgrad_docs_{Path(page).stem.replace('-', '_')}")
+    module.__file__ = str(DOCS / page)
+    sys.modules[module.__name__] = module
     cwd = os.getcwd()
-    namespace: dict = {"__name__": f"docs_{Path(page).stem.replace('-', '_')}"}
     try:
-        for block in blocks:
-            # Pad with newlines so tracebacks give the line number in the Markdown file.
-            source = "\n" * (block.line - 1) + block.code
-            try:
-                exec(compile(source, str(DOCS / page), "exec"), namespace)
-            except Exception as exc:
-                raise AssertionError(
-                    f"{page}: the code block at line {block.line} failed: {type(exc).__name__}: {exc}"
-                ) from exc
+        with tempfile.TemporaryDirectory(prefix="jitgrad-docs-") as scratch:
+            os.chdir(scratch)
+            for block in blocks:
+                # Pad with newlines so tracebacks give the line number in the Markdown file.
+                source = "\n" * (block.line - 1) + block.code
+                try:
+                    exec(compile(source, str(DOCS / page), "exec"), module.__dict__)
+                except Exception as exc:
+                    raise AssertionError(
+                        f"{page}: the code block at line {block.line} failed: {type(exc).__name__}: {exc}"
+                    ) from exc
     finally:
-        jitgrad.data.mnist.load = real_load
         os.chdir(cwd)
-    return namespace
+        jitgrad.data.mnist.load = real_load
+        sys.modules.pop(module.__name__, None)
+        for m, names in zip(extensible, before):
+            for name in set(vars(m)) - names:
+                delattr(m, name)
+    return module.__dict__
 
 
 # ----------------------------------------------------------------------------- the tests
@@ -227,7 +252,9 @@ def test_gpu_blocks_run_in_the_cuda_process():
         env["NUMBA_ENABLE_CUDASIM"] = "1"
     env["JITGRAD_CUDA_THREADS_PER_BLOCK"] = env.get("JITGRAD_CUDA_THREADS_PER_BLOCK", "32")
     proc = subprocess.run(
-        [sys.executable, __file__, "--gpu", *pages],
+        # -m from the root, not the file path: the file's folder on sys.path would let
+        # tests/cuda shadow the `cuda` package of NVIDIA's Python bindings.
+        [sys.executable, "-m", "tests.test_docs", "--gpu", *pages],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
     )
     assert proc.returncode == 0, f"GPU docs run failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
@@ -253,8 +280,7 @@ def test_mkdocs_build_strict(tmp_path):
 
 if __name__ == "__main__":  # the CUDA process of test_gpu_blocks_run_in_the_cuda_process
     args = sys.argv[1:]
-    assert args and args[0] == "--gpu", "usage: test_docs.py --gpu PAGE..."
-    sys.path.insert(0, str(ROOT))
+    assert args and args[0] == "--gpu", "usage: python -m tests.test_docs --gpu PAGE..."
     for page in args[1:]:
         run_page(page, gpu=True, n_train=16, n_test=8)
     print(json.dumps(args[1:]))
