@@ -271,7 +271,7 @@ def test_mkdocs_build_strict(tmp_path):
     assert not missing, f"the docs extra is not installed ({missing}): pip install -e '.[docs]' (make test does)"
     proc = subprocess.run(
         [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
     )
     assert proc.returncode == 0, f"mkdocs build --strict failed:\n{proc.stderr[-6000:]}"
     assert (tmp_path / "site" / "index.html").is_file()
@@ -281,6 +281,8 @@ def test_mkdocs_build_strict(tmp_path):
 if __name__ == "__main__":  # the CUDA process of test_gpu_blocks_run_in_the_cuda_process
     args = sys.argv[1:]
     assert args and args[0] == "--gpu", "usage: python -m tests.test_docs --gpu PAGE..."
+    # As tests/conftest.py does for pytest (numba is not imported yet).
+    os.environ.setdefault("NUMBA_CACHE_DIR", str(ROOT / ".numba_cache"))
     for page in args[1:]:
         run_page(page, gpu=True, n_train=16, n_test=8)
     print(json.dumps(args[1:]))
