@@ -30,7 +30,7 @@ CASES = [
 ]
 IDS = [name + "".join(f"-{k}={v}" for k, v in kw.items()) for name, kw in CASES]
 
-# Rank 0 to 4, odd sizes, and one array longer than two CPU chunks (8192) with a ragged tail.
+# Rank 0 to 4, odd sizes, and one odd-length array big enough to split across threads.
 SHAPES = [(), (1,), (7,), (3, 5, 4), (1, 3, 17, 9), (20001,)]
 
 

@@ -65,7 +65,7 @@ ADAM_CONFIGS = [
     dict(lr=1e-2, beta1=0.8, beta2=0.99, eps=1e-6, weight_decay=0.1),
     dict(lr=1e-2, weight_decay=0.1, decoupled_weight_decay=True),
 ]
-# Tiny, odd, and one spanning several CPU chunks (8192) with a ragged tail.
+# Tiny, odd, and one odd-length array big enough to split across threads.
 SHAPES = [(1,), (3, 5), (2, 3, 3, 3), (17001,)]
 
 

@@ -2,8 +2,10 @@
 
 Every kernel works on the flattened (contiguous, so free) 1-D view of its
 arrays, so one specialisation per dtype serves every rank. ``prange`` runs over
-chunks of ``_CHUNK`` elements: each thread writes a disjoint slice, and the
-inner plain loop is simple enough for LLVM to vectorise. Hyper-parameters and
+the elements: Numba hands each thread one contiguous block (disjoint writes),
+and the per-thread loop it generates is plain enough for LLVM to vectorise.
+(A hand-chunked ``prange`` over blocks with an inner ``range(start, stop)``
+measured about 2x slower: LLVM did not vectorise the inner loop.) Hyper-parameters and
 constants are cast to the array's dtype, so a float32 kernel never drifts into
 float64 arithmetic and signatures stay at two per kernel.
 """
@@ -36,10 +38,6 @@ __all__: list[str] = [
 
 _FASTMATH = set(FASTMATH)
 
-#: Elements per parallel work item: big enough to amortise scheduling, small
-#: enough that a 100k-element activation still splits across threads.
-_CHUNK = 8192
-
 _INV_SQRT_2 = 1.0 / math.sqrt(2.0)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
@@ -57,39 +55,35 @@ def _flat(a: np.ndarray) -> np.ndarray:
 def _relu_kernel(x, out):
     n = x.size
     zero = x.dtype.type(0)
-    for chunk in prange((n + _CHUNK - 1) // _CHUNK):
-        for i in range(chunk * _CHUNK, min((chunk + 1) * _CHUNK, n)):
-            v = x[i]
-            out[i] = v if v > zero else zero
+    for i in prange(n):
+        v = x[i]
+        out[i] = v if v > zero else zero
 
 
 @njit(cache=True, fastmath=_FASTMATH, parallel=True)
 def _relu_backward_kernel(grad_out, x, out):
     n = x.size
     zero = x.dtype.type(0)
-    for chunk in prange((n + _CHUNK - 1) // _CHUNK):
-        for i in range(chunk * _CHUNK, min((chunk + 1) * _CHUNK, n)):
-            out[i] = grad_out[i] if x[i] > zero else zero
+    for i in prange(n):
+        out[i] = grad_out[i] if x[i] > zero else zero
 
 
 @njit(cache=True, fastmath=_FASTMATH, parallel=True)
 def _leaky_relu_kernel(x, slope, out):
     n = x.size
     zero = x.dtype.type(0)
-    for chunk in prange((n + _CHUNK - 1) // _CHUNK):
-        for i in range(chunk * _CHUNK, min((chunk + 1) * _CHUNK, n)):
-            v = x[i]
-            out[i] = v if v > zero else slope * v
+    for i in prange(n):
+        v = x[i]
+        out[i] = v if v > zero else slope * v
 
 
 @njit(cache=True, fastmath=_FASTMATH, parallel=True)
 def _leaky_relu_backward_kernel(grad_out, x, slope, out):
     n = x.size
     zero = x.dtype.type(0)
-    for chunk in prange((n + _CHUNK - 1) // _CHUNK):
-        for i in range(chunk * _CHUNK, min((chunk + 1) * _CHUNK, n)):
-            g = grad_out[i]
-            out[i] = g if x[i] > zero else slope * g
+    for i in prange(n):
+        g = grad_out[i]
+        out[i] = g if x[i] > zero else slope * g
 
 
 def relu(x: np.ndarray) -> np.ndarray:
@@ -141,37 +135,33 @@ def _sigmoid_scalar(v, one):
 def _sigmoid_kernel(x, out):
     n = x.size
     one = x.dtype.type(1)
-    for chunk in prange((n + _CHUNK - 1) // _CHUNK):
-        for i in range(chunk * _CHUNK, min((chunk + 1) * _CHUNK, n)):
-            out[i] = _sigmoid_scalar(x[i], one)
+    for i in prange(n):
+        out[i] = _sigmoid_scalar(x[i], one)
 
 
 @njit(cache=True, fastmath=_FASTMATH, parallel=True)
 def _sigmoid_backward_kernel(grad_out, x, out):
     n = x.size
     one = x.dtype.type(1)
-    for chunk in prange((n + _CHUNK - 1) // _CHUNK):
-        for i in range(chunk * _CHUNK, min((chunk + 1) * _CHUNK, n)):
-            s = _sigmoid_scalar(x[i], one)
-            out[i] = grad_out[i] * s * (one - s)
+    for i in prange(n):
+        s = _sigmoid_scalar(x[i], one)
+        out[i] = grad_out[i] * s * (one - s)
 
 
 @njit(cache=True, fastmath=_FASTMATH, parallel=True)
 def _tanh_kernel(x, out):
     n = x.size
-    for chunk in prange((n + _CHUNK - 1) // _CHUNK):
-        for i in range(chunk * _CHUNK, min((chunk + 1) * _CHUNK, n)):
-            out[i] = math.tanh(x[i])
+    for i in prange(n):
+        out[i] = math.tanh(x[i])
 
 
 @njit(cache=True, fastmath=_FASTMATH, parallel=True)
 def _tanh_backward_kernel(grad_out, x, out):
     n = x.size
     one = x.dtype.type(1)
-    for chunk in prange((n + _CHUNK - 1) // _CHUNK):
-        for i in range(chunk * _CHUNK, min((chunk + 1) * _CHUNK, n)):
-            t = math.tanh(x[i])
-            out[i] = grad_out[i] * (one - t * t)
+    for i in prange(n):
+        t = math.tanh(x[i])
+        out[i] = grad_out[i] * (one - t * t)
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
@@ -216,13 +206,12 @@ def _gelu_kernel(x, tanh_approx, out):
     inv_sqrt_2 = x.dtype.type(_INV_SQRT_2)
     sqrt_2_over_pi = x.dtype.type(_SQRT_2_OVER_PI)
     kappa = x.dtype.type(_GELU_KAPPA)
-    for chunk in prange((n + _CHUNK - 1) // _CHUNK):
-        for i in range(chunk * _CHUNK, min((chunk + 1) * _CHUNK, n)):
-            v = x[i]
-            if tanh_approx:
-                out[i] = half * v * (one + math.tanh(sqrt_2_over_pi * (v + kappa * v * v * v)))
-            else:
-                out[i] = half * v * (one + math.erf(v * inv_sqrt_2))
+    for i in prange(n):
+        v = x[i]
+        if tanh_approx:
+            out[i] = half * v * (one + math.tanh(sqrt_2_over_pi * (v + kappa * v * v * v)))
+        else:
+            out[i] = half * v * (one + math.erf(v * inv_sqrt_2))
 
 
 @njit(cache=True, fastmath=_FASTMATH, parallel=True)
@@ -235,17 +224,16 @@ def _gelu_backward_kernel(grad_out, x, tanh_approx, out):
     inv_sqrt_2pi = x.dtype.type(_INV_SQRT_2PI)
     sqrt_2_over_pi = x.dtype.type(_SQRT_2_OVER_PI)
     kappa = x.dtype.type(_GELU_KAPPA)
-    for chunk in prange((n + _CHUNK - 1) // _CHUNK):
-        for i in range(chunk * _CHUNK, min((chunk + 1) * _CHUNK, n)):
-            v = x[i]
-            if tanh_approx:
-                t = math.tanh(sqrt_2_over_pi * (v + kappa * v * v * v))
-                d_inner = sqrt_2_over_pi * (one + three * kappa * v * v)
-                d = half * (one + t) + half * v * (one - t * t) * d_inner
-            else:
-                cdf = half * (one + math.erf(v * inv_sqrt_2))
-                d = cdf + v * inv_sqrt_2pi * math.exp(-half * v * v)
-            out[i] = grad_out[i] * d
+    for i in prange(n):
+        v = x[i]
+        if tanh_approx:
+            t = math.tanh(sqrt_2_over_pi * (v + kappa * v * v * v))
+            d_inner = sqrt_2_over_pi * (one + three * kappa * v * v)
+            d = half * (one + t) + half * v * (one - t * t) * d_inner
+        else:
+            cdf = half * (one + math.erf(v * inv_sqrt_2))
+            d = cdf + v * inv_sqrt_2pi * math.exp(-half * v * v)
+        out[i] = grad_out[i] * d
 
 
 def gelu(x: np.ndarray, approximate: str = "none") -> np.ndarray:
@@ -276,43 +264,39 @@ def gelu_backward(grad_out: np.ndarray, x: np.ndarray, approximate: str = "none"
 def _elu_kernel(x, alpha, out):
     n = x.size
     zero = x.dtype.type(0)
-    for chunk in prange((n + _CHUNK - 1) // _CHUNK):
-        for i in range(chunk * _CHUNK, min((chunk + 1) * _CHUNK, n)):
-            v = x[i]
-            # expm1 keeps relative accuracy for small negative x.
-            out[i] = v if v > zero else alpha * math.expm1(v)
+    for i in prange(n):
+        v = x[i]
+        # expm1 keeps relative accuracy for small negative x.
+        out[i] = v if v > zero else alpha * math.expm1(v)
 
 
 @njit(cache=True, fastmath=_FASTMATH, parallel=True)
 def _elu_backward_kernel(grad_out, x, alpha, out):
     n = x.size
     zero = x.dtype.type(0)
-    for chunk in prange((n + _CHUNK - 1) // _CHUNK):
-        for i in range(chunk * _CHUNK, min((chunk + 1) * _CHUNK, n)):
-            v = x[i]
-            g = grad_out[i]
-            out[i] = g if v > zero else g * alpha * math.exp(v)
+    for i in prange(n):
+        v = x[i]
+        g = grad_out[i]
+        out[i] = g if v > zero else g * alpha * math.exp(v)
 
 
 @njit(cache=True, fastmath=_FASTMATH, parallel=True)
 def _softplus_kernel(x, beta, threshold, out):
     n = x.size
-    for chunk in prange((n + _CHUNK - 1) // _CHUNK):
-        for i in range(chunk * _CHUNK, min((chunk + 1) * _CHUNK, n)):
-            v = x[i]
-            bx = beta * v
-            out[i] = v if bx > threshold else math.log1p(math.exp(bx)) / beta
+    for i in prange(n):
+        v = x[i]
+        bx = beta * v
+        out[i] = v if bx > threshold else math.log1p(math.exp(bx)) / beta
 
 
 @njit(cache=True, fastmath=_FASTMATH, parallel=True)
 def _softplus_backward_kernel(grad_out, x, beta, threshold, out):
     n = x.size
     one = x.dtype.type(1)
-    for chunk in prange((n + _CHUNK - 1) // _CHUNK):
-        for i in range(chunk * _CHUNK, min((chunk + 1) * _CHUNK, n)):
-            bx = beta * x[i]
-            g = grad_out[i]
-            out[i] = g if bx > threshold else g * _sigmoid_scalar(bx, one)
+    for i in prange(n):
+        bx = beta * x[i]
+        g = grad_out[i]
+        out[i] = g if bx > threshold else g * _sigmoid_scalar(bx, one)
 
 
 def elu(x: np.ndarray, alpha: float = 1.0) -> np.ndarray:

@@ -3,7 +3,8 @@
 A fused kernel reads ``param``, ``grad`` and the optimizer state once and
 writes them once, where the NumPy reference makes a temporary per operation.
 The arrays are flattened (free for contiguous arrays: one signature per dtype
-for every rank) and ``prange`` runs over chunks, each written by one thread.
+for every rank) and ``prange`` runs over elements, which Numba splits into one
+contiguous block per thread (disjoint writes).
 Hyper-parameters are cast to the parameter's dtype, as PyTorch computes a
 float32 step in float32.
 """
@@ -20,22 +21,18 @@ __all__: list[str] = ["sgd_update", "adam_update"]
 
 _FASTMATH = set(FASTMATH)
 
-#: Elements per parallel work item (as in the activation kernels).
-_CHUNK = 8192
-
 
 @njit(cache=True, fastmath=_FASTMATH, parallel=True)
 def _sgd_update_kernel(param, grad, momentum_buf, lr, momentum, nesterov, weight_decay):
     n = param.size
     use_momentum = momentum != 0
-    for chunk in prange((n + _CHUNK - 1) // _CHUNK):
-        for i in range(chunk * _CHUNK, min((chunk + 1) * _CHUNK, n)):
-            g = grad[i] + weight_decay * param[i]
-            if use_momentum:
-                buf = momentum * momentum_buf[i] + g
-                momentum_buf[i] = buf
-                g = g + momentum * buf if nesterov else buf
-            param[i] -= lr * g
+    for i in prange(n):
+        g = grad[i] + weight_decay * param[i]
+        if use_momentum:
+            buf = momentum * momentum_buf[i] + g
+            momentum_buf[i] = buf
+            g = g + momentum * buf if nesterov else buf
+        param[i] -= lr * g
 
 
 @njit(cache=True, fastmath=_FASTMATH, parallel=True)
@@ -44,19 +41,18 @@ def _adam_update_kernel(param, grad, exp_avg, exp_avg_sq, step_size, bias_correc
     # decay: the AdamW factor (1 - lr wd) when ``decoupled``, else the L2 coefficient wd.
     n = param.size
     one = param.dtype.type(1)
-    for chunk in prange((n + _CHUNK - 1) // _CHUNK):
-        for i in range(chunk * _CHUNK, min((chunk + 1) * _CHUNK, n)):
-            p = param[i]
-            g = grad[i]
-            if decoupled:
-                p *= decay
-            else:
-                g += decay * p
-            m = beta1 * exp_avg[i] + (one - beta1) * g
-            v = beta2 * exp_avg_sq[i] + (one - beta2) * g * g
-            exp_avg[i] = m
-            exp_avg_sq[i] = v
-            param[i] = p - step_size * m / (np.sqrt(v) / bias_correction2_sqrt + eps)
+    for i in prange(n):
+        p = param[i]
+        g = grad[i]
+        if decoupled:
+            p *= decay
+        else:
+            g += decay * p
+        m = beta1 * exp_avg[i] + (one - beta1) * g
+        v = beta2 * exp_avg_sq[i] + (one - beta2) * g * g
+        exp_avg[i] = m
+        exp_avg_sq[i] = v
+        param[i] = p - step_size * m / (np.sqrt(v) / bias_correction2_sqrt + eps)
 
 
 def sgd_update(param: np.ndarray, grad: np.ndarray, momentum_buf: np.ndarray | None = None, *, lr: float,
