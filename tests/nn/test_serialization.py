@@ -158,3 +158,23 @@ def test_save_never_pickles(tmp_path, monkeypatch):
     monkeypatch.setattr(pickle, "loads", forbidden)
     save({"state": {0: {"buf": np.zeros(2)}}}, tmp_path / "p")
     assert load(tmp_path / "p")["state"][0]["buf"].shape == (2,)
+
+
+def test_training_checkpoint_with_generator_state_and_infinities(tmp_path):
+    rng = np.random.default_rng(5)
+    ckpt = {
+        "epoch": 3,
+        "model": {"0.weight": np.ones((2, 2), np.float32)},
+        "schedule": {"best": float("inf"), "base_lrs": [0.1], "anneal_strategy": "cos"},
+        "history": {"loss": [1.0, 0.5]},
+        "rng_state": rng.bit_generator.state,  # 128-bit ints
+        "empty": {},
+    }
+    save(ckpt, tmp_path / "c.safetensors")
+    loaded = load(tmp_path / "c.safetensors")
+    assert loaded["rng_state"] == rng.bit_generator.state
+    assert loaded["schedule"] == ckpt["schedule"] and loaded["empty"] == {} and loaded["epoch"] == 3
+    restored = np.random.default_rng()
+    restored.bit_generator.state = loaded["rng_state"]
+    assert restored.random() == rng.random()
+    np.testing.assert_array_equal(loaded["model"]["0.weight"], ckpt["model"]["0.weight"])
