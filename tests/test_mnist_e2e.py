@@ -90,7 +90,7 @@ def test_plot_without_matplotlib_says_so(monkeypatch, capsys):
 
 
 def test_models_have_the_documented_sizes():
-    assert sum(p.data.size for p in ex.lenet5().parameters()) == 61_706
+    assert sum(p.data.size for p in ex.lenet5().parameters()) == 44_426
     assert sum(p.data.size for p in ex.convnet().parameters()) == 34_826
 
 
