@@ -1,1 +1,178 @@
-__all__: list[str] = []
+"""NumPy reference 2-D convolution (cross-correlation, NCHW), forward and both backwards.
+
+The forward and the weight gradient are im2col on a
+``sliding_window_view`` of the padded input (strides and dilation are
+slices of that view) followed by one batched ``np.matmul``; the input
+gradient is one batched ``np.matmul`` giving every tap's contribution,
+scattered with ``kH * kW`` whole-array additions (no loop over pixels or
+images).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from jitgrad.kernels._validate import (
+    Conv2dDims,
+    check_array,
+    check_out,
+    check_same_dtype,
+    check_shape,
+    check_shape_tuple,
+)
+
+__all__ = ["conv2d", "conv2d_backward_input", "conv2d_backward_weight"]
+
+
+# --------------------------------------------------------------------------
+# Validation, shared by every backend (cpu and cuda import these).
+# --------------------------------------------------------------------------
+
+def check_conv2d_args(x: Any, w: Any, b: Any, stride: Any, padding: Any, dilation: Any,
+                      out: Any) -> Conv2dDims:
+    """Validate ``conv2d``'s arguments; return the sizes."""
+    check_array("x", x, ndim=4)
+    check_array("w", w, ndim=4)
+    if b is not None:
+        check_array("b", b, ndim=1)
+    check_same_dtype(x=x, w=w, b=b)
+    dims = Conv2dDims.from_shapes(tuple(x.shape), tuple(w.shape), stride=stride, padding=padding,
+                                  dilation=dilation, input_name="x", weight_name="w")
+    if b is not None:
+        check_shape("b", b, (dims.c_out,))
+    if out is not None:
+        check_out(out, dims.output_shape, np.dtype(x.dtype))
+    return dims
+
+
+def check_conv2d_backward_input_args(grad_out: Any, w: Any, input_shape: Any, stride: Any,
+                                     padding: Any, dilation: Any, out: Any) -> Conv2dDims:
+    """Validate ``conv2d_backward_input``'s arguments; return the sizes."""
+    check_array("grad_out", grad_out, ndim=4)
+    check_array("w", w, ndim=4)
+    check_same_dtype(grad_out=grad_out, w=w)
+    input_shape = check_shape_tuple("input_shape", input_shape, 4)
+    dims = Conv2dDims.from_shapes(input_shape, tuple(w.shape), stride=stride, padding=padding,
+                                  dilation=dilation, input_name="input_shape", weight_name="w")
+    check_shape("grad_out", grad_out, dims.output_shape)
+    if out is not None:
+        check_out(out, dims.input_shape, np.dtype(w.dtype))
+    return dims
+
+
+def check_conv2d_backward_weight_args(x: Any, grad_out: Any, weight_shape: Any, stride: Any,
+                                      padding: Any, dilation: Any) -> Conv2dDims:
+    """Validate ``conv2d_backward_weight``'s arguments; return the sizes."""
+    check_array("x", x, ndim=4)
+    check_array("grad_out", grad_out, ndim=4)
+    check_same_dtype(x=x, grad_out=grad_out)
+    weight_shape = check_shape_tuple("weight_shape", weight_shape, 4)
+    dims = Conv2dDims.from_shapes(tuple(x.shape), weight_shape, stride=stride, padding=padding,
+                                  dilation=dilation, input_name="x", weight_name="weight_shape")
+    check_shape("grad_out", grad_out, dims.output_shape)
+    return dims
+
+
+# --------------------------------------------------------------------------
+# Kernels
+# --------------------------------------------------------------------------
+
+def _windows(x: np.ndarray, d: Conv2dDims) -> np.ndarray:
+    """``(N, C_in, H_out, W_out, kH, kW)`` view of the (padded) input: ``x`` under each tap."""
+    (ph, pw), (sh, sw), (dh, dw) = d.padding, d.stride, d.dilation
+    if ph or pw:
+        x = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    view = sliding_window_view(x, (dh * (d.kh - 1) + 1, dw * (d.kw - 1) + 1), axis=(2, 3))
+    return view[:, :, : (d.h_out - 1) * sh + 1 : sh, : (d.w_out - 1) * sw + 1 : sw, ::dh, ::dw]
+
+
+def _im2col(x: np.ndarray, d: Conv2dDims) -> np.ndarray:
+    """``(N, C_in*kH*kW, H_out*W_out)`` contiguous columns (one copy of the window view)."""
+    cols = np.ascontiguousarray(_windows(x, d).transpose(0, 1, 4, 5, 2, 3))
+    return cols.reshape(d.n, d.c_in * d.kh * d.kw, d.h_out * d.w_out)
+
+
+def conv2d(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *, stride: Any = 1,
+           padding: Any = 0, dilation: Any = 1, out: np.ndarray | None = None) -> np.ndarray:
+    """2-D convolution (cross-correlation, as PyTorch), NCHW.
+
+    Parameters
+    ----------
+    x : ndarray ``(N, C_in, H, W)``, float32 or float64, C-contiguous
+    w : ndarray ``(C_out, C_in, kH, kW)``, same dtype
+    b : ndarray ``(C_out,)``, same dtype, optional
+    stride, padding, dilation : int or pair of ints
+    out : ndarray ``(N, C_out, H_out, W_out)``, optional
+
+    Returns
+    -------
+    ndarray ``(N, C_out, H_out, W_out)`` of ``x``'s dtype (``out`` when given).
+    """
+    d = check_conv2d_args(x, w, b, stride, padding, dilation, out)
+    if out is None:
+        out = np.empty(d.output_shape, dtype=x.dtype)
+    y = out.reshape(d.n, d.c_out, d.h_out * d.w_out)
+    np.matmul(w.reshape(d.c_out, -1), _im2col(x, d), out=y)
+    if b is not None:
+        y += b[:, None]
+    return out
+
+
+def conv2d_backward_input(grad_out: np.ndarray, w: np.ndarray, *, input_shape: tuple[int, int, int, int],
+                          stride: Any = 1, padding: Any = 0, dilation: Any = 1,
+                          out: np.ndarray | None = None) -> np.ndarray:
+    """Gradient of ``conv2d`` with respect to its input ``x``.
+
+    Parameters
+    ----------
+    grad_out : ndarray ``(N, C_out, H_out, W_out)``, float32 or float64
+    w : ndarray ``(C_out, C_in, kH, kW)``, same dtype
+    input_shape : tuple ``(N, C_in, H, W)``
+    stride, padding, dilation : int or pair of ints (as in the forward)
+    out : ndarray of ``input_shape``, optional
+
+    Returns
+    -------
+    ndarray ``input_shape`` of ``w``'s dtype (``out`` when given).
+    """
+    d = check_conv2d_backward_input_args(grad_out, w, input_shape, stride, padding, dilation, out)
+    (ph, pw), (sh, sw), (dh, dw) = d.padding, d.stride, d.dilation
+    # Every tap's contribution at once: (N, C_in, kH, kW, H_out, W_out).
+    taps = np.matmul(w.reshape(d.c_out, -1).T, grad_out.reshape(d.n, d.c_out, -1))
+    taps = taps.reshape(d.n, d.c_in, d.kh, d.kw, d.h_out, d.w_out)
+    padded = np.zeros((d.n, d.c_in, d.h + 2 * ph, d.w + 2 * pw), dtype=w.dtype)
+    for i in range(d.kh):
+        for j in range(d.kw):
+            padded[:, :, i * dh : i * dh + (d.h_out - 1) * sh + 1 : sh,
+                   j * dw : j * dw + (d.w_out - 1) * sw + 1 : sw] += taps[:, :, i, j]
+    if out is None:
+        out = np.empty(d.input_shape, dtype=w.dtype)
+    out[...] = padded[:, :, ph : ph + d.h, pw : pw + d.w]
+    return out
+
+
+def conv2d_backward_weight(x: np.ndarray, grad_out: np.ndarray, *, weight_shape: tuple[int, int, int, int],
+                           stride: Any = 1, padding: Any = 0,
+                           dilation: Any = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Gradients of ``conv2d`` with respect to its weights and bias.
+
+    Parameters
+    ----------
+    x : ndarray ``(N, C_in, H, W)``, float32 or float64 (the forward input)
+    grad_out : ndarray ``(N, C_out, H_out, W_out)``, same dtype
+    weight_shape : tuple ``(C_out, C_in, kH, kW)``
+    stride, padding, dilation : int or pair of ints (as in the forward)
+
+    Returns
+    -------
+    grad_w : ndarray ``weight_shape``
+    grad_b : ndarray ``(C_out,)``, ``grad_out.sum(axis=(0, 2, 3))``
+    """
+    d = check_conv2d_backward_weight_args(x, grad_out, weight_shape, stride, padding, dilation)
+    g = grad_out.reshape(d.n, d.c_out, -1)
+    grad_w = np.matmul(g, _im2col(x, d).transpose(0, 2, 1)).sum(axis=0)
+    grad_b = grad_out.sum(axis=(0, 2, 3))
+    return grad_w.reshape(d.weight_shape), grad_b

@@ -1,0 +1,356 @@
+"""Packed, register-tiled GEMM shared by the CPU ``matmul`` and ``conv`` kernels.
+
+The structure is BLIS's (Van Zee & van de Geijn, "BLIS: A Framework for
+Rapidly Instantiating BLAS Functionality", 2015):
+
+* ``op(A)`` is packed into *A panels* of ``MR`` rows and ``op(B)`` into *B
+  panels* of ``NR`` columns; inside a panel the ``MR`` (``NR``) values of one
+  ``k`` are contiguous, so the micro-kernel reads both operands as unit-stride
+  streams whatever the transposition of the source. Panels are zero-padded
+  to full width, so the micro-kernel never branches on edges.
+* The micro-kernel keeps an ``MR x NR`` tile of ``C`` in ``2 * MR`` vector
+  registers (``MR = 8`` rows, two 512-bit vectors wide: 8 x 32 float32 or
+  8 x 16 float64 on AVX-512) for a whole ``k`` slice: per ``k`` it loads two
+  vectors of B, broadcasts ``MR`` values of A and issues ``2 * MR`` FMAs.
+* Blocking: a ``k`` slice is ``KC`` deep so that a B micro-panel
+  (``KC x NR``) stays in L1 while the A panels of one block (``MC x KC``)
+  stream from L2; a *task* is an ``MC x NC`` block of ``C``. Tasks write
+  disjoint blocks of ``C``, so they run under ``prange`` without races.
+
+Packing the whole of ``op(A)`` and ``op(B)`` once (in parallel) before the
+tasks start keeps the drivers simple and makes ``out`` aliasing an input
+harmless for the packed paths.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from jitgrad.config import FASTMATH
+
+from ._gemm_simd import VEC_BYTES, vadd, vbroadcast, vfma, vload, vstore, vzero
+
+#: Rows of the register tile (A panel width).
+MR = 8
+#: Depth of one ``k`` slice.
+KC = 256
+#: A task's block of C, in panels: up to ``MC_PANELS * MR`` rows ...
+MC_PANELS = 16
+#: ... and ``NC_PANELS * NR`` columns.
+NC_PANELS = 16
+
+_jit = dict(cache=True, fastmath=set(FASTMATH), nogil=True)
+
+
+@njit(**_jit)
+def nr_of(arr):
+    """Columns of the register tile (B panel width) for ``arr``'s dtype: two vectors."""
+    return 2 * (VEC_BYTES // arr.itemsize)
+
+
+@njit(**_jit)
+def cdiv(a, b):
+    return (a + b - 1) // b
+
+
+# --------------------------------------------------------------------------
+# Micro-kernel
+# --------------------------------------------------------------------------
+
+@njit(**_jit)
+def micro_kernel(kc, ap, a_off, bp, b_off, c, c_off, ldc, accumulate):
+    """``C[0:MR, 0:NR] (+)= Apanel[:, :kc] @ Bpanel[:kc, :]`` on flat buffers.
+
+    ``ap[a_off + p * MR + r]`` is ``A[r, p]``; ``bp[b_off + p * NR + j]`` is
+    ``B[p, j]``; ``c[c_off + r * ldc + j]`` is ``C[r, j]``.
+    """
+    lanes = VEC_BYTES // bp.itemsize
+    nr = 2 * lanes
+    c00 = vzero(bp)
+    c01 = vzero(bp)
+    c10 = vzero(bp)
+    c11 = vzero(bp)
+    c20 = vzero(bp)
+    c21 = vzero(bp)
+    c30 = vzero(bp)
+    c31 = vzero(bp)
+    c40 = vzero(bp)
+    c41 = vzero(bp)
+    c50 = vzero(bp)
+    c51 = vzero(bp)
+    c60 = vzero(bp)
+    c61 = vzero(bp)
+    c70 = vzero(bp)
+    c71 = vzero(bp)
+    ia = a_off
+    ib = b_off
+    for _ in range(kc):
+        b0 = vload(bp, ib)
+        b1 = vload(bp, ib + lanes)
+        a = vbroadcast(ap[ia])
+        c00 = vfma(a, b0, c00)
+        c01 = vfma(a, b1, c01)
+        a = vbroadcast(ap[ia + 1])
+        c10 = vfma(a, b0, c10)
+        c11 = vfma(a, b1, c11)
+        a = vbroadcast(ap[ia + 2])
+        c20 = vfma(a, b0, c20)
+        c21 = vfma(a, b1, c21)
+        a = vbroadcast(ap[ia + 3])
+        c30 = vfma(a, b0, c30)
+        c31 = vfma(a, b1, c31)
+        a = vbroadcast(ap[ia + 4])
+        c40 = vfma(a, b0, c40)
+        c41 = vfma(a, b1, c41)
+        a = vbroadcast(ap[ia + 5])
+        c50 = vfma(a, b0, c50)
+        c51 = vfma(a, b1, c51)
+        a = vbroadcast(ap[ia + 6])
+        c60 = vfma(a, b0, c60)
+        c61 = vfma(a, b1, c61)
+        a = vbroadcast(ap[ia + 7])
+        c70 = vfma(a, b0, c70)
+        c71 = vfma(a, b1, c71)
+        ia += MR
+        ib += nr
+    o0 = c_off
+    o1 = o0 + ldc
+    o2 = o1 + ldc
+    o3 = o2 + ldc
+    o4 = o3 + ldc
+    o5 = o4 + ldc
+    o6 = o5 + ldc
+    o7 = o6 + ldc
+    if accumulate:
+        c00 = vadd(c00, vload(c, o0))
+        c01 = vadd(c01, vload(c, o0 + lanes))
+        c10 = vadd(c10, vload(c, o1))
+        c11 = vadd(c11, vload(c, o1 + lanes))
+        c20 = vadd(c20, vload(c, o2))
+        c21 = vadd(c21, vload(c, o2 + lanes))
+        c30 = vadd(c30, vload(c, o3))
+        c31 = vadd(c31, vload(c, o3 + lanes))
+        c40 = vadd(c40, vload(c, o4))
+        c41 = vadd(c41, vload(c, o4 + lanes))
+        c50 = vadd(c50, vload(c, o5))
+        c51 = vadd(c51, vload(c, o5 + lanes))
+        c60 = vadd(c60, vload(c, o6))
+        c61 = vadd(c61, vload(c, o6 + lanes))
+        c70 = vadd(c70, vload(c, o7))
+        c71 = vadd(c71, vload(c, o7 + lanes))
+    vstore(c, o0, c00)
+    vstore(c, o0 + lanes, c01)
+    vstore(c, o1, c10)
+    vstore(c, o1 + lanes, c11)
+    vstore(c, o2, c20)
+    vstore(c, o2 + lanes, c21)
+    vstore(c, o3, c30)
+    vstore(c, o3 + lanes, c31)
+    vstore(c, o4, c40)
+    vstore(c, o4 + lanes, c41)
+    vstore(c, o5, c50)
+    vstore(c, o5 + lanes, c51)
+    vstore(c, o6, c60)
+    vstore(c, o6 + lanes, c61)
+    vstore(c, o7, c70)
+    vstore(c, o7 + lanes, c71)
+
+
+@njit(**_jit)
+def tile(kc, ap, a_off, bp, b_off, c, c_off, ldc, mr, nr, accumulate, tmp):
+    """One ``mr x nr`` tile of C (``mr <= MR``, ``nr <= NR``); edges go through ``tmp``."""
+    full_nr = nr_of(bp)
+    if mr == MR and nr == full_nr:
+        micro_kernel(kc, ap, a_off, bp, b_off, c, c_off, ldc, accumulate)
+        return
+    micro_kernel(kc, ap, a_off, bp, b_off, tmp, 0, full_nr, False)
+    for r in range(mr):
+        row = c_off + r * ldc
+        src = r * full_nr
+        if accumulate:
+            for j in range(nr):
+                c[row + j] += tmp[src + j]
+        else:
+            for j in range(nr):
+                c[row + j] = tmp[src + j]
+
+
+@njit(**_jit)
+def gemm_block(ap, a_pstride, bp, b_pstride, k0, k1, m, n, ip0, ip1, jp0, jp1,
+               c, c_off, ldc, accumulate, tmp):
+    """``C[rows of A panels ip0:ip1, cols of B panels jp0:jp1] (+)= A[:, k0:k1] @ B[k0:k1, :]``.
+
+    ``ap`` holds A panels ``a_pstride`` elements apart (``A[ip*MR + r, k]`` at
+    ``ip * a_pstride + k * MR + r``), ``bp`` B panels ``b_pstride`` apart;
+    ``m x n`` is the logical size of C (edges), ``c[c_off + i * ldc + j]`` is
+    ``C[i, j]``. ``accumulate`` adds to C instead of overwriting it. Callers
+    that hold only some panels shift ``c_off`` (and ``m``/``n``) instead.
+    """
+    nr = nr_of(bp)
+    for pc in range(k0, k1, KC):
+        kc = min(KC, k1 - pc)
+        acc = accumulate or pc > k0
+        for jp in range(jp0, jp1):
+            j0 = jp * nr
+            ncols = min(nr, n - j0)
+            b_off = jp * b_pstride + pc * nr
+            for ip in range(ip0, ip1):
+                i0 = ip * MR
+                tile(kc, ap, ip * a_pstride + pc * MR, bp, b_off, c, c_off + i0 * ldc + j0, ldc,
+                     min(MR, m - i0), ncols, acc, tmp)
+
+
+# --------------------------------------------------------------------------
+# Packing of plain matrices (conv packs its own panels straight from images)
+# --------------------------------------------------------------------------
+
+@njit(**_jit)
+def pack_a_panel(a, trans, i0, ap, off):
+    """Pack rows ``i0 : i0 + MR`` of ``op(a)`` (all of K) into ``ap[off:]``, zero-padded."""
+    if trans:
+        k, m = a.shape
+    else:
+        m, k = a.shape
+    rows = min(MR, m - i0)
+    if trans:
+        for p in range(k):
+            dst = off + p * MR
+            for r in range(rows):
+                ap[dst + r] = a[p, i0 + r]
+            for r in range(rows, MR):
+                ap[dst + r] = 0
+    elif rows == MR:
+        for p in range(k):
+            dst = off + p * MR
+            for r in range(MR):
+                ap[dst + r] = a[i0 + r, p]
+    else:
+        for p in range(k):
+            dst = off + p * MR
+            for r in range(rows):
+                ap[dst + r] = a[i0 + r, p]
+            for r in range(rows, MR):
+                ap[dst + r] = 0
+
+
+@njit(**_jit)
+def pack_b_panel(b, trans, j0, bp, off):
+    """Pack columns ``j0 : j0 + NR`` of ``op(b)`` (all of K) into ``bp[off:]``, zero-padded."""
+    nr = nr_of(bp)
+    if trans:
+        n, k = b.shape
+    else:
+        k, n = b.shape
+    cols = min(nr, n - j0)
+    if trans:
+        for j in range(cols):
+            for p in range(k):
+                bp[off + p * nr + j] = b[j0 + j, p]
+        for j in range(cols, nr):
+            for p in range(k):
+                bp[off + p * nr + j] = 0
+    else:
+        for p in range(k):
+            dst = off + p * nr
+            for j in range(cols):
+                bp[dst + j] = b[p, j0 + j]
+            for j in range(cols, nr):
+                bp[dst + j] = 0
+
+
+# --------------------------------------------------------------------------
+# matmul drivers
+# --------------------------------------------------------------------------
+
+@njit(**_jit)
+def partition(npa, npb, nthreads):
+    """Split C (``npa`` A panels by ``npb`` B panels) into tasks for ``nthreads``.
+
+    Returns ``(mc, nc, ti, tj)``: tasks are ``mc x nc`` panels, ``ti x tj`` of them.
+    Blocks start at ``MC_PANELS x NC_PANELS`` and are halved (the dimension
+    with more panels per block first) until every thread has a task.
+    """
+    mc = min(MC_PANELS, npa)
+    nc = min(NC_PANELS, npb)
+    while cdiv(npa, mc) * cdiv(npb, nc) < nthreads and (mc > 1 or nc > 1):
+        if mc >= nc and mc > 1:
+            mc = cdiv(mc, 2)
+        else:
+            nc = cdiv(nc, 2)
+    return mc, nc, cdiv(npa, mc), cdiv(npb, nc)
+
+
+@njit(**_jit)
+def gemm_small(a, b, trans_a, trans_b, c):
+    """Unpacked ``c = op(a) @ op(b)`` for small products (packing would dominate)."""
+    m, n = c.shape
+    k = a.shape[0] if trans_a else a.shape[1]
+    if trans_b:
+        for i in range(m):
+            for j in range(n):
+                s = 0.0
+                if trans_a:
+                    for p in range(k):
+                        s += a[p, i] * b[j, p]
+                else:
+                    for p in range(k):
+                        s += a[i, p] * b[j, p]
+                c[i, j] = s
+    else:
+        for i in range(m):
+            for j in range(n):
+                c[i, j] = 0
+            for p in range(k):
+                aip = a[p, i] if trans_a else a[i, p]
+                for j in range(n):
+                    c[i, j] += aip * b[p, j]
+
+
+@njit(**_jit)
+def gemm_serial(a, b, trans_a, trans_b, c):
+    """Packed ``c = op(a) @ op(b)`` on the calling thread."""
+    m, n = c.shape
+    k = a.shape[0] if trans_a else a.shape[1]
+    nr = nr_of(c)
+    npa = cdiv(m, MR)
+    npb = cdiv(n, nr)
+    ap = np.empty(npa * k * MR, dtype=c.dtype)
+    bp = np.empty(npb * k * nr, dtype=c.dtype)
+    for ip in range(npa):
+        pack_a_panel(a, trans_a, ip * MR, ap, ip * k * MR)
+    for jp in range(npb):
+        pack_b_panel(b, trans_b, jp * nr, bp, jp * k * nr)
+    tmp = np.empty(MR * nr, dtype=c.dtype)
+    gemm_block(ap, k * MR, bp, k * nr, 0, k, m, n, 0, npa, 0, npb, c.reshape(m * n), 0, n, False, tmp)
+
+
+@njit(parallel=True, **_jit)
+def gemm_parallel(a, b, trans_a, trans_b, c, nthreads):
+    """Packed ``c = op(a) @ op(b)``: panels packed, then blocks of C computed, under ``prange``.
+
+    ``nthreads`` (``numba.get_num_threads()``, passed in: reading it here
+    would make the function uncacheable) sizes the blocks.
+    """
+    m, n = c.shape
+    k = a.shape[0] if trans_a else a.shape[1]
+    nr = nr_of(c)
+    npa = cdiv(m, MR)
+    npb = cdiv(n, nr)
+    ap = np.empty(npa * k * MR, dtype=c.dtype)
+    bp = np.empty(npb * k * nr, dtype=c.dtype)
+    for t in prange(npa + npb):
+        if t < npa:
+            pack_a_panel(a, trans_a, t * MR, ap, t * k * MR)
+        else:
+            jp = t - npa
+            pack_b_panel(b, trans_b, jp * nr, bp, jp * k * nr)
+    mc, nc, ti, tj = partition(npa, npb, nthreads)
+    ntasks = ti * tj
+    tmp = np.empty((ntasks, MR * nr), dtype=c.dtype)
+    cflat = c.reshape(m * n)
+    for t in prange(ntasks):
+        bi = t // tj
+        bj = t - bi * tj
+        gemm_block(ap, k * MR, bp, k * nr, 0, k, m, n, bi * mc, min(npa, (bi + 1) * mc),
+                   bj * nc, min(npb, (bj + 1) * nc), cflat, 0, n, False, tmp[t])

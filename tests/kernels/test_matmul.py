@@ -1,0 +1,202 @@
+"""matmul: the reference against its definition, the CPU kernel against the reference, bad input."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from jitgrad.kernels import cpu
+from jitgrad.kernels import reference as ref
+from jitgrad.kernels.cpu import _gemm
+from tests.helpers import DTYPES, assert_close, nan_like, randn
+
+BACKENDS = [pytest.param(ref, id="reference"), pytest.param(cpu, id="cpu")]
+TRANS = list(itertools.product([False, True], [False, True]))
+TRANS_IDS = ["NN", "NT", "TN", "TT"]
+
+
+def operands(m, n, k, trans_a, trans_b, dtype, seed=0):
+    a = randn((k, m) if trans_a else (m, k), dtype, seed)
+    b = randn((n, k) if trans_b else (k, n), dtype, seed + 1)
+    return a, b
+
+
+def tolerance(dtype, k):
+    """(rtol, atol): float32 sums of ``k`` products of unit normals drift like ``sqrt(k)``."""
+    if np.dtype(dtype) == np.float64:
+        return 1e-10, 1e-12 * max(k, 1)
+    return 1e-4, 2e-5 * max(np.sqrt(k), 1)
+
+
+def check_matmul(m, n, k, trans_a, trans_b, dtype, seed=0):
+    a, b = operands(m, n, k, trans_a, trans_b, dtype, seed)
+    expected = ref.matmul(a, b, trans_a=trans_a, trans_b=trans_b)
+    out = nan_like((m, n), dtype)
+    got = cpu.matmul(a, b, trans_a=trans_a, trans_b=trans_b, out=out)
+    assert got is out
+    rtol, atol = tolerance(dtype, k)
+    assert_close(got, expected, dtype, rtol=rtol, atol=atol, err_msg=f"{m}x{n}x{k} ta={trans_a} tb={trans_b}")
+
+
+# ---------------------------------------------------------------- reference
+
+
+@pytest.mark.parametrize("trans_a,trans_b", TRANS, ids=TRANS_IDS)
+def test_reference_is_the_definition(trans_a, trans_b):
+    a, b = operands(4, 3, 5, trans_a, trans_b, np.float64)
+    opa = a.T if trans_a else a
+    opb = b.T if trans_b else b
+    expected = np.array([[sum(opa[i, p] * opb[p, j] for p in range(5)) for j in range(3)] for i in range(4)])
+    assert_close(ref.matmul(a, b, trans_a=trans_a, trans_b=trans_b), expected)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_reference_keeps_dtype_and_writes_out(dtype):
+    a, b = operands(3, 4, 5, False, False, dtype)
+    out = nan_like((3, 4), dtype)
+    assert ref.matmul(a, b, out=out) is out
+    assert out.dtype == dtype and not np.isnan(out).any()
+
+
+# ---------------------------------------------------------------- cpu vs reference
+
+# Sizes chosen to cover the unpacked path (tiny), the serial packed path,
+# the parallel path, edges in every dimension (not multiples of 8 / 16 / 32)
+# and the Linear-layer and conv GEMM shapes of an MNIST CNN.
+SHAPES = [
+    (1, 1, 1), (3, 5, 7), (1, 64, 9), (64, 1, 9), (9, 9, 1),
+    (17, 33, 65), (40, 50, 60), (64, 64, 64), (100, 130, 70),
+    (128, 120, 256), (256, 128, 120), (120, 256, 128),
+    (257, 129, 301),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("trans_a,trans_b", TRANS, ids=TRANS_IDS)
+@pytest.mark.parametrize("m,n,k", SHAPES)
+def test_cpu_matches_reference(m, n, k, trans_a, trans_b, dtype):
+    check_matmul(m, n, k, trans_a, trans_b, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_cpu_large_square(dtype):
+    # several K slices (KC), several task blocks, edges everywhere
+    check_matmul(530, 515, 600, False, False, dtype, seed=3)
+    check_matmul(530, 515, 600, True, True, dtype, seed=4)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_cpu_allocates_output(dtype):
+    a, b = operands(20, 30, 40, False, True, dtype)
+    got = cpu.matmul(a, b, trans_b=True)
+    assert got.dtype == dtype and got.shape == (20, 30) and got.flags.c_contiguous
+    assert_close(got, ref.matmul(a, b, trans_b=True), dtype, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_empty_dimensions(backend):
+    a = np.zeros((3, 0))
+    b = np.zeros((0, 4))
+    out = nan_like((3, 4), np.float64)
+    backend.matmul(a, b, out=out)
+    np.testing.assert_array_equal(out, 0)
+    assert backend.matmul(np.zeros((0, 5)), np.ones((5, 2))).shape == (0, 2)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_out_may_alias_an_input(backend):
+    a = randn((70, 70), np.float64, 1)
+    b = randn((70, 70), np.float64, 2)
+    expected = a @ b.T
+    backend.matmul(a, b, trans_b=True, out=a)
+    assert_close(a, expected)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("nthreads", [1, 3, 16])
+@pytest.mark.parametrize("trans_a,trans_b", TRANS, ids=TRANS_IDS)
+def test_parallel_driver_any_thread_count(nthreads, trans_a, trans_b, dtype):
+    # The block partition depends on the thread count: exercise counts other than this machine's.
+    for m, n, k in [(9, 200, 40), (300, 7, 33), (130, 140, 300)]:
+        a, b = operands(m, n, k, trans_a, trans_b, dtype)
+        out = nan_like((m, n), dtype)
+        _gemm.gemm_parallel(a, b, trans_a, trans_b, out, nthreads)
+        rtol, atol = tolerance(dtype, k)
+        assert_close(out, ref.matmul(a, b, trans_a=trans_a, trans_b=trans_b), dtype, rtol=rtol, atol=atol)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_every_path_agrees(dtype):
+    a, b = operands(37, 45, 29, True, False, dtype)
+    expected = ref.matmul(a, b, trans_a=True)
+    for path in (_gemm.gemm_small, _gemm.gemm_serial):
+        out = nan_like((37, 45), dtype)
+        path(a, b, True, False, out)
+        assert_close(out, expected, dtype, rtol=1e-4, atol=1e-4)
+
+
+@settings(max_examples=40, deadline=None)
+@given(m=st.integers(1, 70), n=st.integers(1, 70), k=st.integers(1, 70),
+       trans_a=st.booleans(), trans_b=st.booleans(), dtype=st.sampled_from(DTYPES),
+       seed=st.integers(0, 2**16))
+def test_cpu_matches_reference_hypothesis(m, n, k, trans_a, trans_b, dtype, seed):
+    check_matmul(m, n, k, trans_a, trans_b, dtype, seed)
+
+
+@settings(max_examples=10, deadline=None)
+@given(m=st.integers(60, 200), n=st.integers(60, 200), k=st.integers(60, 300),
+       trans_a=st.booleans(), trans_b=st.booleans(), seed=st.integers(0, 2**16))
+def test_cpu_matches_reference_hypothesis_packed(m, n, k, trans_a, trans_b, seed):
+    check_matmul(m, n, k, trans_a, trans_b, np.float64, seed)
+
+
+# ---------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+class TestBadInput:
+    def test_wrong_dtype(self, backend):
+        with pytest.raises(TypeError, match="a must have dtype float32 or float64, got int64"):
+            backend.matmul(np.ones((2, 2), dtype=np.int64), np.ones((2, 2)))
+
+    def test_not_an_array(self, backend):
+        with pytest.raises(TypeError, match="b must be an array, got list"):
+            backend.matmul(np.ones((2, 2)), [[1.0, 2.0], [3.0, 4.0]])
+
+    def test_mixed_dtypes(self, backend):
+        with pytest.raises(TypeError, match="b has dtype float32 but a has dtype float64"):
+            backend.matmul(np.ones((2, 2)), np.ones((2, 2), dtype=np.float32))
+
+    def test_non_contiguous(self, backend):
+        with pytest.raises(ValueError, match="a must be C-contiguous"):
+            backend.matmul(np.ones((4, 4))[:, ::2], np.ones((2, 2)))
+
+    def test_wrong_rank(self, backend):
+        with pytest.raises(ValueError, match=r"b must be 2-D, got 1-D array of shape \(3,\)"):
+            backend.matmul(np.ones((2, 3)), np.ones(3))
+
+    def test_inner_dimension_mismatch(self, backend):
+        with pytest.raises(ValueError, match=r"inner dimensions differ: op\(a\) is 2x3 .* op\(b\) is 4x5"):
+            backend.matmul(np.ones((2, 3)), np.ones((4, 5)))
+        with pytest.raises(ValueError, match=r"op\(a\) is 3x2 \(a has shape \(2, 3\), trans_a=True\)"):
+            backend.matmul(np.ones((2, 3)), np.ones((3, 5)), trans_a=True)
+
+    def test_bad_flag(self, backend):
+        with pytest.raises(TypeError, match="trans_b must be a bool, got str 'yes'"):
+            backend.matmul(np.ones((2, 2)), np.ones((2, 2)), trans_b="yes")
+
+    def test_out_wrong_shape(self, backend):
+        with pytest.raises(ValueError, match=r"out must have shape \(2, 5\), got \(5, 2\)"):
+            backend.matmul(np.ones((2, 3)), np.ones((3, 5)), out=np.empty((5, 2)))
+
+    def test_out_wrong_dtype(self, backend):
+        with pytest.raises(TypeError, match="out must have dtype float64, got float32"):
+            backend.matmul(np.ones((2, 3)), np.ones((3, 5)), out=np.empty((2, 5), dtype=np.float32))
+
+    def test_out_non_contiguous(self, backend):
+        with pytest.raises(ValueError, match="out must be C-contiguous"):
+            backend.matmul(np.ones((2, 3)), np.ones((3, 5)), out=np.empty((2, 10))[:, ::2])
