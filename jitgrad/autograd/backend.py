@@ -103,7 +103,12 @@ class CPUBackend:
     zeros = staticmethod(np.zeros)
     ones = staticmethod(np.ones)
     full = staticmethod(np.full)
-    ascontiguousarray = staticmethod(np.ascontiguousarray)
+
+    @staticmethod
+    def ascontiguousarray(a: Any) -> np.ndarray:
+        # np.ascontiguousarray makes a 0-d array 1-D (shape (1,)); a scalar loss's
+        # gradient must stay 0-d. The flag test is also the cheap common case.
+        return a if a.flags.c_contiguous else np.ascontiguousarray(a)
 
     @staticmethod
     def copy(a: np.ndarray) -> np.ndarray:
@@ -134,7 +139,13 @@ class CPUBackend:
     power = staticmethod(np.power)
     negative = staticmethod(np.negative)
     exp = staticmethod(np.exp)
-    log = staticmethod(np.log)
+
+    @staticmethod
+    def log(a: Any) -> np.ndarray:
+        # log(0) = -inf without a warning, as in PyTorch (BCE clamps it to -100).
+        with np.errstate(divide="ignore"):
+            return np.log(a)
+
     log1p = staticmethod(np.log1p)
     sqrt = staticmethod(np.sqrt)
     abs = staticmethod(np.abs)
