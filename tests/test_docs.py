@@ -225,7 +225,7 @@ def test_a_failing_block_names_its_page_and_line(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("page", TESTED_PAGES)
 def test_page_code_runs(page):
-    namespace = run_page(page, gpu=False, n_train=640, n_test=200)
+    namespace = run_page(page, gpu=False, n_train=384, n_test=100)
     for name, check in PAGE_CHECKS.get(page, {}).items():
         assert name in namespace, f"{page} no longer defines {name!r}, which the docs test checks"
         check(namespace[name])
