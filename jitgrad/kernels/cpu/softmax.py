@@ -161,61 +161,94 @@ def _row_softmax_lse(logits, i, probs):
     return m, math.log(s)
 
 
-@njit(cache=True, fastmath=_FASTMATH, parallel=True)
-def _cross_entropy_index_kernel(logits, labels, eps, probs, losses):
-    n, c = logits.shape
+@njit(cache=True, fastmath=_FASTMATH, inline="always")
+def _cross_entropy_index_row(logits, labels, eps, probs, losses, i):
+    c = logits.shape[1]
     one = logits.dtype.type(1)
-    eps_c = eps / logits.dtype.type(c)  # stays in the input dtype
-    for i in prange(n):
-        m, lse = _row_softmax_lse(logits, i, probs)
-        # -log p_j = lse - (x_j - m): never 0 * inf, so a -inf logit off the label gives no NaN.
-        loss = lse - (logits[i, labels[i]] - m)
-        if eps != 0:
-            total = logits.dtype.type(0)
-            for j in range(c):
-                total += lse - (logits[i, j] - m)
-            loss = (one - eps) * loss + eps_c * total
-        losses[i] = loss
-
-
-@njit(cache=True, fastmath=_FASTMATH, parallel=True)
-def _cross_entropy_prob_kernel(logits, target, eps, probs, losses):
-    n, c = logits.shape
-    one = logits.dtype.type(1)
-    eps_c = eps / logits.dtype.type(c)  # stays in the input dtype
-    for i in prange(n):
-        m, lse = _row_softmax_lse(logits, i, probs)
-        loss = logits.dtype.type(0)
+    m, lse = _row_softmax_lse(logits, i, probs)
+    # -log p_j = lse - (x_j - m): never 0 * inf, so a -inf logit off the label gives no NaN.
+    loss = lse - (logits[i, labels[i]] - m)
+    if eps != 0:
+        total = logits.dtype.type(0)
         for j in range(c):
-            t = target[i, j] * (one - eps) + eps_c if eps != 0 else target[i, j]
-            if t != 0:  # 0 * log 0 is 0: no NaN from a -inf logit the target does not weight
-                loss += t * (lse - (logits[i, j] - m))
-        losses[i] = loss
+            total += lse - (logits[i, j] - m)
+        loss = (one - eps) * loss + eps / logits.dtype.type(c) * total
+    losses[i] = loss
 
 
-@njit(cache=True, fastmath=_FASTMATH, parallel=True)
-def _cross_entropy_backward_index_kernel(probs, labels, eps, scale, out):
-    n, c = probs.shape
+@njit(cache=True, fastmath=_FASTMATH, inline="always")
+def _cross_entropy_prob_row(logits, target, eps, probs, losses, i):
+    c = logits.shape[1]
+    one = logits.dtype.type(1)
+    eps_c = eps / logits.dtype.type(c)
+    m, lse = _row_softmax_lse(logits, i, probs)
+    loss = logits.dtype.type(0)
+    for j in range(c):
+        t = target[i, j] * (one - eps) + eps_c if eps != 0 else target[i, j]
+        if t != 0:  # 0 * log 0 is 0: no NaN from a -inf logit the target does not weight
+            loss += t * (lse - (logits[i, j] - m))
+    losses[i] = loss
+
+
+@njit(cache=True, fastmath=_FASTMATH, inline="always")
+def _cross_entropy_backward_row(probs, labels, target, is_index, eps, scale, out, i):
+    c = probs.shape[1]
     one = probs.dtype.type(1)
-    eps_c = eps / probs.dtype.type(c)  # stays in the input dtype
-    for i in prange(n):
-        s = scale[i]
+    eps_c = eps / probs.dtype.type(c)
+    s = scale[i]
+    if is_index:
         label = labels[i]
         for j in range(c):
             t = eps_c + (one - eps) if j == label else eps_c
             out[i, j] = (probs[i, j] - t) * s
-
-
-@njit(cache=True, fastmath=_FASTMATH, parallel=True)
-def _cross_entropy_backward_prob_kernel(probs, target, eps, scale, out):
-    n, c = probs.shape
-    one = probs.dtype.type(1)
-    eps_c = eps / probs.dtype.type(c)  # stays in the input dtype
-    for i in prange(n):
-        s = scale[i]
+    else:
         for j in range(c):
             t = target[i, j] * (one - eps) + eps_c if eps != 0 else target[i, j]
             out[i, j] = (probs[i, j] - t) * s
+
+
+# Each kernel comes as a parallel and a serial twin: a (128, 10) batch is done in a few
+# microseconds, less than it takes to wake the worker threads.
+
+@njit(cache=True, fastmath=_FASTMATH, parallel=True)
+def _cross_entropy_index_kernel(logits, labels, eps, probs, losses):
+    for i in prange(logits.shape[0]):
+        _cross_entropy_index_row(logits, labels, eps, probs, losses, i)
+
+
+@njit(cache=True, fastmath=_FASTMATH)
+def _cross_entropy_index_kernel_serial(logits, labels, eps, probs, losses):
+    for i in range(logits.shape[0]):
+        _cross_entropy_index_row(logits, labels, eps, probs, losses, i)
+
+
+@njit(cache=True, fastmath=_FASTMATH, parallel=True)
+def _cross_entropy_prob_kernel(logits, target, eps, probs, losses):
+    for i in prange(logits.shape[0]):
+        _cross_entropy_prob_row(logits, target, eps, probs, losses, i)
+
+
+@njit(cache=True, fastmath=_FASTMATH)
+def _cross_entropy_prob_kernel_serial(logits, target, eps, probs, losses):
+    for i in range(logits.shape[0]):
+        _cross_entropy_prob_row(logits, target, eps, probs, losses, i)
+
+
+@njit(cache=True, fastmath=_FASTMATH, parallel=True)
+def _cross_entropy_backward_kernel(probs, labels, target, is_index, eps, scale, out):
+    # ``labels`` (N,) int64 when ``is_index``, else ``target`` (N, C): the unused one is empty.
+    for i in prange(probs.shape[0]):
+        _cross_entropy_backward_row(probs, labels, target, is_index, eps, scale, out, i)
+
+
+@njit(cache=True, fastmath=_FASTMATH)
+def _cross_entropy_backward_kernel_serial(probs, labels, target, is_index, eps, scale, out):
+    for i in range(probs.shape[0]):
+        _cross_entropy_backward_row(probs, labels, target, is_index, eps, scale, out, i)
+
+
+#: Below this many logits the serial twin runs (measured on the (128, 10) MNIST batch).
+_PARALLEL_MIN_SIZE = 1 << 15
 
 
 def softmax_cross_entropy(logits: np.ndarray, labels: np.ndarray, *, reduction: str = "mean",
@@ -238,11 +271,14 @@ def softmax_cross_entropy(logits: np.ndarray, labels: np.ndarray, *, reduction: 
     eps_t = logits.dtype.type(eps)
     probs = np.empty_like(logits)
     losses = np.empty(logits.shape[0], dtype=logits.dtype)
+    parallel = logits.size >= _PARALLEL_MIN_SIZE
     if is_index:
+        kernel = _cross_entropy_index_kernel if parallel else _cross_entropy_index_kernel_serial
         # One integer type for the kernel, whatever the caller's (int32 labels are common).
-        _cross_entropy_index_kernel(logits, labels.astype(np.int64, copy=False), eps_t, probs, losses)
+        kernel(logits, labels.astype(np.int64, copy=False), eps_t, probs, losses)
     else:
-        _cross_entropy_prob_kernel(logits, labels, eps_t, probs, losses)
+        kernel = _cross_entropy_prob_kernel if parallel else _cross_entropy_prob_kernel_serial
+        kernel(logits, labels, eps_t, probs, losses)
     return _reduce_loss(losses, reduction), probs
 
 
@@ -259,7 +295,10 @@ def softmax_cross_entropy_backward(probs: np.ndarray, labels: np.ndarray, grad_l
     eps_t = probs.dtype.type(eps)
     out = np.empty_like(probs)
     if is_index:
-        _cross_entropy_backward_index_kernel(probs, labels.astype(np.int64, copy=False), eps_t, scale, out)
+        index, target = labels.astype(np.int64, copy=False), np.empty((0, 0), dtype=probs.dtype)
     else:
-        _cross_entropy_backward_prob_kernel(probs, labels, eps_t, scale, out)
+        index, target = np.empty(0, dtype=np.int64), labels
+    parallel = probs.size >= _PARALLEL_MIN_SIZE
+    kernel = _cross_entropy_backward_kernel if parallel else _cross_entropy_backward_kernel_serial
+    kernel(probs, index, target, is_index, eps_t, scale, out)
     return out
