@@ -45,14 +45,14 @@ def test_linear_gradcheck(bias):
 @pytest.mark.parametrize("stride, padding, dilation", [(1, 0, 1), (2, 1, 1), ((1, 2), (2, 0), (2, 1))])
 def test_conv2d_gradcheck(stride, padding, dilation):
     layer = nn.Conv2d(2, 3, (3, 2), stride=stride, padding=padding, dilation=dilation)
-    check_layer(layer, randn((2, 2, 6, 5), seed=2))
+    check_layer(layer, randn((2, 2, 6, 5), seed=2))  # batch 2: weight gradients sum over it
 
 
 @pytest.mark.parametrize("kernel_size, stride, padding", [(2, None, 0), (3, 2, 1), ((2, 3), 1, (1, 0))])
 @pytest.mark.parametrize("cls", [nn.MaxPool2d, nn.AvgPool2d])
 def test_pool_gradcheck(cls, kernel_size, stride, padding):
     # Tie-free input: a max whose argmax flips under +-eps has no derivative.
-    check_layer(cls(kernel_size, stride=stride, padding=padding), tie_free((2, 2, 5, 6), seed=3))
+    check_layer(cls(kernel_size, stride=stride, padding=padding), tie_free((1, 2, 5, 6), seed=3))
 
 
 @pytest.mark.parametrize("layer", [
