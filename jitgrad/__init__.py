@@ -22,5 +22,7 @@ from jitgrad.autograd import (
     zeros,
     zeros_like,
 )
+from jitgrad.serialization import load, save
+from jitgrad import nn, optim  # noqa: E402  (nn and optim build on the names above)
 
 __version__ = "0.1.0"
