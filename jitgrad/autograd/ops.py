@@ -35,7 +35,8 @@ def _reduced_axes(axis: Any, ndim: int) -> tuple[int, ...]:
 
 def _expand_reduced(xp: Any, g: Any, ctx: Context) -> Any:
     """Give a reduction's output gradient back its reduced axes (size 1), ready to broadcast."""
-    if ctx.keepdims or g.ndim == len(ctx.shape):
+    # A 0-d gradient (full reduction) broadcasts as it is.
+    if ctx.keepdims or g.ndim == 0 or g.ndim == len(ctx.shape):
         return g
     return xp.expand_dims(g, ctx.axes)
 
