@@ -190,7 +190,7 @@ def run_page(page: str, *, gpu: bool, n_train: int, n_test: int) -> dict:
 def test_extract_blocks_reads_fences_and_classes(tmp_path):
     page = tmp_path / "p.md"
     page.write_text(
-        "text\n```python\nx = 1\n```\n\n```{.python .gpu}\ny = 2\n```\n"
+        "text\n```python\nx = 1\n```\n\n```{.python .gpu title=\"On the GPU\"}\ny = 2\n```\n"
         "!!! note\n    ```python\n    z = 3\n    ```\n```bash\nmake test\n```\n",
         encoding="utf-8",
     )
