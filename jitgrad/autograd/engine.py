@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from jitgrad.autograd.backend import backend_for
 from jitgrad.autograd.function import _FREED_MESSAGE
 from jitgrad.autograd.tensor import Tensor
@@ -55,7 +57,8 @@ def _seed(root: Tensor, grad: Any) -> Any:
     if isinstance(grad, Tensor):
         grad = grad.data
     if type(grad) is not backend.array_type:
-        grad = backend.from_numpy(backend.asarray(grad, dtype=root.dtype))
+        # Host data (lists, NumPy arrays, numbers) goes to root's device.
+        grad = backend.from_numpy(np.asarray(grad, dtype=root.dtype))
     if grad.shape != root.shape:
         raise RuntimeError(f"backward(): grad must have the output's shape {root.shape}, got {grad.shape}")
     if grad.dtype != root.dtype:

@@ -102,19 +102,25 @@ def gradcheck(fn: Callable[..., Any], *inputs: Any, eps: float = 1e-6, atol: flo
 
     for i in checked:
         x = inputs64[i]
-        # Finite differences write into the host array (CPU: ``data`` itself).
-        values = x.numpy()
+        backend = backend_for(x.data)
+        # Perturb a host copy and hand it to the device before each evaluation;
+        # on the CPU ``from_numpy`` returns the copy itself, so nothing moves.
+        values = np.array(x.numpy(), dtype=np.float64)
         analytic = np.zeros(values.shape) if x.grad is None else np.asarray(x.grad.numpy(), dtype=np.float64)
         numeric = np.empty(values.shape)
         flat_values, flat_numeric = values.reshape(-1), numeric.reshape(-1)
+
+        def f_at(j: int, value: float) -> float:
+            flat_values[j] = value
+            x.data = backend.from_numpy(values)
+            return f()
+
         for j in range(flat_values.size):
             old = flat_values[j]
-            flat_values[j] = old + eps
-            plus = f()
-            flat_values[j] = old - eps
-            minus = f()
+            plus, minus = f_at(j, old + eps), f_at(j, old - eps)
             flat_values[j] = old
             flat_numeric[j] = (plus - minus) / (2 * eps)
+        x.data = backend.from_numpy(values)
         excess = np.abs(analytic - numeric) - (atol + rtol * np.abs(numeric))
         if values.size and (excess.max() > 0 or not np.all(np.isfinite(analytic))):
             worst = np.unravel_index(int(np.argmax(np.where(np.isfinite(excess), excess, np.inf))), values.shape)
