@@ -64,7 +64,12 @@ def _conv2d_kernel(x, w2, b, has_bias, sh, sw, ph, pw, dh, dw, kh, kw, h_out, w_
                 kk = e % TILE_K
                 gr = row0 + r
                 gk = k0 + kk
-                a_tile[kk, r] = w2[gr, gk] if (gr < c_out and gk < k) else 0
+                # if/else statements, not a conditional expression: that would unify the float32
+                # load with the int 0 into a float64 (an extra conversion per element).
+                if gr < c_out and gk < k:
+                    a_tile[kk, r] = w2[gr, gk]
+                else:
+                    a_tile[kk, r] = 0
             for e in range(t, TILE_N * TILE_K, MATMUL_THREADS):
                 c = e % TILE_N
                 kk = e // TILE_N
