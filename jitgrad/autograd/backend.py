@@ -264,8 +264,27 @@ def register_backend(backend: Any, array_types: tuple[type, ...] = ()) -> None:
         _BY_TYPE[t] = backend
 
 
+def _looks_like_device_array(array: Any) -> bool:
+    """A Numba device array (real or simulated), recognised without importing numba."""
+    return hasattr(array, "copy_to_host") and not isinstance(array, np.ndarray)
+
+
+def _load_cuda() -> Any:
+    """Register the CUDA backend on first use (``RuntimeError`` naming what is missing without a GPU).
+
+    Lazy so that ``import jitgrad`` never imports numba.cuda nor initialises a GPU.
+    """
+    from jitgrad.autograd.cuda_backend import register
+
+    return register()
+
+
 def get_backend(device: str) -> Any:
-    """The backend registered for ``device`` (``"cpu"``, ``"cuda"``)."""
+    """The backend registered for ``device`` (``"cpu"``, ``"cuda"``; ``"cuda:0"`` means ``"cuda"``)."""
+    if isinstance(device, str) and device.startswith("cuda:") and device[5:].isdigit():
+        device = "cuda"
+    if device == "cuda" and device not in _BY_NAME:
+        return _load_cuda()
     try:
         return _BY_NAME[device]
     except KeyError:
@@ -282,4 +301,8 @@ def backend_for(array: Any) -> Any:
         if isinstance(array, t):
             _BY_TYPE[type(array)] = b
             return b
+    if _looks_like_device_array(array) and "cuda" not in _BY_NAME:
+        # A device array made outside jitgrad before anything asked for "cuda".
+        _load_cuda()
+        return backend_for(array)
     raise TypeError(f"no jitgrad backend holds arrays of type {type(array).__name__}")

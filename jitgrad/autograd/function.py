@@ -32,7 +32,7 @@ from __future__ import annotations
 from typing import Any
 
 from jitgrad.autograd import grad_mode
-from jitgrad.autograd.backend import backend_for
+from jitgrad.autograd.backend import _BY_TYPE, backend_for
 from jitgrad.autograd.tensor import Tensor
 
 __all__ = ["Context", "Function"]
@@ -132,8 +132,9 @@ class Function:
         record = record and grad_mode._enabled
         ctx = Context(backend, tuple(needs))
         out = cls.forward(ctx, *raw, **kwargs)
-        if type(out) is not backend.array_type:
-            # NumPy reductions return scalars (np.float64), not 0-d arrays.
+        if type(out) is not backend.array_type and type(out) not in _BY_TYPE:
+            # NumPy reductions return scalars (np.float64), not 0-d arrays. (An array of
+            # another backend is left alone: ToDevice returns one on purpose.)
             out = backend.asarray(out)
         # Built without __init__: outputs need no conversion or dtype check.
         result = Tensor.__new__(Tensor)

@@ -13,7 +13,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from jitgrad import config
-from jitgrad.autograd.backend import _BY_TYPE, backend_for, get_backend
+from jitgrad.autograd.backend import _BY_TYPE, _looks_like_device_array, backend_for, get_backend
 
 __all__ = ["Tensor", "tensor"]
 
@@ -75,7 +75,10 @@ class Tensor:
         if isinstance(data, Tensor):
             data = data.data
         elif type(data) not in _BY_TYPE:
-            data = _to_array(data, copy=False)
+            if _looks_like_device_array(data):
+                backend_for(data)  # registers the CUDA backend: wrap the device array as it is
+            else:
+                data = _to_array(data, copy=False)
         if requires_grad:
             _check_can_require_grad(data)
         self.data = data
@@ -87,7 +90,9 @@ class Tensor:
     @property
     def shape(self) -> tuple[int, ...]:
         """Tuple of dimension sizes."""
-        return self.data.shape
+        shape = self.data.shape
+        # The CUDA simulator's shape is a tuple look-alike without negative indexing.
+        return shape if type(shape) is tuple else tuple(shape)
 
     @property
     def dtype(self) -> np.dtype:
@@ -216,14 +221,24 @@ class Tensor:
         return self.astype(np.float64)
 
     def to(self, device: str) -> "Tensor":
-        """This tensor on ``device`` (``"cpu"`` or ``"cuda"``); ``self`` when already there."""
-        if device == self.device:
+        """This tensor on ``device`` (``"cpu"`` or ``"cuda"``); ``self`` when already there.
+
+        The copy is recorded by autograd (the gradient travels back to this
+        device). Moving to ``"cuda"`` without a GPU (and without
+        ``NUMBA_ENABLE_CUDASIM=1``) raises ``RuntimeError`` saying so.
+        """
+        backend = get_backend(device)
+        if backend.name == self.device:
             return self
-        return _ops.ToDevice.apply(self, backend=get_backend(device))
+        return _ops.ToDevice.apply(self, backend=backend)
 
     def cpu(self) -> "Tensor":
         """This tensor on the CPU."""
         return self.to("cpu")
+
+    def cuda(self) -> "Tensor":
+        """This tensor on the GPU (``to("cuda")``)."""
+        return self.to("cuda")
 
     # --- arithmetic (NumPy broadcasting; scalars and arrays on either side) --
     def __add__(self, other: ArrayLike) -> "Tensor":
@@ -270,7 +285,10 @@ class Tensor:
 
     # --- comparisons: no gradient, boolean tensors -------------------------
     def _compare(self, other: ArrayLike, name: str) -> "Tensor":
-        other = other.data if isinstance(other, Tensor) else other
+        if isinstance(other, Tensor):
+            if other.device != self.device:
+                raise RuntimeError(f"{name}: all tensors must be on one device, got {self.device} and {other.device}")
+            other = other.data
         return Tensor(getattr(backend_for(self.data), name)(self.data, other))
 
     def __eq__(self, other: ArrayLike) -> "Tensor":  # type: ignore[override]
