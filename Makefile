@@ -68,4 +68,4 @@ docs: $(DOCS_STAMP)
 	@echo "site: build/site/index.html (or: $(VENV)/bin/mkdocs serve)"
 
 clean:
-	rm -rf .numba_cache .pytest_cache .hypothesis bench/results bench/html docs/site
+	rm -rf .numba_cache .pytest_cache .hypothesis bench/results bench/html build/site
