@@ -29,7 +29,7 @@ from numba import njit, prange
 
 from jitgrad.config import FASTMATH
 
-from ._gemm_simd import VEC_BYTES, vadd, vbroadcast, vfma, vload, vstore, vzero
+from ._gemm_simd import VEC_BYTES, load, prefetch, store, vadd, vbroadcast_load, vfma, vgather, vload, vstore, vzero
 
 #: Rows of the register tile (A panel width).
 MR = 8
@@ -67,6 +67,10 @@ def micro_kernel(kc, ap, a_off, bp, b_off, c, c_off, ldc, accumulate):
     """
     lanes = VEC_BYTES // bp.itemsize
     nr = 2 * lanes
+    # The C tile is needed only after the k loop: start fetching it now.
+    for r in range(MR):
+        prefetch(c, c_off + r * ldc)
+        prefetch(c, c_off + r * ldc + nr - 1)
     c00 = vzero(bp)
     c01 = vzero(bp)
     c10 = vzero(bp)
@@ -88,28 +92,28 @@ def micro_kernel(kc, ap, a_off, bp, b_off, c, c_off, ldc, accumulate):
     for _ in range(kc):
         b0 = vload(bp, ib)
         b1 = vload(bp, ib + lanes)
-        a = vbroadcast(ap[ia])
+        a = vbroadcast_load(ap, ia)
         c00 = vfma(a, b0, c00)
         c01 = vfma(a, b1, c01)
-        a = vbroadcast(ap[ia + 1])
+        a = vbroadcast_load(ap, ia + 1)
         c10 = vfma(a, b0, c10)
         c11 = vfma(a, b1, c11)
-        a = vbroadcast(ap[ia + 2])
+        a = vbroadcast_load(ap, ia + 2)
         c20 = vfma(a, b0, c20)
         c21 = vfma(a, b1, c21)
-        a = vbroadcast(ap[ia + 3])
+        a = vbroadcast_load(ap, ia + 3)
         c30 = vfma(a, b0, c30)
         c31 = vfma(a, b1, c31)
-        a = vbroadcast(ap[ia + 4])
+        a = vbroadcast_load(ap, ia + 4)
         c40 = vfma(a, b0, c40)
         c41 = vfma(a, b1, c41)
-        a = vbroadcast(ap[ia + 5])
+        a = vbroadcast_load(ap, ia + 5)
         c50 = vfma(a, b0, c50)
         c51 = vfma(a, b1, c51)
-        a = vbroadcast(ap[ia + 6])
+        a = vbroadcast_load(ap, ia + 6)
         c60 = vfma(a, b0, c60)
         c61 = vfma(a, b1, c61)
-        a = vbroadcast(ap[ia + 7])
+        a = vbroadcast_load(ap, ia + 7)
         c70 = vfma(a, b0, c70)
         c71 = vfma(a, b1, c71)
         ia += MR
@@ -235,6 +239,42 @@ def pack_a_panel(a, trans, i0, ap, off):
 
 
 @njit(**_jit)
+def pack_a(a, trans, ip0, ip1, ap):
+    """Pack A panels ``ip0 : ip1`` of ``op(a)`` (all of K; panel ``ip`` at ``ap[ip * K * MR]``).
+
+    Loop orders follow the source layout: with ``trans`` rows of ``a`` are
+    read in full cache lines and dealt out to the panels; otherwise each
+    panel reads ``MR`` rows side by side.
+    """
+    if trans:
+        k, m = a.shape
+    else:
+        m, k = a.shape
+    af = a.reshape(a.size)
+    full = min(ip1, m // MR)
+    if trans:
+        # Tiles of 16 rows of ``a``: the rows stay in L1 while each panel
+        # receives 16 consecutive ``k`` (one run of writes per panel).
+        for p0 in range(0, k, 16):
+            p1 = min(k, p0 + 16)
+            for ip in range(ip0, full):
+                for p in range(p0, p1):
+                    dst = ip * k * MR + p * MR
+                    src = p * m + ip * MR
+                    for r in range(MR):
+                        store(ap, dst + r, load(af, src + r))
+    else:
+        for ip in range(ip0, full):
+            dst = ip * k * MR
+            src = ip * MR * k
+            for p in range(k):
+                for r in range(MR):
+                    store(ap, dst + p * MR + r, load(af, src + r * k + p))
+    for ip in range(max(ip0, full), ip1):
+        pack_a_panel(a, trans, ip * MR, ap, ip * k * MR)
+
+
+@njit(**_jit)
 def pack_b_panel(b, trans, j0, bp, off):
     """Pack columns ``j0 : j0 + NR`` of ``op(b)`` (all of K) into ``bp[off:]``, zero-padded."""
     nr = nr_of(bp)
@@ -243,20 +283,59 @@ def pack_b_panel(b, trans, j0, bp, off):
     else:
         k, n = b.shape
     cols = min(nr, n - j0)
-    if trans:
-        for j in range(cols):
+    bf = b.reshape(b.size)
+    if cols == nr:
+        if trans:
             for p in range(k):
-                bp[off + p * nr + j] = b[j0 + j, p]
-        for j in range(cols, nr):
+                dst = off + p * nr
+                for j in range(nr):
+                    store(bp, dst + j, load(bf, (j0 + j) * k + p))
+        else:
+            lanes = VEC_BYTES // bp.itemsize
             for p in range(k):
-                bp[off + p * nr + j] = 0
+                dst = off + p * nr
+                src = p * n + j0
+                vstore(bp, dst, vload(bf, src))
+                vstore(bp, dst + lanes, vload(bf, src + lanes))
     else:
         for p in range(k):
             dst = off + p * nr
-            for j in range(cols):
-                bp[dst + j] = b[p, j0 + j]
+            if trans:
+                for j in range(cols):
+                    bp[dst + j] = b[j0 + j, p]
+            else:
+                for j in range(cols):
+                    bp[dst + j] = b[p, j0 + j]
             for j in range(cols, nr):
                 bp[dst + j] = 0
+
+
+@njit(**_jit)
+def pack_b(b, trans, jp0, jp1, bp):
+    """Pack B panels ``jp0 : jp1`` of ``op(b)`` (all of K; panel ``jp`` at ``bp[jp * K * NR]``).
+
+    A transposed ``b`` holds a panel's ``NR`` values of one ``k`` in ``NR``
+    different rows: they are fetched with two hardware gathers per ``k``.
+    """
+    nr = nr_of(bp)
+    lanes = VEC_BYTES // bp.itemsize
+    if trans:
+        n, k = b.shape
+    else:
+        k, n = b.shape
+    full = min(jp1, n // nr)
+    if trans and jp0 < full and nr * k < 2**31:
+        bf = b.reshape(b.size)
+        offsets = np.arange(nr).astype(np.int32) * np.int32(k)
+        for jp in range(jp0, full):
+            dst = jp * k * nr
+            src = jp * nr * k
+            for p in range(k):
+                vstore(bp, dst + p * nr, vgather(bf, src + p, offsets, 0))
+                vstore(bp, dst + p * nr + lanes, vgather(bf, src + p, offsets, lanes))
+        jp0 = full
+    for jp in range(jp0, jp1):
+        pack_b_panel(b, trans, jp * nr, bp, jp * k * nr)
 
 
 # --------------------------------------------------------------------------
@@ -317,10 +396,8 @@ def gemm_serial(a, b, trans_a, trans_b, c):
     npb = cdiv(n, nr)
     ap = np.empty(npa * k * MR, dtype=c.dtype)
     bp = np.empty(npb * k * nr, dtype=c.dtype)
-    for ip in range(npa):
-        pack_a_panel(a, trans_a, ip * MR, ap, ip * k * MR)
-    for jp in range(npb):
-        pack_b_panel(b, trans_b, jp * nr, bp, jp * k * nr)
+    pack_a(a, trans_a, 0, npa, ap)
+    pack_b(b, trans_b, 0, npb, bp)
     tmp = np.empty(MR * nr, dtype=c.dtype)
     gemm_block(ap, k * MR, bp, k * nr, 0, k, m, n, 0, npa, 0, npb, c.reshape(m * n), 0, n, False, tmp)
 
@@ -339,12 +416,10 @@ def gemm_parallel(a, b, trans_a, trans_b, c, nthreads):
     npb = cdiv(n, nr)
     ap = np.empty(npa * k * MR, dtype=c.dtype)
     bp = np.empty(npb * k * nr, dtype=c.dtype)
-    for t in prange(npa + npb):
-        if t < npa:
-            pack_a_panel(a, trans_a, t * MR, ap, t * k * MR)
-        else:
-            jp = t - npa
-            pack_b_panel(b, trans_b, jp * nr, bp, jp * k * nr)
+    # Packing: each thread packs a contiguous range of A panels and of B panels.
+    for t in prange(nthreads):
+        pack_a(a, trans_a, t * npa // nthreads, (t + 1) * npa // nthreads, ap)
+        pack_b(b, trans_b, t * npb // nthreads, (t + 1) * npb // nthreads, bp)
     mc, nc, ti, tj = partition(npa, npb, nthreads)
     ntasks = ti * tj
     tmp = np.empty((ntasks, MR * nr), dtype=c.dtype)

@@ -131,6 +131,114 @@ def vbroadcast(typingctx, x):
 
 
 @intrinsic
+def vbroadcast_load(typingctx, arr, index):
+    """A vector with every lane equal to ``arr[index]``.
+
+    Unlike ``vbroadcast(arr[index])`` there is no negative-index wraparound
+    (Numba's ``arr[i]`` with a signed ``i`` that LLVM cannot prove
+    non-negative costs a compare, a shift and a select per access).
+    """
+    if not _check_float_array(arr) or not isinstance(index, types.Integer):
+        return None
+    vt = _vector_type(arr.dtype)
+
+    def codegen(context, builder, sig, args):
+        _mark_vector_width(builder)
+        ptr = _element_pointer(context, builder, sig.args[0], args[0], args[1])
+        llvt = context.get_value_type(vt)
+        i32 = ir.IntType(32)
+        one = builder.insert_element(ir.Constant(llvt, ir.Undefined), builder.load(ptr), ir.Constant(i32, 0))
+        mask = ir.Constant(ir.VectorType(i32, vt.lanes), [0] * vt.lanes)
+        return builder.shuffle_vector(one, ir.Constant(llvt, ir.Undefined), mask)
+
+    return vt(arr, index), codegen
+
+
+@intrinsic
+def load(typingctx, arr, index):
+    """``arr[index]`` for a 1-D array, without negative-index wraparound (hot loops)."""
+    if not (isinstance(arr, types.Array) and arr.ndim == 1 and isinstance(index, types.Integer)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.load(_element_pointer(context, builder, sig.args[0], args[0], args[1]))
+
+    return arr.dtype(arr, index), codegen
+
+
+@intrinsic
+def store(typingctx, arr, index, value):
+    """``arr[index] = value`` for a 1-D array, without negative-index wraparound."""
+    if not (isinstance(arr, types.Array) and arr.ndim == 1 and isinstance(index, types.Integer)
+            and isinstance(value, (types.Float, types.Integer))):
+        return None
+
+    def codegen(context, builder, sig, args):
+        val = context.cast(builder, args[2], sig.args[2], sig.args[0].dtype)
+        builder.store(val, _element_pointer(context, builder, sig.args[0], args[0], args[1]))
+        return context.get_dummy_value()
+
+    return types.none(arr, index, value), codegen
+
+
+@intrinsic
+def vgather(typingctx, arr, base, offsets, start):
+    """Lane ``l`` is ``arr[base + offsets[start + l]]`` (``offsets`` an int32 array).
+
+    One hardware gather: used to pack transposed operands and im2col
+    columns, where ``lanes`` values sit in ``lanes`` different rows.
+    """
+    if not (_check_float_array(arr) and isinstance(offsets, types.Array) and offsets.dtype == types.int32
+            and isinstance(base, types.Integer) and isinstance(start, types.Integer)):
+        return None
+    vt = _vector_type(arr.dtype)
+
+    def codegen(context, builder, sig, args):
+        _mark_vector_width(builder)
+        lanes = vt.lanes
+        i32 = ir.IntType(32)
+        ptr = _element_pointer(context, builder, sig.args[0], args[0], args[1])
+        optr = _element_pointer(context, builder, sig.args[2], args[2], args[3])
+        ivt = ir.VectorType(i32, lanes)
+        idx = builder.load(builder.bitcast(optr, ivt.as_pointer()), align=4)
+        llvt = context.get_value_type(vt)
+        elem_bits = arr.dtype.bitwidth
+        # Vector of addresses: base + offset * itemsize (llvmlite's gep takes no vector index).
+        i64v = ir.VectorType(ir.IntType(64), lanes)
+        base_int = builder.ptrtoint(ptr, ir.IntType(64))
+        base_vec = builder.insert_element(ir.Constant(i64v, ir.Undefined), base_int, ir.Constant(i32, 0))
+        base_vec = builder.shuffle_vector(base_vec, ir.Constant(i64v, ir.Undefined),
+                                          ir.Constant(ivt, [0] * lanes))
+        byte_off = builder.mul(builder.sext(idx, i64v), ir.Constant(i64v, [elem_bits // 8] * lanes))
+        ptrs = builder.inttoptr(builder.add(base_vec, byte_off), ir.VectorType(ptr.type, lanes))
+        name = f"llvm.masked.gather.v{lanes}f{elem_bits}.v{lanes}p0"
+        fnty = ir.FunctionType(llvt, [ptrs.type, i32, ir.VectorType(ir.IntType(1), lanes), llvt])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, name)
+        mask = ir.Constant(ir.VectorType(ir.IntType(1), lanes), [1] * lanes)
+        return builder.call(fn, [ptrs, ir.Constant(i32, elem_bits // 8), mask, ir.Constant(llvt, ir.Undefined)])
+
+    return vt(arr, base, offsets, start), codegen
+
+
+@intrinsic
+def prefetch(typingctx, arr, index):
+    """Hint the cache hierarchy to fetch the line holding ``arr[index]`` (into L1)."""
+    if not (isinstance(arr, types.Array) and isinstance(index, types.Integer)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        ptr = _element_pointer(context, builder, sig.args[0], args[0], args[1])
+        i8p = ir.IntType(8).as_pointer()
+        i32 = ir.IntType(32)
+        fnty = ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
+        builder.call(fn, [builder.bitcast(ptr, i8p), ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])
+        return context.get_dummy_value()
+
+    return types.none(arr, index), codegen
+
+
+@intrinsic
 def vzero(typingctx, arr):
     """A zero vector of ``arr``'s element type."""
     if not _check_float_array(arr):
