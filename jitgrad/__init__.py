@@ -24,5 +24,8 @@ from jitgrad.autograd import (
 )
 from jitgrad.serialization import load, save
 from jitgrad import nn, optim  # noqa: E402  (nn and optim build on the names above)
+# jitgrad.cuda imports numba only when asked something (is_available(), ...): importing it is free.
+from jitgrad import cuda  # noqa: E402
+from jitgrad.devices import cpu, gpu  # noqa: E402
 
 __version__ = "0.1.0"

@@ -243,6 +243,9 @@ def cross_entropy(logits: Tensor, target: Any, reduction: str = "mean", label_sm
     logits = _as_tensor(logits, "logits", "cross_entropy")
     _check_ndim("cross_entropy", "logits", logits, 2, "(N, C)")
     _check_reduction("cross_entropy", reduction)
+    if isinstance(target, Tensor) and target.device != logits.device:
+        raise RuntimeError(f"cross_entropy: logits and target must be on one device, got {logits.device} "
+                           f"and {target.device}")
     labels = target.data if isinstance(target, Tensor) else target
     if not isinstance(labels, np.ndarray) and backend_for(logits.data).name == "cpu":
         raise TypeError(f"cross_entropy: target must be a Tensor or a NumPy array, got {type(target).__name__}")
