@@ -32,10 +32,16 @@ class DataLoader:
         Applied to each batch of inputs ``x``, e.g. ``Compose(to_float, normalize())``.
     target_transform : callable, optional
         Applied to each batch of targets ``y``, e.g. ``lambda y: one_hot(y, 10)``.
+    device : str, optional
+        ``"cpu"`` or ``"cuda"``: yield Tensors on that device instead of NumPy
+        arrays (inputs *and* targets, after the transforms, which still see
+        NumPy). One host-to-device copy per array per batch; the training
+        step then never leaves the device. ``"cuda"`` without a GPU raises
+        ``RuntimeError`` here, not at the first batch.
 
     Yields
     ------
-    tuple of numpy.ndarray
+    tuple of numpy.ndarray, or of Tensor when ``device`` is given
         ``(x, y)``: C-contiguous batches, fresh copies (taken by one fancy
         index per array per batch), so a transform may work in place.
 
@@ -50,7 +56,8 @@ class DataLoader:
     def __init__(self, dataset: Sequence[np.ndarray] | Any, batch_size: int, shuffle: bool = False,
                  drop_last: bool = False, seed: int | None = None,
                  transform: Callable[[np.ndarray], np.ndarray] | None = None,
-                 target_transform: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
+                 target_transform: Callable[[np.ndarray], np.ndarray] | None = None,
+                 device: str | None = None) -> None:
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise ValueError(f"DataLoader: batch_size must be a positive int, got {batch_size!r}")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
@@ -82,6 +89,14 @@ class DataLoader:
         self.seed = int(seed) if seed is not None else int(np.random.SeedSequence().entropy % 2**63)
         self.transform = transform
         self.target_transform = target_transform
+        if device is not None:
+            # Imported here: jitgrad.data does not depend on the autograd unless asked for Tensors.
+            from jitgrad.autograd.backend import get_backend
+
+            if not isinstance(device, str):
+                raise TypeError(f"DataLoader: device must be a str such as 'cuda', got {type(device).__name__}")
+            device = get_backend(device).name  # ValueError for an unknown device, RuntimeError without a GPU
+        self.device = device
         #: Index of the epoch the next ``iter()`` runs; advanced by each ``iter()``.
         self.epoch = 0
 
@@ -125,8 +140,13 @@ class DataLoader:
             batch[0] = self.transform(batch[0])
         if self.target_transform is not None and len(batch) > 1:
             batch[1] = self.target_transform(batch[1])
+        if self.device is not None:
+            from jitgrad.autograd.tensor import Tensor
+
+            return tuple(Tensor(np.ascontiguousarray(b)).to(self.device) for b in batch)
         return tuple(batch)
 
     def __repr__(self) -> str:
         return (f"DataLoader(num_samples={self._n}, batch_size={self.batch_size}, shuffle={self.shuffle}, "
-                f"drop_last={self.drop_last}, seed={self.seed})")
+                f"drop_last={self.drop_last}, seed={self.seed}"
+                + (f", device={self.device!r})" if self.device is not None else ")"))

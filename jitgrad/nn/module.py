@@ -20,7 +20,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from jitgrad import config
-from jitgrad.autograd.backend import backend_for
+from jitgrad.autograd.backend import backend_for, get_backend
 from jitgrad.autograd.tensor import Tensor
 
 __all__ = ["Module", "Parameter"]
@@ -276,8 +276,10 @@ class Module:
         """Move every parameter to ``device`` and/or cast it to ``dtype``, in place; returns self.
 
         Parameters keep their identity (only their ``data`` changes), so
-        create the optimizer after moving, or before: both work. Gradients
-        are dropped. ``"cpu"`` on a CPU model is a no-op.
+        create the optimizer after moving, or before: both work (optimizer
+        state follows each parameter to its device at the next step).
+        Gradients move with their parameters; a dtype cast drops them.
+        ``"cpu"`` on a CPU model is a no-op.
 
         Parameters
         ----------
@@ -290,15 +292,15 @@ class Module:
             dtype = np.dtype(dtype)
             if dtype not in config.FLOAT_DTYPES:
                 raise TypeError(f"{type(self).__name__}.to: dtype must be float32 or float64, got {dtype}")
+        # get_backend also turns "cuda" without a GPU into a clear RuntimeError, before anything moves.
+        target = get_backend(device).name if device is not None else None
         for param in self.parameters():
-            changed = False
-            if device is not None and param.device != device:
-                param.data = param.to(device).data
-                changed = True
+            if target is not None and param.device != target:
+                param.data = param.to(target).data
+                if param.grad is not None:
+                    param.grad = Tensor(param.grad.to(target).data)
             if dtype is not None and param.dtype != dtype:
                 param.data = backend_for(param.data).astype(param.data, dtype)
-                changed = True
-            if changed:
                 param.grad = None
         return self
 

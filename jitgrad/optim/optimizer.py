@@ -47,6 +47,15 @@ def _like(template: Any, host: np.ndarray) -> Any:
     return backend_for(template).from_numpy(host)
 
 
+def _follow(entry: dict[str, Any], param: Any) -> dict[str, Any]:
+    """``entry``'s state arrays on ``param``'s device (a model moved by ``Module.to`` after some steps)."""
+    backend = backend_for(param)
+    for key, value in entry.items():
+        if hasattr(value, "shape") and backend_for(value) is not backend:
+            entry[key] = _like(param, backend_for(value).to_numpy(value))
+    return entry
+
+
 def _check_number(name: str, value: Any, *, low: float = 0.0, high: float | None = None,
                   high_open: bool = True, owner: str) -> float:
     """Validate a hyper-parameter: a real number in ``[low, high)`` (or ``[low, high]``)."""
@@ -282,7 +291,7 @@ class SGD(Optimizer):
                     entry = state.get(index)
                     if entry is None:
                         entry = state[index] = {"momentum_buffer": _zeros_like(p.data)}
-                    buf = entry["momentum_buffer"]
+                    buf = _follow(entry, p.data)["momentum_buffer"]
                 kernels_for(p.data).sgd_update(p.data, grad.data, buf, lr=lr, momentum=momentum,
                                                nesterov=nesterov, weight_decay=weight_decay)
 
@@ -338,6 +347,7 @@ class Adam(Optimizer):
                 if entry is None:
                     entry = state[index] = {"step": 0, "exp_avg": _zeros_like(p.data),
                                             "exp_avg_sq": _zeros_like(p.data)}
+                _follow(entry, p.data)
                 entry["step"] += 1
                 kernels_for(p.data).adam_update(
                     p.data, grad.data, entry["exp_avg"], entry["exp_avg_sq"], step=entry["step"], lr=lr,
