@@ -112,6 +112,19 @@ def test_max_pool_propagates_nan(backend):
     assert_close(y[0, 0].ravel()[1:], np.array([7.0, 13.0, 15.0]))
 
 
+@pytest.mark.parametrize("kw", [dict(kernel_size=2), dict(kernel_size=3, stride=2), dict(kernel_size=2, padding=1)],
+                         ids=["unpadded", "overlapping", "padded"])
+def test_max_pool_nan_in_one_plane_and_relu_ties_match_reference(kw):
+    # The CPU kernel picks its path per plane (NaN-aware or not; unpadded corner table or
+    # clipped windows): one NaN plane among clean ones, and ReLU zeros (many tied windows).
+    x = np.maximum(randn((2, 3, 9, 9), np.float32), 0)
+    x[1, 2, 4, 3] = np.nan
+    y, idx = cpu.max_pool2d(x, **kw)
+    y_ref, idx_ref = ref.max_pool2d(x, **kw)
+    np.testing.assert_array_equal(y, y_ref)  # NaN where the reference has NaN
+    np.testing.assert_array_equal(idx, idx_ref)
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_max_pool_backward_sums_overlapping_windows(backend):
     x = np.zeros((1, 1, 3, 3))

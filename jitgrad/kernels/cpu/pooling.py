@@ -6,6 +6,16 @@ disjoint, and each backward plane is zeroed and accumulated by one thread:
 overlapping windows are safe and results are deterministic without atomics.
 Windows are clipped to the input instead of padding it, which is exactly
 "padding never wins" for max and "zeros" for average pooling.
+
+Without padding (the usual layer) every window lies inside the input, and the
+forward kernels take a faster path. A table ``corner[o]`` holds the flat input
+index of output ``o``'s window corner (the same for every plane); for each
+window offset ``d = i * W + j`` one loop over all outputs of the plane reads
+``x[corner[o] + d]``. That loop is long (a whole plane, not a 12-wide row,
+which is shorter than one AVX-512 vector) and branch-free (the max is a
+compare-and-select), so LLVM vectorises it with gathers: max-pool measured
+about 5x faster than a window-at-a-time loop, whose data-dependent branch is
+mispredicted half the time on real activations.
 """
 
 from __future__ import annotations
@@ -65,18 +75,64 @@ def _max_pool2d_plane(x, p, kh, kw, sh, sw, ph, pw, y, argmax, nan_aware):
             argmax[p, oh, ow] = best_idx
 
 
+@njit(cache=True, fastmath=_FASTMATH)
+def _window_corners(h_out, w_out, sh, sw, w):
+    """Flat index into an unpadded (H, W) plane of each output's window corner, row-major."""
+    corner = np.empty(h_out * w_out, dtype=np.int64)
+    for oh in range(h_out):
+        for ow in range(w_out):
+            corner[oh * w_out + ow] = oh * sh * w + ow * sw
+    return corner
+
+
+@njit(cache=True, fastmath=_FASTMATH, inline="always")
+def _max_pool2d_plane_unpadded(x, p, kh, kw, w, corner, y, argmax):
+    # x: (planes, H * W); y, argmax: (planes, H_out * W_out). Offsets go in row-major window
+    # order and a later one wins only when strictly greater: ties keep the first maximum.
+    # (NaN-free planes only: ``v > best`` never lets a NaN win.)
+    n_out = corner.size
+    for o in range(n_out):
+        y[p, o] = x[p, corner[o]]
+        argmax[p, o] = corner[o]
+    for i in range(kh):
+        for j in range(1 if i == 0 else 0, kw):
+            d = i * w + j
+            for o in range(n_out):
+                c = corner[o] + d
+                v = x[p, c]
+                best = y[p, o]
+                take = v > best
+                # Selects rather than a branch: the loop vectorises.
+                y[p, o] = v if take else best
+                argmax[p, o] = c if take else argmax[p, o]
+
+
+@njit(cache=True, fastmath=_FASTMATH)
+def _plane_has_nan(x, p):
+    # A function of its own, not a loop in the caller's prange body: written inline there, the
+    # scan stopped LLVM from vectorising the unpadded window loops (measured 8x slower).
+    has_nan = False
+    for i in range(x.shape[1]):
+        has_nan |= x[p, i] != x[p, i]
+    return has_nan
+
+
 @njit(cache=True, fastmath=_FASTMATH, parallel=True)
 def _max_pool2d_kernel(x, kh, kw, sh, sw, ph, pw, y, argmax):
     planes, h, w = x.shape
+    _, h_out, w_out = y.shape
+    unpadded = ph == 0 and pw == 0
+    corner = _window_corners(h_out, w_out, sh, sw, w)
+    x_flat = x.reshape(planes, h * w)
+    y_flat = y.reshape(planes, h_out * w_out)
+    argmax_flat = argmax.reshape(planes, h_out * w_out)
     for p in prange(planes):
         # The NaN test in the window loop costs ~2.5x (measured), so a cheap vectorised scan
         # picks it per plane; ``nan_aware`` is a constant at each inlined call site.
-        has_nan = False
-        for hh in range(h):
-            for ww in range(w):
-                has_nan |= x[p, hh, ww] != x[p, hh, ww]
-        if has_nan:
+        if _plane_has_nan(x_flat, p):
             _max_pool2d_plane(x, p, kh, kw, sh, sw, ph, pw, y, argmax, True)
+        elif unpadded:
+            _max_pool2d_plane_unpadded(x_flat, p, kh, kw, w, corner, y_flat, argmax_flat)
         else:
             _max_pool2d_plane(x, p, kh, kw, sh, sw, ph, pw, y, argmax, False)
 
@@ -146,14 +202,34 @@ def max_pool2d_backward(grad_out: np.ndarray, argmax: np.ndarray, *, input_shape
 def _avg_pool2d_kernel(x, kh, kw, sh, sw, ph, pw, count_include_pad, y):
     planes, h, w = x.shape
     _, h_out, w_out = y.shape
+    unpadded = ph == 0 and pw == 0
+    zero = x.dtype.type(0)
+    n_out = h_out * w_out
+    corner = _window_corners(h_out, w_out, sh, sw, w)
+    x_flat = x.reshape(planes, h * w)
+    y_flat = y.reshape(planes, n_out)
     for p in prange(planes):
+        if unpadded:
+            # Every window is whole: sum offset by offset over the plane's corner table (the
+            # clipped loop's order, so the same sums).
+            count = x.dtype.type(kh * kw)
+            for o in range(n_out):
+                y_flat[p, o] = zero
+            for i in range(kh):
+                for j in range(kw):
+                    d = i * w + j
+                    for o in range(n_out):
+                        y_flat[p, o] += x_flat[p, corner[o] + d]
+            for o in range(n_out):
+                y_flat[p, o] /= count
+            continue
         for oh in range(h_out):
             h0 = oh * sh - ph
             h_lo, h_hi = max(h0, 0), min(h0 + kh, h)
             for ow in range(w_out):
                 w0 = ow * sw - pw
                 w_lo, w_hi = max(w0, 0), min(w0 + kw, w)
-                total = x.dtype.type(0)
+                total = zero
                 for hh in range(h_lo, h_hi):
                     for ww in range(w_lo, w_hi):
                         total += x[p, hh, ww]
@@ -165,8 +241,20 @@ def _avg_pool2d_kernel(x, kh, kw, sh, sw, ph, pw, count_include_pad, y):
 def _avg_pool2d_backward_kernel(grad_out, kh, kw, sh, sw, ph, pw, count_include_pad, grad_x):
     planes, h, w = grad_x.shape
     _, h_out, w_out = grad_out.shape
+    unpadded = ph == 0 and pw == 0
     for p in prange(planes):
         grad_x[p] = 0
+        if unpadded:
+            # Whole windows: spread a row of shares offset by offset; for one offset the
+            # columns ow * sw + j are distinct, so the inner loop vectorises.
+            count = grad_x.dtype.type(kh * kw)
+            for oh in range(h_out):
+                h0 = oh * sh
+                for i in range(kh):
+                    for j in range(kw):
+                        for ow in range(w_out):
+                            grad_x[p, h0 + i, ow * sw + j] += grad_out[p, oh, ow] / count
+            continue
         for oh in range(h_out):
             h0 = oh * sh - ph
             h_lo, h_hi = max(h0, 0), min(h0 + kh, h)
