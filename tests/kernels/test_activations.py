@@ -52,6 +52,19 @@ def test_cpu_matches_reference(name, kw, shape, dtype):
     assert_close(gx, getattr(ref, name + "_backward")(g, x, **kw), dtype)
 
 
+@pytest.mark.parametrize("threshold", [1, 1 << 62], ids=["parallel", "serial"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_relu_parallel_and_serial_twins_match_reference(monkeypatch, threshold, dtype):
+    # relu picks a parallel or a serial kernel by size: force each on an odd, splittable size.
+    from jitgrad.kernels.cpu import activations
+
+    monkeypatch.setattr(activations, "_RELU_PARALLEL_MIN_SIZE", threshold)
+    x, g = _inputs((20001,), dtype)
+    x[::7] = 0  # the gradient at 0 is 0 on both paths
+    np.testing.assert_array_equal(cpu.relu(x), ref.relu(x))
+    np.testing.assert_array_equal(cpu.relu_backward(g, x), ref.relu_backward(g, x))
+
+
 @settings(max_examples=20, deadline=None)
 @given(shape=st.lists(st.integers(1, 9), min_size=1, max_size=4), case=st.sampled_from(CASES),
        dtype=st.sampled_from(DTYPES), seed=st.integers(0, 1000))

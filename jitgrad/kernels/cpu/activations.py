@@ -51,21 +51,44 @@ def _flat(a: np.ndarray) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- relu family
 
+# ReLU is one compare per element: memory-bound, so a second thread buys little and
+# waking it costs ~10 us. Below ``_RELU_PARALLEL_MIN_SIZE`` elements a serial twin runs
+# (the LeNet-5 activations, 15k to 442k elements, measured 1.1-3x faster serially).
+
 @njit(cache=True, fastmath=_FASTMATH, parallel=True)
 def _relu_kernel(x, out):
-    n = x.size
     zero = x.dtype.type(0)
-    for i in prange(n):
+    for i in prange(x.size):
+        v = x[i]
+        out[i] = v if v > zero else zero
+
+
+@njit(cache=True, fastmath=_FASTMATH)
+def _relu_kernel_serial(x, out):
+    zero = x.dtype.type(0)
+    for i in range(x.size):
         v = x[i]
         out[i] = v if v > zero else zero
 
 
 @njit(cache=True, fastmath=_FASTMATH, parallel=True)
 def _relu_backward_kernel(grad_out, x, out):
-    n = x.size
     zero = x.dtype.type(0)
-    for i in prange(n):
+    for i in prange(x.size):
         out[i] = grad_out[i] if x[i] > zero else zero
+
+
+@njit(cache=True, fastmath=_FASTMATH)
+def _relu_backward_kernel_serial(grad_out, x, out):
+    # The loop body written out, not an inlined helper shared with the parallel twin: the
+    # helper version compiled to a branchy loop 250x slower (measured).
+    zero = x.dtype.type(0)
+    for i in range(x.size):
+        out[i] = grad_out[i] if x[i] > zero else zero
+
+
+#: Below this many elements relu and relu_backward run their serial twin (see above).
+_RELU_PARALLEL_MIN_SIZE = 1 << 20
 
 
 @njit(cache=True, fastmath=_FASTMATH, parallel=True)
@@ -90,7 +113,8 @@ def relu(x: np.ndarray) -> np.ndarray:
     """``max(x, 0)``; ``x`` float32/float64 of any shape, returns the same shape and dtype."""
     _check_forward(x)
     out = np.empty_like(x)
-    _relu_kernel(_flat(x), _flat(out))
+    kernel = _relu_kernel if x.size >= _RELU_PARALLEL_MIN_SIZE else _relu_kernel_serial
+    kernel(_flat(x), _flat(out))
     return out
 
 
@@ -98,7 +122,8 @@ def relu_backward(grad_out: np.ndarray, x: np.ndarray) -> np.ndarray:
     """``grad_out`` where ``x > 0``, else 0 (the gradient at 0 is 0)."""
     _check_backward(grad_out, x)
     out = np.empty_like(x)
-    _relu_backward_kernel(_flat(grad_out), _flat(x), _flat(out))
+    kernel = _relu_backward_kernel if x.size >= _RELU_PARALLEL_MIN_SIZE else _relu_backward_kernel_serial
+    kernel(_flat(grad_out), _flat(x), _flat(out))
     return out
 
 
