@@ -200,6 +200,11 @@ def _to_tensor(array: np.ndarray, device: str) -> Any:
     return t if device == "cpu" else t.to(device)
 
 
+def _labels(y: np.ndarray, device: str) -> Any:
+    """Class indices as cross_entropy takes them: the array on the CPU, a tensor on the device."""
+    return y if device == "cpu" else _to_tensor(y.astype(np.int64), device)
+
+
 def _to_numpy(t: Any) -> np.ndarray:
     return t.numpy() if hasattr(t, "numpy") else np.asarray(t)
 
@@ -233,7 +238,7 @@ def evaluate(model: nn.Module, images: np.ndarray, labels: np.ndarray, batch_siz
             x = transform(images[start:start + batch_size])
             y = labels[start:start + batch_size]
             logits = model(_to_tensor(x, device))
-            loss = nn.functional.cross_entropy(logits, y)
+            loss = nn.functional.cross_entropy(logits, _labels(y, device))
             total_loss += float(loss.item()) * len(y)
             predictions[start:start + len(y)] = _to_numpy(logits).argmax(axis=1)
     return total_loss / len(labels), float(np.mean(predictions == labels)), predictions
@@ -248,7 +253,7 @@ def train_epoch(model: nn.Module, loader: DataLoader, optimizer: Any, schedule: 
               dynamic_ncols=True) as bar:
         for x, y in loader:
             logits = model(_to_tensor(x, device))
-            loss = nn.functional.cross_entropy(logits, y)
+            loss = nn.functional.cross_entropy(logits, _labels(y, device))
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
