@@ -33,7 +33,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from ._gemm import MR, _jit, cdiv, gemm_block, nr_of, pack_a_panel
+from ._gemm import MR, _jit, cdiv, gemm_block, nr_of, pack_a, pack_b
+from ._gemm_simd import load, store, vgather, vstore
 
 
 @njit(**_jit)
@@ -42,7 +43,7 @@ def tap_offsets(c_in, kh, kw, dh, dw, hp, wp, count):
 
     Entries past ``c_in * kh * kw`` (up to ``count``) are 0, a valid index.
     """
-    off = np.zeros(count, dtype=np.int64)
+    off = np.zeros(count, dtype=np.int32)
     k = 0
     for c in range(c_in):
         for i in range(kh):
@@ -58,7 +59,7 @@ def pixel_offsets(h_out, w_out, sh, sw, wp, count):
 
     Entries past ``h_out * w_out`` (up to ``count``) are 0, a valid index.
     """
-    off = np.zeros(count, dtype=np.int64)
+    off = np.zeros(count, dtype=np.int32)
     for oh in range(h_out):
         for ow in range(w_out):
             off[oh * w_out + ow] = oh * sh * wp + ow * sw
@@ -76,7 +77,7 @@ def copy_padded(x, base, c_first, c_count, h, w, ph, pw, dst):
             src = base + ((c_first + c) * h + r) * w
             d = (c * hp + r + ph) * wp + pw
             for q in range(w):
-                dst[d + q] = x[src + q]
+                store(dst, d + q, load(x, src + q))
 
 
 @njit(parallel=True, **_jit)
@@ -89,12 +90,14 @@ def conv2d_forward(x, w, bias, has_bias, sh, sw, ph, pw, dh, dw, y, nthreads):
     npix = h_out * w_out
     k = c_in * kh * kw
     nr = nr_of(y)
+    lanes = nr // 2
     npa = cdiv(c_out, MR)
     npb = cdiv(npix, nr)
     ap = np.empty(npa * k * MR, dtype=y.dtype)
-    w2 = w.reshape(c_out, k)
-    for ip in range(npa):
-        pack_a_panel(w2, False, ip * MR, ap, ip * k * MR)
+    pack_a(w.reshape(c_out, k), False, 0, npa, ap)
+    bias_p = np.zeros(npa * MR, dtype=y.dtype)
+    if has_bias:
+        bias_p[:c_out] = bias
     padded = ph > 0 or pw > 0
     hp = h + 2 * ph
     wp = wd + 2 * pw
@@ -129,22 +132,14 @@ def conv2d_forward(x, w, bias, has_bias, sh, sw, ph, pw, dh, dw, y, nthreads):
             jp1 = min(npb, jp0 + per_group)
             panels = bp[ch]
             for jp in range(jp0, jp1):
-                poff = pix_off[jp * nr: (jp + 1) * nr]
                 off = (jp - jp0) * k * nr
                 for kk in range(k):
                     base = src_base + tap_off[kk]
                     dst = off + kk * nr
-                    for q in range(nr):
-                        panels[dst + q] = src[base + poff[q]]
-            c_off = img * c_out * npix + jp0 * nr
-            if has_bias:
-                p_end = min(npix, jp1 * nr) - jp0 * nr
-                for co in range(c_out):
-                    row = c_off + co * npix
-                    for q in range(p_end):
-                        yflat[row + q] = bias[co]
+                    vstore(panels, dst, vgather(src, base, pix_off, jp * nr))
+                    vstore(panels, dst + lanes, vgather(src, base, pix_off, jp * nr + lanes))
             gemm_block(ap, k * MR, panels, k * nr, 0, k, c_out, npix - jp0 * nr, 0, npa, 0, jp1 - jp0,
-                       yflat, c_off, npix, has_bias, tmp[ch])
+                       yflat, img * c_out * npix + jp0 * nr, npix, False, tmp[ch], bias_p, has_bias)
 
 
 @njit(parallel=True, **_jit)
@@ -162,9 +157,7 @@ def conv2d_backward_input(g, w, sh, sw, ph, pw, dh, dw, gx, nthreads):
     npb = cdiv(npix, nr)
     # A = W^T (K x C_out), packed once.
     ap = np.empty(npa * c_out * MR, dtype=gx.dtype)
-    w2 = w.reshape(c_out, k)
-    for ip in range(npa):
-        pack_a_panel(w2, True, ip * MR, ap, ip * c_out * MR)
+    pack_a(w.reshape(c_out, k), True, 0, npa, ap)
     hp = h + 2 * ph
     wp = wd + 2 * pw
     padded = ph > 0 or pw > 0
@@ -191,26 +184,24 @@ def conv2d_backward_input(g, w, sh, sw, ph, pw, dh, dw, gx, nthreads):
             c1 = min(c_in, c0 + per_group)
             panels = bp[ch]
             if img != last:
-                gi = g3[img]
-                for jp in range(npb):
-                    _pack_rows_panel(gi, jp * nr, panels, jp * c_out * nr)
+                pack_b(g3[img], False, 0, npb, panels)
                 last = img
             ip0 = (c0 * taps) // MR
             ip1 = cdiv(c1 * taps, MR)
             work = dcols[ch]
             # dcols row r holds K-row ip0 * MR + r.
             gemm_block(ap, c_out * MR, panels, c_out * nr, 0, c_out, k, npix, ip0, ip1, 0, npb,
-                       work, -ip0 * MR * ld, ld, False, tmp[ch])
+                       work, -ip0 * MR * ld, ld, False, tmp[ch], tmp[ch], False)
             if padded:
                 dst = gpad[ch]
                 dst_base = -c0 * hp * wp
                 for q in range((c1 - c0) * hp * wp):
-                    dst[q] = 0
+                    store(dst, q, 0.0)
             else:
                 dst = gxflat
                 dst_base = img * c_in * h * wd
                 for q in range(dst_base + c0 * h * wd, dst_base + c1 * h * wd):
-                    dst[q] = 0
+                    store(dst, q, 0.0)
             for c in range(c0, c1):
                 for i in range(kh):
                     for j in range(kw):
@@ -219,29 +210,20 @@ def conv2d_backward_input(g, w, sh, sw, ph, pw, dh, dw, gx, nthreads):
                         for oh in range(h_out):
                             drow = base + oh * sh * wp
                             srow = r * ld + oh * w_out
-                            for ow in range(w_out):
-                                dst[drow + ow * sw] += work[srow + ow]
+                            if sw == 1:
+                                for ow in range(w_out):
+                                    store(dst, drow + ow, load(dst, drow + ow) + load(work, srow + ow))
+                            else:
+                                for ow in range(w_out):
+                                    q = drow + ow * sw
+                                    store(dst, q, load(dst, q) + load(work, srow + ow))
             if padded:
                 for c in range(c0, c1):
                     for rr in range(h):
-                        s = ((c - c0) * hp + rr + ph) * wp + pw
+                        src = ((c - c0) * hp + rr + ph) * wp + pw
                         d = ((img * c_in + c) * h + rr) * wd
                         for q in range(wd):
-                            gxflat[d + q] = dst[s + q]
-
-
-@njit(**_jit)
-def _pack_rows_panel(b, j0, bp, off):
-    """Pack columns ``j0 : j0 + NR`` of the row-major ``b`` (rows = depth) into ``bp[off:]``."""
-    nr = nr_of(bp)
-    depth, ncols = b.shape
-    cols = min(nr, ncols - j0)
-    for p in range(depth):
-        dst = off + p * nr
-        for j in range(cols):
-            bp[dst + j] = b[p, j0 + j]
-        for j in range(cols, nr):
-            bp[dst + j] = 0
+                            store(gxflat, d + q, load(dst, src + q))
 
 
 @njit(parallel=True, **_jit)
@@ -254,6 +236,7 @@ def conv2d_backward_weight(x, g, sh, sw, ph, pw, dh, dw, gw, gb, nthreads):
     npix = h_out * w_out
     k = c_in * kh * kw
     nr = nr_of(gw)
+    lanes = nr // 2
     npa = cdiv(c_out, MR)
     npb = cdiv(k, nr)
     padded = ph > 0 or pw > 0
@@ -274,6 +257,7 @@ def conv2d_backward_weight(x, g, sh, sw, ph, pw, dh, dw, gw, gb, nthreads):
     xpad = np.zeros((ntasks, c_in * hp * wp if padded else 1), dtype=gw.dtype)
     tmp = np.empty((ntasks, MR * nr), dtype=gw.dtype)
     g2 = g.reshape(n * c_out, npix)
+    g_flat = g.reshape(g.size)
     xflat = x.reshape(x.size)
     for t in prange(ntasks):
         chunk = t // groups
@@ -284,8 +268,7 @@ def conv2d_backward_weight(x, g, sh, sw, ph, pw, dh, dw, gw, gb, nthreads):
         b_panels = bp[t]
         for img in range(chunk * n // chunks_n, (chunk + 1) * n // chunks_n):
             gi = g2[img * c_out: (img + 1) * c_out]
-            for ip in range(npa):
-                pack_a_panel(gi, False, ip * MR, a_panels, ip * npix * MR)
+            pack_a(gi, False, 0, npa, a_panels)
             if padded:
                 src = xpad[t]
                 src_base = 0
@@ -294,20 +277,19 @@ def conv2d_backward_weight(x, g, sh, sw, ph, pw, dh, dw, gw, gb, nthreads):
                 src = xflat
                 src_base = img * c_in * h * wd
             for jp in range(jp0, jp1):
-                toff = tap_off[jp * nr: (jp + 1) * nr]
                 off = (jp - jp0) * npix * nr
                 for p in range(npix):
                     base = src_base + pix_off[p]
                     dst = off + p * nr
-                    for q in range(nr):
-                        b_panels[dst + q] = src[base + toff[q]]
+                    vstore(b_panels, dst, vgather(src, base, tap_off, jp * nr))
+                    vstore(b_panels, dst + lanes, vgather(src, base, tap_off, jp * nr + lanes))
             gemm_block(a_panels, npix * MR, b_panels, npix * nr, 0, npix, c_out, k - jp0 * nr, 0, npa,
-                       0, jp1 - jp0, partial[chunk], jp0 * nr, k, True, tmp[t])
+                       0, jp1 - jp0, partial[chunk], jp0 * nr, k, True, tmp[t], tmp[t], False)
             if grp == 0:
                 for co in range(c_out):
                     s = 0.0
                     for p in range(npix):
-                        s += gi[co, p]
+                        s += load(g_flat, (img * c_out + co) * npix + p)
                     bias_partial[chunk, co] += s
     gwflat = gw.reshape(gw.size)
     for q in prange(c_out * k):

@@ -29,7 +29,7 @@ from numba import njit, prange
 
 from jitgrad.config import FASTMATH
 
-from ._gemm_simd import VEC_BYTES, load, prefetch, store, vadd, vbroadcast_load, vfma, vgather, vload, vstore, vzero
+from ._gemm_simd import VEC_BYTES, load, prefetch_write, store, vadd, vbroadcast_load, vfma, vgather, vload, vstore, vzero
 
 #: Rows of the register tile (A panel width).
 MR = 8
@@ -59,8 +59,11 @@ def cdiv(a, b):
 # --------------------------------------------------------------------------
 
 @njit(**_jit)
-def micro_kernel(kc, ap, a_off, bp, b_off, c, c_off, ldc, accumulate):
-    """``C[0:MR, 0:NR] (+)= Apanel[:, :kc] @ Bpanel[:kc, :]`` on flat buffers.
+def micro_kernel(kc, ap, a_off, bp, b_off, c, c_off, ldc, mr, accumulate, bias, bias_off, has_bias):
+    """``C[0:mr, 0:NR] (+)= Apanel[:mr, :kc] @ Bpanel[:kc, :] (+ bias)`` on flat buffers (``mr <= MR``).
+
+    With ``has_bias`` the accumulators start at ``bias[bias_off + r]`` for row
+    ``r`` (``bias`` padded to whole panels), so a bias costs nothing.
 
     ``ap[a_off + p * MR + r]`` is ``A[r, p]``; ``bp[b_off + p * NR + j]`` is
     ``B[p, j]``; ``c[c_off + r * ldc + j]`` is ``C[r, j]``.
@@ -68,25 +71,43 @@ def micro_kernel(kc, ap, a_off, bp, b_off, c, c_off, ldc, accumulate):
     lanes = VEC_BYTES // bp.itemsize
     nr = 2 * lanes
     # The C tile is needed only after the k loop: start fetching it now.
-    for r in range(MR):
-        prefetch(c, c_off + r * ldc)
-        prefetch(c, c_off + r * ldc + nr - 1)
-    c00 = vzero(bp)
-    c01 = vzero(bp)
-    c10 = vzero(bp)
-    c11 = vzero(bp)
-    c20 = vzero(bp)
-    c21 = vzero(bp)
-    c30 = vzero(bp)
-    c31 = vzero(bp)
-    c40 = vzero(bp)
-    c41 = vzero(bp)
-    c50 = vzero(bp)
-    c51 = vzero(bp)
-    c60 = vzero(bp)
-    c61 = vzero(bp)
-    c70 = vzero(bp)
-    c71 = vzero(bp)
+    for r in range(mr):
+        prefetch_write(c, c_off + r * ldc)
+        prefetch_write(c, c_off + r * ldc + nr - 1)
+    if has_bias:
+        c00 = vbroadcast_load(bias, bias_off)
+        c01 = c00
+        c10 = vbroadcast_load(bias, bias_off + 1)
+        c11 = c10
+        c20 = vbroadcast_load(bias, bias_off + 2)
+        c21 = c20
+        c30 = vbroadcast_load(bias, bias_off + 3)
+        c31 = c30
+        c40 = vbroadcast_load(bias, bias_off + 4)
+        c41 = c40
+        c50 = vbroadcast_load(bias, bias_off + 5)
+        c51 = c50
+        c60 = vbroadcast_load(bias, bias_off + 6)
+        c61 = c60
+        c70 = vbroadcast_load(bias, bias_off + 7)
+        c71 = c70
+    else:
+        c00 = vzero(bp)
+        c01 = vzero(bp)
+        c10 = vzero(bp)
+        c11 = vzero(bp)
+        c20 = vzero(bp)
+        c21 = vzero(bp)
+        c30 = vzero(bp)
+        c31 = vzero(bp)
+        c40 = vzero(bp)
+        c41 = vzero(bp)
+        c50 = vzero(bp)
+        c51 = vzero(bp)
+        c60 = vzero(bp)
+        c61 = vzero(bp)
+        c70 = vzero(bp)
+        c71 = vzero(bp)
     ia = a_off
     ib = b_off
     for _ in range(kc):
@@ -118,71 +139,55 @@ def micro_kernel(kc, ap, a_off, bp, b_off, c, c_off, ldc, accumulate):
         c71 = vfma(a, b1, c71)
         ia += MR
         ib += nr
-    o0 = c_off
-    o1 = o0 + ldc
-    o2 = o1 + ldc
-    o3 = o2 + ldc
-    o4 = o3 + ldc
-    o5 = o4 + ldc
-    o6 = o5 + ldc
-    o7 = o6 + ldc
-    if accumulate:
-        c00 = vadd(c00, vload(c, o0))
-        c01 = vadd(c01, vload(c, o0 + lanes))
-        c10 = vadd(c10, vload(c, o1))
-        c11 = vadd(c11, vload(c, o1 + lanes))
-        c20 = vadd(c20, vload(c, o2))
-        c21 = vadd(c21, vload(c, o2 + lanes))
-        c30 = vadd(c30, vload(c, o3))
-        c31 = vadd(c31, vload(c, o3 + lanes))
-        c40 = vadd(c40, vload(c, o4))
-        c41 = vadd(c41, vload(c, o4 + lanes))
-        c50 = vadd(c50, vload(c, o5))
-        c51 = vadd(c51, vload(c, o5 + lanes))
-        c60 = vadd(c60, vload(c, o6))
-        c61 = vadd(c61, vload(c, o6 + lanes))
-        c70 = vadd(c70, vload(c, o7))
-        c71 = vadd(c71, vload(c, o7 + lanes))
-    vstore(c, o0, c00)
-    vstore(c, o0 + lanes, c01)
-    vstore(c, o1, c10)
-    vstore(c, o1 + lanes, c11)
-    vstore(c, o2, c20)
-    vstore(c, o2 + lanes, c21)
-    vstore(c, o3, c30)
-    vstore(c, o3 + lanes, c31)
-    vstore(c, o4, c40)
-    vstore(c, o4 + lanes, c41)
-    vstore(c, o5, c50)
-    vstore(c, o5 + lanes, c51)
-    vstore(c, o6, c60)
-    vstore(c, o6 + lanes, c61)
-    vstore(c, o7, c70)
-    vstore(c, o7 + lanes, c71)
+    store_row(c, c_off, lanes, c00, c01, accumulate)
+    if mr > 1:
+        store_row(c, c_off + ldc, lanes, c10, c11, accumulate)
+    if mr > 2:
+        store_row(c, c_off + 2 * ldc, lanes, c20, c21, accumulate)
+    if mr > 3:
+        store_row(c, c_off + 3 * ldc, lanes, c30, c31, accumulate)
+    if mr > 4:
+        store_row(c, c_off + 4 * ldc, lanes, c40, c41, accumulate)
+    if mr > 5:
+        store_row(c, c_off + 5 * ldc, lanes, c50, c51, accumulate)
+    if mr > 6:
+        store_row(c, c_off + 6 * ldc, lanes, c60, c61, accumulate)
+    if mr > 7:
+        store_row(c, c_off + 7 * ldc, lanes, c70, c71, accumulate)
 
 
 @njit(**_jit)
-def tile(kc, ap, a_off, bp, b_off, c, c_off, ldc, mr, nr, accumulate, tmp):
-    """One ``mr x nr`` tile of C (``mr <= MR``, ``nr <= NR``); edges go through ``tmp``."""
+def store_row(c, off, lanes, v0, v1, accumulate):
+    """``c[off : off + 2 * lanes] (+)= [v0, v1]``."""
+    if accumulate:
+        v0 = vadd(v0, vload(c, off))
+        v1 = vadd(v1, vload(c, off + lanes))
+    vstore(c, off, v0)
+    vstore(c, off + lanes, v1)
+
+
+@njit(**_jit)
+def tile(kc, ap, a_off, bp, b_off, c, c_off, ldc, mr, nr, accumulate, tmp, bias, bias_off, has_bias):
+    """One ``mr x nr`` tile of C (``mr <= MR``, ``nr <= NR``); narrow tiles go through ``tmp``."""
     full_nr = nr_of(bp)
-    if mr == MR and nr == full_nr:
-        micro_kernel(kc, ap, a_off, bp, b_off, c, c_off, ldc, accumulate)
+    if nr == full_nr:
+        micro_kernel(kc, ap, a_off, bp, b_off, c, c_off, ldc, mr, accumulate, bias, bias_off, has_bias)
         return
-    micro_kernel(kc, ap, a_off, bp, b_off, tmp, 0, full_nr, False)
+    micro_kernel(kc, ap, a_off, bp, b_off, tmp, 0, full_nr, mr, False, bias, bias_off, has_bias)
     for r in range(mr):
         row = c_off + r * ldc
         src = r * full_nr
         if accumulate:
             for j in range(nr):
-                c[row + j] += tmp[src + j]
+                store(c, row + j, load(c, row + j) + load(tmp, src + j))
         else:
             for j in range(nr):
-                c[row + j] = tmp[src + j]
+                store(c, row + j, load(tmp, src + j))
 
 
 @njit(**_jit)
 def gemm_block(ap, a_pstride, bp, b_pstride, k0, k1, m, n, ip0, ip1, jp0, jp1,
-               c, c_off, ldc, accumulate, tmp):
+               c, c_off, ldc, accumulate, tmp, bias, has_bias):
     """``C[rows of A panels ip0:ip1, cols of B panels jp0:jp1] (+)= A[:, k0:k1] @ B[k0:k1, :]``.
 
     ``ap`` holds A panels ``a_pstride`` elements apart (``A[ip*MR + r, k]`` at
@@ -190,11 +195,14 @@ def gemm_block(ap, a_pstride, bp, b_pstride, k0, k1, m, n, ip0, ip1, jp0, jp1,
     ``m x n`` is the logical size of C (edges), ``c[c_off + i * ldc + j]`` is
     ``C[i, j]``. ``accumulate`` adds to C instead of overwriting it. Callers
     that hold only some panels shift ``c_off`` (and ``m``/``n``) instead.
+    With ``has_bias`` row ``i`` gets ``bias[i]`` added (``bias`` padded to
+    whole A panels); ``bias`` is otherwise unused (pass any float array).
     """
     nr = nr_of(bp)
     for pc in range(k0, k1, KC):
         kc = min(KC, k1 - pc)
         acc = accumulate or pc > k0
+        add_bias = has_bias and pc == k0
         for jp in range(jp0, jp1):
             j0 = jp * nr
             ncols = min(nr, n - j0)
@@ -202,7 +210,7 @@ def gemm_block(ap, a_pstride, bp, b_pstride, k0, k1, m, n, ip0, ip1, jp0, jp1,
             for ip in range(ip0, ip1):
                 i0 = ip * MR
                 tile(kc, ap, ip * a_pstride + pc * MR, bp, b_off, c, c_off + i0 * ldc + j0, ldc,
-                     min(MR, m - i0), ncols, acc, tmp)
+                     min(MR, m - i0), ncols, acc, tmp, bias, i0, add_bias)
 
 
 # --------------------------------------------------------------------------
@@ -216,26 +224,15 @@ def pack_a_panel(a, trans, i0, ap, off):
         k, m = a.shape
     else:
         m, k = a.shape
+    af = a.reshape(a.size)
     rows = min(MR, m - i0)
-    if trans:
-        for p in range(k):
-            dst = off + p * MR
-            for r in range(rows):
-                ap[dst + r] = a[p, i0 + r]
-            for r in range(rows, MR):
-                ap[dst + r] = 0
-    elif rows == MR:
-        for p in range(k):
-            dst = off + p * MR
-            for r in range(MR):
-                ap[dst + r] = a[i0 + r, p]
-    else:
-        for p in range(k):
-            dst = off + p * MR
-            for r in range(rows):
-                ap[dst + r] = a[i0 + r, p]
-            for r in range(rows, MR):
-                ap[dst + r] = 0
+    for p in range(k):
+        dst = off + p * MR
+        for r in range(rows):
+            src = p * m + i0 + r if trans else (i0 + r) * k + p
+            store(ap, dst + r, load(af, src))
+        for r in range(rows, MR):
+            store(ap, dst + r, 0.0)
 
 
 @njit(**_jit)
@@ -399,7 +396,7 @@ def gemm_serial(a, b, trans_a, trans_b, c):
     pack_a(a, trans_a, 0, npa, ap)
     pack_b(b, trans_b, 0, npb, bp)
     tmp = np.empty(MR * nr, dtype=c.dtype)
-    gemm_block(ap, k * MR, bp, k * nr, 0, k, m, n, 0, npa, 0, npb, c.reshape(m * n), 0, n, False, tmp)
+    gemm_block(ap, k * MR, bp, k * nr, 0, k, m, n, 0, npa, 0, npb, c.reshape(m * n), 0, n, False, tmp, tmp, False)
 
 
 @njit(parallel=True, **_jit)
@@ -428,4 +425,4 @@ def gemm_parallel(a, b, trans_a, trans_b, c, nthreads):
         bi = t // tj
         bj = t - bi * tj
         gemm_block(ap, k * MR, bp, k * nr, 0, k, m, n, bi * mc, min(npa, (bi + 1) * mc),
-                   bj * nc, min(npb, (bj + 1) * nc), cflat, 0, n, False, tmp[t])
+                   bj * nc, min(npb, (bj + 1) * nc), cflat, 0, n, False, tmp[t], tmp[t], False)

@@ -221,8 +221,13 @@ def vgather(typingctx, arr, base, offsets, start):
 
 
 @intrinsic
-def prefetch(typingctx, arr, index):
-    """Hint the cache hierarchy to fetch the line holding ``arr[index]`` (into L1)."""
+def prefetch_write(typingctx, arr, index):
+    """Hint the cache hierarchy to fetch the line holding ``arr[index]`` into L1, for writing.
+
+    Write intent (``prefetchw``) because every caller is about to store to
+    the line: a read prefetch would fetch it shared and the store would then
+    have to ask for ownership again.
+    """
     if not (isinstance(arr, types.Array) and isinstance(index, types.Integer)):
         return None
 
@@ -232,7 +237,7 @@ def prefetch(typingctx, arr, index):
         i32 = ir.IntType(32)
         fnty = ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32])
         fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
-        builder.call(fn, [builder.bitcast(ptr, i8p), ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])
+        builder.call(fn, [builder.bitcast(ptr, i8p), ir.Constant(i32, 1), ir.Constant(i32, 3), ir.Constant(i32, 1)])
         return context.get_dummy_value()
 
     return types.none(arr, index), codegen
