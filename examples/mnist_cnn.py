@@ -33,7 +33,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 import jitgrad
-from jitgrad import optim, serialization
+from jitgrad import optim
 from jitgrad import nn
 from jitgrad.data import DataLoader, accuracy, mnist, normalize, to_float
 from jitgrad.data.datasets import DatasetNotFoundError
@@ -272,8 +272,8 @@ def train_epoch(model: nn.Module, loader: DataLoader, optimizer: Any, schedule: 
 
 def save_checkpoint(path: Path, args: argparse.Namespace, model: nn.Module, optimizer: Any,
                     schedule: Any | None, epoch: int, history: dict[str, list[float]]) -> None:
-    """Model, optimizer, schedule, epoch and history, via `jitgrad.serialization.save` (atomic)."""
-    serialization.save({
+    """Model, optimizer, schedule, epoch and history, via `jitgrad.save` (atomic)."""
+    jitgrad.save({
         "model_name": args.model,
         "epoch": epoch,
         "epochs": args.epochs,
@@ -296,7 +296,7 @@ def load_checkpoint(path: Path, args: argparse.Namespace, model: nn.Module, opti
     different configuration.
     """
     try:
-        ckpt = serialization.load(path)
+        ckpt = jitgrad.load(path)
     except (OSError, ValueError, TypeError) as exc:
         raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from exc
     required = ("model_name", "epoch", "epochs", "optimizer_name", "schedule_name", "model", "optimizer",
