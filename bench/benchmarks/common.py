@@ -246,7 +246,7 @@ def _pooling_inputs(kernel: str, s: PoolShape, dtype: np.dtype, rng: np.random.G
     ref = backend_module("numpy")
     if kernel == "max_pool2d_backward":
         y, argmax = ref.max_pool2d(x, **hyper)
-        return (_normal(rng, y.shape, dtype), argmax), {"input_shape": x_shape}
+        return (_normal(rng, y.shape, dtype), argmax), {"input_shape": x_shape, **hyper}
     if kernel == "avg_pool2d_backward":
         y = ref.avg_pool2d(x, **hyper)
         return (_normal(rng, y.shape, dtype),), {"input_shape": x_shape, **hyper}

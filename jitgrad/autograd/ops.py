@@ -552,8 +552,9 @@ class MaxPool2d(Function):
     @staticmethod
     def forward(ctx: Context, x: Any, *, kernel_size: Any, stride: Any = None, padding: Any = 0) -> Any:
         xp = ctx.backend
-        y, argmax = xp.kernels.max_pool2d(xp.ascontiguousarray(x), kernel_size=kernel_size, stride=stride,
-                                          padding=padding)
+        # The backward takes the geometry too: the CUDA kernel gathers over the windows covering each input.
+        ctx.hyper = {"kernel_size": kernel_size, "stride": stride, "padding": padding}
+        y, argmax = xp.kernels.max_pool2d(xp.ascontiguousarray(x), **ctx.hyper)
         ctx.save_for_backward(argmax)
         ctx.input_shape = x.shape
         return y
@@ -562,7 +563,8 @@ class MaxPool2d(Function):
     def backward(ctx: Context, g: Any) -> Any:
         xp = ctx.backend
         (argmax,) = ctx.saved_tensors
-        return xp.kernels.max_pool2d_backward(xp.ascontiguousarray(g), argmax, input_shape=ctx.input_shape)
+        return xp.kernels.max_pool2d_backward(xp.ascontiguousarray(g), argmax, input_shape=ctx.input_shape,
+                                              **ctx.hyper)
 
 
 class AvgPool2d(Function):

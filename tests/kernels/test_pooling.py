@@ -37,8 +37,8 @@ def _check_max(shape, kw, dtype, seed=0):
     assert_close(y, y_ref, dtype)
     np.testing.assert_array_equal(idx, idx_ref)
     g = randn(y.shape, dtype, seed=seed + 1)
-    assert_close(cpu.max_pool2d_backward(g, idx, input_shape=shape),
-                 ref.max_pool2d_backward(g, idx_ref, input_shape=shape), dtype)
+    assert_close(cpu.max_pool2d_backward(g, idx, input_shape=shape, **kw),
+                 ref.max_pool2d_backward(g, idx_ref, input_shape=shape, **kw), dtype)
 
 
 def _check_avg(shape, kw, count_include_pad, dtype, seed=0):
@@ -130,7 +130,8 @@ def test_max_pool_backward_sums_overlapping_windows(backend):
     x = np.zeros((1, 1, 3, 3))
     x[0, 0, 1, 1] = 1.0  # the centre is the maximum of all four 2x2 windows
     y, idx = backend.max_pool2d(x, kernel_size=2, stride=1)
-    grad = backend.max_pool2d_backward(np.array([[[[1.0, 2.0], [3.0, 4.0]]]]), idx, input_shape=x.shape)
+    grad = backend.max_pool2d_backward(np.array([[[[1.0, 2.0], [3.0, 4.0]]]]), idx, input_shape=x.shape,
+                                       kernel_size=2, stride=1)
     expected = np.zeros((1, 1, 3, 3))
     expected[0, 0, 1, 1] = 10.0
     assert_close(grad, expected)
@@ -153,7 +154,7 @@ def test_reference_backward_matches_finite_differences(pool):
         y, idx = ref.max_pool2d(x, **kw)
         weight = randn(y.shape, np.float64, seed=10)
         expected = numerical_grad(lambda v: float(np.sum(ref.max_pool2d(v, **kw)[0] * weight)), x)
-        actual = ref.max_pool2d_backward(weight, idx, input_shape=shape)
+        actual = ref.max_pool2d_backward(weight, idx, input_shape=shape, **kw)
     else:
         cip = pool == "avg_pad"
         y = ref.avg_pool2d(x, count_include_pad=cip, **kw)
@@ -184,20 +185,30 @@ def test_bad_input(backend):
 
     y, idx = backend.max_pool2d(x, kernel_size=2)
     with pytest.raises(TypeError, match="argmax must have dtype int32, got int64"):
-        backend.max_pool2d_backward(y, idx.astype(np.int64), input_shape=x.shape)
+        backend.max_pool2d_backward(y, idx.astype(np.int64), input_shape=x.shape, kernel_size=2)
     with pytest.raises(ValueError, match=r"argmax must have shape \(1, 2, 2, 2\), got \(1, 2, 2, 1\)"):
-        backend.max_pool2d_backward(y, idx[..., :1].copy(), input_shape=x.shape)
+        backend.max_pool2d_backward(y, idx[..., :1].copy(), input_shape=x.shape, kernel_size=2)
     with pytest.raises(ValueError, match=r"input_shape must be a tuple of 4 ints, got \(2, 4, 4\)"):
-        backend.max_pool2d_backward(y, idx, input_shape=(2, 4, 4))
-    with pytest.raises(ValueError, match=r"grad_out has \(N, C\) = \(1, 2\) but input_shape"):
-        backend.max_pool2d_backward(y, idx, input_shape=(1, 3, 4, 4))
+        backend.max_pool2d_backward(y, idx, input_shape=(2, 4, 4), kernel_size=2)
+    with pytest.raises(ValueError, match=r"grad_out must have shape \(1, 3, 2, 2\), got \(1, 2, 2, 2\): "
+                                         r"the pooled shape of input_shape \(1, 3, 4, 4\)"):
+        backend.max_pool2d_backward(y, idx, input_shape=(1, 3, 4, 4), kernel_size=2)
+    # The geometry is checked against grad_out, not trusted: the forward's was kernel_size=2.
+    with pytest.raises(ValueError, match=r"grad_out must have shape \(1, 2, 3, 3\), got \(1, 2, 2, 2\): "
+                                         r"the pooled shape of input_shape \(1, 2, 4, 4\) for kernel_size "
+                                         r"\(2, 2\), stride \(1, 1\), padding \(0, 0\)"):
+        backend.max_pool2d_backward(y, idx, input_shape=x.shape, kernel_size=2, stride=1)
+    with pytest.raises(ValueError, match="padding must be at most half of kernel_size"):
+        backend.max_pool2d_backward(y, idx, input_shape=x.shape, kernel_size=2, padding=2)
+    with pytest.raises(TypeError, match="missing 1 required keyword-only argument: 'kernel_size'"):
+        backend.max_pool2d_backward(y, idx, input_shape=x.shape)
     bad = idx.copy()
     bad[0, 1, 1, 1] = 16
     with pytest.raises(ValueError, match=r"argmax must hold flat indices in \[0, H\*W\) = \[0, 16\), got 16"):
-        backend.max_pool2d_backward(y, bad, input_shape=x.shape)
+        backend.max_pool2d_backward(y, bad, input_shape=x.shape, kernel_size=2)
     bad[0, 1, 1, 1] = -3
     with pytest.raises(ValueError, match=r"got -3"):
-        backend.max_pool2d_backward(y, bad, input_shape=x.shape)
+        backend.max_pool2d_backward(y, bad, input_shape=x.shape, kernel_size=2)
     with pytest.raises(ValueError, match=r"grad_out must have shape \(1, 2, 2, 2\), got \(1, 2, 3, 3\)"):
         backend.avg_pool2d_backward(np.zeros((1, 2, 3, 3)), input_shape=x.shape, kernel_size=2)
     with pytest.raises(TypeError, match="grad_out must have dtype float32 or float64, got int32"):

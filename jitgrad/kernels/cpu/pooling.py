@@ -29,7 +29,7 @@ from jitgrad.config import FASTMATH
 from jitgrad.kernels._validate import Pool2dDims
 from jitgrad.kernels.reference.pooling import (
     _check_avg_pool_backward,
-    _check_count_include_pad,
+    _check_avg_pool_forward,
     _check_max_pool_backward,
     _check_pool_forward,
     _raise_argmax_out_of_range,
@@ -180,14 +180,19 @@ def max_pool2d(x: np.ndarray, *, kernel_size: Any, stride: Any = None,
     return y, argmax
 
 
-def max_pool2d_backward(grad_out: np.ndarray, argmax: np.ndarray, *, input_shape: tuple[int, ...]) -> np.ndarray:
+def max_pool2d_backward(grad_out: np.ndarray, argmax: np.ndarray, *, input_shape: tuple[int, ...],
+                        kernel_size: Any, stride: Any = None, padding: Any = 0) -> np.ndarray:
     """Route each output gradient to the input element its window chose.
 
     ``grad_out`` (N, C, H_out, W_out) float, ``argmax`` int32 of the same shape
     (from :func:`max_pool2d`); returns ``grad_x`` of ``input_shape`` (N, C, H, W).
-    Where windows overlap, gradients of one input element add up.
+    ``kernel_size``, ``stride``, ``padding`` are the forward's: ``grad_out`` must
+    have the pooled shape they give. (This kernel scatters each plane on one
+    thread, so it needs only ``argmax``; the geometry is the contract the CUDA
+    gather needs.) Where windows overlap, gradients of one input element add up.
     """
-    n, c, h, w = _check_max_pool_backward(grad_out, argmax, input_shape)
+    d = _check_max_pool_backward(grad_out, argmax, input_shape, kernel_size, stride, padding)
+    n, c, h, w = d.input_shape
     grad_x = np.empty((n, c, h, w), dtype=grad_out.dtype)
     bad = _max_pool2d_backward_kernel(grad_out.reshape(n * c, -1), argmax.reshape(n * c, -1),
                                       grad_x.reshape(n * c, h * w))
@@ -276,8 +281,7 @@ def avg_pool2d(x: np.ndarray, *, kernel_size: Any, stride: Any = None, padding: 
     dtype. Padding is zeros; ``count_include_pad`` divides by ``kh * kw``
     (True) or by the number of unpadded elements in the window (False).
     """
-    d = _check_pool_forward(x, kernel_size, stride, padding)
-    _check_count_include_pad(count_include_pad)
+    d = _check_avg_pool_forward(x, kernel_size, stride, padding, count_include_pad)
     y = np.empty(d.output_shape, dtype=x.dtype)
     _avg_pool2d_kernel(_planes(x), *_window_args(d), bool(count_include_pad), _planes(y))
     return y
@@ -290,8 +294,7 @@ def avg_pool2d_backward(grad_out: np.ndarray, *, input_shape: tuple[int, ...], k
     ``grad_out`` (N, C, H_out, W_out) float; returns ``grad_x`` of ``input_shape``
     (N, C, H, W), ``grad_out``'s dtype. Hyper-parameters as in :func:`avg_pool2d`.
     """
-    d = _check_avg_pool_backward(grad_out, input_shape, kernel_size, stride, padding)
-    _check_count_include_pad(count_include_pad)
+    d = _check_avg_pool_backward(grad_out, input_shape, kernel_size, stride, padding, count_include_pad)
     grad_x = np.empty(d.input_shape, dtype=grad_out.dtype)
     _avg_pool2d_backward_kernel(_planes(grad_out), *_window_args(d), bool(count_include_pad), _planes(grad_x))
     return grad_x

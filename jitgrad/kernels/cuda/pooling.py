@@ -5,9 +5,12 @@ element, which gathers from the (at most ``ceil(k / s)`` per axis) windows
 that cover it, so overlapping windows add up without atomics and every run
 gives the same bits.
 
-Device-side differences from the CPU wrapper, by design: ``argmax`` entries are
-not range-checked (that needs a device-to-host copy per call); an index that
-does not point into its own window is simply never gathered.
+``max_pool2d_backward`` takes the forward's window geometry (as PyTorch's
+``max_pool2d_with_indices_backward`` does) so each input element visits only
+the windows covering it. Device-side difference from the CPU wrapper, by
+design: ``argmax`` entries are not range-checked (that needs a device-to-host
+copy per call); an index that does not point into its own window is simply
+never gathered.
 """
 
 from __future__ import annotations
@@ -18,13 +21,22 @@ from typing import Any
 import numpy as np
 from numba import cuda
 
-from jitgrad.kernels._validate import Pool2dDims
 from jitgrad.kernels.cuda import _launch
 from jitgrad.kernels.reference.pooling import (
-    _check_avg_pool_backward, _check_count_include_pad, _check_max_pool_backward, _check_pool_forward,
+    _check_avg_pool_backward, _check_avg_pool_forward, _check_max_pool_backward, _check_pool_forward,
 )
 
-__all__ = ["max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward"]
+__all__: list[str] = ["max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward"]
+
+
+@cuda.jit(device=True)
+def _unravel(idx, c, h, w):
+    """``(image, channel, row, col)`` of flat index ``idx`` into a C-contiguous (N, C, H, W) array."""
+    col = idx % w
+    rest = idx // w
+    row = rest % h
+    plane = rest // h
+    return plane // c, plane % c, row, col
 
 
 @cuda.jit(device=True)
@@ -58,12 +70,7 @@ def _max_pool2d_kernel(x, kh, kw, sh, sw, ph, pw, out, argmax):
     w_out = out.shape[3]
     total = n * c * h_out * w_out
     for idx in range(cuda.grid(1), total, cuda.gridsize(1)):
-        ow = idx % w_out
-        rest = idx // w_out
-        oh = rest % h_out
-        plane = rest // h_out
-        ci = plane % c
-        img = plane // c
+        img, ci, oh, ow = _unravel(idx, c, h_out, w_out)
         h0 = oh * sh - ph
         w0 = ow * sw - pw
         # padding <= k // 2, so every window holds at least one real element; start from it.
@@ -89,12 +96,7 @@ def _max_pool2d_backward_kernel(grad_out, argmax, kh, kw, sh, sw, ph, pw, out):
     w_out = grad_out.shape[3]
     total = n * c * h * w
     for idx in range(cuda.grid(1), total, cuda.gridsize(1)):
-        iw = idx % w
-        rest = idx // w
-        ih = rest % h
-        plane = rest // h
-        ci = plane % c
-        img = plane // c
+        img, ci, ih, iw = _unravel(idx, c, h, w)
         me = ih * w + iw
         oh_lo, oh_hi = _covering_range(ih, h_out, kh, sh, ph)
         ow_lo, ow_hi = _covering_range(iw, w_out, kw, sw, pw)
@@ -113,12 +115,7 @@ def _avg_pool2d_kernel(x, kh, kw, sh, sw, ph, pw, count_include_pad, out):
     w_out = out.shape[3]
     total = n * c * h_out * w_out
     for idx in range(cuda.grid(1), total, cuda.gridsize(1)):
-        ow = idx % w_out
-        rest = idx // w_out
-        oh = rest % h_out
-        plane = rest // h_out
-        ci = plane % c
-        img = plane // c
+        img, ci, oh, ow = _unravel(idx, c, h_out, w_out)
         h0 = oh * sh - ph
         w0 = ow * sw - pw
         acc = 0.0
@@ -135,12 +132,7 @@ def _avg_pool2d_backward_kernel(grad_out, kh, kw, sh, sw, ph, pw, count_include_
     w_out = grad_out.shape[3]
     total = n * c * h * w
     for idx in range(cuda.grid(1), total, cuda.gridsize(1)):
-        iw = idx % w
-        rest = idx // w
-        ih = rest % h
-        plane = rest // h
-        ci = plane % c
-        img = plane // c
+        img, ci, ih, iw = _unravel(idx, c, h, w)
         oh_lo, oh_hi = _covering_range(ih, h_out, kh, sh, ph)
         ow_lo, ow_hi = _covering_range(iw, w_out, kw, sw, pw)
         acc = 0.0
@@ -174,7 +166,7 @@ def max_pool2d(x: Any, *, kernel_size: Any, stride: Any = None, padding: Any = 0
     return out, argmax
 
 
-def max_pool2d_backward(grad_out: Any, argmax: Any, *, input_shape: tuple[int, ...], kernel_size: Any = None,
+def max_pool2d_backward(grad_out: Any, argmax: Any, *, input_shape: tuple[int, ...], kernel_size: Any,
                         stride: Any = None, padding: Any = 0) -> Any:
     """Route each output gradient to the input element its window chose (a gather).
 
@@ -183,29 +175,18 @@ def max_pool2d_backward(grad_out: Any, argmax: Any, *, input_shape: tuple[int, .
     grad_out : device array (N, C, H_out, W_out), float32 or float64
     argmax : device array, int32, same shape, from :func:`max_pool2d`
     input_shape : (N, C, H, W)
-    kernel_size, stride, padding : optional, the forward's hyper-parameters. The
-        gather only visits the windows covering each input element; without
-        them every output of the plane is visited (correct, slower).
+    kernel_size, stride, padding : the forward's hyper-parameters; ``grad_out``
+        must have the pooled shape they give. Each input element visits only the
+        (at most ``ceil(k / s)`` per axis) windows covering it.
 
     Returns
     -------
     device array ``input_shape``, ``grad_out``'s dtype; overlapping windows add up.
     """
-    n, c, h, w = _check_max_pool_backward(grad_out, argmax, input_shape)
-    h_out, w_out = grad_out.shape[2], grad_out.shape[3]
-    if kernel_size is None:
-        # Unknown geometry: pretend every window covers the whole plane (stride 1, padding the
-        # output size, kernel wider than input + 2 * padding), so _covering_range gives [0, out).
-        kh, kw, sh, sw, ph, pw = h + 2 * h_out, w + 2 * w_out, 1, 1, h_out, w_out
-    else:
-        d = Pool2dDims.from_shape((n, c, h, w), kernel_size=kernel_size, stride=stride, padding=padding)
-        if d.output_shape != tuple(grad_out.shape):
-            raise ValueError(f"grad_out must have shape {d.output_shape} for these pooling parameters, "
-                             f"got {tuple(grad_out.shape)}")
-        kh, kw, (sh, sw), (ph, pw) = d.kh, d.kw, d.stride, d.padding
-    out = _launch.empty((n, c, h, w), grad_out.dtype)
-    blocks, threads = _launch.grid_1d(n * c * h * w)
-    _max_pool2d_backward_kernel[blocks, threads](grad_out, argmax, kh, kw, sh, sw, ph, pw, out)
+    d = _check_max_pool_backward(grad_out, argmax, input_shape, kernel_size, stride, padding)
+    out = _launch.empty(d.input_shape, grad_out.dtype)
+    blocks, threads = _launch.grid_1d(math.prod(d.input_shape))
+    _max_pool2d_backward_kernel[blocks, threads](grad_out, argmax, d.kh, d.kw, *d.stride, *d.padding, out)
     return out
 
 
@@ -217,8 +198,7 @@ def avg_pool2d(x: Any, *, kernel_size: Any, stride: Any = None, padding: Any = 0
     of ``x``'s dtype. Padding is zeros; ``count_include_pad`` divides by
     ``kh * kw`` (True) or by the number of unpadded elements in the window (False).
     """
-    d = _check_pool_forward(x, kernel_size, stride, padding)
-    _check_count_include_pad(count_include_pad)
+    d = _check_avg_pool_forward(x, kernel_size, stride, padding, count_include_pad)
     out = _launch.empty(d.output_shape, x.dtype)
     blocks, threads = _launch.grid_1d(math.prod(d.output_shape))
     _avg_pool2d_kernel[blocks, threads](x, d.kh, d.kw, *d.stride, *d.padding, bool(count_include_pad), out)
@@ -233,8 +213,7 @@ def avg_pool2d_backward(grad_out: Any, *, input_shape: tuple[int, ...], kernel_s
     ``input_shape`` (N, C, H, W), ``grad_out``'s dtype. Hyper-parameters as in
     :func:`avg_pool2d`.
     """
-    d = _check_avg_pool_backward(grad_out, input_shape, kernel_size, stride, padding)
-    _check_count_include_pad(count_include_pad)
+    d = _check_avg_pool_backward(grad_out, input_shape, kernel_size, stride, padding, count_include_pad)
     out = _launch.empty(d.input_shape, grad_out.dtype)
     blocks, threads = _launch.grid_1d(math.prod(d.input_shape))
     _avg_pool2d_backward_kernel[blocks, threads](grad_out, d.kh, d.kw, *d.stride, *d.padding,

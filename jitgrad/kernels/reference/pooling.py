@@ -22,36 +22,55 @@ from jitgrad.kernels._validate import (
 __all__: list[str] = ["max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward"]
 
 
-# ----------------------------------------------------------------------------- validation (shared with cpu)
+# ----------------------------------------------------------------------------- validation
+#
+# One check per kernel, called by the reference, CPU and CUDA wrappers alike, so
+# every backend rejects the same input with the same message.
 
 def _check_pool_forward(x: Any, kernel_size: Any, stride: Any, padding: Any) -> Pool2dDims:
     check_array("x", x, ndim=4)
     return Pool2dDims.from_shape(tuple(x.shape), kernel_size=kernel_size, stride=stride, padding=padding)
 
 
-def _check_max_pool_backward(grad_out: Any, argmax: Any, input_shape: Any) -> tuple[int, int, int, int]:
+def _check_avg_pool_forward(x: Any, kernel_size: Any, stride: Any, padding: Any,
+                            count_include_pad: Any) -> Pool2dDims:
+    d = _check_pool_forward(x, kernel_size, stride, padding)
+    _check_count_include_pad(count_include_pad)
+    return d
+
+
+def _check_pool_backward(grad_out: Any, input_shape: Any, kernel_size: Any, stride: Any, padding: Any,
+                         argmax: Any = None) -> Pool2dDims:
+    """``grad_out`` (and max pooling's ``argmax``) must have the pooled shape of ``input_shape``."""
     check_array("grad_out", grad_out, ndim=4)
-    check_array("argmax", argmax, ndim=4, dtypes=(np.dtype(np.int32),))
-    check_shape("argmax", argmax, tuple(grad_out.shape))
+    if argmax is not None:
+        check_array("argmax", argmax, ndim=4, dtypes=(np.dtype(np.int32),))
+        check_shape("argmax", argmax, tuple(grad_out.shape))
     shape = check_shape_tuple("input_shape", input_shape, 4)
-    if tuple(grad_out.shape[:2]) != shape[:2]:
-        raise ValueError(f"grad_out has (N, C) = {tuple(grad_out.shape[:2])} but input_shape {shape} "
-                         f"has (N, C) = {shape[:2]}")
-    return shape
+    d = Pool2dDims.from_shape(shape, kernel_size=kernel_size, stride=stride, padding=padding)
+    if tuple(grad_out.shape) != d.output_shape:
+        raise ValueError(
+            f"grad_out must have shape {d.output_shape}, got {tuple(grad_out.shape)}: the pooled shape of "
+            f"input_shape {shape} for kernel_size {(d.kh, d.kw)}, stride {d.stride}, padding {d.padding}"
+        )
+    return d
+
+
+def _check_max_pool_backward(grad_out: Any, argmax: Any, input_shape: Any, kernel_size: Any, stride: Any,
+                             padding: Any) -> Pool2dDims:
+    return _check_pool_backward(grad_out, input_shape, kernel_size, stride, padding, argmax=argmax)
+
+
+def _check_avg_pool_backward(grad_out: Any, input_shape: Any, kernel_size: Any, stride: Any, padding: Any,
+                             count_include_pad: Any) -> Pool2dDims:
+    d = _check_pool_backward(grad_out, input_shape, kernel_size, stride, padding)
+    _check_count_include_pad(count_include_pad)
+    return d
 
 
 def _raise_argmax_out_of_range(argmax: np.ndarray, plane_size: int) -> None:
     bad = argmax[(argmax < 0) | (argmax >= plane_size)]
     raise ValueError(f"argmax must hold flat indices in [0, H*W) = [0, {plane_size}), got {int(bad[0])}")
-
-
-def _check_avg_pool_backward(grad_out: Any, input_shape: Any, kernel_size: Any, stride: Any,
-                             padding: Any) -> Pool2dDims:
-    check_array("grad_out", grad_out, ndim=4)
-    shape = check_shape_tuple("input_shape", input_shape, 4)
-    dims = Pool2dDims.from_shape(shape, kernel_size=kernel_size, stride=stride, padding=padding)
-    check_shape("grad_out", grad_out, dims.output_shape)
-    return dims
 
 
 def _check_count_include_pad(count_include_pad: Any) -> None:
@@ -111,14 +130,18 @@ def max_pool2d(x: np.ndarray, *, kernel_size: Any, stride: Any = None,
     return y, (row * d.w + col).astype(np.int32)
 
 
-def max_pool2d_backward(grad_out: np.ndarray, argmax: np.ndarray, *, input_shape: tuple[int, ...]) -> np.ndarray:
+def max_pool2d_backward(grad_out: np.ndarray, argmax: np.ndarray, *, input_shape: tuple[int, ...],
+                        kernel_size: Any, stride: Any = None, padding: Any = 0) -> np.ndarray:
     """Route each output gradient to the input element its window chose.
 
     ``grad_out`` (N, C, H_out, W_out) float, ``argmax`` int32 of the same shape
     (from :func:`max_pool2d`); returns ``grad_x`` of ``input_shape`` (N, C, H, W).
+    ``kernel_size``, ``stride``, ``padding`` are the forward's: ``grad_out`` must
+    have the pooled shape they give (a gather over covering windows needs them).
     Where windows overlap, gradients of one input element add up.
     """
-    n, c, h, w = _check_max_pool_backward(grad_out, argmax, input_shape)
+    d = _check_max_pool_backward(grad_out, argmax, input_shape, kernel_size, stride, padding)
+    n, c, h, w = d.input_shape
     if argmax.size and (argmax.min() < 0 or argmax.max() >= h * w):
         _raise_argmax_out_of_range(argmax, h * w)
     plane_offset = (np.arange(n * c, dtype=np.int64) * (h * w)).reshape(n, c, 1, 1)
@@ -136,8 +159,7 @@ def avg_pool2d(x: np.ndarray, *, kernel_size: Any, stride: Any = None, padding: 
     dtype. Padding is zeros; ``count_include_pad`` divides by ``kh * kw``
     (True) or by the number of unpadded elements in the window (False).
     """
-    d = _check_pool_forward(x, kernel_size, stride, padding)
-    _check_count_include_pad(count_include_pad)
+    d = _check_avg_pool_forward(x, kernel_size, stride, padding, count_include_pad)
     sh, sw = d.stride
     xp = _pad(x, d, 0.0)
     # One vectorised add per kernel offset (kh * kw of them), never a loop over pixels.
@@ -155,8 +177,7 @@ def avg_pool2d_backward(grad_out: np.ndarray, *, input_shape: tuple[int, ...], k
     ``grad_out`` (N, C, H_out, W_out) float; returns ``grad_x`` of ``input_shape``
     (N, C, H, W), ``grad_out``'s dtype. Hyper-parameters as in :func:`avg_pool2d`.
     """
-    d = _check_avg_pool_backward(grad_out, input_shape, kernel_size, stride, padding)
-    _check_count_include_pad(count_include_pad)
+    d = _check_avg_pool_backward(grad_out, input_shape, kernel_size, stride, padding, count_include_pad)
     sh, sw = d.stride
     ph, pw = d.padding
     share = grad_out / _avg_divisors(d, count_include_pad, grad_out.dtype)
