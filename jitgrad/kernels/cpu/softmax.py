@@ -291,7 +291,7 @@ def softmax_cross_entropy_backward(probs: np.ndarray, labels: np.ndarray, grad_l
     mean/sum and an (N,) array of ``probs``' dtype for none. Returns (N, C).
     """
     is_index, eps = _check_cross_entropy(probs, labels, reduction, label_smoothing, name="probs")
-    scale = _grad_loss_scale(grad_loss, reduction, probs.shape[0], probs.dtype)
+    scale = _grad_loss_scale(grad_loss, reduction, probs)
     eps_t = probs.dtype.type(eps)
     out = np.empty_like(probs)
     if is_index:

@@ -17,13 +17,14 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import numpy as np
 from numba import cuda
 
-from jitgrad.kernels._validate import check_array, check_same_dtype, check_scalar, check_shape
+from jitgrad.kernels._validate import check_array, check_same_dtype
 from jitgrad.kernels.cuda import _launch
 from jitgrad.kernels.cuda._launch import MAX_THREADS_PER_BLOCK, block_max, block_sum
-from jitgrad.kernels.reference.softmax import _check_reduction, _check_softmax_backward, _check_softmax_input
+from jitgrad.kernels.reference.softmax import (
+    _check_cross_entropy, _check_grad_loss, _check_softmax_backward, _check_softmax_input,
+)
 
 __all__: list[str] = [
     "softmax", "softmax_backward",
@@ -225,27 +226,6 @@ def _cross_entropy_prob_backward_kernel(probs, labels, eps, scale, grad_loss, gr
         out[row, j] = (probs[row, j] - target) * factor
 
 
-def _check_cross_entropy(logits: Any, labels: Any, reduction: Any, label_smoothing: Any,
-                         name: str = "logits") -> tuple[bool, float]:
-    """The reference checks, minus the label range check (it would copy labels to the host)."""
-    check_array(name, logits, ndim=2)
-    _check_reduction(reduction)
-    eps = check_scalar("label_smoothing", label_smoothing, minimum=0.0, maximum=1.0)
-    n, c = logits.shape
-    if c == 0:
-        raise ValueError(f"{name} must have at least one class (column), got shape {tuple(logits.shape)}")
-    check_array("labels", labels, dtypes=None)
-    if np.issubdtype(labels.dtype, np.integer):
-        check_shape("labels", labels, (n,))
-        return True, eps
-    if np.issubdtype(labels.dtype, np.floating):
-        check_array("labels", labels, ndim=2)
-        check_same_dtype(**{name: logits}, labels=labels)
-        check_shape("labels", labels, (n, c))
-        return False, eps
-    raise TypeError(f"labels must be integer class indices or a float probability matrix, got dtype {labels.dtype}")
-
-
 def softmax_cross_entropy(logits: Any, labels: Any, *, reduction: str = "mean",
                           label_smoothing: float = 0.0) -> tuple[Any, Any]:
     """Cross-entropy of softmax(logits) against labels, and the probabilities for the backward pass.
@@ -263,7 +243,7 @@ def softmax_cross_entropy(logits: Any, labels: Any, *, reduction: str = "mean",
     loss : device array of shape ``()`` (mean/sum; reduced on the device) or (N,) (none)
     probs : device array (N, C), softmax of ``logits``
     """
-    is_index, eps = _check_cross_entropy(logits, labels, reduction, label_smoothing)
+    is_index, eps = _check_cross_entropy(logits, labels, reduction, label_smoothing, check_label_range=False)
     n, c = logits.shape
     probs = _launch.empty((n, c), logits.dtype)
     losses = _launch.empty((n,), logits.dtype)
@@ -298,15 +278,11 @@ def softmax_cross_entropy_backward(probs: Any, labels: Any, grad_loss: Any = 1.0
     -------
     device array (N, C), ``probs``' dtype.
     """
-    is_index, eps = _check_cross_entropy(probs, labels, reduction, label_smoothing, name="probs")
+    is_index, eps = _check_cross_entropy(probs, labels, reduction, label_smoothing, name="probs",
+                                         check_label_range=False)
     n, c = probs.shape
-    dummy = _launch.flat(probs)  # typed stand-in when grad_loss is a host scalar; never read then
-    if reduction == "none":
-        check_array("grad_loss", grad_loss, ndim=1)
-        check_same_dtype(probs=probs, grad_loss=grad_loss)
-        check_shape("grad_loss", grad_loss, (n,))
-        scale, gl, stride, use_gl = 1.0, grad_loss, 1, True
-    elif _launch.is_device_array(grad_loss):
+    if reduction != "none" and _launch.is_device_array(grad_loss):
+        # A device scalar (the forward's loss gradient) is read by the kernel: no host round-trip.
         check_array("grad_loss", grad_loss)
         check_same_dtype(probs=probs, grad_loss=grad_loss)
         if grad_loss.size != 1 or grad_loss.ndim > 1:
@@ -314,13 +290,13 @@ def softmax_cross_entropy_backward(probs: Any, labels: Any, grad_loss: Any = 1.0
                              f"got shape {tuple(grad_loss.shape)}")
         scale = 1.0 / n if (reduction == "mean" and n) else 1.0
         gl, stride, use_gl = grad_loss.reshape(1), 0, True
+    elif reduction == "none":
+        scale, gl, stride, use_gl = 1.0, _check_grad_loss(grad_loss, reduction, probs), 1, True
     else:
-        if hasattr(grad_loss, "ndim"):
-            check_array("grad_loss", grad_loss, ndim=0)
-            grad_loss = grad_loss[()]
-        g = check_scalar("grad_loss", grad_loss)
+        g = _check_grad_loss(grad_loss, reduction, probs)
         scale = g / n if (reduction == "mean" and n) else g
-        gl, stride, use_gl = dummy, 0, False
+        # probs stands in for the kernel's grad_loss argument (one signature); it is never read.
+        gl, stride, use_gl = _launch.flat(probs), 0, False
     out = _launch.empty((n, c), probs.dtype)
     if n:
         kernel = _cross_entropy_index_backward_kernel if is_index else _cross_entropy_prob_backward_kernel

@@ -21,7 +21,10 @@ __all__: list[str] = [
 REDUCTIONS = ("mean", "sum", "none")
 
 
-# ----------------------------------------------------------------------------- validation (shared with cpu)
+# ----------------------------------------------------------------------------- validation
+#
+# One check per kernel, called by the reference, CPU and CUDA wrappers alike, so
+# every backend rejects the same input with the same message.
 
 def _check_softmax_input(x: Any, axis: Any) -> int:
     check_array("x", x)
@@ -48,12 +51,13 @@ def _check_reduction(reduction: Any) -> None:
         raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
 
 
-def _check_labels(labels: Any, n: int, c: int, dtype: np.dtype, name: str = "logits") -> bool:
+def _check_labels(labels: Any, logits: Any, name: str, check_range: bool) -> bool:
     """Validate labels for ``(n, c)`` logits/probs; return True for class indices, False for probabilities."""
+    n, c = logits.shape
     check_array("labels", labels, dtypes=None)
     if np.issubdtype(labels.dtype, np.integer):
         check_shape("labels", labels, (n,))
-        if n:
+        if check_range and n:
             low, high = int(labels.min()), int(labels.max())
             if low < 0 or high >= c:
                 bad = low if low < 0 else high
@@ -61,37 +65,49 @@ def _check_labels(labels: Any, n: int, c: int, dtype: np.dtype, name: str = "log
         return True
     if np.issubdtype(labels.dtype, np.floating):
         check_array("labels", labels, ndim=2)
-        check_same_dtype(**{name: np.empty(0, dtype)}, labels=labels)
+        check_same_dtype(**{name: logits}, labels=labels)
         check_shape("labels", labels, (n, c))
         return False
     raise TypeError(f"labels must be integer class indices or a float probability matrix, got dtype {labels.dtype}")
 
 
-def _check_cross_entropy(logits: Any, labels: Any, reduction: Any, label_smoothing: Any,
-                         name: str = "logits") -> tuple[bool, float]:
+def _check_cross_entropy(logits: Any, labels: Any, reduction: Any, label_smoothing: Any, name: str = "logits",
+                         *, check_label_range: bool = True) -> tuple[bool, float]:
+    """Checks of both cross-entropy kernels (``name="probs"`` for the backward); returns ``(is_index, eps)``.
+
+    ``check_label_range=False`` skips the ``[0, C)`` test of integer labels: on the
+    GPU it would copy the labels to the host on every call.
+    """
     check_array(name, logits, ndim=2)
     _check_reduction(reduction)
     eps = check_scalar("label_smoothing", label_smoothing, minimum=0.0, maximum=1.0)
-    n, c = logits.shape
-    if c == 0:
+    if logits.shape[1] == 0:
         raise ValueError(f"{name} must have at least one class (column), got shape {tuple(logits.shape)}")
-    return _check_labels(labels, n, c, logits.dtype, name), eps
+    return _check_labels(labels, logits, name, check_label_range), eps
 
 
-def _grad_loss_scale(grad_loss: Any, reduction: str, n: int, dtype: np.dtype) -> np.ndarray:
-    """Per-row factor ``grad_loss / (N if mean else 1)`` as an ``(n,)`` array of ``dtype``."""
+def _check_grad_loss(grad_loss: Any, reduction: str, probs: Any) -> Any:
+    """The ``(N,)`` array of ``probs``' dtype for ``reduction="none"``, else a host scalar, returned as a float."""
     if reduction == "none":
         check_array("grad_loss", grad_loss, ndim=1)
-        check_same_dtype(probs=np.empty(0, dtype), grad_loss=grad_loss)
-        check_shape("grad_loss", grad_loss, (n,))
+        check_same_dtype(probs=probs, grad_loss=grad_loss)
+        check_shape("grad_loss", grad_loss, (probs.shape[0],))
         return grad_loss
     if hasattr(grad_loss, "ndim"):
         check_array("grad_loss", grad_loss, ndim=0)
         grad_loss = grad_loss[()]
-    g = check_scalar("grad_loss", grad_loss)
+    return check_scalar("grad_loss", grad_loss)
+
+
+def _grad_loss_scale(grad_loss: Any, reduction: str, probs: np.ndarray) -> np.ndarray:
+    """Per-row factor ``grad_loss / (N if mean else 1)`` as an ``(n,)`` array of ``probs``' dtype."""
+    g = _check_grad_loss(grad_loss, reduction, probs)
+    if reduction == "none":
+        return g
+    n = probs.shape[0]
     if reduction == "mean" and n:
         g /= n
-    return np.full(n, g, dtype=dtype)
+    return np.full(n, g, dtype=probs.dtype)
 
 
 def _reduce_loss(losses: np.ndarray, reduction: str) -> np.ndarray:
@@ -195,6 +211,6 @@ def softmax_cross_entropy_backward(probs: np.ndarray, labels: np.ndarray, grad_l
     mean/sum and an (N,) array of ``probs``' dtype for none. Returns (N, C).
     """
     is_index, eps = _check_cross_entropy(probs, labels, reduction, label_smoothing, name="probs")
-    scale = _grad_loss_scale(grad_loss, reduction, probs.shape[0], probs.dtype)
+    scale = _grad_loss_scale(grad_loss, reduction, probs)
     target = _target(labels, is_index, probs.shape, eps, probs.dtype)
     return (probs - target) * scale[:, None]
