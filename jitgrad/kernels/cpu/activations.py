@@ -19,12 +19,13 @@ from numba import njit, prange
 
 from jitgrad.config import FASTMATH
 from jitgrad.kernels.reference.activations import (
+    _check_alpha,
     _check_approximate,
     _check_backward,
     _check_forward,
+    _check_negative_slope,
     _check_softplus,
 )
-from jitgrad.kernels._validate import check_scalar
 
 __all__: list[str] = [
     "relu", "relu_backward",
@@ -130,7 +131,7 @@ def relu_backward(grad_out: np.ndarray, x: np.ndarray) -> np.ndarray:
 def leaky_relu(x: np.ndarray, negative_slope: float = 0.01) -> np.ndarray:
     """``x`` where ``x > 0``, else ``negative_slope * x``; same shape and dtype as ``x``."""
     _check_forward(x)
-    slope = x.dtype.type(check_scalar("negative_slope", negative_slope))
+    slope = x.dtype.type(_check_negative_slope(negative_slope))
     out = np.empty_like(x)
     _leaky_relu_kernel(_flat(x), slope, _flat(out))
     return out
@@ -139,7 +140,7 @@ def leaky_relu(x: np.ndarray, negative_slope: float = 0.01) -> np.ndarray:
 def leaky_relu_backward(grad_out: np.ndarray, x: np.ndarray, negative_slope: float = 0.01) -> np.ndarray:
     """``grad_out`` where ``x > 0``, else ``negative_slope * grad_out``."""
     _check_backward(grad_out, x)
-    slope = x.dtype.type(check_scalar("negative_slope", negative_slope))
+    slope = x.dtype.type(_check_negative_slope(negative_slope))
     out = np.empty_like(x)
     _leaky_relu_backward_kernel(_flat(grad_out), _flat(x), slope, _flat(out))
     return out
@@ -268,18 +269,18 @@ def gelu(x: np.ndarray, approximate: str = "none") -> np.ndarray:
     ``"tanh"``: ``x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))``.
     """
     _check_forward(x)
-    _check_approximate(approximate)
+    tanh_approx = _check_approximate(approximate)
     out = np.empty_like(x)
-    _gelu_kernel(_flat(x), approximate == "tanh", _flat(out))
+    _gelu_kernel(_flat(x), tanh_approx, _flat(out))
     return out
 
 
 def gelu_backward(grad_out: np.ndarray, x: np.ndarray, approximate: str = "none") -> np.ndarray:
     """Gradient of :func:`gelu` at ``x`` times ``grad_out``."""
     _check_backward(grad_out, x)
-    _check_approximate(approximate)
+    tanh_approx = _check_approximate(approximate)
     out = np.empty_like(x)
-    _gelu_backward_kernel(_flat(grad_out), _flat(x), approximate == "tanh", _flat(out))
+    _gelu_backward_kernel(_flat(grad_out), _flat(x), tanh_approx, _flat(out))
     return out
 
 
@@ -327,7 +328,7 @@ def _softplus_backward_kernel(grad_out, x, beta, threshold, out):
 def elu(x: np.ndarray, alpha: float = 1.0) -> np.ndarray:
     """``x`` where ``x > 0``, else ``alpha * (exp(x) - 1)``; same shape and dtype as ``x``."""
     _check_forward(x)
-    a = x.dtype.type(check_scalar("alpha", alpha))
+    a = x.dtype.type(_check_alpha(alpha))
     out = np.empty_like(x)
     _elu_kernel(_flat(x), a, _flat(out))
     return out
@@ -336,7 +337,7 @@ def elu(x: np.ndarray, alpha: float = 1.0) -> np.ndarray:
 def elu_backward(grad_out: np.ndarray, x: np.ndarray, alpha: float = 1.0) -> np.ndarray:
     """``grad_out`` where ``x > 0``, else ``grad_out * alpha * exp(x)``."""
     _check_backward(grad_out, x)
-    a = x.dtype.type(check_scalar("alpha", alpha))
+    a = x.dtype.type(_check_alpha(alpha))
     out = np.empty_like(x)
     _elu_backward_kernel(_flat(grad_out), _flat(x), a, _flat(out))
     return out

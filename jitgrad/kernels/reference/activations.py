@@ -8,6 +8,7 @@ signature. Definitions follow PyTorch (see docs/kernel-api.md).
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -33,6 +34,8 @@ _GELU_KAPPA = 0.044715
 
 
 # ----------------------------------------------------------------------------- validation
+#
+# Called by the reference, CPU and CUDA wrappers alike: one message per check.
 
 def _check_forward(x: np.ndarray) -> None:
     check_array("x", x)
@@ -45,12 +48,22 @@ def _check_backward(grad_out: np.ndarray, x: np.ndarray) -> None:
     check_shape("grad_out", grad_out, x.shape)
 
 
-def _check_approximate(approximate: str) -> None:
+def _check_negative_slope(negative_slope: Any) -> float:
+    return check_scalar("negative_slope", negative_slope)
+
+
+def _check_approximate(approximate: Any) -> bool:
+    """Validate gelu's ``approximate``; True for the tanh form."""
     if approximate not in GELU_APPROXIMATIONS:
         raise ValueError(f"approximate must be 'none' or 'tanh', got {approximate!r}")
+    return approximate == "tanh"
 
 
-def _check_softplus(beta: float, threshold: float) -> tuple[float, float]:
+def _check_alpha(alpha: Any) -> float:
+    return check_scalar("alpha", alpha)
+
+
+def _check_softplus(beta: Any, threshold: Any) -> tuple[float, float]:
     return (check_scalar("beta", beta, minimum=0.0, min_inclusive=False),
             check_scalar("threshold", threshold))
 
@@ -106,14 +119,14 @@ def relu_backward(grad_out: np.ndarray, x: np.ndarray) -> np.ndarray:
 def leaky_relu(x: np.ndarray, negative_slope: float = 0.01) -> np.ndarray:
     """``x`` where ``x > 0``, else ``negative_slope * x``; same shape and dtype as ``x``."""
     _check_forward(x)
-    slope = x.dtype.type(check_scalar("negative_slope", negative_slope))
+    slope = x.dtype.type(_check_negative_slope(negative_slope))
     return np.where(x > 0, x, x * slope)
 
 
 def leaky_relu_backward(grad_out: np.ndarray, x: np.ndarray, negative_slope: float = 0.01) -> np.ndarray:
     """``grad_out`` where ``x > 0``, else ``negative_slope * grad_out``."""
     _check_backward(grad_out, x)
-    slope = x.dtype.type(check_scalar("negative_slope", negative_slope))
+    slope = x.dtype.type(_check_negative_slope(negative_slope))
     return np.where(x > 0, grad_out, grad_out * slope)
 
 
@@ -160,8 +173,7 @@ def gelu(x: np.ndarray, approximate: str = "none") -> np.ndarray:
     ``"tanh"``: ``x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))``.
     """
     _check_forward(x)
-    _check_approximate(approximate)
-    if approximate == "tanh":
+    if _check_approximate(approximate):
         inner = _SQRT_2_OVER_PI * (x + _GELU_KAPPA * x * x * x)
         y = 0.5 * x * (1.0 + np.tanh(inner))
     else:
@@ -172,8 +184,7 @@ def gelu(x: np.ndarray, approximate: str = "none") -> np.ndarray:
 def gelu_backward(grad_out: np.ndarray, x: np.ndarray, approximate: str = "none") -> np.ndarray:
     """Gradient of :func:`gelu` at ``x`` times ``grad_out``."""
     _check_backward(grad_out, x)
-    _check_approximate(approximate)
-    if approximate == "tanh":
+    if _check_approximate(approximate):
         t = np.tanh(_SQRT_2_OVER_PI * (x + _GELU_KAPPA * x * x * x))
         d_inner = _SQRT_2_OVER_PI * (1.0 + 3.0 * _GELU_KAPPA * x * x)
         d = 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * d_inner
@@ -189,7 +200,7 @@ def gelu_backward(grad_out: np.ndarray, x: np.ndarray, approximate: str = "none"
 def elu(x: np.ndarray, alpha: float = 1.0) -> np.ndarray:
     """``x`` where ``x > 0``, else ``alpha * (exp(x) - 1)``; same shape and dtype as ``x``."""
     _check_forward(x)
-    a = x.dtype.type(check_scalar("alpha", alpha))
+    a = x.dtype.type(_check_alpha(alpha))
     # expm1 keeps relative accuracy near 0; np.minimum avoids overflow warnings on the unused branch.
     return np.where(x > 0, x, a * np.expm1(np.minimum(x, 0)))
 
@@ -197,7 +208,7 @@ def elu(x: np.ndarray, alpha: float = 1.0) -> np.ndarray:
 def elu_backward(grad_out: np.ndarray, x: np.ndarray, alpha: float = 1.0) -> np.ndarray:
     """``grad_out`` where ``x > 0``, else ``grad_out * alpha * exp(x)``."""
     _check_backward(grad_out, x)
-    a = x.dtype.type(check_scalar("alpha", alpha))
+    a = x.dtype.type(_check_alpha(alpha))
     return np.where(x > 0, grad_out, grad_out * a * np.exp(np.minimum(x, 0)))
 
 
