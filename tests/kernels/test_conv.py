@@ -174,12 +174,37 @@ def test_cpu_task_split_any_thread_count(n, nthreads):
     gx = nan_like(d.input_shape, np.float64)
     _conv.conv2d_backward_input(g, w, *hp, gx, nthreads)
     assert_close(gx, ref.conv2d_backward_input(g, w, input_shape=x.shape, padding=1))
+    rgw, rgb = ref.conv2d_backward_weight(x, g, weight_shape=w.shape, padding=1)
     gw = nan_like(d.weight_shape, np.float64)
     gb = nan_like((d.c_out,), np.float64)
     _conv.conv2d_backward_weight(x, g, *hp, gw, gb, nthreads)
-    rgw, rgb = ref.conv2d_backward_weight(x, g, weight_shape=w.shape, padding=1)
     assert_close(gw, rgw)
     assert_close(gb, rgb)
+    gw = nan_like(d.weight_shape, np.float64)
+    gb = nan_like((d.c_out,), np.float64)
+    _conv.conv2d_backward_weight_unit(x, g, *hp[2:], gw, gb, nthreads)
+    assert_close(gw, rgw)
+    assert_close(gb, rgb)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", [(3, 1, 9, 8, 6, 5, 5, (1, 2), 2), (2, 3, 7, 7, 9, 3, 3, (1, 0), (1, 2)),
+                                  (2, 40, 5, 5, 3, 1, 1, 0, 1), (1, 2, 6, 9, 17, 3, 2, (0, 1), 1)])
+def test_cpu_weight_gradient_both_kernels(case, dtype):
+    # Unit stride has two weight-gradient kernels (the dot kernel for at most
+    # DOT_MAX_TAPS taps, the GEMM above); both must agree with the reference.
+    n, c_in, h, w, c_out, kh, kw, padding, dilation = case
+    d, x, wt, _, g = make_case(n, c_in, h, w, c_out, kh, kw, 1, padding, dilation, dtype, seed=7)
+    (ph, pw), (dh, dw) = d.padding, d.dilation
+    rgw, rgb = ref.conv2d_backward_weight(x, g, weight_shape=wt.shape, padding=padding, dilation=dilation)
+    rtol, atol = tolerance(dtype, n * d.h_out * d.w_out)
+    for run in (lambda gw, gb: _conv.conv2d_backward_weight(x, g, 1, 1, ph, pw, dh, dw, gw, gb, 2),
+                lambda gw, gb: _conv.conv2d_backward_weight_unit(x, g, ph, pw, dh, dw, gw, gb, 2)):
+        gw = nan_like(d.weight_shape, dtype)
+        gb = nan_like((d.c_out,), dtype)
+        run(gw, gb)
+        assert_close(gw, rgw, dtype, rtol=rtol, atol=atol)
+        assert_close(gb, rgb, dtype, rtol=rtol, atol=atol)
 
 
 @st.composite

@@ -29,7 +29,8 @@ from numba import njit, prange
 
 from jitgrad.config import FASTMATH
 
-from ._gemm_simd import VEC_BYTES, load, prefetch_write, store, vadd, vbroadcast_load, vfma, vgather, vload, vstore, vzero
+from ._gemm_simd import (VEC_BYTES, load, prefetch_write, store, vadd, vbroadcast_load, vfma, vgather, vload,
+                         vload_masked, vstore, vstore_masked, vzero)
 
 #: Rows of the register tile (A panel width).
 MR = 8
@@ -59,15 +60,25 @@ def cdiv(a, b):
 # --------------------------------------------------------------------------
 
 @njit(**_jit)
-def micro_kernel(kc, ap, a_off, bp, b_off, c, c_off, ldc, mr, accumulate, bias, bias_off, has_bias):
-    """``C[0:mr, 0:NR] (+)= Apanel[:mr, :kc] @ Bpanel[:kc, :] (+ bias)`` on flat buffers (``mr <= MR``).
+def micro_kernel(kc, a, a_off, a_rs, a_cs, b, b_off, b_rs, c, c_off, ldc, mr, ncols, accumulate,
+                 bias, bias_off, has_bias):
+    """``C[:mr, :ncols] (+)= A[:mr, :kc] @ B[:kc, :ncols] (+ bias)`` on flat buffers.
+
+    ``mr <= MR`` and ``ncols <= NR``: an edge tile computes the whole
+    register tile and stores only its valid rows (branches) and columns
+    (lane-masked stores).
 
     With ``has_bias`` the accumulators start at ``bias[bias_off + r]`` for row
     ``r`` (``bias`` padded to whole panels), so a bias costs nothing.
 
-    ``ap[a_off + p * MR + r]`` is ``A[r, p]``; ``bp[b_off + p * NR + j]`` is
-    ``B[p, j]``; ``c[c_off + r * ldc + j]`` is ``C[r, j]``.
+    ``a[a_off + r * a_rs + p * a_cs]`` is ``A[r, p]``: a packed panel has
+    ``(a_rs, a_cs) = (1, MR)``, but A can also be read in place, row-major
+    ``(lda, 1)`` or transposed ``(1, lda)`` (rows past ``mr`` then read row
+    0 again, so nothing out of bounds is touched). ``b[b_off + p * b_rs + j]``
+    is ``B[p, j]`` for ``j < NR`` (a packed panel: ``b_rs = NR``);
+    ``c[c_off + r * ldc + j]`` is ``C[r, j]``.
     """
+    bp = b
     lanes = VEC_BYTES // bp.itemsize
     nr = 2 * lanes
     # The C tile is needed only after the k loop: start fetching it now.
@@ -108,97 +119,97 @@ def micro_kernel(kc, ap, a_off, bp, b_off, c, c_off, ldc, mr, accumulate, bias, 
         c61 = vzero(bp)
         c70 = vzero(bp)
         c71 = vzero(bp)
-    ia = a_off
+    # Row r of the A tile, clamped to row 0 past mr (in bounds when A is read in place).
+    o0 = a_off
+    o1 = a_off + (1 * a_rs if mr > 1 else 0)
+    o2 = a_off + (2 * a_rs if mr > 2 else 0)
+    o3 = a_off + (3 * a_rs if mr > 3 else 0)
+    o4 = a_off + (4 * a_rs if mr > 4 else 0)
+    o5 = a_off + (5 * a_rs if mr > 5 else 0)
+    o6 = a_off + (6 * a_rs if mr > 6 else 0)
+    o7 = a_off + (7 * a_rs if mr > 7 else 0)
+    ia = 0
     ib = b_off
     for _ in range(kc):
-        b0 = vload(bp, ib)
-        b1 = vload(bp, ib + lanes)
-        a = vbroadcast_load(ap, ia)
-        c00 = vfma(a, b0, c00)
-        c01 = vfma(a, b1, c01)
-        a = vbroadcast_load(ap, ia + 1)
-        c10 = vfma(a, b0, c10)
-        c11 = vfma(a, b1, c11)
-        a = vbroadcast_load(ap, ia + 2)
-        c20 = vfma(a, b0, c20)
-        c21 = vfma(a, b1, c21)
-        a = vbroadcast_load(ap, ia + 3)
-        c30 = vfma(a, b0, c30)
-        c31 = vfma(a, b1, c31)
-        a = vbroadcast_load(ap, ia + 4)
-        c40 = vfma(a, b0, c40)
-        c41 = vfma(a, b1, c41)
-        a = vbroadcast_load(ap, ia + 5)
-        c50 = vfma(a, b0, c50)
-        c51 = vfma(a, b1, c51)
-        a = vbroadcast_load(ap, ia + 6)
-        c60 = vfma(a, b0, c60)
-        c61 = vfma(a, b1, c61)
-        a = vbroadcast_load(ap, ia + 7)
-        c70 = vfma(a, b0, c70)
-        c71 = vfma(a, b1, c71)
-        ia += MR
-        ib += nr
-    store_row(c, c_off, lanes, c00, c01, accumulate)
+        b0 = vload(b, ib)
+        b1 = vload(b, ib + lanes)
+        av = vbroadcast_load(a, o0 + ia)
+        c00 = vfma(av, b0, c00)
+        c01 = vfma(av, b1, c01)
+        av = vbroadcast_load(a, o1 + ia)
+        c10 = vfma(av, b0, c10)
+        c11 = vfma(av, b1, c11)
+        av = vbroadcast_load(a, o2 + ia)
+        c20 = vfma(av, b0, c20)
+        c21 = vfma(av, b1, c21)
+        av = vbroadcast_load(a, o3 + ia)
+        c30 = vfma(av, b0, c30)
+        c31 = vfma(av, b1, c31)
+        av = vbroadcast_load(a, o4 + ia)
+        c40 = vfma(av, b0, c40)
+        c41 = vfma(av, b1, c41)
+        av = vbroadcast_load(a, o5 + ia)
+        c50 = vfma(av, b0, c50)
+        c51 = vfma(av, b1, c51)
+        av = vbroadcast_load(a, o6 + ia)
+        c60 = vfma(av, b0, c60)
+        c61 = vfma(av, b1, c61)
+        av = vbroadcast_load(a, o7 + ia)
+        c70 = vfma(av, b0, c70)
+        c71 = vfma(av, b1, c71)
+        ia += a_cs
+        ib += b_rs
+    store_row(c, c_off, lanes, c00, c01, accumulate, ncols)
     if mr > 1:
-        store_row(c, c_off + ldc, lanes, c10, c11, accumulate)
+        store_row(c, c_off + ldc, lanes, c10, c11, accumulate, ncols)
     if mr > 2:
-        store_row(c, c_off + 2 * ldc, lanes, c20, c21, accumulate)
+        store_row(c, c_off + 2 * ldc, lanes, c20, c21, accumulate, ncols)
     if mr > 3:
-        store_row(c, c_off + 3 * ldc, lanes, c30, c31, accumulate)
+        store_row(c, c_off + 3 * ldc, lanes, c30, c31, accumulate, ncols)
     if mr > 4:
-        store_row(c, c_off + 4 * ldc, lanes, c40, c41, accumulate)
+        store_row(c, c_off + 4 * ldc, lanes, c40, c41, accumulate, ncols)
     if mr > 5:
-        store_row(c, c_off + 5 * ldc, lanes, c50, c51, accumulate)
+        store_row(c, c_off + 5 * ldc, lanes, c50, c51, accumulate, ncols)
     if mr > 6:
-        store_row(c, c_off + 6 * ldc, lanes, c60, c61, accumulate)
+        store_row(c, c_off + 6 * ldc, lanes, c60, c61, accumulate, ncols)
     if mr > 7:
-        store_row(c, c_off + 7 * ldc, lanes, c70, c71, accumulate)
+        store_row(c, c_off + 7 * ldc, lanes, c70, c71, accumulate, ncols)
 
 
 @njit(**_jit)
-def store_row(c, off, lanes, v0, v1, accumulate):
-    """``c[off : off + 2 * lanes] (+)= [v0, v1]``."""
-    if accumulate:
-        v0 = vadd(v0, vload(c, off))
-        v1 = vadd(v1, vload(c, off + lanes))
-    vstore(c, off, v0)
-    vstore(c, off + lanes, v1)
-
-
-@njit(**_jit)
-def tile(kc, ap, a_off, bp, b_off, c, c_off, ldc, mr, nr, accumulate, tmp, bias, bias_off, has_bias):
-    """One ``mr x nr`` tile of C (``mr <= MR``, ``nr <= NR``); narrow tiles go through ``tmp``."""
-    full_nr = nr_of(bp)
-    if nr == full_nr:
-        micro_kernel(kc, ap, a_off, bp, b_off, c, c_off, ldc, mr, accumulate, bias, bias_off, has_bias)
-        return
-    micro_kernel(kc, ap, a_off, bp, b_off, tmp, 0, full_nr, mr, False, bias, bias_off, has_bias)
-    for r in range(mr):
-        row = c_off + r * ldc
-        src = r * full_nr
+def store_row(c, off, lanes, v0, v1, accumulate, ncols):
+    """``c[off : off + ncols] (+)= [v0, v1][:ncols]``."""
+    if ncols >= 2 * lanes:
         if accumulate:
-            for j in range(nr):
-                store(c, row + j, load(c, row + j) + load(tmp, src + j))
-        else:
-            for j in range(nr):
-                store(c, row + j, load(tmp, src + j))
+            v0 = vadd(v0, vload(c, off))
+            v1 = vadd(v1, vload(c, off + lanes))
+        vstore(c, off, v0)
+        vstore(c, off + lanes, v1)
+    else:
+        n0 = min(ncols, lanes)
+        n1 = ncols - lanes
+        if accumulate:
+            v0 = vadd(v0, vload_masked(c, off, n0))
+            v1 = vadd(v1, vload_masked(c, off + lanes, n1))
+        vstore_masked(c, off, v0, n0)
+        vstore_masked(c, off + lanes, v1, n1)
 
 
 @njit(**_jit)
-def gemm_block(ap, a_pstride, bp, b_pstride, k0, k1, m, n, ip0, ip1, jp0, jp1,
-               c, c_off, ldc, accumulate, tmp, bias, has_bias):
+def gemm_block(a, a_base, a_pstride, a_rs, a_cs, b, b_pstride, b_rs, k0, k1, m, n, ip0, ip1, jp0, jp1,
+               c, c_off, ldc, accumulate, bias, has_bias):
     """``C[rows of A panels ip0:ip1, cols of B panels jp0:jp1] (+)= A[:, k0:k1] @ B[k0:k1, :]``.
 
-    ``ap`` holds A panels ``a_pstride`` elements apart (``A[ip*MR + r, k]`` at
-    ``ip * a_pstride + k * MR + r``), ``bp`` B panels ``b_pstride`` apart;
+    ``A[ip * MR + r, k]`` is ``a[a_base + ip * a_pstride + r * a_rs + k * a_cs]`` (packed
+    panels: ``(K * MR, 1, MR)``), ``B[k, jp * NR + j]`` is
+    ``b[jp * b_pstride + k * b_rs + j]`` (packed: ``(K * NR, NR)``);
     ``m x n`` is the logical size of C (edges), ``c[c_off + i * ldc + j]`` is
     ``C[i, j]``. ``accumulate`` adds to C instead of overwriting it. Callers
     that hold only some panels shift ``c_off`` (and ``m``/``n``) instead.
     With ``has_bias`` row ``i`` gets ``bias[i]`` added (``bias`` padded to
     whole A panels); ``bias`` is otherwise unused (pass any float array).
     """
-    nr = nr_of(bp)
+    nr = nr_of(b)
     for pc in range(k0, k1, KC):
         kc = min(KC, k1 - pc)
         acc = accumulate or pc > k0
@@ -206,11 +217,11 @@ def gemm_block(ap, a_pstride, bp, b_pstride, k0, k1, m, n, ip0, ip1, jp0, jp1,
         for jp in range(jp0, jp1):
             j0 = jp * nr
             ncols = min(nr, n - j0)
-            b_off = jp * b_pstride + pc * nr
+            b_off = jp * b_pstride + pc * b_rs
             for ip in range(ip0, ip1):
                 i0 = ip * MR
-                tile(kc, ap, ip * a_pstride + pc * MR, bp, b_off, c, c_off + i0 * ldc + j0, ldc,
-                     min(MR, m - i0), ncols, acc, tmp, bias, i0, add_bias)
+                micro_kernel(kc, a, a_base + ip * a_pstride + pc * a_cs, a_rs, a_cs, b, b_off, b_rs,
+                             c, c_off + i0 * ldc + j0, ldc, min(MR, m - i0), ncols, acc, bias, i0, add_bias)
 
 
 # --------------------------------------------------------------------------
@@ -395,8 +406,7 @@ def gemm_serial(a, b, trans_a, trans_b, c):
     bp = np.empty(npb * k * nr, dtype=c.dtype)
     pack_a(a, trans_a, 0, npa, ap)
     pack_b(b, trans_b, 0, npb, bp)
-    tmp = np.empty(MR * nr, dtype=c.dtype)
-    gemm_block(ap, k * MR, bp, k * nr, 0, k, m, n, 0, npa, 0, npb, c.reshape(m * n), 0, n, False, tmp, tmp, False)
+    gemm_block(ap, 0, k * MR, 1, MR, bp, k * nr, nr, 0, k, m, n, 0, npa, 0, npb, c.reshape(m * n), 0, n, False, ap, False)
 
 
 @njit(parallel=True, **_jit)
@@ -419,10 +429,9 @@ def gemm_parallel(a, b, trans_a, trans_b, c, nthreads):
         pack_b(b, trans_b, t * npb // nthreads, (t + 1) * npb // nthreads, bp)
     mc, nc, ti, tj = partition(npa, npb, nthreads)
     ntasks = ti * tj
-    tmp = np.empty((ntasks, MR * nr), dtype=c.dtype)
     cflat = c.reshape(m * n)
     for t in prange(ntasks):
         bi = t // tj
         bj = t - bi * tj
-        gemm_block(ap, k * MR, bp, k * nr, 0, k, m, n, bi * mc, min(npa, (bi + 1) * mc),
-                   bj * nc, min(npb, (bj + 1) * nc), cflat, 0, n, False, tmp[t], tmp[t], False)
+        gemm_block(ap, 0, k * MR, 1, MR, bp, k * nr, nr, 0, k, m, n, bi * mc, min(npa, (bi + 1) * mc),
+                   bj * nc, min(npb, (bj + 1) * nc), cflat, 0, n, False, ap, False)

@@ -6,7 +6,17 @@ LLVM's loop vectoriser only vectorises innermost loops (it would keep the
 tile in memory); plain scalar code would need ``8 x 32`` named scalars for
 the SLP vectoriser to regroup. So the micro-kernel is written with an
 explicit vector type (``<16 x float>`` / ``<8 x double>`` on AVX-512) and a
-handful of operations: load, store, broadcast, fused multiply-add.
+handful of operations: load, store (whole or lane-masked), broadcast, fused
+multiply-add, and for packing a gather and a two-register permute.
+
+Scalar ``load``/``store`` exist because Numba's ``arr[i]`` with a signed
+``i`` that LLVM cannot prove non-negative emits negative-index wraparound
+(a compare, a shift and a select per access): in the micro-kernel that
+held it at ~60% of peak.
+
+Masked stores (rather than scalar edge loops) also keep LLVM from turning
+short copy and fill loops into calls to ``memcpy``/``memset``, which cost
+more than the copy for rows of a few dozen bytes.
 
 Why the function attribute: on Skylake-X and later LLVM's x86 back end
 prefers 256-bit vectors and splits 512-bit ones into two ymm halves unless
@@ -40,7 +50,13 @@ def _host_vector_bytes() -> int:
 #: Bytes in one SIMD register used by the micro-kernel.
 VEC_BYTES: int = _host_vector_bytes()
 
+#: True where ``vpermute2`` is one instruction (AVX-512's two-source permute).
+HAS_PERMUTE2: bool = VEC_BYTES == 64
+
 _WIDTH_ATTR = f'"min-legal-vector-width"="{VEC_BYTES * 8}"'
+_I1 = ir.IntType(1)
+_I32 = ir.IntType(32)
+_I64 = ir.IntType(64)
 
 
 class SimdVector(types.Type):
@@ -76,21 +92,65 @@ def _element_pointer(context, builder, arrty, arr, index):
     return cgutils.gep(builder, data, index)
 
 
-def _check_float_array(arr) -> bool:
+def _is_float_array(arr) -> bool:
     return isinstance(arr, types.Array) and isinstance(arr.dtype, types.Float)
+
+
+def _is_int32_array(arr) -> bool:
+    return isinstance(arr, types.Array) and arr.dtype == types.int32
+
+
+def _splat(builder, value, vtype):
+    one = builder.insert_element(ir.Constant(vtype, ir.Undefined), value, ir.Constant(_I32, 0))
+    return builder.shuffle_vector(one, ir.Constant(vtype, ir.Undefined),
+                                  ir.Constant(ir.VectorType(_I32, vtype.count), [0] * vtype.count))
+
+
+def _lane_mask(builder, count, lanes):
+    """``<lanes x i1>``: lane ``l`` is on when ``l < count``."""
+    iv = ir.VectorType(_I64, lanes)
+    count = builder.sext(count, _I64) if count.type.width < 64 else count
+    return builder.icmp_signed("<", ir.Constant(iv, list(range(lanes))), _splat(builder, count, iv))
+
+
+def _intrinsic_fn(builder, name, ret, args):
+    return cgutils.get_or_insert_function(builder.module, ir.FunctionType(ret, args), name)
+
+
+def _vsuffix(vt: SimdVector) -> str:
+    return f"v{vt.lanes}f{vt.dtype.bitwidth}"
+
+
+def _vector_pointer(context, builder, arrty, arr, index, vt):
+    ptr = _element_pointer(context, builder, arrty, arr, index)
+    return builder.bitcast(ptr, context.get_value_type(vt).as_pointer())
+
+
+def _masked_gather(context, builder, vt, base_ptr, offsets_i32, mask):
+    """Lane ``l``: ``base_ptr[offsets[l]]`` where ``mask[l]``, else 0."""
+    lanes = vt.lanes
+    llvt = context.get_value_type(vt)
+    i64v = ir.VectorType(_I64, lanes)
+    # Vector of addresses: base + offset * itemsize (llvmlite's gep takes no vector index).
+    base_vec = _splat(builder, builder.ptrtoint(base_ptr, _I64), i64v)
+    nbytes = ir.Constant(i64v, [vt.dtype.bitwidth // 8] * lanes)
+    ptrs = builder.inttoptr(builder.add(base_vec, builder.mul(builder.sext(offsets_i32, i64v), nbytes)),
+                            ir.VectorType(base_ptr.type, lanes))
+    fn = _intrinsic_fn(builder, f"llvm.masked.gather.{_vsuffix(vt)}.v{lanes}p0", llvt,
+                       [ptrs.type, _I32, mask.type, llvt])
+    return builder.call(fn, [ptrs, ir.Constant(_I32, vt.dtype.bitwidth // 8), mask, ir.Constant(llvt, None)])
 
 
 @intrinsic
 def vload(typingctx, arr, index):
     """``arr[index : index + lanes]`` as a vector (unaligned load)."""
-    if not _check_float_array(arr) or not isinstance(index, types.Integer):
+    if not _is_float_array(arr) or not isinstance(index, types.Integer):
         return None
     vt = _vector_type(arr.dtype)
 
     def codegen(context, builder, sig, args):
         _mark_vector_width(builder)
-        ptr = _element_pointer(context, builder, sig.args[0], args[0], args[1])
-        vptr = builder.bitcast(ptr, context.get_value_type(vt).as_pointer())
+        vptr = _vector_pointer(context, builder, sig.args[0], args[0], args[1], vt)
         return builder.load(vptr, align=arr.dtype.bitwidth // 8)
 
     return vt(arr, index), codegen
@@ -99,13 +159,12 @@ def vload(typingctx, arr, index):
 @intrinsic
 def vstore(typingctx, arr, index, vec):
     """``arr[index : index + lanes] = vec`` (unaligned store)."""
-    if not _check_float_array(arr) or not isinstance(vec, SimdVector) or vec.dtype != arr.dtype:
+    if not _is_float_array(arr) or not isinstance(vec, SimdVector) or vec.dtype != arr.dtype:
         return None
 
     def codegen(context, builder, sig, args):
         _mark_vector_width(builder)
-        ptr = _element_pointer(context, builder, sig.args[0], args[0], args[1])
-        vptr = builder.bitcast(ptr, args[2].type.as_pointer())
+        vptr = _vector_pointer(context, builder, sig.args[0], args[0], args[1], vec)
         builder.store(args[2], vptr, align=arr.dtype.bitwidth // 8)
         return context.get_dummy_value()
 
@@ -113,43 +172,54 @@ def vstore(typingctx, arr, index, vec):
 
 
 @intrinsic
-def vbroadcast(typingctx, x):
-    """A vector with every lane equal to the scalar ``x``."""
-    if not isinstance(x, types.Float):
+def vload_masked(typingctx, arr, index, count):
+    """Lanes ``l < count`` from ``arr[index + l]``, the others 0; nothing past ``count`` is read."""
+    if not _is_float_array(arr) or not isinstance(index, types.Integer) or not isinstance(count, types.Integer):
         return None
-    vt = _vector_type(x)
+    vt = _vector_type(arr.dtype)
 
     def codegen(context, builder, sig, args):
         _mark_vector_width(builder)
         llvt = context.get_value_type(vt)
-        i32 = ir.IntType(32)
-        one = builder.insert_element(ir.Constant(llvt, ir.Undefined), args[0], ir.Constant(i32, 0))
-        mask = ir.Constant(ir.VectorType(i32, vt.lanes), [0] * vt.lanes)
-        return builder.shuffle_vector(one, ir.Constant(llvt, ir.Undefined), mask)
+        vptr = _vector_pointer(context, builder, sig.args[0], args[0], args[1], vt)
+        mask = _lane_mask(builder, args[2], vt.lanes)
+        fn = _intrinsic_fn(builder, f"llvm.masked.load.{_vsuffix(vt)}.p0", llvt,
+                           [vptr.type, _I32, mask.type, llvt])
+        return builder.call(fn, [vptr, ir.Constant(_I32, arr.dtype.bitwidth // 8), mask, ir.Constant(llvt, None)])
 
-    return vt(x), codegen
+    return vt(arr, index, count), codegen
+
+
+@intrinsic
+def vstore_masked(typingctx, arr, index, vec, count):
+    """``arr[index + l] = vec[l]`` for lanes ``l < count`` only."""
+    if (not _is_float_array(arr) or not isinstance(vec, SimdVector) or vec.dtype != arr.dtype
+            or not isinstance(count, types.Integer)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        _mark_vector_width(builder)
+        vptr = _vector_pointer(context, builder, sig.args[0], args[0], args[1], vec)
+        mask = _lane_mask(builder, args[3], vec.lanes)
+        fn = _intrinsic_fn(builder, f"llvm.masked.store.{_vsuffix(vec)}.p0", ir.VoidType(),
+                           [args[2].type, vptr.type, _I32, mask.type])
+        builder.call(fn, [args[2], vptr, ir.Constant(_I32, arr.dtype.bitwidth // 8), mask])
+        return context.get_dummy_value()
+
+    return types.none(arr, index, vec, count), codegen
 
 
 @intrinsic
 def vbroadcast_load(typingctx, arr, index):
-    """A vector with every lane equal to ``arr[index]``.
-
-    Unlike ``vbroadcast(arr[index])`` there is no negative-index wraparound
-    (Numba's ``arr[i]`` with a signed ``i`` that LLVM cannot prove
-    non-negative costs a compare, a shift and a select per access).
-    """
-    if not _check_float_array(arr) or not isinstance(index, types.Integer):
+    """A vector with every lane equal to ``arr[index]``."""
+    if not _is_float_array(arr) or not isinstance(index, types.Integer):
         return None
     vt = _vector_type(arr.dtype)
 
     def codegen(context, builder, sig, args):
         _mark_vector_width(builder)
         ptr = _element_pointer(context, builder, sig.args[0], args[0], args[1])
-        llvt = context.get_value_type(vt)
-        i32 = ir.IntType(32)
-        one = builder.insert_element(ir.Constant(llvt, ir.Undefined), builder.load(ptr), ir.Constant(i32, 0))
-        mask = ir.Constant(ir.VectorType(i32, vt.lanes), [0] * vt.lanes)
-        return builder.shuffle_vector(one, ir.Constant(llvt, ir.Undefined), mask)
+        return _splat(builder, builder.load(ptr), context.get_value_type(vt))
 
     return vt(arr, index), codegen
 
@@ -183,12 +253,41 @@ def store(typingctx, arr, index, value):
 
 @intrinsic
 def vgather(typingctx, arr, base, offsets, start):
-    """Lane ``l`` is ``arr[base + offsets[start + l]]`` (``offsets`` an int32 array).
+    """Lane ``l`` is ``arr[base + offsets[start + l]]``, or 0 where that offset is negative.
 
-    One hardware gather: used to pack transposed operands and im2col
-    columns, where ``lanes`` values sit in ``lanes`` different rows.
+    ``offsets`` is an int32 array. One hardware gather: used to pack
+    transposed operands and im2col columns, whose ``lanes`` values sit in
+    ``lanes`` different rows.
     """
-    if not (_check_float_array(arr) and isinstance(offsets, types.Array) and offsets.dtype == types.int32
+    if not (_is_float_array(arr) and _is_int32_array(offsets)
+            and isinstance(base, types.Integer) and isinstance(start, types.Integer)):
+        return None
+    vt = _vector_type(arr.dtype)
+
+    def codegen(context, builder, sig, args):
+        _mark_vector_width(builder)
+        i32v = ir.VectorType(_I32, vt.lanes)
+        ptr = _element_pointer(context, builder, sig.args[0], args[0], args[1])
+        optr = _element_pointer(context, builder, sig.args[2], args[2], args[3])
+        idx = builder.load(builder.bitcast(optr, i32v.as_pointer()), align=4)
+        mask = builder.icmp_signed(">=", idx, ir.Constant(i32v, None))
+        return _masked_gather(context, builder, vt, ptr, idx, mask)
+
+    return vt(arr, base, offsets, start), codegen
+
+
+@intrinsic
+def vpermute2(typingctx, arr, base, indices, start):
+    """Lane ``l`` is ``arr[base + indices[start + l]]`` (indices in ``[0, 2 * lanes)``), or 0
+    where the index is negative.
+
+    Two unaligned loads of the window ``arr[base : base + 2 * lanes]`` and one
+    zero-masked ``vpermt2ps``/``vpermt2pd``: an im2col gather whose lanes
+    all fall in a short window costs three instructions instead of a
+    hardware gather. The caller keeps the window in bounds. Without AVX-512
+    (``HAS_PERMUTE2`` false) it is a gather.
+    """
+    if not (_is_float_array(arr) and _is_int32_array(indices)
             and isinstance(base, types.Integer) and isinstance(start, types.Integer)):
         return None
     vt = _vector_type(arr.dtype)
@@ -196,28 +295,27 @@ def vgather(typingctx, arr, base, offsets, start):
     def codegen(context, builder, sig, args):
         _mark_vector_width(builder)
         lanes = vt.lanes
-        i32 = ir.IntType(32)
+        llvt = context.get_value_type(vt)
+        i32v = ir.VectorType(_I32, lanes)
         ptr = _element_pointer(context, builder, sig.args[0], args[0], args[1])
         optr = _element_pointer(context, builder, sig.args[2], args[2], args[3])
-        ivt = ir.VectorType(i32, lanes)
-        idx = builder.load(builder.bitcast(optr, ivt.as_pointer()), align=4)
-        llvt = context.get_value_type(vt)
-        elem_bits = arr.dtype.bitwidth
-        # Vector of addresses: base + offset * itemsize (llvmlite's gep takes no vector index).
-        i64v = ir.VectorType(ir.IntType(64), lanes)
-        base_int = builder.ptrtoint(ptr, ir.IntType(64))
-        base_vec = builder.insert_element(ir.Constant(i64v, ir.Undefined), base_int, ir.Constant(i32, 0))
-        base_vec = builder.shuffle_vector(base_vec, ir.Constant(i64v, ir.Undefined),
-                                          ir.Constant(ivt, [0] * lanes))
-        byte_off = builder.mul(builder.sext(idx, i64v), ir.Constant(i64v, [elem_bits // 8] * lanes))
-        ptrs = builder.inttoptr(builder.add(base_vec, byte_off), ir.VectorType(ptr.type, lanes))
-        name = f"llvm.masked.gather.v{lanes}f{elem_bits}.v{lanes}p0"
-        fnty = ir.FunctionType(llvt, [ptrs.type, i32, ir.VectorType(ir.IntType(1), lanes), llvt])
-        fn = cgutils.get_or_insert_function(builder.module, fnty, name)
-        mask = ir.Constant(ir.VectorType(ir.IntType(1), lanes), [1] * lanes)
-        return builder.call(fn, [ptrs, ir.Constant(i32, elem_bits // 8), mask, ir.Constant(llvt, ir.Undefined)])
+        idx = builder.load(builder.bitcast(optr, i32v.as_pointer()), align=4)
+        mask = builder.icmp_signed(">=", idx, ir.Constant(i32v, None))
+        if not HAS_PERMUTE2:
+            return _masked_gather(context, builder, vt, ptr, idx, mask)
+        align = arr.dtype.bitwidth // 8
+        lo = builder.load(builder.bitcast(ptr, llvt.as_pointer()), align=align)
+        hi = builder.load(builder.bitcast(cgutils.gep(builder, ptr, lanes), llvt.as_pointer()), align=align)
+        sel = builder.and_(idx, ir.Constant(i32v, [2 * lanes - 1] * lanes))
+        if arr.dtype.bitwidth == 64:
+            sel = builder.sext(sel, ir.VectorType(_I64, lanes))
+            name = "llvm.x86.avx512.vpermi2var.pd.512"
+        else:
+            name = "llvm.x86.avx512.vpermi2var.ps.512"
+        permuted = builder.call(_intrinsic_fn(builder, name, llvt, [llvt, sel.type, llvt]), [lo, sel, hi])
+        return builder.select(mask, permuted, ir.Constant(llvt, None))
 
-    return vt(arr, base, offsets, start), codegen
+    return vt(arr, base, indices, start), codegen
 
 
 @intrinsic
@@ -234,10 +332,9 @@ def prefetch_write(typingctx, arr, index):
     def codegen(context, builder, sig, args):
         ptr = _element_pointer(context, builder, sig.args[0], args[0], args[1])
         i8p = ir.IntType(8).as_pointer()
-        i32 = ir.IntType(32)
-        fnty = ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32])
-        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
-        builder.call(fn, [builder.bitcast(ptr, i8p), ir.Constant(i32, 1), ir.Constant(i32, 3), ir.Constant(i32, 1)])
+        fn = _intrinsic_fn(builder, "llvm.prefetch.p0", ir.VoidType(), [i8p, _I32, _I32, _I32])
+        builder.call(fn, [builder.bitcast(ptr, i8p), ir.Constant(_I32, 1), ir.Constant(_I32, 3),
+                          ir.Constant(_I32, 1)])
         return context.get_dummy_value()
 
     return types.none(arr, index), codegen
@@ -246,7 +343,7 @@ def prefetch_write(typingctx, arr, index):
 @intrinsic
 def vzero(typingctx, arr):
     """A zero vector of ``arr``'s element type."""
-    if not _check_float_array(arr):
+    if not _is_float_array(arr):
         return None
     vt = _vector_type(arr.dtype)
 
@@ -266,9 +363,7 @@ def vfma(typingctx, a, b, c):
     def codegen(context, builder, sig, args):
         _mark_vector_width(builder)
         vt = args[0].type
-        name = f"llvm.fma.v{vt.count}f{sig.args[0].dtype.bitwidth}"
-        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vt, [vt, vt, vt]), name)
-        return builder.call(fn, args)
+        return builder.call(_intrinsic_fn(builder, f"llvm.fma.{_vsuffix(sig.args[0])}", vt, [vt, vt, vt]), args)
 
     return a(a, b, c), codegen
 

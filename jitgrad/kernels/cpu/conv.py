@@ -21,6 +21,13 @@ from . import _conv
 
 __all__ = ["conv2d", "conv2d_backward_input", "conv2d_backward_weight"]
 
+#: The weight gradient of a unit-stride convolution with at most this many
+#: taps (``C_in * kH * kW``) uses the dot kernel: as a GEMM its taps would
+#: fill one B panel of 32 mostly with padding, and packing that panel costs
+#: a gather per pixel. With more taps the GEMM is faster (it keeps one
+#: operand in L1; the dot kernel streams both).
+DOT_MAX_TAPS = 32
+
 
 def _conv2d_kernel(x, w, b, d, out) -> None:
     has_bias = b is not None
@@ -36,7 +43,10 @@ def _conv2d_backward_input_kernel(grad_out, w, d, out) -> None:
 
 def _conv2d_backward_weight_kernel(x, grad_out, d, grad_w, grad_b) -> None:
     (sh, sw), (ph, pw), (dh, dw) = d.stride, d.padding, d.dilation
-    _conv.conv2d_backward_weight(x, grad_out, sh, sw, ph, pw, dh, dw, grad_w, grad_b, numba.get_num_threads())
+    if sh == 1 and sw == 1 and d.c_in * d.kh * d.kw <= DOT_MAX_TAPS:
+        _conv.conv2d_backward_weight_unit(x, grad_out, ph, pw, dh, dw, grad_w, grad_b, numba.get_num_threads())
+    else:
+        _conv.conv2d_backward_weight(x, grad_out, sh, sw, ph, pw, dh, dw, grad_w, grad_b, numba.get_num_threads())
 
 
 def conv2d(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *, stride: Any = 1,
