@@ -3,7 +3,9 @@ differences, the CPU kernels against the reference, bad input."""
 
 from __future__ import annotations
 
+import ctypes
 import itertools
+import mmap
 
 import numpy as np
 import pytest
@@ -17,6 +19,27 @@ from jitgrad.kernels.cpu import _conv
 from tests.helpers import DTYPES, assert_close, nan_like, numerical_grad, randn
 
 BACKENDS = [pytest.param(ref, id="reference"), pytest.param(cpu, id="cpu")]
+
+
+def guarded(a: np.ndarray) -> np.ndarray:
+    """A copy of ``a`` that ends exactly where an inaccessible page begins.
+
+    The CPU kernels read and write through raw pointers (no bounds checks),
+    so a kernel that touches memory past the end of an argument must crash
+    the test instead of silently reading garbage or corrupting the heap.
+    """
+    page = mmap.PAGESIZE
+    size = (a.nbytes + page - 1) // page * page + page
+    buf = mmap.mmap(-1, size, prot=mmap.PROT_READ | mmap.PROT_WRITE)
+    addr = ctypes.addressof(ctypes.c_char.from_buffer(buf))
+    if _LIBC.mprotect(ctypes.c_void_p(addr + size - page), ctypes.c_size_t(page), 0) != 0:
+        pytest.skip("mprotect unavailable")
+    out = np.frombuffer(buf, dtype=a.dtype, count=a.size, offset=size - page - a.nbytes).reshape(a.shape)
+    out[...] = a
+    return out
+
+
+_LIBC = ctypes.CDLL(None, use_errno=True)
 
 
 def direct_conv2d(x, w, b, stride, padding, dilation):
@@ -225,6 +248,31 @@ def test_cpu_matches_reference_hypothesis(case, dtype, seed, bias):
     n, c_in, h, w, c_out, kh, kw, s, p, d = case
     assume((h + 2 * p[0] - d[0] * (kh - 1) - 1) >= 0 and (w + 2 * p[1] - d[1] * (kw - 1) - 1) >= 0)
     check_all(*case, dtype, seed=seed, bias=bias)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", [CASES["lenet1"], CASES["keras1"], CASES["batch1-odd"], CASES["stride3-pad2"],
+                                  CASES["kernel-is-padded-input"], (3, 2, 9, 7, 5, 3, 3, 1, 0, 2)],
+                         ids=["lenet1", "keras1", "batch1-odd", "stride3-pad2", "kernel-is-padded-input", "dilated"])
+def test_cpu_stays_inside_its_arrays(case, dtype):
+    # Every argument ends at an inaccessible page: an access past its end crashes.
+    n, c_in, h, w, c_out, kh, kw, s, p, dl = case
+    hp = dict(stride=s, padding=p, dilation=dl)
+    d, x, wt, b, g = make_case(n, c_in, h, w, c_out, kh, kw, s, p, dl, dtype, seed=11)
+    x, wt, b, g = guarded(x), guarded(wt), guarded(b), guarded(g)
+    for nthreads in (1, 2, 3):
+        y = guarded(nan_like(d.output_shape, dtype))
+        _conv.conv2d_forward(x, wt, b, True, *d.stride, *d.padding, *d.dilation, y, nthreads)
+        gx = guarded(nan_like(d.input_shape, dtype))
+        _conv.conv2d_backward_input(g, wt, *d.stride, *d.padding, *d.dilation, gx, nthreads)
+        gw, gb = guarded(nan_like(d.weight_shape, dtype)), guarded(nan_like((c_out,), dtype))
+        _conv.conv2d_backward_weight(x, g, *d.stride, *d.padding, *d.dilation, gw, gb, nthreads)
+        if d.stride == (1, 1):
+            gw2, gb2 = guarded(nan_like(d.weight_shape, dtype)), guarded(nan_like((c_out,), dtype))
+            _conv.conv2d_backward_weight_unit(x, g, *d.padding, *d.dilation, gw2, gb2, nthreads)
+            assert_close(gw2, gw, dtype, rtol=1e-3, atol=1e-3)
+        assert_close(y, ref.conv2d(x, wt, b, **hp), dtype, rtol=1e-3, atol=1e-3)
+        assert_close(gx, ref.conv2d_backward_input(g, wt, input_shape=x.shape, **hp), dtype, rtol=1e-3, atol=1e-3)
 
 
 # ---------------------------------------------------------------- bad input

@@ -13,6 +13,7 @@ from jitgrad.kernels import cpu
 from jitgrad.kernels import reference as ref
 from jitgrad.kernels.cpu import _gemm
 from tests.helpers import DTYPES, assert_close, nan_like, randn
+from tests.kernels.test_conv import guarded
 
 BACKENDS = [pytest.param(ref, id="reference"), pytest.param(cpu, id="cpu")]
 TRANS = list(itertools.product([False, True], [False, True]))
@@ -137,6 +138,21 @@ def test_every_path_agrees(dtype):
         out = nan_like((37, 45), dtype)
         path(a, b, True, False, out)
         assert_close(out, expected, dtype, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("trans_a,trans_b", TRANS, ids=TRANS_IDS)
+def test_cpu_stays_inside_its_arrays(trans_a, trans_b, dtype):
+    # Every argument ends at an inaccessible page: an access past its end crashes.
+    for m, n, k in [(13, 37, 29), (70, 45, 33), (130, 67, 150)]:
+        a, b = operands(m, n, k, trans_a, trans_b, dtype)
+        a, b = guarded(a), guarded(b)
+        expected = ref.matmul(a, b, trans_a=trans_a, trans_b=trans_b)
+        for path in (_gemm.gemm_small, _gemm.gemm_serial, lambda *args: _gemm.gemm_parallel(*args, 3)):
+            out = guarded(nan_like((m, n), dtype))
+            path(a, b, trans_a, trans_b, out)
+            rtol, atol = tolerance(dtype, k)
+            assert_close(out, expected, dtype, rtol=rtol, atol=atol)
 
 
 @settings(max_examples=40, deadline=None)

@@ -217,6 +217,7 @@ def conv2d_backward_input(g, w, sh, sw, ph, pw, dh, dw, gx, nthreads):
     padded = ph > 0 or pw > 0
     unit = sh == 1 and sw == 1
     ncols = h_out * wp if unit else npix
+    last_col = (h_out - 1) * wp + w_out
     npb = cdiv(ncols, nr)
 
     groups = 1 if n >= nthreads else min(c_in, cdiv(nthreads, n))
@@ -281,8 +282,10 @@ def conv2d_backward_input(g, w, sh, sw, ph, pw, dh, dw, gx, nthreads):
                         r = (c * kh + i) * kw + j - ip0 * MR
                         base = dst_base + c * hp * wp + i * dh * wp + j * dw
                         if unit:
+                            # Up to the last valid column only: the padding columns of the
+                            # last row would run into the next channel (another task's).
                             srow = r * ld
-                            for q in range(ncols):
+                            for q in range(last_col):
                                 store(dst, base + q, load(dst, base + q) + load(work, srow + q))
                             continue
                         for oh in range(h_out):
