@@ -369,6 +369,26 @@ def partition(npa, npb, nthreads):
 
 
 @njit(**_jit)
+def a_in_place(trans, m, k, itemsize):
+    """Whether the micro-kernel reads ``op(a)`` where it lies instead of from packed panels.
+
+    Row-major A is read as ``MR`` row streams, as fast as packed panels and
+    without the packing pass. Transposed A gives each ``k`` its own cache
+    line (``MR`` values of a row ``M`` long): fine while A sits in L2, slow
+    beyond, so a large transposed A is packed.
+    """
+    return not trans or m * k * itemsize <= (1 << 20)
+
+
+@njit(**_jit)
+def a_layout(trans, m, k):
+    """``(panel stride, row stride, column stride)`` of ``op(a)`` read in place (``a`` C-contiguous)."""
+    if trans:
+        return MR, 1, m
+    return MR * k, k, 1
+
+
+@njit(**_jit)
 def gemm_small(a, b, trans_a, trans_b, c):
     """Unpacked ``c = op(a) @ op(b)`` for small products (packing would dominate)."""
     m, n = c.shape
@@ -402,11 +422,17 @@ def gemm_serial(a, b, trans_a, trans_b, c):
     nr = nr_of(c)
     npa = cdiv(m, MR)
     npb = cdiv(n, nr)
-    ap = np.empty(npa * k * MR, dtype=c.dtype)
     bp = np.empty(npb * k * nr, dtype=c.dtype)
-    pack_a(a, trans_a, 0, npa, ap)
     pack_b(b, trans_b, 0, npb, bp)
-    gemm_block(ap, 0, k * MR, 1, MR, bp, k * nr, nr, 0, k, m, n, 0, npa, 0, npb, c.reshape(m * n), 0, n, False, ap, False)
+    if a_in_place(trans_a, m, k, c.itemsize):
+        af = a.reshape(a.size)
+        a_pstride, a_rs, a_cs = a_layout(trans_a, m, k)
+    else:
+        af = np.empty(npa * k * MR, dtype=c.dtype)
+        pack_a(a, trans_a, 0, npa, af)
+        a_pstride, a_rs, a_cs = k * MR, 1, MR
+    gemm_block(af, 0, a_pstride, a_rs, a_cs, bp, k * nr, nr, 0, k, m, n, 0, npa, 0, npb, c.reshape(m * n), 0, n,
+               False, bp, False)
 
 
 @njit(parallel=True, **_jit)
@@ -421,17 +447,24 @@ def gemm_parallel(a, b, trans_a, trans_b, c, nthreads):
     nr = nr_of(c)
     npa = cdiv(m, MR)
     npb = cdiv(n, nr)
-    ap = np.empty(npa * k * MR, dtype=c.dtype)
     bp = np.empty(npb * k * nr, dtype=c.dtype)
-    # Packing: each thread packs a contiguous range of A panels and of B panels.
+    in_place = a_in_place(trans_a, m, k, c.itemsize)
+    if in_place:
+        af = a.reshape(a.size)
+        a_pstride, a_rs, a_cs = a_layout(trans_a, m, k)
+    else:
+        af = np.empty(npa * k * MR, dtype=c.dtype)
+        a_pstride, a_rs, a_cs = k * MR, 1, MR
+    # Packing: each thread packs a contiguous range of B panels (and of A panels).
     for t in prange(nthreads):
-        pack_a(a, trans_a, t * npa // nthreads, (t + 1) * npa // nthreads, ap)
         pack_b(b, trans_b, t * npb // nthreads, (t + 1) * npb // nthreads, bp)
+        if not in_place:
+            pack_a(a, trans_a, t * npa // nthreads, (t + 1) * npa // nthreads, af)
     mc, nc, ti, tj = partition(npa, npb, nthreads)
     ntasks = ti * tj
     cflat = c.reshape(m * n)
     for t in prange(ntasks):
         bi = t // tj
         bj = t - bi * tj
-        gemm_block(ap, 0, k * MR, 1, MR, bp, k * nr, nr, 0, k, m, n, bi * mc, min(npa, (bi + 1) * mc),
-                   bj * nc, min(npb, (bj + 1) * nc), cflat, 0, n, False, ap, False)
+        gemm_block(af, 0, a_pstride, a_rs, a_cs, bp, k * nr, nr, 0, k, m, n, bi * mc, min(npa, (bi + 1) * mc),
+                   bj * nc, min(npb, (bj + 1) * nc), cflat, 0, n, False, bp, False)

@@ -17,6 +17,33 @@ def _check_flag(name: str, value: Any) -> bool:
     return bool(value)
 
 
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _valid_fast(a: Any, b: Any, trans_a: Any, trans_b: Any,
+                out: Any) -> tuple[int, int, int, np.dtype, bool, bool] | None:
+    """The arguments' sizes when they are plainly valid NumPy arrays, else None.
+
+    The general checks cost about 5 us, a tenth of a Linear layer's matmul
+    at MNIST sizes; this accepts the common case in well under a microsecond
+    and leaves everything else (and every error message) to the full checks.
+    """
+    if not (type(a) is np.ndarray and type(b) is np.ndarray and a.ndim == 2 and b.ndim == 2
+            and type(trans_a) is bool and type(trans_b) is bool):
+        return None
+    dtype = a.dtype
+    if dtype != b.dtype or dtype not in _FLOATS or not (a.flags.c_contiguous and b.flags.c_contiguous):
+        return None
+    m, k = (a.shape[1], a.shape[0]) if trans_a else a.shape
+    k_b, n = (b.shape[1], b.shape[0]) if trans_b else b.shape
+    if k != k_b:
+        return None
+    if out is not None and not (type(out) is np.ndarray and out.shape == (m, n) and out.dtype == dtype
+                                and out.flags.c_contiguous):
+        return None
+    return m, n, k, dtype, trans_a, trans_b
+
+
 def check_matmul_args(a: Any, b: Any, trans_a: Any, trans_b: Any,
                       out: Any) -> tuple[int, int, int, np.dtype, bool, bool]:
     """Validate ``matmul``'s arguments (shared by every backend).
@@ -24,6 +51,9 @@ def check_matmul_args(a: Any, b: Any, trans_a: Any, trans_b: Any,
     Returns ``(M, N, K, dtype, trans_a, trans_b)`` where ``op(a)`` is
     ``M x K`` and ``op(b)`` is ``K x N``.
     """
+    fast = _valid_fast(a, b, trans_a, trans_b, out)
+    if fast is not None:
+        return fast
     check_array("a", a, ndim=2)
     check_array("b", b, ndim=2)
     dtype = check_same_dtype(a=a, b=b)
