@@ -337,6 +337,14 @@ class TestBadInput:
         with pytest.raises(exc, match=message):
             backend.conv2d_backward_weight(X, G, weight_shape=W.shape, **{name: value})
 
+    def test_bool_is_not_an_int_even_after_a_valid_call(self, backend):
+        # The sizes are memoised per hyper-parameters: True == 1 must not hit 1's entry.
+        backend.conv2d(X, W, stride=1, padding=(1, 1))
+        with pytest.raises(TypeError, match="stride must be an int or a pair of ints, got True"):
+            backend.conv2d(X, W, stride=True)
+        with pytest.raises(TypeError, match=r"padding must be an int or a pair of ints, got \(True, 1\)"):
+            backend.conv2d(X, W, padding=(True, 1))
+
     def test_kernel_does_not_fit(self, backend):
         with pytest.raises(ValueError, match="kernel 9x9 .* does not fit input 8x8"):
             backend.conv2d(X, np.ones((4, 3, 9, 9)))

@@ -1,31 +1,38 @@
-"""Numba kernels behind ``jitgrad.kernels.cpu.conv``: im2col straight into GEMM panels.
+"""Numba kernels behind ``jitgrad.kernels.cpu.conv``: convolution as GEMM on ``_gemm``'s micro-kernel.
 
-All three kernels are GEMMs on the packed panels of ``_gemm`` (same
-micro-kernel as ``matmul``); what is specific to convolution is how the
-panels are filled:
+Geometry is reduced to offset tables into the (zero-padded) image of one
+sample: ``tap_off[k]`` for tap ``k = (c, i, j)`` and ``pix_off[p]`` for
+output pixel ``p = (oh, ow)``, so ``x_pad[tap_off[k] + pix_off[p]]`` is the
+im2col matrix ``cols[k, p]`` whatever the stride, padding and dilation.
+Padding is a zero border in a per-thread copy of the sample (zeroed once,
+only the interior rewritten per sample), so no loop checks bounds.
 
-* Geometry is reduced to two offset tables into the (zero-padded) image of
-  one sample: ``tap_off[k]`` for tap ``k = (c, i, j)`` and ``pix_off[p]`` for
-  output pixel ``p = (oh, ow)``, so ``x_pad[tap_off[k] + pix_off[p]]`` is
-  the im2col matrix ``cols[k, p]`` whatever the stride, padding and
-  dilation. Padding is a zero border in a per-thread copy of the sample
-  (zeroed once, only the interior is rewritten per sample), so the packing
-  loops have no bounds checks.
-* ``conv2d``: ``y[n] = W (C_out x K) @ cols[n] (K x P)``. W is packed once;
-  each task packs the columns of its pixels and writes ``y[n]`` in place.
-* ``conv2d_backward_input``: ``dcols = W^T @ g[n]`` into a per-thread
-  workspace, then col2im: each tap's rows are added into the padded input
-  gradient. A task owns whole channels of one sample, so its writes are
-  disjoint from every other task's (no atomics, deterministic).
-* ``conv2d_backward_weight``: ``grad_w += g[n] (C_out x P) @ cols[n]^T``,
-  summed over the samples of a chunk into a per-chunk partial, the partials
-  then summed in a fixed order (deterministic for a given thread count).
+* ``conv2d``: ``y[n] = W (C_out x K) @ cols[n] (K x P)``, written in place
+  into ``y``, bias folded into the micro-kernel's initial accumulators. W
+  is packed once; each task packs the im2col columns of its pixels. A
+  vector of pixels whose inputs lie within two vectors is fetched with two
+  loads and a permute (``vpermute2``), otherwise with a hardware gather.
+* ``conv2d_backward_input``: ``dcols = W^T @ g[n]`` (W read in place as
+  the A operand) into a per-thread workspace, then col2im: each tap's
+  row of ``dcols`` is added into the padded input gradient. With unit
+  stride ``g`` is packed onto the padded input's row pitch (column
+  ``q = oh * wp + ow``, zero where ``ow >= w_out``), so a tap's col2im is one
+  contiguous run. A task owns whole channels of one sample: its writes
+  are disjoint from every other task's (no atomics, deterministic).
+* ``conv2d_backward_weight``: ``grad_w += g[n] (C_out x P) @ cols[n]^T``
+  with ``g`` read in place as A and the im2col rows gathered into B panels.
+  With unit stride and few taps, ``conv2d_backward_weight_unit`` instead:
+  a dot kernel on the pitched layout, where both operands are contiguous.
+  Each task sums into its own partial; the partials are summed in a fixed
+  order (deterministic for a given thread count).
 
 Work is split into tasks of (sample, slice) where the slice is a group of
-pixel panels (forward), of channels (backward input) or of tap panels
-(backward weight), so a small batch still feeds every thread; consecutive
-tasks are grouped into one chunk per thread so that workspaces are
-allocated per chunk, before the parallel loop.
+pixel panels (forward), of channels (backward input) or of tap panels or
+tiles (backward weight), so a small batch still feeds every thread;
+consecutive tasks form one chunk per thread, whose workspaces are
+allocated before the parallel loop (never inside it).
+
+Offsets are int32: one padded sample must hold fewer than 2**31 elements.
 """
 
 from __future__ import annotations
