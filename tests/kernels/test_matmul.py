@@ -65,13 +65,15 @@ def test_reference_keeps_dtype_and_writes_out(dtype):
 
 # ---------------------------------------------------------------- cpu vs reference
 
-# Sizes chosen to cover the unpacked path (tiny), the serial packed path,
-# the parallel path, edges in every dimension (not multiples of 8 / 16 / 32)
-# and the Linear-layer and conv GEMM shapes of an MNIST CNN.
+# Sizes chosen to cover the unpacked path (tiny), the serial and parallel
+# micro-kernel paths, operands read in place or packed, edges in every
+# dimension (not multiples of 8 / 16 / 32) and the Linear-layer GEMM shapes
+# of an MNIST CNN.
 SHAPES = [
     (1, 1, 1), (3, 5, 7), (1, 64, 9), (64, 1, 9), (9, 9, 1),
     (17, 33, 65), (40, 50, 60), (64, 64, 64), (100, 130, 70),
     (128, 120, 256), (256, 128, 120), (120, 256, 128),
+    (40, 96, 50), (100, 160, 90),  # B read in place, no partial panel
     (257, 129, 301),
 ]
 

@@ -415,15 +415,55 @@ def gemm_small(a, b, trans_a, trans_b, c):
 
 
 @njit(**_jit)
+def b_in_place(trans, k, n, itemsize):
+    """Whether the full B panels are read where they lie (only the last, partial one packed).
+
+    A row-major B already has the ``NR`` values of one ``k`` side by side;
+    packing it only pays when its rows would collide in the L1 sets (a row
+    pitch that is a multiple of 256 bytes maps the ``KC`` rows of a panel
+    onto a few sets) or when it is too large to stay in L2 while reused.
+    """
+    return not trans and k * n * itemsize <= (1 << 20) and (n * itemsize) % 256 != 0
+
+
+@njit(**_jit)
+def gemm_cols(af, a_pstride, a_rs, a_cs, b, bp, in_place, k, m, n, ip0, ip1, jp0, jp1, c):
+    """``c[A panels ip0:ip1, B panels jp0:jp1] = op(a) @ op(b)``; B from ``b`` in place or ``bp`` packed.
+
+    In place, the full panels come from ``b`` (row pitch ``n``) and the last,
+    partial panel from ``bp`` (packed alone at ``bp[0:]``, zero-padded).
+    """
+    nr = nr_of(c)
+    if in_place:
+        full = n // nr
+        mid = min(jp1, full)
+        if jp0 < mid:
+            gemm_block(af, 0, a_pstride, a_rs, a_cs, b.reshape(b.size), nr, n, 0, k, m, n, ip0, ip1, jp0, mid,
+                       c, 0, n, False, bp, False)
+        if jp1 > full:
+            gemm_block(af, 0, a_pstride, a_rs, a_cs, bp, 0, nr, 0, k, m, n, ip0, ip1, max(jp0, full), jp1,
+                       c, 0, n, False, bp, False)
+    else:
+        gemm_block(af, 0, a_pstride, a_rs, a_cs, bp, k * nr, nr, 0, k, m, n, ip0, ip1, jp0, jp1,
+                   c, 0, n, False, bp, False)
+
+
+@njit(**_jit)
 def gemm_serial(a, b, trans_a, trans_b, c):
-    """Packed ``c = op(a) @ op(b)`` on the calling thread."""
+    """``c = op(a) @ op(b)`` with the micro-kernel, on the calling thread."""
     m, n = c.shape
     k = a.shape[0] if trans_a else a.shape[1]
     nr = nr_of(c)
     npa = cdiv(m, MR)
     npb = cdiv(n, nr)
-    bp = np.empty(npb * k * nr, dtype=c.dtype)
-    pack_b(b, trans_b, 0, npb, bp)
+    b_direct = b_in_place(trans_b, k, n, c.itemsize)
+    if b_direct:
+        bp = np.empty(k * nr, dtype=c.dtype)
+        if n % nr:
+            pack_b_panel(b, False, n - n % nr, bp, 0)
+    else:
+        bp = np.empty(npb * k * nr, dtype=c.dtype)
+        pack_b(b, trans_b, 0, npb, bp)
     if a_in_place(trans_a, m, k, c.itemsize):
         af = a.reshape(a.size)
         a_pstride, a_rs, a_cs = a_layout(trans_a, m, k)
@@ -431,13 +471,12 @@ def gemm_serial(a, b, trans_a, trans_b, c):
         af = np.empty(npa * k * MR, dtype=c.dtype)
         pack_a(a, trans_a, 0, npa, af)
         a_pstride, a_rs, a_cs = k * MR, 1, MR
-    gemm_block(af, 0, a_pstride, a_rs, a_cs, bp, k * nr, nr, 0, k, m, n, 0, npa, 0, npb, c.reshape(m * n), 0, n,
-               False, bp, False)
+    gemm_cols(af, a_pstride, a_rs, a_cs, b, bp, b_direct, k, m, n, 0, npa, 0, npb, c.reshape(m * n))
 
 
 @njit(parallel=True, **_jit)
 def gemm_parallel(a, b, trans_a, trans_b, c, nthreads):
-    """Packed ``c = op(a) @ op(b)``: panels packed, then blocks of C computed, under ``prange``.
+    """``c = op(a) @ op(b)``: panels packed (where needed), then blocks of C computed, under ``prange``.
 
     ``nthreads`` (``numba.get_num_threads()``, passed in: reading it here
     would make the function uncacheable) sizes the blocks.
@@ -447,7 +486,8 @@ def gemm_parallel(a, b, trans_a, trans_b, c, nthreads):
     nr = nr_of(c)
     npa = cdiv(m, MR)
     npb = cdiv(n, nr)
-    bp = np.empty(npb * k * nr, dtype=c.dtype)
+    b_direct = b_in_place(trans_b, k, n, c.itemsize)
+    bp = np.empty((1 if b_direct else npb) * k * nr, dtype=c.dtype)
     in_place = a_in_place(trans_a, m, k, c.itemsize)
     if in_place:
         af = a.reshape(a.size)
@@ -456,15 +496,20 @@ def gemm_parallel(a, b, trans_a, trans_b, c, nthreads):
         af = np.empty(npa * k * MR, dtype=c.dtype)
         a_pstride, a_rs, a_cs = k * MR, 1, MR
     # Packing: each thread packs a contiguous range of B panels (and of A panels).
-    for t in prange(nthreads):
-        pack_b(b, trans_b, t * npb // nthreads, (t + 1) * npb // nthreads, bp)
-        if not in_place:
-            pack_a(a, trans_a, t * npa // nthreads, (t + 1) * npa // nthreads, af)
+    if b_direct:
+        if n % nr:
+            pack_b_panel(b, False, n - n % nr, bp, 0)
+    if not (b_direct and in_place):
+        for t in prange(nthreads):
+            if not b_direct:
+                pack_b(b, trans_b, t * npb // nthreads, (t + 1) * npb // nthreads, bp)
+            if not in_place:
+                pack_a(a, trans_a, t * npa // nthreads, (t + 1) * npa // nthreads, af)
     mc, nc, ti, tj = partition(npa, npb, nthreads)
     ntasks = ti * tj
     cflat = c.reshape(m * n)
     for t in prange(ntasks):
         bi = t // tj
         bj = t - bi * tj
-        gemm_block(af, 0, a_pstride, a_rs, a_cs, bp, k * nr, nr, 0, k, m, n, bi * mc, min(npa, (bi + 1) * mc),
-                   bj * nc, min(npb, (bj + 1) * nc), cflat, 0, n, False, bp, False)
+        gemm_cols(af, a_pstride, a_rs, a_cs, b, bp, b_direct, k, m, n, bi * mc, min(npa, (bi + 1) * mc),
+                  bj * nc, min(npb, (bj + 1) * nc), cflat)
