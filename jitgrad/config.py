@@ -12,6 +12,14 @@ from pathlib import Path
 
 import numpy as np
 
+# Numba's OpenMP pool (and OpenBLAS's, and PyTorch's) busy-waits between
+# parallel regions by default. When two pools share a process, as NumPy's BLAS
+# and jitgrad's kernels do in any real program, each spins on the cores the
+# other needs: a 5 ms conv then takes 50 ms. Passive waiting costs a few
+# microseconds of wake-up per kernel and removes that cliff. Set before numba
+# starts its pool; an explicit OMP_WAIT_POLICY from the user wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 #: LLVM fast-math flags for every ``@njit`` kernel. ``nnan`` and ``ninf`` are
 #: deliberately absent: softmax and log-sum-exp must see ``-inf`` logits.
 FASTMATH: frozenset[str] = frozenset({"nsz", "arcp", "contract", "afn", "reassoc"})
