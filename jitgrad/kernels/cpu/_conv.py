@@ -535,11 +535,14 @@ def conv2d_backward_weight_unit(x, g, ph, pw, dh, dw, gw, gb, nthreads):
     groups = cdiv(tap_tiles, per_group)
     ntasks = chunks_n * groups
     tile_size = DOT_ROWS * DOT_TAPS * lanes
-    # Samples per pass: their pitched g and padded x (about 1 MB) stay in L2.
+    # Samples per pass over a tile: as many as keep one tile's rows of g
+    # (DOT_ROWS x qpad per sample, reread for every tap tile) within 24 KB of
+    # L1; for the few-tap convolutions this kernel serves that is usually one,
+    # and a pass over one sample is long enough (qpad / lanes steps) to hide
+    # reloading the accumulators.
     x_next = c_in * hp * wp
     g_rows = row_tiles * DOT_ROWS
-    per_sample = g_rows * qpad + x_next
-    batch = max(1, min(cdiv(n, chunks_n), (1 << 18) // (per_sample * gw.itemsize // 4)))
+    batch = max(1, min(cdiv(n, chunks_n), (24 << 10) // (DOT_ROWS * qpad * gw.itemsize)))
     g_ld = batch * qpad
     partial = np.zeros((ntasks, row_tiles * tap_tiles * tile_size), dtype=gw.dtype)
     # Rows past c_out stay 0; the slack keeps every load in bounds.
