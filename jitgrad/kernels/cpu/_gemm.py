@@ -1,25 +1,31 @@
-"""Packed, register-tiled GEMM shared by the CPU ``matmul`` and ``conv`` kernels.
+"""Register-tiled GEMM shared by the CPU ``matmul`` and ``conv`` kernels.
 
 The structure is BLIS's (Van Zee & van de Geijn, "BLIS: A Framework for
 Rapidly Instantiating BLAS Functionality", 2015):
 
-* ``op(A)`` is packed into *A panels* of ``MR`` rows and ``op(B)`` into *B
-  panels* of ``NR`` columns; inside a panel the ``MR`` (``NR``) values of one
-  ``k`` are contiguous, so the micro-kernel reads both operands as unit-stride
-  streams whatever the transposition of the source. Panels are zero-padded
-  to full width, so the micro-kernel never branches on edges.
 * The micro-kernel keeps an ``MR x NR`` tile of ``C`` in ``2 * MR`` vector
-  registers (``MR = 8`` rows, two 512-bit vectors wide: 8 x 32 float32 or
-  8 x 16 float64 on AVX-512) for a whole ``k`` slice: per ``k`` it loads two
-  vectors of B, broadcasts ``MR`` values of A and issues ``2 * MR`` FMAs.
+  registers (``MR = 8`` rows, two vectors wide: 8 x 32 float32 or 8 x 16
+  float64 with AVX-512) for a whole ``k`` slice: per ``k`` it loads two
+  vectors of B, broadcasts ``MR`` values of A and issues ``2 * MR`` FMAs
+  (``vfmadd231ps zmm`` with a broadcast operand; in L1 it runs at the
+  machine's FMA peak). Edge tiles store only their valid rows and, with
+  lane masks, their valid columns.
+* B is read from *panels* of ``NR`` columns in which the ``NR`` values of
+  one ``k`` are contiguous (``b_rs`` apart from one ``k`` to the next):
+  a row-major B already is one (read in place when small and its row pitch
+  does not alias in L1), otherwise it is packed, transposed B with
+  hardware gathers. A is read through ``(row, column)`` strides, so a
+  row-major A, a transposed A and packed panels of A all feed the same
+  micro-kernel; only a large transposed A is packed (each ``k`` of it
+  would be its own cache line).
 * Blocking: a ``k`` slice is ``KC`` deep so that a B micro-panel
-  (``KC x NR``) stays in L1 while the A panels of one block (``MC x KC``)
-  stream from L2; a *task* is an ``MC x NC`` block of ``C``. Tasks write
-  disjoint blocks of ``C``, so they run under ``prange`` without races.
+  (``KC x NR``) stays in L1 while the A rows of a block stream from L2; a
+  *task* is a block of up to ``MC_PANELS x NC_PANELS`` tiles of ``C``.
+  Tasks write disjoint blocks of ``C``, so they run under ``prange``
+  without races; blocks shrink until every thread has one.
 
-Packing the whole of ``op(A)`` and ``op(B)`` once (in parallel) before the
-tasks start keeps the drivers simple and makes ``out`` aliasing an input
-harmless for the packed paths.
+Packing happens before the tasks start, which keeps the drivers simple and
+makes an ``out`` that aliases a packed input harmless.
 """
 
 from __future__ import annotations
