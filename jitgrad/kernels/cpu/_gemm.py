@@ -43,7 +43,7 @@ MR = 8
 #: Depth of one ``k`` slice.
 KC = 256
 #: A task's block of C, in panels: up to ``MC_PANELS * MR`` rows ...
-MC_PANELS = 16
+MC_PANELS = 32
 #: ... and ``NC_PANELS * NR`` columns.
 NC_PANELS = 16
 
@@ -361,16 +361,17 @@ def partition(npa, npb, nthreads):
     """Split C (``npa`` A panels by ``npb`` B panels) into tasks for ``nthreads``.
 
     Returns ``(mc, nc, ti, tj)``: tasks are ``mc x nc`` panels, ``ti x tj`` of them.
-    Blocks start at ``MC_PANELS x NC_PANELS`` and are halved (the dimension
-    with more panels per block first) until every thread has a task.
+    Blocks start at ``MC_PANELS x NC_PANELS`` and shrink until every thread
+    has a task, columns first: tasks that share no B panel can each pack
+    their own, with no packing pass and no packed data crossing cores.
     """
     mc = min(MC_PANELS, npa)
     nc = min(NC_PANELS, npb)
     while cdiv(npa, mc) * cdiv(npb, nc) < nthreads and (mc > 1 or nc > 1):
-        if mc >= nc and mc > 1:
-            mc = cdiv(mc, 2)
-        else:
+        if nc > 1:
             nc = cdiv(nc, 2)
+        else:
+            mc = cdiv(mc, 2)
     return mc, nc, cdiv(npa, mc), cdiv(npb, nc)
 
 
@@ -501,21 +502,26 @@ def gemm_parallel(a, b, trans_a, trans_b, c, nthreads):
     else:
         af = np.empty(npa * k * MR, dtype=c.dtype)
         a_pstride, a_rs, a_cs = k * MR, 1, MR
-    # Packing: each thread packs a contiguous range of B panels (and of A panels).
+    mc, nc, ti, tj = partition(npa, npb, nthreads)
+    # One row of tasks: each task packs the B panels of its own columns (no
+    # shared packing pass). Otherwise a packing pass first, each thread
+    # packing a contiguous range of B panels (and of A panels).
+    own_b = ti == 1 and in_place and not b_direct
     if b_direct:
         if n % nr:
             pack_b_panel(b, False, n - n % nr, bp, 0)
-    if not (b_direct and in_place):
+    if not (b_direct and in_place) and not own_b:
         for t in prange(nthreads):
             if not b_direct:
                 pack_b(b, trans_b, t * npb // nthreads, (t + 1) * npb // nthreads, bp)
             if not in_place:
                 pack_a(a, trans_a, t * npa // nthreads, (t + 1) * npa // nthreads, af)
-    mc, nc, ti, tj = partition(npa, npb, nthreads)
     ntasks = ti * tj
     cflat = c.reshape(m * n)
     for t in prange(ntasks):
         bi = t // tj
         bj = t - bi * tj
+        if own_b:
+            pack_b(b, trans_b, bj * nc, min(npb, (bj + 1) * nc), bp)
         gemm_cols(af, a_pstride, a_rs, a_cs, b, bp, b_direct, k, m, n, bi * mc, min(npa, (bi + 1) * mc),
                   bj * nc, min(npb, (bj + 1) * nc), cflat)
