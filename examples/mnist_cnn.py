@@ -81,44 +81,28 @@ MODELS = {"lenet5": lenet5, "convnet": convnet}
 
 # ----------------------------------------------------------------------------- arguments
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
+def _number(convert: type, *, allow_zero: bool):
+    """An argparse ``type`` that parses with ``convert`` and requires a finite value > 0 (or >= 0)."""
+    kind = "integer" if convert is int else "number"
+    what = f"{'non-negative' if allow_zero else 'positive'} {kind}"
+
+    def parse(text: str):
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a {what}, got {text!r}") from None
+        if not (math.isfinite(value) and (value >= 0 if allow_zero else value > 0)):
+            # Echo ints as parsed, floats as typed (so 'nan' reads as the user wrote it).
+            raise argparse.ArgumentTypeError(f"expected a {what}, got {value if convert is int else text}")
+        return value
+
+    return parse
 
 
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a non-negative number, got {text!r}") from None
-    if not (math.isfinite(value) and value >= 0):
-        raise argparse.ArgumentTypeError(f"expected a non-negative number, got {text}")
-    return value
+_positive_int = _number(int, allow_zero=False)
+_non_negative_int = _number(int, allow_zero=True)
+_positive_float = _number(float, allow_zero=False)
+_non_negative_float = _number(float, allow_zero=True)
 
 
 def build_parser() -> argparse.ArgumentParser:
