@@ -1,42 +1,30 @@
-"""CUDA fused SGD and Adam/AdamW updates against the reference, several steps in a row."""
+"""CUDA fused SGD and Adam/AdamW updates against the reference and the CPU kernels, on the shared case table."""
 
 import numpy as np
 import pytest
 
+import jitgrad.kernels.cpu as kcpu
 import jitgrad.kernels.cuda as kc
 import jitgrad.kernels.reference as ref
+from tests.cases.optim import ADAM_CONFIGS, SGD_CONFIGS, SMALL_SHAPES, problem, run_adam, run_sgd
 from tests.cuda.conftest import dev, host
-from tests.helpers import DTYPES, assert_close, randn
+from tests.helpers import DTYPES, assert_close
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("momentum,nesterov,weight_decay", [(0.0, False, 0.0), (0.9, False, 0.01),
-                                                           (0.9, True, 0.0)])
-def test_sgd_update(dtype, momentum, nesterov, weight_decay):
-    p, buf = randn((5, 7), dtype, 1), np.zeros((5, 7), dtype)
-    dp, dbuf = dev(p), dev(buf)
-    for step in range(3):
-        g = randn((5, 7), dtype, 10 + step)
-        kw = dict(lr=0.1, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
-        assert kc.sgd_update(dp, dev(g), dbuf if momentum else None, **kw) is None
-        ref.sgd_update(p, g, buf if momentum else None, **kw)
-    assert_close(host(dp), p)
-    assert_close(host(dbuf), buf)
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("weight_decay,decoupled", [(0.0, False), (0.1, False), (0.1, True)])
-def test_adam_update(dtype, weight_decay, decoupled):
-    p, m, v = randn((37,), dtype, 2), np.zeros(37, dtype), np.zeros(37, dtype)
-    dp, dm, dv = dev(p), dev(m), dev(v)
-    for step in range(1, 4):
-        g = randn((37,), dtype, 20 + step)
-        kw = dict(step=step, lr=0.01, weight_decay=weight_decay, decoupled_weight_decay=decoupled)
-        kc.adam_update(dp, dev(g), dm, dv, **kw)
-        ref.adam_update(p, g, m, v, **kw)
-    assert_close(host(dp), p)
-    assert_close(host(dm), m)
-    assert_close(host(dv), v)
+@pytest.mark.parametrize("shape", SMALL_SHAPES, ids=str)
+@pytest.mark.parametrize("config", SGD_CONFIGS + ADAM_CONFIGS, ids=str)
+def test_update_agrees_on_every_backend(config, shape, dtype):
+    # Weight decay (L2 and decoupled), momentum, Nesterov and bias correction: the three backends take the
+    # same steps (the CUDA and CPU kernels receive the same scalars, cast to the parameter's dtype).
+    param, grads = problem(shape, dtype)
+    run = run_adam if config in ADAM_CONFIGS else run_sgd
+    expected = run(ref, config, param, grads)
+    for backend, to_device, to_host in ((kc, dev, host), (kcpu, lambda a: a, lambda a: a)):
+        for got, want in zip(run(backend, config, param, grads, to_device, to_host), expected):
+            if want is not None:
+                assert got.dtype == want.dtype
+                assert_close(got, want)
 
 
 def test_optim_bad_input():

@@ -9,10 +9,10 @@ import pytest
 
 from jitgrad.kernels import cpu
 from jitgrad.kernels import reference as ref
-from tests.helpers import DTYPES, assert_close, randn
+from tests.cases.optim import ADAM_CONFIGS, SGD_CONFIGS, SHAPES, problem, run_adam, run_sgd
+from tests.helpers import DTYPES, assert_close
 
 BACKENDS = [pytest.param(ref, id="reference"), pytest.param(cpu, id="cpu")]
-STEPS = 3
 
 
 def _torch_sgd(params, grads_per_step, lr, momentum, nesterov, weight_decay):
@@ -48,41 +48,16 @@ def _torch_adam(params, grads_per_step, lr, beta1, beta2, eps, weight_decay, dec
     return params, m, v
 
 
-def _problem(shape, dtype, seed=0):
-    param = randn(shape, dtype, seed=seed)
-    grads = [randn(shape, dtype, seed=seed + 1 + k) for k in range(STEPS)]
-    return param, grads
-
-
-SGD_CONFIGS = [
-    dict(lr=0.1),
-    dict(lr=0.1, weight_decay=0.01),
-    dict(lr=0.05, momentum=0.9),
-    dict(lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.001),
-]
-ADAM_CONFIGS = [
-    dict(lr=1e-3),
-    dict(lr=1e-2, beta1=0.8, beta2=0.99, eps=1e-6, weight_decay=0.1),
-    dict(lr=1e-2, weight_decay=0.1, decoupled_weight_decay=True),
-]
-# Tiny, odd, and one odd-length array big enough to split across threads.
-# Small shapes take the CPU kernels' serial twins, (17001,) the parallel ones (cut at 2**12 elements).
-SHAPES = [(1,), (3, 5), (2, 3, 3, 3), (17001,)]
-
-
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
 @pytest.mark.parametrize("config", SGD_CONFIGS, ids=str)
 def test_sgd_matches_pytorch_algorithm(backend, config, shape, dtype):
-    param, grads = _problem(shape, dtype)
+    param, grads = problem(shape, dtype)
     momentum = config.get("momentum", 0.0)
     expected, bufs = _torch_sgd(param.ravel().tolist(), [g.ravel().tolist() for g in grads], config["lr"],
                                 momentum, config.get("nesterov", False), config.get("weight_decay", 0.0))
-    buf = np.zeros_like(param) if momentum else None
-    p = param.copy()
-    for g in grads:
-        assert backend.sgd_update(p, g, buf, **config) is None
+    p, buf = run_sgd(backend, config, param, grads)
     assert_close(p.ravel(), np.array(expected), dtype)
     if momentum:
         assert_close(buf.ravel(), np.array(bufs), dtype)
@@ -93,14 +68,12 @@ def test_sgd_matches_pytorch_algorithm(backend, config, shape, dtype):
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
 @pytest.mark.parametrize("config", ADAM_CONFIGS, ids=str)
 def test_adam_matches_pytorch_algorithm(backend, config, shape, dtype):
-    param, grads = _problem(shape, dtype)
+    param, grads = problem(shape, dtype)
     full = dict(beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0, decoupled_weight_decay=False) | config
     expected, m, v = _torch_adam(param.ravel().tolist(), [g.ravel().tolist() for g in grads], full["lr"],
                                  full["beta1"], full["beta2"], full["eps"], full["weight_decay"],
                                  full["decoupled_weight_decay"])
-    p, exp_avg, exp_avg_sq = param.copy(), np.zeros_like(param), np.zeros_like(param)
-    for step, g in enumerate(grads, start=1):
-        assert backend.adam_update(p, g, exp_avg, exp_avg_sq, step=step, **config) is None
+    p, exp_avg, exp_avg_sq = run_adam(backend, config, param, grads)
     assert_close(p.ravel(), np.array(expected), dtype)
     assert_close(exp_avg.ravel(), np.array(m), dtype)
     assert_close(exp_avg_sq.ravel(), np.array(v), dtype)

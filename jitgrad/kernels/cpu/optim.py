@@ -16,76 +16,71 @@ import numpy as np
 from numba import njit, prange
 
 from jitgrad.config import FASTMATH
-from jitgrad.kernels.reference.optim import _adam_scalars, _check_adam, _check_sgd
+from jitgrad.kernels.reference.optim import _adam_kernel_scalars, _check_adam, _check_sgd
 
 __all__: list[str] = ["sgd_update", "adam_update"]
 
 _FASTMATH = set(FASTMATH)
 
 
+# One element function per optimizer; the parallel driver and its serial twin only differ in the loop.
+
+@njit(cache=True, fastmath=_FASTMATH, inline="always")
+def _sgd_element(param, grad, momentum_buf, i, lr, momentum, nesterov, weight_decay, use_momentum):
+    g = grad[i] + weight_decay * param[i]
+    if use_momentum:
+        buf = momentum * momentum_buf[i] + g
+        momentum_buf[i] = buf
+        g = g + momentum * buf if nesterov else buf
+    param[i] -= lr * g
+
+
 @njit(cache=True, fastmath=_FASTMATH, parallel=True)
 def _sgd_update_kernel(param, grad, momentum_buf, lr, momentum, nesterov, weight_decay):
-    n = param.size
     use_momentum = momentum != 0
-    for i in prange(n):
-        g = grad[i] + weight_decay * param[i]
-        if use_momentum:
-            buf = momentum * momentum_buf[i] + g
-            momentum_buf[i] = buf
-            g = g + momentum * buf if nesterov else buf
-        param[i] -= lr * g
+    for i in prange(param.size):
+        _sgd_element(param, grad, momentum_buf, i, lr, momentum, nesterov, weight_decay, use_momentum)
 
 
 @njit(cache=True, fastmath=_FASTMATH)
 def _sgd_update_kernel_serial(param, grad, momentum_buf, lr, momentum, nesterov, weight_decay):
-    n = param.size
     use_momentum = momentum != 0
-    for i in range(n):
-        g = grad[i] + weight_decay * param[i]
-        if use_momentum:
-            buf = momentum * momentum_buf[i] + g
-            momentum_buf[i] = buf
-            g = g + momentum * buf if nesterov else buf
-        param[i] -= lr * g
+    for i in range(param.size):
+        _sgd_element(param, grad, momentum_buf, i, lr, momentum, nesterov, weight_decay, use_momentum)
+
+
+@njit(cache=True, fastmath=_FASTMATH, inline="always")
+def _adam_element(param, grad, exp_avg, exp_avg_sq, i, step_size, bias_correction2_sqrt, beta1, beta2, eps,
+                  decay, decoupled):
+    # decay: the AdamW factor (1 - lr wd) when ``decoupled``, else the L2 coefficient wd.
+    one = param.dtype.type(1)
+    p = param[i]
+    g = grad[i]
+    if decoupled:
+        p *= decay
+    else:
+        g += decay * p
+    m = beta1 * exp_avg[i] + (one - beta1) * g
+    v = beta2 * exp_avg_sq[i] + (one - beta2) * g * g
+    exp_avg[i] = m
+    exp_avg_sq[i] = v
+    param[i] = p - step_size * m / (np.sqrt(v) / bias_correction2_sqrt + eps)
 
 
 @njit(cache=True, fastmath=_FASTMATH, parallel=True)
 def _adam_update_kernel(param, grad, exp_avg, exp_avg_sq, step_size, bias_correction2_sqrt, beta1, beta2, eps,
                         decay, decoupled):
-    # decay: the AdamW factor (1 - lr wd) when ``decoupled``, else the L2 coefficient wd.
-    n = param.size
-    one = param.dtype.type(1)
-    for i in prange(n):
-        p = param[i]
-        g = grad[i]
-        if decoupled:
-            p *= decay
-        else:
-            g += decay * p
-        m = beta1 * exp_avg[i] + (one - beta1) * g
-        v = beta2 * exp_avg_sq[i] + (one - beta2) * g * g
-        exp_avg[i] = m
-        exp_avg_sq[i] = v
-        param[i] = p - step_size * m / (np.sqrt(v) / bias_correction2_sqrt + eps)
+    for i in prange(param.size):
+        _adam_element(param, grad, exp_avg, exp_avg_sq, i, step_size, bias_correction2_sqrt, beta1, beta2, eps,
+                      decay, decoupled)
 
 
 @njit(cache=True, fastmath=_FASTMATH)
 def _adam_update_kernel_serial(param, grad, exp_avg, exp_avg_sq, step_size, bias_correction2_sqrt, beta1,
                                beta2, eps, decay, decoupled):
-    n = param.size
-    one = param.dtype.type(1)
-    for i in range(n):
-        p = param[i]
-        g = grad[i]
-        if decoupled:
-            p *= decay
-        else:
-            g += decay * p
-        m = beta1 * exp_avg[i] + (one - beta1) * g
-        v = beta2 * exp_avg_sq[i] + (one - beta2) * g * g
-        exp_avg[i] = m
-        exp_avg_sq[i] = v
-        param[i] = p - step_size * m / (np.sqrt(v) / bias_correction2_sqrt + eps)
+    for i in range(param.size):
+        _adam_element(param, grad, exp_avg, exp_avg_sq, i, step_size, bias_correction2_sqrt, beta1, beta2, eps,
+                      decay, decoupled)
 
 
 #: Below this many elements the serial twin of each update runs: waking the second thread costs
@@ -126,10 +121,6 @@ def adam_update(param: np.ndarray, grad: np.ndarray, exp_avg: np.ndarray, exp_av
     """
     step, lr, beta1, beta2, eps, weight_decay, decoupled = _check_adam(
         param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, weight_decay, decoupled_weight_decay)
-    t = param.dtype.type
-    step_size, bias_correction2_sqrt = _adam_scalars(step, lr, beta1, beta2)
-    # One kernel argument carries either decay: the AdamW factor (1 - lr wd) or the L2 coefficient wd.
-    decay = 1.0 - lr * weight_decay if decoupled else weight_decay
     kernel = _adam_update_kernel if param.size >= _PARALLEL_MIN_SIZE else _adam_update_kernel_serial
     kernel(param.reshape(-1), grad.reshape(-1), exp_avg.reshape(-1), exp_avg_sq.reshape(-1),
-                        t(step_size), t(bias_correction2_sqrt), t(beta1), t(beta2), t(eps), t(decay), decoupled)
+           *_adam_kernel_scalars(param.dtype, step, lr, beta1, beta2, eps, weight_decay, decoupled), decoupled)

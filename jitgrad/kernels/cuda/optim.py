@@ -13,16 +13,17 @@ from typing import Any
 from numba import cuda
 
 from jitgrad.kernels.cuda import _launch
-from jitgrad.kernels.reference.optim import _adam_scalars, _check_adam, _check_sgd
+from jitgrad.kernels.reference.optim import _adam_kernel_scalars, _check_adam, _check_sgd
 
 __all__: list[str] = ["sgd_update", "adam_update"]
 
 
 @cuda.jit
 def _sgd_kernel(param, grad, momentum_buf, lr, momentum, nesterov, weight_decay):
+    use_momentum = momentum != param.dtype.type(0)
     for i in range(cuda.grid(1), param.size, cuda.gridsize(1)):
         g = grad[i] + weight_decay * param[i]
-        if momentum != 0.0:
+        if use_momentum:
             buf = momentum * momentum_buf[i] + g
             momentum_buf[i] = buf
             g = g + momentum * buf if nesterov else buf
@@ -31,16 +32,18 @@ def _sgd_kernel(param, grad, momentum_buf, lr, momentum, nesterov, weight_decay)
 
 @cuda.jit
 def _adam_kernel(param, grad, exp_avg, exp_avg_sq, step_size, bias_correction2_sqrt, beta1, beta2, eps,
-                 weight_decay, decoupled):
+                 decay, decoupled):
+    # decay: the AdamW factor (1 - lr wd) when ``decoupled``, else the L2 coefficient wd (as the CPU kernel).
+    one = param.dtype.type(1)
     for i in range(cuda.grid(1), param.size, cuda.gridsize(1)):
         p = param[i]
         g = grad[i]
         if decoupled:
-            p = p * (1.0 - weight_decay)  # AdamW: weight_decay arrives pre-multiplied by lr
+            p = p * decay
         else:
-            g = g + weight_decay * p
-        m = beta1 * exp_avg[i] + (1.0 - beta1) * g
-        v = beta2 * exp_avg_sq[i] + (1.0 - beta2) * g * g
+            g = g + decay * p
+        m = beta1 * exp_avg[i] + (one - beta1) * g
+        v = beta2 * exp_avg_sq[i] + (one - beta2) * g * g
         exp_avg[i] = m
         exp_avg_sq[i] = v
         param[i] = p - step_size * m / (math.sqrt(v) / bias_correction2_sqrt + eps)
@@ -68,8 +71,9 @@ def sgd_update(param: Any, grad: Any, momentum_buf: Any = None, *, lr: float, mo
     flat_param = _launch.flat(param)
     # Without momentum the buffer is never touched; param stands in so the kernel has one signature.
     buf = _launch.flat(momentum_buf) if momentum_buf is not None else flat_param
+    t = param.dtype.type
     blocks, threads = _launch.grid_1d(param.size)
-    _sgd_kernel[blocks, threads](flat_param, _launch.flat(grad), buf, lr, momentum, nesterov, weight_decay)
+    _sgd_kernel[blocks, threads](flat_param, _launch.flat(grad), buf, t(lr), t(momentum), nesterov, t(weight_decay))
 
 
 def adam_update(param: Any, grad: Any, exp_avg: Any, exp_avg_sq: Any, *, step: int, lr: float,
@@ -93,10 +97,8 @@ def adam_update(param: Any, grad: Any, exp_avg: Any, exp_avg_sq: Any, *, step: i
         param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, weight_decay, decoupled_weight_decay)
     if param.size == 0:
         return
-    step_size, bias_correction2_sqrt = _adam_scalars(step, lr, beta1, beta2)
-    # AdamW multiplies param by (1 - lr * wd): hand the kernel lr * wd directly.
-    wd = lr * weight_decay if decoupled else weight_decay
     blocks, threads = _launch.grid_1d(param.size)
     _adam_kernel[blocks, threads](_launch.flat(param), _launch.flat(grad), _launch.flat(exp_avg),
-                                  _launch.flat(exp_avg_sq), step_size, bias_correction2_sqrt, beta1, beta2, eps,
-                                  wd, decoupled)
+                                  _launch.flat(exp_avg_sq),
+                                  *_adam_kernel_scalars(param.dtype, step, lr, beta1, beta2, eps, weight_decay,
+                                                        decoupled), decoupled)

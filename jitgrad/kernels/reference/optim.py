@@ -79,6 +79,20 @@ def _adam_scalars(step: int, lr: float, beta1: float, beta2: float) -> tuple[flo
     return lr / (1.0 - beta1 ** step), math.sqrt(1.0 - beta2 ** step)
 
 
+def _adam_kernel_scalars(dtype: Any, step: int, lr: float, beta1: float, beta2: float, eps: float,
+                         weight_decay: float, decoupled: bool) -> tuple:
+    """The scalar arguments of every backend's fused Adam kernel, computed once in float64 and cast to ``dtype``.
+
+    ``(step_size, sqrt(1 - beta2^t), beta1, beta2, eps, decay)``, where ``decay`` is the
+    AdamW factor ``1 - lr * wd`` when ``decoupled`` and the L2 coefficient ``wd`` otherwise:
+    one encoding for the CPU and CUDA kernels, so both take the same float32 steps.
+    """
+    t = np.dtype(dtype).type
+    step_size, bias_correction2_sqrt = _adam_scalars(step, lr, beta1, beta2)
+    decay = 1.0 - lr * weight_decay if decoupled else weight_decay
+    return t(step_size), t(bias_correction2_sqrt), t(beta1), t(beta2), t(eps), t(decay)
+
+
 # ----------------------------------------------------------------------------- updates
 
 def sgd_update(param: np.ndarray, grad: np.ndarray, momentum_buf: np.ndarray | None = None, *, lr: float,
@@ -114,16 +128,16 @@ def adam_update(param: np.ndarray, grad: np.ndarray, exp_avg: np.ndarray, exp_av
     """
     step, lr, beta1, beta2, eps, weight_decay, decoupled = _check_adam(
         param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, weight_decay, decoupled_weight_decay)
-    t = param.dtype.type
-    step_size, bias_correction2_sqrt = _adam_scalars(step, lr, beta1, beta2)
+    step_size, bias_correction2_sqrt, beta1, beta2, eps, decay = _adam_kernel_scalars(
+        param.dtype, step, lr, beta1, beta2, eps, weight_decay, decoupled)
+    one = param.dtype.type(1)
     g = grad
     if weight_decay and decoupled:
-        param *= t(1.0 - lr * weight_decay)
+        param *= decay
     elif weight_decay:
-        g = grad + t(weight_decay) * param
-    exp_avg *= t(beta1)
-    exp_avg += t(1.0 - beta1) * g
-    exp_avg_sq *= t(beta2)
-    exp_avg_sq += t(1.0 - beta2) * g * g
-    denom = np.sqrt(exp_avg_sq) / t(bias_correction2_sqrt) + t(eps)
-    param -= t(step_size) * exp_avg / denom
+        g = grad + decay * param
+    exp_avg *= beta1
+    exp_avg += (one - beta1) * g
+    exp_avg_sq *= beta2
+    exp_avg_sq += (one - beta2) * g * g
+    param -= step_size * exp_avg / (np.sqrt(exp_avg_sq) / bias_correction2_sqrt + eps)
