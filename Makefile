@@ -8,7 +8,7 @@ export NUMBA_CACHE_DIR := $(CURDIR)/.numba_cache
 EPOCHS ?= 10
 TRAIN_ARGS ?=
 
-.PHONY: train test test-cpu test-cuda bench bench-compare bench-report docs clean
+.PHONY: train test test-cpu test-cuda test-ptx bench bench-compare bench-report docs clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,14 +19,21 @@ $(STAMP): pyproject.toml
 train: $(STAMP)
 	$(PY) examples/mnist_cnn.py --epochs $(EPOCHS) $(TRAIN_ARGS)
 
-test: test-cpu test-cuda
+test: test-cpu test-cuda test-ptx
 
 test-cpu: $(STAMP)
-	$(PY) -m pytest tests --ignore=tests/cuda -q
+	$(PY) -m pytest tests --ignore=tests/cuda --ignore=tests/ptx -q
 
 # The CUDA simulator must be switched on before numba is imported: its own process.
+# It records every kernel launch's argument types for test-ptx.
+LAUNCHES := $(CURDIR)/.pytest_cache/cuda_launches.json
 test-cuda: $(STAMP)
-	NUMBA_ENABLE_CUDASIM=1 $(PY) -m pytest tests/cuda -q
+	mkdir -p .pytest_cache && rm -f $(LAUNCHES)
+	NUMBA_ENABLE_CUDASIM=1 JITGRAD_RECORD_LAUNCHES=$(LAUNCHES) $(PY) -m pytest tests/cuda -q
+
+# Each float32 launch test-cuda recorded, compiled to PTX by NVVM (no GPU needed): no float64 instruction.
+test-ptx: test-cuda
+	JITGRAD_RECORD_LAUNCHES=$(LAUNCHES) $(PY) -m pytest tests/ptx -q
 
 # asv runs in this environment (--python=same): it never builds the project.
 # ASV_ARGS passes options through, e.g. ASV_ARGS="--quick -b Conv2d".

@@ -60,6 +60,8 @@ def _describe(arg):
         return ["scalar", "int"]
     if isinstance(arg, float):
         return ["scalar", "float"]
+    if isinstance(arg, tuple):
+        return ["tuple", [_describe(a) for a in arg]]
     return ["other", type(arg).__name__]
 
 

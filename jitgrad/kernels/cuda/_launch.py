@@ -52,6 +52,31 @@ def empty(shape: tuple[int, ...], dtype: Any) -> Any:
     return cuda.device_array(shape, dtype=np.dtype(dtype))
 
 
+def typed(dtype: Any, *values: Any) -> tuple:
+    """``values`` with every Python/NumPy float cast to ``dtype`` (bools and ints pass through).
+
+    A Python float reaches a kernel as float64 and turns a float32 kernel's arithmetic into
+    float64 (1/64 of the speed on most GPUs, and not what the CPU computes): every wrapper
+    passes its float hyper-parameters through here.
+    """
+    t = np.dtype(dtype).type
+    return tuple(t(v) if isinstance(v, (float, np.floating)) else v for v in values)
+
+
+def overlaps(x: Any, y: Any) -> bool:
+    """True when device arrays ``x`` and ``y`` share any byte (real device or simulator).
+
+    The rule for ``out=`` on every backend: it may overlap an input, and the kernel then
+    computes into a temporary and copies it in, so the result is as if computed aside.
+    """
+    def span(a: Any) -> tuple[int, int]:
+        start = a.__cuda_array_interface__["data"][0]
+        return start, start + a.size * a.dtype.itemsize
+
+    (x0, x1), (y0, y1) = span(x), span(y)
+    return x.size > 0 and y.size > 0 and x0 < y1 and y0 < x1
+
+
 def flat(a: Any) -> Any:
     """1-D view of a C-contiguous device array (no copy)."""
     return a.reshape(a.size)

@@ -37,10 +37,11 @@ _GELU_KAPPA = 0.044715
 @cuda.jit(device=True)
 def _sigmoid(v):
     # exp of a non-positive number only: neither branch overflows.
+    one = type(v)(1)
     if v >= 0:
-        return 1.0 / (1.0 + math.exp(-v))
+        return one / (one + math.exp(-v))
     e = math.exp(v)
-    return e / (1.0 + e)
+    return e / (one + e)
 
 
 # ----------------------------------------------------------------------------- kernels
@@ -49,13 +50,13 @@ def _sigmoid(v):
 def _relu_kernel(x, out):
     for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
         v = x[i]
-        out[i] = v if v > 0 else 0
+        out[i] = v if v > 0 else x.dtype.type(0)
 
 
 @cuda.jit
 def _relu_backward_kernel(g, x, out):
     for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
-        out[i] = g[i] if x[i] > 0 else 0
+        out[i] = g[i] if x[i] > 0 else x.dtype.type(0)
 
 
 @cuda.jit
@@ -81,7 +82,7 @@ def _sigmoid_kernel(x, out):
 def _sigmoid_backward_kernel(g, x, out):
     for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
         s = _sigmoid(x[i])
-        out[i] = g[i] * s * (1.0 - s)
+        out[i] = g[i] * s * (x.dtype.type(1) - s)
 
 
 @cuda.jit
@@ -94,29 +95,34 @@ def _tanh_kernel(x, out):
 def _tanh_backward_kernel(g, x, out):
     for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
         t = math.tanh(x[i])
-        out[i] = g[i] * (1.0 - t * t)
+        out[i] = g[i] * (x.dtype.type(1) - t * t)
 
 
 @cuda.jit
 def _gelu_kernel(x, use_tanh, out):
+    t = x.dtype.type
+    half, one, sqrt_2_over_pi, kappa, inv_sqrt_2 = t(0.5), t(1), t(_SQRT_2_OVER_PI), t(_GELU_KAPPA), t(_INV_SQRT_2)
     for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
         v = x[i]
         if use_tanh:
-            out[i] = 0.5 * v * (1.0 + math.tanh(_SQRT_2_OVER_PI * (v + _GELU_KAPPA * v * v * v)))
+            out[i] = half * v * (one + math.tanh(sqrt_2_over_pi * (v + kappa * v * v * v)))
         else:
-            out[i] = 0.5 * v * (1.0 + math.erf(v * _INV_SQRT_2))
+            out[i] = half * v * (one + math.erf(v * inv_sqrt_2))
 
 
 @cuda.jit
 def _gelu_backward_kernel(g, x, use_tanh, out):
+    t = x.dtype.type
+    half, one, sqrt_2_over_pi, kappa, inv_sqrt_2 = t(0.5), t(1), t(_SQRT_2_OVER_PI), t(_GELU_KAPPA), t(_INV_SQRT_2)
+    three_kappa, inv_sqrt_2pi = t(3.0 * _GELU_KAPPA), t(_INV_SQRT_2PI)
     for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
         v = x[i]
         if use_tanh:
-            t = math.tanh(_SQRT_2_OVER_PI * (v + _GELU_KAPPA * v * v * v))
-            d_inner = _SQRT_2_OVER_PI * (1.0 + 3.0 * _GELU_KAPPA * v * v)
-            d = 0.5 * (1.0 + t) + 0.5 * v * (1.0 - t * t) * d_inner
+            th = math.tanh(sqrt_2_over_pi * (v + kappa * v * v * v))
+            d_inner = sqrt_2_over_pi * (one + three_kappa * v * v)
+            d = half * (one + th) + half * v * (one - th * th) * d_inner
         else:
-            d = 0.5 * (1.0 + math.erf(v * _INV_SQRT_2)) + v * _INV_SQRT_2PI * math.exp(-0.5 * v * v)
+            d = half * (one + math.erf(v * inv_sqrt_2)) + v * inv_sqrt_2pi * math.exp(-half * v * v)
         out[i] = g[i] * d
 
 
@@ -160,7 +166,7 @@ def _forward(kernel: Any, x: Any, *params: Any) -> Any:
     out = _launch.empty(x.shape, x.dtype)
     if x.size:
         blocks, threads = _launch.grid_1d(x.size)
-        kernel[blocks, threads](_launch.flat(x), *params, _launch.flat(out))
+        kernel[blocks, threads](_launch.flat(x), *_launch.typed(x.dtype, *params), _launch.flat(out))
     return out
 
 
@@ -168,7 +174,8 @@ def _backward(kernel: Any, grad_out: Any, x: Any, *params: Any) -> Any:
     out = _launch.empty(x.shape, x.dtype)
     if x.size:
         blocks, threads = _launch.grid_1d(x.size)
-        kernel[blocks, threads](_launch.flat(grad_out), _launch.flat(x), *params, _launch.flat(out))
+        kernel[blocks, threads](_launch.flat(grad_out), _launch.flat(x), *_launch.typed(x.dtype, *params),
+                                _launch.flat(out))
     return out
 
 

@@ -123,7 +123,7 @@ def _conv2d_backward_input_kernel(grad_out, w, sh, sw, ph, pw, dh, dw, out):
         rest //= h
         ci = rest % c_in
         img = rest // c_in
-        acc = 0.0
+        acc = out.dtype.type(0)
         for fi in range(kh):
             # Output row oh sees input row ih through filter row fi iff oh*sh - ph + fi*dh == ih.
             t_h = ih + ph - fi * dh
@@ -156,7 +156,7 @@ def _conv2d_backward_weight_kernel(x, grad_out, sh, sw, ph, pw, dh, dw, grad_w, 
     n_weight = c_out * c_in * kh * kw
     buf = cuda.shared.array(MAX_THREADS_PER_BLOCK, x.dtype)
     for row in range(cuda.blockIdx.x, n_weight + c_out, cuda.gridDim.x):
-        acc = 0.0
+        acc = x.dtype.type(0)
         co = row - n_weight
         ci = 0
         fi = 0

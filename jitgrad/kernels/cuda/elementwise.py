@@ -97,23 +97,24 @@ def _compare_op(op, x, y):
 
 
 @cuda.jit(device=True)
-def _unary_op(op, x):
+def _unary_op(op, x, one, neg_inf, nan):
+    # one, -inf and NaN arrive in x's dtype: a literal would make a float32 kernel compute in float64.
     if op == _NEG:
         return -x
     if op == _EXP:
         return math.exp(x)
     if op == _LOG:
-        return math.log(x) if x > 0 else (-math.inf if x == 0 else math.nan)
+        return math.log(x) if x > 0 else (neg_inf if x == 0 else nan)
     if op == _SQRT:
-        return math.sqrt(x) if x >= 0 else math.nan
+        return math.sqrt(x) if x >= 0 else nan
     if op == _ABS:
         return math.fabs(x)
     if op == _SQUARE:
         return x * x
     if op == _SIGN:
         # 0, -0 and NaN map to themselves.
-        return 1.0 if x > 0 else (-1.0 if x < 0 else x)
-    return 1 / x
+        return one if x > 0 else (-one if x < 0 else x)
+    return one / x
 
 
 @cuda.jit(device=True)
@@ -174,8 +175,10 @@ def _where_kernel(cond, c_strides, a, a_strides, a_scalar, a_is_scalar, b, b_str
 
 @cuda.jit
 def _unary_kernel(op, x, out):
+    t = x.dtype.type
+    one, neg_inf, nan = t(1), t(-math.inf), t(math.nan)
     for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):
-        out[i] = _unary_op(op, x[i])
+        out[i] = _unary_op(op, x[i], one, neg_inf, nan)
 
 
 @cuda.jit

@@ -131,13 +131,17 @@ def matmul(a: Any, b: Any, *, trans_a: bool = False, trans_b: bool = False, out:
     trans_a, trans_b : bool
         Use the transpose of ``a`` / ``b`` (by indexing, never a copy).
     out : device array, optional
-        ``(M, N)`` C-contiguous buffer of the inputs' dtype to write into.
+        ``(M, N)`` C-contiguous buffer of the inputs' dtype to write into. It may overlap
+        ``a`` or ``b`` (the result is then computed aside and copied in).
 
     Returns
     -------
     device array, ``(M, N)``, the inputs' dtype (``out`` when given).
     """
     m, n, k, dtype, trans_a, trans_b = check_matmul_args(a, b, trans_a, trans_b, out)
+    if out is not None and (_launch.overlaps(out, a) or _launch.overlaps(out, b)):
+        out.copy_to_device(matmul(a, b, trans_a=trans_a, trans_b=trans_b))
+        return out
     if out is None:
         out = _launch.empty((m, n), dtype)
     if m == 0 or n == 0:

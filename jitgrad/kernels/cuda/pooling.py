@@ -100,7 +100,7 @@ def _max_pool2d_backward_kernel(grad_out, argmax, kh, kw, sh, sw, ph, pw, out):
         me = ih * w + iw
         oh_lo, oh_hi = _covering_range(ih, h_out, kh, sh, ph)
         ow_lo, ow_hi = _covering_range(iw, w_out, kw, sw, pw)
-        acc = 0.0
+        acc = out.dtype.type(0)
         for oh in range(oh_lo, oh_hi):
             for ow in range(ow_lo, ow_hi):
                 if argmax[img, ci, oh, ow] == me:
@@ -118,11 +118,12 @@ def _avg_pool2d_kernel(x, kh, kw, sh, sw, ph, pw, count_include_pad, out):
         img, ci, oh, ow = _unravel(idx, c, h_out, w_out)
         h0 = oh * sh - ph
         w0 = ow * sw - pw
-        acc = 0.0
+        acc = out.dtype.type(0)
         for ih in range(max(h0, 0), min(h0 + kh, h)):
             for iw in range(max(w0, 0), min(w0 + kw, w)):
                 acc += x[img, ci, ih, iw]
-        out[img, ci, oh, ow] = acc / _avg_divisor(oh, ow, h, w, kh, kw, sh, sw, ph, pw, count_include_pad)
+        out[img, ci, oh, ow] = acc / out.dtype.type(
+            _avg_divisor(oh, ow, h, w, kh, kw, sh, sw, ph, pw, count_include_pad))
 
 
 @cuda.jit
@@ -135,11 +136,11 @@ def _avg_pool2d_backward_kernel(grad_out, kh, kw, sh, sw, ph, pw, count_include_
         img, ci, ih, iw = _unravel(idx, c, h, w)
         oh_lo, oh_hi = _covering_range(ih, h_out, kh, sh, ph)
         ow_lo, ow_hi = _covering_range(iw, w_out, kw, sw, pw)
-        acc = 0.0
+        acc = out.dtype.type(0)
         for oh in range(oh_lo, oh_hi):
             for ow in range(ow_lo, ow_hi):
-                acc += grad_out[img, ci, oh, ow] / _avg_divisor(oh, ow, h, w, kh, kw, sh, sw, ph, pw,
-                                                                count_include_pad)
+                acc += grad_out[img, ci, oh, ow] / out.dtype.type(
+                    _avg_divisor(oh, ow, h, w, kh, kw, sh, sw, ph, pw, count_include_pad))
         out[img, ci, ih, iw] = acc
 
 

@@ -31,17 +31,18 @@ _SUM, _MAX, _MIN = range(3)
 @cuda.jit
 def _reduce_kernel(x, op, scale, kept_shape, kept_strides, red_shape, red_strides, n_red, out):
     buf = cuda.shared.array(MAX_THREADS_PER_BLOCK, x.dtype)
+    t = x.dtype.type
     for o in range(cuda.blockIdx.x, out.size, cuda.gridDim.x):
         base = _offset(o, kept_shape, kept_strides)
         if op == _SUM:
-            part = 0.0
+            part = t(0)
             for j in range(cuda.threadIdx.x, n_red, cuda.blockDim.x):
                 part += x[base + _offset(j, red_shape, red_strides)]
             total = block_sum(buf, part) * scale
         else:
             # min(x) = -max(-x): one max tree serves both.
-            sign = 1.0 if op == _MAX else -1.0
-            part = -math.inf
+            sign = t(1) if op == _MAX else t(-1)
+            part = t(-math.inf)
             for j in range(cuda.threadIdx.x, n_red, cuda.blockDim.x):
                 v = sign * x[base + _offset(j, red_shape, red_strides)]
                 if v > part or v != v:
@@ -126,7 +127,7 @@ def _reduce(x: Any, axis: Any, keepdims: bool, op: int, name: str, mean: bool = 
     kept_strides = (0,) * (MAX_DIMS - len(kept)) + tuple(strides[d] for d in kept)
     red_shape = _padded([shape[d] for d in axes])
     red_strides = (0,) * (MAX_DIMS - len(axes)) + tuple(strides[d] for d in axes)
-    scale = 1.0 / n_red if (mean and n_red) else (math.nan if mean else 1.0)
+    scale = x.dtype.type(1.0 / n_red if (mean and n_red) else (math.nan if mean else 1.0))
     blocks, threads = _launch.grid_rows(n_out)
     _reduce_kernel[blocks, threads](_launch.flat(x), op, scale, kept_shape, kept_strides, red_shape,
                                     red_strides, n_red, _launch.flat(out))

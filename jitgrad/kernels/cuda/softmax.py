@@ -40,13 +40,13 @@ def _row_max_and_sum(x, base, length, inner, buf):
     """Max of one strided row and the sum of ``exp(x - max)`` over it (whole block)."""
     tid = cuda.threadIdx.x
     step = cuda.blockDim.x
-    m = -math.inf
+    m = x.dtype.type(-math.inf)
     for j in range(tid, length, step):
         v = x[base + j * inner]
         if v > m or v != v:
             m = v
     m = block_max(buf, m)
-    s = 0.0
+    s = x.dtype.type(0)
     for j in range(tid, length, step):
         s += math.exp(x[base + j * inner] - m)
     s = block_sum(buf, s)
@@ -76,7 +76,7 @@ def _softmax_backward_kernel(g, y, length, inner, log, out):
     rows = y.size // length
     for row in range(cuda.blockIdx.x, rows, cuda.gridDim.x):
         base = (row // inner) * length * inner + row % inner
-        part = 0.0
+        part = y.dtype.type(0)
         for j in range(cuda.threadIdx.x, length, cuda.blockDim.x):
             at = base + j * inner
             part += g[at] if log else g[at] * y[at]
@@ -152,36 +152,40 @@ def _probs_row(logits, row, buf, probs):
 def _cross_entropy_index_kernel(logits, labels, eps, probs, losses):
     buf = cuda.shared.array(MAX_THREADS_PER_BLOCK, logits.dtype)
     n, c = logits.shape
+    t = logits.dtype.type
+    zero, one, eps_per_class = t(0), t(1), eps / t(c)
     for row in range(cuda.blockIdx.x, n, cuda.gridDim.x):
         m, lse = _probs_row(logits, row, buf, probs)
         # -log p_j = lse - (x_j - m); the smoothing term needs the sum over all classes.
-        part = 0.0
-        if eps != 0.0:
+        part = zero
+        if eps != zero:
             for j in range(cuda.threadIdx.x, c, cuda.blockDim.x):
                 part += lse - (logits[row, j] - m)
         total = block_sum(buf, part)
         if cuda.threadIdx.x == 0:
             label = labels[row]
             if 0 <= label < c:
-                loss = (1.0 - eps) * (lse - (logits[row, label] - m))
-                if eps != 0.0:
-                    loss += eps / c * total
+                loss = (one - eps) * (lse - (logits[row, label] - m))
+                if eps != zero:
+                    loss += eps_per_class * total
                 losses[row] = loss
             else:
-                losses[row] = math.nan
+                losses[row] = t(math.nan)
 
 
 @cuda.jit
 def _cross_entropy_prob_kernel(logits, labels, eps, probs, losses):
     buf = cuda.shared.array(MAX_THREADS_PER_BLOCK, logits.dtype)
     n, c = logits.shape
+    t = logits.dtype.type
+    zero, one_minus_eps, eps_per_class = t(0), t(1) - eps, eps / t(c)
     for row in range(cuda.blockIdx.x, n, cuda.gridDim.x):
         m, lse = _probs_row(logits, row, buf, probs)
-        part = 0.0
+        part = zero
         for j in range(cuda.threadIdx.x, c, cuda.blockDim.x):
-            target = labels[row, j] * (1.0 - eps) + eps / c
+            target = labels[row, j] * one_minus_eps + eps_per_class
             # A zero target contributes nothing, even against a -inf logit (0 * inf would be NaN).
-            if target != 0.0:
+            if target != zero:
                 part += target * (lse - (logits[row, j] - m))
         total = block_sum(buf, part)
         if cuda.threadIdx.x == 0:
@@ -192,7 +196,7 @@ def _cross_entropy_prob_kernel(logits, labels, eps, probs, losses):
 def _sum_scaled_kernel(values, scale, out):
     # One block: a deterministic tree sum of every value, times scale, into out[0].
     buf = cuda.shared.array(MAX_THREADS_PER_BLOCK, values.dtype)
-    part = 0.0
+    part = values.dtype.type(0)
     for i in range(cuda.threadIdx.x, values.size, cuda.blockDim.x):
         part += values[i]
     total = block_sum(buf, part)
@@ -204,12 +208,13 @@ def _sum_scaled_kernel(values, scale, out):
 def _cross_entropy_index_backward_kernel(probs, labels, eps, scale, grad_loss, grad_loss_stride, use_grad_loss,
                                          out):
     n, c = probs.shape
+    eps_per_class, one_minus_eps = eps / probs.dtype.type(c), probs.dtype.type(1) - eps
     for i in range(cuda.grid(1), n * c, cuda.gridsize(1)):
         row = i // c
         j = i - row * c
-        target = eps / c
+        target = eps_per_class
         if labels[row] == j:
-            target += 1.0 - eps
+            target += one_minus_eps
         factor = scale * grad_loss[row * grad_loss_stride] if use_grad_loss else scale
         out[row, j] = (probs[row, j] - target) * factor
 
@@ -218,10 +223,11 @@ def _cross_entropy_index_backward_kernel(probs, labels, eps, scale, grad_loss, g
 def _cross_entropy_prob_backward_kernel(probs, labels, eps, scale, grad_loss, grad_loss_stride, use_grad_loss,
                                         out):
     n, c = probs.shape
+    eps_per_class, one_minus_eps = eps / probs.dtype.type(c), probs.dtype.type(1) - eps
     for i in range(cuda.grid(1), n * c, cuda.gridsize(1)):
         row = i // c
         j = i - row * c
-        target = labels[row, j] * (1.0 - eps) + eps / c
+        target = labels[row, j] * one_minus_eps + eps_per_class
         factor = scale * grad_loss[row * grad_loss_stride] if use_grad_loss else scale
         out[row, j] = (probs[row, j] - target) * factor
 
@@ -250,12 +256,12 @@ def softmax_cross_entropy(logits: Any, labels: Any, *, reduction: str = "mean",
     if n:
         kernel = _cross_entropy_index_kernel if is_index else _cross_entropy_prob_kernel
         blocks, threads = _launch.grid_rows(n)
-        kernel[blocks, threads](logits, labels, eps, probs, losses)
+        kernel[blocks, threads](logits, labels, logits.dtype.type(eps), probs, losses)
     if reduction == "none":
         return losses, probs
     loss = _launch.empty((1,), logits.dtype)
     scale = 1.0 / n if (reduction == "mean" and n) else 1.0
-    _sum_scaled_kernel[1, _launch.threads_per_block()](losses, scale, loss)
+    _sum_scaled_kernel[1, _launch.threads_per_block()](losses, logits.dtype.type(scale), loss)
     return loss.reshape(()), probs
 
 
@@ -301,5 +307,5 @@ def softmax_cross_entropy_backward(probs: Any, labels: Any, grad_loss: Any = 1.0
     if n:
         kernel = _cross_entropy_index_backward_kernel if is_index else _cross_entropy_prob_backward_kernel
         blocks, threads = _launch.grid_1d(n * c)
-        kernel[blocks, threads](probs, labels, eps, scale, gl, stride, use_gl, out)
+        kernel[blocks, threads](probs, labels, *_launch.typed(probs.dtype, eps, scale), gl, stride, use_gl, out)
     return out
