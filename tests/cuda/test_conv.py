@@ -6,39 +6,28 @@ import pytest
 import jitgrad.kernels.cuda as kc
 import jitgrad.kernels.reference as ref
 from tests.cuda.conftest import dev, host
+from tests.cases.conv import CASES, HYPER, HYPER_IDS, check_backend
 from tests.helpers import DTYPES, assert_close, nan_like, randn
 
-CASES = [
-    dict(stride=1, padding=0, dilation=1),
-    dict(stride=2, padding=1, dilation=1),
-    dict(stride=(2, 1), padding=(1, 0), dilation=(1, 2)),
-]
+#: The shared table's named cases the simulator can afford (each CUDA thread is a Python thread there).
+#: (The weight gradient runs one block per filter element: large filters cost minutes here.)
+SIM_CASES = ["dilated-kernel-is-padded-input", "1x1", "1x1-stride2"]
+
+
+def check_cuda(*case, seed=0, bias=True):
+    check_backend(kc, *case, seed=seed, bias=bias, to_device=dev, to_host=host)
+
+
+@pytest.mark.parametrize("stride,padding,dilation", HYPER, ids=HYPER_IDS)
+def test_every_hyper_parameter_combination(stride, padding, dilation):
+    # The CPU test's 27 combinations, on a smaller image (float32; the named cases below run both dtypes).
+    check_cuda(1, 1, 6, 5, 2, 3, 2, stride, padding, dilation, np.float32)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("hp", CASES)
-def test_conv2d_forward_and_input_gradient(dtype, hp):
-    x = randn((2, 3, 7, 6), dtype, seed=1)
-    w = randn((4, 3, 3, 2), dtype, seed=2)
-    b = randn((4,), dtype, seed=3)
-    y = ref.conv2d(x, w, b, **hp)
-    assert_close(host(kc.conv2d(dev(x), dev(w), dev(b), **hp)), y)
-    g = randn(y.shape, dtype, seed=4)
-    assert_close(host(kc.conv2d_backward_input(dev(g), dev(w), input_shape=x.shape, **hp)),
-                 ref.conv2d_backward_input(g, w, input_shape=x.shape, **hp))
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("hp", [CASES[0], CASES[2]])
-def test_conv2d_weight_gradient(dtype, hp):
-    # Small filter: the simulator runs one block per grad_w element.
-    x = randn((2, 2, 5, 6), dtype, seed=5)
-    y_shape = ref.conv2d(x, np.zeros((2, 2, 2, 2), dtype), **hp).shape
-    g = randn(y_shape, dtype, seed=6)
-    gw, gb = kc.conv2d_backward_weight(dev(x), dev(g), weight_shape=(2, 2, 2, 2), **hp)
-    rw, rb = ref.conv2d_backward_weight(x, g, weight_shape=(2, 2, 2, 2), **hp)
-    assert_close(host(gw), rw)
-    assert_close(host(gb), rb)
+@pytest.mark.parametrize("name", SIM_CASES)
+def test_fixed_cases(name, dtype):
+    check_cuda(*CASES[name], dtype, bias=name != "1x1")
 
 
 def test_conv2d_batch_one_no_bias_into_out():
