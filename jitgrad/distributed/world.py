@@ -185,18 +185,30 @@ def _install_excepthook() -> None:
 def _wait(requests: list[Any], what: str) -> None:
     """Wait for MPI requests, aborting the job if they take longer than the world's timeout.
 
-    Polls ``Testall`` (which also drives Open MPI's progress engine) with a
-    short spin, then sleeps of up to 1 ms: an MPI ``Wait`` cannot time out.
+    An MPI ``Wait`` cannot time out, so this polls ``Testall`` (which also
+    drives Open MPI's progress engine): busy for the first millisecond (a
+    message between ranks of one machine takes microseconds, and a yield
+    on a loaded machine can cost a whole time slice), then yielding the
+    core after each poll up to 10 ms (ranks may outnumber cores, and the
+    rank we wait for needs the core), then sleeping up to 1 ms between polls.
     """
     from mpi4py import MPI
 
+    if MPI.Request.Testall(requests):
+        return
     world = _get()
-    deadline = time.monotonic() + world.timeout
-    spins = 0
+    start = time.monotonic()
+    deadline = start + world.timeout
+    pause = 1e-4
     while not MPI.Request.Testall(requests):
-        spins += 1
-        if spins > 100:
-            if time.monotonic() > deadline:
-                abort(f"{what} did not complete within {world.timeout:g} s (JITGRAD_DIST_TIMEOUT): another "
-                      "rank has died, hangs, or runs a different sequence of collectives")
-            time.sleep(min(1e-3, 1e-6 * spins))
+        now = time.monotonic()
+        if now - start < 1e-3:
+            continue
+        if now > deadline:
+            abort(f"{what} did not complete within {world.timeout:g} s (JITGRAD_DIST_TIMEOUT): another "
+                  "rank has died, hangs, or runs a different sequence of collectives")
+        if now - start < 1e-2:
+            os.sched_yield()
+        else:
+            time.sleep(pause)
+            pause = min(2 * pause, 1e-3)
