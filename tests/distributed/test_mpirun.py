@@ -31,6 +31,7 @@ def mpirun(n, script, *args, timeout=240, extra_env=None):
         "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE.parent.parent), env.get("PYTHONPATH")])),
     })
     env.pop("JITGRAD_DISTRIBUTED", None)
+    env.pop("JITGRAD_RECORD_LAUNCHES", None)  # the CUDA launch recorder's one file: not for several ranks at once
     env.update(extra_env or {})
     command = [MPIRUN, "-n", str(n), "--oversubscribe", "--bind-to", "none", sys.executable, str(HERE / script),
                *map(str, args)]
