@@ -60,6 +60,10 @@ def check_collectives(rank: int, world: int) -> None:
     assert np.all(b == world - 1)
     assert dist.broadcast({"rank": rank}, src=1) == {"rank": 1}
     assert dist.all_gather_object(("r", rank, "x" * rank)) == [("r", r, "x" * r) for r in range(world)]
+    logs = dist.reduce_metrics({"loss": float(rank), "accuracy": 1.0, "lr": 0.1 * (rank + 1), "time": float(rank)})
+    assert logs == {"loss": (world - 1) / 2, "accuracy": 1.0, "lr": 0.1 * (rank + 1), "time": world - 1.0}, logs
+    weighted = dist.reduce_metrics({"loss": float(rank)}, weight=rank)  # rank r counts r times
+    assert abs(weighted["loss"] - sum(r * r for r in range(world)) / sum(range(world))) < 1e-12
     dist.barrier()
 
 
