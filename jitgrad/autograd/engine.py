@@ -8,7 +8,8 @@ are summed before its backward runs; broadcasting is undone at each edge.
 
 from __future__ import annotations
 
-from typing import Any
+import threading
+from typing import Any, Callable
 
 import numpy as np
 
@@ -66,8 +67,45 @@ def _seed(root: Tensor, grad: Any) -> Any:
     return grad
 
 
+# Callbacks queued during the backward() running on this thread (one list per nested backward).
+_running = threading.local()
+
+
+def queue_callback(callback: Callable[[], None]) -> None:
+    """Run ``callback()`` once, when the ``backward()`` now running has visited every node.
+
+    For code that a gradient hook starts and that must end before
+    ``backward()`` returns (``jitgrad.distributed`` waits there for its
+    gradient reductions). Callbacks run in the order queued; one may queue
+    another.
+
+    Raises
+    ------
+    RuntimeError
+        Outside ``backward()`` (e.g. from a hook's caller rather than the hook).
+    """
+    stack = getattr(_running, "callbacks", None)
+    if not stack:
+        raise RuntimeError("queue_callback: only callable while backward() runs (from a gradient hook)")
+    stack[-1].append(callback)
+
+
 def backward(root: Tensor, grad: Any = None, retain_graph: bool = False) -> None:
     """Accumulate d(root)/d(leaf) into ``leaf.grad`` for every leaf requiring grad (see ``Tensor.backward``)."""
+    stack = getattr(_running, "callbacks", None)
+    if stack is None:
+        stack = _running.callbacks = []
+    callbacks: list[Callable[[], None]] = []
+    stack.append(callbacks)
+    try:
+        _sweep(root, grad, retain_graph)
+        while callbacks:
+            callbacks.pop(0)()
+    finally:
+        stack.pop()
+
+
+def _sweep(root: Tensor, grad: Any, retain_graph: bool) -> None:
     if not root.requires_grad:
         raise RuntimeError(
             "backward() called on a tensor that does not require grad: give an input requires_grad=True "
@@ -87,6 +125,10 @@ def backward(root: Tensor, grad: Any = None, retain_graph: bool = False) -> None
         ctx = node._ctx
         if ctx is None:
             _accumulate_leaf(node, g, handed_out)
+            hooks = node._grad_hooks
+            if hooks:
+                for hook in tuple(hooks):
+                    hook(node)
             continue
         fn = ctx._fn
         results = fn.backward(ctx, g)

@@ -142,6 +142,7 @@ class Function:
         result.grad = None
         result.requires_grad = record
         result._ctx = None
+        result._grad_hooks = None
         if record:
             ctx._fn = cls
             ctx._parents = args

@@ -41,6 +41,19 @@ def _check_can_require_grad(data: Any) -> None:
         raise TypeError(f"only floating-point tensors can require gradients, got dtype {np.dtype(data.dtype)}")
 
 
+class _HookHandle:
+    """Returned by ``register_post_accumulate_grad_hook``; ``remove()`` unregisters the hook."""
+
+    __slots__ = ("_hooks", "_hook")
+
+    def __init__(self, hooks: list[Any], hook: Any) -> None:
+        self._hooks, self._hook = hooks, hook
+
+    def remove(self) -> None:
+        if self._hook in self._hooks:
+            self._hooks.remove(self._hook)
+
+
 class Tensor:
     """An array of one device, with an optional gradient and the graph that made it.
 
@@ -65,7 +78,7 @@ class Tensor:
     """
 
     # Slots: less memory per graph node and faster attribute access on the hot path.
-    __slots__ = ("data", "grad", "requires_grad", "_ctx", "__weakref__")
+    __slots__ = ("data", "grad", "requires_grad", "_ctx", "_grad_hooks", "__weakref__")
 
     # ``ndarray + Tensor`` must defer to ``Tensor.__radd__`` rather than let
     # NumPy convert the tensor (through ``__array__``) and drop the graph.
@@ -85,6 +98,7 @@ class Tensor:
         self.grad: Tensor | None = None
         self.requires_grad = bool(requires_grad)
         self._ctx: Any = None
+        self._grad_hooks: list[Any] | None = None
 
     # --- what it is ------------------------------------------------------
     @property
@@ -183,6 +197,31 @@ class Tensor:
     def zero_grad(self) -> None:
         """Forget the accumulated gradient (``grad = None``)."""
         self.grad = None
+
+    def register_post_accumulate_grad_hook(self, hook: Any) -> "_HookHandle":
+        """Call ``hook(self)`` during ``backward()`` right after this leaf's ``.grad`` is final.
+
+        A leaf's gradient is summed over every path before it is stored, so
+        when the hook runs ``self.grad`` holds this backward's whole
+        contribution (added to what was there before). The rest of the
+        graph may still be running: this is where data-parallel training
+        starts reducing a gradient while the backward pass goes on (see
+        ``jitgrad.distributed``). Hooks run in registration order.
+
+        Returns
+        -------
+        handle
+            ``handle.remove()`` unregisters the hook.
+        """
+        if not callable(hook):
+            raise TypeError(f"register_post_accumulate_grad_hook: hook must be callable, got {type(hook).__name__}")
+        if self._ctx is not None:
+            raise RuntimeError("register_post_accumulate_grad_hook: only leaf tensors accumulate .grad; "
+                               f"this tensor was made by {self._ctx._fn.__name__}")
+        if self._grad_hooks is None:
+            self._grad_hooks = []
+        self._grad_hooks.append(hook)
+        return _HookHandle(self._grad_hooks, hook)
 
     def backward(self, grad: ArrayLike | None = None, retain_graph: bool = False) -> None:
         """Accumulate d(self)/d(leaf) into the ``.grad`` of every leaf that requires grad.

@@ -38,6 +38,15 @@ class DataLoader:
         NumPy). One host-to-device copy per array per batch; the training
         step then never leaves the device. ``"cuda"`` without a GPU raises
         ``RuntimeError`` here, not at the first batch.
+    rank, world_size : int, default 0 and 1
+        Data-parallel sharding (pass ``jitgrad.distributed.get_rank()`` and
+        ``get_world_size()``): every rank draws the same epoch permutation
+        from ``seed`` and takes every ``world_size``-th index of it from
+        ``rank`` on, so the shards are disjoint and batch ``b`` of all ranks
+        together is batch ``b`` of one process with ``world_size`` times the
+        batch size. The permutation is first padded by wrapping around (or,
+        with ``drop_last``, cut) to a multiple of ``world_size``, so every
+        rank runs the same number of steps. Give every rank the same seed.
 
     Yields
     ------
@@ -57,11 +66,17 @@ class DataLoader:
                  drop_last: bool = False, seed: int | None = None,
                  transform: Callable[[np.ndarray], np.ndarray] | None = None,
                  target_transform: Callable[[np.ndarray], np.ndarray] | None = None,
-                 device: str | None = None) -> None:
+                 device: str | None = None, rank: int = 0, world_size: int = 1) -> None:
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise ValueError(f"DataLoader: batch_size must be a positive int, got {batch_size!r}")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
             raise ValueError(f"DataLoader: seed must be a non-negative int or None, got {seed!r}")
+        for arg, value in (("rank", rank), ("world_size", world_size)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+                raise TypeError(f"DataLoader: {arg} must be an int, got {type(value).__name__}")
+        if world_size < 1 or not 0 <= rank < world_size:
+            raise ValueError(f"DataLoader: need world_size >= 1 and 0 <= rank < world_size, got rank={rank}, "
+                             f"world_size={world_size}")
         for arg, fn in (("transform", transform), ("target_transform", target_transform)):
             if fn is not None and not callable(fn):
                 raise TypeError(f"DataLoader: {arg} must be callable, got {type(fn).__name__}")
@@ -85,6 +100,7 @@ class DataLoader:
         self.batch_size = int(batch_size)
         self.shuffle = bool(shuffle)
         self.drop_last = bool(drop_last)
+        self.rank, self.world_size = int(rank), int(world_size)
         # Without a seed, one drawn now keeps epochs distinct yet the loader self-consistent.
         self.seed = int(seed) if seed is not None else int(np.random.SeedSequence().entropy % 2**63)
         self.transform = transform
@@ -101,10 +117,17 @@ class DataLoader:
         self.epoch = 0
 
     def __len__(self) -> int:
-        """Batches per epoch."""
+        """Batches per epoch (of this rank)."""
         if self.drop_last:
-            return self._n // self.batch_size
-        return -(-self._n // self.batch_size)
+            return self.shard_size // self.batch_size
+        return -(-self.shard_size // self.batch_size)
+
+    @property
+    def shard_size(self) -> int:
+        """Samples this rank visits per epoch (``num_samples`` with one rank)."""
+        if self.drop_last:
+            return self._n // self.world_size
+        return -(-self._n // self.world_size)
 
     @property
     def num_samples(self) -> int:
@@ -118,11 +141,18 @@ class DataLoader:
         self.epoch = int(epoch)
 
     def order(self, epoch: int) -> np.ndarray:
-        """Sample indices of ``epoch`` in visiting order (int64, shape (N,))."""
+        """Sample indices this rank visits in ``epoch``, in order (int64, shape (shard_size,))."""
         if not self.shuffle:
-            return np.arange(self._n)
-        # A SeedSequence of (seed, epoch) gives independent, reproducible streams per epoch.
-        return np.random.default_rng([self.seed, epoch]).permutation(self._n)
+            order = np.arange(self._n)
+        else:
+            # A SeedSequence of (seed, epoch) gives independent, reproducible streams per epoch.
+            order = np.random.default_rng([self.seed, epoch]).permutation(self._n)
+        if self.world_size == 1:
+            return order
+        total = self.shard_size * self.world_size
+        # Wrap around to pad (np.resize repeats the order), or cut the tail with drop_last.
+        order = np.resize(order, total) if total > self._n else order[:total]
+        return order[self.rank::self.world_size]
 
     def __iter__(self) -> Iterator[tuple[np.ndarray, ...]]:
         # Not a generator function: the epoch advances when iter() is called, not at the first next().
@@ -149,4 +179,5 @@ class DataLoader:
     def __repr__(self) -> str:
         return (f"DataLoader(num_samples={self._n}, batch_size={self.batch_size}, shuffle={self.shuffle}, "
                 f"drop_last={self.drop_last}, seed={self.seed}"
+                + (f", rank={self.rank}, world_size={self.world_size}" if self.world_size > 1 else "")
                 + (f", device={self.device!r})" if self.device is not None else ")"))
