@@ -13,7 +13,7 @@ TRAIN_ARGS ?=
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev,plot,docs,mpi]'
+	$(PY) -m pip install -q -e '.[dev,plot,docs,mpi,onnx]'
 	touch $(STAMP)
 
 train: $(STAMP)

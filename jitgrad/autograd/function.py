@@ -37,6 +37,10 @@ from jitgrad.autograd.tensor import Tensor
 
 __all__ = ["Context", "Function"]
 
+#: Called as ``hook(cls, args, kwargs, result)`` after every ``apply`` while set (None: off).
+#: ``jitgrad.onnx.export`` sets it for one traced forward pass; nothing else should.
+_trace_hook: Any = None
+
 _FREED_MESSAGE = (
     "trying to backward through the graph a second time (its saved arrays were freed by the first "
     "backward); call backward(retain_graph=True) the first time if you need to"
@@ -147,4 +151,6 @@ class Function:
             ctx._fn = cls
             ctx._parents = args
             result._ctx = ctx
+        if _trace_hook is not None:
+            _trace_hook(cls, args, kwargs, result)
         return result

@@ -1,0 +1,331 @@
+"""The import table: ONNX operator name -> a small function that runs the node with jitgrad ops.
+
+Each converter is ``fn(node, inputs) -> Tensor | list[Tensor]``: ``node``
+carries the operator's attributes (``node.attrs``, defaults applied by the
+converter), its opset (``node.opset``) and its name for error messages;
+``inputs`` are jitgrad Tensors (None for an omitted optional input). Float
+math goes through jitgrad's autograd ops (so an imported model trains and
+runs on CUDA); integer "shape" values (Shape, Gather, Concat of sizes, ...)
+are small host tensors, computed with NumPy as in any ONNX runtime.
+
+Add an operator with :func:`register_converter`. Operators whose jitgrad op
+is not yet on main are listed in :data:`WAITING` with the layer they need.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+
+from jitgrad.autograd import ops
+from jitgrad.autograd.grad_mode import is_grad_enabled
+from jitgrad.autograd.tensor import Tensor
+from jitgrad.nn import functional as F
+
+__all__ = ["CONVERTERS", "WAITING", "register_converter", "NodeError"]
+
+
+class NodeError(ValueError):
+    """A node the importer cannot run as written (bad attributes or shapes); the message names it."""
+
+
+Converter = Callable[[Any, list], Any]
+CONVERTERS: dict[str, Converter] = {}
+
+#: Operators of issue 15's list that wait for a jitgrad op of issue 14 (or a kernel) not yet on main.
+WAITING: dict[str, str] = {
+    "ConvTranspose": "nn.ConvTranspose2d / conv_transpose2d (issue 14, branch convx)",
+    "LRN": "an lrn kernel pair (reference + cpu + cuda), not built yet",
+}
+
+
+def register_converter(*op_types: str) -> Callable[[Converter], Converter]:
+    """Decorator: run ONNX nodes of ``op_types`` with the decorated function."""
+    def deco(fn: Converter) -> Converter:
+        for op in op_types:
+            CONVERTERS[op] = fn
+        return fn
+    return deco
+
+
+def _host(t: Tensor | None) -> np.ndarray | None:
+    return None if t is None else np.asarray(t.numpy())
+
+
+def _needs_grad(inputs: list) -> bool:
+    return is_grad_enabled() and any(isinstance(t, Tensor) and t.requires_grad for t in inputs)
+
+
+def _on_device_of(arr: np.ndarray, like: Tensor) -> Tensor:
+    t = Tensor(np.ascontiguousarray(arr))
+    return t if like.device == "cpu" else t.to(like.device)
+
+
+def _host_op(node: Any, inputs: list, fn: Callable[..., np.ndarray], waiting: str) -> Tensor:
+    """Run a node on the host when no gradient must flow (shape idioms, inference); else name what is missing."""
+    if _needs_grad(inputs):
+        raise NodeError(f"node {node.name!r} ({node.op_type}) on tensors that require grad needs {waiting}, "
+                        "not on main yet; run it under jitgrad.no_grad() or freeze its inputs")
+    like = next(t for t in inputs if t is not None)
+    return _on_device_of(fn(*[_host(t) for t in inputs]), like)
+
+
+def _axis(node: Any, axis: int, ndim: int) -> int:
+    if not -ndim <= axis < max(ndim, 1):
+        raise NodeError(f"node {node.name!r} ({node.op_type}): axis {axis} out of range for rank {ndim}")
+    return axis % max(ndim, 1)
+
+
+# --- elementwise -------------------------------------------------------------------------------
+
+@register_converter("Identity")
+def _identity(node: Any, x: list) -> Any:
+    return x[0]
+
+
+@register_converter("Dropout")
+def _dropout(node: Any, x: list) -> Any:
+    # Inference: dropout is the identity (training_mode, when given and true, is refused).
+    if len(x) > 2 and x[2] is not None and bool(_host(x[2])):
+        raise NodeError(f"node {node.name!r} (Dropout): training_mode=True is not supported on import")
+    return [x[0], Tensor(np.ones(x[0].shape, dtype=bool))]
+
+
+def _binary(fn: Callable[[Any, Any], Any]) -> Converter:
+    def conv(node: Any, x: list) -> Any:
+        return fn(x[0], x[1])
+    return conv
+
+
+for _op, _fn in [("Add", lambda a, b: a + b), ("Sub", lambda a, b: a - b), ("Mul", lambda a, b: a * b),
+                 ("Pow", lambda a, b: a ** b)]:
+    CONVERTERS[_op] = _binary(_fn)
+
+
+@register_converter("Div")
+def _div(node: Any, x: list) -> Any:
+    a, b = x
+    if a.dtype.kind in "iu" and b.dtype.kind in "iu":  # ONNX integer division truncates
+        return Tensor(np.trunc(_host(a) / _host(b)).astype(a.dtype))
+    return a / b
+
+
+@register_converter("Sum")
+def _sum(node: Any, x: list) -> Any:
+    out = x[0]
+    for t in x[1:]:
+        out = out + t
+    return out
+
+
+for _op, _method in [("Neg", "__neg__"), ("Exp", "exp"), ("Log", "log"), ("Sqrt", "sqrt"), ("Abs", "abs"),
+                     ("Relu", "relu"), ("Sigmoid", "sigmoid"), ("Tanh", "tanh")]:
+    CONVERTERS[_op] = (lambda m: lambda node, x: getattr(x[0], m)())(_method)
+
+
+@register_converter("LeakyRelu")
+def _leaky_relu(node: Any, x: list) -> Any:
+    return x[0].leaky_relu(node.attrs.get("alpha", 0.01))
+
+
+@register_converter("Elu")
+def _elu(node: Any, x: list) -> Any:
+    return x[0].elu(node.attrs.get("alpha", 1.0))
+
+
+@register_converter("Softplus")
+def _softplus(node: Any, x: list) -> Any:
+    return x[0].softplus()
+
+
+@register_converter("Gelu")
+def _gelu(node: Any, x: list) -> Any:
+    return x[0].gelu(node.attrs.get("approximate", "none"))
+
+
+@register_converter("PRelu")
+def _prelu(node: Any, x: list) -> Any:
+    # max(0, x) + slope * min(0, x), with autograd ops only (the slope trains)
+    return x[0].relu() - x[1] * (-x[0]).relu()
+
+
+@register_converter("Clip")
+def _clip(node: Any, x: list) -> Any:
+    # Clip(x, lo, hi) = lo + relu(x - lo) - relu(x - hi): gradients of x and the bounds as PyTorch's clamp
+    t = x[0]
+    if node.opset < 11:
+        lo, hi = node.attrs.get("min"), node.attrs.get("max")
+    else:
+        lo = None if len(x) < 2 or x[1] is None else x[1]
+        hi = None if len(x) < 3 or x[2] is None else x[2]
+    if lo is not None and hi is not None:
+        return lo + (t - lo).relu() - (t - hi).relu()
+    if lo is not None:
+        return lo + (t - lo).relu()
+    if hi is not None:
+        return hi - (hi - t).relu()
+    return t
+
+
+@register_converter("Softmax", "LogSoftmax")
+def _softmax(node: Any, x: list) -> Any:
+    t = x[0]
+    fn = t.softmax if node.op_type == "Softmax" else t.log_softmax
+    if node.opset >= 13:
+        return fn(_axis(node, node.attrs.get("axis", -1), t.ndim))
+    # Before opset 13 the input is coerced to 2-D at ``axis`` and normalised over the second half.
+    axis = _axis(node, node.attrs.get("axis", 1), t.ndim)
+    shape = t.shape
+    y = t.reshape(int(np.prod(shape[:axis], dtype=np.int64)), -1)
+    y = y.softmax(-1) if node.op_type == "Softmax" else y.log_softmax(-1)
+    return y.reshape(shape)
+
+
+@register_converter("Cast")
+def _cast(node: Any, x: list) -> Any:
+    from onnx import helper
+
+    return x[0].astype(helper.tensor_dtype_to_np_dtype(node.attrs["to"]))
+
+
+# --- products, convolution and pooling ------------------------------------------------------------
+
+@register_converter("MatMul")
+def _matmul(node: Any, x: list) -> Any:
+    a, b = x
+    if b.ndim > 2:
+        raise NodeError(f"node {node.name!r} (MatMul): batched matmul (b of shape {b.shape}) needs jitgrad's "
+                        "BatchedMatMul (issue 14, branch convx), not on main yet")
+    return ops.matmul(a, b)
+
+
+@register_converter("Gemm")
+def _gemm(node: Any, x: list) -> Any:
+    a, b = x[0], x[1]
+    c = x[2] if len(x) > 2 else None
+    alpha, beta = node.attrs.get("alpha", 1.0), node.attrs.get("beta", 1.0)
+    trans_a, trans_b = node.attrs.get("transA", 0), node.attrs.get("transB", 0)
+    if not trans_a and trans_b and alpha == 1.0 and beta == 1.0 and (c is None or c.ndim == 1):
+        return F.linear(a, b, c)  # the dense layer's fused Linear op
+    y = ops.matmul(a.T if trans_a else a, b.T if trans_b else b)
+    if alpha != 1.0:
+        y = y * alpha
+    if c is not None:
+        y = y + (c * beta if beta != 1.0 else c)
+    return y
+
+
+def _pads_2d(node: Any, x: Tensor, kernel: list[int], strides: list[int], dilations: list[int]) -> tuple[int, int]:
+    """ONNX pads / auto_pad as jitgrad's symmetric (pad_h, pad_w); asymmetric pads are refused."""
+    auto_pad = node.attrs.get("auto_pad", "NOTSET")
+    auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad
+    if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+        pads = []
+        for size, k, s, d in zip(x.shape[2:], kernel, strides, dilations):
+            out = -(-size // s)
+            total = max(0, (out - 1) * s + (k - 1) * d + 1 - size)
+            lo = total // 2 if auto_pad == "SAME_UPPER" else total - total // 2
+            pads.append((lo, total - lo))
+        begin, end = [p[0] for p in pads], [p[1] for p in pads]
+    elif auto_pad == "VALID":
+        begin = end = [0, 0]
+    else:
+        p = list(node.attrs.get("pads", [0] * 4))
+        begin, end = p[:2], p[2:]
+    if list(begin) != list(end):
+        raise NodeError(f"node {node.name!r} ({node.op_type}): asymmetric pads {list(begin) + list(end)} need "
+                        "a Pad op (issue 14), not on main yet")
+    return int(begin[0]), int(begin[1])
+
+
+def _check_2d(node: Any, x: Tensor) -> None:
+    if x.ndim != 4:
+        raise NodeError(f"node {node.name!r} ({node.op_type}): only 2-D (NCHW) inputs are supported, "
+                        f"got shape {x.shape}")
+
+
+@register_converter("Conv")
+def _conv(node: Any, x: list) -> Any:
+    t, w = x[0], x[1]
+    b = x[2] if len(x) > 2 else None
+    _check_2d(node, t)
+    group = node.attrs.get("group", 1)
+    if group != 1:
+        raise NodeError(f"node {node.name!r} (Conv): group={group} needs Conv2d(groups=) (issue 14, branch "
+                        "convx), not on main yet")
+    kernel = list(w.shape[2:])
+    strides = list(node.attrs.get("strides", [1, 1]))
+    dilations = list(node.attrs.get("dilations", [1, 1]))
+    pad = _pads_2d(node, t, kernel, strides, dilations)
+    return F.conv2d(t, w, b, stride=tuple(strides), padding=pad, dilation=tuple(dilations))
+
+
+@register_converter("MaxPool", "AveragePool")
+def _pool(node: Any, x: list) -> Any:
+    t = x[0]
+    _check_2d(node, t)
+    kernel = list(node.attrs["kernel_shape"])
+    strides = list(node.attrs.get("strides", [1, 1]))
+    dilations = list(node.attrs.get("dilations", [1, 1]))
+    if dilations != [1, 1] or node.attrs.get("ceil_mode", 0) or node.attrs.get("storage_order", 0):
+        raise NodeError(f"node {node.name!r} ({node.op_type}): dilations, ceil_mode and storage_order are not "
+                        f"supported (got {dilations}, {node.attrs.get('ceil_mode', 0)}, "
+                        f"{node.attrs.get('storage_order', 0)})")
+    if len(node.outputs) > 1 and node.outputs[1]:
+        raise NodeError(f"node {node.name!r} (MaxPool): the Indices output is not supported")
+    pad = _pads_2d(node, t, kernel, strides, [1, 1])
+    if node.op_type == "MaxPool":
+        return F.max_pool2d(t, tuple(kernel), tuple(strides), pad)
+    return F.avg_pool2d(t, tuple(kernel), tuple(strides), pad,
+                        count_include_pad=bool(node.attrs.get("count_include_pad", 0)))
+
+
+@register_converter("GlobalAveragePool", "GlobalMaxPool")
+def _global_pool(node: Any, x: list) -> Any:
+    t = x[0]
+    axes = tuple(range(2, t.ndim))
+    return t.mean(axis=axes, keepdims=True) if node.op_type == "GlobalAveragePool" else t.max(axis=axes, keepdims=True)
+
+
+@register_converter("BatchNormalization")
+def _batch_norm(node: Any, x: list) -> Any:
+    # Inference form: (x - mean) / sqrt(var + eps) * scale + bias, per channel (axis 1), on autograd ops.
+    t, scale, bias, mean, var = x[:5]
+    if node.attrs.get("training_mode", 0) or (len(node.outputs) > 1 and any(node.outputs[1:])):
+        raise NodeError(f"node {node.name!r} (BatchNormalization): training mode needs nn.BatchNorm2d "
+                        "(issue 14, branch norm), not on main yet")
+    shape = (1, -1) + (1,) * (t.ndim - 2)
+    inv = (var.reshape(shape) + node.attrs.get("epsilon", 1e-5)).sqrt()
+    return (t - mean.reshape(shape)) / inv * scale.reshape(shape) + bias.reshape(shape)
+
+
+@register_converter("LayerNormalization")
+def _layer_norm(node: Any, x: list) -> Any:
+    t, scale = x[0], x[1]
+    bias = x[2] if len(x) > 2 else None
+    if len(node.outputs) > 1 and any(node.outputs[1:]):
+        raise NodeError(f"node {node.name!r} (LayerNormalization): the Mean/InvStdDev outputs are not supported")
+    axis = _axis(node, node.attrs.get("axis", -1), t.ndim)
+    axes = tuple(range(axis, t.ndim))
+    mu = t.mean(axis=axes, keepdims=True)
+    d = t - mu
+    y = d / ((d * d).mean(axis=axes, keepdims=True) + node.attrs.get("epsilon", 1e-5)).sqrt() * scale
+    return y if bias is None else y + bias
+
+
+@register_converter("ReduceMean", "ReduceSum", "ReduceMax")
+def _reduce(node: Any, x: list) -> Any:
+    t = x[0]
+    if len(x) > 1 and x[1] is not None:
+        axes = [int(a) for a in _host(x[1])]
+    else:
+        axes = list(node.attrs.get("axes", []))
+    if not axes:
+        if node.attrs.get("noop_with_empty_axes", 0):
+            return t
+        axes = list(range(t.ndim))
+    axes_t = tuple(_axis(node, a, t.ndim) for a in axes)
+    keep = bool(node.attrs.get("keepdims", 1))
+    method = {"ReduceMean": t.mean, "ReduceSum": t.sum, "ReduceMax": t.max}[node.op_type]
+    return method(axis=axes_t, keepdims=keep)

@@ -1,0 +1,381 @@
+"""``export``: trace one forward pass of a Module and write it as an ONNX graph.
+
+Tracing: while the forward runs, :data:`jitgrad.autograd.function._trace_hook`
+sees every ``Function.apply`` (its class, arguments, keyword
+hyper-parameters and result). Each call becomes ONNX nodes through
+:data:`EXPORTERS`, a table from the Function's class name to a small
+function; the Tensors a call reads are graph values when an earlier call
+made them, the model's input, a parameter (an initializer under its
+``named_parameters`` name) or, otherwise, a constant initializer. Adding an
+op later is one entry in the table (:func:`register_exporter`).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from jitgrad.autograd import function as _function
+from jitgrad.autograd.grad_mode import no_grad
+from jitgrad.autograd.tensor import Tensor
+
+__all__ = ["EXPORTERS", "register_exporter", "export", "UnsupportedOperatorError"]
+
+
+class UnsupportedOperatorError(NotImplementedError):
+    """An op with no ONNX mapping (export) or an ONNX operator with no jitgrad converter (import)."""
+
+
+class _Graph:
+    """What the trace has built so far: nodes, initializers and the names of the values."""
+
+    def __init__(self, opset: int) -> None:
+        import onnx.helper  # noqa: F401  (imported here: onnx is an optional extra)
+
+        self.opset = opset
+        self.nodes: list[Any] = []
+        self.initializers: list[Any] = []
+        self.names: dict[int, str] = {}   # id(Tensor) -> value name
+        self.keep: list[Any] = []         # keeps traced tensors alive so their ids stay unique
+        self.batch_values: set[str] = set()  # values whose dim 0 is the (dynamic) batch
+        self._count = 0
+
+    def fresh(self, hint: str) -> str:
+        self._count += 1
+        return f"{hint}_{self._count}"
+
+    def node(self, op: str, inputs: list[str], outputs: list[str] | None = None, **attrs: Any) -> str:
+        from onnx import helper
+
+        outputs = outputs or [self.fresh(op)]
+        self.nodes.append(helper.make_node(op, inputs, outputs, name=self.fresh(op + "_node"), **attrs))
+        return outputs[0]
+
+    def constant(self, value: Any, dtype: Any = None, hint: str = "const") -> str:
+        from onnx import numpy_helper
+
+        arr = np.asarray(value, dtype=dtype)
+        name = self.fresh(hint)
+        self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(arr), name))
+        return name
+
+    def value(self, x: Any, dtype: Any) -> str:
+        """The name of argument ``x``: a traced value, a parameter, or a new constant."""
+        if isinstance(x, Tensor):
+            name = self.names.get(id(x))
+            if name is not None:
+                return name
+            name = self.constant(x.numpy(), hint="const")
+            self.names[id(x)] = name
+            self.keep.append(x)
+            return name
+        return self.constant(x, dtype=dtype)
+
+
+def _pair(v: Any) -> list[int]:
+    return [int(v), int(v)] if isinstance(v, (int, np.integer)) else [int(a) for a in v]
+
+
+# --- the exporters: fn(graph, args, kwargs, result) -> name of the output value ----------------
+
+Exporter = Callable[[_Graph, tuple, dict, Tensor], str]
+EXPORTERS: dict[str, Exporter] = {}
+
+
+def register_exporter(*function_names: str) -> Callable[[Exporter], Exporter]:
+    """Decorator: export calls of the named ``Function`` classes with the decorated function."""
+    def deco(fn: Exporter) -> Exporter:
+        for n in function_names:
+            EXPORTERS[n] = fn
+        return fn
+    return deco
+
+
+def _inputs(g: _Graph, args: tuple, result: Tensor) -> list[str]:
+    return [g.value(a, result.dtype) for a in args if a is not None]
+
+
+def _simple(onnx_op: str, **fixed: Any) -> Exporter:
+    def fn(g: _Graph, args: tuple, kwargs: dict, result: Tensor) -> str:
+        return g.node(onnx_op, _inputs(g, args, result), **fixed)
+    fn.__doc__ = f"One ``{onnx_op}`` node."
+    return fn
+
+
+for _jg, _ox in [("Add", "Add"), ("Sub", "Sub"), ("Mul", "Mul"), ("Div", "Div"), ("Pow", "Pow"),
+                 ("Neg", "Neg"), ("Exp", "Exp"), ("Log", "Log"), ("Sqrt", "Sqrt"), ("Abs", "Abs"),
+                 ("MatMul", "MatMul"), ("ReLU", "Relu"), ("Sigmoid", "Sigmoid"), ("Tanh", "Tanh")]:
+    EXPORTERS[_jg] = _simple(_ox)
+
+
+@register_exporter("ToDevice")
+def _identity(g: _Graph, args: tuple, kwargs: dict, result: Tensor) -> str:
+    return g.node("Identity", _inputs(g, args[:1], result))
+
+
+@register_exporter("Linear")
+def _linear(g: _Graph, args: tuple, kwargs: dict, result: Tensor) -> str:
+    return g.node("Gemm", _inputs(g, args, result), transB=1)
+
+
+@register_exporter("Sum", "Mean", "Max")
+def _reduce(g: _Graph, args: tuple, kwargs: dict, result: Tensor) -> str:
+    x = args[0]
+    axis = kwargs.get("axis", args[1] if len(args) > 1 else None)
+    keepdims = kwargs.get("keepdims", args[2] if len(args) > 2 else False)
+    axes = list(range(x.ndim)) if axis is None else [int(a) for a in (axis if isinstance(axis, tuple) else (axis,))]
+    op = {"Sum": "ReduceSum", "Mean": "ReduceMean", "Max": "ReduceMax"}[g.current]
+    inputs = [g.value(x, result.dtype)]
+    # ReduceSum takes its axes as an input from opset 13, the others from opset 18.
+    if op == "ReduceSum" or g.opset >= 18:
+        return g.node(op, inputs + [g.constant(axes, np.int64)], keepdims=int(bool(keepdims)))
+    return g.node(op, inputs, axes=axes, keepdims=int(bool(keepdims)))
+
+
+@register_exporter("Reshape")
+def _reshape(g: _Graph, args: tuple, kwargs: dict, result: Tensor) -> str:
+    x = args[0]
+    name = g.value(x, result.dtype)
+    shape = list(result.shape)
+    if x.ndim >= 1 and len(shape) == 2 and shape[0] == x.shape[0]:
+        return g.node("Flatten", [name], axis=1)  # (N, ...) -> (N, -1): no batch size written down
+    if shape and x.ndim >= 1 and shape[0] == x.shape[0] and g.names.get(id(x)) in g.batch_values:
+        shape[0] = 0  # ONNX Reshape: 0 copies the input's dimension (the dynamic batch)
+    return g.node("Reshape", [name, g.constant(shape, np.int64)])
+
+
+@register_exporter("Permute")
+def _permute(g: _Graph, args: tuple, kwargs: dict, result: Tensor) -> str:
+    return g.node("Transpose", _inputs(g, args[:1], result), perm=[int(a) for a in kwargs["axes"]])
+
+
+@register_exporter("Getitem")
+def _getitem(g: _Graph, args: tuple, kwargs: dict, result: Tensor) -> str:
+    x, index = args[0], kwargs["index"]
+    index = index if isinstance(index, tuple) else (index,)
+    if any(i is Ellipsis or i is None or not isinstance(i, (slice, int, np.integer)) for i in index):
+        raise UnsupportedOperatorError(f"export: Getitem with index {index!r} has no ONNX mapping "
+                                       "(only ints and slices are exported)")
+    starts, ends, axes, steps, squeeze = [], [], [], [], []
+    for axis, i in enumerate(index):
+        if isinstance(i, slice):
+            if i == slice(None):
+                continue
+            start, stop, step = i.indices(x.shape[axis])
+            starts.append(start)
+            ends.append(stop if step > 0 or stop >= 0 else -(2 ** 63))
+            steps.append(step)
+        else:
+            start = int(i) % x.shape[axis]
+            starts.append(start), ends.append(start + 1), steps.append(1), squeeze.append(axis)
+        axes.append(axis)
+    name = g.value(x, result.dtype)
+    if axes:
+        name = g.node("Slice", [name] + [g.constant(v, np.int64) for v in (starts, ends, axes, steps)])
+    if squeeze:
+        name = g.node("Squeeze", [name, g.constant(squeeze, np.int64)])
+    return name
+
+
+@register_exporter("Cast")
+def _cast(g: _Graph, args: tuple, kwargs: dict, result: Tensor) -> str:
+    from onnx import helper
+
+    return g.node("Cast", _inputs(g, args[:1], result), to=helper.np_dtype_to_tensor_dtype(np.dtype(result.dtype)))
+
+
+@register_exporter("LeakyReLU")
+def _leaky_relu(g: _Graph, args: tuple, kwargs: dict, result: Tensor) -> str:
+    return g.node("LeakyRelu", _inputs(g, args, result), alpha=float(kwargs.get("negative_slope", 0.01)))
+
+
+@register_exporter("ELU")
+def _elu(g: _Graph, args: tuple, kwargs: dict, result: Tensor) -> str:
+    return g.node("Elu", _inputs(g, args, result), alpha=float(kwargs.get("alpha", 1.0)))
+
+
+@register_exporter("Softplus")
+def _softplus(g: _Graph, args: tuple, kwargs: dict, result: Tensor) -> str:
+    # ONNX Softplus is log(1 + exp(x)); jitgrad's threshold only switches to x where the two agree.
+    beta = float(kwargs.get("beta", 1.0))
+    (x,) = _inputs(g, args, result)
+    if beta == 1.0:
+        return g.node("Softplus", [x])
+    b = g.constant(beta, result.dtype)
+    return g.node("Div", [g.node("Softplus", [g.node("Mul", [x, b])]), b])
+
+
+@register_exporter("GELU")
+def _gelu(g: _Graph, args: tuple, kwargs: dict, result: Tensor) -> str:
+    (x,) = _inputs(g, args, result)
+    approximate = kwargs.get("approximate", "none")
+    if g.opset >= 20:
+        return g.node("Gelu", [x], approximate=approximate)
+    dt = result.dtype
+    half, one = g.constant(0.5, dt), g.constant(1.0, dt)
+    if approximate == "tanh":  # 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
+        cube = g.node("Mul", [g.node("Mul", [x, x]), x])
+        inner = g.node("Add", [x, g.node("Mul", [cube, g.constant(0.044715, dt)])])
+        t = g.node("Tanh", [g.node("Mul", [inner, g.constant(math.sqrt(2 / math.pi), dt)])])
+    else:  # 0.5 x (1 + erf(x / sqrt 2))
+        t = g.node("Erf", [g.node("Div", [x, g.constant(math.sqrt(2.0), dt)])])
+    return g.node("Mul", [g.node("Mul", [x, half]), g.node("Add", [t, one])])
+
+
+@register_exporter("Softmax", "LogSoftmax")
+def _softmax(g: _Graph, args: tuple, kwargs: dict, result: Tensor) -> str:
+    return g.node(g.current, _inputs(g, args[:1], result), axis=int(kwargs.get("axis", -1)))
+
+
+@register_exporter("Conv2d")
+def _conv2d(g: _Graph, args: tuple, kwargs: dict, result: Tensor) -> str:
+    w = args[1]
+    pad = _pair(kwargs.get("padding", 0))
+    groups = int(kwargs.get("groups", 1))
+    return g.node("Conv", _inputs(g, args, result), kernel_shape=list(w.shape[2:]),
+                  strides=_pair(kwargs.get("stride", 1)), dilations=_pair(kwargs.get("dilation", 1)),
+                  pads=pad + pad, group=groups)
+
+
+@register_exporter("MaxPool2d", "AvgPool2d")
+def _pool(g: _Graph, args: tuple, kwargs: dict, result: Tensor) -> str:
+    k = _pair(kwargs["kernel_size"])
+    stride = kwargs.get("stride")
+    pad = _pair(kwargs.get("padding", 0))
+    attrs = {"kernel_shape": k, "strides": k if stride is None else _pair(stride), "pads": pad + pad}
+    if g.current == "AvgPool2d":
+        attrs["count_include_pad"] = int(bool(kwargs.get("count_include_pad", True)))
+        return g.node("AveragePool", _inputs(g, args[:1], result), **attrs)
+    return g.node("MaxPool", _inputs(g, args[:1], result), **attrs)
+
+
+# --- the tracer ---------------------------------------------------------------------------------
+
+
+def _trace(model: Any, x: Tensor, g: _Graph, input_name: str) -> Any:
+    g.names[id(x)] = input_name
+    g.batch_values.add(input_name)
+
+    def hook(cls: type, args: tuple, kwargs: dict, result: Tensor) -> None:
+        exporter = EXPORTERS.get(cls.__name__)
+        if exporter is None:
+            raise UnsupportedOperatorError(
+                f"export: jitgrad op {cls.__name__} has no ONNX mapping (supported: {', '.join(sorted(EXPORTERS))}); "
+                "register one with jitgrad.onnx.register_exporter")
+        g.current = cls.__name__
+        name = exporter(g, args, kwargs, result)
+        g.names[id(result)] = name
+        g.keep.append(result)
+        if any(isinstance(a, Tensor) and g.names.get(id(a)) in g.batch_values for a in args):
+            g.batch_values.add(name)
+
+    previous = _function._trace_hook
+    if previous is not None:
+        raise RuntimeError("export: another export is tracing in this process")
+    _function._trace_hook = hook
+    try:
+        with no_grad():
+            return model(x)
+    finally:
+        _function._trace_hook = None
+
+
+def _as_tuple(out: Any) -> tuple[Tensor, ...]:
+    outs = out if isinstance(out, (tuple, list)) else (out,)
+    for o in outs:
+        if not isinstance(o, Tensor):
+            raise TypeError(f"export: the model must return a Tensor or a tuple of Tensors, got {type(o).__name__}")
+    return tuple(outs)
+
+
+def export(model: Any, example_input: Any, path: str | Path | None = None, opset: int = 17,
+           input_names: list[str] | tuple[str, ...] = ("input",),
+           output_names: list[str] | tuple[str, ...] | None = None, dynamic_batch: bool = True) -> Any:
+    """Trace ``model(example_input)`` once and write it as an ONNX model.
+
+    The model runs in evaluation mode (dropout is the identity and vanishes
+    from the graph; its train/eval mode is restored afterwards) and without
+    gradients. Parameters become initializers under their
+    ``named_parameters()`` names; tensors made inside ``forward`` that do not
+    depend on the input become constants.
+
+    Parameters
+    ----------
+    model : Module
+        Built from jitgrad layers and functional ops (any ``forward``).
+    example_input : Tensor or array, shape ``(N, ...)``
+        One batch; its shape (but the batch size, when ``dynamic_batch``) is
+        written into the graph.
+    path : str or Path, optional
+        Where to write the ``.onnx`` file; None writes nothing.
+    opset : int, default 17
+        ONNX opset version of the default domain (13 to 21).
+    input_names, output_names : sequence of str
+        Names of the graph's input and outputs (default ``output``,
+        ``output_1``, ...).
+    dynamic_batch : bool, default True
+        Declare dimension 0 of the input and outputs as the symbolic ``batch``.
+
+    Returns
+    -------
+    onnx.ModelProto
+        The model, already checked with ``onnx.checker.check_model(full_check=True)``.
+
+    Raises
+    ------
+    UnsupportedOperatorError
+        For an op with no ONNX mapping (the message names it).
+    """
+    import onnx
+    from onnx import helper
+
+    if not 13 <= int(opset) <= 21:
+        raise ValueError(f"export: opset must be between 13 and 21, got {opset!r}")
+    if len(input_names) != 1:
+        raise ValueError(f"export: input_names must hold one name (one input), got {list(input_names)}")
+    x = example_input if isinstance(example_input, Tensor) else Tensor(np.asarray(example_input, dtype=np.float32))
+    if x.ndim == 0:
+        raise ValueError("export: example_input must have a batch dimension, got a 0-d tensor")
+    x = Tensor(x.data)  # a fresh leaf: its id names the graph input
+    g = _Graph(int(opset))
+    for name, param in model.named_parameters():
+        if id(param) not in g.names:
+            g.names[id(param)] = name
+            g.initializers.append(onnx.numpy_helper.from_array(np.ascontiguousarray(param.numpy()), name))
+    was_training = [m.training for m in model.modules()]
+    model.eval()
+    try:
+        outs = _as_tuple(_trace(model, x, g, input_names[0]))
+    finally:
+        for m, mode in zip(model.modules(), was_training):
+            object.__setattr__(m, "training", mode)
+    names = list(output_names) if output_names is not None else (
+        ["output"] + [f"output_{i}" for i in range(1, len(outs))])
+    if len(names) != len(outs):
+        raise ValueError(f"export: {len(outs)} output(s) but output_names has {len(names)}: {names}")
+    for out, name in zip(outs, names):
+        src = g.names.get(id(out))
+        if src is None:
+            raise ValueError("export: an output does not depend on any traced op (the model returned a constant "
+                             "or its input unchanged)")
+        g.node("Identity", [src], [name])
+
+    def info(name: str, t: Tensor, batch: bool) -> Any:
+        shape = list(t.shape)
+        if dynamic_batch and batch and shape:
+            shape[0] = "batch"
+        return helper.make_tensor_value_info(name, helper.np_dtype_to_tensor_dtype(np.dtype(t.dtype)), shape)
+
+    graph = helper.make_graph(
+        g.nodes, type(model).__name__, [info(input_names[0], x, True)],
+        [info(n, o, g.names[id(o)] in g.batch_values) for n, o in zip(names, outs)], g.initializers)
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", int(opset))],
+                              producer_name="jitgrad")
+    proto.ir_version = min(proto.ir_version, 9 if opset <= 20 else 10)
+    onnx.checker.check_model(proto, full_check=True)
+    if path is not None:
+        onnx.save(proto, str(path))
+    return proto
