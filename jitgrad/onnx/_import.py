@@ -66,13 +66,7 @@ class OnnxModule(Module):
             else:
                 consts[init.name] = arr
         object.__setattr__(self, "_constants", consts)
-        init_names = {i.name for i in graph.initializer}
-        inputs = [i for i in graph.input if i.name not in init_names]
-        for i in inputs:
-            t = i.type.tensor_type
-            if not t.HasField("shape"):
-                raise ValueError(f"load: graph input {i.name!r} has an unknown shape (no rank); give the model "
-                                 "a fixed-rank input (onnx.tools.update_model_dims or re-export)")
+        inputs = _graph_inputs(graph)
         object.__setattr__(self, "input_names", [i.name for i in inputs])
         object.__setattr__(self, "output_names", [o.name for o in graph.output])
         nodes = []
@@ -119,6 +113,17 @@ class OnnxModule(Module):
     def extra_repr(self) -> str:
         return (f"graph={self.graph_name!r}, opset={self.opset}, nodes={len(self.nodes)}, "
                 f"inputs={self.input_names}, outputs={self.output_names}")
+
+
+def _graph_inputs(graph: Any) -> list[Any]:
+    """The graph's real inputs (not initializers), each checked to have a known rank."""
+    init_names = {i.name for i in graph.initializer}
+    inputs = [i for i in graph.input if i.name not in init_names]
+    for i in inputs:
+        if not i.type.tensor_type.HasField("shape"):
+            raise ValueError(f"load: graph input {i.name!r} has an unknown shape (no rank); give the model "
+                             "a fixed-rank input (onnx.tools.update_model_dims or re-export)")
+    return inputs
 
 
 def _missing(node: _Node, name: str) -> Any:
@@ -189,6 +194,7 @@ def load(path: str | Path | Any) -> OnnxModule:
     import onnx
 
     model = _read(path)
+    _graph_inputs(model.graph)
     try:
         onnx.checker.check_model(model)
     except onnx.checker.ValidationError as exc:

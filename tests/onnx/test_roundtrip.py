@@ -159,7 +159,7 @@ def _one_node_model(op: str, opset: int = 17, shape=(2, 3), **attrs):
 
     graph = helper.make_graph([helper.make_node(op, ["x"], ["y"], name="the_node", **attrs)], "g",
                               [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, shape)])
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
 
 
@@ -172,10 +172,17 @@ def test_load_names_unsupported_operator_opset_and_shape(tmp_path):
         jonnx.load(_one_node_model("Relu", opset=6))
     with pytest.raises(ValueError, match="graph input 'x' has an unknown shape"):
         jonnx.load(_one_node_model("Relu", shape=None))
-    m = jonnx.load(_one_node_model("Conv", shape=(1, 1, 4, 4)))  # Conv without a weight input
-    assert m is not None  # the checker accepts the node; running it names node and op:
-    with pytest.raises(ValueError, match=r"node 'the_node' \(Conv\)"):
-        m(jitgrad.Tensor(np.zeros((1, 1, 4, 4), np.float32)))
+    with pytest.raises(ValueError, match=r"not valid ONNX: Node\(the_node\) with schema\(::Conv"):
+        jonnx.load(_one_node_model("Conv", shape=(1, 1, 4, 4)))  # Conv without its weight input
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = helper.make_graph([helper.make_node("Reshape", ["x", "s"], ["y"], name="bad_reshape")], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [7])],
+                              [numpy_helper.from_array(np.array([7], np.int64), "s")])
+    m = jonnx.load(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+    with pytest.raises(ValueError, match=r"node 'bad_reshape' \(Reshape\): ValueError: .*7"):
+        m(jitgrad.Tensor(np.zeros((2, 3), np.float32)))
 
 
 def test_load_names_missing_external_data(tmp_path):
