@@ -147,20 +147,23 @@ def _gelu(node: Any, x: list) -> Any:
 @register_converter("PRelu")
 def _prelu(node: Any, x: list) -> Any:
     # max(0, x) + slope * min(0, x), with autograd ops only (the slope trains)
-    return x[0].relu() - x[1] * (-x[0]).relu()
+    t, slope = x
+    if node.opset < 7 and slope.ndim == 1 and t.ndim > 2 and slope.shape[0] == t.shape[1]:
+        slope = slope.reshape((1, -1) + (1,) * (t.ndim - 2))  # opset 6: one slope per channel (axis 1)
+    return t.relu() - slope * (-t).relu()
 
 
 @register_converter("Clip")
 def _clip(node: Any, x: list) -> Any:
-    # Clip(x, lo, hi) = lo + relu(x - lo) - relu(x - hi): gradients of x and the bounds as PyTorch's clamp
+    # max(x, lo) = lo + relu(x - lo) and min(x, hi) = hi - relu(hi - x): autograd ops only
     t = x[0]
     if node.opset < 11:
         lo, hi = node.attrs.get("min"), node.attrs.get("max")
     else:
         lo = None if len(x) < 2 or x[1] is None else x[1]
         hi = None if len(x) < 3 or x[2] is None else x[2]
-    if lo is not None and hi is not None:
-        return lo + (t - lo).relu() - (t - hi).relu()
+    if lo is not None and hi is not None:  # min(max(x, lo), hi): all hi when lo > hi, as ONNX says
+        return hi - (hi - (lo + (t - lo).relu())).relu()
     if lo is not None:
         return lo + (t - lo).relu()
     if hi is not None:
@@ -304,14 +307,13 @@ def _batch_norm(node: Any, x: list) -> Any:
 def _layer_norm(node: Any, x: list) -> Any:
     t, scale = x[0], x[1]
     bias = x[2] if len(x) > 2 else None
-    if len(node.outputs) > 1 and any(node.outputs[1:]):
-        raise NodeError(f"node {node.name!r} (LayerNormalization): the Mean/InvStdDev outputs are not supported")
     axis = _axis(node, node.attrs.get("axis", -1), t.ndim)
     axes = tuple(range(axis, t.ndim))
     mu = t.mean(axis=axes, keepdims=True)
     d = t - mu
-    y = d / ((d * d).mean(axis=axes, keepdims=True) + node.attrs.get("epsilon", 1e-5)).sqrt() * scale
-    return y if bias is None else y + bias
+    std = ((d * d).mean(axis=axes, keepdims=True) + node.attrs.get("epsilon", 1e-5)).sqrt()
+    y = d / std * scale
+    return [y if bias is None else y + bias, mu, 1.0 / std]
 
 
 @register_converter("ReduceMean", "ReduceSum", "ReduceMax")

@@ -17,7 +17,7 @@ from jitgrad.onnx._export import UnsupportedOperatorError
 __all__ = ["OnnxModule", "load", "MIN_OPSET", "MAX_OPSET"]
 
 #: The default-domain opsets the importer reads (operators' older semantics are handled where they differ).
-MIN_OPSET, MAX_OPSET = 7, 21
+MIN_OPSET, MAX_OPSET = 6, 25
 
 
 class _Node:

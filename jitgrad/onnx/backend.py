@@ -84,7 +84,7 @@ class JitgradBackend(Backend):
         graph_outputs = [helper.make_empty_tensor_value_info(n) for n in node.output if n]
         graph = helper.make_graph([node], "run_node", graph_inputs, graph_outputs)
         opset = kwargs.get("opset_version", onnx.defs.onnx_opset_version())
-        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", min(opset, 21))])
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", min(opset, 25))])
         module = OnnxModule(model).eval()
         rep = JitgradRep(module, _device_name(device))
         return rep.run(list(inputs))
