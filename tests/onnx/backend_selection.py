@@ -73,3 +73,7 @@ exclude("MaxPool's Indices output (argmax in ONNX's flat layout) is not exported
 exclude("sequence and optional types: outside the tensor-only importer", r"^test_split_to_sequence",
         r"^test_identity_(opt|sequence)")
 exclude("GatherElements is a different operator than Gather (matched by the name prefix)", r"^test_gather_elements")
+exclude("model zoo: LRN needs an lrn kernel pair, not built yet", r"^test_(bvlc_alexnet|zfnet512|inception_v1)_cpu$")
+exclude("model zoo: MaxPool with asymmetric pads waits for a Pad op (issue 14, branch convx)",
+        r"^test_inception_v2_cpu$")
+exclude("model zoo: grouped Conv waits for Conv2d(groups=) (issue 14, branch convx)", r"^test_shufflenet_cpu$")

@@ -2,7 +2,8 @@
 
 The selection (issue 15's operators, their PyTorch-converted tests and the
 nine model-zoo graphs) and each exclusion with its reason are in
-tests/onnx/backend_selection.py.
+tests/onnx/backend_selection.py. ``bench/onnx_backend_counts.py`` runs the same
+selection on jitgrad and on onnxruntime and prints both pass counts.
 """
 
 from __future__ import annotations
@@ -28,4 +29,7 @@ for _pattern in include_patterns():
 for _pattern in EXCLUDED:
     _runner.exclude(_pattern)
 
-globals().update(_runner.test_cases)
+_cases = _runner.test_cases
+# The model-zoo graphs run full-size ImageNet networks (ResNet-50: ~45 s on 2 busy cores): slow tests.
+_cases["OnnxBackendRealModelTest"].pytestmark = [pytest.mark.slow]
+globals().update(_cases)
