@@ -22,8 +22,7 @@ TORCH_TESTS = [
     "ReflectionPad2d", "ReplicationPad2d", "ConstantPad2d", "PixelShuffle", "Embedding",
     "operator_add", "operator_basic", "operator_concat", "operator_conv", "operator_flatten", "operator_mm",
     "operator_pad", "operator_params", "operator_permute", "operator_reduced", "operator_view", "operator_maxpool",
-    "operator_chunk", "operator_clip", "operator_index", "operator_non_float_params", "operator_selu",
-    "operator_symbolic_override", "operator_transpose",
+    "operator_chunk", "operator_clip", "operator_index", "operator_non_float_params", "operator_transpose",
 ]
 
 #: The nine model-zoo graphs. The onnx wheel ships them offline as "light" models (weights made by
