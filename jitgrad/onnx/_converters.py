@@ -92,9 +92,16 @@ def _dropout(node: Any, x: list) -> Any:
     return [x[0], Tensor(np.ones(x[0].shape, dtype=bool))]
 
 
+def _same_device(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
+    """Constants (Constant nodes, host shape values) join the device of the other operand."""
+    if a.device == b.device:
+        return a, b
+    return (a.to(b.device), b) if a.device == "cpu" else (a, b.to(a.device))
+
+
 def _binary(fn: Callable[[Any, Any], Any]) -> Converter:
     def conv(node: Any, x: list) -> Any:
-        return fn(x[0], x[1])
+        return fn(*_same_device(x[0], x[1]))
     return conv
 
 
@@ -105,7 +112,7 @@ for _op, _fn in [("Add", lambda a, b: a + b), ("Sub", lambda a, b: a - b), ("Mul
 
 @register_converter("Div")
 def _div(node: Any, x: list) -> Any:
-    a, b = x
+    a, b = _same_device(*x)
     if a.dtype.kind in "iu" and b.dtype.kind in "iu":  # ONNX integer division truncates
         return Tensor(np.trunc(_host(a) / _host(b)).astype(a.dtype))
     return a / b
@@ -115,6 +122,7 @@ def _div(node: Any, x: list) -> Any:
 def _sum(node: Any, x: list) -> Any:
     out = x[0]
     for t in x[1:]:
+        out, t = _same_device(out, t)
         out = out + t
     return out
 

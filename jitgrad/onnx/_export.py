@@ -48,6 +48,7 @@ class _Graph:
         return f"{hint}_{self._count}"
 
     def node(self, op: str, inputs: list[str], outputs: list[str] | None = None, **attrs: Any) -> str:
+        """Append one node; returns the name of its (first) output."""
         from onnx import helper
 
         outputs = outputs or [self.fresh(op)]
@@ -55,12 +56,11 @@ class _Graph:
         return outputs[0]
 
     def constant(self, value: Any, dtype: Any = None, hint: str = "const") -> str:
+        # A Constant node, not an initializer: on import, initializers become trainable Parameters.
         from onnx import numpy_helper
 
-        arr = np.asarray(value, dtype=dtype)
-        name = self.fresh(hint)
-        self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(arr), name))
-        return name
+        arr = np.ascontiguousarray(np.asarray(value, dtype=dtype))
+        return self.node("Constant", [], [self.fresh(hint)], value=numpy_helper.from_array(arr))
 
     def value(self, x: Any, dtype: Any) -> str:
         """The name of argument ``x``: a traced value, a parameter, or a new constant."""
