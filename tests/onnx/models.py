@@ -1,32 +1,28 @@
-"""Small models shared by the ONNX tests: LeNet-5 and the Keras convnet (as examples/mnist_cnn.py) and a
+"""Small models shared by the ONNX tests: LeNet-5 and the Keras convnet (from examples/mnist_cnn.py) and a
 residual net with a custom forward."""
 
 from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
 
 import numpy as np
 
 from jitgrad import nn
 
 
-def lenet5() -> nn.Module:
-    return nn.Sequential(
-        nn.Conv2d(1, 6, 5), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Flatten(),
-        nn.Linear(256, 120), nn.ReLU(),
-        nn.Linear(120, 84), nn.ReLU(),
-        nn.Linear(84, 10),
-    )
+def _example():
+    """examples/mnist_cnn.py, imported by path: the tests export the very models the example trains."""
+    path = Path(__file__).resolve().parents[2] / "examples" / "mnist_cnn.py"
+    spec = importlib.util.spec_from_file_location("mnist_cnn_example_for_onnx", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-def convnet() -> nn.Module:
-    return nn.Sequential(
-        nn.Conv2d(1, 32, 3), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Flatten(),
-        nn.Dropout(0.5),
-        nn.Linear(1600, 10),
-    )
+_EXAMPLE = _example()
+lenet5 = _EXAMPLE.lenet5
+convnet = _EXAMPLE.convnet
 
 
 class Residual(nn.Module):
