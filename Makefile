@@ -40,7 +40,7 @@ test-ptx: test-cuda
 ASV := ../$(VENV)/bin/asv
 ASV_ARGS ?=
 bench: $(STAMP)
-	cd bench && $(ASV) machine --yes && \
+	cd bench && $(ASV) machine --yes > /dev/null && \
 	  $(ASV) run --python=same --set-commit-hash=$$(git rev-parse HEAD) $(ASV_ARGS) && \
 	  $(ASV) publish
 	@echo "dashboard: bench/html/index.html (or: cd bench && $(ASV) preview)"
@@ -51,7 +51,7 @@ bench: $(STAMP)
 BASE ?= HEAD~1
 FACTOR ?= 1.1
 bench-compare: $(STAMP)
-	set -e; cd bench && $(ASV) machine --yes; \
+	set -e; cd bench && $(ASV) machine --yes > /dev/null; \
 	for rev in $(BASE) HEAD; do \
 	  sha=$$(git rev-parse $$rev); tree=$(CURDIR)/bench/.asv/trees/$$sha; \
 	  test -d $$tree || { mkdir -p $$tree.tmp && git -C $(CURDIR) archive $$sha jitgrad | tar -x -C $$tree.tmp && mv $$tree.tmp $$tree; }; \
@@ -64,13 +64,8 @@ bench-report: $(STAMP)
 	$(PY) bench/report.py $(REPORT_ARGS)
 
 # The site goes to build/site: MkDocs refuses a site_dir inside docs_dir.
-# The stamp installs the docs extra into a .venv made before it joined $(STAMP)'s install.
-DOCS_STAMP := $(VENV)/.docs-installed
-$(DOCS_STAMP): $(STAMP)
-	$(PY) -m pip install -q -e '.[docs]'
-	touch $(DOCS_STAMP)
-
-docs: $(DOCS_STAMP)
+# $(STAMP) installs the docs extra with the rest, so building never re-runs pip.
+docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict
 	@echo "site: build/site/index.html (or: $(VENV)/bin/mkdocs serve)"
 
