@@ -8,7 +8,7 @@ export NUMBA_CACHE_DIR := $(CURDIR)/.numba_cache
 EPOCHS ?= 10
 TRAIN_ARGS ?=
 
-.PHONY: train test test-cpu test-cuda test-ptx bench bench-compare bench-report docs clean
+.PHONY: train test test-cpu test-cuda test-ptx gpu-check bench bench-compare bench-report docs clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -86,3 +86,8 @@ MPIRUN_ENV := OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA
 train-mpi: $(STAMP)
 	$(MPIRUN_ENV) $(VENV)/bin/mpirun -n $(NP) --oversubscribe --bind-to none \
 	  $(PY) examples/mnist_distributed.py --epochs $(EPOCHS) $(TRAIN_ARGS)
+
+# The prepared real-GPU check (bench/gpu_check.py): runs with the machine's own packages, no install.
+OUT ?= gpu-check-out
+gpu-check:
+	PYTHONPATH=$(CURDIR) python3 bench/gpu_check.py $(OUT)
