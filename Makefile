@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-# Numba's on-disk cache lives in the checkout, so runs never share it by accident.
-export NUMBA_CACHE_DIR := $(CURDIR)/.numba_cache
+# Numba's on-disk cache is jitgrad.config.cache_dir() for every entry point
+# (make, .venv/bin/python, pytest): ~/.cache/jitgrad/numba unless
+# JITGRAD_CACHE_DIR or NUMBA_CACHE_DIR says otherwise.
 EPOCHS ?= 10
 TRAIN_ARGS ?=
 
@@ -14,6 +15,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev,plot,docs]'
+	$(PY) -m jitgrad.compile
 	touch $(STAMP)
 
 train: $(STAMP)
