@@ -70,4 +70,5 @@ docs: $(DOCS_STAMP)
 	@echo "site: build/site/index.html (or: $(VENV)/bin/mkdocs serve)"
 
 clean:
+	test ! -x $(PY) || $(PY) -m jitgrad.compile --clear
 	rm -rf .numba_cache .pytest_cache .hypothesis bench/results bench/html build/site

@@ -21,6 +21,8 @@ Examples
     python -m jitgrad.compile                    # float32, one process per core
     python -m jitgrad.compile --dtype float32 --dtype float64 --jobs 4
     python -m jitgrad.compile --force            # recompile what is missing, whatever the stamp says
+    python -m jitgrad.compile --where            # print the cache folder
+    python -m jitgrad.compile --clear            # delete this checkout's kernels from it
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ import numpy as np
 
 from jitgrad import config
 
-__all__ = ["TASKS", "ensure_compiled", "compile_kernels", "is_compiled", "main"]
+__all__ = ["TASKS", "ensure_compiled", "compile_kernels", "is_compiled", "clear", "main"]
 
 _PACKAGE = Path(__file__).resolve().parent
 
@@ -307,6 +309,29 @@ def ensure_compiled(dtypes=("float32",), *, jobs: int | None = None, progress: b
     return True
 
 
+def clear() -> int:
+    """Delete this installation's compiled kernels (and stamps) from the cache; returns the folders removed.
+
+    Numba keeps each source folder's kernels in a sub-folder of its own, so
+    other checkouts sharing the cache keep theirs.
+    """
+    import shutil
+
+    from numba.core.caching import UserProvidedCacheLocator
+
+    root = config.cache_dir()
+    folders = {root / UserProvidedCacheLocator.get_suitable_cache_subpath(str(path))
+               for path in _PACKAGE.rglob("*.py")}
+    removed = 0
+    for folder in folders:
+        if folder.is_dir():
+            shutil.rmtree(folder)
+            removed += 1
+    for stamp in root.glob("jitgrad-compiled-*.stamp"):
+        stamp.unlink()
+    return removed
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command line: ``python -m jitgrad.compile [--dtype D ...] [--jobs N] [--force] [--quiet]``."""
     parser = argparse.ArgumentParser(prog="python -m jitgrad.compile",
@@ -317,9 +342,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true", help="run every task even if the cache looks complete")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--where", action="store_true", help="print the cache directory and exit")
+    parser.add_argument("--clear", action="store_true",
+                        help="delete this checkout's compiled kernels from the cache and exit")
     args = parser.parse_args(argv)
     if args.where:
         print(config.cache_dir())
+        return 0
+    if args.clear:
+        removed = clear()
+        if not args.quiet:
+            print(f"jitgrad: removed {removed} kernel folder(s) from {config.cache_dir()}")
         return 0
     if args.jobs is not None and args.jobs < 1:
         parser.error(f"--jobs: expected a positive integer, got {args.jobs}")
