@@ -239,10 +239,17 @@ def compile_kernels(dtypes=("float32",), *, jobs: int | None = None, progress: b
                disable=not progress, file=file or sys.stderr, dynamic_ncols=True,
                bar_format="{desc}: {n_fmt}/{total_fmt} tasks [{elapsed}]{postfix}")
     running: set[str] = set()
+    # On a terminal the bar ticks twice a second (the elapsed time shows it is alive); into a
+    # file or pipe (make's log) it is written only when the tasks running change.
+    live = bool(getattr(file or sys.stderr, "isatty", lambda: False)())
+    shown = [None]
 
     def show() -> None:
-        bar.set_postfix_str(", ".join(sorted(running)), refresh=False)
-        bar.refresh()
+        names = ", ".join(sorted(running))
+        if live or names != shown[0]:
+            shown[0] = names
+            bar.set_postfix_str(names, refresh=False)
+            bar.refresh()
 
     try:
         if jobs == 1 or not parallel:

@@ -80,3 +80,17 @@ def test_a_real_task_compiles_in_a_worker_process(monkeypatch: pytest.MonkeyPatc
     jc.compile_kernels(("float32",), jobs=2, progress=False)
     assert list(tmp_path.rglob("*.nbi")), "no Numba index written into the cache directory"
     assert jc.is_compiled()
+
+
+def test_clear_removes_this_checkouts_kernels_and_stamps_only(fake_tasks, tmp_path) -> None:
+    from numba.core.caching import UserProvidedCacheLocator
+
+    ours = tmp_path / UserProvidedCacheLocator.get_suitable_cache_subpath(jc.__file__)
+    ours.mkdir()
+    (ours / "kernel.nbi").write_bytes(b"x")
+    other = tmp_path / "cpu_0123456789abcdef"  # another checkout's kernels
+    other.mkdir()
+    jc.compile_kernels(jobs=1, progress=False)
+    assert jc.is_compiled()
+    assert jc.main(["--clear", "--quiet"]) == 0
+    assert not ours.exists() and other.is_dir() and not jc.is_compiled()

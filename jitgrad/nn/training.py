@@ -319,7 +319,10 @@ def fit(model: Module, loss_fn: Callable[[Any, Any], Any], train_data: Iterable[
         lr = optimizer.param_groups[0]["lr"] if hasattr(optimizer, "param_groups") else float("nan")
         running = _Running()
         desc = f"epoch {epoch + 1}/{epochs}"
-        bar = tqdm(train_data, desc=desc, disable=not progress, leave=False, dynamic_ncols=True)
+        # The bar is updated by hand, not given train_data: tqdm.auto's asyncio flavour calls iter()
+        # on its iterable at construction, which would run a DataLoader's epoch (its shuffle) twice.
+        bar = tqdm(total=len(train_data) if hasattr(train_data, "__len__") else None, desc=desc,
+                   disable=not progress, leave=False, dynamic_ncols=True)
 
         noted = []  # non-empty while the bar says "compiling"
 
@@ -336,7 +339,7 @@ def fit(model: Module, loss_fn: Callable[[Any, Any], Any], train_data: Iterable[
         show_loss = throttle(lambda: bar.set_postfix(loss=f"{running.mean_loss():.4f}", refresh=False), 0.25)
         try:
             with _CompileWatch(compiling) as watch:
-                for batch, (x, y) in enumerate(bar):
+                for batch, (x, y) in enumerate(train_data):
                     x, y = _as_input(x, device), _as_target(y, device)
                     output = model(x)
                     loss = loss_fn(output, y)
@@ -350,6 +353,7 @@ def fit(model: Module, loss_fn: Callable[[Any, Any], Any], train_data: Iterable[
                     if noted:  # compiled in this batch: done now
                         bar.set_description_str(desc, refresh=False)
                         noted.clear()
+                    bar.update()
                     if progress:
                         show_loss()
                     for callback in callbacks:
