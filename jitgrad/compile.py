@@ -296,22 +296,24 @@ def compile_kernels(dtypes=("float32",), *, jobs: int | None = None, progress: b
     return time.perf_counter() - start
 
 
-def ensure_compiled(dtypes=("float32",), *, jobs: int | None = None, progress: bool = True, file=None) -> bool:
+def ensure_compiled(dtypes=("float32",), *, jobs: int | None = None, progress: bool = True, file=None,
+                    verbose: bool = True) -> bool:
     """Compile the kernels in parallel unless the cache already holds them; returns whether it compiled.
 
     Scripts call this before training: on a warm cache it only hashes the
-    kernel sources; on a cold one the user sees a progress bar and a line
-    saying that this happens once, instead of a first batch that seems to hang.
+    kernel sources; on a cold one the user sees a line saying that this
+    happens once (and, with ``progress``, a bar naming what compiles), instead
+    of a first batch that seems to hang. ``verbose=False`` silences the lines.
     """
     names = _dtype_names(dtypes)
     if _stamp_path(names).is_file():
         return False
     out = file or sys.stderr
-    if progress:
+    if verbose:
         print(f"jitgrad: compiling CPU kernels for this machine (first run only; cached in "
               f"{config.cache_dir()}; `python -m jitgrad.compile` does this ahead of time)", file=out, flush=True)
     seconds = compile_kernels(names, jobs=jobs, progress=progress, file=out)
-    if progress:
+    if verbose:
         print(f"jitgrad: kernels compiled in {seconds:.0f}s", file=out, flush=True)
     return True
 
