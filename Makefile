@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-# Numba's on-disk cache lives in the checkout, so runs never share it by accident.
-export NUMBA_CACHE_DIR := $(CURDIR)/.numba_cache
+# Numba's on-disk cache is jitgrad.config.cache_dir() for every entry point
+# (make, .venv/bin/python, pytest): ~/.cache/jitgrad/numba unless
+# JITGRAD_CACHE_DIR or NUMBA_CACHE_DIR says otherwise.
 EPOCHS ?= 10
 TRAIN_ARGS ?=
 
@@ -14,6 +15,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev,plot,docs,mpi]'
+	$(PY) -m jitgrad.compile
 	touch $(STAMP)
 
 train: $(STAMP)
@@ -70,6 +72,7 @@ docs: $(STAMP)
 	@echo "site: build/site/index.html (or: $(VENV)/bin/mkdocs serve)"
 
 clean:
+	test ! -x $(PY) || $(PY) -m jitgrad.compile --clear
 	rm -rf .numba_cache .pytest_cache .hypothesis bench/results bench/html build/site
 
 # Data-parallel tests alone (test-cpu runs them too; test-cuda runs tests/cuda/test_distributed.py):

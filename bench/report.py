@@ -323,7 +323,7 @@ print(time.perf_counter() - t0)
 def _first_step_seconds(batch: int, cache_dir: str | None) -> float:
     env = dict(os.environ)
     if cache_dir is not None:
-        env["NUMBA_CACHE_DIR"] = cache_dir
+        env["NUMBA_CACHE_DIR"] = env["JITGRAD_CACHE_DIR"] = cache_dir
     code = _FIRST_STEP.format(bench=str(BENCH_DIR), batch=batch)
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=1800)
     if done.returncode != 0:
@@ -378,8 +378,9 @@ def machine_info(threads: int, torch: Any | None) -> dict[str, Any]:
         import jitgrad
 
         jitgrad_version = jitgrad.__version__
+        cache_dir = str(jitgrad.config.cache_dir())
     except Exception:
-        jitgrad_version = None
+        jitgrad_version = cache_dir = None
     return {
         "cpu": cpu,
         "cores": os.cpu_count(),
@@ -391,7 +392,7 @@ def machine_info(threads: int, torch: Any | None) -> dict[str, Any]:
         "torch": getattr(torch, "__version__", None),
         "threads": threads,
         "numba_threading_layer": _threading_layer(),
-        "numba_cache_dir": os.environ.get("NUMBA_CACHE_DIR", "(default: __pycache__)"),
+        "numba_cache_dir": cache_dir,
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
     }
 

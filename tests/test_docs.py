@@ -295,8 +295,6 @@ def test_mkdocs_build_strict(tmp_path):
 if __name__ == "__main__":  # the CUDA process of test_gpu_blocks_run_in_the_cuda_process
     args = sys.argv[1:]
     assert args and args[0] == "--gpu", "usage: python -m tests.test_docs --gpu PAGE..."
-    # As tests/conftest.py does for pytest (numba is not imported yet).
-    os.environ.setdefault("NUMBA_CACHE_DIR", str(ROOT / ".numba_cache"))
     from numba import config as numba_config
 
     for page in args[1:]:

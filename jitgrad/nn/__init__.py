@@ -16,6 +16,7 @@ from jitgrad.nn.module import Module, Parameter
 from jitgrad.nn.training import (
     Callback, EarlyStopping, History, ModelCheckpoint, TrainingState, evaluate, fit, throttle,
 )
+from jitgrad.nn.callbacks import TerminateOnNaN
 
 __all__ = [
     "functional", "init", "manual_seed",
@@ -24,4 +25,5 @@ __all__ = [
     "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "GELU", "ELU", "Softplus", "Softmax", "LogSoftmax",
     "Sequential", "Chain",
     "fit", "evaluate", "History", "TrainingState", "Callback", "EarlyStopping", "ModelCheckpoint", "throttle",
+    "TerminateOnNaN",
 ]
