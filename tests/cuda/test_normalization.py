@@ -87,3 +87,30 @@ def test_bad_input_is_rejected_before_launch():
         kc.batch_norm(x, dev(np.zeros(3, np.float32)), dev(np.ones(3)), None, None, training=True)
     with pytest.raises(ValueError, match="inference mode"):
         kc.batch_norm(x, None, None, None, None, training=False)
+
+
+def test_norm_layers_train_and_eval_on_the_device_match_the_cpu():
+    import jitgrad
+    from jitgrad import nn
+
+    def model():
+        return nn.Sequential(nn.BatchNorm2d(3, dtype=np.float64), nn.GroupNorm(1, 3, dtype=np.float64),
+                             nn.Flatten(), nn.LayerNorm(12, dtype=np.float64))
+
+    cpu_model, gpu_model = model(), model().to("cuda")
+    assert gpu_model[0].running_mean.device == "cuda"
+    x = randn((2, 3, 2, 2), np.float64, seed=3)
+    g = randn((2, 12), np.float64, seed=4)
+    for mode in ("train", "eval"):
+        if mode == "eval":
+            cpu_model.eval()
+            gpu_model.eval()
+        xc = jitgrad.tensor(x, requires_grad=True)
+        xg = jitgrad.tensor(x).to("cuda").detach().requires_grad_()
+        yc, yg = cpu_model(xc), gpu_model(xg)
+        (yc * jitgrad.tensor(g)).sum().backward()
+        (yg * jitgrad.tensor(g).to("cuda")).sum().backward()
+        assert_close(yg.numpy(), yc.numpy())
+        assert_close(xg.grad.numpy(), xc.grad.numpy())
+    for key, value in cpu_model.state_dict().items():  # running stats and num_batches_tracked, from the device
+        assert_close(gpu_model.state_dict()[key], value, err_msg=key)
