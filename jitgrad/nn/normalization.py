@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from jitgrad.autograd.backend import backend_for
 from jitgrad.autograd.tensor import Tensor
 from jitgrad.nn import functional as F
 from jitgrad.nn.layers import _dtype, _positive_int
@@ -69,15 +70,15 @@ class _BatchNorm(Module):
                 else:
                     buf.data.copy_to_device(host)
 
-    def _count_batch(self) -> int:
-        """Add one to ``num_batches_tracked`` (in place) and return the new count."""
-        data = self.num_batches_tracked.data
-        if isinstance(data, np.ndarray):
-            data += 1
-            return int(data)
-        count = int(data.copy_to_host()) + 1
-        data.copy_to_device(np.array(count, dtype=np.int64))
-        return count
+    def _count_batch(self) -> int | None:
+        """Add one to ``num_batches_tracked``; return the new count when it is on the host (None on a device)."""
+        buf = self.num_batches_tracked
+        if isinstance(buf.data, np.ndarray):
+            buf.data += 1
+            return int(buf.data)
+        # On the GPU the count stays there (a device add, no host round trip per step).
+        buf.data = backend_for(buf.data).add(buf.data, 1)
+        return None
 
     def forward(self, x: Any) -> Tensor:
         if x.ndim not in self._ndims:
@@ -93,8 +94,8 @@ class _BatchNorm(Module):
         momentum = self.momentum
         if self.training and self.track_running_stats:
             count = self._count_batch()
-            if momentum is None:
-                momentum = 1.0 / count
+            if momentum is None:  # cumulative average: needs the count on the host
+                momentum = 1.0 / (count if count is not None else int(self.num_batches_tracked.numpy()))
         shape = tuple(x.shape)
         if x.ndim == 3:  # (N, C, L) is (N, C, L, 1) for the kernel: a free reshape
             x = x.reshape(shape + (1,))
