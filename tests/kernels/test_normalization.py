@@ -138,6 +138,30 @@ def test_layer_norm_cpu_matches_reference(shape, norm, dtype, affine):
         assert_close(a, e, dtype, atol=1e-4 if dtype == np.float32 else None)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_parallel_kernels_above_the_serial_threshold(dtype):
+    # (4, 8, 32, 32) = 32K elements: the prange twins (the small cases above run the serial ones).
+    shape = (4, 8, 32, 32)
+    x, rm, rv, w, b = _bn_args(shape, dtype, seed=11)
+    g = randn(shape, dtype, seed=12)
+    for training in (True, False):
+        rm2, rv2 = rm.copy(), rv.copy()
+        got = cpu.batch_norm(x, rm, rv, w, b, training=training)
+        expected = ref.batch_norm(x, rm2, rv2, w, b, training=training)
+        for a, e in zip(got + (rm, rv), expected + (rm2, rv2)):
+            assert_close(a, e, dtype)
+        for a, e in zip(cpu.batch_norm_backward(g, x, w, got[1], got[2], training=training),
+                        ref.batch_norm_backward(g, x, w, expected[1], expected[2], training=training)):
+            assert_close(a, e, dtype, atol=1e-3 if dtype == np.float32 else None)
+    norm = shape[2:]
+    wn = w[:1] * np.ones(norm, dtype)
+    ln, eln = cpu.layer_norm(x, norm, wn, None), ref.layer_norm(x, norm, wn, None)
+    for a, e in zip(ln, eln):
+        assert_close(a, e, dtype)
+    for a, e in zip(cpu.layer_norm_backward(g, x, wn, ln[1], ln[2]), ref.layer_norm_backward(g, x, wn, eln[1], eln[2])):
+        assert_close(a, e, dtype, atol=1e-3 if dtype == np.float32 else None)
+
+
 @settings(max_examples=15, deadline=None)
 @given(shape=st.lists(st.integers(1, 6), min_size=2, max_size=4).filter(lambda s: len(s) != 3),
        dtype=st.sampled_from(DTYPES), training=st.booleans(), k=st.integers(1, 2))

@@ -46,82 +46,117 @@ def _or_empty(a: np.ndarray | None, dtype: np.dtype) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- batch norm
 
-@njit(cache=True, fastmath=_FASTMATH, parallel=True)
-def _batch_norm_kernel(x, weight, bias, running_mean, running_var, training, momentum, eps, unbias,
-                       out, save_mean, save_invstd):
+@njit(cache=True, fastmath=_FASTMATH, inline="always")
+def _batch_norm_channel(x, weight, bias, running_mean, running_var, training, momentum, eps, unbias,
+                        out, save_mean, save_invstd, ch):
     # x, out: (N, C, HW). weight, bias, running_*: (C,) or empty (absent). Scalars have x's dtype.
     n, c, hw = x.shape
     zero = x.dtype.type(0)
     one = x.dtype.type(1)
     inv_m = one / x.dtype.type(n * hw)
-    for ch in prange(c):
-        if training:
-            total = zero
-            for i in range(n):
-                row = zero
-                for k in range(hw):
-                    row += x[i, ch, k]
-                total += row
-            mean = total * inv_m
-            total = zero
-            for i in range(n):
-                row = zero
-                for k in range(hw):
-                    d = x[i, ch, k] - mean
-                    row += d * d
-                total += row
-            var = total * inv_m
-            if running_mean.size:
-                running_mean[ch] = (one - momentum) * running_mean[ch] + momentum * mean
-                running_var[ch] = (one - momentum) * running_var[ch] + momentum * (var * unbias)
-        else:
-            mean = running_mean[ch]
-            var = running_var[ch]
-        invstd = one / math.sqrt(var + eps)
-        save_mean[ch] = mean
-        save_invstd[ch] = invstd
-        scale = invstd * weight[ch] if weight.size else invstd
-        shift = bias[ch] if bias.size else zero
+    if training:
+        total = zero
+        for i in range(n):
+            row = zero
+            for k in range(hw):
+                row += x[i, ch, k]
+            total += row
+        mean = total * inv_m
+        total = zero
+        for i in range(n):
+            row = zero
+            for k in range(hw):
+                d = x[i, ch, k] - mean
+                row += d * d
+            total += row
+        var = total * inv_m
+        if running_mean.size:
+            running_mean[ch] = (one - momentum) * running_mean[ch] + momentum * mean
+            running_var[ch] = (one - momentum) * running_var[ch] + momentum * (var * unbias)
+    else:
+        mean = running_mean[ch]
+        var = running_var[ch]
+    invstd = one / math.sqrt(var + eps)
+    save_mean[ch] = mean
+    save_invstd[ch] = invstd
+    scale = invstd * weight[ch] if weight.size else invstd
+    shift = bias[ch] if bias.size else zero
+    for i in range(n):
+        for k in range(hw):
+            out[i, ch, k] = (x[i, ch, k] - mean) * scale + shift
+
+
+# Each kernel comes as a parallel and a serial twin: below ~32K elements (a BatchNorm1d after a
+# Linear layer, a test-sized map) the work is shorter than waking the worker threads.
+_SERIAL_BELOW = 1 << 15
+
+
+@njit(cache=True, fastmath=_FASTMATH, parallel=True)
+def _batch_norm_kernel(x, weight, bias, running_mean, running_var, training, momentum, eps, unbias,
+                       out, save_mean, save_invstd):
+    for ch in prange(x.shape[1]):
+        _batch_norm_channel(x, weight, bias, running_mean, running_var, training, momentum, eps, unbias,
+                            out, save_mean, save_invstd, ch)
+
+
+@njit(cache=True, fastmath=_FASTMATH)
+def _batch_norm_kernel_serial(x, weight, bias, running_mean, running_var, training, momentum, eps, unbias,
+                              out, save_mean, save_invstd):
+    for ch in range(x.shape[1]):
+        _batch_norm_channel(x, weight, bias, running_mean, running_var, training, momentum, eps, unbias,
+                            out, save_mean, save_invstd, ch)
+
+
+@njit(cache=True, fastmath=_FASTMATH, inline="always")
+def _batch_norm_backward_channel(grad_out, x, weight, save_mean, save_invstd, training, grad_x, grad_weight,
+                                 grad_bias, ch):
+    n, c, hw = x.shape
+    zero = x.dtype.type(0)
+    one = x.dtype.type(1)
+    inv_m = one / x.dtype.type(n * hw)
+    mean = save_mean[ch]
+    invstd = save_invstd[ch]
+    sum_g = zero
+    sum_gx = zero
+    for i in range(n):
+        row_g = zero
+        row_gx = zero
+        for k in range(hw):
+            g = grad_out[i, ch, k]
+            row_g += g
+            row_gx += g * (x[i, ch, k] - mean)
+        sum_g += row_g
+        sum_gx += row_gx
+    gw = sum_gx * invstd
+    grad_bias[ch] = sum_g
+    grad_weight[ch] = gw
+    scale = invstd * weight[ch] if weight.size else invstd
+    if training:
+        a = sum_g * inv_m
+        b = gw * inv_m * invstd  # xhat * gw / M == (x - mean) * b
         for i in range(n):
             for k in range(hw):
-                out[i, ch, k] = (x[i, ch, k] - mean) * scale + shift
+                grad_x[i, ch, k] = (grad_out[i, ch, k] - a - (x[i, ch, k] - mean) * b) * scale
+    else:
+        for i in range(n):
+            for k in range(hw):
+                grad_x[i, ch, k] = grad_out[i, ch, k] * scale
 
 
 @njit(cache=True, fastmath=_FASTMATH, parallel=True)
 def _batch_norm_backward_kernel(grad_out, x, weight, save_mean, save_invstd, training, grad_x, grad_weight,
                                 grad_bias):
-    n, c, hw = x.shape
-    zero = x.dtype.type(0)
-    one = x.dtype.type(1)
-    inv_m = one / x.dtype.type(n * hw)
-    for ch in prange(c):
-        mean = save_mean[ch]
-        invstd = save_invstd[ch]
-        sum_g = zero
-        sum_gx = zero
-        for i in range(n):
-            row_g = zero
-            row_gx = zero
-            for k in range(hw):
-                g = grad_out[i, ch, k]
-                row_g += g
-                row_gx += g * (x[i, ch, k] - mean)
-            sum_g += row_g
-            sum_gx += row_gx
-        gw = sum_gx * invstd
-        grad_bias[ch] = sum_g
-        grad_weight[ch] = gw
-        scale = invstd * weight[ch] if weight.size else invstd
-        if training:
-            a = sum_g * inv_m
-            b = gw * inv_m * invstd  # xhat * gw / M == (x - mean) * b
-            for i in range(n):
-                for k in range(hw):
-                    grad_x[i, ch, k] = (grad_out[i, ch, k] - a - (x[i, ch, k] - mean) * b) * scale
-        else:
-            for i in range(n):
-                for k in range(hw):
-                    grad_x[i, ch, k] = grad_out[i, ch, k] * scale
+    for ch in prange(x.shape[1]):
+        _batch_norm_backward_channel(grad_out, x, weight, save_mean, save_invstd, training, grad_x, grad_weight,
+                                     grad_bias, ch)
+
+
+@njit(cache=True, fastmath=_FASTMATH)
+def _batch_norm_backward_kernel_serial(grad_out, x, weight, save_mean, save_invstd, training, grad_x,
+                                       grad_weight, grad_bias):
+    for ch in range(x.shape[1]):
+        _batch_norm_backward_channel(grad_out, x, weight, save_mean, save_invstd, training, grad_x, grad_weight,
+                                     grad_bias, ch)
 
 
 def batch_norm(x: np.ndarray, running_mean: np.ndarray | None, running_var: np.ndarray | None,
@@ -137,7 +172,8 @@ def batch_norm(x: np.ndarray, running_mean: np.ndarray | None, running_var: np.n
     if not training and not (running_mean.flags.writeable and running_var.flags.writeable):
         # Inference only reads them; a (C,) copy avoids a second, read-only, compilation of the kernel.
         running_mean, running_var = running_mean.copy(), running_var.copy()
-    _batch_norm_kernel(x.reshape(n, c, hw), _or_empty(weight, x.dtype), _or_empty(bias, x.dtype),
+    kernel = _batch_norm_kernel if x.size >= _SERIAL_BELOW else _batch_norm_kernel_serial
+    kernel(x.reshape(n, c, hw), _or_empty(weight, x.dtype), _or_empty(bias, x.dtype),
                        _or_empty(running_mean, x.dtype), _or_empty(running_var, x.dtype), bool(training),
                        dt(mom), dt(e), unbias, out.reshape(n, c, hw), save_mean, save_invstd)
     return out, save_mean, save_invstd
@@ -150,7 +186,8 @@ def batch_norm_backward(grad_out: np.ndarray, x: np.ndarray, weight: np.ndarray 
     grad_x = np.empty_like(x)
     grad_weight = np.empty(c, dtype=x.dtype)
     grad_bias = np.empty(c, dtype=x.dtype)
-    _batch_norm_backward_kernel(grad_out.reshape(n, c, hw), x.reshape(n, c, hw), _or_empty(weight, x.dtype),
+    kernel = _batch_norm_backward_kernel if x.size >= _SERIAL_BELOW else _batch_norm_backward_kernel_serial
+    kernel(grad_out.reshape(n, c, hw), x.reshape(n, c, hw), _or_empty(weight, x.dtype),
                                 save_mean, save_invstd, bool(training), grad_x.reshape(n, c, hw), grad_weight,
                                 grad_bias)
     return grad_x, grad_weight, grad_bias
@@ -158,32 +195,43 @@ def batch_norm_backward(grad_out: np.ndarray, x: np.ndarray, weight: np.ndarray 
 
 # ----------------------------------------------------------------------------- layer norm
 
-@njit(cache=True, fastmath=_FASTMATH, parallel=True)
-def _layer_norm_kernel(x, weight, bias, eps, out, mean, invstd):
+@njit(cache=True, fastmath=_FASTMATH, inline="always")
+def _layer_norm_row(x, weight, bias, eps, out, mean, invstd, r):
     # x, out: (rows, D); weight, bias: (D,) or empty.
-    rows, d = x.shape
+    d = x.shape[1]
     zero = x.dtype.type(0)
     one = x.dtype.type(1)
     inv_d = one / x.dtype.type(d)
-    for r in prange(rows):
-        total = zero
-        for k in range(d):
-            total += x[r, k]
-        mu = total * inv_d
-        total = zero
-        for k in range(d):
-            diff = x[r, k] - mu
-            total += diff * diff
-        inv = one / math.sqrt(total * inv_d + eps)
-        mean[r] = mu
-        invstd[r] = inv
-        for k in range(d):
-            y = (x[r, k] - mu) * inv
-            if weight.size:
-                y *= weight[k]
-            if bias.size:
-                y += bias[k]
-            out[r, k] = y
+    total = zero
+    for k in range(d):
+        total += x[r, k]
+    mu = total * inv_d
+    total = zero
+    for k in range(d):
+        diff = x[r, k] - mu
+        total += diff * diff
+    inv = one / math.sqrt(total * inv_d + eps)
+    mean[r] = mu
+    invstd[r] = inv
+    for k in range(d):
+        y = (x[r, k] - mu) * inv
+        if weight.size:
+            y *= weight[k]
+        if bias.size:
+            y += bias[k]
+        out[r, k] = y
+
+
+@njit(cache=True, fastmath=_FASTMATH, parallel=True)
+def _layer_norm_kernel(x, weight, bias, eps, out, mean, invstd):
+    for r in prange(x.shape[0]):
+        _layer_norm_row(x, weight, bias, eps, out, mean, invstd, r)
+
+
+@njit(cache=True, fastmath=_FASTMATH)
+def _layer_norm_kernel_serial(x, weight, bias, eps, out, mean, invstd):
+    for r in range(x.shape[0]):
+        _layer_norm_row(x, weight, bias, eps, out, mean, invstd, r)
 
 
 @njit(cache=True, fastmath=_FASTMATH, parallel=True)
@@ -227,7 +275,8 @@ def layer_norm(x: np.ndarray, normalized_shape: Any, weight: np.ndarray | None =
     invstd = np.empty(lead, dtype=x.dtype)
     w = weight.reshape(d) if weight is not None else np.empty(0, x.dtype)
     b = bias.reshape(d) if bias is not None else np.empty(0, x.dtype)
-    _layer_norm_kernel(x.reshape(rows, d), w, b, x.dtype.type(e), out.reshape(rows, d), mean.reshape(rows),
+    kernel = _layer_norm_kernel if x.size >= _SERIAL_BELOW else _layer_norm_kernel_serial
+    kernel(x.reshape(rows, d), w, b, x.dtype.type(e), out.reshape(rows, d), mean.reshape(rows),
                        invstd.reshape(rows))
     return out, mean, invstd
 
@@ -238,7 +287,7 @@ def layer_norm_backward(grad_out: np.ndarray, x: np.ndarray, weight: np.ndarray 
     rows, d = _check_layer_norm_backward(grad_out, x, weight, mean, invstd)
     norm_shape = tuple(x.shape[mean.ndim:])
     grad_x = np.empty_like(x)
-    chunks = max(1, min(rows, numba.get_num_threads()))
+    chunks = max(1, min(rows, numba.get_num_threads())) if x.size >= _SERIAL_BELOW else 1
     partial_weight = np.empty((chunks, d), dtype=x.dtype)
     partial_bias = np.empty((chunks, d), dtype=x.dtype)
     w = weight.reshape(d) if weight is not None else np.empty(0, x.dtype)
