@@ -12,6 +12,9 @@ Layer norm runs ``prange`` over rows for ``x`` and its gradient. The weight and
 bias gradients are sums *across* rows, so each thread accumulates its own
 partial row of sums over a contiguous block of rows and the wrapper adds the
 partials afterwards (no race, deterministic for a given thread count).
+
+Every kernel has a serial twin (same body, inlined) used below 32K elements,
+where waking the worker threads costs more than the work.
 """
 
 from __future__ import annotations
@@ -174,8 +177,8 @@ def batch_norm(x: np.ndarray, running_mean: np.ndarray | None, running_var: np.n
         running_mean, running_var = running_mean.copy(), running_var.copy()
     kernel = _batch_norm_kernel if x.size >= _SERIAL_BELOW else _batch_norm_kernel_serial
     kernel(x.reshape(n, c, hw), _or_empty(weight, x.dtype), _or_empty(bias, x.dtype),
-                       _or_empty(running_mean, x.dtype), _or_empty(running_var, x.dtype), bool(training),
-                       dt(mom), dt(e), unbias, out.reshape(n, c, hw), save_mean, save_invstd)
+           _or_empty(running_mean, x.dtype), _or_empty(running_var, x.dtype), bool(training),
+           dt(mom), dt(e), unbias, out.reshape(n, c, hw), save_mean, save_invstd)
     return out, save_mean, save_invstd
 
 
@@ -188,8 +191,7 @@ def batch_norm_backward(grad_out: np.ndarray, x: np.ndarray, weight: np.ndarray 
     grad_bias = np.empty(c, dtype=x.dtype)
     kernel = _batch_norm_backward_kernel if x.size >= _SERIAL_BELOW else _batch_norm_backward_kernel_serial
     kernel(grad_out.reshape(n, c, hw), x.reshape(n, c, hw), _or_empty(weight, x.dtype),
-                                save_mean, save_invstd, bool(training), grad_x.reshape(n, c, hw), grad_weight,
-                                grad_bias)
+           save_mean, save_invstd, bool(training), grad_x.reshape(n, c, hw), grad_weight, grad_bias)
     return grad_x, grad_weight, grad_bias
 
 
@@ -234,36 +236,47 @@ def _layer_norm_kernel_serial(x, weight, bias, eps, out, mean, invstd):
         _layer_norm_row(x, weight, bias, eps, out, mean, invstd, r)
 
 
-@njit(cache=True, fastmath=_FASTMATH, parallel=True)
-def _layer_norm_backward_kernel(grad_out, x, weight, mean, invstd, grad_x, partial_weight, partial_bias):
+@njit(cache=True, fastmath=_FASTMATH, inline="always")
+def _layer_norm_backward_chunk(grad_out, x, weight, mean, invstd, grad_x, partial_weight, partial_bias, t):
     # partial_*: (chunks, D); chunk t sums rows [t*rows//chunks, (t+1)*rows//chunks).
     rows, d = x.shape
     chunks = partial_weight.shape[0]
     zero = x.dtype.type(0)
     one = x.dtype.type(1)
     inv_d = one / x.dtype.type(d)
-    for t in prange(chunks):
+    for k in range(d):
+        partial_weight[t, k] = zero
+        partial_bias[t, k] = zero
+    for r in range((t * rows) // chunks, ((t + 1) * rows) // chunks):
+        mu = mean[r]
+        inv = invstd[r]
+        sum_gw = zero
+        sum_gwx = zero
         for k in range(d):
-            partial_weight[t, k] = zero
-            partial_bias[t, k] = zero
-        for r in range((t * rows) // chunks, ((t + 1) * rows) // chunks):
-            mu = mean[r]
-            inv = invstd[r]
-            sum_gw = zero
-            sum_gwx = zero
-            for k in range(d):
-                g = grad_out[r, k]
-                xhat = (x[r, k] - mu) * inv
-                partial_weight[t, k] += g * xhat
-                partial_bias[t, k] += g
-                gw = g * weight[k] if weight.size else g
-                sum_gw += gw
-                sum_gwx += gw * xhat
-            a = sum_gw * inv_d
-            b = sum_gwx * inv_d
-            for k in range(d):
-                gw = grad_out[r, k] * weight[k] if weight.size else grad_out[r, k]
-                grad_x[r, k] = inv * (gw - a - (x[r, k] - mu) * inv * b)
+            g = grad_out[r, k]
+            xhat = (x[r, k] - mu) * inv
+            partial_weight[t, k] += g * xhat
+            partial_bias[t, k] += g
+            gw = g * weight[k] if weight.size else g
+            sum_gw += gw
+            sum_gwx += gw * xhat
+        a = sum_gw * inv_d
+        b = sum_gwx * inv_d
+        for k in range(d):
+            gw = grad_out[r, k] * weight[k] if weight.size else grad_out[r, k]
+            grad_x[r, k] = inv * (gw - a - (x[r, k] - mu) * inv * b)
+
+
+@njit(cache=True, fastmath=_FASTMATH, parallel=True)
+def _layer_norm_backward_kernel(grad_out, x, weight, mean, invstd, grad_x, partial_weight, partial_bias):
+    for t in prange(partial_weight.shape[0]):
+        _layer_norm_backward_chunk(grad_out, x, weight, mean, invstd, grad_x, partial_weight, partial_bias, t)
+
+
+@njit(cache=True, fastmath=_FASTMATH)
+def _layer_norm_backward_kernel_serial(grad_out, x, weight, mean, invstd, grad_x, partial_weight, partial_bias):
+    for t in range(partial_weight.shape[0]):
+        _layer_norm_backward_chunk(grad_out, x, weight, mean, invstd, grad_x, partial_weight, partial_bias, t)
 
 
 def layer_norm(x: np.ndarray, normalized_shape: Any, weight: np.ndarray | None = None,
@@ -277,7 +290,7 @@ def layer_norm(x: np.ndarray, normalized_shape: Any, weight: np.ndarray | None =
     b = bias.reshape(d) if bias is not None else np.empty(0, x.dtype)
     kernel = _layer_norm_kernel if x.size >= _SERIAL_BELOW else _layer_norm_kernel_serial
     kernel(x.reshape(rows, d), w, b, x.dtype.type(e), out.reshape(rows, d), mean.reshape(rows),
-                       invstd.reshape(rows))
+           invstd.reshape(rows))
     return out, mean, invstd
 
 
@@ -291,6 +304,7 @@ def layer_norm_backward(grad_out: np.ndarray, x: np.ndarray, weight: np.ndarray 
     partial_weight = np.empty((chunks, d), dtype=x.dtype)
     partial_bias = np.empty((chunks, d), dtype=x.dtype)
     w = weight.reshape(d) if weight is not None else np.empty(0, x.dtype)
-    _layer_norm_backward_kernel(grad_out.reshape(rows, d), x.reshape(rows, d), w, mean.reshape(rows),
-                                invstd.reshape(rows), grad_x.reshape(rows, d), partial_weight, partial_bias)
+    kernel = _layer_norm_backward_kernel if chunks > 1 else _layer_norm_backward_kernel_serial
+    kernel(grad_out.reshape(rows, d), x.reshape(rows, d), w, mean.reshape(rows), invstd.reshape(rows),
+           grad_x.reshape(rows, d), partial_weight, partial_bias)
     return (grad_x, partial_weight.sum(axis=0).reshape(norm_shape), partial_bias.sum(axis=0).reshape(norm_shape))
