@@ -25,26 +25,35 @@ rng = np.random.default_rng(0)
 c = shape[1]
 x = (2 * rng.standard_normal(shape)).astype(np.float32)
 g = rng.standard_normal(shape).astype(np.float32)
-w = rng.standard_normal(c).astype(np.float32); b = rng.standard_normal(c).astype(np.float32)
+w = rng.standard_normal(c).astype(np.float32)
+b = rng.standard_normal(c).astype(np.float32)
 rm, rv = np.zeros(c, np.float32), np.ones(c, np.float32)
 
-def run(k):
-    def f():
-        y, m, s = k.batch_norm(x, rm, rv, w, b, training=True)
-        return k.batch_norm_backward(g, x, w, m, s, training=True)
-    return f
+
+def forward_backward(kernels):
+    """Training-mode forward then backward through one backend's kernels."""
+    def call():
+        _, mean, invstd = kernels.batch_norm(x, rm, rv, w, b, training=True)
+        return kernels.batch_norm_backward(g, x, w, mean, invstd, training=True)
+    return call
+
 
 aten = torch.ops.aten
 tx, tg, tw, tb, trm, trv = (torch.from_numpy(a.copy()) for a in (x, g, w, b, rm, rv))
+txa, twa, tba = (t.clone().requires_grad_() for t in (tx, tw, tb))
+
+
 def torch_aten():
-    y, m, s = aten.native_batch_norm(tx, tw, tb, trm, trv, True, 0.1, 1e-5)
-    return aten.native_batch_norm_backward(tg, tx, tw, trm, trv, m, s, True, 1e-5, [True, True, True])
-txa = tx.clone().requires_grad_(); twa = tw.clone().requires_grad_(); tba = tb.clone().requires_grad_()
+    _, mean, invstd = aten.native_batch_norm(tx, tw, tb, trm, trv, True, 0.1, 1e-5)
+    return aten.native_batch_norm_backward(tg, tx, tw, trm, trv, mean, invstd, True, 1e-5, [True, True, True])
+
+
 def torch_autograd():
-    y = torch.nn.functional.batch_norm(txa, trm, trv, twa, tba, training=True)
-    y.backward(tg)
-times = report.measure({"numpy": run(ref), "jitgrad-cpu": run(cpu), "torch-aten": torch_aten,
-                        "torch-autograd": torch_autograd}, repeats=15, sample_time=0.1)
-print(shape, "threads", numba.get_num_threads(), {k: f"{v*1e3:.2f} ms" for k, v in times.items()})
+    torch.nn.functional.batch_norm(txa, trm, trv, twa, tba, training=True).backward(tg)
+
+
+times = report.measure({"numpy": forward_backward(ref), "jitgrad-cpu": forward_backward(cpu),
+                        "torch-aten": torch_aten, "torch-autograd": torch_autograd}, repeats=15, sample_time=0.1)
+print(shape, "threads", numba.get_num_threads(), {k: f"{v * 1e3:.2f} ms" for k, v in times.items()})
 j = times["jitgrad-cpu"]
-print(f"vs numpy {times['numpy']/j:.2f}x  vs torch-aten {times['torch-aten']/j:.2f}x  vs torch-autograd {times['torch-autograd']/j:.2f}x")
+print("  ".join(f"vs {name} {times[name] / j:.2f}x" for name in ("numpy", "torch-aten", "torch-autograd")))
