@@ -8,9 +8,9 @@ registry come ``parameters()``, ``named_parameters()`` (PyTorch's dotted
 names, ``0.weight`` inside a ``Sequential``), ``buffers()``,
 ``state_dict()``/``load_state_dict()`` (parameters and persistent buffers,
 under PyTorch's names), ``train()``/``eval()``, ``zero_grad()``,
-``requires_grad_()`` and ``to()``/``cuda()``/``cpu()``. Registered objects are also stored as ordinary
-instance attributes, so reading ``self.weight`` in ``forward`` costs a plain
-attribute lookup.
+``requires_grad_()`` and ``to()``/``cuda()``/``cpu()``. Registered objects
+are also stored as ordinary instance attributes, so reading ``self.weight``
+in ``forward`` costs a plain attribute lookup.
 
 The repr is Flux's: one line per layer, ``Linear(256 => 120)``,
 ``Conv2d(1 => 6, 5×5)``, containers indented.
