@@ -97,7 +97,7 @@ def test_norm_layers_train_and_eval_on_the_device_match_the_cpu():
         return nn.Sequential(nn.BatchNorm2d(3, dtype=np.float64), nn.GroupNorm(1, 3, dtype=np.float64),
                              nn.Flatten(), nn.LayerNorm(12, dtype=np.float64))
 
-    cpu_model, gpu_model = model(), model().to("cuda")
+    cpu_model, gpu_model = model(), model().cuda()
     assert gpu_model[0].running_mean.device == "cuda"
     x = randn((2, 3, 2, 2), np.float64, seed=3)
     g = randn((2, 12), np.float64, seed=4)
@@ -114,3 +114,5 @@ def test_norm_layers_train_and_eval_on_the_device_match_the_cpu():
         assert_close(xg.grad.numpy(), xc.grad.numpy())
     for key, value in cpu_model.state_dict().items():  # running stats and num_batches_tracked, from the device
         assert_close(gpu_model.state_dict()[key], value, err_msg=key)
+    gpu_model.cpu()
+    assert {b.device for b in gpu_model.buffers()} == {"cpu"}
