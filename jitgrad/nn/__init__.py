@@ -13,6 +13,9 @@ from jitgrad.nn.layers import (
     Sequential, Sigmoid, Softmax, Softplus, Tanh,
 )
 from jitgrad.nn.module import Module, Parameter
+from jitgrad.nn.normalization import BatchNorm1d, BatchNorm2d, GroupNorm, LayerNorm
+from jitgrad.nn.containers import ModuleDict, ModuleList
+from jitgrad.nn.loss import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
 from jitgrad.nn.training import (
     Callback, EarlyStopping, History, ModelCheckpoint, TrainingState, evaluate, fit, throttle,
 )
@@ -26,4 +29,7 @@ __all__ = [
     "Sequential", "Chain",
     "fit", "evaluate", "History", "TrainingState", "Callback", "EarlyStopping", "ModelCheckpoint", "throttle",
     "TerminateOnNaN",
+    "BatchNorm1d", "BatchNorm2d", "LayerNorm", "GroupNorm",
+    "ModuleList", "ModuleDict",
+    "CrossEntropyLoss", "MSELoss", "BCEWithLogitsLoss",
 ]

@@ -320,3 +320,9 @@ def binary_cross_entropy_with_logits(logits: Tensor, target: Any, reduction: str
     _check_reduction("binary_cross_entropy_with_logits", reduction)
     target = _same_shape_target("binary_cross_entropy_with_logits", logits, target)
     return _reduce(ops.BinaryCrossEntropyWithLogits.apply(logits, target), reduction)
+
+
+# --- normalisation (its own module; re-exported here) ------------------------------
+from jitgrad.nn.functional_norm import batch_norm, group_norm, layer_norm  # noqa: E402
+
+__all__ += ["batch_norm", "layer_norm", "group_norm"]
