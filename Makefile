@@ -82,13 +82,13 @@ clean:
 test-mpi: $(STAMP)
 	$(PY) -m pytest tests/distributed -q
 
-# Data-parallel LeNet-5 on MNIST: `make train-mpi NP=2 EPOCHS=1`. Root needs the two
+# Data-parallel training (examples/mnist_cnn.py --distributed): `make train-mpi NP=2 EPOCHS=1`. Root needs the two
 # OMPI_ALLOW_* variables; --oversubscribe lets NP exceed the cores (for testing only).
 NP ?= 2
 MPIRUN_ENV := OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl=self,sm OMPI_MCA_pml=ob1
 train-mpi: $(STAMP)
 	$(MPIRUN_ENV) $(VENV)/bin/mpirun -n $(NP) --oversubscribe --bind-to none \
-	  $(PY) examples/mnist_distributed.py --epochs $(EPOCHS) $(TRAIN_ARGS)
+	  $(PY) examples/mnist_cnn.py --distributed --epochs $(EPOCHS) $(TRAIN_ARGS)
 
 # The prepared real-GPU check (bench/gpu_check.py): runs with the machine's own packages, no install.
 OUT ?= gpu-check-out

@@ -182,12 +182,17 @@ def ratio(ours: float | None, theirs: float | None) -> str:
 
 # ----------------------------------------------------------------------------- cases
 
-def cases(quick: bool) -> list[tuple[str, str, str]]:
-    """(family, kernel, shape label) for every kernel at the report's shapes (tiny ones with --quick)."""
+def cases(opts: argparse.Namespace) -> list[tuple[str, str, str]]:
+    """(family, kernel, shape label) for every kernel (or those --kernels names) at the report's shapes.
+
+    ``--quick`` takes the tiny shapes instead.
+    """
+    wanted = set(opts.kernels.split(",")) if opts.kernels else None
     out = []
     for family in common.FAMILIES.values():
-        labels = list(common.QUICK_SHAPES[family.name]) if quick else list(family.shapes)
-        out += [(family.name, kernel, label) for kernel in family.kernels for label in labels]
+        labels = list(common.QUICK_SHAPES.get(family.name, {})) if opts.quick else list(family.shapes)
+        out += [(family.name, kernel, label) for kernel in family.kernels for label in labels
+                if wanted is None or kernel in wanted]
     return out
 
 
@@ -250,7 +255,7 @@ def step_errors(report: Report, opts: argparse.Namespace, deadline: Deadline) ->
     """Every CUDA kernel against the CPU kernel, same float32 inputs: max abs error and error / max |cpu|."""
     row = report.table("CUDA against the CPU kernels (float32)",
                        ["kernel", "shape", "max abs error", "relative to max |cpu|", "ok"])
-    for family, kernel, shape in cases(opts.quick):
+    for family, kernel, shape in cases(opts):
         if deadline.left() < 30:
             break
         try:
@@ -290,10 +295,10 @@ def step_timings(report: Report, opts: argparse.Namespace, deadline: Deadline) -
     row = report.table("Kernel times on the GPU (medians, CUDA events)",
                        ["kernel", "shape", "jitgrad", "PyTorch", "PyTorch time / jitgrad time"])
     timed: list[tuple[str, str, Callable[[], tuple[Callable[[], Any], Callable[[], Any] | None]]]] = []
-    if not opts.quick:
+    if not opts.quick and not opts.kernels:
         for n in MATMUL_SIZES:
             timed.append(("matmul", f"{n}x{n}x{n}", lambda n=n: _square_matmul(torch, n)))
-    for family, kernel, shape in cases(opts.quick):
+    for family, kernel, shape in cases(opts):
         def make(family=family, kernel=kernel, shape=shape):
             ours = common.kernel_call(family, kernel, shape, "float32", "cuda")
             theirs = None
@@ -344,7 +349,17 @@ def count_launches_and_syncs():
 
     if SIMULATOR:
         from numba.cuda.simulator import kernel as sim_kernel
-        wrap(sim_kernel.FakeCUDAKernel, "__call__", "launches")
+
+        original = sim_kernel.FakeCUDAKernel.__call__
+
+        def launch(self: Any, *args: Any) -> Any:
+            # The simulator calls device functions through the same method: count launches only.
+            if not self._device and not sim_kernel._kernel_context:
+                counts["launches"] += 1
+            return original(self, *args)
+
+        sim_kernel.FakeCUDAKernel.__call__ = launch
+        patched.append((sim_kernel.FakeCUDAKernel, "__call__", original))
     else:
         from numba.cuda import dispatcher
         wrap(dispatcher.CUDADispatcher, "call", "launches")
@@ -359,8 +374,8 @@ def count_launches_and_syncs():
 def step_e2e(report: Report, opts: argparse.Namespace, deadline: Deadline) -> None:
     """Training steps of the examples' models on the GPU: images/s next to PyTorch, launches and syncs per step."""
     torch = import_torch_cuda()
-    batch = 8 if (SIMULATOR or opts.quick) else common.BATCH
-    steps = 2 if (SIMULATOR or opts.quick) else opts.e2e_steps
+    batch = 2 if SIMULATOR else (8 if opts.quick else common.BATCH)
+    steps = 1 if SIMULATOR else (2 if opts.quick else opts.e2e_steps)
     names = ["tiny-mlp"] if SIMULATOR else list(models.MODELS)
     row = report.table(f"Training on the GPU (batch {batch}, {steps} timed steps, MNIST-shaped data)",
                        ["model", "jitgrad images/s", "PyTorch images/s", "jitgrad / PyTorch speed",
@@ -407,6 +422,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("outdir", type=Path, help="folder for summary.md, results.jsonl and tests.log")
     p.add_argument("--only", default=",".join(STEPS), help=f"comma-separated steps out of {','.join(STEPS)}")
     p.add_argument("--quick", action="store_true", help="tiny shapes only (a dry run of the plumbing)")
+    p.add_argument("--kernels", default="", help="comma-separated kernel names: only these (default: all)")
     p.add_argument("--budget-s", type=float, default=480.0, help="stop starting new work after this many seconds")
     p.add_argument("--repeats", type=int, default=20, help="timed calls per kernel (the median is kept)")
     p.add_argument("--e2e-steps", type=int, default=50, help="timed training steps per model")
@@ -430,8 +446,7 @@ def main(argv: list[str] | None = None) -> int:
         # The benchmarks refuse the simulator (its timings mean nothing); the dry run only needs the calls.
         common.cuda_ready = models.cuda_ready = lambda: None
         opts.quick = True
-        models.MODELS.setdefault("tiny-mlp", [("Flatten", (), {}), ("Linear", (784, 16), {}), ("ReLU", (), {}),
-                                              ("Linear", (16, 10), {})])
+        models.MODELS.setdefault("tiny-mlp", [("Flatten", (), {}), ("Linear", (784, 10), {})])
     deadline = Deadline(opts.budget_s)
     report = Report(opts.outdir)
     info = device_info()

@@ -134,6 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train on the first N training images only (quick runs)")
     p.add_argument("--threads", type=_positive_int, default=None, help="CPU threads for jitgrad's kernels")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--distributed", action="store_true",
+                   help="data-parallel over MPI ranks (mpirun -n N ...; make train-mpi NP=N): --batch-size is per "
+                        "rank, metrics are averaged over ranks, only rank 0 prints and writes files")
     return p
 
 
@@ -305,14 +308,15 @@ _HISTORY_KEYS = {"loss": "train_loss", "accuracy": "train_acc", "val_loss": "tes
 class CheckpointEveryEpoch(nn.Callback):
     """Saves model, optimizer, schedule, epoch and history after every epoch with a finite loss."""
 
-    def __init__(self, path: Path, args: argparse.Namespace, schedule: Any | None,
+    def __init__(self, path: Path, args: argparse.Namespace, model: nn.Module, schedule: Any | None,
                  history: dict[str, list[float]]) -> None:
-        self.path, self.args, self.schedule, self.history = path, args, schedule, history
+        # The plain model, not a DistributedDataParallel wrapper: checkpoints load with any rank count.
+        self.path, self.args, self.model, self.schedule, self.history = path, args, model, schedule, history
         self.saved = False
 
     def on_epoch_end(self, state: nn.TrainingState, logs: dict[str, float]) -> None:
         if math.isfinite(logs["loss"]):
-            save_checkpoint(self.path, self.args, state.model, state.optimizer, self.schedule, state.epoch + 1,
+            save_checkpoint(self.path, self.args, self.model, state.optimizer, self.schedule, state.epoch + 1,
                             self.history)
             self.saved = True
 
@@ -388,12 +392,15 @@ def train(args: argparse.Namespace, callbacks: list[nn.Callback] = ()) -> dict[s
     def transform(x: np.ndarray) -> np.ndarray:
         return standardise(to_float(x))[:, None]
 
+    dist = _distributed(args)
+    main_rank = dist is None or dist.is_main_process()
+    shard = {} if dist is None else {"rank": dist.get_rank(), "world_size": dist.get_world_size()}
     nn.init.manual_seed(args.seed)
     model = MODELS[args.model]()
     if args.device != "cpu":
         model.to(args.device)
     loader = DataLoader((train_images, train_labels), args.batch_size, shuffle=True, seed=args.seed,
-                        transform=transform)
+                        transform=transform, **shard)
     test_loader = DataLoader((test_images, test_labels), 1000, transform=transform)
     optimizer = make_optimizer(args, model)
     schedule = make_schedule(args, optimizer, len(loader))
@@ -406,31 +413,52 @@ def train(args: argparse.Namespace, callbacks: list[nn.Callback] = ()) -> dict[s
     loader.set_epoch(start_epoch)  # the shuffles an uninterrupted run would have seen
 
     n_params = sum(int(np.prod(p.shape)) for p in model.parameters())
-    print(f"{args.model}: {n_params:,} parameters; {len(train_labels):,} training and "
-          f"{len(test_labels):,} test images; {args.optimizer} lr {args.lr:g} ({args.schedule}), "
-          f"batch {args.batch_size}, {jitgrad.get_num_threads()} threads, device {args.device}", flush=True)
-    if args.device == "cpu":  # compile every kernel first, in parallel, once per machine
+    ranks = "" if dist is None else f" per rank x {dist.get_world_size()} ranks"
+    if main_rank:
+        print(f"{args.model}: {n_params:,} parameters; {len(train_labels):,} training and "
+              f"{len(test_labels):,} test images; {args.optimizer} lr {args.lr:g} ({args.schedule}), "
+              f"batch {args.batch_size}{ranks}, {jitgrad.get_num_threads()} threads, device {args.device}",
+              flush=True)
+    if args.device == "cpu" and main_rank:  # compile every kernel first, in parallel, once per machine
         ensure_compiled(progress=not args.no_progress)
+    if dist is not None:
+        dist.barrier()  # the other ranks load what rank 0 compiled
     terminate = nn.TerminateOnNaN(verbose=False)
     ours: list[nn.Callback] = [terminate, RecordAndReport(history, args.epochs)]
     checkpoint = None
     if args.checkpoint is not None:
-        checkpoint = CheckpointEveryEpoch(args.checkpoint, args, schedule, history)
+        checkpoint = CheckpointEveryEpoch(args.checkpoint, args, model, schedule, history)
         ours.append(checkpoint)
+    trained, reducer = model, None
+    if dist is not None:
+        # Rank 0's weights (resumed or fresh) go to every rank; checkpoints keep the plain model's names.
+        trained, reducer = dist.DistributedDataParallel(model), dist.reduce_metrics
+        ours = [ours[0]] + [dist.OnMainProcess(c) for c in ours[1:]]
     if start_epoch < args.epochs:
         try:
-            nn.fit(model, nn.functional.cross_entropy, loader, optimizer, args.epochs, val_data=test_loader,
-                   callbacks=ours + list(callbacks), progress=not args.no_progress, summary=False,
-                   scheduler=schedule, initial_epoch=start_epoch, device=args.device)
+            nn.fit(trained, nn.functional.cross_entropy, loader, optimizer, args.epochs, val_data=test_loader,
+                   callbacks=ours + list(callbacks), progress=main_rank and not args.no_progress, summary=False,
+                   scheduler=schedule, initial_epoch=start_epoch, device=args.device, metrics_reducer=reducer)
         except KeyboardInterrupt:
             # Only a file this run wrote, or the one it resumed from, is worth resuming.
             written = checkpoint is not None and (checkpoint.saved or args.resume == args.checkpoint)
             raise TrainingInterrupted(args.checkpoint if written else None) from None
     if terminate.message is not None:
         raise NonFiniteLoss(terminate.message)
-    predictions = predict(model, test_images, transform, args.device) if args.plot is not None else None
+    predictions = (predict(model, test_images, transform, args.device)
+                   if args.plot is not None and main_rank else None)
     return {"history": history, "predictions": predictions, "test_images": test_images,
-            "test_labels": test_labels, "model": model}
+            "test_labels": test_labels, "model": model, "main_rank": main_rank}
+
+
+def _distributed(args: argparse.Namespace) -> Any | None:
+    """``jitgrad.distributed``, initialised, with ``--distributed``; else None."""
+    if not args.distributed:
+        return None
+    import jitgrad.distributed as dist
+
+    dist.init()
+    return dist
 
 
 # ----------------------------------------------------------------------------- plot
@@ -498,6 +526,8 @@ def main(argv: list[str] | None = None, *, callbacks: list[nn.Callback] = ()) ->
         print(f"\ninterrupted{where}", file=sys.stderr)
         return 130
     history = result["history"]
+    if not result["main_rank"]:
+        return 0
     if history["test_acc"]:
         best = int(np.argmax(history["test_acc"]))
         print(f"best test accuracy {history['test_acc'][best]:.2%} (epoch {best + 1}); "

@@ -237,7 +237,8 @@ def _model_device(model: Module) -> str:
 def fit(model: Module, loss_fn: Callable[[Any, Any], Any], train_data: Iterable[tuple[Any, Any]], optimizer: Any,
         epochs: int, *, val_data: Iterable[tuple[Any, Any]] | None = None, callbacks: Iterable[Callback] = (),
         progress: bool = True, scheduler: Any = None, initial_epoch: int = 0, summary: bool | None = None,
-        device: str | None = None) -> History:
+        device: str | None = None, metrics_reducer: Callable[[dict[str, float]], dict[str, float]] | None = None
+        ) -> History:
     """Train ``model`` until epoch ``epochs`` over ``train_data``.
 
     Parameters
@@ -272,6 +273,10 @@ def fit(model: Module, loss_fn: Callable[[Any, Any], Any], train_data: Iterable[
         Print one line per epoch (default: as ``progress``).
     device : str, optional
         Where batches go (default: where the model's first parameter is).
+    metrics_reducer : callable, optional
+        Applied to each epoch's logs before they are recorded, printed and
+        given to callbacks; data-parallel training passes
+        ``jitgrad.distributed.reduce_metrics`` so every rank sees the mean over ranks.
 
     Returns
     -------
@@ -372,6 +377,8 @@ def fit(model: Module, loss_fn: Callable[[Any, Any], Any], train_data: Iterable[
         logs["lr"] = lr
         logs["time"] = time.perf_counter() - start
         logs["samples_per_s"] = running.count / max(train_seconds - watch.seconds, 1e-9)
+        if metrics_reducer is not None:
+            logs = metrics_reducer(logs)
         history.record(epoch, logs)
         if summary:
             shown = "  ".join(f"{k} {v:.4f}" for k, v in logs.items() if k not in ("time", "samples_per_s"))
