@@ -20,3 +20,4 @@ from .optim import *  # noqa: F401,F403
 # elementwise, reduction``) so NumPy names such as ``sum``, ``max`` and ``abs`` never shadow
 # anything at package level.
 from . import elementwise, reduction  # noqa: E402,F401
+from .conv_transpose import *  # noqa: F401,F403
