@@ -21,3 +21,4 @@ from .optim import *  # noqa: F401,F403
 # anything at package level.
 from . import elementwise, reduction  # noqa: E402,F401
 from .conv_transpose import *  # noqa: F401,F403
+from .pooling_adaptive import *  # noqa: F401,F403
