@@ -237,8 +237,12 @@ def matmul(a: Any, b: Any) -> Tensor:
     b = b if isinstance(b, Tensor) else Tensor(b)
     if a.ndim == 0 or b.ndim == 0:
         raise ValueError(f"matmul: operands must be at least 1-D, got shapes {a.shape} and {b.shape}")
+    if a.ndim == 3 and b.ndim == 3:
+        from jitgrad.autograd.ops_shape import batched_matmul
+
+        return batched_matmul(a, b)
     if b.ndim > 2:
-        raise ValueError(f"matmul: b must be 1-D or 2-D, got shape {b.shape}")
+        raise ValueError(f"matmul: b must be 1-D or 2-D (or both operands 3-D), got shapes {a.shape} and {b.shape}")
     if a.shape[-1] != b.shape[0]:
         raise ValueError(f"matmul: inner sizes differ: a has shape {a.shape}, b has shape {b.shape}")
     if a.ndim == 2 and b.ndim == 2:
@@ -518,17 +522,17 @@ class LogSoftmax(Function):
 
 
 class Conv2d(Function):
-    """2-D cross-correlation, NCHW input ``x``, weights ``w (C_out, C_in, kH, kW)``, bias ``b (C_out,)``."""
+    """2-D cross-correlation, NCHW input ``x``, weights ``w (C_out, C_in/groups, kH, kW)``, bias ``b (C_out,)``."""
 
     @staticmethod
     def forward(ctx: Context, x: Any, w: Any, b: Any = None, *, stride: Any = 1, padding: Any = 0,
-                dilation: Any = 1) -> Any:
+                dilation: Any = 1, groups: int = 1) -> Any:
         xp = ctx.backend
         x, w = xp.ascontiguousarray(x), xp.ascontiguousarray(w)
         if b is not None:
             b = xp.ascontiguousarray(b)
         ctx.save_for_backward(x, w)
-        ctx.hyper = {"stride": stride, "padding": padding, "dilation": dilation}
+        ctx.hyper = {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups}
         return xp.kernels.conv2d(x, w, b, **ctx.hyper)
 
     @staticmethod
