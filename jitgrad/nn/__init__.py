@@ -13,6 +13,10 @@ from jitgrad.nn.layers import (
     Sequential, Sigmoid, Softmax, Softplus, Tanh,
 )
 from jitgrad.nn.module import Module, Parameter
+from jitgrad.nn.conv_layers import (
+    AdaptiveAvgPool2d, AdaptiveMaxPool2d, ConvTranspose2d, GlobalAvgPool, GlobalMeanPool, Identity, Parallel,
+    SkipConnection,
+)
 from jitgrad.nn.training import (
     Callback, EarlyStopping, History, ModelCheckpoint, TrainingState, evaluate, fit, throttle,
 )
@@ -24,4 +28,6 @@ __all__ = [
     "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "GELU", "ELU", "Softplus", "Softmax", "LogSoftmax",
     "Sequential", "Chain",
     "fit", "evaluate", "History", "TrainingState", "Callback", "EarlyStopping", "ModelCheckpoint", "throttle",
+    "ConvTranspose2d", "AdaptiveAvgPool2d", "AdaptiveMaxPool2d", "GlobalAvgPool", "GlobalMeanPool", "Identity",
+    "SkipConnection", "Parallel",
 ]
