@@ -23,6 +23,7 @@ CASES = {
     "depthwise-stride2-dilation2": (2, 4, 11, 10, 4, 3, 3, 2, 2, 2, 4),
     "depthwise-asymmetric": (1, 2, 9, 7, 4, 5, 3, (2, 1), (1, 2), (1, 2), 2),
     "depthwise-no-padding-5x5": (3, 3, 9, 9, 3, 5, 5, (1, 3), 0, 1, 3),
+    "depthwise-padding-past-the-kernel": (2, 2, 4, 5, 2, 3, 3, 1, (3, 1), 1, 2),
 }
 
 

@@ -34,7 +34,10 @@ def _conv2d_backward_input_kernel(grad_out, w, d, out) -> None:
     (sh, sw), (ph, pw), (dh, dw) = d.stride, d.padding, d.dilation
     if d.groups != 1:
         if d.groups == d.c_in:
-            _depthwise.depthwise_backward_input(grad_out, w, sh, sw, ph, pw, dh, dw, out)
+            if sh == sw == 1 and ph <= dh * (d.kh - 1) and pw <= dw * (d.kw - 1):
+                _depthwise.depthwise_backward_input_unit(grad_out, w, ph, pw, dh, dw, out, numba.get_num_threads())
+            else:
+                _depthwise.depthwise_backward_input_scatter(grad_out, w, sh, sw, ph, pw, dh, dw, out)
         else:
             _grouped_backward_input(grad_out, w, d, out)
         return
@@ -45,7 +48,8 @@ def _conv2d_backward_weight_kernel(x, grad_out, d, grad_w, grad_b) -> None:
     (sh, sw), (ph, pw), (dh, dw) = d.stride, d.padding, d.dilation
     if d.groups != 1:
         if d.groups == d.c_in:
-            _depthwise.depthwise_backward_weight(x, grad_out, sh, sw, ph, pw, dh, dw, grad_w, grad_b)
+            _depthwise.depthwise_backward_weight(x, grad_out, sh, sw, ph, pw, dh, dw, grad_w, grad_b,
+                                                 numba.get_num_threads())
         else:
             _grouped_backward_weight(x, grad_out, d, grad_w, grad_b)
         return
@@ -91,7 +95,7 @@ def _conv2d_kernel(x, w, b, d, out) -> None:
         if d.groups == d.c_in:
             has_bias = b is not None
             bias = b if has_bias else np.zeros(1, dtype=x.dtype)
-            _depthwise.depthwise_forward(x, w, bias, has_bias, sh, sw, ph, pw, dh, dw, out)
+            _depthwise.depthwise_forward(x, w, bias, has_bias, sh, sw, ph, pw, dh, dw, out, numba.get_num_threads())
         else:
             _grouped_forward(x, w, b, d, out)
         return
