@@ -83,6 +83,44 @@ def _correlate_into(buf, w, co, flip, sh, sw, dh, dw, out):
                             row[ow] += wv * prow[ow * sw + j * dw]
 
 
+@njit(**_jit)
+def _correlate_pitched(flat, wp, w, co, flip, dh, dw, acc):
+    """Unit stride on the pitched layout: ``acc[q] += sum_ij w'[i, j] * flat[q + i*dh*wp + j*dw]`` for
+    ``q < acc.size``, one long contiguous run per tap (a whole plane, not one short row), three
+    taps fused per pass when ``kW = 3``. Output ``(oh, ow)`` is ``acc[oh * wp + ow]``."""
+    kh, kw = w.shape[2], w.shape[3]
+    n = acc.size
+    for i in range(kh):
+        wi = kh - 1 - i if flip else i
+        base = i * dh * wp
+        if kw == 3:
+            w0 = w[co, 0, wi, 2 if flip else 0]
+            w1 = w[co, 0, wi, 1]
+            w2 = w[co, 0, wi, 0 if flip else 2]
+            p0 = flat[base:base + n]
+            p1 = flat[base + dw:base + dw + n]
+            p2 = flat[base + 2 * dw:base + 2 * dw + n]
+            for k in range(n):
+                u = np.uintp(k)
+                acc[u] += w0 * p0[u] + w1 * p1[u] + w2 * p2[u]
+        else:
+            for j in range(kw):
+                wv = w[co, 0, wi, kw - 1 - j if flip else j]
+                pj = flat[base + j * dw:base + j * dw + n]
+                for k in range(n):
+                    acc[np.uintp(k)] += wv * pj[np.uintp(k)]
+
+
+@njit(**_jit)
+def _unpitch(acc, wp, out):
+    h_out, w_out = out.shape
+    for oh in range(h_out):
+        src = acc[oh * wp:oh * wp + w_out]
+        dst = out[oh]
+        for c in range(w_out):
+            dst[np.uintp(c)] = src[np.uintp(c)]
+
+
 @njit(parallel=True, **_jit)
 def depthwise_forward(x, w, bias, has_bias, sh, sw, ph, pw, dh, dw, y, nthreads):
     n_img, c_in, h, wid = x.shape
@@ -90,8 +128,15 @@ def depthwise_forward(x, w, bias, has_bias, sh, sw, ph, pw, dh, dw, y, nthreads)
     m = c_out // c_in
     tasks = n_img * c_in
     chunk = (tasks + nthreads - 1) // nthreads
+    wp = wid + 2 * pw
+    h_out, w_out = y.shape[2], y.shape[3]
+    # Pitched accumulator: output rows on the buffer's row pitch; the last row stops where the
+    # rightmost tap would read past the buffer (only columns >= w_out, never copied out, are lost).
+    n_acc = h_out * wp - (w.shape[3] - 1) * dw
     for t in prange(nthreads):
-        buf = np.zeros((h + 2 * ph, wid + 2 * pw), dtype=x.dtype)
+        buf = np.zeros((h + 2 * ph, wp), dtype=x.dtype)
+        flat = buf.reshape(-1)
+        acc = np.empty(max(n_acc, 1), dtype=x.dtype)
         zero = buf[0, 0]  # a 0 of the array's dtype: float32 stays float32
         for task in range(t * chunk, min(tasks, (t + 1) * chunk)):
             img = task // c_in
@@ -100,10 +145,16 @@ def depthwise_forward(x, w, bias, has_bias, sh, sw, ph, pw, dh, dw, y, nthreads)
             for co in range(ci * m, ci * m + m):
                 plane = y[img, co]
                 b0 = bias[co] if has_bias else zero
-                for r in range(plane.shape[0]):
-                    for c in range(plane.shape[1]):
-                        plane[r, np.uintp(c)] = b0
-                _correlate_into(buf, w, co, False, sh, sw, dh, dw, plane)
+                if sh == 1 and sw == 1:
+                    for k in range(n_acc):
+                        acc[np.uintp(k)] = b0
+                    _correlate_pitched(flat, wp, w, co, False, dh, dw, acc)
+                    _unpitch(acc, wp, plane)
+                else:
+                    for r in range(h_out):
+                        for c in range(w_out):
+                            plane[r, np.uintp(c)] = b0
+                    _correlate_into(buf, w, co, False, sh, sw, dh, dw, plane)
 
 
 @njit(parallel=True, **_jit)
@@ -117,18 +168,21 @@ def depthwise_backward_input_unit(g, w, ph, pw, dh, dw, gx, nthreads):
     qw = (kw - 1) * dw - pw
     tasks = n_img * c_in
     chunk = (tasks + nthreads - 1) // nthreads
+    wp = wid + (kw - 1) * dw
+    n_acc = h * wp - (kw - 1) * dw
     for t in prange(nthreads):
-        buf = np.zeros((h + (kh - 1) * dh, wid + (kw - 1) * dw), dtype=g.dtype)
+        buf = np.zeros((h + (kh - 1) * dh, wp), dtype=g.dtype)
+        flat = buf.reshape(-1)
+        acc = np.empty(n_acc, dtype=g.dtype)
         for task in range(t * chunk, min(tasks, (t + 1) * chunk)):
             img = task // c_in
             ci = task - img * c_in
-            plane = gx[img, ci]
-            for r in range(h):
-                for c in range(wid):
-                    plane[r, np.uintp(c)] = 0
+            for k in range(n_acc):
+                acc[np.uintp(k)] = 0
             for co in range(ci * m, ci * m + m):
                 _load_padded(g[img, co], qh, qw, buf)
-                _correlate_into(buf, w, co, True, 1, 1, dh, dw, plane)
+                _correlate_pitched(flat, wp, w, co, True, dh, dw, acc)
+            _unpitch(acc, wp, gx[img, ci])
 
 
 @njit(parallel=True, **_jit)
