@@ -223,8 +223,15 @@ def depthwise_backward_weight(x, g, sh, sw, ph, pw, dh, dw, gw, gb, nthreads):
     h_out, w_out = g.shape[2], g.shape[3]
     m = c_out // c_in
     chunk = (c_in + nthreads - 1) // nthreads
+    wp = wid + 2 * pw
+    n_acc = h_out * wp - (kw - 1) * dw
+    unit = sh == 1 and sw == 1
     for t in prange(nthreads):
-        buf = np.zeros((h + 2 * ph, wid + 2 * pw), dtype=x.dtype)
+        buf = np.zeros((h + 2 * ph, wp), dtype=x.dtype)
+        flat = buf.reshape(-1)
+        # grad_out on the buffer's pitch, zero in columns >= w_out: each tap's gradient is then
+        # one long dot product over the plane (unit stride).
+        gp = np.zeros(max(n_acc, 1), dtype=x.dtype)
         zero = buf[0, 0]
         for ci in range(t * chunk, min(c_in, (t + 1) * chunk)):
             for co in range(ci * m, ci * m + m):
@@ -236,6 +243,24 @@ def depthwise_backward_weight(x, g, sh, sw, ph, pw, dh, dw, gw, gb, nthreads):
                 _load_padded(x[img, ci], ph, pw, buf)
                 for co in range(ci * m, ci * m + m):
                     bsum = zero
+                    if unit:
+                        for oh in range(h_out):
+                            grow = g[img, co, oh]
+                            dst = gp[oh * wp:oh * wp + w_out]
+                            for k in range(w_out):
+                                v = grow[np.uintp(k)]
+                                dst[np.uintp(k)] = v
+                                bsum += v
+                        for i in range(kh):
+                            for j in range(kw):
+                                base = i * dh * wp + j * dw
+                                run = flat[base:base + n_acc]
+                                acc = zero
+                                for k in range(n_acc):
+                                    acc += gp[np.uintp(k)] * run[np.uintp(k)]
+                                gw[co, 0, i, j] += acc
+                        gb[co] += bsum
+                        continue
                     for oh in range(h_out):
                         grow = g[img, co, oh]
                         for k in range(w_out):
