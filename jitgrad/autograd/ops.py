@@ -242,7 +242,7 @@ def matmul(a: Any, b: Any) -> Tensor:
 
         return batched_matmul(a, b)
     if b.ndim > 2:
-        raise ValueError(f"matmul: b must be 1-D or 2-D (or both operands 3-D), got shapes {a.shape} and {b.shape}")
+        raise ValueError(f"matmul: b must be 1-D or 2-D, got shape {b.shape} (a 3-D b needs a 3-D a: batched matmul)")
     if a.shape[-1] != b.shape[0]:
         raise ValueError(f"matmul: inner sizes differ: a has shape {a.shape}, b has shape {b.shape}")
     if a.ndim == 2 and b.ndim == 2:
@@ -537,17 +537,10 @@ class Conv2d(Function):
 
     @staticmethod
     def backward(ctx: Context, g: Any) -> tuple[Any, ...]:
-        xp = ctx.backend
-        x, w = ctx.saved_tensors
-        needs = ctx.needs_input_grad
-        g = xp.ascontiguousarray(g)
-        grad_x = grad_w = grad_b = None
-        if needs[0]:
-            grad_x = xp.kernels.conv2d_backward_input(g, w, input_shape=x.shape, **ctx.hyper)
-        need_b = len(needs) > 2 and needs[2]
-        if needs[1] or need_b:
-            grad_w, grad_b = xp.kernels.conv2d_backward_weight(x, g, weight_shape=w.shape, **ctx.hyper)
-        return grad_x, (grad_w if needs[1] else None), (grad_b if need_b else None)
+        from jitgrad.autograd.ops_conv import conv_backward
+
+        k = ctx.backend.kernels
+        return conv_backward(ctx, g, k.conv2d_backward_input, k.conv2d_backward_weight)
 
 
 class MaxPool2d(Function):

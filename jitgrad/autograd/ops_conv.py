@@ -9,7 +9,23 @@ from typing import Any
 
 from jitgrad.autograd.function import Context, Function
 
-__all__ = ["ConvTranspose2d", "AdaptiveAvgPool2d", "AdaptiveMaxPool2d"]
+__all__ = ["ConvTranspose2d", "AdaptiveAvgPool2d", "AdaptiveMaxPool2d", "conv_backward"]
+
+
+def conv_backward(ctx: Context, g: Any, backward_input: Any, backward_weight: Any) -> tuple[Any, ...]:
+    """The backward of ``Conv2d`` and ``ConvTranspose2d``: ``(grad_x, grad_w, grad_b)`` from the
+    two backward kernels, each called only when an input needs its gradient."""
+    xp = ctx.backend
+    x, w = ctx.saved_tensors
+    needs = ctx.needs_input_grad
+    g = xp.ascontiguousarray(g)
+    grad_x = grad_w = grad_b = None
+    if needs[0]:
+        grad_x = backward_input(g, w, input_shape=x.shape, **ctx.hyper)
+    need_b = len(needs) > 2 and needs[2]
+    if needs[1] or need_b:
+        grad_w, grad_b = backward_weight(x, g, weight_shape=w.shape, **ctx.hyper)
+    return grad_x, (grad_w if needs[1] else None), (grad_b if need_b else None)
 
 
 class ConvTranspose2d(Function):
@@ -29,17 +45,8 @@ class ConvTranspose2d(Function):
 
     @staticmethod
     def backward(ctx: Context, g: Any) -> tuple[Any, ...]:
-        xp = ctx.backend
-        x, w = ctx.saved_tensors
-        needs = ctx.needs_input_grad
-        g = xp.ascontiguousarray(g)
-        grad_x = grad_w = grad_b = None
-        if needs[0]:
-            grad_x = xp.kernels.conv_transpose2d_backward_input(g, w, input_shape=x.shape, **ctx.hyper)
-        need_b = len(needs) > 2 and needs[2]
-        if needs[1] or need_b:
-            grad_w, grad_b = xp.kernels.conv_transpose2d_backward_weight(x, g, weight_shape=w.shape, **ctx.hyper)
-        return grad_x, (grad_w if needs[1] else None), (grad_b if need_b else None)
+        k = ctx.backend.kernels
+        return conv_backward(ctx, g, k.conv_transpose2d_backward_input, k.conv_transpose2d_backward_weight)
 
 
 class AdaptiveAvgPool2d(Function):
