@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from jitgrad.kernels import cpu
 from jitgrad.kernels import reference as ref
@@ -121,3 +123,19 @@ class TestBadGroups:
     def test_bad_groups_value(self, backend, value, exc, message):
         with pytest.raises(exc, match=message):
             backend.conv2d(np.ones((1, 2, 5, 5)), np.ones((2, 1, 3, 3)), groups=value)
+
+
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(1, 3), groups=st.integers(1, 4), c_in_g=st.integers(1, 2), mult=st.integers(1, 2),
+       h=st.integers(3, 9), w=st.integers(3, 9), k=st.integers(1, 3), stride=st.integers(1, 3),
+       padding=st.integers(0, 2), dilation=st.integers(1, 2), seed=st.integers(0, 2 ** 16))
+def test_cpu_matches_reference_hypothesis(n, groups, c_in_g, mult, h, w, k, stride, padding, dilation, seed):
+    assume((h + 2 * padding - dilation * (k - 1) - 1) >= 0 and (w + 2 * padding - dilation * (k - 1) - 1) >= 0)
+    case = (n, groups * c_in_g, h, w, groups * mult, k, k, stride, padding, dilation, groups)
+    d, hp, x, wt, b, g = make(case, np.float64, seed)
+    assert_close(cpu.conv2d(x, wt, b, **hp), ref.conv2d(x, wt, b, **hp))
+    assert_close(cpu.conv2d_backward_input(g, wt, input_shape=x.shape, **hp),
+                 ref.conv2d_backward_input(g, wt, input_shape=x.shape, **hp))
+    for got, want in zip(cpu.conv2d_backward_weight(x, g, weight_shape=wt.shape, **hp),
+                         ref.conv2d_backward_weight(x, g, weight_shape=wt.shape, **hp)):
+        assert_close(got, want)
