@@ -53,7 +53,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 
 #: Pages whose code is run, in the order a reader meets them.
-TESTED_PAGES = ("getting-started.md", "tutorial-mnist.md", "kernel-authoring.md", "concepts.md")
+TESTED_PAGES = ("getting-started.md", "tutorial-mnist.md", "kernel-authoring.md", "concepts.md", "tutorial-residual.md")
 
 _FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<ticks>`{3,}|~{3,})\s*(?P<info>[^`]*)$")
 

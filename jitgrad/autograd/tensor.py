@@ -518,3 +518,4 @@ def tensor(data: ArrayLike, requires_grad: bool = False, dtype: Any = None) -> T
 # Bottom imports: ops and the engine need ``Tensor`` defined first.
 from jitgrad.autograd import engine as _engine  # noqa: E402
 from jitgrad.autograd import ops as _ops  # noqa: E402
+from jitgrad.autograd import ops_shape as _ops_shape  # noqa: E402,F401  (attaches clamp, unsqueeze, size() ...)

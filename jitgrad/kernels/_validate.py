@@ -158,6 +158,7 @@ class Conv2dDims:
     dilation: IntPair
     h_out: int
     w_out: int
+    groups: int = 1
 
     @property
     def input_shape(self) -> tuple[int, int, int, int]:
@@ -165,7 +166,7 @@ class Conv2dDims:
 
     @property
     def weight_shape(self) -> tuple[int, int, int, int]:
-        return (self.c_out, self.c_in, self.kh, self.kw)
+        return (self.c_out, self.c_in // self.groups, self.kh, self.kw)
 
     @property
     def output_shape(self) -> tuple[int, int, int, int]:
@@ -174,16 +175,31 @@ class Conv2dDims:
     @classmethod
     def from_shapes(cls, input_shape: tuple[int, ...], weight_shape: tuple[int, ...], *, stride: Any = 1,
                     padding: Any = 0, dilation: Any = 1, input_name: str = "x",
-                    weight_name: str = "w") -> "Conv2dDims":
-        """Validate hyper-parameters and shapes; compute the output size."""
+                    weight_name: str = "w", groups: Any = 1) -> "Conv2dDims":
+        """Validate hyper-parameters and shapes; compute the output size.
+
+        With ``groups = G`` the weight is ``(C_out, C_in / G, kH, kW)`` and
+        both channel counts must be multiples of ``G``.
+        """
         s = as_pair("stride", stride, minimum=1)
         p = as_pair("padding", padding, minimum=0)
         d = as_pair("dilation", dilation, minimum=1)
+        if not _is_int(groups):
+            raise TypeError(f"groups must be an int, got {groups!r}")
+        if groups < 1:
+            raise ValueError(f"groups must be >= 1, got {groups!r}")
+        g = int(groups)
         n, c_in, h, w = input_shape
         c_out, c_in_w, kh, kw = weight_shape
-        if c_in != c_in_w:
+        if c_in % g or c_out % g:
             raise ValueError(
-                f"channel mismatch: {input_name} has {c_in} input channels (shape {tuple(input_shape)}) "
+                f"groups={g} must divide both the input channels ({c_in}, {input_name} shape "
+                f"{tuple(input_shape)}) and the output channels ({c_out}, {weight_name} shape {tuple(weight_shape)})"
+            )
+        if c_in != c_in_w * g:
+            per_group = "" if g == 1 else f" ({c_in // g} per group with groups={g})"
+            raise ValueError(
+                f"channel mismatch: {input_name} has {c_in} input channels (shape {tuple(input_shape)}){per_group} "
                 f"but {weight_name} expects {c_in_w} (shape {tuple(weight_shape)})"
             )
         h_out = _out_size(h, kh, s[0], p[0], d[0])
@@ -193,7 +209,7 @@ class Conv2dDims:
                 f"kernel {kh}x{kw} with dilation {d} does not fit input {h}x{w} with padding {p}: "
                 f"output would be {h_out}x{w_out}"
             )
-        return cls(n, c_in, h, w, c_out, kh, kw, s, p, d, h_out, w_out)
+        return cls(n, c_in, h, w, c_out, kh, kw, s, p, d, h_out, w_out, g)
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,10 @@ from jitgrad.nn.module import Module, Parameter
 from jitgrad.nn.normalization import BatchNorm1d, BatchNorm2d, GroupNorm, LayerNorm
 from jitgrad.nn.containers import ModuleDict, ModuleList
 from jitgrad.nn.loss import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
+from jitgrad.nn.conv_layers import (
+    AdaptiveAvgPool2d, AdaptiveMaxPool2d, ConvTranspose2d, GlobalAvgPool, GlobalMeanPool, Identity, Parallel,
+    SkipConnection,
+)
 from jitgrad.nn.training import (
     Callback, EarlyStopping, History, ModelCheckpoint, TrainingState, evaluate, fit, throttle,
 )
@@ -32,4 +36,6 @@ __all__ = [
     "BatchNorm1d", "BatchNorm2d", "LayerNorm", "GroupNorm",
     "ModuleList", "ModuleDict",
     "CrossEntropyLoss", "MSELoss", "BCEWithLogitsLoss",
+    "ConvTranspose2d", "AdaptiveAvgPool2d", "AdaptiveMaxPool2d", "GlobalAvgPool", "GlobalMeanPool", "Identity",
+    "SkipConnection", "Parallel",
 ]

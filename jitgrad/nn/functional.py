@@ -97,15 +97,16 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
 
 
 def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride: Any = 1, padding: Any = 0,
-           dilation: Any = 1) -> Tensor:
+           dilation: Any = 1, groups: int = 1) -> Tensor:
     """2-D convolution (cross-correlation, as PyTorch).
 
     Parameters
     ----------
     x : Tensor, shape (N, C_in, H, W), float32 or float64
-    weight : Tensor, shape (C_out, C_in, kH, kW), ``x``'s dtype
+    weight : Tensor, shape (C_out, C_in/groups, kH, kW), ``x``'s dtype
     bias : Tensor, shape (C_out,), optional
     stride, padding, dilation : int or pair of ints
+    groups : int dividing C_in and C_out (``groups == C_in``: depthwise)
 
     Returns
     -------
@@ -116,7 +117,7 @@ def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride: Any = 
     _check_ndim("conv2d", "weight", weight, 4, "(C_out, C_in, kH, kW)")
     if bias is not None and bias.shape != (weight.shape[0],):
         raise ValueError(f"conv2d: bias must have shape ({weight.shape[0]},), got {bias.shape}")
-    return ops.Conv2d.apply(x, weight, bias, stride=stride, padding=padding, dilation=dilation)
+    return ops.Conv2d.apply(x, weight, bias, stride=stride, padding=padding, dilation=dilation, groups=groups)
 
 
 def max_pool2d(x: Tensor, kernel_size: Any, stride: Any = None, padding: Any = 0) -> Tensor:
@@ -326,3 +327,7 @@ def binary_cross_entropy_with_logits(logits: Tensor, target: Any, reduction: str
 from jitgrad.nn.functional_norm import batch_norm, group_norm, layer_norm  # noqa: E402
 
 __all__ += ["batch_norm", "layer_norm", "group_norm"]
+# Transposed convolution, adaptive pooling and padding live in their own module (this one is long).
+from jitgrad.nn.functional_conv import (  # noqa: E402,F401
+    adaptive_avg_pool2d, adaptive_max_pool2d, conv_transpose2d, pad,
+)

@@ -21,3 +21,5 @@ from .normalization import *  # noqa: F401,F403
 # elementwise, reduction``) so NumPy names such as ``sum``, ``max`` and ``abs`` never shadow
 # anything at package level.
 from . import elementwise, reduction  # noqa: E402,F401
+from .conv_transpose import *  # noqa: F401,F403
+from .pooling_adaptive import *  # noqa: F401,F403

@@ -11,3 +11,5 @@ from .activations import *  # noqa: F401,F403
 from .softmax import *  # noqa: F401,F403
 from .optim import *  # noqa: F401,F403
 from .normalization import *  # noqa: F401,F403
+from .conv_transpose import *  # noqa: F401,F403
+from .pooling_adaptive import *  # noqa: F401,F403
