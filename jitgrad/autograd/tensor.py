@@ -65,7 +65,7 @@ class Tensor:
     """
 
     # Slots: less memory per graph node and faster attribute access on the hot path.
-    __slots__ = ("data", "grad", "requires_grad", "_ctx", "__weakref__")
+    __slots__ = ("data", "grad", "requires_grad", "_ctx", "_version", "__weakref__")
 
     # ``ndarray + Tensor`` must defer to ``Tensor.__radd__`` rather than let
     # NumPy convert the tensor (through ``__array__``) and drop the graph.
@@ -85,6 +85,7 @@ class Tensor:
         self.grad: Tensor | None = None
         self.requires_grad = bool(requires_grad)
         self._ctx: Any = None
+        self._version = 0
 
     # --- what it is ------------------------------------------------------
     @property
@@ -179,6 +180,14 @@ class Tensor:
             _check_can_require_grad(self.data)
         self.requires_grad = bool(requires_grad)
         return self
+
+    def bump_version(self) -> None:
+        """Record that ``data`` was modified in place (optimizers call this after each update).
+
+        A backward that needs this tensor as it was when saved then raises
+        instead of computing a wrong gradient (PyTorch's version counter).
+        """
+        self._version += 1
 
     def zero_grad(self) -> None:
         """Forget the accumulated gradient (``grad = None``)."""

@@ -10,3 +10,13 @@ from .pooling import *  # noqa: F401,F403
 from .activations import *  # noqa: F401,F403
 from .softmax import *  # noqa: F401,F403
 from .optim import *  # noqa: F401,F403
+
+# Concurrent launches abort the process on Numba's ``workqueue`` layer: serialise them there.
+import sys as _sys  # noqa: E402
+
+from . import _threading  # noqa: E402
+
+_threading.serialise_module_kernels(globals(), [
+    _sys.modules[f"{__name__}.{module}"]
+    for module in ("matmul", "conv", "pooling", "activations", "softmax", "optim")
+])

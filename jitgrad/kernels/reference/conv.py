@@ -154,7 +154,7 @@ def conv2d(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *, stride:
     if out is None:
         out = np.empty(d.output_shape, dtype=x.dtype)
     y = out.reshape(d.n, d.c_out, d.h_out * d.w_out)
-    np.matmul(w.reshape(d.c_out, -1), _im2col(x, d), out=y)
+    np.matmul(w.reshape(d.c_out, d.c_in * d.kh * d.kw), _im2col(x, d), out=y)
     if b is not None:
         y += b[:, None]
     return out
@@ -180,7 +180,7 @@ def conv2d_backward_input(grad_out: np.ndarray, w: np.ndarray, *, input_shape: t
     d = check_conv2d_backward_input_args(grad_out, w, input_shape, stride, padding, dilation, out)
     (ph, pw), (sh, sw), (dh, dw) = d.padding, d.stride, d.dilation
     # Every tap's contribution at once: (N, C_in, kH, kW, H_out, W_out).
-    taps = np.matmul(w.reshape(d.c_out, -1).T, grad_out.reshape(d.n, d.c_out, -1))
+    taps = np.matmul(w.reshape(d.c_out, d.c_in * d.kh * d.kw).T, grad_out.reshape(d.n, d.c_out, d.h_out * d.w_out))
     taps = taps.reshape(d.n, d.c_in, d.kh, d.kw, d.h_out, d.w_out)
     padded = np.zeros((d.n, d.c_in, d.h + 2 * ph, d.w + 2 * pw), dtype=w.dtype)
     for i in range(d.kh):
@@ -211,7 +211,7 @@ def conv2d_backward_weight(x: np.ndarray, grad_out: np.ndarray, *, weight_shape:
     grad_b : ndarray ``(C_out,)``, ``grad_out.sum(axis=(0, 2, 3))``
     """
     d = check_conv2d_backward_weight_args(x, grad_out, weight_shape, stride, padding, dilation)
-    g = grad_out.reshape(d.n, d.c_out, -1)
+    g = grad_out.reshape(d.n, d.c_out, d.h_out * d.w_out)
     grad_w = np.matmul(g, _im2col(x, d).transpose(0, 2, 1)).sum(axis=0)
     grad_b = grad_out.sum(axis=(0, 2, 3))
     return grad_w.reshape(d.weight_shape), grad_b
