@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from tests.sweep_runner import KERNELS, KINDS
@@ -43,3 +44,28 @@ def run_batch(backend: str, cases: list[dict], env: dict[str, str] | None = None
                              f"on one of {len(cases)} cases:\n{json.dumps(cases)[:4000]}")
     assert proc.returncode == 0, proc.stderr[-4000:]
     return json.loads(proc.stdout)
+
+
+def draw_cases(strategy: st.SearchStrategy, count: int) -> list[dict]:
+    """``count`` cases drawn by hypothesis (its generate phase: simplest first, then varied).
+
+    Drawing first and running all cases in one subprocess afterwards keeps the cost at one
+    interpreter start per batch instead of one per example.
+    """
+    cases: list[dict] = []
+
+    @settings(max_examples=count, deadline=None, phases=(Phase.generate,), database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(strategy)
+    def collect(case: dict) -> None:
+        cases.append(case)
+
+    collect()
+    return cases
+
+
+def check_batch(backend: str, cases: list[dict]) -> None:
+    """Run ``cases`` in one subprocess and fail with every failing case spelled out."""
+    summary = run_batch(backend, cases)
+    assert summary["ran"] == len(cases)
+    assert not summary["failures"], "\n".join(f"{f['case']} -> {f['problem']}" for f in summary["failures"])

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 SENTINEL = 12345.0
+#: ``readonly``: the array the kernel writes (``out=``, a parameter or optimizer state) is read-only.
 KINDS = ("normal", "nan", "inf", "ninf", "huge", "readonly", "mismatch")
 
 ACTIVATIONS = ["relu", "leaky_relu", "sigmoid", "tanh", "gelu", "elu", "softplus"]
@@ -65,14 +66,11 @@ class _Args:
         dtype = self.dtype
         if self.kind == "mismatch" and self.count == 2:
             dtype = np.dtype(np.float64 if dtype == np.float32 else np.float32)
-        a = _values(self.rng, shape, dtype, self.kind if special else "normal")
-        if self.kind == "readonly":
-            a.flags.writeable = False
-        return a
+        return _values(self.rng, shape, dtype, self.kind if special else "normal")
 
     def out(self, shape: tuple[int, ...]) -> np.ndarray:
         a = np.full(shape, SENTINEL, self.dtype)
-        if self.kind == "readonly" and self.case.get("readonly_out"):
+        if self.kind == "readonly":
             a.flags.writeable = False
         return a
 
@@ -197,6 +195,11 @@ def run_case(case: dict[str, Any], R: Any, K: Any, to_backend: Any, to_host: Any
         name, args, kwargs, in_place = build(case, R)
     except ValueError:  # a geometry whose helper inputs cannot be built (softmax over 0 classes)
         return None
+    if case["kind"] == "readonly" and in_place:
+        # Read-only where the kernel writes: the parameter, or (``readonly_out``) a state array.
+        # (Read-only *inputs* are accepted; tests/kernels/test_writeable.py covers them without
+        # making the sweep compile a read-only specialisation of every kernel.)
+        args[in_place[-1] if case["readonly_out"] else in_place[0]].flags.writeable = False
     ref_args = [_copy(a) for a in args]
     ref_kwargs = {key: _copy(v) for key, v in kwargs.items()}
     try:
@@ -204,8 +207,8 @@ def run_case(case: dict[str, Any], R: Any, K: Any, to_backend: Any, to_host: Any
         ref_error = None
     except (ValueError, TypeError) as exc:
         ref_error = exc
-    dev_args = [to_backend(a) for a in args]
-    dev_kwargs = {key: to_backend(v) for key, v in kwargs.items()}
+    dev_args = [to_backend(a, i in in_place) for i, a in enumerate(args)]
+    dev_kwargs = {key: to_backend(v, key == "out") for key, v in kwargs.items()}
     try:
         actual = [to_host(a) for a in _flatten(getattr(K, name)(*dev_args, **dev_kwargs), dev_args, in_place)]
         error = None
@@ -235,10 +238,11 @@ def main() -> None:
 
         config.cuda_threads_per_block = 8
 
-        def to_backend(a: Any) -> Any:
-            # Read-only host arrays stay host arrays: the validation must refuse them before any copy.
-            if isinstance(a, np.ndarray) and a.flags.writeable:
-                return cuda.to_device(a)
+        def to_backend(a: Any, written: bool) -> Any:
+            # A read-only host array the kernel writes stays a host array: the validation must refuse
+            # it before any launch. (Device arrays have no read-only flag.)
+            if isinstance(a, np.ndarray) and (a.flags.writeable or not written):
+                return cuda.to_device(np.array(a))
             return a
 
         def to_host(a: Any) -> Any:
@@ -248,7 +252,7 @@ def main() -> None:
 
         K = importlib.import_module(f"jitgrad.kernels.{backend}")
 
-        def to_backend(a: Any) -> Any:
+        def to_backend(a: Any, written: bool) -> Any:
             return a
 
         def to_host(a: Any) -> Any:

@@ -104,15 +104,19 @@ def check_out(out: Any, shape: tuple[int, ...], dtype: np.dtype, name: str = "ou
     check_writeable(name, out)
 
 
-def check_shape_tuple(name: str, shape: Any, ndim: int) -> tuple[int, ...]:
-    """Validate a shape argument (e.g. ``input_shape``) and return it as ints."""
+def check_shape_tuple(name: str, shape: Any, ndim: int, empty_ok: tuple[int, ...] = (0, 1)) -> tuple[int, ...]:
+    """Validate a shape argument (e.g. ``input_shape``) and return it as ints.
+
+    The axes in ``empty_ok`` (batch and channels of an NCHW shape) may be 0, as
+    they may in the arrays the forward kernels accept; the others must be positive.
+    """
     try:
         dims = tuple(shape)
     except TypeError:
         raise TypeError(f"{name} must be a tuple of {ndim} ints, got {shape!r}") from None
     if len(dims) != ndim or not all(_is_int(d) for d in dims):
         raise ValueError(f"{name} must be a tuple of {ndim} ints, got {shape!r}")
-    if any(d <= 0 for d in dims):
+    if any(d < 0 or (d == 0 and axis not in empty_ok) for axis, d in enumerate(dims)):
         raise ValueError(f"{name} must have positive sizes, got {shape!r}")
     return tuple(int(d) for d in dims)
 

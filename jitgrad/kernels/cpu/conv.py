@@ -96,7 +96,10 @@ def conv2d_backward_input(grad_out: np.ndarray, w: np.ndarray, *, input_shape: t
     d = check_conv2d_backward_input_args(grad_out, w, input_shape, stride, padding, dilation, out)
     if out is None:
         out = np.empty(d.input_shape, dtype=w.dtype)
-    _conv2d_backward_input_kernel(grad_out, w, d, out)
+    if grad_out.size == 0:
+        out.fill(0)  # no output channel (or no sample): an empty sum, and nothing for the kernel to do
+    elif out.size:
+        _conv2d_backward_input_kernel(grad_out, w, d, out)
     return out
 
 
@@ -120,9 +123,10 @@ def conv2d_backward_weight(x: np.ndarray, grad_out: np.ndarray, *, weight_shape:
     d = check_conv2d_backward_weight_args(x, grad_out, weight_shape, stride, padding, dilation)
     grad_w = np.empty(d.weight_shape, dtype=x.dtype)
     grad_b = np.empty(d.c_out, dtype=x.dtype)
-    if d.n == 0:
+    if grad_out.size == 0 or grad_w.size == 0:
+        # An empty batch or no channels: the kernels' sums would be empty (or have nowhere to go).
         grad_w.fill(0)
-        grad_b.fill(0)
+        grad_b[...] = grad_out.sum(axis=(0, 2, 3))
     else:
         _conv2d_backward_weight_kernel(x, grad_out, d, grad_w, grad_b)
     return grad_w, grad_b
