@@ -54,8 +54,9 @@ def draw_cases(strategy: st.SearchStrategy, count: int) -> list[dict]:
     """
     cases: list[dict] = []
 
+    # Fixed cases by default, so the suite is reproducible; JITGRAD_SWEEP_RANDOM=1 draws new ones.
     @settings(max_examples=count, deadline=None, phases=(Phase.generate,), database=None,
-              suppress_health_check=list(HealthCheck))
+              suppress_health_check=list(HealthCheck), derandomize=not os.environ.get("JITGRAD_SWEEP_RANDOM"))
     @given(strategy)
     def collect(case: dict) -> None:
         cases.append(case)

@@ -285,6 +285,9 @@ class Pool2dDims:
         if p[0] > k[0] // 2 or p[1] > k[1] // 2:
             raise ValueError(f"padding must be at most half of kernel_size {k}, got padding={padding!r}")
         n, c, h, w = input_shape
+        if h == 0 or w == 0:
+            # Every window would lie in the padding: no element to take the max or mean of (PyTorch refuses it).
+            raise ValueError(f"pooling needs an input plane of at least 1x1, got input of shape {tuple(input_shape)}")
         h_out = _out_size(h, k[0], s[0], p[0], 1)
         w_out = _out_size(w, k[1], s[1], p[1], 1)
         if h_out < 1 or w_out < 1:

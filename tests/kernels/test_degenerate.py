@@ -117,3 +117,26 @@ def test_sgd_and_gemm_and_conv_propagate_non_finite_like_the_reference(value):
         results.append((p, buf))
     for actual, expected in zip(*results):
         np.testing.assert_allclose(actual, expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize("value", [np.inf, -np.inf, np.nan])
+def test_conv_weight_gradient_of_non_finite_input_matches_reference(value):
+    # Found by the sweep: the unit-stride dot kernel multiplied an infinite input by the zero
+    # padding of grad_out, giving NaN in taps that never see that input.
+    rng = np.random.default_rng(8)
+    x, g = rng.standard_normal((3, 1, 3, 3)), rng.standard_normal((3, 2, 3, 3))
+    x[2, 0, 2, 2] = value
+    kw = dict(weight_shape=(2, 1, 2, 2), padding=1, dilation=2)
+    with np.errstate(invalid="ignore"):
+        expected = reference.conv2d_backward_weight(x, g, **kw)
+    for actual, want in zip(cpu.conv2d_backward_weight(x, g, **kw), expected):
+        np.testing.assert_allclose(actual, want, rtol=1e-12)
+
+
+@BACKENDS
+@pytest.mark.parametrize("kernel", ["max_pool2d", "avg_pool2d"])
+def test_pooling_an_empty_plane_is_refused(K, kernel):
+    # Found by the sweep: with padding, a 0-row input gave a window made only of padding, and the
+    # CPU max_pool2d returned uninitialised memory for it (the reference -inf).
+    with pytest.raises(ValueError, match=r"^pooling needs an input plane of at least 1x1, got input of shape \(2, 1, 0, 1\)"):
+        getattr(K, kernel)(np.ones((2, 1, 0, 1)), kernel_size=2, stride=1, padding=1)

@@ -43,7 +43,10 @@ def _conv2d_backward_input_kernel(grad_out, w, d, out) -> None:
 
 def _conv2d_backward_weight_kernel(x, grad_out, d, grad_w, grad_b) -> None:
     (sh, sw), (ph, pw), (dh, dw) = d.stride, d.padding, d.dilation
-    if sh == 1 and sw == 1 and d.c_in * d.kh * d.kw <= DOT_MAX_TAPS:
+    # The dot kernel multiplies the input's pitch columns by zeros of grad_out: exact for finite
+    # inputs, but 0 * inf is NaN where the reference has none. A finite sum means every element is
+    # finite (one pass, no allocation); otherwise the GEMM path, which never reads those columns.
+    if sh == 1 and sw == 1 and d.c_in * d.kh * d.kw <= DOT_MAX_TAPS and np.isfinite(x.sum()):
         _conv.conv2d_backward_weight_unit(x, grad_out, ph, pw, dh, dw, grad_w, grad_b, numba.get_num_threads())
     else:
         _conv.conv2d_backward_weight(x, grad_out, sh, sw, ph, pw, dh, dw, grad_w, grad_b, numba.get_num_threads())
