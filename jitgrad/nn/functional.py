@@ -26,6 +26,14 @@ __all__ = [
 _REDUCTIONS = ("mean", "sum", "none")
 
 
+def _check_unit_interval(fn: str, name: str, data: Any) -> None:
+    """Host data outside [0, 1] is an error (NaN passes through, to propagate); device data is not read."""
+    if isinstance(data, np.ndarray) and data.size and data.dtype.kind == "f":
+        low, high = np.min(data), np.max(data)
+        if low < 0 or high > 1:
+            raise ValueError(f"{fn}: {name} must lie in [0, 1], got values in [{low}, {high}]")
+
+
 def _as_tensor(x: Any, name: str, fn: str) -> Tensor:
     if isinstance(x, Tensor):
         return x
@@ -266,6 +274,9 @@ def cross_entropy(logits: Tensor, target: Any, reduction: str = "mean", label_sm
             )
         if labels.dtype != logits.dtype:
             labels = backend_for(labels).astype(labels, logits.dtype)
+        # Host targets only: checking device data would cost a transfer per step.
+        if isinstance(labels, np.ndarray) and labels.size and np.min(labels) < 0:
+            raise ValueError(f"cross_entropy: probability target must be >= 0, got {np.min(labels)}")
     else:
         raise TypeError(f"cross_entropy: target must hold integer labels or float probabilities, got {labels.dtype}")
     return ops.SoftmaxCrossEntropy.apply(logits, labels, reduction=reduction, label_smoothing=label_smoothing)
@@ -311,6 +322,8 @@ def binary_cross_entropy(probs: Tensor, target: Any, reduction: str = "mean") ->
     """
     probs = _as_tensor(probs, "probs", "binary_cross_entropy")
     _check_reduction("binary_cross_entropy", reduction)
+    # The input only, as PyTorch: a target is a weight and may be perturbed (gradcheck) or soft.
+    _check_unit_interval("binary_cross_entropy", "probs", probs.data)
     target = _same_shape_target("binary_cross_entropy", probs, target)
     return _reduce(ops.BinaryCrossEntropy.apply(probs, target), reduction)
 

@@ -294,6 +294,7 @@ class SGD(Optimizer):
                     buf = _follow(entry, p.data)["momentum_buffer"]
                 kernels_for(p.data).sgd_update(p.data, grad.data, buf, lr=lr, momentum=momentum,
                                                nesterov=nesterov, weight_decay=weight_decay)
+                p.bump_version()
 
 
 class Adam(Optimizer):
@@ -353,6 +354,7 @@ class Adam(Optimizer):
                     p.data, grad.data, entry["exp_avg"], entry["exp_avg_sq"], step=entry["step"], lr=lr,
                     beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay,
                     decoupled_weight_decay=decoupled)
+                p.bump_version()
 
 
 class AdamW(Adam):

@@ -53,7 +53,10 @@ def _conv2d_backward_weight_kernel(x, grad_out, d, grad_w, grad_b) -> None:
         else:
             _grouped_backward_weight(x, grad_out, d, grad_w, grad_b)
         return
-    if sh == 1 and sw == 1 and d.c_in * d.kh * d.kw <= DOT_MAX_TAPS:
+    # The dot kernel multiplies the input's pitch columns by zeros of grad_out: exact for finite
+    # inputs, but 0 * inf is NaN where the reference has none. A finite sum means every element is
+    # finite (one pass, no allocation); otherwise the GEMM path, which never reads those columns.
+    if sh == 1 and sw == 1 and d.c_in * d.kh * d.kw <= DOT_MAX_TAPS and np.isfinite(x.sum()):
         _conv.conv2d_backward_weight_unit(x, grad_out, ph, pw, dh, dw, grad_w, grad_b, numba.get_num_threads())
     else:
         _conv.conv2d_backward_weight(x, grad_out, sh, sw, ph, pw, dh, dw, grad_w, grad_b, numba.get_num_threads())
@@ -172,7 +175,10 @@ def conv2d_backward_input(grad_out: np.ndarray, w: np.ndarray, *, input_shape: t
     d = check_conv2d_backward_input_args(grad_out, w, input_shape, stride, padding, dilation, out, groups)
     if out is None:
         out = np.empty(d.input_shape, dtype=w.dtype)
-    _conv2d_backward_input_kernel(grad_out, w, d, out)
+    if grad_out.size == 0:
+        out.fill(0)  # no output channel (or no sample): an empty sum, and nothing for the kernel to do
+    elif out.size:
+        _conv2d_backward_input_kernel(grad_out, w, d, out)
     return out
 
 
@@ -196,9 +202,10 @@ def conv2d_backward_weight(x: np.ndarray, grad_out: np.ndarray, *, weight_shape:
     d = check_conv2d_backward_weight_args(x, grad_out, weight_shape, stride, padding, dilation, groups)
     grad_w = np.empty(d.weight_shape, dtype=x.dtype)
     grad_b = np.empty(d.c_out, dtype=x.dtype)
-    if d.n == 0:
+    if grad_out.size == 0 or grad_w.size == 0:
+        # An empty batch or no channels: the kernels' sums would be empty (or have nowhere to go).
         grad_w.fill(0)
-        grad_b.fill(0)
+        grad_b[...] = grad_out.sum(axis=(0, 2, 3))
     else:
         _conv2d_backward_weight_kernel(x, grad_out, d, grad_w, grad_b)
     return grad_w, grad_b

@@ -251,11 +251,13 @@ def conv2d(x: Any, w: Any, b: Any = None, *, stride: Any = 1, padding: Any = 0, 
     d = check_conv2d_args(x, w, b, stride, padding, dilation, out, groups)
     if out is None:
         out = _launch.empty(d.output_shape, x.dtype)
+    if out.size == 0:  # no launch: an empty grid, and w2[0] below would not exist
+        return out
     if d.groups != 1:
         blocks, threads = _launch.grid_1d(math.prod(d.output_shape))
         bias = _launch.flat(w) if b is None else b
-        _conv2d_grouped_kernel[blocks, threads](x, w, bias, b is not None, x.dtype.type(0), *d.stride, *d.padding, *d.dilation,
-                                                d.groups, out)
+        _conv2d_grouped_kernel[blocks, threads](x, w, bias, b is not None, x.dtype.type(0), *d.stride, *d.padding,
+                                                *d.dilation, d.groups, out)
         return out
     k = d.c_in * d.kh * d.kw
     w2 = w.reshape(d.c_out, k)

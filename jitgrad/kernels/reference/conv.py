@@ -136,7 +136,7 @@ def _im2col(x: np.ndarray, d: Conv2dDims) -> np.ndarray:
 
 def _grouped_weight(w: np.ndarray, d: Conv2dDims) -> np.ndarray:
     """``(G, C_out/G, C_in/G*kH*kW)`` view of the weights: one GEMM operand per group."""
-    return w.reshape(d.groups, d.c_out // d.groups, -1)
+    return w.reshape(d.groups, d.c_out // d.groups, d.c_in // d.groups * d.kh * d.kw)
 
 
 def conv2d(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *, stride: Any = 1,
@@ -189,8 +189,9 @@ def conv2d_backward_input(grad_out: np.ndarray, w: np.ndarray, *, input_shape: t
     """
     d = check_conv2d_backward_input_args(grad_out, w, input_shape, stride, padding, dilation, out, groups)
     (ph, pw), (sh, sw), (dh, dw) = d.padding, d.stride, d.dilation
-    # Every tap's contribution at once: (N, G, C_in/G * kH * kW, H_out * W_out).
-    g = grad_out.reshape(d.n, d.groups, d.c_out // d.groups, -1)
+    # Every tap's contribution at once: (N, G, C_in/G * kH * kW, H_out * W_out). Explicit sizes, never -1:
+    # an empty batch has no size to infer.
+    g = grad_out.reshape(d.n, d.groups, d.c_out // d.groups, d.h_out * d.w_out)
     taps = np.matmul(_grouped_weight(w, d).transpose(0, 2, 1), g)
     taps = taps.reshape(d.n, d.c_in, d.kh, d.kw, d.h_out, d.w_out)
     padded = np.zeros((d.n, d.c_in, d.h + 2 * ph, d.w + 2 * pw), dtype=w.dtype)
@@ -222,7 +223,7 @@ def conv2d_backward_weight(x: np.ndarray, grad_out: np.ndarray, *, weight_shape:
     grad_b : ndarray ``(C_out,)``, ``grad_out.sum(axis=(0, 2, 3))``
     """
     d = check_conv2d_backward_weight_args(x, grad_out, weight_shape, stride, padding, dilation, groups)
-    g = grad_out.reshape(d.n, d.groups, d.c_out // d.groups, -1)
+    g = grad_out.reshape(d.n, d.groups, d.c_out // d.groups, d.h_out * d.w_out)
     grad_w = np.matmul(g, _im2col(x, d).transpose(0, 1, 3, 2)).sum(axis=0)
     grad_b = grad_out.sum(axis=(0, 2, 3))
     return grad_w.reshape(d.weight_shape), grad_b
