@@ -214,7 +214,7 @@ def _expm1_f32(x):
     em = r + (z * _HALF + z * r * q)
     t = _pow2_f32(n - _ONE)  # n - 1 in [-27, 127]: finite; the final doubling may overflow to inf
     y = _TWO * (t * em + (t - _HALF))
-    return x if x != x else y
+    return x if (x != x) | (x == _ZERO) else y  # NaN, and the sign of -0
 
 
 @njit(cache=True, fastmath=_FLAGS, error_model="numpy")
