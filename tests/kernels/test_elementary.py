@@ -152,8 +152,8 @@ def test_python_fallbacks_are_math():
 
 def _hot_loop_vector_ops(asm: str) -> int:
     """Packed arithmetic on 256-bit registers in ``asm`` (tanh and erf work in float64 lanes)."""
-    return len(re.findall(r"\bv(?:fmadd\d+p[sd]|mulp[sd]|addp[sd]|subp[sd]|divp[sd]|blendvp[sd]|cmp\w*p[sd])\s[^\n]*ymm",
-                          asm))
+    ops = r"fmadd\d+p[sd]|mulp[sd]|addp[sd]|subp[sd]|divp[sd]|blendvp[sd]|cmp\w*p[sd]"
+    return len(re.findall(rf"\bv(?:{ops})\s[^\n]*ymm", asm))
 
 
 @pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"), reason="ymm registers are x86")

@@ -17,7 +17,6 @@ order, as the reference: ``x - max`` is exact for nearby logits, whereas
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -85,19 +84,30 @@ def _row_max_exp(x, i, out):
     return m, s
 
 
+@njit(cache=True, error_model="numpy", fastmath=_FASTMATH, inline="always")
+def _softmax_row(x, log, out, i):
+    m, s = _row_max_exp(x, i, out)
+    if log:
+        log_s = ef.log(s)
+        for j in range(x.shape[1]):
+            out[i, j] = _shifted_minus(x[i, j], m, log_s)
+    else:
+        inv = x.dtype.type(1) / s
+        for j in range(x.shape[1]):
+            out[i, j] *= inv
+
+
 @njit(cache=True, error_model="numpy", fastmath=_FASTMATH, parallel=True)
 def _softmax_rows_kernel(x, log, out):
     # x, out: (rows, length) C-contiguous; softmax (or log-softmax when ``log``) of each row.
     for i in prange(x.shape[0]):
-        m, s = _row_max_exp(x, i, out)
-        if log:
-            log_s = ef.log(s)
-            for j in range(x.shape[1]):
-                out[i, j] = _shifted_minus(x[i, j], m, log_s)
-        else:
-            inv = x.dtype.type(1) / s
-            for j in range(x.shape[1]):
-                out[i, j] *= inv
+        _softmax_row(x, log, out, i)
+
+
+@njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
+def _softmax_rows_kernel_serial(x, log, out):
+    for i in range(x.shape[0]):
+        _softmax_row(x, log, out, i)
 
 
 @njit(cache=True, error_model="numpy", fastmath=_FASTMATH, parallel=True)
@@ -131,18 +141,29 @@ def _softmax_kernel(x, log, out):
                     out[o, j, k] *= s[k]
 
 
+@njit(cache=True, error_model="numpy", fastmath=_FASTMATH, inline="always")
+def _softmax_backward_row(grad_out, y, log, out, i):
+    # softmax: y * (g - sum(g * y)); log-softmax: g - exp(y) * sum(g).
+    acc = y.dtype.type(0)
+    for j in range(y.shape[1]):
+        acc += grad_out[i, j] if log else grad_out[i, j] * y[i, j]
+    for j in range(y.shape[1]):
+        if log:
+            out[i, j] = grad_out[i, j] - ef.exp(y[i, j]) * acc
+        else:
+            out[i, j] = y[i, j] * (grad_out[i, j] - acc)
+
+
 @njit(cache=True, error_model="numpy", fastmath=_FASTMATH, parallel=True)
 def _softmax_backward_rows_kernel(grad_out, y, log, out):
-    # softmax: y * (g - sum(g * y)); log-softmax: g - exp(y) * sum(g); per row of a 2-D view.
     for i in prange(y.shape[0]):
-        acc = y.dtype.type(0)
-        for j in range(y.shape[1]):
-            acc += grad_out[i, j] if log else grad_out[i, j] * y[i, j]
-        for j in range(y.shape[1]):
-            if log:
-                out[i, j] = grad_out[i, j] - ef.exp(y[i, j]) * acc
-            else:
-                out[i, j] = y[i, j] * (grad_out[i, j] - acc)
+        _softmax_backward_row(grad_out, y, log, out, i)
+
+
+@njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
+def _softmax_backward_rows_kernel_serial(grad_out, y, log, out):
+    for i in range(y.shape[0]):
+        _softmax_backward_row(grad_out, y, log, out, i)
 
 
 @njit(cache=True, error_model="numpy", fastmath=_FASTMATH, parallel=True)
@@ -162,10 +183,16 @@ def _softmax_backward_kernel(grad_out, y, log, out):
                     out[o, j, k] = y[o, j, k] * (grad_out[o, j, k] - acc[k])
 
 
-def _run_rows(row_kernel, kernel, axis: int, arrays: tuple[np.ndarray, ...], log: bool, out: np.ndarray) -> None:
-    """Call the 2-D row kernel when ``axis`` is the last (or only trailing-size-1) axis, else the 3-D one."""
+_ROW_KERNELS = (_softmax_rows_kernel, _softmax_rows_kernel_serial)
+_BACKWARD_ROW_KERNELS = (_softmax_backward_rows_kernel, _softmax_backward_rows_kernel_serial)
+
+
+def _run_rows(row_kernels, kernel, axis: int, arrays: tuple[np.ndarray, ...], log: bool, out: np.ndarray) -> None:
+    """Call a 2-D row kernel (parallel, or serial below ``_PARALLEL_MIN_SIZE``) when ``axis`` has no
+    trailing dimensions of size > 1, else the 3-D one."""
     views = [_as_3d(a, axis) for a in (*arrays, out)]
     if views[-1].shape[2] == 1:
+        row_kernel = row_kernels[0] if out.size >= _PARALLEL_MIN_SIZE else row_kernels[1]
         row_kernel(*(v[:, :, 0] for v in views[:-1]), log, views[-1][:, :, 0])
     else:
         kernel(*views[:-1], log, views[-1])
@@ -175,7 +202,7 @@ def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
     """``exp(x) / sum(exp(x))`` along ``axis``; ``x`` float32/float64, ``ndim >= 1``; same shape and dtype."""
     ax = _check_softmax_input(x, axis)
     out = np.empty_like(x)
-    _run_rows(_softmax_rows_kernel, _softmax_kernel, ax, (x,), False, out)
+    _run_rows(_ROW_KERNELS, _softmax_kernel, ax, (x,), False, out)
     return out
 
 
@@ -183,7 +210,7 @@ def log_softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
     """``x - logsumexp(x)`` along ``axis``; same shape and dtype as ``x``."""
     ax = _check_softmax_input(x, axis)
     out = np.empty_like(x)
-    _run_rows(_softmax_rows_kernel, _softmax_kernel, ax, (x,), True, out)
+    _run_rows(_ROW_KERNELS, _softmax_kernel, ax, (x,), True, out)
     return out
 
 
@@ -191,7 +218,7 @@ def softmax_backward(grad_out: np.ndarray, y: np.ndarray, axis: int = -1) -> np.
     """Gradient through softmax given its output ``y``: ``y * (g - sum(g * y))`` along ``axis``."""
     ax = _check_softmax_backward(grad_out, y, axis)
     out = np.empty_like(y)
-    _run_rows(_softmax_backward_rows_kernel, _softmax_backward_kernel, ax, (grad_out, y), False, out)
+    _run_rows(_BACKWARD_ROW_KERNELS, _softmax_backward_kernel, ax, (grad_out, y), False, out)
     return out
 
 
@@ -199,7 +226,7 @@ def log_softmax_backward(grad_out: np.ndarray, y: np.ndarray, axis: int = -1) ->
     """Gradient through log_softmax given its output ``y``: ``g - exp(y) * sum(g)`` along ``axis``."""
     ax = _check_softmax_backward(grad_out, y, axis)
     out = np.empty_like(y)
-    _run_rows(_softmax_backward_rows_kernel, _softmax_backward_kernel, ax, (grad_out, y), True, out)
+    _run_rows(_BACKWARD_ROW_KERNELS, _softmax_backward_kernel, ax, (grad_out, y), True, out)
     return out
 
 
