@@ -312,37 +312,14 @@ def _erf_f32(x):
 # work outside Numba too) overloaded for Numba: float32 gets the vectorisable
 # kernel above, float64 keeps ``math``.
 
-def exp(x: float) -> float:
-    """``e**x``; inside ``@njit`` float32 takes the vectorisable kernel, float64 ``math.exp``."""
-    return math.exp(x)
+def _dispatching(name: str, doc: str, f32_impl, f64_impl):
+    """A Python function ``name`` (``f64_impl``, for use outside Numba) overloaded for ``@njit`` code."""
+    def stub(x: float) -> float:
+        return f64_impl(x)
 
+    stub.__name__ = stub.__qualname__ = name
+    stub.__doc__ = doc
 
-def expm1(x: float) -> float:
-    """``e**x - 1``, accurate near 0."""
-    return math.expm1(x)
-
-
-def log(x: float) -> float:
-    """Natural logarithm (``-inf`` at 0, NaN below)."""
-    return math.log(x)
-
-
-def log1p(x: float) -> float:
-    """``log(1 + x)``, accurate near 0."""
-    return math.log1p(x)
-
-
-def tanh(x: float) -> float:
-    """Hyperbolic tangent."""
-    return math.tanh(x)
-
-
-def erf(x: float) -> float:
-    """Error function."""
-    return math.erf(x)
-
-
-def _register(stub, f32_impl, f64_impl) -> None:
     @overload(stub, jit_options={"fastmath": _FLAGS, "error_model": "numpy"})
     def _ol(x):
         if x == types.float32:
@@ -351,10 +328,13 @@ def _register(stub, f32_impl, f64_impl) -> None:
             return lambda x: f64_impl(x)
         return None
 
+    return stub
 
-_register(exp, _exp_f32, math.exp)
-_register(expm1, _expm1_f32, math.expm1)
-_register(log, _log_f32, math.log)
-_register(log1p, _log1p_f32, math.log1p)
-_register(tanh, _tanh_f32, math.tanh)
-_register(erf, _erf_f32, math.erf)
+
+exp = _dispatching("exp", "``e**x``; in ``@njit`` code float32 takes the vector kernel, float64 ``math``.",
+                   _exp_f32, math.exp)
+expm1 = _dispatching("expm1", "``e**x - 1``, accurate near 0.", _expm1_f32, math.expm1)
+log = _dispatching("log", "Natural logarithm (``-inf`` at 0, NaN below).", _log_f32, math.log)
+log1p = _dispatching("log1p", "``log(1 + x)``, accurate near 0.", _log1p_f32, math.log1p)
+tanh = _dispatching("tanh", "Hyperbolic tangent.", _tanh_f32, math.tanh)
+erf = _dispatching("erf", "Error function.", _erf_f32, math.erf)
