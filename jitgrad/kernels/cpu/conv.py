@@ -127,6 +127,11 @@ def _grouped_backward_weight(x, grad_out, d, grad_w, grad_b) -> None:
         _conv2d_backward_weight_kernel(xg[g], gg[g], gd, grad_w[g * co:(g + 1) * co], grad_b[g * co:(g + 1) * co])
 
 
+def _overlaps(out: np.ndarray | None, *inputs: np.ndarray | None) -> bool:
+    """True when ``out`` shares memory with an input: the kernels then write into a temporary first."""
+    return out is not None and any(a is not None and np.may_share_memory(out, a) for a in inputs)
+
+
 def conv2d(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *, stride: Any = 1,
            padding: Any = 0, dilation: Any = 1, out: np.ndarray | None = None, groups: int = 1) -> np.ndarray:
     """2-D convolution (cross-correlation, as PyTorch), NCHW.
@@ -137,7 +142,7 @@ def conv2d(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *, stride:
     w : ndarray ``(C_out, C_in/groups, kH, kW)``, same dtype
     b : ndarray ``(C_out,)``, same dtype, optional
     stride, padding, dilation : int or pair of ints
-    out : ndarray ``(N, C_out, H_out, W_out)``, optional; must not overlap ``x``
+    out : ndarray ``(N, C_out, H_out, W_out)``, optional; may overlap an input (then computed aside)
     groups : int dividing ``C_in`` and ``C_out``; ``groups == C_in`` takes the direct depthwise kernels
 
     Returns
@@ -145,6 +150,9 @@ def conv2d(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *, stride:
     ndarray ``(N, C_out, H_out, W_out)`` of ``x``'s dtype (``out`` when given).
     """
     d = check_conv2d_args(x, w, b, stride, padding, dilation, out, groups)
+    if _overlaps(out, x, w, b):
+        out[...] = conv2d(x, w, b, stride=stride, padding=padding, dilation=dilation, groups=groups)
+        return out
     if out is None:
         out = np.empty(d.output_shape, dtype=x.dtype)
     if out.size:
@@ -166,13 +174,17 @@ def conv2d_backward_input(grad_out: np.ndarray, w: np.ndarray, *, input_shape: t
     w : ndarray ``(C_out, C_in/groups, kH, kW)``, same dtype
     input_shape : tuple ``(N, C_in, H, W)``
     stride, padding, dilation, groups : as in the forward
-    out : ndarray of ``input_shape``, optional; must not overlap ``grad_out``
+    out : ndarray of ``input_shape``, optional; may overlap an input (then computed aside)
 
     Returns
     -------
     ndarray ``input_shape`` of ``w``'s dtype (``out`` when given).
     """
     d = check_conv2d_backward_input_args(grad_out, w, input_shape, stride, padding, dilation, out, groups)
+    if _overlaps(out, grad_out, w):
+        out[...] = conv2d_backward_input(grad_out, w, input_shape=input_shape, stride=stride, padding=padding,
+                                         dilation=dilation, groups=groups)
+        return out
     if out is None:
         out = np.empty(d.input_shape, dtype=w.dtype)
     if grad_out.size == 0:

@@ -249,6 +249,9 @@ def conv2d(x: Any, w: Any, b: Any = None, *, stride: Any = 1, padding: Any = 0, 
     device array (N, C_out, H_out, W_out), ``x``'s dtype.
     """
     d = check_conv2d_args(x, w, b, stride, padding, dilation, out, groups)
+    if out is not None and any(a is not None and _launch.overlaps(out, a) for a in (x, w, b)):
+        out.copy_to_device(conv2d(x, w, b, stride=stride, padding=padding, dilation=dilation, groups=groups))
+        return out
     if out is None:
         out = _launch.empty(d.output_shape, x.dtype)
     if out.size == 0:  # no launch: an empty grid, and w2[0] below would not exist
@@ -280,13 +283,17 @@ def conv2d_backward_input(grad_out: Any, w: Any, *, input_shape: tuple[int, int,
     w : device array (C_out, C_in/groups, kH, kW), ``grad_out``'s dtype
     input_shape : (N, C_in, H, W), the forward input's shape
     stride, padding, dilation, groups : as in the forward
-    out : device array ``input_shape``, optional
+    out : device array ``input_shape``, optional; may overlap an input (then computed aside)
 
     Returns
     -------
     device array ``input_shape``, ``grad_out``'s dtype.
     """
     d = check_conv2d_backward_input_args(grad_out, w, input_shape, stride, padding, dilation, out, groups)
+    if out is not None and (_launch.overlaps(out, grad_out) or _launch.overlaps(out, w)):
+        out.copy_to_device(conv2d_backward_input(grad_out, w, input_shape=input_shape, stride=stride,
+                                                 padding=padding, dilation=dilation, groups=groups))
+        return out
     if out is None:
         out = _launch.empty(d.input_shape, w.dtype)
     blocks, threads = _launch.grid_1d(math.prod(d.input_shape))
