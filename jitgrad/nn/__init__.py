@@ -13,6 +13,8 @@ from jitgrad.nn.layers import (
     Sequential, Sigmoid, Softmax, Softplus, Tanh,
 )
 from jitgrad.nn.module import Module, Parameter
+from jitgrad.nn.recurrent import GRU, LSTM, RNN, Embedding, GRUCell, LSTMCell, RNNCell
+from jitgrad.nn import utils  # noqa: E402  (after recurrent: utils needs nothing of nn, kept last)
 from jitgrad.nn.training import (
     Callback, EarlyStopping, History, ModelCheckpoint, TrainingState, evaluate, fit, throttle,
 )
@@ -24,4 +26,5 @@ __all__ = [
     "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "GELU", "ELU", "Softplus", "Softmax", "LogSoftmax",
     "Sequential", "Chain",
     "fit", "evaluate", "History", "TrainingState", "Callback", "EarlyStopping", "ModelCheckpoint", "throttle",
+    "RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell", "Embedding", "utils",
 ]

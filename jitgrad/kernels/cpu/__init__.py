@@ -10,3 +10,4 @@ from .pooling import *  # noqa: F401,F403
 from .activations import *  # noqa: F401,F403
 from .softmax import *  # noqa: F401,F403
 from .optim import *  # noqa: F401,F403
+from .recurrent import *  # noqa: F401,F403
