@@ -12,16 +12,18 @@ from tests.cuda.conftest import dev, host
 from tests.kernels.recurrent_cases import CELLS, check_case, forward_args, make_inputs
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("cell, nonlinearity", CELLS)
-def test_matches_reference_with_lengths_both_directions(cell, nonlinearity, dtype):
-    lengths = np.array([2, 0, 3], dtype=np.int64)
-    for reverse in (False, True):
-        check_case(kcuda, cell, nonlinearity, 3, 3, 2, 3, dtype, lengths=lengths, reverse=reverse,
-                   to_device=dev, to_host=host)
+@pytest.mark.parametrize("cell, nonlinearity, dtype, reverse", [
+    ("lstm", None, np.float32, False), ("lstm", None, np.float64, True),
+    ("gru", None, np.float32, True), ("gru", None, np.float64, False),
+    ("rnn", "tanh", np.float32, True), ("rnn", "relu", np.float64, False),
+])
+def test_matches_reference_with_lengths(cell, nonlinearity, dtype, reverse):
+    # Tiny (the simulator runs each CUDA thread as a Python thread): 3 steps, 3 sequences, one of length 0.
+    check_case(kcuda, cell, nonlinearity, 3, 3, 2, 3, dtype, lengths=np.array([2, 0, 3]), reverse=reverse,
+               to_device=dev, to_host=host)
 
 
-@settings(max_examples=6, deadline=None)
+@settings(max_examples=4, deadline=None)
 @given(case=st.sampled_from(CELLS), steps=st.integers(1, 3), batch=st.integers(1, 3), hidden=st.integers(1, 4),
        bias=st.booleans(), seed=st.integers(0, 100))
 def test_random_sizes(case, steps, batch, hidden, bias, seed):
