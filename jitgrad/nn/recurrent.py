@@ -42,6 +42,21 @@ def _check_state(owner: Module, name: str, s: Any, shape: tuple[int, ...], dtype
         raise ValueError(f"{owner!r}: {name} must have shape {shape}{hint}, got {tuple(s.shape)}")
 
 
+def _split_hx(owner: Module, hx: Any, names: tuple[str, str], shape: tuple[int, ...], dtype: np.dtype,
+              hint: str) -> tuple[Any, Any]:
+    """``(h0, c0)`` from ``hx`` (``c0`` None unless LSTM), every state checked."""
+    if hx is None:
+        return None, None
+    if owner.mode != "lstm":
+        _check_state(owner, "hx", hx, shape, dtype, hint)
+        return hx, None
+    if not isinstance(hx, (tuple, list)) or len(hx) != 2:
+        raise TypeError(f"{owner!r}: hx must be a tuple ({names[0]}, {names[1]}), got {type(hx).__name__}")
+    for name, s in zip(names, hx):
+        _check_state(owner, name, s, shape, dtype, hint)
+    return hx[0], hx[1]
+
+
 class RNNBase(Module):
     """A stack of recurrent layers; see :class:`LSTM`, :class:`GRU`, :class:`RNN`."""
 
@@ -94,17 +109,7 @@ class RNNBase(Module):
         states = ((2 if self.bidirectional else 1) * self.num_layers, batch, self.hidden_size)
         hint = (f" (num_layers * num_directions, batch, hidden_size); batch_first={self.batch_first} reads "
                 f"batch={batch} from input {tuple(x.shape)}")
-        h0 = c0 = None
-        if hx is not None:
-            if self.mode == "lstm":
-                if not isinstance(hx, (tuple, list)) or len(hx) != 2:
-                    raise TypeError(f"{self!r}: hx must be a tuple (h_0, c_0), got {type(hx).__name__}")
-                h0, c0 = hx
-                _check_state(self, "h_0", h0, states, np.dtype(dtype), hint)
-                _check_state(self, "c_0", c0, states, np.dtype(dtype), hint)
-            else:
-                h0 = hx
-                _check_state(self, "hx", h0, states, np.dtype(dtype), hint)
+        h0, c0 = _split_hx(self, hx, ("h_0", "c_0"), states, np.dtype(dtype), hint)
         return h0, c0, batch
 
     def forward(self, input: Any, hx: Any = None, lengths: Any = None) -> tuple[Any, Any]:  # noqa: A002
@@ -234,17 +239,7 @@ class RNNCellBase(Module):
                              f"shape {tuple(input.shape)}")
         batch = 1 if unbatched else input.shape[0]
         shape = (self.hidden_size,) if unbatched else (batch, self.hidden_size)
-        h0 = c0 = None
-        if hx is not None:
-            if self.mode == "lstm":
-                if not isinstance(hx, (tuple, list)) or len(hx) != 2:
-                    raise TypeError(f"{self!r}: hx must be a tuple (h, c), got {type(hx).__name__}")
-                h0, c0 = hx
-                _check_state(self, "h", h0, shape, dtype, "")
-                _check_state(self, "c", c0, shape, dtype, "")
-            else:
-                h0 = hx
-                _check_state(self, "hx", h0, shape, dtype, "")
+        h0, c0 = _split_hx(self, hx, ("h", "c"), shape, dtype, "")
         states = (1, batch, self.hidden_size)
         _, h_n, c_n = recurrent(input.reshape((1, batch, self.input_size)),
                                 None if h0 is None else h0.reshape(states),
