@@ -38,3 +38,29 @@ def test_bad_input():
         kcuda.gru(args[0], dev(np.zeros((1, 4), np.float32)), *args[2:])
     with pytest.raises(ValueError, match=r"lengths must lie in \[0, 2\]"):
         kcuda.gru(*args, lengths=np.array([3, 1]))
+
+
+@pytest.mark.parametrize("name", ["LSTM", "GRU"])
+def test_layer_on_cuda_matches_cpu(name):
+    # The whole stack op on the device: bidirectional (direction outputs joined on the device), batch_first.
+    import jitgrad as jg
+    from jitgrad import nn
+
+    cpu_layer = getattr(nn, name)(2, 2, bidirectional=True, batch_first=True, dtype=np.float64)
+    gpu_layer = getattr(nn, name)(2, 2, bidirectional=True, batch_first=True, dtype=np.float64)
+    gpu_layer.load_state_dict(cpu_layer.state_dict())
+    gpu_layer.to("cuda")
+    x = np.random.default_rng(0).standard_normal((2, 2, 2))
+    outs = []
+    for layer, device in ((cpu_layer, "cpu"), (gpu_layer, "cuda")):
+        xt = jg.tensor(x, requires_grad=True) if device == "cpu" else jg.tensor(x).to("cuda")
+        y, state = layer(xt, lengths=[2, 1])
+        h = state[0] if name == "LSTM" else state
+        (y.sum() + (h * h).sum()).backward()
+        grads = {k: p.grad.to("cpu").numpy() for k, p in layer.named_parameters()}
+        outs.append((y.to("cpu").numpy(), h.to("cpu").numpy(), grads))
+    (y_c, h_c, g_c), (y_g, h_g, g_g) = outs
+    np.testing.assert_allclose(y_g, y_c, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(h_g, h_c, rtol=1e-10, atol=1e-12)
+    for k in g_c:
+        np.testing.assert_allclose(g_g[k], g_c[k], rtol=1e-9, atol=1e-11, err_msg=k)
