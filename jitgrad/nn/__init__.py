@@ -20,6 +20,8 @@ from jitgrad.nn.conv_layers import (
     AdaptiveAvgPool2d, AdaptiveMaxPool2d, ConvTranspose2d, GlobalAvgPool, GlobalMeanPool, Identity, Parallel,
     SkipConnection,
 )
+from jitgrad.nn.recurrent import GRU, LSTM, RNN, Embedding, GRUCell, LSTMCell, RNNCell
+from jitgrad.nn import utils  # noqa: E402  (after recurrent: utils needs nothing of nn, kept last)
 from jitgrad.nn.training import (
     Callback, EarlyStopping, History, ModelCheckpoint, TrainingState, evaluate, fit, throttle,
 )
@@ -38,4 +40,5 @@ __all__ = [
     "CrossEntropyLoss", "MSELoss", "BCEWithLogitsLoss",
     "ConvTranspose2d", "AdaptiveAvgPool2d", "AdaptiveMaxPool2d", "GlobalAvgPool", "GlobalMeanPool", "Identity",
     "SkipConnection", "Parallel",
+    "RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell", "Embedding", "utils",
 ]

@@ -16,6 +16,7 @@ from .activations import *  # noqa: F401,F403
 from .softmax import *  # noqa: F401,F403
 from .optim import *  # noqa: F401,F403
 from .normalization import *  # noqa: F401,F403
+from .recurrent import *  # noqa: F401,F403
 
 # The autograd's array namespace: imported as modules (``from jitgrad.kernels.cuda import
 # elementwise, reduction``) so NumPy names such as ``sum``, ``max`` and ``abs`` never shadow
