@@ -3,17 +3,19 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-# Numba's on-disk cache lives in the checkout, so runs never share it by accident.
-export NUMBA_CACHE_DIR := $(CURDIR)/.numba_cache
+# Numba's on-disk cache is jitgrad.config.cache_dir() for every entry point
+# (make, .venv/bin/python, pytest): ~/.cache/jitgrad/numba unless
+# JITGRAD_CACHE_DIR or NUMBA_CACHE_DIR says otherwise.
 EPOCHS ?= 10
 TRAIN_ARGS ?=
 
-.PHONY: train test test-cpu test-cuda test-ptx bench bench-compare bench-report docs clean
+.PHONY: train test test-cpu test-cuda test-ptx gpu-check bench bench-compare bench-report docs clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev,plot,docs,mpi,onnx]'
+	$(PY) -m jitgrad.compile
 	touch $(STAMP)
 
 train: $(STAMP)
@@ -40,7 +42,7 @@ test-ptx: test-cuda
 ASV := ../$(VENV)/bin/asv
 ASV_ARGS ?=
 bench: $(STAMP)
-	cd bench && $(ASV) machine --yes && \
+	cd bench && $(ASV) machine --yes > /dev/null && \
 	  $(ASV) run --python=same --set-commit-hash=$$(git rev-parse HEAD) $(ASV_ARGS) && \
 	  $(ASV) publish
 	@echo "dashboard: bench/html/index.html (or: cd bench && $(ASV) preview)"
@@ -51,7 +53,7 @@ bench: $(STAMP)
 BASE ?= HEAD~1
 FACTOR ?= 1.1
 bench-compare: $(STAMP)
-	set -e; cd bench && $(ASV) machine --yes; \
+	set -e; cd bench && $(ASV) machine --yes > /dev/null; \
 	for rev in $(BASE) HEAD; do \
 	  sha=$$(git rev-parse $$rev); tree=$(CURDIR)/bench/.asv/trees/$$sha; \
 	  test -d $$tree || { mkdir -p $$tree.tmp && git -C $(CURDIR) archive $$sha jitgrad | tar -x -C $$tree.tmp && mv $$tree.tmp $$tree; }; \
@@ -64,17 +66,13 @@ bench-report: $(STAMP)
 	$(PY) bench/report.py $(REPORT_ARGS)
 
 # The site goes to build/site: MkDocs refuses a site_dir inside docs_dir.
-# The stamp installs the docs extra into a .venv made before it joined $(STAMP)'s install.
-DOCS_STAMP := $(VENV)/.docs-installed
-$(DOCS_STAMP): $(STAMP)
-	$(PY) -m pip install -q -e '.[docs]'
-	touch $(DOCS_STAMP)
-
-docs: $(DOCS_STAMP)
+# $(STAMP) installs the docs extra with the rest, so building never re-runs pip.
+docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict
 	@echo "site: build/site/index.html (or: $(VENV)/bin/mkdocs serve)"
 
 clean:
+	test ! -x $(PY) || $(PY) -m jitgrad.compile --clear
 	rm -rf .numba_cache .pytest_cache .hypothesis bench/results bench/html build/site
 
 # Data-parallel tests alone (test-cpu runs them too; test-cuda runs tests/cuda/test_distributed.py):
@@ -84,10 +82,15 @@ clean:
 test-mpi: $(STAMP)
 	$(PY) -m pytest tests/distributed -q
 
-# Data-parallel LeNet-5 on MNIST: `make train-mpi NP=2 EPOCHS=1`. Root needs the two
+# Data-parallel training (examples/mnist_cnn.py --distributed): `make train-mpi NP=2 EPOCHS=1`. Root needs the two
 # OMPI_ALLOW_* variables; --oversubscribe lets NP exceed the cores (for testing only).
 NP ?= 2
 MPIRUN_ENV := OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl=self,sm OMPI_MCA_pml=ob1
 train-mpi: $(STAMP)
 	$(MPIRUN_ENV) $(VENV)/bin/mpirun -n $(NP) --oversubscribe --bind-to none \
-	  $(PY) examples/mnist_distributed.py --epochs $(EPOCHS) $(TRAIN_ARGS)
+	  $(PY) examples/mnist_cnn.py --distributed --epochs $(EPOCHS) $(TRAIN_ARGS)
+
+# The prepared real-GPU check (bench/gpu_check.py): runs with the machine's own packages, no install.
+OUT ?= gpu-check-out
+gpu-check:
+	PYTHONPATH=$(CURDIR) python3 bench/gpu_check.py $(OUT)

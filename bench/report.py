@@ -106,15 +106,21 @@ def import_torch(threads: int) -> Any | None:
     return torch
 
 
-def torch_kernel_call(torch: Any, family: str, kernel: str, shape: str, dtype: str) -> Callable[[], Any]:
-    """A callable doing in PyTorch what ``kernel`` does, on the same inputs.
+def torch_kernel_call(torch: Any, family: str, kernel: str, shape: str, dtype: str,
+                      device: str = "cpu") -> Callable[[], Any]:
+    """A callable doing in PyTorch what ``kernel`` does, on the same inputs, on ``device``.
 
     Backward kernels call the ATen functions PyTorch's own autograd calls for
     that layer, so neither side pays for a graph the other does not build.
+    (``bench/gpu_check.py`` uses ``device="cuda"``.)
     """
     aten = torch.ops.aten
     args, kwargs = common.make_inputs(family, kernel, shape, dtype)
-    t = [torch.from_numpy(a) if isinstance(a, np.ndarray) else a for a in args]
+
+    def tensor(a: np.ndarray) -> Any:
+        return torch.from_numpy(a).to(device)
+
+    t = [tensor(a) if isinstance(a, np.ndarray) else a for a in args]
     stride = kwargs.get("stride")
     padding = kwargs.get("padding", 0)
     if kernel == "matmul":
@@ -126,18 +132,18 @@ def torch_kernel_call(torch: Any, family: str, kernel: str, shape: str, dtype: s
     if kernel in ("conv2d_backward_input", "conv2d_backward_weight"):
         if kernel == "conv2d_backward_input":
             grad_out, weight = t
-            x = torch.empty(kwargs["input_shape"], dtype=weight.dtype)
+            x = torch.empty(kwargs["input_shape"], dtype=weight.dtype, device=device)
             mask = [True, False, False]
         else:
             x, grad_out = t
-            weight = torch.empty(kwargs["weight_shape"], dtype=x.dtype)
+            weight = torch.empty(kwargs["weight_shape"], dtype=x.dtype, device=device)
             mask = [False, True, True]  # jitgrad returns grad_w and grad_b
         return lambda: aten.convolution_backward(
             grad_out, x, weight, [weight.shape[0]], [stride] * 2, [padding] * 2, [1, 1], False, [0, 0], 1, mask
         )
     if kernel in ("max_pool2d", "avg_pool2d", "max_pool2d_backward", "avg_pool2d_backward"):
         fwd_args, hyper = common.make_inputs(family, kernel.replace("_backward", ""), shape, dtype)
-        x = torch.from_numpy(fwd_args[0])
+        x = tensor(fwd_args[0])
         k, s = hyper["kernel_size"], hyper["stride"]
         if kernel == "max_pool2d":
             return lambda: torch.nn.functional.max_pool2d(x, k, s, return_indices=True)
@@ -165,10 +171,10 @@ def torch_kernel_call(torch: Any, family: str, kernel: str, shape: str, dtype: s
     if kernel == "softmax_cross_entropy_backward":
         # cross_entropy = nll_loss(log_softmax(x)); its backward is these two.
         (logits, labels), _ = common.make_inputs(family, "softmax_cross_entropy", shape, dtype)
-        logp = torch.log_softmax(torch.from_numpy(logits), 1)
-        target = torch.from_numpy(labels)
-        one = torch.ones((), dtype=logp.dtype)
-        total_weight = torch.tensor(float(len(labels)), dtype=logp.dtype)
+        logp = torch.log_softmax(tensor(logits), 1)
+        target = tensor(labels)
+        one = torch.ones((), dtype=logp.dtype, device=device)
+        total_weight = torch.tensor(float(len(labels)), dtype=logp.dtype, device=device)
 
         def ce_backward() -> Any:
             g = aten.nll_loss_backward(one, logp, target, None, 1, -100, total_weight)
@@ -183,15 +189,34 @@ def torch_kernel_call(torch: Any, family: str, kernel: str, shape: str, dtype: s
         else:
             opt = torch.optim.Adam([param], lr=kwargs["lr"])
         return opt.step
+    if kernel in ("batch_norm", "batch_norm_backward"):
+        (x, rm, rv, w, b), _ = common.make_inputs(family, "batch_norm", shape, dtype)
+        x, rm, rv, w, b = (torch.from_numpy(a) for a in (x, rm, rv, w, b))
+        if kernel == "batch_norm":
+            return lambda: aten.native_batch_norm(x, w, b, rm, rv, True, 0.1, 1e-5)
+        _, mean, invstd = aten.native_batch_norm(x, w, b, rm.clone(), rv.clone(), True, 0.1, 1e-5)
+        return lambda: aten.native_batch_norm_backward(t[0], x, w, rm, rv, mean, invstd, True, 1e-5,
+                                                       [True, True, True])
+    if kernel in ("layer_norm", "layer_norm_backward"):
+        (x, norm, w, b), _ = common.make_inputs(family, "layer_norm", shape, dtype)
+        x, w, b = (torch.from_numpy(a) for a in (x, w, b))
+        if kernel == "layer_norm":
+            return lambda: aten.native_layer_norm(x, list(norm), w, b, 1e-5)
+        _, mean, rstd = aten.native_layer_norm(x, list(norm), w, b, 1e-5)
+        return lambda: aten.native_layer_norm_backward(t[0], x, list(norm), mean, rstd, w, b, [True, True, True])
     raise NotImplementedError(f"torch: no equivalent of {kernel!r}")
 
 
-def torch_train_step(torch: Any, model: str, batch: int) -> tuple[Callable[[], Any], Callable[[], Any]]:
-    """PyTorch twins of ``models.train_step`` and ``models.inference``."""
+def torch_train_step(torch: Any, model: str, batch: int,
+                     device: str = "cpu") -> tuple[Callable[[], Any], Callable[[], Any]]:
+    """PyTorch twins of ``models.train_step`` and ``models.inference`` on ``device``.
+
+    On CUDA the calls are asynchronous; the caller synchronises around what it times.
+    """
     torch.manual_seed(common.SEED)
-    net = models.build(torch.nn, model)
+    net = models.build(torch.nn, model).to(device)
     images, labels = models.batch_data(batch)
-    x, y = torch.from_numpy(images), torch.from_numpy(labels)
+    x, y = torch.from_numpy(images).to(device), torch.from_numpy(labels).to(device)
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
 
     def step() -> None:
@@ -313,7 +338,7 @@ print(time.perf_counter() - t0)
 def _first_step_seconds(batch: int, cache_dir: str | None) -> float:
     env = dict(os.environ)
     if cache_dir is not None:
-        env["NUMBA_CACHE_DIR"] = cache_dir
+        env["NUMBA_CACHE_DIR"] = env["JITGRAD_CACHE_DIR"] = cache_dir
     code = _FIRST_STEP.format(bench=str(BENCH_DIR), batch=batch)
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=1800)
     if done.returncode != 0:
@@ -368,8 +393,9 @@ def machine_info(threads: int, torch: Any | None) -> dict[str, Any]:
         import jitgrad
 
         jitgrad_version = jitgrad.__version__
+        cache_dir = str(jitgrad.config.cache_dir())
     except Exception:
-        jitgrad_version = None
+        jitgrad_version = cache_dir = None
     return {
         "cpu": cpu,
         "cores": os.cpu_count(),
@@ -381,7 +407,7 @@ def machine_info(threads: int, torch: Any | None) -> dict[str, Any]:
         "torch": getattr(torch, "__version__", None),
         "threads": threads,
         "numba_threading_layer": _threading_layer(),
-        "numba_cache_dir": os.environ.get("NUMBA_CACHE_DIR", "(default: __pycache__)"),
+        "numba_cache_dir": cache_dir,
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
     }
 

@@ -24,18 +24,19 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import math
+import os
 import sys
-import time
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
 import jitgrad
-from jitgrad import optim
+from jitgrad import config, optim
 from jitgrad import nn
-from jitgrad.data import DataLoader, accuracy, mnist, normalize, to_float
+from jitgrad.compile import ensure_compiled
+from jitgrad.data import DataLoader, mnist, normalize, to_float
 from jitgrad.data.datasets import DatasetNotFoundError
 from jitgrad.data._download import ChecksumError
 
@@ -133,6 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train on the first N training images only (quick runs)")
     p.add_argument("--threads", type=_positive_int, default=None, help="CPU threads for jitgrad's kernels")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--distributed", action="store_true",
+                   help="data-parallel over MPI ranks (mpirun -n N ...; make train-mpi NP=N): --batch-size is per "
+                        "rank, metrics are averaged over ranks, only rank 0 prints and writes files")
     return p
 
 
@@ -160,7 +164,50 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             parser.error(f"--threads: {exc}")
     if args.resume is not None and not args.resume.is_file():
         parser.error(f"--resume: no such file: {args.resume}")
+    for flag, path in (("--checkpoint", args.checkpoint), ("--plot", args.plot)):
+        if path is not None:
+            problem = _unwritable(path)
+            if problem:
+                parser.error(f"{flag}: {problem}")
+    problem = _unreadable_data_dir(args.data_dir)
+    if problem:
+        parser.error(problem)
     return args
+
+
+def _unwritable(path: Path) -> str | None:
+    """Why a file cannot be written at ``path`` (its folder is created if missing), or None.
+
+    Checked before training, so a bad destination fails in a second, not after an epoch.
+    """
+    if path.is_dir():
+        return f"{path} is a directory; give a file path"
+    folder = path.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return f"cannot create the folder {folder}: {exc.strerror or exc}"
+    if not folder.is_dir():
+        return f"{folder} is not a folder"
+    try:  # the real test: permissions, read-only mounts, root's exemptions
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=f".{path.name}.", suffix=".probe"):
+            pass
+    except OSError as exc:
+        return f"cannot write in {folder}: {exc.strerror or exc}"
+    return None
+
+
+def _unreadable_data_dir(data_dir: Path | None) -> str | None:
+    """Why the data directory (``--data-dir``, else ``$JITGRAD_DATA``, else the default) is unusable, or None."""
+    folder = config.data_dir(data_dir)
+    source = "--data-dir" if data_dir is not None else (
+        f"${config.DATA_ENV_VAR}" if os.environ.get(config.DATA_ENV_VAR) else "the data directory")
+    if folder.exists() and not folder.is_dir():
+        return f"{source}: {folder} is a file, not a directory (it must hold mnist/)"
+    for sub in (folder, folder / "mnist"):
+        if sub.is_dir() and not os.access(sub, os.R_OK | os.X_OK):
+            return f"{source}: cannot read {sub} (permission denied)"
+    return None
 
 
 def _import_cuda() -> Any | None:
@@ -179,20 +226,6 @@ class CheckpointError(Exception):
     """A --resume file that cannot be used; the message says why."""
 
 
-def _to_tensor(array: np.ndarray, device: str) -> Any:
-    t = jitgrad.tensor(array)
-    return t if device == "cpu" else t.to(device)
-
-
-def _labels(y: np.ndarray, device: str) -> Any:
-    """Class indices as cross_entropy takes them: the array on the CPU, a tensor on the device."""
-    return y if device == "cpu" else _to_tensor(y.astype(np.int64), device)
-
-
-def _to_numpy(t: Any) -> np.ndarray:
-    return t.numpy() if hasattr(t, "numpy") else np.asarray(t)
-
-
 def make_optimizer(args: argparse.Namespace, model: nn.Module) -> Any:
     """Adam, or SGD with Nesterov momentum, at the peak rate ``args.lr``."""
     if args.optimizer == "adam":
@@ -209,49 +242,6 @@ def make_schedule(args: argparse.Namespace, optimizer: Any, steps_per_epoch: int
     if args.schedule == "cosine":
         return optim.CosineAnnealingLR(optimizer, T_max=args.epochs)
     return None
-
-
-def evaluate(model: nn.Module, images: np.ndarray, labels: np.ndarray, batch_size: int,
-             transform: Any, device: str) -> tuple[float, float, np.ndarray]:
-    """Mean loss, accuracy and predicted class of every image, in eval mode and without a graph."""
-    model.eval()
-    total_loss = 0.0
-    predictions = np.empty(len(labels), dtype=np.int64)
-    with jitgrad.no_grad():
-        for start in range(0, len(labels), batch_size):
-            x = transform(images[start:start + batch_size])
-            y = labels[start:start + batch_size]
-            logits = model(_to_tensor(x, device))
-            loss = nn.functional.cross_entropy(logits, _labels(y, device))
-            total_loss += float(loss.item()) * len(y)
-            predictions[start:start + len(y)] = _to_numpy(logits).argmax(axis=1)
-    return total_loss / len(labels), float(np.mean(predictions == labels)), predictions
-
-
-def train_epoch(model: nn.Module, loader: DataLoader, optimizer: Any, schedule: Any | None,
-                device: str, desc: str, progress: bool) -> tuple[float, float]:
-    """One pass over ``loader``; returns the mean training loss and accuracy (with dropout on)."""
-    model.train()
-    total_loss = total_correct = seen = 0
-    with tqdm(total=len(loader), desc=desc, unit="batch", leave=False, disable=not progress,
-              dynamic_ncols=True) as bar:
-        for x, y in loader:
-            logits = model(_to_tensor(x, device))
-            loss = nn.functional.cross_entropy(logits, _labels(y, device))
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            if schedule is not None and schedule.step_unit == "batch":
-                schedule.step()
-            batch_loss = float(loss.item())
-            total_loss += batch_loss * len(y)
-            total_correct += accuracy(_to_numpy(logits), y) * len(y)
-            seen += len(y)
-            bar.set_postfix(loss=f"{batch_loss:.4f}", refresh=False)
-            bar.update()
-    if schedule is not None and schedule.step_unit == "epoch":
-        schedule.step()
-    return total_loss / seen, total_correct / seen
 
 
 def save_checkpoint(path: Path, args: argparse.Namespace, model: nn.Module, optimizer: Any,
@@ -310,15 +300,86 @@ def load_checkpoint(path: Path, args: argparse.Namespace, model: nn.Module, opti
     return int(ckpt["epoch"]), history
 
 
-def train(args: argparse.Namespace) -> dict[str, Any]:
-    """Run the whole training described by ``args``; returns the history and the final predictions.
+#: fit's history keys -> this script's (kept in checkpoints and plots).
+_HISTORY_KEYS = {"loss": "train_loss", "accuracy": "train_acc", "val_loss": "test_loss",
+                 "val_accuracy": "test_acc", "time": "epoch_time", "samples_per_s": "images_per_s"}
+
+
+class CheckpointEveryEpoch(nn.Callback):
+    """Saves model, optimizer, schedule, epoch and history after every epoch with a finite loss."""
+
+    def __init__(self, path: Path, args: argparse.Namespace, model: nn.Module, schedule: Any | None,
+                 history: dict[str, list[float]]) -> None:
+        # The plain model, not a DistributedDataParallel wrapper: checkpoints load with any rank count.
+        self.path, self.args, self.model, self.schedule, self.history = path, args, model, schedule, history
+        self.saved = False
+
+    def on_epoch_end(self, state: nn.TrainingState, logs: dict[str, float]) -> None:
+        if math.isfinite(logs["loss"]):
+            save_checkpoint(self.path, self.args, self.model, state.optimizer, self.schedule, state.epoch + 1,
+                            self.history)
+            self.saved = True
+
+
+class RecordAndReport(nn.Callback):
+    """Appends each epoch to the script's history and prints its line (before the checkpoint saves it)."""
+
+    def __init__(self, history: dict[str, list[float]], epochs: int) -> None:
+        self.history, self.epochs = history, epochs
+
+    def on_epoch_end(self, state: nn.TrainingState, logs: dict[str, float]) -> None:
+        for key, ours in _HISTORY_KEYS.items():
+            self.history[ours].append(float(logs[key]))
+        print(f"epoch {state.epoch + 1:3d}/{self.epochs}  train loss {logs['loss']:.4f}  "
+              f"train acc {logs['accuracy']:6.2%}  test loss {logs['val_loss']:.4f}  "
+              f"test acc {logs['val_accuracy']:6.2%}  time {logs['time']:6.1f}s  "
+              f"{logs['samples_per_s']:7.0f} images/s", flush=True)
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during training; ``resume_from`` is the checkpoint to resume from, if one was written."""
+
+    def __init__(self, resume_from: Path | None) -> None:
+        super().__init__()
+        self.resume_from = resume_from
+
+
+class NonFiniteLoss(Exception):
+    """Training was stopped because the loss became NaN or infinite; the message says when."""
+
+
+def predict(model: nn.Module, images: np.ndarray, transform: Any, device: str,
+            batch_size: int = 1000) -> np.ndarray:
+    """Predicted class of every image (eval mode, no graph); one host copy per batch of classes."""
+    model.eval()
+    predictions = np.empty(len(images), dtype=np.int64)
+    with jitgrad.no_grad():
+        for start in range(0, len(images), batch_size):
+            x = jitgrad.tensor(transform(images[start:start + batch_size]))
+            x = x if device == "cpu" else x.to(device)
+            predictions[start:start + len(x)] = model(x).argmax(axis=1).numpy()
+    return predictions
+
+
+def train(args: argparse.Namespace, callbacks: list[nn.Callback] = ()) -> dict[str, Any]:
+    """Run the whole training described by ``args`` with `nn.fit`; returns the history and the model.
+
+    ``callbacks`` are added to the script's own (tests use them to interrupt a run).
 
     Returns
     -------
     dict
         ``history`` (per-epoch lists: train_loss, train_acc, test_loss,
         test_acc, epoch_time, images_per_s), ``predictions`` (the last
-        model's test predictions), ``test_images``, ``test_labels``, ``model``.
+        model's test predictions, computed when ``--plot`` asks for them,
+        else None), ``test_images``, ``test_labels``, ``model``.
+
+    Raises
+    ------
+    TrainingInterrupted
+        On Ctrl-C.
+    NonFiniteLoss
+        When the loss became NaN or infinite.
     """
     train_images, train_labels = mnist.load("train", root=args.data_dir)
     test_images, test_labels = mnist.load("test", root=args.data_dir)
@@ -331,18 +392,20 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     def transform(x: np.ndarray) -> np.ndarray:
         return standardise(to_float(x))[:, None]
 
+    dist = _distributed(args)
+    main_rank = dist is None or dist.is_main_process()
+    shard = {} if dist is None else {"rank": dist.get_rank(), "world_size": dist.get_world_size()}
     nn.init.manual_seed(args.seed)
     model = MODELS[args.model]()
     if args.device != "cpu":
         model.to(args.device)
     loader = DataLoader((train_images, train_labels), args.batch_size, shuffle=True, seed=args.seed,
-                        transform=transform)
+                        transform=transform, **shard)
+    test_loader = DataLoader((test_images, test_labels), 1000, transform=transform)
     optimizer = make_optimizer(args, model)
     schedule = make_schedule(args, optimizer, len(loader))
 
-    history: dict[str, list[float]] = {k: [] for k in
-                                       ("train_loss", "train_acc", "test_loss", "test_acc", "epoch_time",
-                                        "images_per_s")}
+    history: dict[str, list[float]] = {k: [] for k in _HISTORY_KEYS.values()}
     start_epoch = 0
     if args.resume is not None:
         start_epoch, history = load_checkpoint(args.resume, args, model, optimizer, schedule)
@@ -350,31 +413,52 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     loader.set_epoch(start_epoch)  # the shuffles an uninterrupted run would have seen
 
     n_params = sum(int(np.prod(p.shape)) for p in model.parameters())
-    print(f"{args.model}: {n_params:,} parameters; {len(train_labels):,} training and "
-          f"{len(test_labels):,} test images; {args.optimizer} lr {args.lr:g} ({args.schedule}), "
-          f"batch {args.batch_size}, {jitgrad.get_num_threads()} threads, device {args.device}")
-    predictions = np.zeros(len(test_labels), dtype=np.int64)
-    progress = not args.no_progress
-    for epoch in range(start_epoch, args.epochs):
-        t0 = time.perf_counter()
-        train_loss, train_acc = train_epoch(model, loader, optimizer, schedule, args.device,
-                                            f"epoch {epoch + 1}/{args.epochs}", progress)
-        train_time = time.perf_counter() - t0
-        test_loss, test_acc, predictions = evaluate(model, test_images, test_labels, 1000, transform, args.device)
-        epoch_time = time.perf_counter() - t0
-        images_per_s = len(train_labels) / train_time
-        for key, value in (("train_loss", train_loss), ("train_acc", train_acc), ("test_loss", test_loss),
-                           ("test_acc", test_acc), ("epoch_time", epoch_time), ("images_per_s", images_per_s)):
-            history[key].append(value)
-        print(f"epoch {epoch + 1:3d}/{args.epochs}  train loss {train_loss:.4f}  train acc {train_acc:6.2%}  "
-              f"test loss {test_loss:.4f}  test acc {test_acc:6.2%}  time {epoch_time:6.1f}s  "
-              f"{images_per_s:7.0f} images/s", flush=True)
-        if args.checkpoint is not None:
-            save_checkpoint(args.checkpoint, args, model, optimizer, schedule, epoch + 1, history)
-    if start_epoch >= args.epochs:  # resumed a finished run: still report on the model
-        *_, predictions = evaluate(model, test_images, test_labels, 1000, transform, args.device)
+    ranks = "" if dist is None else f" per rank x {dist.get_world_size()} ranks"
+    if main_rank:
+        print(f"{args.model}: {n_params:,} parameters; {len(train_labels):,} training and "
+              f"{len(test_labels):,} test images; {args.optimizer} lr {args.lr:g} ({args.schedule}), "
+              f"batch {args.batch_size}{ranks}, {jitgrad.get_num_threads()} threads, device {args.device}",
+              flush=True)
+    if args.device == "cpu" and main_rank:  # compile every kernel first, in parallel, once per machine
+        ensure_compiled(progress=not args.no_progress)
+    if dist is not None:
+        dist.barrier()  # the other ranks load what rank 0 compiled
+    terminate = nn.TerminateOnNaN(verbose=False)
+    ours: list[nn.Callback] = [terminate, RecordAndReport(history, args.epochs)]
+    checkpoint = None
+    if args.checkpoint is not None:
+        checkpoint = CheckpointEveryEpoch(args.checkpoint, args, model, schedule, history)
+        ours.append(checkpoint)
+    trained, reducer = model, None
+    if dist is not None:
+        # Rank 0's weights (resumed or fresh) go to every rank; checkpoints keep the plain model's names.
+        trained, reducer = dist.DistributedDataParallel(model), dist.reduce_metrics
+        ours = [ours[0]] + [dist.OnMainProcess(c) for c in ours[1:]]
+    if start_epoch < args.epochs:
+        try:
+            nn.fit(trained, nn.functional.cross_entropy, loader, optimizer, args.epochs, val_data=test_loader,
+                   callbacks=ours + list(callbacks), progress=main_rank and not args.no_progress, summary=False,
+                   scheduler=schedule, initial_epoch=start_epoch, device=args.device, metrics_reducer=reducer)
+        except KeyboardInterrupt:
+            # Only a file this run wrote, or the one it resumed from, is worth resuming.
+            written = checkpoint is not None and (checkpoint.saved or args.resume == args.checkpoint)
+            raise TrainingInterrupted(args.checkpoint if written else None) from None
+    if terminate.message is not None:
+        raise NonFiniteLoss(terminate.message)
+    predictions = (predict(model, test_images, transform, args.device)
+                   if args.plot is not None and main_rank else None)
     return {"history": history, "predictions": predictions, "test_images": test_images,
-            "test_labels": test_labels, "model": model}
+            "test_labels": test_labels, "model": model, "main_rank": main_rank}
+
+
+def _distributed(args: argparse.Namespace) -> Any | None:
+    """``jitgrad.distributed``, initialised, with ``--distributed``; else None."""
+    if not args.distributed:
+        return None
+    import jitgrad.distributed as dist
+
+    dist.init()
+    return dist
 
 
 # ----------------------------------------------------------------------------- plot
@@ -417,22 +501,33 @@ def plot(path: Path, history: dict[str, list[float]], images: np.ndarray, labels
 
 # ----------------------------------------------------------------------------- main
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point; returns the exit status."""
+def main(argv: list[str] | None = None, *, callbacks: list[nn.Callback] = ()) -> int:
+    """Entry point; returns the exit status. ``callbacks`` go to `train` (tests use them)."""
     args = parse_args(argv)
     try:
-        result = train(args)
+        result = train(args, callbacks)
     except CheckpointError as exc:
         print(f"mnist_cnn.py: error: {exc}", file=sys.stderr)
         return 2
-    except (DatasetNotFoundError, ChecksumError) as exc:
+    except DatasetNotFoundError as exc:
+        print(f"mnist_cnn.py: error: {exc} (for this script: --data-dir <directory containing mnist/>)",
+              file=sys.stderr)
+        return 1
+    except ChecksumError as exc:
         print(f"mnist_cnn.py: error: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        where = f"; resume with --resume {args.checkpoint}" if args.checkpoint is not None else ""
+    except NonFiniteLoss as exc:
+        print(f"mnist_cnn.py: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt as exc:
+        resume_from = getattr(exc, "resume_from", None)
+        where = f"; resume with --resume {resume_from}" if resume_from is not None else (
+            "; no checkpoint was written yet" if args.checkpoint is not None else "")
         print(f"\ninterrupted{where}", file=sys.stderr)
         return 130
     history = result["history"]
+    if not result["main_rank"]:
+        return 0
     if history["test_acc"]:
         best = int(np.argmax(history["test_acc"]))
         print(f"best test accuracy {history['test_acc'][best]:.2%} (epoch {best + 1}); "

@@ -19,6 +19,7 @@ gradient all-reduce (the communication not hidden behind backward).
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -32,17 +33,8 @@ from jitgrad.data import DataLoader, mnist, normalize, to_float
 from jitgrad.nn.functional import cross_entropy
 from jitgrad.optim import Adam
 
-
-def lenet5() -> nn.Module:
-    """LeNet-5 with ReLU and max-pooling: 44,426 parameters (as in examples/mnist_cnn.py)."""
-    return nn.Sequential(
-        nn.Conv2d(1, 6, 5), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Flatten(),
-        nn.Linear(256, 120), nn.ReLU(),
-        nn.Linear(120, 84), nn.ReLU(),
-        nn.Linear(84, 10),
-    )
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from mnist_cnn import lenet5  # noqa: E402 - the one LeNet-5 of the examples
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

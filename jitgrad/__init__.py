@@ -23,6 +23,9 @@ from jitgrad.autograd import (
     zeros_like,
 )
 from jitgrad.serialization import load, save
+from jitgrad.autograd.ops_shape import (  # noqa: E402
+    cat, clamp, clip, concatenate, split, squeeze, stack, std, unsqueeze, var, where,
+)
 from jitgrad import nn, optim  # noqa: E402  (nn and optim build on the names above)
 # jitgrad.cuda imports numba only when asked something (is_available(), ...): importing it is free.
 from jitgrad import cuda  # noqa: E402

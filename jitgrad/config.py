@@ -75,3 +75,49 @@ def get_num_threads() -> int:
     import numba
 
     return numba.get_num_threads()
+
+
+# ----------------------------------------------------------------------------- compiled-kernel cache
+
+CACHE_ENV_VAR = "JITGRAD_CACHE_DIR"
+
+
+def cache_dir() -> Path:
+    """Where Numba's on-disk cache of jitgrad's compiled kernels lives.
+
+    One location for every entry point (``make``, ``python script.py``,
+    ``python -m jitgrad.compile``, pytest), so kernels compiled once are
+    reused everywhere. Order: ``JITGRAD_CACHE_DIR``, then a
+    ``NUMBA_CACHE_DIR`` the user set, then ``$XDG_CACHE_HOME/jitgrad/numba``
+    (``~/.cache/jitgrad/numba``). Numba keeps each source directory in its
+    own sub-folder keyed by its absolute path, so two checkouts never mix
+    their kernels, and each entry is invalidated when its source file changes.
+    """
+    for var in (CACHE_ENV_VAR, "NUMBA_CACHE_DIR"):
+        value = os.environ.get(var)
+        if value:
+            return Path(value).expanduser().absolute()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return (base / "jitgrad" / "numba").absolute()
+
+
+def _use_cache_dir() -> Path:
+    # Numba picks a function's cache directory when the decorator runs (at
+    # jitgrad's kernel imports, which all come after this module), from
+    # numba.core.config.CACHE_DIR, which it reads from the environment when
+    # numba is imported and again whenever the environment changed. Setting
+    # the variable covers a numba imported later (and subprocesses); setting
+    # the attribute covers a numba imported before jitgrad.
+    import sys
+
+    path = cache_dir()
+    os.environ["NUMBA_CACHE_DIR"] = str(path)
+    numba_config = sys.modules.get("numba.core.config")
+    if numba_config is not None:
+        numba_config.CACHE_DIR = str(path)
+    return path
+
+
+#: Directory of Numba's cache of jitgrad's kernels (see :func:`cache_dir`).
+CACHE_DIR: Path = _use_cache_dir()

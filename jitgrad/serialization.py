@@ -15,6 +15,15 @@ produce arrays and JSON values.
 Writes are atomic: the bytes go to a temporary file in the destination folder,
 are flushed and fsynced, and ``os.replace`` swaps it in, so a crash or an
 error mid-write leaves the previous checkpoint intact and no temp file behind.
+A save killed outright (``kill -9``, power loss) can leave its temp file; the
+next save to the same path deletes such files once they are a minute old.
+Checkpoints are created with mode 0600 (owner read/write only): they may hold
+a model that is not meant to be shared.
+
+Integrity: the metadata stores the CRC32 of every tensor's bytes (in name
+order) under ``jitgrad.crc32``; :func:`load` recomputes it and raises on a
+mismatch, so a flipped bit is an error, not a silently different model.
+``load(path, verify=False)`` skips the check.
 """
 
 from __future__ import annotations
@@ -23,6 +32,8 @@ import json
 import os
 import struct
 import tempfile
+import time
+import zlib
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -35,6 +46,12 @@ _FORMAT_KEY = "format"
 _FORMAT = "jitgrad"
 #: Key holding the JSON skeleton of the saved structure.
 _STRUCTURE_KEY = "jitgrad.structure"
+#: Key holding the CRC32 (hex) of the tensors' bytes, in name order.
+_CRC_KEY = "jitgrad.crc32"
+#: A key safetensors reserves for the header's metadata: no tensor may have this name.
+_RESERVED = "__metadata__"
+#: A temp file of a save to the same path, unmodified this many seconds, is from a killed save.
+_STALE_TEMP_SECONDS = 60.0
 #: safetensors' own bound on the header, to reject absurd lengths before reading.
 _MAX_HEADER_BYTES = 100 * 1024 * 1024
 
@@ -75,6 +92,9 @@ def _encode(obj: Any, path: str, tensors: dict[str, np.ndarray]) -> Any:
                              "rename keys so that no key contains '.' ambiguously")
         if not path:
             raise TypeError("save: expected a dict (state dict) or nested structure, got a bare array")
+        if path == _RESERVED:
+            raise ValueError(f"save: {_RESERVED!r} is reserved by the safetensors format and cannot name an "
+                             "entry; rename that key")
         tensors[path] = array
         return {_TENSOR: path}
     if isinstance(obj, dict):
@@ -115,6 +135,31 @@ def _decode(node: Any, tensors: dict[str, np.ndarray], name: str) -> Any:
     if isinstance(node, list):
         return [_decode(value, tensors, name) for value in node]
     return node
+
+
+def _payload_crc32(tensors: dict[str, np.ndarray]) -> str:
+    """CRC32 of every tensor's bytes, in name order, as 8 hex digits."""
+    crc = 0
+    for key in sorted(tensors):
+        array = np.require(tensors[key], requirements="C")
+        crc = zlib.crc32(key.encode("utf-8"), crc)
+        crc = zlib.crc32(array.reshape(-1).view(np.uint8) if array.size else b"", crc)
+    return f"{crc:08x}"
+
+
+def _remove_stale_temps(directory: Path, name: str) -> None:
+    """Delete temp files of earlier saves to ``name`` that were killed (untouched for a minute).
+
+    A save in progress in another process keeps writing its temp file, so its
+    modification time stays recent and it is left alone.
+    """
+    now = time.time()
+    for temp in directory.glob(f".{name}.*.tmp"):
+        try:
+            if now - temp.stat().st_mtime > _STALE_TEMP_SECONDS:
+                temp.unlink()
+        except OSError:
+            pass  # gone already, or not ours to delete: not this save's business
 
 
 def _write_bytes(file: BinaryIO, data: bytes) -> None:
@@ -160,6 +205,8 @@ def save(obj: dict[str, Any], path: str | os.PathLike[str]) -> None:
 
     if not isinstance(obj, dict):
         raise TypeError(f"save: expected a dict (a state_dict), got {type(obj).__name__}")
+    if _RESERVED in obj:
+        raise ValueError(f"save: the key {_RESERVED!r} is reserved by the safetensors format; rename it")
     path = Path(path)
     tensors: dict[str, np.ndarray] = {}
     structure = _encode(obj, "", tensors)
@@ -169,6 +216,7 @@ def save(obj: dict[str, Any], path: str | os.PathLike[str]) -> None:
         "jitgrad_version": _version(),
         "dtype": ",".join(dtypes),
         _STRUCTURE_KEY: json.dumps(structure, allow_nan=True),
+        _CRC_KEY: _payload_crc32(tensors),
     }
     try:
         data = encode_safetensors(tensors, metadata=metadata)
@@ -176,8 +224,11 @@ def save(obj: dict[str, Any], path: str | os.PathLike[str]) -> None:
         raise TypeError(f"save: cannot encode {path}: {error}") from error
 
     directory = path.parent if str(path.parent) else Path(".")
+    _remove_stale_temps(directory, path.name)
     fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     try:
+        if hasattr(os, "fchmod"):
+            os.fchmod(fd, 0o600)  # mkstemp's mode today; stated here so it stays the contract
         with os.fdopen(fd, "wb") as file:
             _write_bytes(file, data)
             file.flush()
@@ -223,13 +274,16 @@ def _read_header(data: bytes, name: str) -> dict[str, Any]:
     return header
 
 
-def load(path: str | os.PathLike[str]) -> dict[str, Any]:
+def load(path: str | os.PathLike[str], *, verify: bool = True) -> dict[str, Any]:
     """Read a checkpoint written by :func:`save` (or any safetensors file).
 
     Parameters
     ----------
     path : str or os.PathLike
         A safetensors file.
+    verify : bool
+        Check the CRC32 that :func:`save` stored (files without one, such as
+        other tools' safetensors files, load unchecked). ``False`` skips it.
 
     Returns
     -------
@@ -244,8 +298,9 @@ def load(path: str | os.PathLike[str]) -> dict[str, Any]:
     FileNotFoundError
         If ``path`` does not exist.
     ValueError
-        If the file is truncated, corrupt or not a safetensors file; the
-        message names the file.
+        If the file is truncated, corrupt (CRC32 mismatch, hand-edited
+        metadata that does not describe the tensors) or not a safetensors
+        file; the message names the file.
     """
     from safetensors.numpy import load as decode_safetensors
 
@@ -262,11 +317,23 @@ def load(path: str | os.PathLike[str]) -> dict[str, Any]:
     metadata = header.get("__metadata__") or {}
     if not isinstance(metadata, dict) or metadata.get(_FORMAT_KEY) != _FORMAT or _STRUCTURE_KEY not in metadata:
         return tensors
+    if verify and _CRC_KEY in metadata:
+        actual = _payload_crc32(tensors)
+        if actual != metadata[_CRC_KEY]:
+            raise ValueError(f"load: {name} is corrupt: CRC32 of its tensors is {actual}, the file records "
+                             f"{metadata[_CRC_KEY]!r} (pass verify=False to load it anyway)")
     try:
         structure = json.loads(metadata[_STRUCTURE_KEY])
     except (TypeError, json.JSONDecodeError) as error:
         raise ValueError(f"load: {name} is corrupt (jitgrad metadata is not JSON: {error})") from None
-    result = _decode(structure, tensors, name)
+    try:
+        result = _decode(structure, tensors, name)
+    except (TypeError, ValueError, KeyError, IndexError, AttributeError) as error:
+        if str(error).startswith("load: "):
+            raise
+        # Hand-edited metadata: a skeleton of the wrong shape (e.g. an __items__ entry that is not a pair).
+        raise ValueError(f"load: {name} is corrupt (jitgrad metadata does not describe the saved structure: "
+                         f"{type(error).__name__}: {error})") from None
     if not isinstance(result, dict):
         raise ValueError(f"load: {name} is corrupt (jitgrad metadata does not describe a dict)")
     return result

@@ -1,7 +1,6 @@
-"""Shared pytest set-up: Numba's cache stays inside the checkout."""
+"""Shared pytest set-up.
 
-import os
-from pathlib import Path
-
-# Set before any test module imports numba.
-os.environ.setdefault("NUMBA_CACHE_DIR", str(Path(__file__).resolve().parent.parent / ".numba_cache"))
+Numba's cache is the one every entry point uses (``jitgrad.config.cache_dir``:
+``JITGRAD_CACHE_DIR``, else ``NUMBA_CACHE_DIR``, else ``~/.cache/jitgrad/numba``),
+so tests reuse the kernels ``python -m jitgrad.compile`` or a training run compiled.
+"""

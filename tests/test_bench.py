@@ -36,9 +36,9 @@ def test_asv_check_finds_no_problems():
 
 
 def test_asv_suite_has_a_class_per_family_and_the_end_to_end_class():
-    from benchmarks import bench_end_to_end, bench_kernels
+    from benchmarks import bench_end_to_end, bench_kernels, bench_normalization
 
-    families = {cls.family for cls in vars(bench_kernels).values()
+    families = {cls.family for module in (bench_kernels, bench_normalization) for cls in vars(module).values()
                 if isinstance(cls, type) and issubclass(cls, common.KernelBenchmark) and cls.family}
     assert families == set(common.FAMILIES)
     assert hasattr(bench_kernels.Conv2d, "peakmem_kernel")

@@ -53,7 +53,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 
 #: Pages whose code is run, in the order a reader meets them.
-TESTED_PAGES = ("getting-started.md", "tutorial-mnist.md", "kernel-authoring.md", "concepts.md")
+TESTED_PAGES = ("getting-started.md", "tutorial-mnist.md", "kernel-authoring.md", "concepts.md", "tutorial-residual.md")
 
 _FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<ticks>`{3,}|~{3,})\s*(?P<info>[^`]*)$")
 
@@ -295,8 +295,6 @@ def test_mkdocs_build_strict(tmp_path):
 if __name__ == "__main__":  # the CUDA process of test_gpu_blocks_run_in_the_cuda_process
     args = sys.argv[1:]
     assert args and args[0] == "--gpu", "usage: python -m tests.test_docs --gpu PAGE..."
-    # As tests/conftest.py does for pytest (numba is not imported yet).
-    os.environ.setdefault("NUMBA_CACHE_DIR", str(ROOT / ".numba_cache"))
     from numba import config as numba_config
 
     for page in args[1:]:

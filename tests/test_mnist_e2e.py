@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jitgrad import config
+from jitgrad import config, nn
 from jitgrad.data import mnist
 from jitgrad.data.idx import write_idx
 
@@ -29,6 +29,23 @@ def _import_example():
 
 
 ex = _import_example()
+
+
+@pytest.fixture(autouse=True)
+def _compile_lazily(monkeypatch):
+    """The script compiles every kernel up front (jitgrad.compile); tests only compile what they call."""
+    monkeypatch.setattr(ex, "ensure_compiled", lambda **kwargs: False)
+
+
+class _InterruptAt(nn.Callback):
+    """Raises KeyboardInterrupt (as Ctrl-C would) at the start of the given zero-based epoch."""
+
+    def __init__(self, epoch):
+        self.epoch = epoch
+
+    def on_epoch_begin(self, state):
+        if state.epoch == self.epoch:
+            raise KeyboardInterrupt
 
 
 def _real_mnist_dir():
@@ -98,24 +115,15 @@ def _weights(model):
     return {k: np.array(v) for k, v in model.state_dict().items()}
 
 
-def test_checkpoint_resume_matches_an_uninterrupted_run(fake_mnist, tmp_path, monkeypatch):
+def test_checkpoint_resume_matches_an_uninterrupted_run(fake_mnist, tmp_path, capsys):
     # convnet: its Dropout makes this check that the random state is restored too.
     common = ["--data-dir", str(fake_mnist), "--model", "convnet", "--batch-size", "32", "--epochs", "2",
               "--no-progress"]
     full = ex.train(ex.parse_args(common))
 
     ckpt = tmp_path / "run.safetensors"
-    real_epoch, calls = ex.train_epoch, []
-
-    def interrupted_in_epoch_2(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real_epoch(*args, **kwargs)
-
-    monkeypatch.setattr(ex, "train_epoch", interrupted_in_epoch_2)
-    assert ex.main(common + ["--checkpoint", str(ckpt)]) == 130
-    monkeypatch.setattr(ex, "train_epoch", real_epoch)
+    assert ex.main(common + ["--checkpoint", str(ckpt)], callbacks=[_InterruptAt(1)]) == 130
+    assert f"interrupted; resume with --resume {ckpt}" in capsys.readouterr().err
     assert ckpt.is_file() and sorted(p.name for p in tmp_path.iterdir()) == ["mnist", "run.safetensors"]
 
     resumed = ex.train(ex.parse_args(common + ["--resume", str(ckpt), "--checkpoint", str(ckpt)]))
@@ -166,3 +174,106 @@ def test_lenet5_one_epoch_on_real_mnist(capsys):
     result = ex.train(ex.parse_args(["--epochs", "1", "--no-progress"]))
     test_acc = result["history"]["test_acc"][-1]
     assert test_acc >= 0.965, capsys.readouterr().out
+
+
+# ----------------------------------------------------------------------------- user errors before training
+
+def _exit_and_error(argv, capsys):
+    with pytest.raises(SystemExit) as info:
+        ex.parse_args(argv)
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return info.value.code, err.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("flag, name", [("--checkpoint", "c.safetensors"), ("--plot", "p.png")])
+def test_output_that_is_a_directory_fails_before_training(tmp_path, capsys, flag, name):
+    target = tmp_path / name
+    target.mkdir()
+    code, line = _exit_and_error([flag, str(target)], capsys)
+    assert code == 2 and line.endswith(f"{flag}: {target} is a directory; give a file path")
+
+
+@pytest.mark.parametrize("flag, name", [("--checkpoint", "c.safetensors"), ("--plot", "p.png")])
+def test_output_in_a_folder_that_cannot_be_created_or_written(tmp_path, capsys, flag, name):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    code, line = _exit_and_error([flag, str(blocker / "sub" / name)], capsys)
+    assert code == 2 and f"{flag}: cannot create the folder {blocker / 'sub'}" in line
+    # A read-only folder: /proc refuses new files even to root.
+    code, line = _exit_and_error([flag, f"/proc/{name}"], capsys)
+    assert code == 2 and f"{flag}: cannot write in /proc" in line
+
+
+def test_output_in_a_missing_folder_is_created_before_training(tmp_path):
+    args = ex.parse_args(["--checkpoint", str(tmp_path / "new" / "c.safetensors")])
+    assert (tmp_path / "new").is_dir() and not list((tmp_path / "new").iterdir())
+    assert args.checkpoint == tmp_path / "new" / "c.safetensors"
+
+
+def test_data_dir_that_is_a_file_is_a_one_line_error(tmp_path, capsys, monkeypatch):
+    not_a_dir = tmp_path / "data.txt"
+    not_a_dir.write_text("x")
+    monkeypatch.setenv(config.DATA_ENV_VAR, str(not_a_dir))
+    code, line = _exit_and_error([], capsys)
+    assert code == 2 and line.endswith(f"$JITGRAD_DATA: {not_a_dir} is a file, not a directory (it must hold mnist/)")
+    code, line = _exit_and_error(["--data-dir", str(not_a_dir)], capsys)
+    assert code == 2 and line.endswith(f"--data-dir: {not_a_dir} is a file, not a directory (it must hold mnist/)")
+
+
+def test_unreadable_data_dir_is_a_one_line_error(tmp_path, capsys, monkeypatch):
+    locked = tmp_path / "locked"
+    (locked / "mnist").mkdir(parents=True)
+    monkeypatch.setenv(config.DATA_ENV_VAR, str(locked))
+    # os.access is what the check asks; root passes any permission bits, so fake its answer.
+    real_access = os.access
+    monkeypatch.setattr(ex.os, "access", lambda p, mode: False if Path(p) == locked / "mnist" else real_access(p, mode))
+    code, line = _exit_and_error([], capsys)
+    assert code == 2 and line.endswith(f"$JITGRAD_DATA: cannot read {locked / 'mnist'} (permission denied)")
+
+
+def test_missing_data_names_the_data_dir_option(tmp_path, capsys, monkeypatch):
+    from jitgrad.data import _download
+
+    def offline(*args, **kwargs):
+        raise _download.DownloadError("no network")
+
+    monkeypatch.setattr(_download, "download", offline)
+    assert ex.main(["--data-dir", str(tmp_path), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "--data-dir <directory containing mnist/>" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+# ----------------------------------------------------------------------------- during training
+
+def test_ctrl_c_before_the_first_checkpoint_advertises_no_resume_file(fake_mnist, tmp_path, capsys):
+    ckpt = tmp_path / "never.safetensors"
+    argv = ["--data-dir", str(fake_mnist), "--epochs", "2", "--batch-size", "48", "--no-progress",
+            "--checkpoint", str(ckpt)]
+    assert ex.main(argv, callbacks=[_InterruptAt(0)]) == 130
+    err = capsys.readouterr().err
+    assert "--resume" not in err and "no checkpoint was written yet" in err and not ckpt.exists()
+
+
+class _PoisonWeights(nn.Callback):
+    """Sets every weight to NaN after the given batch, as a diverging run would."""
+
+    def on_batch_end(self, state, batch, logs):
+        if batch == 0:
+            for p in state.model.parameters():
+                p.data[...] = np.nan
+
+
+def test_non_finite_loss_stops_training_with_one_line_and_no_checkpoint(fake_mnist, tmp_path, capsys):
+    ckpt = tmp_path / "c.safetensors"
+    argv = ["--data-dir", str(fake_mnist), "--epochs", "3", "--batch-size", "16", "--no-progress",
+            "--checkpoint", str(ckpt)]
+    assert ex.main(argv, callbacks=[_PoisonWeights()]) == 1
+    captured = capsys.readouterr()
+    error_lines = [line for line in captured.err.splitlines() if "error" in line]
+    assert error_lines == [error_lines[0]] and "mnist_cnn.py: error: training stopped: the loss became nan in " \
+                                                 "epoch 1" in error_lines[0]
+    assert "Traceback" not in captured.err
+    assert "epoch   2/3" not in captured.out  # stopped in epoch 1
+    assert not ckpt.exists()

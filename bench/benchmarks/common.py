@@ -188,6 +188,13 @@ OPTIM_SHAPES: dict[str, tuple[int]] = {
     "1M-params": (1_000_000,),
 }
 
+#: Normalisation inputs (N, C, H, W): a ResNet stage-3 feature map and the Keras convnet's first conv output.
+#: batch_norm normalises per channel; layer_norm over (C, H, W) (GroupNorm(1, C)'s normalisation).
+NORM_SHAPES: dict[str, tuple[int, int, int, int]] = {
+    "resnet-14": (BATCH, 64, 14, 14),
+    "keras-conv1": (BATCH, 32, 26, 26),
+}
+
 # --quick (CI smoke) uses one tiny shape per family so that it runs in seconds.
 QUICK_SHAPES: dict[str, dict[str, Any]] = {
     "matmul": {"tiny-nt": MatmulShape(8, 12, 4, trans_b=True)},
@@ -196,6 +203,7 @@ QUICK_SHAPES: dict[str, dict[str, Any]] = {
     "activations": {"tiny": (2, 3, 8, 8)},
     "softmax": {"tiny": (4, 10)},
     "optim": {"tiny": (100,)},
+    "normalization": {"tiny": (4, 3, 5, 5)},
 }
 
 
@@ -283,6 +291,27 @@ def _optim_inputs(kernel: str, shape: tuple[int], dtype: np.dtype, rng: np.rando
     raise ValueError(f"unknown optimizer kernel {kernel!r}")
 
 
+def _normalization_inputs(kernel: str, shape: tuple[int, ...], dtype: np.dtype, rng: np.random.Generator) -> Inputs:
+    x = _normal(rng, shape, dtype, 2.0)
+    g = _normal(rng, shape, dtype)
+    ref = backend_module("numpy")
+    if kernel.startswith("batch_norm"):
+        c = shape[1]
+        weight, bias = _normal(rng, (c,), dtype), _normal(rng, (c,), dtype)
+        running_mean, running_var = np.zeros(c, dtype), np.ones(c, dtype)
+        if kernel == "batch_norm":
+            # Training mode: batch statistics and the in-place running-statistics update (bounded by momentum).
+            return (x, running_mean, running_var, weight, bias), {"training": True}
+        _, mean, invstd = ref.batch_norm(x, running_mean, running_var, weight, bias, training=True)
+        return (g, x, weight, mean, invstd), {"training": True}
+    norm = tuple(shape[1:])
+    weight, bias = _normal(rng, norm, dtype), _normal(rng, norm, dtype)
+    if kernel == "layer_norm":
+        return (x, norm, weight, bias), {}
+    _, mean, invstd = ref.layer_norm(x, norm, weight, bias)
+    return (g, x, weight, mean, invstd), {}
+
+
 @dataclass(frozen=True)
 class Family:
     """A kernel family: the kernels timed, the shapes they are timed at, and their inputs."""
@@ -324,6 +353,12 @@ FAMILIES: dict[str, Family] = {
             _softmax_inputs,
         ),
         Family("optim", ("sgd_update", "adam_update"), OPTIM_SHAPES, _optim_inputs),
+        Family(
+            "normalization",
+            ("batch_norm", "batch_norm_backward", "layer_norm", "layer_norm_backward"),
+            NORM_SHAPES,
+            _normalization_inputs,
+        ),
     )
 }
 

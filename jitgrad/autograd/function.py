@@ -29,6 +29,7 @@ not modify ``grad_output`` in place (several inputs may receive that array).
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 from jitgrad.autograd import grad_mode
@@ -63,6 +64,8 @@ class Context:
     """
 
     _freed = False
+    #: ``(tensor, version)`` of every saved Tensor array, checked when backward reads them.
+    _versions: tuple[Any, ...] = ()
 
     def __init__(self, backend: Any, needs_input_grad: tuple[bool, ...]) -> None:
         self.backend = backend
@@ -78,6 +81,8 @@ class Context:
         """The arrays given to ``save_for_backward``."""
         if self._freed:
             raise RuntimeError(_FREED_MESSAGE)
+        if self._versions:
+            _check_versions(self)
         return self._saved
 
     def free(self) -> None:
@@ -133,7 +138,7 @@ class Function:
                 needs.append(False)
         if backend is None:
             raise TypeError(f"{cls.__name__}.apply needs at least one Tensor argument")
-        record = record and grad_mode._enabled
+        record = record and grad_mode.grad_enabled()
         ctx = Context(backend, tuple(needs))
         out = cls.forward(ctx, *raw, **kwargs)
         if type(out) is not backend.array_type and type(out) not in _BY_TYPE:
@@ -147,10 +152,34 @@ class Function:
         result.requires_grad = record
         result._ctx = None
         result._grad_hooks = None
+        result._version = 0
         if record:
             ctx._fn = cls
             ctx._parents = args
             result._ctx = ctx
+            if ctx._saved:
+                ctx._versions = _saved_versions(ctx._saved, args, result)
         if _trace_hook is not None:
             _trace_hook(cls, args, kwargs, result)
         return result
+
+
+def _saved_versions(saved: tuple[Any, ...], args: tuple[Any, ...], result: Tensor) -> tuple[Any, ...]:
+    """``(tensor or weak reference, version)`` for each input or output Tensor whose array was saved."""
+    ids = {id(a) for a in saved}
+    versions: list[Any] = [(a, a._version) for a in args if isinstance(a, Tensor) and id(a.data) in ids]
+    if id(result.data) in ids:
+        # A weak reference: the output holds this context, a strong one would make a cycle.
+        versions.append((weakref.ref(result), 0))
+    return tuple(versions)
+
+
+def _check_versions(ctx: "Context") -> None:
+    for owner, version in ctx._versions:
+        tensor = owner() if isinstance(owner, weakref.ref) else owner
+        if tensor is not None and tensor._version != version:
+            raise RuntimeError(
+                f"one of the arrays {ctx._fn.__name__} saved for backward was modified in place after it "
+                f"was saved (tensor of shape {tensor.shape} is at version {tensor._version}, expected "
+                f"{version}); compute the loss again after the in-place update, or clone before modifying"
+            )

@@ -237,8 +237,12 @@ def matmul(a: Any, b: Any) -> Tensor:
     b = b if isinstance(b, Tensor) else Tensor(b)
     if a.ndim == 0 or b.ndim == 0:
         raise ValueError(f"matmul: operands must be at least 1-D, got shapes {a.shape} and {b.shape}")
+    if a.ndim == 3 and b.ndim == 3:
+        from jitgrad.autograd.ops_shape import batched_matmul
+
+        return batched_matmul(a, b)
     if b.ndim > 2:
-        raise ValueError(f"matmul: b must be 1-D or 2-D, got shape {b.shape}")
+        raise ValueError(f"matmul: b must be 1-D or 2-D, got shape {b.shape} (a 3-D b needs a 3-D a: batched matmul)")
     if a.shape[-1] != b.shape[0]:
         raise ValueError(f"matmul: inner sizes differ: a has shape {a.shape}, b has shape {b.shape}")
     if a.ndim == 2 and b.ndim == 2:
@@ -518,32 +522,25 @@ class LogSoftmax(Function):
 
 
 class Conv2d(Function):
-    """2-D cross-correlation, NCHW input ``x``, weights ``w (C_out, C_in, kH, kW)``, bias ``b (C_out,)``."""
+    """2-D cross-correlation, NCHW input ``x``, weights ``w (C_out, C_in/groups, kH, kW)``, bias ``b (C_out,)``."""
 
     @staticmethod
     def forward(ctx: Context, x: Any, w: Any, b: Any = None, *, stride: Any = 1, padding: Any = 0,
-                dilation: Any = 1) -> Any:
+                dilation: Any = 1, groups: int = 1) -> Any:
         xp = ctx.backend
         x, w = xp.ascontiguousarray(x), xp.ascontiguousarray(w)
         if b is not None:
             b = xp.ascontiguousarray(b)
         ctx.save_for_backward(x, w)
-        ctx.hyper = {"stride": stride, "padding": padding, "dilation": dilation}
+        ctx.hyper = {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups}
         return xp.kernels.conv2d(x, w, b, **ctx.hyper)
 
     @staticmethod
     def backward(ctx: Context, g: Any) -> tuple[Any, ...]:
-        xp = ctx.backend
-        x, w = ctx.saved_tensors
-        needs = ctx.needs_input_grad
-        g = xp.ascontiguousarray(g)
-        grad_x = grad_w = grad_b = None
-        if needs[0]:
-            grad_x = xp.kernels.conv2d_backward_input(g, w, input_shape=x.shape, **ctx.hyper)
-        need_b = len(needs) > 2 and needs[2]
-        if needs[1] or need_b:
-            grad_w, grad_b = xp.kernels.conv2d_backward_weight(x, g, weight_shape=w.shape, **ctx.hyper)
-        return grad_x, (grad_w if needs[1] else None), (grad_b if need_b else None)
+        from jitgrad.autograd.ops_conv import conv_backward
+
+        k = ctx.backend.kernels
+        return conv_backward(ctx, g, k.conv2d_backward_input, k.conv2d_backward_weight)
 
 
 class MaxPool2d(Function):

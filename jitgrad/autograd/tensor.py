@@ -24,16 +24,23 @@ Axis = int | tuple[int, ...] | None
 def _to_array(data: Any, dtype: Any = None, copy: bool = True) -> np.ndarray:
     """Host array from Python or NumPy data, with ``tensor()``'s dtype rules."""
     if dtype is not None:
-        return np.array(data, dtype=dtype, copy=copy or None)
-    if isinstance(data, (np.ndarray, np.generic)):
-        return np.array(data, copy=copy or None)
-    arr = np.array(data)
-    if arr.dtype == np.float64:
-        # Python floats default to config.default_dtype (float32), as in PyTorch.
-        arr = arr.astype(config.default_dtype)
-    elif arr.dtype.kind not in "biuf":
-        raise TypeError(f"tensor() cannot hold data of dtype {arr.dtype} (from {type(data).__name__})")
+        arr = np.array(data, dtype=dtype, copy=copy or None)
+    elif isinstance(data, (np.ndarray, np.generic)):
+        arr = np.array(data, copy=copy or None)
+    else:
+        arr = np.array(data)
+        if arr.dtype == np.float64:
+            # Python floats default to config.default_dtype (float32), as in PyTorch.
+            arr = arr.astype(config.default_dtype)
+    _check_dtype_kind(arr.dtype, data)
     return arr
+
+
+def _check_dtype_kind(dtype: np.dtype, data: Any) -> None:
+    # Object arrays would reach the kernels as Python objects, complex ones lose their imaginary part.
+    if dtype.kind not in "biuf":
+        raise TypeError(f"tensor() cannot hold data of dtype {dtype} (from {type(data).__name__}); "
+                        "use a bool, integer or float dtype")
 
 
 def _check_can_require_grad(data: Any) -> None:
@@ -78,7 +85,7 @@ class Tensor:
     """
 
     # Slots: less memory per graph node and faster attribute access on the hot path.
-    __slots__ = ("data", "grad", "requires_grad", "_ctx", "_grad_hooks", "__weakref__")
+    __slots__ = ("data", "grad", "requires_grad", "_ctx", "_grad_hooks", "_version", "__weakref__")
 
     # ``ndarray + Tensor`` must defer to ``Tensor.__radd__`` rather than let
     # NumPy convert the tensor (through ``__array__``) and drop the graph.
@@ -87,6 +94,8 @@ class Tensor:
     def __init__(self, data: ArrayLike, requires_grad: bool = False) -> None:
         if isinstance(data, Tensor):
             data = data.data
+        elif type(data) is np.ndarray:
+            _check_dtype_kind(data.dtype, data)
         elif type(data) not in _BY_TYPE:
             if _looks_like_device_array(data):
                 backend_for(data)  # registers the CUDA backend: wrap the device array as it is
@@ -99,6 +108,7 @@ class Tensor:
         self.requires_grad = bool(requires_grad)
         self._ctx: Any = None
         self._grad_hooks: list[Any] | None = None
+        self._version = 0
 
     # --- what it is ------------------------------------------------------
     @property
@@ -193,6 +203,14 @@ class Tensor:
             _check_can_require_grad(self.data)
         self.requires_grad = bool(requires_grad)
         return self
+
+    def bump_version(self) -> None:
+        """Record that ``data`` was modified in place (optimizers call this after each update).
+
+        A backward that needs this tensor as it was when saved then raises
+        instead of computing a wrong gradient (PyTorch's version counter).
+        """
+        self._version += 1
 
     def zero_grad(self) -> None:
         """Forget the accumulated gradient (``grad = None``)."""
@@ -518,3 +536,4 @@ def tensor(data: ArrayLike, requires_grad: bool = False, dtype: Any = None) -> T
 # Bottom imports: ops and the engine need ``Tensor`` defined first.
 from jitgrad.autograd import engine as _engine  # noqa: E402
 from jitgrad.autograd import ops as _ops  # noqa: E402
+from jitgrad.autograd import ops_shape as _ops_shape  # noqa: E402,F401  (attaches clamp, unsqueeze, size() ...)

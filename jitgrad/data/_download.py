@@ -7,8 +7,10 @@ where, with which checksums.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import tempfile
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -19,8 +21,16 @@ from tqdm.auto import tqdm
 __all__ = ["ChecksumError", "DownloadError", "file_md5", "verify_md5", "download"]
 
 _CHUNK = 1 << 20
-#: Seconds to wait for a mirror to answer before trying the next one.
+#: Seconds to wait for a mirror to answer (and for each read) before trying the next one.
 TIMEOUT = 30.0
+#: Seconds one file may take from one mirror in all: a server that trickles bytes (each read
+#: within TIMEOUT) must not hold the download forever.
+DEADLINE = 600.0
+#: Bytes per second below which a mirror is abandoned, measured once GRACE seconds have passed.
+MIN_RATE = 16 * 1024
+GRACE = 20.0
+#: Bytes asked for per read: small enough that the deadline and rate are checked often.
+_READ = 64 * 1024
 
 #: (resolved path, size, mtime_ns) -> md5 of files hashed by this process. A file
 #: is hashed once per process; replacing it changes size or mtime, so it is hashed again.
@@ -70,18 +80,41 @@ def _open_url(url: str, timeout: float) -> BinaryIO:
     return urllib.request.urlopen(request, timeout=timeout)
 
 
+class _TooSlow(OSError):
+    """A mirror exceeded the total deadline or fell below the minimum rate."""
+
+
+def _check_pace(start: float, received: int) -> None:
+    elapsed = time.monotonic() - start
+    if elapsed > DEADLINE:
+        raise _TooSlow(f"gave up after {elapsed:.0f} s (deadline {DEADLINE:.0f} s), {received} bytes received")
+    if elapsed > GRACE and received < MIN_RATE * elapsed:
+        raise _TooSlow(f"too slow: {received / elapsed:.0f} B/s over {elapsed:.0f} s "
+                       f"(minimum {MIN_RATE:.0f} B/s)")
+
+
 def _fetch(url: str, dest: Path, progress: bool) -> str:
-    """Stream ``url`` into ``dest`` with a progress bar; return the MD5 of what arrived."""
+    """Stream ``url`` into ``dest`` with a progress bar; return the MD5 of what arrived.
+
+    Raises an ``OSError`` when the mirror overruns ``DEADLINE`` or trickles below
+    ``MIN_RATE`` (checked after every read; a read itself waits at most ``TIMEOUT``).
+    """
     h = hashlib.md5(usedforsecurity=False)
+    start = time.monotonic()
+    received = 0
     with _open_url(url, TIMEOUT) as response, open(dest, "wb") as out:
         length = getattr(response, "headers", {}).get("Content-Length")
         total = int(length) if length and str(length).isdigit() else None
         with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024,
                   desc=dest.name.split(".part")[0].lstrip("."), disable=not progress, leave=False) as bar:
-            while chunk := response.read(_CHUNK):
+            # read1 returns what has arrived (up to _READ) instead of waiting for a full chunk.
+            read = response.read1 if isinstance(response, http.client.HTTPResponse) else response.read
+            while chunk := read(_READ):
                 out.write(chunk)
                 h.update(chunk)
                 bar.update(len(chunk))
+                received += len(chunk)
+                _check_pace(start, received)
         out.flush()
         os.fsync(out.fileno())
     return h.hexdigest()
@@ -147,4 +180,8 @@ def download(urls: Iterable[str], dest: str | os.PathLike[str], md5: str, *, pro
     details = "\n  ".join(failures) if failures else "(no mirrors given)"
     if mismatch:
         raise ChecksumError(f"downloaded {dest.name} did not verify; the partial download was deleted:\n  {details}")
-    raise DownloadError(f"could not download {dest.name}:\n  {details}")
+    raise DownloadError(
+        f"could not download {dest.name}:\n  {details}\n"
+        f"To work offline, copy the file to {dest} yourself (the data directory comes from the root "
+        f"argument, else the JITGRAD_DATA environment variable, else ~/.cache/jitgrad)."
+    )

@@ -37,6 +37,12 @@ def _where(root: str | os.PathLike[str] | None) -> str:
 def _locate(name: str, filename: str, folder: Path, md5: str, mirrors: Sequence[str],
             root, download: bool, progress: bool) -> Path:
     path = folder / filename
+    if path.exists() and not path.is_file():
+        # Downloading would fail on it anyway (and a directory is never what the user meant).
+        raise DatasetNotFoundError(
+            f"{name} file {path} is a directory (or another non-file), not the data file; remove it or "
+            f"point {config.DATA_ENV_VAR} (or root=) at the directory that holds {folder.name}/{filename}"
+        )
     if path.is_file():
         _download.verify_md5(path, md5)
         return path

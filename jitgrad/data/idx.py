@@ -85,6 +85,26 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
         raise ValueError(f"{path}: corrupt or truncated gzip stream ({exc})") from exc
 
 
+#: Deflate never compresses better than 1032:1, so a gzip file of ``c`` bytes holds at most about
+#: ``1032 c`` bytes: a header declaring more cannot be true (checked before decompressing anything).
+_MAX_DEFLATE_RATIO = 1032
+
+
+def _check_declared_size(f: BinaryIO, path: Path, shape: tuple[int, ...], dtype: np.dtype, expected: int,
+                         header_bytes: int) -> None:
+    """Refuse a header whose declared data cannot be in the file, before allocating or decompressing it."""
+    on_disk = path.stat().st_size
+    declared = f"IDX header declares shape {shape} of {dtype.str[1:]} = {expected} bytes"
+    if isinstance(f, gzip.GzipFile):
+        bound = on_disk * _MAX_DEFLATE_RATIO
+        if expected > bound:
+            raise ValueError(f"{path}: {declared}, but its {on_disk} compressed bytes can hold at most {bound}: "
+                             "truncated or corrupt file")
+    elif expected > on_disk - header_bytes:
+        raise ValueError(f"{path}: truncated IDX data: {declared.replace('IDX header', 'header')}, "
+                         f"file holds only {on_disk - header_bytes}")
+
+
 def _read_idx_stream(f: BinaryIO, path: Path) -> np.ndarray:
     magic = f.read(4)
     if len(magic) < 4:
@@ -108,8 +128,9 @@ def _read_idx_stream(f: BinaryIO, path: Path) -> np.ndarray:
         )
     shape = tuple(int(d) for d in np.frombuffer(raw_dims, dtype=">u4"))
     dtype = IDX_DTYPES[code]
+    expected = dtype.itemsize * int(np.prod(shape, dtype=object))
+    _check_declared_size(f, path, shape, dtype, expected, 4 + 4 * ndim)
     data = np.empty(shape, dtype=dtype)
-    expected = data.nbytes
     got = _read_exactly(f, memoryview(data).cast("B")) if expected else 0
     if got < expected:
         raise ValueError(

@@ -77,21 +77,46 @@ def check_shape(name: str, a: Any, expected: tuple[int, ...]) -> None:
         raise ValueError(f"{name} must have shape {tuple(expected)}, got {tuple(a.shape)}")
 
 
+def check_writeable(name: str, a: Any) -> None:
+    """Check that a kernel may write into ``a`` (an ``out=`` buffer, a parameter, optimizer state).
+
+    A read-only NumPy array (a ``np.memmap`` opened with ``mode="r"``, a view of
+    ``bytes``, ``flags.writeable = False``) is refused here, before a Numba kernel
+    would write into it (a read-only memory map faults: SIGSEGV). Device arrays
+    have no such flag and are always writeable.
+    """
+    flags = getattr(a, "flags", None)
+    if isinstance(flags, dict):
+        writeable = flags.get("WRITEABLE", True)
+    else:
+        writeable = getattr(flags, "writeable", True)
+    if not writeable:
+        raise ValueError(
+            f"{name} is read-only (flags.writeable is False, e.g. a np.memmap opened with mode='r'); "
+            "the kernel writes into it: pass a writeable array"
+        )
+
+
 def check_out(out: Any, shape: tuple[int, ...], dtype: np.dtype, name: str = "out") -> None:
-    """Check a caller-provided output buffer: shape, dtype, contiguity."""
+    """Check a caller-provided output buffer: shape, dtype, contiguity, writeability."""
     check_array(name, out, ndim=len(shape), dtypes=(np.dtype(dtype),))
     check_shape(name, out, shape)
+    check_writeable(name, out)
 
 
-def check_shape_tuple(name: str, shape: Any, ndim: int) -> tuple[int, ...]:
-    """Validate a shape argument (e.g. ``input_shape``) and return it as ints."""
+def check_shape_tuple(name: str, shape: Any, ndim: int, empty_ok: tuple[int, ...] = (0, 1)) -> tuple[int, ...]:
+    """Validate a shape argument (e.g. ``input_shape``) and return it as ints.
+
+    The axes in ``empty_ok`` (batch and channels of an NCHW shape) may be 0, as
+    they may in the arrays the forward kernels accept; the others must be positive.
+    """
     try:
         dims = tuple(shape)
     except TypeError:
         raise TypeError(f"{name} must be a tuple of {ndim} ints, got {shape!r}") from None
     if len(dims) != ndim or not all(_is_int(d) for d in dims):
         raise ValueError(f"{name} must be a tuple of {ndim} ints, got {shape!r}")
-    if any(d <= 0 for d in dims):
+    if any(d < 0 or (d == 0 and axis not in empty_ok) for axis, d in enumerate(dims)):
         raise ValueError(f"{name} must have positive sizes, got {shape!r}")
     return tuple(int(d) for d in dims)
 
@@ -142,6 +167,28 @@ def _out_size(size: int, kernel: int, stride: int, padding: int, dilation: int) 
     return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
 
 
+#: Largest stride, padding or dilation accepted, and largest element count of an array a kernel
+#: allocates: beyond them a size is a typo (``padding=2**40``), and the allocation would fail
+#: with an unhelpful message, or an index would overflow a 32-bit CUDA thread index.
+MAX_HYPERPARAMETER = 2**31 - 1
+MAX_ELEMENTS = 2**40
+
+
+def check_hyperparameter_size(name: str, pair: IntPair, value: Any) -> None:
+    """Refuse a stride, padding or dilation beyond ``MAX_HYPERPARAMETER``."""
+    if max(pair) > MAX_HYPERPARAMETER:
+        raise ValueError(f"{name} must be at most 2**31 - 1, got {value!r}")
+
+
+def check_element_count(name: str, shape: tuple[int, ...]) -> None:
+    """Refuse an array of more than ``MAX_ELEMENTS`` elements before allocating it."""
+    count = 1
+    for s in shape:
+        count *= int(s)
+    if count > MAX_ELEMENTS:
+        raise ValueError(f"{name} would have shape {tuple(shape)} ({count:.3g} elements, more than 2**40)")
+
+
 @dataclass(frozen=True)
 class Conv2dDims:
     """Every size of one 2-D convolution (NCHW input, (C_out, C_in, kH, kW) weights)."""
@@ -158,6 +205,7 @@ class Conv2dDims:
     dilation: IntPair
     h_out: int
     w_out: int
+    groups: int = 1
 
     @property
     def input_shape(self) -> tuple[int, int, int, int]:
@@ -165,7 +213,7 @@ class Conv2dDims:
 
     @property
     def weight_shape(self) -> tuple[int, int, int, int]:
-        return (self.c_out, self.c_in, self.kh, self.kw)
+        return (self.c_out, self.c_in // self.groups, self.kh, self.kw)
 
     @property
     def output_shape(self) -> tuple[int, int, int, int]:
@@ -174,16 +222,36 @@ class Conv2dDims:
     @classmethod
     def from_shapes(cls, input_shape: tuple[int, ...], weight_shape: tuple[int, ...], *, stride: Any = 1,
                     padding: Any = 0, dilation: Any = 1, input_name: str = "x",
-                    weight_name: str = "w") -> "Conv2dDims":
-        """Validate hyper-parameters and shapes; compute the output size."""
+                    weight_name: str = "w", groups: Any = 1) -> "Conv2dDims":
+        """Validate hyper-parameters and shapes; compute the output size.
+
+        With ``groups = G`` the weight is ``(C_out, C_in / G, kH, kW)`` and
+        both channel counts must be multiples of ``G``.
+        """
         s = as_pair("stride", stride, minimum=1)
         p = as_pair("padding", padding, minimum=0)
         d = as_pair("dilation", dilation, minimum=1)
+        for name, pair, value in (("stride", s, stride), ("padding", p, padding), ("dilation", d, dilation)):
+            check_hyperparameter_size(name, pair, value)
+        if not _is_int(groups):
+            raise TypeError(f"groups must be an int, got {groups!r}")
+        if groups < 1:
+            raise ValueError(f"groups must be >= 1, got {groups!r}")
+        g = int(groups)
         n, c_in, h, w = input_shape
         c_out, c_in_w, kh, kw = weight_shape
-        if c_in != c_in_w:
+        if kh < 1 or kw < 1:
+            # A 0 x k kernel has no taps: its output size and meaning are undefined (PyTorch refuses it).
+            raise ValueError(f"{weight_name} must have a kernel of at least 1x1, got shape {tuple(weight_shape)}")
+        if c_in % g or c_out % g:
             raise ValueError(
-                f"channel mismatch: {input_name} has {c_in} input channels (shape {tuple(input_shape)}) "
+                f"groups={g} must divide both the input channels ({c_in}, {input_name} shape "
+                f"{tuple(input_shape)}) and the output channels ({c_out}, {weight_name} shape {tuple(weight_shape)})"
+            )
+        if c_in != c_in_w * g:
+            per_group = "" if g == 1 else f" ({c_in // g} per group with groups={g})"
+            raise ValueError(
+                f"channel mismatch: {input_name} has {c_in} input channels (shape {tuple(input_shape)}){per_group} "
                 f"but {weight_name} expects {c_in_w} (shape {tuple(weight_shape)})"
             )
         h_out = _out_size(h, kh, s[0], p[0], d[0])
@@ -193,7 +261,9 @@ class Conv2dDims:
                 f"kernel {kh}x{kw} with dilation {d} does not fit input {h}x{w} with padding {p}: "
                 f"output would be {h_out}x{w_out}"
             )
-        return cls(n, c_in, h, w, c_out, kh, kw, s, p, d, h_out, w_out)
+        check_element_count("the output", (n, c_out, h_out, w_out))
+        check_element_count("the padded input", (n, c_in, h + 2 * p[0], w + 2 * p[1]))
+        return cls(n, c_in, h, w, c_out, kh, kw, s, p, d, h_out, w_out, g)
 
 
 @dataclass(frozen=True)
@@ -226,9 +296,14 @@ class Pool2dDims:
         k = as_pair("kernel_size", kernel_size, minimum=1)
         s = k if stride is None else as_pair("stride", stride, minimum=1)
         p = as_pair("padding", padding, minimum=0)
+        for name, pair, value in (("kernel_size", k, kernel_size), ("stride", s, stride), ("padding", p, padding)):
+            check_hyperparameter_size(name, pair, value)
         if p[0] > k[0] // 2 or p[1] > k[1] // 2:
             raise ValueError(f"padding must be at most half of kernel_size {k}, got padding={padding!r}")
         n, c, h, w = input_shape
+        if h == 0 or w == 0:
+            # Every window would lie in the padding: no element to take the max or mean of (PyTorch refuses it).
+            raise ValueError(f"pooling needs an input plane of at least 1x1, got input of shape {tuple(input_shape)}")
         h_out = _out_size(h, k[0], s[0], p[0], 1)
         w_out = _out_size(w, k[1], s[1], p[1], 1)
         if h_out < 1 or w_out < 1:

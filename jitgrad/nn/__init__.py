@@ -13,9 +13,19 @@ from jitgrad.nn.layers import (
     Sequential, Sigmoid, Softmax, Softplus, Tanh,
 )
 from jitgrad.nn.module import Module, Parameter
+from jitgrad.nn.normalization import BatchNorm1d, BatchNorm2d, GroupNorm, LayerNorm
+from jitgrad.nn.containers import ModuleDict, ModuleList
+from jitgrad.nn.loss import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
+from jitgrad.nn.conv_layers import (
+    AdaptiveAvgPool2d, AdaptiveMaxPool2d, ConvTranspose2d, GlobalAvgPool, GlobalMeanPool, Identity, Parallel,
+    SkipConnection,
+)
+from jitgrad.nn.recurrent import GRU, LSTM, RNN, Embedding, GRUCell, LSTMCell, RNNCell
+from jitgrad.nn import utils  # noqa: E402  (after recurrent: utils needs nothing of nn, kept last)
 from jitgrad.nn.training import (
     Callback, EarlyStopping, History, ModelCheckpoint, TrainingState, evaluate, fit, throttle,
 )
+from jitgrad.nn.callbacks import TerminateOnNaN
 
 __all__ = [
     "functional", "init", "manual_seed",
@@ -24,4 +34,11 @@ __all__ = [
     "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "GELU", "ELU", "Softplus", "Softmax", "LogSoftmax",
     "Sequential", "Chain",
     "fit", "evaluate", "History", "TrainingState", "Callback", "EarlyStopping", "ModelCheckpoint", "throttle",
+    "TerminateOnNaN",
+    "BatchNorm1d", "BatchNorm2d", "LayerNorm", "GroupNorm",
+    "ModuleList", "ModuleDict",
+    "CrossEntropyLoss", "MSELoss", "BCEWithLogitsLoss",
+    "ConvTranspose2d", "AdaptiveAvgPool2d", "AdaptiveMaxPool2d", "GlobalAvgPool", "GlobalMeanPool", "Identity",
+    "SkipConnection", "Parallel",
+    "RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell", "Embedding", "utils",
 ]

@@ -26,6 +26,14 @@ __all__ = [
 _REDUCTIONS = ("mean", "sum", "none")
 
 
+def _check_unit_interval(fn: str, name: str, data: Any) -> None:
+    """Host data outside [0, 1] is an error (NaN passes through, to propagate); device data is not read."""
+    if isinstance(data, np.ndarray) and data.size and data.dtype.kind == "f":
+        low, high = np.min(data), np.max(data)
+        if low < 0 or high > 1:
+            raise ValueError(f"{fn}: {name} must lie in [0, 1], got values in [{low}, {high}]")
+
+
 def _as_tensor(x: Any, name: str, fn: str) -> Tensor:
     if isinstance(x, Tensor):
         return x
@@ -97,15 +105,16 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
 
 
 def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride: Any = 1, padding: Any = 0,
-           dilation: Any = 1) -> Tensor:
+           dilation: Any = 1, groups: int = 1) -> Tensor:
     """2-D convolution (cross-correlation, as PyTorch).
 
     Parameters
     ----------
     x : Tensor, shape (N, C_in, H, W), float32 or float64
-    weight : Tensor, shape (C_out, C_in, kH, kW), ``x``'s dtype
+    weight : Tensor, shape (C_out, C_in/groups, kH, kW), ``x``'s dtype
     bias : Tensor, shape (C_out,), optional
     stride, padding, dilation : int or pair of ints
+    groups : int dividing C_in and C_out (``groups == C_in``: depthwise)
 
     Returns
     -------
@@ -116,7 +125,7 @@ def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride: Any = 
     _check_ndim("conv2d", "weight", weight, 4, "(C_out, C_in, kH, kW)")
     if bias is not None and bias.shape != (weight.shape[0],):
         raise ValueError(f"conv2d: bias must have shape ({weight.shape[0]},), got {bias.shape}")
-    return ops.Conv2d.apply(x, weight, bias, stride=stride, padding=padding, dilation=dilation)
+    return ops.Conv2d.apply(x, weight, bias, stride=stride, padding=padding, dilation=dilation, groups=groups)
 
 
 def max_pool2d(x: Tensor, kernel_size: Any, stride: Any = None, padding: Any = 0) -> Tensor:
@@ -265,6 +274,9 @@ def cross_entropy(logits: Tensor, target: Any, reduction: str = "mean", label_sm
             )
         if labels.dtype != logits.dtype:
             labels = backend_for(labels).astype(labels, logits.dtype)
+        # Host targets only: checking device data would cost a transfer per step.
+        if isinstance(labels, np.ndarray) and labels.size and np.min(labels) < 0:
+            raise ValueError(f"cross_entropy: probability target must be >= 0, got {np.min(labels)}")
     else:
         raise TypeError(f"cross_entropy: target must hold integer labels or float probabilities, got {labels.dtype}")
     return ops.SoftmaxCrossEntropy.apply(logits, labels, reduction=reduction, label_smoothing=label_smoothing)
@@ -310,6 +322,8 @@ def binary_cross_entropy(probs: Tensor, target: Any, reduction: str = "mean") ->
     """
     probs = _as_tensor(probs, "probs", "binary_cross_entropy")
     _check_reduction("binary_cross_entropy", reduction)
+    # The input only, as PyTorch: a target is a weight and may be perturbed (gradcheck) or soft.
+    _check_unit_interval("binary_cross_entropy", "probs", probs.data)
     target = _same_shape_target("binary_cross_entropy", probs, target)
     return _reduce(ops.BinaryCrossEntropy.apply(probs, target), reduction)
 
@@ -320,3 +334,13 @@ def binary_cross_entropy_with_logits(logits: Tensor, target: Any, reduction: str
     _check_reduction("binary_cross_entropy_with_logits", reduction)
     target = _same_shape_target("binary_cross_entropy_with_logits", logits, target)
     return _reduce(ops.BinaryCrossEntropyWithLogits.apply(logits, target), reduction)
+
+
+# --- normalisation (its own module; re-exported here) ------------------------------
+from jitgrad.nn.functional_norm import batch_norm, group_norm, layer_norm  # noqa: E402
+
+__all__ += ["batch_norm", "layer_norm", "group_norm"]
+# Transposed convolution, adaptive pooling and padding live in their own module (this one is long).
+from jitgrad.nn.functional_conv import (  # noqa: E402,F401
+    adaptive_avg_pool2d, adaptive_max_pool2d, conv_transpose2d, pad,
+)

@@ -113,7 +113,7 @@ Dense = Linear
 
 
 class Conv2d(Module):
-    """2-D cross-correlation over NCHW input, as PyTorch's ``Conv2d`` (no groups).
+    """2-D cross-correlation over NCHW input, as PyTorch's ``Conv2d``.
 
     Parameters
     ----------
@@ -123,6 +123,9 @@ class Conv2d(Module):
     padding : int or (int, int), default 0
         Zero padding on both sides of each spatial axis.
     dilation : int or (int, int), default 1
+    groups : int, default 1
+        Grouped convolution; must divide both channel counts. ``groups == in_channels``
+        is a depthwise convolution (a direct kernel on the CPU).
     bias : bool, default True
     dtype : numpy dtype, optional
     generator : numpy.random.Generator, optional
@@ -131,12 +134,12 @@ class Conv2d(Module):
     ------
     input ``(N, C_in, H, W)`` -> output ``(N, C_out, H_out, W_out)`` with
     ``H_out = (H + 2 p - d (k - 1) - 1) // s + 1``;
-    ``weight (C_out, C_in, kH, kW)``, ``bias (C_out,)``.
+    ``weight (C_out, C_in/groups, kH, kW)``, ``bias (C_out,)``.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int | tuple[int, int],
                  stride: int | tuple[int, int] = 1, padding: int | tuple[int, int] = 0,
-                 dilation: int | tuple[int, int] = 1, bias: bool = True, *, dtype: Any = None,
+                 dilation: int | tuple[int, int] = 1, bias: bool = True, *, groups: int = 1, dtype: Any = None,
                  generator: np.random.Generator | None = None) -> None:
         super().__init__()
         self.in_channels = _positive_int("Conv2d", "in_channels", in_channels)
@@ -145,17 +148,22 @@ class Conv2d(Module):
         self.stride = _pair("Conv2d", "stride", stride, minimum=1)
         self.padding = _pair("Conv2d", "padding", padding, minimum=0)
         self.dilation = _pair("Conv2d", "dilation", dilation, minimum=1)
+        self.groups = _positive_int("Conv2d", "groups", groups)
+        if self.in_channels % self.groups or self.out_channels % self.groups:
+            raise ValueError(f"Conv2d: groups={groups} must divide in_channels={in_channels} and "
+                             f"out_channels={out_channels}")
         dtype = _dtype("Conv2d", dtype)
-        self.weight = Parameter(np.empty((self.out_channels, self.in_channels, *self.kernel_size), dtype))
+        c_in_g = self.in_channels // self.groups
+        self.weight = Parameter(np.empty((self.out_channels, c_in_g, *self.kernel_size), dtype))
         self.bias = Parameter(np.empty(self.out_channels, dtype)) if bias else None
-        fan_in = self.in_channels * self.kernel_size[0] * self.kernel_size[1]
+        fan_in = c_in_g * self.kernel_size[0] * self.kernel_size[1]
         _default_init(self.weight, self.bias, fan_in, generator)
 
     def forward(self, x: Any) -> Any:
         if x.ndim != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f"{self!r} expected input (N, {self.in_channels}, H, W), got {tuple(x.shape)}")
         return F.conv2d(x, self.weight, self.bias, stride=self.stride, padding=self.padding,
-                        dilation=self.dilation)
+                        dilation=self.dilation, groups=self.groups)
 
     def extra_repr(self) -> str:
         text = f"{self.in_channels} => {self.out_channels}, {self.kernel_size[0]}×{self.kernel_size[1]}"
@@ -165,6 +173,8 @@ class Conv2d(Module):
             text += f", padding={_fmt_pair(self.padding)}"
         if self.dilation != (1, 1):
             text += f", dilation={_fmt_pair(self.dilation)}"
+        if self.groups != 1:
+            text += f", groups={self.groups}"
         return text + ("" if self.bias is not None else ", bias=False")
 
 

@@ -2,12 +2,15 @@
 
 A module owns parameters and child modules, registered simply by assigning
 them as attributes (``self.weight = Parameter(...)``, ``self.body =
-Sequential(...)``). From that registry come ``parameters()``,
-``named_parameters()`` (PyTorch's dotted names, ``0.weight`` inside a
-``Sequential``), ``state_dict()``/``load_state_dict()``, ``train()``/``eval()``,
-``zero_grad()`` and ``to()``. Registered objects are also stored as ordinary
-instance attributes, so reading ``self.weight`` in ``forward`` costs a plain
-attribute lookup.
+Sequential(...)``), and buffers (state that is not trained, such as
+BatchNorm's running statistics) registered with ``register_buffer``. From that
+registry come ``parameters()``, ``named_parameters()`` (PyTorch's dotted
+names, ``0.weight`` inside a ``Sequential``), ``buffers()``,
+``state_dict()``/``load_state_dict()`` (parameters and persistent buffers,
+under PyTorch's names), ``train()``/``eval()``, ``zero_grad()``,
+``requires_grad_()`` and ``to()``/``cuda()``/``cpu()``. Registered objects
+are also stored as ordinary instance attributes, so reading ``self.weight``
+in ``forward`` costs a plain attribute lookup.
 
 The repr is Flux's: one line per layer, ``Linear(256 => 120)``,
 ``Conv2d(1 => 6, 5×5)``, containers indented.
@@ -58,6 +61,19 @@ class Parameter(Tensor):
         return "Parameter(" + super().__repr__() + ")"
 
 
+def _convert_state_value(key: str, value: Any, target: Tensor) -> np.ndarray | tuple[str, str]:
+    """``value`` as a C-contiguous host array of ``target``'s shape and dtype, or ``(kind, message)``."""
+    try:
+        array = value.numpy() if isinstance(value, Tensor) else np.asarray(value)
+    except Exception as error:  # whatever np.asarray raises for an odd object
+        return "value", f"cannot convert {key} (a {type(value).__name__}) to an array: {error}"
+    if array.dtype.kind not in "biuf":
+        return "value", f"{key} has dtype {array.dtype}, expected a numeric array"
+    if array.shape != tuple(target.shape):
+        return "shape", f"{key}: checkpoint {array.shape}, model {tuple(target.shape)}"
+    return np.array(array, dtype=target.dtype, order="C", copy=True)
+
+
 def _indent(text: str) -> str:
     return "\n".join("  " + line if line else line for line in text.split("\n"))
 
@@ -81,6 +97,8 @@ class Module:
         # Registries in assignment order; object.__setattr__ bypasses our own hook.
         object.__setattr__(self, "_parameters", {})
         object.__setattr__(self, "_modules", {})
+        object.__setattr__(self, "_buffers", {})
+        object.__setattr__(self, "_non_persistent", set())
         object.__setattr__(self, "training", True)
 
     # ----------------------------------------------------------- registration
@@ -90,6 +108,13 @@ class Module:
             raise AttributeError(f"{type(self).__name__}: call super().__init__() before assigning "
                                  f"attribute {name!r}")
         modules = self.__dict__["_modules"]
+        buffers = self.__dict__["_buffers"]
+        if name in buffers and not isinstance(value, (Parameter, Module)):
+            # Assigning to a buffer replaces its value (PyTorch's ``self.running_mean = ...``).
+            buffers[name] = value = self._as_buffer(name, value)
+            object.__setattr__(self, name, value)
+            return
+        buffers.pop(name, None)
         if isinstance(value, Parameter):
             modules.pop(name, None)
             registry[name] = value
@@ -112,7 +137,52 @@ class Module:
     def __delattr__(self, name: str) -> None:
         self._parameters.pop(name, None)
         self._modules.pop(name, None)
+        self._buffers.pop(name, None)
+        self._non_persistent.discard(name)
         object.__delattr__(self, name)
+
+    def _as_buffer(self, name: str, value: Any) -> Tensor | None:
+        """A buffer value as a Tensor outside the graph (arrays are wrapped without a copy)."""
+        if value is None:
+            return None
+        if isinstance(value, Tensor):
+            return value if not value.requires_grad else value.detach()
+        if isinstance(value, np.ndarray) or hasattr(value, "copy_to_host"):
+            return Tensor(value)
+        raise TypeError(f"{type(self).__name__}: buffer {name!r} must be a Tensor, an array or None, "
+                        f"got {type(value).__name__}")
+
+    def register_buffer(self, name: str, tensor: Any, persistent: bool = True) -> None:
+        """Register a buffer: module state that is not a parameter (e.g. BatchNorm's ``running_mean``).
+
+        Buffers travel with :meth:`to`, are read as attributes
+        (``self.running_mean``) and, when ``persistent``, appear in
+        :meth:`state_dict` and are loaded by :meth:`load_state_dict` under
+        ``name`` (dotted with the module path, as PyTorch). Assigning the
+        attribute later replaces the value; ``None`` leaves the buffer
+        registered but empty (it is then left out of the state dict).
+
+        Parameters
+        ----------
+        name : str
+            Attribute name; no dots, not already a parameter or sub-module.
+        tensor : Tensor, ndarray, device array or None
+            Arrays are wrapped in a Tensor without a copy.
+        persistent : bool, default True
+            Whether the buffer is part of the state dict.
+        """
+        owner = type(self).__name__
+        if not isinstance(name, str) or not name or "." in name:
+            raise ValueError(f"{owner}.register_buffer: name must be a non-empty string without '.', got {name!r}")
+        if name in self._parameters or name in self._modules or (
+                hasattr(self, name) and name not in self._buffers):
+            raise KeyError(f"{owner}.register_buffer: attribute {name!r} already exists")
+        self._buffers[name] = self._as_buffer(name, tensor)
+        if persistent:
+            self._non_persistent.discard(name)
+        else:
+            self._non_persistent.add(name)
+        object.__setattr__(self, name, self._buffers[name])
 
     def register_parameter(self, name: str, param: Parameter | None) -> None:
         """Register ``param`` under ``name`` (same as assigning the attribute)."""
@@ -183,6 +253,37 @@ class Module:
         for _, param in self.named_parameters():
             yield param
 
+    def named_buffers(self, prefix: str = "") -> Iterator[tuple[str, Tensor]]:
+        """``(dotted name, buffer)`` for every buffer that holds a value, each once (``bn.running_mean``)."""
+        seen: set[int] = set()
+        for module_name, module in self.named_modules(prefix):
+            for name, buf in module._buffers.items():
+                if buf is None or id(buf) in seen:
+                    continue
+                seen.add(id(buf))
+                yield (f"{module_name}.{name}" if module_name else name), buf
+
+    def buffers(self) -> Iterator[Tensor]:
+        """Every buffer that holds a value, each once."""
+        for _, buf in self.named_buffers():
+            yield buf
+
+    def _state_entries(self) -> dict[str, Tensor]:
+        """The state dict's Tensors by name: per module, its parameters then its persistent buffers (PyTorch's order)."""
+        entries: dict[str, Tensor] = {}
+        seen: set[int] = set()
+        for module_name, module in self.named_modules():
+            prefix = f"{module_name}." if module_name else ""
+            items = list(module._parameters.items()) + [
+                (name, buf) for name, buf in module._buffers.items()
+                if buf is not None and name not in module._non_persistent]
+            for name, value in items:
+                if id(value) in seen:
+                    continue
+                seen.add(id(value))
+                entries[prefix + name] = value
+        return entries
+
     def num_parameters(self) -> int:
         """Total number of scalars in all parameters."""
         return sum(int(np.prod(p.shape)) for p in self.parameters())
@@ -200,6 +301,18 @@ class Module:
         """Set evaluation mode (dropout off); same as ``train(False)``."""
         return self.train(False)
 
+    def requires_grad_(self, requires_grad: bool = True) -> Module:
+        """Set ``requires_grad`` on every parameter (``False`` freezes the module); returns self.
+
+        An optimizer built over all parameters skips frozen ones.
+        """
+        if not isinstance(requires_grad, bool):
+            raise TypeError(f"{type(self).__name__}.requires_grad_: requires_grad must be a bool, "
+                            f"got {type(requires_grad).__name__}")
+        for param in self.parameters():
+            param.requires_grad_(requires_grad)
+        return self
+
     def zero_grad(self) -> None:
         """Set every parameter's gradient to ``None`` (allocates nothing)."""
         for param in self.parameters():
@@ -207,15 +320,22 @@ class Module:
 
     # ------------------------------------------------------------ state dict
     def state_dict(self) -> dict[str, np.ndarray]:
-        """Every parameter as a NumPy copy, by dotted name (``0.weight``), in registration order."""
-        return {name: param.numpy().copy() for name, param in self.named_parameters()}
+        """Every parameter and persistent buffer as a NumPy copy, by dotted name, in PyTorch's order.
+
+        Names are PyTorch's (``0.weight``, ``1.running_mean``,
+        ``1.num_batches_tracked``), so a PyTorch state dict of the same
+        architecture loads by name and the other way round.
+        """
+        return {name: np.array(value.numpy(), copy=True) for name, value in self._state_entries().items()}
 
     def load_state_dict(self, state_dict: dict[str, Any], strict: bool = True) -> tuple[list[str], list[str]]:
-        """Copy ``state_dict``'s arrays into this module's parameters, in place.
+        """Copy ``state_dict``'s arrays into this module's parameters and buffers, in place.
 
-        Everything is checked before anything is written: on error the model
-        is untouched. Parameters keep their identity (an optimizer holding
-        them stays valid); values are cast to each parameter's dtype.
+        Everything is checked and converted before anything is written: on
+        error the model is untouched. Parameters and buffers keep their
+        identity (an optimizer holding them stays valid); values are cast to
+        each one's dtype. Values may be NumPy arrays, Tensors or anything
+        ``numpy.asarray`` takes (a PyTorch tensor on the CPU included).
 
         Parameters
         ----------
@@ -236,14 +356,14 @@ class Module:
         KeyError
             With ``strict``, listing every missing and unexpected key.
         ValueError
-            Listing every shape mismatch.
+            Listing every shape mismatch and every value that cannot be converted.
         """
         name = type(self).__name__
         if not isinstance(state_dict, dict):
             raise TypeError(f"{name}.load_state_dict: expected a dict, got {type(state_dict).__name__}")
-        params = dict(self.named_parameters())
-        missing = [key for key in params if key not in state_dict]
-        unexpected = [key for key in state_dict if key not in params]
+        targets = self._state_entries()
+        missing = [key for key in targets if key not in state_dict]
+        unexpected = [key for key in state_dict if key not in targets]
         problems = []
         if strict and missing:
             problems.append(f"missing keys {missing}")
@@ -252,30 +372,32 @@ class Module:
         if problems:
             raise KeyError(f"{name}.load_state_dict: " + "; ".join(problems))
         values = {}
-        mismatches = []
-        for key, param in params.items():
+        mismatches, bad_values = [], []
+        for key, target in targets.items():
             if key not in state_dict:
                 continue
-            value = state_dict[key]
-            value = value.numpy() if isinstance(value, Tensor) else np.asarray(value)
-            if value.shape != tuple(param.shape):
-                mismatches.append(f"{key}: checkpoint {value.shape}, model {tuple(param.shape)}")
-            values[key] = value
-        if mismatches:
-            raise ValueError(f"{name}.load_state_dict: shape mismatch for " + "; ".join(mismatches))
+            converted = _convert_state_value(key, state_dict[key], target)
+            if isinstance(converted, tuple):
+                (mismatches if converted[0] == "shape" else bad_values).append(converted[1])
+            else:
+                values[key] = converted
+        if mismatches or bad_values:
+            parts = (["shape mismatch for " + "; ".join(mismatches)] if mismatches else []) + bad_values
+            raise ValueError(f"{name}.load_state_dict: " + "; ".join(parts) + " (nothing was loaded)")
         for key, value in values.items():
-            data = params[key].data
+            data = targets[key].data
             if isinstance(data, np.ndarray):
                 data[...] = value
             else:
-                data.copy_to_device(np.array(value, dtype=data.dtype, order="C"))
+                data.copy_to_device(value)
         return missing, unexpected
 
     # ----------------------------------------------------------------- device
     def to(self, device: str | None = None, *, dtype: Any = None) -> Module:
-        """Move every parameter to ``device`` and/or cast it to ``dtype``, in place; returns self.
+        """Move every parameter and buffer to ``device`` and/or cast it to ``dtype``, in place; returns self.
 
-        Parameters keep their identity (only their ``data`` changes), so
+        Only floating-point buffers are cast (``num_batches_tracked`` stays
+        int64). Parameters keep their identity (only their ``data`` changes), so
         create the optimizer after moving, or before: both work (optimizer
         state follows each parameter to its device at the next step).
         Gradients move with their parameters; a dtype cast drops them.
@@ -302,7 +424,20 @@ class Module:
             if dtype is not None and param.dtype != dtype:
                 param.data = backend_for(param.data).astype(param.data, dtype)
                 param.grad = None
+        for buf in self.buffers():
+            if target is not None and buf.device != target:
+                buf.data = buf.to(target).data
+            if dtype is not None and np.dtype(buf.dtype).kind == "f" and buf.dtype != dtype:
+                buf.data = backend_for(buf.data).astype(buf.data, dtype)
         return self
+
+    def cuda(self) -> Module:
+        """Move parameters and buffers to the GPU (``to("cuda")``); returns self."""
+        return self.to("cuda")
+
+    def cpu(self) -> Module:
+        """Move parameters and buffers to the CPU (``to("cpu")``); returns self."""
+        return self.to("cpu")
 
     # ---------------------------------------------------------------- calling
     def forward(self, *args: Any, **kwargs: Any) -> Any:

@@ -120,8 +120,8 @@ class Optimizer:
         for p in params:
             if not (hasattr(p, "data") and hasattr(p, "grad")) or isinstance(p, np.ndarray):
                 raise TypeError(f"{name}: parameters must be Tensors, got {type(p).__name__}")
-            if not getattr(p, "requires_grad", True):
-                raise ValueError(f"{name}: parameter of shape {tuple(p.shape)} does not require grad")
+        # Frozen parameters (requires_grad=False) are kept, as PyTorch does, and skipped by step():
+        # an optimizer built over model.parameters() after freezing some of them just works.
         ids = {id(p) for p in params}
         if len(ids) != len(params) or ids & self._seen:
             raise ValueError(f"{name}: a parameter appears more than once (in one group or across groups)")
@@ -284,7 +284,7 @@ class SGD(Optimizer):
             nesterov, weight_decay = group["nesterov"], group["weight_decay"]
             for index, p in enumerate(group["params"], first_index):
                 grad = p.grad
-                if grad is None:
+                if grad is None or not p.requires_grad:
                     continue
                 buf = None
                 if momentum > 0:
@@ -294,6 +294,7 @@ class SGD(Optimizer):
                     buf = _follow(entry, p.data)["momentum_buffer"]
                 kernels_for(p.data).sgd_update(p.data, grad.data, buf, lr=lr, momentum=momentum,
                                                nesterov=nesterov, weight_decay=weight_decay)
+                p.bump_version()
 
 
 class Adam(Optimizer):
@@ -341,7 +342,7 @@ class Adam(Optimizer):
             eps, weight_decay = group["eps"], group["weight_decay"]
             for index, p in enumerate(group["params"], first_index):
                 grad = p.grad
-                if grad is None:
+                if grad is None or not p.requires_grad:
                     continue
                 entry = state.get(index)
                 if entry is None:
@@ -353,6 +354,7 @@ class Adam(Optimizer):
                     p.data, grad.data, entry["exp_avg"], entry["exp_avg_sq"], step=entry["step"], lr=lr,
                     beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay,
                     decoupled_weight_decay=decoupled)
+                p.bump_version()
 
 
 class AdamW(Adam):

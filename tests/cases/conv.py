@@ -83,3 +83,19 @@ CASES = {
     "many-channels": (2, 20, 6, 6, 40, 3, 3, 1, 1, 1),
     "stride3-pad2": (2, 3, 10, 11, 4, 4, 3, 3, 2, 1),
 }
+
+
+def check_out_may_alias_an_input(backend, to_device=_same, to_host=_same):
+    """The ``out=`` rule of every backend: an ``out`` that is an input gets the result as if computed aside.
+
+    A 1x1 convolution with as many output as input channels has output, input and both gradients of one shape.
+    """
+    _, x, w, b, g = make_case(2, 3, 5, 4, 3, 1, 1, 1, 0, 1, np.float64, seed=11)
+    expected = ref.conv2d(x, w, b)
+    dx = to_device(x)
+    assert backend.conv2d(dx, to_device(w), to_device(b), out=dx) is dx
+    assert_close(to_host(dx), expected)
+    expected = ref.conv2d_backward_input(g, w, input_shape=x.shape)
+    dg = to_device(g)
+    assert backend.conv2d_backward_input(dg, to_device(w), input_shape=x.shape, out=dg) is dg
+    assert_close(to_host(dg), expected)

@@ -50,3 +50,16 @@ def test_activation_bad_input():
 
 def test_empty_input_gives_empty_output():
     assert host(kc.tanh(dev(nan_like((0, 3), np.float32)))).shape == (0, 3)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name,params", ACTIVATIONS)
+def test_nan_and_inf_propagate_as_reference(name, params, dtype):
+    # The CPU tests' table of specials (issue 12: relu(NaN) was 0).
+    from tests.kernels.test_activations import assert_same_specials, special_inputs
+
+    x, g = special_inputs(dtype)
+    with np.errstate(all="ignore"):
+        want, want_grad = getattr(ref, name)(x, **params), getattr(ref, name + "_backward")(g, x, **params)
+    assert_same_specials(host(getattr(kc, name)(dev(x), **params)), want, dtype)
+    assert_same_specials(host(getattr(kc, name + "_backward")(dev(g), dev(x), **params)), want_grad, dtype)

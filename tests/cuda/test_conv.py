@@ -6,7 +6,7 @@ import pytest
 import jitgrad.kernels.cuda as kc
 import jitgrad.kernels.reference as ref
 from tests.cuda.conftest import dev, host
-from tests.cases.conv import CASES, HYPER, HYPER_IDS, check_backend
+from tests.cases.conv import CASES, HYPER, HYPER_IDS, check_backend, check_out_may_alias_an_input
 from tests.helpers import DTYPES, assert_close, nan_like, randn
 
 #: The shared table's named cases the simulator can afford (each CUDA thread is a Python thread there).
@@ -50,3 +50,7 @@ def test_conv2d_bad_input():
                                  input_shape=(1, 2, 4, 4))
     with pytest.raises(ValueError, match="weight_shape must be a tuple of 4 ints"):
         kc.conv2d_backward_weight(x, dev(np.ones((1, 3, 3, 3), np.float32)), weight_shape=(3, 2, 2))
+
+
+def test_out_may_alias_an_input():
+    check_out_may_alias_an_input(kc, to_device=dev, to_host=host)

@@ -84,3 +84,38 @@ def test_softmax_bad_input():
         kc.softmax_cross_entropy_backward(x, dev(np.array([0, 1])), dev(np.ones(2, np.float32)))
     with pytest.raises(ValueError, match="label_smoothing must be <= 1.0, got 1.5"):
         kc.softmax_cross_entropy(x, dev(np.array([0, 1])), label_smoothing=1.5)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_nan_and_inf_as_reference(dtype):
+    # The CPU tests' rows of specials, through every kernel of the family.
+    from tests.kernels.test_softmax import SPECIAL_ROWS, _assert_same_specials
+
+    x = SPECIAL_ROWS.astype(dtype)
+    g = np.linspace(-1, 1, x.size).reshape(x.shape).astype(dtype)
+    g[5, 1] = np.nan
+    y = ref.softmax(np.where(np.isfinite(x), x, 0.0).astype(dtype))
+    for name in ("softmax", "log_softmax"):
+        with np.errstate(all="ignore"):
+            want = getattr(ref, name)(x)
+            want_grad = getattr(ref, name + "_backward")(g, y)
+        _assert_same_specials(host(getattr(kc, name)(dev(x))), want, dtype)
+        _assert_same_specials(host(getattr(kc, name + "_backward")(dev(g), dev(y))), want_grad, dtype)
+    labels = np.array([0, 1, 2, 3, 0, 3])
+    with np.errstate(all="ignore"):
+        want_loss, want_probs = ref.softmax_cross_entropy(x, labels, reduction="none", label_smoothing=0.1)
+    loss, probs = kc.softmax_cross_entropy(dev(x), dev(labels), reduction="none", label_smoothing=0.1)
+    _assert_same_specials(host(loss), want_loss, dtype)
+    _assert_same_specials(host(probs), want_probs, dtype)
+
+
+def test_float32_precision_at_large_and_close_logits():
+    from tests.kernels.test_softmax import HARD_LOGITS
+
+    x64 = HARD_LOGITS.astype(np.float64)
+    np.testing.assert_allclose(host(kc.log_softmax(dev(HARD_LOGITS))), ref.log_softmax(x64), rtol=5e-7, atol=1e-37)
+    np.testing.assert_allclose(host(kc.softmax(dev(HARD_LOGITS))), ref.softmax(x64), rtol=1e-6, atol=1e-37)
+    labels = np.array([2, 0, 1, 2, 1, 0])
+    loss, _ = kc.softmax_cross_entropy(dev(HARD_LOGITS), dev(labels), reduction="none")
+    np.testing.assert_allclose(host(loss), ref.softmax_cross_entropy(x64, labels, reduction="none")[0], rtol=1e-6,
+                               atol=1e-37)

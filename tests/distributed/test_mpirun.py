@@ -88,30 +88,59 @@ def test_hung_rank_times_out_the_collective():
     assert seconds < 30
 
 
-@pytest.mark.slow
-def test_example_checkpoints_on_one_process_and_resumes_on_two_ranks(tmp_path):
-    """examples/mnist_distributed.py: only rank 0 prints and writes; --resume re-shards over another world size."""
+def tiny_mnist(root):
+    """A learnable 64/20-image MNIST under ``root/mnist`` (each label draws a bright row)."""
     import numpy as np
 
-    import jitgrad
     from jitgrad.data import mnist, write_idx
 
     rng = np.random.default_rng(0)
-    (tmp_path / "mnist").mkdir()
+    (root / "mnist").mkdir()
     for split, n in (("train", 64), ("test", 20)):
         labels = rng.integers(0, 10, n).astype(np.uint8)
         images = rng.integers(0, 40, (n, 28, 28)).astype(np.uint8)
         images[np.arange(n), 2 + 2 * labels] = 255
         for name, array in zip(mnist.FILES[split], (images, labels)):
-            write_idx(tmp_path / "mnist" / name, array)
+            write_idx(root / "mnist" / name, array)
+
+
+@pytest.mark.slow
+def test_training_script_distributed_on_two_ranks_resumes_on_one(tmp_path):
+    """examples/mnist_cnn.py --distributed: rank 0 alone prints and checkpoints; the checkpoint is the plain model's."""
+    import jitgrad
+
+    tiny_mnist(tmp_path)
+    ckpt = tmp_path / "two.safetensors"
+    common = ["--batch-size", "8", "--no-progress", "--schedule", "constant"]
+    result, _ = mpirun(2, "run_example.py", "mnist_cnn.py", tmp_path, "--distributed", "--epochs", "1",
+                       "--checkpoint", ckpt, *common)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("epoch   1/1") == 1 and "per rank x 2 ranks" in result.stdout
+    assert not any(k.startswith("module.") for k in jitgrad.load(ckpt)["model"])
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OMPI_", "PMI", "SLURM_"))}
+    single = subprocess.run([sys.executable, str(HERE / "run_example.py"), "mnist_cnn.py", str(tmp_path),
+                             "--epochs", "2", "--resume", str(ckpt), *common],
+                            env=env, capture_output=True, text=True, timeout=240)
+    assert single.returncode == 0, single.stdout + single.stderr
+    assert f"resumed from {ckpt} after epoch 1" in single.stdout and "epoch   2/2" in single.stdout
+
+
+@pytest.mark.slow
+def test_example_checkpoints_on_one_process_and_resumes_on_two_ranks(tmp_path):
+    """examples/mnist_distributed.py: only rank 0 prints and writes; --resume re-shards over another world size."""
+    import jitgrad
+
+    tiny_mnist(tmp_path)
     first, second = tmp_path / "one.safetensors", tmp_path / "two.safetensors"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OMPI_", "PMI", "SLURM_"))}
-    single = subprocess.run([sys.executable, str(HERE / "run_example.py"), str(tmp_path), "--epochs", "1",
+    single = subprocess.run([sys.executable, str(HERE / "run_example.py"), "mnist_distributed.py", str(tmp_path),
+                             "--epochs", "1",
                              "--batch-size", "8", "--checkpoint", str(first)],
                             env=env, capture_output=True, text=True, timeout=240)
     assert single.returncode == 0, single.stderr
     assert "LeNet-5 on 1 rank(s)" in single.stdout and jitgrad.load(first)["epoch"] == 1
-    result, _ = mpirun(2, "run_example.py", tmp_path, "--epochs", "2", "--batch-size", "4", "--resume", first,
+    result, _ = mpirun(2, "run_example.py", "mnist_distributed.py", tmp_path, "--epochs", "2", "--batch-size", "4",
+                       "--resume", first,
                        "--checkpoint", second, "--plot", tmp_path / "loss.png")
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"resumed from {first} after epoch 1 (written by 1 ranks, now 2)" in result.stdout

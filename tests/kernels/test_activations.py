@@ -144,3 +144,40 @@ def test_bad_input(backend):
         backend.leaky_relu(x, negative_slope="0.1")
     with pytest.raises(ValueError, match="alpha must be finite, got nan"):
         backend.elu(x, alpha=float("nan"))
+
+
+# ----------------------------------------------------------------------------- NaN and inf (issue 12)
+
+#: Specials between ordinary values, on both sides of every kink and threshold.
+SPECIAL_X = [np.nan, np.inf, -np.inf, 0.0, -0.0, 1.0, -1.0, 3.5, -3.5, 25.0, -25.0, 100.0, -100.0, 1e30, -1e30]
+
+
+def special_inputs(dtype):
+    """``(x, g)``: every special in ``x`` against finite ``g``, then finite ``x`` against specials in ``g``."""
+    x = np.array(SPECIAL_X + [0.5, 1.5, -0.5, -1.5] * 3, dtype=dtype)
+    g = np.concatenate([np.linspace(-2, 2, len(SPECIAL_X)), [np.nan, np.inf, -np.inf, 0.0] * 3]).astype(dtype)
+    return x, g
+
+
+def assert_same_specials(actual, expected, dtype):
+    """NaN where the reference has NaN, the same infinities, and close finite values."""
+    r, a = (1e-4, 1e-5) if np.dtype(dtype) == np.float32 else (1e-10, 1e-12)
+    np.testing.assert_array_equal(np.isnan(actual), np.isnan(expected))
+    np.testing.assert_allclose(actual, expected, rtol=r, atol=a, equal_nan=True)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name,kw", CASES, ids=IDS)
+def test_nan_and_inf_propagate_as_reference(name, kw, dtype):
+    x, g = special_inputs(dtype)
+    with np.errstate(all="ignore"):
+        want, want_grad = getattr(ref, name)(x, **kw), getattr(ref, name + "_backward")(g, x, **kw)
+    assert_same_specials(getattr(cpu, name)(x, **kw), want, dtype)
+    assert_same_specials(getattr(cpu, name + "_backward")(g, x, **kw), want_grad, dtype)
+
+
+def test_relu_of_nan_is_nan():
+    # Issue 12: a NaN weight once gave a finite LeNet loss because relu(NaN) was 0.
+    for dtype in DTYPES:
+        assert np.isnan(cpu.relu(np.array([np.nan], dtype))[0])
+        assert np.isnan(cpu.relu(np.full(1 << 20, np.nan, dtype))).all()  # the parallel twin too

@@ -16,7 +16,9 @@ from jitgrad.kernels import cpu
 from jitgrad.kernels import reference as ref
 from jitgrad.kernels._validate import Conv2dDims
 from jitgrad.kernels.cpu import _conv
-from tests.cases.conv import CASES, HYPER, HYPER_IDS, check_backend, make_case, tolerance
+from tests.cases.conv import (
+    CASES, HYPER, HYPER_IDS, check_backend, check_out_may_alias_an_input, make_case, tolerance,
+)
 from tests.helpers import DTYPES, assert_close, nan_like, numerical_grad, randn
 
 BACKENDS = [pytest.param(ref, id="reference"), pytest.param(cpu, id="cpu")]
@@ -321,3 +323,8 @@ class TestBadInput:
             backend.conv2d_backward_weight(X, G, weight_shape=7)
         with pytest.raises(ValueError, match="input_shape must have positive sizes"):
             backend.conv2d_backward_input(G, W, input_shape=(2, 3, 0, 8))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_out_may_alias_an_input(backend):
+    check_out_may_alias_an_input(backend)

@@ -251,3 +251,81 @@ def test_cross_entropy_bad_input(backend):
         back(logits, labels, "1", reduction="sum")
     with pytest.raises(ValueError, match=r"labels must be class indices in \[0, 3\), got 7"):
         back(logits, np.array([7, 0]))
+
+
+# ----------------------------------------------------------------------------- NaN, inf, precision (issue 12)
+
+#: Rows of logits: a NaN, +inf, -inf, all -inf, +inf and -inf together, ordinary.
+SPECIAL_ROWS = np.array([
+    [1.0, np.nan, 2.0, 0.5],
+    [1.0, np.inf, 2.0, 0.5],
+    [1.0, -np.inf, 2.0, 0.5],
+    [-np.inf, -np.inf, -np.inf, -np.inf],
+    [np.inf, -np.inf, 0.0, 1.0],
+    [0.5, -0.25, 2.0, 1.0],
+])
+
+
+def _assert_same_specials(actual, expected, dtype):
+    r, a = (1e-4, 1e-5) if np.dtype(dtype) == np.float32 else (1e-10, 1e-12)
+    np.testing.assert_array_equal(np.isnan(actual), np.isnan(expected))
+    np.testing.assert_allclose(actual, expected, rtol=r, atol=a, equal_nan=True)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("axis", [-1, 0])
+def test_softmax_family_nan_and_inf_as_reference(dtype, axis):
+    x = SPECIAL_ROWS.astype(dtype)
+    g = np.linspace(-1, 1, x.size).reshape(x.shape).astype(dtype)
+    g[5, 1] = np.nan
+    for name in ("softmax", "log_softmax"):
+        with np.errstate(all="ignore"):
+            want = getattr(ref, name)(x, axis=axis)
+            y = getattr(ref, name)(np.where(np.isfinite(x), x, 0.0).astype(dtype), axis=axis)
+            want_grad = getattr(ref, name + "_backward")(g, y, axis=axis)
+        _assert_same_specials(getattr(cpu, name)(x, axis=axis), want, dtype)
+        _assert_same_specials(getattr(cpu, name + "_backward")(g, y, axis=axis), want_grad, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kind", ["index", "prob"])
+@pytest.mark.parametrize("eps", [0.0, 0.1])
+def test_cross_entropy_nan_and_inf_as_reference(dtype, kind, eps):
+    x = SPECIAL_ROWS.astype(dtype)
+    labels = np.array([0, 1, 2, 3, 0, 3]) if kind == "index" else ref.softmax(x[5:6].repeat(6, 0))
+    with np.errstate(all="ignore"):
+        want_loss, want_probs = ref.softmax_cross_entropy(x, labels, reduction="none", label_smoothing=eps)
+    loss, probs = cpu.softmax_cross_entropy(x, labels, reduction="none", label_smoothing=eps)
+    _assert_same_specials(loss, want_loss, dtype)
+    _assert_same_specials(probs, want_probs, dtype)
+    grad = np.array([1.0, np.nan, -np.inf, 1.0, 2.0, 0.5], dtype)
+    with np.errstate(all="ignore"):
+        want_grad = ref.softmax_cross_entropy_backward(want_probs, labels, grad, reduction="none",
+                                                             label_smoothing=eps)
+    _assert_same_specials(cpu.softmax_cross_entropy_backward(want_probs, labels, grad, reduction="none",
+                                                             label_smoothing=eps), want_grad, dtype)
+
+
+#: float32 logits where a careless order loses digits: large, mixed-sign, nearly equal.
+HARD_LOGITS = np.array([
+    [1e5, 1e5, 1e5 - 1],
+    [-1e5, 1e5, 0.0],
+    [30000.5, 30000.25, 30000.0],
+    [1e30, 1e30, -1e30],
+    [-3e4, -3e4 - 0.5, -3e4 + 0.125],
+    [1.0000001, 1.0, 0.99999994],
+], dtype=np.float32)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_float32_precision_at_large_and_close_logits(backend):
+    # Held to float64 on the same float32 inputs: within a few float32 ulps, not just rtol 1e-4.
+    x64 = HARD_LOGITS.astype(np.float64)
+    np.testing.assert_allclose(backend.log_softmax(HARD_LOGITS)[0], [-0.8619948, -0.8619948, -1.8619948],
+                               rtol=3e-7)
+    np.testing.assert_allclose(backend.log_softmax(HARD_LOGITS), ref.log_softmax(x64), rtol=5e-7, atol=1e-37)
+    np.testing.assert_allclose(backend.softmax(HARD_LOGITS), ref.softmax(x64), rtol=1e-6, atol=1e-37)
+    labels = np.array([2, 0, 1, 2, 1, 0])
+    loss, _ = backend.softmax_cross_entropy(HARD_LOGITS, labels, reduction="none")
+    want, _ = ref.softmax_cross_entropy(x64, labels, reduction="none")
+    np.testing.assert_allclose(loss, want, rtol=1e-6, atol=1e-37)

@@ -80,7 +80,7 @@ class _LossRecorder(nn.Callback):
         self.losses = []
 
     def on_batch_end(self, state, batch, logs):
-        self.losses.append(logs["loss"])
+        self.losses.append(float(logs["loss"]))
 
 
 def test_same_seed_same_loss_trajectory_with_dropout():
@@ -104,7 +104,7 @@ def test_history_has_validation_lr_and_time():
     sched = optim.StepLR(opt, step_size=1, gamma=0.5)
     history = nn.fit(model, F.cross_entropy, _blobs(), opt, 3, val_data=_blobs(seed=1), progress=False,
                      scheduler=sched)
-    assert set(history.keys()) == {"loss", "accuracy", "val_loss", "val_accuracy", "lr", "time"}
+    assert set(history.keys()) == {"loss", "accuracy", "val_loss", "val_accuracy", "lr", "time", "samples_per_s"}
     assert history["lr"] == [0.1, 0.05, 0.025]
     assert all(t > 0 for t in history["time"]) and len(history) == 3
     assert model.training  # evaluate restores the mode
@@ -116,7 +116,7 @@ def test_regression_history_has_no_accuracy():
     x = np.ones((4, 3), np.float32)
     y = tensor(np.zeros((4, 1), np.float32))
     history = nn.fit(model, F.mse_loss, [(x, y)], optim.SGD(model.parameters(), lr=0.1), 2, progress=False)
-    assert set(history.keys()) == {"loss", "lr", "time"}
+    assert set(history.keys()) == {"loss", "lr", "time", "samples_per_s"}
     assert history["loss"][1] < history["loss"][0]
 
 
@@ -164,7 +164,7 @@ def test_early_stopping_stops_and_restores_best_weights():
 def test_early_stopping_missing_metric_is_a_clear_error():
     model = nn.Linear(3, 2)
     with pytest.raises(KeyError, match=r"EarlyStopping: monitored metric 'val_loss' is not logged "
-                                       r"\(available: loss, accuracy, lr, time\); pass val_data to fit"):
+                                       r"\(available: loss, accuracy, lr, time, samples_per_s\); pass val_data to fit"):
         nn.fit(model, F.cross_entropy, _blobs(), optim.SGD(model.parameters(), lr=0.1), 2,
                callbacks=[nn.EarlyStopping()], progress=False)
 

@@ -10,3 +10,18 @@ from .pooling import *  # noqa: F401,F403
 from .activations import *  # noqa: F401,F403
 from .softmax import *  # noqa: F401,F403
 from .optim import *  # noqa: F401,F403
+from .normalization import *  # noqa: F401,F403
+from .conv_transpose import *  # noqa: F401,F403
+from .pooling_adaptive import *  # noqa: F401,F403
+from .recurrent import *  # noqa: F401,F403
+
+# Concurrent launches abort the process on Numba's ``workqueue`` layer: serialise them there.
+import sys as _sys  # noqa: E402
+
+from . import _threading  # noqa: E402
+
+_threading.serialise_module_kernels(globals(), [
+    _sys.modules[f"{__name__}.{module}"]
+    for module in ("matmul", "conv", "pooling", "activations", "softmax", "optim", "normalization",
+                   "conv_transpose", "pooling_adaptive", "recurrent")
+])

@@ -6,6 +6,7 @@ See ``_conv`` for the algorithms. Every kernel is parallel over
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numba
@@ -17,7 +18,7 @@ from jitgrad.kernels.reference.conv import (
     check_conv2d_backward_weight_args,
 )
 
-from . import _conv
+from . import _conv, _depthwise
 
 __all__ = ["conv2d", "conv2d_backward_input", "conv2d_backward_weight"]
 
@@ -29,43 +30,129 @@ __all__ = ["conv2d", "conv2d_backward_input", "conv2d_backward_weight"]
 DOT_MAX_TAPS = 32
 
 
-def _conv2d_kernel(x, w, b, d, out) -> None:
-    has_bias = b is not None
-    bias = b if has_bias else np.zeros(1, dtype=x.dtype)
-    (sh, sw), (ph, pw), (dh, dw) = d.stride, d.padding, d.dilation
-    _conv.conv2d_forward(x, w, bias, has_bias, sh, sw, ph, pw, dh, dw, out, numba.get_num_threads())
-
-
 def _conv2d_backward_input_kernel(grad_out, w, d, out) -> None:
     (sh, sw), (ph, pw), (dh, dw) = d.stride, d.padding, d.dilation
+    if d.groups != 1:
+        if d.groups == d.c_in:
+            if sh == sw == 1 and ph <= dh * (d.kh - 1) and pw <= dw * (d.kw - 1):
+                _depthwise.depthwise_backward_input_unit(grad_out, w, ph, pw, dh, dw, out, numba.get_num_threads())
+            else:
+                _depthwise.depthwise_backward_input_scatter(grad_out, w, sh, sw, ph, pw, dh, dw, out)
+        else:
+            _grouped_backward_input(grad_out, w, d, out)
+        return
     _conv.conv2d_backward_input(grad_out, w, sh, sw, ph, pw, dh, dw, out, numba.get_num_threads())
 
 
 def _conv2d_backward_weight_kernel(x, grad_out, d, grad_w, grad_b) -> None:
     (sh, sw), (ph, pw), (dh, dw) = d.stride, d.padding, d.dilation
-    if sh == 1 and sw == 1 and d.c_in * d.kh * d.kw <= DOT_MAX_TAPS:
+    if d.groups != 1:
+        if d.groups == d.c_in:
+            _depthwise.depthwise_backward_weight(x, grad_out, sh, sw, ph, pw, dh, dw, grad_w, grad_b,
+                                                 numba.get_num_threads())
+        else:
+            _grouped_backward_weight(x, grad_out, d, grad_w, grad_b)
+        return
+    # The dot kernel multiplies the input's pitch columns by zeros of grad_out: exact for finite
+    # inputs, but 0 * inf is NaN where the reference has none. A finite sum means every element is
+    # finite (one pass, no allocation); otherwise the GEMM path, which never reads those columns.
+    if sh == 1 and sw == 1 and d.c_in * d.kh * d.kw <= DOT_MAX_TAPS and np.isfinite(x.sum()):
         _conv.conv2d_backward_weight_unit(x, grad_out, ph, pw, dh, dw, grad_w, grad_b, numba.get_num_threads())
     else:
         _conv.conv2d_backward_weight(x, grad_out, sh, sw, ph, pw, dh, dw, grad_w, grad_b, numba.get_num_threads())
 
 
+def _per_group(d):
+    """The dims of one group's convolution (``C_in/G`` to ``C_out/G`` channels)."""
+    return dataclasses.replace(d, c_in=d.c_in // d.groups, c_out=d.c_out // d.groups, groups=1)
+
+
+def _group_major(a: np.ndarray, groups: int) -> np.ndarray:
+    """``(G, N, C/G, H, W)`` C-contiguous copy of ``a`` (a view when ``N == 1``): group ``g``'s
+    channels of every sample as one contiguous array, the layout the dense kernels take."""
+    n, c, h, w = a.shape
+    return np.ascontiguousarray(a.reshape(n, groups, c // groups, h, w).transpose(1, 0, 2, 3, 4))
+
+
+def _grouped_forward(x, w, b, d, out) -> None:
+    """Grouped (not depthwise) convolution: one dense convolution per group on channel slices.
+
+    With batch 1 a group's channels are contiguous slices of ``x`` and ``out``; otherwise
+    ``x`` is copied group-major first and the result copied back (O(size) next to the
+    O(size * K) convolution).
+    """
+    gd, groups = _per_group(d), d.groups
+    xg = _group_major(x, groups)
+    yg = out.reshape(groups, d.c_out // groups, d.h_out, d.w_out)[:, None] if d.n == 1 else \
+        np.empty((groups, d.n, d.c_out // groups, d.h_out, d.w_out), dtype=x.dtype)
+    co = d.c_out // groups
+    for g in range(groups):
+        _conv2d_kernel(xg[g], w[g * co:(g + 1) * co], None if b is None else b[g * co:(g + 1) * co], gd, yg[g])
+    if d.n != 1:
+        out.reshape(d.n, groups, co, d.h_out, d.w_out)[...] = yg.transpose(1, 0, 2, 3, 4)
+
+
+def _conv2d_kernel(x, w, b, d, out) -> None:
+    (sh, sw), (ph, pw), (dh, dw) = d.stride, d.padding, d.dilation
+    if d.groups != 1:
+        if d.groups == d.c_in:
+            has_bias = b is not None
+            bias = b if has_bias else np.zeros(1, dtype=x.dtype)
+            _depthwise.depthwise_forward(x, w, bias, has_bias, sh, sw, ph, pw, dh, dw, out, numba.get_num_threads())
+        else:
+            _grouped_forward(x, w, b, d, out)
+        return
+    has_bias = b is not None
+    bias = b if has_bias else np.zeros(1, dtype=x.dtype)
+    _conv.conv2d_forward(x, w, bias, has_bias, sh, sw, ph, pw, dh, dw, out, numba.get_num_threads())
+
+
+def _grouped_backward_input(grad_out, w, d, out) -> None:
+    gd, groups = _per_group(d), d.groups
+    co, ci = d.c_out // groups, d.c_in // groups
+    gg = _group_major(grad_out, groups)
+    xg = out.reshape(groups, ci, d.h, d.w)[:, None] if d.n == 1 else \
+        np.empty((groups, d.n, ci, d.h, d.w), dtype=out.dtype)
+    for g in range(groups):
+        _conv2d_backward_input_kernel(gg[g], w[g * co:(g + 1) * co], gd, xg[g])
+    if d.n != 1:
+        out.reshape(d.n, groups, ci, d.h, d.w)[...] = xg.transpose(1, 0, 2, 3, 4)
+
+
+def _grouped_backward_weight(x, grad_out, d, grad_w, grad_b) -> None:
+    gd, groups = _per_group(d), d.groups
+    co = d.c_out // groups
+    xg, gg = _group_major(x, groups), _group_major(grad_out, groups)
+    for g in range(groups):
+        _conv2d_backward_weight_kernel(xg[g], gg[g], gd, grad_w[g * co:(g + 1) * co], grad_b[g * co:(g + 1) * co])
+
+
+def _overlaps(out: np.ndarray | None, *inputs: np.ndarray | None) -> bool:
+    """True when ``out`` shares memory with an input: the kernels then write into a temporary first."""
+    return out is not None and any(a is not None and np.may_share_memory(out, a) for a in inputs)
+
+
 def conv2d(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *, stride: Any = 1,
-           padding: Any = 0, dilation: Any = 1, out: np.ndarray | None = None) -> np.ndarray:
+           padding: Any = 0, dilation: Any = 1, out: np.ndarray | None = None, groups: int = 1) -> np.ndarray:
     """2-D convolution (cross-correlation, as PyTorch), NCHW.
 
     Parameters
     ----------
     x : ndarray ``(N, C_in, H, W)``, float32 or float64, C-contiguous
-    w : ndarray ``(C_out, C_in, kH, kW)``, same dtype
+    w : ndarray ``(C_out, C_in/groups, kH, kW)``, same dtype
     b : ndarray ``(C_out,)``, same dtype, optional
     stride, padding, dilation : int or pair of ints
-    out : ndarray ``(N, C_out, H_out, W_out)``, optional; must not overlap ``x``
+    out : ndarray ``(N, C_out, H_out, W_out)``, optional; may overlap an input (then computed aside)
+    groups : int dividing ``C_in`` and ``C_out``; ``groups == C_in`` takes the direct depthwise kernels
 
     Returns
     -------
     ndarray ``(N, C_out, H_out, W_out)`` of ``x``'s dtype (``out`` when given).
     """
-    d = check_conv2d_args(x, w, b, stride, padding, dilation, out)
+    d = check_conv2d_args(x, w, b, stride, padding, dilation, out, groups)
+    if _overlaps(out, x, w, b):
+        out[...] = conv2d(x, w, b, stride=stride, padding=padding, dilation=dilation, groups=groups)
+        return out
     if out is None:
         out = np.empty(d.output_shape, dtype=x.dtype)
     if out.size:
@@ -78,51 +165,59 @@ def conv2d(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *, stride:
 
 def conv2d_backward_input(grad_out: np.ndarray, w: np.ndarray, *, input_shape: tuple[int, int, int, int],
                           stride: Any = 1, padding: Any = 0, dilation: Any = 1,
-                          out: np.ndarray | None = None) -> np.ndarray:
+                          out: np.ndarray | None = None, groups: int = 1) -> np.ndarray:
     """Gradient of ``conv2d`` with respect to its input ``x``.
 
     Parameters
     ----------
     grad_out : ndarray ``(N, C_out, H_out, W_out)``, float32 or float64
-    w : ndarray ``(C_out, C_in, kH, kW)``, same dtype
+    w : ndarray ``(C_out, C_in/groups, kH, kW)``, same dtype
     input_shape : tuple ``(N, C_in, H, W)``
-    stride, padding, dilation : int or pair of ints (as in the forward)
-    out : ndarray of ``input_shape``, optional; must not overlap ``grad_out``
+    stride, padding, dilation, groups : as in the forward
+    out : ndarray of ``input_shape``, optional; may overlap an input (then computed aside)
 
     Returns
     -------
     ndarray ``input_shape`` of ``w``'s dtype (``out`` when given).
     """
-    d = check_conv2d_backward_input_args(grad_out, w, input_shape, stride, padding, dilation, out)
+    d = check_conv2d_backward_input_args(grad_out, w, input_shape, stride, padding, dilation, out, groups)
+    if _overlaps(out, grad_out, w):
+        out[...] = conv2d_backward_input(grad_out, w, input_shape=input_shape, stride=stride, padding=padding,
+                                         dilation=dilation, groups=groups)
+        return out
     if out is None:
         out = np.empty(d.input_shape, dtype=w.dtype)
-    _conv2d_backward_input_kernel(grad_out, w, d, out)
+    if grad_out.size == 0:
+        out.fill(0)  # no output channel (or no sample): an empty sum, and nothing for the kernel to do
+    elif out.size:
+        _conv2d_backward_input_kernel(grad_out, w, d, out)
     return out
 
 
 def conv2d_backward_weight(x: np.ndarray, grad_out: np.ndarray, *, weight_shape: tuple[int, int, int, int],
                            stride: Any = 1, padding: Any = 0,
-                           dilation: Any = 1) -> tuple[np.ndarray, np.ndarray]:
+                           dilation: Any = 1, groups: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Gradients of ``conv2d`` with respect to its weights and bias.
 
     Parameters
     ----------
     x : ndarray ``(N, C_in, H, W)``, float32 or float64 (the forward input)
     grad_out : ndarray ``(N, C_out, H_out, W_out)``, same dtype
-    weight_shape : tuple ``(C_out, C_in, kH, kW)``
-    stride, padding, dilation : int or pair of ints (as in the forward)
+    weight_shape : tuple ``(C_out, C_in/groups, kH, kW)``
+    stride, padding, dilation, groups : as in the forward
 
     Returns
     -------
     grad_w : ndarray ``weight_shape``
     grad_b : ndarray ``(C_out,)``, ``grad_out.sum(axis=(0, 2, 3))``
     """
-    d = check_conv2d_backward_weight_args(x, grad_out, weight_shape, stride, padding, dilation)
+    d = check_conv2d_backward_weight_args(x, grad_out, weight_shape, stride, padding, dilation, groups)
     grad_w = np.empty(d.weight_shape, dtype=x.dtype)
     grad_b = np.empty(d.c_out, dtype=x.dtype)
-    if d.n == 0:
+    if grad_out.size == 0 or grad_w.size == 0:
+        # An empty batch or no channels: the kernels' sums would be empty (or have nowhere to go).
         grad_w.fill(0)
-        grad_b.fill(0)
+        grad_b[...] = grad_out.sum(axis=(0, 2, 3))
     else:
         _conv2d_backward_weight_kernel(x, grad_out, d, grad_w, grad_b)
     return grad_w, grad_b

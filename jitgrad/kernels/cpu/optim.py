@@ -20,7 +20,10 @@ from jitgrad.kernels.reference.optim import _adam_kernel_scalars, _check_adam, _
 
 __all__: list[str] = ["sgd_update", "adam_update"]
 
-_FASTMATH = set(FASTMATH)
+# No ``reassoc``: with it LLVM rewrites ``b1 * m + (1 - b1) * g`` as ``g + b1 * (m - g)``, which turns
+# an infinite gradient into NaN moments where the reference keeps them infinite. The updates are
+# elementwise (no reduction to reorder), so the flag buys no speed here.
+_FASTMATH = set(FASTMATH) - {"reassoc"}
 
 
 # One element function per optimizer; the parallel driver and its serial twin only differ in the loop.

@@ -194,7 +194,8 @@ def max_pool2d_backward(grad_out: np.ndarray, argmax: np.ndarray, *, input_shape
     d = _check_max_pool_backward(grad_out, argmax, input_shape, kernel_size, stride, padding)
     n, c, h, w = d.input_shape
     grad_x = np.empty((n, c, h, w), dtype=grad_out.dtype)
-    bad = _max_pool2d_backward_kernel(grad_out.reshape(n * c, -1), argmax.reshape(n * c, -1),
+    bad = _max_pool2d_backward_kernel(grad_out.reshape(n * c, d.h_out * d.w_out),
+                                      argmax.reshape(n * c, d.h_out * d.w_out),
                                       grad_x.reshape(n * c, h * w))
     if bad:
         _raise_argmax_out_of_range(argmax, h * w)

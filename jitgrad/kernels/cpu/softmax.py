@@ -6,17 +6,24 @@ free) as ``(outer, length, inner)`` with the softmax axis in the middle, and
 slice, so threads never share an accumulator. Cross-entropy runs one row per
 iteration, writes that row's loss to ``losses[i]`` and the wrapper reduces the
 ``(N,)`` vector afterwards.
+
+The common case, softmax over the last axis, runs row kernels on the 2-D view
+so every row is unit-stride and the exp loop vectorises (``_elementary.exp``:
+8 float32 lanes on AVX2). log-softmax is ``(x - max) - log(sum)`` in that
+order, as the reference: ``x - max`` is exact for nearby logits, whereas
+``x - (max + log(sum))`` rounds ``max + log(sum)`` at ``max``'s magnitude
+(``[1e5, 1e5, 1e5 - 1]`` lost two decimal digits).
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 from numba import njit, prange
 
 from jitgrad.config import FASTMATH
+from jitgrad.kernels.cpu import _elementary as ef
 from jitgrad.kernels.reference.softmax import (
     _check_cross_entropy,
     _check_softmax_backward,
@@ -32,6 +39,8 @@ __all__: list[str] = [
 ]
 
 _FASTMATH = set(FASTMATH)
+#: The callers' flags less ``reassoc``, for the one subtraction whose order is the point.
+_IN_ORDER = _FASTMATH - {"reassoc"}
 
 
 def _as_3d(a: np.ndarray, axis: int) -> np.ndarray:
@@ -43,58 +52,123 @@ def _as_3d(a: np.ndarray, axis: int) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- softmax, log_softmax
 
-@njit(cache=True, fastmath=_FASTMATH, parallel=True)
+@njit(cache=True, error_model="numpy", fastmath=_IN_ORDER)
+def _shifted_minus(x, m, c):
+    """``(x - m) - c`` in that order: exact ``x - m`` for nearby logits, one rounding after.
+
+    A function of its own, because inlined into a kernel compiled with ``reassoc`` the
+    subtractions would be regrouped as ``x - (m + c)`` (measured: log_softmax of
+    ``[1e5, 1e5, 1e5 - 1]`` gave -0.859375 for -0.8619948). LLVM inlines it but keeps
+    each instruction's flags.
+    """
+    return (x - m) - c
+
+
+
+@njit(cache=True, error_model="numpy", fastmath=_FASTMATH, inline="always")
+def _row_max_exp(x, i, out):
+    """Write ``exp(x[i] - max)`` into ``out[i]``; return ``(max, sum of those exponentials)``.
+
+    A NaN is skipped by the max but turns the sum, so the whole row, NaN (as the reference).
+    """
+    c = x.shape[1]
+    m = x[i, 0]
+    for j in range(1, c):
+        v = x[i, j]
+        m = v if v > m else m
+    s = x.dtype.type(0)
+    for j in range(c):
+        e = ef.exp(x[i, j] - m)
+        out[i, j] = e
+        s += e
+    return m, s
+
+
+@njit(cache=True, error_model="numpy", fastmath=_FASTMATH, inline="always")
+def _softmax_row(x, log, out, i):
+    m, s = _row_max_exp(x, i, out)
+    if log:
+        log_s = ef.log(s)
+        for j in range(x.shape[1]):
+            out[i, j] = _shifted_minus(x[i, j], m, log_s)
+    else:
+        inv = x.dtype.type(1) / s
+        for j in range(x.shape[1]):
+            out[i, j] *= inv
+
+
+@njit(cache=True, error_model="numpy", fastmath=_FASTMATH, parallel=True)
+def _softmax_rows_kernel(x, log, out):
+    # x, out: (rows, length) C-contiguous; softmax (or log-softmax when ``log``) of each row.
+    for i in prange(x.shape[0]):
+        _softmax_row(x, log, out, i)
+
+
+@njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
+def _softmax_rows_kernel_serial(x, log, out):
+    for i in range(x.shape[0]):
+        _softmax_row(x, log, out, i)
+
+
+@njit(cache=True, error_model="numpy", fastmath=_FASTMATH, parallel=True)
 def _softmax_kernel(x, log, out):
-    # x, out: (outer, length, inner); softmax (or log-softmax when ``log``) along axis 1.
+    # x, out: (outer, length, inner) with inner > 1; softmax along axis 1 with vector accumulators
+    # over ``inner``, so rows stay unit-stride.
     outer, length, inner = x.shape
     for o in prange(outer):
-        if inner == 1:
-            # The common case (last axis): scalar accumulators, unit-stride rows.
-            m = x[o, 0, 0]
-            for j in range(1, length):
-                m = max(m, x[o, j, 0])
-            s = x.dtype.type(0)
+        m = x[o, 0, :].copy()
+        for j in range(1, length):
+            for k in range(inner):
+                v = x[o, j, k]
+                m[k] = v if v > m[k] else m[k]
+        s = np.zeros(inner, dtype=x.dtype)
+        for j in range(length):
+            for k in range(inner):
+                e = ef.exp(x[o, j, k] - m[k])
+                s[k] += e
+                out[o, j, k] = e
+        if log:
+            for k in range(inner):
+                s[k] = ef.log(s[k])
             for j in range(length):
-                e = math.exp(x[o, j, 0] - m)
-                s += e
-                out[o, j, 0] = e
-            if log:
-                lse = m + math.log(s)
-                for j in range(length):
-                    out[o, j, 0] = x[o, j, 0] - lse
-            else:
-                inv = x.dtype.type(1) / s
-                for j in range(length):
-                    out[o, j, 0] *= inv
+                for k in range(inner):
+                    out[o, j, k] = _shifted_minus(x[o, j, k], m[k], s[k])
         else:
-            # A softmax axis with trailing dims: vector accumulators over ``inner``, rows stay unit-stride.
-            m = x[o, 0, :].copy()
-            for j in range(1, length):
-                for k in range(inner):
-                    m[k] = max(m[k], x[o, j, k])
-            s = np.zeros(inner, dtype=x.dtype)
+            for k in range(inner):
+                s[k] = x.dtype.type(1) / s[k]
             for j in range(length):
                 for k in range(inner):
-                    e = math.exp(x[o, j, k] - m[k])
-                    s[k] += e
-                    out[o, j, k] = e
-            if log:
-                for k in range(inner):
-                    m[k] += math.log(s[k])
-                for j in range(length):
-                    for k in range(inner):
-                        out[o, j, k] = x[o, j, k] - m[k]
-            else:
-                for k in range(inner):
-                    s[k] = x.dtype.type(1) / s[k]
-                for j in range(length):
-                    for k in range(inner):
-                        out[o, j, k] *= s[k]
+                    out[o, j, k] *= s[k]
 
 
-@njit(cache=True, fastmath=_FASTMATH, parallel=True)
+@njit(cache=True, error_model="numpy", fastmath=_FASTMATH, inline="always")
+def _softmax_backward_row(grad_out, y, log, out, i):
+    # softmax: y * (g - sum(g * y)); log-softmax: g - exp(y) * sum(g).
+    acc = y.dtype.type(0)
+    for j in range(y.shape[1]):
+        acc += grad_out[i, j] if log else grad_out[i, j] * y[i, j]
+    for j in range(y.shape[1]):
+        if log:
+            out[i, j] = grad_out[i, j] - ef.exp(y[i, j]) * acc
+        else:
+            out[i, j] = y[i, j] * (grad_out[i, j] - acc)
+
+
+@njit(cache=True, error_model="numpy", fastmath=_FASTMATH, parallel=True)
+def _softmax_backward_rows_kernel(grad_out, y, log, out):
+    for i in prange(y.shape[0]):
+        _softmax_backward_row(grad_out, y, log, out, i)
+
+
+@njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
+def _softmax_backward_rows_kernel_serial(grad_out, y, log, out):
+    for i in range(y.shape[0]):
+        _softmax_backward_row(grad_out, y, log, out, i)
+
+
+@njit(cache=True, error_model="numpy", fastmath=_FASTMATH, parallel=True)
 def _softmax_backward_kernel(grad_out, y, log, out):
-    # softmax: y * (g - sum(g * y)); log-softmax: g - exp(y) * sum(g); sums along axis 1.
+    # The (outer, length, inner) twin of the row kernel, for inner > 1.
     outer, length, inner = y.shape
     for o in prange(outer):
         acc = np.zeros(inner, dtype=y.dtype)
@@ -104,16 +178,31 @@ def _softmax_backward_kernel(grad_out, y, log, out):
         for j in range(length):
             for k in range(inner):
                 if log:
-                    out[o, j, k] = grad_out[o, j, k] - math.exp(y[o, j, k]) * acc[k]
+                    out[o, j, k] = grad_out[o, j, k] - ef.exp(y[o, j, k]) * acc[k]
                 else:
                     out[o, j, k] = y[o, j, k] * (grad_out[o, j, k] - acc[k])
+
+
+_ROW_KERNELS = (_softmax_rows_kernel, _softmax_rows_kernel_serial)
+_BACKWARD_ROW_KERNELS = (_softmax_backward_rows_kernel, _softmax_backward_rows_kernel_serial)
+
+
+def _run_rows(row_kernels, kernel, axis: int, arrays: tuple[np.ndarray, ...], log: bool, out: np.ndarray) -> None:
+    """Call a 2-D row kernel (parallel, or serial below ``_PARALLEL_MIN_SIZE``) when ``axis`` has no
+    trailing dimensions of size > 1, else the 3-D one."""
+    views = [_as_3d(a, axis) for a in (*arrays, out)]
+    if views[-1].shape[2] == 1:
+        row_kernel = row_kernels[0] if out.size >= _PARALLEL_MIN_SIZE else row_kernels[1]
+        row_kernel(*(v[:, :, 0] for v in views[:-1]), log, views[-1][:, :, 0])
+    else:
+        kernel(*views[:-1], log, views[-1])
 
 
 def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
     """``exp(x) / sum(exp(x))`` along ``axis``; ``x`` float32/float64, ``ndim >= 1``; same shape and dtype."""
     ax = _check_softmax_input(x, axis)
     out = np.empty_like(x)
-    _softmax_kernel(_as_3d(x, ax), False, _as_3d(out, ax))
+    _run_rows(_ROW_KERNELS, _softmax_kernel, ax, (x,), False, out)
     return out
 
 
@@ -121,7 +210,7 @@ def log_softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
     """``x - logsumexp(x)`` along ``axis``; same shape and dtype as ``x``."""
     ax = _check_softmax_input(x, axis)
     out = np.empty_like(x)
-    _softmax_kernel(_as_3d(x, ax), True, _as_3d(out, ax))
+    _run_rows(_ROW_KERNELS, _softmax_kernel, ax, (x,), True, out)
     return out
 
 
@@ -129,7 +218,7 @@ def softmax_backward(grad_out: np.ndarray, y: np.ndarray, axis: int = -1) -> np.
     """Gradient through softmax given its output ``y``: ``y * (g - sum(g * y))`` along ``axis``."""
     ax = _check_softmax_backward(grad_out, y, axis)
     out = np.empty_like(y)
-    _softmax_backward_kernel(_as_3d(grad_out, ax), _as_3d(y, ax), False, _as_3d(out, ax))
+    _run_rows(_BACKWARD_ROW_KERNELS, _softmax_backward_kernel, ax, (grad_out, y), False, out)
     return out
 
 
@@ -137,46 +226,38 @@ def log_softmax_backward(grad_out: np.ndarray, y: np.ndarray, axis: int = -1) ->
     """Gradient through log_softmax given its output ``y``: ``g - exp(y) * sum(g)`` along ``axis``."""
     ax = _check_softmax_backward(grad_out, y, axis)
     out = np.empty_like(y)
-    _softmax_backward_kernel(_as_3d(grad_out, ax), _as_3d(y, ax), True, _as_3d(out, ax))
+    _run_rows(_BACKWARD_ROW_KERNELS, _softmax_backward_kernel, ax, (grad_out, y), True, out)
     return out
 
 
 # ----------------------------------------------------------------------------- cross-entropy
 
-@njit(cache=True, fastmath=_FASTMATH, inline="always")
+@njit(cache=True, error_model="numpy", fastmath=_FASTMATH, inline="always")
 def _row_softmax_lse(logits, i, probs):
     """Write row ``i``'s softmax into ``probs``; return (row max, log-sum-exp of the shifted row)."""
-    c = logits.shape[1]
-    m = logits[i, 0]
-    for j in range(1, c):
-        m = max(m, logits[i, j])
-    s = logits.dtype.type(0)
-    for j in range(c):
-        e = math.exp(logits[i, j] - m)
-        probs[i, j] = e
-        s += e
+    m, s = _row_max_exp(logits, i, probs)
     inv = logits.dtype.type(1) / s
-    for j in range(c):
+    for j in range(logits.shape[1]):
         probs[i, j] *= inv
-    return m, math.log(s)
+    return m, ef.log(s)
 
 
-@njit(cache=True, fastmath=_FASTMATH, inline="always")
+@njit(cache=True, error_model="numpy", fastmath=_FASTMATH, inline="always")
 def _cross_entropy_index_row(logits, labels, eps, probs, losses, i):
     c = logits.shape[1]
     one = logits.dtype.type(1)
     m, lse = _row_softmax_lse(logits, i, probs)
     # -log p_j = lse - (x_j - m): never 0 * inf, so a -inf logit off the label gives no NaN.
-    loss = lse - (logits[i, labels[i]] - m)
+    loss = -_shifted_minus(logits[i, labels[i]], m, lse)
     if eps != 0:
         total = logits.dtype.type(0)
         for j in range(c):
-            total += lse - (logits[i, j] - m)
+            total -= _shifted_minus(logits[i, j], m, lse)
         loss = (one - eps) * loss + eps / logits.dtype.type(c) * total
     losses[i] = loss
 
 
-@njit(cache=True, fastmath=_FASTMATH, inline="always")
+@njit(cache=True, error_model="numpy", fastmath=_FASTMATH, inline="always")
 def _cross_entropy_prob_row(logits, target, eps, probs, losses, i):
     c = logits.shape[1]
     one = logits.dtype.type(1)
@@ -186,11 +267,11 @@ def _cross_entropy_prob_row(logits, target, eps, probs, losses, i):
     for j in range(c):
         t = target[i, j] * (one - eps) + eps_c if eps != 0 else target[i, j]
         if t != 0:  # 0 * log 0 is 0: no NaN from a -inf logit the target does not weight
-            loss += t * (lse - (logits[i, j] - m))
+            loss -= t * _shifted_minus(logits[i, j], m, lse)
     losses[i] = loss
 
 
-@njit(cache=True, fastmath=_FASTMATH, inline="always")
+@njit(cache=True, error_model="numpy", fastmath=_FASTMATH, inline="always")
 def _cross_entropy_backward_row(probs, labels, target, is_index, eps, scale, out, i):
     c = probs.shape[1]
     one = probs.dtype.type(1)
@@ -210,38 +291,38 @@ def _cross_entropy_backward_row(probs, labels, target, is_index, eps, scale, out
 # Each kernel comes as a parallel and a serial twin: a (128, 10) batch is done in a few
 # microseconds, less than it takes to wake the worker threads.
 
-@njit(cache=True, fastmath=_FASTMATH, parallel=True)
+@njit(cache=True, error_model="numpy", fastmath=_FASTMATH, parallel=True)
 def _cross_entropy_index_kernel(logits, labels, eps, probs, losses):
     for i in prange(logits.shape[0]):
         _cross_entropy_index_row(logits, labels, eps, probs, losses, i)
 
 
-@njit(cache=True, fastmath=_FASTMATH)
+@njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
 def _cross_entropy_index_kernel_serial(logits, labels, eps, probs, losses):
     for i in range(logits.shape[0]):
         _cross_entropy_index_row(logits, labels, eps, probs, losses, i)
 
 
-@njit(cache=True, fastmath=_FASTMATH, parallel=True)
+@njit(cache=True, error_model="numpy", fastmath=_FASTMATH, parallel=True)
 def _cross_entropy_prob_kernel(logits, target, eps, probs, losses):
     for i in prange(logits.shape[0]):
         _cross_entropy_prob_row(logits, target, eps, probs, losses, i)
 
 
-@njit(cache=True, fastmath=_FASTMATH)
+@njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
 def _cross_entropy_prob_kernel_serial(logits, target, eps, probs, losses):
     for i in range(logits.shape[0]):
         _cross_entropy_prob_row(logits, target, eps, probs, losses, i)
 
 
-@njit(cache=True, fastmath=_FASTMATH, parallel=True)
+@njit(cache=True, error_model="numpy", fastmath=_FASTMATH, parallel=True)
 def _cross_entropy_backward_kernel(probs, labels, target, is_index, eps, scale, out):
     # ``labels`` (N,) int64 when ``is_index``, else ``target`` (N, C): the unused one is empty.
     for i in prange(probs.shape[0]):
         _cross_entropy_backward_row(probs, labels, target, is_index, eps, scale, out, i)
 
 
-@njit(cache=True, fastmath=_FASTMATH)
+@njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
 def _cross_entropy_backward_kernel_serial(probs, labels, target, is_index, eps, scale, out):
     for i in range(probs.shape[0]):
         _cross_entropy_backward_row(probs, labels, target, is_index, eps, scale, out, i)

@@ -15,8 +15,12 @@ from .pooling import *  # noqa: F401,F403
 from .activations import *  # noqa: F401,F403
 from .softmax import *  # noqa: F401,F403
 from .optim import *  # noqa: F401,F403
+from .normalization import *  # noqa: F401,F403
+from .recurrent import *  # noqa: F401,F403
 
 # The autograd's array namespace: imported as modules (``from jitgrad.kernels.cuda import
 # elementwise, reduction``) so NumPy names such as ``sum``, ``max`` and ``abs`` never shadow
 # anything at package level.
 from . import elementwise, reduction  # noqa: E402,F401
+from .conv_transpose import *  # noqa: F401,F403
+from .pooling_adaptive import *  # noqa: F401,F403

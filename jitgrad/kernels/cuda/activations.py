@@ -50,7 +50,7 @@ def _sigmoid(v):
 def _relu_kernel(x, out):
     for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
         v = x[i]
-        out[i] = v if v > 0 else x.dtype.type(0)
+        out[i] = x.dtype.type(0) if v < 0 else v  # NaN fails the test and passes through, as np.maximum
 
 
 @cuda.jit

@@ -109,9 +109,43 @@ def _conv2d_kernel(x, w2, b, has_bias, sh, sw, ph, pw, dh, dw, kh, kw, h_out, w_
 
 
 @cuda.jit
-def _conv2d_backward_input_kernel(grad_out, w, sh, sw, ph, pw, dh, dw, out):
+def _conv2d_grouped_kernel(x, w, b, has_bias, zero, sh, sw, ph, pw, dh, dw, groups, out):
+    # Grouped/depthwise forward: one thread per output element, a direct sum over its
+    # group's C_in/groups * kH * kW taps (short: the tiled GEMM would be mostly padding).
+    n_img, c_in, h, wid = x.shape
+    c_out, c_in_g, kh, kw = w.shape
+    h_out = out.shape[2]
+    w_out = out.shape[3]
+    c_out_g = c_out // groups
+    total = n_img * c_out * h_out * w_out
+    for idx in range(cuda.grid(1), total, cuda.gridsize(1)):
+        ow = idx % w_out
+        rest = idx // w_out
+        oh = rest % h_out
+        rest //= h_out
+        co = rest % c_out
+        img = rest // c_out
+        ci0 = (co // c_out_g) * c_in_g
+        acc = zero  # of x's dtype: float32 accumulates in float32
+        if has_bias:
+            acc = b[co]
+        for ci in range(c_in_g):
+            for fi in range(kh):
+                ih = oh * sh - ph + fi * dh
+                if ih < 0 or ih >= h:
+                    continue
+                for fj in range(kw):
+                    iw = ow * sw - pw + fj * dw
+                    if 0 <= iw < wid:
+                        acc += x[img, ci0 + ci, ih, iw] * w[co, ci, fi, fj]
+        out[img, co, oh, ow] = acc
+
+
+@cuda.jit
+def _conv2d_backward_input_kernel(grad_out, w, sh, sw, ph, pw, dh, dw, groups, out):
     n_img, c_in, h, wid = out.shape
-    c_out, _, kh, kw = w.shape
+    c_out, c_in_g, kh, kw = w.shape
+    c_out_g = c_out // groups
     h_out = grad_out.shape[2]
     w_out = grad_out.shape[3]
     total = n_img * c_in * h * wid
@@ -123,6 +157,9 @@ def _conv2d_backward_input_kernel(grad_out, w, sh, sw, ph, pw, dh, dw, out):
         rest //= h
         ci = rest % c_in
         img = rest // c_in
+        # Input channel ci feeds only its group's output channels, through weight input-channel ci_w.
+        grp = ci // c_in_g
+        ci_w = ci - grp * c_in_g
         acc = out.dtype.type(0)
         for fi in range(kh):
             # Output row oh sees input row ih through filter row fi iff oh*sh - ph + fi*dh == ih.
@@ -139,16 +176,19 @@ def _conv2d_backward_input_kernel(grad_out, w, sh, sw, ph, pw, dh, dw, out):
                 ow = t_w // sw
                 if ow >= w_out:
                     continue
-                for co in range(c_out):
-                    acc += grad_out[img, co, oh, ow] * w[co, ci, fi, fj]
+                for co in range(grp * c_out_g, (grp + 1) * c_out_g):
+                    acc += grad_out[img, co, oh, ow] * w[co, ci_w, fi, fj]
         out[img, ci, ih, iw] = acc
 
 
 @cuda.jit
 def _conv2d_backward_weight_kernel(x, grad_out, sh, sw, ph, pw, dh, dw, grad_w, grad_b):
     # Rows 0 .. grad_w.size-1 are grad_w elements, the next C_out rows grad_b.
-    n_img, c_in, h, wid = x.shape
-    c_out, _, kh, kw = grad_w.shape
+    # grad_w is (C_out, C_in / groups, kH, kW): weight (co, ci) reads input channel
+    # (co // (C_out / groups)) * C_in / groups + ci.
+    n_img, c_in_x, h, wid = x.shape
+    c_out, c_in, kh, kw = grad_w.shape
+    c_out_g = c_out // (c_in_x // c_in)
     h_out = grad_out.shape[2]
     w_out = grad_out.shape[3]
     hw_out = h_out * w_out
@@ -176,7 +216,7 @@ def _conv2d_backward_weight_kernel(x, grad_out, sh, sw, ph, pw, dh, dw, grad_w, 
                 ih = oh * sh - ph + fi * dh
                 iw = ow * sw - pw + fj * dw
                 if 0 <= ih < h and 0 <= iw < wid:
-                    acc += grad_out[img, co, oh, ow] * x[img, ci, ih, iw]
+                    acc += grad_out[img, co, oh, ow] * x[img, (co // c_out_g) * c_in + ci, ih, iw]
         else:
             for p in range(cuda.threadIdx.x, p_total, cuda.blockDim.x):
                 img = p // hw_out
@@ -192,24 +232,36 @@ def _conv2d_backward_weight_kernel(x, grad_out, sh, sw, ph, pw, dh, dw, grad_w, 
 
 
 def conv2d(x: Any, w: Any, b: Any = None, *, stride: Any = 1, padding: Any = 0, dilation: Any = 1,
-           out: Any = None) -> Any:
+           out: Any = None, groups: int = 1) -> Any:
     """2-D convolution (cross-correlation, as PyTorch) on the GPU.
 
     Parameters
     ----------
     x : device array (N, C_in, H, W), float32 or float64, C-contiguous
-    w : device array (C_out, C_in, kH, kW), ``x``'s dtype
+    w : device array (C_out, C_in/groups, kH, kW), ``x``'s dtype
     b : device array (C_out,), optional
     stride, padding, dilation : int or pair of ints
     out : device array (N, C_out, H_out, W_out), optional
+    groups : int dividing C_in and C_out (grouped and depthwise convolution: a direct kernel)
 
     Returns
     -------
     device array (N, C_out, H_out, W_out), ``x``'s dtype.
     """
-    d = check_conv2d_args(x, w, b, stride, padding, dilation, out)
+    d = check_conv2d_args(x, w, b, stride, padding, dilation, out, groups)
+    if out is not None and any(a is not None and _launch.overlaps(out, a) for a in (x, w, b)):
+        out.copy_to_device(conv2d(x, w, b, stride=stride, padding=padding, dilation=dilation, groups=groups))
+        return out
     if out is None:
         out = _launch.empty(d.output_shape, x.dtype)
+    if out.size == 0:  # no launch: an empty grid, and w2[0] below would not exist
+        return out
+    if d.groups != 1:
+        blocks, threads = _launch.grid_1d(math.prod(d.output_shape))
+        bias = _launch.flat(w) if b is None else b
+        _conv2d_grouped_kernel[blocks, threads](x, w, bias, b is not None, x.dtype.type(0), *d.stride, *d.padding,
+                                                *d.dilation, d.groups, out)
+        return out
     k = d.c_in * d.kh * d.kw
     w2 = w.reshape(d.c_out, k)
     tiles = math.ceil(d.c_out / TILE_M) * math.ceil(d.n * d.h_out * d.w_out / TILE_N)
@@ -222,46 +274,51 @@ def conv2d(x: Any, w: Any, b: Any = None, *, stride: Any = 1, padding: Any = 0, 
 
 
 def conv2d_backward_input(grad_out: Any, w: Any, *, input_shape: tuple[int, int, int, int], stride: Any = 1,
-                          padding: Any = 0, dilation: Any = 1, out: Any = None) -> Any:
+                          padding: Any = 0, dilation: Any = 1, out: Any = None, groups: int = 1) -> Any:
     """Gradient of :func:`conv2d` with respect to its input (NNlib's ``∇conv_data``).
 
     Parameters
     ----------
     grad_out : device array (N, C_out, H_out, W_out), float32 or float64
-    w : device array (C_out, C_in, kH, kW), ``grad_out``'s dtype
+    w : device array (C_out, C_in/groups, kH, kW), ``grad_out``'s dtype
     input_shape : (N, C_in, H, W), the forward input's shape
-    stride, padding, dilation : int or pair of ints, as in the forward
-    out : device array ``input_shape``, optional
+    stride, padding, dilation, groups : as in the forward
+    out : device array ``input_shape``, optional; may overlap an input (then computed aside)
 
     Returns
     -------
     device array ``input_shape``, ``grad_out``'s dtype.
     """
-    d = check_conv2d_backward_input_args(grad_out, w, input_shape, stride, padding, dilation, out)
+    d = check_conv2d_backward_input_args(grad_out, w, input_shape, stride, padding, dilation, out, groups)
+    if out is not None and (_launch.overlaps(out, grad_out) or _launch.overlaps(out, w)):
+        out.copy_to_device(conv2d_backward_input(grad_out, w, input_shape=input_shape, stride=stride,
+                                                 padding=padding, dilation=dilation, groups=groups))
+        return out
     if out is None:
         out = _launch.empty(d.input_shape, w.dtype)
     blocks, threads = _launch.grid_1d(math.prod(d.input_shape))
-    _conv2d_backward_input_kernel[blocks, threads](grad_out, w, *d.stride, *d.padding, *d.dilation, out)
+    _conv2d_backward_input_kernel[blocks, threads](grad_out, w, *d.stride, *d.padding, *d.dilation, d.groups,
+                                                   out)
     return out
 
 
 def conv2d_backward_weight(x: Any, grad_out: Any, *, weight_shape: tuple[int, int, int, int], stride: Any = 1,
-                           padding: Any = 0, dilation: Any = 1) -> tuple[Any, Any]:
+                           padding: Any = 0, dilation: Any = 1, groups: int = 1) -> tuple[Any, Any]:
     """Gradients of :func:`conv2d` with respect to its weight and bias (NNlib's ``∇conv_filter``).
 
     Parameters
     ----------
     x : device array (N, C_in, H, W), float32 or float64, the forward input
     grad_out : device array (N, C_out, H_out, W_out), ``x``'s dtype
-    weight_shape : (C_out, C_in, kH, kW)
-    stride, padding, dilation : int or pair of ints, as in the forward
+    weight_shape : (C_out, C_in/groups, kH, kW)
+    stride, padding, dilation, groups : as in the forward
 
     Returns
     -------
     grad_w : device array ``weight_shape``
     grad_b : device array (C_out,), ``grad_out.sum(axis=(0, 2, 3))``
     """
-    d = check_conv2d_backward_weight_args(x, grad_out, weight_shape, stride, padding, dilation)
+    d = check_conv2d_backward_weight_args(x, grad_out, weight_shape, stride, padding, dilation, groups)
     grad_w = _launch.empty(d.weight_shape, x.dtype)
     grad_b = _launch.empty((d.c_out,), x.dtype)
     blocks, threads = _launch.grid_rows(math.prod(d.weight_shape) + d.c_out)

@@ -10,3 +10,7 @@ from .pooling import *  # noqa: F401,F403
 from .activations import *  # noqa: F401,F403
 from .softmax import *  # noqa: F401,F403
 from .optim import *  # noqa: F401,F403
+from .normalization import *  # noqa: F401,F403
+from .conv_transpose import *  # noqa: F401,F403
+from .pooling_adaptive import *  # noqa: F401,F403
+from .recurrent import *  # noqa: F401,F403

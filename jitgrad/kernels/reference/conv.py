@@ -55,22 +55,22 @@ def _plain_int_or_pair(v: Any) -> bool:
 
 @lru_cache(maxsize=256)
 def _dims(input_shape: tuple[int, ...], weight_shape: tuple[int, ...], stride: Any, padding: Any, dilation: Any,
-          input_name: str, weight_name: str) -> Conv2dDims:
+          input_name: str, weight_name: str, groups: Any) -> Conv2dDims:
     return Conv2dDims.from_shapes(input_shape, weight_shape, stride=stride, padding=padding, dilation=dilation,
-                                  input_name=input_name, weight_name=weight_name)
+                                  input_name=input_name, weight_name=weight_name, groups=groups)
 
 
 def _conv_dims(input_shape: tuple[int, ...], weight_shape: tuple[int, ...], stride: Any, padding: Any,
-               dilation: Any, input_name: str, weight_name: str) -> Conv2dDims:
+               dilation: Any, input_name: str, weight_name: str, groups: Any = 1) -> Conv2dDims:
     """``Conv2dDims.from_shapes``, memoised when the hyper-parameters are Python ints or
     tuples of them (exact types: ``True == 1`` must not hit the entry of ``1``)."""
-    if all(_plain_int_or_pair(v) for v in (stride, padding, dilation)):
-        return _dims(input_shape, weight_shape, stride, padding, dilation, input_name, weight_name)
+    if all(_plain_int_or_pair(v) for v in (stride, padding, dilation)) and type(groups) is int:
+        return _dims(input_shape, weight_shape, stride, padding, dilation, input_name, weight_name, groups)
     return Conv2dDims.from_shapes(input_shape, weight_shape, stride=stride, padding=padding, dilation=dilation,
-                                  input_name=input_name, weight_name=weight_name)
+                                  input_name=input_name, weight_name=weight_name, groups=groups)
 
 def check_conv2d_args(x: Any, w: Any, b: Any, stride: Any, padding: Any, dilation: Any,
-                      out: Any) -> Conv2dDims:
+                      out: Any, groups: Any = 1) -> Conv2dDims:
     """Validate ``conv2d``'s arguments; return the sizes."""
     if not (_plain(x, w) and (b is None or (type(b) is np.ndarray and b.ndim == 1 and b.dtype == x.dtype
                                              and b.flags.c_contiguous))):
@@ -79,7 +79,7 @@ def check_conv2d_args(x: Any, w: Any, b: Any, stride: Any, padding: Any, dilatio
         if b is not None:
             check_array("b", b, ndim=1)
         check_same_dtype(x=x, w=w, b=b)
-    dims = _conv_dims(tuple(x.shape), tuple(w.shape), stride, padding, dilation, "x", "w")
+    dims = _conv_dims(tuple(x.shape), tuple(w.shape), stride, padding, dilation, "x", "w", groups)
     if b is not None:
         check_shape("b", b, (dims.c_out,))
     if out is not None:
@@ -88,14 +88,14 @@ def check_conv2d_args(x: Any, w: Any, b: Any, stride: Any, padding: Any, dilatio
 
 
 def check_conv2d_backward_input_args(grad_out: Any, w: Any, input_shape: Any, stride: Any,
-                                     padding: Any, dilation: Any, out: Any) -> Conv2dDims:
+                                     padding: Any, dilation: Any, out: Any, groups: Any = 1) -> Conv2dDims:
     """Validate ``conv2d_backward_input``'s arguments; return the sizes."""
     if not _plain(grad_out, w):
         check_array("grad_out", grad_out, ndim=4)
         check_array("w", w, ndim=4)
         check_same_dtype(grad_out=grad_out, w=w)
     input_shape = check_shape_tuple("input_shape", input_shape, 4)
-    dims = _conv_dims(input_shape, tuple(w.shape), stride, padding, dilation, "input_shape", "w")
+    dims = _conv_dims(input_shape, tuple(w.shape), stride, padding, dilation, "input_shape", "w", groups)
     check_shape("grad_out", grad_out, dims.output_shape)
     if out is not None:
         check_out(out, dims.input_shape, np.dtype(w.dtype))
@@ -103,14 +103,14 @@ def check_conv2d_backward_input_args(grad_out: Any, w: Any, input_shape: Any, st
 
 
 def check_conv2d_backward_weight_args(x: Any, grad_out: Any, weight_shape: Any, stride: Any,
-                                      padding: Any, dilation: Any) -> Conv2dDims:
+                                      padding: Any, dilation: Any, groups: Any = 1) -> Conv2dDims:
     """Validate ``conv2d_backward_weight``'s arguments; return the sizes."""
     if not _plain(x, grad_out):
         check_array("x", x, ndim=4)
         check_array("grad_out", grad_out, ndim=4)
         check_same_dtype(x=x, grad_out=grad_out)
     weight_shape = check_shape_tuple("weight_shape", weight_shape, 4)
-    dims = _conv_dims(tuple(x.shape), weight_shape, stride, padding, dilation, "x", "weight_shape")
+    dims = _conv_dims(tuple(x.shape), weight_shape, stride, padding, dilation, "x", "weight_shape", groups)
     check_shape("grad_out", grad_out, dims.output_shape)
     return dims
 
@@ -129,32 +129,42 @@ def _windows(x: np.ndarray, d: Conv2dDims) -> np.ndarray:
 
 
 def _im2col(x: np.ndarray, d: Conv2dDims) -> np.ndarray:
-    """``(N, C_in*kH*kW, H_out*W_out)`` contiguous columns (one copy of the window view)."""
+    """``(N, G, C_in/G*kH*kW, H_out*W_out)`` contiguous columns (one copy of the window view)."""
     cols = np.ascontiguousarray(_windows(x, d).transpose(0, 1, 4, 5, 2, 3))
-    return cols.reshape(d.n, d.c_in * d.kh * d.kw, d.h_out * d.w_out)
+    return cols.reshape(d.n, d.groups, d.c_in // d.groups * d.kh * d.kw, d.h_out * d.w_out)
+
+
+def _grouped_weight(w: np.ndarray, d: Conv2dDims) -> np.ndarray:
+    """``(G, C_out/G, C_in/G*kH*kW)`` view of the weights: one GEMM operand per group."""
+    return w.reshape(d.groups, d.c_out // d.groups, d.c_in // d.groups * d.kh * d.kw)
 
 
 def conv2d(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *, stride: Any = 1,
-           padding: Any = 0, dilation: Any = 1, out: np.ndarray | None = None) -> np.ndarray:
+           padding: Any = 0, dilation: Any = 1, out: np.ndarray | None = None, groups: int = 1) -> np.ndarray:
     """2-D convolution (cross-correlation, as PyTorch), NCHW.
 
     Parameters
     ----------
     x : ndarray ``(N, C_in, H, W)``, float32 or float64, C-contiguous
-    w : ndarray ``(C_out, C_in, kH, kW)``, same dtype
+    w : ndarray ``(C_out, C_in/groups, kH, kW)``, same dtype
     b : ndarray ``(C_out,)``, same dtype, optional
     stride, padding, dilation : int or pair of ints
     out : ndarray ``(N, C_out, H_out, W_out)``, optional
+    groups : int, dividing ``C_in`` and ``C_out``
+        Grouped convolution: output channels ``[g C_out/G, (g+1) C_out/G)``
+        see only input channels ``[g C_in/G, (g+1) C_in/G)``.
+        ``groups == C_in`` is a depthwise convolution.
 
     Returns
     -------
     ndarray ``(N, C_out, H_out, W_out)`` of ``x``'s dtype (``out`` when given).
     """
-    d = check_conv2d_args(x, w, b, stride, padding, dilation, out)
+    d = check_conv2d_args(x, w, b, stride, padding, dilation, out, groups)
     if out is None:
         out = np.empty(d.output_shape, dtype=x.dtype)
+    y = out.reshape(d.n, d.groups, d.c_out // d.groups, d.h_out * d.w_out)
+    np.matmul(_grouped_weight(w, d), _im2col(x, d), out=y)
     y = out.reshape(d.n, d.c_out, d.h_out * d.w_out)
-    np.matmul(w.reshape(d.c_out, -1), _im2col(x, d), out=y)
     if b is not None:
         y += b[:, None]
     return out
@@ -162,25 +172,27 @@ def conv2d(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *, stride:
 
 def conv2d_backward_input(grad_out: np.ndarray, w: np.ndarray, *, input_shape: tuple[int, int, int, int],
                           stride: Any = 1, padding: Any = 0, dilation: Any = 1,
-                          out: np.ndarray | None = None) -> np.ndarray:
+                          out: np.ndarray | None = None, groups: int = 1) -> np.ndarray:
     """Gradient of ``conv2d`` with respect to its input ``x``.
 
     Parameters
     ----------
     grad_out : ndarray ``(N, C_out, H_out, W_out)``, float32 or float64
-    w : ndarray ``(C_out, C_in, kH, kW)``, same dtype
+    w : ndarray ``(C_out, C_in/groups, kH, kW)``, same dtype
     input_shape : tuple ``(N, C_in, H, W)``
-    stride, padding, dilation : int or pair of ints (as in the forward)
+    stride, padding, dilation, groups : as in the forward
     out : ndarray of ``input_shape``, optional
 
     Returns
     -------
     ndarray ``input_shape`` of ``w``'s dtype (``out`` when given).
     """
-    d = check_conv2d_backward_input_args(grad_out, w, input_shape, stride, padding, dilation, out)
+    d = check_conv2d_backward_input_args(grad_out, w, input_shape, stride, padding, dilation, out, groups)
     (ph, pw), (sh, sw), (dh, dw) = d.padding, d.stride, d.dilation
-    # Every tap's contribution at once: (N, C_in, kH, kW, H_out, W_out).
-    taps = np.matmul(w.reshape(d.c_out, -1).T, grad_out.reshape(d.n, d.c_out, -1))
+    # Every tap's contribution at once: (N, G, C_in/G * kH * kW, H_out * W_out). Explicit sizes, never -1:
+    # an empty batch has no size to infer.
+    g = grad_out.reshape(d.n, d.groups, d.c_out // d.groups, d.h_out * d.w_out)
+    taps = np.matmul(_grouped_weight(w, d).transpose(0, 2, 1), g)
     taps = taps.reshape(d.n, d.c_in, d.kh, d.kw, d.h_out, d.w_out)
     padded = np.zeros((d.n, d.c_in, d.h + 2 * ph, d.w + 2 * pw), dtype=w.dtype)
     for i in range(d.kh):
@@ -195,23 +207,23 @@ def conv2d_backward_input(grad_out: np.ndarray, w: np.ndarray, *, input_shape: t
 
 def conv2d_backward_weight(x: np.ndarray, grad_out: np.ndarray, *, weight_shape: tuple[int, int, int, int],
                            stride: Any = 1, padding: Any = 0,
-                           dilation: Any = 1) -> tuple[np.ndarray, np.ndarray]:
+                           dilation: Any = 1, groups: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Gradients of ``conv2d`` with respect to its weights and bias.
 
     Parameters
     ----------
     x : ndarray ``(N, C_in, H, W)``, float32 or float64 (the forward input)
     grad_out : ndarray ``(N, C_out, H_out, W_out)``, same dtype
-    weight_shape : tuple ``(C_out, C_in, kH, kW)``
-    stride, padding, dilation : int or pair of ints (as in the forward)
+    weight_shape : tuple ``(C_out, C_in/groups, kH, kW)``
+    stride, padding, dilation, groups : as in the forward
 
     Returns
     -------
     grad_w : ndarray ``weight_shape``
     grad_b : ndarray ``(C_out,)``, ``grad_out.sum(axis=(0, 2, 3))``
     """
-    d = check_conv2d_backward_weight_args(x, grad_out, weight_shape, stride, padding, dilation)
-    g = grad_out.reshape(d.n, d.c_out, -1)
-    grad_w = np.matmul(g, _im2col(x, d).transpose(0, 2, 1)).sum(axis=0)
+    d = check_conv2d_backward_weight_args(x, grad_out, weight_shape, stride, padding, dilation, groups)
+    g = grad_out.reshape(d.n, d.groups, d.c_out // d.groups, d.h_out * d.w_out)
+    grad_w = np.matmul(g, _im2col(x, d).transpose(0, 1, 3, 2)).sum(axis=0)
     grad_b = grad_out.sum(axis=(0, 2, 3))
     return grad_w.reshape(d.weight_shape), grad_b

@@ -39,7 +39,7 @@ def _valid_fast(a: Any, b: Any, trans_a: Any, trans_b: Any,
     if k != k_b:
         return None
     if out is not None and not (type(out) is np.ndarray and out.shape == (m, n) and out.dtype == dtype
-                                and out.flags.c_contiguous):
+                                and out.flags.c_contiguous and out.flags.writeable):
         return None
     return m, n, k, dtype, trans_a, trans_b
 

@@ -13,7 +13,14 @@ from typing import Any
 
 import numpy as np
 
-from jitgrad.kernels._validate import _is_int, check_array, check_same_dtype, check_scalar, check_shape
+from jitgrad.kernels._validate import (
+    _is_int,
+    check_array,
+    check_same_dtype,
+    check_scalar,
+    check_shape,
+    check_writeable,
+)
 
 __all__: list[str] = ["sgd_update", "adam_update"]
 
@@ -28,6 +35,11 @@ def _check_state(param: Any, **state: Any) -> None:
     check_same_dtype(param=param, **state)
     for name, a in state.items():
         check_shape(name, a, tuple(param.shape))
+    # The update writes param and every state array (not the gradient).
+    check_writeable("param", param)
+    for name, a in state.items():
+        if name != "grad":
+            check_writeable(name, a)
 
 
 def _check_bool(name: str, value: Any) -> bool:

@@ -125,6 +125,13 @@ def max_pool2d(x: np.ndarray, *, kernel_size: Any, stride: Any = None,
     flat = windows.reshape(d.n, d.c, d.h_out, d.w_out, d.kh * d.kw)
     k = flat.argmax(axis=-1)  # the first maximum: PyTorch's tie rule
     y = np.take_along_axis(flat, k[..., None], axis=-1)[..., 0]
+    if ph or pw:
+        # A window whose real elements are all -inf ties with its -inf padding: take its first
+        # real element (as PyTorch), never a padded position (a negative or out-of-row index).
+        valid = np.pad(np.ones((d.h, d.w), dtype=bool), ((ph, ph), (pw, pw)))
+        valid = sliding_window_view(valid, (d.kh, d.kw))[::sh, ::sw][:d.h_out, :d.w_out]
+        first_valid = valid.reshape(d.h_out, d.w_out, d.kh * d.kw).argmax(axis=-1)
+        k = np.where(y == -np.inf, first_valid, k)
     row = np.arange(d.h_out)[:, None] * sh - ph + k // d.kw
     col = np.arange(d.w_out)[None, :] * sw - pw + k % d.kw
     return y, (row * d.w + col).astype(np.int32)

@@ -1,0 +1,82 @@
+"""Functions for transposed convolution and adaptive pooling (one Function per op, backward beside forward).
+
+Grouped convolution is ``ops.Conv2d`` with ``groups``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jitgrad.autograd.function import Context, Function
+
+__all__ = ["ConvTranspose2d", "AdaptiveAvgPool2d", "AdaptiveMaxPool2d", "conv_backward"]
+
+
+def conv_backward(ctx: Context, g: Any, backward_input: Any, backward_weight: Any) -> tuple[Any, ...]:
+    """The backward of ``Conv2d`` and ``ConvTranspose2d``: ``(grad_x, grad_w, grad_b)`` from the
+    two backward kernels, each called only when an input needs its gradient."""
+    xp = ctx.backend
+    x, w = ctx.saved_tensors
+    needs = ctx.needs_input_grad
+    g = xp.ascontiguousarray(g)
+    grad_x = grad_w = grad_b = None
+    if needs[0]:
+        grad_x = backward_input(g, w, input_shape=x.shape, **ctx.hyper)
+    need_b = len(needs) > 2 and needs[2]
+    if needs[1] or need_b:
+        grad_w, grad_b = backward_weight(x, g, weight_shape=w.shape, **ctx.hyper)
+    return grad_x, (grad_w if needs[1] else None), (grad_b if need_b else None)
+
+
+class ConvTranspose2d(Function):
+    """Transposed 2-D convolution, ``x (N, C_in, H, W)``, ``w (C_in, C_out/groups, kH, kW)``, ``b (C_out,)``."""
+
+    @staticmethod
+    def forward(ctx: Context, x: Any, w: Any, b: Any = None, *, stride: Any = 1, padding: Any = 0,
+                output_padding: Any = 0, dilation: Any = 1, groups: int = 1) -> Any:
+        xp = ctx.backend
+        x, w = xp.ascontiguousarray(x), xp.ascontiguousarray(w)
+        if b is not None:
+            b = xp.ascontiguousarray(b)
+        ctx.save_for_backward(x, w)
+        ctx.hyper = {"stride": stride, "padding": padding, "output_padding": output_padding,
+                     "dilation": dilation, "groups": groups}
+        return xp.kernels.conv_transpose2d(x, w, b, **ctx.hyper)
+
+    @staticmethod
+    def backward(ctx: Context, g: Any) -> tuple[Any, ...]:
+        k = ctx.backend.kernels
+        return conv_backward(ctx, g, k.conv_transpose2d_backward_input, k.conv_transpose2d_backward_weight)
+
+
+class AdaptiveAvgPool2d(Function):
+    """Adaptive average pooling of ``x (N, C, H, W)`` to ``output_size``."""
+
+    @staticmethod
+    def forward(ctx: Context, x: Any, *, output_size: Any) -> Any:
+        xp = ctx.backend
+        ctx.input_shape = x.shape
+        return xp.kernels.adaptive_avg_pool2d(xp.ascontiguousarray(x), output_size=output_size)
+
+    @staticmethod
+    def backward(ctx: Context, g: Any) -> Any:
+        xp = ctx.backend
+        return xp.kernels.adaptive_avg_pool2d_backward(xp.ascontiguousarray(g), input_shape=ctx.input_shape)
+
+
+class AdaptiveMaxPool2d(Function):
+    """Adaptive max pooling of ``x (N, C, H, W)``; the kernel's int32 argmax routes the gradient back."""
+
+    @staticmethod
+    def forward(ctx: Context, x: Any, *, output_size: Any) -> Any:
+        xp = ctx.backend
+        y, argmax = xp.kernels.adaptive_max_pool2d(xp.ascontiguousarray(x), output_size=output_size)
+        ctx.save_for_backward(argmax)
+        ctx.input_shape = x.shape
+        return y
+
+    @staticmethod
+    def backward(ctx: Context, g: Any) -> Any:
+        xp = ctx.backend
+        (argmax,) = ctx.saved_tensors
+        return xp.kernels.adaptive_max_pool2d_backward(xp.ascontiguousarray(g), argmax, input_shape=ctx.input_shape)

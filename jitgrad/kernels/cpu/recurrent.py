@@ -1,0 +1,463 @@
+"""CPU recurrent layers: the whole time loop inside one ``@njit`` kernel per direction.
+
+Per call (one layer, one direction):
+
+1. the input projection of every step, ``x @ W_ih^T``, is one GEMM
+   (:func:`jitgrad.kernels.cpu.matmul`);
+2. the time loop runs inside :func:`_forward_loop`: per step, the recurrent
+   product ``h @ W_hh^T`` goes through the register-tiled GEMM of
+   :mod:`._gemm` with ``W_hh`` packed *once* before the loop (not once per
+   step), and one fused pass over the gates adds both projections and the
+   biases, applies the nonlinearities, updates the cell and writes ``y``,
+   the state and what backward needs;
+3. backward runs the loop in reverse in :func:`_backward_loop` (gate
+   gradients of a step, then ``dG @ W_hh`` for the next one, again with
+   ``W_hh`` packed once) and leaves the weight gradients to three GEMMs
+   over the saved gate gradients of all steps after the loop.
+
+Threads split the *batch* rows of a step (whole ``MR``-row panels of the
+GEMM): a thread computes the recurrent product of its rows and then their
+gate pass, so a row's state never crosses cores and a step needs one
+parallel region. Below :data:`SERIAL_MACS` multiply-adds per step one
+thread wins (measured), and a batch below two panels has nothing to split.
+
+The gate nonlinearities go through :func:`_sigmoid` and :func:`_tanh` only
+(``math.exp`` today; ``_tanh`` is built on one ``exp``), so a vectorisable
+implementation can be swapped in at one place.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+from numba import njit, prange
+
+from jitgrad.config import FASTMATH
+from jitgrad.kernels.reference.recurrent import (
+    SAVED, check_nonlinearity, check_recurrent, check_recurrent_backward,
+)
+
+from . import _gemm
+from .matmul import matmul
+
+__all__: list[str] = ["lstm", "lstm_backward", "gru", "gru_backward", "rnn", "rnn_backward"]
+
+_jit = dict(cache=True, fastmath=set(FASTMATH), nogil=True)
+
+#: Below this many multiply-adds per step (``B * G*H * H``) the time loop runs on one thread.
+SERIAL_MACS = 32 * 128 * 128
+
+_LSTM, _GRU, _RNN = 0, 1, 2
+
+
+# ----------------------------------------------------------------------------- elementary functions
+
+@njit(inline="always", **_jit)
+def _sigmoid(v, one):
+    # exp of a non-positive argument only (no overflow), and both halves computed so the
+    # choice is a select, not a branch (random gate signs mispredict). NaN propagates.
+    e = math.exp(-abs(v))
+    r = one / (one + e)
+    return r if v >= 0 else e * r
+
+
+@njit(inline="always", **_jit)
+def _tanh(v, k):
+    # libm's tanh costs ~20 ns (7x exp): one exp instead, and the Taylor series near 0, where
+    # (1 - e) / (1 + e) would cancel; both computed, then selected (no branch). Relative error
+    # ~1e-6 (float32), ~1e-15 (float64). ``k`` holds the constants in the arrays' dtype.
+    a = abs(v)
+    x2 = v * v
+    series = v * (k[0] - x2 * (k[1] - x2 * (k[2] - x2 * (k[3] - x2 * k[4]))))
+    e = math.exp(-(a + a))
+    r = (k[0] - e) / (k[0] + e)
+    r = r if v >= 0 else -r
+    return series if a < k[5] else r
+
+
+def _constants(dtype: np.dtype) -> np.ndarray:
+    """1, the tanh series' coefficients 1/3, 2/15, 17/315, 62/2835, and its range, in ``dtype``."""
+    return np.array([1.0, 1 / 3, 2 / 15, 17 / 315, 62 / 2835, 0.0625], dtype=dtype)
+
+
+# ----------------------------------------------------------------------------- gate passes (one step, rows r0:r1)
+
+@njit(**_jit)
+def _time(s, length, reverse):
+    return length - 1 - s if reverse else s
+
+
+@njit(**_jit)
+def _lstm_rows(r0, r1, s, xp, gates, b_ih, b_hh, lengths, reverse, k, h, c, y, saved):
+    H = h.shape[1]
+    one = k[0]
+    for b in range(r0, r1):
+        if s >= lengths[b]:
+            continue
+        t = _time(s, lengths[b], reverse)
+        for j in range(H):
+            i = _sigmoid(xp[t, b, j] + gates[b, j] + b_ih[j] + b_hh[j], one)
+            f = _sigmoid(xp[t, b, H + j] + gates[b, H + j] + b_ih[H + j] + b_hh[H + j], one)
+            g = _tanh(xp[t, b, 2 * H + j] + gates[b, 2 * H + j] + b_ih[2 * H + j] + b_hh[2 * H + j], k)
+            o = _sigmoid(xp[t, b, 3 * H + j] + gates[b, 3 * H + j] + b_ih[3 * H + j] + b_hh[3 * H + j], one)
+            cn = f * c[b, j] + i * g
+            hn = o * _tanh(cn, k)
+            c[b, j] = cn
+            h[b, j] = hn
+            y[t, b, j] = hn
+            saved[t, b, j] = i
+            saved[t, b, H + j] = f
+            saved[t, b, 2 * H + j] = g
+            saved[t, b, 3 * H + j] = o
+            saved[t, b, 4 * H + j] = cn
+
+
+@njit(**_jit)
+def _gru_rows(r0, r1, s, xp, gates, b_ih, b_hh, lengths, reverse, k, h, y, saved):
+    H = h.shape[1]
+    one = k[0]
+    for b in range(r0, r1):
+        if s >= lengths[b]:
+            continue
+        t = _time(s, lengths[b], reverse)
+        for j in range(H):
+            r = _sigmoid(xp[t, b, j] + b_ih[j] + gates[b, j] + b_hh[j], one)
+            z = _sigmoid(xp[t, b, H + j] + b_ih[H + j] + gates[b, H + j] + b_hh[H + j], one)
+            hn = gates[b, 2 * H + j] + b_hh[2 * H + j]
+            n = _tanh(xp[t, b, 2 * H + j] + b_ih[2 * H + j] + r * hn, k)
+            hnew = (one - z) * n + z * h[b, j]
+            h[b, j] = hnew
+            y[t, b, j] = hnew
+            saved[t, b, j] = r
+            saved[t, b, H + j] = z
+            saved[t, b, 2 * H + j] = n
+            saved[t, b, 3 * H + j] = hn
+
+
+@njit(**_jit)
+def _rnn_rows(r0, r1, s, xp, gates, b_ih, b_hh, lengths, reverse, relu, k, h, y):
+    H = h.shape[1]
+    one = k[0]
+    for b in range(r0, r1):
+        if s >= lengths[b]:
+            continue
+        t = _time(s, lengths[b], reverse)
+        for j in range(H):
+            pre = xp[t, b, j] + b_ih[j] + gates[b, j] + b_hh[j]
+            if relu:
+                # NaN propagates, as np.maximum.
+                hnew = pre if (pre > 0 or pre != pre) else one - one
+            else:
+                hnew = _tanh(pre, k)
+            h[b, j] = hnew
+            y[t, b, j] = hnew
+
+
+@njit(**_jit)
+def _previous_index(t, length, reverse):
+    """Time index of the step before ``t`` of a sequence, or -1 at its first step."""
+    if reverse:
+        return t + 1 if t + 1 < length else -1
+    return t - 1
+
+
+@njit(**_jit)
+def _lstm_rows_backward(r0, r1, s, grad_y, y, saved, h0, c0, lengths, reverse, k, dh, dc, gstep, grad_g,
+                        hprev):
+    H = dh.shape[1]
+    one = k[0]
+    for b in range(r0, r1):
+        if s >= lengths[b]:
+            for j in range(4 * H):
+                gstep[b, j] = 0
+            continue
+        t = _time(s, lengths[b], reverse)
+        tp = _previous_index(t, lengths[b], reverse)
+        for j in range(H):
+            i = saved[t, b, j]
+            f = saved[t, b, H + j]
+            g = saved[t, b, 2 * H + j]
+            o = saved[t, b, 3 * H + j]
+            cc = saved[t, b, 4 * H + j]
+            if tp >= 0:
+                cp = saved[tp, b, 4 * H + j]
+                hp = y[tp, b, j]
+            else:
+                cp = c0[b, j]
+                hp = h0[b, j]
+            d = dh[b, j] + grad_y[t, b, j]
+            tc = _tanh(cc, k)
+            dct = dc[b, j] + d * o * (one - tc * tc)
+            gi = dct * g * i * (one - i)
+            gf = dct * cp * f * (one - f)
+            gg = dct * i * (one - g * g)
+            go = d * tc * o * (one - o)
+            gstep[b, j] = gi
+            gstep[b, H + j] = gf
+            gstep[b, 2 * H + j] = gg
+            gstep[b, 3 * H + j] = go
+            grad_g[t, b, j] = gi
+            grad_g[t, b, H + j] = gf
+            grad_g[t, b, 2 * H + j] = gg
+            grad_g[t, b, 3 * H + j] = go
+            dc[b, j] = dct * f
+            dh[b, j] = 0
+            hprev[t, b, j] = hp
+
+
+@njit(**_jit)
+def _gru_rows_backward(r0, r1, s, grad_y, y, saved, h0, lengths, reverse, k, dh, gstep, grad_gx, grad_gh,
+                       hprev):
+    H = dh.shape[1]
+    one = k[0]
+    for b in range(r0, r1):
+        if s >= lengths[b]:
+            for j in range(3 * H):
+                gstep[b, j] = 0
+            continue
+        t = _time(s, lengths[b], reverse)
+        tp = _previous_index(t, lengths[b], reverse)
+        for j in range(H):
+            r = saved[t, b, j]
+            z = saved[t, b, H + j]
+            n = saved[t, b, 2 * H + j]
+            hn = saved[t, b, 3 * H + j]
+            hp = y[tp, b, j] if tp >= 0 else h0[b, j]
+            d = dh[b, j] + grad_y[t, b, j]
+            gn = d * (one - z) * (one - n * n)
+            gr = gn * hn * r * (one - r)
+            gz = d * (hp - n) * z * (one - z)
+            gstep[b, j] = gr
+            gstep[b, H + j] = gz
+            gstep[b, 2 * H + j] = gn * r
+            grad_gx[t, b, j] = gr
+            grad_gx[t, b, H + j] = gz
+            grad_gx[t, b, 2 * H + j] = gn
+            grad_gh[t, b, j] = gr
+            grad_gh[t, b, H + j] = gz
+            grad_gh[t, b, 2 * H + j] = gn * r
+            dh[b, j] = d * z
+            hprev[t, b, j] = hp
+
+
+@njit(**_jit)
+def _rnn_rows_backward(r0, r1, s, grad_y, y, h0, lengths, reverse, relu, k, dh, gstep, grad_g, hprev):
+    H = dh.shape[1]
+    one = k[0]
+    for b in range(r0, r1):
+        if s >= lengths[b]:
+            for j in range(H):
+                gstep[b, j] = 0
+            continue
+        t = _time(s, lengths[b], reverse)
+        tp = _previous_index(t, lengths[b], reverse)
+        for j in range(H):
+            h = y[t, b, j]
+            d = dh[b, j] + grad_y[t, b, j]
+            if relu:
+                g = d if h > 0 else one - one
+            else:
+                g = d * (one - h * h)
+            gstep[b, j] = g
+            grad_g[t, b, j] = g
+            dh[b, j] = 0
+            hprev[t, b, j] = y[tp, b, j] if tp >= 0 else h0[b, j]
+
+
+# ----------------------------------------------------------------------------- time loops
+
+@njit(**_jit)
+def _rows(task, ntasks, npa, batch):
+    """Panels and rows of the batch a task owns: ``(ip0, ip1, r0, r1)``."""
+    ip0 = task * npa // ntasks
+    ip1 = (task + 1) * npa // ntasks
+    return ip0, ip1, ip0 * _gemm.MR, min(batch, ip1 * _gemm.MR)
+
+
+@njit(parallel=True, **_jit)
+def _forward_loop(cell, relu, xp, b_ih, w_hh, b_hh, lengths, reverse, ntasks, k, h, c, y, saved, gates):
+    """The forward time loop; ``h``/``c`` hold the initial state and end as the final one."""
+    steps, batch = xp.shape[0], xp.shape[1]
+    hidden = h.shape[1]
+    n = w_hh.shape[0]
+    nr = _gemm.nr_of(xp)
+    npa = _gemm.cdiv(batch, _gemm.MR)
+    npb = _gemm.cdiv(n, nr)
+    # W_hh^T packed once for every step's h @ W_hh^T.
+    bp = np.empty(npb * hidden * nr, dtype=xp.dtype)
+    _gemm.pack_b(w_hh, True, 0, npb, bp)
+    hf = h.reshape(h.size)
+    gf = gates.reshape(gates.size)
+    for s in range(steps):
+        for task in prange(ntasks):
+            ip0, ip1, r0, r1 = _rows(task, ntasks, npa, batch)
+            if ip1 > ip0:
+                _gemm.gemm_cols(hf, _gemm.MR * hidden, hidden, 1, w_hh, bp, False, hidden, batch, n, ip0, ip1,
+                                0, npb, gf)
+                if cell == _LSTM:
+                    _lstm_rows(r0, r1, s, xp, gates, b_ih, b_hh, lengths, reverse, k, h, c, y, saved)
+                elif cell == _GRU:
+                    _gru_rows(r0, r1, s, xp, gates, b_ih, b_hh, lengths, reverse, k, h, y, saved)
+                else:
+                    _rnn_rows(r0, r1, s, xp, gates, b_ih, b_hh, lengths, reverse, relu, k, h, y)
+
+
+@njit(parallel=True, **_jit)
+def _backward_loop(cell, relu, grad_y, y, saved, h0, c0, w_hh, lengths, reverse, ntasks, k, dh, dc, gstep,
+                   dnew, grad_gx, grad_gh, hprev):
+    """The reverse time loop; ``dh``/``dc`` hold the final states' gradients and end as the initial ones'."""
+    steps, batch, hidden = y.shape
+    depth = w_hh.shape[0]
+    nr = _gemm.nr_of(y)
+    npa = _gemm.cdiv(batch, _gemm.MR)
+    npb = _gemm.cdiv(hidden, nr)
+    # W_hh packed once for every step's dG @ W_hh.
+    bp = np.empty(npb * depth * nr, dtype=y.dtype)
+    _gemm.pack_b(w_hh, False, 0, npb, bp)
+    gf = gstep.reshape(gstep.size)
+    nf = dnew.reshape(dnew.size)
+    for s in range(steps - 1, -1, -1):
+        for task in prange(ntasks):
+            ip0, ip1, r0, r1 = _rows(task, ntasks, npa, batch)
+            if ip1 > ip0:
+                if cell == _LSTM:
+                    _lstm_rows_backward(r0, r1, s, grad_y, y, saved, h0, c0, lengths, reverse, k, dh, dc, gstep,
+                                        grad_gx, hprev)
+                elif cell == _GRU:
+                    _gru_rows_backward(r0, r1, s, grad_y, y, saved, h0, lengths, reverse, k, dh, gstep, grad_gx,
+                                       grad_gh, hprev)
+                else:
+                    _rnn_rows_backward(r0, r1, s, grad_y, y, h0, lengths, reverse, relu, k, dh, gstep, grad_gx,
+                                       hprev)
+                _gemm.gemm_cols(gf, _gemm.MR * depth, depth, 1, w_hh, bp, False, depth, batch, hidden, ip0, ip1, 0,
+                                npb, nf)
+                for b in range(r0, r1):
+                    if s < lengths[b]:
+                        for j in range(hidden):
+                            dh[b, j] += dnew[b, j]
+
+
+# ----------------------------------------------------------------------------- drivers
+
+def _ntasks(batch: int, gates_hidden: int, hidden: int) -> int:
+    nthreads = numba.get_num_threads()
+    if nthreads == 1 or batch * gates_hidden * hidden < SERIAL_MACS:
+        return 1
+    return max(1, min(nthreads, -(-batch // _gemm.MR)))
+
+
+def _bias(b: np.ndarray | None, size: int, dtype: np.dtype) -> np.ndarray:
+    return b if b is not None else np.zeros(size, dtype=dtype)
+
+
+def _forward(cell: int, relu: bool, x: np.ndarray, h0: np.ndarray, c0: np.ndarray | None, w_ih: np.ndarray,
+             w_hh: np.ndarray, b_ih: np.ndarray | None, b_hh: np.ndarray | None, lengths: np.ndarray,
+             reverse: bool, saved_width: int) -> tuple[np.ndarray, ...]:
+    steps, batch, inputs = x.shape
+    hidden = h0.shape[1]
+    n = w_hh.shape[0]
+    dtype = x.dtype
+    xp = matmul(x.reshape(steps * batch, inputs), w_ih, trans_b=True).reshape(steps, batch, n)
+    y = np.zeros((steps, batch, hidden), dtype=dtype)
+    saved = np.zeros((steps, batch, saved_width), dtype=dtype)
+    h = h0.copy()
+    c = c0.copy() if c0 is not None else h
+    gates = np.empty((batch, n), dtype=dtype)
+    _forward_loop(cell, relu, xp, _bias(b_ih, n, dtype), w_hh, _bias(b_hh, n, dtype), lengths, bool(reverse),
+                  _ntasks(batch, n, hidden), _constants(dtype), h, c, y, saved, gates)
+    return y, h, c, saved
+
+
+def _backward(cell: int, relu: bool, grad_y: np.ndarray, grad_h_n: np.ndarray, grad_c_n: np.ndarray | None,
+              x: np.ndarray, h0: np.ndarray, c0: np.ndarray | None, w_ih: np.ndarray, w_hh: np.ndarray,
+              y: np.ndarray, saved: np.ndarray, lengths: np.ndarray, reverse: bool) -> tuple[np.ndarray, ...]:
+    steps, batch, inputs = x.shape
+    hidden = h0.shape[1]
+    n = w_hh.shape[0]
+    dtype = x.dtype
+    dh = grad_h_n.copy()
+    dc = grad_c_n.copy() if grad_c_n is not None else dh
+    grad_gx = np.zeros((steps, batch, n), dtype=dtype)
+    grad_gh = np.zeros((steps, batch, n), dtype=dtype) if cell == _GRU else grad_gx
+    hprev = np.zeros((steps, batch, hidden), dtype=dtype)
+    gstep = np.empty((batch, n), dtype=dtype)
+    dnew = np.empty((batch, hidden), dtype=dtype)
+    _backward_loop(cell, relu, grad_y, y, saved, h0, c0 if c0 is not None else h0, w_hh, lengths, bool(reverse),
+                   _ntasks(batch, n, hidden), _constants(dtype), dh, dc, gstep, dnew, grad_gx, grad_gh, hprev)
+    gx = grad_gx.reshape(steps * batch, n)
+    gh = grad_gh.reshape(steps * batch, n)
+    grad_x = matmul(gx, w_ih).reshape(steps, batch, inputs)
+    grad_w_ih = matmul(gx, x.reshape(steps * batch, inputs), trans_a=True)
+    grad_w_hh = matmul(gh, hprev.reshape(steps * batch, hidden), trans_a=True)
+    grad_b_ih = gx.sum(axis=0)
+    grad_b_hh = gh.sum(axis=0) if cell == _GRU else grad_b_ih.copy()
+    return grad_x, dh, dc, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh
+
+
+def _empty_saved(y: np.ndarray) -> np.ndarray:
+    return np.zeros(y.shape[:2] + (0,), dtype=y.dtype)
+
+
+# ----------------------------------------------------------------------------- public kernels
+
+def lstm(x: np.ndarray, h0: np.ndarray, c0: np.ndarray, w_ih: np.ndarray, w_hh: np.ndarray,
+         b_ih: np.ndarray | None = None, b_hh: np.ndarray | None = None, *, lengths: np.ndarray | None = None,
+         reverse: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One LSTM layer, one direction, over a whole sequence; see the reference for the contract."""
+    _, _, _, hidden, _, lengths = check_recurrent("lstm", x, {"h0": h0, "c0": c0}, w_ih, w_hh, b_ih, b_hh, lengths)
+    return _forward(_LSTM, False, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, SAVED["lstm"] * hidden)
+
+
+def lstm_backward(grad_y: np.ndarray, grad_h_n: np.ndarray, grad_c_n: np.ndarray, x: np.ndarray,
+                  h0: np.ndarray, c0: np.ndarray, w_ih: np.ndarray, w_hh: np.ndarray, y: np.ndarray,
+                  saved: np.ndarray, *, lengths: np.ndarray | None = None, reverse: bool = False
+                  ) -> tuple[np.ndarray, ...]:
+    """Gradients of ``lstm``; see the reference for the contract."""
+    lengths = check_recurrent_backward("lstm", {"grad_y": grad_y, "grad_h_n": grad_h_n, "grad_c_n": grad_c_n}, x,
+                                       {"h0": h0, "c0": c0}, w_ih, w_hh, y, saved, lengths)[-1]
+    return _backward(_LSTM, False, grad_y, grad_h_n, grad_c_n, x, h0, c0, w_ih, w_hh, y, saved, lengths, reverse)
+
+
+def gru(x: np.ndarray, h0: np.ndarray, w_ih: np.ndarray, w_hh: np.ndarray, b_ih: np.ndarray | None = None,
+        b_hh: np.ndarray | None = None, *, lengths: np.ndarray | None = None, reverse: bool = False
+        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One GRU layer, one direction, over a whole sequence; see the reference for the contract."""
+    _, _, _, hidden, _, lengths = check_recurrent("gru", x, {"h0": h0}, w_ih, w_hh, b_ih, b_hh, lengths)
+    y, h, _, saved = _forward(_GRU, False, x, h0, None, w_ih, w_hh, b_ih, b_hh, lengths, reverse,
+                              SAVED["gru"] * hidden)
+    return y, h, saved
+
+
+def gru_backward(grad_y: np.ndarray, grad_h_n: np.ndarray, x: np.ndarray, h0: np.ndarray, w_ih: np.ndarray,
+                 w_hh: np.ndarray, y: np.ndarray, saved: np.ndarray, *, lengths: np.ndarray | None = None,
+                 reverse: bool = False) -> tuple[np.ndarray, ...]:
+    """Gradients of ``gru``; see the reference for the contract."""
+    lengths = check_recurrent_backward("gru", {"grad_y": grad_y, "grad_h_n": grad_h_n}, x, {"h0": h0}, w_ih, w_hh,
+                                       y, saved, lengths)[-1]
+    grads = _backward(_GRU, False, grad_y, grad_h_n, None, x, h0, None, w_ih, w_hh, y, saved, lengths, reverse)
+    return grads[:2] + grads[3:]
+
+
+def rnn(x: np.ndarray, h0: np.ndarray, w_ih: np.ndarray, w_hh: np.ndarray, b_ih: np.ndarray | None = None,
+        b_hh: np.ndarray | None = None, *, nonlinearity: str = "tanh", lengths: np.ndarray | None = None,
+        reverse: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """One Elman RNN layer, one direction; see the reference for the contract."""
+    relu = check_nonlinearity(nonlinearity)
+    lengths = check_recurrent("rnn", x, {"h0": h0}, w_ih, w_hh, b_ih, b_hh, lengths)[-1]
+    y, h, _, _ = _forward(_RNN, relu, x, h0, None, w_ih, w_hh, b_ih, b_hh, lengths, reverse, 0)
+    return y, h
+
+
+def rnn_backward(grad_y: np.ndarray, grad_h_n: np.ndarray, x: np.ndarray, h0: np.ndarray, w_ih: np.ndarray,
+                 w_hh: np.ndarray, y: np.ndarray, *, nonlinearity: str = "tanh",
+                 lengths: np.ndarray | None = None, reverse: bool = False) -> tuple[np.ndarray, ...]:
+    """Gradients of ``rnn``; see the reference for the contract."""
+    relu = check_nonlinearity(nonlinearity)
+    lengths = check_recurrent_backward("rnn", {"grad_y": grad_y, "grad_h_n": grad_h_n}, x, {"h0": h0}, w_ih, w_hh,
+                                       y, None, lengths)[-1]
+    grads = _backward(_RNN, relu, grad_y, grad_h_n, None, x, h0, None, w_ih, w_hh, y, _empty_saved(y), lengths,
+                      reverse)
+    return grads[:2] + grads[3:]
+

@@ -1,0 +1,193 @@
+"""The CPU kernels' float32 elementary functions: error in ulps over float32, specials, vector code.
+
+Every function is held to the float64 ``math``/NumPy function of the same
+(exactly converted) input: the error of a float32 result ``y`` is
+``|y - f(x)|`` in units of the float32 spacing at ``f(x)`` (2^-149 for
+subnormals), so 0.5 is a correctly rounded result. The suite checks every
+4099th of the 2^32 bit patterns (a stride prime to every binade's length, so
+each binade is sampled at shifting mantissas) plus dense windows around each
+function's thresholds; ``bench/elementary_ulp.py`` runs all 2^32.
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+import re
+
+import numpy as np
+import pytest
+from numba import njit, prange
+
+from jitgrad.config import FASTMATH
+from jitgrad.kernels.cpu import _elementary as ef
+
+#: The promised bound (float32, whole range) and the worst error measured exhaustively.
+MAX_ULP = 2.0
+
+NAMES = ("exp", "expm1", "log", "log1p", "tanh", "erf")
+
+
+def _make_runner(fn):
+    @njit(parallel=True, error_model="numpy")
+    def run(x, out):
+        for i in prange(x.size):
+            out[i] = fn(x[i])
+    return run
+
+
+_RUNNERS = {name: _make_runner(getattr(ef, name)) for name in NAMES}
+
+
+@njit(parallel=True)
+def _erf64(x, out):
+    for i in prange(x.size):
+        out[i] = math.erf(np.float64(x[i]))
+
+
+def run_function(name: str, x: np.ndarray) -> np.ndarray:
+    """``ef.<name>`` applied to every element of the 1-D array ``x`` (in an ``@njit`` loop)."""
+    out = np.empty_like(x)
+    _RUNNERS[name](x, out)
+    return out
+
+
+def reference(name: str, x: np.ndarray) -> np.ndarray:
+    """The float64 function at float32 ``x`` (exactly converted): the correctly rounded target."""
+    xd = x.astype(np.float64)
+    if name == "erf":
+        out = np.empty_like(xd)
+        _erf64(xd, out)
+        return out
+    with np.errstate(all="ignore"):
+        return getattr(np, name)(xd)
+
+
+def ulp_error(y: np.ndarray, exact: np.ndarray) -> np.ndarray:
+    """Error of float32 ``y`` in float32 ulps of the float64 ``exact``; 0 where both are the same special."""
+    with np.errstate(all="ignore"):  # signalling-NaN bit patterns warn when widened
+        y64 = y.astype(np.float64)
+        exponent = np.frexp(np.abs(exact))[1]
+        ulp = np.ldexp(1.0, np.maximum(exponent - 24, -149))
+        err = np.abs(y64 - exact) / ulp
+        rounded = exact.astype(np.float32)
+    same = (y == rounded) | (np.isnan(y) & np.isnan(exact))
+    err = np.where(same, 0.0, err)
+    return np.where(np.isnan(err), np.inf, err)  # a NaN or inf where a number belongs: infinitely wrong
+
+
+def _windows(centres, half_width=2048) -> np.ndarray:
+    """Every float32 within ``half_width`` bit patterns of each centre (both signs)."""
+    bits = np.array(centres, dtype=np.float32).view(np.int32).astype(np.int64)
+    offsets = np.arange(-half_width, half_width + 1)
+    near = (bits[:, None] + offsets[None, :]).reshape(-1)
+    near = near[(near >= 0) & (near < 0x7F800000)].astype(np.uint32)
+    return np.concatenate([near, near | np.uint32(0x80000000)]).view(np.float32)
+
+
+_SPECIALS = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 1e-45, -1e-45, 1.1754942e-38, 1.1754944e-38,
+                      3.4028235e38, -3.4028235e38, 1.0, -1.0], dtype=np.float32)
+#: Range-reduction boundaries, over- and underflow thresholds, the pieces' seams.
+_THRESHOLDS = [1.0, 0.5, 2.0, 88.72284, 88.0, 103.97, 87.33, 17.33, 9.01, 0.34657, 1.4142135, 0.70710677,
+               0.75, 4.0, 3.92, 1e-3, 1e-8, 0.2554, 0.5493, 1.0e20]
+
+
+def _sample() -> np.ndarray:
+    stride = np.arange(0, 1 << 32, 4099, dtype=np.uint64).astype(np.uint32).view(np.float32)
+    return np.concatenate([stride, _windows(_THRESHOLDS), _SPECIALS])
+
+
+@pytest.fixture(scope="module")
+def sample():
+    return _sample()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_float32_error_within_bound(name, sample):
+    y = run_function(name, sample)
+    assert y.dtype == np.float32
+    err = ulp_error(y, reference(name, sample))
+    worst = int(np.argmax(err))
+    assert err[worst] <= MAX_ULP, (f"{name}({sample[worst]!r}) = {y[worst]!r}, exact "
+                                   f"{reference(name, sample[worst:worst + 1])[0]!r}: {err[worst]:.3f} ulp")
+
+
+@pytest.mark.parametrize("name,x,expected", [
+    ("exp", np.inf, np.inf), ("exp", -np.inf, 0.0), ("exp", 89.0, np.inf), ("exp", -104.0, 0.0),
+    ("exp", -100.0, math.exp(-100.0)),  # subnormal result
+    ("expm1", np.inf, np.inf), ("expm1", -np.inf, -1.0), ("expm1", -0.0, -0.0), ("expm1", 1e-40, 1e-40),
+    ("log", 0.0, -np.inf), ("log", -0.0, -np.inf), ("log", -1.0, np.nan), ("log", np.inf, np.inf),
+    ("log", -np.inf, np.nan), ("log", 2.0**-149, -149 * math.log(2.0)), ("log", 1.0, 0.0),
+    ("log1p", -1.0, -np.inf), ("log1p", -2.0, np.nan), ("log1p", np.inf, np.inf), ("log1p", 1e-30, 1e-30),
+    ("tanh", np.inf, 1.0), ("tanh", -np.inf, -1.0), ("tanh", -0.0, -0.0), ("tanh", 1e-40, 1e-40),
+    ("erf", np.inf, 1.0), ("erf", -np.inf, -1.0), ("erf", -0.0, -0.0), ("erf", 5.0, 1.0),
+])
+def test_special_values(name, x, expected):
+    got = run_function(name, np.array([x], np.float32))[0]
+    want = np.float32(expected)
+    if np.isnan(want):
+        assert np.isnan(got), f"{name}({x}) = {got}, expected NaN"
+    else:
+        assert got == want and np.signbit(got) == np.signbit(want), f"{name}({x}) = {got!r}, expected {want!r}"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_nan_propagates(name):
+    assert np.isnan(run_function(name, np.array([np.nan, -np.nan], np.float32))).all()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_float64_is_math(name):
+    x = np.array([-3.5, -0.25, 1e-300, 0.5, 2.0, 40.0])
+    if name in ("log", "log1p"):
+        x = np.abs(x)
+    out = np.empty_like(x)
+    _RUNNERS[name](x, out)
+    np.testing.assert_array_equal(out, [getattr(math, name)(v) for v in x])
+
+
+def test_python_fallbacks_are_math():
+    assert ef.exp(1.5) == math.exp(1.5) and ef.erf(0.3) == math.erf(0.3) and ef.log1p(2.0) == math.log1p(2.0)
+
+
+def _hot_loop_vector_ops(asm: str) -> int:
+    """Packed arithmetic on 256-bit registers in ``asm`` (tanh and erf work in float64 lanes)."""
+    ops = r"fmadd\d+p[sd]|mulp[sd]|addp[sd]|subp[sd]|divp[sd]|blendvp[sd]|cmp\w*p[sd]"
+    return len(re.findall(rf"\bv(?:{ops})\s[^\n]*ymm", asm))
+
+
+@pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"), reason="ymm registers are x86")
+@pytest.mark.parametrize("name", NAMES)
+def test_loops_calling_them_vectorise(name):
+    import numba
+    import llvmlite.binding as llvm
+
+    if "avx2" not in llvm.get_host_cpu_features() or numba.config.CPU_NAME not in (None, "host"):
+        pytest.skip("vector width checked on an AVX2 host")
+    fn = getattr(ef, name)
+
+    @njit(error_model="numpy")
+    def loop(x, out):
+        for i in range(x.size):
+            out[i] = fn(x[i])
+
+    x = np.ones(64, np.float32)
+    loop(x, np.empty_like(x))
+    asm = loop.inspect_asm(loop.signatures[0])
+    assert _hot_loop_vector_ops(asm) >= 8, f"{name}: no packed ymm arithmetic in the loop"
+
+
+def test_kernels_vectorise():
+    """The cross-entropy row code itself runs packed: the serial kernel, recompiled here (cached code
+    cannot be inspected) with the kernels' own options."""
+    import importlib
+
+    import llvmlite.binding as llvm
+
+    if platform.machine().lower() not in ("x86_64", "amd64") or "avx2" not in llvm.get_host_cpu_features():
+        pytest.skip("vector width checked on an AVX2 host")
+    sm = importlib.import_module("jitgrad.kernels.cpu.softmax")  # the package re-exports a function of that name
+    kernel = njit(error_model="numpy", fastmath=set(FASTMATH))(sm._cross_entropy_index_kernel_serial.py_func)
+    logits = np.zeros((4, 10), np.float32)
+    kernel(logits, np.zeros(4, np.int64), np.float32(0), np.empty_like(logits), np.empty(4, np.float32))
+    assert _hot_loop_vector_ops(kernel.inspect_asm(kernel.signatures[0])) >= 8

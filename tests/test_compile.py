@@ -1,0 +1,100 @@
+"""python -m jitgrad.compile: tasks, the stamp that makes a warm start free, the progress it shows."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+
+from jitgrad import compile as jc
+
+
+@pytest.fixture
+def fake_tasks(monkeypatch: pytest.MonkeyPatch, tmp_path):
+    """Tasks that only record their calls, and a cache directory of the test's own."""
+    calls: list[tuple[str, str]] = []
+    tasks = {name: (lambda dtype, name=name: calls.append((name, dtype.name))) for name in jc.TASKS}
+    monkeypatch.setattr(jc, "TASKS", tasks)
+    monkeypatch.setenv("JITGRAD_CACHE_DIR", str(tmp_path))
+    return calls
+
+
+def test_every_task_runs_once_per_dtype_with_the_full_step_last(fake_tasks) -> None:
+    out = io.StringIO()
+    jc.compile_kernels(("float32", "float64"), jobs=1, file=out)
+    assert sorted(fake_tasks) == sorted((name, d) for name in jc.TASKS for d in ("float32", "float64"))
+    assert [name for name, _ in fake_tasks[-2:]] == ["training step", "training step"]
+    # The bar names what is compiling (never a bare 0 %).
+    assert "conv2d backward weight float32" in out.getvalue()
+
+
+def test_ensure_compiled_compiles_once_then_only_checks_the_stamp(fake_tasks, tmp_path) -> None:
+    out = io.StringIO()
+    assert not jc.is_compiled()
+    assert jc.ensure_compiled(jobs=1, file=out) is True
+    assert "compiling CPU kernels" in out.getvalue() and str(tmp_path) in out.getvalue()
+    assert jc.is_compiled() and not jc.is_compiled(("float64",))
+    n_calls = len(fake_tasks)
+    assert jc.ensure_compiled(jobs=1, file=io.StringIO()) is False
+    assert len(fake_tasks) == n_calls
+    # float64 is its own stamp: compiled only when asked for.
+    out = io.StringIO()
+    assert jc.ensure_compiled(["float64"], jobs=1, progress=False, file=out) is True
+    # Without the bar the user still reads that kernels compile, and for how long.
+    assert out.getvalue().splitlines()[0].startswith("jitgrad: compiling CPU kernels")
+    assert out.getvalue().splitlines()[-1].startswith("jitgrad: kernels compiled in")
+    assert {d for _, d in fake_tasks[n_calls:]} == {"float64"}
+
+
+def test_main_where_and_already_compiled(fake_tasks, tmp_path, capsys) -> None:
+    assert jc.main(["--where"]) == 0
+    assert capsys.readouterr().out.strip() == str(tmp_path)
+    assert jc.main(["--jobs", "1", "--quiet"]) == 0
+    assert len(fake_tasks) == len(jc.TASKS)
+    assert jc.main(["--jobs", "1"]) == 0
+    assert "already compiled" in capsys.readouterr().out
+    assert len(fake_tasks) == len(jc.TASKS)
+    assert jc.main(["--jobs", "1", "--force", "--quiet"]) == 0
+    assert len(fake_tasks) == 2 * len(jc.TASKS)
+
+
+@pytest.mark.parametrize("dtypes, error, match", [
+    (("float16",), ValueError, "float32 or float64, got float16"),
+    ((), ValueError, "dtypes is empty"),
+    (("nonsense",), TypeError, "dtypes must name float32 or float64, got 'nonsense'"),
+])
+def test_bad_dtypes(dtypes, error, match) -> None:
+    with pytest.raises(error, match=match):
+        jc.is_compiled(dtypes)
+
+
+def test_bad_jobs(fake_tasks) -> None:
+    with pytest.raises(ValueError, match="jobs must be a positive int, got 0"):
+        jc.compile_kernels(jobs=0)
+    with pytest.raises(SystemExit):
+        jc.main(["--jobs", "0"])
+
+
+def test_a_real_task_compiles_in_a_worker_process(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    # The pooling task in a spawned worker into a fresh cache:
+    # the worker processes find the task by name and write Numba's cache files.
+    monkeypatch.setenv("JITGRAD_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(jc, "TASKS", {"max_pool2d + relu": jc.TASKS["max_pool2d + relu"]})
+    jc.compile_kernels(("float32",), jobs=2, progress=False)
+    assert list(tmp_path.rglob("*.nbi")), "no Numba index written into the cache directory"
+    assert jc.is_compiled()
+
+
+def test_clear_removes_this_checkouts_kernels_and_stamps_only(fake_tasks, tmp_path) -> None:
+    from numba.core.caching import UserProvidedCacheLocator
+
+    ours = tmp_path / UserProvidedCacheLocator.get_suitable_cache_subpath(jc.__file__)
+    ours.mkdir()
+    (ours / "kernel.nbi").write_bytes(b"x")
+    other = tmp_path / "cpu_0123456789abcdef"  # another checkout's kernels
+    other.mkdir()
+    jc.compile_kernels(jobs=1, progress=False)
+    assert jc.is_compiled()
+    assert jc.main(["--clear", "--quiet"]) == 0
+    assert not ours.exists() and other.is_dir() and not jc.is_compiled()
