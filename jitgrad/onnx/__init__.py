@@ -46,5 +46,7 @@ _EXPORT_TARGETS = {
     "Sum": "ReduceSum", "Mean": "ReduceMean", "Max": "ReduceMax", "Reshape": "Flatten or Reshape",
     "Permute": "Transpose", "Getitem": "Slice (+ Squeeze)", "ToDevice": "Identity", "ReLU": "Relu",
     "LeakyReLU": "LeakyRelu", "ELU": "Elu", "GELU": "Gelu (opset >= 20) or Erf/Tanh formula",
-    "Softplus": "Softplus (Mul/Div for beta != 1)",
+    "Softplus": "Softplus (Mul/Div for beta != 1)", "BatchNorm": "BatchNormalization (eval)",
+    "LayerNorm": "LayerNormalization", "Cat": "Concat", "ConvTranspose2d": "ConvTranspose",
+    "AdaptiveAvgPool2d": "GlobalAveragePool (output size 1)", "AdaptiveMaxPool2d": "GlobalMaxPool (output size 1)",
 }

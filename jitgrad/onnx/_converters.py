@@ -35,7 +35,6 @@ CONVERTERS: dict[str, Converter] = {}
 
 #: Operators of issue 15's list that wait for a jitgrad op of issue 14 (or a kernel) not yet on main.
 WAITING: dict[str, str] = {
-    "ConvTranspose": "nn.ConvTranspose2d / conv_transpose2d (issue 14, branch convx)",
     "LRN": "an lrn kernel pair (reference + cpu + cuda), not built yet",
 }
 
@@ -65,8 +64,8 @@ def _on_device_of(arr: np.ndarray, like: Tensor) -> Tensor:
 def _host_op(node: Any, inputs: list, fn: Callable[..., np.ndarray], waiting: str) -> Tensor:
     """Run a node on the host when no gradient must flow (shape idioms, inference); else name what is missing."""
     if _needs_grad(inputs):
-        raise NodeError(f"node {node.name!r} ({node.op_type}) on tensors that require grad needs {waiting}, "
-                        "not on main yet; run it under jitgrad.no_grad() or freeze its inputs")
+        raise NodeError(f"node {node.name!r} ({node.op_type}) on tensors that require grad needs {waiting}; "
+                        "run it under jitgrad.no_grad() or freeze its inputs")
     like = next(t for t in inputs if t is not None)
     return _on_device_of(fn(*[_host(t) for t in inputs]), like)
 
@@ -205,9 +204,9 @@ def _cast(node: Any, x: list) -> Any:
 @register_converter("MatMul")
 def _matmul(node: Any, x: list) -> Any:
     a, b = x
-    if b.ndim > 2:
-        raise NodeError(f"node {node.name!r} (MatMul): batched matmul (b of shape {b.shape}) needs jitgrad's "
-                        "BatchedMatMul (issue 14, branch convx), not on main yet")
+    if b.ndim > 2 and not (a.ndim == 3 and b.ndim == 3):
+        raise NodeError(f"node {node.name!r} (MatMul): shapes {a.shape} @ {b.shape}: only a @ (1-D or 2-D b) "
+                        "and 3-D @ 3-D (batched) are supported")
     return ops.matmul(a, b)
 
 
@@ -227,27 +226,40 @@ def _gemm(node: Any, x: list) -> Any:
     return y
 
 
-def _pads_2d(node: Any, x: Tensor, kernel: list[int], strides: list[int], dilations: list[int]) -> tuple[int, int]:
-    """ONNX pads / auto_pad as jitgrad's symmetric (pad_h, pad_w); asymmetric pads are refused."""
+def _pads_2d(node: Any, x: Tensor, kernel: list[int], strides: list[int],
+             dilations: list[int]) -> tuple[list[int], list[int]]:
+    """ONNX ``pads`` / ``auto_pad`` as (begin, end) per spatial axis."""
     auto_pad = node.attrs.get("auto_pad", "NOTSET")
-    auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad
     if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
-        pads = []
+        begin, end = [], []
         for size, k, s, d in zip(x.shape[2:], kernel, strides, dilations):
             out = -(-size // s)
             total = max(0, (out - 1) * s + (k - 1) * d + 1 - size)
             lo = total // 2 if auto_pad == "SAME_UPPER" else total - total // 2
-            pads.append((lo, total - lo))
-        begin, end = [p[0] for p in pads], [p[1] for p in pads]
-    elif auto_pad == "VALID":
-        begin = end = [0, 0]
-    else:
-        p = list(node.attrs.get("pads", [0] * 4))
-        begin, end = p[:2], p[2:]
-    if list(begin) != list(end):
-        raise NodeError(f"node {node.name!r} ({node.op_type}): asymmetric pads {list(begin) + list(end)} need "
-                        "a Pad op (issue 14), not on main yet")
-    return int(begin[0]), int(begin[1])
+            begin.append(lo), end.append(total - lo)
+        return begin, end
+    if auto_pad == "VALID":
+        return [0, 0], [0, 0]
+    p = [int(v) for v in node.attrs.get("pads", [0] * 4)]
+    return p[:2], p[2:]
+
+
+def _symmetric(x: Tensor, begin: list[int], end: list[int], value: float) -> tuple[Tensor, tuple[int, int]]:
+    """Symmetric ``padding`` for jitgrad's kernels; an asymmetric part is padded explicitly (``pad`` op)."""
+    if begin == end:
+        return x, (begin[0], begin[1])
+    # Blocks of ``value`` joined with ``cat`` (exact for -inf, which MaxPool pads with; ops_shape.pad
+    # computes (x - value) + value and turns -inf padding into NaN).
+    from jitgrad.autograd.ops_shape import cat
+
+    for axis, (lo, hi) in zip((2, 3), zip(begin, end)):
+        parts = []
+        for width in (lo, hi):
+            shape = list(x.shape)
+            shape[axis] = width
+            parts.append(_on_device_of(np.full(shape, value, dtype=x.dtype), x) if width else None)
+        x = cat([t for t in (parts[0], x, parts[1]) if t is not None], axis=axis)
+    return x, (0, 0)
 
 
 def _check_2d(node: Any, x: Tensor) -> None:
@@ -261,15 +273,30 @@ def _conv(node: Any, x: list) -> Any:
     t, w = x[0], x[1]
     b = x[2] if len(x) > 2 else None
     _check_2d(node, t)
-    group = node.attrs.get("group", 1)
-    if group != 1:
-        raise NodeError(f"node {node.name!r} (Conv): group={group} needs Conv2d(groups=) (issue 14, branch "
-                        "convx), not on main yet")
     kernel = list(w.shape[2:])
     strides = list(node.attrs.get("strides", [1, 1]))
     dilations = list(node.attrs.get("dilations", [1, 1]))
-    pad = _pads_2d(node, t, kernel, strides, dilations)
-    return F.conv2d(t, w, b, stride=tuple(strides), padding=pad, dilation=tuple(dilations))
+    t, pad = _symmetric(t, *_pads_2d(node, t, kernel, strides, dilations), 0.0)
+    return F.conv2d(t, w, b, stride=tuple(strides), padding=pad, dilation=tuple(dilations),
+                    groups=int(node.attrs.get("group", 1)))
+
+
+@register_converter("ConvTranspose")
+def _conv_transpose(node: Any, x: list) -> Any:
+    from jitgrad.nn.functional_conv import conv_transpose2d
+
+    t, w = x[0], x[1]
+    b = x[2] if len(x) > 2 else None
+    _check_2d(node, t)
+    auto_pad = node.attrs.get("auto_pad", "NOTSET")
+    pads = [int(v) for v in node.attrs.get("pads", [0] * 4)]
+    if auto_pad not in ("NOTSET", "VALID") or "output_shape" in node.attrs or pads[:2] != pads[2:]:
+        raise NodeError(f"node {node.name!r} (ConvTranspose): auto_pad={auto_pad}, output_shape and asymmetric "
+                        "pads are not supported")
+    return conv_transpose2d(t, w, b, stride=tuple(node.attrs.get("strides", [1, 1])), padding=tuple(pads[:2]),
+                            output_padding=tuple(node.attrs.get("output_padding", [0, 0])),
+                            groups=int(node.attrs.get("group", 1)),
+                            dilation=tuple(node.attrs.get("dilations", [1, 1])))
 
 
 @register_converter("MaxPool", "AveragePool")
@@ -285,11 +312,16 @@ def _pool(node: Any, x: list) -> Any:
                         f"{node.attrs.get('storage_order', 0)})")
     if len(node.outputs) > 1 and node.outputs[1]:
         raise NodeError(f"node {node.name!r} (MaxPool): the Indices output is not supported")
-    pad = _pads_2d(node, t, kernel, strides, [1, 1])
+    begin, end = _pads_2d(node, t, kernel, strides, [1, 1])
+    include = bool(node.attrs.get("count_include_pad", 0))
     if node.op_type == "MaxPool":
+        t, pad = _symmetric(t, begin, end, float("-inf"))
         return F.max_pool2d(t, tuple(kernel), tuple(strides), pad)
-    return F.avg_pool2d(t, tuple(kernel), tuple(strides), pad,
-                        count_include_pad=bool(node.attrs.get("count_include_pad", 0)))
+    if begin != end and not include:
+        raise NodeError(f"node {node.name!r} (AveragePool): asymmetric pads {begin + end} with "
+                        "count_include_pad=0 are not supported")
+    t, pad = _symmetric(t, begin, end, 0.0)
+    return F.avg_pool2d(t, tuple(kernel), tuple(strides), pad, count_include_pad=include)
 
 
 @register_converter("GlobalAveragePool", "GlobalMaxPool")

@@ -119,7 +119,11 @@ def _slice(node: Any, x: list) -> Any:
 def _concat(node: Any, x: list) -> Any:
     parts = [t for t in x if t is not None]
     axis = _axis(node, node.attrs["axis"], parts[0].ndim)
-    return _host_op(node, parts, lambda *a: np.concatenate(a, axis=axis), "jitgrad's cat (issue 14, branch convx)")
+    if parts[0].dtype.kind == "f":
+        from jitgrad.autograd.ops_shape import cat
+
+        return cat(parts, axis=axis)
+    return Tensor(np.concatenate([_host(t) for t in parts], axis=axis))  # shape arithmetic, on the host
 
 
 @register_converter("Pad")
@@ -142,7 +146,13 @@ def _pad(node: Any, x: list) -> Any:
     if np_mode is None:
         raise NodeError(f"node {node.name!r} (Pad): mode {mode!r} is not supported")
     kw = {"constant_values": np.asarray(value).item()} if np_mode == "constant" else {}
-    return _host_op(node, [t], lambda a: np.pad(a, width, mode=np_mode, **kw), "jitgrad's pad (issue 14, branch convx)")
+    if np_mode in ("constant", "reflect") and t.dtype.kind == "f":
+        from jitgrad.autograd.ops_shape import pad
+
+        torch_order = [p for w in reversed(width) for p in w]  # (last_begin, last_end, ...), as PyTorch
+        return pad(t, torch_order, mode=np_mode, value=float(kw.get("constant_values", 0.0)))
+    return _host_op(node, [t], lambda a: np.pad(a, width, mode=np_mode, **kw), "a jitgrad pad mode "
+                    f"{mode!r} (only constant and reflect are differentiable)")
 
 
 @register_converter("Constant")

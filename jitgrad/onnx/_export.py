@@ -64,15 +64,17 @@ class _Graph:
 
     def value(self, x: Any, dtype: Any) -> str:
         """The name of argument ``x``: a traced value, a parameter, or a new constant."""
+        # Layers may hand an op their buffer's array (or a new Tensor around it): found by the array's id.
+        name = self.names.get(id(x.data if isinstance(x, Tensor) else x))
         if isinstance(x, Tensor):
-            name = self.names.get(id(x))
+            name = self.names.get(id(x), name)
             if name is not None:
                 return name
             name = self.constant(x.numpy(), hint="const")
             self.names[id(x)] = name
             self.keep.append(x)
             return name
-        return self.constant(x, dtype=dtype)
+        return name if name is not None else self.constant(x, dtype=dtype)
 
 
 def _pair(v: Any) -> list[int]:
@@ -252,6 +254,56 @@ def _pool(g: _Graph, args: tuple, kwargs: dict, result: Tensor) -> str:
     return g.node("MaxPool", _inputs(g, args[:1], result), **attrs)
 
 
+@register_exporter("BatchNorm")
+def _batch_norm(g: _Graph, args: tuple, kwargs: dict, result: Tensor) -> str:
+    if kwargs.get("training", False):
+        raise UnsupportedOperatorError("export: BatchNorm in training mode (batch statistics) has no ONNX "
+                                       "inference mapping; export runs the model in eval mode")
+    x, weight, bias, mean, var = args[:5]
+    c = x.shape[1]
+    dt = result.dtype
+    names = [g.value(x, dt),
+             g.value(weight, dt) if weight is not None else g.constant(np.ones(c), dt),
+             g.value(bias, dt) if bias is not None else g.constant(np.zeros(c), dt),
+             g.value(mean, dt), g.value(var, dt)]
+    return g.node("BatchNormalization", names, epsilon=float(kwargs.get("eps", 1e-5)))
+
+
+@register_exporter("LayerNorm")
+def _layer_norm(g: _Graph, args: tuple, kwargs: dict, result: Tensor) -> str:
+    x, weight, bias = args[:3]
+    shape = tuple(kwargs["normalized_shape"])
+    dt = result.dtype
+    names = [g.value(x, dt), g.value(weight, dt) if weight is not None else g.constant(np.ones(shape), dt)]
+    if bias is not None:
+        names.append(g.value(bias, dt))
+    return g.node("LayerNormalization", names, axis=-len(shape), epsilon=float(kwargs.get("eps", 1e-5)))
+
+
+@register_exporter("Cat")
+def _cat(g: _Graph, args: tuple, kwargs: dict, result: Tensor) -> str:
+    return g.node("Concat", _inputs(g, args, result), axis=int(kwargs.get("axis", 0)))
+
+
+@register_exporter("ConvTranspose2d")
+def _conv_transpose2d(g: _Graph, args: tuple, kwargs: dict, result: Tensor) -> str:
+    w = args[1]
+    pad = _pair(kwargs.get("padding", 0))
+    return g.node("ConvTranspose", _inputs(g, args, result), kernel_shape=list(w.shape[2:]),
+                  strides=_pair(kwargs.get("stride", 1)), dilations=_pair(kwargs.get("dilation", 1)),
+                  pads=pad + pad, output_padding=_pair(kwargs.get("output_padding", 0)),
+                  group=int(kwargs.get("groups", 1)))
+
+
+@register_exporter("AdaptiveAvgPool2d", "AdaptiveMaxPool2d")
+def _adaptive_pool(g: _Graph, args: tuple, kwargs: dict, result: Tensor) -> str:
+    if tuple(result.shape[2:]) != (1, 1):
+        raise UnsupportedOperatorError(f"export: {g.current} to output size {tuple(result.shape[2:])} has no "
+                                       "ONNX mapping (only (1, 1): GlobalAveragePool / GlobalMaxPool)")
+    op = "GlobalAveragePool" if g.current == "AdaptiveAvgPool2d" else "GlobalMaxPool"
+    return g.node(op, _inputs(g, args[:1], result))
+
+
 # --- the tracer ---------------------------------------------------------------------------------
 
 
@@ -341,10 +393,12 @@ def export(model: Any, example_input: Any, path: str | Path | None = None, opset
         raise ValueError("export: example_input must have a batch dimension, got a 0-d tensor")
     x = Tensor(x.data)  # a fresh leaf: its id names the graph input
     g = _Graph(int(opset))
-    for name, param in model.named_parameters():
-        if id(param) not in g.names:
-            g.names[id(param)] = name
-            g.initializers.append(onnx.numpy_helper.from_array(np.ascontiguousarray(param.numpy()), name))
+    # Parameters and buffers (BatchNorm statistics) are initializers under their state_dict names.
+    named = list(model.named_parameters()) + list(getattr(model, "named_buffers", lambda: [])())
+    for name, tensor in named:
+        if id(tensor) not in g.names:
+            g.names[id(tensor)] = g.names[id(tensor.data)] = name
+            g.initializers.append(onnx.numpy_helper.from_array(np.ascontiguousarray(tensor.numpy()), name))
     was_training = [m.training for m in model.modules()]
     model.eval()
     try:

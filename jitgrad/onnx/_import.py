@@ -41,7 +41,8 @@ class _Node:
 class OnnxModule(Module):
     """An imported ONNX graph: float initializers are ``Parameter`` s, nodes run on jitgrad ops.
 
-    ``named_parameters()`` gives the initializers under their ONNX names, so
+    ``named_parameters()`` gives the float initializers under their ONNX names
+    (BatchNormalization's running statistics are ``named_buffers()``), so
     layers can be frozen by name (``p.requires_grad = False``); ``state_dict``,
     ``jitgrad.save``, ``to("cuda")`` and ``jitgrad.onnx.export`` work as on any
     Module. Non-float initializers (shapes, indices) stay constants.
@@ -59,9 +60,14 @@ class OnnxModule(Module):
         object.__setattr__(self, "opset", opset)
         object.__setattr__(self, "graph_name", graph.name)
         consts: dict[str, np.ndarray] = {}
+        # BatchNormalization's running mean and variance are buffers (state, not trained), as in nn.BatchNorm2d.
+        stats = {n.input[i] for n in graph.node if n.op_type == "BatchNormalization" for i in (3, 4)
+                 if len(n.input) > i}
         for init in graph.initializer:
             arr = numpy_helper.to_array(init).copy()
-            if arr.dtype.kind == "f":
+            if arr.dtype.kind == "f" and init.name in stats:
+                self._buffers[init.name] = Tensor(arr)
+            elif arr.dtype.kind == "f":
                 self._parameters[init.name] = Parameter(arr)
             else:
                 consts[init.name] = arr
@@ -92,6 +98,7 @@ class OnnxModule(Module):
         env: dict[str, Any] = {"": None}
         for name, arr in self._constants.items():
             env[name] = Tensor(arr)
+        env.update(self._buffers)
         env.update(self._parameters)
         for name, x in zip(self.input_names, inputs):
             env[name] = x if isinstance(x, Tensor) else Tensor(np.asarray(x))

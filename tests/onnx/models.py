@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+import jitgrad
 from jitgrad import nn
 
 
@@ -46,3 +47,25 @@ class Residual(nn.Module):
 
 def images(n: int = 4, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal((n, 1, 28, 28)).astype(np.float32)
+
+
+class ModernCNN(nn.Module):
+    """Issue 14's layers: BatchNorm, grouped conv, SkipConnection, Parallel + cat, ConvTranspose2d,
+    global pooling, LayerNorm."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU())
+        self.block = nn.SkipConnection(
+            nn.Sequential(nn.Conv2d(8, 8, 3, padding=1, groups=4), nn.BatchNorm2d(8), nn.ReLU()), lambda a, b: a + b)
+        self.up = nn.ConvTranspose2d(8, 4, 2, stride=2)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.norm = nn.LayerNorm(12)
+        self.head = nn.Linear(12, 10)
+
+    def forward(self, x):
+        x = self.block(self.stem(x))
+        y = nn.functional.max_pool2d(self.up(x), 2)
+        z = jitgrad.cat([x, y], axis=1)
+        z = self.pool(z).reshape(z.shape[0], -1)
+        return self.head(self.norm(z))

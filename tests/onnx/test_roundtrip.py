@@ -12,9 +12,9 @@ ort = pytest.importorskip("onnxruntime")
 import jitgrad  # noqa: E402
 from jitgrad import nn  # noqa: E402
 from jitgrad import onnx as jonnx  # noqa: E402
-from tests.onnx.models import Residual, convnet, images, lenet5  # noqa: E402
+from tests.onnx.models import ModernCNN, Residual, convnet, images, lenet5  # noqa: E402
 
-MODELS = {"lenet5": lenet5, "convnet": convnet, "residual": Residual}
+MODELS = {"lenet5": lenet5, "convnet": convnet, "residual": Residual, "modern": ModernCNN}
 
 
 def _ort(path_or_proto, x: np.ndarray) -> np.ndarray:
@@ -59,8 +59,11 @@ def test_onnx_to_jitgrad_to_onnx(name, tmp_path):
     imported = jonnx.load(first).eval()
     x = images(3, seed=7)
     np.testing.assert_allclose(_jitgrad(imported, x), _jitgrad(model, x), rtol=0, atol=1e-5)
-    # parameters keep their names through the round trip
+    # parameters keep their names through the round trip; BatchNorm statistics come back as buffers
     assert [n for n, _ in imported.named_parameters()] == [n for n, _ in model.named_parameters()]
+    buffers = getattr(model, "named_buffers", lambda: [])()
+    float_buffers = sorted(n for n, b in buffers if b.dtype.kind == "f")
+    assert sorted(n for n, _ in imported.named_buffers()) == float_buffers
     second = tmp_path / "second.onnx"
     jonnx.export(imported, images(2), second)
     np.testing.assert_allclose(_ort(second, x), _ort(first, x), rtol=0, atol=1e-5)
