@@ -25,33 +25,30 @@ what clang sets for functions using ``_mm512_*`` intrinsics). Every
 intrinsic below marks the function it is lowered into; the inliner carries
 the largest width over to the function it inlines into.
 
-``VEC_BYTES`` is 64 where the host has AVX-512F and 32 otherwise (AVX2:
-the same code, half-width vectors).
+``VEC_BYTES`` is the vector width of the path ``_isa`` picked for the CPU
+Numba compiles for: 64 with AVX-512F, 32 with AVX2 + FMA, 16 otherwise (the
+same code, narrower vectors; ``_gemm`` and ``_conv`` shrink their register
+tiles to match).
 """
 
 from __future__ import annotations
 
-import llvmlite.binding as llvm
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic, models, register_model
 
-
-def _host_vector_bytes() -> int:
-    try:
-        features = llvm.get_host_cpu_features()
-        has512 = bool(features.get("avx512f", False))
-    except Exception:  # pragma: no cover - unusual host / LLVM build
-        has512 = False
-    return 64 if has512 else 32
+from ._isa import ISA
 
 
-#: Bytes in one SIMD register used by the micro-kernel.
-VEC_BYTES: int = _host_vector_bytes()
+#: Bytes in one SIMD register used by the micro-kernel (see ``_isa``).
+VEC_BYTES: int = ISA.vec_bytes
 
 #: True where ``vpermute2`` is one instruction (AVX-512's two-source permute).
-HAS_PERMUTE2: bool = VEC_BYTES == 64
+HAS_PERMUTE2: bool = ISA.name == "avx512"
+
+#: True where ``vfma`` is one instruction; otherwise a multiply and an add.
+HAS_FMA: bool = ISA.has_fma
 
 _WIDTH_ATTR = f'"min-legal-vector-width"="{VEC_BYTES * 8}"'
 _I1 = ir.IntType(1)
@@ -363,6 +360,8 @@ def vfma(typingctx, a, b, c):
     def codegen(context, builder, sig, args):
         _mark_vector_width(builder)
         vt = args[0].type
+        if not HAS_FMA:  # llvm.fma would become a libm call per lane
+            return builder.fadd(builder.fmul(args[0], args[1]), args[2])
         return builder.call(_intrinsic_fn(builder, f"llvm.fma.{_vsuffix(sig.args[0])}", vt, [vt, vt, vt]), args)
 
     return a(a, b, c), codegen
