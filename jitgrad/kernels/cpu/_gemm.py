@@ -387,11 +387,16 @@ def a_in_place(trans, m, k, itemsize):
     """Whether the micro-kernel reads ``op(a)`` where it lies instead of from packed panels.
 
     Row-major A is read as ``MR`` row streams, as fast as packed panels and
-    without the packing pass. Transposed A gives each ``k`` its own cache
+    without the packing pass, unless its row pitch is a multiple of 4 KiB
+    (then the ``MR`` rows map to one L1 set and evict each other).
+    Transposed A gives each ``k`` its own cache
     line (``MR`` values of a row ``M`` long): fine while A sits in L2, slow
     beyond, so a large transposed A is packed.
     """
-    return not trans or m * k * itemsize <= (1 << 20)
+    if not trans:
+        # Row pitches that are multiples of 4 KiB put the MR rows in one L1 set.
+        return (k * itemsize) % 4096 != 0
+    return m * k * itemsize <= (1 << 20)
 
 
 @njit(**_jit)
