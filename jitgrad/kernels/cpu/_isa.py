@@ -28,7 +28,7 @@ A tuned NEON tile would be 8 x 12 (three q-registers of B, 24 accumulators,
 A read as a vector and used lane by lane with ``fmla v.s[i]``), which needs a
 third B vector in the micro-kernel; an SVE tile would be 8 rows x 2 vectors
 of the runtime vector length, which needs length-agnostic vector types that
-Numba cannot express. See ``docs/kernel-authoring.md``.
+Numba cannot express. See ``docs/performance.md`` (SIMD paths).
 
 The CPU is the one Numba's code generator targets, so the path always
 matches the code it emits, and Numba's on-disk cache (keyed by CPU name and
