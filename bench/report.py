@@ -41,7 +41,6 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse  # noqa: E402
 import json  # noqa: E402
-import platform  # noqa: E402
 import re  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
@@ -58,6 +57,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR))
 
 from benchmarks import common, models  # noqa: E402
+from machine import machine_info  # noqa: E402
 
 #: Backends of the kernel table, in column order; "torch" only if importable.
 KERNEL_BACKENDS = ("numpy", "cpu")
@@ -375,52 +375,6 @@ def latency_rows(opts: argparse.Namespace) -> list[dict[str, Any]]:
     return rows
 
 
-# ----------------------------------------------------------------------------- machine
-
-def machine_info(threads: int, torch: Any | None) -> dict[str, Any]:
-    """The machine and software the numbers were measured with."""
-    import numba
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        import jitgrad
-
-        jitgrad_version = jitgrad.__version__
-        cache_dir = str(jitgrad.config.cache_dir())
-    except Exception:
-        jitgrad_version = cache_dir = None
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "numba": numba.__version__,
-        "jitgrad": jitgrad_version,
-        "torch": getattr(torch, "__version__", None),
-        "threads": threads,
-        "numba_threading_layer": _threading_layer(),
-        "numba_cache_dir": cache_dir,
-        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
-    }
-
-
-def _threading_layer() -> str | None:
-    import numba
-
-    try:
-        return numba.threading_layer()
-    except ValueError:  # no parallel kernel has run yet
-        return None
-
-
 # ----------------------------------------------------------------------------- output
 
 def _fmt_time(seconds: float | None) -> str:
@@ -445,7 +399,9 @@ def _table(header: list[str], lines: list[list[str]]) -> str:
 def format_report(report: dict[str, Any]) -> str:
     """The tables as plain text (also valid Markdown-ish for docs/performance.md)."""
     has_torch = report["machine"]["torch"] is not None
-    out = ["machine: " + ", ".join(f"{k}={v}" for k, v in report["machine"].items()), ""]
+    machine = report["machine"]
+    out = [f"cpu: {machine['cpu']}; jitgrad SIMD path: {machine.get('isa_path')}",
+           "machine: " + ", ".join(f"{k}={v}" for k, v in machine.items()), ""]
     header = ["kernel", "shape", "numpy", "jitgrad cpu", "cpu vs numpy"]
     if has_torch:
         header += ["torch", "cpu vs torch"]

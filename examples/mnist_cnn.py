@@ -77,7 +77,35 @@ def convnet() -> nn.Module:
     )
 
 
-MODELS = {"lenet5": lenet5, "convnet": convnet}
+def _residual_block(c_in: int, c_out: int, stride: int) -> nn.Module:
+    """conv-BN-ReLU-conv-BN added to the input (or its 1x1 projection), then ReLU: He et al.'s basic block."""
+    body = nn.Sequential(
+        nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(),
+        nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False), nn.BatchNorm2d(c_out),
+    )
+    if stride == 1 and c_in == c_out:
+        return nn.Sequential(nn.SkipConnection(body, "+"), nn.ReLU())
+    shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
+    return nn.Sequential(nn.Parallel("+", body, shortcut), nn.ReLU())
+
+
+def resnet() -> nn.Module:
+    """A small ResNet for 28x28 digits: 3x3 stem, stages of 16, 32, 64 channels (28 -> 14 -> 7), global pooling.
+
+    Residual blocks are written with ``SkipConnection`` (identity shortcut) and
+    ``Parallel`` (1x1 projection shortcut), without subclassing ``Module``.
+    """
+    return nn.Sequential(
+        nn.Conv2d(1, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU(),
+        _residual_block(16, 16, 1),
+        _residual_block(16, 32, 2),
+        _residual_block(32, 64, 2),
+        nn.GlobalAvgPool(), nn.Flatten(),
+        nn.Linear(64, 10),
+    )
+
+
+MODELS = {"lenet5": lenet5, "convnet": convnet, "resnet": resnet}
 
 
 # ----------------------------------------------------------------------------- arguments

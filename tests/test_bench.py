@@ -158,3 +158,11 @@ def test_cuda_cases_run_under_the_simulator():
     assert done.returncode == 0, done.stdout + done.stderr
     ran = {tuple(line.split()) for line in done.stdout.splitlines()}
     assert ran == {(f.name, k) for f in common.FAMILIES.values() for k in f.kernels}
+
+
+def test_quick_report_names_cpu_and_simd_path(quick_report):
+    data, stdout = quick_report
+    from jitgrad.kernels.cpu import _isa
+
+    assert data["machine"]["isa_path"] == _isa.describe()
+    assert f"jitgrad SIMD path: {_isa.ISA.name} (" in stdout

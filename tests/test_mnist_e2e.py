@@ -76,7 +76,7 @@ def fake_mnist(tmp_path, monkeypatch):
     (["--batch-size", "x"], "argument --batch-size: expected a positive integer, got 'x'"),
     (["--lr", "-1"], "argument --lr: expected a positive number, got -1"),
     (["--weight-decay", "nan"], "argument --weight-decay: expected a non-negative number, got nan"),
-    (["--model", "resnet"], "argument --model: invalid choice: 'resnet'"),
+    (["--model", "resnet50"], "argument --model: invalid choice: 'resnet50'"),
     (["--optimizer", "rmsprop"], "argument --optimizer: invalid choice: 'rmsprop'"),
     (["--plot", "curves.pdf"], "--plot: expected a .png path, got 'curves.pdf'"),
     (["--threads", "100000"], "--threads: set_num_threads: n must be in [1,"),
@@ -109,6 +109,22 @@ def test_plot_without_matplotlib_says_so(monkeypatch, capsys):
 def test_models_have_the_documented_sizes():
     assert sum(p.data.size for p in ex.lenet5().parameters()) == 44_426
     assert sum(p.data.size for p in ex.convnet().parameters()) == 34_826
+    assert sum(p.data.size for p in ex.resnet().parameters()) == 77_754
+
+
+def test_resnet_has_batchnorm_buffers_and_switches_to_running_statistics():
+    import jitgrad
+
+    model = ex.resnet()
+    state = model.state_dict()
+    assert {"1.running_mean", "1.running_var", "1.num_batches_tracked"} <= set(state)
+    x = jitgrad.tensor(np.random.default_rng(0).standard_normal((4, 1, 28, 28)).astype(np.float32))
+    assert model(x).shape == (4, 10)  # train mode: batch statistics, running ones updated
+    assert not np.array_equal(model.state_dict()["1.running_mean"], state["1.running_mean"])
+    model.eval()
+    with jitgrad.no_grad():
+        one, batch = model(x[:1]).numpy(), model(x).numpy()
+    np.testing.assert_allclose(one, batch[:1], rtol=1e-4, atol=1e-5)  # eval: a sample's logits ignore its batch
 
 
 def _weights(model):

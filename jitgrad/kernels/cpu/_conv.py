@@ -42,7 +42,8 @@ from numba import njit, prange
 
 from ._gemm import MR, _jit, cdiv, gemm_block, nr_of, pack_a, pack_b
 from ._gemm_simd import (HAS_PERMUTE2, VEC_BYTES, load, store, vfma, vgather, vload, vload_masked, vpermute2, vstore,
-                         vstore_masked)
+                         vstore_masked, vzero)
+from ._isa import ISA
 
 
 @njit(**_jit)
@@ -387,21 +388,24 @@ def conv2d_backward_weight(x, g, sh, sw, ph, pw, dh, dw, gw, gb, nthreads):
         gb[co] = s
 
 
-#: Output channels x taps of one register tile of the weight-gradient dot kernel.
-DOT_ROWS = 8
+#: Output channels x taps of one register tile of the weight-gradient dot
+#: kernel: 8 x 3 with AVX-512's 32 registers, 4 x 3 with AVX2's 16 (see
+#: ``_isa``). ``dot_tile`` is written for 8 rows; ``DOT_ROWS`` is a
+#: compile-time constant, so with 4 the code of rows 4 to 7 is never emitted.
+DOT_ROWS = ISA.dot_rows
 DOT_TAPS = 3
 
 
 @njit(**_jit)
 def dot_tile(g, g_off, g_ld, g_next, x, x_off, x_next, t0, t1, t2, nsteps, nimg, part, p_off):
     """``part[p_off + (r * DOT_TAPS + t) * lanes + l] += sum over i, q = l (mod lanes) of
-    g[g_off + i * g_next + r * g_ld + q] * x[x_off + i * x_next + t_t + q]`` for the 8 x 3
-    tile, ``q < nsteps * lanes``, ``i < nimg`` (a group of samples).
+    g[g_off + i * g_next + r * g_ld + q] * x[x_off + i * x_next + t_t + q]`` for the
+    ``DOT_ROWS x 3`` tile, ``q < nsteps * lanes``, ``i < nimg`` (a group of samples).
 
     The weight gradient of a unit-stride convolution on the pitched layout:
     both operands are contiguous in ``q``, so the reduction runs along the
-    vector lanes (24 accumulators; per ``lanes`` columns: 8 + 3 loads and 24
-    FMAs) with no packing. The accumulators stay in registers over a group
+    vector lanes (``3 * DOT_ROWS`` accumulators; per ``lanes`` columns:
+    ``DOT_ROWS + 3`` loads and ``3 * DOT_ROWS`` FMAs) with no packing. The accumulators stay in registers over a group
     of samples (a pass over one sample is too short to hide reloading them);
     the lanes are summed once, at the very end.
     """
@@ -418,18 +422,31 @@ def dot_tile(g, g_off, g_ld, g_next, x, x_off, x_next, t0, t1, t2, nsteps, nimg,
     a30 = vload(part, p_off + 9 * lanes)
     a31 = vload(part, p_off + 10 * lanes)
     a32 = vload(part, p_off + 11 * lanes)
-    a40 = vload(part, p_off + 12 * lanes)
-    a41 = vload(part, p_off + 13 * lanes)
-    a42 = vload(part, p_off + 14 * lanes)
-    a50 = vload(part, p_off + 15 * lanes)
-    a51 = vload(part, p_off + 16 * lanes)
-    a52 = vload(part, p_off + 17 * lanes)
-    a60 = vload(part, p_off + 18 * lanes)
-    a61 = vload(part, p_off + 19 * lanes)
-    a62 = vload(part, p_off + 20 * lanes)
-    a70 = vload(part, p_off + 21 * lanes)
-    a71 = vload(part, p_off + 22 * lanes)
-    a72 = vload(part, p_off + 23 * lanes)
+    a40 = vzero(part)
+    a41 = vzero(part)
+    a42 = vzero(part)
+    a50 = vzero(part)
+    a51 = vzero(part)
+    a52 = vzero(part)
+    a60 = vzero(part)
+    a61 = vzero(part)
+    a62 = vzero(part)
+    a70 = vzero(part)
+    a71 = vzero(part)
+    a72 = vzero(part)
+    if DOT_ROWS > 4:
+        a40 = vload(part, p_off + 12 * lanes)
+        a41 = vload(part, p_off + 13 * lanes)
+        a42 = vload(part, p_off + 14 * lanes)
+        a50 = vload(part, p_off + 15 * lanes)
+        a51 = vload(part, p_off + 16 * lanes)
+        a52 = vload(part, p_off + 17 * lanes)
+        a60 = vload(part, p_off + 18 * lanes)
+        a61 = vload(part, p_off + 19 * lanes)
+        a62 = vload(part, p_off + 20 * lanes)
+        a70 = vload(part, p_off + 21 * lanes)
+        a71 = vload(part, p_off + 22 * lanes)
+        a72 = vload(part, p_off + 23 * lanes)
     for i in range(nimg):
         g_base = g_off + i * g_next
         x_base = x_off + i * x_next
@@ -453,22 +470,23 @@ def dot_tile(g, g_off, g_ld, g_next, x, x_off, x_next, t0, t1, t2, nsteps, nimg,
             a30 = vfma(gv, x0, a30)
             a31 = vfma(gv, x1, a31)
             a32 = vfma(gv, x2, a32)
-            gv = vload(g, g_base + 4 * g_ld + q)
-            a40 = vfma(gv, x0, a40)
-            a41 = vfma(gv, x1, a41)
-            a42 = vfma(gv, x2, a42)
-            gv = vload(g, g_base + 5 * g_ld + q)
-            a50 = vfma(gv, x0, a50)
-            a51 = vfma(gv, x1, a51)
-            a52 = vfma(gv, x2, a52)
-            gv = vload(g, g_base + 6 * g_ld + q)
-            a60 = vfma(gv, x0, a60)
-            a61 = vfma(gv, x1, a61)
-            a62 = vfma(gv, x2, a62)
-            gv = vload(g, g_base + 7 * g_ld + q)
-            a70 = vfma(gv, x0, a70)
-            a71 = vfma(gv, x1, a71)
-            a72 = vfma(gv, x2, a72)
+            if DOT_ROWS > 4:
+                gv = vload(g, g_base + 4 * g_ld + q)
+                a40 = vfma(gv, x0, a40)
+                a41 = vfma(gv, x1, a41)
+                a42 = vfma(gv, x2, a42)
+                gv = vload(g, g_base + 5 * g_ld + q)
+                a50 = vfma(gv, x0, a50)
+                a51 = vfma(gv, x1, a51)
+                a52 = vfma(gv, x2, a52)
+                gv = vload(g, g_base + 6 * g_ld + q)
+                a60 = vfma(gv, x0, a60)
+                a61 = vfma(gv, x1, a61)
+                a62 = vfma(gv, x2, a62)
+                gv = vload(g, g_base + 7 * g_ld + q)
+                a70 = vfma(gv, x0, a70)
+                a71 = vfma(gv, x1, a71)
+                a72 = vfma(gv, x2, a72)
     vstore(part, p_off, a00)
     vstore(part, p_off + 1 * lanes, a01)
     vstore(part, p_off + 2 * lanes, a02)
@@ -481,18 +499,19 @@ def dot_tile(g, g_off, g_ld, g_next, x, x_off, x_next, t0, t1, t2, nsteps, nimg,
     vstore(part, p_off + 9 * lanes, a30)
     vstore(part, p_off + 10 * lanes, a31)
     vstore(part, p_off + 11 * lanes, a32)
-    vstore(part, p_off + 12 * lanes, a40)
-    vstore(part, p_off + 13 * lanes, a41)
-    vstore(part, p_off + 14 * lanes, a42)
-    vstore(part, p_off + 15 * lanes, a50)
-    vstore(part, p_off + 16 * lanes, a51)
-    vstore(part, p_off + 17 * lanes, a52)
-    vstore(part, p_off + 18 * lanes, a60)
-    vstore(part, p_off + 19 * lanes, a61)
-    vstore(part, p_off + 20 * lanes, a62)
-    vstore(part, p_off + 21 * lanes, a70)
-    vstore(part, p_off + 22 * lanes, a71)
-    vstore(part, p_off + 23 * lanes, a72)
+    if DOT_ROWS > 4:
+        vstore(part, p_off + 12 * lanes, a40)
+        vstore(part, p_off + 13 * lanes, a41)
+        vstore(part, p_off + 14 * lanes, a42)
+        vstore(part, p_off + 15 * lanes, a50)
+        vstore(part, p_off + 16 * lanes, a51)
+        vstore(part, p_off + 17 * lanes, a52)
+        vstore(part, p_off + 18 * lanes, a60)
+        vstore(part, p_off + 19 * lanes, a61)
+        vstore(part, p_off + 20 * lanes, a62)
+        vstore(part, p_off + 21 * lanes, a70)
+        vstore(part, p_off + 22 * lanes, a71)
+        vstore(part, p_off + 23 * lanes, a72)
 
 
 @njit(parallel=True, **_jit)

@@ -4,11 +4,12 @@ The structure is BLIS's (Van Zee & van de Geijn, "BLIS: A Framework for
 Rapidly Instantiating BLAS Functionality", 2015):
 
 * The micro-kernel keeps an ``MR x NR`` tile of ``C`` in ``2 * MR`` vector
-  registers (``MR = 8`` rows, two vectors wide: 8 x 32 float32 or 8 x 16
-  float64 with AVX-512) for a whole ``k`` slice: per ``k`` it loads two
-  vectors of B, broadcasts ``MR`` values of A and issues ``2 * MR`` FMAs
-  (``vfmadd231ps zmm`` with a broadcast operand; in L1 it runs at the
-  machine's FMA peak). Edge tiles store only their valid rows and, with
+  registers (two vectors wide; 8 x 32 float32 or 8 x 16 float64 with
+  AVX-512's 32 zmm registers, 6 x 16 or 6 x 8 with AVX2's 16 ymm: the path
+  is chosen at import by ``_isa``) for a whole ``k`` slice: per ``k`` it
+  loads two vectors of B, broadcasts ``MR`` values of A and issues
+  ``2 * MR`` FMAs (``vfmadd231ps`` with a broadcast operand; in L1 it runs
+  at the machine's FMA peak). Edge tiles store only their valid rows and, with
   lane masks, their valid columns.
 * B is read from *panels* of ``NR`` columns in which the ``NR`` values of
   one ``k`` are contiguous (``b_rs`` apart from one ``k`` to the next):
@@ -37,9 +38,13 @@ from jitgrad.config import FASTMATH
 
 from ._gemm_simd import (VEC_BYTES, load, prefetch_write, store, vadd, vbroadcast_load, vfma, vgather, vload,
                          vload_masked, vstore, vstore_masked, vzero)
+from ._isa import ISA
 
-#: Rows of the register tile (A panel width).
-MR = 8
+#: Rows of the register tile (A panel width): 8 with AVX-512's 32 registers,
+#: 6 with AVX2's 16 (see ``_isa``). The micro-kernel is written for 8 rows;
+#: ``MR`` is a compile-time constant, so with 6 the code of rows 6 and 7 is
+#: never emitted.
+MR = ISA.gemm_mr
 #: Depth of one ``k`` slice.
 KC = 256
 #: A task's block of C, in panels: up to ``MC_PANELS * MR`` rows ...
@@ -104,10 +109,6 @@ def micro_kernel(kc, a, a_off, a_rs, a_cs, b, b_off, b_rs, c, c_off, ldc, mr, nc
         c41 = c40
         c50 = vbroadcast_load(bias, bias_off + 5)
         c51 = c50
-        c60 = vbroadcast_load(bias, bias_off + 6)
-        c61 = c60
-        c70 = vbroadcast_load(bias, bias_off + 7)
-        c71 = c70
     else:
         c00 = vzero(bp)
         c01 = vzero(bp)
@@ -121,10 +122,15 @@ def micro_kernel(kc, a, a_off, a_rs, a_cs, b, b_off, b_rs, c, c_off, ldc, mr, nc
         c41 = vzero(bp)
         c50 = vzero(bp)
         c51 = vzero(bp)
-        c60 = vzero(bp)
-        c61 = vzero(bp)
-        c70 = vzero(bp)
-        c71 = vzero(bp)
+    c60 = vzero(bp)
+    c61 = vzero(bp)
+    c70 = vzero(bp)
+    c71 = vzero(bp)
+    if MR > 6 and has_bias:
+        c60 = vbroadcast_load(bias, bias_off + 6)
+        c61 = c60
+        c70 = vbroadcast_load(bias, bias_off + 7)
+        c71 = c70
     # Row r of the A tile, clamped to row 0 past mr (in bounds when A is read in place).
     o0 = a_off
     o1 = a_off + (1 * a_rs if mr > 1 else 0)
@@ -157,12 +163,13 @@ def micro_kernel(kc, a, a_off, a_rs, a_cs, b, b_off, b_rs, c, c_off, ldc, mr, nc
         av = vbroadcast_load(a, o5 + ia)
         c50 = vfma(av, b0, c50)
         c51 = vfma(av, b1, c51)
-        av = vbroadcast_load(a, o6 + ia)
-        c60 = vfma(av, b0, c60)
-        c61 = vfma(av, b1, c61)
-        av = vbroadcast_load(a, o7 + ia)
-        c70 = vfma(av, b0, c70)
-        c71 = vfma(av, b1, c71)
+        if MR > 6:
+            av = vbroadcast_load(a, o6 + ia)
+            c60 = vfma(av, b0, c60)
+            c61 = vfma(av, b1, c61)
+            av = vbroadcast_load(a, o7 + ia)
+            c70 = vfma(av, b0, c70)
+            c71 = vfma(av, b1, c71)
         ia += a_cs
         ib += b_rs
     store_row(c, c_off, lanes, c00, c01, accumulate, ncols)
@@ -176,9 +183,9 @@ def micro_kernel(kc, a, a_off, a_rs, a_cs, b, b_off, b_rs, c, c_off, ldc, mr, nc
         store_row(c, c_off + 4 * ldc, lanes, c40, c41, accumulate, ncols)
     if mr > 5:
         store_row(c, c_off + 5 * ldc, lanes, c50, c51, accumulate, ncols)
-    if mr > 6:
+    if MR > 6 and mr > 6:
         store_row(c, c_off + 6 * ldc, lanes, c60, c61, accumulate, ncols)
-    if mr > 7:
+    if MR > 7 and mr > 7:
         store_row(c, c_off + 7 * ldc, lanes, c70, c71, accumulate, ncols)
 
 
@@ -380,11 +387,16 @@ def a_in_place(trans, m, k, itemsize):
     """Whether the micro-kernel reads ``op(a)`` where it lies instead of from packed panels.
 
     Row-major A is read as ``MR`` row streams, as fast as packed panels and
-    without the packing pass. Transposed A gives each ``k`` its own cache
+    without the packing pass, unless its row pitch is a multiple of 4 KiB
+    (then the ``MR`` rows map to one L1 set and evict each other).
+    Transposed A gives each ``k`` its own cache
     line (``MR`` values of a row ``M`` long): fine while A sits in L2, slow
     beyond, so a large transposed A is packed.
     """
-    return not trans or m * k * itemsize <= (1 << 20)
+    if not trans:
+        # Row pitches that are multiples of 4 KiB put the MR rows in one L1 set.
+        return (k * itemsize) % 4096 != 0
+    return m * k * itemsize <= (1 << 20)
 
 
 @njit(**_jit)

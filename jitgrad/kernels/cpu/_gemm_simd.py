@@ -25,33 +25,31 @@ what clang sets for functions using ``_mm512_*`` intrinsics). Every
 intrinsic below marks the function it is lowered into; the inliner carries
 the largest width over to the function it inlines into.
 
-``VEC_BYTES`` is 64 where the host has AVX-512F and 32 otherwise (AVX2:
-the same code, half-width vectors).
+``VEC_BYTES`` is the vector width of the path ``_isa`` picked for the CPU
+Numba compiles for: 64 with AVX-512F, 32 with AVX2 + FMA, 16 otherwise (the
+same code, narrower vectors; ``_gemm`` and ``_conv`` shrink their register
+tiles to match).
 """
 
 from __future__ import annotations
 
-import llvmlite.binding as llvm
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic, models, register_model
 
-
-def _host_vector_bytes() -> int:
-    try:
-        features = llvm.get_host_cpu_features()
-        has512 = bool(features.get("avx512f", False))
-    except Exception:  # pragma: no cover - unusual host / LLVM build
-        has512 = False
-    return 64 if has512 else 32
+from ._isa import ISA
 
 
-#: Bytes in one SIMD register used by the micro-kernel.
-VEC_BYTES: int = _host_vector_bytes()
+#: Bytes in one SIMD register used by the micro-kernel (see ``_isa``).
+VEC_BYTES: int = ISA.vec_bytes
 
-#: True where ``vpermute2`` is one instruction (AVX-512's two-source permute).
-HAS_PERMUTE2: bool = VEC_BYTES == 64
+#: True where ``vpermute2`` is a few register instructions, not a gather:
+#: AVX-512's two-source permute, or AVX2's one-source ``vpermps`` twice and a blend.
+HAS_PERMUTE2: bool = ISA.name in ("avx512", "avx2")
+
+#: True where ``vfma`` is one instruction; otherwise a multiply and an add.
+HAS_FMA: bool = ISA.has_fma
 
 _WIDTH_ATTR = f'"min-legal-vector-width"="{VEC_BYTES * 8}"'
 _I1 = ir.IntType(1)
@@ -282,10 +280,12 @@ def vpermute2(typingctx, arr, base, indices, start):
     where the index is negative.
 
     Two unaligned loads of the window ``arr[base : base + 2 * lanes]`` and one
-    zero-masked ``vpermt2ps``/``vpermt2pd``: an im2col gather whose lanes
-    all fall in a short window costs three instructions instead of a
-    hardware gather. The caller keeps the window in bounds. Without AVX-512
-    (``HAS_PERMUTE2`` false) it is a gather.
+    zero-masked ``vpermt2ps``/``vpermt2pd`` (AVX2: two ``vpermps`` and a
+    blend): an im2col gather whose lanes all fall in a short window costs a
+    few register instructions instead of a hardware gather (on Zen 3 a
+    ``vgatherdps ymm`` takes about as long as eight FMAs). The caller keeps
+    the window in bounds. Without either (``HAS_PERMUTE2`` false) it is a
+    gather.
     """
     if not (_is_float_array(arr) and _is_int32_array(indices)
             and isinstance(base, types.Integer) and isinstance(start, types.Integer)):
@@ -306,16 +306,45 @@ def vpermute2(typingctx, arr, base, indices, start):
         align = arr.dtype.bitwidth // 8
         lo = builder.load(builder.bitcast(ptr, llvt.as_pointer()), align=align)
         hi = builder.load(builder.bitcast(cgutils.gep(builder, ptr, lanes), llvt.as_pointer()), align=align)
-        sel = builder.and_(idx, ir.Constant(i32v, [2 * lanes - 1] * lanes))
-        if arr.dtype.bitwidth == 64:
-            sel = builder.sext(sel, ir.VectorType(_I64, lanes))
-            name = "llvm.x86.avx512.vpermi2var.pd.512"
+        if ISA.name == "avx2":
+            permuted = _avx2_permute2(builder, arr.dtype.bitwidth, lanes, lo, hi, idx)
         else:
-            name = "llvm.x86.avx512.vpermi2var.ps.512"
-        permuted = builder.call(_intrinsic_fn(builder, name, llvt, [llvt, sel.type, llvt]), [lo, sel, hi])
+            sel = builder.and_(idx, ir.Constant(i32v, [2 * lanes - 1] * lanes))
+            if arr.dtype.bitwidth == 64:
+                sel = builder.sext(sel, ir.VectorType(_I64, lanes))
+                name = "llvm.x86.avx512.vpermi2var.pd.512"
+            else:
+                name = "llvm.x86.avx512.vpermi2var.ps.512"
+            permuted = builder.call(_intrinsic_fn(builder, name, llvt, [llvt, sel.type, llvt]), [lo, sel, hi])
         return builder.select(mask, permuted, ir.Constant(llvt, None))
 
     return vt(arr, base, indices, start), codegen
+
+
+def _avx2_permute2(builder, bitwidth, lanes, lo, hi, idx):
+    """AVX2's two-source permute: lane ``l`` is ``concat(lo, hi)[idx[l] % (2 * lanes)]``.
+
+    ``vpermps`` (``llvm.x86.avx2.permps``) permutes eight 32-bit lanes of one
+    register by a vector of indices; doubles are moved as pairs of 32-bit
+    halves.
+    """
+    f32x8 = ir.VectorType(ir.FloatType(), 8)
+    i32x8 = ir.VectorType(_I32, 8)
+    fn = _intrinsic_fn(builder, "llvm.x86.avx2.permps", f32x8, [f32x8, i32x8])
+    high = builder.icmp_signed("!=", builder.and_(idx, ir.Constant(idx.type, [lanes] * lanes)),
+                               ir.Constant(idx.type, None))
+    sel = builder.and_(idx, ir.Constant(idx.type, [lanes - 1] * lanes))
+    if bitwidth == 64:
+        # Index i of a double -> 32-bit lanes 2i, 2i + 1.
+        pairs = builder.shuffle_vector(sel, ir.Constant(idx.type, ir.Undefined),
+                                       ir.Constant(i32x8, [0, 0, 1, 1, 2, 2, 3, 3]))
+        sel = builder.add(builder.shl(pairs, ir.Constant(i32x8, [1] * 8)), ir.Constant(i32x8, [0, 1] * 4))
+        plo = builder.bitcast(builder.call(fn, [builder.bitcast(lo, f32x8), sel]), lo.type)
+        phi = builder.bitcast(builder.call(fn, [builder.bitcast(hi, f32x8), sel]), lo.type)
+    else:
+        plo = builder.call(fn, [lo, sel])
+        phi = builder.call(fn, [hi, sel])
+    return builder.select(high, phi, plo)
 
 
 @intrinsic
@@ -363,6 +392,8 @@ def vfma(typingctx, a, b, c):
     def codegen(context, builder, sig, args):
         _mark_vector_width(builder)
         vt = args[0].type
+        if not HAS_FMA:  # llvm.fma would become a libm call per lane
+            return builder.fadd(builder.fmul(args[0], args[1]), args[2])
         return builder.call(_intrinsic_fn(builder, f"llvm.fma.{_vsuffix(sig.args[0])}", vt, [vt, vt, vt]), args)
 
     return a(a, b, c), codegen

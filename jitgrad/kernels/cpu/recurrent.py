@@ -21,14 +21,12 @@ gate pass, so a row's state never crosses cores and a step needs one
 parallel region. Below :data:`SERIAL_MACS` multiply-adds per step one
 thread wins (measured), and a batch below two panels has nothing to split.
 
-The gate nonlinearities go through :func:`_sigmoid` and :func:`_tanh` only
-(``math.exp`` today; ``_tanh`` is built on one ``exp``), so a vectorisable
-implementation can be swapped in at one place.
+The gate nonlinearities go through :func:`_sigmoid` and :func:`_tanh` only,
+both built on one ``exp`` from ``_elementary`` (the vectorisable float32 kernel;
+``math.exp`` in float64).
 """
 
 from __future__ import annotations
-
-import math
 
 import numba
 import numpy as np
@@ -39,7 +37,7 @@ from jitgrad.kernels.reference.recurrent import (
     SAVED, check_nonlinearity, check_recurrent, check_recurrent_backward,
 )
 
-from . import _gemm
+from . import _elementary, _gemm
 from .matmul import matmul
 
 __all__: list[str] = ["lstm", "lstm_backward", "gru", "gru_backward", "rnn", "rnn_backward"]
@@ -58,7 +56,7 @@ _LSTM, _GRU, _RNN = 0, 1, 2
 def _sigmoid(v, one):
     # exp of a non-positive argument only (no overflow), and both halves computed so the
     # choice is a select, not a branch (random gate signs mispredict). NaN propagates.
-    e = math.exp(-abs(v))
+    e = _elementary.exp(-abs(v))  # float32: the vectorisable exp; float64: math.exp
     r = one / (one + e)
     return r if v >= 0 else e * r
 
@@ -71,7 +69,7 @@ def _tanh(v, k):
     a = abs(v)
     x2 = v * v
     series = v * (k[0] - x2 * (k[1] - x2 * (k[2] - x2 * (k[3] - x2 * k[4]))))
-    e = math.exp(-(a + a))
+    e = _elementary.exp(-(a + a))
     r = (k[0] - e) / (k[0] + e)
     r = r if v >= 0 else -r
     return series if a < k[5] else r

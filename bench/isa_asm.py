@@ -1,0 +1,71 @@
+#!/usr/bin/env python
+"""Compile the GEMM and conv kernels for a CPU (without running them) and count their FMAs by register width.
+
+Checks that a SIMD path compiles and emits full-width vector FMAs on any
+x86-64 machine, including a path this CPU cannot run::
+
+    NUMBA_CPU_NAME=skylake-avx512 NUMBA_CPU_FEATURES= python bench/isa_asm.py   # expect zmm only
+    NUMBA_CPU_NAME=haswell NUMBA_CPU_FEATURES= python bench/isa_asm.py          # expect ymm only
+
+Each kernel is compiled for its float32 signature (``--float64`` for the
+other); the on-disk cache is used as usual (it is keyed by CPU name and
+features, so paths never mix). Prints one line per kernel: compile seconds
+and FMA instructions per register kind; exits 1 if any FMA of a kernel is
+narrower than the path's vectors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import re
+import sys
+import time
+
+from numba import types
+
+
+def signatures(dtype: types.Float) -> dict[str, tuple]:
+    i, b = types.int64, types.boolean
+    m2, m4, v1 = dtype[:, ::1], dtype[:, :, :, ::1], dtype[::1]
+    return {
+        "_gemm.gemm_serial": (m2, m2, b, b, m2),
+        "_gemm.gemm_parallel": (m2, m2, b, b, m2, i),
+        "_conv.conv2d_forward": (m4, m4, v1, b, i, i, i, i, i, i, m4, i),
+        "_conv.conv2d_backward_input": (m4, m4, i, i, i, i, i, i, m4, i),
+        "_conv.conv2d_backward_weight": (m4, m4, i, i, i, i, i, i, m4, v1, i),
+        "_conv.conv2d_backward_weight_unit": (m4, m4, i, i, i, i, m4, v1, i),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--float64", action="store_true")
+    parser.add_argument("--only", default="", help="kernels whose name contains this")
+    opts = parser.parse_args(argv)
+    from jitgrad.kernels.cpu import _conv, _gemm, _isa
+
+    modules = {"_gemm": _gemm, "_conv": _conv}
+    want = {"avx512": "zmm", "avx2": "ymm", "sse": "xmm", "neon": "v"}[_isa.ISA.name]
+    print(f"path: {_isa.describe()}")
+    dtype = types.float64 if opts.float64 else types.float32
+    bad = False
+    for name, sig in signatures(dtype).items():
+        if opts.only not in name:
+            continue
+        mod, fn_name = name.split(".")
+        fn = getattr(modules[mod], fn_name)
+        start = time.perf_counter()
+        fn.compile(sig)
+        seconds = time.perf_counter() - start
+        asm = fn.inspect_asm(sig)
+        kinds = collections.Counter(m for line in re.findall(r"\bv?fmadd\w*\s+[^\n]*", asm)
+                                    for m in set(re.findall(r"([xyz]mm)\d+", line)))
+        narrow = {k: n for k, n in kinds.items() if k != want}
+        bad |= bool(narrow) and _isa.ISA.name != "sse"
+        print(f"{name:36s} {seconds:6.1f} s  FMAs: {dict(kinds)}", flush=True)
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

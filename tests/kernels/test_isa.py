@@ -1,0 +1,113 @@
+"""The SIMD path follows the CPU Numba compiles for, and its kernels use that path's vector registers.
+
+Each check runs in a subprocess: Numba reads ``NUMBA_CPU_NAME`` and
+``NUMBA_CPU_FEATURES`` once, at import. A forced AVX-512 target is only
+compiled (never run), so these tests pass on any x86-64 machine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+
+import pytest
+
+from jitgrad.kernels.cpu import _isa
+
+x86_only = pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"),
+                              reason="forced x86 targets need an x86-64 LLVM")
+
+# Compiles the micro-kernel and the dot kernel for one signature each (no call: the target may
+# not be this CPU) and reports the path and the FMA instructions of their assembly.
+_PROBE = r"""
+import json, re
+from numba import types
+from jitgrad.kernels.cpu import _conv, _gemm, _isa
+dtype = types.float32 if "{dtype}" == "float32" else types.float64
+arr, i, b = dtype[::1], types.int64, types.boolean
+gemm_sig = (i, arr, i, i, i, arr, i, i, arr, i, i, i, i, b, arr, i, b)
+dot_sig = (arr, i, i, i, arr, i, i, i, i, i, i, i, arr, i)
+out = {{"path": _isa.ISA.name, "mr": _gemm.MR, "dot_rows": _conv.DOT_ROWS}}
+for name, fn, sig in (("gemm", _gemm.micro_kernel, gemm_sig), ("dot", _conv.dot_tile, dot_sig)):
+    fn.compile(sig)
+    asm = fn.inspect_asm(sig)
+    out[name] = re.findall(r"\bvfmadd\w*\s+[^\n]*", asm)
+print("RESULT" + json.dumps(out))
+"""
+
+
+def probe(cpu_name: str | None, dtype: str = "float32", tmp_path=None) -> dict:
+    env = dict(os.environ)
+    env.pop("NUMBA_CPU_FEATURES", None)
+    env.pop("NUMBA_CPU_NAME", None)
+    if cpu_name is not None:
+        # Empty features: the named CPU's own feature set, not the host's.
+        env["NUMBA_CPU_NAME"] = cpu_name
+        env["NUMBA_CPU_FEATURES"] = ""
+    if tmp_path is not None:
+        env["NUMBA_CACHE_DIR"] = str(tmp_path)
+    proc = subprocess.run([sys.executable, "-c", _PROBE.format(dtype=dtype)], env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    line = next(x for x in proc.stdout.splitlines() if x.startswith("RESULT"))
+    return json.loads(line[len("RESULT"):])
+
+
+def registers(fmas: list[str]) -> set[str]:
+    return {m[:3] for fma in fmas for m in re.findall(r"%?([xyz]mm)\d+", fma)}
+
+
+# One compile per target costs ~10 s on a quiet 2-core machine: the default suite compiles one
+# target per x86 path; the other CPU names and the float64 tiles run with the slow tests.
+@x86_only
+@pytest.mark.parametrize("cpu_name,path,dtype,reg,mr,dot_rows", [
+    ("haswell", "avx2", "float32", "ymm", 6, 4),
+    pytest.param("znver3", "avx2", "float64", "ymm", 6, 4, marks=pytest.mark.slow),
+    ("skylake-avx512", "avx512", "float32", "zmm", 8, 8),
+    pytest.param("icelake-server", "avx512", "float64", "zmm", 8, 8, marks=pytest.mark.slow),
+])
+def test_forced_cpu_picks_path_and_vector_registers(cpu_name, path, dtype, reg, mr, dot_rows, tmp_path):
+    out = probe(cpu_name, dtype, tmp_path)
+    assert (out["path"], out["mr"], out["dot_rows"]) == (path, mr, dot_rows)
+    # Every FMA of the hot loops works on full-width vectors of the path (no scalar or half-width ones).
+    assert registers(out["gemm"]) == {reg}, out["gemm"]
+    assert registers(out["dot"]) == {reg}, out["dot"]
+    # One FMA per accumulator per step (LLVM may unroll the loop, never drop or split FMAs).
+    assert len(out["gemm"]) % (2 * mr) == 0 and len(out["gemm"]) >= 2 * mr
+    assert len(out["dot"]) % (3 * dot_rows) == 0 and len(out["dot"]) >= 3 * dot_rows
+
+
+@x86_only
+@pytest.mark.slow
+def test_generic_x86_takes_the_sse_path(tmp_path):
+    out = probe("x86-64", "float32", tmp_path)
+    assert out["path"] == "sse" and out["gemm"] == [] and out["dot"] == []
+
+
+@x86_only
+def test_host_path_matches_its_features():
+    features = _isa._parse_features(_isa.target_cpu()[1])
+    if features.get("avx512f"):
+        assert _isa.ISA.name == "avx512"
+    elif features.get("avx2") and features.get("fma"):
+        assert _isa.ISA.name == "avx2"
+    else:
+        assert _isa.ISA.name == "sse"
+
+
+@x86_only
+def test_feature_string_overrides_the_cpu_defaults():
+    # skylake-avx512 with AVX-512 switched off is an AVX2 machine; haswell with it switched on is not
+    # possible in hardware but LLVM honours it, and so must the path.
+    assert _isa.x86_path("skylake-avx512", "-avx512f").name == "avx2"
+    assert _isa.x86_path("haswell", "").name == "avx2"
+    assert _isa.x86_path("haswell", "+avx512f").name == "avx512"
+    assert _isa.x86_path("x86-64", "").name == "sse"
+
+
+def test_describe_names_the_path():
+    assert _isa.describe().startswith(_isa.ISA.name + " (")
