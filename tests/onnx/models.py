@@ -24,6 +24,7 @@ def _example():
 _EXAMPLE = _example()
 lenet5 = _EXAMPLE.lenet5
 convnet = _EXAMPLE.convnet
+resnet = _EXAMPLE.resnet
 
 
 class Residual(nn.Module):

@@ -12,9 +12,9 @@ ort = pytest.importorskip("onnxruntime")
 import jitgrad  # noqa: E402
 from jitgrad import nn  # noqa: E402
 from jitgrad import onnx as jonnx  # noqa: E402
-from tests.onnx.models import ModernCNN, Residual, convnet, images, lenet5  # noqa: E402
+from tests.onnx.models import ModernCNN, Residual, convnet, images, lenet5, resnet  # noqa: E402
 
-MODELS = {"lenet5": lenet5, "convnet": convnet, "residual": Residual, "modern": ModernCNN}
+MODELS = {"lenet5": lenet5, "convnet": convnet, "resnet": resnet, "residual": Residual, "modern": ModernCNN}
 
 
 def _ort(path_or_proto, x: np.ndarray) -> np.ndarray:
