@@ -277,9 +277,12 @@ class ConstantPad(Function):
     def forward(ctx: Context, x: Any, *, index: tuple[slice, ...], shape: tuple[int, ...], value: float) -> Any:
         xp = ctx.backend
         ctx.index = index
+        padded = xp.getitem_backward(x, index, shape)  # x inside zeros
         if value == 0:
-            return xp.getitem_backward(x, index, shape)
-        return xp.add(xp.getitem_backward(xp.subtract(x, value), index, shape), value)
+            return padded
+        # Select, never (x - value) + value: that is NaN for an infinite value and rounds x away for a huge one.
+        inside = xp.greater(xp.getitem_backward(xp.ones(x.shape, x.dtype), index, shape), 0)
+        return xp.where(inside, padded, value)
 
     @staticmethod
     def backward(ctx: Context, g: Any) -> Any:

@@ -156,3 +156,12 @@ class TestBadInput:
             F.conv2d(jg.zeros((1, 4, 5, 5)), jg.zeros((3, 1, 3, 3)), groups=3)
         with pytest.raises(ValueError, match="output_padding must be smaller than stride"):
             F.conv_transpose2d(jg.zeros((1, 4, 5, 5)), jg.zeros((4, 1, 3, 3)), output_padding=1)
+
+
+@pytest.mark.parametrize("value", [-np.inf, np.inf, 1e30, -2.5])
+def test_constant_pad_keeps_the_data_whatever_the_value(value):
+    # (x - value) + value would give NaN for an infinite value and wipe x out for a huge one.
+    x = np.arange(6, dtype=np.float32).reshape(1, 2, 3)
+    y = jg.nn.functional.pad(jg.tensor(x), (1, 2), value=value).numpy()
+    np.testing.assert_array_equal(y[..., 1:4], x)
+    assert np.all(y[..., :1] == np.float32(value)) and np.all(y[..., 4:] == np.float32(value))
