@@ -22,6 +22,5 @@ def test_sweep_cuda_core_kernels():
     check_batch("cuda", draw_cases(case_strategy(CORE), 48))
 
 
-@pytest.mark.xfail(reason="non-finite activations/softmax: fixed on branch elemfn", strict=False)
 def test_sweep_cuda_elementwise_kernels():
     check_batch("cuda", draw_cases(case_strategy(ELEMENTWISE), 32))

@@ -34,6 +34,5 @@ def test_sweep_cpu_elementwise_finite():
     check_batch("cpu", draw_cases(case_strategy(ELEMENTWISE, FINITE), 80))
 
 
-@pytest.mark.xfail(reason="fixed on branch elemfn", strict=False)
 def test_sweep_cpu_elementwise_non_finite():
     check_batch("cpu", draw_cases(case_strategy(ELEMENTWISE, NON_FINITE), 80))
