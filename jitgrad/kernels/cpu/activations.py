@@ -18,8 +18,6 @@ formulas put them (``relu(NaN)`` is NaN, as ``np.maximum``).
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from numba import njit, prange
 
@@ -46,10 +44,11 @@ __all__: list[str] = [
 
 _FASTMATH = set(FASTMATH)
 
-_INV_SQRT_2 = 1.0 / math.sqrt(2.0)
-_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
-_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
-_GELU_KAPPA = 0.044715
+# GELU's constants, defined once for all three backends (kernels/_constants.py).
+from jitgrad.kernels._constants import (  # noqa: E402
+    GELU_KAPPA as _GELU_KAPPA, INV_SQRT_2 as _INV_SQRT_2, INV_SQRT_2PI as _INV_SQRT_2PI,
+    SQRT_2_OVER_PI as _SQRT_2_OVER_PI,
+)
 
 
 def _flat(a: np.ndarray) -> np.ndarray:
