@@ -79,8 +79,10 @@ def _normalize_axes(axis: Any, ndim: int) -> tuple[int, ...]:
 class CPUBackend:
     """NumPy arrays, ``jitgrad.kernels.cpu`` kernels.
 
-    Elementwise arithmetic, reductions and reshapes are NumPy (DESIGN.md:
-    they are not the mission's core); everything with a derivative worth a
+    Elementwise arithmetic, reductions and reshapes are NumPy's compiled
+    loops (jitgrad hand-writes the kernels a network's cost lives in, not
+    these; on the GPU they are device kernels in ``kernels/cuda/`` so a step
+    never leaves the device); everything with a derivative worth a
     kernel (matmul, conv, pooling, activations, softmax, losses) calls the
     ``@njit`` kernels through ``self.kernels``.
     """
