@@ -5,13 +5,20 @@ another by swapping the import. This test holds every public name of
 ``jitgrad.kernels.reference`` to that promise. It runs in the CPU pytest
 process: ``jitgrad.kernels.cuda`` imports without a GPU (kernels compile on
 first launch).
+
+It also holds the pieces around the kernels to one source each: the kernel
+list (``kernels/_constants.py::KERNELS``), the docstrings (written once on the
+reference, taken by cpu and cuda through ``kernels/_contract.py``), and the
+steps of docs/kernel-authoring.md's checklist that a machine can check.
 """
 
 from __future__ import annotations
 
+import ast
 import importlib
-import re
 import inspect
+import re
+from pathlib import Path
 
 import pytest
 
@@ -230,3 +237,75 @@ def test_implements_copies_the_contract_and_keeps_a_note():
 
     with pytest.raises(ValueError, match="has no docstring"):
         _contract.implements(undocumented)
+
+
+# ----------------------------------------------------------------------------- the guide's checklist
+#
+# docs/kernel-authoring.md's numbered checklist, checked where a machine can check it.
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _api_sections() -> dict[str, str]:
+    """docs/kernel-api.md's ``## module`` sections: ``{first word of the heading: text}``."""
+    text = (ROOT / "docs" / "kernel-api.md").read_text(encoding="utf-8")
+    parts = re.split(r"^## +", text, flags=re.M)[1:]
+    return {part.split(None, 1)[0]: part for part in parts}
+
+
+@pytest.mark.parametrize("name, module_name", REFERENCE_NAMES)
+def test_checklist_kernel_api_names_every_kernel(name, module_name):
+    # Step 8: every kernel is named, in backticks, in its module's section of the contract page.
+    section = _api_sections().get(module_name)
+    assert section is not None, f"docs/kernel-api.md has no '## {module_name}' section"
+    assert re.search(rf"`{name}[`(]", section), f"docs/kernel-api.md's '## {module_name}' section never names `{name}`"
+
+
+def _literal(path: Path, variable: str):
+    """The value of a module-level ``variable = <literal>`` in ``path`` (without importing the file)."""
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+        if any(getattr(t, "id", None) == variable for t in targets):
+            return ast.literal_eval(node.value)
+    raise AssertionError(f"{path.relative_to(ROOT)} no longer defines {variable}, which the checklist test reads")
+
+
+#: Step 9: the activation case tables every backend's tests are parametrised over.
+ACTIVATION_CASE_TABLES = [("tests/kernels/test_activations.py", "CASES"), ("tests/cuda/test_activations.py", "ACTIVATIONS"),
+                          ("tests/autograd/test_ops.py", "ACTIVATIONS")]
+ACTIVATIONS = [n for n in KERNELS["activations"] if not n.endswith("_backward")]
+
+
+@pytest.mark.parametrize("path, variable", ACTIVATION_CASE_TABLES)
+def test_checklist_activation_case_tables_cover_every_activation(path, variable):
+    names = {row[0] for row in _literal(ROOT / path, variable)}
+    assert set(ACTIVATIONS) <= names, f"{path}::{variable} lacks {sorted(set(ACTIVATIONS) - names)}"
+
+
+@pytest.mark.parametrize("name", ACTIVATIONS)
+def test_checklist_activation_reaches_the_user(name):
+    # Steps 5-7: the Function, the Tensor method, the functional and the layer export.
+    import jitgrad
+    from jitgrad import nn
+    from jitgrad.autograd import ops
+    from jitgrad.nn import functional as F
+
+    assert any(getattr(c, "kernel", None) == name for c in vars(ops).values() if isinstance(c, type)), (
+        f"no Function in jitgrad/autograd/ops.py has kernel = {name!r}")
+    assert callable(getattr(jitgrad.Tensor, name, None)), f"jitgrad/autograd/tensor.py: Tensor has no .{name}()"
+    assert name in F.__all__, f"jitgrad/nn/functional.py does not export {name}"
+    assert any(n.lower() == name.replace("_", "") for n in nn.__all__), (
+        f"jitgrad/nn/__init__.py exports no layer named like {name!r} (e.g. nn.SiLU for silu)")
+
+
+def test_checklist_every_forward_kernel_is_tested_on_both_backends():
+    # Step 9, beyond the activations: each forward kernel's name appears in the CPU and the CUDA tests
+    # (or in a case table in tests/cases/ that both share).
+    def text(*folders):
+        return "\n".join(p.read_text(encoding="utf-8") for f in folders for p in sorted((ROOT / f).glob("*.py")))
+
+    cpu_tests, cuda_tests = text("tests/kernels", "tests/cases"), text("tests/cuda", "tests/cases")
+    forward = [n for n in kernel_names() if not n.endswith("_backward")]
+    assert not [n for n in forward if not re.search(rf"\b{n}\b", cpu_tests)], "forward kernels tests/kernels never names"
+    missing = [n for n in forward if not re.search(rf"\b{n}\b", cuda_tests)]
+    assert not missing, f"forward kernels tests/cuda never names: {missing}"
