@@ -153,7 +153,8 @@ def max_pool2d_backward(grad_out: np.ndarray, argmax: np.ndarray, *, input_shape
     input_shape : tuple of 4 ints
         The forward input's shape (N, C, H, W).
     kernel_size, stride, padding : int or pair
-        The forward's; ``grad_out`` must have the pooled shape they give. (a gather over covering windows needs them).
+        The forward's; ``grad_out`` must have the pooled shape they give (a gather over
+        covering windows needs them).
 
     Returns
     -------
