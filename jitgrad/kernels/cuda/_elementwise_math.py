@@ -9,7 +9,7 @@ to nothing. Broadcasting and operand handling live in ``_broadcast``.
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from numba import cuda

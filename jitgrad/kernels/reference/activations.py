@@ -12,26 +12,18 @@ from typing import Any
 
 import numpy as np
 
+from jitgrad.kernels._constants import GELU_KAPPA as _GELU_KAPPA  # defined once for all backends
+from jitgrad.kernels._constants import INV_SQRT_2 as _INV_SQRT_2
+from jitgrad.kernels._constants import INV_SQRT_2PI as _INV_SQRT_2PI
+from jitgrad.kernels._constants import SQRT_2_OVER_PI as _SQRT_2_OVER_PI
+from jitgrad.kernels._constants import kernel_names
 from jitgrad.kernels._validate import check_array, check_same_dtype, check_scalar, check_shape
 
-__all__: list[str] = [
-    "relu", "relu_backward",
-    "leaky_relu", "leaky_relu_backward",
-    "sigmoid", "sigmoid_backward",
-    "tanh", "tanh_backward",
-    "gelu", "gelu_backward",
-    "elu", "elu_backward",
-    "softplus", "softplus_backward",
-]
+__all__: list[str] = kernel_names("activations")  # the one list: kernels/_constants.py
 
 GELU_APPROXIMATIONS = ("none", "tanh")
 
 _TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
-# GELU's constants, defined once for all three backends (kernels/_constants.py).
-from jitgrad.kernels._constants import (  # noqa: E402
-    GELU_KAPPA as _GELU_KAPPA, INV_SQRT_2 as _INV_SQRT_2, INV_SQRT_2PI as _INV_SQRT_2PI,
-    SQRT_2_OVER_PI as _SQRT_2_OVER_PI,
-)
 
 
 # ----------------------------------------------------------------------------- validation
