@@ -112,7 +112,7 @@ def test_every_backend_exports_the_one_kernel_list(backend):
 
 #: Wrappers with a docstring of their own: a note on how *this* backend computes, appended to the
 #: contract under "Backend notes". A new note is registered here, deliberately.
-BACKEND_NOTES: set[str] = {
+WRAPPER_NOTES: set[str] = {
     "cpu.pooling.max_pool2d_backward", "cuda.pooling.max_pool2d_backward", "cuda.pooling.avg_pool2d_backward",
     "cuda.pooling_adaptive.adaptive_avg_pool2d_backward", "cuda.pooling_adaptive.adaptive_max_pool2d_backward",
     "cuda.softmax.softmax_cross_entropy", "cuda.softmax.softmax_cross_entropy_backward",
@@ -177,15 +177,15 @@ def test_every_backend_docstring_is_a_registered_note():
     with_note = {f"{backend.__name__.rsplit('.', 1)[-1]}.{module_name}.{name}"
                  for backend in (cpu, cuda) for name, module_name in REFERENCE_NAMES
                  if _contract.backend_note(getattr(_module(backend, module_name), name))}
-    assert not BACKEND_NOTES & DUPLICATED_DOCSTRINGS
-    assert with_note == BACKEND_NOTES | DUPLICATED_DOCSTRINGS, (
+    assert not WRAPPER_NOTES & DUPLICATED_DOCSTRINGS
+    assert with_note == WRAPPER_NOTES | DUPLICATED_DOCSTRINGS, (
         f"wrappers with an unregistered docstring (the contract is the reference's: delete it, or register a "
-        f"genuine backend note in BACKEND_NOTES): {sorted(with_note - BACKEND_NOTES - DUPLICATED_DOCSTRINGS)}; "
-        f"registered but without a docstring: {sorted((BACKEND_NOTES | DUPLICATED_DOCSTRINGS) - with_note)}"
+        f"genuine backend note in WRAPPER_NOTES): {sorted(with_note - WRAPPER_NOTES - DUPLICATED_DOCSTRINGS)}; "
+        f"registered but without a docstring: {sorted((WRAPPER_NOTES | DUPLICATED_DOCSTRINGS) - with_note)}"
     )
 
 
-@pytest.mark.parametrize("qualname", sorted(BACKEND_NOTES))
+@pytest.mark.parametrize("qualname", sorted(WRAPPER_NOTES))
 def test_backend_note_is_a_note_not_a_second_contract(qualname):
     backend_name, module_name, name = qualname.split(".")
     note = _contract.backend_note(getattr(_module({"cpu": cpu, "cuda": cuda}[backend_name], module_name), name))
