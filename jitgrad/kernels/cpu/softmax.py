@@ -30,7 +30,6 @@ from jitgrad.kernels.reference.softmax import (
     _check_softmax_backward,
     _check_softmax_input,
     _grad_loss_scale,
-    _reduce_loss,
 )
 
 __all__: list[str] = [
@@ -329,26 +328,38 @@ def _cross_entropy_backward_row(probs, labels, target, is_index, eps, scale, out
 
 @njit(cache=True, error_model="numpy", fastmath=_FASTMATH, parallel=True)
 def _cross_entropy_index_kernel(logits, labels, eps, probs, losses):
+    total = logits.dtype.type(0)
     for i in prange(logits.shape[0]):
         _cross_entropy_index_row(logits, labels, eps, probs, losses, i)
+        total += losses[i]
+    return total
 
 
 @njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
 def _cross_entropy_index_kernel_serial(logits, labels, eps, probs, losses):
+    total = logits.dtype.type(0)
     for i in range(logits.shape[0]):
         _cross_entropy_index_row(logits, labels, eps, probs, losses, i)
+        total += losses[i]
+    return total
 
 
 @njit(cache=True, error_model="numpy", fastmath=_FASTMATH, parallel=True)
 def _cross_entropy_prob_kernel(logits, target, eps, probs, losses):
+    total = logits.dtype.type(0)
     for i in prange(logits.shape[0]):
         _cross_entropy_prob_row(logits, target, eps, probs, losses, i)
+        total += losses[i]
+    return total
 
 
 @njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
 def _cross_entropy_prob_kernel_serial(logits, target, eps, probs, losses):
+    total = logits.dtype.type(0)
     for i in range(logits.shape[0]):
         _cross_entropy_prob_row(logits, target, eps, probs, losses, i)
+        total += losses[i]
+    return total
 
 
 @njit(cache=True, error_model="numpy", fastmath=_FASTMATH, parallel=True)
@@ -416,11 +427,17 @@ def softmax_cross_entropy(logits: np.ndarray, labels: np.ndarray, *, reduction: 
     if is_index:
         kernel = _cross_entropy_index_kernel if parallel else _cross_entropy_index_kernel_serial
         # One integer type for the kernel, whatever the caller's (int32 labels are common).
-        kernel(logits, _index_labels(labels, logits.shape[1]), eps_t, probs, losses)
+        total = kernel(logits, _index_labels(labels, logits.shape[1]), eps_t, probs, losses)
     else:
         kernel = _cross_entropy_prob_kernel if parallel else _cross_entropy_prob_kernel_serial
-        kernel(logits, labels, eps_t, probs, losses)
-    return _reduce_loss(losses, reduction), probs
+        total = kernel(logits, labels, eps_t, probs, losses)
+    if reduction == "none":
+        return losses, probs
+    # The kernel's sum of the losses (in its dtype), not NumPy's: one call less at (128, 10).
+    total = logits.dtype.type(total)
+    if reduction == "mean":
+        total = total / logits.dtype.type(max(logits.shape[0], 1))
+    return np.asarray(total, dtype=logits.dtype), probs
 
 
 def softmax_cross_entropy_backward(probs: np.ndarray, labels: np.ndarray, grad_loss: Any = 1.0, *,
