@@ -33,12 +33,15 @@ dense sample in the suite, ``bench/elementary_ulp.py`` runs all 2^32):
   division's result is below 1/2, so its rounding counts half in the
   result's ulp); sign restored with ``copysign``. Worst error 1.26 ulp (at
   0.6615, just past the seam).
-- ``erf``: in float64; ``|x| < 0.75``: Taylor series ``2/sqrt(pi) sum (-1)^n
-  x^(2n+1) / (n! (2n+1))`` to n = 9 (alternating: error < 5e-11 relative);
-  ``0.75 <= |x| <= 4``: Chebyshev interpolant of degree 16 (near-minimax,
-  Trefethen, *Approximation Theory and Approximation Practice*, ch. 16)
-  converted to monomials in ``u = (|x| - 2.375) / 1.625``, absolute error
-  3e-9; beyond 4, ``erf`` rounds to ±1 in float32.
+- ``erf``: in float32. ``|x| < 0.75``: Taylor series ``2/sqrt(pi) sum (-1)^n
+  x^(2n+1) / (n! (2n+1))`` to n = 8, ``2/sqrt(pi)`` carried as a float32
+  pair; ``0.75 <= |x| < 2`` and ``2 <= |x| <= 4``: ``1 - erfc`` with ``erfc``
+  a degree-10 Chebyshev interpolant on each piece (near-minimax, Trefethen,
+  *Approximation Theory and Approximation Practice*, ch. 16), whose values
+  (below 0.29) carry their rounding at a fraction of the result's ulp;
+  beyond 4, ``erf`` rounds to ±1 in float32. All three pieces are evaluated
+  and selected (no branch). Worst error sampled 1.22 ulp (just past 0.75);
+  2.5x faster than the former float64 evaluation.
 
 These functions carry their own fast-math flags (``contract`` and ``nsz``, no
 ``reassoc``): the Cody-Waite subtraction and fdlibm's summation order must
@@ -62,7 +65,6 @@ __all__: list[str] = ["exp", "expm1", "log", "log1p", "tanh", "erf"]
 _FLAGS = {"contract", "nsz"}
 
 _f32 = np.float32
-_f64 = np.float64
 
 _ZERO = _f32(0.0)
 _HALF = _f32(0.5)
@@ -116,24 +118,32 @@ _TH3 = _f32(0.021646940217050985)
 _TH4 = _f32(-0.008047239544707305)
 _TH5 = _f32(0.0020265409945813885)
 
-# float64 constants of erf.
+# erf.
 
-_ERF_SMALL = _f64(0.75)
-_ERF_BIG = _f64(4.0)
-_ERF_MID = _f64(2.375)
-_ERF_INV_HALF = _f64(1.0 / 1.625)
-_ERF_TAYLOR = tuple(_f64(2.0 / math.sqrt(math.pi) * (-1.0) ** n / (math.factorial(n) * (2 * n + 1)))
-                    for n in range(10))
-_ERF_CHEB = tuple(_f64(c) for c in (
-    0.9992170617821078, 0.006510477252856639, -0.025126553635479124, 0.058920307808398346,
-    -0.09157706064662453, 0.09466377107037618, -0.0573321544453001, 0.0039024330831439833,
-    0.028841284845173003, -0.027399119895769326, 0.007187744933572809, 0.008030079596523491,
-    -0.007405036076494906, 8.926779451118855e-05, 0.00196734711150767, -0.0002950436218249352,
-    -0.00019482448309316266,
+_ERF_SMALL = _f32(0.75)
+_ERF_SEAM = _f32(2.0)
+_ERF_BIG = _f32(4.0)
+_ERF_MID_A = _f32(1.375)
+_ERF_INV_HALF_A = _f32(1.0 / 0.625)
+_ERF_MID_B = _f32(3.0)
+_ERF_TAYLOR = tuple(2.0 / math.sqrt(math.pi) * (-1.0) ** n / (math.factorial(n) * (2 * n + 1)) for n in range(9))
+# 2/sqrt(pi) as a float32 pair: rounded alone it is 0.9 ulp off, and it is the whole of erf near 0.
+_T0_HI = _f32(_ERF_TAYLOR[0])
+_T0_LO = _f32(_ERF_TAYLOR[0] - float(_T0_HI))
+_T1, _T2, _T3, _T4, _T5, _T6, _T7, _T8 = (_f32(c) for c in _ERF_TAYLOR[1:])
+# erfc on [0.75, 2] in u = (|x| - 1.375) / 0.625 and on [2, 4] in v = |x| - 3: Chebyshev
+# interpolants of degree 10 (numpy.polynomial.chebyshev.chebinterpolate of math.erfc) converted
+# to monomials; absolute error 1.7e-9 and 1.0e-8 (0.03 and 0.17 float32 ulp of erf there).
+(_A0, _A1, _A2, _A3, _A4, _A5, _A6, _A7, _A8, _A9, _A10) = (_f32(c) for c in (
+    0.051829927217909744, -0.10647484045476198, 0.09150183091668349, -0.038559373381994035,
+    0.004654037047919869, 0.0029208589770331763, -0.001320988790541676, 4.8126981073253554e-05,
+    9.939429977594157e-05, -1.8089368314983485e-05, -3.149981340655472e-06,
 ))
-_T0, _T1, _T2, _T3, _T4, _T5, _T6, _T7, _T8, _T9 = _ERF_TAYLOR
-(_C0, _C1, _C2, _C3, _C4, _C5, _C6, _C7, _C8, _C9, _C10, _C11, _C12, _C13, _C14, _C15,
- _C16) = _ERF_CHEB
+(_B0, _B1, _B2, _B3, _B4, _B5, _B6, _B7, _B8, _B9, _B10) = (_f32(c) for c in (
+    2.2090496998586383e-05, -0.0001391481912065331, 0.0004177400526906565, -0.0007912032744696951,
+    0.0010447848146928707, -0.0010046955653441494, 0.0007358043278922249, -0.0004179976523996877,
+    0.00014021302481070203, 1.4175968418530731e-05, -2.175621431311444e-05,
+))
 
 
 # ----------------------------------------------------------------------------- bit views
@@ -263,39 +273,36 @@ def _tanh_f32(x):
 
 @njit(cache=True, fastmath=_FLAGS, error_model="numpy")
 def _erf_f32(x):
-    a = _f64(abs(x))
+    a = abs(x)
     t = a * a
-    small = _T9
-    small = small * t + _T8
-    small = small * t + _T7
-    small = small * t + _T6
-    small = small * t + _T5
-    small = small * t + _T4
-    small = small * t + _T3
-    small = small * t + _T2
-    small = small * t + _T1
-    small = small * t + _T0
-    small = small * a
-    ac = a if a < _ERF_BIG else _ERF_BIG
-    u = (ac - _ERF_MID) * _ERF_INV_HALF
-    big = _C16
-    big = big * u + _C15
-    big = big * u + _C14
-    big = big * u + _C13
-    big = big * u + _C12
-    big = big * u + _C11
-    big = big * u + _C10
-    big = big * u + _C9
-    big = big * u + _C8
-    big = big * u + _C7
-    big = big * u + _C6
-    big = big * u + _C5
-    big = big * u + _C4
-    big = big * u + _C3
-    big = big * u + _C2
-    big = big * u + _C1
-    big = big * u + _C0
-    e = np.float32(small if a < _ERF_SMALL else big)
+    p = ((((((_T8 * t + _T7) * t + _T6) * t + _T5) * t + _T4) * t + _T3) * t + _T2) * t + _T1
+    small = a * _T0_HI + a * (_T0_LO + t * p)
+    u = (a - _ERF_MID_A) * _ERF_INV_HALF_A
+    qa = _A10
+    qa = qa * u + _A9
+    qa = qa * u + _A8
+    qa = qa * u + _A7
+    qa = qa * u + _A6
+    qa = qa * u + _A5
+    qa = qa * u + _A4
+    qa = qa * u + _A3
+    qa = qa * u + _A2
+    qa = qa * u + _A1
+    qa = qa * u + _A0
+    v = (a if a < _ERF_BIG else _ERF_BIG) - _ERF_MID_B
+    qb = _B10
+    qb = qb * v + _B9
+    qb = qb * v + _B8
+    qb = qb * v + _B7
+    qb = qb * v + _B6
+    qb = qb * v + _B5
+    qb = qb * v + _B4
+    qb = qb * v + _B3
+    qb = qb * v + _B2
+    qb = qb * v + _B1
+    qb = qb * v + _B0
+    e = _ONE - (qa if a < _ERF_SEAM else qb)
+    e = small if a < _ERF_SMALL else e
     return x if x != x else np.copysign(e, x)
 
 
