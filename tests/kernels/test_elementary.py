@@ -89,7 +89,7 @@ _SPECIALS = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 1e-45, -1e-45, 1.17549
                       3.4028235e38, -3.4028235e38, 1.0, -1.0], dtype=np.float32)
 #: Range-reduction boundaries, over- and underflow thresholds, the pieces' seams.
 _THRESHOLDS = [1.0, 0.5, 2.0, 88.72284, 88.0, 103.97, 87.33, 17.33, 9.01, 0.34657, 1.4142135, 0.70710677,
-               0.75, 4.0, 3.92, 1e-3, 1e-8, 0.2554, 0.5493, 1.0e20]
+               0.75, 4.0, 3.92, 1e-3, 1e-8, 0.2554, 0.5493, 1.0e20, 0.66]
 
 
 def _sample() -> np.ndarray:

@@ -329,3 +329,16 @@ def test_float32_precision_at_large_and_close_logits(backend):
     loss, _ = backend.softmax_cross_entropy(HARD_LOGITS, labels, reduction="none")
     want, _ = ref.softmax_cross_entropy(x64, labels, reduction="none")
     np.testing.assert_allclose(loss, want, rtol=1e-6, atol=1e-37)
+
+
+@pytest.mark.parametrize("special", [None, np.nan, np.inf, -np.inf])
+def test_softmax_row_max_every_position(special):
+    # The CPU row max keeps eight accumulators and a scalar tail: 19 columns put the
+    # largest (or a non-finite) logit once in every accumulator and in the tail.
+    c = 19
+    x = np.tile(randn((1, c), np.float32, seed=8), (c, 1))
+    x[np.arange(c), np.arange(c)] = 200.0 if special is None else special  # a missed max: exp overflows
+    for name in ("softmax", "log_softmax"):
+        with np.errstate(all="ignore"):
+            want = getattr(ref, name)(x)
+        _assert_same_specials(getattr(cpu, name)(x), want, np.float32)

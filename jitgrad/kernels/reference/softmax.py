@@ -55,7 +55,8 @@ def _check_labels(labels: Any, logits: Any, name: str, check_range: bool) -> boo
     """Validate labels for ``(n, c)`` logits/probs; return True for class indices, False for probabilities."""
     n, c = logits.shape
     check_array("labels", labels, dtypes=None)
-    if np.issubdtype(labels.dtype, np.integer):
+    kind = np.dtype(labels.dtype).kind  # not np.issubdtype: ten times its cost at (128, 10)
+    if kind in "iu":
         check_shape("labels", labels, (n,))
         if check_range and n:
             low, high = int(labels.min()), int(labels.max())
@@ -63,7 +64,7 @@ def _check_labels(labels: Any, logits: Any, name: str, check_range: bool) -> boo
                 bad = low if low < 0 else high
                 raise ValueError(f"labels must be class indices in [0, {c}), got {bad}")
         return True
-    if np.issubdtype(labels.dtype, np.floating):
+    if kind == "f":
         check_array("labels", labels, ndim=2)
         check_same_dtype(**{name: logits}, labels=labels)
         check_shape("labels", labels, (n, c))
