@@ -19,7 +19,7 @@ import jitgrad.kernels.cuda as cuda
 import jitgrad.kernels.reference as ref
 
 MODULES = ["matmul", "conv", "pooling", "activations", "softmax", "optim", "normalization", "conv_transpose",
-           "pooling_adaptive", "recurrent"]
+           "pooling_adaptive", "recurrent", "lrn"]
 FAST_BACKENDS = [pytest.param(cpu, id="cpu"), pytest.param(cuda, id="cuda")]
 # The autograd's array namespace on the GPU: extra modules, no reference counterpart.
 CUDA_EXTRA_MODULES = {"elementwise", "reduction"}

@@ -34,9 +34,7 @@ Converter = Callable[[Any, list], Any]
 CONVERTERS: dict[str, Converter] = {}
 
 #: Operators of issue 15's list that wait for a jitgrad op of issue 14 (or a kernel) not yet on main.
-WAITING: dict[str, str] = {
-    "LRN": "an lrn kernel pair (reference + cpu + cuda), not built yet",
-}
+WAITING: dict[str, str] = {}
 
 
 def register_converter(*op_types: str) -> Callable[[Converter], Converter]:
@@ -341,6 +339,20 @@ def _batch_norm(node: Any, x: list) -> Any:
     shape = (1, -1) + (1,) * (t.ndim - 2)
     inv = (var.reshape(shape) + node.attrs.get("epsilon", 1e-5)).sqrt()
     return (t - mean.reshape(shape)) / inv * scale.reshape(shape) + bias.reshape(shape)
+
+
+@register_converter("LRN")
+def _lrn(node: Any, x: list) -> Any:
+    # ONNX's window: (size - 1) // 2 channels before the centre (one later than PyTorch's for an even size).
+    from jitgrad.autograd.ops_norm import LocalResponseNorm
+
+    t = x[0]
+    if t.ndim < 3:
+        raise NodeError(f"node {node.name!r} (LRN): input must be at least 3-D (N, C, D1, ...), got shape {t.shape}")
+    size = int(node.attrs["size"])
+    return LocalResponseNorm.apply(t, size=size, alpha=float(node.attrs.get("alpha", 1e-4)),
+                                   beta=float(node.attrs.get("beta", 0.75)), k=float(node.attrs.get("bias", 1.0)),
+                                   before=(size - 1) // 2)
 
 
 @register_converter("LayerNormalization")

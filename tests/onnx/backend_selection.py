@@ -51,7 +51,6 @@ exclude("the function-body expansion uses operators outside issue 15's list (Siz
         r"_expanded(_ver18)?_cpu$")
 exclude("ConvTranspose with auto_pad SAME, output_shape or 1-D/3-D/asymmetric pads: not in conv_transpose2d",
         r"^test_convtranspose_(1d|3d|autopad_same|output_shape|kernel_shape|pads)_cpu$")
-exclude("LRN needs an lrn kernel pair (reference + cpu + cuda), not built yet", r"^test_lrn")
 exclude("1-D and 3-D pooling: jitgrad's pooling kernels are 2-D (NCHW)", r"^test_(averagepool|maxpool)_[13]d_",
         r"^test_MaxPool[13]d", r"^test_AvgPool[13]d", r"^test_operator_maxpool_cpu")
 exclude("pooling with dilations or ceil_mode: not in jitgrad's pooling kernels",
@@ -71,4 +70,3 @@ exclude("MaxPool's Indices output (argmax in ONNX's flat layout) is not exported
 exclude("sequence and optional types: outside the tensor-only importer", r"^test_split_to_sequence",
         r"^test_identity_(opt|sequence)")
 exclude("GatherElements is a different operator than Gather (matched by the name prefix)", r"^test_gather_elements")
-exclude("model zoo: LRN needs an lrn kernel pair, not built yet", r"^test_(bvlc_alexnet|zfnet512|inception_v1)_cpu$")

@@ -14,6 +14,7 @@ from .normalization import *  # noqa: F401,F403
 from .conv_transpose import *  # noqa: F401,F403
 from .pooling_adaptive import *  # noqa: F401,F403
 from .recurrent import *  # noqa: F401,F403
+from .lrn import *  # noqa: F401,F403
 
 # Concurrent launches abort the process on Numba's ``workqueue`` layer: serialise them there.
 import sys as _sys  # noqa: E402
@@ -23,5 +24,5 @@ from . import _threading  # noqa: E402
 _threading.serialise_module_kernels(globals(), [
     _sys.modules[f"{__name__}.{module}"]
     for module in ("matmul", "conv", "pooling", "activations", "softmax", "optim", "normalization",
-                   "conv_transpose", "pooling_adaptive", "recurrent")
+                   "conv_transpose", "pooling_adaptive", "recurrent", "lrn")
 ])
