@@ -21,3 +21,22 @@ def test_nan_and_inf_propagate_as_the_reference():
 
 def test_bad_input():
     check_bad_input(kc, to_device=dev)
+
+
+def test_layer_on_cuda_matches_cpu_forward_and_gradient():
+    import jitgrad
+    from jitgrad import nn
+    from tests.helpers import assert_close, randn
+
+    x = randn((2, 5, 2, 3), np.float32, seed=4)
+    layer = nn.LocalResponseNorm(4, alpha=1.0, beta=0.75, k=1.5)
+    results = []
+    for device in ("cpu", "cuda"):
+        t = jitgrad.Tensor(x).to(device) if device == "cuda" else jitgrad.Tensor(x)
+        t.requires_grad = True
+        y = layer(t)
+        assert y.device == device
+        (y * y).sum().backward()
+        results.append((y.numpy(), t.grad.numpy()))
+    assert_close(results[1][0], results[0][0], np.float32, rtol=2e-4, atol=2e-5)
+    assert_close(results[1][1], results[0][1], np.float32, rtol=2e-4, atol=2e-5)
