@@ -1,4 +1,4 @@
-"""Normalisation ops: batch norm and layer norm, one ``Function`` each over the fused kernels.
+"""Normalisation ops: batch norm, layer norm and local response norm, one ``Function`` each over the kernels.
 
 The forward kernels return the mean and ``1 / sqrt(var + eps)`` they used;
 the ops save them (with ``x`` and the weight) and hand them back to the
@@ -13,7 +13,7 @@ from typing import Any
 
 from jitgrad.autograd.function import Context, Function
 
-__all__ = ["BatchNorm", "LayerNorm"]
+__all__ = ["BatchNorm", "LayerNorm", "LocalResponseNorm"]
 
 
 def _contiguous_or_none(xp: Any, a: Any) -> Any:
@@ -72,3 +72,25 @@ class LayerNorm(Function):
         grad_x, grad_w, grad_b = xp.kernels.layer_norm_backward(xp.ascontiguousarray(g), x, weight, mean, invstd)
         needs = ctx.needs_input_grad
         return grad_x if needs[0] else None, grad_w if needs[1] else None, grad_b if needs[2] else None
+
+
+class LocalResponseNorm(Function):
+    """Local response normalisation across channels of ``x`` (N, C, *): ``apply(x, size=, alpha=, beta=, k=, before=)``.
+
+    ``before`` places the window (see :func:`jitgrad.kernels.reference.lrn`). Only ``x`` is
+    saved: the backward kernel recomputes the window sums, cheaper than keeping them.
+    """
+
+    @staticmethod
+    def forward(ctx: Context, x: Any, *, size: int, alpha: float, beta: float, k: float, before: int) -> Any:
+        xp = ctx.backend
+        x = xp.ascontiguousarray(x)
+        ctx.save_for_backward(x)
+        ctx.hyper = (size, alpha, beta, k, before)
+        return xp.kernels.lrn(x, *ctx.hyper)
+
+    @staticmethod
+    def backward(ctx: Context, g: Any) -> tuple[Any, ...]:
+        xp = ctx.backend
+        (x,) = ctx.saved_tensors
+        return (xp.kernels.lrn_backward(xp.ascontiguousarray(g), x, *ctx.hyper),)

@@ -39,6 +39,7 @@ KERNELS: dict[str, tuple[str, ...]] = {
     "pooling_adaptive": ("adaptive_avg_pool2d", "adaptive_avg_pool2d_backward",
                          "adaptive_max_pool2d", "adaptive_max_pool2d_backward"),
     "recurrent": ("lstm", "lstm_backward", "gru", "gru_backward", "rnn", "rnn_backward"),
+    "lrn": ("lrn", "lrn_backward"),
 }
 
 #: The kernel modules of every backend package, in import order.

@@ -13,7 +13,7 @@ from jitgrad.nn.layers import (
     Sequential, Sigmoid, Softmax, Softplus, Tanh,
 )
 from jitgrad.nn.module import Module, Parameter
-from jitgrad.nn.normalization import BatchNorm1d, BatchNorm2d, GroupNorm, LayerNorm
+from jitgrad.nn.normalization import BatchNorm1d, BatchNorm2d, GroupNorm, LayerNorm, LocalResponseNorm
 from jitgrad.nn.containers import ModuleDict, ModuleList
 from jitgrad.nn.loss import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
 from jitgrad.nn.conv_layers import (
@@ -41,4 +41,5 @@ __all__ = [
     "ConvTranspose2d", "AdaptiveAvgPool2d", "AdaptiveMaxPool2d", "GlobalAvgPool", "GlobalMeanPool", "Identity",
     "SkipConnection", "Parallel",
     "RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell", "Embedding", "utils",
+    "LocalResponseNorm",
 ]

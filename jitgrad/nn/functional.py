@@ -337,9 +337,9 @@ def binary_cross_entropy_with_logits(logits: Tensor, target: Any, reduction: str
 
 
 # --- normalisation (its own module; re-exported here) ------------------------------
-from jitgrad.nn.functional_norm import batch_norm, group_norm, layer_norm  # noqa: E402
+from jitgrad.nn.functional_norm import batch_norm, group_norm, layer_norm, local_response_norm  # noqa: E402
 
-__all__ += ["batch_norm", "layer_norm", "group_norm"]
+__all__ += ["batch_norm", "layer_norm", "group_norm", "local_response_norm"]
 # Transposed convolution, adaptive pooling and padding live in their own module (this one is long).
 from jitgrad.nn.functional_conv import (  # noqa: E402,F401
     adaptive_avg_pool2d, adaptive_max_pool2d, conv_transpose2d, pad,

@@ -1,4 +1,5 @@
-"""Normalisation in the functional API: ``batch_norm``, ``layer_norm``, ``group_norm`` (PyTorch's signatures).
+"""Normalisation in the functional API: ``batch_norm``, ``layer_norm``, ``group_norm``, ``local_response_norm``
+(PyTorch's signatures).
 
 Re-exported by :mod:`jitgrad.nn.functional`. ``batch_norm`` and ``layer_norm``
 are one autograd op each over the fused kernels; ``group_norm`` reuses the
@@ -13,10 +14,10 @@ from typing import Any
 import numpy as np
 
 from jitgrad.autograd.backend import backend_for
-from jitgrad.autograd.ops_norm import BatchNorm, LayerNorm
+from jitgrad.autograd.ops_norm import BatchNorm, LayerNorm, LocalResponseNorm
 from jitgrad.autograd.tensor import Tensor
 
-__all__ = ["batch_norm", "layer_norm", "group_norm"]
+__all__ = ["batch_norm", "layer_norm", "group_norm", "local_response_norm"]
 
 
 def _input(fn: str, x: Any) -> Tensor:
@@ -140,3 +141,32 @@ def group_norm(input: Any, num_groups: int, weight: Any = None, bias: Any = None
     if b is not None:
         y = y + b.reshape(channel_shape)
     return y
+
+
+def local_response_norm(input: Any, size: int, alpha: float = 1e-4, beta: float = 0.75, k: float = 1.0) -> Tensor:
+    """Local response normalisation across channels, as ``torch.nn.functional.local_response_norm``.
+
+    ``y = x * (k + alpha / size * sum of x ** 2 over size neighbouring channels) ** -beta``,
+    the window ``c - size // 2 .. c + (size - 1) // 2`` (PyTorch's placement; ONNX's ``LRN``
+    differs for an even ``size``, see :func:`jitgrad.kernels.reference.lrn`).
+
+    Parameters
+    ----------
+    input : Tensor (N, C, *), at least 3-D, float32 or float64
+    size : int >= 1, channels in the window
+    alpha, beta, k : float
+        ``alpha`` is divided by ``size``.
+
+    Returns
+    -------
+    Tensor of ``input``'s shape.
+    """
+    x = _input("local_response_norm", input)
+    if x.ndim < 3:
+        raise ValueError(f"local_response_norm: input must be at least 3-D (N, C, *), got shape {x.shape}")
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
+        raise ValueError(f"local_response_norm: size must be a positive int, got {size!r}")
+    for name, v in (("alpha", alpha), ("beta", beta), ("k", k)):
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not np.isfinite(v):
+            raise ValueError(f"local_response_norm: {name} must be a finite real number, got {v!r}")
+    return LocalResponseNorm.apply(x, size=int(size), alpha=alpha, beta=beta, k=k, before=int(size) // 2)

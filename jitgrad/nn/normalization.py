@@ -1,4 +1,5 @@
-"""Normalisation layers: ``BatchNorm1d``, ``BatchNorm2d``, ``LayerNorm``, ``GroupNorm``, as PyTorch.
+"""Normalisation layers: ``BatchNorm1d``, ``BatchNorm2d``, ``LayerNorm``, ``GroupNorm``, ``LocalResponseNorm``, as
+PyTorch.
 
 Parameters and buffers carry PyTorch's names (``weight``, ``bias``,
 ``running_mean``, ``running_var``, ``num_batches_tracked``) and initial
@@ -21,7 +22,7 @@ from jitgrad.nn import functional as F
 from jitgrad.nn.layers import _dtype, _positive_int
 from jitgrad.nn.module import Module, Parameter
 
-__all__ = ["BatchNorm1d", "BatchNorm2d", "LayerNorm", "GroupNorm"]
+__all__ = ["BatchNorm1d", "BatchNorm2d", "LayerNorm", "GroupNorm", "LocalResponseNorm"]
 
 
 def _eps(owner: str, eps: Any) -> float:
@@ -224,3 +225,29 @@ class GroupNorm(Module):
 
     def extra_repr(self) -> str:
         return f"{self.num_groups}, {self.num_channels}" + ("" if self.affine else ", affine=False")
+
+
+class LocalResponseNorm(Module):
+    """Local response normalisation across channels (AlexNet's), as ``torch.nn.LocalResponseNorm``.
+
+    ``y = x * (k + alpha / size * sum of x ** 2 over size neighbouring channels) ** -beta``;
+    no parameters. See :func:`jitgrad.nn.functional.local_response_norm`.
+
+    Parameters
+    ----------
+    size : int, channels in the window
+    alpha : float, default 1e-4
+    beta : float, default 0.75
+    k : float, default 1.0
+    """
+
+    def __init__(self, size: int, alpha: float = 1e-4, beta: float = 0.75, k: float = 1.0) -> None:
+        super().__init__()
+        self.size = _positive_int("LocalResponseNorm", "size", size)
+        self.alpha, self.beta, self.k = alpha, beta, k
+
+    def forward(self, x: Any) -> Tensor:
+        return F.local_response_norm(x, self.size, self.alpha, self.beta, self.k)
+
+    def extra_repr(self) -> str:
+        return f"{self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}"

@@ -49,4 +49,5 @@ _EXPORT_TARGETS = {
     "Softplus": "Softplus (Mul/Div for beta != 1)", "BatchNorm": "BatchNormalization (eval)",
     "LayerNorm": "LayerNormalization", "Cat": "Concat", "ConvTranspose2d": "ConvTranspose",
     "AdaptiveAvgPool2d": "GlobalAveragePool (output size 1)", "AdaptiveMaxPool2d": "GlobalMaxPool (output size 1)",
+    "LocalResponseNorm": "LRN (PyTorch's even-size window: Mul, Conv, Pow)",
 }

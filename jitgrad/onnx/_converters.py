@@ -34,9 +34,7 @@ Converter = Callable[[Any, list], Any]
 CONVERTERS: dict[str, Converter] = {}
 
 #: Operators of issue 15's list that wait for a jitgrad op of issue 14 (or a kernel) not yet on main.
-WAITING: dict[str, str] = {
-    "LRN": "an lrn kernel pair (reference + cpu + cuda), not built yet",
-}
+WAITING: dict[str, str] = {}
 
 
 def register_converter(*op_types: str) -> Callable[[Converter], Converter]:
@@ -203,11 +201,31 @@ def _cast(node: Any, x: list) -> Any:
 
 @register_converter("MatMul")
 def _matmul(node: Any, x: list) -> Any:
-    a, b = x
-    if b.ndim > 2 and not (a.ndim == 3 and b.ndim == 3):
-        raise NodeError(f"node {node.name!r} (MatMul): shapes {a.shape} @ {b.shape}: only a @ (1-D or 2-D b) "
-                        "and 3-D @ 3-D (batched) are supported")
-    return ops.matmul(a, b)
+    a, b = _same_device(*x)
+    if b.ndim <= 2 or (a.ndim == 3 and b.ndim == 3):
+        return ops.matmul(a, b)
+    # NumPy's matmul rules on the batched 3-D product: 1-D operands promoted, batch dimensions broadcast
+    # (by adding zeros of the broadcast shape: the Add op reduces the gradient back), then one (B, M, K) @ (B, K, N).
+    a2 = a.reshape(1, -1) if a.ndim == 1 else a
+    b2 = b.reshape(-1, 1) if b.ndim == 1 else b
+    try:
+        batch = tuple(np.broadcast_shapes(a2.shape[:-2], b2.shape[:-2]))
+    except ValueError:
+        raise NodeError(f"node {node.name!r} (MatMul): batch dimensions of {a.shape} and {b.shape} do not "
+                        "broadcast") from None
+    (m, k), n = a2.shape[-2:], b2.shape[-1]
+
+    def batched(t: Tensor, rows: int, cols: int) -> Tensor:
+        if tuple(t.shape[:-2]) != batch:
+            t = t + _on_device_of(np.zeros(batch + (rows, cols), dtype=t.dtype), t)
+        return t.reshape(-1, rows, cols)
+
+    y = ops.matmul(batched(a2, m, k), batched(b2, k, n)).reshape(batch + (m, n))
+    if a.ndim == 1:
+        y = y.reshape(batch + (n,))
+    if b.ndim == 1:
+        y = y.reshape(y.shape[:-1])
+    return y
 
 
 @register_converter("Gemm")
@@ -228,7 +246,7 @@ def _gemm(node: Any, x: list) -> Any:
 
 def _pads_2d(node: Any, x: Tensor, kernel: list[int], strides: list[int],
              dilations: list[int]) -> tuple[list[int], list[int]]:
-    """ONNX ``pads`` / ``auto_pad`` as (begin, end) per spatial axis."""
+    """ONNX ``pads`` / ``auto_pad`` as (begin, end) per spatial axis (any number of spatial axes)."""
     auto_pad = node.attrs.get("auto_pad", "NOTSET")
     if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
         begin, end = [], []
@@ -238,28 +256,35 @@ def _pads_2d(node: Any, x: Tensor, kernel: list[int], strides: list[int],
             lo = total // 2 if auto_pad == "SAME_UPPER" else total - total // 2
             begin.append(lo), end.append(total - lo)
         return begin, end
+    n = len(kernel)
     if auto_pad == "VALID":
-        return [0, 0], [0, 0]
-    p = [int(v) for v in node.attrs.get("pads", [0] * 4)]
-    return p[:2], p[2:]
+        return [0] * n, [0] * n
+    p = [int(v) for v in node.attrs.get("pads", [0] * 2 * n)]
+    return p[:n], p[n:]
 
 
 def _symmetric(x: Tensor, begin: list[int], end: list[int], value: float) -> tuple[Tensor, tuple[int, int]]:
     """Symmetric ``padding`` for jitgrad's kernels; an asymmetric part is padded explicitly (``pad`` op)."""
     if begin == end:
         return x, (begin[0], begin[1])
+    return _pad_constant(x, begin, end, value), (0, 0)
+
+
+def _pad_constant(x: Tensor, begin: list[int], end: list[int], value: float) -> Tensor:
+    """``x`` padded with ``value`` by ``begin``/``end`` on its axes 2, 3, ... (differentiable)."""
     # Blocks of ``value`` joined with ``cat`` (exact for -inf, which MaxPool pads with; ops_shape.pad
     # computes (x - value) + value and turns -inf padding into NaN).
     from jitgrad.autograd.ops_shape import cat
 
-    for axis, (lo, hi) in zip((2, 3), zip(begin, end)):
+    for axis, (lo, hi) in enumerate(zip(begin, end), start=2):
         parts = []
         for width in (lo, hi):
             shape = list(x.shape)
             shape[axis] = width
             parts.append(_on_device_of(np.full(shape, value, dtype=x.dtype), x) if width else None)
-        x = cat([t for t in (parts[0], x, parts[1]) if t is not None], axis=axis)
-    return x, (0, 0)
+        if parts[0] is not None or parts[1] is not None:
+            x = cat([t for t in (parts[0], x, parts[1]) if t is not None], axis=axis)
+    return x
 
 
 def _check_2d(node: Any, x: Tensor) -> None:
@@ -283,45 +308,71 @@ def _conv(node: Any, x: list) -> Any:
 
 @register_converter("ConvTranspose")
 def _conv_transpose(node: Any, x: list) -> Any:
+    from jitgrad.autograd.ops_shape import cat
     from jitgrad.nn.functional_conv import conv_transpose2d
 
     t, w = x[0], x[1]
     b = x[2] if len(x) > 2 else None
+    if t.ndim == 3:  # 1-D: a 2-D transposed convolution over (L, 1)
+        node1 = _Attrs1d(node)
+        y = _conv_transpose(node1, [t.reshape(t.shape + (1,)), w.reshape(w.shape + (1,))] + list(x[2:]))
+        return y.reshape(y.shape[:3])
     _check_2d(node, t)
+    strides = [int(v) for v in node.attrs.get("strides", [1, 1])]
+    dilations = [int(v) for v in node.attrs.get("dilations", [1, 1])]
+    out_pad = [int(v) for v in node.attrs.get("output_padding", [0, 0])]
+    groups = int(node.attrs.get("group", 1))
     auto_pad = node.attrs.get("auto_pad", "NOTSET")
-    pads = [int(v) for v in node.attrs.get("pads", [0] * 4)]
-    if auto_pad not in ("NOTSET", "VALID") or "output_shape" in node.attrs or pads[:2] != pads[2:]:
-        raise NodeError(f"node {node.name!r} (ConvTranspose): auto_pad={auto_pad}, output_shape and asymmetric "
-                        "pads are not supported")
-    return conv_transpose2d(t, w, b, stride=tuple(node.attrs.get("strides", [1, 1])), padding=tuple(pads[:2]),
-                            output_padding=tuple(node.attrs.get("output_padding", [0, 0])),
-                            groups=int(node.attrs.get("group", 1)),
-                            dilation=tuple(node.attrs.get("dilations", [1, 1])))
+    full = [(n - 1) * s + (k - 1) * d + 1 for n, s, k, d in zip(t.shape[2:], strides, w.shape[2:], dilations)]
+    if "output_shape" in node.attrs or auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+        # ONNX: total padding = full + output_padding - output_shape (output_shape = input * stride for SAME),
+        # split with the odd one at the end for SAME_UPPER, at the beginning otherwise.
+        target = [int(v) for v in node.attrs.get("output_shape", [n * s for n, s in zip(t.shape[2:], strides)])][-2:]
+        total = [f + p - o for f, p, o in zip(full, out_pad, target)]
+        begin = [tp // 2 if auto_pad == "SAME_UPPER" else tp - tp // 2 for tp in total]
+        end = [tp - bg for tp, bg in zip(total, begin)]
+    else:
+        pads = [int(v) for v in node.attrs.get("pads", [0] * 4)]
+        if auto_pad == "VALID":
+            pads = [0] * 4
+        begin, end = pads[:2], pads[2:]
+    if begin == end and min(begin) >= 0 and all(p < max(s, d) for p, s, d in zip(out_pad, strides, dilations)):
+        return conv_transpose2d(t, w, b, stride=tuple(strides), padding=tuple(begin), output_padding=tuple(out_pad),
+                                groups=groups, dilation=tuple(dilations))
+    # Asymmetric (or negative) pads: the full transposed convolution, then the window [begin, full + output_padding
+    # - end) of it, zeros where the window reaches past it; the bias last.
+    y = conv_transpose2d(t, w, None, stride=tuple(strides), padding=0, groups=groups, dilation=tuple(dilations))
+    for axis, (lo, hi, f, p) in enumerate(zip(begin, end, full, out_pad), start=2):
+        stop = f + p - hi
+        if stop <= lo:
+            raise NodeError(f"node {node.name!r} (ConvTranspose): pads {begin + end} leave no output")
+        index = [slice(None)] * 4
+        index[axis] = slice(max(lo, 0), min(stop, f))
+        y = y[tuple(index)]
+        parts = []
+        for width in (max(0, -lo), max(0, stop - f)):
+            shape = list(y.shape)
+            shape[axis] = width
+            parts.append(_on_device_of(np.zeros(shape, dtype=y.dtype), y) if width else None)
+        if parts[0] is not None or parts[1] is not None:
+            y = cat([v for v in (parts[0], y, parts[1]) if v is not None], axis=axis)
+    return y if b is None else y + b.reshape(1, -1, 1, 1)
 
 
-@register_converter("MaxPool", "AveragePool")
-def _pool(node: Any, x: list) -> Any:
-    t = x[0]
-    _check_2d(node, t)
-    kernel = list(node.attrs["kernel_shape"])
-    strides = list(node.attrs.get("strides", [1, 1]))
-    dilations = list(node.attrs.get("dilations", [1, 1]))
-    if dilations != [1, 1] or node.attrs.get("ceil_mode", 0) or node.attrs.get("storage_order", 0):
-        raise NodeError(f"node {node.name!r} ({node.op_type}): dilations, ceil_mode and storage_order are not "
-                        f"supported (got {dilations}, {node.attrs.get('ceil_mode', 0)}, "
-                        f"{node.attrs.get('storage_order', 0)})")
-    if len(node.outputs) > 1 and node.outputs[1]:
-        raise NodeError(f"node {node.name!r} (MaxPool): the Indices output is not supported")
-    begin, end = _pads_2d(node, t, kernel, strides, [1, 1])
-    include = bool(node.attrs.get("count_include_pad", 0))
-    if node.op_type == "MaxPool":
-        t, pad = _symmetric(t, begin, end, float("-inf"))
-        return F.max_pool2d(t, tuple(kernel), tuple(strides), pad)
-    if begin != end and not include:
-        raise NodeError(f"node {node.name!r} (AveragePool): asymmetric pads {begin + end} with "
-                        "count_include_pad=0 are not supported")
-    t, pad = _symmetric(t, begin, end, 0.0)
-    return F.avg_pool2d(t, tuple(kernel), tuple(strides), pad, count_include_pad=include)
+class _Attrs1d:
+    """A 1-D ConvTranspose node seen as 2-D over (L, 1): its per-axis attributes extended by the unit axis."""
+
+    def __init__(self, node: Any) -> None:
+        self.name, self.op_type, self.opset, self.outputs = node.name, node.op_type, node.opset, node.outputs
+        a = dict(node.attrs)
+        for key, unit in (("strides", 1), ("dilations", 1), ("output_padding", 0), ("kernel_shape", 1)):
+            if key in a:
+                a[key] = list(a[key]) + [unit]
+        if "pads" in a:
+            a["pads"] = [a["pads"][0], 0, a["pads"][1], 0]
+        if "output_shape" in a:
+            a["output_shape"] = list(a["output_shape"]) + [1]
+        self.attrs = a
 
 
 @register_converter("GlobalAveragePool", "GlobalMaxPool")
@@ -335,12 +386,33 @@ def _global_pool(node: Any, x: list) -> Any:
 def _batch_norm(node: Any, x: list) -> Any:
     # Inference form: (x - mean) / sqrt(var + eps) * scale + bias, per channel (axis 1), on autograd ops.
     t, scale, bias, mean, var = x[:5]
-    if node.attrs.get("training_mode", 0) or (len(node.outputs) > 1 and any(node.outputs[1:])):
-        raise NodeError(f"node {node.name!r} (BatchNormalization): training mode needs nn.BatchNorm2d "
-                        "(issue 14, branch norm), not on main yet")
     shape = (1, -1) + (1,) * (t.ndim - 2)
+    if node.attrs.get("training_mode", 0) or (len(node.outputs) > 1 and any(node.outputs[1:])):
+        # Training mode: batch statistics (biased variance) normalise; the running statistics come out as
+        # outputs, ONNX's momentum weighting the old value: running = running * momentum + batch * (1 - momentum).
+        axes = (0,) + tuple(range(2, t.ndim))
+        mu = t.mean(axis=axes)
+        d = t - mu.reshape(shape)
+        batch_var = (d * d).mean(axis=axes)
+        y = d / (batch_var.reshape(shape) + node.attrs.get("epsilon", 1e-5)).sqrt() * scale.reshape(shape)
+        m = float(node.attrs.get("momentum", 0.9))
+        return [y + bias.reshape(shape), mean * m + mu * (1 - m), var * m + batch_var * (1 - m), mu, batch_var]
     inv = (var.reshape(shape) + node.attrs.get("epsilon", 1e-5)).sqrt()
     return (t - mean.reshape(shape)) / inv * scale.reshape(shape) + bias.reshape(shape)
+
+
+@register_converter("LRN")
+def _lrn(node: Any, x: list) -> Any:
+    # ONNX's window: (size - 1) // 2 channels before the centre (one later than PyTorch's for an even size).
+    from jitgrad.autograd.ops_norm import LocalResponseNorm
+
+    t = x[0]
+    if t.ndim < 3:
+        raise NodeError(f"node {node.name!r} (LRN): input must be at least 3-D (N, C, D1, ...), got shape {t.shape}")
+    size = int(node.attrs["size"])
+    return LocalResponseNorm.apply(t, size=size, alpha=float(node.attrs.get("alpha", 1e-4)),
+                                   beta=float(node.attrs.get("beta", 0.75)), k=float(node.attrs.get("bias", 1.0)),
+                                   before=(size - 1) // 2)
 
 
 @register_converter("LayerNormalization")
@@ -371,3 +443,6 @@ def _reduce(node: Any, x: list) -> Any:
     keep = bool(node.attrs.get("keepdims", 1))
     method = {"ReduceMean": t.mean, "ReduceSum": t.sum, "ReduceMax": t.max}[node.op_type]
     return method(axis=axes_t, keepdims=keep)
+
+
+from jitgrad.onnx import _converters_pool  # noqa: E402,F401  (registers MaxPool and AveragePool)

@@ -280,6 +280,24 @@ def _layer_norm(g: _Graph, args: tuple, kwargs: dict, result: Tensor) -> str:
     return g.node("LayerNormalization", names, axis=-len(shape), epsilon=float(kwargs.get("eps", 1e-5)))
 
 
+@register_exporter("LocalResponseNorm")
+def _lrn(g: _Graph, args: tuple, kwargs: dict, result: Tensor) -> str:
+    size, before = int(kwargs["size"]), int(kwargs["before"])
+    alpha, beta, k = float(kwargs["alpha"]), float(kwargs["beta"]), float(kwargs["k"])
+    (x,) = _inputs(g, args[:1], result)
+    if before == (size - 1) // 2:  # ONNX's window placement (PyTorch's too for an odd size)
+        return g.node("LRN", [x], size=size, alpha=alpha, beta=beta, bias=k)
+    # Another placement (PyTorch's for an even size): the window sum of squares as a 1x1 Conv with a
+    # constant band matrix, then x * (k + alpha / size * sum) ** -beta.
+    c, dt = args[0].shape[1], result.dtype
+    band = np.zeros((c, c) + (1,) * (args[0].ndim - 2))
+    for ch in range(c):
+        band[ch, max(0, ch - before):min(c, ch - before + size)] = 1.0
+    sums = g.node("Conv", [g.node("Mul", [x, x]), g.constant(band, dt)])
+    scale = g.node("Add", [g.node("Mul", [sums, g.constant(alpha / size, dt)]), g.constant(k, dt)])
+    return g.node("Mul", [x, g.node("Pow", [scale, g.constant(-beta, dt)])])
+
+
 @register_exporter("Cat")
 def _cat(g: _Graph, args: tuple, kwargs: dict, result: Tensor) -> str:
     return g.node("Concat", _inputs(g, args, result), axis=int(kwargs.get("axis", 0)))

@@ -30,6 +30,6 @@ for _pattern in EXCLUDED:
     _runner.exclude(_pattern)
 
 _cases = _runner.test_cases
-# The model-zoo graphs run full-size ImageNet networks (~20 s for the six that run): slow tests.
+# The model-zoo graphs run full-size ImageNet networks (the nine take minutes on a loaded 2-core machine): slow tests.
 _cases["OnnxBackendRealModelTest"].pytestmark = [pytest.mark.slow]
 globals().update(_cases)

@@ -14,23 +14,21 @@ from .normalization import *  # noqa: F401,F403
 from .conv_transpose import *  # noqa: F401,F403
 from .pooling_adaptive import *  # noqa: F401,F403
 from .recurrent import *  # noqa: F401,F403
+from .lrn import *  # noqa: F401,F403
 
 # Concurrent launches abort the process on Numba's ``workqueue`` layer: serialise them there.
 import sys as _sys  # noqa: E402
 
-from . import _threading  # noqa: E402
-
-_threading.serialise_module_kernels(globals(), [
-    _sys.modules[f"{__name__}.{module}"]
-    for module in ("matmul", "conv", "pooling", "activations", "softmax", "optim", "normalization",
-                   "conv_transpose", "pooling_adaptive", "recurrent")
-])
-
 from jitgrad.kernels import _contract  # noqa: E402
 from jitgrad.kernels._constants import KERNEL_MODULES, kernel_names  # noqa: E402
+
+from . import _threading  # noqa: E402
+
+_MODULES = [_sys.modules[f"{__name__}.{module}"] for module in KERNEL_MODULES]
+_threading.serialise_module_kernels(globals(), _MODULES)
 
 #: Every kernel's name; one list for all three backends (kernels/_constants.py).
 __all__: list[str] = kernel_names()
 
 # Docstrings are written once, on the reference kernels: every public kernel takes its twin's.
-_contract.adopt_reference_docs(_sys.modules[f"{__name__}.{module}"] for module in KERNEL_MODULES)
+_contract.adopt_reference_docs(_MODULES)

@@ -14,6 +14,7 @@ from .normalization import *  # noqa: F401,F403
 from .conv_transpose import *  # noqa: F401,F403
 from .pooling_adaptive import *  # noqa: F401,F403
 from .recurrent import *  # noqa: F401,F403
+from .lrn import *  # noqa: F401,F403
 
 from jitgrad.kernels._constants import kernel_names  # noqa: E402
 
