@@ -45,9 +45,17 @@ from ._isa import ISA
 #: ``MR`` is a compile-time constant, so with 6 the code of rows 6 and 7 is
 #: never emitted.
 MR = ISA.gemm_mr
-#: Depth of one ``k`` slice.
+#: Depth of one ``k`` slice: a B micro-panel (``KC x NR``) is 16 KiB on AVX2
+#: (half of a 32 KiB L1d), 32 KiB with AVX-512's 32 columns (Skylake-X, Ice
+#: Lake: L1d 32 / 48 KiB; measured 0.86-0.93x OpenBLAS there with this KC).
 KC = 256
-#: A task's block of C, in panels: up to ``MC_PANELS * MR`` rows ...
+#: Bytes of the A block (``MC x KC``) that stays in L2 while the B micro-panels
+#: of a ``k`` slice stream past it: 144 KiB, BLIS's Zen 3 choice (``MC = 144``
+#: float32 rows, 72 float64, of a 512 KiB L2; Skylake-X and later have 1 MiB+).
+MC_BYTES = 144 * 1024
+#: Row-major A is read in place (not packed) up to this many columns of C.
+A_IN_PLACE_MAX_N = 32
+#: A parallel task's block of C, in panels: up to ``MC_PANELS * MR`` rows ...
 MC_PANELS = 32
 #: ... and ``NC_PANELS * NR`` columns.
 NC_PANELS = 16
@@ -140,6 +148,44 @@ def micro_kernel(kc, a, a_off, a_rs, a_cs, b, b_off, b_rs, c, c_off, ldc, mr, nc
     o5 = a_off + (5 * a_rs if mr > 5 else 0)
     o6 = a_off + (6 * a_rs if mr > 6 else 0)
     o7 = a_off + (7 * a_rs if mr > 7 else 0)
+    if a_rs == 1 and mr == MR:
+        # The MR values of one k side by side (packed panels, transposed A):
+        # one pointer with constant offsets, which leaves LLVM enough
+        # general registers for the unrolled loop (the general form below
+        # keeps one index per row and spills them).
+        ia = a_off
+        ib = b_off
+        for _ in range(kc):
+            b0 = vload(b, ib)
+            b1 = vload(b, ib + lanes)
+            av = vbroadcast_load(a, ia)
+            c00 = vfma(av, b0, c00)
+            c01 = vfma(av, b1, c01)
+            av = vbroadcast_load(a, ia + 1)
+            c10 = vfma(av, b0, c10)
+            c11 = vfma(av, b1, c11)
+            av = vbroadcast_load(a, ia + 2)
+            c20 = vfma(av, b0, c20)
+            c21 = vfma(av, b1, c21)
+            av = vbroadcast_load(a, ia + 3)
+            c30 = vfma(av, b0, c30)
+            c31 = vfma(av, b1, c31)
+            av = vbroadcast_load(a, ia + 4)
+            c40 = vfma(av, b0, c40)
+            c41 = vfma(av, b1, c41)
+            av = vbroadcast_load(a, ia + 5)
+            c50 = vfma(av, b0, c50)
+            c51 = vfma(av, b1, c51)
+            if MR > 6:
+                av = vbroadcast_load(a, ia + 6)
+                c60 = vfma(av, b0, c60)
+                c61 = vfma(av, b1, c61)
+                av = vbroadcast_load(a, ia + 7)
+                c70 = vfma(av, b0, c70)
+                c71 = vfma(av, b1, c71)
+            ia += a_cs
+            ib += b_rs
+        kc = 0
     ia = 0
     ib = b_off
     for _ in range(kc):
@@ -223,18 +269,23 @@ def gemm_block(a, a_base, a_pstride, a_rs, a_cs, b, b_pstride, b_rs, k0, k1, m, 
     whole A panels); ``bias`` is otherwise unused (pass any float array).
     """
     nr = nr_of(b)
+    mc = max(1, MC_BYTES // (MR * KC * b.itemsize))
     for pc in range(k0, k1, KC):
         kc = min(KC, k1 - pc)
         acc = accumulate or pc > k0
         add_bias = has_bias and pc == k0
-        for jp in range(jp0, jp1):
-            j0 = jp * nr
-            ncols = min(nr, n - j0)
-            b_off = jp * b_pstride + pc * b_rs
-            for ip in range(ip0, ip1):
-                i0 = ip * MR
-                micro_kernel(kc, a, a_base + ip * a_pstride + pc * a_cs, a_rs, a_cs, b, b_off, b_rs,
-                             c, c_off + i0 * ldc + j0, ldc, min(MR, m - i0), ncols, acc, bias, i0, add_bias)
+        # Blocks of ``mc`` A panels: their k slice stays in L2 while every
+        # B micro-panel of the slice is used on it (from L1).
+        for ic in range(ip0, ip1, mc):
+            ie = min(ip1, ic + mc)
+            for jp in range(jp0, jp1):
+                j0 = jp * nr
+                ncols = min(nr, n - j0)
+                b_off = jp * b_pstride + pc * b_rs
+                for ip in range(ic, ie):
+                    i0 = ip * MR
+                    micro_kernel(kc, a, a_base + ip * a_pstride + pc * a_cs, a_rs, a_cs, b, b_off, b_rs,
+                                 c, c_off + i0 * ldc + j0, ldc, min(MR, m - i0), ncols, acc, bias, i0, add_bias)
 
 
 # --------------------------------------------------------------------------
@@ -383,7 +434,7 @@ def partition(npa, npb, nthreads):
 
 
 @njit(**_jit)
-def a_in_place(trans, m, k, itemsize):
+def a_in_place(trans, m, k, n, itemsize):
     """Whether the micro-kernel reads ``op(a)`` where it lies instead of from packed panels.
 
     Row-major A is read as ``MR`` row streams, as fast as packed panels and
@@ -395,7 +446,7 @@ def a_in_place(trans, m, k, itemsize):
     """
     if not trans:
         # Row pitches that are multiples of 4 KiB put the MR rows in one L1 set.
-        return (k * itemsize) % 4096 != 0
+        return (k * itemsize) % 4096 != 0 and n <= A_IN_PLACE_MAX_N
     return m * k * itemsize <= (1 << 20)
 
 
@@ -483,7 +534,7 @@ def gemm_serial(a, b, trans_a, trans_b, c):
     else:
         bp = np.empty(npb * k * nr, dtype=c.dtype)
         pack_b(b, trans_b, 0, npb, bp)
-    if a_in_place(trans_a, m, k, c.itemsize):
+    if a_in_place(trans_a, m, k, n, c.itemsize):
         af = a.reshape(a.size)
         a_pstride, a_rs, a_cs = a_layout(trans_a, m, k)
     else:
@@ -507,7 +558,7 @@ def gemm_parallel(a, b, trans_a, trans_b, c, nthreads):
     npb = cdiv(n, nr)
     b_direct = b_in_place(trans_b, k, n, c.itemsize)
     bp = np.empty((1 if b_direct else npb) * k * nr, dtype=c.dtype)
-    in_place = a_in_place(trans_a, m, k, c.itemsize)
+    in_place = a_in_place(trans_a, m, k, n, c.itemsize)
     if in_place:
         af = a.reshape(a.size)
         a_pstride, a_rs, a_cs = a_layout(trans_a, m, k)
