@@ -70,6 +70,8 @@ KC = 256
 #: of a ``k`` slice stream past it: 144 KiB, BLIS's Zen 3 choice (``MC = 144``
 #: float32 rows, 72 float64, of a 512 KiB L2; Skylake-X and later have 1 MiB+).
 MC_BYTES = 144 * 1024
+#: Up to this depth ``gemm_block`` walks C by rows of tiles instead of by columns.
+SHALLOW_K = 32
 #: A parallel task's block of C, in panels: up to ``MC_PANELS * MR`` rows ...
 MC_PANELS = 32
 #: ... and ``NC_PANELS * NR`` columns.
@@ -284,6 +286,20 @@ def gemm_block(a, a_base, a_pstride, a_rs, a_cs, b, b_pstride, b_rs, k0, k1, m, 
     whole A panels); ``bias`` is otherwise unused (pass any float array).
     """
     nr = nr_of(b)
+    if k1 - k0 <= SHALLOW_K:
+        # Shallow products (im2col of a first conv layer, a Linear layer's
+        # input gradient): each tile is mostly its store, so C is written
+        # row panel by row panel (sequential lines the hardware prefetcher
+        # follows) while the small B stays in L1/L2.
+        for ip in range(ip0, ip1):
+            i0 = ip * MR
+            mr = min(MR, m - i0)
+            a_off = a_base + ip * a_pstride + k0 * a_cs
+            for jp in range(jp0, jp1):
+                j0 = jp * nr
+                micro_kernel(k1 - k0, a, a_off, a_rs, a_cs, b, jp * b_pstride + k0 * b_rs, b_rs,
+                             c, c_off + i0 * ldc + j0, ldc, mr, min(nr, n - j0), accumulate, bias, i0, has_bias)
+        return
     mc = max(1, MC_BYTES // (MR * KC * b.itemsize))
     for pc in range(k0, k1, KC):
         kc = min(KC, k1 - pc)
