@@ -2,7 +2,13 @@
 
 THREADS=1 measures thread CPU time (time.thread_time): on a loaded shared machine a lost time slice is
 not counted. Unset OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE first; the BLAS kernel in use is printed.
-Usage: THREADS=1 REPS=7 python bench/matmul_side_by_side.py [shape-substrings...]
+Each repetition times jitgrad then NumPy (interleaved); the medians are compared.
+
+Shapes: ``sq*`` square; ``<model>-<layer>-{fwd,gin,gw}`` the three products of a Linear layer at batch
+128 (``x @ W.T``, ``g @ W``, ``g.T @ x``) of examples/mnist_cnn.py's lenet5 / convnet (keras) / resnet;
+``<model>-<conv>-{fwd,gin,gw}`` a convolution's im2col products over a batch of 16 images
+(``W @ cols``, ``W.T @ g``, ``g @ cols.T``: M = C_out, K = C_in*kh*kw, N = 16 * output pixels).
+Usage: THREADS=1 REPS=7 python bench/matmul_side_by_side.py [shape-substrings...]   (``cnn`` = all CNN shapes)
 """
 import os, sys, time, statistics
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -11,16 +17,43 @@ import threadpoolctl
 CLOCK = time.thread_time if os.environ.get("THREADS") == "1" else time.perf_counter
 t0 = CLOCK()
 import importlib; mm = importlib.import_module("jitgrad.kernels.cpu.matmul")
+from jitgrad.kernels.cpu import _isa
 import numba
 T = int(os.environ.get("THREADS", "2")); numba.set_num_threads(T); threadpoolctl.threadpool_limits(T, user_api="blas")
+# One parallel launch first, as in training: until Numba has picked its threading layer every kernel call
+# asks for it (kernels/cpu/_threading.py), which would add microseconds to each small product here.
+_sq = np.ones((64, 64), np.float32); importlib.import_module("jitgrad.kernels.cpu._gemm").gemm_parallel(_sq, _sq, False, False, _sq.copy(), T)
 shapes = {"sq256": (256,256,256,False,False), "sq512": (512,512,512,False,False), "sq1024": (1024,1024,1024,False,False),
-          "sq2048": (2048,2048,2048,False,False),
-          "lenet-fc1-fwd": (128,256,120,False,True), "lenet-fc1-gin": (128,120,256,False,False), "lenet-fc1-gw": (120,128,256,True,False),
-          "keras-fc-fwd": (128,1600,10,False,True), "keras-fc-gin": (128,10,1600,False,False), "keras-fc-gw": (10,128,1600,True,False),
-          "conv-like": (64,288,121,False,False)}
-only = sys.argv[1:] 
+          "sq2048": (2048,2048,2048,False,False)}
+
+
+def linear(model, layer, batch, fan_in, fan_out):
+    """(m, k, n, trans_a, trans_b) of a Linear layer's forward, input-gradient and weight-gradient products."""
+    shapes[f"cnn-{model}-{layer}-fwd"] = (batch, fan_in, fan_out, False, True)
+    shapes[f"cnn-{model}-{layer}-gin"] = (batch, fan_out, fan_in, False, False)
+    shapes[f"cnn-{model}-{layer}-gw"] = (fan_out, batch, fan_in, True, False)
+
+
+def conv(model, layer, c_out, k, npix, images=16):
+    n = npix * images
+    shapes[f"cnn-{model}-{layer}-fwd"] = (c_out, k, n, False, False)
+    shapes[f"cnn-{model}-{layer}-gin"] = (k, c_out, n, True, False)
+    shapes[f"cnn-{model}-{layer}-gw"] = (c_out, n, k, False, True)
+
+
+for name, fi, fo in [("fc1", 256, 120), ("fc2", 120, 84), ("fc3", 84, 10)]:
+    linear("lenet", name, 128, fi, fo)
+linear("keras", "fc", 128, 1600, 10)
+linear("resnet", "fc", 128, 64, 10)
+conv("lenet", "conv1", 6, 25, 576); conv("lenet", "conv2", 16, 150, 64)
+conv("keras", "conv1", 32, 9, 676); conv("keras", "conv2", 64, 288, 121)
+conv("resnet", "c16", 16, 144, 784); conv("resnet", "c32s2", 32, 144, 196); conv("resnet", "c32", 32, 288, 196)
+conv("resnet", "c64s2", 64, 288, 49); conv("resnet", "c64", 64, 576, 49)
+only = sys.argv[1:]
 rng = np.random.default_rng(0)
-print(threadpoolctl.threadpool_info())
+print(f"path: {_isa.describe()}; threads {T}; clock {CLOCK.__name__}")
+print([(i.get("internal_api"), i.get("architecture"), i.get("num_threads")) for i in threadpoolctl.threadpool_info()])
+ratios = []
 for name,(m,k,n,ta,tb) in shapes.items():
     if only and not any(o in name for o in only): continue
     a = rng.standard_normal((k,m) if ta else (m,k)).astype(np.float32)
@@ -43,4 +76,8 @@ for name,(m,k,n,ta,tb) in shapes.items():
         for _ in range(num): fn()
         tn.append((CLOCK()-s)/num)
     mj=statistics.median(tj); mn=statistics.median(tn)
-    print(f"{name:16s} jit {mj*1e6:9.1f}us {flops/mj/1e9:6.1f}GF  numpy {mn*1e6:9.1f}us {flops/mn/1e9:6.1f}GF  ratio {mn/mj:5.2f}  first {tc:.2f}s err {err:.1e}", flush=True)
+    ratios.append(mn / mj)
+    print(f"{name:22s} {m:5d}x{k:5d}x{n:6d} {'T' if ta else 'N'}{'T' if tb else 'N'} jit {mj*1e6:9.1f}us {flops/mj/1e9:6.1f}GF  "
+          f"numpy {mn*1e6:9.1f}us {flops/mn/1e9:6.1f}GF  ratio {mn/mj:5.2f}  first {tc:.2f}s err {err:.1e}", flush=True)
+if ratios:
+    print(f"geometric mean ratio {np.exp(np.mean(np.log(ratios))):.2f}, min {min(ratios):.2f}")

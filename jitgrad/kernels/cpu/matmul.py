@@ -31,8 +31,11 @@ def _matmul_kernel(a: np.ndarray, b: np.ndarray, trans_a: bool, trans_b: bool, o
     if macs <= SMALL_MACS:
         _gemm.gemm_small(a, b, trans_a, trans_b, out)
         return
-    nthreads = numba.get_num_threads()
-    if macs <= SERIAL_MACS or nthreads == 1:
+    if macs <= SERIAL_MACS:
+        _gemm.gemm_serial(a, b, trans_a, trans_b, out)
+        return
+    nthreads = numba.get_num_threads()  # ~1 us: asked only where it decides
+    if nthreads == 1:
         _gemm.gemm_serial(a, b, trans_a, trans_b, out)
     else:
         _gemm.gemm_parallel(a, b, trans_a, trans_b, out, nthreads)

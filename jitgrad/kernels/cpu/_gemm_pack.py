@@ -1,0 +1,133 @@
+"""Packing of plain matrices into the GEMM's panels (conv packs its own panels straight from images).
+
+A panel of A holds ``MR`` rows of ``op(a)``, the ``MR`` values of one ``k``
+side by side; a panel of B holds ``NR`` columns of ``op(b)``, the ``NR``
+values of one ``k`` side by side. Partial panels are zero-padded. See
+``_gemm_tile`` for how the micro-kernel reads them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from ._gemm_simd import VEC_BYTES, load, store, vgather, vload, vstore
+from ._gemm_tile import MR, _jit, nr_of
+
+
+@njit(**_jit)
+def pack_a_panel(a, trans, i0, ap, off):
+    """Pack rows ``i0 : i0 + MR`` of ``op(a)`` (all of K) into ``ap[off:]``, zero-padded."""
+    if trans:
+        k, m = a.shape
+    else:
+        m, k = a.shape
+    af = a.reshape(a.size)
+    rows = min(MR, m - i0)
+    for p in range(k):
+        dst = off + p * MR
+        for r in range(rows):
+            src = p * m + i0 + r if trans else (i0 + r) * k + p
+            store(ap, dst + r, load(af, src))
+        for r in range(rows, MR):
+            store(ap, dst + r, 0.0)
+
+
+@njit(**_jit)
+def pack_a(a, trans, ip0, ip1, ap):
+    """Pack A panels ``ip0 : ip1`` of ``op(a)`` (all of K; panel ``ip`` at ``ap[ip * K * MR]``).
+
+    Loop orders follow the source layout: with ``trans`` rows of ``a`` are
+    read in full cache lines and dealt out to the panels; otherwise each
+    panel reads ``MR`` rows side by side.
+    """
+    if trans:
+        k, m = a.shape
+    else:
+        m, k = a.shape
+    af = a.reshape(a.size)
+    full = min(ip1, m // MR)
+    if trans:
+        # Tiles of 16 rows of ``a``: the rows stay in L1 while each panel
+        # receives 16 consecutive ``k`` (one run of writes per panel).
+        for p0 in range(0, k, 16):
+            p1 = min(k, p0 + 16)
+            for ip in range(ip0, full):
+                for p in range(p0, p1):
+                    dst = ip * k * MR + p * MR
+                    src = p * m + ip * MR
+                    for r in range(MR):
+                        store(ap, dst + r, load(af, src + r))
+    else:
+        for ip in range(ip0, full):
+            dst = ip * k * MR
+            src = ip * MR * k
+            for p in range(k):
+                for r in range(MR):
+                    store(ap, dst + p * MR + r, load(af, src + r * k + p))
+    for ip in range(max(ip0, full), ip1):
+        pack_a_panel(a, trans, ip * MR, ap, ip * k * MR)
+
+
+@njit(**_jit)
+def pack_b_panel(b, trans, j0, bp, off):
+    """Pack columns ``j0 : j0 + NR`` of ``op(b)`` (all of K) into ``bp[off:]``, zero-padded."""
+    nr = nr_of(bp)
+    if trans:
+        n, k = b.shape
+    else:
+        k, n = b.shape
+    cols = min(nr, n - j0)
+    bf = b.reshape(b.size)
+    if cols == nr:
+        if trans:
+            for p in range(k):
+                dst = off + p * nr
+                for j in range(nr):
+                    store(bp, dst + j, load(bf, (j0 + j) * k + p))
+        else:
+            lanes = VEC_BYTES // bp.itemsize
+            for p in range(k):
+                dst = off + p * nr
+                src = p * n + j0
+                vstore(bp, dst, vload(bf, src))
+                vstore(bp, dst + lanes, vload(bf, src + lanes))
+    else:
+        for p in range(k):
+            dst = off + p * nr
+            if trans:
+                for j in range(cols):
+                    bp[dst + j] = b[j0 + j, p]
+            else:
+                for j in range(cols):
+                    bp[dst + j] = b[p, j0 + j]
+            for j in range(cols, nr):
+                bp[dst + j] = 0
+
+
+@njit(**_jit)
+def pack_b(b, trans, jp0, jp1, bp):
+    """Pack B panels ``jp0 : jp1`` of ``op(b)`` (all of K; panel ``jp`` at ``bp[jp * K * NR]``).
+
+    A transposed ``b`` holds a panel's ``NR`` values of one ``k`` in ``NR``
+    different rows: they are fetched with two hardware gathers per ``k``.
+    """
+    nr = nr_of(bp)
+    lanes = VEC_BYTES // bp.itemsize
+    if trans:
+        n, k = b.shape
+    else:
+        k, n = b.shape
+    full = min(jp1, n // nr)
+    if trans and jp0 < full and nr * k < 2**31:
+        bf = b.reshape(b.size)
+        offsets = np.arange(nr).astype(np.int32) * np.int32(k)
+        for jp in range(jp0, full):
+            dst = jp * k * nr
+            src = jp * nr * k
+            for p in range(k):
+                vstore(bp, dst + p * nr, vgather(bf, src + p, offsets, 0))
+                vstore(bp, dst + p * nr + lanes, vgather(bf, src + p, offsets, lanes))
+        jp0 = full
+    for jp in range(jp0, jp1):
+        pack_b_panel(b, trans, jp * nr, bp, jp * k * nr)

@@ -1,0 +1,319 @@
+"""Register-tiled GEMM core shared by the CPU ``matmul`` and ``conv`` kernels: tile, blocking, micro-kernel.
+
+The structure is BLIS's (Van Zee & van de Geijn, "BLIS: A Framework for
+Rapidly Instantiating BLAS Functionality", 2015):
+
+* The micro-kernel keeps an ``MR x NR`` tile of ``C`` in ``2 * MR`` vector
+  registers (two vectors wide; 8 x 32 float32 or 8 x 16 float64 with
+  AVX-512's 32 zmm registers, 6 x 16 or 6 x 8 with AVX2's 16 ymm: the path
+  is chosen at import by ``_isa``) for a whole ``k`` slice: per ``k`` it
+  loads two vectors of B, broadcasts ``MR`` values of A and issues
+  ``2 * MR`` FMAs (``vfmadd231ps`` with a broadcast operand). Edge tiles
+  store only their valid rows and, with lane masks, their valid columns.
+* B is read from *panels* of ``NR`` columns in which the ``NR`` values of
+  one ``k`` are contiguous (``b_rs`` apart from one ``k`` to the next):
+  a row-major B already is one (read in place when it is small, or used by
+  few A panels, and its row pitch does not alias in L1), otherwise it is
+  packed (``_gemm_pack``; transposed B with hardware gathers). A is read
+  through ``(row, column)`` strides, so a row-major A, a transposed A and
+  packed ``MR``-row panels of A all feed the same micro-kernel; panels with
+  the ``MR`` values of one ``k`` side by side (packed, or transposed A) take
+  a k loop with a single A pointer.
+* Blocking (``gemm_block``): a ``k`` slice is ``KC`` deep so that a B
+  micro-panel (``KC x NR``) stays in L1 while it is used against ``MC``
+  rows of A, whose slice (``MC x KC``, ``MC_BYTES``) stays in L2. The
+  matmul drivers (``_gemm``) split C into *tasks* of up to
+  ``MC_PANELS x NC_PANELS`` tiles that write disjoint blocks of ``C``, so
+  they run under ``prange`` without races.
+
+Blocking for the two measured x86 paths, from one rule (B micro-panel
+16-32 KiB in L1, A block 144 KiB in L2):
+
+========  =======  =====  ===========  ===================  ==================
+path      tile     KC     B panel      MC (float32/64)      L1d / L2 targeted
+========  =======  =====  ===========  ===================  ==================
+avx2      6 x 16   256    16 KiB       144 / 72 rows        32 KiB / 512 KiB (Zen 2/3, Haswell+)
+avx512    8 x 32   256    32 KiB       144 / 72 rows        32-48 KiB / 1 MiB+
+========  =======  =====  ===========  ===================  ==================
+"""
+
+from __future__ import annotations
+
+from numba import njit
+
+from jitgrad.config import FASTMATH
+
+from ._gemm_simd import (
+    VEC_BYTES,
+    prefetch_write,
+    vadd,
+    vbroadcast_load,
+    vfma,
+    vload,
+    vload_masked,
+    vstore,
+    vstore_masked,
+    vzero,
+)
+from ._isa import ISA
+
+#: Rows of the register tile (A panel width): 8 with AVX-512's 32 registers,
+#: 6 with AVX2's 16 (see ``_isa``). The micro-kernel is written for 8 rows;
+#: ``MR`` is a compile-time constant, so with 6 the code of rows 6 and 7 is
+#: never emitted.
+MR = ISA.gemm_mr
+#: Depth of one ``k`` slice: a B micro-panel (``KC x NR``) is 16 KiB on AVX2
+#: (half of a 32 KiB L1d), 32 KiB with AVX-512's 32 columns (Skylake-X, Ice
+#: Lake: L1d 32 / 48 KiB; measured 0.86-0.93x OpenBLAS there with this KC).
+KC = 256
+#: Bytes of the A block (``MC x KC``) that stays in L2 while the B micro-panels
+#: of a ``k`` slice stream past it: 144 KiB, BLIS's Zen 3 choice (``MC = 144``
+#: float32 rows, 72 float64, of a 512 KiB L2; Skylake-X and later have 1 MiB+).
+MC_BYTES = 144 * 1024
+#: Up to this depth ``gemm_block`` walks C by rows of tiles instead of by columns.
+SHALLOW_K = 32
+#: A parallel task's block of C, in panels: up to ``MC_PANELS * MR`` rows ...
+MC_PANELS = 32
+#: ... and ``NC_PANELS * NR`` columns.
+NC_PANELS = 16
+
+_jit = dict(cache=True, fastmath=set(FASTMATH), nogil=True)
+
+
+@njit(**_jit)
+def nr_of(arr):
+    """Columns of the register tile (B panel width) for ``arr``'s dtype: two vectors."""
+    return 2 * (VEC_BYTES // arr.itemsize)
+
+
+@njit(**_jit)
+def cdiv(a, b):
+    return (a + b - 1) // b
+
+
+# --------------------------------------------------------------------------
+# Micro-kernel
+# --------------------------------------------------------------------------
+
+@njit(**_jit)
+def micro_kernel(kc, a, a_off, a_rs, a_cs, b, b_off, b_rs, c, c_off, ldc, mr, ncols, accumulate,
+                 bias, bias_off, has_bias):
+    """``C[:mr, :ncols] (+)= A[:mr, :kc] @ B[:kc, :ncols] (+ bias)`` on flat buffers.
+
+    ``mr <= MR`` and ``ncols <= NR``: an edge tile computes the whole
+    register tile and stores only its valid rows (branches) and columns
+    (lane-masked stores).
+
+    With ``has_bias`` the accumulators start at ``bias[bias_off + r]`` for row
+    ``r`` (``bias`` padded to whole panels), so a bias costs nothing.
+
+    ``a[a_off + r * a_rs + p * a_cs]`` is ``A[r, p]``: a packed panel has
+    ``(a_rs, a_cs) = (1, MR)``, but A can also be read in place, row-major
+    ``(lda, 1)`` or transposed ``(1, lda)`` (rows past ``mr`` then read row
+    0 again, so nothing out of bounds is touched). ``b[b_off + p * b_rs + j]``
+    is ``B[p, j]`` for ``j < NR`` (a packed panel: ``b_rs = NR``);
+    ``c[c_off + r * ldc + j]`` is ``C[r, j]``.
+    """
+    bp = b
+    lanes = VEC_BYTES // bp.itemsize
+    nr = 2 * lanes
+    # The C tile is needed only after the k loop: start fetching it now.
+    for r in range(mr):
+        prefetch_write(c, c_off + r * ldc)
+        prefetch_write(c, c_off + r * ldc + nr - 1)
+    if has_bias:
+        c00 = vbroadcast_load(bias, bias_off)
+        c01 = c00
+        c10 = vbroadcast_load(bias, bias_off + 1)
+        c11 = c10
+        c20 = vbroadcast_load(bias, bias_off + 2)
+        c21 = c20
+        c30 = vbroadcast_load(bias, bias_off + 3)
+        c31 = c30
+        c40 = vbroadcast_load(bias, bias_off + 4)
+        c41 = c40
+        c50 = vbroadcast_load(bias, bias_off + 5)
+        c51 = c50
+    else:
+        c00 = vzero(bp)
+        c01 = vzero(bp)
+        c10 = vzero(bp)
+        c11 = vzero(bp)
+        c20 = vzero(bp)
+        c21 = vzero(bp)
+        c30 = vzero(bp)
+        c31 = vzero(bp)
+        c40 = vzero(bp)
+        c41 = vzero(bp)
+        c50 = vzero(bp)
+        c51 = vzero(bp)
+    c60 = vzero(bp)
+    c61 = vzero(bp)
+    c70 = vzero(bp)
+    c71 = vzero(bp)
+    if MR > 6 and has_bias:
+        c60 = vbroadcast_load(bias, bias_off + 6)
+        c61 = c60
+        c70 = vbroadcast_load(bias, bias_off + 7)
+        c71 = c70
+    # Row r of the A tile, clamped to row 0 past mr (in bounds when A is read in place).
+    o0 = a_off
+    o1 = a_off + (1 * a_rs if mr > 1 else 0)
+    o2 = a_off + (2 * a_rs if mr > 2 else 0)
+    o3 = a_off + (3 * a_rs if mr > 3 else 0)
+    o4 = a_off + (4 * a_rs if mr > 4 else 0)
+    o5 = a_off + (5 * a_rs if mr > 5 else 0)
+    o6 = a_off + (6 * a_rs if mr > 6 else 0)
+    o7 = a_off + (7 * a_rs if mr > 7 else 0)
+    if a_rs == 1 and mr == MR:
+        # The MR values of one k side by side (packed panels, transposed A):
+        # one pointer with constant offsets, which leaves LLVM enough
+        # general registers for the unrolled loop (the general form below
+        # keeps one index per row and spills them).
+        ia = a_off
+        ib = b_off
+        for _ in range(kc):
+            b0 = vload(b, ib)
+            b1 = vload(b, ib + lanes)
+            av = vbroadcast_load(a, ia)
+            c00 = vfma(av, b0, c00)
+            c01 = vfma(av, b1, c01)
+            av = vbroadcast_load(a, ia + 1)
+            c10 = vfma(av, b0, c10)
+            c11 = vfma(av, b1, c11)
+            av = vbroadcast_load(a, ia + 2)
+            c20 = vfma(av, b0, c20)
+            c21 = vfma(av, b1, c21)
+            av = vbroadcast_load(a, ia + 3)
+            c30 = vfma(av, b0, c30)
+            c31 = vfma(av, b1, c31)
+            av = vbroadcast_load(a, ia + 4)
+            c40 = vfma(av, b0, c40)
+            c41 = vfma(av, b1, c41)
+            av = vbroadcast_load(a, ia + 5)
+            c50 = vfma(av, b0, c50)
+            c51 = vfma(av, b1, c51)
+            if MR > 6:
+                av = vbroadcast_load(a, ia + 6)
+                c60 = vfma(av, b0, c60)
+                c61 = vfma(av, b1, c61)
+                av = vbroadcast_load(a, ia + 7)
+                c70 = vfma(av, b0, c70)
+                c71 = vfma(av, b1, c71)
+            ia += a_cs
+            ib += b_rs
+        kc = 0
+    ia = 0
+    ib = b_off
+    for _ in range(kc):
+        b0 = vload(b, ib)
+        b1 = vload(b, ib + lanes)
+        av = vbroadcast_load(a, o0 + ia)
+        c00 = vfma(av, b0, c00)
+        c01 = vfma(av, b1, c01)
+        av = vbroadcast_load(a, o1 + ia)
+        c10 = vfma(av, b0, c10)
+        c11 = vfma(av, b1, c11)
+        av = vbroadcast_load(a, o2 + ia)
+        c20 = vfma(av, b0, c20)
+        c21 = vfma(av, b1, c21)
+        av = vbroadcast_load(a, o3 + ia)
+        c30 = vfma(av, b0, c30)
+        c31 = vfma(av, b1, c31)
+        av = vbroadcast_load(a, o4 + ia)
+        c40 = vfma(av, b0, c40)
+        c41 = vfma(av, b1, c41)
+        av = vbroadcast_load(a, o5 + ia)
+        c50 = vfma(av, b0, c50)
+        c51 = vfma(av, b1, c51)
+        if MR > 6:
+            av = vbroadcast_load(a, o6 + ia)
+            c60 = vfma(av, b0, c60)
+            c61 = vfma(av, b1, c61)
+            av = vbroadcast_load(a, o7 + ia)
+            c70 = vfma(av, b0, c70)
+            c71 = vfma(av, b1, c71)
+        ia += a_cs
+        ib += b_rs
+    store_row(c, c_off, lanes, c00, c01, accumulate, ncols)
+    if mr > 1:
+        store_row(c, c_off + ldc, lanes, c10, c11, accumulate, ncols)
+    if mr > 2:
+        store_row(c, c_off + 2 * ldc, lanes, c20, c21, accumulate, ncols)
+    if mr > 3:
+        store_row(c, c_off + 3 * ldc, lanes, c30, c31, accumulate, ncols)
+    if mr > 4:
+        store_row(c, c_off + 4 * ldc, lanes, c40, c41, accumulate, ncols)
+    if mr > 5:
+        store_row(c, c_off + 5 * ldc, lanes, c50, c51, accumulate, ncols)
+    if MR > 6 and mr > 6:
+        store_row(c, c_off + 6 * ldc, lanes, c60, c61, accumulate, ncols)
+    if MR > 7 and mr > 7:
+        store_row(c, c_off + 7 * ldc, lanes, c70, c71, accumulate, ncols)
+
+
+@njit(**_jit)
+def store_row(c, off, lanes, v0, v1, accumulate, ncols):
+    """``c[off : off + ncols] (+)= [v0, v1][:ncols]``."""
+    if ncols >= 2 * lanes:
+        if accumulate:
+            v0 = vadd(v0, vload(c, off))
+            v1 = vadd(v1, vload(c, off + lanes))
+        vstore(c, off, v0)
+        vstore(c, off + lanes, v1)
+    else:
+        n0 = min(ncols, lanes)
+        n1 = ncols - lanes
+        if accumulate:
+            v0 = vadd(v0, vload_masked(c, off, n0))
+            v1 = vadd(v1, vload_masked(c, off + lanes, n1))
+        vstore_masked(c, off, v0, n0)
+        vstore_masked(c, off + lanes, v1, n1)
+
+
+@njit(**_jit)
+def gemm_block(a, a_base, a_pstride, a_rs, a_cs, b, b_pstride, b_rs, k0, k1, m, n, ip0, ip1, jp0, jp1,
+               c, c_off, ldc, accumulate, bias, has_bias):
+    """``C[rows of A panels ip0:ip1, cols of B panels jp0:jp1] (+)= A[:, k0:k1] @ B[k0:k1, :]``.
+
+    ``A[ip * MR + r, k]`` is ``a[a_base + ip * a_pstride + r * a_rs + k * a_cs]`` (packed
+    panels: ``(K * MR, 1, MR)``), ``B[k, jp * NR + j]`` is
+    ``b[jp * b_pstride + k * b_rs + j]`` (packed: ``(K * NR, NR)``);
+    ``m x n`` is the logical size of C (edges), ``c[c_off + i * ldc + j]`` is
+    ``C[i, j]``. ``accumulate`` adds to C instead of overwriting it. Callers
+    that hold only some panels shift ``c_off`` (and ``m``/``n``) instead.
+    With ``has_bias`` row ``i`` gets ``bias[i]`` added (``bias`` padded to
+    whole A panels); ``bias`` is otherwise unused (pass any float array).
+    """
+    nr = nr_of(b)
+    if k1 - k0 <= SHALLOW_K:
+        # Shallow products (im2col of a first conv layer, a Linear layer's
+        # input gradient): each tile is mostly its store, so C is written
+        # row panel by row panel (sequential lines the hardware prefetcher
+        # follows) while the small B stays in L1/L2.
+        for ip in range(ip0, ip1):
+            i0 = ip * MR
+            mr = min(MR, m - i0)
+            a_off = a_base + ip * a_pstride + k0 * a_cs
+            for jp in range(jp0, jp1):
+                j0 = jp * nr
+                micro_kernel(k1 - k0, a, a_off, a_rs, a_cs, b, jp * b_pstride + k0 * b_rs, b_rs,
+                             c, c_off + i0 * ldc + j0, ldc, mr, min(nr, n - j0), accumulate, bias, i0, has_bias)
+        return
+    mc = max(1, MC_BYTES // (MR * KC * b.itemsize))
+    for pc in range(k0, k1, KC):
+        kc = min(KC, k1 - pc)
+        acc = accumulate or pc > k0
+        add_bias = has_bias and pc == k0
+        # Blocks of ``mc`` A panels: their k slice stays in L2 while every
+        # B micro-panel of the slice is used on it (from L1).
+        for ic in range(ip0, ip1, mc):
+            ie = min(ip1, ic + mc)
+            for jp in range(jp0, jp1):
+                j0 = jp * nr
+                ncols = min(nr, n - j0)
+                b_off = jp * b_pstride + pc * b_rs
+                for ip in range(ic, ie):
+                    i0 = ip * MR
+                    micro_kernel(kc, a, a_base + ip * a_pstride + pc * a_cs, a_rs, a_cs, b, b_off, b_rs,
+                                 c, c_off + i0 * ldc + j0, ldc, min(MR, m - i0), ncols, acc, bias, i0, add_bias)
