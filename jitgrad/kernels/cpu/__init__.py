@@ -18,7 +18,7 @@ from .recurrent import *  # noqa: F401,F403
 # Concurrent launches abort the process on Numba's ``workqueue`` layer: serialise them there.
 import sys as _sys  # noqa: E402
 
-from . import _threading  # noqa: E402
+from . import _compile_notice, _threading  # noqa: E402,F401
 
 _threading.serialise_module_kernels(globals(), [
     _sys.modules[f"{__name__}.{module}"]

@@ -18,27 +18,29 @@ gradient.
 Work is split into tasks of (sample, slice) where the slice is a group of
 pixel panels (forward), of channels (backward input) or of tap panels or
 tiles (backward weight), so a small batch still feeds every thread;
-consecutive tasks form one chunk per thread. Each kernel is a serial
-``*_plan`` (packing, tables, the per-chunk workspaces) and a serial
-``*_chunk`` run once per chunk on ``_threading.run_chunks``'s threads: no
-``parallel=True``, whose parfor passes cost more compile time than the
-kernels' whole bodies (see ``_threading``).
+consecutive tasks form one chunk per thread, whose workspaces are
+allocated before the parallel loop (never inside it).
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
-from ._conv_im2col import copy_padded, pack_windows, pixel_offsets, tap_offsets, window_tables
+from ._conv_im2col import (
+    copy_padded,
+    pack_windows,
+    pixel_offsets,
+    tap_offsets,
+    window_tables,
+)
 from ._gemm import MR, _jit, cdiv, gemm_block, nr_of, pack_a, pack_b
 from ._gemm_simd import load, store
-from ._threading import run_chunks
 
 
-@njit(**_jit)
-def conv2d_forward_plan(x, w, bias, has_bias, sh, sw, ph, pw, dh, dw, y, nthreads):
-    """Packed ``w`` and bias, offset tables, task split and per-chunk workspaces of ``conv2d_forward``."""
+@njit(parallel=True, **_jit)
+def conv2d_forward(x, w, bias, has_bias, sh, sw, ph, pw, dh, dw, y, nthreads):
+    """``y = conv2d(x, w) (+ bias)`` (validated arguments; ``y`` written in place)."""
     n, c_in, h, wd = x.shape
     c_out, _, kh, kw = w.shape
     h_out = y.shape[2]
@@ -46,6 +48,7 @@ def conv2d_forward_plan(x, w, bias, has_bias, sh, sw, ph, pw, dh, dw, y, nthread
     npix = h_out * w_out
     k = c_in * kh * kw
     nr = nr_of(y)
+    lanes = nr // 2
     npa = cdiv(c_out, MR)
     npb = cdiv(npix, nr)
     ap = np.empty(npa * k * MR, dtype=y.dtype)
@@ -58,7 +61,8 @@ def conv2d_forward_plan(x, w, bias, has_bias, sh, sw, ph, pw, dh, dw, y, nthread
     wp = wd + 2 * pw
     tap_off = tap_offsets(c_in, kh, kw, dh, dw, hp, wp, k)
     pix_off = pixel_offsets(h_out, w_out, sh, sw, wp, npb * nr)
-    win_start, win_perm, win_fits = window_tables(pix_off, nr // 2)
+    win_start, win_perm, win_fits = window_tables(pix_off, lanes)
+
     groups = 1 if n >= nthreads else min(npb, cdiv(nthreads, n))
     per_group = cdiv(npb, groups)
     groups = cdiv(npb, per_group)
@@ -66,105 +70,43 @@ def conv2d_forward_plan(x, w, bias, has_bias, sh, sw, ph, pw, dh, dw, y, nthread
     nchunks = min(ntasks, nthreads)
     xpad = np.zeros((nchunks, c_in * hp * wp if padded else 1), dtype=y.dtype)
     bp = np.empty((nchunks, per_group * k * nr), dtype=y.dtype)
-    return nchunks, (ap, bias_p, tap_off, pix_off, win_start, win_perm, win_fits, groups, per_group, xpad, bp)
-
-
-@njit(**_jit)
-def conv2d_forward_chunk(ch, nchunks, x, y, has_bias, ph, pw, plan):
-    """Chunk ``ch`` of ``nchunks`` of ``conv2d_forward``'s tasks (writes its own pixels of ``y``)."""
-    ap, bias_p, tap_off, pix_off, win_start, win_perm, win_fits, groups, per_group, xpad, bp = plan
-    n, c_in, h, wd = x.shape
-    c_out = y.shape[1]
-    npix = y.shape[2] * y.shape[3]
-    k = tap_off.size
-    nr = nr_of(y)
-    lanes = nr // 2
-    npa = cdiv(c_out, MR)
-    npb = cdiv(npix, nr)
-    padded = ph > 0 or pw > 0
-    ntasks = n * groups
     xflat = x.reshape(x.size)
     yflat = y.reshape(y.size)
-    last = -1
-    for t in range(ch * ntasks // nchunks, (ch + 1) * ntasks // nchunks):
-        img = t // groups
-        grp = t - img * groups
-        if padded:
-            src = xpad[ch]
-            src_base = 0
-            if img != last:
-                copy_padded(xflat, img * c_in * h * wd, 0, c_in, h, wd, ph, pw, src)
-                last = img
-        else:
-            src = xflat
-            src_base = img * c_in * h * wd
-        jp0 = grp * per_group
-        jp1 = min(npb, jp0 + per_group)
-        panels = bp[ch]
-        src_end = src.size - 2 * lanes
-        for jp in range(jp0, jp1):
-            for v in range(2 * jp, 2 * jp + 2):
-                pack_windows(src, src_base, src_end, tap_off, k, pix_off, win_start, win_perm, win_fits, v,
-                             panels, (jp - jp0) * k * nr + (v - 2 * jp) * lanes, nr)
-        gemm_block(ap, 0, k * MR, 1, MR, panels, k * nr, nr, 0, k, c_out, npix - jp0 * nr, 0, npa, 0, jp1 - jp0,
-                   yflat, img * c_out * npix + jp0 * nr, npix, False, bias_p, has_bias)
+    for ch in prange(nchunks):
+        last = -1
+        for t in range(ch * ntasks // nchunks, (ch + 1) * ntasks // nchunks):
+            img = t // groups
+            grp = t - img * groups
+            if padded:
+                src = xpad[ch]
+                src_base = 0
+                if img != last:
+                    copy_padded(xflat, img * c_in * h * wd, 0, c_in, h, wd, ph, pw, src)
+                    last = img
+            else:
+                src = xflat
+                src_base = img * c_in * h * wd
+            jp0 = grp * per_group
+            jp1 = min(npb, jp0 + per_group)
+            panels = bp[ch]
+            src_end = src.size - 2 * lanes
+            for jp in range(jp0, jp1):
+                for v in range(2 * jp, 2 * jp + 2):
+                    pack_windows(src, src_base, src_end, tap_off, k, pix_off, win_start, win_perm, win_fits, v,
+                                 panels, (jp - jp0) * k * nr + (v - 2 * jp) * lanes, nr)
+            gemm_block(ap, 0, k * MR, 1, MR, panels, k * nr, nr, 0, k, c_out, npix - jp0 * nr, 0, npa, 0, jp1 - jp0,
+                       yflat, img * c_out * npix + jp0 * nr, npix, False, bias_p, has_bias)
 
 
-def conv2d_forward(x, w, bias, has_bias, sh, sw, ph, pw, dh, dw, y, nthreads):
-    """``y = conv2d(x, w) (+ bias)`` (validated arguments; ``y`` written in place)."""
-    nchunks, plan = conv2d_forward_plan(x, w, bias, has_bias, sh, sw, ph, pw, dh, dw, y, nthreads)
-    run_chunks(conv2d_forward_chunk, nchunks, x, y, has_bias, ph, pw, plan)
-
-
-@njit(**_jit)
-def conv2d_backward_input_plan(g, w, sh, sw, ph, pw, gx, nthreads):
-    """Task split, ``g``'s pitched-layout tables and per-chunk workspaces of ``conv2d_backward_input``."""
-    n, c_in, h, wd = gx.shape
-    c_out, _, kh, kw = w.shape
-    h_out = g.shape[2]
-    w_out = g.shape[3]
-    npix = h_out * w_out
-    taps = kh * kw
-    nr = nr_of(gx)
-    hp = h + 2 * ph
-    wp = wd + 2 * pw
-    padded = ph > 0 or pw > 0
-    unit = sh == 1 and sw == 1
-    ncols = h_out * wp if unit else npix
-    npb = cdiv(ncols, nr)
-    groups = 1 if n >= nthreads else min(c_in, cdiv(nthreads, n))
-    per_group = cdiv(c_in, groups)
-    groups = cdiv(c_in, per_group)
-    ntasks = n * groups
-    nchunks = min(ntasks, nthreads)
-    ld = npb * nr
-    rows = (cdiv(per_group * taps, MR) + 1) * MR
-    bp = np.empty((nchunks, npb * c_out * nr), dtype=gx.dtype)
-    dcols = np.empty((nchunks, rows * ld), dtype=gx.dtype)
-    gpad = np.empty((nchunks, per_group * hp * wp if padded else 1), dtype=gx.dtype)
-    if unit:
-        # Column q = oh * wp + ow of the pitched layout reads g's pixel oh * w_out + ow (none past w_out).
-        q_off = np.full(ld, -1, dtype=np.int32)
-        for oh in range(h_out):
-            for ow in range(w_out):
-                q_off[oh * wp + ow] = oh * w_out + ow
-    else:
-        q_off = np.zeros(ld, dtype=np.int32)
-    q_start, q_perm, q_fits = window_tables(q_off, nr // 2)
-    co_off = np.arange(c_out).astype(np.int32) * np.int32(npix)
-    return nchunks, (groups, per_group, bp, dcols, gpad, q_off, q_start, q_perm, q_fits, co_off)
-
-
-@njit(**_jit)
-def conv2d_backward_input_chunk(ch, nchunks, g, w, sh, sw, ph, pw, dh, dw, gx, plan):
-    """Chunk ``ch`` of ``nchunks`` of ``conv2d_backward_input``'s tasks (whole channels of ``gx``).
+@njit(parallel=True, **_jit)
+def conv2d_backward_input(g, w, sh, sw, ph, pw, dh, dw, gx, nthreads):
+    """``gx = d conv2d / d x`` contracted with ``g`` (validated arguments; ``gx`` written in place).
 
     With unit stride the columns of ``dcols`` are laid out on the padded
     input's row pitch (column ``q = oh * wp + ow``, zero where ``ow >= w_out``,
     because ``g`` is packed that way), so each tap's col2im is one contiguous
     run ``gpad[tap_off + q] += dcols[tap, q]`` instead of ``h_out`` short rows.
     """
-    groups, per_group, bp, dcols, gpad, q_off, q_start, q_perm, q_fits, co_off = plan
     n, c_in, h, wd = gx.shape
     c_out, _, kh, kw = w.shape
     h_out = g.shape[2]
@@ -183,75 +125,89 @@ def conv2d_backward_input_chunk(ch, nchunks, g, w, sh, sw, ph, pw, dh, dw, gx, p
     ncols = h_out * wp if unit else npix
     last_col = (h_out - 1) * wp + w_out
     npb = cdiv(ncols, nr)
+
+    groups = 1 if n >= nthreads else min(c_in, cdiv(nthreads, n))
+    per_group = cdiv(c_in, groups)
+    groups = cdiv(c_in, per_group)
     ntasks = n * groups
+    nchunks = min(ntasks, nthreads)
     ld = npb * nr
+    rows = (cdiv(per_group * taps, MR) + 1) * MR
+    bp = np.empty((nchunks, npb * c_out * nr), dtype=gx.dtype)
+    dcols = np.empty((nchunks, rows * ld), dtype=gx.dtype)
+    gpad = np.empty((nchunks, per_group * hp * wp if padded else 1), dtype=gx.dtype)
     g3 = g.reshape(n, c_out, npix)
+    if unit:
+        # Column q = oh * wp + ow of the pitched layout reads g's pixel oh * w_out + ow (none past w_out).
+        q_off = np.full(ld, -1, dtype=np.int32)
+        for oh in range(h_out):
+            for ow in range(w_out):
+                q_off[oh * wp + ow] = oh * w_out + ow
+    else:
+        q_off = np.zeros(ld, dtype=np.int32)
+    q_start, q_perm, q_fits = window_tables(q_off, lanes)
+    co_off = np.arange(c_out).astype(np.int32) * np.int32(npix)
     gflat = g.reshape(g.size)
     gxflat = gx.reshape(gx.size)
-    last = -1
-    for t in range(ch * ntasks // nchunks, (ch + 1) * ntasks // nchunks):
-        img = t // groups
-        grp = t - img * groups
-        c0 = grp * per_group
-        c1 = min(c_in, c0 + per_group)
-        panels = bp[ch]
-        if img != last:
-            if unit:
-                for v in range(2 * npb):
-                    jp = v // 2
-                    pack_windows(gflat, img * c_out * npix, gflat.size - 2 * lanes, co_off, c_out, q_off,
-                                 q_start, q_perm, q_fits, v, panels, jp * c_out * nr + (v - 2 * jp) * lanes, nr)
+    for ch in prange(nchunks):
+        last = -1
+        for t in range(ch * ntasks // nchunks, (ch + 1) * ntasks // nchunks):
+            img = t // groups
+            grp = t - img * groups
+            c0 = grp * per_group
+            c1 = min(c_in, c0 + per_group)
+            panels = bp[ch]
+            if img != last:
+                if unit:
+                    for v in range(2 * npb):
+                        jp = v // 2
+                        pack_windows(gflat, img * c_out * npix, gflat.size - 2 * lanes, co_off, c_out, q_off,
+                                     q_start, q_perm, q_fits, v, panels, jp * c_out * nr + (v - 2 * jp) * lanes, nr)
+                else:
+                    pack_b(g3[img], False, 0, npb, panels)
+                last = img
+            ip0 = (c0 * taps) // MR
+            ip1 = cdiv(c1 * taps, MR)
+            work = dcols[ch]
+            # dcols row r holds K-row ip0 * MR + r.
+            gemm_block(wflat, 0, MR, 1, k, panels, c_out * nr, nr, 0, c_out, k, ncols, ip0, ip1, 0, npb,
+                       work, -ip0 * MR * ld, ld, False, wflat, False)
+            if padded:
+                dst = gpad[ch]
+                dst_base = -c0 * hp * wp
+                for q in range((c1 - c0) * hp * wp):
+                    store(dst, q, 0.0)
             else:
-                pack_b(g3[img], False, 0, npb, panels)
-            last = img
-        ip0 = (c0 * taps) // MR
-        ip1 = cdiv(c1 * taps, MR)
-        work = dcols[ch]
-        # dcols row r holds K-row ip0 * MR + r.
-        gemm_block(wflat, 0, MR, 1, k, panels, c_out * nr, nr, 0, c_out, k, ncols, ip0, ip1, 0, npb,
-                   work, -ip0 * MR * ld, ld, False, wflat, False)
-        if padded:
-            dst = gpad[ch]
-            dst_base = -c0 * hp * wp
-            for q in range((c1 - c0) * hp * wp):
-                store(dst, q, 0.0)
-        else:
-            dst = gxflat
-            dst_base = img * c_in * h * wd
-            for q in range(dst_base + c0 * h * wd, dst_base + c1 * h * wd):
-                store(dst, q, 0.0)
-        for c in range(c0, c1):
-            for i in range(kh):
-                for j in range(kw):
-                    r = (c * kh + i) * kw + j - ip0 * MR
-                    base = dst_base + c * hp * wp + i * dh * wp + j * dw
-                    if unit:
-                        # Up to the last valid column only: the padding columns of the
-                        # last row would run into the next channel (another task's).
-                        srow = r * ld
-                        for q in range(last_col):
-                            store(dst, base + q, load(dst, base + q) + load(work, srow + q))
-                        continue
-                    for oh in range(h_out):
-                        drow = base + oh * sh * wp
-                        srow = r * ld + oh * w_out
-                        if sw == 1:
-                            for ow in range(w_out):
-                                store(dst, drow + ow, load(dst, drow + ow) + load(work, srow + ow))
-                        else:
-                            for ow in range(w_out):
-                                q = drow + ow * sw
-                                store(dst, q, load(dst, q) + load(work, srow + ow))
-        if padded:
+                dst = gxflat
+                dst_base = img * c_in * h * wd
+                for q in range(dst_base + c0 * h * wd, dst_base + c1 * h * wd):
+                    store(dst, q, 0.0)
             for c in range(c0, c1):
-                for rr in range(h):
-                    src = ((c - c0) * hp + rr + ph) * wp + pw
-                    d = ((img * c_in + c) * h + rr) * wd
-                    for q in range(wd):
-                        store(gxflat, d + q, load(dst, src + q))
-
-
-def conv2d_backward_input(g, w, sh, sw, ph, pw, dh, dw, gx, nthreads):
-    """``gx = d conv2d / d x`` contracted with ``g`` (validated arguments; ``gx`` written in place)."""
-    nchunks, plan = conv2d_backward_input_plan(g, w, sh, sw, ph, pw, gx, nthreads)
-    run_chunks(conv2d_backward_input_chunk, nchunks, g, w, sh, sw, ph, pw, dh, dw, gx, plan)
+                for i in range(kh):
+                    for j in range(kw):
+                        r = (c * kh + i) * kw + j - ip0 * MR
+                        base = dst_base + c * hp * wp + i * dh * wp + j * dw
+                        if unit:
+                            # Up to the last valid column only: the padding columns of the
+                            # last row would run into the next channel (another task's).
+                            srow = r * ld
+                            for q in range(last_col):
+                                store(dst, base + q, load(dst, base + q) + load(work, srow + q))
+                            continue
+                        for oh in range(h_out):
+                            drow = base + oh * sh * wp
+                            srow = r * ld + oh * w_out
+                            if sw == 1:
+                                for ow in range(w_out):
+                                    store(dst, drow + ow, load(dst, drow + ow) + load(work, srow + ow))
+                            else:
+                                for ow in range(w_out):
+                                    q = drow + ow * sw
+                                    store(dst, q, load(dst, q) + load(work, srow + ow))
+            if padded:
+                for c in range(c0, c1):
+                    for rr in range(h):
+                        src = ((c - c0) * hp + rr + ph) * wp + pw
+                        d = ((img * c_in + c) * h + rr) * wd
+                        for q in range(wd):
+                            store(gxflat, d + q, load(dst, src + q))

@@ -18,7 +18,15 @@ import numpy as np
 from numba import njit
 
 from ._gemm import _jit
-from ._gemm_simd import HAS_PERMUTE2, VEC_BYTES, vgather, vload_masked, vpermute2, vstore, vstore_masked
+from ._gemm_simd import (
+    HAS_PERMUTE2,
+    VEC_BYTES,
+    vgather,
+    vload_masked,
+    vpermute2,
+    vstore,
+    vstore_masked,
+)
 
 
 @njit(**_jit)

@@ -6,39 +6,32 @@
   GEMM the taps would fill one B panel mostly with padding: a dot kernel
   (``dot_tile``) on the pitched layout, where both operands are contiguous.
 
-Each task sums into its own partial; the partials are summed in a fixed
-order (deterministic for a given thread count). Like ``_conv``, each kernel
-is a serial plan, a chunk function run on ``_threading.run_chunks``'s
-threads, and a serial reduction: no ``parallel=True``.
+Work is split into tasks of (run of samples, group of tap panels or tiles),
+so a small batch still feeds every thread. Each task sums into its own
+partial; the partials are summed in a fixed order (deterministic for a
+given thread count).
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
-from ._conv_im2col import copy_padded, pack_windows, pixel_offsets, tap_offsets, window_tables
+from ._conv_im2col import (
+    copy_padded,
+    pack_windows,
+    pixel_offsets,
+    tap_offsets,
+    window_tables,
+)
 from ._gemm import MR, _jit, cdiv, gemm_block, nr_of
 from ._gemm_simd import VEC_BYTES, load, vfma, vgather, vload, vstore, vzero
 from ._isa import ISA
-from ._threading import run_chunks
 
 
-@njit(**_jit)
-def _split(n, nslices, nthreads):
-    """``(chunks_n, groups, per_group, ntasks)``: samples in ``chunks_n`` runs, each cut in ``groups``
-    slices of ``per_group`` of the ``nslices`` tap panels or tiles, so a small batch feeds every thread."""
-    chunks_n = min(n, nthreads)
-    groups = 1 if n >= nthreads else min(nslices, cdiv(nthreads, n))
-    per_group = cdiv(nslices, groups)
-    groups = cdiv(nslices, per_group)
-    return chunks_n, groups, per_group, chunks_n * groups
-
-
-@njit(**_jit)
-def conv2d_backward_weight_chunk(ch, nchunks, x, g, sh, sw, ph, pw, dh, dw, gw, nthreads, partial, bias_partial):
-    """Tasks of chunk ``ch`` of ``conv2d_backward_weight``: each adds its samples' product into
-    ``partial[task's sample run]`` (its own tap panels) and, for slice 0, the bias sums."""
+@njit(parallel=True, **_jit)
+def conv2d_backward_weight(x, g, sh, sw, ph, pw, dh, dw, gw, gb, nthreads):
+    """``gw, gb = d conv2d / d (w, b)`` contracted with ``g`` (validated; written in place)."""
     n, c_in, h, wd = x.shape
     c_out, _, kh, kw = gw.shape
     h_out = g.shape[2]
@@ -54,19 +47,27 @@ def conv2d_backward_weight_chunk(ch, nchunks, x, g, sh, sw, ph, pw, dh, dw, gw, 
     wp = wd + 2 * pw
     tap_off = tap_offsets(c_in, kh, kw, dh, dw, hp, wp, npb * nr)
     pix_off = pixel_offsets(h_out, w_out, sh, sw, wp, npix)
-    chunks_n, groups, per_group, ntasks = _split(n, npb, nthreads)
-    b_panels = np.empty(per_group * npix * nr, dtype=gw.dtype)
-    xpad = np.zeros(c_in * hp * wp if padded else 1, dtype=gw.dtype)
+
+    chunks_n = min(n, nthreads)
+    groups = 1 if n >= nthreads else min(npb, cdiv(nthreads, n))
+    per_group = cdiv(npb, groups)
+    groups = cdiv(npb, per_group)
+    ntasks = chunks_n * groups
+    partial = np.zeros((chunks_n, c_out * k), dtype=gw.dtype)
+    bias_partial = np.zeros((chunks_n, c_out), dtype=gw.dtype)
+    bp = np.empty((ntasks, per_group * npix * nr), dtype=gw.dtype)
+    xpad = np.zeros((ntasks, c_in * hp * wp if padded else 1), dtype=gw.dtype)
     g_flat = g.reshape(g.size)
     xflat = x.reshape(x.size)
-    for t in range(ch * ntasks // nchunks, (ch + 1) * ntasks // nchunks):
+    for t in prange(ntasks):
         chunk = t // groups
         grp = t - chunk * groups
         jp0 = grp * per_group
         jp1 = min(npb, jp0 + per_group)
+        b_panels = bp[t]
         for img in range(chunk * n // chunks_n, (chunk + 1) * n // chunks_n):
             if padded:
-                src = xpad
+                src = xpad[t]
                 src_base = 0
                 copy_padded(xflat, img * c_in * h * wd, 0, c_in, h, wd, ph, pw, src)
             else:
@@ -88,34 +89,17 @@ def conv2d_backward_weight_chunk(ch, nchunks, x, g, sh, sw, ph, pw, dh, dw, gw, 
                     for p in range(npix):
                         s += load(g_flat, (img * c_out + co) * npix + p)
                     bias_partial[chunk, co] += s
-
-
-@njit(**_jit)
-def sum_partials(partial, bias_partial, gw, gb):
-    """``gw = sum of partial`` rows, ``gb = sum of bias_partial`` rows, in row order."""
     gwflat = gw.reshape(gw.size)
-    gwflat[:] = partial[0]
-    for chunk in range(1, partial.shape[0]):
-        for q in range(gwflat.size):
-            gwflat[q] += partial[chunk, q]
-    gb[:] = bias_partial[0]
-    for chunk in range(1, bias_partial.shape[0]):
-        for co in range(gb.size):
-            gb[co] += bias_partial[chunk, co]
-
-
-def conv2d_backward_weight(x, g, sh, sw, ph, pw, dh, dw, gw, gb, nthreads):
-    """``gw, gb = d conv2d / d (w, b)`` contracted with ``g`` (validated; written in place)."""
-    n = x.shape[0]
-    c_out = gw.shape[0]
-    k = gw.size // c_out
-    nr = 2 * (VEC_BYTES // gw.itemsize)
-    chunks_n, _, _, ntasks = _split(n, -(-k // nr), nthreads)
-    partial = np.zeros((chunks_n, c_out * k), dtype=gw.dtype)
-    bias_partial = np.zeros((chunks_n, c_out), dtype=gw.dtype)
-    run_chunks(conv2d_backward_weight_chunk, min(ntasks, nthreads), x, g, sh, sw, ph, pw, dh, dw, gw, nthreads,
-               partial, bias_partial)
-    sum_partials(partial, bias_partial, gw, gb)
+    for q in prange(c_out * k):
+        s = partial[0, q]
+        for chunk in range(1, chunks_n):
+            s += partial[chunk, q]
+        gwflat[q] = s
+    for co in range(c_out):
+        s = bias_partial[0, co]
+        for chunk in range(1, chunks_n):
+            s += bias_partial[chunk, co]
+        gb[co] = s
 
 
 #: Output channels x taps of one register tile of the weight-gradient dot
@@ -244,18 +228,16 @@ def dot_tile(g, g_off, g_ld, g_next, x, x_off, x_next, t0, t1, t2, nsteps, nimg,
         vstore(part, p_off + 23 * lanes, a72)
 
 
-
-
-@njit(**_jit)
-def conv2d_backward_weight_unit_chunk(ch, nchunks, x, g, ph, pw, dh, dw, gw, nthreads, partial, bias_partial):
-    """Tasks of chunk ``ch`` of ``conv2d_backward_weight_unit``; task ``t`` sums into ``partial[t]``
-    (tile layout, lanes not yet summed) and ``bias_partial[t]``.
+@njit(parallel=True, **_jit)
+def conv2d_backward_weight_unit(x, g, ph, pw, dh, dw, gw, gb, nthreads):
+    """``conv2d_backward_weight`` for unit stride: ``dot_tile`` on the pitched layout.
 
     Per sample: ``g`` is copied onto the padded input's row pitch (column
     ``q = oh * wp + ow``, zero where ``ow >= w_out``), the input into a
     zero-bordered buffer; then ``grad_w[co, tap] += sum_q g_q[co, q] *
-    x_pad[tap_off[tap] + q]`` for every ``DOT_ROWS x 3`` tile of (channels, taps).
-    Tasks are runs of samples (and, for a small batch, groups of tap tiles).
+    x_pad[tap_off[tap] + q]`` for every 8 x 3 tile of (channels, taps).
+    Tasks are chunks of samples (and, for a small batch, groups of tap
+    tiles); each chunk sums into its own partial, reduced in a fixed order.
     """
     n, c_in, h, wd = x.shape
     c_out, _, kh, kw = gw.shape
@@ -279,7 +261,12 @@ def conv2d_backward_weight_unit_chunk(ch, nchunks, x, g, ph, pw, dh, dw, gw, nth
             q_off[oh * wp + ow] = oh * w_out + ow
     q_start, q_perm, q_fits = window_tables(q_off, lanes)
     co_off = np.arange(c_out).astype(np.int32) * np.int32(npix)
-    chunks_n, groups, per_group, ntasks = _split(n, tap_tiles, nthreads)
+
+    chunks_n = min(n, nthreads)
+    groups = 1 if n >= nthreads else min(tap_tiles, cdiv(nthreads, n))
+    per_group = cdiv(tap_tiles, groups)
+    groups = cdiv(tap_tiles, per_group)
+    ntasks = chunks_n * groups
     tile_size = DOT_ROWS * DOT_TAPS * lanes
     # Samples per pass over a tile: as many as keep one tile's rows of g
     # (DOT_ROWS x qpad per sample, reread for every tap tile) within 24 KB of
@@ -290,16 +277,20 @@ def conv2d_backward_weight_unit_chunk(ch, nchunks, x, g, ph, pw, dh, dw, gw, nth
     g_rows = row_tiles * DOT_ROWS
     batch = max(1, min(cdiv(n, chunks_n), (24 << 10) // (DOT_ROWS * qpad * gw.itemsize)))
     g_ld = batch * qpad
+    partial = np.zeros((ntasks, row_tiles * tap_tiles * tile_size), dtype=gw.dtype)
     # Rows past c_out stay 0; the slack keeps every load in bounds.
-    gqt = np.zeros((g_rows + 1) * g_ld, dtype=gw.dtype)
-    xt = np.zeros(batch * x_next + 2 * qpad + 2 * lanes, dtype=gw.dtype)
+    gq = np.zeros((ntasks, (g_rows + 1) * g_ld), dtype=gw.dtype)
+    xpad = np.zeros((ntasks, batch * x_next + 2 * qpad + 2 * lanes), dtype=gw.dtype)
+    bias_partial = np.zeros((ntasks, c_out), dtype=gw.dtype)
     g_flat = g.reshape(g.size)
     xflat = x.reshape(x.size)
-    for t in range(ch * ntasks // nchunks, (ch + 1) * ntasks // nchunks):
+    for t in prange(ntasks):
         chunk = t // groups
         grp = t - chunk * groups
         tt0 = grp * per_group
         tt1 = min(tap_tiles, tt0 + per_group)
+        gqt = gq[t]
+        xt = xpad[t]
         part = partial[t]
         img_end = (chunk + 1) * n // chunks_n
         for img0 in range(chunk * n // chunks_n, img_end, batch):
@@ -322,47 +313,21 @@ def conv2d_backward_weight_unit_chunk(ch, nchunks, x, g, ph, pw, dh, dw, gw, nth
                     dot_tile(gqt, rt * DOT_ROWS * g_ld, g_ld, qpad, xt, 0, x_next,
                              tap_off[tp], tap_off[tp + 1], tap_off[tp + 2], nsteps, nimg, part,
                              (rt * tap_tiles + tt) * tile_size)
-
-
-@njit(**_jit)
-def sum_tile_partials(partial, bias_partial, gw, gb):
-    """``gw`` and ``gb`` from the tasks' partials of ``conv2d_backward_weight_unit``, in task order
-    (each ``DOT_ROWS x DOT_TAPS`` tile's lanes summed here)."""
-    c_out = gw.shape[0]
-    k = gw.size // c_out
-    lanes = VEC_BYTES // gw.itemsize
-    tap_tiles = cdiv(k, DOT_TAPS)
     gwflat = gw.reshape(gw.size)
-    for q in range(c_out * k):
+    for q in prange(c_out * k):
         co = q // k
         tap = q - co * k
         rt = co // DOT_ROWS
         tt = tap // DOT_TAPS
         slot = ((rt * tap_tiles + tt) * DOT_ROWS + co - rt * DOT_ROWS) * DOT_TAPS + tap - tt * DOT_TAPS
         s = 0.0
-        for t in range(partial.shape[0]):
+        for t in range(ntasks):
             base = slot * lanes
             for l in range(lanes):
                 s += partial[t, base + l]
         gwflat[q] = s
     for co in range(c_out):
         s = 0.0
-        for t in range(bias_partial.shape[0]):
+        for t in range(ntasks):
             s += bias_partial[t, co]
         gb[co] = s
-
-
-def conv2d_backward_weight_unit(x, g, ph, pw, dh, dw, gw, gb, nthreads):
-    """``conv2d_backward_weight`` for unit stride: ``dot_tile`` on the pitched layout."""
-    n = x.shape[0]
-    c_out = gw.shape[0]
-    k = gw.size // c_out
-    lanes = VEC_BYTES // gw.itemsize
-    row_tiles = -(-c_out // DOT_ROWS)
-    tap_tiles = -(-k // DOT_TAPS)
-    _, _, _, ntasks = _split(n, tap_tiles, nthreads)
-    partial = np.zeros((ntasks, row_tiles * tap_tiles * DOT_ROWS * DOT_TAPS * lanes), dtype=gw.dtype)
-    bias_partial = np.zeros((ntasks, c_out), dtype=gw.dtype)
-    run_chunks(conv2d_backward_weight_unit_chunk, min(ntasks, nthreads), x, g, ph, pw, dh, dw, gw, nthreads,
-               partial, bias_partial)
-    sum_tile_partials(partial, bias_partial, gw, gb)

@@ -13,9 +13,7 @@ then take the lock, which makes the choosing launch safe too.
 from __future__ import annotations
 
 import functools
-import os
 import threading
-from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any, Callable
 
 import numba
@@ -58,47 +56,3 @@ def serialise_module_kernels(namespace: dict[str, Any], modules: list[Any]) -> N
             wrapped = serialised(getattr(module, name))
             setattr(module, name, wrapped)
             namespace[name] = wrapped
-
-
-# ----------------------------------------------------------------------------- chunks on Python threads
-#
-# The convolution drivers run their (sample, slice) chunks on Python threads
-# calling a serial ``@njit(nogil=True)`` chunk function, instead of a
-# ``parallel=True`` function with ``prange``: Numba's parfor passes and the
-# separately compiled gufunc tripled each driver's compile time (measured:
-# 2-4 CPU-s serial against 8-10 CPU-s parallel per driver), and a
-# convolution's chunks are few and long (milliseconds), so a thread pool's
-# wake-up (tens of microseconds) is as cheap as an OpenMP launch.
-
-_POOL: ThreadPoolExecutor | None = None
-_POOL_PID = 0
-_POOL_GUARD = threading.Lock()
-
-
-def _pool() -> ThreadPoolExecutor:
-    global _POOL, _POOL_PID
-    pid = os.getpid()
-    if _POOL is None or _POOL_PID != pid:  # a forked child has none of its parent's threads
-        with _POOL_GUARD:
-            if _POOL is None or _POOL_PID != pid:
-                workers = max(1, numba.config.NUMBA_NUM_THREADS - 1)
-                _POOL = ThreadPoolExecutor(workers, thread_name_prefix="jitgrad-chunk")
-                _POOL_PID = pid
-    return _POOL
-
-
-def run_chunks(fn: Callable[..., Any], nchunks: int, *args: Any) -> None:
-    """Call ``fn(ch, nchunks, *args)`` for every ``ch < nchunks``: chunk 0 on this thread, the
-    others on the pool's (``fn`` releases the GIL: a ``nogil`` Numba function). Chunks must
-    write disjoint memory; the first error raised is re-raised here once every chunk is done."""
-    if nchunks <= 1:
-        fn(0, nchunks, *args)
-        return
-    pool = _pool()
-    pending = [pool.submit(fn, ch, nchunks, *args) for ch in range(1, nchunks)]
-    try:
-        fn(0, nchunks, *args)
-    finally:
-        wait(pending)
-    for future in pending:
-        future.result()
