@@ -18,10 +18,13 @@ from .recurrent import *  # noqa: F401,F403
 # Concurrent launches abort the process on Numba's ``workqueue`` layer: serialise them there.
 import sys as _sys  # noqa: E402
 
-from . import _compile_notice, _threading  # noqa: E402,F401
+from . import _threading  # noqa: E402
 
 _threading.serialise_module_kernels(globals(), [
     _sys.modules[f"{__name__}.{module}"]
     for module in ("matmul", "conv", "pooling", "activations", "softmax", "optim", "normalization",
                    "conv_transpose", "pooling_adaptive", "recurrent")
 ])
+
+# One line on stderr when a process first compiles a kernel (see _compile_notice).
+from . import _compile_notice  # noqa: E402,F401
