@@ -25,6 +25,3 @@ _threading.serialise_module_kernels(globals(), [
     for module in ("matmul", "conv", "pooling", "activations", "softmax", "optim", "normalization",
                    "conv_transpose", "pooling_adaptive", "recurrent")
 ])
-
-# One line on stderr when a process first compiles a kernel (see _compile_notice).
-from . import _compile_notice  # noqa: E402,F401
