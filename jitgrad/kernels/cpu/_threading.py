@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 import numba
 
-# Every CPU kernel module imports this one: the one-line notice on a process's first kernel
+# kernels/cpu/__init__ imports this module: the one-line notice on a process's first kernel
 # compile (see _compile_notice) is installed with it.
 from . import _compile_notice  # noqa: F401
 
