@@ -162,11 +162,18 @@ _LAST_TASK = "training step"
 def _run_task(name: str, dtype_name: str) -> tuple[str, str, float]:
     # Runs in a worker process (and must be importable by name for spawn), or
     # in the caller's with jobs=1: the default dtype a task sets is put back.
+    # The progress bar says what compiles: the one-line notice of a first compile stays quiet.
     start, default_dtype = time.perf_counter(), config.default_dtype
+    notice = os.environ.get("JITGRAD_COMPILE_NOTICE")
+    os.environ["JITGRAD_COMPILE_NOTICE"] = "0"
     try:
         TASKS[name](np.dtype(dtype_name))
     finally:
         config.default_dtype = default_dtype
+        if notice is None:
+            del os.environ["JITGRAD_COMPILE_NOTICE"]
+        else:
+            os.environ["JITGRAD_COMPILE_NOTICE"] = notice
     return name, dtype_name, time.perf_counter() - start
 
 

@@ -98,3 +98,38 @@ def test_clear_removes_this_checkouts_kernels_and_stamps_only(fake_tasks, tmp_pa
     assert jc.is_compiled()
     assert jc.main(["--clear", "--quiet"]) == 0
     assert not ours.exists() and other.is_dir() and not jc.is_compiled()
+
+
+class _FakeDispatcher:
+    def __init__(self, module: str) -> None:
+        def kernel() -> None:
+            pass
+
+        kernel.__module__ = module
+        self.py_func = kernel
+
+
+def _compile_event(module: str) -> None:
+    from numba.core import event
+
+    with event.trigger_event("numba:compile", data=dict(dispatcher=_FakeDispatcher(module), args=(),
+                                                        return_type=None)):
+        pass
+
+
+def test_first_jitgrad_compile_prints_one_notice(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    from jitgrad.kernels.cpu import _compile_notice
+
+    monkeypatch.setattr(_compile_notice._LISTENER, "shown", False)
+    monkeypatch.delenv(_compile_notice.ENV_VAR, raising=False)
+    _compile_event("some_user_module")  # a user's own @njit function: not ours to announce
+    assert capsys.readouterr().err == ""
+    monkeypatch.setenv(_compile_notice.ENV_VAR, "0")
+    _compile_event("jitgrad.kernels.cpu.pooling")
+    assert capsys.readouterr().err == ""
+    monkeypatch.delenv(_compile_notice.ENV_VAR)
+    _compile_event("jitgrad.kernels.cpu.pooling")
+    _compile_event("jitgrad.kernels.cpu._conv")
+    err = capsys.readouterr().err
+    assert err.count("jitgrad: compiling CPU kernels") == 1
+    assert "python -m jitgrad.compile" in err

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from jitgrad.kernels import cpu
 from jitgrad.kernels import reference as ref
 from jitgrad.kernels._validate import Conv2dDims
-from jitgrad.kernels.cpu import _conv
+from jitgrad.kernels.cpu import _conv, _conv_weight
 from tests.cases.conv import (
     CASES, HYPER, HYPER_IDS, check_backend, check_out_may_alias_an_input, make_case, tolerance,
 )
@@ -145,12 +145,12 @@ def test_cpu_task_split_any_thread_count(n, nthreads):
     rgw, rgb = ref.conv2d_backward_weight(x, g, weight_shape=w.shape, padding=1)
     gw = nan_like(d.weight_shape, np.float64)
     gb = nan_like((d.c_out,), np.float64)
-    _conv.conv2d_backward_weight(x, g, *hp, gw, gb, nthreads)
+    _conv_weight.conv2d_backward_weight(x, g, *hp, gw, gb, nthreads)
     assert_close(gw, rgw)
     assert_close(gb, rgb)
     gw = nan_like(d.weight_shape, np.float64)
     gb = nan_like((d.c_out,), np.float64)
-    _conv.conv2d_backward_weight_unit(x, g, *hp[2:], gw, gb, nthreads)
+    _conv_weight.conv2d_backward_weight_unit(x, g, *hp[2:], gw, gb, nthreads)
     assert_close(gw, rgw)
     assert_close(gb, rgb)
 
@@ -166,8 +166,8 @@ def test_cpu_weight_gradient_both_kernels(case, dtype):
     (ph, pw), (dh, dw) = d.padding, d.dilation
     rgw, rgb = ref.conv2d_backward_weight(x, g, weight_shape=wt.shape, padding=padding, dilation=dilation)
     rtol, atol = tolerance(dtype, n * d.h_out * d.w_out)
-    for run in (lambda gw, gb: _conv.conv2d_backward_weight(x, g, 1, 1, ph, pw, dh, dw, gw, gb, 2),
-                lambda gw, gb: _conv.conv2d_backward_weight_unit(x, g, ph, pw, dh, dw, gw, gb, 2)):
+    for run in (lambda gw, gb: _conv_weight.conv2d_backward_weight(x, g, 1, 1, ph, pw, dh, dw, gw, gb, 2),
+                lambda gw, gb: _conv_weight.conv2d_backward_weight_unit(x, g, ph, pw, dh, dw, gw, gb, 2)):
         gw = nan_like(d.weight_shape, dtype)
         gb = nan_like((d.c_out,), dtype)
         run(gw, gb)
@@ -211,10 +211,10 @@ def test_cpu_stays_inside_its_arrays(case, dtype):
         gx = guarded(nan_like(d.input_shape, dtype))
         _conv.conv2d_backward_input(g, wt, *d.stride, *d.padding, *d.dilation, gx, nthreads)
         gw, gb = guarded(nan_like(d.weight_shape, dtype)), guarded(nan_like((c_out,), dtype))
-        _conv.conv2d_backward_weight(x, g, *d.stride, *d.padding, *d.dilation, gw, gb, nthreads)
+        _conv_weight.conv2d_backward_weight(x, g, *d.stride, *d.padding, *d.dilation, gw, gb, nthreads)
         if d.stride == (1, 1):
             gw2, gb2 = guarded(nan_like(d.weight_shape, dtype)), guarded(nan_like((c_out,), dtype))
-            _conv.conv2d_backward_weight_unit(x, g, *d.padding, *d.dilation, gw2, gb2, nthreads)
+            _conv_weight.conv2d_backward_weight_unit(x, g, *d.padding, *d.dilation, gw2, gb2, nthreads)
             assert_close(gw2, gw, dtype, rtol=1e-3, atol=1e-3)
         assert_close(y, ref.conv2d(x, wt, b, **hp), dtype, rtol=1e-3, atol=1e-3)
         assert_close(gx, ref.conv2d_backward_input(g, wt, input_shape=x.shape, **hp), dtype, rtol=1e-3, atol=1e-3)

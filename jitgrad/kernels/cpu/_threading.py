@@ -18,6 +18,10 @@ from typing import Any, Callable
 
 import numba
 
+# kernels/cpu/__init__ imports this module: the one-line notice on a process's first kernel
+# compile (see _compile_notice) is installed with it.
+from . import _compile_notice  # noqa: F401
+
 _LOCK = threading.RLock()
 #: None until Numba has chosen its threading layer; then whether calls must be serialised.
 _serialise: bool | None = None

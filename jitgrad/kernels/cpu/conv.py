@@ -1,6 +1,6 @@
 """CPU 2-D convolution (NCHW cross-correlation): im2col into packed GEMM panels, with Numba.
 
-See ``_conv`` for the algorithms. Every kernel is parallel over
+See ``_conv`` and ``_conv_weight`` for the algorithms. Every kernel is parallel over
 (sample, slice) tasks, so batch 1 uses every thread too.
 """
 
@@ -18,7 +18,7 @@ from jitgrad.kernels.reference.conv import (
     check_conv2d_backward_weight_args,
 )
 
-from . import _conv, _depthwise
+from . import _conv, _conv_weight, _depthwise
 
 __all__ = ["conv2d", "conv2d_backward_input", "conv2d_backward_weight"]
 
@@ -57,9 +57,9 @@ def _conv2d_backward_weight_kernel(x, grad_out, d, grad_w, grad_b) -> None:
     # inputs, but 0 * inf is NaN where the reference has none. A finite sum means every element is
     # finite (one pass, no allocation); otherwise the GEMM path, which never reads those columns.
     if sh == 1 and sw == 1 and d.c_in * d.kh * d.kw <= DOT_MAX_TAPS and np.isfinite(x.sum()):
-        _conv.conv2d_backward_weight_unit(x, grad_out, ph, pw, dh, dw, grad_w, grad_b, numba.get_num_threads())
+        _conv_weight.conv2d_backward_weight_unit(x, grad_out, ph, pw, dh, dw, grad_w, grad_b, numba.get_num_threads())
     else:
-        _conv.conv2d_backward_weight(x, grad_out, sh, sw, ph, pw, dh, dw, grad_w, grad_b, numba.get_num_threads())
+        _conv_weight.conv2d_backward_weight(x, grad_out, sh, sw, ph, pw, dh, dw, grad_w, grad_b, numba.get_num_threads())
 
 
 def _per_group(d):

@@ -1,0 +1,146 @@
+"""Cold and warm start: ``import jitgrad`` + the first LeNet-5 training step, and where the time goes.
+
+Each measurement runs in a fresh interpreter. ``cold`` gives it an empty
+temporary cache (``JITGRAD_CACHE_DIR``), so every kernel the step calls
+compiles; ``warm`` runs once to fill a cache, then times a second process on
+it. Reported per run: wall seconds and CPU seconds (the child and anything it
+spawned; on a shared machine CPU seconds are what load distorts least).
+
+``--breakdown`` lists the Numba compiles of the cold step, slowest first:
+CPU seconds spent in each function's own compile (``self``, its callees' compiles
+subtracted) and with them (``total``), with the argument types, from Numba's
+``numba:compile`` events. ``--precompile`` runs ``python -m jitgrad.compile``
+in the cold cache before the step (the Makefile's route) and times both.
+
+    python bench/cold_start.py                  # cold + warm, batch 64, float32
+    python bench/cold_start.py --breakdown 30   # + the 30 slowest compiles
+    python bench/cold_start.py --precompile     # cold cache filled by jitgrad.compile first
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+_CHILD = r"""
+import json, os, sys, time
+t0 = time.perf_counter()
+events = []
+if {breakdown}:
+    from numba.core import event
+
+    class _Listener(event.Listener):
+        def __init__(self):
+            self.stack = []
+
+        def on_start(self, ev):
+            self.stack.append([time.process_time(), 0.0])
+
+        def on_end(self, ev):
+            start, child = self.stack.pop()
+            total = time.process_time() - start
+            if self.stack:
+                self.stack[-1][1] += total
+            d = ev.data["dispatcher"]
+            events.append((d.py_func.__module__.rsplit(".", 1)[-1] + "." + d.py_func.__qualname__,
+                           str(ev.data["args"]), total - child, total, len(self.stack)))
+
+    event.register("numba:compile", _Listener())
+import numpy as np
+import jitgrad
+from jitgrad import nn, optim
+t_import = time.perf_counter() - t0
+jitgrad.manual_seed(0)
+net = nn.Sequential(nn.Conv2d(1, 6, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(6, 16, 5), nn.ReLU(),
+                    nn.MaxPool2d(2), nn.Flatten(), nn.Linear(256, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(),
+                    nn.Linear(84, 10))
+opt = optim.Adam(net.parameters(), lr=1e-3)
+rng = np.random.default_rng(0)
+x = jitgrad.tensor(rng.standard_normal(({batch}, 1, 28, 28)).astype(np.float32))
+y = rng.integers(0, 10, {batch})
+loss = nn.functional.cross_entropy(net(x), y)
+opt.zero_grad()
+loss.backward()
+opt.step()
+t_step = time.perf_counter() - t0
+print("RESULT " + json.dumps(dict(import_s=t_import, total_s=t_step, events=events)))
+"""
+
+
+def _run(cmd: list[str], env: dict[str, str]) -> tuple[float, float, str]:
+    """Run ``cmd``; returns (wall seconds, CPU seconds of it and its children, stdout)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=ROOT, check=False)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if done.returncode:
+        raise RuntimeError(f"{' '.join(cmd[:3])} failed:\n{done.stderr[-3000:]}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu, done.stdout
+
+
+def first_step(cache: str, batch: int, breakdown: bool) -> dict:
+    env = dict(os.environ, JITGRAD_CACHE_DIR=cache, NUMBA_CACHE_DIR=cache)
+    code = _CHILD.format(batch=batch, breakdown=breakdown)
+    wall, cpu, out = _run([sys.executable, "-c", code], env)
+    line = next(ln for ln in out.splitlines() if ln.startswith("RESULT "))
+    result = json.loads(line[len("RESULT "):])
+    result.update(wall_s=wall, cpu_s=cpu)
+    return result
+
+
+def precompile(cache: str) -> tuple[float, float]:
+    env = dict(os.environ, JITGRAD_CACHE_DIR=cache, NUMBA_CACHE_DIR=cache)
+    wall, cpu, _ = _run([sys.executable, "-m", "jitgrad.compile", "--quiet"], env)
+    return wall, cpu
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--breakdown", type=int, default=0, metavar="N",
+                        help="list the N slowest compiles of the cold step")
+    parser.add_argument("--precompile", action="store_true",
+                        help="fill the cold cache with `python -m jitgrad.compile` first")
+    parser.add_argument("--no-warm", action="store_true")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="jitgrad-cold-") as cache:
+        if args.precompile:
+            wall, cpu = precompile(cache)
+            print(f"python -m jitgrad.compile (empty cache): wall {wall:.1f} s, CPU {cpu:.1f} s")
+        cold = first_step(cache, args.batch, args.breakdown > 0)
+        label = "after precompile" if args.precompile else "cold"
+        print(f"{label}: import + first LeNet-5 step (batch {args.batch}): wall {cold['wall_s']:.1f} s "
+              f"(in-process {cold['total_s']:.1f} s, import {cold['import_s']:.2f} s), CPU {cold['cpu_s']:.1f} s")
+        if args.breakdown:
+            events = cold["events"]
+            print(f"{len(events)} compiles, {sum(e[2] for e in events):.1f} s in all (self times summed)")
+            by_func: dict[str, list[float]] = {}
+            for name, _, own, _, _ in events:
+                by_func.setdefault(name, []).append(own)
+            print("per function (self seconds, specialisations):")
+            for name, owns in sorted(by_func.items(), key=lambda kv: -sum(kv[1]))[:args.breakdown]:
+                print(f"  {sum(owns):7.2f} s  x{len(owns):<2d} {name}")
+            print("slowest compiles (self s, total s, depth, function, argument types):")
+            for name, types, own, total, depth in sorted(events, key=lambda e: -e[2])[:args.breakdown]:
+                print(f"  {own:7.2f} {total:7.2f}  {depth}  {name}  {types[:160]}")
+        if not args.no_warm:
+            first_step(cache, args.batch, False)  # whatever the cold run left uncached
+            warm = first_step(cache, args.batch, False)
+            print(f"warm: wall {warm['wall_s']:.2f} s (in-process {warm['total_s']:.2f} s, "
+                  f"import {warm['import_s']:.2f} s), CPU {warm['cpu_s']:.2f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,122 @@
+"""The im2col machinery of the CPU convolutions (``_conv``, ``_conv_weight``): offset tables and packing.
+
+Geometry is reduced to offset tables into the (zero-padded) image of one
+sample: ``tap_off[k]`` for tap ``k = (c, i, j)`` and ``pix_off[p]`` for
+output pixel ``p = (oh, ow)``, so ``x_pad[tap_off[k] + pix_off[p]]`` is the
+im2col matrix ``cols[k, p]`` whatever the stride, padding and dilation.
+Padding is a zero border in a per-thread copy of the sample (zeroed once,
+only the interior rewritten per sample), so no loop checks bounds. A vector
+of pixels whose inputs lie within two vectors is fetched with two loads and a
+permute (``vpermute2``), otherwise with a hardware gather.
+
+Offsets are int32: one padded sample must hold fewer than 2**31 elements.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from ._gemm import _jit
+from ._gemm_simd import (
+    HAS_PERMUTE2,
+    VEC_BYTES,
+    vgather,
+    vload_masked,
+    vpermute2,
+    vstore,
+    vstore_masked,
+)
+
+
+@njit(**_jit)
+def tap_offsets(c_in, kh, kw, dh, dw, hp, wp, count):
+    """``off[k]`` for ``k = (c * kh + i) * kw + j``: tap ``(c, i, j)``'s offset in a padded sample.
+
+    Entries past ``c_in * kh * kw`` (up to ``count``) are 0, a valid index.
+    """
+    off = np.zeros(count, dtype=np.int32)
+    k = 0
+    for c in range(c_in):
+        for i in range(kh):
+            for j in range(kw):
+                off[k] = c * hp * wp + i * dh * wp + j * dw
+                k += 1
+    return off
+
+
+@njit(**_jit)
+def pixel_offsets(h_out, w_out, sh, sw, wp, count):
+    """``off[p]`` for ``p = oh * w_out + ow``: the top-left of pixel ``p``'s window.
+
+    Entries past ``h_out * w_out`` (up to ``count``) are 0, a valid index.
+    """
+    off = np.zeros(count, dtype=np.int32)
+    for oh in range(h_out):
+        for ow in range(w_out):
+            off[oh * w_out + ow] = oh * sh * wp + ow * sw
+    return off
+
+
+@njit(**_jit)
+def window_tables(offsets, lanes):
+    """For each vector of ``lanes`` consecutive ``offsets``: the window it spans.
+
+    Negative offsets mark lanes that are 0. Returns ``(start, perm, fits)``:
+    vector ``v``'s lanes are ``start[v] + perm[v * lanes + l]`` (``perm`` is -1
+    for a zero lane) and ``fits[v]`` says whether they lie within
+    ``2 * lanes`` of ``start[v]`` (then ``vpermute2`` fetches them; otherwise
+    a gather does).
+    """
+    nvec = offsets.size // lanes
+    start = np.zeros(nvec, dtype=np.int32)
+    perm = np.full(nvec * lanes, -1, dtype=np.int32)
+    fits = np.zeros(nvec, dtype=np.bool_)
+    for v in range(nvec):
+        lo = 2**31 - 1
+        hi = -1
+        for q in range(v * lanes, (v + 1) * lanes):
+            if offsets[q] >= 0:
+                lo = min(lo, offsets[q])
+                hi = max(hi, offsets[q])
+        if hi < 0:
+            lo = 0
+        start[v] = lo
+        fits[v] = hi - lo < 2 * lanes
+        for q in range(v * lanes, (v + 1) * lanes):
+            if offsets[q] >= 0:
+                perm[q] = offsets[q] - lo
+    return start, perm, fits
+
+
+@njit(**_jit)
+def pack_windows(src, base, src_end, tap_off, ntaps, offsets, start, perm, fits, v, panels, dst, stride):
+    """``panels[dst + t * stride + l] = src[base + tap_off[t] + offsets[v * lanes + l]]`` for every
+    tap ``t`` (0 where the offset is negative): vector ``v`` of an im2col panel."""
+    lanes = VEC_BYTES // panels.itemsize
+    if HAS_PERMUTE2 and fits[v]:
+        for t in range(ntaps):
+            b = base + tap_off[t]
+            if b + start[v] <= src_end:
+                vstore(panels, dst + t * stride, vpermute2(src, b + start[v], perm, v * lanes))
+            else:
+                vstore(panels, dst + t * stride, vgather(src, b, offsets, v * lanes))
+    else:
+        for t in range(ntaps):
+            vstore(panels, dst + t * stride, vgather(src, base + tap_off[t], offsets, v * lanes))
+
+
+@njit(**_jit)
+def copy_padded(x, base, c_first, c_count, h, w, ph, pw, dst):
+    """Copy channels ``c_first : c_first + c_count`` of a sample (flat ``x`` at ``base``)
+    into the interior of the zero-bordered ``dst`` (``c_count x (h + 2ph) x (w + 2pw)``)."""
+    lanes = VEC_BYTES // dst.itemsize
+    hp = h + 2 * ph
+    wp = w + 2 * pw
+    for c in range(c_count):
+        for r in range(h):
+            src = base + ((c_first + c) * h + r) * w
+            d = (c * hp + r + ph) * wp + pw
+            for q in range(0, w, lanes):
+                count = min(lanes, w - q)
+                vstore_masked(dst, d + q, vload_masked(x, src + q, count), count)
