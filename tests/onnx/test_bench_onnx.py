@@ -76,3 +76,15 @@ def test_jitgrad_call_runs_without_recording_a_graph():
     model, x = bench_onnx.case_model("lenet5-b128")
     y = bench_onnx.jitgrad_call(model, x[:4])()
     assert isinstance(y, np.ndarray) and y.shape == (4, 10) and y.dtype == np.float32
+
+
+def test_profile_splits_a_call_by_operator(capsys):
+    import profile_onnx
+    from jitgrad.onnx import _import
+
+    before = _import._conv_then_bn
+    spent = profile_onnx.main(["lenet5-b128", "--calls", "1"])
+    assert set(spent) == {"Conv 5x5 stride 1", "Relu", "MaxPool", "Flatten", "Gemm", "Identity"}
+    assert all(s >= 0 for s in spent.values()) and spent["Conv 5x5 stride 1"] > 0
+    assert "ms CPU per call" in capsys.readouterr().out
+    assert _import._conv_then_bn is before  # the profiler's timers are removed again
