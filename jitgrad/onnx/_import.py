@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from jitgrad.autograd import function as _function
 from jitgrad.autograd.grad_mode import is_grad_enabled, no_grad
 from jitgrad.autograd.tensor import Tensor
 from jitgrad.nn.functional_norm import batch_norm
@@ -120,7 +121,8 @@ class OnnxModule(Module):
         env.update(self._parameters)
         for name, x in zip(self.input_names, inputs):
             env[name] = x if isinstance(x, Tensor) else Tensor(np.asarray(x))
-        inference = not is_grad_enabled()
+        # Shortcuts only for inference, never while jitgrad.onnx.export traces (the export keeps the graph as written).
+        inference = not is_grad_enabled() and _function._trace_hook is None
         for node in self._run:
             if inference and node.after_conv:
                 continue  # the Conv before it ran it (_conv_then_bn)

@@ -128,3 +128,16 @@ def test_batch_norm_on_3d_input_falls_back_to_the_converter_under_no_grad():
     with jitgrad.no_grad():
         y = jonnx.load(model)(jitgrad.Tensor(x)).numpy()
     np.testing.assert_allclose(y, _ort(model, x), rtol=1e-5, atol=1e-5)
+
+
+def test_export_of_an_imported_graph_keeps_batch_norm_unfolded_and_its_parameters():
+    m = jonnx.load(_graph()).eval()
+    x = _f32(2, 3, 9, 9)
+    again = jonnx.export(m, x, None, input_names=["x"])  # traced without gradients: no shortcut while tracing
+    ops = [n.op_type for n in again.graph.node]
+    assert ops.count("Conv") == 3 and ops.count("Sqrt") == 3  # each BatchNormalization as the converter writes it
+    names = {i.name for i in again.graph.initializer}
+    assert {"w1", "c1", "w3", "bn1_s", "bn1_b", "bn3_s"} <= names  # not folded into a constant weight
+    with jitgrad.no_grad():
+        ours = m(jitgrad.Tensor(x)).numpy()
+    np.testing.assert_allclose(_ort(again, x), ours, rtol=1e-4, atol=1e-4)
