@@ -59,10 +59,11 @@ class OnnxModule(Module):
     give the same values: nodes whose inputs are all constants (a
     ``ConstantOfShape`` making a weight, shape arithmetic on initializers) were
     computed once by ``load``; BatchNormalization runs as one fused kernel,
-    or, after a Conv that is its only input, is folded into that Conv's
-    weight and bias when that is the cheaper of the two (see
-    :func:`_conv_then_bn`). With grad mode on every node runs as written, so
-    gradients reach every parameter.
+    or, when it is the only consumer of a Conv's output, is folded into that
+    Conv's weight and bias where that is the cheaper of the two. Nothing is cached: a parameter changed in place
+    shows at the next call. With grad mode on, and while ``jitgrad.onnx.export``
+    traces, every node runs as written (gradients reach every parameter; an
+    export keeps them as parameters).
     """
 
     def __init__(self, model: Any) -> None:
