@@ -15,6 +15,8 @@ Sections:
   thread count);
 - end to end: LeNet-5 and the Keras convnet, training and inference images/s
   at batch 128, jitgrad and PyTorch;
+- onnx: jitgrad vs onnxruntime inference of the model-zoo ResNet-50 and an
+  exported LeNet-5 (``bench/report_onnx.py``);
 - latency: seconds from ``import jitgrad`` to the end of the first LeNet-5
   training step in a fresh interpreter, with a warm Numba cache and (not in
   ``--quick``) with an empty one.
@@ -58,6 +60,7 @@ sys.path.insert(0, str(BENCH_DIR))
 
 from benchmarks import common, models  # noqa: E402
 from machine import machine_info  # noqa: E402
+from report_onnx import format_rows as onnx_table, onnx_rows  # noqa: E402
 
 #: Backends of the kernel table, in column order; "torch" only if importable.
 KERNEL_BACKENDS = ("numpy", "cpu")
@@ -427,6 +430,7 @@ def format_report(report: dict[str, Any]) -> str:
     if report["latency"]:
         lines = [["import -> first LeNet-5 step", f"{r['cache']} cache", _fmt_time(r["seconds"])] for r in report["latency"]]
         out += ["[latency]", _table(["what", "numba cache", "seconds"], lines), ""]
+    out += onnx_table(report.get("onnx", []))
     out.append("cpu vs numpy = numpy time / jitgrad time (above 1: jitgrad faster); "
                "cpu vs torch = torch time / jitgrad time.")
     return "\n".join(out)
@@ -478,6 +482,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "kernels": kernel_rows(opts, torch),
         "end_to_end": end_to_end_rows(opts, torch),
         "latency": latency_rows(opts),
+        "onnx": onnx_rows(opts, threads),
     }
     # After the kernels ran, so that numba's threading layer is known.
     report = {"machine": machine_info(threads, torch), **report}

@@ -8,7 +8,10 @@ from typing import Any
 
 import numpy as np
 
+from jitgrad.autograd import function as _function
+from jitgrad.autograd.grad_mode import is_grad_enabled, no_grad
 from jitgrad.autograd.tensor import Tensor
+from jitgrad.nn.functional_norm import batch_norm
 from jitgrad.nn.module import Module, Parameter
 from jitgrad.onnx._converters import CONVERTERS, WAITING, NodeError
 from jitgrad.onnx import _converters_shape  # noqa: F401  (registers the shape converters)
@@ -23,7 +26,7 @@ MIN_OPSET, MAX_OPSET = 6, 25
 class _Node:
     """One ONNX node, its attributes decoded once."""
 
-    __slots__ = ("name", "op_type", "inputs", "outputs", "attrs", "opset", "fn")
+    __slots__ = ("name", "op_type", "inputs", "outputs", "attrs", "opset", "fn", "then_bn", "after_conv")
 
     def __init__(self, proto: Any, opset: int, index: int) -> None:
         from onnx import helper
@@ -36,6 +39,8 @@ class _Node:
         self.attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in self.attrs.items()}
         self.opset = opset
         self.fn = CONVERTERS[proto.op_type]
+        self.then_bn: _Node | None = None  # a Conv's sole consumer, when it is a BatchNormalization (inference)
+        self.after_conv = False  # this BatchNormalization is some Conv's then_bn: the Conv runs it
 
 
 class OnnxModule(Module):
@@ -49,6 +54,16 @@ class OnnxModule(Module):
 
     Call it with one Tensor per graph input; it returns one Tensor, or a tuple
     for several outputs.
+
+    Inference (grad mode off, ``jitgrad.no_grad()``) takes shortcuts that
+    give the same values: nodes whose inputs are all constants (a
+    ``ConstantOfShape`` making a weight, shape arithmetic on initializers) were
+    computed once by ``load``; BatchNormalization runs as one fused kernel,
+    or, when it is the only consumer of a Conv's output, is folded into that
+    Conv's weight and bias where that is the cheaper of the two. Nothing is cached: a parameter changed in place
+    shows at the next call. With grad mode on, and while ``jitgrad.onnx.export``
+    traces, every node runs as written (gradients reach every parameter; an
+    export keeps them as parameters).
     """
 
     def __init__(self, model: Any) -> None:
@@ -86,6 +101,10 @@ class OnnxModule(Module):
                                                f"{n.op_type!r}, unsupported: {why}")
             nodes.append(_Node(n, opset, k))
         object.__setattr__(self, "nodes", nodes)
+        folded = _fold_constants(nodes, consts)
+        object.__setattr__(self, "_folded", folded)
+        object.__setattr__(self, "_run", [n for n in nodes if not all(o in folded for o in n.outputs if o)])
+        _pair_conv_bn(self._run, self.output_names)
 
     def to(self, device: str | None = None, *, dtype: Any = None) -> "OnnxModule":
         # Constants are host arrays (shapes and indices are read on the host): only parameters move.
@@ -98,14 +117,28 @@ class OnnxModule(Module):
         env: dict[str, Any] = {"": None}
         for name, arr in self._constants.items():
             env[name] = Tensor(arr)
+        env.update(self._folded)
         env.update(self._buffers)
         env.update(self._parameters)
         for name, x in zip(self.input_names, inputs):
             env[name] = x if isinstance(x, Tensor) else Tensor(np.asarray(x))
-        for node in self.nodes:
+        # Shortcuts only for inference, never while jitgrad.onnx.export traces (the export keeps the graph as written).
+        inference = not is_grad_enabled() and _function._trace_hook is None
+        for node in self._run:
+            if inference and node.after_conv:
+                continue  # the Conv before it ran it (_conv_then_bn)
             args = [env[i] if i in env else _missing(node, i) for i in node.inputs]
             try:
-                out = node.fn(node, args)
+                if not inference:
+                    out = node.fn(node, args)
+                elif node.then_bn is not None:
+                    bn = node.then_bn
+                    bn_args = [env[i] if i in env else _missing(bn, i) for i in bn.inputs[1:]]
+                    env[bn.outputs[0]] = out = _conv_then_bn(node, args, bn, bn_args)
+                elif node.op_type == "BatchNormalization":
+                    out = _batch_norm_inference(node, args)
+                else:
+                    out = node.fn(node, args)
             except NodeError:
                 raise
             except Exception as exc:  # a converter's error, given the node it came from
@@ -120,6 +153,84 @@ class OnnxModule(Module):
     def extra_repr(self) -> str:
         return (f"graph={self.graph_name!r}, opset={self.opset}, nodes={len(self.nodes)}, "
                 f"inputs={self.input_names}, outputs={self.output_names}")
+
+
+def _fold_constants(nodes: list[_Node], consts: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Outputs of the nodes that depend on constants only, computed once (as onnxruntime does at load).
+
+    Constants are non-float initializers and what earlier folded nodes made;
+    parameters and buffers are not (they train and move). A node that fails
+    here is left to run, and report its error, at call time.
+    """
+    known: dict[str, Any] = {name: Tensor(arr) for name, arr in consts.items()}
+    folded: dict[str, Any] = {}
+    with no_grad():
+        for node in nodes:
+            if not node.inputs or not all(i == "" or i in known for i in node.inputs):
+                continue
+            try:
+                out = node.fn(node, [known[i] if i else None for i in node.inputs])
+            except Exception:  # noqa: BLE001 - reported when the node runs
+                continue
+            outs = out if isinstance(out, (list, tuple)) else [out]
+            for name, value in zip(node.outputs, outs):
+                if name:
+                    known[name] = folded[name] = value
+    return folded
+
+
+def _pair_conv_bn(nodes: list[_Node], graph_outputs: list[str]) -> None:
+    """Mark each Conv whose output feeds only one BatchNormalization (as its input ``X``) and nothing else."""
+    uses: dict[str, int] = {name: 1 for name in graph_outputs}
+    for node in nodes:
+        for name in node.inputs:
+            uses[name] = uses.get(name, 0) + 1
+    consumer = {n.inputs[0]: n for n in nodes if n.op_type == "BatchNormalization" and n.inputs}
+    for node in nodes:
+        node.then_bn, node.after_conv = None, False
+    for node in nodes:
+        if node.op_type != "Conv" or len(node.outputs) != 1:
+            continue
+        bn = consumer.get(node.outputs[0])
+        if bn is not None and uses.get(node.outputs[0]) == 1 and len([o for o in bn.outputs if o]) == 1 \
+                and not bn.attrs.get("training_mode", 0):
+            node.then_bn, bn.after_conv = bn, True
+
+
+def _batch_norm_inference(node: _Node, x: list) -> Any:
+    """BatchNormalization without gradients: jitgrad's fused ``batch_norm`` kernel (one pass) where it applies."""
+    t = x[0]
+    stats = x[1:5]
+    if (t.ndim not in (2, 4) or len(stats) != 4 or any(s is None or s.device != t.device or s.dtype != t.dtype
+                                                        or s.shape != (t.shape[1],) for s in stats)
+            or node.attrs.get("training_mode", 0) or (len(node.outputs) > 1 and any(node.outputs[1:]))):
+        return node.fn(node, x)  # the converter's arithmetic (and its errors)
+    scale, bias, mean, var = stats
+    return batch_norm(t, mean, var, scale, bias, training=False, eps=float(node.attrs.get("epsilon", 1e-5)))
+
+
+def _conv_then_bn(conv: _Node, args: list, bn: _Node, bn_args: list) -> Any:
+    """Conv then BatchNormalization without gradients, whichever way costs less.
+
+    Folding BN into the Conv (``w * a`` per output channel, ``(b - mean) * a + beta``
+    with ``a = scale / sqrt(var + eps)``) costs a pass over the weight; the
+    fused BN kernel a pass over the Conv's output. Fold when the output has
+    more elements per channel (N * H_out * W_out) than the weight has per
+    output channel (C_in / groups * kH * kW): large feature maps, large batches.
+    """
+    t, w = args[0], args[1]
+    b = args[2] if len(args) > 2 else None
+    strides = conv.attrs.get("strides", [1, 1])
+    ok = (len(bn_args) == 4 and t.ndim == 4 and w.ndim == 4 and all(
+        s is not None and s.device == w.device and s.dtype == w.dtype and s.shape == (w.shape[0],)
+        for s in bn_args) and (b is None or b.device == w.device))
+    per_channel = t.shape[0] * (t.shape[2] // strides[0]) * (t.shape[3] // strides[1]) if ok else 0
+    if not ok or per_channel < w.shape[1] * w.shape[2] * w.shape[3]:
+        return _batch_norm_inference(bn, [conv.fn(conv, args), *bn_args])
+    scale, beta, mean, var = bn_args
+    a = scale / (var + float(bn.attrs.get("epsilon", 1e-5))).sqrt()
+    folded_b = (beta - mean * a) if b is None else (b - mean) * a + beta
+    return conv.fn(conv, [t, w * a.reshape(-1, 1, 1, 1), folded_b])
 
 
 def _graph_inputs(graph: Any) -> list[Any]:
