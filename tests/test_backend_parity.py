@@ -115,21 +115,7 @@ def test_every_backend_exports_the_one_kernel_list(backend):
 WRAPPER_NOTES: set[str] = {
     "cpu.pooling.max_pool2d_backward", "cuda.pooling.max_pool2d_backward", "cuda.pooling.avg_pool2d_backward",
     "cuda.pooling_adaptive.adaptive_avg_pool2d_backward", "cuda.pooling_adaptive.adaptive_max_pool2d_backward",
-    "cuda.softmax.softmax_cross_entropy", "cuda.softmax.softmax_cross_entropy_backward",
-}
-#: Wrappers whose own docstring still repeats the contract, in files other branches were editing
-#: when the contract decorator came in: delete each docstring (or cut it to a backend note) and its
-#: entry here. The test fails both ways.
-DUPLICATED_DOCSTRINGS: set[str] = {
-    "cpu.matmul.matmul", "cpu.conv.conv2d", "cpu.conv.conv2d_backward_input", "cpu.activations.relu",
-    "cpu.activations.relu_backward", "cpu.activations.leaky_relu", "cpu.activations.leaky_relu_backward",
-    "cpu.activations.sigmoid", "cpu.activations.sigmoid_backward", "cpu.activations.tanh",
-    "cpu.activations.tanh_backward", "cpu.activations.gelu", "cpu.activations.gelu_backward",
-    "cpu.activations.elu", "cpu.activations.elu_backward", "cpu.activations.softplus",
-    "cpu.activations.softplus_backward", "cpu.softmax.softmax", "cpu.softmax.softmax_backward",
-    "cpu.softmax.log_softmax", "cpu.softmax.log_softmax_backward", "cpu.softmax.softmax_cross_entropy",
-    "cpu.softmax.softmax_cross_entropy_backward", "cpu.conv_transpose.conv_transpose2d",
-    "cpu.conv_transpose.conv_transpose2d_backward_input", "cpu.conv_transpose.conv_transpose2d_backward_weight",
+    "cuda.softmax.softmax_cross_entropy", "cuda.softmax.softmax_cross_entropy_backward", "cpu.matmul.matmul",
 }
 
 
@@ -177,11 +163,10 @@ def test_every_backend_docstring_is_a_registered_note():
     with_note = {f"{backend.__name__.rsplit('.', 1)[-1]}.{module_name}.{name}"
                  for backend in (cpu, cuda) for name, module_name in REFERENCE_NAMES
                  if _contract.backend_note(getattr(_module(backend, module_name), name))}
-    assert not WRAPPER_NOTES & DUPLICATED_DOCSTRINGS
-    assert with_note == WRAPPER_NOTES | DUPLICATED_DOCSTRINGS, (
+    assert with_note == WRAPPER_NOTES, (
         f"wrappers with an unregistered docstring (the contract is the reference's: delete it, or register a "
-        f"genuine backend note in WRAPPER_NOTES): {sorted(with_note - WRAPPER_NOTES - DUPLICATED_DOCSTRINGS)}; "
-        f"registered but without a docstring: {sorted((WRAPPER_NOTES | DUPLICATED_DOCSTRINGS) - with_note)}"
+        f"genuine backend note in WRAPPER_NOTES): {sorted(with_note - WRAPPER_NOTES)}; "
+        f"registered but without a docstring: {sorted(WRAPPER_NOTES - with_note)}"
     )
 
 

@@ -108,7 +108,6 @@ def _leaky_relu_backward_kernel(grad_out, x, slope, out):
 
 
 def relu(x: np.ndarray) -> np.ndarray:
-    """``max(x, 0)``; ``x`` float32/float64 of any shape, returns the same shape and dtype."""
     _check_forward(x)
     out = np.empty_like(x)
     kernel = _relu_kernel if x.size >= _RELU_PARALLEL_MIN_SIZE else _relu_kernel_serial
@@ -117,7 +116,6 @@ def relu(x: np.ndarray) -> np.ndarray:
 
 
 def relu_backward(grad_out: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """``grad_out`` where ``x > 0``, else 0 (the gradient at 0 is 0)."""
     _check_backward(grad_out, x)
     out = np.empty_like(x)
     kernel = _relu_backward_kernel if x.size >= _RELU_PARALLEL_MIN_SIZE else _relu_backward_kernel_serial
@@ -126,7 +124,6 @@ def relu_backward(grad_out: np.ndarray, x: np.ndarray) -> np.ndarray:
 
 
 def leaky_relu(x: np.ndarray, negative_slope: float = 0.01) -> np.ndarray:
-    """``x`` where ``x > 0``, else ``negative_slope * x``; same shape and dtype as ``x``."""
     _check_forward(x)
     slope = x.dtype.type(_check_negative_slope(negative_slope))
     out = np.empty_like(x)
@@ -135,7 +132,6 @@ def leaky_relu(x: np.ndarray, negative_slope: float = 0.01) -> np.ndarray:
 
 
 def leaky_relu_backward(grad_out: np.ndarray, x: np.ndarray, negative_slope: float = 0.01) -> np.ndarray:
-    """``grad_out`` where ``x > 0``, else ``negative_slope * grad_out``."""
     _check_backward(grad_out, x)
     slope = x.dtype.type(_check_negative_slope(negative_slope))
     out = np.empty_like(x)
@@ -187,7 +183,6 @@ def _tanh_backward_kernel(grad_out, x, out):
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
-    """``1 / (1 + exp(-x))``, stable for large ``|x|``; same shape and dtype as ``x``."""
     _check_forward(x)
     out = np.empty_like(x)
     _sigmoid_kernel(_flat(x), _flat(out))
@@ -195,7 +190,6 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
 
 
 def sigmoid_backward(grad_out: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """``grad_out * s * (1 - s)`` with ``s = sigmoid(x)``."""
     _check_backward(grad_out, x)
     out = np.empty_like(x)
     _sigmoid_backward_kernel(_flat(grad_out), _flat(x), _flat(out))
@@ -203,7 +197,6 @@ def sigmoid_backward(grad_out: np.ndarray, x: np.ndarray) -> np.ndarray:
 
 
 def tanh(x: np.ndarray) -> np.ndarray:
-    """Hyperbolic tangent; same shape and dtype as ``x``."""
     _check_forward(x)
     out = np.empty_like(x)
     _tanh_kernel(_flat(x), _flat(out))
@@ -211,7 +204,6 @@ def tanh(x: np.ndarray) -> np.ndarray:
 
 
 def tanh_backward(grad_out: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """``grad_out * (1 - tanh(x)**2)``."""
     _check_backward(grad_out, x)
     out = np.empty_like(x)
     _tanh_backward_kernel(_flat(grad_out), _flat(x), _flat(out))
@@ -259,11 +251,6 @@ def _gelu_backward_kernel(grad_out, x, tanh_approx, out):
 
 
 def gelu(x: np.ndarray, approximate: str = "none") -> np.ndarray:
-    """GELU, PyTorch's two definitions; same shape and dtype as ``x``.
-
-    ``"none"``: ``x/2 (1 + erf(x / sqrt 2))``;
-    ``"tanh"``: ``x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))``.
-    """
     _check_forward(x)
     tanh_approx = _check_approximate(approximate)
     out = np.empty_like(x)
@@ -272,7 +259,6 @@ def gelu(x: np.ndarray, approximate: str = "none") -> np.ndarray:
 
 
 def gelu_backward(grad_out: np.ndarray, x: np.ndarray, approximate: str = "none") -> np.ndarray:
-    """Gradient of :func:`gelu` at ``x`` times ``grad_out``."""
     _check_backward(grad_out, x)
     tanh_approx = _check_approximate(approximate)
     out = np.empty_like(x)
@@ -322,7 +308,6 @@ def _softplus_backward_kernel(grad_out, x, beta, threshold, out):
 
 
 def elu(x: np.ndarray, alpha: float = 1.0) -> np.ndarray:
-    """``x`` where ``x > 0``, else ``alpha * (exp(x) - 1)``; same shape and dtype as ``x``."""
     _check_forward(x)
     a = x.dtype.type(_check_alpha(alpha))
     out = np.empty_like(x)
@@ -331,7 +316,6 @@ def elu(x: np.ndarray, alpha: float = 1.0) -> np.ndarray:
 
 
 def elu_backward(grad_out: np.ndarray, x: np.ndarray, alpha: float = 1.0) -> np.ndarray:
-    """``grad_out`` where ``x > 0``, else ``grad_out * alpha * exp(x)``."""
     _check_backward(grad_out, x)
     a = x.dtype.type(_check_alpha(alpha))
     out = np.empty_like(x)
@@ -340,7 +324,6 @@ def elu_backward(grad_out: np.ndarray, x: np.ndarray, alpha: float = 1.0) -> np.
 
 
 def softplus(x: np.ndarray, beta: float = 1.0, threshold: float = 20.0) -> np.ndarray:
-    """``log1p(exp(beta x)) / beta``, and ``x`` itself where ``beta x > threshold`` (as PyTorch)."""
     _check_forward(x)
     beta, threshold = _check_softplus(beta, threshold)
     out = np.empty_like(x)
@@ -350,7 +333,6 @@ def softplus(x: np.ndarray, beta: float = 1.0, threshold: float = 20.0) -> np.nd
 
 def softplus_backward(grad_out: np.ndarray, x: np.ndarray, beta: float = 1.0,
                       threshold: float = 20.0) -> np.ndarray:
-    """``grad_out * sigmoid(beta x)``, and ``grad_out`` where ``beta x > threshold``."""
     _check_backward(grad_out, x)
     beta, threshold = _check_softplus(beta, threshold)
     out = np.empty_like(x)

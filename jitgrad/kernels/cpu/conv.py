@@ -134,21 +134,6 @@ def _overlaps(out: np.ndarray | None, *inputs: np.ndarray | None) -> bool:
 
 def conv2d(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *, stride: Any = 1,
            padding: Any = 0, dilation: Any = 1, out: np.ndarray | None = None, groups: int = 1) -> np.ndarray:
-    """2-D convolution (cross-correlation, as PyTorch), NCHW.
-
-    Parameters
-    ----------
-    x : ndarray ``(N, C_in, H, W)``, float32 or float64, C-contiguous
-    w : ndarray ``(C_out, C_in/groups, kH, kW)``, same dtype
-    b : ndarray ``(C_out,)``, same dtype, optional
-    stride, padding, dilation : int or pair of ints
-    out : ndarray ``(N, C_out, H_out, W_out)``, optional; may overlap an input (then computed aside)
-    groups : int dividing ``C_in`` and ``C_out``; ``groups == C_in`` takes the direct depthwise kernels
-
-    Returns
-    -------
-    ndarray ``(N, C_out, H_out, W_out)`` of ``x``'s dtype (``out`` when given).
-    """
     d = check_conv2d_args(x, w, b, stride, padding, dilation, out, groups)
     if _overlaps(out, x, w, b):
         out[...] = conv2d(x, w, b, stride=stride, padding=padding, dilation=dilation, groups=groups)
@@ -166,20 +151,6 @@ def conv2d(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *, stride:
 def conv2d_backward_input(grad_out: np.ndarray, w: np.ndarray, *, input_shape: tuple[int, int, int, int],
                           stride: Any = 1, padding: Any = 0, dilation: Any = 1,
                           out: np.ndarray | None = None, groups: int = 1) -> np.ndarray:
-    """Gradient of ``conv2d`` with respect to its input ``x``.
-
-    Parameters
-    ----------
-    grad_out : ndarray ``(N, C_out, H_out, W_out)``, float32 or float64
-    w : ndarray ``(C_out, C_in/groups, kH, kW)``, same dtype
-    input_shape : tuple ``(N, C_in, H, W)``
-    stride, padding, dilation, groups : as in the forward
-    out : ndarray of ``input_shape``, optional; may overlap an input (then computed aside)
-
-    Returns
-    -------
-    ndarray ``input_shape`` of ``w``'s dtype (``out`` when given).
-    """
     d = check_conv2d_backward_input_args(grad_out, w, input_shape, stride, padding, dilation, out, groups)
     if _overlaps(out, grad_out, w):
         out[...] = conv2d_backward_input(grad_out, w, input_shape=input_shape, stride=stride, padding=padding,

@@ -43,25 +43,7 @@ def _matmul_kernel(a: np.ndarray, b: np.ndarray, trans_a: bool, trans_b: bool, o
 
 def matmul(a: np.ndarray, b: np.ndarray, *, trans_a: bool = False, trans_b: bool = False,
            out: np.ndarray | None = None) -> np.ndarray:
-    """Matrix product ``op(a) @ op(b)``, ``op(x) = x.T`` when the flag is set.
-
-    The transposition is read through strides (or by the packing of a
-    large operand), never copied.
-
-    Parameters
-    ----------
-    a, b : ndarray, 2-D, float32 or float64 (one dtype), C-contiguous
-        ``a`` is ``(M, K)`` (``(K, M)`` with ``trans_a``); ``b`` is ``(K, N)``
-        (``(N, K)`` with ``trans_b``).
-    trans_a, trans_b : bool
-    out : ndarray, optional
-        ``(M, N)`` C-contiguous buffer of the inputs' dtype. It may overlap
-        ``a`` or ``b`` (the result is then computed aside and copied in).
-
-    Returns
-    -------
-    ndarray ``(M, N)`` of the inputs' dtype (``out`` when given).
-    """
+    """CPU: a transposed operand is read through strides, or by the packing of a large operand; never copied."""
     m, n, _, dtype, trans_a, trans_b = check_matmul_args(a, b, trans_a, trans_b, out)
     if out is not None and (np.may_share_memory(out, a) or np.may_share_memory(out, b)):
         result = np.empty((m, n), dtype=dtype)

@@ -234,7 +234,6 @@ def _run_rows(row_kernels, kernel, axis: int, arrays: tuple[np.ndarray, ...], lo
 
 
 def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
-    """``exp(x) / sum(exp(x))`` along ``axis``; ``x`` float32/float64, ``ndim >= 1``; same shape and dtype."""
     ax = _check_softmax_input(x, axis)
     out = np.empty_like(x)
     _run_rows(_ROW_KERNELS, _softmax_kernel, ax, (x,), False, out)
@@ -242,7 +241,6 @@ def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
 
 
 def log_softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
-    """``x - logsumexp(x)`` along ``axis``; same shape and dtype as ``x``."""
     ax = _check_softmax_input(x, axis)
     out = np.empty_like(x)
     _run_rows(_ROW_KERNELS, _softmax_kernel, ax, (x,), True, out)
@@ -250,7 +248,6 @@ def log_softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
 
 
 def softmax_backward(grad_out: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
-    """Gradient through softmax given its output ``y``: ``y * (g - sum(g * y))`` along ``axis``."""
     ax = _check_softmax_backward(grad_out, y, axis)
     out = np.empty_like(y)
     _run_rows(_BACKWARD_ROW_KERNELS, _softmax_backward_kernel, ax, (grad_out, y), False, out)
@@ -258,7 +255,6 @@ def softmax_backward(grad_out: np.ndarray, y: np.ndarray, axis: int = -1) -> np.
 
 
 def log_softmax_backward(grad_out: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
-    """Gradient through log_softmax given its output ``y``: ``g - exp(y) * sum(g)`` along ``axis``."""
     ax = _check_softmax_backward(grad_out, y, axis)
     out = np.empty_like(y)
     _run_rows(_BACKWARD_ROW_KERNELS, _softmax_backward_kernel, ax, (grad_out, y), True, out)
@@ -405,20 +401,6 @@ _PARALLEL_MIN_SIZE = 1 << 15
 
 def softmax_cross_entropy(logits: np.ndarray, labels: np.ndarray, *, reduction: str = "mean",
                           label_smoothing: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
-    """Cross-entropy of softmax(logits) against labels, and the probabilities for the backward pass.
-
-    Parameters
-    ----------
-    logits : (N, C) float32 or float64, C-contiguous.
-    labels : (N,) integer class indices in ``[0, C)``, or (N, C) probabilities of ``logits``' dtype.
-    reduction : ``"mean"`` (over N), ``"sum"`` or ``"none"``.
-    label_smoothing : eps in [0, 1]; the target becomes ``(1 - eps) * target + eps / C`` (as PyTorch).
-
-    Returns
-    -------
-    loss : 0-d array (mean/sum) or (N,) array (none), ``logits``' dtype.
-    probs : (N, C) softmax of ``logits``.
-    """
     is_index, eps = _check_cross_entropy(logits, labels, reduction, label_smoothing, check_label_range=False)
     eps_t = logits.dtype.type(eps)
     probs = np.empty_like(logits)
@@ -442,12 +424,6 @@ def softmax_cross_entropy(logits: np.ndarray, labels: np.ndarray, *, reduction: 
 
 def softmax_cross_entropy_backward(probs: np.ndarray, labels: np.ndarray, grad_loss: Any = 1.0, *,
                                    reduction: str = "mean", label_smoothing: float = 0.0) -> np.ndarray:
-    """Gradient of :func:`softmax_cross_entropy` w.r.t. the logits.
-
-    ``(probs - target) * grad_loss / (N if mean else 1)``; ``probs`` (N, C) is the
-    forward's output, ``grad_loss`` a scalar (python float or 0-d array) for
-    mean/sum and an (N,) array of ``probs``' dtype for none. Returns (N, C).
-    """
     is_index, eps = _check_cross_entropy(probs, labels, reduction, label_smoothing, name="probs",
                                          check_label_range=False)
     scale = _grad_loss_scale(grad_loss, reduction, probs)
