@@ -41,6 +41,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from numba import cuda
 
+from jitgrad import config
 from jitgrad.autograd.backend import register_backend
 from jitgrad.kernels import cuda as cuda_kernels
 from jitgrad.kernels._validate import normalize_axes
@@ -184,16 +185,16 @@ class CUDABackend:
         return ew.astype(self.ascontiguousarray(a), np.dtype(dtype))
 
     @staticmethod
-    def zeros(shape: Any, dtype: Any = np.float32) -> Any:
-        return ew.zeros(_shape_tuple(shape), dtype)
+    def zeros(shape: Any, dtype: Any = None) -> Any:
+        return ew.zeros(_shape_tuple(shape), config.default_dtype if dtype is None else dtype)
 
     @staticmethod
-    def ones(shape: Any, dtype: Any = np.float32) -> Any:
-        return ew.ones(_shape_tuple(shape), dtype)
+    def ones(shape: Any, dtype: Any = None) -> Any:
+        return ew.ones(_shape_tuple(shape), config.default_dtype if dtype is None else dtype)
 
     @staticmethod
-    def full(shape: Any, value: Any, dtype: Any = np.float32) -> Any:
-        return ew.full(_shape_tuple(shape), value, dtype)
+    def full(shape: Any, value: Any, dtype: Any = None) -> Any:
+        return ew.full(_shape_tuple(shape), value, config.default_dtype if dtype is None else dtype)
 
     @staticmethod
     def owns_data(a: Any) -> bool:
