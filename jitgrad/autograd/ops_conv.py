@@ -9,24 +9,26 @@ from __future__ import annotations
 from typing import Any
 
 from jitgrad.autograd.function import Context, Function
+from jitgrad.kernels._validate import Conv2dDims
 
 __all__ = ["Conv2d", "ConvTranspose2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "AdaptiveMaxPool2d",
            "conv_backward"]
 
 
-def conv_backward(ctx: Context, g: Any, backward_input: Any, backward_weight: Any) -> tuple[Any, ...]:
+def conv_backward(ctx: Context, g: Any, backward_input: Any, backward_weight: Any, **geometry: Any) -> tuple[Any, ...]:
     """The backward of ``Conv2d`` and ``ConvTranspose2d``: ``(grad_x, grad_w, grad_b)`` from the
-    two backward kernels, each called only when an input needs its gradient."""
+    two backward kernels, each called only when an input needs its gradient (``geometry``: extra
+    keywords for both, ``dims=`` for ``Conv2d``)."""
     xp = ctx.backend
     x, w = ctx.saved_tensors
     needs = ctx.needs_input_grad
     g = xp.ascontiguousarray(g)
     grad_x = grad_w = grad_b = None
     if needs[0]:
-        grad_x = backward_input(g, w, input_shape=x.shape, **ctx.hyper)
+        grad_x = backward_input(g, w, input_shape=x.shape, **ctx.hyper, **geometry)
     need_b = len(needs) > 2 and needs[2]
     if needs[1] or need_b:
-        grad_w, grad_b = backward_weight(x, g, weight_shape=w.shape, **ctx.hyper)
+        grad_w, grad_b = backward_weight(x, g, weight_shape=w.shape, **ctx.hyper, **geometry)
     return grad_x, (grad_w if needs[1] else None), (grad_b if need_b else None)
 
 
@@ -42,12 +44,18 @@ class Conv2d(Function):
             b = xp.ascontiguousarray(b)
         ctx.save_for_backward(x, w)
         ctx.hyper = {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups}
-        return xp.kernels.conv2d(x, w, b, **ctx.hyper)
+        y = xp.kernels.conv2d(x, w, b, **ctx.hyper)
+        # The geometry, validated once (as NNlib's DenseConvDims) and handed to both backward
+        # kernels, which then check only that the arrays fit it. Built after the forward kernel
+        # so that bad input keeps the kernel's own error message.
+        if any(ctx.needs_input_grad):
+            ctx.dims = Conv2dDims.from_shapes(tuple(x.shape), tuple(w.shape), **ctx.hyper)
+        return y
 
     @staticmethod
     def backward(ctx: Context, g: Any) -> tuple[Any, ...]:
         k = ctx.backend.kernels
-        return conv_backward(ctx, g, k.conv2d_backward_input, k.conv2d_backward_weight)
+        return conv_backward(ctx, g, k.conv2d_backward_input, k.conv2d_backward_weight, dims=ctx.dims)
 
 
 class MaxPool2d(Function):

@@ -165,7 +165,7 @@ def conv2d(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *, stride:
 
 def conv2d_backward_input(grad_out: np.ndarray, w: np.ndarray, *, input_shape: tuple[int, int, int, int],
                           stride: Any = 1, padding: Any = 0, dilation: Any = 1,
-                          out: np.ndarray | None = None, groups: int = 1) -> np.ndarray:
+                          out: np.ndarray | None = None, groups: int = 1, dims: Any = None) -> np.ndarray:
     """Gradient of ``conv2d`` with respect to its input ``x``.
 
     Parameters
@@ -180,7 +180,7 @@ def conv2d_backward_input(grad_out: np.ndarray, w: np.ndarray, *, input_shape: t
     -------
     ndarray ``input_shape`` of ``w``'s dtype (``out`` when given).
     """
-    d = check_conv2d_backward_input_args(grad_out, w, input_shape, stride, padding, dilation, out, groups)
+    d = check_conv2d_backward_input_args(grad_out, w, input_shape, stride, padding, dilation, out, groups, dims)
     if _overlaps(out, grad_out, w):
         out[...] = conv2d_backward_input(grad_out, w, input_shape=input_shape, stride=stride, padding=padding,
                                          dilation=dilation, groups=groups)
@@ -196,7 +196,7 @@ def conv2d_backward_input(grad_out: np.ndarray, w: np.ndarray, *, input_shape: t
 
 def conv2d_backward_weight(x: np.ndarray, grad_out: np.ndarray, *, weight_shape: tuple[int, int, int, int],
                            stride: Any = 1, padding: Any = 0,
-                           dilation: Any = 1, groups: int = 1) -> tuple[np.ndarray, np.ndarray]:
+                           dilation: Any = 1, groups: int = 1, dims: Any = None) -> tuple[np.ndarray, np.ndarray]:
     """Gradients of ``conv2d`` with respect to its weights and bias.
 
     Parameters
@@ -211,7 +211,7 @@ def conv2d_backward_weight(x: np.ndarray, grad_out: np.ndarray, *, weight_shape:
     grad_w : ndarray ``weight_shape``
     grad_b : ndarray ``(C_out,)``, ``grad_out.sum(axis=(0, 2, 3))``
     """
-    d = check_conv2d_backward_weight_args(x, grad_out, weight_shape, stride, padding, dilation, groups)
+    d = check_conv2d_backward_weight_args(x, grad_out, weight_shape, stride, padding, dilation, groups, dims)
     grad_w = np.empty(d.weight_shape, dtype=x.dtype)
     grad_b = np.empty(d.c_out, dtype=x.dtype)
     if grad_out.size == 0 or grad_w.size == 0:
