@@ -3,7 +3,11 @@
 The reference, CPU and CUDA wrappers validate the same way, so the checks live
 here once. They work on NumPy arrays and on Numba device arrays alike (both
 have ``shape``, ``dtype`` and ``ndim``). Every error names the argument and
-the value it got.
+the value it got, and one kind of mistake is always one exception type:
+``TypeError`` for a value of the wrong *type* (a float where an int is due,
+a bool, a string, an integer array where floats are due, mismatched dtypes),
+``ValueError`` for a value of the right type that is wrong (out of range, a
+pair of three, a shape that does not fit, a non-contiguous array).
 
 ``Conv2dDims`` and ``Pool2dDims`` play the role of NNlib's ``DenseConvDims`` /
 ``PoolDims``: the forward kernel and both backward kernels of a family share
@@ -114,7 +118,9 @@ def check_shape_tuple(name: str, shape: Any, ndim: int, empty_ok: tuple[int, ...
         dims = tuple(shape)
     except TypeError:
         raise TypeError(f"{name} must be a tuple of {ndim} ints, got {shape!r}") from None
-    if len(dims) != ndim or not all(_is_int(d) for d in dims):
+    if not all(_is_int(d) for d in dims):
+        raise TypeError(f"{name} must be a tuple of {ndim} ints, got {shape!r}")
+    if len(dims) != ndim:
         raise ValueError(f"{name} must be a tuple of {ndim} ints, got {shape!r}")
     if any(d < 0 or (d == 0 and axis not in empty_ok) for axis, d in enumerate(dims)):
         raise ValueError(f"{name} must have positive sizes, got {shape!r}")
@@ -130,8 +136,10 @@ def as_pair(name: str, value: Any, *, minimum: int) -> IntPair:
             items = tuple(value)
         except TypeError:
             raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}") from None
-        if len(items) != 2 or not all(_is_int(v) for v in items):
+        if not all(_is_int(v) for v in items):
             raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
+        if len(items) != 2:
+            raise ValueError(f"{name} must be an int or a pair of ints, got {value!r} ({len(items)} values)")
         pair = (int(items[0]), int(items[1]))
     if pair[0] < minimum or pair[1] < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
