@@ -6,7 +6,7 @@ The Tensor methods of these ops (``reshape``, ``permute``, ``[]``, ``astype``,
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -164,7 +164,8 @@ class _TensorMethods:
         if len(axes) == 1 and not isinstance(axes[0], (int, np.integer)):
             axes = tuple(axes[0])  # type: ignore[arg-type]
         if sorted(int(a) % max(self.ndim, 1) for a in axes) != list(range(self.ndim)):  # type: ignore[arg-type]
-            raise ValueError(f"permute: axes {axes} are not a permutation of the {self.ndim} dims of shape {self.shape}")
+            raise ValueError(
+                f"permute: axes {axes} are not a permutation of the {self.ndim} dims of shape {self.shape}")
         return Permute.apply(self, axes=tuple(int(a) % self.ndim for a in axes))  # type: ignore[arg-type]
 
     def transpose(self, dim0: int = -2, dim1: int = -1) -> "Tensor":

@@ -23,7 +23,7 @@ imports one that imports it back.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 

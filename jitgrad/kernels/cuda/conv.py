@@ -274,7 +274,8 @@ def conv2d(x: Any, w: Any, b: Any = None, *, stride: Any = 1, padding: Any = 0, 
 
 
 def conv2d_backward_input(grad_out: Any, w: Any, *, input_shape: tuple[int, int, int, int], stride: Any = 1,
-                          padding: Any = 0, dilation: Any = 1, out: Any = None, groups: int = 1, dims: Any = None) -> Any:
+                          padding: Any = 0, dilation: Any = 1, out: Any = None, groups: int = 1,
+                          dims: Any = None) -> Any:
     """Gradient of :func:`conv2d` with respect to its input (NNlib's ``∇conv_data``).
 
     Parameters

@@ -20,6 +20,7 @@ from jitgrad.kernels._validate import (
 from jitgrad.kernels.cuda import _launch
 from jitgrad.kernels.cuda.elementwise import MAX_DIMS, _offset, _padded
 from jitgrad.kernels.reference import indexing as _reference
+from jitgrad.kernels.reference.indexing import check_one_hot_rows_args, check_segment_sum_args
 
 __all__: list[str] = list(_reference.__all__)
 
@@ -110,14 +111,7 @@ def log1p(x: Any, out: Any = None) -> Any:
 
 def one_hot_rows(index: Any, length: int, out: Any = None) -> Any:
     _check_device("index", index)
-    check_index_array("index", index)
-    if index.ndim != 1:
-        raise ValueError(f"index must be 1-D, got shape {tuple(index.shape)}")
-    if isinstance(length, bool) or not isinstance(length, (int, np.integer)):
-        raise TypeError(f"length must be an int, got {type(length).__name__} {length!r}")
-    if length < 0:
-        raise ValueError(f"length must be >= 0, got {length}")
-    out = _out_or_empty(out, (int(index.shape[0]), int(length)), np.bool_)
+    out = _out_or_empty(out, check_one_hot_rows_args(index, length), np.bool_)
     _launch_1d(_one_hot_rows_kernel, out.size, index, int(length), _launch.flat(out))
     return out
 
@@ -161,13 +155,7 @@ def take(x: Any, positions: Any, out: Any = None) -> Any:
 def segment_sum(g: Any, order: Any, starts: Any, out: Any = None) -> Any:
     for name, a in (("g", g), ("order", order), ("starts", starts)):
         _check_device(name, a)
-    check_array("g", g)
-    check_index_array("order", order)
-    check_index_array("starts", starts)
-    if order.ndim != 1 or starts.ndim != 1 or starts.shape[0] < 1:
-        raise ValueError(f"order and starts must be 1-D (starts non-empty), got shapes "
-                         f"{tuple(order.shape)} and {tuple(starts.shape)}")
-    out = _out_or_empty(out, (int(starts.shape[0]) - 1,), g.dtype)
+    out = _out_or_empty(out, (check_segment_sum_args(g, order, starts),), g.dtype)
     _launch_1d(_segment_sum_kernel, out.size, _launch.flat(g), order, starts, g.dtype.type(0), out)
     return out
 

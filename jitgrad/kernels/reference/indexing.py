@@ -25,6 +25,33 @@ from jitgrad.kernels._validate import (
 __all__: list[str] = ["log1p", "one_hot_rows", "strided_gather", "strided_scatter", "take", "segment_sum"]
 
 
+# ----------------------------------------------------------------------------- validation
+#
+# Called by the reference and CUDA wrappers alike: one message per check.
+
+def check_one_hot_rows_args(index: Any, length: Any) -> tuple[int, int]:
+    """Validate ``one_hot_rows``' arguments; return the result's shape."""
+    check_index_array("index", index)
+    if index.ndim != 1:
+        raise ValueError(f"index must be 1-D, got shape {tuple(index.shape)}")
+    if isinstance(length, bool) or not isinstance(length, (int, np.integer)):
+        raise TypeError(f"length must be an int, got {type(length).__name__} {length!r}")
+    if length < 0:
+        raise ValueError(f"length must be >= 0, got {length}")
+    return int(index.shape[0]), int(length)
+
+
+def check_segment_sum_args(g: Any, order: Any, starts: Any) -> int:
+    """Validate ``segment_sum``'s arrays (not their values: that would need them on the host); return n."""
+    check_array("g", g)
+    check_index_array("order", order)
+    check_index_array("starts", starts)
+    if order.ndim != 1 or starts.ndim != 1 or starts.shape[0] < 1:
+        raise ValueError(f"order and starts must be 1-D (starts non-empty), got shapes "
+                         f"{tuple(order.shape)} and {tuple(starts.shape)}")
+    return int(starts.shape[0]) - 1
+
+
 def view_positions(base: int, strides: tuple[int, ...], shape: tuple[int, ...]) -> np.ndarray:
     """Flat positions ``base + sum_d i_d * strides[d]`` of every element of the view, row-major, int64."""
     positions = np.full(shape, int(base), dtype=np.int64)
@@ -84,14 +111,7 @@ def one_hot_rows(index: np.ndarray, length: int, out: np.ndarray | None = None) 
     -------
     ndarray of bool, shape (rows, length)
     """
-    check_index_array("index", index)
-    if index.ndim != 1:
-        raise ValueError(f"index must be 1-D, got shape {tuple(index.shape)}")
-    if isinstance(length, bool) or not isinstance(length, (int, np.integer)):
-        raise TypeError(f"length must be an int, got {type(length).__name__} {length!r}")
-    if length < 0:
-        raise ValueError(f"length must be >= 0, got {length}")
-    shape = (int(index.shape[0]), int(length))
+    shape = check_one_hot_rows_args(index, length)
     if out is None:
         out = np.empty(shape, dtype=np.bool_)
     check_out(out, shape, np.dtype(np.bool_))
@@ -223,17 +243,11 @@ def segment_sum(g: np.ndarray, order: np.ndarray, starts: np.ndarray, out: np.nd
     ndarray, shape (n,)
         The segment sums, accumulated in ``g``'s dtype (empty segments are 0).
     """
-    check_array("g", g)
-    check_index_array("order", order)
-    check_index_array("starts", starts)
-    if order.ndim != 1 or starts.ndim != 1 or starts.shape[0] < 1:
-        raise ValueError(f"order and starts must be 1-D (starts non-empty), got shapes "
-                         f"{tuple(order.shape)} and {tuple(starts.shape)}")
+    n = check_segment_sum_args(g, order, starts)
     starts_host, order_host = np.asarray(starts), np.asarray(order)
     if starts_host[0] < 0 or starts_host[-1] > order.shape[0] or np.any(np.diff(starts_host) < 0):
         raise ValueError(f"starts must be non-decreasing within [0, {order.shape[0]}], got {starts_host}")
     _check_positions_inside("order", order_host, int(g.size))
-    n = int(starts.shape[0]) - 1
     if out is None:
         out = np.empty((n,), dtype=g.dtype)
     check_out(out, (n,), g.dtype)
