@@ -1,7 +1,7 @@
 """Both autograd backends implement the ``Backend`` protocol: every member, with the same signature.
 
 The CUDA backend's class is inspected without a GPU (``numba.cuda`` imports
-everywhere); its instance is checked in tests/cuda/test_device.py's process.
+everywhere); its instance is checked in tests/cuda/test_backend_protocol.py (simulator process).
 """
 
 from __future__ import annotations
