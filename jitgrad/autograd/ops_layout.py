@@ -101,7 +101,7 @@ def _unwrap_index(index: Any) -> Any:
 
 
 @attach_methods
-class _TensorMethods:
+class TensorLayoutMethods:
     """Shape, indexing, dtype and device methods of ``Tensor``."""
 
     # --- conversion -------------------------------------------------------

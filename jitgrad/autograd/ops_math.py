@@ -248,7 +248,7 @@ class Max(Function):
 
 
 @attach_methods
-class _TensorMethods:
+class TensorMathMethods:
     """Operators and math methods of ``Tensor`` (NumPy broadcasting; scalars and arrays on either side)."""
 
     # --- arithmetic (NumPy broadcasting; scalars and arrays on either side) --

@@ -139,7 +139,7 @@ def batched_matmul(a: Tensor, b: Tensor) -> Tensor:
 
 
 @attach_methods
-class _TensorMethods:
+class TensorMatmulMethods:
     """``a @ b`` for Tensors (see :func:`matmul`)."""
 
     def __matmul__(self, other: ArrayLike) -> "Tensor":

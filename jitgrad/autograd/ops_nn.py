@@ -203,7 +203,7 @@ class BinaryCrossEntropyWithLogits(Function):
 
 
 @attach_methods
-class _TensorMethods:
+class TensorActivationMethods:
     """Activation methods of ``Tensor``."""
 
     # --- activations (each calls its forward and backward kernel) ------------

@@ -326,8 +326,9 @@ def attach_methods(namespace: type) -> type:
     for name, member in vars(namespace).items():
         if name in ("__module__", "__qualname__", "__doc__", "__dict__", "__weakref__"):
             continue
-        if callable(member):
-            member.__qualname__ = f"Tensor.{name}"
+        function = member.fget if isinstance(member, property) else member
+        if callable(function) and not function.__qualname__.startswith("Tensor."):  # (an alias: named once)
+            function.__qualname__ = f"Tensor.{name}"
         setattr(Tensor, name, member)
     return namespace
 
