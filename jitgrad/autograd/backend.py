@@ -38,8 +38,8 @@ __all__ = ["CPUBackend", "register_backend", "register_lazy_backend", "get_backe
 class CPUBackend:
     """NumPy arrays, ``jitgrad.kernels.cpu`` kernels.
 
-    Elementwise arithmetic, reductions and reshapes are NumPy (DESIGN.md:
-    they are not the mission's core); everything with a derivative worth a
+    Elementwise arithmetic, reductions and reshapes are NumPy (they are not
+    what jitgrad's kernels are for); everything with a derivative worth a
     kernel (matmul, conv, pooling, activations, softmax, losses) calls the
     ``@njit`` kernels through ``self.kernels``.
     """
