@@ -11,10 +11,12 @@ TRAIN_ARGS ?=
 
 .PHONY: train test test-cpu test-cuda test-ptx gpu-check bench bench-compare bench-report docs clean
 
+# PYTHONWARNINGS: setuptools' editable-install notice ("Please be careful with folders in your working
+# directory...") comes with every flat-layout editable install, whatever the package discovery; only it is silenced.
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev,plot,docs,mpi,onnx]'
+	PYTHONWARNINGS='ignore:Editable installation' $(PY) -m pip install -q -e '.[dev,plot,docs,mpi,onnx]'
 	$(PY) -m jitgrad.compile
 	touch $(STAMP)
 

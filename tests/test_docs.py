@@ -139,9 +139,10 @@ def tiny_mnist(n_train: int, n_test: int):
     return load
 
 
-#: Modules a page may attach functions to (the kernel-authoring guide does, as
-#: the package's ``__all__`` would); whatever it adds is removed afterwards.
-_EXTENSIBLE_MODULES = ("jitgrad.kernels.reference", "jitgrad.kernels.cpu", "jitgrad.kernels.cuda")
+#: Modules (and ``module:Class``) a page may attach functions to (the kernel-authoring guide
+#: does, as the package's ``__all__`` and class bodies would); whatever it adds is removed afterwards.
+_EXTENSIBLE_MODULES = ("jitgrad.kernels.reference", "jitgrad.kernels.cpu", "jitgrad.kernels.cuda",
+                       "jitgrad.autograd.tensor:Tensor")
 
 
 def run_page(page: str, *, gpu: bool, n_train: int, n_test: int, simulator: bool = True) -> dict:
@@ -164,7 +165,8 @@ def run_page(page: str, *, gpu: bool, n_train: int, n_test: int, simulator: bool
     for b in every:
         if b.language == "python" and b not in blocks:
             compile("\n" * (b.line - 1) + b.code, str(DOCS / page), "exec")  # at least it parses
-    extensible = [importlib.import_module(m) for m in _EXTENSIBLE_MODULES]
+    extensible = [getattr(importlib.import_module(m.split(":")[0]), m.split(":")[1]) if ":" in m
+                  else importlib.import_module(m) for m in _EXTENSIBLE_MODULES]
     before = [set(vars(m)) for m in extensible]
     real_load = jitgrad.data.mnist.load
     jitgrad.data.mnist.load = tiny_mnist(n_train, n_test)

@@ -38,8 +38,10 @@ __all__ = ["CPUBackend", "register_backend", "register_lazy_backend", "get_backe
 class CPUBackend:
     """NumPy arrays, ``jitgrad.kernels.cpu`` kernels.
 
-    Elementwise arithmetic, reductions and reshapes are NumPy (they are not
-    what jitgrad's kernels are for); everything with a derivative worth a
+    Elementwise arithmetic, reductions and reshapes are NumPy's compiled
+    loops (jitgrad hand-writes the kernels a network's cost lives in, not
+    these; on the GPU they are device kernels in ``kernels/cuda/`` so a step
+    never leaves the device); everything with a derivative worth a
     kernel (matmul, conv, pooling, activations, softmax, losses) calls the
     ``@njit`` kernels through ``self.kernels``.
     """

@@ -15,22 +15,14 @@ run on any device with a backend; everything with a kernel calls the
 forward and backward kernels of ``docs/kernel-api.md`` (``xp.kernels``).
 """
 
-from jitgrad.autograd.ops_math import (
-    Abs, Add, Div, Exp, Log, Max, Mean, Mul, Neg, Pow, Sqrt, Sub, Sum,
-)
-from jitgrad.autograd.ops_matmul import BatchedMatMul, Linear, MatMul, batched_matmul, matmul
-from jitgrad.autograd.ops_layout import Cast, Getitem, Permute, Reshape, ToDevice
-from jitgrad.autograd.ops_nn import (
-    ELU, GELU, BinaryCrossEntropy, BinaryCrossEntropyWithLogits, LeakyReLU, LogSoftmax, ReLU, Sigmoid, Softmax,
-    SoftmaxCrossEntropy, Softplus, Tanh,
-)
-from jitgrad.autograd.ops_conv import AvgPool2d, Conv2d, MaxPool2d
-from jitgrad.autograd import ops_shape  # noqa: F401  (after the above: wraps their methods with dim=/keepdim=)
+from jitgrad.autograd import ops_layout, ops_math, ops_matmul, ops_nn
+from jitgrad.autograd.ops_math import *  # noqa: F401,F403
+from jitgrad.autograd.ops_matmul import *  # noqa: F401,F403
+from jitgrad.autograd.ops_layout import *  # noqa: F401,F403
+from jitgrad.autograd.ops_nn import *  # noqa: F401,F403
+from jitgrad.autograd.ops_conv import AvgPool2d, Conv2d, MaxPool2d  # noqa: F401
+from jitgrad.autograd import ops_shape  # noqa: F401,E402  (after the above: wraps their methods with dim=/keepdim=)
 
-__all__ = [
-    "Add", "Sub", "Mul", "Div", "Pow", "Neg", "Exp", "Log", "Sqrt", "Abs",
-    "MatMul", "matmul", "Linear", "Sum", "Mean", "Max", "Reshape", "Permute", "Getitem", "Cast", "ToDevice",
-    "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "GELU", "ELU", "Softplus", "Softmax", "LogSoftmax",
-    "Conv2d", "MaxPool2d", "AvgPool2d", "SoftmaxCrossEntropy", "BinaryCrossEntropy",
-    "BinaryCrossEntropyWithLogits", "BatchedMatMul", "batched_matmul",
-]
+#: Every op by name: each module's ``__all__`` (a new op is listed once, in its own module).
+__all__ = [*ops_math.__all__, *ops_matmul.__all__, *ops_layout.__all__, *ops_nn.__all__,
+           "Conv2d", "MaxPool2d", "AvgPool2d"]

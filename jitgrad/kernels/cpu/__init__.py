@@ -25,3 +25,12 @@ _threading.serialise_module_kernels(globals(), [
     for module in ("matmul", "conv", "pooling", "activations", "softmax", "optim", "normalization",
                    "conv_transpose", "pooling_adaptive", "recurrent")
 ])
+
+from jitgrad.kernels import _contract  # noqa: E402
+from jitgrad.kernels._constants import KERNEL_MODULES, kernel_names  # noqa: E402
+
+#: Every kernel's name; one list for all three backends (kernels/_constants.py).
+__all__: list[str] = kernel_names()
+
+# Docstrings are written once, on the reference kernels: every public kernel takes its twin's.
+_contract.adopt_reference_docs(_sys.modules[f"{__name__}.{module}"] for module in KERNEL_MODULES)

@@ -18,12 +18,15 @@ formulas put them (``relu(NaN)`` is NaN, as ``np.maximum``).
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from numba import njit, prange
 
 from jitgrad.config import FASTMATH
+from jitgrad.kernels._constants import GELU_KAPPA as _GELU_KAPPA  # defined once for all backends
+from jitgrad.kernels._constants import INV_SQRT_2 as _INV_SQRT_2
+from jitgrad.kernels._constants import INV_SQRT_2PI as _INV_SQRT_2PI
+from jitgrad.kernels._constants import SQRT_2_OVER_PI as _SQRT_2_OVER_PI
+from jitgrad.kernels._constants import kernel_names
 from jitgrad.kernels.cpu import _elementary as ef
 from jitgrad.kernels.reference.activations import (
     _check_alpha,
@@ -34,22 +37,9 @@ from jitgrad.kernels.reference.activations import (
     _check_softplus,
 )
 
-__all__: list[str] = [
-    "relu", "relu_backward",
-    "leaky_relu", "leaky_relu_backward",
-    "sigmoid", "sigmoid_backward",
-    "tanh", "tanh_backward",
-    "gelu", "gelu_backward",
-    "elu", "elu_backward",
-    "softplus", "softplus_backward",
-]
+__all__: list[str] = kernel_names("activations")  # the one list: kernels/_constants.py
 
 _FASTMATH = set(FASTMATH)
-
-_INV_SQRT_2 = 1.0 / math.sqrt(2.0)
-_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
-_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
-_GELU_KAPPA = 0.044715
 
 
 def _flat(a: np.ndarray) -> np.ndarray:

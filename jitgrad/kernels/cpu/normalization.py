@@ -27,6 +27,7 @@ import numpy as np
 from numba import njit, prange
 
 from jitgrad.config import FASTMATH
+from jitgrad.kernels._constants import kernel_names
 from jitgrad.kernels.reference.normalization import (
     _check_batch_norm,
     _check_batch_norm_backward,
@@ -34,10 +35,7 @@ from jitgrad.kernels.reference.normalization import (
     _check_layer_norm_backward,
 )
 
-__all__: list[str] = [
-    "batch_norm", "batch_norm_backward",
-    "layer_norm", "layer_norm_backward",
-]
+__all__: list[str] = kernel_names("normalization")  # the one list: kernels/_constants.py
 
 _FASTMATH = set(FASTMATH)
 
@@ -165,7 +163,6 @@ def _batch_norm_backward_kernel_serial(grad_out, x, weight, save_mean, save_invs
 def batch_norm(x: np.ndarray, running_mean: np.ndarray | None, running_var: np.ndarray | None,
                weight: np.ndarray | None, bias: np.ndarray | None, *, training: bool, momentum: float = 0.1,
                eps: float = 1e-5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Batch normalisation per channel; see :func:`jitgrad.kernels.reference.batch_norm`."""
     n, c, hw, mom, e = _check_batch_norm(x, running_mean, running_var, weight, bias, training, momentum, eps)
     dt = x.dtype.type
     out = np.empty_like(x)
@@ -184,7 +181,6 @@ def batch_norm(x: np.ndarray, running_mean: np.ndarray | None, running_var: np.n
 
 def batch_norm_backward(grad_out: np.ndarray, x: np.ndarray, weight: np.ndarray | None, save_mean: np.ndarray,
                         save_invstd: np.ndarray, *, training: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Gradients of :func:`batch_norm`; see :func:`jitgrad.kernels.reference.batch_norm_backward`."""
     n, c, hw = _check_batch_norm_backward(grad_out, x, weight, save_mean, save_invstd, training)
     grad_x = np.empty_like(x)
     grad_weight = np.empty(c, dtype=x.dtype)
@@ -281,7 +277,6 @@ def _layer_norm_backward_kernel_serial(grad_out, x, weight, mean, invstd, grad_x
 
 def layer_norm(x: np.ndarray, normalized_shape: Any, weight: np.ndarray | None = None,
                bias: np.ndarray | None = None, *, eps: float = 1e-5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Layer normalisation over the trailing ``normalized_shape``; see :func:`jitgrad.kernels.reference.layer_norm`."""
     rows, d, e, lead = _check_layer_norm(x, normalized_shape, weight, bias, eps)
     out = np.empty_like(x)
     mean = np.empty(lead, dtype=x.dtype)
@@ -296,7 +291,6 @@ def layer_norm(x: np.ndarray, normalized_shape: Any, weight: np.ndarray | None =
 
 def layer_norm_backward(grad_out: np.ndarray, x: np.ndarray, weight: np.ndarray | None, mean: np.ndarray,
                         invstd: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Gradients of :func:`layer_norm`; see :func:`jitgrad.kernels.reference.layer_norm_backward`."""
     rows, d = _check_layer_norm_backward(grad_out, x, weight, mean, invstd)
     norm_shape = tuple(x.shape[mean.ndim:])
     grad_x = np.empty_like(x)

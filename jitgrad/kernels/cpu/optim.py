@@ -16,9 +16,10 @@ import numpy as np
 from numba import njit, prange
 
 from jitgrad.config import FASTMATH
+from jitgrad.kernels._constants import kernel_names
 from jitgrad.kernels.reference.optim import _adam_kernel_scalars, _check_adam, _check_sgd
 
-__all__: list[str] = ["sgd_update", "adam_update"]
+__all__: list[str] = kernel_names("optim")  # the one list: kernels/_constants.py
 
 # No ``reassoc``: with it LLVM rewrites ``b1 * m + (1 - b1) * g`` as ``g + b1 * (m - g)``, which turns
 # an infinite gradient into NaN moments where the reference keeps them infinite. The updates are
@@ -95,13 +96,6 @@ _PARALLEL_MIN_SIZE = 1 << 12
 
 def sgd_update(param: np.ndarray, grad: np.ndarray, momentum_buf: np.ndarray | None = None, *, lr: float,
                momentum: float = 0.0, nesterov: bool = False, weight_decay: float = 0.0) -> None:
-    """One SGD step in place (PyTorch's, dampening 0).
-
-    ``g = grad + weight_decay * param``; with momentum ``buf = momentum * buf + g``
-    and ``g = g + momentum * buf`` (Nesterov) or ``g = buf``; ``param -= lr * g``.
-    ``param``, ``grad`` and ``momentum_buf`` (required when ``momentum > 0``; start
-    it at zeros) share one shape and a float dtype.
-    """
     lr, momentum, nesterov, weight_decay = _check_sgd(param, grad, momentum_buf, lr, momentum, nesterov,
                                                       weight_decay)
     t = param.dtype.type
@@ -114,14 +108,6 @@ def sgd_update(param: np.ndarray, grad: np.ndarray, momentum_buf: np.ndarray | N
 def adam_update(param: np.ndarray, grad: np.ndarray, exp_avg: np.ndarray, exp_avg_sq: np.ndarray, *, step: int,
                 lr: float, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
                 weight_decay: float = 0.0, decoupled_weight_decay: bool = False) -> None:
-    """One Adam (or AdamW) step in place, as PyTorch.
-
-    ``m = b1 m + (1 - b1) g``; ``v = b2 v + (1 - b2) g^2``;
-    ``param -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)``.
-    ``weight_decay`` adds ``wd * param`` to ``g`` (Adam) or, with
-    ``decoupled_weight_decay=True`` (AdamW), first scales ``param *= 1 - lr * wd``.
-    ``step`` is the 1-based number of this update. All arrays share one shape and float dtype.
-    """
     step, lr, beta1, beta2, eps, weight_decay, decoupled = _check_adam(
         param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, weight_decay, decoupled_weight_decay)
     kernel = _adam_update_kernel if param.size >= _PARALLEL_MIN_SIZE else _adam_update_kernel_serial

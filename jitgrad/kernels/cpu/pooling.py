@@ -26,6 +26,7 @@ import numpy as np
 from numba import njit, prange
 
 from jitgrad.config import FASTMATH
+from jitgrad.kernels._constants import kernel_names
 from jitgrad.kernels._validate import Pool2dDims
 from jitgrad.kernels.reference.pooling import (
     _check_avg_pool_backward,
@@ -35,7 +36,7 @@ from jitgrad.kernels.reference.pooling import (
     _raise_argmax_out_of_range,
 )
 
-__all__: list[str] = ["max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward"]
+__all__: list[str] = kernel_names("pooling")  # the one list: kernels/_constants.py
 
 _FASTMATH = set(FASTMATH)
 
@@ -159,20 +160,6 @@ def _max_pool2d_backward_kernel(grad_out, argmax, grad_x):
 
 def max_pool2d(x: np.ndarray, *, kernel_size: Any, stride: Any = None,
                padding: Any = 0) -> tuple[np.ndarray, np.ndarray]:
-    """2-D max pooling with the index of each maximum.
-
-    Parameters
-    ----------
-    x : (N, C, H, W) float32 or float64, C-contiguous.
-    kernel_size, stride, padding : int or pair; ``stride=None`` means ``kernel_size``.
-        Padding is implicit ``-inf``: a padded position is never chosen.
-
-    Returns
-    -------
-    y : (N, C, H_out, W_out), ``x``'s dtype.
-    argmax : (N, C, H_out, W_out) int32, flat index ``h * W + w`` into the input
-        plane; ties (and NaN) go to the first in row-major window order.
-    """
     d = _check_pool_forward(x, kernel_size, stride, padding)
     y = np.empty(d.output_shape, dtype=x.dtype)
     argmax = np.empty(d.output_shape, dtype=np.int32)
@@ -182,14 +169,8 @@ def max_pool2d(x: np.ndarray, *, kernel_size: Any, stride: Any = None,
 
 def max_pool2d_backward(grad_out: np.ndarray, argmax: np.ndarray, *, input_shape: tuple[int, ...],
                         kernel_size: Any, stride: Any = None, padding: Any = 0) -> np.ndarray:
-    """Route each output gradient to the input element its window chose.
-
-    ``grad_out`` (N, C, H_out, W_out) float, ``argmax`` int32 of the same shape
-    (from :func:`max_pool2d`); returns ``grad_x`` of ``input_shape`` (N, C, H, W).
-    ``kernel_size``, ``stride``, ``padding`` are the forward's: ``grad_out`` must
-    have the pooled shape they give. (This kernel scatters each plane on one
-    thread, so it needs only ``argmax``; the geometry is the contract the CUDA
-    gather needs.) Where windows overlap, gradients of one input element add up.
+    """Scatters each plane on one thread, so it needs only ``argmax``; the geometry is checked
+    because it is the contract (the CUDA gather needs it).
     """
     d = _check_max_pool_backward(grad_out, argmax, input_shape, kernel_size, stride, padding)
     n, c, h, w = d.input_shape
@@ -276,12 +257,6 @@ def _avg_pool2d_backward_kernel(grad_out, kh, kw, sh, sw, ph, pw, count_include_
 
 def avg_pool2d(x: np.ndarray, *, kernel_size: Any, stride: Any = None, padding: Any = 0,
                count_include_pad: bool = True) -> np.ndarray:
-    """2-D average pooling.
-
-    ``x`` (N, C, H, W) float32/float64; returns (N, C, H_out, W_out) of ``x``'s
-    dtype. Padding is zeros; ``count_include_pad`` divides by ``kh * kw``
-    (True) or by the number of unpadded elements in the window (False).
-    """
     d = _check_avg_pool_forward(x, kernel_size, stride, padding, count_include_pad)
     y = np.empty(d.output_shape, dtype=x.dtype)
     _avg_pool2d_kernel(_planes(x), *_window_args(d), bool(count_include_pad), _planes(y))
@@ -290,11 +265,6 @@ def avg_pool2d(x: np.ndarray, *, kernel_size: Any, stride: Any = None, padding: 
 
 def avg_pool2d_backward(grad_out: np.ndarray, *, input_shape: tuple[int, ...], kernel_size: Any,
                         stride: Any = None, padding: Any = 0, count_include_pad: bool = True) -> np.ndarray:
-    """Spread each output gradient evenly over its window.
-
-    ``grad_out`` (N, C, H_out, W_out) float; returns ``grad_x`` of ``input_shape``
-    (N, C, H, W), ``grad_out``'s dtype. Hyper-parameters as in :func:`avg_pool2d`.
-    """
     d = _check_avg_pool_backward(grad_out, input_shape, kernel_size, stride, padding, count_include_pad)
     grad_x = np.empty(d.input_shape, dtype=grad_out.dtype)
     _avg_pool2d_backward_kernel(_planes(grad_out), *_window_args(d), bool(count_include_pad), _planes(grad_x))

@@ -15,11 +15,11 @@ import numpy as np
 from numba import njit, prange
 
 from jitgrad.config import FASTMATH
+from jitgrad.kernels._constants import kernel_names
 from jitgrad.kernels.reference.pooling import _raise_argmax_out_of_range
 from jitgrad.kernels.reference.pooling_adaptive import check_adaptive_backward, check_adaptive_forward
 
-__all__ = ["adaptive_avg_pool2d", "adaptive_avg_pool2d_backward", "adaptive_max_pool2d",
-           "adaptive_max_pool2d_backward"]
+__all__: list[str] = kernel_names("pooling_adaptive")  # the one list: kernels/_constants.py
 
 _jit = dict(cache=True, nogil=True, fastmath=set(FASTMATH))
 
@@ -123,7 +123,6 @@ def _max_backward(g, argmax, gx):
 
 
 def adaptive_avg_pool2d(x: np.ndarray, *, output_size: Any) -> np.ndarray:
-    """Adaptive 2-D average pooling; see the reference for the contract."""
     d = check_adaptive_forward(x, output_size)
     y = np.empty(d.output_shape, dtype=x.dtype)
     if d.is_global:
@@ -134,7 +133,6 @@ def adaptive_avg_pool2d(x: np.ndarray, *, output_size: Any) -> np.ndarray:
 
 
 def adaptive_avg_pool2d_backward(grad_out: np.ndarray, *, input_shape: tuple[int, ...]) -> np.ndarray:
-    """Gradient of :func:`adaptive_avg_pool2d`."""
     d = check_adaptive_backward(grad_out, input_shape)
     gx = np.empty(d.input_shape, dtype=grad_out.dtype)
     g = np.ascontiguousarray(grad_out)
@@ -146,7 +144,6 @@ def adaptive_avg_pool2d_backward(grad_out: np.ndarray, *, input_shape: tuple[int
 
 
 def adaptive_max_pool2d(x: np.ndarray, *, output_size: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Adaptive 2-D max pooling with int32 argmax; see the reference for the contract."""
     d = check_adaptive_forward(x, output_size)
     y = np.empty(d.output_shape, dtype=x.dtype)
     argmax = np.empty(d.output_shape, dtype=np.int32)
@@ -157,7 +154,6 @@ def adaptive_max_pool2d(x: np.ndarray, *, output_size: Any) -> tuple[np.ndarray,
 
 def adaptive_max_pool2d_backward(grad_out: np.ndarray, argmax: np.ndarray, *,
                                  input_shape: tuple[int, ...]) -> np.ndarray:
-    """Gradient of :func:`adaptive_max_pool2d`."""
     d = check_adaptive_backward(grad_out, input_shape, argmax)
     if argmax.size and (argmax.min() < 0 or argmax.max() >= d.h * d.w):
         _raise_argmax_out_of_range(argmax, d.h * d.w)

@@ -33,6 +33,7 @@ import numpy as np
 from numba import njit, prange
 
 from jitgrad.config import FASTMATH
+from jitgrad.kernels._constants import kernel_names
 from jitgrad.kernels.reference.recurrent import (
     SAVED, check_nonlinearity, check_recurrent, check_recurrent_backward,
 )
@@ -40,7 +41,7 @@ from jitgrad.kernels.reference.recurrent import (
 from . import _elementary, _gemm
 from .matmul import matmul
 
-__all__: list[str] = ["lstm", "lstm_backward", "gru", "gru_backward", "rnn", "rnn_backward"]
+__all__: list[str] = kernel_names("recurrent")  # the one list: kernels/_constants.py
 
 _jit = dict(cache=True, fastmath=set(FASTMATH), nogil=True)
 
@@ -403,7 +404,6 @@ def _empty_saved(y: np.ndarray) -> np.ndarray:
 def lstm(x: np.ndarray, h0: np.ndarray, c0: np.ndarray, w_ih: np.ndarray, w_hh: np.ndarray,
          b_ih: np.ndarray | None = None, b_hh: np.ndarray | None = None, *, lengths: np.ndarray | None = None,
          reverse: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """One LSTM layer, one direction, over a whole sequence; see the reference for the contract."""
     _, _, _, hidden, _, lengths = check_recurrent("lstm", x, {"h0": h0, "c0": c0}, w_ih, w_hh, b_ih, b_hh, lengths)
     return _forward(_LSTM, False, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, SAVED["lstm"] * hidden)
 
@@ -412,7 +412,6 @@ def lstm_backward(grad_y: np.ndarray, grad_h_n: np.ndarray, grad_c_n: np.ndarray
                   h0: np.ndarray, c0: np.ndarray, w_ih: np.ndarray, w_hh: np.ndarray, y: np.ndarray,
                   saved: np.ndarray, *, lengths: np.ndarray | None = None, reverse: bool = False
                   ) -> tuple[np.ndarray, ...]:
-    """Gradients of ``lstm``; see the reference for the contract."""
     lengths = check_recurrent_backward("lstm", {"grad_y": grad_y, "grad_h_n": grad_h_n, "grad_c_n": grad_c_n}, x,
                                        {"h0": h0, "c0": c0}, w_ih, w_hh, y, saved, lengths)[-1]
     return _backward(_LSTM, False, grad_y, grad_h_n, grad_c_n, x, h0, c0, w_ih, w_hh, y, saved, lengths, reverse)
@@ -421,7 +420,6 @@ def lstm_backward(grad_y: np.ndarray, grad_h_n: np.ndarray, grad_c_n: np.ndarray
 def gru(x: np.ndarray, h0: np.ndarray, w_ih: np.ndarray, w_hh: np.ndarray, b_ih: np.ndarray | None = None,
         b_hh: np.ndarray | None = None, *, lengths: np.ndarray | None = None, reverse: bool = False
         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One GRU layer, one direction, over a whole sequence; see the reference for the contract."""
     _, _, _, hidden, _, lengths = check_recurrent("gru", x, {"h0": h0}, w_ih, w_hh, b_ih, b_hh, lengths)
     y, h, _, saved = _forward(_GRU, False, x, h0, None, w_ih, w_hh, b_ih, b_hh, lengths, reverse,
                               SAVED["gru"] * hidden)
@@ -431,7 +429,6 @@ def gru(x: np.ndarray, h0: np.ndarray, w_ih: np.ndarray, w_hh: np.ndarray, b_ih:
 def gru_backward(grad_y: np.ndarray, grad_h_n: np.ndarray, x: np.ndarray, h0: np.ndarray, w_ih: np.ndarray,
                  w_hh: np.ndarray, y: np.ndarray, saved: np.ndarray, *, lengths: np.ndarray | None = None,
                  reverse: bool = False) -> tuple[np.ndarray, ...]:
-    """Gradients of ``gru``; see the reference for the contract."""
     lengths = check_recurrent_backward("gru", {"grad_y": grad_y, "grad_h_n": grad_h_n}, x, {"h0": h0}, w_ih, w_hh,
                                        y, saved, lengths)[-1]
     grads = _backward(_GRU, False, grad_y, grad_h_n, None, x, h0, None, w_ih, w_hh, y, saved, lengths, reverse)
@@ -441,7 +438,6 @@ def gru_backward(grad_y: np.ndarray, grad_h_n: np.ndarray, x: np.ndarray, h0: np
 def rnn(x: np.ndarray, h0: np.ndarray, w_ih: np.ndarray, w_hh: np.ndarray, b_ih: np.ndarray | None = None,
         b_hh: np.ndarray | None = None, *, nonlinearity: str = "tanh", lengths: np.ndarray | None = None,
         reverse: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """One Elman RNN layer, one direction; see the reference for the contract."""
     relu = check_nonlinearity(nonlinearity)
     lengths = check_recurrent("rnn", x, {"h0": h0}, w_ih, w_hh, b_ih, b_hh, lengths)[-1]
     y, h, _, _ = _forward(_RNN, relu, x, h0, None, w_ih, w_hh, b_ih, b_hh, lengths, reverse, 0)
@@ -451,7 +447,6 @@ def rnn(x: np.ndarray, h0: np.ndarray, w_ih: np.ndarray, w_hh: np.ndarray, b_ih:
 def rnn_backward(grad_y: np.ndarray, grad_h_n: np.ndarray, x: np.ndarray, h0: np.ndarray, w_ih: np.ndarray,
                  w_hh: np.ndarray, y: np.ndarray, *, nonlinearity: str = "tanh",
                  lengths: np.ndarray | None = None, reverse: bool = False) -> tuple[np.ndarray, ...]:
-    """Gradients of ``rnn``; see the reference for the contract."""
     relu = check_nonlinearity(nonlinearity)
     lengths = check_recurrent_backward("rnn", {"grad_y": grad_y, "grad_h_n": grad_h_n}, x, {"h0": h0}, w_ih, w_hh,
                                        y, None, lengths)[-1]

@@ -24,3 +24,14 @@ from .recurrent import *  # noqa: F401,F403
 from . import elementwise, reduction  # noqa: E402,F401
 from .conv_transpose import *  # noqa: F401,F403
 from .pooling_adaptive import *  # noqa: F401,F403
+
+import sys as _sys  # noqa: E402
+
+from jitgrad.kernels import _contract  # noqa: E402
+from jitgrad.kernels._constants import KERNEL_MODULES, kernel_names  # noqa: E402
+
+#: Every kernel's name; one list for all three backends (kernels/_constants.py).
+__all__: list[str] = kernel_names()
+
+# Docstrings are written once, on the reference kernels: every public kernel takes its twin's.
+_contract.adopt_reference_docs(_sys.modules[f"{__name__}.{module}"] for module in KERNEL_MODULES)

@@ -13,25 +13,17 @@ from typing import Any
 
 from numba import cuda
 
+from jitgrad.kernels._constants import GELU_KAPPA as _GELU_KAPPA  # defined once for all backends
+from jitgrad.kernels._constants import INV_SQRT_2 as _INV_SQRT_2
+from jitgrad.kernels._constants import INV_SQRT_2PI as _INV_SQRT_2PI
+from jitgrad.kernels._constants import SQRT_2_OVER_PI as _SQRT_2_OVER_PI
+from jitgrad.kernels._constants import kernel_names
 from jitgrad.kernels.cuda import _launch
 from jitgrad.kernels.reference.activations import (
     _check_alpha, _check_approximate, _check_backward, _check_forward, _check_negative_slope, _check_softplus,
 )
 
-__all__: list[str] = [
-    "relu", "relu_backward",
-    "leaky_relu", "leaky_relu_backward",
-    "sigmoid", "sigmoid_backward",
-    "tanh", "tanh_backward",
-    "gelu", "gelu_backward",
-    "elu", "elu_backward",
-    "softplus", "softplus_backward",
-]
-
-_INV_SQRT_2 = 1.0 / math.sqrt(2.0)
-_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
-_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
-_GELU_KAPPA = 0.044715
+__all__: list[str] = kernel_names("activations")  # the one list: kernels/_constants.py
 
 
 @cuda.jit(device=True)
@@ -182,84 +174,70 @@ def _backward(kernel: Any, grad_out: Any, x: Any, *params: Any) -> Any:
 # ----------------------------------------------------------------------------- public API
 
 def relu(x: Any) -> Any:
-    """``max(x, 0)``; ``x`` float32/float64 device array of any shape; same shape and dtype."""
     _check_forward(x)
     return _forward(_relu_kernel, x)
 
 
 def relu_backward(grad_out: Any, x: Any) -> Any:
-    """``grad_out`` where ``x > 0``, else 0 (the gradient at 0 is 0)."""
     _check_backward(grad_out, x)
     return _backward(_relu_backward_kernel, grad_out, x)
 
 
 def leaky_relu(x: Any, negative_slope: float = 0.01) -> Any:
-    """``x`` where ``x > 0``, else ``negative_slope * x``."""
     _check_forward(x)
     return _forward(_leaky_relu_kernel, x, _check_negative_slope(negative_slope))
 
 
 def leaky_relu_backward(grad_out: Any, x: Any, negative_slope: float = 0.01) -> Any:
-    """``grad_out`` where ``x > 0``, else ``negative_slope * grad_out``."""
     _check_backward(grad_out, x)
     return _backward(_leaky_relu_backward_kernel, grad_out, x, _check_negative_slope(negative_slope))
 
 
 def sigmoid(x: Any) -> Any:
-    """``1 / (1 + exp(-x))``, stable for large ``|x|``."""
     _check_forward(x)
     return _forward(_sigmoid_kernel, x)
 
 
 def sigmoid_backward(grad_out: Any, x: Any) -> Any:
-    """``grad_out * s * (1 - s)`` with ``s = sigmoid(x)``."""
     _check_backward(grad_out, x)
     return _backward(_sigmoid_backward_kernel, grad_out, x)
 
 
 def tanh(x: Any) -> Any:
-    """Hyperbolic tangent."""
     _check_forward(x)
     return _forward(_tanh_kernel, x)
 
 
 def tanh_backward(grad_out: Any, x: Any) -> Any:
-    """``grad_out * (1 - tanh(x)**2)``."""
     _check_backward(grad_out, x)
     return _backward(_tanh_backward_kernel, grad_out, x)
 
 
 def gelu(x: Any, approximate: str = "none") -> Any:
-    """GELU, PyTorch's exact (``"none"``, erf) or ``"tanh"`` definition."""
     _check_forward(x)
     return _forward(_gelu_kernel, x, _check_approximate(approximate))
 
 
 def gelu_backward(grad_out: Any, x: Any, approximate: str = "none") -> Any:
-    """Gradient of :func:`gelu` at ``x`` times ``grad_out``."""
     _check_backward(grad_out, x)
     return _backward(_gelu_backward_kernel, grad_out, x, _check_approximate(approximate))
 
 
 def elu(x: Any, alpha: float = 1.0) -> Any:
-    """``x`` where ``x > 0``, else ``alpha * (exp(x) - 1)``."""
     _check_forward(x)
     return _forward(_elu_kernel, x, _check_alpha(alpha))
 
 
 def elu_backward(grad_out: Any, x: Any, alpha: float = 1.0) -> Any:
-    """``grad_out`` where ``x > 0``, else ``grad_out * alpha * exp(x)``."""
     _check_backward(grad_out, x)
     return _backward(_elu_backward_kernel, grad_out, x, _check_alpha(alpha))
 
 
 def softplus(x: Any, beta: float = 1.0, threshold: float = 20.0) -> Any:
-    """``log1p(exp(beta x)) / beta``, and ``x`` itself where ``beta x > threshold`` (as PyTorch)."""
     _check_forward(x)
     return _forward(_softplus_kernel, x, *_check_softplus(beta, threshold))
 
 
 def softplus_backward(grad_out: Any, x: Any, beta: float = 1.0, threshold: float = 20.0) -> Any:
-    """``grad_out * sigmoid(beta x)``, and ``grad_out`` where ``beta x > threshold``."""
     _check_backward(grad_out, x)
     return _backward(_softplus_backward_kernel, grad_out, x, *_check_softplus(beta, threshold))

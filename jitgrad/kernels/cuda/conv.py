@@ -233,21 +233,6 @@ def _conv2d_backward_weight_kernel(x, grad_out, sh, sw, ph, pw, dh, dw, grad_w, 
 
 def conv2d(x: Any, w: Any, b: Any = None, *, stride: Any = 1, padding: Any = 0, dilation: Any = 1,
            out: Any = None, groups: int = 1) -> Any:
-    """2-D convolution (cross-correlation, as PyTorch) on the GPU.
-
-    Parameters
-    ----------
-    x : device array (N, C_in, H, W), float32 or float64, C-contiguous
-    w : device array (C_out, C_in/groups, kH, kW), ``x``'s dtype
-    b : device array (C_out,), optional
-    stride, padding, dilation : int or pair of ints
-    out : device array (N, C_out, H_out, W_out), optional
-    groups : int dividing C_in and C_out (grouped and depthwise convolution: a direct kernel)
-
-    Returns
-    -------
-    device array (N, C_out, H_out, W_out), ``x``'s dtype.
-    """
     d = check_conv2d_args(x, w, b, stride, padding, dilation, out, groups)
     if out is not None and any(a is not None and _launch.overlaps(out, a) for a in (x, w, b)):
         out.copy_to_device(conv2d(x, w, b, stride=stride, padding=padding, dilation=dilation, groups=groups))
@@ -276,20 +261,6 @@ def conv2d(x: Any, w: Any, b: Any = None, *, stride: Any = 1, padding: Any = 0, 
 def conv2d_backward_input(grad_out: Any, w: Any, *, input_shape: tuple[int, int, int, int], stride: Any = 1,
                           padding: Any = 0, dilation: Any = 1, out: Any = None, groups: int = 1,
                           dims: Any = None) -> Any:
-    """Gradient of :func:`conv2d` with respect to its input (NNlib's ``∇conv_data``).
-
-    Parameters
-    ----------
-    grad_out : device array (N, C_out, H_out, W_out), float32 or float64
-    w : device array (C_out, C_in/groups, kH, kW), ``grad_out``'s dtype
-    input_shape : (N, C_in, H, W), the forward input's shape
-    stride, padding, dilation, groups : as in the forward
-    out : device array ``input_shape``, optional; may overlap an input (then computed aside)
-
-    Returns
-    -------
-    device array ``input_shape``, ``grad_out``'s dtype.
-    """
     d = check_conv2d_backward_input_args(grad_out, w, input_shape, stride, padding, dilation, out, groups, dims)
     if out is not None and (_launch.overlaps(out, grad_out) or _launch.overlaps(out, w)):
         out.copy_to_device(conv2d_backward_input(grad_out, w, input_shape=input_shape, stride=stride,
@@ -304,21 +275,8 @@ def conv2d_backward_input(grad_out: Any, w: Any, *, input_shape: tuple[int, int,
 
 
 def conv2d_backward_weight(x: Any, grad_out: Any, *, weight_shape: tuple[int, int, int, int], stride: Any = 1,
-                           padding: Any = 0, dilation: Any = 1, groups: int = 1, dims: Any = None) -> tuple[Any, Any]:
-    """Gradients of :func:`conv2d` with respect to its weight and bias (NNlib's ``∇conv_filter``).
-
-    Parameters
-    ----------
-    x : device array (N, C_in, H, W), float32 or float64, the forward input
-    grad_out : device array (N, C_out, H_out, W_out), ``x``'s dtype
-    weight_shape : (C_out, C_in/groups, kH, kW)
-    stride, padding, dilation, groups : as in the forward
-
-    Returns
-    -------
-    grad_w : device array ``weight_shape``
-    grad_b : device array (C_out,), ``grad_out.sum(axis=(0, 2, 3))``
-    """
+                           padding: Any = 0, dilation: Any = 1, groups: int = 1,
+                           dims: Any = None) -> tuple[Any, Any]:
     d = check_conv2d_backward_weight_args(x, grad_out, weight_shape, stride, padding, dilation, groups, dims)
     grad_w = _launch.empty(d.weight_shape, x.dtype)
     grad_b = _launch.empty((d.c_out,), x.dtype)

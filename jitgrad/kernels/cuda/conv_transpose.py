@@ -26,7 +26,6 @@ __all__ = ["conv_transpose2d", "conv_transpose2d_backward_input", "conv_transpos
 def conv_transpose2d(x: Any, w: Any, b: Any = None, *, stride: Any = 1,
                      padding: Any = 0, output_padding: Any = 0, dilation: Any = 1, groups: int = 1,
                      out: Any = None) -> Any:
-    """Transposed 2-D convolution, NCHW; see the reference for the contract."""
     d = check_conv_transpose2d_args(x, w, b, stride, padding, output_padding, dilation, groups, out)
     out = _conv.conv2d_backward_input(x, w, input_shape=d.input_shape, out=out, **_hyper(d))
     if b is not None:
@@ -38,7 +37,6 @@ def conv_transpose2d_backward_input(grad_out: Any, w: Any, *,
                                     input_shape: tuple[int, int, int, int], stride: Any = 1, padding: Any = 0,
                                     output_padding: Any = 0, dilation: Any = 1, groups: int = 1,
                                     out: Any = None) -> Any:
-    """Gradient of ``conv_transpose2d`` with respect to ``x``: ``conv2d(grad_out, w)``."""
     d = check_conv_transpose2d_backward_input_args(grad_out, w, input_shape, stride, padding, output_padding,
                                                    dilation, groups, out)
     return _conv.conv2d(grad_out, w, out=out, **_hyper(d))
@@ -48,7 +46,6 @@ def conv_transpose2d_backward_weight(x: Any, grad_out: Any, *,
                                      weight_shape: tuple[int, int, int, int], stride: Any = 1, padding: Any = 0,
                                      output_padding: Any = 0, dilation: Any = 1,
                                      groups: int = 1) -> tuple[Any, Any]:
-    """Gradients of ``conv_transpose2d`` with respect to its weight and bias."""
     d = check_conv_transpose2d_backward_weight_args(x, grad_out, weight_shape, stride, padding, output_padding,
                                                     dilation, groups)
     grad_w, _ = _conv.conv2d_backward_weight(grad_out, x, weight_shape=d.weight_shape, **_hyper(d))

@@ -9,11 +9,13 @@ per output element in grid-stride loops, so every result is deterministic.
 from __future__ import annotations
 
 import math
+import sys
 from typing import Any, Sequence
 
 import numpy as np
 from numba import cuda
 
+from jitgrad.kernels import _contract
 from jitgrad.kernels._validate import (
     check_array, check_index_array, check_out, check_same_dtype, check_view, check_view_inside,
 )
@@ -160,7 +162,6 @@ def segment_sum(g: Any, order: Any, starts: Any, out: Any = None) -> Any:
     return out
 
 
-# The contract is written once, in the reference.
-for _name in __all__:
-    globals()[_name].__doc__ = getattr(_reference, _name).__doc__
-del _name
+# The contract is written once, in the reference (this module is not among KERNEL_MODULES,
+# whose docs kernels/cuda/__init__.py adopts, so it adopts its own).
+_contract.adopt_reference_docs([sys.modules[__name__]])

@@ -121,23 +121,6 @@ def _matmul_kernel(a, b, trans_a, trans_b, m, n, k, out):
 
 
 def matmul(a: Any, b: Any, *, trans_a: bool = False, trans_b: bool = False, out: Any = None) -> Any:
-    """Matrix product ``op(a) @ op(b)`` on the GPU, ``op(x) = x.T`` when the flag is set.
-
-    Parameters
-    ----------
-    a, b : device array, 2-D, float32 or float64 (one dtype), C-contiguous
-        ``a`` is ``(M, K)`` (``(K, M)`` with ``trans_a``); ``b`` is ``(K, N)``
-        (``(N, K)`` with ``trans_b``).
-    trans_a, trans_b : bool
-        Use the transpose of ``a`` / ``b`` (by indexing, never a copy).
-    out : device array, optional
-        ``(M, N)`` C-contiguous buffer of the inputs' dtype to write into. It may overlap
-        ``a`` or ``b`` (the result is then computed aside and copied in).
-
-    Returns
-    -------
-    device array, ``(M, N)``, the inputs' dtype (``out`` when given).
-    """
     m, n, k, dtype, trans_a, trans_b = check_matmul_args(a, b, trans_a, trans_b, out)
     if out is not None and (_launch.overlaps(out, a) or _launch.overlaps(out, b)):
         out.copy_to_device(matmul(a, b, trans_a=trans_a, trans_b=trans_b))

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 from numba import cuda
 
+from jitgrad.kernels._constants import kernel_names
 from jitgrad.kernels.cuda import _launch
 from jitgrad.kernels.cuda._launch import MAX_THREADS_PER_BLOCK, block_sum
 from jitgrad.kernels.reference.normalization import (
@@ -33,10 +34,7 @@ from jitgrad.kernels.reference.normalization import (
     _check_layer_norm_backward,
 )
 
-__all__: list[str] = [
-    "batch_norm", "batch_norm_backward",
-    "layer_norm", "layer_norm_backward",
-]
+__all__: list[str] = kernel_names("normalization")  # the one list: kernels/_constants.py
 
 
 def _or_stand_in(a: Any, stand_in: Any) -> tuple[Any, bool]:
@@ -113,7 +111,6 @@ def _batch_norm_backward_kernel(grad_out, x, c, hw, weight, has_weight, save_mea
 
 def batch_norm(x: Any, running_mean: Any, running_var: Any, weight: Any, bias: Any, *, training: bool,
                momentum: float = 0.1, eps: float = 1e-5) -> tuple[Any, Any, Any]:
-    """Batch normalisation per channel on device arrays; see :func:`jitgrad.kernels.reference.batch_norm`."""
     n, c, hw, mom, e = _check_batch_norm(x, running_mean, running_var, weight, bias, training, momentum, eps)
     dt = np.dtype(x.dtype).type
     out = _launch.empty(x.shape, x.dtype)
@@ -136,7 +133,6 @@ def batch_norm(x: Any, running_mean: Any, running_var: Any, weight: Any, bias: A
 
 def batch_norm_backward(grad_out: Any, x: Any, weight: Any, save_mean: Any, save_invstd: Any, *,
                         training: bool) -> tuple[Any, Any, Any]:
-    """Gradients of :func:`batch_norm`; see :func:`jitgrad.kernels.reference.batch_norm_backward`."""
     n, c, hw = _check_batch_norm_backward(grad_out, x, weight, save_mean, save_invstd, training)
     dt = np.dtype(x.dtype).type
     grad_x = _launch.empty(x.shape, x.dtype)
@@ -219,7 +215,6 @@ def _layer_norm_backward_params_kernel(grad_out, x, mean, invstd, zero, grad_wei
 
 def layer_norm(x: Any, normalized_shape: Any, weight: Any = None, bias: Any = None, *,
                eps: float = 1e-5) -> tuple[Any, Any, Any]:
-    """Layer normalisation on device arrays; see :func:`jitgrad.kernels.reference.layer_norm`."""
     rows, d, e, lead = _check_layer_norm(x, normalized_shape, weight, bias, eps)
     dt = np.dtype(x.dtype).type
     out = _launch.empty(x.shape, x.dtype)
@@ -236,7 +231,6 @@ def layer_norm(x: Any, normalized_shape: Any, weight: Any = None, bias: Any = No
 
 
 def layer_norm_backward(grad_out: Any, x: Any, weight: Any, mean: Any, invstd: Any) -> tuple[Any, Any, Any]:
-    """Gradients of :func:`layer_norm`; see :func:`jitgrad.kernels.reference.layer_norm_backward`."""
     rows, d = _check_layer_norm_backward(grad_out, x, weight, mean, invstd)
     dt = np.dtype(x.dtype).type
     norm_shape = tuple(x.shape[mean.ndim:])

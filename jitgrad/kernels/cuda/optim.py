@@ -12,10 +12,11 @@ from typing import Any
 
 from numba import cuda
 
+from jitgrad.kernels._constants import kernel_names
 from jitgrad.kernels.cuda import _launch
 from jitgrad.kernels.reference.optim import _adam_kernel_scalars, _check_adam, _check_sgd
 
-__all__: list[str] = ["sgd_update", "adam_update"]
+__all__: list[str] = kernel_names("optim")  # the one list: kernels/_constants.py
 
 
 @cuda.jit
@@ -51,19 +52,6 @@ def _adam_kernel(param, grad, exp_avg, exp_avg_sq, step_size, bias_correction2_s
 
 def sgd_update(param: Any, grad: Any, momentum_buf: Any = None, *, lr: float, momentum: float = 0.0,
                nesterov: bool = False, weight_decay: float = 0.0) -> None:
-    """One SGD step in place on the GPU (PyTorch's, dampening 0).
-
-    ``g = grad + weight_decay * param``; with momentum ``buf = momentum * buf + g``
-    and ``g = g + momentum * buf`` (Nesterov) or ``g = buf``; ``param -= lr * g``.
-
-    Parameters
-    ----------
-    param, grad : device arrays of one shape and float dtype, C-contiguous
-    momentum_buf : device array like ``param``; required when ``momentum > 0``
-        (start it at zeros); updated in place
-    lr, momentum, weight_decay : float >= 0
-    nesterov : bool (requires ``momentum > 0``)
-    """
     lr, momentum, nesterov, weight_decay = _check_sgd(param, grad, momentum_buf, lr, momentum, nesterov,
                                                       weight_decay)
     if param.size == 0:
@@ -79,20 +67,6 @@ def sgd_update(param: Any, grad: Any, momentum_buf: Any = None, *, lr: float, mo
 def adam_update(param: Any, grad: Any, exp_avg: Any, exp_avg_sq: Any, *, step: int, lr: float,
                 beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8, weight_decay: float = 0.0,
                 decoupled_weight_decay: bool = False) -> None:
-    """One Adam (or AdamW) step in place on the GPU, as PyTorch.
-
-    ``m = b1 m + (1 - b1) g``; ``v = b2 v + (1 - b2) g^2``;
-    ``param -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)``.
-    ``weight_decay`` adds ``wd * param`` to ``g`` (Adam) or, with
-    ``decoupled_weight_decay=True`` (AdamW), first scales ``param *= 1 - lr * wd``.
-
-    Parameters
-    ----------
-    param, grad, exp_avg, exp_avg_sq : device arrays of one shape and float dtype
-    step : int >= 1, the 1-based number of this update
-    lr, beta1, beta2, eps, weight_decay : floats as in PyTorch
-    decoupled_weight_decay : bool
-    """
     step, lr, beta1, beta2, eps, weight_decay, decoupled = _check_adam(
         param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, weight_decay, decoupled_weight_decay)
     if param.size == 0:

@@ -21,12 +21,13 @@ from typing import Any
 import numpy as np
 from numba import cuda
 
+from jitgrad.kernels._constants import kernel_names
 from jitgrad.kernels.cuda import _launch
 from jitgrad.kernels.reference.pooling import (
     _check_avg_pool_backward, _check_avg_pool_forward, _check_max_pool_backward, _check_pool_forward,
 )
 
-__all__: list[str] = ["max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward"]
+__all__: list[str] = kernel_names("pooling")  # the one list: kernels/_constants.py
 
 
 @cuda.jit(device=True)
@@ -145,20 +146,6 @@ def _avg_pool2d_backward_kernel(grad_out, kh, kw, sh, sw, ph, pw, count_include_
 
 
 def max_pool2d(x: Any, *, kernel_size: Any, stride: Any = None, padding: Any = 0) -> tuple[Any, Any]:
-    """2-D max pooling with the index of each maximum, on the GPU.
-
-    Parameters
-    ----------
-    x : device array (N, C, H, W), float32 or float64, C-contiguous
-    kernel_size, stride, padding : int or pair; ``stride=None`` means ``kernel_size``.
-        Padding is implicit ``-inf``: a padded position is never chosen.
-
-    Returns
-    -------
-    y : device array (N, C, H_out, W_out), ``x``'s dtype
-    argmax : device array (N, C, H_out, W_out), int32, flat index ``h * W + w`` into
-        the input plane; ties (and NaN) go to the first in row-major window order.
-    """
     d = _check_pool_forward(x, kernel_size, stride, padding)
     out = _launch.empty(d.output_shape, x.dtype)
     argmax = _launch.empty(d.output_shape, np.int32)
@@ -169,20 +156,8 @@ def max_pool2d(x: Any, *, kernel_size: Any, stride: Any = None, padding: Any = 0
 
 def max_pool2d_backward(grad_out: Any, argmax: Any, *, input_shape: tuple[int, ...], kernel_size: Any,
                         stride: Any = None, padding: Any = 0) -> Any:
-    """Route each output gradient to the input element its window chose (a gather).
-
-    Parameters
-    ----------
-    grad_out : device array (N, C, H_out, W_out), float32 or float64
-    argmax : device array, int32, same shape, from :func:`max_pool2d`
-    input_shape : (N, C, H, W)
-    kernel_size, stride, padding : the forward's hyper-parameters; ``grad_out``
-        must have the pooled shape they give. Each input element visits only the
-        (at most ``ceil(k / s)`` per axis) windows covering it.
-
-    Returns
-    -------
-    device array ``input_shape``, ``grad_out``'s dtype; overlapping windows add up.
+    """A gather: each input element visits only the (at most ``ceil(k / s)`` per axis) windows
+    covering it, so the result is deterministic without atomics.
     """
     d = _check_max_pool_backward(grad_out, argmax, input_shape, kernel_size, stride, padding)
     out = _launch.empty(d.input_shape, grad_out.dtype)
@@ -193,12 +168,6 @@ def max_pool2d_backward(grad_out: Any, argmax: Any, *, input_shape: tuple[int, .
 
 def avg_pool2d(x: Any, *, kernel_size: Any, stride: Any = None, padding: Any = 0,
                count_include_pad: bool = True) -> Any:
-    """2-D average pooling on the GPU.
-
-    ``x`` device array (N, C, H, W) float32/float64; returns (N, C, H_out, W_out)
-    of ``x``'s dtype. Padding is zeros; ``count_include_pad`` divides by
-    ``kh * kw`` (True) or by the number of unpadded elements in the window (False).
-    """
     d = _check_avg_pool_forward(x, kernel_size, stride, padding, count_include_pad)
     out = _launch.empty(d.output_shape, x.dtype)
     blocks, threads = _launch.grid_1d(math.prod(d.output_shape))
@@ -208,12 +177,7 @@ def avg_pool2d(x: Any, *, kernel_size: Any, stride: Any = None, padding: Any = 0
 
 def avg_pool2d_backward(grad_out: Any, *, input_shape: tuple[int, ...], kernel_size: Any, stride: Any = None,
                         padding: Any = 0, count_include_pad: bool = True) -> Any:
-    """Spread each output gradient evenly over its window (a gather per input element).
-
-    ``grad_out`` device array (N, C, H_out, W_out) float; returns ``grad_x`` of
-    ``input_shape`` (N, C, H, W), ``grad_out``'s dtype. Hyper-parameters as in
-    :func:`avg_pool2d`.
-    """
+    """A gather per input element: deterministic, no atomics."""
     d = _check_avg_pool_backward(grad_out, input_shape, kernel_size, stride, padding, count_include_pad)
     out = _launch.empty(d.input_shape, grad_out.dtype)
     blocks, threads = _launch.grid_1d(math.prod(d.input_shape))

@@ -15,13 +15,13 @@ from typing import Any
 import numpy as np
 from numba import cuda
 
+from jitgrad.kernels._constants import kernel_names
 from jitgrad.kernels.cuda import _launch
 from jitgrad.kernels.cuda._launch import MAX_THREADS_PER_BLOCK, block_sum
 from jitgrad.kernels.cuda.pooling import _unravel
 from jitgrad.kernels.reference.pooling_adaptive import check_adaptive_backward, check_adaptive_forward
 
-__all__ = ["adaptive_avg_pool2d", "adaptive_avg_pool2d_backward", "adaptive_max_pool2d",
-           "adaptive_max_pool2d_backward"]
+__all__: list[str] = kernel_names("pooling_adaptive")  # the one list: kernels/_constants.py
 
 
 @cuda.jit(device=True)
@@ -133,7 +133,6 @@ def _inv_counts(size: int, out: int, dtype: Any) -> Any:
 
 
 def adaptive_avg_pool2d(x: Any, *, output_size: Any) -> Any:
-    """Adaptive 2-D average pooling on the GPU; see the reference for the contract."""
     d = check_adaptive_forward(x, output_size)
     out = _launch.empty(d.output_shape, x.dtype)
     zero = np.dtype(x.dtype).type(0)
@@ -150,7 +149,7 @@ def adaptive_avg_pool2d(x: Any, *, output_size: Any) -> Any:
 
 
 def adaptive_avg_pool2d_backward(grad_out: Any, *, input_shape: tuple[int, ...]) -> Any:
-    """Gradient of :func:`adaptive_avg_pool2d` (a gather per input element)."""
+    """A gather per input element: deterministic, no atomics."""
     d = check_adaptive_backward(grad_out, input_shape)
     out = _launch.empty(d.input_shape, grad_out.dtype)
     blocks, threads = _launch.grid_1d(math.prod(d.input_shape))
@@ -161,7 +160,6 @@ def adaptive_avg_pool2d_backward(grad_out: Any, *, input_shape: tuple[int, ...])
 
 
 def adaptive_max_pool2d(x: Any, *, output_size: Any) -> tuple[Any, Any]:
-    """Adaptive 2-D max pooling with int32 argmax on the GPU; see the reference for the contract."""
     d = check_adaptive_forward(x, output_size)
     out = _launch.empty(d.output_shape, x.dtype)
     argmax = _launch.empty(d.output_shape, np.int32)
@@ -171,9 +169,8 @@ def adaptive_max_pool2d(x: Any, *, output_size: Any) -> tuple[Any, Any]:
 
 
 def adaptive_max_pool2d_backward(grad_out: Any, argmax: Any, *, input_shape: tuple[int, ...]) -> Any:
-    """Gradient of :func:`adaptive_max_pool2d` (a gather: each input element sums the bins that chose it).
-
-    An ``argmax`` entry outside ``[0, H*W)`` routes nothing (checking it would need a host copy).
+    """A gather: each input element sums the bins that chose it. An ``argmax`` entry outside
+    ``[0, H*W)`` routes nothing (checking it would need a host copy).
     """
     d = check_adaptive_backward(grad_out, input_shape, argmax)
     out = _launch.empty(d.input_shape, grad_out.dtype)

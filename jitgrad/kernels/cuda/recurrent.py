@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 from numba import cuda
 
+from jitgrad.kernels._constants import kernel_names
 from jitgrad.kernels.cuda import _launch
 from jitgrad.kernels.cuda import elementwise as ew
 from jitgrad.kernels.cuda import reduction as red
@@ -36,7 +37,7 @@ from jitgrad.kernels.reference.recurrent import (
     SAVED, check_nonlinearity, check_recurrent, check_recurrent_backward,
 )
 
-__all__: list[str] = ["lstm", "lstm_backward", "gru", "gru_backward", "rnn", "rnn_backward"]
+__all__: list[str] = kernel_names("recurrent")  # the one list: kernels/_constants.py
 
 _LSTM, _GRU, _RNN = 0, 1, 2
 
@@ -250,7 +251,6 @@ def _dummy_saved(y: Any) -> Any:
 
 def lstm(x: Any, h0: Any, c0: Any, w_ih: Any, w_hh: Any, b_ih: Any = None, b_hh: Any = None, *,
          lengths: np.ndarray | None = None, reverse: bool = False) -> tuple[Any, Any, Any, Any]:
-    """One LSTM layer, one direction, over a whole sequence; see the reference for the contract."""
     _, _, _, hidden, _, lengths = check_recurrent("lstm", x, {"h0": h0, "c0": c0}, w_ih, w_hh, b_ih, b_hh, lengths)
     return _forward(_LSTM, False, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, bool(reverse), SAVED["lstm"] * hidden)
 
@@ -258,7 +258,6 @@ def lstm(x: Any, h0: Any, c0: Any, w_ih: Any, w_hh: Any, b_ih: Any = None, b_hh:
 def lstm_backward(grad_y: Any, grad_h_n: Any, grad_c_n: Any, x: Any, h0: Any, c0: Any, w_ih: Any, w_hh: Any,
                   y: Any, saved: Any, *, lengths: np.ndarray | None = None, reverse: bool = False
                   ) -> tuple[Any, ...]:
-    """Gradients of ``lstm``; see the reference for the contract."""
     lengths = check_recurrent_backward("lstm", {"grad_y": grad_y, "grad_h_n": grad_h_n, "grad_c_n": grad_c_n}, x,
                                        {"h0": h0, "c0": c0}, w_ih, w_hh, y, saved, lengths)[-1]
     return _backward(_LSTM, False, grad_y, grad_h_n, grad_c_n, x, h0, c0, w_ih, w_hh, y, saved, lengths,
@@ -267,7 +266,6 @@ def lstm_backward(grad_y: Any, grad_h_n: Any, grad_c_n: Any, x: Any, h0: Any, c0
 
 def gru(x: Any, h0: Any, w_ih: Any, w_hh: Any, b_ih: Any = None, b_hh: Any = None, *,
         lengths: np.ndarray | None = None, reverse: bool = False) -> tuple[Any, Any, Any]:
-    """One GRU layer, one direction, over a whole sequence; see the reference for the contract."""
     _, _, _, hidden, _, lengths = check_recurrent("gru", x, {"h0": h0}, w_ih, w_hh, b_ih, b_hh, lengths)
     y, h, _, saved = _forward(_GRU, False, x, h0, None, w_ih, w_hh, b_ih, b_hh, lengths, bool(reverse),
                               SAVED["gru"] * hidden)
@@ -276,7 +274,6 @@ def gru(x: Any, h0: Any, w_ih: Any, w_hh: Any, b_ih: Any = None, b_hh: Any = Non
 
 def gru_backward(grad_y: Any, grad_h_n: Any, x: Any, h0: Any, w_ih: Any, w_hh: Any, y: Any, saved: Any, *,
                  lengths: np.ndarray | None = None, reverse: bool = False) -> tuple[Any, ...]:
-    """Gradients of ``gru``; see the reference for the contract."""
     lengths = check_recurrent_backward("gru", {"grad_y": grad_y, "grad_h_n": grad_h_n}, x, {"h0": h0}, w_ih, w_hh,
                                        y, saved, lengths)[-1]
     grads = _backward(_GRU, False, grad_y, grad_h_n, None, x, h0, None, w_ih, w_hh, y, saved, lengths,
@@ -286,7 +283,6 @@ def gru_backward(grad_y: Any, grad_h_n: Any, x: Any, h0: Any, w_ih: Any, w_hh: A
 
 def rnn(x: Any, h0: Any, w_ih: Any, w_hh: Any, b_ih: Any = None, b_hh: Any = None, *, nonlinearity: str = "tanh",
         lengths: np.ndarray | None = None, reverse: bool = False) -> tuple[Any, Any]:
-    """One Elman RNN layer, one direction; see the reference for the contract."""
     relu = check_nonlinearity(nonlinearity)
     lengths = check_recurrent("rnn", x, {"h0": h0}, w_ih, w_hh, b_ih, b_hh, lengths)[-1]
     y, h, _, _ = _forward(_RNN, relu, x, h0, None, w_ih, w_hh, b_ih, b_hh, lengths, bool(reverse), 0)
@@ -296,7 +292,6 @@ def rnn(x: Any, h0: Any, w_ih: Any, w_hh: Any, b_ih: Any = None, b_hh: Any = Non
 def rnn_backward(grad_y: Any, grad_h_n: Any, x: Any, h0: Any, w_ih: Any, w_hh: Any, y: Any, *,
                  nonlinearity: str = "tanh", lengths: np.ndarray | None = None, reverse: bool = False
                  ) -> tuple[Any, ...]:
-    """Gradients of ``rnn``; see the reference for the contract."""
     relu = check_nonlinearity(nonlinearity)
     lengths = check_recurrent_backward("rnn", {"grad_y": grad_y, "grad_h_n": grad_h_n}, x, {"h0": h0}, w_ih, w_hh,
                                        y, None, lengths)[-1]

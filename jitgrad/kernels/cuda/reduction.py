@@ -21,7 +21,7 @@ from numba import cuda
 from jitgrad.kernels._validate import check_array, normalize_axes, normalize_axis
 from jitgrad.kernels.cuda import _launch
 from jitgrad.kernels.cuda._launch import MAX_THREADS_PER_BLOCK, block_max, block_sum
-from jitgrad.kernels.cuda.elementwise import MAX_DIMS, _contiguous_strides, _offset, _padded
+from jitgrad.kernels.cuda._broadcast import MAX_DIMS, _contiguous_strides, _offset, _padded
 
 __all__: list[str] = ["sum", "mean", "max", "min", "sum_to_shape", "argmax"]
 

@@ -105,7 +105,6 @@ def _launch_rows(kernel: Any, shape: tuple[int, ...], axis: int, *arrays: Any, l
 
 
 def softmax(x: Any, axis: int = -1) -> Any:
-    """``exp(x) / sum(exp(x))`` along ``axis``; ``x`` float32/float64 device array, ``ndim >= 1``."""
     ax = _check_softmax_input(x, axis)
     out = _launch.empty(x.shape, x.dtype)
     _launch_rows(_softmax_kernel, tuple(x.shape), ax, x, log=False, out=out)
@@ -113,7 +112,6 @@ def softmax(x: Any, axis: int = -1) -> Any:
 
 
 def log_softmax(x: Any, axis: int = -1) -> Any:
-    """``x - logsumexp(x)`` along ``axis``; same shape and dtype as ``x``."""
     ax = _check_softmax_input(x, axis)
     out = _launch.empty(x.shape, x.dtype)
     _launch_rows(_softmax_kernel, tuple(x.shape), ax, x, log=True, out=out)
@@ -121,7 +119,6 @@ def log_softmax(x: Any, axis: int = -1) -> Any:
 
 
 def softmax_backward(grad_out: Any, y: Any, axis: int = -1) -> Any:
-    """Gradient through softmax given its output ``y``: ``y * (g - sum(g * y))`` along ``axis``."""
     ax = _check_softmax_backward(grad_out, y, axis)
     out = _launch.empty(y.shape, y.dtype)
     _launch_rows(_softmax_backward_kernel, tuple(y.shape), ax, grad_out, y, log=False, out=out)
@@ -129,7 +126,6 @@ def softmax_backward(grad_out: Any, y: Any, axis: int = -1) -> Any:
 
 
 def log_softmax_backward(grad_out: Any, y: Any, axis: int = -1) -> Any:
-    """Gradient through log_softmax given its output ``y``: ``g - exp(y) * sum(g)`` along ``axis``."""
     ax = _check_softmax_backward(grad_out, y, axis)
     out = _launch.empty(y.shape, y.dtype)
     _launch_rows(_softmax_backward_kernel, tuple(y.shape), ax, grad_out, y, log=True, out=out)
@@ -234,21 +230,7 @@ def _cross_entropy_prob_backward_kernel(probs, labels, eps, scale, grad_loss, gr
 
 def softmax_cross_entropy(logits: Any, labels: Any, *, reduction: str = "mean",
                           label_smoothing: float = 0.0) -> tuple[Any, Any]:
-    """Cross-entropy of softmax(logits) against labels, and the probabilities for the backward pass.
-
-    Parameters
-    ----------
-    logits : device array (N, C), float32 or float64, C-contiguous
-    labels : device array (N,) of integer class indices in ``[0, C)``, or (N, C)
-        probabilities of ``logits``' dtype
-    reduction : ``"mean"`` (over N), ``"sum"`` or ``"none"``
-    label_smoothing : eps in [0, 1]; target ``(1 - eps) * target + eps / C`` (as PyTorch)
-
-    Returns
-    -------
-    loss : device array of shape ``()`` (mean/sum; reduced on the device) or (N,) (none)
-    probs : device array (N, C), softmax of ``logits``
-    """
+    """The reduced loss (``"mean"``, ``"sum"``) is a device array of shape ``()``, reduced on the device."""
     is_index, eps = _check_cross_entropy(logits, labels, reduction, label_smoothing, check_label_range=False)
     n, c = logits.shape
     probs = _launch.empty((n, c), logits.dtype)
@@ -267,22 +249,8 @@ def softmax_cross_entropy(logits: Any, labels: Any, *, reduction: str = "mean",
 
 def softmax_cross_entropy_backward(probs: Any, labels: Any, grad_loss: Any = 1.0, *, reduction: str = "mean",
                                    label_smoothing: float = 0.0) -> Any:
-    """Gradient of :func:`softmax_cross_entropy` with respect to the logits.
-
-    ``(probs - target) * grad_loss / (N if mean else 1)``.
-
-    Parameters
-    ----------
-    probs : device array (N, C), the forward's probabilities
-    labels : as in :func:`softmax_cross_entropy`
-    grad_loss : for mean/sum a python float, a NumPy 0-d array, or a device array of
-        shape ``()`` or ``(1,)`` (read on the device: no host round-trip); for none a
-        device array (N,) of ``probs``' dtype
-    reduction, label_smoothing : as in the forward
-
-    Returns
-    -------
-    device array (N, C), ``probs``' dtype.
+    """``grad_loss`` for ``"mean"``/``"sum"`` may also be a device array of shape ``()`` or ``(1,)``,
+    read on the device (no host round-trip).
     """
     is_index, eps = _check_cross_entropy(probs, labels, reduction, label_smoothing, name="probs",
                                          check_label_range=False)

@@ -14,3 +14,8 @@ from .normalization import *  # noqa: F401,F403
 from .conv_transpose import *  # noqa: F401,F403
 from .pooling_adaptive import *  # noqa: F401,F403
 from .recurrent import *  # noqa: F401,F403
+
+from jitgrad.kernels._constants import kernel_names  # noqa: E402
+
+#: Every kernel's name; one list for all three backends (kernels/_constants.py).
+__all__: list[str] = kernel_names()

@@ -12,25 +12,18 @@ from typing import Any
 
 import numpy as np
 
+from jitgrad.kernels._constants import GELU_KAPPA as _GELU_KAPPA  # defined once for all backends
+from jitgrad.kernels._constants import INV_SQRT_2 as _INV_SQRT_2
+from jitgrad.kernels._constants import INV_SQRT_2PI as _INV_SQRT_2PI
+from jitgrad.kernels._constants import SQRT_2_OVER_PI as _SQRT_2_OVER_PI
+from jitgrad.kernels._constants import kernel_names
 from jitgrad.kernels._validate import check_array, check_same_dtype, check_scalar, check_shape
 
-__all__: list[str] = [
-    "relu", "relu_backward",
-    "leaky_relu", "leaky_relu_backward",
-    "sigmoid", "sigmoid_backward",
-    "tanh", "tanh_backward",
-    "gelu", "gelu_backward",
-    "elu", "elu_backward",
-    "softplus", "softplus_backward",
-]
+__all__: list[str] = kernel_names("activations")  # the one list: kernels/_constants.py
 
 GELU_APPROXIMATIONS = ("none", "tanh")
 
 _TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
-_INV_SQRT_2 = 1.0 / math.sqrt(2.0)
-_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
-_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
-_GELU_KAPPA = 0.044715
 
 
 # ----------------------------------------------------------------------------- validation
@@ -105,26 +98,78 @@ def _erf(x: np.ndarray) -> np.ndarray:
 # ----------------------------------------------------------------------------- relu family
 
 def relu(x: np.ndarray) -> np.ndarray:
-    """``max(x, 0)``; ``x`` float32/float64 of any shape, returns the same shape and dtype."""
+    """Rectified linear unit: ``max(x, 0)``.
+
+    Parameters
+    ----------
+    x : ndarray
+        float32 or float64, any shape, C-contiguous.
+
+    Returns
+    -------
+    y : ndarray
+        ``x``'s shape and dtype.
+    """
     _check_forward(x)
     return np.maximum(x, x.dtype.type(0))
 
 
 def relu_backward(grad_out: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """``grad_out`` where ``x > 0``, else 0 (the gradient at 0 is 0)."""
+    """Gradient of :func:`relu`: ``grad_out`` where ``x > 0``, else 0 (0 at ``x = 0``).
+
+    Parameters
+    ----------
+    grad_out : ndarray
+        Gradient with respect to the forward's output: ``x``'s shape and dtype.
+    x : ndarray
+        The forward's *input* (every activation's backward takes it).
+
+    Returns
+    -------
+    grad_x : ndarray
+        ``x``'s shape and dtype.
+    """
     _check_backward(grad_out, x)
     return np.where(x > 0, grad_out, grad_out.dtype.type(0))
 
 
 def leaky_relu(x: np.ndarray, negative_slope: float = 0.01) -> np.ndarray:
-    """``x`` where ``x > 0``, else ``negative_slope * x``; same shape and dtype as ``x``."""
+    """Leaky ReLU: ``x`` where ``x > 0``, else ``negative_slope * x``.
+
+    Parameters
+    ----------
+    x : ndarray
+        float32 or float64, any shape, C-contiguous.
+    negative_slope : float, default 0.01
+        Slope for ``x <= 0``.
+
+    Returns
+    -------
+    y : ndarray
+        ``x``'s shape and dtype.
+    """
     _check_forward(x)
     slope = x.dtype.type(_check_negative_slope(negative_slope))
     return np.where(x > 0, x, x * slope)
 
 
 def leaky_relu_backward(grad_out: np.ndarray, x: np.ndarray, negative_slope: float = 0.01) -> np.ndarray:
-    """``grad_out`` where ``x > 0``, else ``negative_slope * grad_out``."""
+    """Gradient of :func:`leaky_relu`: ``grad_out`` where ``x > 0``, else ``negative_slope * grad_out``.
+
+    Parameters
+    ----------
+    grad_out : ndarray
+        Gradient with respect to the forward's output: ``x``'s shape and dtype.
+    x : ndarray
+        The forward's *input* (every activation's backward takes it).
+    negative_slope : float, default 0.01
+        Slope for ``x <= 0``.
+
+    Returns
+    -------
+    grad_x : ndarray
+        ``x``'s shape and dtype.
+    """
     _check_backward(grad_out, x)
     slope = x.dtype.type(_check_negative_slope(negative_slope))
     return np.where(x > 0, grad_out, grad_out * slope)
@@ -139,26 +184,74 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
-    """``1 / (1 + exp(-x))``, stable for large ``|x|``; same shape and dtype as ``x``."""
+    """Logistic sigmoid ``1 / (1 + exp(-x))``, stable for large ``|x|``.
+
+    Parameters
+    ----------
+    x : ndarray
+        float32 or float64, any shape, C-contiguous.
+
+    Returns
+    -------
+    y : ndarray
+        ``x``'s shape and dtype.
+    """
     _check_forward(x)
     return _sigmoid(x)
 
 
 def sigmoid_backward(grad_out: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """``grad_out * s * (1 - s)`` with ``s = sigmoid(x)``."""
+    """Gradient of :func:`sigmoid`: ``grad_out * s * (1 - s)`` with ``s = sigmoid(x)``.
+
+    Parameters
+    ----------
+    grad_out : ndarray
+        Gradient with respect to the forward's output: ``x``'s shape and dtype.
+    x : ndarray
+        The forward's *input* (every activation's backward takes it).
+
+    Returns
+    -------
+    grad_x : ndarray
+        ``x``'s shape and dtype.
+    """
     _check_backward(grad_out, x)
     s = _sigmoid(x)
     return grad_out * s * (1 - s)
 
 
 def tanh(x: np.ndarray) -> np.ndarray:
-    """Hyperbolic tangent; same shape and dtype as ``x``."""
+    """Hyperbolic tangent.
+
+    Parameters
+    ----------
+    x : ndarray
+        float32 or float64, any shape, C-contiguous.
+
+    Returns
+    -------
+    y : ndarray
+        ``x``'s shape and dtype.
+    """
     _check_forward(x)
     return np.tanh(x)
 
 
 def tanh_backward(grad_out: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """``grad_out * (1 - tanh(x)**2)``."""
+    """Gradient of :func:`tanh`: ``grad_out * (1 - tanh(x)**2)``.
+
+    Parameters
+    ----------
+    grad_out : ndarray
+        Gradient with respect to the forward's output: ``x``'s shape and dtype.
+    x : ndarray
+        The forward's *input* (every activation's backward takes it).
+
+    Returns
+    -------
+    grad_x : ndarray
+        ``x``'s shape and dtype.
+    """
     _check_backward(grad_out, x)
     t = np.tanh(x)
     return grad_out * (1 - t * t)
@@ -167,10 +260,22 @@ def tanh_backward(grad_out: np.ndarray, x: np.ndarray) -> np.ndarray:
 # ----------------------------------------------------------------------------- gelu
 
 def gelu(x: np.ndarray, approximate: str = "none") -> np.ndarray:
-    """GELU, PyTorch's two definitions; same shape and dtype as ``x``.
+    """GELU, PyTorch's two definitions.
 
     ``"none"``: ``x * Phi(x) = x/2 (1 + erf(x / sqrt 2))``;
     ``"tanh"``: ``x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))``.
+
+    Parameters
+    ----------
+    x : ndarray
+        float32 or float64, any shape, C-contiguous.
+    approximate : {"none", "tanh"}, default "none"
+        Which of PyTorch's two definitions.
+
+    Returns
+    -------
+    y : ndarray
+        ``x``'s shape and dtype.
     """
     _check_forward(x)
     if _check_approximate(approximate):
@@ -182,7 +287,22 @@ def gelu(x: np.ndarray, approximate: str = "none") -> np.ndarray:
 
 
 def gelu_backward(grad_out: np.ndarray, x: np.ndarray, approximate: str = "none") -> np.ndarray:
-    """Gradient of :func:`gelu` at ``x`` times ``grad_out``."""
+    """Gradient of :func:`gelu` at ``x``, times ``grad_out``.
+
+    Parameters
+    ----------
+    grad_out : ndarray
+        Gradient with respect to the forward's output: ``x``'s shape and dtype.
+    x : ndarray
+        The forward's *input* (every activation's backward takes it).
+    approximate : {"none", "tanh"}, default "none"
+        Which of PyTorch's two definitions.
+
+    Returns
+    -------
+    grad_x : ndarray
+        ``x``'s shape and dtype.
+    """
     _check_backward(grad_out, x)
     if _check_approximate(approximate):
         t = np.tanh(_SQRT_2_OVER_PI * (x + _GELU_KAPPA * x * x * x))
@@ -198,7 +318,20 @@ def gelu_backward(grad_out: np.ndarray, x: np.ndarray, approximate: str = "none"
 # ----------------------------------------------------------------------------- elu, softplus
 
 def elu(x: np.ndarray, alpha: float = 1.0) -> np.ndarray:
-    """``x`` where ``x > 0``, else ``alpha * (exp(x) - 1)``; same shape and dtype as ``x``."""
+    """ELU: ``x`` where ``x > 0``, else ``alpha * (exp(x) - 1)``.
+
+    Parameters
+    ----------
+    x : ndarray
+        float32 or float64, any shape, C-contiguous.
+    alpha : float, default 1.0
+        Scale of the negative branch.
+
+    Returns
+    -------
+    y : ndarray
+        ``x``'s shape and dtype.
+    """
     _check_forward(x)
     a = x.dtype.type(_check_alpha(alpha))
     # expm1 keeps relative accuracy near 0; np.minimum avoids overflow warnings on the unused branch.
@@ -206,14 +339,44 @@ def elu(x: np.ndarray, alpha: float = 1.0) -> np.ndarray:
 
 
 def elu_backward(grad_out: np.ndarray, x: np.ndarray, alpha: float = 1.0) -> np.ndarray:
-    """``grad_out`` where ``x > 0``, else ``grad_out * alpha * exp(x)``."""
+    """Gradient of :func:`elu`: ``grad_out`` where ``x > 0``, else ``grad_out * alpha * exp(x)``.
+
+    Parameters
+    ----------
+    grad_out : ndarray
+        Gradient with respect to the forward's output: ``x``'s shape and dtype.
+    x : ndarray
+        The forward's *input* (every activation's backward takes it).
+    alpha : float, default 1.0
+        Scale of the negative branch.
+
+    Returns
+    -------
+    grad_x : ndarray
+        ``x``'s shape and dtype.
+    """
     _check_backward(grad_out, x)
     a = x.dtype.type(_check_alpha(alpha))
     return np.where(x > 0, grad_out, grad_out * a * np.exp(np.minimum(x, 0)))
 
 
 def softplus(x: np.ndarray, beta: float = 1.0, threshold: float = 20.0) -> np.ndarray:
-    """``log1p(exp(beta x)) / beta``, and ``x`` itself where ``beta x > threshold`` (as PyTorch)."""
+    """Softplus ``log1p(exp(beta x)) / beta``, and ``x`` itself where ``beta x > threshold``.
+
+    Parameters
+    ----------
+    x : ndarray
+        float32 or float64, any shape, C-contiguous.
+    beta : float, default 1.0
+        Sharpness, ``> 0``.
+    threshold : float, default 20.0
+        Where ``beta x > threshold`` the result is linear (as PyTorch).
+
+    Returns
+    -------
+    y : ndarray
+        ``x``'s shape and dtype.
+    """
     _check_forward(x)
     beta, threshold = _check_softplus(beta, threshold)
     bx = x * x.dtype.type(beta)
@@ -224,7 +387,24 @@ def softplus(x: np.ndarray, beta: float = 1.0, threshold: float = 20.0) -> np.nd
 
 def softplus_backward(grad_out: np.ndarray, x: np.ndarray, beta: float = 1.0,
                       threshold: float = 20.0) -> np.ndarray:
-    """``grad_out * sigmoid(beta x)``, and ``grad_out`` where ``beta x > threshold``."""
+    """Gradient of :func:`softplus`: ``grad_out * sigmoid(beta x)``, ``grad_out`` where ``beta x > threshold``.
+
+    Parameters
+    ----------
+    grad_out : ndarray
+        Gradient with respect to the forward's output: ``x``'s shape and dtype.
+    x : ndarray
+        The forward's *input* (every activation's backward takes it).
+    beta : float, default 1.0
+        Sharpness, ``> 0``.
+    threshold : float, default 20.0
+        Where ``beta x > threshold`` the result is linear (as PyTorch).
+
+    Returns
+    -------
+    grad_x : ndarray
+        ``x``'s shape and dtype.
+    """
     _check_backward(grad_out, x)
     beta, threshold = _check_softplus(beta, threshold)
     bx = x * x.dtype.type(beta)

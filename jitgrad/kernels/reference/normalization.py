@@ -23,12 +23,10 @@ from typing import Any
 
 import numpy as np
 
+from jitgrad.kernels._constants import kernel_names
 from jitgrad.kernels._validate import check_array, check_same_dtype, check_scalar, check_shape
 
-__all__: list[str] = [
-    "batch_norm", "batch_norm_backward",
-    "layer_norm", "layer_norm_backward",
-]
+__all__: list[str] = kernel_names("normalization")  # the one list: kernels/_constants.py
 
 
 # ----------------------------------------------------------------------------- validation
@@ -284,10 +282,23 @@ def layer_norm_backward(grad_out: np.ndarray, x: np.ndarray, weight: np.ndarray 
     ``grad_x = invstd * (gw - mean(gw) - xhat * mean(gw * xhat))``;
     ``grad_weight = sum(g * xhat)``, ``grad_bias = sum(g)`` over the rows.
 
+    Parameters
+    ----------
+    grad_out : ndarray
+        ``x``'s shape and dtype.
+    x : ndarray
+        The forward's input.
+    weight : ndarray or None
+        The forward's weight (None: 1).
+    mean, invstd : ndarray
+        What the forward returned: ``x``'s leading shape.
+
     Returns
     -------
-    grad_x : ``x``'s shape; grad_weight, grad_bias : ``x.shape[mean.ndim:]``
-        (computed whether or not the forward had a weight and bias).
+    grad_x : ndarray
+        ``x``'s shape.
+    grad_weight, grad_bias : ndarray
+        ``x.shape[mean.ndim:]`` (computed whether or not the forward had a weight and bias).
     """
     rows, d = _check_layer_norm_backward(grad_out, x, weight, mean, invstd)
     dt = x.dtype.type

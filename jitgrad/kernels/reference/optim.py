@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from jitgrad.kernels._constants import kernel_names
 from jitgrad.kernels._validate import (
     _is_int,
     check_array,
@@ -22,7 +23,7 @@ from jitgrad.kernels._validate import (
     check_writeable,
 )
 
-__all__: list[str] = ["sgd_update", "adam_update"]
+__all__: list[str] = kernel_names("optim")  # the one list: kernels/_constants.py
 
 
 # ----------------------------------------------------------------------------- validation (shared with cpu)
@@ -113,8 +114,25 @@ def sgd_update(param: np.ndarray, grad: np.ndarray, momentum_buf: np.ndarray | N
 
     ``g = grad + weight_decay * param``; with momentum ``buf = momentum * buf + g``
     and ``g = g + momentum * buf`` (Nesterov) or ``g = buf``; ``param -= lr * g``.
-    ``param``, ``grad`` and ``momentum_buf`` (required when ``momentum > 0``; start
-    it at zeros) share one shape and a float dtype.
+
+    Parameters
+    ----------
+    param : ndarray
+        float32 or float64, C-contiguous, writeable: updated in place.
+    grad : ndarray
+        ``param``'s shape and dtype.
+    momentum_buf : ndarray or None
+        ``param``'s shape and dtype, updated in place; required when ``momentum > 0``
+        (start it at zeros).
+    lr, momentum, weight_decay : float
+        Learning rate (> 0), momentum and L2 weight decay (>= 0).
+    nesterov : bool, default False
+        Nesterov momentum (needs ``momentum > 0``).
+
+    Returns
+    -------
+    None
+        Everything is written in place.
     """
     lr, momentum, nesterov, weight_decay = _check_sgd(param, grad, momentum_buf, lr, momentum, nesterov,
                                                       weight_decay)
@@ -136,7 +154,26 @@ def adam_update(param: np.ndarray, grad: np.ndarray, exp_avg: np.ndarray, exp_av
     ``param -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)``.
     ``weight_decay`` adds ``wd * param`` to ``g`` (Adam) or, with
     ``decoupled_weight_decay=True`` (AdamW), first scales ``param *= 1 - lr * wd``.
-    ``step`` is the 1-based number of this update. All arrays share one shape and float dtype.
+
+    Parameters
+    ----------
+    param : ndarray
+        float32 or float64, C-contiguous, writeable: updated in place.
+    grad : ndarray
+        ``param``'s shape and dtype.
+    exp_avg, exp_avg_sq : ndarray
+        ``m`` and ``v``, ``param``'s shape and dtype, updated in place (start at zeros).
+    step : int
+        The 1-based number of this update ``t`` (bias correction).
+    lr, beta1, beta2, eps, weight_decay : float
+        As PyTorch's ``Adam``.
+    decoupled_weight_decay : bool, default False
+        AdamW's decay instead of L2.
+
+    Returns
+    -------
+    None
+        Everything is written in place.
     """
     step, lr, beta1, beta2, eps, weight_decay, decoupled = _check_adam(
         param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, weight_decay, decoupled_weight_decay)

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from jitgrad.kernels._constants import kernel_names
 from jitgrad.kernels._validate import (
     Pool2dDims,
     check_array,
@@ -19,7 +20,7 @@ from jitgrad.kernels._validate import (
     check_shape_tuple,
 )
 
-__all__: list[str] = ["max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward"]
+__all__: list[str] = kernel_names("pooling")  # the one list: kernels/_constants.py
 
 
 # ----------------------------------------------------------------------------- validation
@@ -141,11 +142,24 @@ def max_pool2d_backward(grad_out: np.ndarray, argmax: np.ndarray, *, input_shape
                         kernel_size: Any, stride: Any = None, padding: Any = 0) -> np.ndarray:
     """Route each output gradient to the input element its window chose.
 
-    ``grad_out`` (N, C, H_out, W_out) float, ``argmax`` int32 of the same shape
-    (from :func:`max_pool2d`); returns ``grad_x`` of ``input_shape`` (N, C, H, W).
-    ``kernel_size``, ``stride``, ``padding`` are the forward's: ``grad_out`` must
-    have the pooled shape they give (a gather over covering windows needs them).
     Where windows overlap, gradients of one input element add up.
+
+    Parameters
+    ----------
+    grad_out : ndarray
+        (N, C, H_out, W_out), float32 or float64.
+    argmax : ndarray
+        int32 of ``grad_out``'s shape, from :func:`max_pool2d`.
+    input_shape : tuple of 4 ints
+        The forward input's shape (N, C, H, W).
+    kernel_size, stride, padding : int or pair
+        The forward's; ``grad_out`` must have the pooled shape they give (a gather over
+        covering windows needs them).
+
+    Returns
+    -------
+    grad_x : ndarray
+        ``input_shape``, ``grad_out``'s dtype.
     """
     d = _check_max_pool_backward(grad_out, argmax, input_shape, kernel_size, stride, padding)
     n, c, h, w = d.input_shape
@@ -160,11 +174,21 @@ def max_pool2d_backward(grad_out: np.ndarray, argmax: np.ndarray, *, input_shape
 
 def avg_pool2d(x: np.ndarray, *, kernel_size: Any, stride: Any = None, padding: Any = 0,
                count_include_pad: bool = True) -> np.ndarray:
-    """2-D average pooling.
+    """2-D average pooling with implicit zero padding.
 
-    ``x`` (N, C, H, W) float32/float64; returns (N, C, H_out, W_out) of ``x``'s
-    dtype. Padding is zeros; ``count_include_pad`` divides by ``kh * kw``
-    (True) or by the number of unpadded elements in the window (False).
+    Parameters
+    ----------
+    x : ndarray
+        (N, C, H, W), float32 or float64, C-contiguous.
+    kernel_size, stride, padding : int or pair
+        ``stride=None`` means ``kernel_size``; ``padding <= kernel_size // 2``.
+    count_include_pad : bool, default True
+        Divide by ``kh * kw`` (True) or by the number of unpadded elements in the window (False).
+
+    Returns
+    -------
+    y : ndarray
+        (N, C, H_out, W_out), ``x``'s dtype.
     """
     d = _check_avg_pool_forward(x, kernel_size, stride, padding, count_include_pad)
     sh, sw = d.stride
@@ -181,8 +205,21 @@ def avg_pool2d_backward(grad_out: np.ndarray, *, input_shape: tuple[int, ...], k
                         stride: Any = None, padding: Any = 0, count_include_pad: bool = True) -> np.ndarray:
     """Spread each output gradient evenly over its window.
 
-    ``grad_out`` (N, C, H_out, W_out) float; returns ``grad_x`` of ``input_shape``
-    (N, C, H, W), ``grad_out``'s dtype. Hyper-parameters as in :func:`avg_pool2d`.
+    Parameters
+    ----------
+    grad_out : ndarray
+        (N, C, H_out, W_out), float32 or float64.
+    input_shape : tuple of 4 ints
+        The forward input's shape (N, C, H, W).
+    kernel_size, stride, padding : int or pair
+        The forward's; ``grad_out`` must have the pooled shape they give.
+    count_include_pad : bool, default True
+        The forward's.
+
+    Returns
+    -------
+    grad_x : ndarray
+        ``input_shape``, ``grad_out``'s dtype.
     """
     d = _check_avg_pool_backward(grad_out, input_shape, kernel_size, stride, padding, count_include_pad)
     sh, sw = d.stride

@@ -13,11 +13,11 @@ from typing import Any
 
 import numpy as np
 
+from jitgrad.kernels._constants import kernel_names
 from jitgrad.kernels._validate import _is_int, check_array, check_shape, check_shape_tuple
 from jitgrad.kernels.reference.pooling import _raise_argmax_out_of_range
 
-__all__ = ["adaptive_avg_pool2d", "adaptive_avg_pool2d_backward", "adaptive_max_pool2d",
-           "adaptive_max_pool2d_backward"]
+__all__: list[str] = kernel_names("pooling_adaptive")  # the one list: kernels/_constants.py
 
 
 @dataclass(frozen=True)
@@ -116,8 +116,19 @@ def adaptive_avg_pool2d(x: np.ndarray, *, output_size: Any) -> np.ndarray:
 def adaptive_avg_pool2d_backward(grad_out: np.ndarray, *, input_shape: tuple[int, ...]) -> np.ndarray:
     """Gradient of :func:`adaptive_avg_pool2d`: each bin's gradient spread evenly over the bin.
 
-    ``grad_out`` ``(N, C, H_out, W_out)`` float (its shape gives the output size);
-    returns ``grad_x`` of ``input_shape``, ``grad_out``'s dtype. Overlapping bins add.
+    Overlapping bins add.
+
+    Parameters
+    ----------
+    grad_out : ndarray
+        ``(N, C, H_out, W_out)``, float32 or float64; its shape gives the output size.
+    input_shape : tuple of 4 ints
+        The forward input's shape.
+
+    Returns
+    -------
+    grad_x : ndarray
+        ``input_shape``, ``grad_out``'s dtype.
     """
     d = check_adaptive_backward(grad_out, input_shape)
     hs, he = bins(d.h, d.h_out)
@@ -161,10 +172,23 @@ def adaptive_max_pool2d(x: np.ndarray, *, output_size: Any) -> tuple[np.ndarray,
 
 def adaptive_max_pool2d_backward(grad_out: np.ndarray, argmax: np.ndarray, *,
                                  input_shape: tuple[int, ...]) -> np.ndarray:
-    """Route each output gradient to the input element its bin chose (``argmax`` from the forward).
+    """Route each output gradient to the input element its bin chose.
 
-    ``grad_out`` ``(N, C, H_out, W_out)`` float, ``argmax`` int32 of the same shape; returns
-    ``grad_x`` of ``input_shape``. Where bins overlap, gradients of one element add up.
+    Where bins overlap, gradients of one element add up.
+
+    Parameters
+    ----------
+    grad_out : ndarray
+        ``(N, C, H_out, W_out)``, float32 or float64.
+    argmax : ndarray
+        int32 of ``grad_out``'s shape, from :func:`adaptive_max_pool2d`.
+    input_shape : tuple of 4 ints
+        The forward input's shape.
+
+    Returns
+    -------
+    grad_x : ndarray
+        ``input_shape``, ``grad_out``'s dtype.
     """
     d = check_adaptive_backward(grad_out, input_shape, argmax)
     plane = d.h * d.w

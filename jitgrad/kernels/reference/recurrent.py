@@ -40,9 +40,10 @@ from typing import Any
 
 import numpy as np
 
+from jitgrad.kernels._constants import kernel_names
 from jitgrad.kernels._validate import check_array, check_same_dtype, check_shape
 
-__all__: list[str] = ["lstm", "lstm_backward", "gru", "gru_backward", "rnn", "rnn_backward"]
+__all__: list[str] = kernel_names("recurrent")  # the one list: kernels/_constants.py
 
 #: Gates per cell kind.
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}
@@ -185,17 +186,27 @@ def lstm(x: np.ndarray, h0: np.ndarray, c0: np.ndarray, w_ih: np.ndarray, w_hh: 
 
     Parameters
     ----------
-    x : (T, B, I) float32/float64, time-major
-    h0, c0 : (B, H) initial hidden and cell states
-    w_ih : (4H, I); w_hh : (4H, H); b_ih, b_hh : (4H,) or None
-    lengths : host integer array (B,) or None (see the module docstring)
-    reverse : run each sequence from its last valid step to its first
+    x : ndarray
+        (T, B, I), float32 or float64, time-major.
+    h0, c0 : ndarray
+        (B, H) initial states (hidden, cell).
+    w_ih, w_hh : ndarray
+        (4H, I) and (4H, H).
+    b_ih, b_hh : ndarray or None
+        (4H,) or None (zeros).
+    lengths : ndarray or None
+        Host integer array (B,) in ``[0, T]`` (see the module docstring).
+    reverse : bool, default False
+        Run each sequence from its last valid step to its first.
 
     Returns
     -------
-    y : (T, B, H) hidden state of every step (0 past a sequence's length)
-    h_n, c_n : (B, H) states after each sequence's last valid step
-    saved : (T, B, 5H) i, f, g, o and c of every step, for ``lstm_backward``
+    y : ndarray
+        (T, B, H) hidden state of every step (0 past a sequence's length).
+    h_n, c_n : ndarray
+        (B, H) states after each sequence's last valid step.
+    saved : ndarray
+        (T, B, 5H) i, f, g, o and c of every step, for ``lstm_backward``.
     """
     steps, batch, _, hidden, dtype, lengths = check_recurrent("lstm", x, {"h0": h0, "c0": c0}, w_ih, w_hh,
                                                               b_ih, b_hh, lengths)
@@ -230,15 +241,25 @@ def lstm_backward(grad_y: np.ndarray, grad_h_n: np.ndarray, grad_c_n: np.ndarray
 
     Parameters
     ----------
-    grad_y : (T, B, H); grad_h_n, grad_c_n : (B, H)
-        Gradients of the forward's outputs (zeros where an output is unused).
-    x, h0, c0, w_ih, w_hh, lengths, reverse : as given to ``lstm``
-    y, saved : ``lstm``'s outputs
+    grad_y : ndarray
+        (T, B, H), gradient of ``y``.
+    grad_h_n, grad_c_n : ndarray
+        (B, H), gradients of the final states (zeros where an output is unused).
+    x, h0, c0, w_ih, w_hh : ndarray
+        As given to ``lstm``.
+    y, saved : ndarray
+        ``lstm``'s outputs.
+    lengths : ndarray or None
+        Host integer array (B,) in ``[0, T]`` (see the module docstring).
+    reverse : bool, default False
+        Run each sequence from its last valid step to its first.
 
     Returns
     -------
-    grad_x (T, B, I), grad_h0 (B, H), grad_c0 (B, H), grad_w_ih (4H, I),
-    grad_w_hh (4H, H), grad_b_ih (4H,), grad_b_hh (4H,) (equal for an LSTM).
+    grad_x, grad_h0, grad_c0 : ndarray
+        (T, B, I), (B, H), (B, H).
+    grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh : ndarray
+        (4H, I), (4H, H), (4H,), (4H,) (the two bias gradients are equal).
     """
     steps, batch, _, hidden, dtype, lengths = check_recurrent_backward(
         "lstm", {"grad_y": grad_y, "grad_h_n": grad_h_n, "grad_c_n": grad_c_n}, x, {"h0": h0, "c0": c0},
@@ -282,12 +303,27 @@ def gru(x: np.ndarray, h0: np.ndarray, w_ih: np.ndarray, w_hh: np.ndarray, b_ih:
 
     Parameters
     ----------
-    x : (T, B, I); h0 : (B, H); w_ih : (3H, I); w_hh : (3H, H); b_ih, b_hh : (3H,) or None
-    lengths, reverse : see the module docstring
+    x : ndarray
+        (T, B, I), float32 or float64, time-major.
+    h0 : ndarray
+        (B, H) initial state.
+    w_ih, w_hh : ndarray
+        (3H, I) and (3H, H).
+    b_ih, b_hh : ndarray or None
+        (3H,) or None (zeros).
+    lengths : ndarray or None
+        Host integer array (B,) in ``[0, T]`` (see the module docstring).
+    reverse : bool, default False
+        Run each sequence from its last valid step to its first.
 
     Returns
     -------
-    y : (T, B, H); h_n : (B, H); saved : (T, B, 4H) r, z, n and ``W_hn h + b_hn``
+    y : ndarray
+        (T, B, H) hidden state of every step (0 past a sequence's length).
+    h_n : ndarray
+        (B, H) state after each sequence's last valid step.
+    saved : ndarray
+        (T, B, 4H) r, z, n and ``W_hn h + b_hn`` of every step, for ``gru_backward``.
     """
     steps, batch, _, hidden, dtype, lengths = check_recurrent("gru", x, {"h0": h0}, w_ih, w_hh, b_ih, b_hh,
                                                               lengths)
@@ -316,12 +352,31 @@ def gru(x: np.ndarray, h0: np.ndarray, w_ih: np.ndarray, w_hh: np.ndarray, b_ih:
 def gru_backward(grad_y: np.ndarray, grad_h_n: np.ndarray, x: np.ndarray, h0: np.ndarray, w_ih: np.ndarray,
                  w_hh: np.ndarray, y: np.ndarray, saved: np.ndarray, *, lengths: np.ndarray | None = None,
                  reverse: bool = False) -> tuple[np.ndarray, ...]:
-    """Gradients of ``gru``.
+    """Gradients of ``gru``: the time loop in reverse, then the weight gradients as GEMMs.
+
+    Parameters
+    ----------
+    grad_y : ndarray
+        (T, B, H), gradient of ``y``.
+    grad_h_n : ndarray
+        (B, H), gradient of the final state.
+    x, h0, w_ih, w_hh : ndarray
+        As given to the forward.
+    y : ndarray
+        The forward's output.
+    saved : ndarray
+        ``gru``'s ``saved``.
+    lengths : ndarray or None
+        Host integer array (B,) in ``[0, T]`` (see the module docstring).
+    reverse : bool, default False
+        Run each sequence from its last valid step to its first.
 
     Returns
     -------
-    grad_x (T, B, I), grad_h0 (B, H), grad_w_ih (3H, I), grad_w_hh (3H, H),
-    grad_b_ih (3H,), grad_b_hh (3H,).
+    grad_x, grad_h0 : ndarray
+        (T, B, I), (B, H).
+    grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh : ndarray
+        (3H, I), (3H, H), (3H,), (3H,).
     """
     steps, batch, _, hidden, dtype, lengths = check_recurrent_backward(
         "gru", {"grad_y": grad_y, "grad_h_n": grad_h_n}, x, {"h0": h0}, w_ih, w_hh, y, saved, lengths)
@@ -360,13 +415,27 @@ def rnn(x: np.ndarray, h0: np.ndarray, w_ih: np.ndarray, w_hh: np.ndarray, b_ih:
 
     Parameters
     ----------
-    x : (T, B, I); h0 : (B, H); w_ih : (H, I); w_hh : (H, H); b_ih, b_hh : (H,) or None
-    nonlinearity : ``"tanh"`` or ``"relu"``
-    lengths, reverse : see the module docstring
+    x : ndarray
+        (T, B, I), float32 or float64, time-major.
+    h0 : ndarray
+        (B, H) initial state.
+    w_ih, w_hh : ndarray
+        (H, I) and (H, H).
+    b_ih, b_hh : ndarray or None
+        (H,) or None (zeros).
+    nonlinearity : {"tanh", "relu"}, default "tanh"
+        ``act``.
+    lengths : ndarray or None
+        Host integer array (B,) in ``[0, T]`` (see the module docstring).
+    reverse : bool, default False
+        Run each sequence from its last valid step to its first.
 
     Returns
     -------
-    y : (T, B, H); h_n : (B, H)
+    y : ndarray
+        (T, B, H) hidden state of every step (0 past a sequence's length).
+    h_n : ndarray
+        (B, H) state after each sequence's last valid step.
     """
     relu = check_nonlinearity(nonlinearity)
     steps, batch, _, hidden, dtype, lengths = check_recurrent("rnn", x, {"h0": h0}, w_ih, w_hh, b_ih, b_hh,
@@ -390,10 +459,29 @@ def rnn_backward(grad_y: np.ndarray, grad_h_n: np.ndarray, x: np.ndarray, h0: np
                  lengths: np.ndarray | None = None, reverse: bool = False) -> tuple[np.ndarray, ...]:
     """Gradients of ``rnn`` (the relu's gradient is 0 where its output is 0).
 
+    Parameters
+    ----------
+    grad_y : ndarray
+        (T, B, H), gradient of ``y``.
+    grad_h_n : ndarray
+        (B, H), gradient of the final state.
+    x, h0, w_ih, w_hh : ndarray
+        As given to the forward.
+    y : ndarray
+        The forward's output.
+    nonlinearity : {"tanh", "relu"}, default "tanh"
+        The forward's.
+    lengths : ndarray or None
+        Host integer array (B,) in ``[0, T]`` (see the module docstring).
+    reverse : bool, default False
+        Run each sequence from its last valid step to its first.
+
     Returns
     -------
-    grad_x (T, B, I), grad_h0 (B, H), grad_w_ih (H, I), grad_w_hh (H, H),
-    grad_b_ih (H,), grad_b_hh (H,) (equal).
+    grad_x, grad_h0 : ndarray
+        (T, B, I), (B, H).
+    grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh : ndarray
+        (H, I), (H, H), (H,), (H,) (the two bias gradients are equal).
     """
     relu = check_nonlinearity(nonlinearity)
     steps, batch, _, hidden, dtype, lengths = check_recurrent_backward(

@@ -122,7 +122,20 @@ def _reduce_loss(losses: np.ndarray, reduction: str) -> np.ndarray:
 # ----------------------------------------------------------------------------- softmax, log_softmax
 
 def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
-    """``exp(x) / sum(exp(x))`` along ``axis``; ``x`` float32/float64, ``ndim >= 1``; same shape and dtype."""
+    """Softmax ``exp(x) / sum(exp(x))`` along ``axis``, stable for large logits.
+
+    Parameters
+    ----------
+    x : ndarray
+        float32 or float64, ``ndim >= 1``, C-contiguous.
+    axis : int, default -1
+        The axis to normalise over.
+
+    Returns
+    -------
+    y : ndarray
+        ``x``'s shape and dtype; a ``-inf`` logit gives 0.
+    """
     ax = _check_softmax_input(x, axis)
     e = np.exp(x - x.max(axis=ax, keepdims=True))
     e /= e.sum(axis=ax, keepdims=True)
@@ -130,7 +143,20 @@ def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
 
 
 def log_softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
-    """``x - logsumexp(x)`` along ``axis``; same shape and dtype as ``x``."""
+    """Log-softmax ``x - logsumexp(x)`` along ``axis``, stable for large logits.
+
+    Parameters
+    ----------
+    x : ndarray
+        float32 or float64, ``ndim >= 1``, C-contiguous.
+    axis : int, default -1
+        The axis to normalise over.
+
+    Returns
+    -------
+    y : ndarray
+        ``x``'s shape and dtype.
+    """
     ax = _check_softmax_input(x, axis)
     shifted = x - x.max(axis=ax, keepdims=True)
     shifted -= np.log(np.exp(shifted).sum(axis=ax, keepdims=True))
@@ -138,13 +164,43 @@ def log_softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
 
 
 def softmax_backward(grad_out: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
-    """Gradient through softmax given its output ``y``: ``y * (g - sum(g * y))`` along ``axis``."""
+    """Gradient through :func:`softmax` given its output: ``y * (g - sum(g * y))`` along ``axis``.
+
+    Parameters
+    ----------
+    grad_out : ndarray
+        ``g``, the gradient with respect to ``y``: ``y``'s shape and dtype.
+    y : ndarray
+        The forward's *output*.
+    axis : int, default -1
+        The forward's axis.
+
+    Returns
+    -------
+    grad_x : ndarray
+        ``y``'s shape and dtype.
+    """
     ax = _check_softmax_backward(grad_out, y, axis)
     return y * (grad_out - (grad_out * y).sum(axis=ax, keepdims=True))
 
 
 def log_softmax_backward(grad_out: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
-    """Gradient through log_softmax given its output ``y``: ``g - exp(y) * sum(g)`` along ``axis``."""
+    """Gradient through :func:`log_softmax` given its output: ``g - exp(y) * sum(g)`` along ``axis``.
+
+    Parameters
+    ----------
+    grad_out : ndarray
+        ``g``, the gradient with respect to ``y``: ``y``'s shape and dtype.
+    y : ndarray
+        The forward's *output*.
+    axis : int, default -1
+        The forward's axis.
+
+    Returns
+    -------
+    grad_x : ndarray
+        ``y``'s shape and dtype.
+    """
     ax = _check_softmax_backward(grad_out, y, axis)
     return grad_out - np.exp(y) * grad_out.sum(axis=ax, keepdims=True)
 
@@ -204,11 +260,27 @@ def softmax_cross_entropy(logits: np.ndarray, labels: np.ndarray, *, reduction: 
 
 def softmax_cross_entropy_backward(probs: np.ndarray, labels: np.ndarray, grad_loss: Any = 1.0, *,
                                    reduction: str = "mean", label_smoothing: float = 0.0) -> np.ndarray:
-    """Gradient of :func:`softmax_cross_entropy` w.r.t. the logits.
+    """Gradient of :func:`softmax_cross_entropy` with respect to the logits.
 
-    ``(probs - target) * grad_loss / (N if mean else 1)``; ``probs`` (N, C) is the
-    forward's output, ``grad_loss`` a scalar (python float or 0-d array) for
-    mean/sum and an (N,) array of ``probs``' dtype for none. Returns (N, C).
+    ``(probs - target) * grad_loss / (N if mean else 1)``, with the forward's target
+    (label smoothing included).
+
+    Parameters
+    ----------
+    probs : ndarray
+        (N, C), the forward's probabilities, float32 or float64.
+    labels : ndarray
+        The forward's labels: (N,) integer class indices or (N, C) probabilities.
+    grad_loss : float or ndarray, default 1.0
+        Gradient of the loss: a scalar (Python float or 0-d array) for ``"mean"``
+        and ``"sum"``, an (N,) array of ``probs``' dtype for ``"none"``.
+    reduction, label_smoothing : str, float
+        The forward's.
+
+    Returns
+    -------
+    grad_logits : ndarray
+        (N, C), ``probs``' dtype.
     """
     is_index, eps = _check_cross_entropy(probs, labels, reduction, label_smoothing, name="probs")
     scale = _grad_loss_scale(grad_loss, reduction, probs)
