@@ -24,24 +24,29 @@ class _Activation(Function):
 
     Every activation backward kernel takes the forward *input* (kernel API),
     so one forward/backward pair serves them all; hyper-parameters are
-    keyword arguments passed through to both kernels.
+    keyword arguments passed through to both kernels. Softmax and
+    log-softmax are the same shape with the *output* saved
+    (``saves_output``), so they share it too.
     """
 
     kernel: str = ""
+    #: Save the forward's output instead of its input for the backward kernel (softmax's rule).
+    saves_output: bool = False
 
     @classmethod
     def forward(cls, ctx: Context, x: Any, **hyper: Any) -> Any:  # type: ignore[override]
         xp = ctx.backend
         x = xp.ascontiguousarray(x)
-        ctx.save_for_backward(x)
         ctx.hyper = hyper
-        return getattr(xp.kernels, cls.kernel)(x, **hyper)
+        y = getattr(xp.kernels, cls.kernel)(x, **hyper)
+        ctx.save_for_backward(y if cls.saves_output else x)
+        return y
 
     @classmethod
     def backward(cls, ctx: Context, g: Any) -> Any:  # type: ignore[override]
         xp = ctx.backend
-        (x,) = ctx.saved_tensors
-        return getattr(xp.kernels, cls.kernel + "_backward")(xp.ascontiguousarray(g), x, **ctx.hyper)
+        (saved,) = ctx.saved_tensors
+        return getattr(xp.kernels, cls.kernel + "_backward")(xp.ascontiguousarray(g), saved, **ctx.hyper)
 
 
 class ReLU(_Activation):
@@ -86,36 +91,18 @@ class Softplus(_Activation):
     kernel = "softplus"
 
 
-class _SoftmaxFamily(Function):
-    """Softmax or log-softmax along ``axis`` (``kernel`` names the pair); backward from the saved output."""
-
-    kernel: str = ""
-
-    @classmethod
-    def forward(cls, ctx: Context, x: Any, axis: int = -1) -> Any:  # type: ignore[override]
-        xp = ctx.backend
-        y = getattr(xp.kernels, cls.kernel)(xp.ascontiguousarray(x), axis=axis)
-        ctx.save_for_backward(y)
-        ctx.axis = axis
-        return y
-
-    @classmethod
-    def backward(cls, ctx: Context, g: Any) -> Any:  # type: ignore[override]
-        xp = ctx.backend
-        (y,) = ctx.saved_tensors
-        return getattr(xp.kernels, cls.kernel + "_backward")(xp.ascontiguousarray(g), y, axis=ctx.axis)
-
-
-class Softmax(_SoftmaxFamily):
-    """Softmax along ``axis``."""
+class Softmax(_Activation):
+    """Softmax along ``axis``; backward from the saved output."""
 
     kernel = "softmax"
+    saves_output = True
 
 
-class LogSoftmax(_SoftmaxFamily):
-    """Log-softmax along ``axis``."""
+class LogSoftmax(_Activation):
+    """Log-softmax along ``axis``; backward from the saved output."""
 
     kernel = "log_softmax"
+    saves_output = True
 
 
 # --- losses ------------------------------------------------------------------------------
