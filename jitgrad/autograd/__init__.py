@@ -1,6 +1,7 @@
 """Reverse-mode automatic differentiation: ``Tensor``, ``Function``, ``no_grad``, ``gradcheck``, ``grad``."""
 
-from jitgrad.autograd.tensor import Tensor, tensor  # noqa: I001  (tensor first: it wires ops and engine)
+from jitgrad.autograd.tensor import Tensor, tensor
+from jitgrad.autograd import ops  # noqa: F401  (attaches Tensor's operators and math methods)
 from jitgrad.autograd.function import Context, Function
 from jitgrad.autograd.grad_mode import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from jitgrad.autograd.gradcheck import GradcheckError, grad, gradcheck

@@ -8,72 +8,31 @@ object with the same attributes, operating on Numba device arrays and the
 ``@cuda.jit`` kernels, plugged in with :func:`register_backend`. The engine
 and every op then run unchanged on the new device.
 
-The interface a backend implements
-----------------------------------
-Attributes
-    ``name`` (``"cpu"``, ``"cuda"``: the value of ``Tensor.device``),
-    ``array_type`` (the exact array class: ``numpy.ndarray``, ``DeviceNDArray``),
-    ``kernels`` (a module with the functions of ``docs/kernel-api.md``:
-    ``matmul``, ``conv2d``, ``conv2d_backward_input``, ``conv2d_backward_weight``,
-    ``max_pool2d``, ``max_pool2d_backward``, ``avg_pool2d``, ``avg_pool2d_backward``,
-    ``relu`` ... ``softplus`` and their ``*_backward``, ``softmax``,
-    ``softmax_backward``, ``log_softmax``, ``log_softmax_backward``,
-    ``softmax_cross_entropy``, ``softmax_cross_entropy_backward`` and the
-    ``*_update`` optimizers).
+The interface a backend implements is :class:`~jitgrad.autograd.backend_protocol.Backend`
+(a ``typing.Protocol``); both backends are held to it by
+``tests/autograd/test_backend_protocol.py``.
 
-Creation and transfer
-    ``asarray(data, dtype=None)`` (no copy when ``data`` already is an array of
-    that dtype), ``copy(a)``, ``astype(a, dtype)``, ``zeros(shape, dtype)``,
-    ``ones(shape, dtype)``, ``full(shape, value, dtype)``,
-    ``from_numpy(a)`` (host NumPy array to this device),
-    ``to_numpy(a)`` (this device to a host NumPy array),
-    ``owns_data(a)`` (True only when ``a`` shares its memory with no other
-    array; return False when unsure: the engine then copies a gradient before
-    storing it in ``.grad``).
-
-Elementwise, NumPy broadcasting; operands may be arrays or Python scalars
-    ``add``, ``subtract``, ``multiply``, ``divide``, ``power``, ``negative``,
-    ``exp``, ``log``, ``log1p``, ``sqrt``, ``abs``, ``sign``, ``maximum``,
-    ``where(cond, a, b)``, ``equal``, ``not_equal``, ``less``, ``less_equal``,
-    ``greater``, ``greater_equal``.
-
-Reductions (``axis``: None, an int or a tuple of ints)
-    ``sum(a, axis=None, keepdims=False)``, ``max(a, axis=None, keepdims=False)``,
-    ``argmax(a, axis=None)``, ``first_max_mask(a, axis)`` (boolean array of
-    ``a``'s shape, True at the first maximum of every reduced slice),
-    ``sum_to_shape(g, shape)`` (sum a broadcast gradient back to ``shape``).
-
-Layout
-    ``reshape(a, shape)``, ``transpose(a, axes)``, ``expand_dims(a, axis)``,
-    ``broadcast_to(a, shape)``, ``ascontiguousarray(a)``, ``getitem(a, index)``,
-    ``getitem_backward(g, index, shape)`` (zeros of ``shape`` with ``g``
-    scatter-added at ``index``; repeated integer indices accumulate),
-    ``matmul_operand(a)`` (returns ``(array, transposed)``: a C-contiguous
-    array and whether ``a`` is its transpose, so the ``matmul`` kernel's
-    ``trans_*`` flags replace a copy).
-
-Random
-    ``dropout_mask(shape, p, dtype, rng)``: ``1 / (1 - p)`` with probability
-    ``1 - p``, else 0, drawn from the ``numpy.random.Generator`` ``rng``.
+Backends are found by name (:func:`get_backend`) and by array type
+(:func:`backend_for`) in one registry. A backend whose module is costly to
+import registers lazily (:func:`register_lazy_backend`): its module is
+imported the first time its name is asked for or one of its arrays is seen.
+CUDA is registered that way below, so ``import jitgrad`` never imports
+``numba.cuda`` nor initialises a GPU.
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import numpy as np
 
-__all__ = ["CPUBackend", "register_backend", "get_backend", "backend_for", "cpu"]
+from jitgrad import config
+from jitgrad.kernels._validate import normalize_axes
 
-
-def _normalize_axes(axis: Any, ndim: int) -> tuple[int, ...]:
-    """Axes as a tuple of non-negative ints (``None`` means every axis)."""
-    if axis is None:
-        return tuple(range(ndim))
-    if isinstance(axis, (tuple, list)):
-        return tuple(int(a) % ndim for a in axis)
-    return (int(axis) % ndim,)
+__all__ = ["CPUBackend", "register_backend", "register_lazy_backend", "get_backend", "backend_for",
+           "find_backend", "is_backend_array", "claim_lazily", "cpu"]
 
 
 class CPUBackend:
@@ -101,10 +60,21 @@ class CPUBackend:
         return self._kernels
 
     # --- creation and transfer ------------------------------------------
-    asarray = staticmethod(np.asarray)
-    zeros = staticmethod(np.zeros)
-    ones = staticmethod(np.ones)
-    full = staticmethod(np.full)
+    @staticmethod
+    def asarray(data: Any, dtype: Any = None) -> np.ndarray:
+        return np.asarray(data, dtype=dtype)
+
+    @staticmethod
+    def zeros(shape: Any, dtype: Any = None) -> np.ndarray:
+        return np.zeros(shape, dtype=config.default_dtype if dtype is None else dtype)
+
+    @staticmethod
+    def ones(shape: Any, dtype: Any = None) -> np.ndarray:
+        return np.ones(shape, dtype=config.default_dtype if dtype is None else dtype)
+
+    @staticmethod
+    def full(shape: Any, value: Any, dtype: Any = None) -> np.ndarray:
+        return np.full(shape, value, dtype=config.default_dtype if dtype is None else dtype)
 
     @staticmethod
     def ascontiguousarray(a: Any) -> np.ndarray:
@@ -133,14 +103,38 @@ class CPUBackend:
         # A view (reshape, broadcast_to) has a base; a fresh result has none.
         return a.base is None
 
-    # --- elementwise -----------------------------------------------------
-    add = staticmethod(np.add)
-    subtract = staticmethod(np.subtract)
-    multiply = staticmethod(np.multiply)
-    divide = staticmethod(np.divide)
-    power = staticmethod(np.power)
-    negative = staticmethod(np.negative)
-    exp = staticmethod(np.exp)
+    # --- elementwise (NumPy ufuncs; written out so that signatures can be compared) ---
+    @staticmethod
+    def add(a: Any, b: Any) -> np.ndarray:
+        return np.add(a, b)
+
+    @staticmethod
+    def subtract(a: Any, b: Any) -> np.ndarray:
+        return np.subtract(a, b)
+
+    @staticmethod
+    def multiply(a: Any, b: Any) -> np.ndarray:
+        return np.multiply(a, b)
+
+    @staticmethod
+    def divide(a: Any, b: Any) -> np.ndarray:
+        return np.divide(a, b)
+
+    @staticmethod
+    def power(a: Any, b: Any) -> np.ndarray:
+        return np.power(a, b)
+
+    @staticmethod
+    def maximum(a: Any, b: Any) -> np.ndarray:
+        return np.maximum(a, b)
+
+    @staticmethod
+    def negative(a: Any) -> np.ndarray:
+        return np.negative(a)
+
+    @staticmethod
+    def exp(a: Any) -> np.ndarray:
+        return np.exp(a)
 
     @staticmethod
     def log(a: Any) -> np.ndarray:
@@ -148,18 +142,49 @@ class CPUBackend:
         with np.errstate(divide="ignore"):
             return np.log(a)
 
-    log1p = staticmethod(np.log1p)
-    sqrt = staticmethod(np.sqrt)
-    abs = staticmethod(np.abs)
-    sign = staticmethod(np.sign)
-    maximum = staticmethod(np.maximum)
-    where = staticmethod(np.where)
-    equal = staticmethod(np.equal)
-    not_equal = staticmethod(np.not_equal)
-    less = staticmethod(np.less)
-    less_equal = staticmethod(np.less_equal)
-    greater = staticmethod(np.greater)
-    greater_equal = staticmethod(np.greater_equal)
+    @staticmethod
+    def log1p(a: Any) -> np.ndarray:
+        return np.log1p(a)
+
+    @staticmethod
+    def sqrt(a: Any) -> np.ndarray:
+        return np.sqrt(a)
+
+    @staticmethod
+    def abs(a: Any) -> np.ndarray:
+        return np.abs(a)
+
+    @staticmethod
+    def sign(a: Any) -> np.ndarray:
+        return np.sign(a)
+
+    @staticmethod
+    def where(cond: Any, a: Any, b: Any) -> np.ndarray:
+        return np.where(cond, a, b)
+
+    @staticmethod
+    def equal(a: Any, b: Any) -> np.ndarray:
+        return np.equal(a, b)
+
+    @staticmethod
+    def not_equal(a: Any, b: Any) -> np.ndarray:
+        return np.not_equal(a, b)
+
+    @staticmethod
+    def less(a: Any, b: Any) -> np.ndarray:
+        return np.less(a, b)
+
+    @staticmethod
+    def less_equal(a: Any, b: Any) -> np.ndarray:
+        return np.less_equal(a, b)
+
+    @staticmethod
+    def greater(a: Any, b: Any) -> np.ndarray:
+        return np.greater(a, b)
+
+    @staticmethod
+    def greater_equal(a: Any, b: Any) -> np.ndarray:
+        return np.greater_equal(a, b)
 
     # --- reductions ------------------------------------------------------
     @staticmethod
@@ -182,7 +207,7 @@ class CPUBackend:
         picks the first maximum in row-major order, as PyTorch does for ties)
         serves every combination of axes.
         """
-        axes = _normalize_axes(axis, a.ndim)
+        axes = normalize_axes(axis, a.ndim)
         last = tuple(range(a.ndim - len(axes), a.ndim))
         moved = np.moveaxis(a, axes, last)
         flat = moved.reshape(moved.shape[: a.ndim - len(axes)] + (-1,))
@@ -204,10 +229,21 @@ class CPUBackend:
         return g.reshape(shape)
 
     # --- layout ----------------------------------------------------------
-    reshape = staticmethod(np.reshape)
-    transpose = staticmethod(np.transpose)
-    expand_dims = staticmethod(np.expand_dims)
-    broadcast_to = staticmethod(np.broadcast_to)
+    @staticmethod
+    def reshape(a: np.ndarray, shape: Any) -> np.ndarray:
+        return np.reshape(a, shape)
+
+    @staticmethod
+    def transpose(a: np.ndarray, axes: Any = None) -> np.ndarray:
+        return np.transpose(a, axes)
+
+    @staticmethod
+    def expand_dims(a: np.ndarray, axis: Any) -> np.ndarray:
+        return np.expand_dims(a, axis)
+
+    @staticmethod
+    def broadcast_to(a: Any, shape: Any) -> np.ndarray:
+        return np.broadcast_to(a, shape)
 
     @staticmethod
     def getitem(a: np.ndarray, index: Any) -> np.ndarray:
@@ -236,7 +272,7 @@ class CPUBackend:
 
     # --- random ----------------------------------------------------------
     @staticmethod
-    def dropout_mask(shape: tuple[int, ...], p: float, dtype: Any, rng: np.random.Generator) -> np.ndarray:
+    def dropout_mask(shape: Any, p: float, dtype: Any, rng: np.random.Generator) -> np.ndarray:
         keep = rng.random(shape) >= p
         return keep.astype(dtype) * np.asarray(1.0 / (1.0 - p), dtype=dtype)
 
@@ -250,52 +286,80 @@ _BY_NAME: dict[str, Any] = {"cpu": cpu}
 _BY_TYPE: dict[type, Any] = {np.ndarray: cpu}
 
 
+@dataclass(frozen=True)
+class _LazyBackend:
+    """A backend known by name whose module is imported on first use."""
+
+    module: str  #: imported on first use; its ``register()`` registers the backend and returns it
+    recognizes: Callable[[Any], bool]  #: tells this backend's arrays apart without importing ``module``
+
+
+_LAZY: dict[str, _LazyBackend] = {}
+
+
 def register_backend(backend: Any, array_types: tuple[type, ...] = ()) -> None:
     """Make ``backend`` the handler of ``backend.name`` and of arrays of ``array_types``.
 
     Parameters
     ----------
-    backend : object
-        An object with the attributes listed in this module's docstring.
+    backend : Backend
+        An object with the members of :class:`~jitgrad.autograd.backend_protocol.Backend`.
     array_types : tuple of type
         Array classes that live on this backend's device (besides
         ``backend.array_type``).
     """
     _BY_NAME[backend.name] = backend
+    _LAZY.pop(backend.name, None)
     for t in (backend.array_type, *array_types):
         _BY_TYPE[t] = backend
 
 
-def _looks_like_device_array(array: Any) -> bool:
-    """A Numba device array (real or simulated), recognised without importing numba."""
-    return hasattr(array, "copy_to_host") and not isinstance(array, np.ndarray)
+def register_lazy_backend(name: str, module: str, recognizes: Callable[[Any], bool]) -> None:
+    """Announce a backend whose ``module`` is imported only when it is first needed.
 
-
-def _load_cuda() -> Any:
-    """Register the CUDA backend on first use (``RuntimeError`` naming what is missing without a GPU).
-
-    Lazy so that ``import jitgrad`` never imports numba.cuda nor initialises a GPU.
+    Parameters
+    ----------
+    name : str
+        The device name (``get_backend(name)`` imports ``module``).
+    module : str
+        Dotted module name; its ``register()`` registers the backend (with
+        :func:`register_backend`) and returns it, or raises ``RuntimeError``
+        saying what is missing (no GPU, no driver).
+    recognizes : callable
+        ``recognizes(array)`` is True for this device's arrays and must not
+        import ``module`` (``backend_for`` calls it for arrays it does not know).
     """
-    from jitgrad.autograd.cuda_backend import register
+    if name not in _BY_NAME:
+        _LAZY[name] = _LazyBackend(module, recognizes)
 
-    return register()
+
+def _load(name: str) -> Any:
+    return importlib.import_module(_LAZY[name].module).register()
+
+
+def _device_name(device: Any) -> Any:
+    """``"cuda:0"`` means ``"cuda"``: one device per backend, its index accepted and ignored."""
+    if isinstance(device, str) and ":" in device:
+        name, _, index = device.partition(":")
+        if index.isdigit():
+            return name
+    return device
 
 
 def get_backend(device: str) -> Any:
     """The backend registered for ``device`` (``"cpu"``, ``"cuda"``; ``"cuda:0"`` means ``"cuda"``)."""
-    if isinstance(device, str) and device.startswith("cuda:") and device[5:].isdigit():
-        device = "cuda"
-    if device == "cuda" and device not in _BY_NAME:
-        return _load_cuda()
-    try:
-        return _BY_NAME[device]
-    except KeyError:
-        known = ", ".join(sorted(_BY_NAME))
-        raise ValueError(f"unknown device {device!r}; registered devices: {known}") from None
+    device = _device_name(device)
+    backend = _BY_NAME.get(device)
+    if backend is not None:
+        return backend
+    if device in _LAZY:
+        return _load(device)
+    known = ", ".join(sorted({*_BY_NAME, *_LAZY}))
+    raise ValueError(f"unknown device {device!r}; registered devices: {known}")
 
 
-def backend_for(array: Any) -> Any:
-    """The backend that owns ``array`` (looked up by its exact type, then by isinstance)."""
+def find_backend(array: Any) -> Any:
+    """The backend that owns ``array``, or None (by exact type, then isinstance, then lazy backends)."""
     backend = _BY_TYPE.get(type(array))
     if backend is not None:
         return backend
@@ -303,8 +367,40 @@ def backend_for(array: Any) -> Any:
         if isinstance(array, t):
             _BY_TYPE[type(array)] = b
             return b
-    if _looks_like_device_array(array) and "cuda" not in _BY_NAME:
-        # A device array made outside jitgrad before anything asked for "cuda".
-        _load_cuda()
-        return backend_for(array)
-    raise TypeError(f"no jitgrad backend holds arrays of type {type(array).__name__}")
+    if claim_lazily(array):
+        # An array made outside jitgrad before anything asked for this device.
+        return find_backend(array)
+    return None
+
+
+def backend_for(array: Any) -> Any:
+    """The backend that owns ``array``; ``TypeError`` when no backend holds arrays of its type."""
+    backend = _BY_TYPE.get(type(array))
+    if backend is not None:
+        return backend
+    backend = find_backend(array)
+    if backend is None:
+        raise TypeError(f"no jitgrad backend holds arrays of type {type(array).__name__}")
+    return backend
+
+
+def claim_lazily(array: Any) -> bool:
+    """True when a lazily registered backend recognizes ``array`` (its module is then loaded)."""
+    for name, lazy in list(_LAZY.items()):
+        if lazy.recognizes(array):
+            _load(name)
+            return True
+    return False
+
+
+def is_backend_array(array: Any) -> bool:
+    """True when ``array``'s exact type belongs to a registered backend (the hot-path check)."""
+    return type(array) in _BY_TYPE
+
+
+def _is_numba_device_array(array: Any) -> bool:
+    """A Numba device array (real or simulated), recognised without importing numba."""
+    return hasattr(array, "copy_to_host") and not isinstance(array, np.ndarray)
+
+
+register_lazy_backend("cuda", "jitgrad.autograd.cuda_backend", _is_numba_device_array)

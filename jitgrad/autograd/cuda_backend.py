@@ -7,7 +7,8 @@ step on the GPU. Arithmetic, reductions and layout changes call
 matmul, conv, pooling, activations, softmax, losses and the fused optimizer
 updates are the ``@cuda.jit`` kernels of :mod:`jitgrad.kernels.cuda` (``self.kernels``).
 The few array operations those modules lack (``log1p``, the first-maximum
-mask of ``max``'s backward, indexing and its backward) are small kernels here.
+mask of ``max``'s backward, indexing and its backward) are the kernels of
+:mod:`jitgrad.kernels.cuda.indexing`, planned here on the host.
 
 Registered lazily: importing :mod:`jitgrad` never touches CUDA. The first
 ``get_backend("cuda")`` (``Tensor.to("cuda")``, ``Module.to("cuda")``, ...)
@@ -40,70 +41,18 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from numba import cuda
 
-from jitgrad.autograd.backend import _normalize_axes, register_backend
+from jitgrad import config
+from jitgrad.autograd.backend import register_backend
 from jitgrad.kernels import cuda as cuda_kernels
+from jitgrad.kernels._validate import normalize_axes
 from jitgrad.kernels.cuda import _launch
 from jitgrad.kernels.cuda import elementwise as ew
+from jitgrad.kernels.cuda import indexing as idx
 from jitgrad.kernels.cuda import reduction as red
-from jitgrad.kernels.cuda.elementwise import MAX_DIMS, _offset, _padded
 
 __all__ = ["CUDABackend", "register"]
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
-
-
-# ----------------------------------------------------------------------------- adapter kernels
-
-@cuda.jit
-def _log1p_kernel(x, out):
-    for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):
-        out[i] = math.log1p(x[i])
-
-
-@cuda.jit
-def _one_hot_rows_kernel(index, length, out):
-    # out (rows * length,) bool: True only at column index[row] of each row.
-    for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):
-        out[i] = (i % length) == index[i // length]
-
-
-@cuda.jit
-def _strided_gather_kernel(x, base, strides, shape, out):
-    # out[i] = x[base + offset(i)]: a basic-indexing view (ints and slices) made contiguous.
-    for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):
-        out[i] = x[base + _offset(i, shape, strides)]
-
-
-@cuda.jit
-def _strided_scatter_kernel(g, base, strides, shape, out):
-    # The transpose of the gather above. Basic indexing never selects an element twice,
-    # so the writes are disjoint: one thread per element of g, no atomics, deterministic.
-    for i in range(cuda.grid(1), g.size, cuda.gridsize(1)):
-        out[base + _offset(i, shape, strides)] = g[i]
-
-
-@cuda.jit
-def _take_kernel(x, index, out):
-    for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):
-        out[i] = x[index[i]]
-
-
-@cuda.jit
-def _segment_sum_kernel(g, order, starts, out):
-    # Backward of advanced indexing as a gather: input element j sums the gradient entries
-    # order[starts[j]:starts[j + 1]] (the outputs that read it), in a fixed order, so
-    # repeated indices accumulate deterministically instead of racing on atomics.
-    for j in range(cuda.grid(1), out.size, cuda.gridsize(1)):
-        total = 0.0
-        for k in range(starts[j], starts[j + 1]):
-            total += g[order[k]]
-        out[j] = total
-
-
-def _launch_1d(kernel: Any, n: int, *args: Any) -> None:
-    if n:
-        blocks, threads = _launch.grid_1d(n)
-        kernel[blocks, threads](*args)
 
 
 # ----------------------------------------------------------------------------- host helpers
@@ -236,16 +185,16 @@ class CUDABackend:
         return ew.astype(self.ascontiguousarray(a), np.dtype(dtype))
 
     @staticmethod
-    def zeros(shape: Any, dtype: Any = np.float32) -> Any:
-        return ew.zeros(_shape_tuple(shape), dtype)
+    def zeros(shape: Any, dtype: Any = None) -> Any:
+        return ew.zeros(_shape_tuple(shape), config.default_dtype if dtype is None else dtype)
 
     @staticmethod
-    def ones(shape: Any, dtype: Any = np.float32) -> Any:
-        return ew.ones(_shape_tuple(shape), dtype)
+    def ones(shape: Any, dtype: Any = None) -> Any:
+        return ew.ones(_shape_tuple(shape), config.default_dtype if dtype is None else dtype)
 
     @staticmethod
-    def full(shape: Any, value: Any, dtype: Any = np.float32) -> Any:
-        return ew.full(_shape_tuple(shape), value, dtype)
+    def full(shape: Any, value: Any, dtype: Any = None) -> Any:
+        return ew.full(_shape_tuple(shape), value, config.default_dtype if dtype is None else dtype)
 
     @staticmethod
     def owns_data(a: Any) -> bool:
@@ -351,13 +300,7 @@ class CUDABackend:
         return self._unary(ew.log, np.log, a)
 
     def log1p(self, a: Any) -> Any:
-        return self._unary(self._log1p, np.log1p, a)
-
-    @staticmethod
-    def _log1p(x: Any) -> Any:
-        out = _launch.empty(tuple(x.shape), x.dtype)
-        _launch_1d(_log1p_kernel, x.size, _launch.flat(x), _launch.flat(out))
-        return out
+        return self._unary(idx.log1p, np.log1p, a)
 
     def sqrt(self, a: Any) -> Any:
         return self._unary(ew.sqrt, np.sqrt, a)
@@ -411,7 +354,7 @@ class CUDABackend:
         ``argmax`` (first maximum, as PyTorch) marks one element per row.
         """
         a = self._operand(a)
-        axes = _normalize_axes(axis, a.ndim)
+        axes = normalize_axes(axis, a.ndim)
         kept = tuple(d for d in range(a.ndim) if d not in axes)
         perm = kept + tuple(axes)
         moved = self.transpose(a, perm) if perm != tuple(range(a.ndim)) else a
@@ -419,9 +362,7 @@ class CUDABackend:
         length = math.prod(a.shape[d] for d in axes)
         rows = math.prod(a.shape[d] for d in kept)
         index = red.argmax(self.reshape(moved, (rows, length)), axis=-1)
-        mask = _launch.empty((rows * length,), np.bool_)
-        _launch_1d(_one_hot_rows_kernel, mask.size, index, length, mask)
-        mask = mask.reshape(moved_shape)
+        mask = idx.one_hot_rows(index, length).reshape(moved_shape)
         if perm == tuple(range(a.ndim)):
             return mask
         inverse = [0] * a.ndim
@@ -487,38 +428,22 @@ class CUDABackend:
         shape = tuple(int(s) for s in a.shape)
         if _basic_index(index):
             base, strides, out_shape = _view_geometry(shape, index)
-            if len(out_shape) > MAX_DIMS:
-                raise ValueError(f"at most {MAX_DIMS} dimensions are supported, got shape {out_shape}")
-            out = _launch.empty(out_shape, a.dtype)
-            element_strides = (0,) * (MAX_DIMS - len(strides)) + strides
-            _launch_1d(_strided_gather_kernel, out.size, _launch.flat(a), base, element_strides,
-                       _padded(out_shape), _launch.flat(out))
-            return out
+            return idx.strided_gather(a, base, strides, out_shape)
         positions = _flat_positions(shape, index)
-        out = _launch.empty(positions.shape, a.dtype)
-        if out.size:
-            _launch_1d(_take_kernel, out.size, _launch.flat(a), cuda.to_device(positions.reshape(-1)),
-                       _launch.flat(out))
-        return out
+        return idx.take(a, cuda.to_device(np.ascontiguousarray(positions)))
 
     def getitem_backward(self, g: Any, index: Any, shape: tuple[int, ...]) -> Any:
         g = self._operand(g)
         index = self._host_index(index)
         shape = _shape_tuple(shape)
         if _basic_index(index):
-            out = ew.zeros(shape, g.dtype)
-            base, strides, view_shape = _view_geometry(shape, index)
-            element_strides = (0,) * (MAX_DIMS - len(strides)) + strides
-            _launch_1d(_strided_scatter_kernel, g.size, _launch.flat(g), base, element_strides,
-                       _padded(view_shape), _launch.flat(out))
-            return out
+            base, strides, _ = _view_geometry(shape, index)
+            return idx.strided_scatter(g, base, strides, ew.zeros(shape, g.dtype))
         positions = _flat_positions(shape, index).reshape(-1)
         order = np.argsort(positions, kind="stable")
         starts = np.searchsorted(positions[order], np.arange(math.prod(shape) + 1, dtype=np.int64))
-        out = _launch.empty(shape, g.dtype)
-        _launch_1d(_segment_sum_kernel, out.size, _launch.flat(g), cuda.to_device(order.astype(np.int64)),
-                   cuda.to_device(starts.astype(np.int64)), _launch.flat(out))
-        return out
+        out = idx.segment_sum(g, cuda.to_device(order.astype(np.int64)), cuda.to_device(starts.astype(np.int64)))
+        return out.reshape(shape)
 
     def matmul_operand(self, a: Any) -> tuple[Any, bool]:
         if _is_device(a) and _is_transposed_2d(a):

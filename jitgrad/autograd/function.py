@@ -33,7 +33,7 @@ import weakref
 from typing import Any
 
 from jitgrad.autograd import grad_mode
-from jitgrad.autograd.backend import _BY_TYPE, backend_for
+from jitgrad.autograd.backend import backend_for, is_backend_array
 from jitgrad.autograd.tensor import Tensor
 
 __all__ = ["Context", "Function"]
@@ -141,7 +141,7 @@ class Function:
         record = record and grad_mode.grad_enabled()
         ctx = Context(backend, tuple(needs))
         out = cls.forward(ctx, *raw, **kwargs)
-        if type(out) is not backend.array_type and type(out) not in _BY_TYPE:
+        if type(out) is not backend.array_type and not is_backend_array(out):
             # NumPy reductions return scalars (np.float64), not 0-d arrays. (An array of
             # another backend is left alone: ToDevice returns one on purpose.)
             out = backend.asarray(out)

@@ -1,6 +1,7 @@
-"""Functions for transposed convolution and adaptive pooling (one Function per op, backward beside forward).
+"""Convolution and pooling: one ``Function`` per op, backward beside forward.
 
-Grouped convolution is ``ops.Conv2d`` with ``groups``.
+``Conv2d`` (with ``groups``) and ``ConvTranspose2d`` share :func:`conv_backward`;
+pooling's backward kernels take the forward's geometry (and max-pool's int32 argmax).
 """
 
 from __future__ import annotations
@@ -8,24 +9,92 @@ from __future__ import annotations
 from typing import Any
 
 from jitgrad.autograd.function import Context, Function
+from jitgrad.kernels._validate import Conv2dDims
 
-__all__ = ["ConvTranspose2d", "AdaptiveAvgPool2d", "AdaptiveMaxPool2d", "conv_backward"]
+__all__ = ["Conv2d", "ConvTranspose2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "AdaptiveMaxPool2d",
+           "conv_backward"]
 
 
-def conv_backward(ctx: Context, g: Any, backward_input: Any, backward_weight: Any) -> tuple[Any, ...]:
+def conv_backward(ctx: Context, g: Any, backward_input: Any, backward_weight: Any, **geometry: Any) -> tuple[Any, ...]:
     """The backward of ``Conv2d`` and ``ConvTranspose2d``: ``(grad_x, grad_w, grad_b)`` from the
-    two backward kernels, each called only when an input needs its gradient."""
+    two backward kernels, each called only when an input needs its gradient (``geometry``: extra
+    keywords for both, ``dims=`` for ``Conv2d``)."""
     xp = ctx.backend
     x, w = ctx.saved_tensors
     needs = ctx.needs_input_grad
     g = xp.ascontiguousarray(g)
     grad_x = grad_w = grad_b = None
     if needs[0]:
-        grad_x = backward_input(g, w, input_shape=x.shape, **ctx.hyper)
+        grad_x = backward_input(g, w, input_shape=x.shape, **ctx.hyper, **geometry)
     need_b = len(needs) > 2 and needs[2]
     if needs[1] or need_b:
-        grad_w, grad_b = backward_weight(x, g, weight_shape=w.shape, **ctx.hyper)
+        grad_w, grad_b = backward_weight(x, g, weight_shape=w.shape, **ctx.hyper, **geometry)
     return grad_x, (grad_w if needs[1] else None), (grad_b if need_b else None)
+
+
+class Conv2d(Function):
+    """2-D cross-correlation, NCHW input ``x``, weights ``w (C_out, C_in/groups, kH, kW)``, bias ``b (C_out,)``."""
+
+    @staticmethod
+    def forward(ctx: Context, x: Any, w: Any, b: Any = None, *, stride: Any = 1, padding: Any = 0,
+                dilation: Any = 1, groups: int = 1) -> Any:
+        xp = ctx.backend
+        x, w = xp.ascontiguousarray(x), xp.ascontiguousarray(w)
+        if b is not None:
+            b = xp.ascontiguousarray(b)
+        ctx.save_for_backward(x, w)
+        ctx.hyper = {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups}
+        y = xp.kernels.conv2d(x, w, b, **ctx.hyper)
+        # The geometry, validated once (as NNlib's DenseConvDims) and handed to both backward
+        # kernels, which then check only that the arrays fit it. Built after the forward kernel
+        # so that bad input keeps the kernel's own error message.
+        if any(ctx.needs_input_grad):
+            ctx.dims = Conv2dDims.from_shapes(tuple(x.shape), tuple(w.shape), **ctx.hyper)
+        return y
+
+    @staticmethod
+    def backward(ctx: Context, g: Any) -> tuple[Any, ...]:
+        k = ctx.backend.kernels
+        return conv_backward(ctx, g, k.conv2d_backward_input, k.conv2d_backward_weight, dims=ctx.dims)
+
+
+class MaxPool2d(Function):
+    """Max pooling over NCHW windows; the kernel's int32 argmax routes the gradient back."""
+
+    @staticmethod
+    def forward(ctx: Context, x: Any, *, kernel_size: Any, stride: Any = None, padding: Any = 0) -> Any:
+        xp = ctx.backend
+        # The backward takes the geometry too: the CUDA kernel gathers over the windows covering each input.
+        ctx.hyper = {"kernel_size": kernel_size, "stride": stride, "padding": padding}
+        y, argmax = xp.kernels.max_pool2d(xp.ascontiguousarray(x), **ctx.hyper)
+        ctx.save_for_backward(argmax)
+        ctx.input_shape = x.shape
+        return y
+
+    @staticmethod
+    def backward(ctx: Context, g: Any) -> Any:
+        xp = ctx.backend
+        (argmax,) = ctx.saved_tensors
+        return xp.kernels.max_pool2d_backward(xp.ascontiguousarray(g), argmax, input_shape=ctx.input_shape,
+                                              **ctx.hyper)
+
+
+class AvgPool2d(Function):
+    """Average pooling over NCHW windows."""
+
+    @staticmethod
+    def forward(ctx: Context, x: Any, *, kernel_size: Any, stride: Any = None, padding: Any = 0,
+                count_include_pad: bool = True) -> Any:
+        xp = ctx.backend
+        ctx.hyper = {"kernel_size": kernel_size, "stride": stride, "padding": padding,
+                     "count_include_pad": count_include_pad}
+        ctx.input_shape = x.shape
+        return xp.kernels.avg_pool2d(xp.ascontiguousarray(x), **ctx.hyper)
+
+    @staticmethod
+    def backward(ctx: Context, g: Any) -> Any:
+        xp = ctx.backend
+        return xp.kernels.avg_pool2d_backward(xp.ascontiguousarray(g), input_shape=ctx.input_shape, **ctx.hyper)
 
 
 class ConvTranspose2d(Function):

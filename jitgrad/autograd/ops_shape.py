@@ -19,7 +19,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from jitgrad.autograd import ops_math, ops_nn  # noqa: F401  (their sum, max, softmax... are wrapped below)
 from jitgrad.autograd.function import Context, Function
+from jitgrad.autograd.ops_matmul import batched_matmul
 from jitgrad.autograd.tensor import Tensor
 
 __all__ = ["cat", "concatenate", "stack", "split", "where", "clamp", "clip", "squeeze", "unsqueeze", "var", "std",
@@ -326,43 +328,6 @@ def pad(x: Tensor, pad: Sequence[int], mode: str = "constant", value: float = 0.
 
 
 # ----------------------------------------------------------------------------- batched matmul
-
-class BatchedMatMul(Function):
-    """``a (B, M, K) @ b (B, K, N)``: one ``matmul`` kernel call per batch entry, written in place."""
-
-    @staticmethod
-    def forward(ctx: Context, a: Any, b: Any) -> Any:
-        xp = ctx.backend
-        a, b = xp.ascontiguousarray(a), xp.ascontiguousarray(b)
-        ctx.save_for_backward(a, b)
-        out = xp.zeros((a.shape[0], a.shape[1], b.shape[2]), a.dtype)
-        for i in range(a.shape[0]):
-            xp.kernels.matmul(a[i], b[i], out=out[i])
-        return out
-
-    @staticmethod
-    def backward(ctx: Context, g: Any) -> tuple[Any, Any]:
-        xp = ctx.backend
-        a, b = ctx.saved_tensors
-        need_a, need_b = ctx.needs_input_grad
-        g = xp.ascontiguousarray(g)
-        grad_a = xp.zeros(a.shape, a.dtype) if need_a else None
-        grad_b = xp.zeros(b.shape, b.dtype) if need_b else None
-        for i in range(a.shape[0]):
-            if need_a:
-                xp.kernels.matmul(g[i], b[i], trans_b=True, out=grad_a[i])
-            if need_b:
-                xp.kernels.matmul(a[i], g[i], trans_a=True, out=grad_b[i])
-        return grad_a, grad_b
-
-
-def batched_matmul(a: Tensor, b: Tensor) -> Tensor:
-    """``a (B, M, K) @ b (B, K, N) -> (B, M, N)``."""
-    if a.shape[0] != b.shape[0] or a.shape[2] != b.shape[1]:
-        raise ValueError(f"matmul: batched operands must be (B, M, K) and (B, K, N), got shapes {a.shape} and "
-                         f"{b.shape}")
-    return BatchedMatMul.apply(a, b)
-
 
 # ----------------------------------------------------------------------------- Tensor methods
 

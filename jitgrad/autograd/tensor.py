@@ -1,19 +1,34 @@
 """``Tensor``: an array with a gradient, and ``tensor()``, the way to make one.
 
 A ``Tensor`` wraps one array of its device's backend (a NumPy array on the
-CPU) in ``.data``. Every operator and method below is one line that hands
-the work to a :class:`~jitgrad.autograd.Function` of :mod:`.ops`, which
-records the graph when an input requires grad and grad mode is on.
+CPU) in ``.data``. This module holds what a tensor *is* (shape, dtype,
+device, gradient, hooks, the way out to NumPy); its operators and math
+methods are one-liners that hand the work to a
+:class:`~jitgrad.autograd.Function`, and live beside those Functions:
+
+- ``ops_math``: ``+ - * / ** -``, ``exp``, ``log``, ``sqrt``, ``abs``,
+  ``sum``, ``mean``, ``max``, ``min``;
+- ``ops_matmul``: ``@``;
+- ``ops_layout``: ``reshape``/``view``, ``flatten``, ``permute``,
+  ``transpose``, ``T``, ``[]``, ``astype``, ``float``, ``double``, ``to``,
+  ``cpu``, ``cuda``;
+- ``ops_nn``: ``relu`` ... ``softplus``, ``softmax``, ``log_softmax``;
+- ``ops_shape``: ``clamp``, ``squeeze``, ``unsqueeze``, ``split``, ``var``,
+  ``std``, ``size()``, ``dim()`` and the ``dim=``/``keepdim=`` spellings.
+
+Each attaches them with :func:`attach_methods` when imported (importing
+:mod:`jitgrad.autograd` imports them all), so no module of the autograd
+imports one that imports it back.
 """
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from jitgrad import config
-from jitgrad.autograd.backend import _BY_TYPE, _looks_like_device_array, backend_for, get_backend
+from jitgrad.autograd.backend import backend_for, claim_lazily, is_backend_array
 
 __all__ = ["Tensor", "tensor"]
 
@@ -96,11 +111,9 @@ class Tensor:
             data = data.data
         elif type(data) is np.ndarray:
             _check_dtype_kind(data.dtype, data)
-        elif type(data) not in _BY_TYPE:
-            if _looks_like_device_array(data):
-                backend_for(data)  # registers the CUDA backend: wrap the device array as it is
-            else:
-                data = _to_array(data, copy=False)
+        elif not is_backend_array(data) and not claim_lazily(data):
+            # (A device array made before "cuda" was asked for: claiming it registers the backend.)
+            data = _to_array(data, copy=False)
         if requires_grad:
             _check_can_require_grad(data)
         self.data = data
@@ -260,82 +273,10 @@ class Tensor:
             tensor with more than one element, or if the graph was freed by an
             earlier ``backward``.
         """
-        _engine.backward(self, grad, retain_graph)
+        # The one lazy import of the package: the engine sits above Tensor (it walks graphs of Tensors).
+        from jitgrad.autograd.engine import backward
 
-    # --- conversion -------------------------------------------------------
-    def astype(self, dtype: Any) -> "Tensor":
-        """This tensor in another dtype (gradients are cast back)."""
-        if np.dtype(dtype) == self.dtype:
-            return self
-        return _ops.Cast.apply(self, dtype=np.dtype(dtype))
-
-    def float(self) -> "Tensor":
-        """As float32."""
-        return self.astype(np.float32)
-
-    def double(self) -> "Tensor":
-        """As float64."""
-        return self.astype(np.float64)
-
-    def to(self, device: str) -> "Tensor":
-        """This tensor on ``device`` (``"cpu"`` or ``"cuda"``); ``self`` when already there.
-
-        The copy is recorded by autograd (the gradient travels back to this
-        device). Moving to ``"cuda"`` without a GPU (and without
-        ``NUMBA_ENABLE_CUDASIM=1``) raises ``RuntimeError`` saying so.
-        """
-        backend = get_backend(device)
-        if backend.name == self.device:
-            return self
-        return _ops.ToDevice.apply(self, backend=backend)
-
-    def cpu(self) -> "Tensor":
-        """This tensor on the CPU."""
-        return self.to("cpu")
-
-    def cuda(self) -> "Tensor":
-        """This tensor on the GPU (``to("cuda")``)."""
-        return self.to("cuda")
-
-    # --- arithmetic (NumPy broadcasting; scalars and arrays on either side) --
-    def __add__(self, other: ArrayLike) -> "Tensor":
-        return _ops.Add.apply(self, other)
-
-    def __radd__(self, other: ArrayLike) -> "Tensor":
-        return _ops.Add.apply(other, self)
-
-    def __sub__(self, other: ArrayLike) -> "Tensor":
-        return _ops.Sub.apply(self, other)
-
-    def __rsub__(self, other: ArrayLike) -> "Tensor":
-        return _ops.Sub.apply(other, self)
-
-    def __mul__(self, other: ArrayLike) -> "Tensor":
-        return _ops.Mul.apply(self, other)
-
-    def __rmul__(self, other: ArrayLike) -> "Tensor":
-        return _ops.Mul.apply(other, self)
-
-    def __truediv__(self, other: ArrayLike) -> "Tensor":
-        return _ops.Div.apply(self, other)
-
-    def __rtruediv__(self, other: ArrayLike) -> "Tensor":
-        return _ops.Div.apply(other, self)
-
-    def __pow__(self, other: ArrayLike) -> "Tensor":
-        return _ops.Pow.apply(self, other)
-
-    def __rpow__(self, other: ArrayLike) -> "Tensor":
-        return _ops.Pow.apply(other, self)
-
-    def __matmul__(self, other: ArrayLike) -> "Tensor":
-        return _ops.matmul(self, other)
-
-    def __rmatmul__(self, other: ArrayLike) -> "Tensor":
-        return _ops.matmul(other, self)
-
-    def __neg__(self) -> "Tensor":
-        return _ops.Neg.apply(self)
+        backward(self, grad, retain_graph)
 
     def __pos__(self) -> "Tensor":
         return self
@@ -369,137 +310,27 @@ class Tensor:
     # Elementwise ``==`` would make tensors unhashable; identity hashing lets
     # them sit in sets and dict keys, as PyTorch's do.
     __hash__ = object.__hash__
-
-    # --- elementwise math ---------------------------------------------------
-    def exp(self) -> "Tensor":
-        """Elementwise ``e**x``."""
-        return _ops.Exp.apply(self)
-
-    def log(self) -> "Tensor":
-        """Elementwise natural logarithm."""
-        return _ops.Log.apply(self)
-
-    def sqrt(self) -> "Tensor":
-        """Elementwise square root."""
-        return _ops.Sqrt.apply(self)
-
-    def abs(self) -> "Tensor":
-        """Elementwise ``|x|`` (gradient 0 at 0, as ``sign``)."""
-        return _ops.Abs.apply(self)
-
-    __abs__ = abs
-
-    # --- activations (each calls its forward and backward kernel) ------------
-    def relu(self) -> "Tensor":
-        """``max(x, 0)``."""
-        return _ops.ReLU.apply(self)
-
-    def leaky_relu(self, negative_slope: float = 0.01) -> "Tensor":
-        """``x`` where positive, else ``negative_slope * x``."""
-        return _ops.LeakyReLU.apply(self, negative_slope=negative_slope)
-
-    def sigmoid(self) -> "Tensor":
-        """``1 / (1 + exp(-x))``."""
-        return _ops.Sigmoid.apply(self)
-
-    def tanh(self) -> "Tensor":
-        """Hyperbolic tangent."""
-        return _ops.Tanh.apply(self)
-
-    def gelu(self, approximate: str = "none") -> "Tensor":
-        """GELU, exact (``"none"``) or the ``"tanh"`` approximation."""
-        return _ops.GELU.apply(self, approximate=approximate)
-
-    def elu(self, alpha: float = 1.0) -> "Tensor":
-        """``x`` where positive, else ``alpha * (exp(x) - 1)``."""
-        return _ops.ELU.apply(self, alpha=alpha)
-
-    def softplus(self, beta: float = 1.0, threshold: float = 20.0) -> "Tensor":
-        """``log1p(exp(beta * x)) / beta``, linear where ``beta * x > threshold``."""
-        return _ops.Softplus.apply(self, beta=beta, threshold=threshold)
-
-    def softmax(self, axis: int = -1) -> "Tensor":
-        """Softmax along ``axis``."""
-        return _ops.Softmax.apply(self, axis=axis)
-
-    def log_softmax(self, axis: int = -1) -> "Tensor":
-        """Log-softmax along ``axis`` (stable)."""
-        return _ops.LogSoftmax.apply(self, axis=axis)
-
-    # --- reductions ---------------------------------------------------------
-    def sum(self, axis: Axis = None, keepdims: bool = False) -> "Tensor":
-        """Sum over ``axis`` (None: every axis)."""
-        return _ops.Sum.apply(self, axis=axis, keepdims=keepdims)
-
-    def mean(self, axis: Axis = None, keepdims: bool = False) -> "Tensor":
-        """Mean over ``axis`` (None: every axis)."""
-        return _ops.Mean.apply(self, axis=axis, keepdims=keepdims)
-
-    def max(self, axis: Axis = None, keepdims: bool = False) -> "Tensor":
-        """Maximum over ``axis``; the gradient goes to the first maximum of each slice."""
-        return _ops.Max.apply(self, axis=axis, keepdims=keepdims)
-
-    def min(self, axis: Axis = None, keepdims: bool = False) -> "Tensor":
-        """Minimum over ``axis``; the gradient goes to the first minimum of each slice."""
-        return -_ops.Max.apply(-self, axis=axis, keepdims=keepdims)
-
     def argmax(self, axis: int | None = None) -> "Tensor":
         """Index of the first maximum (int64, no gradient)."""
         return Tensor(backend_for(self.data).argmax(self.data, axis))
 
-    # --- shape --------------------------------------------------------------
-    def reshape(self, *shape: int | Sequence[int]) -> "Tensor":
-        """Same elements in a new shape (``-1`` infers one size): ``x.reshape(2, -1)``."""
-        if len(shape) == 1 and not isinstance(shape[0], (int, np.integer)):
-            shape = tuple(shape[0])  # type: ignore[arg-type]
-        return _ops.Reshape.apply(self, shape=shape)
 
-    view = reshape
+def attach_methods(namespace: type) -> type:
+    """Copy the methods (and properties) defined in the class body ``namespace`` onto ``Tensor``.
 
-    def flatten(self, start_dim: int = 0, end_dim: int = -1) -> "Tensor":
-        """Merge dimensions ``start_dim..end_dim`` (inclusive) into one, as PyTorch."""
-        ndim = self.ndim
-        if ndim == 0:
-            return self.reshape(1)
-        start, end = start_dim % ndim, end_dim % ndim
-        if start > end:
-            raise ValueError(f"flatten: start_dim={start_dim} comes after end_dim={end_dim} for shape {self.shape}")
-        shape = self.shape
-        return self.reshape(shape[:start] + (-1,) + shape[end + 1:])
-
-    def permute(self, *axes: int | Sequence[int]) -> "Tensor":
-        """Reorder dimensions: ``x.permute(0, 2, 3, 1)``."""
-        if len(axes) == 1 and not isinstance(axes[0], (int, np.integer)):
-            axes = tuple(axes[0])  # type: ignore[arg-type]
-        if sorted(int(a) % max(self.ndim, 1) for a in axes) != list(range(self.ndim)):  # type: ignore[arg-type]
-            raise ValueError(f"permute: axes {axes} are not a permutation of the {self.ndim} dims of shape {self.shape}")
-        return _ops.Permute.apply(self, axes=tuple(int(a) % self.ndim for a in axes))  # type: ignore[arg-type]
-
-    def transpose(self, dim0: int = -2, dim1: int = -1) -> "Tensor":
-        """Swap two dimensions (PyTorch's meaning; see ``permute`` for NumPy's)."""
-        axes = list(range(self.ndim))
-        axes[dim0], axes[dim1] = axes[dim1], axes[dim0]
-        return _ops.Permute.apply(self, axes=tuple(axes))
-
-    @property
-    def T(self) -> "Tensor":
-        """Dimensions reversed (the matrix transpose for 2-D)."""
-        return _ops.Permute.apply(self, axes=tuple(range(self.ndim - 1, -1, -1)))
-
-    def __getitem__(self, index: Any) -> "Tensor":
-        return _ops.Getitem.apply(self, index=_unwrap_index(index))
-
-
-def _unwrap_index(index: Any) -> Any:
-    """Replace Tensors inside an index by their arrays."""
-    if isinstance(index, Tensor):
-        return index.data
-    if isinstance(index, tuple):
-        return tuple(i.data if isinstance(i, Tensor) else i for i in index)
-    if isinstance(index, list):
-        # A list index is advanced indexing: as an array it is unambiguous.
-        return np.asarray(index)
-    return index
+    Each ops module writes the Tensor methods of its ops in such a body, next
+    to the ops themselves (``ops_math``: ``+``, ``exp``, ``sum``...;
+    ``ops_layout``: ``reshape``, ``[]``, ``to``...), so that this module
+    needs none of them and the import graph stays a tree.
+    """
+    for name, member in vars(namespace).items():
+        if name in ("__module__", "__qualname__", "__doc__", "__dict__", "__weakref__"):
+            continue
+        function = member.fget if isinstance(member, property) else member
+        if callable(function) and not function.__qualname__.startswith("Tensor."):  # (an alias: named once)
+            function.__qualname__ = f"Tensor.{name}"
+        setattr(Tensor, name, member)
+    return namespace
 
 
 def tensor(data: ArrayLike, requires_grad: bool = False, dtype: Any = None) -> Tensor:
@@ -531,9 +362,3 @@ def tensor(data: ArrayLike, requires_grad: bool = False, dtype: Any = None) -> T
     if isinstance(data, Tensor):
         data = data.numpy()
     return Tensor(_to_array(data, dtype), requires_grad=requires_grad)
-
-
-# Bottom imports: ops and the engine need ``Tensor`` defined first.
-from jitgrad.autograd import engine as _engine  # noqa: E402
-from jitgrad.autograd import ops as _ops  # noqa: E402
-from jitgrad.autograd import ops_shape as _ops_shape  # noqa: E402,F401  (attaches clamp, unsqueeze, size() ...)

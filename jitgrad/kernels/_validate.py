@@ -3,7 +3,11 @@
 The reference, CPU and CUDA wrappers validate the same way, so the checks live
 here once. They work on NumPy arrays and on Numba device arrays alike (both
 have ``shape``, ``dtype`` and ``ndim``). Every error names the argument and
-the value it got.
+the value it got, and one kind of mistake is always one exception type:
+``TypeError`` for a value of the wrong *type* (a float where an int is due,
+a bool, a string, an integer array where floats are due, mismatched dtypes),
+``ValueError`` for a value of the right type that is wrong (out of range, a
+pair of three, a shape that does not fit, a non-contiguous array).
 
 ``Conv2dDims`` and ``Pool2dDims`` play the role of NNlib's ``DenseConvDims`` /
 ``PoolDims``: the forward kernel and both backward kernels of a family share
@@ -14,7 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -115,7 +119,9 @@ def check_shape_tuple(name: str, shape: Any, ndim: int, empty_ok: tuple[int, ...
         dims = tuple(shape)
     except TypeError:
         raise TypeError(f"{name} must be a tuple of {ndim} ints, got {shape!r}") from None
-    if len(dims) != ndim or not all(_is_int(d) for d in dims):
+    if not all(_is_int(d) for d in dims):
+        raise TypeError(f"{name} must be a tuple of {ndim} ints, got {shape!r}")
+    if len(dims) != ndim:
         raise ValueError(f"{name} must be a tuple of {ndim} ints, got {shape!r}")
     if any(d < 0 or (d == 0 and axis not in empty_ok) for axis, d in enumerate(dims)):
         raise ValueError(f"{name} must have positive sizes, got {shape!r}")
@@ -131,8 +137,10 @@ def as_pair(name: str, value: Any, *, minimum: int) -> IntPair:
             items = tuple(value)
         except TypeError:
             raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}") from None
-        if len(items) != 2 or not all(_is_int(v) for v in items):
+        if not all(_is_int(v) for v in items):
             raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
+        if len(items) != 2:
+            raise ValueError(f"{name} must be an int or a pair of ints, got {value!r} ({len(items)} values)")
         pair = (int(items[0]), int(items[1]))
     if pair[0] < minimum or pair[1] < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
@@ -162,6 +170,23 @@ def normalize_axis(axis: Any, ndim: int, name: str = "axis") -> int:
     if not -ndim <= axis < ndim:
         raise ValueError(f"{name}={axis} is out of range for a {ndim}-D array")
     return int(axis) % ndim
+
+
+def normalize_axes(axis: Any, ndim: int, name: str = "axis") -> tuple[int, ...]:
+    """``axis`` (None, an int, or a tuple or list of ints) as a tuple of non-negative axes.
+
+    ``None`` means every axis. The one home of this rule for the whole package:
+    the autograd's reductions, both backends and the CUDA reduction kernels
+    call it. ``TypeError`` for a non-int entry, ``ValueError`` for an axis out
+    of range or repeated.
+    """
+    if axis is None:
+        return tuple(range(ndim))
+    items = tuple(axis) if isinstance(axis, (tuple, list)) else (axis,)
+    axes = tuple(normalize_axis(a, ndim, name) for a in items)
+    if len(set(axes)) != len(axes):
+        raise ValueError(f"{name} contains a repeated axis: {axis!r}")
+    return axes
 
 
 def _out_size(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
@@ -312,3 +337,38 @@ class Pool2dDims:
                 f"kernel_size {k} with padding {p} does not fit input {h}x{w}: output would be {h_out}x{w_out}"
             )
         return cls(n, c, h, w, k[0], k[1], s, p, h_out, w_out)
+
+
+# ----------------------------------------------------------------------------- indexing
+
+INDEX_DTYPES = (np.dtype(np.int32), np.dtype(np.int64))
+
+
+def check_index_array(name: str, a: Any) -> None:
+    """An integer array of positions (int32 or int64, C-contiguous)."""
+    if np.dtype(a.dtype) not in INDEX_DTYPES:
+        raise TypeError(f"{name} must be an int32 or int64 array, got dtype {np.dtype(a.dtype)}")
+    check_array(name, a, dtypes=INDEX_DTYPES)
+
+
+def check_view(shape: Sequence[int], strides: Sequence[int], base: Any) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """``(shape, strides)`` of a strided view as int tuples of one length; ``base`` an int."""
+    if isinstance(base, bool) or not isinstance(base, (int, np.integer)):
+        raise TypeError(f"base must be an int, got {type(base).__name__} {base!r}")
+    shape, strides = tuple(int(s) for s in shape), tuple(int(s) for s in strides)
+    if len(shape) != len(strides):
+        raise ValueError(f"strides must have one entry per dimension of shape {shape}, got {strides}")
+    if any(s < 0 for s in shape):
+        raise ValueError(f"shape must not contain negative sizes, got {shape}")
+    return shape, strides
+
+
+def check_view_inside(base: int, strides: tuple[int, ...], shape: tuple[int, ...], size: int) -> None:
+    """Check, from its extreme corners and without listing positions, that a view lies inside ``size`` elements."""
+    if 0 in shape:
+        return
+    low = base + sum(min(0, (n - 1) * s) for n, s in zip(shape, strides))
+    high = base + sum(max(0, (n - 1) * s) for n, s in zip(shape, strides))
+    if low < 0 or high >= size:
+        raise ValueError(f"the view (base {base}, strides {strides}, shape {shape}) reaches outside an array "
+                         f"of {size} elements (positions {low}..{high})")

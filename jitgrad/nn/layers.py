@@ -21,6 +21,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from jitgrad import config
+from jitgrad.kernels._validate import as_pair
 from jitgrad.nn import functional as F
 from jitgrad.nn import init
 from jitgrad.nn.module import Module, Parameter
@@ -33,18 +34,19 @@ __all__ = [
 
 
 def _positive_int(owner: str, name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{owner}: {name} must be a positive int, got {value!r}")
+    if value <= 0:
         raise ValueError(f"{owner}: {name} must be a positive int, got {value!r}")
     return int(value)
 
 
 def _pair(owner: str, name: str, value: Any, *, minimum: int) -> tuple[int, int]:
-    """An int or a pair of ints, each ``>= minimum``, as a pair."""
-    pair = (value, value) if isinstance(value, (int, np.integer)) and not isinstance(value, bool) else value
-    if (not isinstance(pair, (tuple, list)) or len(pair) != 2
-            or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < minimum for v in pair)):
-        raise ValueError(f"{owner}: {name} must be an int >= {minimum} or a pair of them, got {value!r}")
-    return int(pair[0]), int(pair[1])
+    """An int or a pair of ints, each ``>= minimum``, as a pair (the kernels' rule and exception types)."""
+    try:
+        return as_pair(name, value, minimum=minimum)
+    except (TypeError, ValueError) as error:
+        raise type(error)(f"{owner}: {error}") from None
 
 
 def _fmt_pair(pair: tuple[int, int]) -> str:

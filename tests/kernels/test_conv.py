@@ -269,7 +269,7 @@ class TestBadInput:
         ("stride", 0, ValueError, r"stride must be >= 1, got 0"),
         ("stride", (1, 0), ValueError, r"stride must be >= 1, got \(1, 0\)"),
         ("stride", "2", TypeError, r"stride must be an int or a pair of ints, got '2'"),
-        ("stride", (1, 2, 3), TypeError, r"stride must be an int or a pair of ints"),
+        ("stride", (1, 2, 3), ValueError, r"stride must be an int or a pair of ints, got \(1, 2, 3\) \(3 values\)"),
         ("padding", -1, ValueError, r"padding must be >= 0, got -1"),
         ("padding", 1.5, TypeError, r"padding must be an int or a pair of ints, got 1.5"),
         ("dilation", 0, ValueError, r"dilation must be >= 1, got 0"),

@@ -225,8 +225,13 @@ def test_manual_seed_makes_models_identical():
 @pytest.mark.parametrize("make, error, message", [
     (lambda: nn.Linear(0, 3), ValueError, "Linear: in_features must be a positive int, got 0"),
     (lambda: nn.Linear(2, 3, dtype=np.int64), TypeError, "Linear: dtype must be float32 or float64, got int64"),
-    (lambda: nn.Conv2d(1, 2, (3, 0)), ValueError, r"Conv2d: kernel_size must be an int >= 1 or a pair of them, got \(3, 0\)"),
-    (lambda: nn.Conv2d(1, 2, 3, padding=-1), ValueError, "Conv2d: padding must be an int >= 0 or a pair of them, got -1"),
+    (lambda: nn.Conv2d(1, 2, (3, 0)), ValueError, r"Conv2d: kernel_size must be >= 1, got \(3, 0\)"),
+    (lambda: nn.Conv2d(1, 2, 3, padding=-1), ValueError, "Conv2d: padding must be >= 0, got -1"),
+    # One exception type per kind of mistake, as in the kernels: a wrong type is a TypeError...
+    (lambda: nn.Conv2d(1, 2, 3, stride=1.5), TypeError, "Conv2d: stride must be an int or a pair of ints, got 1.5"),
+    (lambda: nn.Linear(2.0, 3), TypeError, "Linear: in_features must be a positive int, got 2.0"),
+    # ... and a value of the right type that does not fit is a ValueError (a pair of three).
+    (lambda: nn.Conv2d(1, 2, (3, 3, 3)), ValueError, r"Conv2d: kernel_size must be an int or a pair of ints, got \(3, 3, 3\) \(3 values\)"),
     (lambda: nn.MaxPool2d(2, padding=2), ValueError, "MaxPool2d: padding must be at most half the kernel size, got padding=2 for kernel_size=2"),
     (lambda: nn.Dropout(1.0), ValueError, r"Dropout: p must be in \[0, 1\), got 1.0"),
     (lambda: nn.GELU("fast"), ValueError, "GELU: approximate must be 'none' or 'tanh', got 'fast'"),

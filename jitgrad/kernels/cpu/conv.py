@@ -150,8 +150,8 @@ def conv2d(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *, stride:
 
 def conv2d_backward_input(grad_out: np.ndarray, w: np.ndarray, *, input_shape: tuple[int, int, int, int],
                           stride: Any = 1, padding: Any = 0, dilation: Any = 1,
-                          out: np.ndarray | None = None, groups: int = 1) -> np.ndarray:
-    d = check_conv2d_backward_input_args(grad_out, w, input_shape, stride, padding, dilation, out, groups)
+                          out: np.ndarray | None = None, groups: int = 1, dims: Any = None) -> np.ndarray:
+    d = check_conv2d_backward_input_args(grad_out, w, input_shape, stride, padding, dilation, out, groups, dims)
     if _overlaps(out, grad_out, w):
         out[...] = conv2d_backward_input(grad_out, w, input_shape=input_shape, stride=stride, padding=padding,
                                          dilation=dilation, groups=groups)
@@ -167,22 +167,8 @@ def conv2d_backward_input(grad_out: np.ndarray, w: np.ndarray, *, input_shape: t
 
 def conv2d_backward_weight(x: np.ndarray, grad_out: np.ndarray, *, weight_shape: tuple[int, int, int, int],
                            stride: Any = 1, padding: Any = 0,
-                           dilation: Any = 1, groups: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """Gradients of ``conv2d`` with respect to its weights and bias.
-
-    Parameters
-    ----------
-    x : ndarray ``(N, C_in, H, W)``, float32 or float64 (the forward input)
-    grad_out : ndarray ``(N, C_out, H_out, W_out)``, same dtype
-    weight_shape : tuple ``(C_out, C_in/groups, kH, kW)``
-    stride, padding, dilation, groups : as in the forward
-
-    Returns
-    -------
-    grad_w : ndarray ``weight_shape``
-    grad_b : ndarray ``(C_out,)``, ``grad_out.sum(axis=(0, 2, 3))``
-    """
-    d = check_conv2d_backward_weight_args(x, grad_out, weight_shape, stride, padding, dilation, groups)
+                           dilation: Any = 1, groups: int = 1, dims: Any = None) -> tuple[np.ndarray, np.ndarray]:
+    d = check_conv2d_backward_weight_args(x, grad_out, weight_shape, stride, padding, dilation, groups, dims)
     grad_w = np.empty(d.weight_shape, dtype=x.dtype)
     grad_b = np.empty(d.c_out, dtype=x.dtype)
     if grad_out.size == 0 or grad_w.size == 0:

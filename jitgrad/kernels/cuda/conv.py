@@ -259,8 +259,9 @@ def conv2d(x: Any, w: Any, b: Any = None, *, stride: Any = 1, padding: Any = 0, 
 
 
 def conv2d_backward_input(grad_out: Any, w: Any, *, input_shape: tuple[int, int, int, int], stride: Any = 1,
-                          padding: Any = 0, dilation: Any = 1, out: Any = None, groups: int = 1) -> Any:
-    d = check_conv2d_backward_input_args(grad_out, w, input_shape, stride, padding, dilation, out, groups)
+                          padding: Any = 0, dilation: Any = 1, out: Any = None, groups: int = 1,
+                          dims: Any = None) -> Any:
+    d = check_conv2d_backward_input_args(grad_out, w, input_shape, stride, padding, dilation, out, groups, dims)
     if out is not None and (_launch.overlaps(out, grad_out) or _launch.overlaps(out, w)):
         out.copy_to_device(conv2d_backward_input(grad_out, w, input_shape=input_shape, stride=stride,
                                                  padding=padding, dilation=dilation, groups=groups))
@@ -274,8 +275,9 @@ def conv2d_backward_input(grad_out: Any, w: Any, *, input_shape: tuple[int, int,
 
 
 def conv2d_backward_weight(x: Any, grad_out: Any, *, weight_shape: tuple[int, int, int, int], stride: Any = 1,
-                           padding: Any = 0, dilation: Any = 1, groups: int = 1) -> tuple[Any, Any]:
-    d = check_conv2d_backward_weight_args(x, grad_out, weight_shape, stride, padding, dilation, groups)
+                           padding: Any = 0, dilation: Any = 1, groups: int = 1,
+                           dims: Any = None) -> tuple[Any, Any]:
+    d = check_conv2d_backward_weight_args(x, grad_out, weight_shape, stride, padding, dilation, groups, dims)
     grad_w = _launch.empty(d.weight_shape, x.dtype)
     grad_b = _launch.empty((d.c_out,), x.dtype)
     blocks, threads = _launch.grid_rows(math.prod(d.weight_shape) + d.c_out)

@@ -18,7 +18,7 @@ from typing import Any, Sequence
 import numpy as np
 from numba import cuda
 
-from jitgrad.kernels._validate import check_array, normalize_axis
+from jitgrad.kernels._validate import check_array, normalize_axes, normalize_axis
 from jitgrad.kernels.cuda import _launch
 from jitgrad.kernels.cuda._launch import MAX_THREADS_PER_BLOCK, block_max, block_sum
 from jitgrad.kernels.cuda._broadcast import MAX_DIMS, _contiguous_strides, _offset, _padded
@@ -90,16 +90,6 @@ def _argmax_kernel(x, length, inner, out):
         cuda.syncthreads()
 
 
-def _axes(axis: Any, ndim: int) -> tuple[int, ...]:
-    if axis is None:
-        return tuple(range(ndim))
-    items = (axis,) if not isinstance(axis, (tuple, list)) else tuple(axis)
-    axes = tuple(normalize_axis(a, ndim) for a in items)
-    if len(set(axes)) != len(axes):
-        raise ValueError(f"axis contains a repeated axis: {axis!r}")
-    return axes
-
-
 def _check_x(x: Any) -> None:
     if not _launch.is_device_array(x):
         raise TypeError(f"x must be a numba device array, got {type(x).__name__}")
@@ -110,7 +100,7 @@ def _check_x(x: Any) -> None:
 
 def _reduce(x: Any, axis: Any, keepdims: bool, op: int, name: str, mean: bool = False) -> Any:
     _check_x(x)
-    axes = _axes(axis, x.ndim)
+    axes = normalize_axes(axis, x.ndim)
     shape = tuple(int(s) for s in x.shape)
     strides = _contiguous_strides(shape)
     kept = [d for d in range(x.ndim) if d not in axes]

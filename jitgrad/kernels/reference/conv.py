@@ -87,13 +87,30 @@ def check_conv2d_args(x: Any, w: Any, b: Any, stride: Any, padding: Any, dilatio
     return dims
 
 
+def _given_dims(dims: Any, **arrays: Any) -> Conv2dDims:
+    """Trust a ``Conv2dDims`` built (and validated) once by the caller: only check the arrays fit it."""
+    if not isinstance(dims, Conv2dDims):
+        raise TypeError(f"dims must be a Conv2dDims (Conv2dDims.from_shapes), got {type(dims).__name__}")
+    shapes = {"x": dims.input_shape, "w": dims.weight_shape, "grad_out": dims.output_shape}
+    for name, a in arrays.items():
+        if tuple(a.shape) != shapes[name]:
+            raise ValueError(f"{name} must have shape {shapes[name]} (from dims), got {tuple(a.shape)}")
+    return dims
+
+
 def check_conv2d_backward_input_args(grad_out: Any, w: Any, input_shape: Any, stride: Any,
-                                     padding: Any, dilation: Any, out: Any, groups: Any = 1) -> Conv2dDims:
-    """Validate ``conv2d_backward_input``'s arguments; return the sizes."""
+                                     padding: Any, dilation: Any, out: Any, groups: Any = 1,
+                                     dims: Any = None) -> Conv2dDims:
+    """Validate ``conv2d_backward_input``'s arguments; return the sizes (``dims`` when given)."""
     if not _plain(grad_out, w):
         check_array("grad_out", grad_out, ndim=4)
         check_array("w", w, ndim=4)
         check_same_dtype(grad_out=grad_out, w=w)
+    if dims is not None:
+        dims = _given_dims(dims, grad_out=grad_out, w=w)
+        if out is not None:
+            check_out(out, dims.input_shape, np.dtype(w.dtype))
+        return dims
     input_shape = check_shape_tuple("input_shape", input_shape, 4)
     dims = _conv_dims(input_shape, tuple(w.shape), stride, padding, dilation, "input_shape", "w", groups)
     check_shape("grad_out", grad_out, dims.output_shape)
@@ -103,12 +120,14 @@ def check_conv2d_backward_input_args(grad_out: Any, w: Any, input_shape: Any, st
 
 
 def check_conv2d_backward_weight_args(x: Any, grad_out: Any, weight_shape: Any, stride: Any,
-                                      padding: Any, dilation: Any, groups: Any = 1) -> Conv2dDims:
-    """Validate ``conv2d_backward_weight``'s arguments; return the sizes."""
+                                      padding: Any, dilation: Any, groups: Any = 1, dims: Any = None) -> Conv2dDims:
+    """Validate ``conv2d_backward_weight``'s arguments; return the sizes (``dims`` when given)."""
     if not _plain(x, grad_out):
         check_array("x", x, ndim=4)
         check_array("grad_out", grad_out, ndim=4)
         check_same_dtype(x=x, grad_out=grad_out)
+    if dims is not None:
+        return _given_dims(dims, x=x, grad_out=grad_out)
     weight_shape = check_shape_tuple("weight_shape", weight_shape, 4)
     dims = _conv_dims(tuple(x.shape), weight_shape, stride, padding, dilation, "x", "weight_shape", groups)
     check_shape("grad_out", grad_out, dims.output_shape)
@@ -172,7 +191,7 @@ def conv2d(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *, stride:
 
 def conv2d_backward_input(grad_out: np.ndarray, w: np.ndarray, *, input_shape: tuple[int, int, int, int],
                           stride: Any = 1, padding: Any = 0, dilation: Any = 1,
-                          out: np.ndarray | None = None, groups: int = 1) -> np.ndarray:
+                          out: np.ndarray | None = None, groups: int = 1, dims: Any = None) -> np.ndarray:
     """Gradient of ``conv2d`` with respect to its input ``x``.
 
     Parameters
@@ -182,12 +201,15 @@ def conv2d_backward_input(grad_out: np.ndarray, w: np.ndarray, *, input_shape: t
     input_shape : tuple ``(N, C_in, H, W)``
     stride, padding, dilation, groups : as in the forward
     out : ndarray of ``input_shape``, optional
+    dims : Conv2dDims, optional
+        The forward's geometry (``Conv2dDims.from_shapes``, NNlib's ``DenseConvDims``), built once
+        by the caller: the hyper-parameters are then not validated again (the arrays must fit it).
 
     Returns
     -------
     ndarray ``input_shape`` of ``w``'s dtype (``out`` when given).
     """
-    d = check_conv2d_backward_input_args(grad_out, w, input_shape, stride, padding, dilation, out, groups)
+    d = check_conv2d_backward_input_args(grad_out, w, input_shape, stride, padding, dilation, out, groups, dims)
     (ph, pw), (sh, sw), (dh, dw) = d.padding, d.stride, d.dilation
     # Every tap's contribution at once: (N, G, C_in/G * kH * kW, H_out * W_out). Explicit sizes, never -1:
     # an empty batch has no size to infer.
@@ -207,7 +229,7 @@ def conv2d_backward_input(grad_out: np.ndarray, w: np.ndarray, *, input_shape: t
 
 def conv2d_backward_weight(x: np.ndarray, grad_out: np.ndarray, *, weight_shape: tuple[int, int, int, int],
                            stride: Any = 1, padding: Any = 0,
-                           dilation: Any = 1, groups: int = 1) -> tuple[np.ndarray, np.ndarray]:
+                           dilation: Any = 1, groups: int = 1, dims: Any = None) -> tuple[np.ndarray, np.ndarray]:
     """Gradients of ``conv2d`` with respect to its weights and bias.
 
     Parameters
@@ -216,13 +238,15 @@ def conv2d_backward_weight(x: np.ndarray, grad_out: np.ndarray, *, weight_shape:
     grad_out : ndarray ``(N, C_out, H_out, W_out)``, same dtype
     weight_shape : tuple ``(C_out, C_in/groups, kH, kW)``
     stride, padding, dilation, groups : as in the forward
+    dims : Conv2dDims, optional
+        As in :func:`conv2d_backward_input`.
 
     Returns
     -------
     grad_w : ndarray ``weight_shape``
     grad_b : ndarray ``(C_out,)``, ``grad_out.sum(axis=(0, 2, 3))``
     """
-    d = check_conv2d_backward_weight_args(x, grad_out, weight_shape, stride, padding, dilation, groups)
+    d = check_conv2d_backward_weight_args(x, grad_out, weight_shape, stride, padding, dilation, groups, dims)
     g = grad_out.reshape(d.n, d.groups, d.c_out // d.groups, d.h_out * d.w_out)
     grad_w = np.matmul(g, _im2col(x, d).transpose(0, 1, 3, 2)).sum(axis=0)
     grad_b = grad_out.sum(axis=(0, 2, 3))
