@@ -142,7 +142,11 @@ def jitgrad_breakdown(step: Callable[[], None], n: int) -> tuple[dict[str, float
 
 
 def torch_breakdown(torch: Any, step: Callable[[], None], n: int) -> tuple[dict[str, float], float]:
-    """Self CPU seconds per step of each ATen op (torch.profiler), and the whole step's CPU time."""
+    """CPU seconds per step of each ATen op, and the whole step's CPU time.
+
+    The profiler's self times are wall-clock (inflated on a shared machine), so each op gets its share
+    of their sum times the step's process CPU time.
+    """
     from torch.profiler import ProfilerActivity, profile
 
     t = time.process_time()
@@ -150,8 +154,9 @@ def torch_breakdown(torch: Any, step: Callable[[], None], n: int) -> tuple[dict[
         for _ in range(n):
             step()
     total = (time.process_time() - t) / n
-    ops = {e.key: e.self_cpu_time_total * 1e-6 / n for e in prof.key_averages()}
-    return {k: v for k, v in ops.items() if v > 0}, total
+    ops = {e.key: float(e.self_cpu_time_total) for e in prof.key_averages() if e.self_cpu_time_total > 0}
+    wall = sum(ops.values()) or 1.0
+    return {k: v / wall * total for k, v in ops.items()}, total
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -181,7 +186,7 @@ def main(argv: list[str] | None = None) -> None:
     ops, ttotal = torch_breakdown(torch, tstep, max(3, opts.steps // 2))
     print(f"\nper-op breakdown, 1 thread, CPU ms per step (jitgrad step {jtotal * 1e3:.1f} ms, "
           f"torch step {ttotal * 1e3:.1f} ms under its profiler)")
-    print("  jitgrad kernel                        ms      |  torch ATen op (self)                  ms")
+    print("  jitgrad kernel                            ms  |  torch ATen op (self, share of CPU)     ms")
     jrows = sorted(kernels.items(), key=lambda kv: -kv[1])
     jrows.append(("other (NumPy elementwise, autograd, glue)", jtotal - sum(kernels.values())))
     trows = sorted(ops.items(), key=lambda kv: -kv[1])[:len(jrows)]

@@ -90,34 +90,6 @@ def _correlate_pitched(flat, wp, w, co, flip, dh, dw, acc):
     taps fused per pass when ``kW = 3``. Output ``(oh, ow)`` is ``acc[oh * wp + ow]``."""
     kh, kw = w.shape[2], w.shape[3]
     n = acc.size
-    if kh == 3 and kw == 3:
-        # All nine taps in one pass: ten loads and one store per nine multiply-adds (three passes
-        # of three fused taps cost fifteen loads and three stores).
-        r1 = dh * wp
-        r2 = 2 * dh * wp
-        a0 = w[co, 0, 2 if flip else 0, 2 if flip else 0]
-        a1 = w[co, 0, 2 if flip else 0, 1]
-        a2 = w[co, 0, 2 if flip else 0, 0 if flip else 2]
-        b0 = w[co, 0, 1, 2 if flip else 0]
-        b1 = w[co, 0, 1, 1]
-        b2 = w[co, 0, 1, 0 if flip else 2]
-        c0 = w[co, 0, 0 if flip else 2, 2 if flip else 0]
-        c1 = w[co, 0, 0 if flip else 2, 1]
-        c2 = w[co, 0, 0 if flip else 2, 0 if flip else 2]
-        p0 = flat[0:n]
-        p1 = flat[dw:dw + n]
-        p2 = flat[2 * dw:2 * dw + n]
-        q0 = flat[r1:r1 + n]
-        q1 = flat[r1 + dw:r1 + dw + n]
-        q2 = flat[r1 + 2 * dw:r1 + 2 * dw + n]
-        s0 = flat[r2:r2 + n]
-        s1 = flat[r2 + dw:r2 + dw + n]
-        s2 = flat[r2 + 2 * dw:r2 + 2 * dw + n]
-        for k in range(n):
-            u = np.uintp(k)
-            acc[u] += (a0 * p0[u] + a1 * p1[u] + a2 * p2[u] + b0 * q0[u] + b1 * q1[u] + b2 * q2[u]
-                       + c0 * s0[u] + c1 * s1[u] + c2 * s2[u])
-        return
     for i in range(kh):
         wi = kh - 1 - i if flip else i
         base = i * dh * wp
@@ -244,46 +216,6 @@ def depthwise_backward_input_scatter(g, w, sh, sw, ph, pw, dh, dw, gx):
                             dst[ow * sw + off] += wv * src[ow]
 
 
-@njit(**_jit)
-def _taps9(flat, gp, wp, dh, dw, n, gw):
-    """``gw[i, j] += sum_q gp[q] * flat[q + i*dh*wp + j*dw]`` for a 3x3 filter: the nine dot
-    products in one pass over ``gp`` (nine vector accumulators; one load of ``gp`` per nine
-    multiply-adds instead of nine)."""
-    r1 = dh * wp
-    r2 = 2 * dh * wp
-    p0 = flat[0:n]
-    p1 = flat[dw:dw + n]
-    p2 = flat[2 * dw:2 * dw + n]
-    q0 = flat[r1:r1 + n]
-    q1 = flat[r1 + dw:r1 + dw + n]
-    q2 = flat[r1 + 2 * dw:r1 + 2 * dw + n]
-    s0 = flat[r2:r2 + n]
-    s1 = flat[r2 + dw:r2 + dw + n]
-    s2 = flat[r2 + 2 * dw:r2 + 2 * dw + n]
-    a0 = a1 = a2 = b0 = b1 = b2 = c0 = c1 = c2 = gp[0] * 0
-    for k in range(n):
-        u = np.uintp(k)
-        v = gp[u]
-        a0 += v * p0[u]
-        a1 += v * p1[u]
-        a2 += v * p2[u]
-        b0 += v * q0[u]
-        b1 += v * q1[u]
-        b2 += v * q2[u]
-        c0 += v * s0[u]
-        c1 += v * s1[u]
-        c2 += v * s2[u]
-    gw[0, 0] += a0
-    gw[0, 1] += a1
-    gw[0, 2] += a2
-    gw[1, 0] += b0
-    gw[1, 1] += b1
-    gw[1, 2] += b2
-    gw[2, 0] += c0
-    gw[2, 1] += c1
-    gw[2, 2] += c2
-
-
 @njit(parallel=True, **_jit)
 def depthwise_backward_weight(x, g, sh, sw, ph, pw, dh, dw, gw, gb, nthreads):
     n_img, c_in, h, wid = x.shape
@@ -319,17 +251,14 @@ def depthwise_backward_weight(x, g, sh, sw, ph, pw, dh, dw, gw, gb, nthreads):
                                 v = grow[np.uintp(k)]
                                 dst[np.uintp(k)] = v
                                 bsum += v
-                        if kh == 3 and kw == 3:
-                            _taps9(flat, gp, wp, dh, dw, n_acc, gw[co, 0])
-                        else:
-                            for i in range(kh):
-                                for j in range(kw):
-                                    base = i * dh * wp + j * dw
-                                    run = flat[base:base + n_acc]
-                                    acc = zero
-                                    for k in range(n_acc):
-                                        acc += gp[np.uintp(k)] * run[np.uintp(k)]
-                                    gw[co, 0, i, j] += acc
+                        for i in range(kh):
+                            for j in range(kw):
+                                base = i * dh * wp + j * dw
+                                run = flat[base:base + n_acc]
+                                acc = zero
+                                for k in range(n_acc):
+                                    acc += gp[np.uintp(k)] * run[np.uintp(k)]
+                                gw[co, 0, i, j] += acc
                         gb[co] += bsum
                         continue
                     for oh in range(h_out):
