@@ -89,9 +89,9 @@ def kernel_rows(opts: argparse.Namespace, torch: Any | None,
                 if not opts.only.search(row_id) or opts.dtype != "float32":
                     continue
                 case = build(kernel, shape)
-                makers = {b: (lambda b=b: jitgrad_call(b, kernel, case)) for b in ("numpy", "cpu")}
+                makers = {b: (lambda b=b, k=kernel, c=case: jitgrad_call(b, k, c)) for b in ("numpy", "cpu")}
                 if torch is not None:
-                    makers["torch"] = lambda: torch_call(torch, kernel, case)
+                    makers["torch"] = lambda k=kernel, c=case: torch_call(torch, k, c)
                 row = {"id": row_id, "family": family, "kernel": kernel, "shape": shape, "dtype": opts.dtype}
                 rows.append(timed_row(row, makers, opts))
                 progress(rows[-1], opts)

@@ -6,6 +6,8 @@ Examples
     python examples/mnist_cnn.py --model convnet --epochs 15 --plot mnist.png
     python examples/mnist_cnn.py --checkpoint run.safetensors     # saved every epoch
     python examples/mnist_cnn.py --resume run.safetensors         # continue that run
+    python examples/mnist_cnn.py --model resnet --optimizer adamw --weight-decay 0.05 --augment 2 \
+        --label-smoothing 0.1                                     # small ResNet, the 99.5 % recipe
 
 The recipe (defaults): pixels scaled to [0, 1] and standardised with MNIST's
 mean and std; Adam, batch 128, and a one-cycle learning-rate schedule
@@ -48,8 +50,9 @@ DEFAULT_LR = {"adam": 3e-3, "adamw": 3e-3, "sgd": 0.05}
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # also when this file is imported by path
 from mnist_models import MODELS, convnet, lenet5, resnet  # noqa: E402
+from mnist_plot import plot  # noqa: E402
 
-__all__ = ["MODELS", "lenet5", "convnet", "resnet", "main", "train", "parse_args"]
+__all__ = ["MODELS", "lenet5", "convnet", "resnet", "main", "train", "parse_args", "plot"]
 
 
 # ----------------------------------------------------------------------------- arguments
@@ -318,6 +321,16 @@ class RecordAndReport(nn.Callback):
               f"{logs['samples_per_s']:7.0f} images/s", flush=True)
 
 
+class ReseedEveryEpoch(nn.Callback):
+    """Draws epoch e's augmentation offsets from the stream (seed, rank, e): a resumed run sees the same ones."""
+
+    def __init__(self, shift: RandomShift, seed: int, rank: int) -> None:
+        self.shift, self.seed, self.rank = shift, seed, rank
+
+    def on_epoch_begin(self, state: nn.TrainingState) -> None:
+        self.shift.rng = np.random.default_rng([self.seed, self.rank, state.epoch])
+
+
 class TrainingInterrupted(KeyboardInterrupt):
     """Ctrl-C during training; ``resume_from`` is the checkpoint to resume from, if one was written."""
 
@@ -381,7 +394,7 @@ def train(args: argparse.Namespace, callbacks: list[nn.Callback] = ()) -> dict[s
     model = MODELS[args.model]()
     if args.device != "cpu":
         model.to(args.device)
-    train_transform = transform
+    train_transform, shift = transform, None
     if args.augment:
         # Shift the uint8 digits (background 0) before scaling; each rank draws its own offsets.
         shift = RandomShift(args.augment, fill=0, seed=[args.seed, shard.get("rank", 0)])
@@ -429,8 +442,9 @@ def train(args: argparse.Namespace, callbacks: list[nn.Callback] = ()) -> dict[s
         ours = [ours[0]] + [dist.OnMainProcess(c) for c in ours[1:]]
     if start_epoch < args.epochs:
         try:
+            reseed = [] if shift is None else [ReseedEveryEpoch(shift, args.seed, shard.get("rank", 0))]
             nn.fit(trained, loss_fn, loader, optimizer, args.epochs, val_data=test_loader,
-                   callbacks=ours + list(callbacks), progress=main_rank and not args.no_progress, summary=False,
+                   callbacks=ours + reseed + list(callbacks), progress=main_rank and not args.no_progress, summary=False,
                    scheduler=schedule, initial_epoch=start_epoch, device=args.device, metrics_reducer=reducer)
         except KeyboardInterrupt:
             # Only a file this run wrote, or the one it resumed from, is worth resuming.
@@ -452,44 +466,6 @@ def _distributed(args: argparse.Namespace) -> Any | None:
 
     dist.init()
     return dist
-
-
-# ----------------------------------------------------------------------------- plot
-
-def plot(path: Path, history: dict[str, list[float]], images: np.ndarray, labels: np.ndarray,
-         predictions: np.ndarray, title: str) -> None:
-    """Loss and accuracy curves, and a grid of misclassified test digits, as one PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display needed
-    import matplotlib.pyplot as plt
-
-    epochs = np.arange(1, len(history["train_loss"]) + 1)
-    wrong = np.flatnonzero(predictions != labels)[:40]
-    fig = plt.figure(figsize=(12, 8.5), layout="constrained")
-    top, bottom = fig.subfigures(2, 1, height_ratios=[1, 1.15])
-    ax_loss, ax_acc = top.subplots(1, 2)
-    ax_loss.plot(epochs, history["train_loss"], "o-", label="train")
-    ax_loss.plot(epochs, history["test_loss"], "s-", label="test")
-    ax_loss.set(xlabel="epoch", ylabel="cross-entropy", title="loss", yscale="log")
-    ax_acc.plot(epochs, 100 * np.asarray(history["train_acc"]), "o-", label="train")
-    ax_acc.plot(epochs, 100 * np.asarray(history["test_acc"]), "s-", label="test")
-    ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
-    for ax in (ax_loss, ax_acc):
-        ax.grid(alpha=0.3)
-        ax.legend()
-    top.suptitle(title)
-    bottom.suptitle(f"misclassified test digits ({np.count_nonzero(predictions != labels)} of {len(labels)}): "
-                    "predicted / true")
-    grid = bottom.subplots(4, 10)
-    for ax, i in zip(grid.flat, np.concatenate([wrong, -np.ones(40 - len(wrong), int)])):
-        ax.axis("off")
-        if i >= 0:
-            ax.imshow(images[i], cmap="gray_r")
-            ax.set_title(f"{predictions[i]} / {labels[i]}", fontsize=9, color="crimson")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 # ----------------------------------------------------------------------------- main

@@ -133,10 +133,12 @@ def _weights(model):
     return {k: np.array(v) for k, v in model.state_dict().items()}
 
 
-def test_checkpoint_resume_matches_an_uninterrupted_run(fake_mnist, tmp_path, capsys):
-    # convnet: its Dropout makes this check that the random state is restored too.
+@pytest.mark.parametrize("extra", [[], ["--augment", "2"]])
+def test_checkpoint_resume_matches_an_uninterrupted_run(fake_mnist, tmp_path, capsys, extra):
+    # convnet: its Dropout makes this check that the random state is restored too; --augment, that epoch e's
+    # shifts are the same in a resumed run.
     common = ["--data-dir", str(fake_mnist), "--model", "convnet", "--batch-size", "32", "--epochs", "2",
-              "--no-progress"]
+              "--no-progress", *extra]
     full = ex.train(ex.parse_args(common))
 
     ckpt = tmp_path / "run.safetensors"
