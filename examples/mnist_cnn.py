@@ -6,6 +6,8 @@ Examples
     python examples/mnist_cnn.py --model convnet --epochs 15 --plot mnist.png
     python examples/mnist_cnn.py --checkpoint run.safetensors     # saved every epoch
     python examples/mnist_cnn.py --resume run.safetensors         # continue that run
+    python examples/mnist_cnn.py --model resnet --optimizer adamw --weight-decay 0.05 --augment 2 \
+        --label-smoothing 0.1                                     # small ResNet, the 99.5 % recipe
 
 The recipe (defaults): pixels scaled to [0, 1] and standardised with MNIST's
 mean and std; Adam, batch 128, and a one-cycle learning-rate schedule
@@ -36,76 +38,21 @@ import jitgrad
 from jitgrad import config, optim
 from jitgrad import nn
 from jitgrad.compile import ensure_compiled
-from jitgrad.data import DataLoader, mnist, normalize, to_float
+from jitgrad.data import DataLoader, RandomShift, mnist, normalize, to_float
 from jitgrad.data.datasets import DatasetNotFoundError
 from jitgrad.data._download import ChecksumError
 
 #: Peak learning rate of each optimizer when --lr is not given (see the module docstring).
-DEFAULT_LR = {"adam": 3e-3, "sgd": 0.05}
+DEFAULT_LR = {"adam": 3e-3, "adamw": 3e-3, "sgd": 0.05}
 
 
 # ----------------------------------------------------------------------------- models
 
-def lenet5() -> nn.Module:
-    """LeNet-5 with ReLU and max-pooling (the modern variant): 44,426 parameters.
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # also when this file is imported by path
+from mnist_models import MODELS, convnet, lenet5, resnet  # noqa: E402
+from mnist_plot import plot  # noqa: E402
 
-    Input ``(N, 1, 28, 28)``: 28 -conv5-> 24 -pool-> 12 -conv5-> 8 -pool-> 4,
-    so the flattened features are 16 * 4 * 4 = 256.
-    """
-    return nn.Sequential(
-        nn.Conv2d(1, 6, 5), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Flatten(),
-        nn.Linear(256, 120), nn.ReLU(),
-        nn.Linear(120, 84), nn.ReLU(),
-        nn.Linear(84, 10),
-    )
-
-
-def convnet() -> nn.Module:
-    """The Keras "simple MNIST convnet": 34,826 parameters.
-
-    Input ``(N, 1, 28, 28)``: 28 -conv3-> 26 -pool-> 13 -conv3-> 11 -pool-> 5,
-    so the flattened features are 64 * 5 * 5 = 1600.
-    """
-    return nn.Sequential(
-        nn.Conv2d(1, 32, 3), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Flatten(),
-        nn.Dropout(0.5),
-        nn.Linear(1600, 10),
-    )
-
-
-def _residual_block(c_in: int, c_out: int, stride: int) -> nn.Module:
-    """conv-BN-ReLU-conv-BN added to the input (or its 1x1 projection), then ReLU: He et al.'s basic block."""
-    body = nn.Sequential(
-        nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(),
-        nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False), nn.BatchNorm2d(c_out),
-    )
-    if stride == 1 and c_in == c_out:
-        return nn.Sequential(nn.SkipConnection(body, "+"), nn.ReLU())
-    shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
-    return nn.Sequential(nn.Parallel("+", body, shortcut), nn.ReLU())
-
-
-def resnet() -> nn.Module:
-    """A small ResNet for 28x28 digits: 3x3 stem, stages of 16, 32, 64 channels (28 -> 14 -> 7), global pooling.
-
-    Residual blocks are written with ``SkipConnection`` (identity shortcut) and
-    ``Parallel`` (1x1 projection shortcut), without subclassing ``Module``.
-    """
-    return nn.Sequential(
-        nn.Conv2d(1, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU(),
-        _residual_block(16, 16, 1),
-        _residual_block(16, 32, 2),
-        _residual_block(32, 64, 2),
-        nn.GlobalAvgPool(), nn.Flatten(),
-        nn.Linear(64, 10),
-    )
-
-
-MODELS = {"lenet5": lenet5, "convnet": convnet, "resnet": resnet}
+__all__ = ["MODELS", "lenet5", "convnet", "resnet", "main", "train", "parse_args", "plot"]
 
 
 # ----------------------------------------------------------------------------- arguments
@@ -142,13 +89,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", choices=sorted(MODELS), default="lenet5", help="network to train")
     p.add_argument("--epochs", type=_positive_int, default=10, help="epochs to train (in total, when resuming)")
     p.add_argument("--batch-size", type=_positive_int, default=128, help="training batch size")
-    p.add_argument("--optimizer", choices=["adam", "sgd"], default="adam",
-                   help="Adam, or SGD with Nesterov momentum 0.9")
+    p.add_argument("--optimizer", choices=["adam", "adamw", "sgd"], default="adam",
+                   help="Adam, AdamW (decoupled weight decay), or SGD with Nesterov momentum 0.9")
     p.add_argument("--lr", type=_positive_float, default=None,
                    help=f"peak learning rate (default: {DEFAULT_LR['adam']} for adam, {DEFAULT_LR['sgd']} for sgd)")
     p.add_argument("--schedule", choices=["onecycle", "cosine", "constant"], default="onecycle",
                    help="learning-rate schedule: one-cycle per batch, cosine per epoch, or none")
-    p.add_argument("--weight-decay", type=_non_negative_float, default=0.0, help="L2 weight decay")
+    p.add_argument("--weight-decay", type=_non_negative_float, default=0.0,
+                   help="L2 weight decay (adam, sgd) or decoupled weight decay (adamw)")
+    p.add_argument("--augment", type=_non_negative_int, default=0, metavar="PIXELS",
+                   help="shift each training image by a random offset of up to PIXELS pixels per axis "
+                        "(jitgrad.data.RandomShift; 0: no augmentation)")
+    p.add_argument("--label-smoothing", type=_non_negative_float, default=0.0, metavar="EPS",
+                   help="label smoothing of the training cross-entropy, in [0, 1)")
     p.add_argument("--seed", type=_non_negative_int, default=0, help="seed of initialisation, shuffling and dropout")
     p.add_argument("--data-dir", type=Path, default=None,
                    help="directory holding mnist/ (default: $JITGRAD_DATA, else ~/.cache/jitgrad)")
@@ -174,6 +127,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.lr is None:
         args.lr = DEFAULT_LR[args.optimizer]
+    if args.label_smoothing >= 1:
+        parser.error(f"--label-smoothing: expected a number in [0, 1), got {args.label_smoothing:g}")
     if args.device == "cuda":
         cuda = _import_cuda()
         if cuda is None:
@@ -255,9 +210,11 @@ class CheckpointError(Exception):
 
 
 def make_optimizer(args: argparse.Namespace, model: nn.Module) -> Any:
-    """Adam, or SGD with Nesterov momentum, at the peak rate ``args.lr``."""
+    """Adam, AdamW, or SGD with Nesterov momentum, at the peak rate ``args.lr``."""
     if args.optimizer == "adam":
         return optim.Adam(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    if args.optimizer == "adamw":
+        return optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     return optim.SGD(model.parameters(), lr=args.lr, momentum=0.9, nesterov=True,
                              weight_decay=args.weight_decay)
 
@@ -364,6 +321,16 @@ class RecordAndReport(nn.Callback):
               f"{logs['samples_per_s']:7.0f} images/s", flush=True)
 
 
+class ReseedEveryEpoch(nn.Callback):
+    """Draws epoch e's augmentation offsets from the stream (seed, rank, e): a resumed run sees the same ones."""
+
+    def __init__(self, shift: RandomShift, seed: int, rank: int) -> None:
+        self.shift, self.seed, self.rank = shift, seed, rank
+
+    def on_epoch_begin(self, state: nn.TrainingState) -> None:
+        self.shift.rng = np.random.default_rng([self.seed, self.rank, state.epoch])
+
+
 class TrainingInterrupted(KeyboardInterrupt):
     """Ctrl-C during training; ``resume_from`` is the checkpoint to resume from, if one was written."""
 
@@ -427,8 +394,15 @@ def train(args: argparse.Namespace, callbacks: list[nn.Callback] = ()) -> dict[s
     model = MODELS[args.model]()
     if args.device != "cpu":
         model.to(args.device)
+    train_transform, shift = transform, None
+    if args.augment:
+        # Shift the uint8 digits (background 0) before scaling; each rank draws its own offsets.
+        shift = RandomShift(args.augment, fill=0, seed=[args.seed, shard.get("rank", 0)])
+
+        def train_transform(x: np.ndarray) -> np.ndarray:
+            return transform(shift(x))
     loader = DataLoader((train_images, train_labels), args.batch_size, shuffle=True, seed=args.seed,
-                        transform=transform, **shard)
+                        transform=train_transform, **shard)
     test_loader = DataLoader((test_images, test_labels), 1000, transform=transform)
     optimizer = make_optimizer(args, model)
     schedule = make_schedule(args, optimizer, len(loader))
@@ -445,12 +419,16 @@ def train(args: argparse.Namespace, callbacks: list[nn.Callback] = ()) -> dict[s
     if main_rank:
         print(f"{args.model}: {n_params:,} parameters; {len(train_labels):,} training and "
               f"{len(test_labels):,} test images; {args.optimizer} lr {args.lr:g} ({args.schedule}), "
+              f"weight decay {args.weight_decay:g}, shifts {args.augment} px, "
+              f"label smoothing {args.label_smoothing:g}, "
               f"batch {args.batch_size}{ranks}, {jitgrad.get_num_threads()} threads, device {args.device}",
               flush=True)
     if args.device == "cpu" and main_rank:  # compile every kernel first, in parallel, once per machine
         ensure_compiled(progress=not args.no_progress)
     if dist is not None:
         dist.barrier()  # the other ranks load what rank 0 compiled
+    loss_fn = (nn.functional.cross_entropy if not args.label_smoothing
+               else nn.CrossEntropyLoss(label_smoothing=args.label_smoothing))
     terminate = nn.TerminateOnNaN(verbose=False)
     ours: list[nn.Callback] = [terminate, RecordAndReport(history, args.epochs)]
     checkpoint = None
@@ -464,8 +442,9 @@ def train(args: argparse.Namespace, callbacks: list[nn.Callback] = ()) -> dict[s
         ours = [ours[0]] + [dist.OnMainProcess(c) for c in ours[1:]]
     if start_epoch < args.epochs:
         try:
-            nn.fit(trained, nn.functional.cross_entropy, loader, optimizer, args.epochs, val_data=test_loader,
-                   callbacks=ours + list(callbacks), progress=main_rank and not args.no_progress, summary=False,
+            reseed = [] if shift is None else [ReseedEveryEpoch(shift, args.seed, shard.get("rank", 0))]
+            nn.fit(trained, loss_fn, loader, optimizer, args.epochs, val_data=test_loader,
+                   callbacks=ours + reseed + list(callbacks), progress=main_rank and not args.no_progress, summary=False,
                    scheduler=schedule, initial_epoch=start_epoch, device=args.device, metrics_reducer=reducer)
         except KeyboardInterrupt:
             # Only a file this run wrote, or the one it resumed from, is worth resuming.
@@ -487,44 +466,6 @@ def _distributed(args: argparse.Namespace) -> Any | None:
 
     dist.init()
     return dist
-
-
-# ----------------------------------------------------------------------------- plot
-
-def plot(path: Path, history: dict[str, list[float]], images: np.ndarray, labels: np.ndarray,
-         predictions: np.ndarray, title: str) -> None:
-    """Loss and accuracy curves, and a grid of misclassified test digits, as one PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display needed
-    import matplotlib.pyplot as plt
-
-    epochs = np.arange(1, len(history["train_loss"]) + 1)
-    wrong = np.flatnonzero(predictions != labels)[:40]
-    fig = plt.figure(figsize=(12, 8.5), layout="constrained")
-    top, bottom = fig.subfigures(2, 1, height_ratios=[1, 1.15])
-    ax_loss, ax_acc = top.subplots(1, 2)
-    ax_loss.plot(epochs, history["train_loss"], "o-", label="train")
-    ax_loss.plot(epochs, history["test_loss"], "s-", label="test")
-    ax_loss.set(xlabel="epoch", ylabel="cross-entropy", title="loss", yscale="log")
-    ax_acc.plot(epochs, 100 * np.asarray(history["train_acc"]), "o-", label="train")
-    ax_acc.plot(epochs, 100 * np.asarray(history["test_acc"]), "s-", label="test")
-    ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
-    for ax in (ax_loss, ax_acc):
-        ax.grid(alpha=0.3)
-        ax.legend()
-    top.suptitle(title)
-    bottom.suptitle(f"misclassified test digits ({np.count_nonzero(predictions != labels)} of {len(labels)}): "
-                    "predicted / true")
-    grid = bottom.subplots(4, 10)
-    for ax, i in zip(grid.flat, np.concatenate([wrong, -np.ones(40 - len(wrong), int)])):
-        ax.axis("off")
-        if i >= 0:
-            ax.imshow(images[i], cmap="gray_r")
-            ax.set_title(f"{predictions[i]} / {labels[i]}", fontsize=9, color="crimson")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 # ----------------------------------------------------------------------------- main

@@ -21,6 +21,7 @@ BENCH = ROOT / "bench"
 sys.path.insert(0, str(BENCH))
 
 import report  # noqa: E402
+import report_modern  # noqa: E402
 from benchmarks import common, models  # noqa: E402
 
 from jitgrad.kernels._validate import Conv2dDims  # noqa: E402
@@ -56,7 +57,7 @@ def quick_report(tmp_path_factory):
 
 def test_quick_report_times_every_kernel_on_numpy_and_cpu(quick_report):
     data, _ = quick_report
-    rows = data["kernels"]
+    rows = [r for r in data["kernels"] if r["family"] not in report_modern.FAMILIES]
     assert {r["family"] for r in rows} == set(common.FAMILIES)
     expected = {(f.name, k) for f in common.FAMILIES.values() for k in f.kernels}
     assert {(r["family"], r["kernel"]) for r in rows} == expected
@@ -80,6 +81,31 @@ def test_quick_report_prints_the_machine_and_a_table_per_family(quick_report):
     for family in common.FAMILIES:
         assert f"[{family}]" in stdout
     assert ("torch" in stdout.split("[matmul]")[1].splitlines()[1]) == (data["machine"]["torch"] is not None)
+
+
+def test_quick_report_has_the_modern_kernel_rows(quick_report):
+    """bench/report_modern.py: grouped/transposed conv and adaptive pooling, every kernel, timed on numpy and cpu."""
+    data, stdout = quick_report
+    rows = [r for r in data["kernels"] if r["family"] in report_modern.FAMILIES]
+    expected = {(f, k) for f, (kernels, _, _) in report_modern.FAMILIES.items() for k in kernels}
+    assert {(r["family"], r["kernel"]) for r in rows} == expected
+    assert all(r["times"]["numpy"] > 0 and r["times"]["cpu"] > 0 for r in rows), rows
+    for family in report_modern.FAMILIES:
+        assert f"[{family}]" in stdout
+
+
+def test_modern_torch_twins_compute_what_the_kernels_compute():
+    """Each PyTorch call of report_modern does the same computation as jitgrad's kernel (else its ratio lies)."""
+    torch = pytest.importorskip("torch")
+    for family, (kernels, shapes, build) in report_modern.FAMILIES.items():
+        for kernel in kernels:
+            case = build(kernel, shapes[-1])
+            ours = report_modern.jitgrad_call("cpu", kernel, case)()
+            theirs = report_modern.torch_call(torch, kernel, case)()
+            ours = ours if isinstance(ours, tuple) else (ours,)
+            theirs = [t for t in (theirs if isinstance(theirs, tuple) else (theirs,)) if t is not None]
+            for a, b in zip(ours, theirs):
+                np.testing.assert_allclose(a, b.numpy(), rtol=2e-3, atol=2e-3, err_msg=f"{family} {kernel}")
 
 
 def test_only_selects_rows_by_regex(tmp_path):

@@ -81,6 +81,8 @@ def fake_mnist(tmp_path, monkeypatch):
     (["--plot", "curves.pdf"], "--plot: expected a .png path, got 'curves.pdf'"),
     (["--threads", "100000"], "--threads: set_num_threads: n must be in [1,"),
     (["--resume", "/nonexistent/ckpt.safetensors"], "--resume: no such file: /nonexistent/ckpt.safetensors"),
+    (["--augment", "-1"], "argument --augment: expected a non-negative integer, got -1"),
+    (["--label-smoothing", "1"], "--label-smoothing: expected a number in [0, 1), got 1"),
 ])
 def test_bad_arguments_are_argparse_errors(argv, message, capsys):
     with pytest.raises(SystemExit) as info:
@@ -131,10 +133,12 @@ def _weights(model):
     return {k: np.array(v) for k, v in model.state_dict().items()}
 
 
-def test_checkpoint_resume_matches_an_uninterrupted_run(fake_mnist, tmp_path, capsys):
-    # convnet: its Dropout makes this check that the random state is restored too.
+@pytest.mark.parametrize("extra", [[], ["--augment", "2"]])
+def test_checkpoint_resume_matches_an_uninterrupted_run(fake_mnist, tmp_path, capsys, extra):
+    # convnet: its Dropout makes this check that the random state is restored too; --augment, that epoch e's
+    # shifts are the same in a resumed run.
     common = ["--data-dir", str(fake_mnist), "--model", "convnet", "--batch-size", "32", "--epochs", "2",
-              "--no-progress"]
+              "--no-progress", *extra]
     full = ex.train(ex.parse_args(common))
 
     ckpt = tmp_path / "run.safetensors"
@@ -293,3 +297,20 @@ def test_non_finite_loss_stops_training_with_one_line_and_no_checkpoint(fake_mni
     assert "Traceback" not in captured.err
     assert "epoch   2/3" not in captured.out  # stopped in epoch 1
     assert not ckpt.exists()
+
+
+def test_augmented_adamw_label_smoothed_run(fake_mnist, monkeypatch):
+    """--augment shifts the training batches only; --label-smoothing reaches the loss; adamw trains."""
+    seen = []
+    real = ex.RandomShift.__call__
+    monkeypatch.setattr(ex.RandomShift, "__call__", lambda self, x: seen.append(x.shape) or real(self, x))
+    common = ["--data-dir", str(fake_mnist), "--batch-size", "32", "--epochs", "2", "--no-progress"]
+    plain = ex.train(ex.parse_args(common))["history"]
+    assert seen == []
+    run = ex.train(ex.parse_args(common + ["--augment", "2", "--label-smoothing", "0.1", "--optimizer", "adamw",
+                                           "--weight-decay", "0.05"]))["history"]
+    assert seen == [(32, 28, 28)] * 6  # 3 training batches per epoch, uint8 digits before scaling
+    assert all(np.isfinite(run["train_loss"])) and run["train_loss"][1] < run["train_loss"][0]
+    assert run["train_loss"] != plain["train_loss"]
+    # A smoothed loss is bounded below by the entropy of the smoothed target (> 0.1 for eps 0.1, 10 classes).
+    assert min(run["train_loss"]) > 0.1

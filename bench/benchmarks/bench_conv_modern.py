@@ -42,6 +42,39 @@ def _rand(shape: tuple[int, ...], seed: int) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
 
 
+def conv_case(kernel: str, shape: str) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """Seeded NumPy ``(args, kwargs)`` of a grouped-conv kernel (also used by ``bench/report_modern.py``)."""
+    xs, ws, hp = CONV_SHAPES[shape]
+    x, w = _rand(xs, 0), _rand(ws, 1)
+    y = kernel_function("numpy", "conv2d")(x, w, **hp)
+    g = _rand(y.shape, 2)
+    return {"conv2d": ((x, w), hp), "conv2d_backward_input": ((g, w), dict(hp, input_shape=xs)),
+            "conv2d_backward_weight": ((x, g), dict(hp, weight_shape=ws))}[kernel]
+
+
+def transpose_case(kernel: str, shape: str) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """Seeded NumPy ``(args, kwargs)`` of a transposed-conv kernel."""
+    xs, ws, hp = TRANSPOSE_SHAPES[shape]
+    x, w = _rand(xs, 0), _rand(ws, 1)
+    y = kernel_function("numpy", "conv_transpose2d")(x, w, **hp)
+    g = _rand(y.shape, 2)
+    return {"conv_transpose2d": ((x, w), hp),
+            "conv_transpose2d_backward_input": ((g, w), dict(hp, input_shape=xs)),
+            "conv_transpose2d_backward_weight": ((x, g), dict(hp, weight_shape=ws))}[kernel]
+
+
+def pool_case(kernel: str, shape: str) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """Seeded NumPy ``(args, kwargs)`` of an adaptive-pooling kernel."""
+    xs, size = POOL_SHAPES[shape]
+    x = _rand(xs, 0)
+    y, argmax = kernel_function("numpy", "adaptive_max_pool2d")(x, output_size=size)
+    g = _rand(y.shape, 1)
+    return {"adaptive_avg_pool2d": ((x,), dict(output_size=size)),
+            "adaptive_avg_pool2d_backward": ((g,), dict(input_shape=xs)),
+            "adaptive_max_pool2d": ((x,), dict(output_size=size)),
+            "adaptive_max_pool2d_backward": ((g, argmax), dict(input_shape=xs))}[kernel]
+
+
 class GroupedConv2d:
     """``conv2d`` with ``groups`` (depthwise: ``groups == C_in``) and its two backwards."""
 
@@ -49,13 +82,7 @@ class GroupedConv2d:
     param_names = ["kernel", "shape", "backend"]
 
     def setup(self, kernel: str, shape: str, backend: str) -> None:
-        xs, ws, hp = CONV_SHAPES[shape]
-        x, w = _rand(xs, 0), _rand(ws, 1)
-        y = kernel_function("numpy", "conv2d")(x, w, **hp)
-        g = _rand(y.shape, 2)
-        args = {"conv2d": ((x, w), hp), "conv2d_backward_input": ((g, w), dict(hp, input_shape=xs)),
-                "conv2d_backward_weight": ((x, g), dict(hp, weight_shape=ws))}[kernel]
-        self.call = _call(backend, kernel, *args)
+        self.call = _call(backend, kernel, *conv_case(kernel, shape))
 
     def time_kernel(self, kernel: str, shape: str, backend: str) -> None:
         self.call()
@@ -69,14 +96,7 @@ class ConvTranspose2d:
     param_names = ["kernel", "shape", "backend"]
 
     def setup(self, kernel: str, shape: str, backend: str) -> None:
-        xs, ws, hp = TRANSPOSE_SHAPES[shape]
-        x, w = _rand(xs, 0), _rand(ws, 1)
-        y = kernel_function("numpy", "conv_transpose2d")(x, w, **hp)
-        g = _rand(y.shape, 2)
-        args = {"conv_transpose2d": ((x, w), hp),
-                "conv_transpose2d_backward_input": ((g, w), dict(hp, input_shape=xs)),
-                "conv_transpose2d_backward_weight": ((x, g), dict(hp, weight_shape=ws))}[kernel]
-        self.call = _call(backend, kernel, *args)
+        self.call = _call(backend, kernel, *transpose_case(kernel, shape))
 
     def time_kernel(self, kernel: str, shape: str, backend: str) -> None:
         self.call()
@@ -90,15 +110,7 @@ class AdaptivePooling:
     param_names = ["kernel", "shape", "backend"]
 
     def setup(self, kernel: str, shape: str, backend: str) -> None:
-        xs, size = POOL_SHAPES[shape]
-        x = _rand(xs, 0)
-        y, argmax = kernel_function("numpy", "adaptive_max_pool2d")(x, output_size=size)
-        g = _rand(y.shape, 1)
-        args = {"adaptive_avg_pool2d": ((x,), dict(output_size=size)),
-                "adaptive_avg_pool2d_backward": ((g,), dict(input_shape=xs)),
-                "adaptive_max_pool2d": ((x,), dict(output_size=size)),
-                "adaptive_max_pool2d_backward": ((g, argmax), dict(input_shape=xs))}[kernel]
-        self.call = _call(backend, kernel, *args)
+        self.call = _call(backend, kernel, *pool_case(kernel, shape))
 
     def time_kernel(self, kernel: str, shape: str, backend: str) -> None:
         self.call()
