@@ -233,3 +233,26 @@ def test_inplace_kernels_alias_their_output_with_their_input(n):
     want = np.maximum(a, 0)
     (act._relu_kernel if n > 100 else act._relu_kernel_serial)(a, a)
     np.testing.assert_array_equal(a, want)
+
+
+def test_retain_freed_memory_is_explicit_and_checks_its_arguments():
+    import subprocess
+    import sys
+
+    with pytest.raises(ValueError, match="mmap_threshold must be an int of bytes"):
+        jonnx.retain_freed_memory(mmap_threshold=64 * 1024 ** 2)  # above glibc's 32 MiB limit
+    with pytest.raises(ValueError, match="top_pad"):
+        jonnx.retain_freed_memory(top_pad=-1)
+    # In a child process: the setting is process-wide, and jitgrad.onnx alone must not make it.
+    code = ("import ctypes, jitgrad.onnx as o; print(o.retain_freed_memory()); "
+            "import numpy as np; a = np.ones(4 << 20, np.float32); print(a.sum())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    took, total = out.stdout.split()
+    assert took == str(sys.platform.startswith("linux") and _glibc()) and float(total) == 4 << 20
+
+
+def _glibc() -> bool:
+    import platform
+
+    return platform.libc_ver()[0] == "glibc"
