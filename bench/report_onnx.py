@@ -18,6 +18,7 @@ Usage::
 
     python bench/report_onnx.py --threads 1            # the three cases (about 2 minutes, quiet machine)
     python bench/report_onnx.py --threads 2 --repeats 9
+    python bench/report_onnx.py --threads 1 --retain-memory   # glibc keeps freed memory (opt-in, process-wide)
     python bench/report.py --only onnx                 # the same rows inside the full report
 """
 
@@ -130,12 +131,18 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--sample-time", type=float, default=0.5, help="seconds per sample (default 0.5)")
     parser.add_argument("--only", default="", metavar="REGEX", help="cases whose id (onnx.<case>) matches")
     parser.add_argument("--quick", action="store_true", help="resnet50-b1 and lenet5-b128 only")
+    parser.add_argument("--retain-memory", action="store_true",
+                        help="call jitgrad.onnx.retain_freed_memory() first (glibc keeps freed memory; process-wide)")
     opts = parser.parse_args(argv)
     opts.only, opts.progress = re.compile(opts.only), True
     import jitgrad
 
     if opts.threads is not None:
         jitgrad.set_num_threads(opts.threads)
+    if opts.retain_memory:
+        from jitgrad.onnx import retain_freed_memory
+
+        print(f"retain_freed_memory(): {retain_freed_memory()}")
     rows = onnx_rows(opts, jitgrad.get_num_threads())
     print("\n".join(format_rows(rows)))
     return rows

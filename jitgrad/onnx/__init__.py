@@ -17,11 +17,12 @@ except ImportError as exc:  # pragma: no cover - depends on the install
 from jitgrad.onnx._export import EXPORTERS, UnsupportedOperatorError, export, register_exporter
 from jitgrad.onnx._converters import CONVERTERS, WAITING, NodeError, register_converter
 from jitgrad.onnx._import import MAX_OPSET, MIN_OPSET, OnnxModule, load
+from jitgrad.onnx._memory import retain_freed_memory
 
 __all__ = [
     "export", "load", "OnnxModule", "EXPORTERS", "CONVERTERS", "WAITING", "register_exporter",
     "register_converter", "UnsupportedOperatorError", "NodeError", "MIN_OPSET", "MAX_OPSET",
-    "supported_operators", "operator_table",
+    "supported_operators", "operator_table", "retain_freed_memory",
 ]
 
 

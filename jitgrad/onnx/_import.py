@@ -15,6 +15,7 @@ from jitgrad.nn.functional_norm import batch_norm
 from jitgrad.nn.module import Module, Parameter
 from jitgrad.onnx._converters import CONVERTERS, WAITING, NodeError
 from jitgrad.onnx import _converters_shape  # noqa: F401  (registers the shape converters)
+from jitgrad.onnx import _inplace
 from jitgrad.onnx._export import UnsupportedOperatorError
 
 __all__ = ["OnnxModule", "load", "MIN_OPSET", "MAX_OPSET"]
@@ -26,7 +27,8 @@ MIN_OPSET, MAX_OPSET = 6, 25
 class _Node:
     """One ONNX node, its attributes decoded once."""
 
-    __slots__ = ("name", "op_type", "inputs", "outputs", "attrs", "opset", "fn", "then_bn", "after_conv")
+    __slots__ = ("name", "op_type", "inputs", "outputs", "attrs", "opset", "fn", "then_bn", "after_conv",
+                 "inplace")
 
     def __init__(self, proto: Any, opset: int, index: int) -> None:
         from onnx import helper
@@ -41,6 +43,7 @@ class _Node:
         self.fn = CONVERTERS[proto.op_type]
         self.then_bn: _Node | None = None  # a Conv's sole consumer, when it is a BatchNormalization (inference)
         self.after_conv = False  # this BatchNormalization is some Conv's then_bn: the Conv runs it
+        self.inplace = -1  # under no_grad, the input this node may overwrite (_inplace.plan), -1: none
 
 
 class OnnxModule(Module):
@@ -60,7 +63,9 @@ class OnnxModule(Module):
     ``ConstantOfShape`` making a weight, shape arithmetic on initializers) were
     computed once by ``load``; BatchNormalization runs as one fused kernel,
     or, when it is the only consumer of a Conv's output, is folded into that
-    Conv's weight and bias where that is the cheaper of the two. Nothing is cached: a parameter changed in place
+    Conv's weight and bias where that is the cheaper of the two; Relu, LeakyRelu and the residual
+    Add/Sum write over an input that no later node reads (a Conv's output, never a graph input,
+    output or parameter) instead of allocating. Nothing is cached: a parameter changed in place
     shows at the next call. With grad mode on, and while ``jitgrad.onnx.export``
     traces, every node runs as written (gradients reach every parameter; an
     export keeps them as parameters).
@@ -105,6 +110,7 @@ class OnnxModule(Module):
         object.__setattr__(self, "_folded", folded)
         object.__setattr__(self, "_run", [n for n in nodes if not all(o in folded for o in n.outputs if o)])
         _pair_conv_bn(self._run, self.output_names)
+        _inplace.plan(self._run, self.output_names)
 
     def to(self, device: str | None = None, *, dtype: Any = None) -> "OnnxModule":
         # Constants are host arrays (shapes and indices are read on the host): only parameters move.
@@ -137,7 +143,7 @@ class OnnxModule(Module):
                     env[bn.outputs[0]] = out = _conv_then_bn(node, args, bn, bn_args)
                 elif node.op_type == "BatchNormalization":
                     out = _batch_norm_inference(node, args)
-                else:
+                elif node.inplace < 0 or (out := _inplace.run(node, args)) is None:
                     out = node.fn(node, args)
             except NodeError:
                 raise

@@ -82,9 +82,9 @@ def test_profile_splits_a_call_by_operator(capsys):
     import profile_onnx
     from jitgrad.onnx import _import
 
-    before = _import._conv_then_bn
+    before, before_inplace = _import._conv_then_bn, _import._inplace.run
     spent = profile_onnx.main(["lenet5-b128", "--calls", "1"])
     assert set(spent) == {"Conv 5x5 stride 1", "Relu", "MaxPool", "Flatten", "Gemm", "Identity"}
     assert all(s >= 0 for s in spent.values()) and spent["Conv 5x5 stride 1"] > 0
     assert "ms CPU per call" in capsys.readouterr().out
-    assert _import._conv_then_bn is before  # the profiler's timers are removed again
+    assert _import._conv_then_bn is before and _import._inplace.run is before_inplace  # timers removed again

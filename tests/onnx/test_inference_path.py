@@ -141,3 +141,118 @@ def test_export_of_an_imported_graph_keeps_batch_norm_unfolded_and_its_parameter
     with jitgrad.no_grad():
         ours = m(jitgrad.Tensor(x)).numpy()
     np.testing.assert_allclose(_ort(again, x), ours, rtol=1e-4, atol=1e-4)
+
+
+def _inplace_graph() -> any:
+    """Relu over a Conv's output (dead after it: in place), a residual Add into a Conv's output, then buffers
+    that must not be overwritten: the graph input, a graph output read again, one input read twice, one read
+    by a Flatten (a view), an operand that broadcasts; LeakyRelu and a three-way Sum in place."""
+    inits = [numpy_helper.from_array(_f32(4, 3, 3, 3), "w1"), numpy_helper.from_array(_f32(4, 4, 1, 1), "w2"),
+             numpy_helper.from_array(_f32(4, 1, 1), "bias")]
+    nodes = [
+        helper.make_node("Conv", ["x", "w1"], ["a"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["a"], ["r"]),                       # in place on a
+        helper.make_node("Conv", ["r", "w2"], ["b"]),
+        helper.make_node("Add", ["b", "r"], ["s"]),                   # in place on b (r is read by Conv and Add)
+        helper.make_node("Relu", ["s"], ["y1"]),                      # in place on s, y1 a graph output
+        helper.make_node("Relu", ["x"], ["rx"]),                      # the user's input: never
+        helper.make_node("Conv", ["x", "w1"], ["c"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c"], ["rc"]),                      # c is a graph output: never
+        helper.make_node("Add", ["rc", "rc"], ["d"]),                 # read twice by this node: never
+        helper.make_node("Conv", ["x", "w1"], ["g"], pads=[1, 1, 1, 1]),
+        helper.make_node("Flatten", ["g"], ["fd"]),
+        helper.make_node("Relu", ["g"], ["rd"]),                      # Flatten may keep a view of g: never
+        helper.make_node("Conv", ["r", "w2"], ["e"]),
+        helper.make_node("Add", ["e", "bias"], ["eb"]),               # planned on e, broadcasts: as written
+        helper.make_node("LeakyRelu", ["eb"], ["le"], alpha=0.2),     # in place on eb
+        helper.make_node("Conv", ["le", "w2"], ["f"]),
+        helper.make_node("Sum", ["le", "y1", "f"], ["y2"]),          # le is dead here (y1 is an output): on le
+    ]
+    outs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["N"] + s) for n, s in
+            [("y1", [4, 5, 5]), ("c", [4, 5, 5]), ("fd", [100]), ("rd", [4, 5, 5]), ("rx", [3, 5, 5]),
+             ("y2", [4, 5, 5]), ("d", [4, 5, 5])]]
+    graph = helper.make_graph(nodes, "inplace", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 5, 5])],
+                              outs, inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_inplace_plan_overwrites_only_dead_buffers_made_by_the_call():
+    m = jonnx.load(_inplace_graph())
+    planned = {n.outputs[0]: n.inputs[n.inplace] for n in m._run if n.inplace >= 0}
+    assert planned == {"r": "a", "s": "b", "y1": "s", "eb": "e", "le": "eb", "y2": "le"}
+
+
+def test_inplace_inference_matches_the_graph_as_written_and_onnxruntime_and_keeps_the_inputs(monkeypatch):
+    model = _inplace_graph()
+    m = jonnx.load(model)
+    x = _f32(2, 3, 5, 5)
+    x0 = x.copy()
+    written = [t.numpy() for t in m(jitgrad.Tensor(x))]  # grad mode: as written, nothing in place
+    done = []
+    real = _import._inplace.run
+    monkeypatch.setattr(_import._inplace, "run", lambda node, args: done.append(
+        (node.outputs[0], (out := real(node, args)) is not None and out.data is args[node.inplace].data)) or out)
+    with jitgrad.no_grad():
+        fast = [t.numpy() for t in m(jitgrad.Tensor(x))]
+    # every planned node ran in place except the broadcasting Add
+    assert done == [("r", True), ("s", True), ("y1", True), ("eb", False), ("le", True), ("y2", True)]
+    np.testing.assert_array_equal(x, x0)  # the user's array is untouched
+    ref = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    for ours, theirs, expect in zip(fast, written, ref):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(ours, expect, rtol=1e-4, atol=1e-4)
+    assert fast[4].min() >= 0 and fast[1].min() < 0  # rx = relu(x) fresh; c still the raw Conv output
+    assert fast[2].min() < 0  # fd = Flatten(g) kept its negative values although rd = relu(g) ran after it
+
+
+def test_inplace_path_leaves_a_user_tensor_fed_straight_to_relu_and_add_alone():
+    graph = helper.make_graph([helper.make_node("Add", ["x", "x"], ["s"]), helper.make_node("Relu", ["x"], ["y"]),
+                               helper.make_node("Add", ["s", "y"], ["z"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, 4])],
+                              [helper.make_tensor_value_info("z", TensorProto.FLOAT, [3, 4])])
+    m = jonnx.load(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+    assert [n.inplace for n in m._run] == [-1, -1, 0]
+    x = _f32(3, 4)
+    x0 = x.copy()
+    with jitgrad.no_grad():
+        z = m(jitgrad.Tensor(x)).numpy()
+    np.testing.assert_array_equal(x, x0)
+    np.testing.assert_allclose(z, 2 * x0 + np.maximum(x0, 0), rtol=1e-6)
+
+
+@pytest.mark.parametrize("n", [7, (1 << 20) + 3])
+def test_inplace_kernels_alias_their_output_with_their_input(n):
+    from jitgrad.kernels.cpu import activations as act
+    from jitgrad.onnx import _inplace
+
+    a, b = _f32(n), _f32(n)
+    a[:3] = [np.nan, np.inf, -np.inf]
+    want = a + b
+    _inplace._add_into(a, b) if n > 100 else _inplace._add_into_serial(a, b)
+    np.testing.assert_array_equal(a, want)
+    want = np.maximum(a, 0)
+    (act._relu_kernel if n > 100 else act._relu_kernel_serial)(a, a)
+    np.testing.assert_array_equal(a, want)
+
+
+def test_retain_freed_memory_is_explicit_and_checks_its_arguments():
+    import subprocess
+    import sys
+
+    with pytest.raises(ValueError, match="mmap_threshold must be an int of bytes"):
+        jonnx.retain_freed_memory(mmap_threshold=64 * 1024 ** 2)  # above glibc's 32 MiB limit
+    with pytest.raises(ValueError, match="top_pad"):
+        jonnx.retain_freed_memory(top_pad=-1)
+    # In a child process: the setting is process-wide, and jitgrad.onnx alone must not make it.
+    code = ("import ctypes, jitgrad.onnx as o; print(o.retain_freed_memory()); "
+            "import numpy as np; a = np.ones(4 << 20, np.float32); print(a.sum())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    took, total = out.stdout.split()
+    assert took == str(sys.platform.startswith("linux") and _glibc()) and float(total) == 4 << 20
+
+
+def _glibc() -> bool:
+    import platform
+
+    return platform.libc_ver()[0] == "glibc"
