@@ -6,6 +6,7 @@ never overflow and a ``-inf`` logit gets probability 0 without NaN.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import numpy as np
@@ -120,6 +121,30 @@ def _reduce_loss(losses: np.ndarray, reduction: str) -> np.ndarray:
     return np.asarray(total, dtype=losses.dtype)
 
 
+# ----------------------------------------------------------------------------- docstrings
+
+_BACKWARD_SECTIONS = """Parameters
+----------
+grad_out : ndarray
+    ``g``, the gradient with respect to ``y``: ``y``'s shape and dtype.
+y : ndarray
+    The forward's *output*.
+axis : int, default -1
+    The forward's axis.
+
+Returns
+-------
+grad_x : ndarray
+    ``y``'s shape and dtype.
+"""
+
+
+def _backward_contract(fn):
+    """Append the Parameters/Returns sections softmax's and log_softmax's backward share."""
+    fn.__doc__ = f"{inspect.cleandoc(fn.__doc__)}\n\n{_BACKWARD_SECTIONS}"
+    return fn
+
+
 # ----------------------------------------------------------------------------- softmax, log_softmax
 
 def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -164,44 +189,16 @@ def log_softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
     return shifted
 
 
+@_backward_contract
 def softmax_backward(grad_out: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
-    """Gradient through :func:`softmax` given its output: ``y * (g - sum(g * y))`` along ``axis``.
-
-    Parameters
-    ----------
-    grad_out : ndarray
-        ``g``, the gradient with respect to ``y``: ``y``'s shape and dtype.
-    y : ndarray
-        The forward's *output*.
-    axis : int, default -1
-        The forward's axis.
-
-    Returns
-    -------
-    grad_x : ndarray
-        ``y``'s shape and dtype.
-    """
+    """Gradient through :func:`softmax` given its output: ``y * (g - sum(g * y))`` along ``axis``."""
     ax = _check_softmax_backward(grad_out, y, axis)
     return y * (grad_out - (grad_out * y).sum(axis=ax, keepdims=True))
 
 
+@_backward_contract
 def log_softmax_backward(grad_out: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
-    """Gradient through :func:`log_softmax` given its output: ``g - exp(y) * sum(g)`` along ``axis``.
-
-    Parameters
-    ----------
-    grad_out : ndarray
-        ``g``, the gradient with respect to ``y``: ``y``'s shape and dtype.
-    y : ndarray
-        The forward's *output*.
-    axis : int, default -1
-        The forward's axis.
-
-    Returns
-    -------
-    grad_x : ndarray
-        ``y``'s shape and dtype.
-    """
+    """Gradient through :func:`log_softmax` given its output: ``g - exp(y) * sum(g)`` along ``axis``."""
     ax = _check_softmax_backward(grad_out, y, axis)
     return grad_out - np.exp(y) * grad_out.sum(axis=ax, keepdims=True)
 
