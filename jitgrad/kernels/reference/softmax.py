@@ -138,65 +138,56 @@ grad_x : ndarray
     ``y``'s shape and dtype.
 """
 
+_FORWARD_SECTIONS = """Parameters
+----------
+x : ndarray
+    float32 or float64, ``ndim >= 1``, C-contiguous.
+axis : int, default -1
+    The axis to normalise over.
 
-def _backward_contract(fn):
-    """Append the Parameters/Returns sections softmax's and log_softmax's backward share."""
-    fn.__doc__ = f"{inspect.cleandoc(fn.__doc__)}\n\n{_BACKWARD_SECTIONS}"
-    return fn
+Returns
+-------
+y : ndarray
+    ``x``'s shape and dtype{note}.
+"""
+
+
+def _contract(sections: str):
+    """Append the Parameters/Returns sections softmax and log_softmax (or their backwards) share."""
+    def decorate(fn):
+        fn.__doc__ = f"{inspect.cleandoc(fn.__doc__)}\n\n{sections}"
+        return fn
+    return decorate
 
 
 # ----------------------------------------------------------------------------- softmax, log_softmax
 
+@_contract(_FORWARD_SECTIONS.format(note="; a ``-inf`` logit gives 0"))
 def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
-    """Softmax ``exp(x) / sum(exp(x))`` along ``axis``, stable for large logits.
-
-    Parameters
-    ----------
-    x : ndarray
-        float32 or float64, ``ndim >= 1``, C-contiguous.
-    axis : int, default -1
-        The axis to normalise over.
-
-    Returns
-    -------
-    y : ndarray
-        ``x``'s shape and dtype; a ``-inf`` logit gives 0.
-    """
+    """Softmax ``exp(x) / sum(exp(x))`` along ``axis``, stable for large logits."""
     ax = _check_softmax_input(x, axis)
     e = np.exp(x - x.max(axis=ax, keepdims=True))
     e /= e.sum(axis=ax, keepdims=True)
     return e
 
 
+@_contract(_FORWARD_SECTIONS.format(note=""))
 def log_softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
-    """Log-softmax ``x - logsumexp(x)`` along ``axis``, stable for large logits.
-
-    Parameters
-    ----------
-    x : ndarray
-        float32 or float64, ``ndim >= 1``, C-contiguous.
-    axis : int, default -1
-        The axis to normalise over.
-
-    Returns
-    -------
-    y : ndarray
-        ``x``'s shape and dtype.
-    """
+    """Log-softmax ``x - logsumexp(x)`` along ``axis``, stable for large logits."""
     ax = _check_softmax_input(x, axis)
     shifted = x - x.max(axis=ax, keepdims=True)
     shifted -= np.log(np.exp(shifted).sum(axis=ax, keepdims=True))
     return shifted
 
 
-@_backward_contract
+@_contract(_BACKWARD_SECTIONS)
 def softmax_backward(grad_out: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
     """Gradient through :func:`softmax` given its output: ``y * (g - sum(g * y))`` along ``axis``."""
     ax = _check_softmax_backward(grad_out, y, axis)
     return y * (grad_out - (grad_out * y).sum(axis=ax, keepdims=True))
 
 
-@_backward_contract
+@_contract(_BACKWARD_SECTIONS)
 def log_softmax_backward(grad_out: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
     """Gradient through :func:`log_softmax` given its output: ``g - exp(y) * sum(g)`` along ``axis``."""
     ax = _check_softmax_backward(grad_out, y, axis)
