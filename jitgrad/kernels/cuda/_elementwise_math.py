@@ -80,18 +80,20 @@ def _unary_op(op, x, one, neg_inf, nan):
 
 # ----------------------------------------------------------------------------- kernels
 
+@cuda.jit(device=True)
+def _operand(i, v, strides, full, scalar, is_scalar, shape):
+    """Element ``i`` of the broadcast output read from one operand (a scalar, a full or a strided array)."""
+    if is_scalar:
+        return scalar
+    return v[i] if full else v[_offset(i, shape, strides)]
+
+
 @cuda.jit
 def _binary_kernel(op, a, a_strides, a_full, a_scalar, a_is_scalar, b, b_strides, b_full, b_scalar,
                    b_is_scalar, shape, out):
     for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):
-        if a_is_scalar:
-            x = a_scalar
-        else:
-            x = a[i] if a_full else a[_offset(i, shape, a_strides)]
-        if b_is_scalar:
-            y = b_scalar
-        else:
-            y = b[i] if b_full else b[_offset(i, shape, b_strides)]
+        x = _operand(i, a, a_strides, a_full, a_scalar, a_is_scalar, shape)
+        y = _operand(i, b, b_strides, b_full, b_scalar, b_is_scalar, shape)
         out[i] = _binary_op(op, x, y)
 
 
@@ -99,14 +101,8 @@ def _binary_kernel(op, a, a_strides, a_full, a_scalar, a_is_scalar, b, b_strides
 def _compare_kernel(op, a, a_strides, a_full, a_scalar, a_is_scalar, b, b_strides, b_full, b_scalar,
                     b_is_scalar, shape, out):
     for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):
-        if a_is_scalar:
-            x = a_scalar
-        else:
-            x = a[i] if a_full else a[_offset(i, shape, a_strides)]
-        if b_is_scalar:
-            y = b_scalar
-        else:
-            y = b[i] if b_full else b[_offset(i, shape, b_strides)]
+        x = _operand(i, a, a_strides, a_full, a_scalar, a_is_scalar, shape)
+        y = _operand(i, b, b_strides, b_full, b_scalar, b_is_scalar, shape)
         out[i] = _compare_op(op, x, y)
 
 

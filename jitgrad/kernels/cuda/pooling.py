@@ -53,6 +53,22 @@ def _covering_range(i, size_out, k, s, p):
 
 
 @cuda.jit(device=True)
+def _window(idx, c, h_out, w_out, sh, sw, ph, pw):
+    """Output element ``idx``'s (image, channel, oh, ow) and its window's first row and column (may be < 0)."""
+    img, ci, oh, ow = _unravel(idx, c, h_out, w_out)
+    return img, ci, oh, ow, oh * sh - ph, ow * sw - pw
+
+
+@cuda.jit(device=True)
+def _covering_window(idx, c, h, w, h_out, w_out, kh, kw, sh, sw, ph, pw):
+    """Input element ``idx``'s (image, channel, ih, iw) and the outputs [oh_lo, oh_hi) x [ow_lo, ow_hi) reading it."""
+    img, ci, ih, iw = _unravel(idx, c, h, w)
+    oh_lo, oh_hi = _covering_range(ih, h_out, kh, sh, ph)
+    ow_lo, ow_hi = _covering_range(iw, w_out, kw, sw, pw)
+    return img, ci, ih, iw, oh_lo, oh_hi, ow_lo, ow_hi
+
+
+@cuda.jit(device=True)
 def _avg_divisor(oh, ow, h, w, kh, kw, sh, sw, ph, pw, count_include_pad):
     if count_include_pad:
         # Without ceil_mode a window never runs past the padded input: always kh * kw.
@@ -71,9 +87,7 @@ def _max_pool2d_kernel(x, kh, kw, sh, sw, ph, pw, out, argmax):
     w_out = out.shape[3]
     total = n * c * h_out * w_out
     for idx in range(cuda.grid(1), total, cuda.gridsize(1)):
-        img, ci, oh, ow = _unravel(idx, c, h_out, w_out)
-        h0 = oh * sh - ph
-        w0 = ow * sw - pw
+        img, ci, oh, ow, h0, w0 = _window(idx, c, h_out, w_out, sh, sw, ph, pw)
         # padding <= k // 2, so every window holds at least one real element; start from it.
         hs = max(h0, 0)
         ws = max(w0, 0)
@@ -97,10 +111,9 @@ def _max_pool2d_backward_kernel(grad_out, argmax, kh, kw, sh, sw, ph, pw, out):
     w_out = grad_out.shape[3]
     total = n * c * h * w
     for idx in range(cuda.grid(1), total, cuda.gridsize(1)):
-        img, ci, ih, iw = _unravel(idx, c, h, w)
+        img, ci, ih, iw, oh_lo, oh_hi, ow_lo, ow_hi = _covering_window(idx, c, h, w, h_out, w_out, kh, kw,
+                                                                       sh, sw, ph, pw)
         me = ih * w + iw
-        oh_lo, oh_hi = _covering_range(ih, h_out, kh, sh, ph)
-        ow_lo, ow_hi = _covering_range(iw, w_out, kw, sw, pw)
         acc = out.dtype.type(0)
         for oh in range(oh_lo, oh_hi):
             for ow in range(ow_lo, ow_hi):
@@ -116,9 +129,7 @@ def _avg_pool2d_kernel(x, kh, kw, sh, sw, ph, pw, count_include_pad, out):
     w_out = out.shape[3]
     total = n * c * h_out * w_out
     for idx in range(cuda.grid(1), total, cuda.gridsize(1)):
-        img, ci, oh, ow = _unravel(idx, c, h_out, w_out)
-        h0 = oh * sh - ph
-        w0 = ow * sw - pw
+        img, ci, oh, ow, h0, w0 = _window(idx, c, h_out, w_out, sh, sw, ph, pw)
         acc = out.dtype.type(0)
         for ih in range(max(h0, 0), min(h0 + kh, h)):
             for iw in range(max(w0, 0), min(w0 + kw, w)):
@@ -134,9 +145,8 @@ def _avg_pool2d_backward_kernel(grad_out, kh, kw, sh, sw, ph, pw, count_include_
     w_out = grad_out.shape[3]
     total = n * c * h * w
     for idx in range(cuda.grid(1), total, cuda.gridsize(1)):
-        img, ci, ih, iw = _unravel(idx, c, h, w)
-        oh_lo, oh_hi = _covering_range(ih, h_out, kh, sh, ph)
-        ow_lo, ow_hi = _covering_range(iw, w_out, kw, sw, pw)
+        img, ci, ih, iw, oh_lo, oh_hi, ow_lo, ow_hi = _covering_window(idx, c, h, w, h_out, w_out, kh, kw,
+                                                                       sh, sw, ph, pw)
         acc = out.dtype.type(0)
         for oh in range(oh_lo, oh_hi):
             for ow in range(ow_lo, ow_hi):

@@ -35,6 +35,15 @@ def _covering(r, size, out):
     return (r * out) // size, ((r + 1) * out + size - 1) // size
 
 
+@cuda.jit(device=True)
+def _output_bin(idx, c, h, w, h_out, w_out):
+    """Output element ``idx``'s (image, channel, i, j) and its input bin ``[h0, h1) x [w0, w1)``."""
+    img, ci, i, j = _unravel(idx, c, h_out, w_out)
+    h0, h1 = _bin(i, h, h_out)
+    w0, w1 = _bin(j, w, w_out)
+    return img, ci, i, j, h0, h1, w0, w1
+
+
 @cuda.jit
 def _global_avg_kernel(x, inv_count, zero, y):
     # x is (planes, H*W); one block per plane.
@@ -54,9 +63,7 @@ def _avg_kernel(x, inv_h, inv_w, zero, out):
     n, c, h, w = x.shape
     h_out, w_out = out.shape[2], out.shape[3]
     for idx in range(cuda.grid(1), n * c * h_out * w_out, cuda.gridsize(1)):
-        img, ci, i, j = _unravel(idx, c, h_out, w_out)
-        h0, h1 = _bin(i, h, h_out)
-        w0, w1 = _bin(j, w, w_out)
+        img, ci, i, j, h0, h1, w0, w1 = _output_bin(idx, c, h, w, h_out, w_out)
         acc = zero
         for r in range(h0, h1):
             for col in range(w0, w1):
@@ -84,9 +91,7 @@ def _max_kernel(x, out, argmax):
     n, c, h, w = x.shape
     h_out, w_out = out.shape[2], out.shape[3]
     for idx in range(cuda.grid(1), n * c * h_out * w_out, cuda.gridsize(1)):
-        img, ci, i, j = _unravel(idx, c, h_out, w_out)
-        h0, h1 = _bin(i, h, h_out)
-        w0, w1 = _bin(j, w, w_out)
+        img, ci, i, j, h0, h1, w0, w1 = _output_bin(idx, c, h, w, h_out, w_out)
         best = x[img, ci, h0, w0]
         k = h0 * w + w0
         # The first maximum wins; the first NaN wins and stays (v != v is the NaN test).

@@ -7,6 +7,7 @@ signature. Definitions follow PyTorch (see docs/kernel-api.md).
 
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Any
 
@@ -24,6 +25,38 @@ __all__: list[str] = kernel_names("activations")  # the one list: kernels/_const
 GELU_APPROXIMATIONS = ("none", "tanh")
 
 _TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
+
+
+# ----------------------------------------------------------------------------- docstrings
+#
+# Every activation's contract has the same Parameters and Returns sections but for
+# its own scalars: written once here, appended to each summary by ``_contract``.
+
+_PARAM_DOCS = {
+    "x": "x : ndarray\n    float32 or float64, any shape, C-contiguous.",
+    "grad_out": "grad_out : ndarray\n    Gradient with respect to the forward's output: ``x``'s shape and dtype.",
+    "x_input": "x : ndarray\n    The forward's *input* (every activation's backward takes it).",
+    "negative_slope": "negative_slope : float, default 0.01\n    Slope for ``x <= 0``.",
+    "approximate": 'approximate : {"none", "tanh"}, default "none"\n    Which of PyTorch\'s two definitions.',
+    "alpha": "alpha : float, default 1.0\n    Scale of the negative branch.",
+    "beta": "beta : float, default 1.0\n    Sharpness, ``> 0``.",
+    "threshold": "threshold : float, default 20.0\n    Where ``beta x > threshold`` the result is linear (as PyTorch).",
+}
+
+
+def _contract(*scalars: str, backward: bool = False):
+    """Append the numpydoc Parameters/Returns sections to an activation's summary docstring."""
+    names = (["grad_out", "x_input"] if backward else ["x"]) + list(scalars)
+    result = "grad_x" if backward else "y"
+    body = "\n".join(_PARAM_DOCS[n] for n in names)
+    sections = (f"Parameters\n----------\n{body}\n\n"
+                f"Returns\n-------\n{result} : ndarray\n    ``x``'s shape and dtype.\n")
+
+    def decorate(fn):
+        summary = inspect.cleandoc(fn.__doc__)
+        fn.__doc__ = f"{summary}\n\n{sections}"
+        return fn
+    return decorate
 
 
 # ----------------------------------------------------------------------------- validation
@@ -97,79 +130,31 @@ def _erf(x: np.ndarray) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- relu family
 
+@_contract()
 def relu(x: np.ndarray) -> np.ndarray:
-    """Rectified linear unit: ``max(x, 0)``.
-
-    Parameters
-    ----------
-    x : ndarray
-        float32 or float64, any shape, C-contiguous.
-
-    Returns
-    -------
-    y : ndarray
-        ``x``'s shape and dtype.
-    """
+    """Rectified linear unit: ``max(x, 0)``."""
     _check_forward(x)
     return np.maximum(x, x.dtype.type(0))
 
 
+@_contract(backward=True)
 def relu_backward(grad_out: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """Gradient of :func:`relu`: ``grad_out`` where ``x > 0``, else 0 (0 at ``x = 0``).
-
-    Parameters
-    ----------
-    grad_out : ndarray
-        Gradient with respect to the forward's output: ``x``'s shape and dtype.
-    x : ndarray
-        The forward's *input* (every activation's backward takes it).
-
-    Returns
-    -------
-    grad_x : ndarray
-        ``x``'s shape and dtype.
-    """
+    """Gradient of :func:`relu`: ``grad_out`` where ``x > 0``, else 0 (0 at ``x = 0``)."""
     _check_backward(grad_out, x)
     return np.where(x > 0, grad_out, grad_out.dtype.type(0))
 
 
+@_contract('negative_slope')
 def leaky_relu(x: np.ndarray, negative_slope: float = 0.01) -> np.ndarray:
-    """Leaky ReLU: ``x`` where ``x > 0``, else ``negative_slope * x``.
-
-    Parameters
-    ----------
-    x : ndarray
-        float32 or float64, any shape, C-contiguous.
-    negative_slope : float, default 0.01
-        Slope for ``x <= 0``.
-
-    Returns
-    -------
-    y : ndarray
-        ``x``'s shape and dtype.
-    """
+    """Leaky ReLU: ``x`` where ``x > 0``, else ``negative_slope * x``."""
     _check_forward(x)
     slope = x.dtype.type(_check_negative_slope(negative_slope))
     return np.where(x > 0, x, x * slope)
 
 
+@_contract('negative_slope', backward=True)
 def leaky_relu_backward(grad_out: np.ndarray, x: np.ndarray, negative_slope: float = 0.01) -> np.ndarray:
-    """Gradient of :func:`leaky_relu`: ``grad_out`` where ``x > 0``, else ``negative_slope * grad_out``.
-
-    Parameters
-    ----------
-    grad_out : ndarray
-        Gradient with respect to the forward's output: ``x``'s shape and dtype.
-    x : ndarray
-        The forward's *input* (every activation's backward takes it).
-    negative_slope : float, default 0.01
-        Slope for ``x <= 0``.
-
-    Returns
-    -------
-    grad_x : ndarray
-        ``x``'s shape and dtype.
-    """
+    """Gradient of :func:`leaky_relu`: ``grad_out`` where ``x > 0``, else ``negative_slope * grad_out``."""
     _check_backward(grad_out, x)
     slope = x.dtype.type(_check_negative_slope(negative_slope))
     return np.where(x > 0, grad_out, grad_out * slope)
@@ -183,75 +168,31 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
 
 
+@_contract()
 def sigmoid(x: np.ndarray) -> np.ndarray:
-    """Logistic sigmoid ``1 / (1 + exp(-x))``, stable for large ``|x|``.
-
-    Parameters
-    ----------
-    x : ndarray
-        float32 or float64, any shape, C-contiguous.
-
-    Returns
-    -------
-    y : ndarray
-        ``x``'s shape and dtype.
-    """
+    """Logistic sigmoid ``1 / (1 + exp(-x))``, stable for large ``|x|``."""
     _check_forward(x)
     return _sigmoid(x)
 
 
+@_contract(backward=True)
 def sigmoid_backward(grad_out: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """Gradient of :func:`sigmoid`: ``grad_out * s * (1 - s)`` with ``s = sigmoid(x)``.
-
-    Parameters
-    ----------
-    grad_out : ndarray
-        Gradient with respect to the forward's output: ``x``'s shape and dtype.
-    x : ndarray
-        The forward's *input* (every activation's backward takes it).
-
-    Returns
-    -------
-    grad_x : ndarray
-        ``x``'s shape and dtype.
-    """
+    """Gradient of :func:`sigmoid`: ``grad_out * s * (1 - s)`` with ``s = sigmoid(x)``."""
     _check_backward(grad_out, x)
     s = _sigmoid(x)
     return grad_out * s * (1 - s)
 
 
+@_contract()
 def tanh(x: np.ndarray) -> np.ndarray:
-    """Hyperbolic tangent.
-
-    Parameters
-    ----------
-    x : ndarray
-        float32 or float64, any shape, C-contiguous.
-
-    Returns
-    -------
-    y : ndarray
-        ``x``'s shape and dtype.
-    """
+    """Hyperbolic tangent."""
     _check_forward(x)
     return np.tanh(x)
 
 
+@_contract(backward=True)
 def tanh_backward(grad_out: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """Gradient of :func:`tanh`: ``grad_out * (1 - tanh(x)**2)``.
-
-    Parameters
-    ----------
-    grad_out : ndarray
-        Gradient with respect to the forward's output: ``x``'s shape and dtype.
-    x : ndarray
-        The forward's *input* (every activation's backward takes it).
-
-    Returns
-    -------
-    grad_x : ndarray
-        ``x``'s shape and dtype.
-    """
+    """Gradient of :func:`tanh`: ``grad_out * (1 - tanh(x)**2)``."""
     _check_backward(grad_out, x)
     t = np.tanh(x)
     return grad_out * (1 - t * t)
@@ -259,24 +200,12 @@ def tanh_backward(grad_out: np.ndarray, x: np.ndarray) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- gelu
 
+@_contract('approximate')
 def gelu(x: np.ndarray, approximate: str = "none") -> np.ndarray:
     """GELU, PyTorch's two definitions.
 
     ``"none"``: ``x * Phi(x) = x/2 (1 + erf(x / sqrt 2))``;
-    ``"tanh"``: ``x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))``.
-
-    Parameters
-    ----------
-    x : ndarray
-        float32 or float64, any shape, C-contiguous.
-    approximate : {"none", "tanh"}, default "none"
-        Which of PyTorch's two definitions.
-
-    Returns
-    -------
-    y : ndarray
-        ``x``'s shape and dtype.
-    """
+    ``"tanh"``: ``x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))``."""
     _check_forward(x)
     if _check_approximate(approximate):
         inner = _SQRT_2_OVER_PI * (x + _GELU_KAPPA * x * x * x)
@@ -286,23 +215,9 @@ def gelu(x: np.ndarray, approximate: str = "none") -> np.ndarray:
     return y.astype(x.dtype, copy=False)
 
 
+@_contract('approximate', backward=True)
 def gelu_backward(grad_out: np.ndarray, x: np.ndarray, approximate: str = "none") -> np.ndarray:
-    """Gradient of :func:`gelu` at ``x``, times ``grad_out``.
-
-    Parameters
-    ----------
-    grad_out : ndarray
-        Gradient with respect to the forward's output: ``x``'s shape and dtype.
-    x : ndarray
-        The forward's *input* (every activation's backward takes it).
-    approximate : {"none", "tanh"}, default "none"
-        Which of PyTorch's two definitions.
-
-    Returns
-    -------
-    grad_x : ndarray
-        ``x``'s shape and dtype.
-    """
+    """Gradient of :func:`gelu` at ``x``, times ``grad_out``."""
     _check_backward(grad_out, x)
     if _check_approximate(approximate):
         t = np.tanh(_SQRT_2_OVER_PI * (x + _GELU_KAPPA * x * x * x))
@@ -317,66 +232,26 @@ def gelu_backward(grad_out: np.ndarray, x: np.ndarray, approximate: str = "none"
 
 # ----------------------------------------------------------------------------- elu, softplus
 
+@_contract('alpha')
 def elu(x: np.ndarray, alpha: float = 1.0) -> np.ndarray:
-    """ELU: ``x`` where ``x > 0``, else ``alpha * (exp(x) - 1)``.
-
-    Parameters
-    ----------
-    x : ndarray
-        float32 or float64, any shape, C-contiguous.
-    alpha : float, default 1.0
-        Scale of the negative branch.
-
-    Returns
-    -------
-    y : ndarray
-        ``x``'s shape and dtype.
-    """
+    """ELU: ``x`` where ``x > 0``, else ``alpha * (exp(x) - 1)``."""
     _check_forward(x)
     a = x.dtype.type(_check_alpha(alpha))
     # expm1 keeps relative accuracy near 0; np.minimum avoids overflow warnings on the unused branch.
     return np.where(x > 0, x, a * np.expm1(np.minimum(x, 0)))
 
 
+@_contract('alpha', backward=True)
 def elu_backward(grad_out: np.ndarray, x: np.ndarray, alpha: float = 1.0) -> np.ndarray:
-    """Gradient of :func:`elu`: ``grad_out`` where ``x > 0``, else ``grad_out * alpha * exp(x)``.
-
-    Parameters
-    ----------
-    grad_out : ndarray
-        Gradient with respect to the forward's output: ``x``'s shape and dtype.
-    x : ndarray
-        The forward's *input* (every activation's backward takes it).
-    alpha : float, default 1.0
-        Scale of the negative branch.
-
-    Returns
-    -------
-    grad_x : ndarray
-        ``x``'s shape and dtype.
-    """
+    """Gradient of :func:`elu`: ``grad_out`` where ``x > 0``, else ``grad_out * alpha * exp(x)``."""
     _check_backward(grad_out, x)
     a = x.dtype.type(_check_alpha(alpha))
     return np.where(x > 0, grad_out, grad_out * a * np.exp(np.minimum(x, 0)))
 
 
+@_contract('beta', 'threshold')
 def softplus(x: np.ndarray, beta: float = 1.0, threshold: float = 20.0) -> np.ndarray:
-    """Softplus ``log1p(exp(beta x)) / beta``, and ``x`` itself where ``beta x > threshold``.
-
-    Parameters
-    ----------
-    x : ndarray
-        float32 or float64, any shape, C-contiguous.
-    beta : float, default 1.0
-        Sharpness, ``> 0``.
-    threshold : float, default 20.0
-        Where ``beta x > threshold`` the result is linear (as PyTorch).
-
-    Returns
-    -------
-    y : ndarray
-        ``x``'s shape and dtype.
-    """
+    """Softplus ``log1p(exp(beta x)) / beta``, and ``x`` itself where ``beta x > threshold``."""
     _check_forward(x)
     beta, threshold = _check_softplus(beta, threshold)
     bx = x * x.dtype.type(beta)
@@ -385,26 +260,10 @@ def softplus(x: np.ndarray, beta: float = 1.0, threshold: float = 20.0) -> np.nd
     return np.where(bx > threshold, x, soft).astype(x.dtype, copy=False)
 
 
+@_contract('beta', 'threshold', backward=True)
 def softplus_backward(grad_out: np.ndarray, x: np.ndarray, beta: float = 1.0,
                       threshold: float = 20.0) -> np.ndarray:
-    """Gradient of :func:`softplus`: ``grad_out * sigmoid(beta x)``, ``grad_out`` where ``beta x > threshold``.
-
-    Parameters
-    ----------
-    grad_out : ndarray
-        Gradient with respect to the forward's output: ``x``'s shape and dtype.
-    x : ndarray
-        The forward's *input* (every activation's backward takes it).
-    beta : float, default 1.0
-        Sharpness, ``> 0``.
-    threshold : float, default 20.0
-        Where ``beta x > threshold`` the result is linear (as PyTorch).
-
-    Returns
-    -------
-    grad_x : ndarray
-        ``x``'s shape and dtype.
-    """
+    """Gradient of :func:`softplus`: ``grad_out * sigmoid(beta x)``, ``grad_out`` where ``beta x > threshold``."""
     _check_backward(grad_out, x)
     beta, threshold = _check_softplus(beta, threshold)
     bx = x * x.dtype.type(beta)

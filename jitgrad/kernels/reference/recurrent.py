@@ -36,6 +36,7 @@ bias).
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import numpy as np
@@ -173,8 +174,22 @@ def _weight_grads(grad_gx: np.ndarray, grad_gh: np.ndarray, x: np.ndarray, hprev
             gx.sum(axis=0), gh.sum(axis=0))
 
 
+_SEQUENCE_PARAMS = """lengths : ndarray or None
+    Host integer array (B,) in ``[0, T]`` (see the module docstring).
+reverse : bool, default False
+    Run each sequence from its last valid step to its first."""
+
+
+def _sequence_params(fn):
+    """End a kernel's Parameters section with the ``lengths`` and ``reverse`` every recurrent kernel takes."""
+    head, sep, tail = inspect.cleandoc(fn.__doc__).partition("\n\nReturns\n")
+    fn.__doc__ = f"{head}\n{_SEQUENCE_PARAMS}{sep}{tail}"
+    return fn
+
+
 # ----------------------------------------------------------------------------- LSTM
 
+@_sequence_params
 def lstm(x: np.ndarray, h0: np.ndarray, c0: np.ndarray, w_ih: np.ndarray, w_hh: np.ndarray,
          b_ih: np.ndarray | None = None, b_hh: np.ndarray | None = None, *, lengths: np.ndarray | None = None,
          reverse: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -194,10 +209,6 @@ def lstm(x: np.ndarray, h0: np.ndarray, c0: np.ndarray, w_ih: np.ndarray, w_hh: 
         (4H, I) and (4H, H).
     b_ih, b_hh : ndarray or None
         (4H,) or None (zeros).
-    lengths : ndarray or None
-        Host integer array (B,) in ``[0, T]`` (see the module docstring).
-    reverse : bool, default False
-        Run each sequence from its last valid step to its first.
 
     Returns
     -------
@@ -233,6 +244,7 @@ def lstm(x: np.ndarray, h0: np.ndarray, c0: np.ndarray, w_ih: np.ndarray, w_hh: 
     return y, h, c, saved
 
 
+@_sequence_params
 def lstm_backward(grad_y: np.ndarray, grad_h_n: np.ndarray, grad_c_n: np.ndarray, x: np.ndarray,
                   h0: np.ndarray, c0: np.ndarray, w_ih: np.ndarray, w_hh: np.ndarray, y: np.ndarray,
                   saved: np.ndarray, *, lengths: np.ndarray | None = None, reverse: bool = False
@@ -249,10 +261,6 @@ def lstm_backward(grad_y: np.ndarray, grad_h_n: np.ndarray, grad_c_n: np.ndarray
         As given to ``lstm``.
     y, saved : ndarray
         ``lstm``'s outputs.
-    lengths : ndarray or None
-        Host integer array (B,) in ``[0, T]`` (see the module docstring).
-    reverse : bool, default False
-        Run each sequence from its last valid step to its first.
 
     Returns
     -------
@@ -293,6 +301,7 @@ def lstm_backward(grad_y: np.ndarray, grad_h_n: np.ndarray, grad_c_n: np.ndarray
 
 # ----------------------------------------------------------------------------- GRU
 
+@_sequence_params
 def gru(x: np.ndarray, h0: np.ndarray, w_ih: np.ndarray, w_hh: np.ndarray, b_ih: np.ndarray | None = None,
         b_hh: np.ndarray | None = None, *, lengths: np.ndarray | None = None, reverse: bool = False
         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -311,10 +320,6 @@ def gru(x: np.ndarray, h0: np.ndarray, w_ih: np.ndarray, w_hh: np.ndarray, b_ih:
         (3H, I) and (3H, H).
     b_ih, b_hh : ndarray or None
         (3H,) or None (zeros).
-    lengths : ndarray or None
-        Host integer array (B,) in ``[0, T]`` (see the module docstring).
-    reverse : bool, default False
-        Run each sequence from its last valid step to its first.
 
     Returns
     -------
@@ -349,6 +354,7 @@ def gru(x: np.ndarray, h0: np.ndarray, w_ih: np.ndarray, w_hh: np.ndarray, b_ih:
     return y, h, saved
 
 
+@_sequence_params
 def gru_backward(grad_y: np.ndarray, grad_h_n: np.ndarray, x: np.ndarray, h0: np.ndarray, w_ih: np.ndarray,
                  w_hh: np.ndarray, y: np.ndarray, saved: np.ndarray, *, lengths: np.ndarray | None = None,
                  reverse: bool = False) -> tuple[np.ndarray, ...]:
@@ -366,10 +372,6 @@ def gru_backward(grad_y: np.ndarray, grad_h_n: np.ndarray, x: np.ndarray, h0: np
         The forward's output.
     saved : ndarray
         ``gru``'s ``saved``.
-    lengths : ndarray or None
-        Host integer array (B,) in ``[0, T]`` (see the module docstring).
-    reverse : bool, default False
-        Run each sequence from its last valid step to its first.
 
     Returns
     -------
@@ -408,6 +410,7 @@ def gru_backward(grad_y: np.ndarray, grad_h_n: np.ndarray, x: np.ndarray, h0: np
 
 # ----------------------------------------------------------------------------- Elman RNN
 
+@_sequence_params
 def rnn(x: np.ndarray, h0: np.ndarray, w_ih: np.ndarray, w_hh: np.ndarray, b_ih: np.ndarray | None = None,
         b_hh: np.ndarray | None = None, *, nonlinearity: str = "tanh", lengths: np.ndarray | None = None,
         reverse: bool = False) -> tuple[np.ndarray, np.ndarray]:
@@ -425,10 +428,6 @@ def rnn(x: np.ndarray, h0: np.ndarray, w_ih: np.ndarray, w_hh: np.ndarray, b_ih:
         (H,) or None (zeros).
     nonlinearity : {"tanh", "relu"}, default "tanh"
         ``act``.
-    lengths : ndarray or None
-        Host integer array (B,) in ``[0, T]`` (see the module docstring).
-    reverse : bool, default False
-        Run each sequence from its last valid step to its first.
 
     Returns
     -------
@@ -454,6 +453,7 @@ def rnn(x: np.ndarray, h0: np.ndarray, w_ih: np.ndarray, w_hh: np.ndarray, b_ih:
     return y, h
 
 
+@_sequence_params
 def rnn_backward(grad_y: np.ndarray, grad_h_n: np.ndarray, x: np.ndarray, h0: np.ndarray, w_ih: np.ndarray,
                  w_hh: np.ndarray, y: np.ndarray, *, nonlinearity: str = "tanh",
                  lengths: np.ndarray | None = None, reverse: bool = False) -> tuple[np.ndarray, ...]:
@@ -471,10 +471,6 @@ def rnn_backward(grad_y: np.ndarray, grad_h_n: np.ndarray, x: np.ndarray, h0: np
         The forward's output.
     nonlinearity : {"tanh", "relu"}, default "tanh"
         The forward's.
-    lengths : ndarray or None
-        Host integer array (B,) in ``[0, T]`` (see the module docstring).
-    reverse : bool, default False
-        Run each sequence from its last valid step to its first.
 
     Returns
     -------

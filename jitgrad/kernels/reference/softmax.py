@@ -6,6 +6,7 @@ never overflow and a ``-inf`` logit gets probability 0 without NaN.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import numpy as np
@@ -120,88 +121,75 @@ def _reduce_loss(losses: np.ndarray, reduction: str) -> np.ndarray:
     return np.asarray(total, dtype=losses.dtype)
 
 
+# ----------------------------------------------------------------------------- docstrings
+
+_BACKWARD_SECTIONS = """Parameters
+----------
+grad_out : ndarray
+    ``g``, the gradient with respect to ``y``: ``y``'s shape and dtype.
+y : ndarray
+    The forward's *output*.
+axis : int, default -1
+    The forward's axis.
+
+Returns
+-------
+grad_x : ndarray
+    ``y``'s shape and dtype.
+"""
+
+_FORWARD_SECTIONS = """Parameters
+----------
+x : ndarray
+    float32 or float64, ``ndim >= 1``, C-contiguous.
+axis : int, default -1
+    The axis to normalise over.
+
+Returns
+-------
+y : ndarray
+    ``x``'s shape and dtype{note}.
+"""
+
+
+def _contract(sections: str):
+    """Append the Parameters/Returns sections softmax and log_softmax (or their backwards) share."""
+    def decorate(fn):
+        fn.__doc__ = f"{inspect.cleandoc(fn.__doc__)}\n\n{sections}"
+        return fn
+    return decorate
+
+
 # ----------------------------------------------------------------------------- softmax, log_softmax
 
+@_contract(_FORWARD_SECTIONS.format(note="; a ``-inf`` logit gives 0"))
 def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
-    """Softmax ``exp(x) / sum(exp(x))`` along ``axis``, stable for large logits.
-
-    Parameters
-    ----------
-    x : ndarray
-        float32 or float64, ``ndim >= 1``, C-contiguous.
-    axis : int, default -1
-        The axis to normalise over.
-
-    Returns
-    -------
-    y : ndarray
-        ``x``'s shape and dtype; a ``-inf`` logit gives 0.
-    """
+    """Softmax ``exp(x) / sum(exp(x))`` along ``axis``, stable for large logits."""
     ax = _check_softmax_input(x, axis)
     e = np.exp(x - x.max(axis=ax, keepdims=True))
     e /= e.sum(axis=ax, keepdims=True)
     return e
 
 
+@_contract(_FORWARD_SECTIONS.format(note=""))
 def log_softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
-    """Log-softmax ``x - logsumexp(x)`` along ``axis``, stable for large logits.
-
-    Parameters
-    ----------
-    x : ndarray
-        float32 or float64, ``ndim >= 1``, C-contiguous.
-    axis : int, default -1
-        The axis to normalise over.
-
-    Returns
-    -------
-    y : ndarray
-        ``x``'s shape and dtype.
-    """
+    """Log-softmax ``x - logsumexp(x)`` along ``axis``, stable for large logits."""
     ax = _check_softmax_input(x, axis)
     shifted = x - x.max(axis=ax, keepdims=True)
     shifted -= np.log(np.exp(shifted).sum(axis=ax, keepdims=True))
     return shifted
 
 
+@_contract(_BACKWARD_SECTIONS)
 def softmax_backward(grad_out: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
-    """Gradient through :func:`softmax` given its output: ``y * (g - sum(g * y))`` along ``axis``.
-
-    Parameters
-    ----------
-    grad_out : ndarray
-        ``g``, the gradient with respect to ``y``: ``y``'s shape and dtype.
-    y : ndarray
-        The forward's *output*.
-    axis : int, default -1
-        The forward's axis.
-
-    Returns
-    -------
-    grad_x : ndarray
-        ``y``'s shape and dtype.
-    """
+    """Gradient through :func:`softmax` given its output: ``y * (g - sum(g * y))`` along ``axis``."""
     ax = _check_softmax_backward(grad_out, y, axis)
     return y * (grad_out - (grad_out * y).sum(axis=ax, keepdims=True))
 
 
+@_contract(_BACKWARD_SECTIONS)
 def log_softmax_backward(grad_out: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
-    """Gradient through :func:`log_softmax` given its output: ``g - exp(y) * sum(g)`` along ``axis``.
-
-    Parameters
-    ----------
-    grad_out : ndarray
-        ``g``, the gradient with respect to ``y``: ``y``'s shape and dtype.
-    y : ndarray
-        The forward's *output*.
-    axis : int, default -1
-        The forward's axis.
-
-    Returns
-    -------
-    grad_x : ndarray
-        ``y``'s shape and dtype.
-    """
+    """Gradient through :func:`log_softmax` given its output: ``g - exp(y) * sum(g)`` along ``axis``."""
     ax = _check_softmax_backward(grad_out, y, axis)
     return grad_out - np.exp(y) * grad_out.sum(axis=ax, keepdims=True)
 
