@@ -52,7 +52,13 @@ def conv2d_forward(x, w, bias, has_bias, sh, sw, ph, pw, dh, dw, y, nthreads):
     npa = cdiv(c_out, MR)
     npb = cdiv(npix, nr)
     ap = np.empty(npa * k * MR, dtype=y.dtype)
-    pack_a(w.reshape(c_out, k), False, 0, npa, ap)
+    # Typed zero/one/False, not literals: Numba would compile pack_a and
+    # gemm_block once more per pattern of literal arguments (see _gemm.gemm_cols).
+    zero = np.intp(0)
+    one = np.intp(1)
+    mr = np.intp(MR)
+    no = np.bool_(False)
+    pack_a(w.reshape(c_out, k), no, zero, npa, ap)
     bias_p = np.zeros(npa * MR, dtype=y.dtype)
     if has_bias:
         bias_p[:c_out] = bias
@@ -94,8 +100,8 @@ def conv2d_forward(x, w, bias, has_bias, sh, sw, ph, pw, dh, dw, y, nthreads):
                 for v in range(2 * jp, 2 * jp + 2):
                     pack_windows(src, src_base, src_end, tap_off, k, pix_off, win_start, win_perm, win_fits, v,
                                  panels, (jp - jp0) * k * nr + (v - 2 * jp) * lanes, nr)
-            gemm_block(ap, 0, k * MR, 1, MR, panels, k * nr, nr, 0, k, c_out, npix - jp0 * nr, 0, npa, 0, jp1 - jp0,
-                       yflat, img * c_out * npix + jp0 * nr, npix, False, bias_p, has_bias)
+            gemm_block(ap, zero, k * MR, one, mr, panels, k * nr, nr, zero, k, c_out, npix - jp0 * nr, zero, npa,
+                       zero, jp1 - jp0, yflat, img * c_out * npix + jp0 * nr, npix, no, bias_p, has_bias)
 
 
 @njit(parallel=True, **_jit)
@@ -118,6 +124,10 @@ def conv2d_backward_input(g, w, sh, sw, ph, pw, dh, dw, gx, nthreads):
     lanes = nr // 2
     # A = W^T (K x C_out), read in place: A[k, co] = w[co, k].
     wflat = w.reshape(w.size)
+    zero = np.intp(0)  # typed, not literals (see conv2d_forward)
+    one = np.intp(1)
+    mr = np.intp(MR)
+    no = np.bool_(False)
     hp = h + 2 * ph
     wp = wd + 2 * pw
     padded = ph > 0 or pw > 0
@@ -164,14 +174,14 @@ def conv2d_backward_input(g, w, sh, sw, ph, pw, dh, dw, gx, nthreads):
                         pack_windows(gflat, img * c_out * npix, gflat.size - 2 * lanes, co_off, c_out, q_off,
                                      q_start, q_perm, q_fits, v, panels, jp * c_out * nr + (v - 2 * jp) * lanes, nr)
                 else:
-                    pack_b(g3[img], False, 0, npb, panels)
+                    pack_b(g3[img], no, zero, npb, panels)
                 last = img
             ip0 = (c0 * taps) // MR
             ip1 = cdiv(c1 * taps, MR)
             work = dcols[ch]
             # dcols row r holds K-row ip0 * MR + r.
-            gemm_block(wflat, 0, MR, 1, k, panels, c_out * nr, nr, 0, c_out, k, ncols, ip0, ip1, 0, npb,
-                       work, -ip0 * MR * ld, ld, False, wflat, False)
+            gemm_block(wflat, zero, mr, one, k, panels, c_out * nr, nr, zero, c_out, k, ncols, ip0, ip1, zero, npb,
+                       work, -ip0 * MR * ld, ld, no, wflat, no)
             if padded:
                 dst = gpad[ch]
                 dst_base = -c0 * hp * wp

@@ -59,6 +59,11 @@ def conv2d_backward_weight(x, g, sh, sw, ph, pw, dh, dw, gw, gb, nthreads):
     xpad = np.zeros((ntasks, c_in * hp * wp if padded else 1), dtype=gw.dtype)
     g_flat = g.reshape(g.size)
     xflat = x.reshape(x.size)
+    # Typed, not literals: one gemm_block for every caller (see _conv.conv2d_forward).
+    zero = np.intp(0)
+    one = np.intp(1)
+    yes = np.bool_(True)
+    no = np.bool_(False)
     for t in prange(ntasks):
         chunk = t // groups
         grp = t - chunk * groups
@@ -81,8 +86,8 @@ def conv2d_backward_weight(x, g, sh, sw, ph, pw, dh, dw, gw, gb, nthreads):
                     vstore(b_panels, dst, vgather(src, base, tap_off, jp * nr))
                     vstore(b_panels, dst + lanes, vgather(src, base, tap_off, jp * nr + lanes))
             # A = g[img] (C_out x P) read in place.
-            gemm_block(g_flat, img * c_out * npix, MR * npix, npix, 1, b_panels, npix * nr, nr, 0, npix,
-                       c_out, k - jp0 * nr, 0, npa, 0, jp1 - jp0, partial[chunk], jp0 * nr, k, True, g_flat, False)
+            gemm_block(g_flat, img * c_out * npix, MR * npix, npix, one, b_panels, npix * nr, nr, zero, npix,
+                       c_out, k - jp0 * nr, zero, npa, zero, jp1 - jp0, partial[chunk], jp0 * nr, k, yes, g_flat, no)
             if grp == 0:
                 for co in range(c_out):
                     s = 0.0

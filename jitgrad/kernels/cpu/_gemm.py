@@ -126,18 +126,22 @@ def gemm_cols(af, a_pstride, a_rs, a_cs, b, bp, in_place, k, m, n, ip0, ip1, jp0
     partial panel from ``bp`` (packed alone at ``bp[0:]``, zero-padded).
     """
     nr = nr_of(c)
+    # Typed zero and False (not the literals 0 / False): Numba compiles a callee
+    # once per pattern of literal arguments, so every GEMM caller passes these.
+    zero = np.intp(0)
+    no = np.bool_(False)
     if in_place:
         full = n // nr
         mid = min(jp1, full)
         if jp0 < mid:
-            gemm_block(af, 0, a_pstride, a_rs, a_cs, b.reshape(b.size), nr, n, 0, k, m, n, ip0, ip1, jp0, mid,
-                       c, 0, n, False, bp, False)
+            gemm_block(af, zero, a_pstride, a_rs, a_cs, b.reshape(b.size), nr, n, zero, k, m, n, ip0, ip1, jp0,
+                       mid, c, zero, n, no, bp, no)
         if jp1 > full:
-            gemm_block(af, 0, a_pstride, a_rs, a_cs, bp, 0, nr, 0, k, m, n, ip0, ip1, max(jp0, full), jp1,
-                       c, 0, n, False, bp, False)
+            gemm_block(af, zero, a_pstride, a_rs, a_cs, bp, zero, nr, zero, k, m, n, ip0, ip1, max(jp0, full),
+                       jp1, c, zero, n, no, bp, no)
     else:
-        gemm_block(af, 0, a_pstride, a_rs, a_cs, bp, k * nr, nr, 0, k, m, n, ip0, ip1, jp0, jp1,
-                   c, 0, n, False, bp, False)
+        gemm_block(af, zero, a_pstride, a_rs, a_cs, bp, k * nr, nr, zero, k, m, n, ip0, ip1, jp0, jp1,
+                   c, zero, n, no, bp, no)
 
 
 @njit(**_jit)
@@ -149,21 +153,22 @@ def gemm_serial(a, b, trans_a, trans_b, c):
     npa = cdiv(m, MR)
     npb = cdiv(n, nr)
     b_direct = b_in_place(trans_b, m, k, n, c.itemsize)
+    zero = np.intp(0)  # not a literal 0 (see gemm_cols)
     if b_direct:
         bp = np.empty(k * nr, dtype=c.dtype)
         if n % nr:
-            pack_b_panel(b, False, n - n % nr, bp, 0)
+            pack_b_panel(b, np.bool_(False), n - n % nr, bp, zero)
     else:
         bp = np.empty(npb * k * nr, dtype=c.dtype)
-        pack_b(b, trans_b, 0, npb, bp)
+        pack_b(b, trans_b, zero, npb, bp)
     if a_in_place(trans_a, m, k, n, c.itemsize):
         af = a.reshape(a.size)
         a_pstride, a_rs, a_cs = a_layout(trans_a, m, k)
     else:
         af = np.empty(npa * k * MR, dtype=c.dtype)
-        pack_a(a, trans_a, 0, npa, af)
+        pack_a(a, trans_a, zero, npa, af)
         a_pstride, a_rs, a_cs = k * MR, 1, MR
-    gemm_cols(af, a_pstride, a_rs, a_cs, b, bp, b_direct, k, m, n, 0, npa, 0, npb, c.reshape(m * n))
+    gemm_cols(af, a_pstride, a_rs, a_cs, b, bp, b_direct, k, m, n, zero, npa, zero, npb, c.reshape(m * n))
 
 
 @njit(parallel=True, **_jit)
@@ -194,7 +199,7 @@ def gemm_parallel(a, b, trans_a, trans_b, c, nthreads):
     own_b = ti == 1 and in_place and not b_direct
     if b_direct:
         if n % nr:
-            pack_b_panel(b, False, n - n % nr, bp, 0)
+            pack_b_panel(b, np.bool_(False), n - n % nr, bp, np.intp(0))  # no literals (see gemm_cols)
     if not (b_direct and in_place) and not own_b:
         for t in prange(nthreads):
             if not b_direct:

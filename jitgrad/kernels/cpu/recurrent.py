@@ -286,15 +286,18 @@ def _forward_loop(cell, relu, xp, b_ih, w_hh, b_hh, lengths, reverse, ntasks, k,
     npb = _gemm.cdiv(n, nr)
     # W_hh^T packed once for every step's h @ W_hh^T.
     bp = np.empty(npb * hidden * nr, dtype=xp.dtype)
-    _gemm.pack_b(w_hh, True, 0, npb, bp)
+    zero = np.intp(0)  # typed, not literals: the GEMM helpers compile once (see _gemm.gemm_cols)
+    one = np.intp(1)
+    no = np.bool_(False)
+    _gemm.pack_b(w_hh, np.bool_(True), zero, npb, bp)
     hf = h.reshape(h.size)
     gf = gates.reshape(gates.size)
     for s in range(steps):
         for task in prange(ntasks):
             ip0, ip1, r0, r1 = _rows(task, ntasks, npa, batch)
             if ip1 > ip0:
-                _gemm.gemm_cols(hf, _gemm.MR * hidden, hidden, 1, w_hh, bp, False, hidden, batch, n, ip0, ip1,
-                                0, npb, gf)
+                _gemm.gemm_cols(hf, _gemm.MR * hidden, hidden, one, w_hh, bp, no, hidden, batch, n, ip0, ip1,
+                                zero, npb, gf)
                 if cell == _LSTM:
                     _lstm_rows(r0, r1, s, xp, gates, b_ih, b_hh, lengths, reverse, k, h, c, y, saved)
                 elif cell == _GRU:
@@ -314,7 +317,10 @@ def _backward_loop(cell, relu, grad_y, y, saved, h0, c0, w_hh, lengths, reverse,
     npb = _gemm.cdiv(hidden, nr)
     # W_hh packed once for every step's dG @ W_hh.
     bp = np.empty(npb * depth * nr, dtype=y.dtype)
-    _gemm.pack_b(w_hh, False, 0, npb, bp)
+    zero = np.intp(0)  # typed, not literals (see the forward loop)
+    one = np.intp(1)
+    no = np.bool_(False)
+    _gemm.pack_b(w_hh, no, zero, npb, bp)
     gf = gstep.reshape(gstep.size)
     nf = dnew.reshape(dnew.size)
     for s in range(steps - 1, -1, -1):
@@ -330,8 +336,8 @@ def _backward_loop(cell, relu, grad_y, y, saved, h0, c0, w_hh, lengths, reverse,
                 else:
                     _rnn_rows_backward(r0, r1, s, grad_y, y, h0, lengths, reverse, relu, k, dh, gstep, grad_gx,
                                        hprev)
-                _gemm.gemm_cols(gf, _gemm.MR * depth, depth, 1, w_hh, bp, False, depth, batch, hidden, ip0, ip1, 0,
-                                npb, nf)
+                _gemm.gemm_cols(gf, _gemm.MR * depth, depth, one, w_hh, bp, no, depth, batch, hidden, ip0, ip1,
+                                zero, npb, nf)
                 for b in range(r0, r1):
                     if s < lengths[b]:
                         for j in range(hidden):
