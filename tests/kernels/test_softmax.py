@@ -15,8 +15,8 @@ from tests.helpers import DTYPES, assert_close, numerical_grad, randn
 
 BACKENDS = [pytest.param(ref, id="reference"), pytest.param(cpu, id="cpu")]
 
-# (shape, axis): last axis, a middle axis with trailing dims, axis 0, batch 1 and a single class.
-SOFTMAX_CASES = [((5,), 0), ((1, 1), -1), ((1, 10), 1), ((7, 3), -1), ((7, 3), 0), ((4, 5, 6), 1),
+# (shape, axis): last axis, a middle axis with trailing dims, axis 0 (also of a single column), batch 1, one class.
+SOFTMAX_CASES = [((5,), 0), ((1, 1), -1), ((1, 10), 1), ((7, 3), -1), ((7, 3), 0), ((6, 1), 0), ((4, 5, 6), 1),
                  ((4, 5, 6), -3), ((2, 3, 4, 5), 1), ((2, 3, 4, 5), 3)]
 
 

@@ -225,7 +225,7 @@ def _run_rows(row_kernels, kernel, axis: int, arrays: tuple[np.ndarray, ...], lo
     outer, length, inner = math.prod(shape[:axis]), shape[axis], math.prod(shape[axis + 1:])
     if inner == 1:
         row_kernel = row_kernels[0] if out.size >= _PARALLEL_MIN_SIZE else row_kernels[1]
-        if out.ndim == 2:
+        if out.ndim == 2 and axis == 1:  # already (outer, length); a (n, 1) array over axis 0 is not
             row_kernel(*arrays, log, out)
         else:
             row_kernel(*(a.reshape(outer, length) for a in arrays), log, out.reshape(outer, length))
