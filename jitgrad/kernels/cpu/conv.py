@@ -12,6 +12,7 @@ from typing import Any
 import numba
 import numpy as np
 
+from jitgrad.kernels._constants import kernel_names
 from jitgrad.kernels.reference.conv import (
     check_conv2d_args,
     check_conv2d_backward_input_args,
@@ -20,7 +21,7 @@ from jitgrad.kernels.reference.conv import (
 
 from . import _conv, _conv_weight, _depthwise
 
-__all__ = ["conv2d", "conv2d_backward_input", "conv2d_backward_weight"]
+__all__: list[str] = kernel_names("conv")  # the one list: kernels/_constants.py
 
 #: The weight gradient of a unit-stride convolution with at most this many
 #: taps (``C_in * kH * kW``) uses the dot kernel: as a GEMM its taps would

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from jitgrad.kernels._constants import kernel_names
 from jitgrad.kernels.reference.conv_transpose import (
     _hyper,
     check_conv_transpose2d_args,
@@ -21,7 +22,7 @@ from jitgrad.kernels.reference.conv_transpose import (
 
 from . import conv as _conv
 
-__all__ = ["conv_transpose2d", "conv_transpose2d_backward_input", "conv_transpose2d_backward_weight"]
+__all__: list[str] = kernel_names("conv_transpose")  # the one list: kernels/_constants.py
 
 
 def conv_transpose2d(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *, stride: Any = 1,

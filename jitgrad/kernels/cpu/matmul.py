@@ -5,11 +5,12 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from jitgrad.kernels._constants import kernel_names
 from jitgrad.kernels.reference.matmul import check_matmul_args
 
 from . import _gemm
 
-__all__ = ["matmul"]
+__all__: list[str] = kernel_names("matmul")  # the one list: kernels/_constants.py
 
 #: Up to this many multiply-adds a plain loop beats the micro-kernel's set-up
 #: (measured: the two meet near 16 x 16 x 16).

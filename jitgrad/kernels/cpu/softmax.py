@@ -24,6 +24,7 @@ import numpy as np
 from numba import njit, prange
 
 from jitgrad.config import FASTMATH
+from jitgrad.kernels._constants import kernel_names
 from jitgrad.kernels.cpu import _elementary as ef
 from jitgrad.kernels.reference.softmax import (
     _check_cross_entropy,
@@ -32,11 +33,7 @@ from jitgrad.kernels.reference.softmax import (
     _grad_loss_scale,
 )
 
-__all__: list[str] = [
-    "softmax", "softmax_backward",
-    "log_softmax", "log_softmax_backward",
-    "softmax_cross_entropy", "softmax_cross_entropy_backward",
-]
+__all__: list[str] = kernel_names("softmax")  # the one list: kernels/_constants.py
 
 _FASTMATH = set(FASTMATH)
 #: The callers' flags less ``reassoc``, for the one subtraction whose order is the point.

@@ -20,17 +20,27 @@ from typing import Any
 
 from numba import cuda
 
+from jitgrad.kernels._constants import kernel_names
 from jitgrad.kernels.cuda import _launch
 from jitgrad.kernels.cuda._launch import MAX_THREADS_PER_BLOCK, block_sum
 from jitgrad.kernels.cuda.matmul import (
-    MATMUL_THREADS, THREAD_M, THREAD_N, THREADS_M, THREADS_N, TILE_K, TILE_M, TILE_N,
+    MATMUL_THREADS,
+    THREAD_M,
+    THREAD_N,
+    THREADS_M,
+    THREADS_N,
+    TILE_K,
+    TILE_M,
+    TILE_N,
     tile_multiply_accumulate,
 )
 from jitgrad.kernels.reference.conv import (
-    check_conv2d_args, check_conv2d_backward_input_args, check_conv2d_backward_weight_args,
+    check_conv2d_args,
+    check_conv2d_backward_input_args,
+    check_conv2d_backward_weight_args,
 )
 
-__all__ = ["conv2d", "conv2d_backward_input", "conv2d_backward_weight"]
+__all__: list[str] = kernel_names("conv")  # the one list: kernels/_constants.py
 
 
 @cuda.jit

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from jitgrad.kernels._constants import kernel_names
 from jitgrad.kernels.reference.conv_transpose import (
     _hyper,
     check_conv_transpose2d_args,
@@ -20,7 +21,7 @@ from jitgrad.kernels.reference.conv_transpose import (
 from . import conv as _conv
 from . import elementwise, reduction
 
-__all__ = ["conv_transpose2d", "conv_transpose2d_backward_input", "conv_transpose2d_backward_weight"]
+__all__: list[str] = kernel_names("conv_transpose")  # the one list: kernels/_constants.py
 
 
 def conv_transpose2d(x: Any, w: Any, b: Any = None, *, stride: Any = 1,

@@ -20,10 +20,11 @@ from typing import Any
 
 from numba import cuda
 
+from jitgrad.kernels._constants import kernel_names
 from jitgrad.kernels.cuda import _launch
 from jitgrad.kernels.reference.matmul import check_matmul_args
 
-__all__ = ["matmul"]
+__all__: list[str] = kernel_names("matmul")  # the one list: kernels/_constants.py
 
 #: Output tile of one block (TILE_M x TILE_N) and inner-dimension slice (TILE_K).
 TILE_M = 64

@@ -19,18 +19,18 @@ from typing import Any
 
 from numba import cuda
 
+from jitgrad.kernels._constants import kernel_names
 from jitgrad.kernels._validate import check_array, check_same_dtype
 from jitgrad.kernels.cuda import _launch
 from jitgrad.kernels.cuda._launch import MAX_THREADS_PER_BLOCK, block_max, block_sum
 from jitgrad.kernels.reference.softmax import (
-    _check_cross_entropy, _check_grad_loss, _check_softmax_backward, _check_softmax_input,
+    _check_cross_entropy,
+    _check_grad_loss,
+    _check_softmax_backward,
+    _check_softmax_input,
 )
 
-__all__: list[str] = [
-    "softmax", "softmax_backward",
-    "log_softmax", "log_softmax_backward",
-    "softmax_cross_entropy", "softmax_cross_entropy_backward",
-]
+__all__: list[str] = kernel_names("softmax")  # the one list: kernels/_constants.py
 
 
 # ----------------------------------------------------------------------------- softmax, log_softmax

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from jitgrad.kernels._constants import kernel_names
 from jitgrad.kernels._validate import (
     Conv2dDims,
     check_array,
@@ -25,7 +26,7 @@ from jitgrad.kernels._validate import (
     check_shape_tuple,
 )
 
-__all__ = ["conv2d", "conv2d_backward_input", "conv2d_backward_weight"]
+__all__: list[str] = kernel_names("conv")  # the one list: kernels/_constants.py
 
 
 # --------------------------------------------------------------------------

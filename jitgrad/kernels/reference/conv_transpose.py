@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from jitgrad.kernels._constants import kernel_names
 from jitgrad.kernels._validate import (
     Conv2dDims,
     as_pair,
@@ -25,7 +26,7 @@ from jitgrad.kernels._validate import (
 )
 from jitgrad.kernels.reference import conv as _conv
 
-__all__ = ["conv_transpose2d", "conv_transpose2d_backward_input", "conv_transpose2d_backward_weight"]
+__all__: list[str] = kernel_names("conv_transpose")  # the one list: kernels/_constants.py
 
 
 def conv_transpose2d_dims(input_shape: tuple[int, ...], weight_shape: tuple[int, ...], stride: Any, padding: Any,

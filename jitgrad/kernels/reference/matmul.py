@@ -6,9 +6,10 @@ from typing import Any
 
 import numpy as np
 
+from jitgrad.kernels._constants import kernel_names
 from jitgrad.kernels._validate import check_array, check_out, check_same_dtype
 
-__all__ = ["matmul"]
+__all__: list[str] = kernel_names("matmul")  # the one list: kernels/_constants.py
 
 
 def _check_flag(name: str, value: Any) -> bool:

@@ -11,13 +11,16 @@ from typing import Any
 
 import numpy as np
 
-from jitgrad.kernels._validate import check_array, check_same_dtype, check_scalar, check_shape, normalize_axis
+from jitgrad.kernels._constants import kernel_names
+from jitgrad.kernels._validate import (
+    check_array,
+    check_same_dtype,
+    check_scalar,
+    check_shape,
+    normalize_axis,
+)
 
-__all__: list[str] = [
-    "softmax", "softmax_backward",
-    "log_softmax", "log_softmax_backward",
-    "softmax_cross_entropy", "softmax_cross_entropy_backward",
-]
+__all__: list[str] = kernel_names("softmax")  # the one list: kernels/_constants.py
 
 REDUCTIONS = ("mean", "sum", "none")
 
