@@ -410,3 +410,24 @@ def vadd(typingctx, a, b):
         return builder.fadd(args[0], args[1])
 
     return a(a, b), codegen
+
+
+@intrinsic
+def vsum(typingctx, vec):
+    """The sum of ``vec``'s lanes, as a scalar: halves added pairwise (a tree of shuffles and adds)."""
+    if not isinstance(vec, SimdVector):
+        return None
+
+    def codegen(context, builder, sig, args):
+        _mark_vector_width(builder)
+        v = args[0]
+        count = vec.lanes
+        while count > 1:
+            half = count // 2
+            lo = builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(_I32, half), list(range(half))))
+            hi = builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(_I32, half), list(range(half, count))))
+            v = builder.fadd(lo, hi)
+            count = half
+        return builder.extract_element(v, ir.Constant(_I32, 0))
+
+    return vec.dtype(vec), codegen

@@ -9,6 +9,7 @@ from jitgrad.kernels._constants import kernel_names
 from jitgrad.kernels.reference.matmul import check_matmul_args
 
 from . import _gemm
+from ._gemm_dot import gemm_dot
 
 __all__: list[str] = kernel_names("matmul")  # the one list: kernels/_constants.py
 
@@ -17,6 +18,9 @@ __all__: list[str] = kernel_names("matmul")  # the one list: kernels/_constants.
 SMALL_MACS = 16 * 16 * 16
 #: Below this many multiply-adds one thread beats a parallel launch.
 SERIAL_MACS = 96 * 96 * 96
+#: ``a @ b.T`` with at most this many rows or columns of C runs as dot products of
+#: rows (``_gemm_dot``): packing the transposed B would cost more than it saves.
+DOT_MAX_MN = 64
 
 
 def _matmul_kernel(a: np.ndarray, b: np.ndarray, trans_a: bool, trans_b: bool, out: np.ndarray) -> None:
@@ -32,14 +36,13 @@ def _matmul_kernel(a: np.ndarray, b: np.ndarray, trans_a: bool, trans_b: bool, o
     if macs <= SMALL_MACS:
         _gemm.gemm_small(a, b, trans_a, trans_b, out)
         return
-    if macs <= SERIAL_MACS:
-        _gemm.gemm_serial(a, b, trans_a, trans_b, out)
-        return
-    nthreads = numba.get_num_threads()  # ~1 us: asked only where it decides
-    if nthreads == 1:
-        _gemm.gemm_serial(a, b, trans_a, trans_b, out)
-    else:
+    nthreads = 1 if macs <= SERIAL_MACS else numba.get_num_threads()  # ~1 us: asked only where it decides
+    if nthreads > 1:
         _gemm.gemm_parallel(a, b, trans_a, trans_b, out, nthreads)
+    elif trans_b and not trans_a and min(m, n) <= DOT_MAX_MN:
+        gemm_dot(a, b, out, 0, n)
+    else:
+        _gemm.gemm_serial(a, b, trans_a, trans_b, out)
 
 
 def matmul(a: np.ndarray, b: np.ndarray, *, trans_a: bool = False, trans_b: bool = False,
