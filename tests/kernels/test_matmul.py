@@ -82,6 +82,9 @@ SHAPES = [
     (7, 130, 45), (130, 5, 83), (20, 25, 1100), (2, 70, 40), (65, 20, 513),
     # shallow K (<= SHALLOW_K) with a row pitch of a multiple of 256 bytes: B read in place
     (40, 64, 9), (30, 128, 32),
+    # up to 3 row panels: B read in place at any pitch; the edge panel (16 = 6 + 6 + 4 rows) takes
+    # the packed micro-kernel loop; exactly MR rows of a transposed A read in place
+    (16, 64, 150), (6, 40, 50),
 ]
 
 

@@ -118,7 +118,7 @@ def b_in_place(trans, m, k, n, itemsize):
     """
     if trans:
         return False
-    if m <= 2 * MR or k <= SHALLOW_K:
+    if m <= 3 * MR or k <= SHALLOW_K:
         return True
     return k * n * itemsize <= (1 << 20) and (n * itemsize) % 256 != 0
 

@@ -129,5 +129,19 @@ def pack_b(b, trans, jp0, jp1, bp):
                 vstore(bp, dst + p * nr, vgather(bf, src + p, offsets, 0))
                 vstore(bp, dst + p * nr + lanes, vgather(bf, src + p, offsets, lanes))
         jp0 = full
+    elif not trans and jp0 < full:
+        # Row-major B: bands of 8 rows, each read left to right across the panels (8 sequential
+        # streams the prefetcher follows; a panel at a time would read one line per row, at a
+        # pitch that is often a multiple of 4 KiB).
+        bf = b.reshape(b.size)
+        for p0 in range(0, k, 8):
+            p1 = min(k, p0 + 8)
+            for jp in range(jp0, full):
+                dst = jp * k * nr
+                for p in range(p0, p1):
+                    src = p * n + jp * nr
+                    vstore(bp, dst + p * nr, vload(bf, src))
+                    vstore(bp, dst + p * nr + lanes, vload(bf, src + lanes))
+        jp0 = full
     for jp in range(jp0, jp1):
         pack_b_panel(b, trans, jp * nr, bp, jp * k * nr)

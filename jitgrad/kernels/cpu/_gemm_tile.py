@@ -167,11 +167,13 @@ def micro_kernel(kc, a, a_off, a_rs, a_cs, b, b_off, b_rs, c, c_off, ldc, mr, nc
     o5 = a_off + (5 * a_rs if mr > 5 else 0)
     o6 = a_off + (6 * a_rs if mr > 6 else 0)
     o7 = a_off + (7 * a_rs if mr > 7 else 0)
-    if a_rs == 1 and mr == MR:
+    if a_rs == 1 and (mr == MR or a_cs == MR):
         # The MR values of one k side by side (packed panels, transposed A):
         # one pointer with constant offsets, which leaves LLVM enough
         # general registers for the unrolled loop (the general form below
-        # keeps one index per row and spills them).
+        # keeps one index per row and spills them). An edge tile takes it
+        # too when its panel is MR wide (``a_cs == MR``: packed, so rows past
+        # ``mr`` are padding inside the buffer, never stored).
         ia = a_off
         ib = b_off
         for _ in range(kc):
