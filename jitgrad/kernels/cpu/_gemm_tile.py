@@ -72,6 +72,8 @@ KC = 256
 MC_BYTES = 144 * 1024
 #: Up to this depth ``gemm_block`` walks C by rows of tiles instead of by columns.
 SHALLOW_K = 32
+#: Bytes of B a shallow product keeps in L2 while every row panel of C passes it.
+SHALLOW_B_BYTES = 64 * 1024
 #: A parallel task's block of C, in panels: up to ``MC_PANELS * MR`` rows ...
 MC_PANELS = 32
 #: ... and ``NC_PANELS * NR`` columns.
@@ -294,15 +296,19 @@ def gemm_block(a, a_base, a_pstride, a_rs, a_cs, b, b_pstride, b_rs, k0, k1, m, 
         # Shallow products (im2col of a first conv layer, a Linear layer's
         # input gradient): each tile is mostly its store, so C is written
         # row panel by row panel (sequential lines the hardware prefetcher
-        # follows) while the small B stays in L1/L2.
-        for ip in range(ip0, ip1):
-            i0 = ip * MR
-            mr = min(MR, m - i0)
-            a_off = a_base + ip * a_pstride + k0 * a_cs
-            for jp in range(jp0, jp1):
-                j0 = jp * nr
-                micro_kernel(k1 - k0, a, a_off, a_rs, a_cs, b, jp * b_pstride + k0 * b_rs, b_rs,
-                             c, c_off + i0 * ldc + j0, ldc, mr, min(nr, n - j0), accumulate, bias, i0, has_bias)
+        # follows) while the small B stays in L1/L2: in column blocks of
+        # SHALLOW_B_BYTES of B, so that a wide B is not fetched again from
+        # L3 for every row panel.
+        nb = max(1, SHALLOW_B_BYTES // ((k1 - k0) * nr * b.itemsize))
+        for jc in range(jp0, jp1, nb):
+            for ip in range(ip0, ip1):
+                i0 = ip * MR
+                mr = min(MR, m - i0)
+                a_off = a_base + ip * a_pstride + k0 * a_cs
+                for jp in range(jc, min(jp1, jc + nb)):
+                    j0 = jp * nr
+                    micro_kernel(k1 - k0, a, a_off, a_rs, a_cs, b, jp * b_pstride + k0 * b_rs, b_rs,
+                                 c, c_off + i0 * ldc + j0, ldc, mr, min(nr, n - j0), accumulate, bias, i0, has_bias)
         return
     mc = max(1, MC_BYTES // (MR * KC * b.itemsize))
     for pc in range(k0, k1, KC):

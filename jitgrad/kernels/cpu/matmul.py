@@ -20,7 +20,7 @@ SMALL_MACS = 16 * 16 * 16
 SERIAL_MACS = 96 * 96 * 96
 #: ``a @ b.T`` with at most this many rows or columns of C runs as dot products of
 #: rows (``_gemm_dot``): packing the transposed B would cost more than it saves.
-DOT_MAX_MN = 64
+DOT_MAX_MN = 32
 
 
 def _matmul_kernel(a: np.ndarray, b: np.ndarray, trans_a: bool, trans_b: bool, out: np.ndarray) -> None:
@@ -45,11 +45,19 @@ def _matmul_kernel(a: np.ndarray, b: np.ndarray, trans_a: bool, trans_b: bool, o
         _gemm.gemm_serial(a, b, trans_a, trans_b, out)
 
 
+def _may_overlap(out: np.ndarray, x: np.ndarray) -> bool:
+    """Whether ``out`` and ``x`` may share memory; two arrays that own their data answer at once (~0.1 us,
+    ``np.may_share_memory`` ~0.3 us)."""
+    if out.base is None and x.base is None:
+        return out is x
+    return np.may_share_memory(out, x)
+
+
 def matmul(a: np.ndarray, b: np.ndarray, *, trans_a: bool = False, trans_b: bool = False,
            out: np.ndarray | None = None) -> np.ndarray:
     """CPU: a transposed operand is read through strides, or by the packing of a large operand; never copied."""
     m, n, _, dtype, trans_a, trans_b = check_matmul_args(a, b, trans_a, trans_b, out)
-    if out is not None and (np.may_share_memory(out, a) or np.may_share_memory(out, b)):
+    if out is not None and (_may_overlap(out, a) or _may_overlap(out, b)):
         result = np.empty((m, n), dtype=dtype)
         _matmul_kernel(a, b, trans_a, trans_b, result)
         out[...] = result
