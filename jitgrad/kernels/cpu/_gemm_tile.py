@@ -27,12 +27,12 @@ Rapidly Instantiating BLAS Functionality", 2015):
   they run under ``prange`` without races.
 
 Blocking for the two measured x86 paths, from one rule (B micro-panel
-16-32 KiB in L1, A block 144 KiB in L2):
+32 KiB in L1, A block 144-288 KiB in L2; K cut into equal slices):
 
 ========  =======  =====  ===========  ===================  ==================
 path      tile     KC     B panel      MC (float32/64)      L1d / L2 targeted
 ========  =======  =====  ===========  ===================  ==================
-avx2      6 x 16   256    16 KiB       144 / 72 rows        32 KiB / 512 KiB (Zen 2/3, Haswell+)
+avx2      6 x 16   512    32 KiB       144 / 72 rows        32 KiB / 512 KiB (Zen 2/3, Haswell+)
 avx512    8 x 32   256    32 KiB       144 / 72 rows        32-48 KiB / 1 MiB+
 ========  =======  =====  ===========  ===================  ==================
 """
@@ -62,14 +62,17 @@ from ._isa import ISA
 #: ``MR`` is a compile-time constant, so with 6 the code of rows 6 and 7 is
 #: never emitted.
 MR = ISA.gemm_mr
-#: Depth of one ``k`` slice: a B micro-panel (``KC x NR``) is 16 KiB on AVX2
-#: (half of a 32 KiB L1d), 32 KiB with AVX-512's 32 columns (Skylake-X, Ice
-#: Lake: L1d 32 / 48 KiB; measured 0.86-0.93x OpenBLAS there with this KC).
-KC = 256
+#: Largest depth of one ``k`` slice (``gemm_block`` cuts K into equal slices of
+#: at most this). Up to AVX2: 512, BLIS's float32 choice for Zen 3 (a B
+#: micro-panel ``KC x NR`` is 32 KiB float32); measured on Zen 3 against 256:
+#: 2048^2 0.77 -> 0.81-0.83x OpenBLAS, 1024^2 0.92 -> 0.94x (C is read and
+#: written half as often). AVX-512 keeps 256 (its 32 columns make the panel
+#: 32 KiB already; measured 0.86-0.93x OpenBLAS on Skylake-X / Ice Lake).
+KC = 512 if VEC_BYTES <= 32 else 256
 #: Bytes of the A block (``MC x KC``) that stays in L2 while the B micro-panels
-#: of a ``k`` slice stream past it: 144 KiB, BLIS's Zen 3 choice (``MC = 144``
-#: float32 rows, 72 float64, of a 512 KiB L2; Skylake-X and later have 1 MiB+).
-MC_BYTES = 144 * 1024
+#: of a ``k`` slice stream past it: BLIS's Zen 3 choice, ``MC = 144`` float32
+#: rows at ``KC = 512`` (288 KiB of a 512 KiB L2); 144 KiB with AVX-512.
+MC_BYTES = (288 if VEC_BYTES <= 32 else 144) * 1024
 #: Up to this depth ``gemm_block`` walks C by rows of tiles instead of by columns.
 SHALLOW_K = 32
 #: Bytes of B a shallow product keeps in L2 while every row panel of C passes it.
@@ -310,9 +313,11 @@ def gemm_block(a, a_base, a_pstride, a_rs, a_cs, b, b_pstride, b_rs, k0, k1, m, 
                     micro_kernel(k1 - k0, a, a_off, a_rs, a_cs, b, jp * b_pstride + k0 * b_rs, b_rs,
                                  c, c_off + i0 * ldc + j0, ldc, mr, min(nr, n - j0), accumulate, bias, i0, has_bias)
         return
-    mc = max(1, MC_BYTES // (MR * KC * b.itemsize))
-    for pc in range(k0, k1, KC):
-        kc = min(KC, k1 - pc)
+    # Equal slices of at most KC (576 = 2 x 288, not 512 + 64: a thin last slice is mostly overhead).
+    kstep = cdiv(k1 - k0, cdiv(k1 - k0, KC))
+    mc = max(1, MC_BYTES // (MR * kstep * b.itemsize))
+    for pc in range(k0, k1, kstep):
+        kc = min(kstep, k1 - pc)
         acc = accumulate or pc > k0
         add_bias = has_bias and pc == k0
         # Blocks of ``mc`` A panels: their k slice stays in L2 while every
