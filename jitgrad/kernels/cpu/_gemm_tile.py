@@ -14,7 +14,7 @@ Rapidly Instantiating BLAS Functionality", 2015):
   one ``k`` are contiguous (``b_rs`` apart from one ``k`` to the next):
   a row-major B already is one (read in place when it is small, or used by
   few A panels, and its row pitch does not alias in L1), otherwise it is
-  packed (``_gemm_pack``; transposed B with hardware gathers). A is read
+  packed (``_gemm_pack``; transposed B by scalar moves). A is read
   through ``(row, column)`` strides, so a row-major A, a transposed A and
   packed ``MR``-row panels of A all feed the same micro-kernel; panels with
   the ``MR`` values of one ``k`` side by side (packed, or transposed A) take
@@ -314,7 +314,8 @@ def gemm_block(a, a_base, a_pstride, a_rs, a_cs, b, b_pstride, b_rs, k0, k1, m, 
                                  c, c_off + i0 * ldc + j0, ldc, mr, min(nr, n - j0), accumulate, bias, i0, has_bias)
         return
     # Equal slices of at most KC (576 = 2 x 288, not 512 + 64: a thin last slice is mostly overhead).
-    kstep = cdiv(k1 - k0, cdiv(k1 - k0, KC))
+    slices = (k1 - k0 + KC - 1) // KC  # not cdiv(.., KC): a literal argument compiles another cdiv
+    kstep = (k1 - k0 + slices - 1) // slices
     mc = max(1, MC_BYTES // (MR * kstep * b.itemsize))
     for pc in range(k0, k1, kstep):
         kc = min(kstep, k1 - pc)
