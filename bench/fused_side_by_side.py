@@ -6,6 +6,9 @@ likewise), forward alone and forward + backward, at the LeNet-5 and Keras
 convnet shapes. The two variants alternate within every repetition, each
 timed by its thread's CPU time (the machine may be shared), and the table
 shows medians and the ratio unfused / fused (> 1: the fusion wins).
+The last row is a whole LeNet-5 training step (batch 128, Adam, forward,
+cross-entropy, backward, update): ``examples/mnist_models.py``'s fused
+LeNet-5 against the same network with separate ``ReLU`` layers.
 ``--threads`` sets Numba's threads (default 1).
 
     NUMBA_NUM_THREADS=1 .venv/bin/python bench/fused_side_by_side.py
@@ -16,7 +19,9 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 import time
+from pathlib import Path
 
 LINEAR_SHAPES = {  # (batch, in, out)
     "LeNet fc1 64x256->120": (64, 256, 120),
@@ -90,6 +95,45 @@ def main() -> None:
         grad_y[name] = rng.standard_normal(out_shape).astype(np.float32)
         report(name, lambda fused, x=x, w=w, b=b: F.conv2d(x, w, b, activation="relu") if fused
                else F.relu(F.conv2d(x, w, b)))
+    lenet_step(args.repeats)
+
+
+def lenet_step(repeats: int) -> None:
+    import numpy as np
+
+    import jitgrad
+    from jitgrad import Tensor, nn, optim
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
+    from mnist_models import lenet5
+
+    def unfused_lenet5():
+        return nn.Sequential(
+            nn.Conv2d(1, 6, 5), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(256, 120), nn.ReLU(),
+            nn.Linear(120, 84), nn.ReLU(),
+            nn.Linear(84, 10),
+        )
+
+    rng = np.random.default_rng(1)
+    x = Tensor(rng.standard_normal((128, 1, 28, 28)).astype(np.float32))
+    labels = rng.integers(0, 10, 128)
+    steps = []
+    for make in (lenet5, unfused_lenet5):
+        jitgrad.manual_seed(0)
+        model = make()
+        opt = optim.Adam(model.parameters(), lr=1e-3)
+
+        def step(model=model, opt=opt):
+            opt.zero_grad()
+            loss = nn.functional.cross_entropy(model(x), labels)
+            loss.backward()
+            opt.step()
+        steps.append(step)
+    tf, tu = side_by_side(steps[0], steps[1], repeats, 3)
+    print(f"{'LeNet-5 training step, batch 128':40s} {'step':>8s} {tf * 1e6:10.1f} {tu * 1e6:11.1f} {tu / tf:14.2f}")
 
 
 if __name__ == "__main__":

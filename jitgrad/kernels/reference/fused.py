@@ -118,8 +118,8 @@ def conv2d_activation(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None,
 
     Parameters
     ----------
-    x, w, b, stride, padding, dilation, out, groups
-        As ``conv2d``: ``x (N, C_in, H, W)``, ``w (C_out, C_in/groups, kH, kW)``,
+    x, w, b, stride, padding, dilation, out, groups : as ``conv2d``
+        As there: ``x (N, C_in, H, W)``, ``w (C_out, C_in/groups, kH, kW)``,
         ``b (C_out,)`` optional, ``out`` optional ``(N, C_out, H_out, W_out)``.
     activation : {"none", "relu"}, default "none"
         Applied after the bias; ``relu(NaN)`` is NaN.
