@@ -36,9 +36,10 @@ def test_relu_epilogue_keeps_nan():
     assert np.isnan(got[1]).all() and not np.isnan(got[[0, 2]]).any() and (got[[0, 2]] >= 0).all()
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", [(5, 3), (2, 3, 2, 3)])
-def test_bias_activation_backward_matches_cpu(shape):
-    g, y = randn(shape, np.float64, 9), np.maximum(randn(shape, np.float64, 10), 0)
+def test_bias_activation_backward_matches_cpu(shape, dtype):
+    g, y = randn(shape, dtype, 9), np.maximum(randn(shape, dtype, 10), 0)
     y.reshape(-1)[0] = np.nan
     got = kc.bias_activation_backward(dev(g), dev(y), activation="relu")
     for a, b in zip(got, cpu.bias_activation_backward(g, y, activation="relu")):
