@@ -140,17 +140,24 @@ def _overlaps(out: np.ndarray | None, *inputs: np.ndarray | None) -> bool:
 
 def conv2d(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *, stride: Any = 1,
            padding: Any = 0, dilation: Any = 1, out: np.ndarray | None = None, groups: int = 1) -> np.ndarray:
-    d = check_conv2d_args(x, w, b, stride, padding, dilation, out, groups)
+    return conv2d_validated(x, w, b, check_conv2d_args(x, w, b, stride, padding, dilation, out, groups), out)
+
+
+def conv2d_validated(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, d: Any, out: np.ndarray | None,
+                     epi: int = 0) -> np.ndarray:
+    """``conv2d`` after validation (geometry ``d``), with the activation bits ``epi`` (``fused.conv2d_activation``)."""
     if _overlaps(out, x, w, b):
-        out[...] = conv2d(x, w, b, stride=stride, padding=padding, dilation=dilation, groups=groups)
+        out[...] = conv2d_validated(x, w, b, d, None, epi)
         return out
     if out is None:
         out = np.empty(d.output_shape, dtype=x.dtype)
     if out.size:
         if x.size == 0:
             out[...] = 0 if b is None else b[:, None, None]
+            if epi:
+                apply_epilogue(out.reshape(1, out.size), out.reshape(-1), epi)
         else:
-            _conv2d_kernel(x, w, b, d, out)
+            _conv2d_kernel(x, w, b, d, out, epi)
     return out
 
 

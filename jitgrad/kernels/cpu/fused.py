@@ -23,8 +23,8 @@ from jitgrad.kernels.reference.fused import (
     check_linear_args,
 )
 
-from ._gemm_epilogue import EPI_COL_BIAS, apply_epilogue
-from .conv import _conv2d_kernel, _overlaps
+from ._gemm_epilogue import EPI_COL_BIAS
+from .conv import _overlaps, conv2d_validated
 from .matmul import _matmul_kernel
 
 __all__: list[str] = kernel_names("fused")  # the one list: kernels/_constants.py
@@ -74,20 +74,7 @@ def conv2d_activation(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None,
                       padding: Any = 0, dilation: Any = 1, out: np.ndarray | None = None, groups: int = 1,
                       activation: str = "none") -> np.ndarray:
     d, code = check_conv2d_activation_args(x, w, b, stride, padding, dilation, out, groups, activation)
-    if _overlaps(out, x, w, b):
-        out[...] = conv2d_activation(x, w, b, stride=stride, padding=padding, dilation=dilation, groups=groups,
-                                     activation=activation)
-        return out
-    if out is None:
-        out = np.empty(d.output_shape, dtype=x.dtype)
-    if out.size:
-        if x.size == 0:
-            out[...] = 0 if b is None else b[:, None, None]
-            if code:
-                apply_epilogue(out.reshape(1, out.size), out.reshape(-1), code)
-        else:
-            _conv2d_kernel(x, w, b, d, out, code)
-    return out
+    return conv2d_validated(x, w, b, d, out, code)
 
 
 def bias_activation_backward(grad_out: np.ndarray, y: np.ndarray, *,
