@@ -6,9 +6,10 @@ likewise), forward alone and forward + backward, at the LeNet-5 and Keras
 convnet shapes. The two variants alternate within every repetition, each
 timed by its thread's CPU time (the machine may be shared), and the table
 shows medians and the ratio unfused / fused (> 1: the fusion wins).
-The last row is a whole LeNet-5 training step (batch 128, Adam, forward,
+The last rows are whole training steps (batch 128, Adam, forward,
 cross-entropy, backward, update): ``examples/mnist_models.py``'s fused
-LeNet-5 against the same network with separate ``ReLU`` layers.
+LeNet-5 against the same network with separate ``ReLU`` layers, and the
+Keras convnet with and without its two convolutions' ReLU fused.
 ``--threads`` sets Numba's threads (default 1).
 
     NUMBA_NUM_THREADS=1 .venv/bin/python bench/fused_side_by_side.py
@@ -95,10 +96,11 @@ def main() -> None:
         grad_y[name] = rng.standard_normal(out_shape).astype(np.float32)
         report(name, lambda fused, x=x, w=w, b=b: F.conv2d(x, w, b, activation="relu") if fused
                else F.relu(F.conv2d(x, w, b)))
-    lenet_step(args.repeats)
+    training_steps(args.repeats)
 
 
-def lenet_step(repeats: int) -> None:
+def training_steps(repeats: int) -> None:
+    """LeNet-5 (the example's, fused) and the Keras convnet, each fused against unfused, one step each."""
     import numpy as np
 
     import jitgrad
@@ -117,23 +119,34 @@ def lenet_step(repeats: int) -> None:
             nn.Linear(84, 10),
         )
 
+    def convnet(fused):
+        relu = "relu" if fused else None
+        layers = [nn.Conv2d(1, 32, 3, activation=relu), nn.MaxPool2d(2), nn.Conv2d(32, 64, 3, activation=relu),
+                  nn.MaxPool2d(2), nn.Flatten(), nn.Dropout(0.5), nn.Linear(1600, 10)]
+        if not fused:
+            layers[1:1] = [nn.ReLU()]
+            layers[4:4] = [nn.ReLU()]
+        return nn.Sequential(*layers)
+
     rng = np.random.default_rng(1)
     x = Tensor(rng.standard_normal((128, 1, 28, 28)).astype(np.float32))
     labels = rng.integers(0, 10, 128)
-    steps = []
-    for make in (lenet5, unfused_lenet5):
-        jitgrad.manual_seed(0)
-        model = make()
-        opt = optim.Adam(model.parameters(), lr=1e-3)
+    for name, pair in (("LeNet-5 training step, batch 128", (lenet5, unfused_lenet5)),
+                       ("Keras convnet training step, batch 128", (lambda: convnet(True), lambda: convnet(False)))):
+        steps = []
+        for make in pair:
+            jitgrad.manual_seed(0)
+            model = make()
+            opt = optim.Adam(model.parameters(), lr=1e-3)
 
-        def step(model=model, opt=opt):
-            opt.zero_grad()
-            loss = nn.functional.cross_entropy(model(x), labels)
-            loss.backward()
-            opt.step()
-        steps.append(step)
-    tf, tu = side_by_side(steps[0], steps[1], repeats, 3)
-    print(f"{'LeNet-5 training step, batch 128':40s} {'step':>8s} {tf * 1e6:10.1f} {tu * 1e6:11.1f} {tu / tf:14.2f}")
+            def step(model=model, opt=opt):
+                opt.zero_grad()
+                loss = nn.functional.cross_entropy(model(x), labels)
+                loss.backward()
+                opt.step()
+            steps.append(step)
+        tf, tu = side_by_side(steps[0], steps[1], repeats, 3)
+        print(f"{name:40s} {'step':>8s} {tf * 1e6:10.1f} {tu * 1e6:11.1f} {tu / tf:14.2f}", flush=True)
 
 
 if __name__ == "__main__":
