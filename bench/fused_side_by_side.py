@@ -76,7 +76,7 @@ def main() -> None:
 
     def report(name, make):
         for mode in ("fwd", "fwd+bwd"):
-            def run(fused):
+            def run(fused, mode=mode):
                 y = make(fused)
                 if mode == "fwd+bwd":
                     y.backward(grad_y[name])

@@ -152,9 +152,9 @@ def test_cpu_stays_inside_its_arrays(trans_a, trans_b, dtype):
         a, b = operands(m, n, k, trans_a, trans_b, dtype)
         a, b = guarded(a), guarded(b)
         expected = ref.matmul(a, b, trans_a=trans_a, trans_b=trans_b)
-        no_epilogue = NO_EPILOGUE[np.dtype(dtype)]
-        for path in (_gemm.gemm_small, lambda *args: _gemm.gemm_serial(*args, *no_epilogue),
-                     lambda *args: _gemm.gemm_parallel(*args, 3, *no_epilogue)):
+        no_epi = NO_EPILOGUE[np.dtype(dtype)]
+        for path in (_gemm.gemm_small, lambda *args, no_epi=no_epi: _gemm.gemm_serial(*args, *no_epi),
+                     lambda *args, no_epi=no_epi: _gemm.gemm_parallel(*args, 3, *no_epi)):
             out = guarded(nan_like((m, n), dtype))
             path(a, b, trans_a, trans_b, out)
             rtol, atol = tolerance(dtype, k)

@@ -43,6 +43,7 @@ from numba import njit
 
 from jitgrad.config import FASTMATH
 
+from ._gemm_epilogue import EPI_COL_BIAS, EPI_RELU, vrelu
 from ._gemm_simd import (
     VEC_BYTES,
     prefetch_write,
@@ -55,7 +56,6 @@ from ._gemm_simd import (
     vstore_masked,
     vzero,
 )
-from ._gemm_epilogue import EPI_COL_BIAS, EPI_RELU, vrelu
 from ._isa import ISA
 
 #: Rows of the register tile (A panel width): 8 with AVX-512's 32 registers,

@@ -16,7 +16,13 @@ from typing import Any
 import numpy as np
 
 from jitgrad.kernels._constants import FUSED_ACTIVATIONS, kernel_names
-from jitgrad.kernels._validate import Conv2dDims, check_array, check_out, check_same_dtype, check_shape
+from jitgrad.kernels._validate import (
+    Conv2dDims,
+    check_array,
+    check_out,
+    check_same_dtype,
+    check_shape,
+)
 from jitgrad.kernels.reference.conv import check_conv2d_args, conv2d
 
 __all__: list[str] = kernel_names("fused")  # the one list: kernels/_constants.py
