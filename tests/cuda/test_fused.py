@@ -5,8 +5,10 @@ import pytest
 
 import jitgrad.kernels.cpu as cpu
 import jitgrad.kernels.cuda as kc
+from jitgrad.nn import functional as F
 from tests.cases.fused import ACTIVATIONS, CONV_CASES_CUDA, LINEAR_CASES_CUDA
 from tests.cuda.conftest import dev, host
+from tests.cuda.test_autograd import check_op
 from tests.helpers import DTYPES, assert_close, nan_like, randn
 
 
@@ -52,3 +54,12 @@ def test_bad_input():
         kc.linear(x, w, activation="gelu")
     with pytest.raises(TypeError, match="activation must be one of"):
         kc.conv2d_activation(dev(np.ones((1, 1, 4, 4))), dev(np.ones((1, 1, 3, 3))), activation=1)
+
+
+@pytest.mark.parametrize("fn, shapes", [
+    (lambda x, w, b: F.linear(x, w, b, activation="relu"), [(3, 4), (5, 4), (5,)]),
+    (lambda x, w, b: F.conv2d(x, w, b, padding=1, activation="relu"), [(1, 2, 4, 4), (2, 2, 3, 3), (2,)]),
+])
+def test_fused_ops_on_the_device_match_the_cpu(fn, shapes):
+    # The autograd's fused ops on the CUDA backend: values and gradients of the CPU's (float64).
+    check_op(fn, *shapes, check_grad=False)
