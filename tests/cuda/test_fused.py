@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-import jitgrad.kernels.cpu as cpu
 import jitgrad.kernels.cuda as kc
+from jitgrad.kernels import cpu
 from jitgrad.nn import functional as F
 from tests.cases.fused import ACTIVATIONS, CONV_CASES_CUDA, LINEAR_CASES_CUDA
 from tests.cuda.conftest import dev, host
