@@ -29,9 +29,9 @@ def signatures(dtype: types.Float) -> dict[str, tuple]:
     i, b = types.int64, types.boolean
     m2, m4, v1 = dtype[:, ::1], dtype[:, :, :, ::1], dtype[::1]
     return {
-        "_gemm.gemm_serial": (m2, m2, b, b, m2),
-        "_gemm.gemm_parallel": (m2, m2, b, b, m2, i),
-        "_conv.conv2d_forward": (m4, m4, v1, b, i, i, i, i, i, i, m4, i),
+        "_gemm.gemm_serial": (m2, m2, b, b, m2, v1, i),
+        "_gemm.gemm_parallel": (m2, m2, b, b, m2, i, v1, i),
+        "_conv.conv2d_forward": (m4, m4, v1, b, i, i, i, i, i, i, m4, i, i),
         "_conv.conv2d_backward_input": (m4, m4, i, i, i, i, i, i, m4, i),
         "_conv_weight.conv2d_backward_weight": (m4, m4, i, i, i, i, i, i, m4, v1, i),
         "_conv_weight.conv2d_backward_weight_unit": (m4, m4, i, i, i, i, m4, v1, i),

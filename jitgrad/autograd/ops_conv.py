@@ -20,7 +20,7 @@ def conv_backward(ctx: Context, g: Any, backward_input: Any, backward_weight: An
     two backward kernels, each called only when an input needs its gradient (``geometry``: extra
     keywords for both, ``dims=`` for ``Conv2d``)."""
     xp = ctx.backend
-    x, w = ctx.saved_tensors
+    x, w = ctx.saved_tensors[:2]  # (Conv2dActivation saves its output after them)
     needs = ctx.needs_input_grad
     g = xp.ascontiguousarray(g)
     grad_x = grad_w = grad_b = None

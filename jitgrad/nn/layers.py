@@ -81,6 +81,10 @@ class Linear(Module):
     ----------
     in_features, out_features : int
     bias : bool, default True
+    activation : None, ``"relu"`` or ``nn.functional.relu``, default None
+        Applied in the product's store, as Keras's ``Dense(activation=...)``
+        and Flux's ``Dense(in => out, relu)``: the values of ``Linear`` then
+        ``ReLU``, one fused kernel, fewer passes over memory.
     dtype : numpy dtype, optional
         Parameter dtype; default ``config.default_dtype``.
     generator : numpy.random.Generator, optional
@@ -92,9 +96,10 @@ class Linear(Module):
     ``weight (out_features, in_features)``, ``bias (out_features,)``.
     """
 
-    def __init__(self, in_features: int, out_features: int, bias: bool = True, *, dtype: Any = None,
-                 generator: np.random.Generator | None = None) -> None:
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, *, activation: Any = None,
+                 dtype: Any = None, generator: np.random.Generator | None = None) -> None:
         super().__init__()
+        self.activation = F.check_activation("Linear", activation)
         self.in_features = _positive_int("Linear", "in_features", in_features)
         self.out_features = _positive_int("Linear", "out_features", out_features)
         dtype = _dtype("Linear", dtype)
@@ -105,10 +110,11 @@ class Linear(Module):
     def forward(self, x: Any) -> Any:
         if x.ndim == 0 or x.shape[-1] != self.in_features:
             raise ValueError(f"{self!r} expected input (..., {self.in_features}), got {tuple(x.shape)}")
-        return F.linear(x, self.weight, self.bias)
+        return F.linear(x, self.weight, self.bias, activation=self.activation)
 
     def extra_repr(self) -> str:
-        return f"{self.in_features} => {self.out_features}" + ("" if self.bias is not None else ", bias=False")
+        return (f"{self.in_features} => {self.out_features}" + ("" if self.activation is None else f", {self.activation}")
+                + ("" if self.bias is not None else ", bias=False"))
 
 
 Dense = Linear
@@ -129,6 +135,9 @@ class Conv2d(Module):
         Grouped convolution; must divide both channel counts. ``groups == in_channels``
         is a depthwise convolution (a direct kernel on the CPU).
     bias : bool, default True
+    activation : None, ``"relu"`` or ``nn.functional.relu``, default None
+        Applied as the convolution stores its output (Keras's
+        ``Conv2D(activation=...)``): ``Conv2d`` then ``ReLU`` in one kernel.
     dtype : numpy dtype, optional
     generator : numpy.random.Generator, optional
 
@@ -141,9 +150,10 @@ class Conv2d(Module):
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int | tuple[int, int],
                  stride: int | tuple[int, int] = 1, padding: int | tuple[int, int] = 0,
-                 dilation: int | tuple[int, int] = 1, bias: bool = True, *, groups: int = 1, dtype: Any = None,
-                 generator: np.random.Generator | None = None) -> None:
+                 dilation: int | tuple[int, int] = 1, bias: bool = True, *, groups: int = 1, activation: Any = None,
+                 dtype: Any = None, generator: np.random.Generator | None = None) -> None:
         super().__init__()
+        self.activation = F.check_activation("Conv2d", activation)
         self.in_channels = _positive_int("Conv2d", "in_channels", in_channels)
         self.out_channels = _positive_int("Conv2d", "out_channels", out_channels)
         self.kernel_size = _pair("Conv2d", "kernel_size", kernel_size, minimum=1)
@@ -165,7 +175,7 @@ class Conv2d(Module):
         if x.ndim != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f"{self!r} expected input (N, {self.in_channels}, H, W), got {tuple(x.shape)}")
         return F.conv2d(x, self.weight, self.bias, stride=self.stride, padding=self.padding,
-                        dilation=self.dilation, groups=self.groups)
+                        dilation=self.dilation, groups=self.groups, activation=self.activation)
 
     def extra_repr(self) -> str:
         text = f"{self.in_channels} => {self.out_channels}, {self.kernel_size[0]}×{self.kernel_size[1]}"
@@ -177,6 +187,8 @@ class Conv2d(Module):
             text += f", dilation={_fmt_pair(self.dilation)}"
         if self.groups != 1:
             text += f", groups={self.groups}"
+        if self.activation is not None:
+            text += f", {self.activation}"
         return text + ("" if self.bias is not None else ", bias=False")
 
 

@@ -242,6 +242,13 @@ def _conv2d(g: _Graph, args: tuple, kwargs: dict, result: Tensor) -> str:
                   pads=pad + pad, group=groups)
 
 
+@register_exporter("LinearActivation", "Conv2dActivation")
+def _fused(g: _Graph, args: tuple, kwargs: dict, result: Tensor) -> str:
+    """A fused layer is its two ONNX nodes: ``Gemm`` or ``Conv``, then the activation."""
+    name = (_linear if g.current == "LinearActivation" else _conv2d)(g, args, kwargs, result)
+    return g.node("Relu", [name]) if kwargs.get("activation", "relu") == "relu" else name
+
+
 @register_exporter("MaxPool2d", "AvgPool2d")
 def _pool(g: _Graph, args: tuple, kwargs: dict, result: Tensor) -> str:
     k = _pair(kwargs["kernel_size"])
