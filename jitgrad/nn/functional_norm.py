@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from jitgrad._checks import positive_int
 from jitgrad.autograd.backend import backend_for
 from jitgrad.autograd.ops_norm import BatchNorm, LayerNorm, LocalResponseNorm
 from jitgrad.autograd.tensor import Tensor
@@ -123,8 +124,7 @@ def group_norm(input: Any, num_groups: int, weight: Any = None, bias: Any = None
     x = _input(fn, input)
     if x.ndim < 2:
         raise ValueError(f"group_norm: input must be at least 2-D (N, C, *), got shape {x.shape}")
-    if isinstance(num_groups, bool) or not isinstance(num_groups, (int, np.integer)) or num_groups < 1:
-        raise ValueError(f"group_norm: num_groups must be a positive int, got {num_groups!r}")
+    num_groups = positive_int("group_norm", "num_groups", num_groups)
     n, c = x.shape[0], x.shape[1]
     if c % num_groups:
         raise ValueError(f"group_norm: num_groups={num_groups} must divide the {c} channels of input {x.shape}")
@@ -164,8 +164,7 @@ def local_response_norm(input: Any, size: int, alpha: float = 1e-4, beta: float 
     x = _input("local_response_norm", input)
     if x.ndim < 3:
         raise ValueError(f"local_response_norm: input must be at least 3-D (N, C, *), got shape {x.shape}")
-    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
-        raise ValueError(f"local_response_norm: size must be a positive int, got {size!r}")
+    size = positive_int("local_response_norm", "size", size)
     for name, v in (("alpha", alpha), ("beta", beta), ("k", k)):
         if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not np.isfinite(v):
             raise ValueError(f"local_response_norm: {name} must be a finite real number, got {v!r}")

@@ -15,13 +15,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from jitgrad._checks import check_int, positive_int
+
 __all__ = ["LRScheduler", "StepLR", "CosineAnnealingLR", "OneCycleLR", "ReduceLROnPlateau"]
-
-
-def _positive_int(owner: str, name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{owner}: {name} must be a positive int, got {value!r}")
-    return value
 
 
 def _check_optimizer(owner: str, optimizer: Any) -> None:
@@ -87,7 +83,7 @@ class StepLR(LRScheduler):
     """
 
     def __init__(self, optimizer: Any, step_size: int, gamma: float = 0.1) -> None:
-        self.step_size = _positive_int("StepLR", "step_size", step_size)
+        self.step_size = positive_int("StepLR", "step_size", step_size)
         if not gamma > 0:
             raise ValueError(f"StepLR: gamma must be > 0, got {gamma!r}")
         self.gamma = float(gamma)
@@ -112,7 +108,7 @@ class CosineAnnealingLR(LRScheduler):
     """
 
     def __init__(self, optimizer: Any, T_max: int, eta_min: float = 0.0) -> None:
-        self.T_max = _positive_int("CosineAnnealingLR", "T_max", T_max)
+        self.T_max = positive_int("CosineAnnealingLR", "T_max", T_max)
         if not eta_min >= 0:
             raise ValueError(f"CosineAnnealingLR: eta_min must be >= 0, got {eta_min!r}")
         self.eta_min = float(eta_min)
@@ -159,9 +155,9 @@ class OneCycleLR(LRScheduler):
         if total_steps is None:
             if epochs is None or steps_per_epoch is None:
                 raise ValueError(f"{owner}: give total_steps, or both epochs and steps_per_epoch")
-            total_steps = _positive_int(owner, "epochs", epochs) * _positive_int(owner, "steps_per_epoch",
+            total_steps = positive_int(owner, "epochs", epochs) * positive_int(owner, "steps_per_epoch",
                                                                                  steps_per_epoch)
-        self.total_steps = _positive_int(owner, "total_steps", total_steps)
+        self.total_steps = positive_int(owner, "total_steps", total_steps)
         if not max_lr > 0:
             raise ValueError(f"{owner}: max_lr must be > 0, got {max_lr!r}")
         if not 0 < pct_start < 1:
@@ -260,8 +256,7 @@ class ReduceLROnPlateau(LRScheduler):
         if not 0 < factor < 1:
             raise ValueError(f"{owner}: factor must be in (0, 1), got {factor!r}")
         for name, value in (("patience", patience), ("cooldown", cooldown)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"{owner}: {name} must be an int >= 0, got {value!r}")
+            check_int(owner, name, value, minimum=0, what="an int >= 0")
         self.optimizer = optimizer
         self.mode, self.factor, self.patience = mode, float(factor), patience
         self.threshold, self.threshold_mode = float(threshold), threshold_mode

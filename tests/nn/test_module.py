@@ -236,6 +236,7 @@ def test_manual_seed_makes_models_identical():
     (lambda: nn.Dropout(1.0), ValueError, r"Dropout: p must be in \[0, 1\), got 1.0"),
     (lambda: nn.GELU("fast"), ValueError, "GELU: approximate must be 'none' or 'tanh', got 'fast'"),
     (lambda: nn.Flatten(-1), ValueError, "Flatten: start_dim must be an int >= 0, got -1"),
+    (lambda: nn.Flatten(1.0), TypeError, "Flatten: start_dim must be an int >= 0, got 1.0"),
 ])
 def test_bad_constructor_arguments(make, error, message):
     with pytest.raises(error, match=message):

@@ -249,11 +249,15 @@ def test_schedule_bad_arguments():
     opt = SGD(_params(), lr=0.1)
     with pytest.raises(ValueError, match="StepLR: step_size must be a positive int, got 0"):
         StepLR(opt, step_size=0)
-    with pytest.raises(ValueError, match="CosineAnnealingLR: T_max must be a positive int, got 2.5"):
+    with pytest.raises(TypeError, match="CosineAnnealingLR: T_max must be a positive int, got 2.5"):
         CosineAnnealingLR(opt, T_max=2.5)
     with pytest.raises(ValueError, match="OneCycleLR: give total_steps, or both epochs and steps_per_epoch"):
         OneCycleLR(opt, max_lr=0.1)
     with pytest.raises(ValueError, match="ReduceLROnPlateau: factor must be in \\(0, 1\\), got 1.5"):
         ReduceLROnPlateau(opt, factor=1.5)
+    with pytest.raises(TypeError, match="ReduceLROnPlateau: patience must be an int >= 0, got 1.5"):
+        ReduceLROnPlateau(opt, patience=1.5)
+    with pytest.raises(TypeError, match="StepLR: step_size must be a positive int, got True"):
+        StepLR(opt, step_size=True)
     with pytest.raises(TypeError, match="StepLR: expected an Optimizer, got list"):
         StepLR([], step_size=1)

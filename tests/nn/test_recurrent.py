@@ -147,6 +147,8 @@ def test_embedding():
         emb(np.zeros(2, np.float32))
     with pytest.raises(ValueError, match="padding_idx must be an int in"):
         nn.Embedding(3, 2, padding_idx=3)
+    with pytest.raises(TypeError, match=r"Embedding: padding_idx must be an int in \[-3, 3\), got 1.0"):
+        nn.Embedding(3, 2, padding_idx=1.0)
 
 
 def test_embedding_matches_pytorch():

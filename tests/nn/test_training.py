@@ -235,6 +235,7 @@ def test_issue_3_lenet_snippet_runs():
 @pytest.mark.parametrize("kwargs, error, message", [
     ({"model": lambda x: x}, TypeError, "fit: model must be an nn.Module, got function"),
     ({"epochs": 0}, ValueError, "fit: epochs must be a positive int, got 0"),
+    ({"epochs": 2.0}, TypeError, "fit: epochs must be a positive int, got 2.0"),
     ({"callbacks": [print]}, TypeError, "fit: callbacks must be Callback instances, got builtin_function_or_method"),
     ({"train_data": []}, ValueError, "fit: train_data yielded no batches in epoch 1"),
     ({"optimizer": object()}, TypeError, r"fit: optimizer must have step\(\) and zero_grad\(\), got object"),
