@@ -151,6 +151,17 @@ def _conv2d_grouped_kernel(x, w, b, has_bias, zero, sh, sw, ph, pw, dh, dw, grou
         out[img, co, oh, ow] = acc
 
 
+@cuda.jit(device=True)
+def _output_through_tap(i, pad, tap, dilation, stride, size_out):
+    """The output index ``o`` that sees input index ``i`` through filter tap ``tap`` along one axis
+    (``o * stride - pad + tap * dilation == i``), or -1 when no output in ``[0, size_out)`` does."""
+    t = i + pad - tap * dilation
+    if t < 0 or t % stride != 0:
+        return -1
+    o = t // stride
+    return o if o < size_out else -1
+
+
 @cuda.jit
 def _conv2d_backward_input_kernel(grad_out, w, sh, sw, ph, pw, dh, dw, groups, out):
     n_img, c_in, h, wid = out.shape
@@ -172,19 +183,12 @@ def _conv2d_backward_input_kernel(grad_out, w, sh, sw, ph, pw, dh, dw, groups, o
         ci_w = ci - grp * c_in_g
         acc = out.dtype.type(0)
         for fi in range(kh):
-            # Output row oh sees input row ih through filter row fi iff oh*sh - ph + fi*dh == ih.
-            t_h = ih + ph - fi * dh
-            if t_h < 0 or t_h % sh != 0:
-                continue
-            oh = t_h // sh
-            if oh >= h_out:
+            oh = _output_through_tap(ih, ph, fi, dh, sh, h_out)
+            if oh < 0:
                 continue
             for fj in range(kw):
-                t_w = iw + pw - fj * dw
-                if t_w < 0 or t_w % sw != 0:
-                    continue
-                ow = t_w // sw
-                if ow >= w_out:
+                ow = _output_through_tap(iw, pw, fj, dw, sw, w_out)
+                if ow < 0:
                     continue
                 for co in range(grp * c_out_g, (grp + 1) * c_out_g):
                     acc += grad_out[img, co, oh, ow] * w[co, ci_w, fi, fj]
@@ -259,8 +263,7 @@ def conv2d(x: Any, w: Any, b: Any = None, *, stride: Any = 1, padding: Any = 0, 
         return out
     k = d.c_in * d.kh * d.kw
     w2 = w.reshape(d.c_out, k)
-    tiles = math.ceil(d.c_out / TILE_M) * math.ceil(d.n * d.h_out * d.w_out / TILE_N)
-    blocks = max(1, min(tiles, _launch.MAX_BLOCKS))
+    blocks = _launch.grid_tiles(d.c_out, d.n * d.h_out * d.w_out, TILE_M, TILE_N)
     # Without a bias the kernel still needs an array of the right dtype to type-check; it is never read.
     bias = w2[0] if b is None else b
     _conv2d_kernel[blocks, MATMUL_THREADS](x, w2, bias, b is not None, *d.stride, *d.padding, *d.dilation,

@@ -15,7 +15,6 @@ tiles, so any grid size is correct.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from numba import cuda
@@ -130,7 +129,6 @@ def matmul(a: Any, b: Any, *, trans_a: bool = False, trans_b: bool = False, out:
         out = _launch.empty((m, n), dtype)
     if m == 0 or n == 0:
         return out
-    tiles = math.ceil(m / TILE_M) * math.ceil(n / TILE_N)
-    blocks = max(1, min(tiles, _launch.MAX_BLOCKS))
+    blocks = _launch.grid_tiles(m, n, TILE_M, TILE_N)
     _matmul_kernel[blocks, MATMUL_THREADS](a, b, trans_a, trans_b, m, n, k, out)
     return out

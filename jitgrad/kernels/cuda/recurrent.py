@@ -187,11 +187,6 @@ def _backward_step_kernel(cell, relu, s, grad_y, y, saved, h0, c0, w_hh, lengths
 
 # ----------------------------------------------------------------------------- drivers
 
-def _launch_1d(kernel: Any, n: int, *args: Any) -> None:
-    blocks, threads = _launch.grid_1d(n)
-    kernel[blocks, threads](*args)
-
-
 def _bias(b: Any, size: int, dtype: np.dtype) -> Any:
     return b if b is not None else ew.zeros((size,), dtype)
 
@@ -210,7 +205,7 @@ def _forward(cell: int, relu: bool, x: Any, h0: Any, c0: Any, w_ih: Any, w_hh: A
     d_lengths = cuda.to_device(lengths)
     bi, bh, one = _bias(b_ih, n, dtype), _bias(b_hh, n, dtype), dtype.type(1)
     for s in range(steps):
-        _launch_1d(_forward_step_kernel, batch * hidden, cell, relu, s, xp, bi, w_hh, bh, d_lengths, reverse, one,
+        _launch.launch_1d(_forward_step_kernel, batch * hidden, cell, relu, s, xp, bi, w_hh, bh, d_lengths, reverse, one,
                    buffers[s % 2], buffers[(s + 1) % 2], c, y, saved)
     return y, buffers[steps % 2], c, saved
 
@@ -230,7 +225,7 @@ def _backward(cell: int, relu: bool, grad_y: Any, grad_h_n: Any, grad_c_n: Any, 
     d_lengths = cuda.to_device(lengths)
     one = dtype.type(1)
     for s in range(steps - 1, -2, -1):
-        _launch_1d(_backward_step_kernel, batch * hidden, cell, relu, s, grad_y, y, saved, h0,
+        _launch.launch_1d(_backward_step_kernel, batch * hidden, cell, relu, s, grad_y, y, saved, h0,
                    c0 if c0 is not None else h0, w_hh, d_lengths, reverse, one, dh, dc, direct, grad_gx, grad_gh,
                    hprev)
     gx = grad_gx.reshape(steps * batch, n)
