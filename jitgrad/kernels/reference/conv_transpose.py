@@ -85,13 +85,18 @@ def check_conv_transpose2d_args(x: Any, w: Any, b: Any, stride: Any, padding: An
     return d
 
 
+def _check_nchw_pair(**arrays: Any) -> None:
+    """Two 4-D arrays of one float dtype (an activation or a gradient, and a weight or an activation)."""
+    for name, a in arrays.items():
+        check_array(name, a, ndim=4)
+    check_same_dtype(**arrays)
+
+
 def check_conv_transpose2d_backward_input_args(grad_out: Any, w: Any, input_shape: Any, stride: Any, padding: Any,
                                                output_padding: Any, dilation: Any, groups: Any,
                                                out: Any) -> Conv2dDims:
     """Validate ``conv_transpose2d_backward_input``'s arguments."""
-    check_array("grad_out", grad_out, ndim=4)
-    check_array("w", w, ndim=4)
-    check_same_dtype(grad_out=grad_out, w=w)
+    _check_nchw_pair(grad_out=grad_out, w=w)
     input_shape = check_shape_tuple("input_shape", input_shape, 4)
     d = conv_transpose2d_dims(input_shape, tuple(w.shape), stride, padding, output_padding, dilation, groups,
                               input_name="input_shape")
@@ -105,9 +110,7 @@ def check_conv_transpose2d_backward_weight_args(x: Any, grad_out: Any, weight_sh
                                                 padding: Any, output_padding: Any, dilation: Any,
                                                 groups: Any) -> Conv2dDims:
     """Validate ``conv_transpose2d_backward_weight``'s arguments."""
-    check_array("x", x, ndim=4)
-    check_array("grad_out", grad_out, ndim=4)
-    check_same_dtype(x=x, grad_out=grad_out)
+    _check_nchw_pair(x=x, grad_out=grad_out)
     weight_shape = check_shape_tuple("weight_shape", weight_shape, 4)
     d = conv_transpose2d_dims(tuple(x.shape), weight_shape, stride, padding, output_padding, dilation, groups,
                               weight_name="weight_shape")
