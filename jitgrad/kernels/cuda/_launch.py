@@ -143,6 +143,26 @@ def block_max(buf, value):
     return _block_reduce(buf, value, True)
 
 
+@cuda.jit(device=True)
+def unravel3(idx, h, w):
+    """``(i0, i1, i2)`` of flat index ``idx`` into a C-contiguous ``(n, h, w)`` array (an output pixel's
+    ``(image, row, col)``)."""
+    i2 = idx % w
+    rest = idx // w
+    return rest // h, rest % h, i2
+
+
+@cuda.jit(device=True)
+def unravel4(idx, c, h, w):
+    """``(i0, i1, i2, i3)`` of flat index ``idx`` into a C-contiguous ``(n, c, h, w)`` array (any 4-D shape:
+    NCHW activations, ``(C_out, C_in, kH, kW)`` weights)."""
+    i3 = idx % w
+    rest = idx // w
+    i2 = rest % h
+    plane = rest // h
+    return plane // c, plane % c, i2, i3
+
+
 def is_device_array(a: Any) -> bool:
     """True for a Numba device array (real or simulated); False for NumPy arrays and scalars."""
     return hasattr(a, "copy_to_host") and not isinstance(a, np.ndarray)

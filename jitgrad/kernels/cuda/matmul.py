@@ -79,7 +79,8 @@ def _matmul_kernel(a, b, trans_a, trans_b, m, n, k, out):
         for k0 in range(0, k, TILE_K):
             # Load op(a)[row0:+64, k0:+16]. Consecutive threads take consecutive
             # addresses of the *stored* array (coalesced): k fastest for a (M, K)
-            # array, rows fastest for a transposed (K, M) one.
+            # array, rows fastest for a transposed (K, M) one. The op(b) load below
+            # mirrors it on purpose (written out per operand: each its own index order).
             for e in range(t, TILE_M * TILE_K, MATMUL_THREADS):
                 if trans_a:
                     r = e % TILE_M
