@@ -17,7 +17,7 @@ from numba import njit, prange
 
 from jitgrad.config import FASTMATH
 from jitgrad.kernels._constants import kernel_names
-from jitgrad.kernels._update_elements import adam_element, sgd_element
+from jitgrad.kernels._elements import adam_element, sgd_element
 from jitgrad.kernels.reference.optim import _adam_kernel_scalars, _check_adam, _check_sgd
 
 __all__: list[str] = kernel_names("optim")  # the one list: kernels/_constants.py
@@ -28,7 +28,7 @@ __all__: list[str] = kernel_names("optim")  # the one list: kernels/_constants.p
 _FASTMATH = set(FASTMATH) - {"reassoc"}
 
 
-# One element function per optimizer (kernels/_update_elements.py, shared with the CUDA kernels);
+# One element function per optimizer (kernels/_elements.py, shared with the CUDA kernels);
 # the parallel driver and its serial twin only differ in the loop.
 _sgd_element = njit(cache=True, fastmath=_FASTMATH, inline="always")(sgd_element)
 

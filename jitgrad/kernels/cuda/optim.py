@@ -12,14 +12,14 @@ from typing import Any
 from numba import cuda
 
 from jitgrad.kernels._constants import kernel_names
-from jitgrad.kernels._update_elements import adam_element, sgd_element
+from jitgrad.kernels._elements import adam_element, sgd_element
 from jitgrad.kernels.cuda import _launch
 from jitgrad.kernels.reference.optim import _adam_kernel_scalars, _check_adam, _check_sgd
 
 __all__: list[str] = kernel_names("optim")  # the one list: kernels/_constants.py
 
 
-# The element updates are the CPU kernels' (kernels/_update_elements.py): one arithmetic on both backends.
+# The element updates are the CPU kernels' (kernels/_elements.py): one arithmetic on both backends.
 _sgd_element = cuda.jit(device=True)(sgd_element)
 _adam_element = cuda.jit(device=True)(adam_element)
 

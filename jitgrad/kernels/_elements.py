@@ -1,11 +1,11 @@
-"""The fused optimizer updates of one element, written once for both fast backends.
+"""Element functions written once for both fast backends (the fused optimizer updates).
 
-Plain Python functions, compiled twice: ``kernels/cpu/optim.py`` wraps them in
-``@njit(inline="always")`` (inside its ``prange`` and serial drivers) and
-``kernels/cuda/optim.py`` in ``@cuda.jit(device=True)`` (inside its grid-stride
-kernels), so the CPU and the GPU run the same arithmetic, the reference's
-formula (``kernels/reference/optim.py``), in the parameter's dtype. Only what
-both Numba targets compile goes here: scalar arithmetic and ``math``.
+Plain Python functions, compiled twice: the CPU kernels wrap them in
+``@njit(inline="always")`` (inside their ``prange`` and serial loops) and the
+CUDA kernels in ``@cuda.jit(device=True)`` (inside their grid-stride loops), so
+the CPU and the GPU run the same arithmetic, the reference's formula, in the
+arrays' dtype. Only what both Numba targets compile goes here: scalar
+arithmetic, array element reads and writes, and ``math``.
 """
 
 from __future__ import annotations
@@ -41,3 +41,4 @@ def adam_element(param, grad, exp_avg, exp_avg_sq, i, step_size, bias_correction
     exp_avg[i] = m
     exp_avg_sq[i] = v
     param[i] = p - step_size * m / (math.sqrt(v) / bias_correction2_sqrt + eps)
+
