@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["check_int", "positive_int"]
+__all__ = ["check_int", "positive_int", "check_real"]
 
 
 def _describe(minimum: int | None, maximum: int | None) -> str:
@@ -67,3 +67,48 @@ def check_int(owner: str, name: str, value: Any, *, minimum: int | None = None, 
 def positive_int(owner: str, name: str, value: Any) -> int:
     """``check_int(owner, name, value, minimum=1)``: sizes, counts, periods."""
     return check_int(owner, name, value, minimum=1)
+
+
+def check_real(owner: str, name: str, value: Any, *, what: str, minimum: float | None = None,
+               maximum: float | None = None, min_open: bool = False, max_open: bool = False,
+               finite: bool = False, allow_nan: bool = False) -> float:
+    """``value`` as a Python float, after checking its type and its range.
+
+    Parameters
+    ----------
+    owner, name : str
+        Who checks and which argument: the message starts ``"owner: name"``.
+    value : object
+        The argument. A Python or NumPy int or float is a real number; a bool is not.
+    what : str
+        What the message says was wanted (``"a probability in [0, 1]"``).
+    minimum, maximum : float, optional
+        Bounds, inclusive unless ``min_open`` / ``max_open``.
+    finite : bool
+        Refuse ``±inf`` and NaN.
+    allow_nan : bool
+        Let NaN through the bounds (for arguments whose NaN the caller propagates).
+
+    Returns
+    -------
+    float
+
+    Raises
+    ------
+    TypeError
+        ``value`` is not a real number (a bool, a string, None).
+    ValueError
+        ``value`` is out of range (NaN included, unless ``allow_nan``), or not finite when ``finite``.
+    """
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{owner}: {name} must be {what}, got {value!r}")
+    v = float(value)
+    if v != v:
+        ok = allow_nan and not finite
+    else:
+        ok = ((not finite or abs(v) != float("inf"))
+              and (minimum is None or (v > minimum if min_open else v >= minimum))
+              and (maximum is None or (v < maximum if max_open else v <= maximum)))
+    if not ok:
+        raise ValueError(f"{owner}: {name} must be {what}, got {value!r}")
+    return v

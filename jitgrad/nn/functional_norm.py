@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from jitgrad._checks import positive_int
+from jitgrad._checks import check_real, positive_int
 from jitgrad.autograd.backend import backend_for
 from jitgrad.autograd.ops_norm import BatchNorm, LayerNorm, LocalResponseNorm
 from jitgrad.autograd.tensor import Tensor
@@ -166,6 +166,5 @@ def local_response_norm(input: Any, size: int, alpha: float = 1e-4, beta: float 
         raise ValueError(f"local_response_norm: input must be at least 3-D (N, C, *), got shape {x.shape}")
     size = positive_int("local_response_norm", "size", size)
     for name, v in (("alpha", alpha), ("beta", beta), ("k", k)):
-        if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not np.isfinite(v):
-            raise ValueError(f"local_response_norm: {name} must be a finite real number, got {v!r}")
+        check_real("local_response_norm", name, v, finite=True, what="a finite real number")
     return LocalResponseNorm.apply(x, size=int(size), alpha=alpha, beta=beta, k=k, before=int(size) // 2)

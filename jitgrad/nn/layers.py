@@ -21,7 +21,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from jitgrad import config
-from jitgrad._checks import check_int, positive_int
+from jitgrad._checks import check_int, check_real, positive_int
 from jitgrad.kernels._validate import as_pair
 from jitgrad.nn import functional as F
 from jitgrad.nn import init
@@ -260,9 +260,7 @@ class Dropout(Module):
 
     def __init__(self, p: float = 0.5, *, generator: np.random.Generator | None = None) -> None:
         super().__init__()
-        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p < 1:
-            raise ValueError(f"Dropout: p must be in [0, 1), got {p!r}")
-        self.p = float(p)
+        self.p = check_real("Dropout", "p", p, minimum=0.0, maximum=1.0, max_open=True, what="in [0, 1)")
         self.generator = generator
 
     def forward(self, x: Any) -> Any:

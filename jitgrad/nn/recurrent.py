@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from jitgrad._checks import check_int
+from jitgrad._checks import check_int, check_real
 from jitgrad.autograd.ops_rnn import MODES, EmbeddingLookup, recurrent
 from jitgrad.autograd.tensor import Tensor
 from jitgrad.nn import init
@@ -71,8 +71,7 @@ class RNNBase(Module):
         self.input_size = _positive_int(name, "input_size", input_size)
         self.hidden_size = _positive_int(name, "hidden_size", hidden_size)
         self.num_layers = _positive_int(name, "num_layers", num_layers)
-        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
-            raise ValueError(f"{name}: dropout must be a number in [0, 1), got {dropout!r}")
+        check_real(name, "dropout", dropout, minimum=0.0, maximum=1.0, max_open=True, what="a number in [0, 1)")
         self.bias = bool(bias)
         self.batch_first = bool(batch_first)
         self.dropout = float(dropout)

@@ -31,7 +31,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from jitgrad import config
-from jitgrad._checks import check_int, positive_int
+from jitgrad._checks import check_int, check_real, positive_int
 from jitgrad.autograd import Tensor, no_grad
 from jitgrad.nn.callbacks import (Callback, EarlyStopping, History, ModelCheckpoint, TerminateOnNaN,
                                   TrainingState)
@@ -58,8 +58,7 @@ def throttle(fn: Callable[..., Any], seconds: float, *, clock: Callable[[], floa
     """
     if not callable(fn):
         raise TypeError(f"throttle: fn must be callable, got {type(fn).__name__}")
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds >= 0:
-        raise ValueError(f"throttle: seconds must be a number >= 0, got {seconds!r}")
+    check_real("throttle", "seconds", seconds, minimum=0.0, what="a number >= 0")
     last_run = -math.inf
     result = None
 

@@ -40,6 +40,8 @@ def test_throttle_runs_at_most_once_per_interval():
     assert calls == ["a", "c"]
     with pytest.raises(ValueError, match="throttle: seconds must be a number >= 0, got -1"):
         nn.throttle(print, -1)
+    with pytest.raises(TypeError, match="throttle: seconds must be a number >= 0, got '1'"):
+        nn.throttle(print, "1")
     with pytest.raises(TypeError, match="throttle: fn must be callable, got int"):
         nn.throttle(3, 1)
 
