@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from jitgrad._checks import check_int, positive_int
+from jitgrad._checks import check_int, check_real, positive_int
 
 __all__ = ["LRScheduler", "StepLR", "CosineAnnealingLR", "OneCycleLR", "ReduceLROnPlateau"]
 
@@ -84,9 +84,7 @@ class StepLR(LRScheduler):
 
     def __init__(self, optimizer: Any, step_size: int, gamma: float = 0.1) -> None:
         self.step_size = positive_int("StepLR", "step_size", step_size)
-        if not gamma > 0:
-            raise ValueError(f"StepLR: gamma must be > 0, got {gamma!r}")
-        self.gamma = float(gamma)
+        self.gamma = check_real("StepLR", "gamma", gamma, minimum=0.0, min_open=True, what="> 0")
         super().__init__(optimizer)
 
     def lr_at(self, base_lr: float, t: int) -> float:
@@ -158,10 +156,9 @@ class OneCycleLR(LRScheduler):
             total_steps = positive_int(owner, "epochs", epochs) * positive_int(owner, "steps_per_epoch",
                                                                                  steps_per_epoch)
         self.total_steps = positive_int(owner, "total_steps", total_steps)
-        if not max_lr > 0:
-            raise ValueError(f"{owner}: max_lr must be > 0, got {max_lr!r}")
-        if not 0 < pct_start < 1:
-            raise ValueError(f"{owner}: pct_start must be in (0, 1), got {pct_start!r}")
+        check_real(owner, "max_lr", max_lr, minimum=0.0, min_open=True, what="> 0")
+        check_real(owner, "pct_start", pct_start, minimum=0.0, maximum=1.0, min_open=True, max_open=True,
+                   what="in (0, 1)")
         if anneal_strategy not in ("cos", "linear"):
             raise ValueError(f"{owner}: anneal_strategy must be 'cos' or 'linear', got {anneal_strategy!r}")
         if not div_factor > 0 or not final_div_factor > 0:
@@ -253,8 +250,7 @@ class ReduceLROnPlateau(LRScheduler):
             raise ValueError(f"{owner}: mode must be 'min' or 'max', got {mode!r}")
         if threshold_mode not in ("rel", "abs"):
             raise ValueError(f"{owner}: threshold_mode must be 'rel' or 'abs', got {threshold_mode!r}")
-        if not 0 < factor < 1:
-            raise ValueError(f"{owner}: factor must be in (0, 1), got {factor!r}")
+        check_real(owner, "factor", factor, minimum=0.0, maximum=1.0, min_open=True, max_open=True, what="in (0, 1)")
         for name, value in (("patience", patience), ("cooldown", cooldown)):
             check_int(owner, name, value, minimum=0, what="an int >= 0")
         self.optimizer = optimizer
