@@ -22,11 +22,10 @@ __all__ = ["batch_norm", "layer_norm", "group_norm", "local_response_norm"]
 
 
 def _input(fn: str, x: Any) -> Tensor:
-    if isinstance(x, Tensor):
-        return x
-    if isinstance(x, np.ndarray):
-        return Tensor(x)
-    raise TypeError(f"{fn}: input must be a Tensor or a NumPy array, got {type(x).__name__}")
+    # functional's one Tensor-or-array check (imported here: functional imports this module at its end).
+    from jitgrad.nn.functional import _as_tensor
+
+    return _as_tensor(x, "input", fn)
 
 
 def _affine(fn: str, name: str, value: Any, x: Tensor) -> Tensor | None:
