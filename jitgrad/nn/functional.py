@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from jitgrad._checks import check_real
 from jitgrad.autograd import ops
 from jitgrad.autograd.backend import backend_for
 from jitgrad.autograd.creation import default_generator
@@ -193,8 +194,7 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True,
     generator : numpy.random.Generator, optional
         Source of the mask; default the global one (``jitgrad.manual_seed``).
     """
-    if isinstance(p, bool) or not isinstance(p, (int, float, np.floating, np.integer)) or not 0.0 <= p <= 1.0:
-        raise ValueError(f"dropout: p must be a probability in [0, 1], got {p!r}")
+    check_real("dropout", "p", p, minimum=0.0, maximum=1.0, what="a probability in [0, 1]")
     x = _as_tensor(x, "x", "dropout")
     if not training or p == 0.0:
         return x

@@ -21,6 +21,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from jitgrad import config
+from jitgrad._checks import check_int, check_real, positive_int
 from jitgrad.kernels._validate import as_pair
 from jitgrad.nn import functional as F
 from jitgrad.nn import init
@@ -33,12 +34,7 @@ __all__ = [
 ]
 
 
-def _positive_int(owner: str, name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{owner}: {name} must be a positive int, got {value!r}")
-    if value <= 0:
-        raise ValueError(f"{owner}: {name} must be a positive int, got {value!r}")
-    return int(value)
+_positive_int = positive_int  # the one check (jitgrad/_checks.py), under the name nn's modules import
 
 
 def _pair(owner: str, name: str, value: Any, *, minimum: int) -> tuple[int, int]:
@@ -248,9 +244,7 @@ class Flatten(Module):
 
     def __init__(self, start_dim: int = 1) -> None:
         super().__init__()
-        if isinstance(start_dim, bool) or not isinstance(start_dim, int) or start_dim < 0:
-            raise ValueError(f"Flatten: start_dim must be an int >= 0, got {start_dim!r}")
-        self.start_dim = start_dim
+        self.start_dim = check_int("Flatten", "start_dim", start_dim, minimum=0, what="an int >= 0")
 
     def forward(self, x: Any) -> Any:
         if x.ndim <= self.start_dim:
@@ -278,9 +272,7 @@ class Dropout(Module):
 
     def __init__(self, p: float = 0.5, *, generator: np.random.Generator | None = None) -> None:
         super().__init__()
-        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p < 1:
-            raise ValueError(f"Dropout: p must be in [0, 1), got {p!r}")
-        self.p = float(p)
+        self.p = check_real("Dropout", "p", p, minimum=0.0, maximum=1.0, max_open=True, what="in [0, 1)")
         self.generator = generator
 
     def forward(self, x: Any) -> Any:
