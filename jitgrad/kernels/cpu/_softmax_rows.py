@@ -16,6 +16,7 @@ not depend on the path (only the summation order, which ``reassoc`` frees anyway
 
 from __future__ import annotations
 
+import numpy as np
 from numba import njit
 
 from jitgrad.config import FASTMATH
@@ -153,3 +154,82 @@ def block_max_exp(x, r0, r1, out, m, s):
 def block_rows(c):
     """Rows per block of the short-row path for rows of length ``c``."""
     return max(1, BLOCK // c)
+
+
+# ----------------------------------------------------------------------------- cross-entropy rows
+
+@njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
+def softmax_lse_rows(logits, probs, r0, r1, m, s):
+    """Rows ``r0:r1`` of ``probs`` = softmax; ``m[i - r0]`` each row's max, ``s[i - r0]`` the log-sum-exp
+    of its shifted row (short rows by block, long ones row by row: see ``_softmax_rows``)."""
+    c = logits.shape[1]
+    if c < SHORT_ROW:
+        block_max_exp(logits, r0, r1, probs, m, s)
+    else:
+        for i in range(r0, r1):
+            m[i - r0], s[i - r0] = row_max_exp(logits, i, probs)
+    for i in range(r0, r1):
+        inv = logits.dtype.type(1) / s[i - r0]
+        for j in range(c):
+            probs[i, j] *= inv
+    for k in range(r1 - r0):
+        s[k] = ef.log(s[k])
+
+
+@njit(cache=True, error_model="numpy", fastmath=_FASTMATH, inline="always")
+def _index_loss(logits, labels, eps, i, m, lse):
+    """Row ``i``'s loss; NaN for a label outside ``[0, C)`` (the wrapper then names it)."""
+    c = logits.shape[1]
+    one = logits.dtype.type(1)
+    label = labels[i]
+    if label < 0 or label >= c:
+        return logits.dtype.type(np.nan)
+    # -log p_j = lse - (x_j - m): never 0 * inf, so a -inf logit off the label gives no NaN.
+    loss = -shifted_minus(logits[i, label], m, lse)
+    if eps != 0:
+        total = logits.dtype.type(0)
+        for j in range(c):
+            total -= shifted_minus(logits[i, j], m, lse)
+        loss = (one - eps) * loss + eps / logits.dtype.type(c) * total
+    return loss
+
+
+@njit(cache=True, error_model="numpy", fastmath=_FASTMATH, inline="always")
+def _prob_loss(logits, target, eps, i, m, lse):
+    c = logits.shape[1]
+    one = logits.dtype.type(1)
+    eps_c = eps / logits.dtype.type(c)
+    loss = logits.dtype.type(0)
+    for j in range(c):
+        t = target[i, j] * (one - eps) + eps_c if eps != 0 else target[i, j]
+        if t != 0:  # 0 * log 0 is 0: no NaN from a -inf logit the target does not weight
+            loss -= t * shifted_minus(logits[i, j], m, lse)
+    return loss
+
+
+# Cross-entropy, rows ``r0:r1``: probabilities and losses; each returns the sum of its losses.
+
+@njit(cache=True, error_model="numpy", fastmath=_FASTMATH, inline="always")
+def cross_entropy_index_rows(logits, labels, eps, probs, losses, r0, r1):
+    m = np.empty(r1 - r0, logits.dtype)
+    s = np.empty(r1 - r0, logits.dtype)
+    softmax_lse_rows(logits, probs, r0, r1, m, s)
+    part = logits.dtype.type(0)
+    for i in range(r0, r1):
+        loss = _index_loss(logits, labels, eps, i, m[i - r0], s[i - r0])
+        losses[i] = loss
+        part += loss
+    return part
+
+
+@njit(cache=True, error_model="numpy", fastmath=_FASTMATH, inline="always")
+def cross_entropy_prob_rows(logits, target, eps, probs, losses, r0, r1):
+    m = np.empty(r1 - r0, logits.dtype)
+    s = np.empty(r1 - r0, logits.dtype)
+    softmax_lse_rows(logits, probs, r0, r1, m, s)
+    part = logits.dtype.type(0)
+    for i in range(r0, r1):
+        loss = _prob_loss(logits, target, eps, i, m[i - r0], s[i - r0])
+        losses[i] = loss
+        part += loss
+    return part

@@ -27,9 +27,11 @@ from jitgrad.config import FASTMATH
 from jitgrad.kernels._constants import kernel_names
 from jitgrad.kernels.cpu import _elementary as ef
 from jitgrad.kernels.cpu._softmax_rows import SHORT_ROW as _SHORT_ROW
-from jitgrad.kernels.cpu._softmax_rows import block_max_exp as _block_max_exp
 from jitgrad.kernels.cpu._softmax_rows import block_rows as _block_rows
 from jitgrad.kernels.cpu._softmax_rows import flat_exp_into as _flat_exp_into
+from jitgrad.kernels.cpu._softmax_rows import block_max_exp as _block_max_exp
+from jitgrad.kernels.cpu._softmax_rows import cross_entropy_index_rows as _cross_entropy_index_rows
+from jitgrad.kernels.cpu._softmax_rows import cross_entropy_prob_rows as _cross_entropy_prob_rows
 from jitgrad.kernels.cpu._softmax_rows import row_max_exp as _row_max_exp
 from jitgrad.kernels.cpu._softmax_rows import shifted_minus as _shifted_minus
 from jitgrad.kernels.reference.softmax import REDUCTIONS as _REDUCTIONS
@@ -281,83 +283,6 @@ def log_softmax_backward(grad_out: np.ndarray, y: np.ndarray, axis: int = -1) ->
 
 # ----------------------------------------------------------------------------- cross-entropy
 
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
-def _softmax_lse_rows(logits, probs, r0, r1, m, s):
-    """Rows ``r0:r1`` of ``probs`` = softmax; ``m[i - r0]`` each row's max, ``s[i - r0]`` the log-sum-exp
-    of its shifted row (short rows by block, long ones row by row: see ``_softmax_rows``)."""
-    c = logits.shape[1]
-    if c < _SHORT_ROW:
-        _block_max_exp(logits, r0, r1, probs, m, s)
-    else:
-        for i in range(r0, r1):
-            m[i - r0], s[i - r0] = _row_max_exp(logits, i, probs)
-    for i in range(r0, r1):
-        inv = logits.dtype.type(1) / s[i - r0]
-        for j in range(c):
-            probs[i, j] *= inv
-    for k in range(r1 - r0):
-        s[k] = ef.log(s[k])
-
-
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH, inline="always")
-def _index_loss(logits, labels, eps, i, m, lse):
-    """Row ``i``'s loss; NaN for a label outside ``[0, C)`` (the wrapper then names it)."""
-    c = logits.shape[1]
-    one = logits.dtype.type(1)
-    label = labels[i]
-    if label < 0 or label >= c:
-        return logits.dtype.type(np.nan)
-    # -log p_j = lse - (x_j - m): never 0 * inf, so a -inf logit off the label gives no NaN.
-    loss = -_shifted_minus(logits[i, label], m, lse)
-    if eps != 0:
-        total = logits.dtype.type(0)
-        for j in range(c):
-            total -= _shifted_minus(logits[i, j], m, lse)
-        loss = (one - eps) * loss + eps / logits.dtype.type(c) * total
-    return loss
-
-
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH, inline="always")
-def _prob_loss(logits, target, eps, i, m, lse):
-    c = logits.shape[1]
-    one = logits.dtype.type(1)
-    eps_c = eps / logits.dtype.type(c)
-    loss = logits.dtype.type(0)
-    for j in range(c):
-        t = target[i, j] * (one - eps) + eps_c if eps != 0 else target[i, j]
-        if t != 0:  # 0 * log 0 is 0: no NaN from a -inf logit the target does not weight
-            loss -= t * _shifted_minus(logits[i, j], m, lse)
-    return loss
-
-
-# Rows ``r0:r1``: probabilities and losses; each returns the sum of its losses.
-
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH, inline="always")
-def _cross_entropy_index_rows(logits, labels, eps, probs, losses, r0, r1):
-    m = np.empty(r1 - r0, logits.dtype)
-    s = np.empty(r1 - r0, logits.dtype)
-    _softmax_lse_rows(logits, probs, r0, r1, m, s)
-    part = logits.dtype.type(0)
-    for i in range(r0, r1):
-        loss = _index_loss(logits, labels, eps, i, m[i - r0], s[i - r0])
-        losses[i] = loss
-        part += loss
-    return part
-
-
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH, inline="always")
-def _cross_entropy_prob_rows(logits, target, eps, probs, losses, r0, r1):
-    m = np.empty(r1 - r0, logits.dtype)
-    s = np.empty(r1 - r0, logits.dtype)
-    _softmax_lse_rows(logits, probs, r0, r1, m, s)
-    part = logits.dtype.type(0)
-    for i in range(r0, r1):
-        loss = _prob_loss(logits, target, eps, i, m[i - r0], s[i - r0])
-        losses[i] = loss
-        part += loss
-    return part
-
-
 @njit(cache=True, error_model="numpy", fastmath=_FASTMATH, inline="always")
 def _cross_entropy_backward_row(probs, labels, target, is_index, eps, scale, out, i):
     c = probs.shape[1]
@@ -494,7 +419,7 @@ def softmax_cross_entropy(logits: np.ndarray, labels: np.ndarray, *, reduction: 
     else:
         kernel = _cross_entropy_prob_kernel if parallel else _cross_entropy_prob_kernel_serial
     total = kernel(logits, index, eps_t, probs, losses)
-    if is_index and total != total:  # NaN: from the logits, or a label out of range (the kernels' mark)
+    if is_index and math.isnan(total):  # from the logits, or a label out of range (the kernels' mark)
         _index_labels(index, logits.shape[1])
     if reduction == "none":
         return losses, probs
