@@ -197,6 +197,10 @@ def main() -> None:
         torch = None
     from jitgrad.kernels.cpu import _isa
 
+    # A training process has launched Numba's thread pool long before: from then on the kernels'
+    # thread-safety wrapper (kernels/cpu/_threading.py) takes its fast path. Launch it here too.
+    cpu.relu(np.zeros(1 << 21, np.float32))
+
     print(f"# {_isa.describe()}; torch {torch.__version__ if torch else 'absent'}; ratios above 1: jitgrad "
           f"faster; 1 thread: CPU-time medians, more: fast wall (10th percentile of calls); * below 2x NumPy / 0.8x PyTorch; "
           f"load {os.getloadavg()[0]:.1f}")

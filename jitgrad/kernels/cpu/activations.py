@@ -18,6 +18,9 @@ formulas put them (``relu(NaN)`` is NaN, as ``np.maximum``).
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 import numpy as np
 from numba import njit, prange
 
@@ -53,6 +56,11 @@ def _forward_out(x: np.ndarray) -> np.ndarray:
     if not (type(x) is np.ndarray and x.dtype in _FLOATS and x.flags.c_contiguous):
         _check_forward(x)
     return np.empty(x.size, x.dtype)
+
+
+def _finite(value: Any, check: Any) -> float:
+    """A plain finite float as is (a tenth of the full check's cost), anything else through ``check``."""
+    return value if type(value) is float and math.isfinite(value) else check(value)
 
 
 def _backward_out(grad_out: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -158,7 +166,7 @@ def relu_backward(grad_out: np.ndarray, x: np.ndarray) -> np.ndarray:
 
 def leaky_relu(x: np.ndarray, negative_slope: float = 0.01) -> np.ndarray:
     out = _forward_out(x)
-    slope = x.dtype.type(_check_negative_slope(negative_slope))
+    slope = x.dtype.type(_finite(negative_slope, _check_negative_slope))
     kernel = _leaky_relu_kernel if out.size >= _RELU_PARALLEL_MIN_SIZE else _leaky_relu_kernel_serial
     kernel(x.ravel(), slope, out)
     return out.reshape(x.shape)
@@ -166,7 +174,7 @@ def leaky_relu(x: np.ndarray, negative_slope: float = 0.01) -> np.ndarray:
 
 def leaky_relu_backward(grad_out: np.ndarray, x: np.ndarray, negative_slope: float = 0.01) -> np.ndarray:
     out = _backward_out(grad_out, x)
-    slope = x.dtype.type(_check_negative_slope(negative_slope))
+    slope = x.dtype.type(_finite(negative_slope, _check_negative_slope))
     kernel = (_leaky_relu_backward_kernel if out.size >= _RELU_PARALLEL_MIN_SIZE
               else _leaky_relu_backward_kernel_serial)
     kernel(grad_out.ravel(), x.ravel(), slope, out)
@@ -439,14 +447,14 @@ def _softplus_backward_kernel_serial(grad_out, x, beta, threshold, out):
 
 def elu(x: np.ndarray, alpha: float = 1.0) -> np.ndarray:
     out = _forward_out(x)
-    a = x.dtype.type(_check_alpha(alpha))
+    a = x.dtype.type(_finite(alpha, _check_alpha))
     (_elu_kernel if out.size >= _PARALLEL_MIN_SIZE else _elu_kernel_serial)(x.ravel(), a, out)
     return out.reshape(x.shape)
 
 
 def elu_backward(grad_out: np.ndarray, x: np.ndarray, alpha: float = 1.0) -> np.ndarray:
     out = _backward_out(grad_out, x)
-    a = x.dtype.type(_check_alpha(alpha))
+    a = x.dtype.type(_finite(alpha, _check_alpha))
     kernel = _elu_backward_kernel if out.size >= _PARALLEL_MIN_SIZE else _elu_backward_kernel_serial
     kernel(grad_out.ravel(), x.ravel(), a, out)
     return out.reshape(x.shape)
