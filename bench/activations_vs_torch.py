@@ -112,14 +112,15 @@ def _time(fns: dict, repeats: int, budget: float) -> dict:
                 float(np.percentile(calls[k], 10))) for k in fns}
 
 
-def _rows(torch, opts):
+def _rows(torch, opts, quick: bool = False):
+    """(row name, shape label, {backend: callable}) of every case; ``quick``: the smallest shapes only."""
     rng = np.random.default_rng(0)
     want = [s for s in opts.only.split(",") if s] if opts.only else None
 
     def wanted(name):
         return want is None or any(w in name for w in want)
 
-    for shape in ACTIVATION_SHAPES:
+    for shape in ACTIVATION_SHAPES[:1] if quick else ACTIVATION_SHAPES:
         x = rng.standard_normal(shape).astype(np.float32)
         g = rng.standard_normal(shape).astype(np.float32)
         tc = _torch_activations(torch, x, g) if torch else {}
@@ -136,7 +137,7 @@ def _rows(torch, opts):
                 if torch:
                     fns["torch"] = tc[label][bwd]
                 yield row, "x".join(map(str, shape)), fns
-    for shape in SOFTMAX_SHAPES:
+    for shape in SOFTMAX_SHAPES[:1] if quick else SOFTMAX_SHAPES:
         logits = (3 * rng.standard_normal(shape)).astype(np.float32)
         labels = rng.integers(0, shape[1], shape[0])
         target = ref.softmax(rng.standard_normal(shape).astype(np.float32))
@@ -161,6 +162,23 @@ def _rows(torch, opts):
             if torch:
                 fns["torch"] = tcases[name]
             yield name, "x".join(map(str, shape)), fns
+
+
+def kernel_rows(opts: argparse.Namespace, torch, timed_row, progress) -> list[dict]:
+    """These cases as rows of ``bench/report.py`` (its timing, its thread count; float32 only)."""
+    rows: list[dict] = []
+    if opts.dtype != "float32":
+        return rows
+    for name, shape, fns in _rows(torch, argparse.Namespace(only=""), quick=opts.quick):
+        family = "softmax (all)" if "softmax" in name or "cross" in name else "activations (all)"
+        row_id = f"{family.split()[0]}_all.{name.replace(' ', '_')}.{shape}"
+        if not opts.only.search(row_id):
+            continue
+        makers = {backend: (lambda fn=fn: fn) for backend, fn in fns.items()}
+        row = {"id": row_id, "family": family, "kernel": name, "shape": shape, "dtype": opts.dtype}
+        rows.append(timed_row(row, makers, opts))
+        progress(rows[-1], opts)
+    return rows
 
 
 def _set_threads(torch, n: int) -> None:
