@@ -5,9 +5,15 @@ arrays, so one specialisation per dtype serves every rank. ``prange`` runs over
 the elements: Numba hands each thread one contiguous block (disjoint writes),
 and the per-thread loop it generates is plain enough for LLVM to vectorise.
 (A hand-chunked ``prange`` over blocks with an inner ``range(start, stop)``
-measured about 2x slower: LLVM did not vectorise the inner loop.) Hyper-parameters and
-constants are cast to the array's dtype, so a float32 kernel never drifts into
-float64 arithmetic and signatures stay at two per kernel.
+measured about 2x slower: LLVM did not vectorise the inner loop, which keeps
+Numba's negative-index wrap-around for an index starting at a run-time value;
+a loop over a slice from 0 does vectorise.) Hyper-parameters and constants are
+cast to the array's dtype, so a float32 kernel never drifts into float64
+arithmetic and signatures stay at two per kernel. Each kernel has a serial
+twin for small arrays (see the relu family below), and the wrappers test a
+plain float32/float64 C-contiguous ndarray in a few attribute reads before the
+reference's full checks: at (128, 10) those, ``np.empty_like`` and the parallel
+launch together took longer than the kernel.
 
 The transcendental functions come from :mod:`._elementary` (float32: branch-free
 polynomials that LLVM vectorises, 8 lanes on AVX2; float64: ``math``), and every

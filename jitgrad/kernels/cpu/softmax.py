@@ -3,16 +3,24 @@
 Softmax over any axis uses one kernel: the contiguous input is viewed (for
 free) as ``(outer, length, inner)`` with the softmax axis in the middle, and
 ``prange`` runs over ``outer``. Every reduction stays inside one ``outer``
-slice, so threads never share an accumulator. Cross-entropy runs one row per
-iteration, writes that row's loss to ``losses[i]`` and the wrapper reduces the
-``(N,)`` vector afterwards.
+slice, so threads never share an accumulator. Cross-entropy runs a block of
+rows per iteration, writes each row's loss to ``losses[i]`` and returns their
+sum (a ``prange`` reduction).
 
 The common case, softmax over the last axis, runs row kernels on the 2-D view
 so every row is unit-stride and the exp loop vectorises (``_elementary.exp``:
-8 float32 lanes on AVX2). log-softmax is ``(x - max) - log(sum)`` in that
-order, as the reference: ``x - max`` is exact for nearby logits, whereas
-``x - (max + log(sum))`` rounds ``max + log(sum)`` at ``max``'s magnitude
-(``[1e5, 1e5, 1e5 - 1]`` lost two decimal digits).
+8 float32 lanes on AVX2); rows shorter than 64 go by blocks of rows with one
+flat exp loop per block (``_softmax_rows``). log-softmax is
+``(x - max) - log(sum)`` in that order, as the reference: ``x - max`` is exact
+for nearby logits, whereas ``x - (max + log(sum))`` rounds ``max + log(sum)``
+at ``max``'s magnitude (``[1e5, 1e5, 1e5 - 1]`` lost two decimal digits).
+
+Every row kernel has a serial twin, run below ``_PARALLEL_MIN_SIZE`` elements,
+and the wrappers take plain 2-D calls (float32/float64 C-contiguous ndarrays,
+last axis, int64 labels) past the reference's checks with a few attribute
+reads: at (128, 10) the full checks cost as much as the kernel. Cross-entropy
+checks its class indices inside the kernel (a label out of range makes that
+row's loss NaN; the wrapper then names the label as the reference does).
 """
 
 from __future__ import annotations
