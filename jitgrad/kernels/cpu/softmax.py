@@ -409,6 +409,17 @@ def _plain_targets(logits: Any, labels: Any, reduction: Any, label_smoothing: An
     return labels.dtype is logits.dtype and labels.shape == logits.shape
 
 
+def _plain_scalar(grad_loss: Any) -> float | None:
+    """A finite Python float or 0-d float32/float64 ndarray (what autograd passes) as a float, else None."""
+    if type(grad_loss) is float:
+        v = grad_loss
+    elif type(grad_loss) is np.ndarray and grad_loss.ndim == 0 and grad_loss.dtype in _FLOATS:
+        v = float(grad_loss)
+    else:
+        return None
+    return v if math.isfinite(v) else None
+
+
 def softmax_cross_entropy(logits: np.ndarray, labels: np.ndarray, *, reduction: str = "mean",
                           label_smoothing: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     if _plain_targets(logits, labels, reduction, label_smoothing):
@@ -440,11 +451,11 @@ def softmax_cross_entropy(logits: np.ndarray, labels: np.ndarray, *, reduction: 
 
 def softmax_cross_entropy_backward(probs: np.ndarray, labels: np.ndarray, grad_loss: Any = 1.0, *,
                                    reduction: str = "mean", label_smoothing: float = 0.0) -> np.ndarray:
-    if (_plain_targets(probs, labels, reduction, label_smoothing) and reduction != "none"
-            and type(grad_loss) is float and math.isfinite(grad_loss)):
+    g = _plain_scalar(grad_loss) if reduction != "none" else None
+    if g is not None and _plain_targets(probs, labels, reduction, label_smoothing):
         is_index, eps = labels.ndim == 1, label_smoothing
         n = probs.shape[0]
-        scale = np.full(1, grad_loss / n if reduction == "mean" and n else grad_loss, probs.dtype)
+        scale = np.full(1, g / n if reduction == "mean" and n else g, probs.dtype)
         out = _empty(probs)
     else:
         is_index, eps = _check_cross_entropy(probs, labels, reduction, label_smoothing, name="probs",
