@@ -46,8 +46,10 @@ def _matmul_kernel(a: np.ndarray, b: np.ndarray, trans_a: bool, trans_b: bool, o
     nthreads = 1 if macs <= SERIAL_MACS else numba.get_num_threads()  # ~1 us: asked only where it decides
     if nthreads > 1:
         _gemm.gemm_parallel(a, b, trans_a, trans_b, out, nthreads, bias, epi)
-    elif trans_b and not trans_a and min(m, n) <= DOT_MAX_MN and not epi:  # (an epilogue is fused in gemm_serial)
+    elif trans_b and not trans_a and min(m, n) <= DOT_MAX_MN:
         gemm_dot(a, b, out, 0, n)
+        if epi:  # after the product, as unfused: the same bits either way
+            apply_epilogue(out, bias, epi)
     else:
         _gemm.gemm_serial(a, b, trans_a, trans_b, out, bias, epi)
 
