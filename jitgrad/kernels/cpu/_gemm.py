@@ -127,7 +127,7 @@ def b_in_place(trans, m, k, n, itemsize):
 def gemm_cols(af, a_pstride, a_rs, a_cs, b, bp, in_place, k, m, n, ip0, ip1, jp0, jp1, c, bias, epi):
     """``c[A panels ip0:ip1, B panels jp0:jp1] = op(a) @ op(b)``; B from ``b`` in place or ``bp`` packed.
 
-    ``bias``, ``epi``: the store's epilogue (``_gemm_tile.micro_kernel``; ``epi = 0``: none).
+    ``bias``, ``epi``: the store's epilogue (``_gemm_tile.epilogue_tile``; ``epi = 0``: none).
 
     In place, the full panels come from ``b`` (row pitch ``n``) and the last,
     partial panel from ``bp`` (packed alone at ``bp[0:]``, zero-padded).
