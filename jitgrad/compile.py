@@ -163,12 +163,18 @@ def _run_task(name: str, dtype_name: str) -> tuple[str, str, float]:
     # Runs in a worker process (and must be importable by name for spawn), or
     # in the caller's with jobs=1: the default dtype a task sets is put back.
     # The progress bar says what compiles: the one-line notice of a first compile stays quiet.
-    start, default_dtype = time.perf_counter(), config.default_dtype
+    # The parallel versions of the tiered drivers (never their serial twins): each leaves its
+    # ready marker, so a filled cache never tiers (see kernels/cpu/_tier).
+    from jitgrad.kernels.cpu import _tier
+
+    start, default_dtype, forced = time.perf_counter(), config.default_dtype, _tier._forced
     notice = os.environ.get("JITGRAD_COMPILE_NOTICE")
     os.environ["JITGRAD_COMPILE_NOTICE"] = "0"
+    _tier.force("parallel")
     try:
         TASKS[name](np.dtype(dtype_name))
     finally:
+        _tier.force(forced)
         config.default_dtype = default_dtype
         if notice is None:
             del os.environ["JITGRAD_COMPILE_NOTICE"]
@@ -345,6 +351,8 @@ def clear() -> int:
             removed += 1
     for stamp in root.glob("jitgrad-compiled-*.stamp"):
         stamp.unlink()
+    for markers in root.glob("jitgrad-tier-*"):
+        shutil.rmtree(markers, ignore_errors=True)
     return removed
 
 
@@ -360,7 +368,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--where", action="store_true", help="print the cache directory and exit")
     parser.add_argument("--clear", action="store_true",
                         help="delete this checkout's compiled kernels from the cache and exit")
+    parser.add_argument("--background", action="store_true",
+                        help="(started by jitgrad itself) compile the parallel kernels niced, in one process, "
+                             "while a first run uses their serial twins")
     args = parser.parse_args(argv)
+    if args.background:
+        from jitgrad.kernels.cpu import _tier
+
+        _tier.background_main(compile_kernels)
+        return 0
     if args.where:
         print(config.cache_dir())
         return 0

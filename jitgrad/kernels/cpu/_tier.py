@@ -1,0 +1,280 @@
+"""Tiered compilation: on an empty cache the first steps run serial twins of the parallel drivers
+while their ``parallel=True`` versions compile in one background process.
+
+A ``parallel=True`` driver costs several times its serial compile: each
+``prange`` loop becomes a gufunc that links in, re-optimises and re-codegens
+the whole callee tree (the GEMM micro-kernel, packing, im2col), and the outer
+function does it again. On a cold cache a first LeNet-5 step spent most of its
+~50 s there. So each driver marked ``@tiered`` has two Numba dispatchers built
+from the one Python function:
+
+* ``kernel.parallel``: the decorated ``@njit(parallel=True, ...)`` dispatcher;
+* ``kernel.serial``: its *twin*, the same code object compiled without
+  ``parallel`` (``prange`` runs as ``range``), under the qualname
+  ``<name>__serial`` so Numba's cache files of the two never collide.
+
+A call goes to the parallel version when its *ready marker* exists: a file
+``<cache_dir>/jitgrad-tier-<digest>/<module.qualname>.ready``, where the
+digest covers the kernel sources, Numba, Python and the CPU, written by the
+first process that ran the parallel version (so its machine code is in the
+cache). Otherwise, with tiering on, the call goes to the serial twin and one
+background process, ``python -m jitgrad.compile --background`` (niced, same
+cache), compiles the parallel versions; each kernel switches to its parallel
+version the first call after its marker appears (checked at most every
+0.2 s, then memoised). The parallel version never compiles in this process
+while the background one runs; if that process is gone and a kernel still has
+no marker (a signature or kernel it does not cover), the kernel compiles
+here, as without tiering.
+
+``JITGRAD_TIERED=0`` switches tiering off (always the parallel version, as
+before; markers are still written). The default is on. ``python -m
+jitgrad.compile`` (the Makefile, CI) runs the parallel versions and so leaves
+every marker behind: a filled cache never tiers. The test suite sets
+``JITGRAD_TIERED=0`` in ``tests/conftest.py`` so it never spawns compiles.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import subprocess
+import sys
+import time
+import types
+from pathlib import Path
+from typing import Any
+
+import numba
+from numba.core.caching import NullCache
+
+from jitgrad import config
+
+ENV_VAR = "JITGRAD_TIERED"
+#: Seconds between two looks for a kernel's marker while it runs its serial twin.
+RECHECK_S = 0.2
+#: Suffix of the twins' qualnames (their cache files' names).
+TWIN_SUFFIX = "__serial"
+
+_PACKAGE = Path(__file__).resolve().parents[2]  # jitgrad/
+#: Every tiered kernel, by ``module.qualname``.
+REGISTRY: dict[str, "Tiered"] = {}
+#: "parallel" or "serial" forces every tiered kernel to one version (the compile processes, tests).
+_forced: str | None = None
+_marker_dir: Path | None = None
+_background: subprocess.Popen | None = None
+_background_started = False
+
+
+def force(version: str | None) -> None:
+    """Run every tiered kernel's ``"parallel"`` or ``"serial"`` version from now on; ``None``: the default rule.
+
+    Kernels already switched keep their choice only under the default rule.
+    """
+    global _forced
+    if version not in (None, "parallel", "serial"):
+        raise ValueError(f"force: version must be 'parallel', 'serial' or None, got {version!r}")
+    _forced = version
+    for kernel in REGISTRY.values():
+        kernel._fn = None
+        kernel._serial_until = 0.0
+
+
+def enabled() -> bool:
+    """Whether tiering is on: ``JITGRAD_TIERED`` is not ``0`` (the default is on)."""
+    return os.environ.get(ENV_VAR, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def marker_dir() -> Path:
+    """The folder of the ready markers for this kernel source, Numba, Python and CPU (memoised)."""
+    global _marker_dir
+    if _marker_dir is None:
+        import llvmlite.binding as llvm
+
+        digest = hashlib.sha256()
+        for path in sorted((_PACKAGE / "kernels").rglob("*.py")) + [_PACKAGE / "config.py"]:
+            digest.update(path.relative_to(_PACKAGE).as_posix().encode())
+            digest.update(path.read_bytes())
+        cpu = os.environ.get("NUMBA_CPU_NAME") or llvm.get_host_cpu_name()
+        features = os.environ.get("NUMBA_CPU_FEATURES") or llvm.get_host_cpu_features().flatten()
+        for part in (numba.__version__, sys.version, cpu, features):
+            digest.update(part.encode())
+        _marker_dir = config.cache_dir() / f"jitgrad-tier-{digest.hexdigest()[:16]}"
+    return _marker_dir
+
+
+def _marker(name: str) -> Path:
+    return marker_dir() / f"{name}.ready"
+
+
+def is_ready(name: str) -> bool:
+    """Whether kernel ``name`` (``module.qualname``) has its ready marker: its parallel version is cached."""
+    return _marker(name).is_file()
+
+
+def _write_marker(name: str) -> None:
+    path = _marker(name)
+    if not path.is_file():
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(f"parallel version cached by pid {os.getpid()}\n")
+        except OSError:  # a read-only cache: the kernel just tiers again next run
+            pass
+
+
+# ----------------------------------------------------------------------------- the background process
+
+def _pid_file() -> Path:
+    return marker_dir() / "background.pid"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def background_running() -> bool:
+    """Whether a background compile for this cache is running (ours or another process's)."""
+    if _background is not None and _background.poll() is None:
+        return True
+    try:
+        text = _pid_file().read_text().strip()
+    except OSError:
+        return False
+    if not text:  # being started by another process
+        return time.time() - _pid_file().stat().st_mtime < 30
+    return _pid_alive(int(text))
+
+
+def background_started() -> bool:
+    """Whether this process started (or found running) a background compile."""
+    return _background_started
+
+
+def start_background() -> bool:
+    """Start ``python -m jitgrad.compile --background`` unless one runs for this cache; returns whether one runs."""
+    global _background, _background_started
+    if background_running():
+        _background_started = True
+        return True
+    pid_file = _pid_file()
+    try:
+        pid_file.parent.mkdir(parents=True, exist_ok=True)
+        if pid_file.exists():
+            pid_file.unlink()  # stale: its process is gone
+        fd = os.open(pid_file, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except OSError:  # another process won the race (or the cache is read-only)
+        _background_started = background_running()
+        return _background_started
+    env = dict(os.environ, JITGRAD_CACHE_DIR=str(config.cache_dir()), JITGRAD_COMPILE_NOTICE="0")
+    root = str(_PACKAGE.parent)
+    env["PYTHONPATH"] = root + os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else root
+    try:
+        with open(marker_dir() / "background.log", "ab") as log:
+            _background = subprocess.Popen([sys.executable, "-m", "jitgrad.compile", "--background"], env=env,
+                                           stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=root,
+                                           start_new_session=True)
+    except OSError:
+        os.close(fd)
+        pid_file.unlink(missing_ok=True)
+        return False
+    os.write(fd, str(_background.pid).encode())
+    os.close(fd)
+    _background_started = True
+    return True
+
+
+def background_main(compile_kernels) -> None:
+    """The body of ``python -m jitgrad.compile --background``: the parallel versions, niced, one process.
+
+    ``compile_kernels`` is :func:`jitgrad.compile.compile_kernels`; its tasks force
+    the parallel versions, so every tiered kernel they call leaves its marker.
+    """
+    try:
+        os.nice(10)
+    except OSError:
+        pass
+    start, cpu = time.perf_counter(), time.process_time()
+    try:
+        compile_kernels(("float32",), jobs=1, progress=False)
+        print(f"background compile {os.getpid()}: wall {time.perf_counter() - start:.1f} s, "
+              f"CPU {time.process_time() - cpu:.1f} s", flush=True)
+    finally:
+        try:
+            if _pid_file().read_text().strip() in ("", str(os.getpid())):
+                _pid_file().unlink()
+        except OSError:
+            pass
+
+
+# ----------------------------------------------------------------------------- the kernels
+
+class Tiered:
+    """A ``parallel=True`` dispatcher and its serial twin behind one callable (see the module doc).
+
+    Attributes other than ``parallel``/``serial`` (``py_func``, ``signatures``,
+    ``inspect_asm`` ...) are the parallel dispatcher's.
+    """
+
+    def __init__(self, dispatcher: Any) -> None:
+        py = dispatcher.py_func
+        twin = types.FunctionType(py.__code__, py.__globals__, py.__name__ + TWIN_SUFFIX, py.__defaults__,
+                                  py.__closure__)
+        twin.__qualname__ = py.__qualname__ + TWIN_SUFFIX
+        twin.__module__ = py.__module__
+        twin.__doc__ = py.__doc__
+        options = {k: v for k, v in dispatcher.targetoptions.items() if k not in ("parallel", "nopython")}
+        self.parallel = dispatcher
+        self.serial = numba.njit(cache=not isinstance(dispatcher._cache, NullCache), **options)(twin)
+        self.name = f"{py.__module__}.{py.__qualname__}"
+        self._fn: Any = None  # the version chosen for good
+        self._serial_until = 0.0
+        functools.update_wrapper(self, py)
+        REGISTRY[self.name] = self
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self.parallel, attr)
+
+    def __call__(self, *args: Any) -> Any:
+        fn = self._fn
+        if fn is not None:
+            return fn(*args)
+        fn, final = self._choose()
+        result = fn(*args)
+        if fn is self.parallel:
+            _write_marker(self.name)  # its machine code is in the cache now (compiled or loaded)
+        elif _forced is None:
+            self._serial_until = time.monotonic() + RECHECK_S  # the next look for the marker
+        if final:
+            self._fn = fn
+        return result
+
+    def _choose(self) -> tuple[Any, bool]:
+        """``(version, final)``: the version for this call, and whether it stays for the process's life."""
+        if _forced is not None:
+            return (self.parallel if _forced == "parallel" else self.serial), False
+        if not enabled():
+            return self.parallel, True
+        now = time.monotonic()
+        if now < self._serial_until:
+            return self.serial, False
+        if is_ready(self.name):
+            return self.parallel, True
+        if background_running() or (not _background_started and start_background()):
+            return self.serial, False
+        # No background compile (it ended without this kernel, or could not start): compile here.
+        return self.parallel, True
+
+    def __repr__(self) -> str:
+        return f"<tiered kernel {self.name}>"
+
+
+def tiered(dispatcher: Any) -> Tiered:
+    """Decorator over ``@njit(parallel=True, ...)``: the driver runs its serial twin until its parallel
+    version is in the cache (see the module doc)."""
+    return Tiered(dispatcher)
