@@ -116,6 +116,22 @@ def _task_pooling(dtype: np.dtype) -> None:
         F.max_pool2d(F.relu(x), 2).sum().backward()
 
 
+def _task_loss_optim(dtype: np.dtype) -> None:
+    # Cross-entropy forward and backward, and Adam/AdamW/SGD on a parameter above and one below the
+    # optimizer kernels' parallel threshold: what a step calls after its layers.
+    import jitgrad
+    from jitgrad import nn, optim
+
+    rng = _rng()
+    logits = jitgrad.tensor(rng.standard_normal((_BATCH, 10)).astype(dtype), requires_grad=True)
+    nn.functional.cross_entropy(logits, rng.integers(0, 10, _BATCH)).backward()
+    params = [jitgrad.tensor(rng.standard_normal(size).astype(dtype), requires_grad=True) for size in (10, 1 << 13)]
+    (params[0].sum() + params[1].sum()).backward()
+    for optimizer in (optim.Adam(params, lr=1e-3, weight_decay=1e-4), optim.AdamW(params, lr=1e-3),
+                      optim.SGD(params, lr=1e-2, momentum=0.9, nesterov=True, weight_decay=1e-4)):
+        optimizer.step()
+
+
 def _task_step(dtype: np.dtype) -> None:
     # Cross-entropy, dropout and both optimizers on a tiny model, then one
     # full training step of each example model: whatever an earlier task did
@@ -152,6 +168,7 @@ TASKS: dict[str, Callable[[np.dtype], None]] = {
     "conv2d": _task_conv2d,
     "linear (matmul)": _task_linear,
     "max_pool2d + relu": _task_pooling,
+    "loss + optimizers": _task_loss_optim,
     "training step": _task_step,
 }
 
@@ -159,18 +176,19 @@ TASKS: dict[str, Callable[[np.dtype], None]] = {
 _LAST_TASK = "training step"
 
 
-def _run_task(name: str, dtype_name: str) -> tuple[str, str, float]:
+def _run_task(name: str, dtype_name: str, version: str = "parallel") -> tuple[str, str, float]:
     # Runs in a worker process (and must be importable by name for spawn), or
     # in the caller's with jobs=1: the default dtype a task sets is put back.
     # The progress bar says what compiles: the one-line notice of a first compile stays quiet.
-    # The parallel versions of the tiered drivers (never their serial twins): each leaves its
-    # ready marker, so a filled cache never tiers (see kernels/cpu/_tier).
+    # The parallel versions of the tiered drivers (the serial twins only for the background
+    # process's first phase): each leaves its ready marker, so a filled cache never tiers
+    # (see kernels/cpu/_tier).
     from jitgrad.kernels.cpu import _tier
 
     start, default_dtype, forced = time.perf_counter(), config.default_dtype, _tier._forced
     notice = os.environ.get("JITGRAD_COMPILE_NOTICE")
     os.environ["JITGRAD_COMPILE_NOTICE"] = "0"
-    _tier.force("parallel")
+    _tier.force(version)
     try:
         TASKS[name](np.dtype(dtype_name))
     finally:
@@ -181,6 +199,19 @@ def _run_task(name: str, dtype_name: str) -> tuple[str, str, float]:
         else:
             os.environ["JITGRAD_COMPILE_NOTICE"] = notice
     return name, dtype_name, time.perf_counter() - start
+
+
+#: The tasks whose serial twins the background process of a tiered cold start compiles first, in
+#: this order, while the first step compiles the forward kernels: what that step reaches last.
+BACKGROUND_SERIAL_TASKS = ("loss + optimizers", "linear (matmul)", "conv2d backward input", "conv2d backward weight")
+
+
+def _background() -> None:
+    """``python -m jitgrad.compile --background``, started by a cold first step (kernels/cpu/_tier)."""
+    from jitgrad.kernels.cpu import _tier
+
+    _tier.background_main(lambda: [_run_task(name, "float32", "serial") for name in BACKGROUND_SERIAL_TASKS],
+                          lambda: compile_kernels(("float32",), jobs=1, progress=False))
 
 
 def _stamp_path(dtypes: tuple[str, ...]) -> Path:
@@ -373,9 +404,7 @@ def main(argv: list[str] | None = None) -> int:
                              "while a first run uses their serial twins")
     args = parser.parse_args(argv)
     if args.background:
-        from jitgrad.kernels.cpu import _tier
-
-        _tier.background_main(compile_kernels)
+        _background()
         return 0
     if args.where:
         print(config.cache_dir())

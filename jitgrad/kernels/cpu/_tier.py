@@ -122,6 +122,52 @@ def _write_marker(name: str) -> None:
             pass
 
 
+def _twin_ready(name: str) -> Path:
+    return marker_dir() / f"{name}{TWIN_SUFFIX}.ready"
+
+
+def _claim_twin(name: str) -> bool:
+    """Claim the compile of ``name``'s serial twin for this process; False when a live process holds it.
+
+    While a cold cache tiers, the first step and the background process share
+    the serial twins' compiles: whichever calls a twin first compiles it, the
+    other waits for its ``<name>__serial.ready`` marker and loads it from the cache.
+    """
+    path = marker_dir() / f"{name}{TWIN_SUFFIX}.claim"
+    for _ in range(2):
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                pid = int(path.read_text().strip() or 0)
+            except (OSError, ValueError):
+                pid = 0
+            if pid and pid != os.getpid() and _pid_alive(pid):
+                return False
+            path.unlink(missing_ok=True)  # its process is gone: claim it again
+            continue
+        except OSError:  # a read-only cache: compile here
+            return True
+        os.write(fd, str(os.getpid()).encode())
+        os.close(fd)
+        return True
+    return True
+
+
+def _wait_for_twin(name: str) -> None:
+    """Wait until ``name``'s twin is in the cache, or the process compiling it is gone."""
+    claim = marker_dir() / f"{name}{TWIN_SUFFIX}.claim"
+    while not _twin_ready(name).is_file():
+        try:
+            pid = int(claim.read_text().strip() or 0)
+        except (OSError, ValueError):
+            return
+        if not pid or not _pid_alive(pid):
+            return
+        time.sleep(0.05)
+
+
 # ----------------------------------------------------------------------------- the background process
 
 def _pid_file() -> Path:
@@ -189,19 +235,27 @@ def start_background() -> bool:
     return True
 
 
-def background_main(compile_kernels) -> None:
-    """The body of ``python -m jitgrad.compile --background``: the parallel versions, niced, one process.
+def background_main(serial_phase, parallel_phase) -> None:
+    """The body of ``python -m jitgrad.compile --background`` (see ``jitgrad.compile``).
 
-    ``compile_kernels`` is :func:`jitgrad.compile.compile_kernels`; its tasks force
-    the parallel versions, so every tiered kernel they call leaves its marker.
+    ``serial_phase()`` first, at normal priority, with the serial twins forced:
+    it compiles twins the first step will need later (sharing them through
+    claims, see :func:`_claim_twin`), so the step's compiles are spread over
+    two cores. Then ``parallel_phase()``, niced, with the parallel versions
+    forced: every tiered kernel it calls leaves its ready marker.
     """
-    try:
-        os.nice(10)
-    except OSError:
-        pass
     start, cpu = time.perf_counter(), time.process_time()
     try:
-        compile_kernels(("float32",), jobs=1, progress=False)
+        force("serial")
+        serial_phase()
+        force(None)
+        print(f"background compile {os.getpid()}: serial twins after {time.perf_counter() - start:.1f} s",
+              flush=True)
+        try:
+            os.nice(10)
+        except OSError:
+            pass
+        parallel_phase()
         print(f"background compile {os.getpid()}: wall {time.perf_counter() - start:.1f} s, "
               f"CPU {time.process_time() - cpu:.1f} s", flush=True)
     finally:
@@ -234,6 +288,7 @@ class Tiered:
         self.name = f"{py.__module__}.{py.__qualname__}"
         self._fn: Any = None  # the version chosen for good
         self._serial_until = 0.0
+        self._twin_called = False  # in this process (then the twin is compiled or loaded)
         functools.update_wrapper(self, py)
         REGISTRY[self.name] = self
 
@@ -245,7 +300,10 @@ class Tiered:
         if fn is not None:
             return fn(*args)
         fn, final = self._choose()
-        result = fn(*args)
+        if fn is self.serial and not self._twin_called and (_forced == "serial" or _background_started):
+            result = self._call_twin(args)
+        else:
+            result = fn(*args)
         if fn is self.parallel:
             _write_marker(self.name)  # its machine code is in the cache now (compiled or loaded)
         elif _forced is None:
@@ -253,6 +311,20 @@ class Tiered:
         if final:
             self._fn = fn
         return result
+
+    def _call_twin(self, args: tuple) -> Any:
+        """The first call of the serial twin while tiering: compiled here, or by the process that claimed it."""
+        ready = _twin_ready(self.name)
+        if not ready.is_file():
+            if _claim_twin(self.name):
+                try:
+                    return self.serial(*args)
+                finally:
+                    self._twin_called = True
+                    ready.touch()
+            _wait_for_twin(self.name)
+        self._twin_called = True
+        return self.serial(*args)
 
     def _choose(self) -> tuple[Any, bool]:
         """``(version, final)``: the version for this call, and whether it stays for the process's life."""
