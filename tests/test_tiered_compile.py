@@ -136,3 +136,23 @@ def test_twin_computes_what_the_parallel_max_pool_computes():
                                       idx.reshape(6, 4, 4))
     np.testing.assert_array_equal(y, expected)
     np.testing.assert_array_equal(idx, expected_idx)
+
+
+def test_twin_claims_are_shared_between_processes(tmp_path, monkeypatch):
+    import os
+    import subprocess
+    import sys
+
+    monkeypatch.setattr(_tier, "_marker_dir", tmp_path)
+    assert _tier._claim_twin("a.k")  # first: ours
+    assert _tier._claim_twin("a.k")  # ours again (same pid)
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        (tmp_path / f"b.k{_tier.TWIN_SUFFIX}.claim").write_text(str(other.pid))
+        assert not _tier._claim_twin("b.k")  # a live process compiles it
+    finally:
+        other.kill()
+        other.wait()
+    assert _tier._claim_twin("b.k")  # its process is gone: reclaimed
+    assert (tmp_path / f"b.k{_tier.TWIN_SUFFIX}.claim").read_text() == str(os.getpid())
+    _tier._wait_for_twin("b.k")  # our own claim, no ready marker: returns (never waits on itself)

@@ -163,7 +163,7 @@ def _wait_for_twin(name: str) -> None:
             pid = int(claim.read_text().strip() or 0)
         except (OSError, ValueError):
             return
-        if not pid or not _pid_alive(pid):
+        if not pid or pid == os.getpid() or not _pid_alive(pid):
             return
         time.sleep(0.05)
 
