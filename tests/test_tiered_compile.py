@@ -156,3 +156,12 @@ def test_twin_claims_are_shared_between_processes(tmp_path, monkeypatch):
     assert _tier._claim_twin("b.k")  # its process is gone: reclaimed
     assert (tmp_path / f"b.k{_tier.TWIN_SUFFIX}.claim").read_text() == str(os.getpid())
     _tier._wait_for_twin("b.k")  # our own claim, no ready marker: returns (never waits on itself)
+
+
+def test_ready_follows_the_marker_without_compiling(kernel):
+    assert not kernel.ready()
+    assert kernel.started == [1]  # the first look starts the background compile
+    assert not kernel.serial.signatures and not kernel.parallel.signatures
+    (_tier.marker_dir() / f"{kernel.name}.ready").write_text("")
+    kernel._serial_until = 0.0
+    assert kernel.ready() and kernel._fn is kernel.parallel

@@ -249,8 +249,8 @@ def background_main(serial_phase, parallel_phase) -> None:
         force("serial")
         serial_phase()
         force(None)
-        print(f"background compile {os.getpid()}: serial twins after {time.perf_counter() - start:.1f} s",
-              flush=True)
+        print(f"background compile {os.getpid()}: serial twins after {time.perf_counter() - start:.1f} s "
+              f"(CPU {time.process_time() - cpu:.1f} s)", flush=True)
         try:
             os.nice(10)
         except OSError:
@@ -311,6 +311,19 @@ class Tiered:
         if final:
             self._fn = fn
         return result
+
+    def ready(self) -> bool:
+        """Whether a call now runs the parallel version (the same rule as a call; may start the
+        background compile). A caller with a serial kernel of its own (``matmul``'s
+        ``gemm_serial``) runs that meanwhile instead of compiling this twin as well."""
+        if self._fn is None:
+            fn, final = self._choose()
+            if final:
+                self._fn = fn
+            elif fn is self.serial and _forced is None:
+                self._serial_until = time.monotonic() + RECHECK_S
+            return fn is self.parallel
+        return self._fn is self.parallel
 
     def _call_twin(self, args: tuple) -> Any:
         """The first call of the serial twin while tiering: compiled here, or by the process that claimed it."""
