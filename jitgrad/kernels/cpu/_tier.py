@@ -26,11 +26,20 @@ while the background one runs; if that process is gone and a kernel still has
 no marker (a signature or kernel it does not cover), the kernel compiles
 here, as without tiering.
 
+The background process first compiles, at normal priority, the serial twins
+the step reaches last (``jitgrad.compile.BACKGROUND_SERIAL_TASKS``: loss,
+optimizers, the conv backward kernels) while the step compiles its forward
+kernels, so a cold step's compiles are spread over two cores. A claim file per
+twin (``<name>__serial.claim``, holding a pid) makes exactly one process
+compile it; the other waits for ``<name>__serial.ready`` and loads it from the
+cache. Then, niced, it compiles the parallel versions.
+
 ``JITGRAD_TIERED=0`` switches tiering off (always the parallel version, as
 before; markers are still written). The default is on. ``python -m
 jitgrad.compile`` (the Makefile, CI) runs the parallel versions and so leaves
 every marker behind: a filled cache never tiers. The test suite sets
 ``JITGRAD_TIERED=0`` in ``tests/conftest.py`` so it never spawns compiles.
+Tiering is off on Windows (no ``os.kill(pid, 0)`` liveness check there).
 """
 
 from __future__ import annotations
@@ -81,8 +90,9 @@ def force(version: str | None) -> None:
 
 
 def enabled() -> bool:
-    """Whether tiering is on: ``JITGRAD_TIERED`` is not ``0`` (the default is on)."""
-    return os.environ.get(ENV_VAR, "1").strip().lower() not in ("0", "false", "no", "off")
+    """Whether tiering is on: ``JITGRAD_TIERED`` is not ``0`` (the default is on; off on Windows,
+    where the liveness check of the background process, ``os.kill(pid, 0)``, would end it)."""
+    return os.name != "nt" and os.environ.get(ENV_VAR, "1").strip().lower() not in ("0", "false", "no", "off")
 
 
 def marker_dir() -> Path:
@@ -190,11 +200,11 @@ def background_running() -> bool:
         return True
     try:
         text = _pid_file().read_text().strip()
-    except OSError:
+        if not text:  # being started by another process
+            return time.time() - _pid_file().stat().st_mtime < 30
+        return _pid_alive(int(text))
+    except (OSError, ValueError):
         return False
-    if not text:  # being started by another process
-        return time.time() - _pid_file().stat().st_mtime < 30
-    return _pid_alive(int(text))
 
 
 def background_started() -> bool:
