@@ -165,3 +165,17 @@ def test_ready_follows_the_marker_without_compiling(kernel):
     (_tier.marker_dir() / f"{kernel.name}.ready").write_text("")
     kernel._serial_until = 0.0
     assert kernel.ready() and kernel._fn is kernel.parallel
+
+
+def test_parallel_version_already_in_numba_cache_needs_no_marker(tmp_path, monkeypatch):
+    monkeypatch.setattr(_tier, "_marker_dir", tmp_path)
+    monkeypatch.setenv(_tier.ENV_VAR, "1")
+    monkeypatch.setattr(_tier, "_forced", None)
+    monkeypatch.setattr(_tier, "start_background", lambda: pytest.fail("no background compile expected"))
+    x, out = np.arange(5, dtype=np.float32), np.empty(5, np.float32)
+    njit(parallel=True, cache=True)(_scaled_sum)(x, out)  # in Numba's cache now (as after an older jitgrad.compile)
+    k = _tier.Tiered(njit(parallel=True, cache=True)(_scaled_sum))
+    monkeypatch.delitem(_tier.REGISTRY, k.name)
+    _call(k)
+    assert k._fn is k.parallel and not k.serial.signatures
+    assert _tier.is_ready(k.name)

@@ -309,7 +309,7 @@ class Tiered:
         fn = self._fn
         if fn is not None:
             return fn(*args)
-        fn, final = self._choose()
+        fn, final = self._choose(args)
         if fn is self.serial and not self._twin_called and (_forced == "serial" or _background_started):
             result = self._call_twin(args)
         else:
@@ -349,7 +349,17 @@ class Tiered:
         self._twin_called = True
         return self.serial(*args)
 
-    def _choose(self) -> tuple[Any, bool]:
+    def _in_cache(self, args: tuple) -> bool:
+        """Whether Numba's cache holds the parallel version for these arguments' types (a cache filled
+        before the markers' digest last changed: an edit elsewhere in ``kernels/`` must not re-tier)."""
+        d = self.parallel
+        try:
+            sig = tuple(d.typeof_pyval(a) for a in args)
+            return d._cache._index_key(sig, d.targetctx.codegen()) in d._cache._cache_file._load_index()
+        except Exception:  # no cache, or Numba's internals moved: tier as if absent
+            return False
+
+    def _choose(self, args: tuple | None = None) -> tuple[Any, bool]:
         """``(version, final)``: the version for this call, and whether it stays for the process's life."""
         if _forced is not None:
             return (self.parallel if _forced == "parallel" else self.serial), False
@@ -358,7 +368,7 @@ class Tiered:
         now = time.monotonic()
         if now < self._serial_until:
             return self.serial, False
-        if is_ready(self.name):
+        if is_ready(self.name) or (args is not None and self._serial_until == 0.0 and self._in_cache(args)):
             return self.parallel, True
         if background_running() or (not _background_started and start_background()):
             return self.serial, False
