@@ -330,6 +330,8 @@ class Tiered:
             fn, final = self._choose()
             if final:
                 self._fn = fn
+                if fn is self.parallel:
+                    _write_marker(self.name)  # the caller runs it next (or it is cached already)
             elif fn is self.serial and _forced is None:
                 self._serial_until = time.monotonic() + RECHECK_S
             return fn is self.parallel
@@ -349,13 +351,18 @@ class Tiered:
         self._twin_called = True
         return self.serial(*args)
 
-    def _in_cache(self, args: tuple) -> bool:
-        """Whether Numba's cache holds the parallel version for these arguments' types (a cache filled
-        before the markers' digest last changed: an edit elsewhere in ``kernels/`` must not re-tier)."""
+    def _in_cache(self, args: tuple | None) -> bool:
+        """Whether Numba's cache holds the parallel version for these arguments' types (any, for
+        ``args=None``, from :meth:`ready`): a cache filled before the markers' digest last changed
+        (an edit elsewhere in ``kernels/``) must not tier again."""
         d = self.parallel
         try:
-            sig = tuple(d.typeof_pyval(a) for a in args)
-            return d._cache._index_key(sig, d.targetctx.codegen()) in d._cache._cache_file._load_index()
+            index = d._cache._cache_file._load_index()
+            codegen = d.targetctx.codegen()
+            if args is None:
+                magic = codegen.magic_tuple()
+                return any(key[1] == magic for key in index)
+            return d._cache._index_key(tuple(d.typeof_pyval(a) for a in args), codegen) in index
         except Exception:  # no cache, or Numba's internals moved: tier as if absent
             return False
 
@@ -368,7 +375,7 @@ class Tiered:
         now = time.monotonic()
         if now < self._serial_until:
             return self.serial, False
-        if is_ready(self.name) or (args is not None and self._serial_until == 0.0 and self._in_cache(args)):
+        if is_ready(self.name) or (self._serial_until == 0.0 and self._in_cache(args)):
             return self.parallel, True
         if background_running() or (not _background_started and start_background()):
             return self.serial, False
