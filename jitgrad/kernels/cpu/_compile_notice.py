@@ -35,7 +35,8 @@ class _Notice(event.Listener):
         if not module.startswith("jitgrad."):
             return
         self.shown = True
-        from . import _tier  # imported here: _tier's drivers import this module's package
+        # Imported here: this module loads with the kernel package, before _tier's first user.
+        from . import _tier
 
         tiered = ("; the first steps run serial kernels while the faster parallel ones compile in a "
                   "background process" if _tier.background_started() else "")

@@ -47,6 +47,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import pickle
 import subprocess
 import sys
 import time
@@ -67,7 +68,7 @@ TWIN_SUFFIX = "__serial"
 
 _PACKAGE = Path(__file__).resolve().parents[2]  # jitgrad/
 #: Every tiered kernel, by ``module.qualname``.
-REGISTRY: dict[str, "Tiered"] = {}
+REGISTRY: dict[str, Tiered] = {}
 #: "parallel" or "serial" forces every tiered kernel to one version (the compile processes, tests).
 _forced: str | None = None
 _marker_dir: Path | None = None
@@ -363,8 +364,8 @@ class Tiered:
                 magic = codegen.magic_tuple()
                 return any(key[1] == magic for key in index)
             return d._cache._index_key(tuple(d.typeof_pyval(a) for a in args), codegen) in index
-        except Exception:  # no cache, or Numba's internals moved: tier as if absent
-            return False
+        except (AttributeError, TypeError, ValueError, OSError, EOFError, pickle.UnpicklingError):
+            return False  # no cache, or Numba's internals moved: tier as if absent
 
     def _choose(self, args: tuple | None = None) -> tuple[Any, bool]:
         """``(version, final)``: the version for this call, and whether it stays for the process's life."""
