@@ -179,3 +179,16 @@ def test_parallel_version_already_in_numba_cache_needs_no_marker(tmp_path, monke
     _call(k)
     assert k._fn is k.parallel and not k.serial.signatures
     assert _tier.is_ready(k.name)
+
+
+def test_default_tiers_only_a_cache_that_never_held_a_complete_compile(tmp_path, monkeypatch):
+    monkeypatch.delenv(_tier.ENV_VAR, raising=False)
+    monkeypatch.setenv("JITGRAD_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(_tier, "_fresh", None)
+    assert _tier.enabled()  # a first run on this machine
+    (tmp_path / "jitgrad-compiled-0123.stamp").write_text("compiled float32\n")
+    assert _tier.enabled()  # memoised for the process's life
+    monkeypatch.setattr(_tier, "_fresh", None)
+    assert not _tier.enabled()  # a developer's cache after a kernel edit: no serial twins to time
+    monkeypatch.setenv(_tier.ENV_VAR, "1")
+    assert _tier.enabled()

@@ -39,7 +39,8 @@ class _Notice(event.Listener):
         from . import _tier
 
         tiered = ("; the first steps run serial kernels while the faster parallel ones compile in a "
-                  "background process" if _tier.background_started() else "")
+                  "background process (JITGRAD_TIERED=0: compile them now instead)"
+                  if _tier.background_started() else "")
         print(f"jitgrad: compiling CPU kernels for this machine now, once (cached in {config.cache_dir()}; "
               f"`python -m jitgrad.compile` does it ahead of time){tiered} ...", file=sys.stderr, flush=True)
 

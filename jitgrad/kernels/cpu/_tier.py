@@ -35,9 +35,11 @@ compile it; the other waits for ``<name>__serial.ready`` and loads it from the
 cache. Then, niced, it compiles the parallel versions.
 
 ``JITGRAD_TIERED=0`` switches tiering off (always the parallel version, as
-before; markers are still written). The default is on. ``python -m
-jitgrad.compile`` (the Makefile, CI) runs the parallel versions and so leaves
-every marker behind: a filled cache never tiers. The test suite sets
+before; markers are still written), ``1`` on. Unset, it is on for a cache
+that never held a complete compile (a first run on a machine, see
+:func:`fresh_cache`), so benchmarks after a kernel edit never time a serial
+twin. ``python -m jitgrad.compile`` (the Makefile, CI) runs the parallel
+versions and so leaves every marker behind: a filled cache never tiers. The test suite sets
 ``JITGRAD_TIERED=0`` in ``tests/conftest.py`` so it never spawns compiles.
 Tiering is off on Windows (no ``os.kill(pid, 0)`` liveness check there).
 """
@@ -74,6 +76,7 @@ _forced: str | None = None
 _marker_dir: Path | None = None
 _background: subprocess.Popen | None = None
 _background_started = False
+_fresh: bool | None = None
 
 
 def force(version: str | None) -> None:
@@ -91,9 +94,29 @@ def force(version: str | None) -> None:
 
 
 def enabled() -> bool:
-    """Whether tiering is on: ``JITGRAD_TIERED`` is not ``0`` (the default is on; off on Windows,
-    where the liveness check of the background process, ``os.kill(pid, 0)``, would end it)."""
-    return os.name != "nt" and os.environ.get(ENV_VAR, "1").strip().lower() not in ("0", "false", "no", "off")
+    """Whether tiering is on: ``JITGRAD_TIERED=1`` (or unset, on a fresh cache, see
+    :func:`fresh_cache`); ``0`` turns it off. Off on Windows, where the liveness check of the
+    background process, ``os.kill(pid, 0)``, would end it."""
+    if os.name == "nt":
+        return False
+    value = os.environ.get(ENV_VAR, "").strip().lower()
+    if value:
+        return value not in ("0", "false", "no", "off")
+    return fresh_cache()
+
+
+def fresh_cache() -> bool:
+    """Whether the cache never held a complete compile (no ``jitgrad-compiled-*.stamp`` of any
+    kernel source: ``python -m jitgrad.compile`` and a finished background compile write one).
+
+    The default tiers only there, a first run on a machine: after a kernel edit a developer's
+    cache has a stamp, so drivers compile their parallel versions in-process as before and a
+    benchmark never times a serial twin. Memoised per process.
+    """
+    global _fresh
+    if _fresh is None:
+        _fresh = not any(config.cache_dir().glob("jitgrad-compiled-*.stamp"))
+    return _fresh
 
 
 def marker_dir() -> Path:
