@@ -11,7 +11,9 @@ Each kernel is compiled for its float32 signature (``--float64`` for the
 other); the on-disk cache is used as usual (it is keyed by CPU name and
 features, so paths never mix). Prints one line per kernel: compile seconds
 and FMA instructions per register kind; exits 1 if any FMA of a kernel is
-narrower than the path's vectors.
+narrower than the path's vectors. Then the activation and softmax-family
+kernels (``--only activations`` or ``--only softmax`` for those alone): their
+packed arithmetic per register kind; exits 1 if one has no 256/512-bit op.
 """
 
 from __future__ import annotations
@@ -29,13 +31,58 @@ def signatures(dtype: types.Float) -> dict[str, tuple]:
     i, b = types.int64, types.boolean
     m2, m4, v1 = dtype[:, ::1], dtype[:, :, :, ::1], dtype[::1]
     return {
-        "_gemm.gemm_serial": (m2, m2, b, b, m2),
-        "_gemm.gemm_parallel": (m2, m2, b, b, m2, i),
-        "_conv.conv2d_forward": (m4, m4, v1, b, i, i, i, i, i, i, m4, i),
+        "_gemm.gemm_serial": (m2, m2, b, b, m2, v1, i),
+        "_gemm.gemm_parallel": (m2, m2, b, b, m2, i, v1, i),
+        "_conv.conv2d_forward": (m4, m4, v1, b, i, i, i, i, i, i, m4, i, i),
         "_conv.conv2d_backward_input": (m4, m4, i, i, i, i, i, i, m4, i),
         "_conv_weight.conv2d_backward_weight": (m4, m4, i, i, i, i, i, i, m4, v1, i),
         "_conv_weight.conv2d_backward_weight_unit": (m4, m4, i, i, i, i, m4, v1, i),
     }
+
+
+def elementwise_signatures(dtype: types.Float) -> dict[str, tuple]:
+    """The serial twins of the activation and softmax-family kernels (the parallel ones run the same loop)."""
+    v, m, b, i1 = dtype[::1], dtype[:, ::1], types.boolean, types.int64[::1]
+    sigs = {"relu": (v, v), "leaky_relu": (v, dtype, v), "sigmoid": (v, v), "tanh": (v, v), "gelu": (v, b, v),
+            "elu": (v, dtype, v), "softplus": (v, dtype, dtype, v)}
+    out = {f"activations._{k}_kernel_serial": sig for k, sig in sigs.items()}
+    out.update({f"activations._{k}_backward_kernel_serial": (v,) + sig[:-1] + (v,) for k, sig in sigs.items()})
+    out.update({
+        "softmax._softmax_rows_kernel_serial": (m, b, m),
+        "softmax._softmax_backward_rows_kernel_serial": (m, m, b, m),
+        "softmax._cross_entropy_index_kernel_serial": (m, i1, dtype, m, v),
+        "softmax._cross_entropy_prob_kernel_serial": (m, m, dtype, m, v),
+        "softmax._cross_entropy_backward_kernel_serial": (m, i1, m, b, dtype, v, m),
+    })
+    return out
+
+
+def check_elementwise(dtype: types.Float, only: str) -> bool:
+    """Print each elementwise kernel's packed arithmetic per register kind; False if one has none.
+
+    Recompiled without the cache (cached code cannot be inspected). LLVM vectorises these
+    loops at its preferred width: 256-bit (ymm) on AVX2 and, by default, on AVX-512 CPUs too.
+    """
+    import importlib
+
+    from numba import njit
+
+    ok = True
+    packed = re.compile(r"\bv(?:fn?m(?:add|sub)\w*|mul|add|sub|div|max|min|blendv|cmp\w*|round)p[sd]\s[^\n]*")
+    for name, sig in elementwise_signatures(dtype).items():
+        if only not in name:
+            continue
+        mod, fn_name = name.split(".")
+        fn = getattr(importlib.import_module(f"jitgrad.kernels.cpu.{mod}"), fn_name)
+        fresh = njit(**{k: v for k, v in fn.targetoptions.items() if k not in ("cache", "nopython")})(fn.py_func)
+        start = time.perf_counter()
+        fresh.compile(sig)
+        seconds = time.perf_counter() - start
+        kinds = collections.Counter(m for line in packed.findall(fresh.inspect_asm(sig))
+                                    for m in set(re.findall(r"([xyz]mm)\d+", line)))
+        ok &= kinds["ymm"] + kinds["zmm"] > 0
+        print(f"{name:50s} {seconds:6.1f} s  packed ops: {dict(kinds)}", flush=True)
+    return ok
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
         narrow = {k: n for k, n in kinds.items() if k != want}
         bad |= bool(narrow) and _isa.ISA.name != "sse"
         print(f"{name:36s} {seconds:6.1f} s  FMAs: {dict(kinds)}", flush=True)
+    if _isa.ISA.name in ("avx2", "avx512"):
+        bad |= not check_elementwise(dtype, opts.only)
     return 1 if bad else 0
 
 

@@ -22,7 +22,7 @@ import numba
 T = int(os.environ.get("THREADS", "2")); numba.set_num_threads(T); threadpoolctl.threadpool_limits(T, user_api="blas")
 # One parallel launch first, as in training: until Numba has picked its threading layer every kernel call
 # asks for it (kernels/cpu/_threading.py), which would add microseconds to each small product here.
-_sq = np.ones((64, 64), np.float32); importlib.import_module("jitgrad.kernels.cpu._gemm").gemm_parallel(_sq, _sq, False, False, _sq.copy(), T)
+_sq = np.ones((64, 64), np.float32); importlib.import_module("jitgrad.kernels.cpu._gemm").gemm_parallel(_sq, _sq, False, False, _sq.copy(), T, _sq[0], 0)
 shapes = {"sq256": (256,256,256,False,False), "sq512": (512,512,512,False,False), "sq1024": (1024,1024,1024,False,False),
           "sq2048": (2048,2048,2048,False,False)}
 

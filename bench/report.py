@@ -62,6 +62,7 @@ from benchmarks import common, models  # noqa: E402
 from machine import machine_info  # noqa: E402
 from report_onnx import format_rows as onnx_table, onnx_rows  # noqa: E402
 import report_modern  # noqa: E402  (rows of the grouped/transposed conv and adaptive pooling kernels)
+import activations_vs_torch  # noqa: E402  (every activation and softmax-family kernel, CE at 4096x1000)
 
 #: Backends of the kernel table, in column order; "torch" only if importable.
 KERNEL_BACKENDS = ("numpy", "cpu")
@@ -481,7 +482,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "settings": {"quick": opts.quick, "repeats": opts.repeats, "sample_time": opts.sample_time,
                      "only": opts.only.pattern, "dtype": opts.dtype},
         "kernels": kernel_rows(opts, torch)
-        + report_modern.kernel_rows(opts, torch, _timed_row, _progress),
+        + report_modern.kernel_rows(opts, torch, _timed_row, _progress)
+        + activations_vs_torch.kernel_rows(opts, torch, _timed_row, _progress),
         "end_to_end": end_to_end_rows(opts, torch),
         "latency": latency_rows(opts),
         "onnx": onnx_rows(opts, threads),

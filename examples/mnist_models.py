@@ -16,15 +16,21 @@ def lenet5() -> nn.Module:
 
     Input ``(N, 1, 28, 28)``: 28 -conv5-> 24 -pool-> 12 -conv5-> 8 -pool-> 4,
     so the flattened features are 16 * 4 * 4 = 256.
+
+    Each ReLU is fused into the layer before it (``activation="relu"``: applied
+    as the GEMM stores its output; the same values as a separate ``ReLU``, see
+    docs/performance.md, "Fused epilogues"). The layers keep the names of the
+    unfused ``Sequential`` (``0`` conv1, ``3`` conv2, ``7``, ``9``, ``11`` the
+    dense layers), so checkpoints load either way.
     """
-    return nn.Sequential(
-        nn.Conv2d(1, 6, 5), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Flatten(),
-        nn.Linear(256, 120), nn.ReLU(),
-        nn.Linear(120, 84), nn.ReLU(),
-        nn.Linear(84, 10),
-    )
+    return nn.Sequential({
+        "0": nn.Conv2d(1, 6, 5, activation="relu"), "2": nn.MaxPool2d(2),
+        "3": nn.Conv2d(6, 16, 5, activation="relu"), "5": nn.MaxPool2d(2),
+        "6": nn.Flatten(),
+        "7": nn.Linear(256, 120, activation="relu"),
+        "9": nn.Linear(120, 84, activation="relu"),
+        "11": nn.Linear(84, 10),
+    })
 
 
 def convnet() -> nn.Module:

@@ -103,6 +103,7 @@ def _task_linear(dtype: np.dtype) -> None:
             w = jitgrad.tensor(rng.standard_normal((n_out, n_in)).astype(dtype), requires_grad=True)
             b = jitgrad.tensor(np.zeros(n_out, dtype), requires_grad=True)
             F.linear(x, w, b).sum().backward()
+            F.linear(x, w, b, activation="relu").sum().backward()  # the fused epilogue's backward kernel
 
 
 def _task_pooling(dtype: np.dtype) -> None:

@@ -57,7 +57,8 @@ def quick_report(tmp_path_factory):
 
 def test_quick_report_times_every_kernel_on_numpy_and_cpu(quick_report):
     data, _ = quick_report
-    rows = [r for r in data["kernels"] if r["family"] not in report_modern.FAMILIES]
+    rows = [r for r in data["kernels"] if r["family"] not in report_modern.FAMILIES
+            and not r["family"].endswith("(all)")]
     assert {r["family"] for r in rows} == set(common.FAMILIES)
     expected = {(f.name, k) for f in common.FAMILIES.values() for k in f.kernels}
     assert {(r["family"], r["kernel"]) for r in rows} == expected
@@ -192,3 +193,15 @@ def test_quick_report_names_cpu_and_simd_path(quick_report):
 
     assert data["machine"]["isa_path"] == _isa.describe()
     assert f"jitgrad SIMD path: {_isa.ISA.name} (" in stdout
+
+
+def test_quick_report_has_every_activation_and_softmax_kernel(quick_report):
+    """bench/activations_vs_torch.py's rows: every activation and softmax-family kernel, forward and backward."""
+    data, stdout = quick_report
+    rows = [r for r in data["kernels"] if r["family"].endswith("(all)")]
+    names = {r["kernel"] for r in rows}
+    for fwd in ("relu", "leaky_relu", "sigmoid", "tanh", "gelu", "gelu-tanh", "elu", "softplus", "softmax",
+                "log_softmax", "cross_entropy", "cross_entropy prob"):
+        assert {fwd, fwd + " bwd"} <= names, fwd
+    assert not [r["id"] for r in rows for b in ("numpy", "cpu") if not r["times"][b]]
+    assert "[activations (all)]" in stdout and "[softmax (all)]" in stdout

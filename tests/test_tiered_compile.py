@@ -120,8 +120,9 @@ def test_twin_computes_what_the_parallel_gemm_computes():
         b_in = np.ascontiguousarray(b.T) if trans_b else b
         c_par = np.full((40, 70), np.nan, np.float32)
         c_ser = np.full((40, 70), np.nan, np.float32)
-        _gemm.gemm_parallel.parallel(a_in, b_in, trans_a, trans_b, c_par, 3)
-        _gemm.gemm_parallel.serial(a_in, b_in, trans_a, trans_b, c_ser, 3)
+        no_epilogue = (np.zeros(1, np.float32), 0)  # no bias, no activation
+        _gemm.gemm_parallel.parallel(a_in, b_in, trans_a, trans_b, c_par, 3, *no_epilogue)
+        _gemm.gemm_parallel.serial(a_in, b_in, trans_a, trans_b, c_ser, 3, *no_epilogue)
         np.testing.assert_allclose(c_ser, a @ b, rtol=1e-4, atol=1e-4)
         np.testing.assert_array_equal(c_ser, c_par)  # same code, same blocking: the same sums
 

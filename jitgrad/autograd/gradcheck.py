@@ -24,11 +24,15 @@ class GradcheckError(AssertionError):
     """Raised by :func:`gradcheck` when an analytic gradient disagrees with finite differences."""
 
 
-def _as_outputs(out: Any) -> tuple[Tensor, ...]:
+def tensor_outputs(out: Any, owner: str = "gradcheck", what: str = "fn") -> tuple[Tensor, ...]:
+    """What a user's function returned (a Tensor, or a tuple or list of them) as a tuple of Tensors.
+
+    Anything else is a TypeError naming ``owner`` and ``what`` returned it (``onnx.export`` uses it too).
+    """
     outs = out if isinstance(out, (tuple, list)) else (out,)
     for o in outs:
         if not isinstance(o, Tensor):
-            raise TypeError(f"gradcheck: fn must return a Tensor or a tuple of Tensors, got {type(o).__name__}")
+            raise TypeError(f"{owner}: {what} must return a Tensor or a tuple of Tensors, got {type(o).__name__}")
     return tuple(outs)
 
 
@@ -88,7 +92,7 @@ def gradcheck(fn: Callable[..., Any], *inputs: Any, eps: float = 1e-6, atol: flo
         raise ValueError("gradcheck: no input requires grad; pass tensors with requires_grad=True")
 
     with enable_grad():
-        outs = _as_outputs(fn(*inputs64))
+        outs = tensor_outputs(fn(*inputs64))
         rng = np.random.default_rng(seed)
         weights = [rng.standard_normal(o.shape) for o in outs]
         objective = _weighted_sum(outs, weights)
@@ -98,7 +102,7 @@ def gradcheck(fn: Callable[..., Any], *inputs: Any, eps: float = 1e-6, atol: flo
 
     def f() -> float:
         with no_grad():
-            return float(_weighted_sum(_as_outputs(fn(*inputs64)), weights).item())
+            return float(_weighted_sum(tensor_outputs(fn(*inputs64)), weights).item())
 
     for i in checked:
         x = inputs64[i]

@@ -21,8 +21,9 @@ from jitgrad.autograd.ops_matmul import *  # noqa: F401,F403
 from jitgrad.autograd.ops_layout import *  # noqa: F401,F403
 from jitgrad.autograd.ops_nn import *  # noqa: F401,F403
 from jitgrad.autograd.ops_conv import AvgPool2d, Conv2d, MaxPool2d  # noqa: F401
+from jitgrad.autograd.ops_fused import Conv2dActivation, LinearActivation  # noqa: F401
 from jitgrad.autograd import ops_shape  # noqa: F401,E402  (after the above: wraps their methods with dim=/keepdim=)
 
 #: Every op by name: each module's ``__all__`` (a new op is listed once, in its own module).
 __all__ = [*ops_math.__all__, *ops_matmul.__all__, *ops_layout.__all__, *ops_nn.__all__,
-           "Conv2d", "MaxPool2d", "AvgPool2d"]
+           "Conv2d", "MaxPool2d", "AvgPool2d", "LinearActivation", "Conv2dActivation"]

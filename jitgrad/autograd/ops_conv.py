@@ -20,7 +20,7 @@ def conv_backward(ctx: Context, g: Any, backward_input: Any, backward_weight: An
     two backward kernels, each called only when an input needs its gradient (``geometry``: extra
     keywords for both, ``dims=`` for ``Conv2d``)."""
     xp = ctx.backend
-    x, w = ctx.saved_tensors
+    x, w = ctx.saved_tensors[:2]  # (Conv2dActivation saves its output after them)
     needs = ctx.needs_input_grad
     g = xp.ascontiguousarray(g)
     grad_x = grad_w = grad_b = None
@@ -58,45 +58,6 @@ class Conv2d(Function):
         return conv_backward(ctx, g, k.conv2d_backward_input, k.conv2d_backward_weight, dims=ctx.dims)
 
 
-class MaxPool2d(Function):
-    """Max pooling over NCHW windows; the kernel's int32 argmax routes the gradient back."""
-
-    @staticmethod
-    def forward(ctx: Context, x: Any, *, kernel_size: Any, stride: Any = None, padding: Any = 0) -> Any:
-        xp = ctx.backend
-        # The backward takes the geometry too: the CUDA kernel gathers over the windows covering each input.
-        ctx.hyper = {"kernel_size": kernel_size, "stride": stride, "padding": padding}
-        y, argmax = xp.kernels.max_pool2d(xp.ascontiguousarray(x), **ctx.hyper)
-        ctx.save_for_backward(argmax)
-        ctx.input_shape = x.shape
-        return y
-
-    @staticmethod
-    def backward(ctx: Context, g: Any) -> Any:
-        xp = ctx.backend
-        (argmax,) = ctx.saved_tensors
-        return xp.kernels.max_pool2d_backward(xp.ascontiguousarray(g), argmax, input_shape=ctx.input_shape,
-                                              **ctx.hyper)
-
-
-class AvgPool2d(Function):
-    """Average pooling over NCHW windows."""
-
-    @staticmethod
-    def forward(ctx: Context, x: Any, *, kernel_size: Any, stride: Any = None, padding: Any = 0,
-                count_include_pad: bool = True) -> Any:
-        xp = ctx.backend
-        ctx.hyper = {"kernel_size": kernel_size, "stride": stride, "padding": padding,
-                     "count_include_pad": count_include_pad}
-        ctx.input_shape = x.shape
-        return xp.kernels.avg_pool2d(xp.ascontiguousarray(x), **ctx.hyper)
-
-    @staticmethod
-    def backward(ctx: Context, g: Any) -> Any:
-        xp = ctx.backend
-        return xp.kernels.avg_pool2d_backward(xp.ascontiguousarray(g), input_shape=ctx.input_shape, **ctx.hyper)
-
-
 class ConvTranspose2d(Function):
     """Transposed 2-D convolution, ``x (N, C_in, H, W)``, ``w (C_in, C_out/groups, kH, kW)``, ``b (C_out,)``."""
 
@@ -118,34 +79,61 @@ class ConvTranspose2d(Function):
         return conv_backward(ctx, g, k.conv_transpose2d_backward_input, k.conv_transpose2d_backward_weight)
 
 
-class AdaptiveAvgPool2d(Function):
-    """Adaptive average pooling of ``x (N, C, H, W)`` to ``output_size``."""
+class _Pool(Function):
+    """A pooling op; subclasses name their kernel pair (forward ``kernel``, backward ``kernel_backward``).
 
-    @staticmethod
-    def forward(ctx: Context, x: Any, *, output_size: Any) -> Any:
+    The forward's keyword arguments (the geometry) go to the forward kernel and, where the
+    backward kernel takes them (``backward_takes_geometry``: the CUDA max-pool backward gathers
+    over the windows covering each input), to the backward one too; max pooling's kernels also
+    return the int32 argmax that routes the gradient back (``returns_argmax``).
+    """
+
+    kernel: str = ""
+    returns_argmax: bool = False
+    backward_takes_geometry: bool = True
+
+    @classmethod
+    def forward(cls, ctx: Context, x: Any, **geometry: Any) -> Any:  # type: ignore[override]
         xp = ctx.backend
+        ctx.geometry = geometry if cls.backward_takes_geometry else {}
         ctx.input_shape = x.shape
-        return xp.kernels.adaptive_avg_pool2d(xp.ascontiguousarray(x), output_size=output_size)
-
-    @staticmethod
-    def backward(ctx: Context, g: Any) -> Any:
-        xp = ctx.backend
-        return xp.kernels.adaptive_avg_pool2d_backward(xp.ascontiguousarray(g), input_shape=ctx.input_shape)
-
-
-class AdaptiveMaxPool2d(Function):
-    """Adaptive max pooling of ``x (N, C, H, W)``; the kernel's int32 argmax routes the gradient back."""
-
-    @staticmethod
-    def forward(ctx: Context, x: Any, *, output_size: Any) -> Any:
-        xp = ctx.backend
-        y, argmax = xp.kernels.adaptive_max_pool2d(xp.ascontiguousarray(x), output_size=output_size)
-        ctx.save_for_backward(argmax)
-        ctx.input_shape = x.shape
+        y = getattr(xp.kernels, cls.kernel)(xp.ascontiguousarray(x), **geometry)
+        if cls.returns_argmax:
+            y, argmax = y
+            ctx.save_for_backward(argmax)
         return y
 
-    @staticmethod
-    def backward(ctx: Context, g: Any) -> Any:
+    @classmethod
+    def backward(cls, ctx: Context, g: Any) -> Any:  # type: ignore[override]
         xp = ctx.backend
-        (argmax,) = ctx.saved_tensors
-        return xp.kernels.adaptive_max_pool2d_backward(xp.ascontiguousarray(g), argmax, input_shape=ctx.input_shape)
+        backward_kernel = getattr(xp.kernels, cls.kernel + "_backward")
+        saved = ctx.saved_tensors if cls.returns_argmax else ()
+        return backward_kernel(xp.ascontiguousarray(g), *saved, input_shape=ctx.input_shape, **ctx.geometry)
+
+
+class MaxPool2d(_Pool):
+    """Max pooling over NCHW windows (``kernel_size``, ``stride=None``, ``padding=0``)."""
+
+    kernel = "max_pool2d"
+    returns_argmax = True
+
+
+class AvgPool2d(_Pool):
+    """Average pooling over NCHW windows (``kernel_size``, ``stride=None``, ``padding=0``, ``count_include_pad``)."""
+
+    kernel = "avg_pool2d"
+
+
+class AdaptiveAvgPool2d(_Pool):
+    """Adaptive average pooling of ``x (N, C, H, W)`` to ``output_size``."""
+
+    kernel = "adaptive_avg_pool2d"
+    backward_takes_geometry = False
+
+
+class AdaptiveMaxPool2d(_Pool):
+    """Adaptive max pooling of ``x (N, C, H, W)`` to ``output_size``."""
+
+    kernel = "adaptive_max_pool2d"
+    returns_argmax = True
+    backward_takes_geometry = False

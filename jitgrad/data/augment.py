@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from jitgrad._checks import check_int
+
 __all__ = ["RandomShift", "random_shift"]
 
 
@@ -37,8 +39,7 @@ class RandomShift:
     """
 
     def __init__(self, max_shift: int = 2, fill: float = 0, seed: Any = None) -> None:
-        if isinstance(max_shift, bool) or not isinstance(max_shift, (int, np.integer)) or max_shift < 0:
-            raise ValueError(f"RandomShift: max_shift must be a non-negative int, got {max_shift!r}")
+        max_shift = check_int("RandomShift", "max_shift", max_shift, minimum=0)
         if not np.isfinite(fill):
             raise ValueError(f"RandomShift: fill must be finite, got {fill!r}")
         self.max_shift = int(max_shift)

@@ -6,6 +6,8 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
+from jitgrad._checks import check_int, positive_int
+
 __all__ = ["DataLoader"]
 
 
@@ -67,13 +69,10 @@ class DataLoader:
                  transform: Callable[[np.ndarray], np.ndarray] | None = None,
                  target_transform: Callable[[np.ndarray], np.ndarray] | None = None,
                  device: str | None = None, rank: int = 0, world_size: int = 1) -> None:
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-            raise ValueError(f"DataLoader: batch_size must be a positive int, got {batch_size!r}")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
-            raise ValueError(f"DataLoader: seed must be a non-negative int or None, got {seed!r}")
-        for arg, value in (("rank", rank), ("world_size", world_size)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-                raise TypeError(f"DataLoader: {arg} must be an int, got {type(value).__name__}")
+        batch_size = positive_int("DataLoader", "batch_size", batch_size)
+        if seed is not None:
+            seed = check_int("DataLoader", "seed", seed, minimum=0, what="a non-negative int or None")
+        rank, world_size = check_int("DataLoader", "rank", rank), check_int("DataLoader", "world_size", world_size)
         if world_size < 1 or not 0 <= rank < world_size:
             raise ValueError(f"DataLoader: need world_size >= 1 and 0 <= rank < world_size, got rank={rank}, "
                              f"world_size={world_size}")
@@ -136,9 +135,7 @@ class DataLoader:
 
     def set_epoch(self, epoch: int) -> None:
         """Make the next ``iter()`` run epoch ``epoch`` (its order, when shuffling); e.g. to resume."""
-        if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)) or epoch < 0:
-            raise ValueError(f"DataLoader.set_epoch: epoch must be a non-negative int, got {epoch!r}")
-        self.epoch = int(epoch)
+        self.epoch = check_int("DataLoader.set_epoch", "epoch", epoch, minimum=0)
 
     def order(self, epoch: int) -> np.ndarray:
         """Sample indices this rank visits in ``epoch``, in order (int64, shape (shard_size,))."""

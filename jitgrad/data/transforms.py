@@ -10,6 +10,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from jitgrad._checks import positive_int
+
 __all__ = ["Compose", "Normalize", "to_float", "normalize", "min_max_scale", "one_hot", "onecold",
            "accuracy", "MNIST_MEAN", "MNIST_STD"]
 
@@ -136,8 +138,7 @@ def one_hot(labels: np.ndarray, num_classes: int, dtype: np.dtype | type = np.fl
         raise TypeError(f"one_hot: labels must be integers, got {labels.dtype}")
     if labels.ndim != 1:
         raise ValueError(f"one_hot: labels must be 1-D, got shape {labels.shape}")
-    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 1:
-        raise ValueError(f"one_hot: num_classes must be a positive int, got {num_classes!r}")
+    num_classes = positive_int("one_hot", "num_classes", num_classes)
     if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
         raise ValueError(f"one_hot: labels must lie in [0, {num_classes}), "
                          f"got values in [{labels.min()}, {labels.max()}]")

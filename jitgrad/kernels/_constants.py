@@ -40,6 +40,7 @@ KERNELS: dict[str, tuple[str, ...]] = {
                          "adaptive_max_pool2d", "adaptive_max_pool2d_backward"),
     "recurrent": ("lstm", "lstm_backward", "gru", "gru_backward", "rnn", "rnn_backward"),
     "lrn": ("lrn", "lrn_backward"),
+    "fused": ("linear", "conv2d_activation", "bias_activation_backward"),
 }
 
 #: The kernel modules of every backend package, in import order.
@@ -66,3 +67,10 @@ INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 #: The tanh form's cubic coefficient.
 GELU_KAPPA = 0.044715
+
+
+# ----------------------------------------------------------------------------- fused epilogues
+
+#: The activations a fused kernel (``fused.linear``, ``fused.conv2d_activation``) applies in its
+#: store; a kernel's integer code is the index here (one compiled kernel serves every code).
+FUSED_ACTIVATIONS: tuple[str, ...] = ("none", "relu")

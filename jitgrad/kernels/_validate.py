@@ -109,18 +109,24 @@ def check_out(out: Any, shape: tuple[int, ...], dtype: np.dtype, name: str = "ou
     check_writeable(name, out)
 
 
+def _int_items(value: Any, message: str) -> tuple[Any, ...]:
+    """``value``'s items as a tuple; a ``TypeError(message)`` when it is not a sequence of ints."""
+    try:
+        items = tuple(value)
+    except TypeError:
+        raise TypeError(message) from None
+    if not all(_is_int(v) for v in items):
+        raise TypeError(message)
+    return items
+
+
 def check_shape_tuple(name: str, shape: Any, ndim: int, empty_ok: tuple[int, ...] = (0, 1)) -> tuple[int, ...]:
     """Validate a shape argument (e.g. ``input_shape``) and return it as ints.
 
     The axes in ``empty_ok`` (batch and channels of an NCHW shape) may be 0, as
     they may in the arrays the forward kernels accept; the others must be positive.
     """
-    try:
-        dims = tuple(shape)
-    except TypeError:
-        raise TypeError(f"{name} must be a tuple of {ndim} ints, got {shape!r}") from None
-    if not all(_is_int(d) for d in dims):
-        raise TypeError(f"{name} must be a tuple of {ndim} ints, got {shape!r}")
+    dims = _int_items(shape, f"{name} must be a tuple of {ndim} ints, got {shape!r}")
     if len(dims) != ndim:
         raise ValueError(f"{name} must be a tuple of {ndim} ints, got {shape!r}")
     if any(d < 0 or (d == 0 and axis not in empty_ok) for axis, d in enumerate(dims)):
@@ -133,12 +139,7 @@ def as_pair(name: str, value: Any, *, minimum: int) -> IntPair:
     if _is_int(value):
         pair = (int(value), int(value))
     else:
-        try:
-            items = tuple(value)
-        except TypeError:
-            raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}") from None
-        if not all(_is_int(v) for v in items):
-            raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
+        items = _int_items(value, f"{name} must be an int or a pair of ints, got {value!r}")
         if len(items) != 2:
             raise ValueError(f"{name} must be an int or a pair of ints, got {value!r} ({len(items)} values)")
         pair = (int(items[0]), int(items[1]))
@@ -292,8 +293,20 @@ class Conv2dDims:
         return cls(n, c_in, h, w, c_out, kh, kw, s, p, d, h_out, w_out, g)
 
 
+class PlaneShapes:
+    """``input_shape`` and ``output_shape`` of a pooling dims object with sizes ``n, c, h, w, h_out, w_out``."""
+
+    @property
+    def input_shape(self) -> tuple[int, int, int, int]:
+        return (self.n, self.c, self.h, self.w)  # type: ignore[attr-defined]
+
+    @property
+    def output_shape(self) -> tuple[int, int, int, int]:
+        return (self.n, self.c, self.h_out, self.w_out)  # type: ignore[attr-defined]
+
+
 @dataclass(frozen=True)
-class Pool2dDims:
+class Pool2dDims(PlaneShapes):
     """Every size of one 2-D pooling window sweep over an NCHW input."""
 
     n: int
@@ -306,14 +319,6 @@ class Pool2dDims:
     padding: IntPair
     h_out: int
     w_out: int
-
-    @property
-    def input_shape(self) -> tuple[int, int, int, int]:
-        return (self.n, self.c, self.h, self.w)
-
-    @property
-    def output_shape(self) -> tuple[int, int, int, int]:
-        return (self.n, self.c, self.h_out, self.w_out)
 
     @classmethod
     def from_shape(cls, input_shape: tuple[int, ...], *, kernel_size: Any, stride: Any = None,

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from jitgrad._checks import check_int
 from jitgrad.nn.module import Module
 
 __all__ = ["History", "TrainingState", "Callback", "EarlyStopping", "ModelCheckpoint", "TerminateOnNaN"]
@@ -161,8 +162,7 @@ class EarlyStopping(Callback):
 
     def __init__(self, monitor: str = "val_loss", patience: int = 0, min_delta: float = 0.0, mode: str = "auto",
                  restore_best_weights: bool = False) -> None:
-        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
-            raise ValueError(f"EarlyStopping: patience must be an int >= 0, got {patience!r}")
+        patience = check_int("EarlyStopping", "patience", patience, minimum=0, what="an int >= 0")
         self._monitor = _Monitor("EarlyStopping", monitor, mode, min_delta)
         self.monitor, self.patience = monitor, patience
         self.restore_best_weights = restore_best_weights
@@ -268,8 +268,7 @@ class TerminateOnNaN(Callback):
     """
 
     def __init__(self, check_every: int = 20, file: Any = None, verbose: bool = True) -> None:
-        if isinstance(check_every, bool) or not isinstance(check_every, int) or check_every < 1:
-            raise ValueError(f"TerminateOnNaN: check_every must be an int >= 1, got {check_every!r}")
+        check_every = check_int("TerminateOnNaN", "check_every", check_every, minimum=1, what="an int >= 1")
         self.check_every, self.file, self.verbose = check_every, file, verbose
         self.message: str | None = None
         self._sum: Any = None

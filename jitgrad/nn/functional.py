@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from jitgrad._checks import check_real
 from jitgrad.autograd import ops
 from jitgrad.autograd.backend import backend_for
 from jitgrad.autograd.creation import default_generator
@@ -71,23 +72,42 @@ def _same_shape_target(fn: str, x: Tensor, target: Any) -> Any:
     return target.astype(x.dtype, copy=False)
 
 
+def check_activation(fn: str, activation: Any) -> str | None:
+    """A layer's fused ``activation`` (Keras's ``activation=``, Flux's ``Dense(in => out, relu)``):
+    ``None`` (no activation), ``"relu"`` or the function :func:`relu`; returns None or ``"relu"``."""
+    if activation is None:
+        return None
+    if activation is relu:
+        return "relu"
+    if not isinstance(activation, str):
+        raise TypeError(f"{fn}: activation must be None, 'relu' or nn.functional.relu, got "
+                        f"{type(activation).__name__} {activation!r}")
+    if activation != "relu":
+        raise ValueError(f"{fn}: activation must be None or 'relu' (the fused epilogues), got {activation!r}")
+    return activation
+
+
 # --- layers ------------------------------------------------------------------------
 
 
-def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
-    """Dense layer ``x @ weight.T + bias``.
+def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None, activation: Any = None) -> Tensor:
+    """Dense layer ``x @ weight.T + bias``, or ``act(x @ weight.T + bias)`` with ``activation``.
 
     Parameters
     ----------
     x : Tensor, shape (..., in_features), float32 or float64
     weight : Tensor, shape (out_features, in_features), ``x``'s dtype
     bias : Tensor, shape (out_features,), optional
+    activation : None, ``"relu"`` or :func:`relu`, default None
+        Applied in the product's store (one fused kernel and one graph node
+        instead of ``relu(linear(...))``, with the same values).
 
     Returns
     -------
     Tensor, shape (..., out_features)
     """
     x = _as_tensor(x, "x", "linear")
+    act = check_activation("linear", activation)
     _check_ndim("linear", "weight", weight, 2, "(out_features, in_features)")
     if x.ndim == 0 or x.shape[-1] != weight.shape[1]:
         raise ValueError(
@@ -96,16 +116,20 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
         )
     if bias is not None and bias.shape != (weight.shape[0],):
         raise ValueError(f"linear: bias must have shape ({weight.shape[0]},), got {bias.shape}")
+    def apply(x2: Tensor) -> Tensor:
+        if act is None:
+            return ops.Linear.apply(x2, weight, bias)
+        return ops.LinearActivation.apply(x2, weight, bias, activation=act)
+
     if x.ndim == 2:
-        return ops.Linear.apply(x, weight, bias)
+        return apply(x)
     # Rows of any leading shape go through one 2-D kernel call.
     lead = x.shape[:-1]
-    y = ops.Linear.apply(x.reshape(-1, x.shape[-1]), weight, bias)
-    return y.reshape(lead + (weight.shape[0],))
+    return apply(x.reshape(-1, x.shape[-1])).reshape(lead + (weight.shape[0],))
 
 
 def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride: Any = 1, padding: Any = 0,
-           dilation: Any = 1, groups: int = 1) -> Tensor:
+           dilation: Any = 1, groups: int = 1, activation: Any = None) -> Tensor:
     """2-D convolution (cross-correlation, as PyTorch).
 
     Parameters
@@ -115,16 +139,23 @@ def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride: Any = 
     bias : Tensor, shape (C_out,), optional
     stride, padding, dilation : int or pair of ints
     groups : int dividing C_in and C_out (``groups == C_in``: depthwise)
+    activation : None, ``"relu"`` or :func:`relu`, default None
+        Applied as the convolution's GEMM stores its output (one fused
+        kernel and one graph node instead of ``relu(conv2d(...))``).
 
     Returns
     -------
     Tensor, shape (N, C_out, H_out, W_out) with PyTorch's output-size formula.
     """
     x = _as_tensor(x, "x", "conv2d")
+    act = check_activation("conv2d", activation)
     _check_ndim("conv2d", "x", x, 4, "(N, C_in, H, W)")
     _check_ndim("conv2d", "weight", weight, 4, "(C_out, C_in, kH, kW)")
     if bias is not None and bias.shape != (weight.shape[0],):
         raise ValueError(f"conv2d: bias must have shape ({weight.shape[0]},), got {bias.shape}")
+    if act is not None:
+        return ops.Conv2dActivation.apply(x, weight, bias, stride=stride, padding=padding, dilation=dilation,
+                                          groups=groups, activation=act)
     return ops.Conv2d.apply(x, weight, bias, stride=stride, padding=padding, dilation=dilation, groups=groups)
 
 
@@ -163,8 +194,7 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True,
     generator : numpy.random.Generator, optional
         Source of the mask; default the global one (``jitgrad.manual_seed``).
     """
-    if isinstance(p, bool) or not isinstance(p, (int, float, np.floating, np.integer)) or not 0.0 <= p <= 1.0:
-        raise ValueError(f"dropout: p must be a probability in [0, 1], got {p!r}")
+    check_real("dropout", "p", p, minimum=0.0, maximum=1.0, what="a probability in [0, 1]")
     x = _as_tensor(x, "x", "dropout")
     if not training or p == 0.0:
         return x

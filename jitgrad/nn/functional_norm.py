@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from jitgrad._checks import check_real, positive_int
 from jitgrad.autograd.backend import backend_for
 from jitgrad.autograd.ops_norm import BatchNorm, LayerNorm, LocalResponseNorm
 from jitgrad.autograd.tensor import Tensor
@@ -21,11 +22,10 @@ __all__ = ["batch_norm", "layer_norm", "group_norm", "local_response_norm"]
 
 
 def _input(fn: str, x: Any) -> Tensor:
-    if isinstance(x, Tensor):
-        return x
-    if isinstance(x, np.ndarray):
-        return Tensor(x)
-    raise TypeError(f"{fn}: input must be a Tensor or a NumPy array, got {type(x).__name__}")
+    # functional's one Tensor-or-array check (imported here: functional imports this module at its end).
+    from jitgrad.nn.functional import _as_tensor
+
+    return _as_tensor(x, "input", fn)
 
 
 def _affine(fn: str, name: str, value: Any, x: Tensor) -> Tensor | None:
@@ -123,8 +123,7 @@ def group_norm(input: Any, num_groups: int, weight: Any = None, bias: Any = None
     x = _input(fn, input)
     if x.ndim < 2:
         raise ValueError(f"group_norm: input must be at least 2-D (N, C, *), got shape {x.shape}")
-    if isinstance(num_groups, bool) or not isinstance(num_groups, (int, np.integer)) or num_groups < 1:
-        raise ValueError(f"group_norm: num_groups must be a positive int, got {num_groups!r}")
+    num_groups = positive_int("group_norm", "num_groups", num_groups)
     n, c = x.shape[0], x.shape[1]
     if c % num_groups:
         raise ValueError(f"group_norm: num_groups={num_groups} must divide the {c} channels of input {x.shape}")
@@ -164,9 +163,7 @@ def local_response_norm(input: Any, size: int, alpha: float = 1e-4, beta: float 
     x = _input("local_response_norm", input)
     if x.ndim < 3:
         raise ValueError(f"local_response_norm: input must be at least 3-D (N, C, *), got shape {x.shape}")
-    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
-        raise ValueError(f"local_response_norm: size must be a positive int, got {size!r}")
+    size = positive_int("local_response_norm", "size", size)
     for name, v in (("alpha", alpha), ("beta", beta), ("k", k)):
-        if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not np.isfinite(v):
-            raise ValueError(f"local_response_norm: {name} must be a finite real number, got {v!r}")
+        check_real("local_response_norm", name, v, finite=True, what="a finite real number")
     return LocalResponseNorm.apply(x, size=int(size), alpha=alpha, beta=beta, k=k, before=int(size) // 2)

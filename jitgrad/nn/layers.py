@@ -21,6 +21,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from jitgrad import config
+from jitgrad._checks import check_int, check_real, positive_int
 from jitgrad.kernels._validate import as_pair
 from jitgrad.nn import functional as F
 from jitgrad.nn import init
@@ -33,12 +34,7 @@ __all__ = [
 ]
 
 
-def _positive_int(owner: str, name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{owner}: {name} must be a positive int, got {value!r}")
-    if value <= 0:
-        raise ValueError(f"{owner}: {name} must be a positive int, got {value!r}")
-    return int(value)
+_positive_int = positive_int  # the one check (jitgrad/_checks.py), under the name nn's modules import
 
 
 def _pair(owner: str, name: str, value: Any, *, minimum: int) -> tuple[int, int]:
@@ -81,6 +77,10 @@ class Linear(Module):
     ----------
     in_features, out_features : int
     bias : bool, default True
+    activation : None, ``"relu"`` or ``nn.functional.relu``, default None
+        Applied in the product's store, as Keras's ``Dense(activation=...)``
+        and Flux's ``Dense(in => out, relu)``: the values of ``Linear`` then
+        ``ReLU``, one fused kernel, fewer passes over memory.
     dtype : numpy dtype, optional
         Parameter dtype; default ``config.default_dtype``.
     generator : numpy.random.Generator, optional
@@ -92,9 +92,10 @@ class Linear(Module):
     ``weight (out_features, in_features)``, ``bias (out_features,)``.
     """
 
-    def __init__(self, in_features: int, out_features: int, bias: bool = True, *, dtype: Any = None,
-                 generator: np.random.Generator | None = None) -> None:
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, *, activation: Any = None,
+                 dtype: Any = None, generator: np.random.Generator | None = None) -> None:
         super().__init__()
+        self.activation = F.check_activation("Linear", activation)
         self.in_features = _positive_int("Linear", "in_features", in_features)
         self.out_features = _positive_int("Linear", "out_features", out_features)
         dtype = _dtype("Linear", dtype)
@@ -105,10 +106,11 @@ class Linear(Module):
     def forward(self, x: Any) -> Any:
         if x.ndim == 0 or x.shape[-1] != self.in_features:
             raise ValueError(f"{self!r} expected input (..., {self.in_features}), got {tuple(x.shape)}")
-        return F.linear(x, self.weight, self.bias)
+        return F.linear(x, self.weight, self.bias, activation=self.activation)
 
     def extra_repr(self) -> str:
-        return f"{self.in_features} => {self.out_features}" + ("" if self.bias is not None else ", bias=False")
+        return (f"{self.in_features} => {self.out_features}" + ("" if self.activation is None else f", {self.activation}")
+                + ("" if self.bias is not None else ", bias=False"))
 
 
 Dense = Linear
@@ -129,6 +131,9 @@ class Conv2d(Module):
         Grouped convolution; must divide both channel counts. ``groups == in_channels``
         is a depthwise convolution (a direct kernel on the CPU).
     bias : bool, default True
+    activation : None, ``"relu"`` or ``nn.functional.relu``, default None
+        Applied as the convolution stores its output (Keras's
+        ``Conv2D(activation=...)``): ``Conv2d`` then ``ReLU`` in one kernel.
     dtype : numpy dtype, optional
     generator : numpy.random.Generator, optional
 
@@ -141,9 +146,10 @@ class Conv2d(Module):
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int | tuple[int, int],
                  stride: int | tuple[int, int] = 1, padding: int | tuple[int, int] = 0,
-                 dilation: int | tuple[int, int] = 1, bias: bool = True, *, groups: int = 1, dtype: Any = None,
-                 generator: np.random.Generator | None = None) -> None:
+                 dilation: int | tuple[int, int] = 1, bias: bool = True, *, groups: int = 1, activation: Any = None,
+                 dtype: Any = None, generator: np.random.Generator | None = None) -> None:
         super().__init__()
+        self.activation = F.check_activation("Conv2d", activation)
         self.in_channels = _positive_int("Conv2d", "in_channels", in_channels)
         self.out_channels = _positive_int("Conv2d", "out_channels", out_channels)
         self.kernel_size = _pair("Conv2d", "kernel_size", kernel_size, minimum=1)
@@ -165,7 +171,7 @@ class Conv2d(Module):
         if x.ndim != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f"{self!r} expected input (N, {self.in_channels}, H, W), got {tuple(x.shape)}")
         return F.conv2d(x, self.weight, self.bias, stride=self.stride, padding=self.padding,
-                        dilation=self.dilation, groups=self.groups)
+                        dilation=self.dilation, groups=self.groups, activation=self.activation)
 
     def extra_repr(self) -> str:
         text = f"{self.in_channels} => {self.out_channels}, {self.kernel_size[0]}×{self.kernel_size[1]}"
@@ -177,6 +183,8 @@ class Conv2d(Module):
             text += f", dilation={_fmt_pair(self.dilation)}"
         if self.groups != 1:
             text += f", groups={self.groups}"
+        if self.activation is not None:
+            text += f", {self.activation}"
         return text + ("" if self.bias is not None else ", bias=False")
 
 
@@ -236,9 +244,7 @@ class Flatten(Module):
 
     def __init__(self, start_dim: int = 1) -> None:
         super().__init__()
-        if isinstance(start_dim, bool) or not isinstance(start_dim, int) or start_dim < 0:
-            raise ValueError(f"Flatten: start_dim must be an int >= 0, got {start_dim!r}")
-        self.start_dim = start_dim
+        self.start_dim = check_int("Flatten", "start_dim", start_dim, minimum=0, what="an int >= 0")
 
     def forward(self, x: Any) -> Any:
         if x.ndim <= self.start_dim:
@@ -266,9 +272,7 @@ class Dropout(Module):
 
     def __init__(self, p: float = 0.5, *, generator: np.random.Generator | None = None) -> None:
         super().__init__()
-        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p < 1:
-            raise ValueError(f"Dropout: p must be in [0, 1), got {p!r}")
-        self.p = float(p)
+        self.p = check_real("Dropout", "p", p, minimum=0.0, maximum=1.0, max_open=True, what="in [0, 1)")
         self.generator = generator
 
     def forward(self, x: Any) -> Any:

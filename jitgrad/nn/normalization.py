@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from jitgrad._checks import check_real
 from jitgrad.autograd.backend import backend_for
 from jitgrad.autograd.tensor import Tensor
 from jitgrad.nn import functional as F
@@ -26,9 +27,7 @@ __all__ = ["BatchNorm1d", "BatchNorm2d", "LayerNorm", "GroupNorm", "LocalRespons
 
 
 def _eps(owner: str, eps: Any) -> float:
-    if isinstance(eps, bool) or not isinstance(eps, (int, float, np.floating)) or not eps > 0:
-        raise ValueError(f"{owner}: eps must be a positive number, got {eps!r}")
-    return float(eps)
+    return check_real(owner, "eps", eps, minimum=0.0, min_open=True, what="a positive number")
 
 
 class _BatchNorm(Module):
@@ -43,10 +42,8 @@ class _BatchNorm(Module):
         owner = type(self).__name__
         self.num_features = _positive_int(owner, "num_features", num_features)
         self.eps = _eps(owner, eps)
-        if momentum is not None and (isinstance(momentum, bool) or not isinstance(momentum, (int, float))
-                                     or not 0 <= momentum <= 1):
-            raise ValueError(f"{owner}: momentum must be in [0, 1] or None (cumulative average), got {momentum!r}")
-        self.momentum = None if momentum is None else float(momentum)
+        self.momentum = None if momentum is None else check_real(
+            owner, "momentum", momentum, minimum=0.0, maximum=1.0, what="in [0, 1] or None (cumulative average)")
         self.affine = bool(affine)
         self.track_running_stats = bool(track_running_stats)
         dt = _dtype(owner, dtype)

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from jitgrad._checks import check_int, check_real
 from jitgrad.autograd.ops_rnn import MODES, EmbeddingLookup, recurrent
 from jitgrad.autograd.tensor import Tensor
 from jitgrad.nn import init
@@ -70,8 +71,7 @@ class RNNBase(Module):
         self.input_size = _positive_int(name, "input_size", input_size)
         self.hidden_size = _positive_int(name, "hidden_size", hidden_size)
         self.num_layers = _positive_int(name, "num_layers", num_layers)
-        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
-            raise ValueError(f"{name}: dropout must be a number in [0, 1), got {dropout!r}")
+        check_real(name, "dropout", dropout, minimum=0.0, maximum=1.0, max_open=True, what="a number in [0, 1)")
         self.bias = bool(bias)
         self.batch_first = bool(batch_first)
         self.dropout = float(dropout)
@@ -293,11 +293,9 @@ class Embedding(Module):
         self.num_embeddings = _positive_int("Embedding", "num_embeddings", num_embeddings)
         self.embedding_dim = _positive_int("Embedding", "embedding_dim", embedding_dim)
         if padding_idx is not None:
-            if isinstance(padding_idx, bool) or not isinstance(padding_idx, (int, np.integer)) or not (
-                    -self.num_embeddings <= padding_idx < self.num_embeddings):
-                raise ValueError(f"Embedding: padding_idx must be an int in [-{self.num_embeddings}, "
-                                 f"{self.num_embeddings}), got {padding_idx!r}")
-            padding_idx = int(padding_idx) % self.num_embeddings
+            n = self.num_embeddings
+            padding_idx = check_int("Embedding", "padding_idx", padding_idx, minimum=-n, maximum=n - 1,
+                                    what=f"an int in [-{n}, {n})") % n
         self.padding_idx = padding_idx
         self.weight = Parameter(np.empty((self.num_embeddings, self.embedding_dim), _dtype("Embedding", dtype)))
         init.normal_(self.weight, generator=generator)

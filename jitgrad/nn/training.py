@@ -31,6 +31,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from jitgrad import config
+from jitgrad._checks import check_int, check_real, positive_int
 from jitgrad.autograd import Tensor, no_grad
 from jitgrad.nn.callbacks import (Callback, EarlyStopping, History, ModelCheckpoint, TerminateOnNaN,
                                   TrainingState)
@@ -57,8 +58,7 @@ def throttle(fn: Callable[..., Any], seconds: float, *, clock: Callable[[], floa
     """
     if not callable(fn):
         raise TypeError(f"throttle: fn must be callable, got {type(fn).__name__}")
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds >= 0:
-        raise ValueError(f"throttle: seconds must be a number >= 0, got {seconds!r}")
+    check_real("throttle", "seconds", seconds, minimum=0.0, what="a number >= 0")
     last_run = -math.inf
     result = None
 
@@ -294,10 +294,9 @@ def fit(model: Module, loss_fn: Callable[[Any, Any], Any], train_data: Iterable[
         raise TypeError(f"fit: loss_fn must be callable, got {type(loss_fn).__name__}")
     if not (hasattr(optimizer, "step") and hasattr(optimizer, "zero_grad")):
         raise TypeError(f"fit: optimizer must have step() and zero_grad(), got {type(optimizer).__name__}")
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs <= 0:
-        raise ValueError(f"fit: epochs must be a positive int, got {epochs!r}")
-    if isinstance(initial_epoch, bool) or not isinstance(initial_epoch, int) or not 0 <= initial_epoch <= epochs:
-        raise ValueError(f"fit: initial_epoch must be an int in [0, epochs={epochs}], got {initial_epoch!r}")
+    epochs = positive_int("fit", "epochs", epochs)
+    initial_epoch = check_int("fit", "initial_epoch", initial_epoch, minimum=0, maximum=epochs,
+                              what=f"an int in [0, epochs={epochs}]")
     callbacks = list(callbacks)
     for callback in callbacks:
         if not isinstance(callback, Callback):

@@ -11,6 +11,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from jitgrad._checks import check_real
 from jitgrad.autograd.backend import backend_for
 from jitgrad.autograd.tensor import Tensor
 
@@ -55,11 +56,9 @@ def clip_grad_norm_(parameters: Iterable[Tensor] | Tensor, max_norm: float, norm
     float
         The total norm of the gradients before clipping (as PyTorch).
     """
-    if isinstance(max_norm, bool) or not isinstance(max_norm, (int, float, np.integer, np.floating)) or max_norm < 0:
-        raise ValueError(f"clip_grad_norm_: max_norm must be a non-negative number, got {max_norm!r}")
-    if isinstance(norm_type, bool) or not isinstance(norm_type, (int, float, np.integer, np.floating)) or not (
-            norm_type > 0):
-        raise ValueError(f"clip_grad_norm_: norm_type must be a positive number or inf, got {norm_type!r}")
+    check_real("clip_grad_norm_", "max_norm", max_norm, minimum=0.0, allow_nan=True, what="a non-negative number")
+    check_real("clip_grad_norm_", "norm_type", norm_type, minimum=0.0, min_open=True,
+               what="a positive number or inf")
     params = _grads(parameters)
     if not params:
         return 0.0
@@ -87,9 +86,8 @@ def clip_grad_norm_(parameters: Iterable[Tensor] | Tensor, max_norm: float, norm
 
 def clip_grad_value_(parameters: Iterable[Tensor] | Tensor, clip_value: float) -> None:
     """Clamp every gradient element into ``[-clip_value, clip_value]`` in place of ``.grad``."""
-    if isinstance(clip_value, bool) or not isinstance(clip_value, (int, float, np.integer, np.floating)) or (
-            clip_value < 0):
-        raise ValueError(f"clip_grad_value_: clip_value must be a non-negative number, got {clip_value!r}")
+    check_real("clip_grad_value_", "clip_value", clip_value, minimum=0.0, allow_nan=True,
+               what="a non-negative number")
     for p in _grads(parameters):
         g = _grad_array(p)
         xp = backend_for(g)

@@ -51,4 +51,5 @@ _EXPORT_TARGETS = {
     "LayerNorm": "LayerNormalization", "Cat": "Concat", "ConvTranspose2d": "ConvTranspose",
     "AdaptiveAvgPool2d": "GlobalAveragePool (output size 1)", "AdaptiveMaxPool2d": "GlobalMaxPool (output size 1)",
     "LocalResponseNorm": "LRN (PyTorch's even-size window: Mul, Conv, Pow)",
+    "LinearActivation": "Gemm (transB=1), Relu", "Conv2dActivation": "Conv, Relu",
 }

@@ -20,6 +20,7 @@ import numpy as np
 
 from jitgrad.autograd import function as _function
 from jitgrad.autograd.grad_mode import no_grad
+from jitgrad.autograd.gradcheck import tensor_outputs
 from jitgrad.autograd.tensor import Tensor
 
 __all__ = ["EXPORTERS", "register_exporter", "export", "UnsupportedOperatorError"]
@@ -242,6 +243,13 @@ def _conv2d(g: _Graph, args: tuple, kwargs: dict, result: Tensor) -> str:
                   pads=pad + pad, group=groups)
 
 
+@register_exporter("LinearActivation", "Conv2dActivation")
+def _fused(g: _Graph, args: tuple, kwargs: dict, result: Tensor) -> str:
+    """A fused layer is its two ONNX nodes: ``Gemm`` or ``Conv``, then the activation."""
+    name = (_linear if g.current == "LinearActivation" else _conv2d)(g, args, kwargs, result)
+    return g.node("Relu", [name]) if kwargs.get("activation", "relu") == "relu" else name
+
+
 @register_exporter("MaxPool2d", "AvgPool2d")
 def _pool(g: _Graph, args: tuple, kwargs: dict, result: Tensor) -> str:
     k = _pair(kwargs["kernel_size"])
@@ -353,14 +361,6 @@ def _trace(model: Any, x: Tensor, g: _Graph, input_name: str) -> Any:
         _function._trace_hook = None
 
 
-def _as_tuple(out: Any) -> tuple[Tensor, ...]:
-    outs = out if isinstance(out, (tuple, list)) else (out,)
-    for o in outs:
-        if not isinstance(o, Tensor):
-            raise TypeError(f"export: the model must return a Tensor or a tuple of Tensors, got {type(o).__name__}")
-    return tuple(outs)
-
-
 def export(model: Any, example_input: Any, path: str | Path | None = None, opset: int = 17,
            input_names: list[str] | tuple[str, ...] = ("input",),
            output_names: list[str] | tuple[str, ...] | None = None, dynamic_batch: bool = True) -> Any:
@@ -420,7 +420,7 @@ def export(model: Any, example_input: Any, path: str | Path | None = None, opset
     was_training = [m.training for m in model.modules()]
     model.eval()
     try:
-        outs = _as_tuple(_trace(model, x, g, input_names[0]))
+        outs = tensor_outputs(_trace(model, x, g, input_names[0]), "export", "the model")
     finally:
         for m, mode in zip(model.modules(), was_training):
             object.__setattr__(m, "training", mode)

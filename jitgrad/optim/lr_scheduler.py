@@ -15,13 +15,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from jitgrad._checks import check_int, check_real, positive_int
+
 __all__ = ["LRScheduler", "StepLR", "CosineAnnealingLR", "OneCycleLR", "ReduceLROnPlateau"]
-
-
-def _positive_int(owner: str, name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{owner}: {name} must be a positive int, got {value!r}")
-    return value
 
 
 def _check_optimizer(owner: str, optimizer: Any) -> None:
@@ -87,10 +83,8 @@ class StepLR(LRScheduler):
     """
 
     def __init__(self, optimizer: Any, step_size: int, gamma: float = 0.1) -> None:
-        self.step_size = _positive_int("StepLR", "step_size", step_size)
-        if not gamma > 0:
-            raise ValueError(f"StepLR: gamma must be > 0, got {gamma!r}")
-        self.gamma = float(gamma)
+        self.step_size = positive_int("StepLR", "step_size", step_size)
+        self.gamma = check_real("StepLR", "gamma", gamma, minimum=0.0, min_open=True, what="> 0")
         super().__init__(optimizer)
 
     def lr_at(self, base_lr: float, t: int) -> float:
@@ -112,7 +106,7 @@ class CosineAnnealingLR(LRScheduler):
     """
 
     def __init__(self, optimizer: Any, T_max: int, eta_min: float = 0.0) -> None:
-        self.T_max = _positive_int("CosineAnnealingLR", "T_max", T_max)
+        self.T_max = positive_int("CosineAnnealingLR", "T_max", T_max)
         if not eta_min >= 0:
             raise ValueError(f"CosineAnnealingLR: eta_min must be >= 0, got {eta_min!r}")
         self.eta_min = float(eta_min)
@@ -159,13 +153,12 @@ class OneCycleLR(LRScheduler):
         if total_steps is None:
             if epochs is None or steps_per_epoch is None:
                 raise ValueError(f"{owner}: give total_steps, or both epochs and steps_per_epoch")
-            total_steps = _positive_int(owner, "epochs", epochs) * _positive_int(owner, "steps_per_epoch",
+            total_steps = positive_int(owner, "epochs", epochs) * positive_int(owner, "steps_per_epoch",
                                                                                  steps_per_epoch)
-        self.total_steps = _positive_int(owner, "total_steps", total_steps)
-        if not max_lr > 0:
-            raise ValueError(f"{owner}: max_lr must be > 0, got {max_lr!r}")
-        if not 0 < pct_start < 1:
-            raise ValueError(f"{owner}: pct_start must be in (0, 1), got {pct_start!r}")
+        self.total_steps = positive_int(owner, "total_steps", total_steps)
+        check_real(owner, "max_lr", max_lr, minimum=0.0, min_open=True, what="> 0")
+        check_real(owner, "pct_start", pct_start, minimum=0.0, maximum=1.0, min_open=True, max_open=True,
+                   what="in (0, 1)")
         if anneal_strategy not in ("cos", "linear"):
             raise ValueError(f"{owner}: anneal_strategy must be 'cos' or 'linear', got {anneal_strategy!r}")
         if not div_factor > 0 or not final_div_factor > 0:
@@ -257,11 +250,9 @@ class ReduceLROnPlateau(LRScheduler):
             raise ValueError(f"{owner}: mode must be 'min' or 'max', got {mode!r}")
         if threshold_mode not in ("rel", "abs"):
             raise ValueError(f"{owner}: threshold_mode must be 'rel' or 'abs', got {threshold_mode!r}")
-        if not 0 < factor < 1:
-            raise ValueError(f"{owner}: factor must be in (0, 1), got {factor!r}")
+        check_real(owner, "factor", factor, minimum=0.0, maximum=1.0, min_open=True, max_open=True, what="in (0, 1)")
         for name, value in (("patience", patience), ("cooldown", cooldown)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"{owner}: {name} must be an int >= 0, got {value!r}")
+            check_int(owner, name, value, minimum=0, what="an int >= 0")
         self.optimizer = optimizer
         self.mode, self.factor, self.patience = mode, float(factor), patience
         self.threshold, self.threshold_mode = float(threshold), threshold_mode

@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
+from jitgrad._checks import check_real
 from jitgrad.autograd.backend import backend_for
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW"]
@@ -58,15 +59,13 @@ def _follow(entry: dict[str, Any], param: Any) -> dict[str, Any]:
 
 def _check_number(name: str, value: Any, *, low: float = 0.0, high: float | None = None,
                   high_open: bool = True, owner: str) -> float:
-    """Validate a hyper-parameter: a real number in ``[low, high)`` (or ``[low, high]``)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{owner}: {name} must be a number, got {type(value).__name__}")
-    value = float(value)
-    if not value >= low or (high is not None and not (value < high if high_open else value <= high)):
-        interval = f"[{low}, {high})" if high is not None and high_open else (
-            f"[{low}, {high}]" if high is not None else f">= {low}")
-        raise ValueError(f"{owner}: {name} must be {'in ' if high is not None else ''}{interval}, got {value}")
-    return value
+    """Validate a hyper-parameter: a real number in ``[low, high)`` (or ``[low, high]``), with
+    ``jitgrad/_checks.check_real`` (a non-number is a TypeError, a number out of range a ValueError)."""
+    if high is None:
+        what = f"a number >= {low}"
+    else:
+        what = f"a number in [{low}, {high}{')' if high_open else ']'}"
+    return check_real(owner, name, value, minimum=low, maximum=high, max_open=high_open, what=what)
 
 
 class Optimizer:

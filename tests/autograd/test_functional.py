@@ -117,6 +117,8 @@ def test_dropout_identity_cases_and_seeding():
     np.testing.assert_array_equal(F.dropout(x, 0.5).numpy(), a)
     with pytest.raises(ValueError, match=r"dropout: p must be a probability in \[0, 1\], got 1.5"):
         F.dropout(x, 1.5)
+    with pytest.raises(TypeError, match=r"dropout: p must be a probability in \[0, 1\], got '0.5'"):
+        F.dropout(x, "0.5")
 
 
 @pytest.mark.parametrize("name", ["relu", "sigmoid", "tanh", "gelu", "elu", "softplus", "leaky_relu"])

@@ -98,5 +98,9 @@ def test_errors_name_the_argument():
         F.batch_norm(x, [0.0, 0.0, 0.0], np.ones(3, np.float32), training=True)
     with pytest.raises(ValueError, match="group_norm: num_groups=2 must divide the 3 channels"):
         F.group_norm(x, 2)
+    with pytest.raises(TypeError, match="group_norm: num_groups must be a positive int, got 1.0"):
+        F.group_norm(x, 1.0)
+    with pytest.raises(ValueError, match="group_norm: num_groups must be a positive int, got 0"):
+        F.group_norm(x, 0)
     with pytest.raises(ValueError, match="normalized_shape"):
         F.layer_norm(x, (4,))

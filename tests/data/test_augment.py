@@ -46,7 +46,7 @@ def test_float_fill_seed_and_zero_shift():
 def test_bad_arguments():
     with pytest.raises(ValueError, match="max_shift must be a non-negative int, got -1"):
         RandomShift(-1)
-    with pytest.raises(ValueError, match="max_shift must be a non-negative int, got 1.5"):
+    with pytest.raises(TypeError, match="max_shift must be a non-negative int, got 1.5"):
         RandomShift(1.5)
     with pytest.raises(ValueError, match="fill must be finite, got nan"):
         RandomShift(1, fill=float("nan"))

@@ -113,13 +113,16 @@ def test_indexable_dataset_is_stacked():
 
 @pytest.mark.parametrize("kwargs, error, message", [
     (dict(dataset=_data(), batch_size=0), ValueError, "batch_size must be a positive int, got 0"),
-    (dict(dataset=_data(), batch_size=2.0), ValueError, "batch_size must be a positive int, got 2.0"),
+    (dict(dataset=_data(), batch_size=2.0), TypeError, "batch_size must be a positive int, got 2.0"),
     (dict(dataset=_data(), batch_size=2, seed=-1), ValueError, "seed must be a non-negative int or None, got -1"),
     (dict(dataset=(np.zeros(3), np.zeros(4)), batch_size=2), ValueError,
      r"same length along axis 0, got shapes \[\(3,\), \(4,\)\]"),
     (dict(dataset=(np.zeros(3), [1, 2, 3]), batch_size=2), TypeError, r"must hold NumPy arrays, got \(ndarray, list\)"),
     (dict(dataset=42, batch_size=2), TypeError, "dataset must be a tuple of arrays or have __len__ and __getitem__, got int"),
     (dict(dataset=_data(), batch_size=2, transform="norm"), TypeError, "transform must be callable, got str"),
+    # A wrong type is a TypeError, a wrong value of the right type a ValueError (jitgrad/_checks.py).
+    (dict(dataset=_data(), batch_size=2, seed=1.5), TypeError, "seed must be a non-negative int or None, got 1.5"),
+    (dict(dataset=_data(), batch_size=True), TypeError, "batch_size must be a positive int, got True"),
 ])
 def test_bad_arguments(kwargs, error, message):
     with pytest.raises(error, match=message):
@@ -129,3 +132,5 @@ def test_bad_arguments(kwargs, error, message):
 def test_bad_epoch():
     with pytest.raises(ValueError, match="epoch must be a non-negative int, got -1"):
         DataLoader(_data(), 2).set_epoch(-1)
+    with pytest.raises(TypeError, match="DataLoader.set_epoch: epoch must be a non-negative int, got 1.0"):
+        DataLoader(_data(), 2).set_epoch(1.0)

@@ -59,8 +59,8 @@ def test_unshuffled_shards_are_strided_and_repr_names_the_rank():
     ({"rank": 2, "world_size": 2}, ValueError, "0 <= rank < world_size, got rank=2, world_size=2"),
     ({"rank": 0, "world_size": 0}, ValueError, "world_size >= 1"),
     ({"rank": -1, "world_size": 2}, ValueError, "got rank=-1"),
-    ({"rank": 1.0, "world_size": 2}, TypeError, "rank must be an int, got float"),
-    ({"rank": 0, "world_size": True}, TypeError, "world_size must be an int, got bool"),
+    ({"rank": 1.0, "world_size": 2}, TypeError, "DataLoader: rank must be an int, got 1.0"),
+    ({"rank": 0, "world_size": True}, TypeError, "DataLoader: world_size must be an int, got True"),
 ])
 def test_bad_rank_or_world_size(kwargs, error, message):
     with pytest.raises(error, match=message):

@@ -72,6 +72,7 @@ def test_one_hot_and_onecold_are_inverse():
     (np.array([0.0]), 4, TypeError, "labels must be integers, got float64"),
     (np.zeros((2, 2), int), 4, ValueError, r"labels must be 1-D, got shape \(2, 2\)"),
     (np.array([0]), 0, ValueError, "num_classes must be a positive int, got 0"),
+    (np.array([0]), 2.0, TypeError, "num_classes must be a positive int, got 2.0"),
 ])
 def test_one_hot_errors(labels, k, error, message):
     with pytest.raises(error, match=message):

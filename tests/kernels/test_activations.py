@@ -54,15 +54,21 @@ def test_cpu_matches_reference(name, kw, shape, dtype):
 
 @pytest.mark.parametrize("threshold", [1, 1 << 62], ids=["parallel", "serial"])
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_relu_parallel_and_serial_twins_match_reference(monkeypatch, threshold, dtype):
-    # relu picks a parallel or a serial kernel by size: force each on an odd, splittable size.
+@pytest.mark.parametrize("name,kw", CASES, ids=IDS)
+def test_parallel_and_serial_twins_match_reference(monkeypatch, name, kw, threshold, dtype):
+    # Each kernel picks a parallel or a serial twin by size: force each on an odd, splittable size.
     from jitgrad.kernels.cpu import activations
 
     monkeypatch.setattr(activations, "_RELU_PARALLEL_MIN_SIZE", threshold)
-    x, g = _inputs((20001,), dtype)
+    monkeypatch.setattr(activations, "_PARALLEL_MIN_SIZE", threshold)
+    x, g = _inputs((2001,), dtype)
     x[::7] = 0  # the gradient at 0 is 0 on both paths
-    np.testing.assert_array_equal(cpu.relu(x), ref.relu(x))
-    np.testing.assert_array_equal(cpu.relu_backward(g, x), ref.relu_backward(g, x))
+    y, gx = getattr(cpu, name)(x, **kw), getattr(cpu, name + "_backward")(g, x, **kw)
+    if name == "relu":
+        np.testing.assert_array_equal(y, ref.relu(x))
+        np.testing.assert_array_equal(gx, ref.relu_backward(g, x))
+    assert_close(y, getattr(ref, name)(x, **kw), dtype)
+    assert_close(gx, getattr(ref, name + "_backward")(g, x, **kw), dtype)
 
 
 @settings(max_examples=20, deadline=None)

@@ -137,7 +137,7 @@ def test_cpu_task_split_any_thread_count(n, nthreads):
     hp = (1, 1, 1, 1, 1, 1)  # sh, sw, ph, pw, dh, dw
     d, x, w, b, g = make_case(n, 5, 9, 10, 20, 3, 3, 1, 1, 1, np.float64, seed=n)
     y = nan_like(d.output_shape, np.float64)
-    _conv.conv2d_forward(x, w, b, True, *hp, y, nthreads)
+    _conv.conv2d_forward(x, w, b, True, *hp, y, nthreads, 0)
     assert_close(y, ref.conv2d(x, w, b, padding=1))
     gx = nan_like(d.input_shape, np.float64)
     _conv.conv2d_backward_input(g, w, *hp, gx, nthreads)
@@ -207,7 +207,7 @@ def test_cpu_stays_inside_its_arrays(case, dtype):
     x, wt, b, g = guarded(x), guarded(wt), guarded(b), guarded(g)
     for nthreads in (1, 2, 3):
         y = guarded(nan_like(d.output_shape, dtype))
-        _conv.conv2d_forward(x, wt, b, True, *d.stride, *d.padding, *d.dilation, y, nthreads)
+        _conv.conv2d_forward(x, wt, b, True, *d.stride, *d.padding, *d.dilation, y, nthreads, 0)
         gx = guarded(nan_like(d.input_shape, dtype))
         _conv.conv2d_backward_input(g, wt, *d.stride, *d.padding, *d.dilation, gx, nthreads)
         gw, gb = guarded(nan_like(d.weight_shape, dtype)), guarded(nan_like((c_out,), dtype))

@@ -29,7 +29,7 @@ from numba import types
 from jitgrad.kernels.cpu import _conv_weight, _gemm, _isa
 dtype = types.float32 if "{dtype}" == "float32" else types.float64
 arr, i, b = dtype[::1], types.int64, types.boolean
-gemm_sig = (i, arr, i, i, i, arr, i, i, arr, i, i, i, i, b, arr, i, b)
+gemm_sig = (i, arr, i, i, i, arr, i, i, arr, i, i, i, i, b, arr, i, b, i, i)
 dot_sig = (arr, i, i, i, arr, i, i, i, i, i, i, i, arr, i)
 out = {{"path": _isa.ISA.name, "mr": _gemm.MR, "dot_rows": _conv_weight.DOT_ROWS}}
 for name, fn, sig in (("gemm", _gemm.micro_kernel, gemm_sig), ("dot", _conv_weight.dot_tile, dot_sig)):

@@ -18,6 +18,8 @@ from tests.kernels.test_conv import guarded
 BACKENDS = [pytest.param(ref, id="reference"), pytest.param(cpu, id="cpu")]
 TRANS = list(itertools.product([False, True], [False, True]))
 TRANS_IDS = ["NN", "NT", "TN", "TT"]
+#: The GEMM drivers' trailing ``(bias, epi)``: no store epilogue (see kernels/cpu/_gemm_epilogue.py).
+NO_EPILOGUE = {np.dtype(t): (np.zeros(1, t), 0) for t in DTYPES}
 
 
 def operands(m, n, k, trans_a, trans_b, dtype, seed=0):
@@ -127,7 +129,7 @@ def test_parallel_driver_any_thread_count(nthreads, trans_a, trans_b, dtype):
     for m, n, k in [(9, 200, 40), (300, 7, 33), (130, 140, 300)]:
         a, b = operands(m, n, k, trans_a, trans_b, dtype)
         out = nan_like((m, n), dtype)
-        _gemm.gemm_parallel(a, b, trans_a, trans_b, out, nthreads)
+        _gemm.gemm_parallel(a, b, trans_a, trans_b, out, nthreads, *NO_EPILOGUE[np.dtype(dtype)])
         rtol, atol = tolerance(dtype, k)
         assert_close(out, ref.matmul(a, b, trans_a=trans_a, trans_b=trans_b), dtype, rtol=rtol, atol=atol)
 
@@ -136,7 +138,7 @@ def test_parallel_driver_any_thread_count(nthreads, trans_a, trans_b, dtype):
 def test_every_path_agrees(dtype):
     a, b = operands(37, 45, 29, True, False, dtype)
     expected = ref.matmul(a, b, trans_a=True)
-    for path in (_gemm.gemm_small, _gemm.gemm_serial):
+    for path in (_gemm.gemm_small, lambda *args: _gemm.gemm_serial(*args, *NO_EPILOGUE[np.dtype(dtype)])):
         out = nan_like((37, 45), dtype)
         path(a, b, True, False, out)
         assert_close(out, expected, dtype, rtol=1e-4, atol=1e-4)
@@ -150,7 +152,9 @@ def test_cpu_stays_inside_its_arrays(trans_a, trans_b, dtype):
         a, b = operands(m, n, k, trans_a, trans_b, dtype)
         a, b = guarded(a), guarded(b)
         expected = ref.matmul(a, b, trans_a=trans_a, trans_b=trans_b)
-        for path in (_gemm.gemm_small, _gemm.gemm_serial, lambda *args: _gemm.gemm_parallel(*args, 3)):
+        no_epi = NO_EPILOGUE[np.dtype(dtype)]
+        for path in (_gemm.gemm_small, lambda *args, no_epi=no_epi: _gemm.gemm_serial(*args, *no_epi),
+                     lambda *args, no_epi=no_epi: _gemm.gemm_parallel(*args, 3, *no_epi)):
             out = guarded(nan_like((m, n), dtype))
             path(a, b, trans_a, trans_b, out)
             rtol, atol = tolerance(dtype, k)

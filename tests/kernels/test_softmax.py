@@ -342,3 +342,38 @@ def test_softmax_row_max_every_position(special):
         with np.errstate(all="ignore"):
             want = getattr(ref, name)(x)
         _assert_same_specials(getattr(cpu, name)(x), want, np.float32)
+
+
+@pytest.mark.parametrize("threshold", [1, 1 << 62], ids=["parallel", "serial"])
+@pytest.mark.parametrize("shape", [(1000, 10), (9, 70)], ids=["short-rows", "long-rows"])
+def test_parallel_and_serial_twins_match_reference(monkeypatch, shape, threshold):
+    # Short rows go by blocks of rows (1000 x 10: two full blocks and a partial one), long rows
+    # row by row; each on the parallel and the serial twin.
+    import importlib
+
+    sm = importlib.import_module("jitgrad.kernels.cpu.softmax")  # the package re-exports a function of that name
+    monkeypatch.setattr(sm, "_PARALLEL_MIN_SIZE", threshold)
+    dtype = np.float32
+    x, g = randn(shape, dtype, seed=4, scale=4.0), randn(shape, dtype, seed=5)
+    for name in ("softmax", "log_softmax"):
+        y = getattr(cpu, name)(x)
+        assert_close(y, getattr(ref, name)(x), dtype)
+        assert_close(getattr(cpu, name + "_backward")(g, y), getattr(ref, name + "_backward")(g, y), dtype)
+    for labels in (_labels(*shape, "int64"), _labels(*shape, "prob").astype(dtype)):
+        for eps in (0.0, 0.1):
+            loss, probs = cpu.softmax_cross_entropy(x, labels, reduction="none", label_smoothing=eps)
+            want_loss, want_probs = ref.softmax_cross_entropy(x, labels, reduction="none", label_smoothing=eps)
+            assert_close(loss, want_loss, dtype)
+            assert_close(probs, want_probs, dtype)
+            for reduction in ("mean", "sum"):
+                total, _ = cpu.softmax_cross_entropy(x, labels, reduction=reduction, label_smoothing=eps)
+                assert_close(total, ref.softmax_cross_entropy(x, labels, reduction=reduction,
+                                                              label_smoothing=eps)[0], dtype)
+                assert_close(cpu.softmax_cross_entropy_backward(probs, labels, 0.5, reduction=reduction,
+                                                                label_smoothing=eps),
+                             ref.softmax_cross_entropy_backward(want_probs, labels, 0.5, reduction=reduction,
+                                                                label_smoothing=eps), dtype)
+    bad = _labels(*shape, "int64")
+    bad[-1] = shape[1]  # in the last block: the kernels mark it, the wrapper names it
+    with pytest.raises(ValueError, match=rf"labels must be class indices in \[0, {shape[1]}\), got {shape[1]}"):
+        cpu.softmax_cross_entropy(x, bad)

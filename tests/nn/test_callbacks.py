@@ -110,6 +110,10 @@ def test_terminate_on_nan_catches_an_inf_at_the_end_of_an_epoch():
 def test_terminate_on_nan_checks_its_argument():
     with pytest.raises(ValueError, match="TerminateOnNaN: check_every must be an int >= 1, got 0"):
         nn.TerminateOnNaN(check_every=0)
+    with pytest.raises(TypeError, match="TerminateOnNaN: check_every must be an int >= 1, got 2.0"):
+        nn.TerminateOnNaN(check_every=2.0)
+    with pytest.raises(TypeError, match="EarlyStopping: patience must be an int >= 0, got True"):
+        nn.EarlyStopping(patience=True)
 
 
 def test_model_checkpoint_skips_weights_with_a_non_finite_loss(tmp_path):

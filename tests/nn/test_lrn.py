@@ -38,8 +38,12 @@ def test_bad_input_names_the_argument():
         F.local_response_norm(x, 0)
     with pytest.raises(ValueError, match="local_response_norm: k must be a finite real number, got nan"):
         F.local_response_norm(x, 3, k=float("nan"))
+    with pytest.raises(TypeError, match="local_response_norm: alpha must be a finite real number, got None"):
+        F.local_response_norm(x, 3, alpha=None)
     with pytest.raises(TypeError, match="LocalResponseNorm: size must be a positive int, got 2.5"):
         nn.LocalResponseNorm(2.5)
+    with pytest.raises(TypeError, match="local_response_norm: size must be a positive int, got 2.5"):
+        F.local_response_norm(x, 2.5)
 
 
 @pytest.mark.parametrize("shape, size", [((2, 7, 3, 4), 5), ((2, 6, 5), 4), ((1, 4, 2, 3, 2), 2), ((2, 3, 2, 2), 7)],

@@ -234,8 +234,10 @@ def test_manual_seed_makes_models_identical():
     (lambda: nn.Conv2d(1, 2, (3, 3, 3)), ValueError, r"Conv2d: kernel_size must be an int or a pair of ints, got \(3, 3, 3\) \(3 values\)"),
     (lambda: nn.MaxPool2d(2, padding=2), ValueError, "MaxPool2d: padding must be at most half the kernel size, got padding=2 for kernel_size=2"),
     (lambda: nn.Dropout(1.0), ValueError, r"Dropout: p must be in \[0, 1\), got 1.0"),
+    (lambda: nn.Dropout(True), TypeError, r"Dropout: p must be in \[0, 1\), got True"),
     (lambda: nn.GELU("fast"), ValueError, "GELU: approximate must be 'none' or 'tanh', got 'fast'"),
     (lambda: nn.Flatten(-1), ValueError, "Flatten: start_dim must be an int >= 0, got -1"),
+    (lambda: nn.Flatten(1.0), TypeError, "Flatten: start_dim must be an int >= 0, got 1.0"),
 ])
 def test_bad_constructor_arguments(make, error, message):
     with pytest.raises(error, match=message):

@@ -66,6 +66,12 @@ def test_batchnorm_errors():
         nn.BatchNorm2d(0)
     with pytest.raises(ValueError, match=r"momentum must be in \[0, 1\] or None"):
         nn.BatchNorm2d(3, momentum=2)
+    with pytest.raises(TypeError, match=r"BatchNorm2d: momentum must be in \[0, 1\] or None"):
+        nn.BatchNorm2d(3, momentum="0.1")
+    with pytest.raises(TypeError, match="BatchNorm2d: eps must be a positive number, got True"):
+        nn.BatchNorm2d(3, eps=True)
+    with pytest.raises(ValueError, match="BatchNorm2d: eps must be a positive number, got 0"):
+        nn.BatchNorm2d(3, eps=0)
     bn = nn.BatchNorm2d(3)
     with pytest.raises(ValueError, match=r"BatchNorm2d\(3\) expected input \(N, C, H, W\), got \(2, 3\)"):
         bn(jitgrad.tensor(np.zeros((2, 3), np.float32)))

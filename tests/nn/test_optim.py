@@ -160,14 +160,15 @@ def test_load_state_dict_errors_leave_optimizer_untouched():
 
 
 @pytest.mark.parametrize("make, error, message", [
-    (lambda ps: SGD(ps, lr=-1), ValueError, r"SGD: lr must be >= 0.0, got -1.0"),
-    (lambda ps: SGD(ps, lr="fast"), TypeError, r"SGD: lr must be a number, got str"),
-    (lambda ps: SGD(ps, lr=0.1, momentum=-0.5), ValueError, r"SGD: momentum must be >= 0.0, got -0.5"),
+    (lambda ps: SGD(ps, lr=-1), ValueError, r"SGD: lr must be a number >= 0.0, got -1"),
+    (lambda ps: SGD(ps, lr="fast"), TypeError, r"SGD: lr must be a number >= 0.0, got 'fast'"),
+    (lambda ps: SGD(ps, lr=True), TypeError, r"SGD: lr must be a number >= 0.0, got True"),
+    (lambda ps: SGD(ps, lr=0.1, momentum=-0.5), ValueError, r"SGD: momentum must be a number >= 0.0, got -0.5"),
     (lambda ps: SGD(ps, lr=0.1, nesterov=True), ValueError, r"SGD: nesterov=True needs momentum > 0"),
-    (lambda ps: Adam(ps, betas=(0.9, 1.0)), ValueError, r"Adam: betas\[1\] must be in \[0.0, 1.0\), got 1.0"),
+    (lambda ps: Adam(ps, betas=(0.9, 1.0)), ValueError, r"Adam: betas\[1\] must be a number in \[0.0, 1.0\), got 1.0"),
     (lambda ps: Adam(ps, betas=0.9), ValueError, r"Adam: betas must be a pair \(beta1, beta2\), got 0.9"),
-    (lambda ps: AdamW(ps, eps=-1e-8), ValueError, r"AdamW: eps must be >= 0.0, got -1e-08"),
-    (lambda ps: Adam(ps, weight_decay=-1), ValueError, r"Adam: weight_decay must be >= 0.0, got -1.0"),
+    (lambda ps: AdamW(ps, eps=-1e-8), ValueError, r"AdamW: eps must be a number >= 0.0, got -1e-08"),
+    (lambda ps: Adam(ps, weight_decay=-1), ValueError, r"Adam: weight_decay must be a number >= 0.0, got -1"),
     (lambda ps: Adam([]), ValueError, r"Adam: got an empty parameter list"),
     (lambda ps: Adam([np.zeros(2)]), TypeError, r"Adam: parameters must be Tensors, got ndarray"),
     (lambda ps: Adam(ps[0]), TypeError, r"Adam: params must be an iterable of Tensors or of dicts, got a single Parameter"),
@@ -249,11 +250,21 @@ def test_schedule_bad_arguments():
     opt = SGD(_params(), lr=0.1)
     with pytest.raises(ValueError, match="StepLR: step_size must be a positive int, got 0"):
         StepLR(opt, step_size=0)
-    with pytest.raises(ValueError, match="CosineAnnealingLR: T_max must be a positive int, got 2.5"):
+    with pytest.raises(TypeError, match="CosineAnnealingLR: T_max must be a positive int, got 2.5"):
         CosineAnnealingLR(opt, T_max=2.5)
     with pytest.raises(ValueError, match="OneCycleLR: give total_steps, or both epochs and steps_per_epoch"):
         OneCycleLR(opt, max_lr=0.1)
     with pytest.raises(ValueError, match="ReduceLROnPlateau: factor must be in \\(0, 1\\), got 1.5"):
         ReduceLROnPlateau(opt, factor=1.5)
+    with pytest.raises(TypeError, match="ReduceLROnPlateau: patience must be an int >= 0, got 1.5"):
+        ReduceLROnPlateau(opt, patience=1.5)
+    with pytest.raises(TypeError, match="StepLR: step_size must be a positive int, got True"):
+        StepLR(opt, step_size=True)
+    with pytest.raises(ValueError, match="StepLR: gamma must be > 0, got 0"):
+        StepLR(opt, step_size=1, gamma=0)
+    with pytest.raises(TypeError, match="ReduceLROnPlateau: factor must be in \\(0, 1\\), got '0.5'"):
+        ReduceLROnPlateau(opt, factor="0.5")
+    with pytest.raises(ValueError, match="OneCycleLR: pct_start must be in \\(0, 1\\), got 1.0"):
+        OneCycleLR(opt, max_lr=0.1, total_steps=10, pct_start=1.0)
     with pytest.raises(TypeError, match="StepLR: expected an Optimizer, got list"):
         StepLR([], step_size=1)

@@ -125,6 +125,8 @@ def test_bad_input_names_the_argument():
         m(x, lengths=[6, 1])
     with pytest.raises(ValueError, match="dropout must be a number in"):
         nn.GRU(2, 3, dropout=1.5)
+    with pytest.raises(TypeError, match="GRU: dropout must be a number in"):
+        nn.GRU(2, 3, dropout="0.1")
     with pytest.raises(ValueError, match="nonlinearity must be 'tanh' or 'relu'"):
         nn.RNN(2, 3, nonlinearity="gelu")
     with pytest.raises(ValueError, match=r"GRUCell\(2, 3\): hx must have shape \(1, 3\)"):
@@ -147,6 +149,8 @@ def test_embedding():
         emb(np.zeros(2, np.float32))
     with pytest.raises(ValueError, match="padding_idx must be an int in"):
         nn.Embedding(3, 2, padding_idx=3)
+    with pytest.raises(TypeError, match=r"Embedding: padding_idx must be an int in \[-3, 3\), got 1.0"):
+        nn.Embedding(3, 2, padding_idx=1.0)
 
 
 def test_embedding_matches_pytorch():
@@ -183,6 +187,10 @@ def test_clip_grad_norm_and_value():
         nn.utils.clip_grad_norm_([a], -1)
     with pytest.raises(ValueError, match="clip_value must be a non-negative number"):
         nn.utils.clip_grad_value_([a], -0.5)
+    with pytest.raises(TypeError, match="clip_grad_norm_: max_norm must be a non-negative number, got None"):
+        nn.utils.clip_grad_norm_([a], None)
+    with pytest.raises(TypeError, match="clip_grad_value_: clip_value must be a non-negative number, got '1'"):
+        nn.utils.clip_grad_value_([a], "1")
 
 
 def test_clip_grad_norm_matches_pytorch():

@@ -40,6 +40,8 @@ def test_throttle_runs_at_most_once_per_interval():
     assert calls == ["a", "c"]
     with pytest.raises(ValueError, match="throttle: seconds must be a number >= 0, got -1"):
         nn.throttle(print, -1)
+    with pytest.raises(TypeError, match="throttle: seconds must be a number >= 0, got '1'"):
+        nn.throttle(print, "1")
     with pytest.raises(TypeError, match="throttle: fn must be callable, got int"):
         nn.throttle(3, 1)
 
@@ -235,6 +237,7 @@ def test_issue_3_lenet_snippet_runs():
 @pytest.mark.parametrize("kwargs, error, message", [
     ({"model": lambda x: x}, TypeError, "fit: model must be an nn.Module, got function"),
     ({"epochs": 0}, ValueError, "fit: epochs must be a positive int, got 0"),
+    ({"epochs": 2.0}, TypeError, "fit: epochs must be a positive int, got 2.0"),
     ({"callbacks": [print]}, TypeError, "fit: callbacks must be Callback instances, got builtin_function_or_method"),
     ({"train_data": []}, ValueError, "fit: train_data yielded no batches in epoch 1"),
     ({"optimizer": object()}, TypeError, r"fit: optimizer must have step\(\) and zero_grad\(\), got object"),

@@ -41,8 +41,9 @@ from ._tier import tiered
 
 @tiered
 @njit(parallel=True, **_jit)
-def conv2d_forward(x, w, bias, has_bias, sh, sw, ph, pw, dh, dw, y, nthreads):
-    """``y = conv2d(x, w) (+ bias)`` (validated arguments; ``y`` written in place)."""
+def conv2d_forward(x, w, bias, has_bias, sh, sw, ph, pw, dh, dw, y, nthreads, epi):
+    """``y = act(conv2d(x, w) (+ bias))`` (validated arguments; ``y`` written in place; ``epi``: the
+    activation bits of ``_gemm_epilogue``, applied in the GEMM's store)."""
     n, c_in, h, wd = x.shape
     c_out, _, kh, kw = w.shape
     h_out = y.shape[2]
@@ -107,7 +108,7 @@ def conv2d_forward(x, w, bias, has_bias, sh, sw, ph, pw, dh, dw, y, nthreads):
                     pack_windows(src, src_base, src_end, tap_off, k, pix_off, win_start, win_perm, win_fits, v,
                                  panels, (jp - jp0) * k * nr + (v - 2 * jp) * lanes, nr)
             gemm_block(ap, zero, k * MR, one, mr, panels, k * nr, nr, zero, k, c_out, npix - jp0 * nr, zero, npa,
-                       zero, jp1 - jp0, yflat, img * c_out * npix + jp0 * nr, npix, no, bias_p, has_bias)
+                       zero, jp1 - jp0, yflat, img * c_out * npix + jp0 * nr, npix, no, bias_p, has_bias, epi)
 
 
 @tiered
@@ -188,7 +189,7 @@ def conv2d_backward_input(g, w, sh, sw, ph, pw, dh, dw, gx, nthreads):
             work = dcols[ch]
             # dcols row r holds K-row ip0 * MR + r.
             gemm_block(wflat, zero, mr, one, k, panels, c_out * nr, nr, zero, c_out, k, ncols, ip0, ip1, zero, npb,
-                       work, -ip0 * MR * ld, ld, no, wflat, no)
+                       work, -ip0 * MR * ld, ld, no, wflat, no, zero)
             if padded:
                 dst = gpad[ch]
                 dst_base = -c0 * hp * wp

@@ -89,7 +89,8 @@ def conv2d_backward_weight(x, g, sh, sw, ph, pw, dh, dw, gw, gb, nthreads):
                     vstore(b_panels, dst + lanes, vgather(src, base, tap_off, jp * nr + lanes))
             # A = g[img] (C_out x P) read in place.
             gemm_block(g_flat, img * c_out * npix, MR * npix, npix, one, b_panels, npix * nr, nr, zero, npix,
-                       c_out, k - jp0 * nr, zero, npa, zero, jp1 - jp0, partial[chunk], jp0 * nr, k, yes, g_flat, no)
+                       c_out, k - jp0 * nr, zero, npa, zero, jp1 - jp0, partial[chunk], jp0 * nr, k, yes, g_flat, no,
+                       zero)
             if grp == 0:
                 for co in range(c_out):
                     s = 0.0

@@ -62,6 +62,9 @@ def _correlate_into(buf, w, co, flip, sh, sw, dh, dw, out):
             wi = kh - 1 - i if flip else i
             prow = buf[oh * sh + i * dh]
             if sw == 1 and kw == 3:
+                # Unrolled on purpose (and again in _correlate_pitched): the three taps of a 3-wide
+                # filter row fused into one pass over the row, one load/store of ``row`` instead of
+                # three. A shared helper would hide the three slices from LLVM's vectoriser.
                 w0 = w[co, 0, wi, 2 if flip else 0]
                 w1 = w[co, 0, wi, 1]
                 w2 = w[co, 0, wi, 0 if flip else 2]
@@ -94,6 +97,7 @@ def _correlate_pitched(flat, wp, w, co, flip, dh, dw, acc):
         wi = kh - 1 - i if flip else i
         base = i * dh * wp
         if kw == 3:
+            # Unrolled on purpose, as in _correlate_into: three taps fused per pass over the plane.
             w0 = w[co, 0, wi, 2 if flip else 0]
             w1 = w[co, 0, wi, 1]
             w2 = w[co, 0, wi, 0 if flip else 2]

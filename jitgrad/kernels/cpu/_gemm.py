@@ -120,8 +120,10 @@ def b_in_place(trans, m, k, n, itemsize):
 
 
 @njit(**_jit)
-def gemm_cols(af, a_pstride, a_rs, a_cs, b, bp, in_place, k, m, n, ip0, ip1, jp0, jp1, c):
+def gemm_cols(af, a_pstride, a_rs, a_cs, b, bp, in_place, k, m, n, ip0, ip1, jp0, jp1, c, bias, epi):
     """``c[A panels ip0:ip1, B panels jp0:jp1] = op(a) @ op(b)``; B from ``b`` in place or ``bp`` packed.
+
+    ``bias``, ``epi``: the store's epilogue (``_gemm_tile.micro_kernel``; ``epi = 0``: none).
 
     In place, the full panels come from ``b`` (row pitch ``n``) and the last,
     partial panel from ``bp`` (packed alone at ``bp[0:]``, zero-padded).
@@ -136,18 +138,18 @@ def gemm_cols(af, a_pstride, a_rs, a_cs, b, bp, in_place, k, m, n, ip0, ip1, jp0
         mid = min(jp1, full)
         if jp0 < mid:
             gemm_block(af, zero, a_pstride, a_rs, a_cs, b.reshape(b.size), nr, n, zero, k, m, n, ip0, ip1, jp0,
-                       mid, c, zero, n, no, bp, no)
+                       mid, c, zero, n, no, bias, no, epi)
         if jp1 > full:
             gemm_block(af, zero, a_pstride, a_rs, a_cs, bp, zero, nr, zero, k, m, n, ip0, ip1, max(jp0, full),
-                       jp1, c, zero, n, no, bp, no)
+                       jp1, c, zero, n, no, bias, no, epi)
     else:
         gemm_block(af, zero, a_pstride, a_rs, a_cs, bp, k * nr, nr, zero, k, m, n, ip0, ip1, jp0, jp1,
-                   c, zero, n, no, bp, no)
+                   c, zero, n, no, bias, no, epi)
 
 
 @njit(**_jit)
-def gemm_serial(a, b, trans_a, trans_b, c):
-    """``c = op(a) @ op(b)`` with the micro-kernel, on the calling thread."""
+def gemm_serial(a, b, trans_a, trans_b, c, bias, epi):
+    """``c = op(a) @ op(b)`` with the micro-kernel, on the calling thread (epilogue ``bias``, ``epi``: see gemm_cols)."""
     m, n = c.shape
     k = a.shape[0] if trans_a else a.shape[1]
     nr = nr_of(c)
@@ -169,13 +171,15 @@ def gemm_serial(a, b, trans_a, trans_b, c):
         af = np.empty(npa * k * MR, dtype=c.dtype)
         pack_a(a, trans_a, zero, npa, af)
         a_pstride, a_rs, a_cs = k * MR, 1, MR
-    gemm_cols(af, a_pstride, a_rs, a_cs, b, bp, b_direct, k, m, n, zero, npa, zero, npb, c.reshape(m * n))
+    gemm_cols(af, a_pstride, a_rs, a_cs, b, bp, b_direct, k, m, n, zero, npa, zero, npb, c.reshape(m * n), bias, epi)
 
 
 @tiered
 @njit(parallel=True, **_jit)
-def gemm_parallel(a, b, trans_a, trans_b, c, nthreads):
+def gemm_parallel(a, b, trans_a, trans_b, c, nthreads, bias, epi):
     """``c = op(a) @ op(b)``: panels packed (where needed), then blocks of C computed, under ``prange``.
+
+    ``bias``, ``epi``: the store's epilogue (see ``gemm_cols``).
 
     ``nthreads`` (``numba.get_num_threads()``, passed in: reading it here
     would make the function uncacheable) sizes the blocks.
@@ -216,4 +220,4 @@ def gemm_parallel(a, b, trans_a, trans_b, c, nthreads):
         if own_b:
             pack_b(b, trans_b, bj * nc, min(npb, (bj + 1) * nc), bp)
         gemm_cols(af, a_pstride, a_rs, a_cs, b, bp, b_direct, k, m, n, bi * mc, min(npa, (bi + 1) * mc),
-                  bj * nc, min(npb, (bj + 1) * nc), cflat)
+                  bj * nc, min(npb, (bj + 1) * nc), cflat, bias, epi)

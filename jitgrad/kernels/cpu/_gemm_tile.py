@@ -43,6 +43,7 @@ from numba import njit
 
 from jitgrad.config import FASTMATH
 
+from ._gemm_epilogue import EPI_COL_BIAS, EPI_RELU, vrelu
 from ._gemm_simd import (
     VEC_BYTES,
     prefetch_write,
@@ -97,8 +98,8 @@ def cdiv(a, b):
 
 @njit(**_jit)
 def micro_kernel(kc, a, a_off, a_rs, a_cs, b, b_off, b_rs, c, c_off, ldc, mr, ncols, accumulate,
-                 bias, bias_off, has_bias):
-    """``C[:mr, :ncols] (+)= A[:mr, :kc] @ B[:kc, :ncols] (+ bias)`` on flat buffers.
+                 bias, bias_off, has_bias, bias_col, epi):
+    """``C[:mr, :ncols] (+)= A[:mr, :kc] @ B[:kc, :ncols] (+ bias)``, then the epilogue ``epi``, on flat buffers.
 
     ``mr <= MR`` and ``ncols <= NR``: an edge tile computes the whole
     register tile and stores only its valid rows (branches) and columns
@@ -235,30 +236,36 @@ def micro_kernel(kc, a, a_off, a_rs, a_cs, b, b_off, b_rs, c, c_off, ldc, mr, nc
             c71 = vfma(av, b1, c71)
         ia += a_cs
         ib += b_rs
-    store_row(c, c_off, lanes, c00, c01, accumulate, ncols)
+    store_row(c, c_off, lanes, c00, c01, accumulate, ncols, bias, bias_col, epi)
     if mr > 1:
-        store_row(c, c_off + ldc, lanes, c10, c11, accumulate, ncols)
+        store_row(c, c_off + ldc, lanes, c10, c11, accumulate, ncols, bias, bias_col, epi)
     if mr > 2:
-        store_row(c, c_off + 2 * ldc, lanes, c20, c21, accumulate, ncols)
+        store_row(c, c_off + 2 * ldc, lanes, c20, c21, accumulate, ncols, bias, bias_col, epi)
     if mr > 3:
-        store_row(c, c_off + 3 * ldc, lanes, c30, c31, accumulate, ncols)
+        store_row(c, c_off + 3 * ldc, lanes, c30, c31, accumulate, ncols, bias, bias_col, epi)
     if mr > 4:
-        store_row(c, c_off + 4 * ldc, lanes, c40, c41, accumulate, ncols)
+        store_row(c, c_off + 4 * ldc, lanes, c40, c41, accumulate, ncols, bias, bias_col, epi)
     if mr > 5:
-        store_row(c, c_off + 5 * ldc, lanes, c50, c51, accumulate, ncols)
+        store_row(c, c_off + 5 * ldc, lanes, c50, c51, accumulate, ncols, bias, bias_col, epi)
     if MR > 6 and mr > 6:
-        store_row(c, c_off + 6 * ldc, lanes, c60, c61, accumulate, ncols)
+        store_row(c, c_off + 6 * ldc, lanes, c60, c61, accumulate, ncols, bias, bias_col, epi)
     if MR > 7 and mr > 7:
-        store_row(c, c_off + 7 * ldc, lanes, c70, c71, accumulate, ncols)
+        store_row(c, c_off + 7 * ldc, lanes, c70, c71, accumulate, ncols, bias, bias_col, epi)
 
 
 @njit(**_jit)
-def store_row(c, off, lanes, v0, v1, accumulate, ncols):
-    """``c[off : off + ncols] (+)= [v0, v1][:ncols]``."""
+def store_row(c, off, lanes, v0, v1, accumulate, ncols, bias, bias_col, epi):
+    """``c[off : off + ncols] (+)= [v0, v1][:ncols]``, with the epilogue ``epi`` (see ``micro_kernel``)."""
     if ncols >= 2 * lanes:
         if accumulate:
             v0 = vadd(v0, vload(c, off))
             v1 = vadd(v1, vload(c, off + lanes))
+        if epi & EPI_COL_BIAS:
+            v0 = vadd(v0, vload(bias, bias_col))
+            v1 = vadd(v1, vload(bias, bias_col + lanes))
+        if epi & EPI_RELU:
+            v0 = vrelu(v0)
+            v1 = vrelu(v1)
         vstore(c, off, v0)
         vstore(c, off + lanes, v1)
     else:
@@ -267,13 +274,19 @@ def store_row(c, off, lanes, v0, v1, accumulate, ncols):
         if accumulate:
             v0 = vadd(v0, vload_masked(c, off, n0))
             v1 = vadd(v1, vload_masked(c, off + lanes, n1))
+        if epi & EPI_COL_BIAS:
+            v0 = vadd(v0, vload_masked(bias, bias_col, n0))
+            v1 = vadd(v1, vload_masked(bias, bias_col + lanes, n1))
+        if epi & EPI_RELU:
+            v0 = vrelu(v0)
+            v1 = vrelu(v1)
         vstore_masked(c, off, v0, n0)
         vstore_masked(c, off + lanes, v1, n1)
 
 
 @njit(**_jit)
 def gemm_block(a, a_base, a_pstride, a_rs, a_cs, b, b_pstride, b_rs, k0, k1, m, n, ip0, ip1, jp0, jp1,
-               c, c_off, ldc, accumulate, bias, has_bias):
+               c, c_off, ldc, accumulate, bias, has_bias, epi):
     """``C[rows of A panels ip0:ip1, cols of B panels jp0:jp1] (+)= A[:, k0:k1] @ B[k0:k1, :]``.
 
     ``A[ip * MR + r, k]`` is ``a[a_base + ip * a_pstride + r * a_rs + k * a_cs]`` (packed
@@ -284,6 +297,9 @@ def gemm_block(a, a_base, a_pstride, a_rs, a_cs, b, b_pstride, b_rs, k0, k1, m, 
     that hold only some panels shift ``c_off`` (and ``m``/``n``) instead.
     With ``has_bias`` row ``i`` gets ``bias[i]`` added (``bias`` padded to
     whole A panels); ``bias`` is otherwise unused (pass any float array).
+    ``epi`` is the store's epilogue (``micro_kernel``), applied after the
+    last ``k`` slice; its column bias is ``bias[j]`` for column ``j`` of
+    these coordinates (``0`` for no epilogue).
     """
     nr = nr_of(b)
     if k1 - k0 <= SHALLOW_K:
@@ -298,13 +314,15 @@ def gemm_block(a, a_base, a_pstride, a_rs, a_cs, b, b_pstride, b_rs, k0, k1, m, 
             for jp in range(jp0, jp1):
                 j0 = jp * nr
                 micro_kernel(k1 - k0, a, a_off, a_rs, a_cs, b, jp * b_pstride + k0 * b_rs, b_rs,
-                             c, c_off + i0 * ldc + j0, ldc, mr, min(nr, n - j0), accumulate, bias, i0, has_bias)
+                             c, c_off + i0 * ldc + j0, ldc, mr, min(nr, n - j0), accumulate, bias, i0, has_bias,
+                             j0, epi)
         return
     mc = max(1, MC_BYTES // (MR * KC * b.itemsize))
     for pc in range(k0, k1, KC):
         kc = min(KC, k1 - pc)
         acc = accumulate or pc > k0
         add_bias = has_bias and pc == k0
+        epi_now = epi if pc + kc >= k1 else 0
         # Blocks of ``mc`` A panels: their k slice stays in L2 while every
         # B micro-panel of the slice is used on it (from L1).
         for ic in range(ip0, ip1, mc):
@@ -316,4 +334,5 @@ def gemm_block(a, a_base, a_pstride, a_rs, a_cs, b, b_pstride, b_rs, k0, k1, m, 
                 for ip in range(ic, ie):
                     i0 = ip * MR
                     micro_kernel(kc, a, a_base + ip * a_pstride + pc * a_cs, a_rs, a_cs, b, b_off, b_rs,
-                                 c, c_off + i0 * ldc + j0, ldc, min(MR, m - i0), ncols, acc, bias, i0, add_bias)
+                                 c, c_off + i0 * ldc + j0, ldc, min(MR, m - i0), ncols, acc, bias, i0, add_bias, j0,
+                                 epi_now)

@@ -17,6 +17,7 @@ import threading
 from typing import Any, Callable
 
 import numba
+from numba.np.ufunc import parallel as _numba_parallel
 
 # kernels/cpu/__init__ imports this module: the one-line notice on a process's first kernel
 # compile (see _compile_notice) is installed with it.
@@ -28,6 +29,10 @@ _serialise: bool | None = None
 
 
 def _layer_needs_lock() -> bool | None:
+    # Numba's own flag first: until a parallel kernel runs, numba.threading_layer() raises, and
+    # the raise cost more than a (128, 10) relu on every call of a process running only serial twins.
+    if not getattr(_numba_parallel, "_is_initialized", True):
+        return None
     try:
         layer = numba.threading_layer()
     except ValueError:  # no parallel kernel has run yet: the layer is not chosen

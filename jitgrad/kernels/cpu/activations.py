@@ -5,9 +5,15 @@ arrays, so one specialisation per dtype serves every rank. ``prange`` runs over
 the elements: Numba hands each thread one contiguous block (disjoint writes),
 and the per-thread loop it generates is plain enough for LLVM to vectorise.
 (A hand-chunked ``prange`` over blocks with an inner ``range(start, stop)``
-measured about 2x slower: LLVM did not vectorise the inner loop.) Hyper-parameters and
-constants are cast to the array's dtype, so a float32 kernel never drifts into
-float64 arithmetic and signatures stay at two per kernel.
+measured about 2x slower: LLVM did not vectorise the inner loop, which keeps
+Numba's negative-index wrap-around for an index starting at a run-time value;
+a loop over a slice from 0 does vectorise.) Hyper-parameters and constants are
+cast to the array's dtype, so a float32 kernel never drifts into float64
+arithmetic and signatures stay at two per kernel. Each kernel has a serial
+twin for small arrays (see the relu family below), and the wrappers test a
+plain float32/float64 C-contiguous ndarray in a few attribute reads before the
+reference's full checks: at (128, 10) those, ``np.empty_like`` and the parallel
+launch together took longer than the kernel.
 
 The transcendental functions come from :mod:`._elementary` (float32: branch-free
 polynomials that LLVM vectorises, 8 lanes on AVX2; float64: ``math``), and every
@@ -17,6 +23,9 @@ formulas put them (``relu(NaN)`` is NaN, as ``np.maximum``).
 """
 
 from __future__ import annotations
+
+import math
+from typing import Any
 
 import numpy as np
 from numba import njit, prange
@@ -40,18 +49,44 @@ from jitgrad.kernels.reference.activations import (
 __all__: list[str] = kernel_names("activations")  # the one list: kernels/_constants.py
 
 _FASTMATH = set(FASTMATH)
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 
-def _flat(a: np.ndarray) -> np.ndarray:
-    # A free view: the wrappers have checked C-contiguity.
-    return a.reshape(-1)
+def _forward_out(x: np.ndarray) -> np.ndarray:
+    """Check ``x``; return a new flat output of its size and dtype.
+
+    A plain float32/float64 C-contiguous ndarray passes a short test; anything else goes
+    through the reference's checks (which raise, or accept a subclass). At (128, 10) the full
+    checks, ``np.empty_like`` and two ``reshape(-1)`` took longer than the kernel.
+    """
+    if not (type(x) is np.ndarray and x.dtype in _FLOATS and x.flags.c_contiguous):
+        _check_forward(x)
+    return np.empty(x.size, x.dtype)
+
+
+def _finite(value: Any, check: Any) -> float:
+    """A plain finite float as is (a tenth of the full check's cost), anything else through ``check``."""
+    return value if type(value) is float and math.isfinite(value) else check(value)
+
+
+def _backward_out(grad_out: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """:func:`_forward_out` for a backward kernel's ``(grad_out, x)``."""
+    if not (type(x) is np.ndarray and type(grad_out) is np.ndarray and x.dtype in _FLOATS
+            and grad_out.dtype is x.dtype and grad_out.shape == x.shape
+            and x.flags.c_contiguous and grad_out.flags.c_contiguous):
+        _check_backward(grad_out, x)
+    return np.empty(x.size, x.dtype)
 
 
 # ----------------------------------------------------------------------------- relu family
 
-# ReLU is one compare per element: memory-bound, so a second thread buys little and
-# waking it costs ~10 us. Below ``_RELU_PARALLEL_MIN_SIZE`` elements a serial twin runs
-# (the LeNet-5 activations, 15k to 442k elements, measured 1.1-3x faster serially).
+# Every kernel comes as a parallel and a serial twin (the loop written out in both: an
+# inlined shared helper compiled to a branchy loop 250x slower, measured). Waking the second
+# thread costs ~6 us and the parallel launch ~1.5 us even on one thread, more than a (128, 10)
+# batch takes. ReLU and leaky ReLU are one compare per element, memory-bound, so a second
+# thread buys little below ``_RELU_PARALLEL_MIN_SIZE`` elements (the LeNet-5 activations,
+# 15k to 442k elements, measured 1.1-3x faster serially); the transcendental kernels
+# (1-3 ns per element) go parallel from ``_PARALLEL_MIN_SIZE``.
 
 @njit(cache=True, error_model="numpy", fastmath=_FASTMATH, parallel=True)
 def _relu_kernel(x, out):
@@ -78,65 +113,78 @@ def _relu_backward_kernel(grad_out, x, out):
 
 @njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
 def _relu_backward_kernel_serial(grad_out, x, out):
-    # The loop body written out, not an inlined helper shared with the parallel twin: the
-    # helper version compiled to a branchy loop 250x slower (measured).
     zero = x.dtype.type(0)
     for i in range(x.size):
         out[i] = grad_out[i] if x[i] > zero else zero
 
 
-#: Below this many elements relu and relu_backward run their serial twin (see above).
+#: Below this many elements relu and leaky_relu (forward and backward) run their serial twin.
 _RELU_PARALLEL_MIN_SIZE = 1 << 20
+#: Below this many elements the transcendental kernels run their serial twin (2 threads: sigmoid
+#: at 16k elements is ~16 us serially, ~14 us with the wake-up; the parallel one wins from here).
+_PARALLEL_MIN_SIZE = 1 << 15
 
 
 @njit(cache=True, error_model="numpy", fastmath=_FASTMATH, parallel=True)
 def _leaky_relu_kernel(x, slope, out):
-    n = x.size
     zero = x.dtype.type(0)
-    for i in prange(n):
+    for i in prange(x.size):
+        v = x[i]
+        out[i] = v if v > zero else slope * v
+
+
+@njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
+def _leaky_relu_kernel_serial(x, slope, out):
+    zero = x.dtype.type(0)
+    for i in range(x.size):
         v = x[i]
         out[i] = v if v > zero else slope * v
 
 
 @njit(cache=True, error_model="numpy", fastmath=_FASTMATH, parallel=True)
 def _leaky_relu_backward_kernel(grad_out, x, slope, out):
-    n = x.size
     zero = x.dtype.type(0)
-    for i in prange(n):
+    for i in prange(x.size):
+        g = grad_out[i]
+        out[i] = g if x[i] > zero else slope * g
+
+
+@njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
+def _leaky_relu_backward_kernel_serial(grad_out, x, slope, out):
+    zero = x.dtype.type(0)
+    for i in range(x.size):
         g = grad_out[i]
         out[i] = g if x[i] > zero else slope * g
 
 
 def relu(x: np.ndarray) -> np.ndarray:
-    _check_forward(x)
-    out = np.empty_like(x)
-    kernel = _relu_kernel if x.size >= _RELU_PARALLEL_MIN_SIZE else _relu_kernel_serial
-    kernel(_flat(x), _flat(out))
-    return out
+    out = _forward_out(x)
+    (_relu_kernel if out.size >= _RELU_PARALLEL_MIN_SIZE else _relu_kernel_serial)(x.ravel(), out)
+    return out.reshape(x.shape)
 
 
 def relu_backward(grad_out: np.ndarray, x: np.ndarray) -> np.ndarray:
-    _check_backward(grad_out, x)
-    out = np.empty_like(x)
-    kernel = _relu_backward_kernel if x.size >= _RELU_PARALLEL_MIN_SIZE else _relu_backward_kernel_serial
-    kernel(_flat(grad_out), _flat(x), _flat(out))
-    return out
+    out = _backward_out(grad_out, x)
+    kernel = _relu_backward_kernel if out.size >= _RELU_PARALLEL_MIN_SIZE else _relu_backward_kernel_serial
+    kernel(grad_out.ravel(), x.ravel(), out)
+    return out.reshape(x.shape)
 
 
 def leaky_relu(x: np.ndarray, negative_slope: float = 0.01) -> np.ndarray:
-    _check_forward(x)
-    slope = x.dtype.type(_check_negative_slope(negative_slope))
-    out = np.empty_like(x)
-    _leaky_relu_kernel(_flat(x), slope, _flat(out))
-    return out
+    out = _forward_out(x)
+    slope = x.dtype.type(_finite(negative_slope, _check_negative_slope))
+    kernel = _leaky_relu_kernel if out.size >= _RELU_PARALLEL_MIN_SIZE else _leaky_relu_kernel_serial
+    kernel(x.ravel(), slope, out)
+    return out.reshape(x.shape)
 
 
 def leaky_relu_backward(grad_out: np.ndarray, x: np.ndarray, negative_slope: float = 0.01) -> np.ndarray:
-    _check_backward(grad_out, x)
-    slope = x.dtype.type(_check_negative_slope(negative_slope))
-    out = np.empty_like(x)
-    _leaky_relu_backward_kernel(_flat(grad_out), _flat(x), slope, _flat(out))
-    return out
+    out = _backward_out(grad_out, x)
+    slope = x.dtype.type(_finite(negative_slope, _check_negative_slope))
+    kernel = (_leaky_relu_backward_kernel if out.size >= _RELU_PARALLEL_MIN_SIZE
+              else _leaky_relu_backward_kernel_serial)
+    kernel(grad_out.ravel(), x.ravel(), slope, out)
+    return out.reshape(x.shape)
 
 
 # ----------------------------------------------------------------------------- sigmoid, tanh
@@ -151,86 +199,140 @@ def _sigmoid_scalar(v, one):
 
 @njit(cache=True, error_model="numpy", fastmath=_FASTMATH, parallel=True)
 def _sigmoid_kernel(x, out):
-    n = x.size
     one = x.dtype.type(1)
-    for i in prange(n):
+    for i in prange(x.size):
+        out[i] = _sigmoid_scalar(x[i], one)
+
+
+@njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
+def _sigmoid_kernel_serial(x, out):
+    one = x.dtype.type(1)
+    for i in range(x.size):
         out[i] = _sigmoid_scalar(x[i], one)
 
 
 @njit(cache=True, error_model="numpy", fastmath=_FASTMATH, parallel=True)
 def _sigmoid_backward_kernel(grad_out, x, out):
-    n = x.size
     one = x.dtype.type(1)
-    for i in prange(n):
+    for i in prange(x.size):
+        s = _sigmoid_scalar(x[i], one)
+        out[i] = grad_out[i] * s * (one - s)
+
+
+@njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
+def _sigmoid_backward_kernel_serial(grad_out, x, out):
+    one = x.dtype.type(1)
+    for i in range(x.size):
         s = _sigmoid_scalar(x[i], one)
         out[i] = grad_out[i] * s * (one - s)
 
 
 @njit(cache=True, error_model="numpy", fastmath=_FASTMATH, parallel=True)
 def _tanh_kernel(x, out):
-    n = x.size
-    for i in prange(n):
+    for i in prange(x.size):
+        out[i] = ef.tanh(x[i])
+
+
+@njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
+def _tanh_kernel_serial(x, out):
+    for i in range(x.size):
         out[i] = ef.tanh(x[i])
 
 
 @njit(cache=True, error_model="numpy", fastmath=_FASTMATH, parallel=True)
 def _tanh_backward_kernel(grad_out, x, out):
-    n = x.size
     one = x.dtype.type(1)
-    for i in prange(n):
+    for i in prange(x.size):
+        t = ef.tanh(x[i])
+        out[i] = grad_out[i] * (one - t * t)
+
+
+@njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
+def _tanh_backward_kernel_serial(grad_out, x, out):
+    one = x.dtype.type(1)
+    for i in range(x.size):
         t = ef.tanh(x[i])
         out[i] = grad_out[i] * (one - t * t)
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
-    _check_forward(x)
-    out = np.empty_like(x)
-    _sigmoid_kernel(_flat(x), _flat(out))
-    return out
+    out = _forward_out(x)
+    (_sigmoid_kernel if out.size >= _PARALLEL_MIN_SIZE else _sigmoid_kernel_serial)(x.ravel(), out)
+    return out.reshape(x.shape)
 
 
 def sigmoid_backward(grad_out: np.ndarray, x: np.ndarray) -> np.ndarray:
-    _check_backward(grad_out, x)
-    out = np.empty_like(x)
-    _sigmoid_backward_kernel(_flat(grad_out), _flat(x), _flat(out))
-    return out
+    out = _backward_out(grad_out, x)
+    kernel = _sigmoid_backward_kernel if out.size >= _PARALLEL_MIN_SIZE else _sigmoid_backward_kernel_serial
+    kernel(grad_out.ravel(), x.ravel(), out)
+    return out.reshape(x.shape)
 
 
 def tanh(x: np.ndarray) -> np.ndarray:
-    _check_forward(x)
-    out = np.empty_like(x)
-    _tanh_kernel(_flat(x), _flat(out))
-    return out
+    out = _forward_out(x)
+    (_tanh_kernel if out.size >= _PARALLEL_MIN_SIZE else _tanh_kernel_serial)(x.ravel(), out)
+    return out.reshape(x.shape)
 
 
 def tanh_backward(grad_out: np.ndarray, x: np.ndarray) -> np.ndarray:
-    _check_backward(grad_out, x)
-    out = np.empty_like(x)
-    _tanh_backward_kernel(_flat(grad_out), _flat(x), _flat(out))
-    return out
+    out = _backward_out(grad_out, x)
+    kernel = _tanh_backward_kernel if out.size >= _PARALLEL_MIN_SIZE else _tanh_backward_kernel_serial
+    kernel(grad_out.ravel(), x.ravel(), out)
+    return out.reshape(x.shape)
 
 
 # ----------------------------------------------------------------------------- gelu
 
+# The form is tested once, outside the loop, so each loop holds one formula.
+
 @njit(cache=True, error_model="numpy", fastmath=_FASTMATH, parallel=True)
 def _gelu_kernel(x, tanh_approx, out):
-    n = x.size
     half = x.dtype.type(0.5)
     one = x.dtype.type(1)
     inv_sqrt_2 = x.dtype.type(_INV_SQRT_2)
     sqrt_2_over_pi = x.dtype.type(_SQRT_2_OVER_PI)
     kappa = x.dtype.type(_GELU_KAPPA)
-    for i in prange(n):
-        v = x[i]
-        if tanh_approx:
+    if tanh_approx:
+        for i in prange(x.size):
+            v = x[i]
             out[i] = half * v * (one + ef.tanh(sqrt_2_over_pi * (v + kappa * v * v * v)))
-        else:
+    else:
+        for i in prange(x.size):
+            v = x[i]
             out[i] = half * v * (one + ef.erf(v * inv_sqrt_2))
+
+
+@njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
+def _gelu_kernel_serial(x, tanh_approx, out):
+    half = x.dtype.type(0.5)
+    one = x.dtype.type(1)
+    inv_sqrt_2 = x.dtype.type(_INV_SQRT_2)
+    sqrt_2_over_pi = x.dtype.type(_SQRT_2_OVER_PI)
+    kappa = x.dtype.type(_GELU_KAPPA)
+    if tanh_approx:
+        for i in range(x.size):
+            v = x[i]
+            out[i] = half * v * (one + ef.tanh(sqrt_2_over_pi * (v + kappa * v * v * v)))
+    else:
+        for i in range(x.size):
+            v = x[i]
+            out[i] = half * v * (one + ef.erf(v * inv_sqrt_2))
+
+
+@njit(cache=True, error_model="numpy", fastmath=_FASTMATH, inline="always")
+def _gelu_tanh_grad(v, half, one, three, sqrt_2_over_pi, kappa):
+    t = ef.tanh(sqrt_2_over_pi * (v + kappa * v * v * v))
+    d_inner = sqrt_2_over_pi * (one + three * kappa * v * v)
+    return half * (one + t) + half * v * (one - t * t) * d_inner
+
+
+@njit(cache=True, error_model="numpy", fastmath=_FASTMATH, inline="always")
+def _gelu_erf_grad(v, half, one, inv_sqrt_2, inv_sqrt_2pi):
+    return half * (one + ef.erf(v * inv_sqrt_2)) + v * inv_sqrt_2pi * ef.exp(-half * v * v)
 
 
 @njit(cache=True, error_model="numpy", fastmath=_FASTMATH, parallel=True)
 def _gelu_backward_kernel(grad_out, x, tanh_approx, out):
-    n = x.size
     half = x.dtype.type(0.5)
     one = x.dtype.type(1)
     three = x.dtype.type(3)
@@ -238,51 +340,78 @@ def _gelu_backward_kernel(grad_out, x, tanh_approx, out):
     inv_sqrt_2pi = x.dtype.type(_INV_SQRT_2PI)
     sqrt_2_over_pi = x.dtype.type(_SQRT_2_OVER_PI)
     kappa = x.dtype.type(_GELU_KAPPA)
-    for i in prange(n):
-        v = x[i]
-        if tanh_approx:
-            t = ef.tanh(sqrt_2_over_pi * (v + kappa * v * v * v))
-            d_inner = sqrt_2_over_pi * (one + three * kappa * v * v)
-            d = half * (one + t) + half * v * (one - t * t) * d_inner
-        else:
-            cdf = half * (one + ef.erf(v * inv_sqrt_2))
-            d = cdf + v * inv_sqrt_2pi * ef.exp(-half * v * v)
-        out[i] = grad_out[i] * d
+    if tanh_approx:
+        for i in prange(x.size):
+            out[i] = grad_out[i] * _gelu_tanh_grad(x[i], half, one, three, sqrt_2_over_pi, kappa)
+    else:
+        for i in prange(x.size):
+            out[i] = grad_out[i] * _gelu_erf_grad(x[i], half, one, inv_sqrt_2, inv_sqrt_2pi)
+
+
+@njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
+def _gelu_backward_kernel_serial(grad_out, x, tanh_approx, out):
+    half = x.dtype.type(0.5)
+    one = x.dtype.type(1)
+    three = x.dtype.type(3)
+    inv_sqrt_2 = x.dtype.type(_INV_SQRT_2)
+    inv_sqrt_2pi = x.dtype.type(_INV_SQRT_2PI)
+    sqrt_2_over_pi = x.dtype.type(_SQRT_2_OVER_PI)
+    kappa = x.dtype.type(_GELU_KAPPA)
+    if tanh_approx:
+        for i in range(x.size):
+            out[i] = grad_out[i] * _gelu_tanh_grad(x[i], half, one, three, sqrt_2_over_pi, kappa)
+    else:
+        for i in range(x.size):
+            out[i] = grad_out[i] * _gelu_erf_grad(x[i], half, one, inv_sqrt_2, inv_sqrt_2pi)
 
 
 def gelu(x: np.ndarray, approximate: str = "none") -> np.ndarray:
-    _check_forward(x)
+    out = _forward_out(x)
     tanh_approx = _check_approximate(approximate)
-    out = np.empty_like(x)
-    _gelu_kernel(_flat(x), tanh_approx, _flat(out))
-    return out
+    (_gelu_kernel if out.size >= _PARALLEL_MIN_SIZE else _gelu_kernel_serial)(x.ravel(), tanh_approx, out)
+    return out.reshape(x.shape)
 
 
 def gelu_backward(grad_out: np.ndarray, x: np.ndarray, approximate: str = "none") -> np.ndarray:
-    _check_backward(grad_out, x)
+    out = _backward_out(grad_out, x)
     tanh_approx = _check_approximate(approximate)
-    out = np.empty_like(x)
-    _gelu_backward_kernel(_flat(grad_out), _flat(x), tanh_approx, _flat(out))
-    return out
+    kernel = _gelu_backward_kernel if out.size >= _PARALLEL_MIN_SIZE else _gelu_backward_kernel_serial
+    kernel(grad_out.ravel(), x.ravel(), tanh_approx, out)
+    return out.reshape(x.shape)
 
 
 # ----------------------------------------------------------------------------- elu, softplus
 
 @njit(cache=True, error_model="numpy", fastmath=_FASTMATH, parallel=True)
 def _elu_kernel(x, alpha, out):
-    n = x.size
     zero = x.dtype.type(0)
-    for i in prange(n):
+    for i in prange(x.size):
         v = x[i]
         # expm1 keeps relative accuracy for small negative x.
         out[i] = v if v > zero else alpha * ef.expm1(v)
 
 
+@njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
+def _elu_kernel_serial(x, alpha, out):
+    zero = x.dtype.type(0)
+    for i in range(x.size):
+        v = x[i]
+        out[i] = v if v > zero else alpha * ef.expm1(v)
+
+
 @njit(cache=True, error_model="numpy", fastmath=_FASTMATH, parallel=True)
 def _elu_backward_kernel(grad_out, x, alpha, out):
-    n = x.size
     zero = x.dtype.type(0)
-    for i in prange(n):
+    for i in prange(x.size):
+        v = x[i]
+        g = grad_out[i]
+        out[i] = g if v > zero else g * alpha * ef.exp(v)
+
+
+@njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
+def _elu_backward_kernel_serial(grad_out, x, alpha, out):
+    zero = x.dtype.type(0)
+    for i in range(x.size):
         v = x[i]
         g = grad_out[i]
         out[i] = g if v > zero else g * alpha * ef.exp(v)
@@ -290,8 +419,15 @@ def _elu_backward_kernel(grad_out, x, alpha, out):
 
 @njit(cache=True, error_model="numpy", fastmath=_FASTMATH, parallel=True)
 def _softplus_kernel(x, beta, threshold, out):
-    n = x.size
-    for i in prange(n):
+    for i in prange(x.size):
+        v = x[i]
+        bx = beta * v
+        out[i] = v if bx > threshold else ef.log1p(ef.exp(bx)) / beta
+
+
+@njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
+def _softplus_kernel_serial(x, beta, threshold, out):
+    for i in range(x.size):
         v = x[i]
         bx = beta * v
         out[i] = v if bx > threshold else ef.log1p(ef.exp(bx)) / beta
@@ -299,43 +435,49 @@ def _softplus_kernel(x, beta, threshold, out):
 
 @njit(cache=True, error_model="numpy", fastmath=_FASTMATH, parallel=True)
 def _softplus_backward_kernel(grad_out, x, beta, threshold, out):
-    n = x.size
     one = x.dtype.type(1)
-    for i in prange(n):
+    for i in prange(x.size):
+        bx = beta * x[i]
+        g = grad_out[i]
+        out[i] = g if bx > threshold else g * _sigmoid_scalar(bx, one)
+
+
+@njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
+def _softplus_backward_kernel_serial(grad_out, x, beta, threshold, out):
+    one = x.dtype.type(1)
+    for i in range(x.size):
         bx = beta * x[i]
         g = grad_out[i]
         out[i] = g if bx > threshold else g * _sigmoid_scalar(bx, one)
 
 
 def elu(x: np.ndarray, alpha: float = 1.0) -> np.ndarray:
-    _check_forward(x)
-    a = x.dtype.type(_check_alpha(alpha))
-    out = np.empty_like(x)
-    _elu_kernel(_flat(x), a, _flat(out))
-    return out
+    out = _forward_out(x)
+    a = x.dtype.type(_finite(alpha, _check_alpha))
+    (_elu_kernel if out.size >= _PARALLEL_MIN_SIZE else _elu_kernel_serial)(x.ravel(), a, out)
+    return out.reshape(x.shape)
 
 
 def elu_backward(grad_out: np.ndarray, x: np.ndarray, alpha: float = 1.0) -> np.ndarray:
-    _check_backward(grad_out, x)
-    a = x.dtype.type(_check_alpha(alpha))
-    out = np.empty_like(x)
-    _elu_backward_kernel(_flat(grad_out), _flat(x), a, _flat(out))
-    return out
+    out = _backward_out(grad_out, x)
+    a = x.dtype.type(_finite(alpha, _check_alpha))
+    kernel = _elu_backward_kernel if out.size >= _PARALLEL_MIN_SIZE else _elu_backward_kernel_serial
+    kernel(grad_out.ravel(), x.ravel(), a, out)
+    return out.reshape(x.shape)
 
 
 def softplus(x: np.ndarray, beta: float = 1.0, threshold: float = 20.0) -> np.ndarray:
-    _check_forward(x)
+    out = _forward_out(x)
     beta, threshold = _check_softplus(beta, threshold)
-    out = np.empty_like(x)
-    _softplus_kernel(_flat(x), x.dtype.type(beta), x.dtype.type(threshold), _flat(out))
-    return out
+    kernel = _softplus_kernel if out.size >= _PARALLEL_MIN_SIZE else _softplus_kernel_serial
+    kernel(x.ravel(), x.dtype.type(beta), x.dtype.type(threshold), out)
+    return out.reshape(x.shape)
 
 
 def softplus_backward(grad_out: np.ndarray, x: np.ndarray, beta: float = 1.0,
                       threshold: float = 20.0) -> np.ndarray:
-    _check_backward(grad_out, x)
+    out = _backward_out(grad_out, x)
     beta, threshold = _check_softplus(beta, threshold)
-    out = np.empty_like(x)
-    _softplus_backward_kernel(_flat(grad_out), _flat(x), x.dtype.type(beta), x.dtype.type(threshold),
-                              _flat(out))
-    return out
+    kernel = _softplus_backward_kernel if out.size >= _PARALLEL_MIN_SIZE else _softplus_backward_kernel_serial
+    kernel(grad_out.ravel(), x.ravel(), x.dtype.type(beta), x.dtype.type(threshold), out)
+    return out.reshape(x.shape)

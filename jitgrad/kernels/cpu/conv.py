@@ -20,6 +20,7 @@ from jitgrad.kernels.reference.conv import (
 )
 
 from . import _conv, _conv_weight, _depthwise
+from ._gemm_epilogue import apply_epilogue
 
 __all__: list[str] = kernel_names("conv")  # the one list: kernels/_constants.py
 
@@ -93,7 +94,9 @@ def _grouped_forward(x, w, b, d, out) -> None:
         out.reshape(d.n, groups, co, d.h_out, d.w_out)[...] = yg.transpose(1, 0, 2, 3, 4)
 
 
-def _conv2d_kernel(x, w, b, d, out) -> None:
+def _conv2d_kernel(x, w, b, d, out, epi: int = 0) -> None:
+    """``out = conv2d(x, w, b)``, then the activation bits ``epi`` (``_gemm_epilogue``): in the GEMM's
+    store on the dense path, a pass over ``out`` on the grouped and depthwise ones."""
     (sh, sw), (ph, pw), (dh, dw) = d.stride, d.padding, d.dilation
     if d.groups != 1:
         if d.groups == d.c_in:
@@ -102,10 +105,12 @@ def _conv2d_kernel(x, w, b, d, out) -> None:
             _depthwise.depthwise_forward(x, w, bias, has_bias, sh, sw, ph, pw, dh, dw, out, numba.get_num_threads())
         else:
             _grouped_forward(x, w, b, d, out)
+        if epi:
+            apply_epilogue(out.reshape(1, out.size), out.reshape(-1), epi)
         return
     has_bias = b is not None
     bias = b if has_bias else np.zeros(1, dtype=x.dtype)
-    _conv.conv2d_forward(x, w, bias, has_bias, sh, sw, ph, pw, dh, dw, out, numba.get_num_threads())
+    _conv.conv2d_forward(x, w, bias, has_bias, sh, sw, ph, pw, dh, dw, out, numba.get_num_threads(), np.intp(epi))
 
 
 def _grouped_backward_input(grad_out, w, d, out) -> None:
@@ -135,17 +140,24 @@ def _overlaps(out: np.ndarray | None, *inputs: np.ndarray | None) -> bool:
 
 def conv2d(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *, stride: Any = 1,
            padding: Any = 0, dilation: Any = 1, out: np.ndarray | None = None, groups: int = 1) -> np.ndarray:
-    d = check_conv2d_args(x, w, b, stride, padding, dilation, out, groups)
+    return conv2d_validated(x, w, b, check_conv2d_args(x, w, b, stride, padding, dilation, out, groups), out)
+
+
+def conv2d_validated(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, d: Any, out: np.ndarray | None,
+                     epi: int = 0) -> np.ndarray:
+    """``conv2d`` after validation (geometry ``d``), with the activation bits ``epi`` (``fused.conv2d_activation``)."""
     if _overlaps(out, x, w, b):
-        out[...] = conv2d(x, w, b, stride=stride, padding=padding, dilation=dilation, groups=groups)
+        out[...] = conv2d_validated(x, w, b, d, None, epi)
         return out
     if out is None:
         out = np.empty(d.output_shape, dtype=x.dtype)
     if out.size:
         if x.size == 0:
             out[...] = 0 if b is None else b[:, None, None]
+            if epi:
+                apply_epilogue(out.reshape(1, out.size), out.reshape(-1), epi)
         else:
-            _conv2d_kernel(x, w, b, d, out)
+            _conv2d_kernel(x, w, b, d, out, epi)
     return out
 
 

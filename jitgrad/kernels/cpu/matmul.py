@@ -9,6 +9,7 @@ from jitgrad.kernels._constants import kernel_names
 from jitgrad.kernels.reference.matmul import check_matmul_args
 
 from . import _gemm
+from ._gemm_epilogue import apply_epilogue
 
 __all__: list[str] = kernel_names("matmul")  # the one list: kernels/_constants.py
 
@@ -19,28 +20,38 @@ SMALL_MACS = 16 * 16 * 16
 SERIAL_MACS = 96 * 96 * 96
 
 
-def _matmul_kernel(a: np.ndarray, b: np.ndarray, trans_a: bool, trans_b: bool, out: np.ndarray) -> None:
-    """``out = op(a) @ op(b)`` in place (validated arguments)."""
+def _matmul_kernel(a: np.ndarray, b: np.ndarray, trans_a: bool, trans_b: bool, out: np.ndarray,
+                   bias: np.ndarray | None = None, epi: int = 0) -> None:
+    """``out = op(a) @ op(b)`` in place (validated arguments), then the store epilogue ``epi``
+    (``_gemm_epilogue`` bits; its column bias is ``bias``, of ``out``'s dtype, ``(N,)``)."""
     m, n = out.shape
     k = a.shape[0] if trans_a else a.shape[1]
     if m == 0 or n == 0:
         return
-    if k == 0:
-        out.fill(0)
-        return
+    if bias is None:
+        bias = _NO_BIAS[out.dtype]
     macs = m * n * k
-    if macs <= SMALL_MACS:
-        _gemm.gemm_small(a, b, trans_a, trans_b, out)
+    if k == 0 or macs <= SMALL_MACS:
+        if k == 0:
+            out.fill(0)
+        else:
+            _gemm.gemm_small(a, b, trans_a, trans_b, out)
+        if epi:
+            apply_epilogue(out, bias, epi)
         return
     if macs <= SERIAL_MACS:
-        _gemm.gemm_serial(a, b, trans_a, trans_b, out)
+        _gemm.gemm_serial(a, b, trans_a, trans_b, out, bias, epi)
         return
     nthreads = numba.get_num_threads()  # ~1 us: asked only where it decides
     # Until the parallel driver is compiled (tiered compilation, see _tier), the serial one.
     if nthreads == 1 or not _gemm.gemm_parallel.ready():
-        _gemm.gemm_serial(a, b, trans_a, trans_b, out)
+        _gemm.gemm_serial(a, b, trans_a, trans_b, out, bias, epi)
     else:
-        _gemm.gemm_parallel(a, b, trans_a, trans_b, out, nthreads)
+        _gemm.gemm_parallel(a, b, trans_a, trans_b, out, nthreads, bias, epi)
+
+
+#: The GEMM drivers' ``bias`` when there is none (never read; one array per dtype, so no allocation).
+_NO_BIAS = {np.dtype(np.float32): np.zeros(1, np.float32), np.dtype(np.float64): np.zeros(1, np.float64)}
 
 
 def matmul(a: np.ndarray, b: np.ndarray, *, trans_a: bool = False, trans_b: bool = False,

@@ -17,6 +17,7 @@ from numba import njit, prange
 
 from jitgrad.config import FASTMATH
 from jitgrad.kernels._constants import kernel_names
+from jitgrad.kernels._elements import adam_element, sgd_element
 from jitgrad.kernels.reference.optim import _adam_kernel_scalars, _check_adam, _check_sgd
 
 __all__: list[str] = kernel_names("optim")  # the one list: kernels/_constants.py
@@ -27,16 +28,9 @@ __all__: list[str] = kernel_names("optim")  # the one list: kernels/_constants.p
 _FASTMATH = set(FASTMATH) - {"reassoc"}
 
 
-# One element function per optimizer; the parallel driver and its serial twin only differ in the loop.
-
-@njit(cache=True, fastmath=_FASTMATH, inline="always")
-def _sgd_element(param, grad, momentum_buf, i, lr, momentum, nesterov, weight_decay, use_momentum):
-    g = grad[i] + weight_decay * param[i]
-    if use_momentum:
-        buf = momentum * momentum_buf[i] + g
-        momentum_buf[i] = buf
-        g = g + momentum * buf if nesterov else buf
-    param[i] -= lr * g
+# One element function per optimizer (kernels/_elements.py, shared with the CUDA kernels);
+# the parallel driver and its serial twin only differ in the loop.
+_sgd_element = njit(cache=True, fastmath=_FASTMATH, inline="always")(sgd_element)
 
 
 @njit(cache=True, fastmath=_FASTMATH, parallel=True)
@@ -53,22 +47,7 @@ def _sgd_update_kernel_serial(param, grad, momentum_buf, lr, momentum, nesterov,
         _sgd_element(param, grad, momentum_buf, i, lr, momentum, nesterov, weight_decay, use_momentum)
 
 
-@njit(cache=True, fastmath=_FASTMATH, inline="always")
-def _adam_element(param, grad, exp_avg, exp_avg_sq, i, step_size, bias_correction2_sqrt, beta1, beta2, eps,
-                  decay, decoupled):
-    # decay: the AdamW factor (1 - lr wd) when ``decoupled``, else the L2 coefficient wd.
-    one = param.dtype.type(1)
-    p = param[i]
-    g = grad[i]
-    if decoupled:
-        p *= decay
-    else:
-        g += decay * p
-    m = beta1 * exp_avg[i] + (one - beta1) * g
-    v = beta2 * exp_avg_sq[i] + (one - beta2) * g * g
-    exp_avg[i] = m
-    exp_avg_sq[i] = v
-    param[i] = p - step_size * m / (np.sqrt(v) / bias_correction2_sqrt + eps)
+_adam_element = njit(cache=True, fastmath=_FASTMATH, inline="always")(adam_element)
 
 
 @njit(cache=True, fastmath=_FASTMATH, parallel=True)

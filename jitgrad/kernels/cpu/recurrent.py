@@ -297,7 +297,7 @@ def _forward_loop(cell, relu, xp, b_ih, w_hh, b_hh, lengths, reverse, ntasks, k,
             ip0, ip1, r0, r1 = _rows(task, ntasks, npa, batch)
             if ip1 > ip0:
                 _gemm.gemm_cols(hf, _gemm.MR * hidden, hidden, one, w_hh, bp, no, hidden, batch, n, ip0, ip1,
-                                zero, npb, gf)
+                                zero, npb, gf, bp, zero)
                 if cell == _LSTM:
                     _lstm_rows(r0, r1, s, xp, gates, b_ih, b_hh, lengths, reverse, k, h, c, y, saved)
                 elif cell == _GRU:
@@ -337,7 +337,7 @@ def _backward_loop(cell, relu, grad_y, y, saved, h0, c0, w_hh, lengths, reverse,
                     _rnn_rows_backward(r0, r1, s, grad_y, y, h0, lengths, reverse, relu, k, dh, gstep, grad_gx,
                                        hprev)
                 _gemm.gemm_cols(gf, _gemm.MR * depth, depth, one, w_hh, bp, no, depth, batch, hidden, ip0, ip1,
-                                zero, npb, nf)
+                                zero, npb, nf, bp, zero)
                 for b in range(r0, r1):
                     if s < lengths[b]:
                         for j in range(hidden):

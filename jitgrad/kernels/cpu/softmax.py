@@ -3,16 +3,24 @@
 Softmax over any axis uses one kernel: the contiguous input is viewed (for
 free) as ``(outer, length, inner)`` with the softmax axis in the middle, and
 ``prange`` runs over ``outer``. Every reduction stays inside one ``outer``
-slice, so threads never share an accumulator. Cross-entropy runs one row per
-iteration, writes that row's loss to ``losses[i]`` and the wrapper reduces the
-``(N,)`` vector afterwards.
+slice, so threads never share an accumulator. Cross-entropy runs a block of
+rows per iteration, writes each row's loss to ``losses[i]`` and returns their
+sum (a ``prange`` reduction).
 
 The common case, softmax over the last axis, runs row kernels on the 2-D view
 so every row is unit-stride and the exp loop vectorises (``_elementary.exp``:
-8 float32 lanes on AVX2). log-softmax is ``(x - max) - log(sum)`` in that
-order, as the reference: ``x - max`` is exact for nearby logits, whereas
-``x - (max + log(sum))`` rounds ``max + log(sum)`` at ``max``'s magnitude
-(``[1e5, 1e5, 1e5 - 1]`` lost two decimal digits).
+8 float32 lanes on AVX2); rows shorter than 64 go by blocks of rows with one
+flat exp loop per block (``_softmax_rows``). log-softmax is
+``(x - max) - log(sum)`` in that order, as the reference: ``x - max`` is exact
+for nearby logits, whereas ``x - (max + log(sum))`` rounds ``max + log(sum)``
+at ``max``'s magnitude (``[1e5, 1e5, 1e5 - 1]`` lost two decimal digits).
+
+Every row kernel has a serial twin, run below ``_PARALLEL_MIN_SIZE`` elements,
+and the wrappers take plain 2-D calls (float32/float64 C-contiguous ndarrays,
+last axis, int64 labels) past the reference's checks with a few attribute
+reads: at (128, 10) the full checks cost as much as the kernel. Cross-entropy
+checks its class indices inside the kernel (a label out of range makes that
+row's loss NaN; the wrapper then names the label as the reference does).
 """
 
 from __future__ import annotations
@@ -26,6 +34,15 @@ from numba import njit, prange
 from jitgrad.config import FASTMATH
 from jitgrad.kernels._constants import kernel_names
 from jitgrad.kernels.cpu import _elementary as ef
+from jitgrad.kernels.cpu._softmax_rows import SHORT_ROW as _SHORT_ROW
+from jitgrad.kernels.cpu._softmax_rows import block_rows as _block_rows
+from jitgrad.kernels.cpu._softmax_rows import flat_exp_into as _flat_exp_into
+from jitgrad.kernels.cpu._softmax_rows import block_max_exp as _block_max_exp
+from jitgrad.kernels.cpu._softmax_rows import cross_entropy_index_rows as _cross_entropy_index_rows
+from jitgrad.kernels.cpu._softmax_rows import cross_entropy_prob_rows as _cross_entropy_prob_rows
+from jitgrad.kernels.cpu._softmax_rows import row_max_exp as _row_max_exp
+from jitgrad.kernels.cpu._softmax_rows import shifted_minus as _shifted_minus
+from jitgrad.kernels.reference.softmax import REDUCTIONS as _REDUCTIONS
 from jitgrad.kernels.reference.softmax import (
     _check_cross_entropy,
     _check_softmax_backward,
@@ -36,80 +53,9 @@ from jitgrad.kernels.reference.softmax import (
 __all__: list[str] = kernel_names("softmax")  # the one list: kernels/_constants.py
 
 _FASTMATH = set(FASTMATH)
-#: The callers' flags less ``reassoc``, for the one subtraction whose order is the point.
-_IN_ORDER = _FASTMATH - {"reassoc"}
 
 
 # ----------------------------------------------------------------------------- softmax, log_softmax
-
-@njit(cache=True, error_model="numpy", fastmath=_IN_ORDER)
-def _shifted_minus(x, m, c):
-    """``(x - m) - c`` in that order: exact ``x - m`` for nearby logits, one rounding after.
-
-    A function of its own, because inlined into a kernel compiled with ``reassoc`` the
-    subtractions would be regrouped as ``x - (m + c)`` (measured: log_softmax of
-    ``[1e5, 1e5, 1e5 - 1]`` gave -0.859375 for -0.8619948). LLVM inlines it but keeps
-    each instruction's flags.
-    """
-    return (x - m) - c
-
-
-
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH, inline="always")
-def _row_max(x, i):
-    """Largest element of row ``i`` (a NaN may be skipped or returned: either way the row turns NaN).
-
-    Eight independent accumulators: one select chain is latency-bound, eight keep the
-    compare unit busy (measured 1.7x faster at 1000 columns). LLVM does not vectorise a
-    float max reduction without ``nnan``, which softmax cannot have.
-    """
-    c = x.shape[1]
-    m0 = m1 = m2 = m3 = m4 = m5 = m6 = m7 = x[i, 0]
-    c8 = c - c % 8
-    for j in range(0, c8, 8):
-        v = x[i, j]
-        m0 = v if v > m0 else m0
-        v = x[i, j + 1]
-        m1 = v if v > m1 else m1
-        v = x[i, j + 2]
-        m2 = v if v > m2 else m2
-        v = x[i, j + 3]
-        m3 = v if v > m3 else m3
-        v = x[i, j + 4]
-        m4 = v if v > m4 else m4
-        v = x[i, j + 5]
-        m5 = v if v > m5 else m5
-        v = x[i, j + 6]
-        m6 = v if v > m6 else m6
-        v = x[i, j + 7]
-        m7 = v if v > m7 else m7
-    for j in range(c8, c):
-        v = x[i, j]
-        m0 = v if v > m0 else m0
-    m0 = m1 if m1 > m0 else m0
-    m2 = m3 if m3 > m2 else m2
-    m4 = m5 if m5 > m4 else m4
-    m6 = m7 if m7 > m6 else m6
-    m0 = m2 if m2 > m0 else m0
-    m4 = m6 if m6 > m4 else m4
-    return m4 if m4 > m0 else m0
-
-
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH, inline="always")
-def _row_max_exp(x, i, out):
-    """Write ``exp(x[i] - max)`` into ``out[i]``; return ``(max, sum of those exponentials)``.
-
-    A NaN is skipped by the max but turns the sum, so the whole row, NaN (as the reference).
-    """
-    c = x.shape[1]
-    m = _row_max(x, i)
-    s = x.dtype.type(0)
-    for j in range(c):
-        e = ef.exp(x[i, j] - m)
-        out[i, j] = e
-        s += e
-    return m, s
-
 
 @njit(cache=True, error_model="numpy", fastmath=_FASTMATH, inline="always")
 def _softmax_row(x, log, out, i):
@@ -124,17 +70,51 @@ def _softmax_row(x, log, out, i):
             out[i, j] *= inv
 
 
+@njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
+def _softmax_block(x, log, out, r0, r1, m, s):
+    _block_max_exp(x, r0, r1, out, m, s)
+    c = x.shape[1]
+    if log:
+        for k in range(r1 - r0):
+            s[k] = ef.log(s[k])
+        for i in range(r0, r1):
+            mi, ls = m[i - r0], s[i - r0]
+            for j in range(c):
+                out[i, j] = _shifted_minus(x[i, j], mi, ls)
+    else:
+        for i in range(r0, r1):
+            inv = x.dtype.type(1) / s[i - r0]
+            for j in range(c):
+                out[i, j] *= inv
+
+
 @njit(cache=True, error_model="numpy", fastmath=_FASTMATH, parallel=True)
 def _softmax_rows_kernel(x, log, out):
     # x, out: (rows, length) C-contiguous; softmax (or log-softmax when ``log``) of each row.
-    for i in prange(x.shape[0]):
-        _softmax_row(x, log, out, i)
+    n, c = x.shape
+    if c < _SHORT_ROW:
+        rows = _block_rows(c)
+        for b in prange((n + rows - 1) // rows):
+            m = np.empty(rows, x.dtype)
+            s = np.empty(rows, x.dtype)
+            _softmax_block(x, log, out, b * rows, min(n, b * rows + rows), m, s)
+    else:
+        for i in prange(n):
+            _softmax_row(x, log, out, i)
 
 
 @njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
 def _softmax_rows_kernel_serial(x, log, out):
-    for i in range(x.shape[0]):
-        _softmax_row(x, log, out, i)
+    n, c = x.shape
+    if c < _SHORT_ROW:
+        rows = _block_rows(c)
+        m = np.empty(rows, x.dtype)
+        s = np.empty(rows, x.dtype)
+        for r0 in range(0, n, rows):
+            _softmax_block(x, log, out, r0, min(n, r0 + rows), m, s)
+    else:
+        for i in range(n):
+            _softmax_row(x, log, out, i)
 
 
 @njit(cache=True, error_model="numpy", fastmath=_FASTMATH, parallel=True)
@@ -181,16 +161,39 @@ def _softmax_backward_row(grad_out, y, log, out, i):
             out[i, j] = y[i, j] * (grad_out[i, j] - acc)
 
 
+@njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
+def _log_softmax_backward_block(grad_out, y, out, r0, r1):
+    # g - exp(y) * sum(g) for short rows r0:r1, the exponentials of the block in one flat loop.
+    c = y.shape[1]
+    _flat_exp_into(y, r0 * c, r1 * c, out)
+    for i in range(r0, r1):
+        acc = y.dtype.type(0)
+        for j in range(c):
+            acc += grad_out[i, j]
+        for j in range(c):
+            out[i, j] = grad_out[i, j] - out[i, j] * acc
+
+
 @njit(cache=True, error_model="numpy", fastmath=_FASTMATH, parallel=True)
 def _softmax_backward_rows_kernel(grad_out, y, log, out):
-    for i in prange(y.shape[0]):
-        _softmax_backward_row(grad_out, y, log, out, i)
+    n, c = y.shape
+    if log and c < _SHORT_ROW:
+        rows = _block_rows(c)
+        for b in prange((n + rows - 1) // rows):
+            _log_softmax_backward_block(grad_out, y, out, b * rows, min(n, b * rows + rows))
+    else:
+        for i in prange(n):
+            _softmax_backward_row(grad_out, y, log, out, i)
 
 
 @njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
 def _softmax_backward_rows_kernel_serial(grad_out, y, log, out):
-    for i in range(y.shape[0]):
-        _softmax_backward_row(grad_out, y, log, out, i)
+    n, c = y.shape
+    if log and c < _SHORT_ROW:
+        _log_softmax_backward_block(grad_out, y, out, 0, n)
+    else:
+        for i in range(n):
+            _softmax_backward_row(grad_out, y, log, out, i)
 
 
 @njit(cache=True, error_model="numpy", fastmath=_FASTMATH, parallel=True)
@@ -230,81 +233,70 @@ def _run_rows(row_kernels, kernel, axis: int, arrays: tuple[np.ndarray, ...], lo
         kernel(*(a.reshape(outer, length, inner) for a in arrays), log, out.reshape(outer, length, inner))
 
 
-def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _plain_rows(x: Any, axis: Any = 1) -> bool:
+    """True for the common case, tested in a fraction of the full checks' time (at (128, 10) they
+    cost as much as the kernel): a float32/float64 C-contiguous ``(n, c)`` ndarray, ``c > 0``, over
+    its last axis. Anything else takes the full checks (which raise, or accept it)."""
+    return (type(x) is np.ndarray and x.ndim == 2 and type(axis) is int and (axis == -1 or axis == 1)
+            and x.dtype in _FLOATS and x.shape[1] > 0 and x.flags.c_contiguous)
+
+
+def _empty(x: np.ndarray) -> np.ndarray:
+    # np.empty_like costs 2x this at (128, 10).
+    return np.empty(x.size, x.dtype).reshape(x.shape)
+
+
+def _forward(x: np.ndarray, axis: Any, log: bool) -> np.ndarray:
+    if _plain_rows(x, axis):
+        out = _empty(x)
+        (_ROW_KERNELS[0] if out.size >= _PARALLEL_MIN_SIZE else _ROW_KERNELS[1])(x, log, out)
+        return out
     ax = _check_softmax_input(x, axis)
     out = np.empty_like(x)
-    _run_rows(_ROW_KERNELS, _softmax_kernel, ax, (x,), False, out)
+    _run_rows(_ROW_KERNELS, _softmax_kernel, ax, (x,), log, out)
     return out
+
+
+def _backward(grad_out: np.ndarray, y: np.ndarray, axis: Any, log: bool) -> np.ndarray:
+    if (_plain_rows(y, axis) and type(grad_out) is np.ndarray and grad_out.dtype is y.dtype
+            and grad_out.shape == y.shape and grad_out.flags.c_contiguous):
+        out = _empty(y)
+        kernel = _BACKWARD_ROW_KERNELS[0] if out.size >= _PARALLEL_MIN_SIZE else _BACKWARD_ROW_KERNELS[1]
+        kernel(grad_out, y, log, out)
+        return out
+    ax = _check_softmax_backward(grad_out, y, axis)
+    out = np.empty_like(y)
+    _run_rows(_BACKWARD_ROW_KERNELS, _softmax_backward_kernel, ax, (grad_out, y), log, out)
+    return out
+
+
+def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    return _forward(x, axis, False)
 
 
 def log_softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
-    ax = _check_softmax_input(x, axis)
-    out = np.empty_like(x)
-    _run_rows(_ROW_KERNELS, _softmax_kernel, ax, (x,), True, out)
-    return out
+    return _forward(x, axis, True)
 
 
 def softmax_backward(grad_out: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
-    ax = _check_softmax_backward(grad_out, y, axis)
-    out = np.empty_like(y)
-    _run_rows(_BACKWARD_ROW_KERNELS, _softmax_backward_kernel, ax, (grad_out, y), False, out)
-    return out
+    return _backward(grad_out, y, axis, False)
 
 
 def log_softmax_backward(grad_out: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
-    ax = _check_softmax_backward(grad_out, y, axis)
-    out = np.empty_like(y)
-    _run_rows(_BACKWARD_ROW_KERNELS, _softmax_backward_kernel, ax, (grad_out, y), True, out)
-    return out
+    return _backward(grad_out, y, axis, True)
 
 
 # ----------------------------------------------------------------------------- cross-entropy
-
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH, inline="always")
-def _row_softmax_lse(logits, i, probs):
-    """Write row ``i``'s softmax into ``probs``; return (row max, log-sum-exp of the shifted row)."""
-    m, s = _row_max_exp(logits, i, probs)
-    inv = logits.dtype.type(1) / s
-    for j in range(logits.shape[1]):
-        probs[i, j] *= inv
-    return m, ef.log(s)
-
-
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH, inline="always")
-def _cross_entropy_index_row(logits, labels, eps, probs, losses, i):
-    c = logits.shape[1]
-    one = logits.dtype.type(1)
-    m, lse = _row_softmax_lse(logits, i, probs)
-    # -log p_j = lse - (x_j - m): never 0 * inf, so a -inf logit off the label gives no NaN.
-    loss = -_shifted_minus(logits[i, labels[i]], m, lse)
-    if eps != 0:
-        total = logits.dtype.type(0)
-        for j in range(c):
-            total -= _shifted_minus(logits[i, j], m, lse)
-        loss = (one - eps) * loss + eps / logits.dtype.type(c) * total
-    losses[i] = loss
-
-
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH, inline="always")
-def _cross_entropy_prob_row(logits, target, eps, probs, losses, i):
-    c = logits.shape[1]
-    one = logits.dtype.type(1)
-    eps_c = eps / logits.dtype.type(c)
-    m, lse = _row_softmax_lse(logits, i, probs)
-    loss = logits.dtype.type(0)
-    for j in range(c):
-        t = target[i, j] * (one - eps) + eps_c if eps != 0 else target[i, j]
-        if t != 0:  # 0 * log 0 is 0: no NaN from a -inf logit the target does not weight
-            loss -= t * _shifted_minus(logits[i, j], m, lse)
-    losses[i] = loss
-
 
 @njit(cache=True, error_model="numpy", fastmath=_FASTMATH, inline="always")
 def _cross_entropy_backward_row(probs, labels, target, is_index, eps, scale, out, i):
     c = probs.shape[1]
     one = probs.dtype.type(1)
     eps_c = eps / probs.dtype.type(c)
-    s = scale[i]
+    s = scale[i] if scale.size > 1 else scale[0]  # one factor for every row, or one per row
     if is_index:
         label = labels[i]
         for j in range(c):
@@ -317,41 +309,46 @@ def _cross_entropy_backward_row(probs, labels, target, is_index, eps, scale, out
 
 
 # Each kernel comes as a parallel and a serial twin: a (128, 10) batch is done in a few
-# microseconds, less than it takes to wake the worker threads.
+# microseconds, less than it takes to wake the worker threads. Rows go in blocks of
+# ``_block_rows(C)`` (the short-row path's block; 4 rows of 1000 classes).
 
 @njit(cache=True, error_model="numpy", fastmath=_FASTMATH, parallel=True)
 def _cross_entropy_index_kernel(logits, labels, eps, probs, losses):
+    n, c = logits.shape
+    rows = _block_rows(c)
     total = logits.dtype.type(0)
-    for i in prange(logits.shape[0]):
-        _cross_entropy_index_row(logits, labels, eps, probs, losses, i)
-        total += losses[i]
+    for b in prange((n + rows - 1) // rows):
+        total += _cross_entropy_index_rows(logits, labels, eps, probs, losses, b * rows, min(n, b * rows + rows))
     return total
 
 
 @njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
 def _cross_entropy_index_kernel_serial(logits, labels, eps, probs, losses):
+    n, c = logits.shape
+    rows = _block_rows(c)
     total = logits.dtype.type(0)
-    for i in range(logits.shape[0]):
-        _cross_entropy_index_row(logits, labels, eps, probs, losses, i)
-        total += losses[i]
+    for r0 in range(0, n, rows):
+        total += _cross_entropy_index_rows(logits, labels, eps, probs, losses, r0, min(n, r0 + rows))
     return total
 
 
 @njit(cache=True, error_model="numpy", fastmath=_FASTMATH, parallel=True)
 def _cross_entropy_prob_kernel(logits, target, eps, probs, losses):
+    n, c = logits.shape
+    rows = _block_rows(c)
     total = logits.dtype.type(0)
-    for i in prange(logits.shape[0]):
-        _cross_entropy_prob_row(logits, target, eps, probs, losses, i)
-        total += losses[i]
+    for b in prange((n + rows - 1) // rows):
+        total += _cross_entropy_prob_rows(logits, target, eps, probs, losses, b * rows, min(n, b * rows + rows))
     return total
 
 
 @njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
 def _cross_entropy_prob_kernel_serial(logits, target, eps, probs, losses):
+    n, c = logits.shape
+    rows = _block_rows(c)
     total = logits.dtype.type(0)
-    for i in range(logits.shape[0]):
-        _cross_entropy_prob_row(logits, target, eps, probs, losses, i)
-        total += losses[i]
+    for r0 in range(0, n, rows):
+        total += _cross_entropy_prob_rows(logits, target, eps, probs, losses, r0, min(n, r0 + rows))
     return total
 
 
@@ -396,20 +393,53 @@ def _index_labels(labels: np.ndarray, c: int) -> np.ndarray:
 _PARALLEL_MIN_SIZE = 1 << 15
 
 
+_INT64 = np.dtype(np.int64)
+
+
+def _plain_targets(logits: Any, labels: Any, reduction: Any, label_smoothing: Any) -> bool:
+    """The common call, tested in a fraction of the full checks' time: plain ``(n, c)`` logits
+    (see :func:`_plain_rows`), C-contiguous int64 ``(n,)`` labels or a ``(n, c)`` target of the logits'
+    dtype, a known reduction, a float smoothing in [0, 1]. Label values are checked by the kernels."""
+    if not (_plain_rows(logits) and type(labels) is np.ndarray and labels.flags.c_contiguous
+            and type(reduction) is str and reduction in _REDUCTIONS
+            and type(label_smoothing) is float and 0.0 <= label_smoothing <= 1.0):
+        return False
+    if labels.dtype is _INT64:
+        return labels.shape == (logits.shape[0],)
+    return labels.dtype is logits.dtype and labels.shape == logits.shape
+
+
+def _plain_scalar(grad_loss: Any) -> float | None:
+    """A finite Python float or 0-d float32/float64 ndarray (what autograd passes) as a float, else None."""
+    if type(grad_loss) is float:
+        v = grad_loss
+    elif type(grad_loss) is np.ndarray and grad_loss.ndim == 0 and grad_loss.dtype in _FLOATS:
+        v = float(grad_loss)
+    else:
+        return None
+    return v if math.isfinite(v) else None
+
+
 def softmax_cross_entropy(logits: np.ndarray, labels: np.ndarray, *, reduction: str = "mean",
                           label_smoothing: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
-    is_index, eps = _check_cross_entropy(logits, labels, reduction, label_smoothing, check_label_range=False)
+    if _plain_targets(logits, labels, reduction, label_smoothing):
+        is_index, eps, index = labels.ndim == 1, label_smoothing, labels
+        probs = _empty(logits)
+    else:
+        is_index, eps = _check_cross_entropy(logits, labels, reduction, label_smoothing, check_label_range=False)
+        # One integer type for the kernel, whatever the caller's (int32 labels are common).
+        index = labels.astype(np.int64, copy=False) if is_index else labels
+        probs = np.empty_like(logits)
     eps_t = logits.dtype.type(eps)
-    probs = np.empty_like(logits)
     losses = np.empty(logits.shape[0], dtype=logits.dtype)
     parallel = logits.size >= _PARALLEL_MIN_SIZE
     if is_index:
         kernel = _cross_entropy_index_kernel if parallel else _cross_entropy_index_kernel_serial
-        # One integer type for the kernel, whatever the caller's (int32 labels are common).
-        total = kernel(logits, _index_labels(labels, logits.shape[1]), eps_t, probs, losses)
     else:
         kernel = _cross_entropy_prob_kernel if parallel else _cross_entropy_prob_kernel_serial
-        total = kernel(logits, labels, eps_t, probs, losses)
+    total = kernel(logits, index, eps_t, probs, losses)
+    if is_index and math.isnan(total):  # from the logits, or a label out of range (the kernels' mark)
+        _index_labels(index, logits.shape[1])
     if reduction == "none":
         return losses, probs
     # The kernel's sum of the losses (in its dtype), not NumPy's: one call less at (128, 10).
@@ -421,16 +451,28 @@ def softmax_cross_entropy(logits: np.ndarray, labels: np.ndarray, *, reduction: 
 
 def softmax_cross_entropy_backward(probs: np.ndarray, labels: np.ndarray, grad_loss: Any = 1.0, *,
                                    reduction: str = "mean", label_smoothing: float = 0.0) -> np.ndarray:
-    is_index, eps = _check_cross_entropy(probs, labels, reduction, label_smoothing, name="probs",
-                                         check_label_range=False)
-    scale = _grad_loss_scale(grad_loss, reduction, probs)
-    eps_t = probs.dtype.type(eps)
-    out = np.empty_like(probs)
-    if is_index:
-        index, target = _index_labels(labels, probs.shape[1]), np.empty((0, 0), dtype=probs.dtype)
+    g = _plain_scalar(grad_loss) if reduction != "none" else None
+    if g is not None and _plain_targets(probs, labels, reduction, label_smoothing):
+        is_index, eps = labels.ndim == 1, label_smoothing
+        n = probs.shape[0]
+        scale = np.full(1, g / n if reduction == "mean" and n else g, probs.dtype)
+        out = _empty(probs)
     else:
-        index, target = np.empty(0, dtype=np.int64), labels
+        is_index, eps = _check_cross_entropy(probs, labels, reduction, label_smoothing, name="probs",
+                                             check_label_range=False)
+        scale = _grad_loss_scale(grad_loss, reduction, probs)
+        out = np.empty_like(probs)
+    eps_t = probs.dtype.type(eps)
+    if is_index:
+        index, target = _index_labels(labels, probs.shape[1]), _NO_TARGET[probs.dtype.char]
+    else:
+        index, target = _NO_INDEX, labels
     parallel = probs.size >= _PARALLEL_MIN_SIZE
     kernel = _cross_entropy_backward_kernel if parallel else _cross_entropy_backward_kernel_serial
     kernel(probs, index, target, is_index, eps_t, scale, out)
     return out
+
+
+#: The unused operand of the backward kernel (never written, so shared).
+_NO_INDEX = np.empty(0, dtype=np.int64)
+_NO_TARGET = {"f": np.empty((0, 0), np.float32), "d": np.empty((0, 0), np.float64)}

@@ -25,6 +25,7 @@ from . import elementwise, reduction  # noqa: E402,F401
 from .conv_transpose import *  # noqa: F401,F403
 from .pooling_adaptive import *  # noqa: F401,F403
 from .lrn import *  # noqa: F401,F403
+from .fused import *  # noqa: F401,F403
 
 import sys as _sys  # noqa: E402
 

@@ -75,12 +75,6 @@ def _is_scalar(v: Any) -> bool:
     return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
 
 
-def _launch_1d(kernel: Any, n: int, *args: Any) -> None:
-    if n:
-        blocks, threads = _launch.grid_1d(n)
-        kernel[blocks, threads](*args)
-
-
 def _operands(a: Any, b: Any) -> tuple[np.dtype, tuple[int, ...], list[tuple[Any, ...]]]:
     """Validate two operands (arrays or scalars); return dtype, output shape, per-operand kernel args."""
     a_scalar, b_scalar = _is_scalar(a), _is_scalar(b)

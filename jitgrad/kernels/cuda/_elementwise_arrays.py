@@ -22,7 +22,7 @@ from jitgrad.kernels._validate import check_scalar
 from jitgrad.kernels.cuda import _launch
 from jitgrad.kernels.cuda._broadcast import (
     _ANY_DTYPES, _DATA_DTYPES, MAX_DIMS, _broadcast_strides, _check_operand, _contiguous_strides, _is_scalar,
-    _launch_1d, _offset, _operands, _padded, broadcast_shapes,
+    _offset, _operands, _padded, broadcast_shapes,
 )
 
 @cuda.jit(device=True)
@@ -86,7 +86,7 @@ def where(cond: Any, a: Any, b: Any) -> Any:
     aa = aa if aa[4] else (aa[0], _broadcast_strides(a.shape, shape), False, aa[3], False)
     bb = bb if bb[4] else (bb[0], _broadcast_strides(b.shape, shape), False, bb[3], False)
     out = _launch.empty(shape, dtype)
-    _launch_1d(_where_kernel, out.size, _launch.flat(cond), _broadcast_strides(cond.shape, shape),
+    _launch.launch_1d(_where_kernel, out.size, _launch.flat(cond), _broadcast_strides(cond.shape, shape),
                aa[0], aa[1], aa[3], aa[4], bb[0], bb[1], bb[3], bb[4], _padded(shape), _launch.flat(out))
     return out
 
@@ -94,7 +94,7 @@ def where(cond: Any, a: Any, b: Any) -> Any:
 def fill(x: Any, value: float) -> Any:
     """Set every element of device array ``x`` to ``value`` in place; returns ``x``."""
     _check_operand("x", x, dtypes=_ANY_DTYPES)
-    _launch_1d(_fill_kernel, x.size, _launch.flat(x), np.dtype(x.dtype).type(value))
+    _launch.launch_1d(_fill_kernel, x.size, _launch.flat(x), np.dtype(x.dtype).type(value))
     return x
 
 
@@ -126,7 +126,7 @@ def ones_like(x: Any) -> Any:
 
 def _gather(x: Any, strides: tuple[int, ...], shape: tuple[int, ...], dtype: Any) -> Any:
     out = _launch.empty(shape, dtype)
-    _launch_1d(_gather_kernel, out.size, _launch.flat(x), strides, _padded(shape), _launch.flat(out))
+    _launch.launch_1d(_gather_kernel, out.size, _launch.flat(x), strides, _padded(shape), _launch.flat(out))
     return out
 
 
@@ -196,6 +196,6 @@ def dropout_mask(shape: Sequence[int] | int, p: float, seed: int, dtype: Any = n
     shape = (int(shape),) if _is_scalar(shape) else tuple(int(s) for s in shape)
     out = _launch.empty(shape, dtype)
     # Keep when hash >= p * 2**32: a kept fraction of exactly 1 - p up to 2**-32.
-    _launch_1d(_dropout_mask_kernel, out.size, int(seed), int(math.ceil(p * 2.0**32)),
+    _launch.launch_1d(_dropout_mask_kernel, out.size, int(seed), int(math.ceil(p * 2.0**32)),
                np.dtype(dtype).type(1.0 / (1.0 - p)), _launch.flat(out))
     return out

@@ -15,7 +15,7 @@ import numpy as np
 from numba import cuda
 
 from jitgrad.kernels.cuda import _launch
-from jitgrad.kernels.cuda._broadcast import _check_operand, _launch_1d, _new_or_out, _offset, _operands, _padded
+from jitgrad.kernels.cuda._broadcast import _check_operand, _new_or_out, _offset, _operands, _padded
 
 # Operation codes. A runtime code keeps one compiled kernel per dtype rather than one per
 # operation; the branch is uniform across a launch, so it costs the GPU next to nothing.
@@ -118,21 +118,21 @@ def _unary_kernel(op, x, out):
 def _binary(op: int, a: Any, b: Any, out: Any) -> Any:
     dtype, shape, (aa, bb) = _operands(a, b)
     out = _new_or_out(out, shape, dtype)
-    _launch_1d(_binary_kernel, out.size, op, *aa, *bb, _padded(shape), _launch.flat(out))
+    _launch.launch_1d(_binary_kernel, out.size, op, *aa, *bb, _padded(shape), _launch.flat(out))
     return out
 
 
 def _compare(op: int, a: Any, b: Any) -> Any:
     _, shape, (aa, bb) = _operands(a, b)
     out = _launch.empty(shape, np.bool_)
-    _launch_1d(_compare_kernel, out.size, op, *aa, *bb, _padded(shape), _launch.flat(out))
+    _launch.launch_1d(_compare_kernel, out.size, op, *aa, *bb, _padded(shape), _launch.flat(out))
     return out
 
 
 def _unary(op: int, x: Any, out: Any) -> Any:
     _check_operand("x", x)
     out = _new_or_out(out, tuple(x.shape), x.dtype)
-    _launch_1d(_unary_kernel, x.size, op, _launch.flat(x), _launch.flat(out))
+    _launch.launch_1d(_unary_kernel, x.size, op, _launch.flat(x), _launch.flat(out))
     return out
 
 

@@ -47,6 +47,22 @@ def grid_rows(rows: int) -> tuple[int, int]:
     return max(1, min(rows, MAX_BLOCKS)), threads_per_block()
 
 
+def grid_tiles(rows: int, cols: int, tile_rows: int, tile_cols: int) -> int:
+    """Blocks for a tiled kernel over a ``rows x cols`` output, one ``tile_rows x tile_cols`` tile a block.
+
+    Capped at :data:`MAX_BLOCKS`: the tiled kernels stride over tiles, so any grid is correct.
+    """
+    tiles = math.ceil(rows / tile_rows) * math.ceil(cols / tile_cols)
+    return max(1, min(tiles, MAX_BLOCKS))
+
+
+def launch_1d(kernel: Any, n: int, *args: Any) -> None:
+    """Launch ``kernel(*args)`` over ``n`` items with :func:`grid_1d`; nothing when ``n == 0``."""
+    if n:
+        blocks, threads = grid_1d(n)
+        kernel[blocks, threads](*args)
+
+
 def empty(shape: tuple[int, ...], dtype: Any) -> Any:
     """An uninitialised device array (``cuda.device_array``)."""
     return cuda.device_array(shape, dtype=np.dtype(dtype))
@@ -96,25 +112,8 @@ def flat(a: Any) -> Any:
 # may reuse ``buf`` straight away.
 
 @cuda.jit(device=True)
-def block_sum(buf, value):
-    tid = cuda.threadIdx.x
-    buf[tid] = value
-    cuda.syncthreads()
-    active = cuda.blockDim.x
-    while active > 1:
-        half = (active + 1) // 2
-        if tid < active - half:
-            buf[tid] += buf[tid + half]
-        cuda.syncthreads()
-        active = half
-    result = buf[0]
-    cuda.syncthreads()
-    return result
-
-
-@cuda.jit(device=True)
-def block_max(buf, value):
-    # NaN wins, as in NumPy's max: ``v != v`` is the NaN test.
+def _block_reduce(buf, value, take_max):
+    # ``take_max`` is a constant at every call site below, so after inlining the branch folds away.
     tid = cuda.threadIdx.x
     buf[tid] = value
     cuda.syncthreads()
@@ -123,13 +122,45 @@ def block_max(buf, value):
         half = (active + 1) // 2
         if tid < active - half:
             other = buf[tid + half]
-            if other > buf[tid] or other != other:
+            if not take_max:
+                buf[tid] += other
+            elif other > buf[tid] or other != other:  # NaN wins, as in NumPy's max (``v != v``: NaN)
                 buf[tid] = other
         cuda.syncthreads()
         active = half
     result = buf[0]
     cuda.syncthreads()
     return result
+
+
+@cuda.jit(device=True)
+def block_sum(buf, value):
+    return _block_reduce(buf, value, False)
+
+
+@cuda.jit(device=True)
+def block_max(buf, value):
+    return _block_reduce(buf, value, True)
+
+
+@cuda.jit(device=True)
+def unravel3(idx, h, w):
+    """``(i0, i1, i2)`` of flat index ``idx`` into a C-contiguous ``(n, h, w)`` array (an output pixel's
+    ``(image, row, col)``)."""
+    i2 = idx % w
+    rest = idx // w
+    return rest // h, rest % h, i2
+
+
+@cuda.jit(device=True)
+def unravel4(idx, c, h, w):
+    """``(i0, i1, i2, i3)`` of flat index ``idx`` into a C-contiguous ``(n, c, h, w)`` array (any 4-D shape:
+    NCHW activations, ``(C_out, C_in, kH, kW)`` weights)."""
+    i3 = idx % w
+    rest = idx // w
+    i2 = rest % h
+    plane = rest // h
+    return plane // c, plane % c, i2, i3
 
 
 def is_device_array(a: Any) -> bool:

@@ -22,7 +22,7 @@ from numba import cuda
 
 from jitgrad.kernels._constants import kernel_names
 from jitgrad.kernels.cuda import _launch
-from jitgrad.kernels.cuda._launch import MAX_THREADS_PER_BLOCK, block_sum
+from jitgrad.kernels.cuda._launch import MAX_THREADS_PER_BLOCK, block_sum, unravel3, unravel4
 from jitgrad.kernels.cuda.matmul import (
     MATMUL_THREADS,
     THREAD_M,
@@ -51,6 +51,9 @@ def _conv2d_kernel(x, w2, b, has_bias, sh, sw, ph, pw, dh, dw, kh, kw, h_out, w_
     k = w2.shape[1]
     hw_out = h_out * w_out
     p_total = n_img * hw_out
+    # The GEMM micro-kernel's set-up, as in matmul's _matmul_kernel on purpose: shared and local
+    # arrays must be declared in the kernel itself (a device function cannot hand them back), and
+    # both kernels feed the one tile_multiply_accumulate; only the tile loads differ (implicit im2col here).
     a_tile = cuda.shared.array((TILE_K, TILE_M), x.dtype)
     b_tile = cuda.shared.array((TILE_K, TILE_N), x.dtype)
     acc = cuda.local.array((THREAD_M, THREAD_N), x.dtype)
@@ -87,10 +90,7 @@ def _conv2d_kernel(x, w2, b, has_bias, sh, sw, ph, pw, dh, dw, kh, kw, h_out, w_
                 gk = k0 + kk
                 b_tile[kk, c] = 0
                 if gp < p_total and gk < k:
-                    img = gp // hw_out
-                    rem = gp - img * hw_out
-                    oh = rem // w_out
-                    ow = rem - oh * w_out
+                    img, oh, ow = unravel3(gp, h_out, w_out)
                     ci = gk // khw
                     rem_k = gk - ci * khw
                     fi = rem_k // kw
@@ -105,10 +105,7 @@ def _conv2d_kernel(x, w2, b, has_bias, sh, sw, ph, pw, dh, dw, kh, kw, h_out, w_
         for j in range(THREAD_N):
             gp = col0 + tx + THREADS_N * j
             if gp < p_total:
-                img = gp // hw_out
-                rem = gp - img * hw_out
-                oh = rem // w_out
-                ow = rem - oh * w_out
+                img, oh, ow = unravel3(gp, h_out, w_out)
                 for i in range(THREAD_M):
                     co = row0 + ty + THREADS_M * i
                     if co < c_out:
@@ -129,12 +126,7 @@ def _conv2d_grouped_kernel(x, w, b, has_bias, zero, sh, sw, ph, pw, dh, dw, grou
     c_out_g = c_out // groups
     total = n_img * c_out * h_out * w_out
     for idx in range(cuda.grid(1), total, cuda.gridsize(1)):
-        ow = idx % w_out
-        rest = idx // w_out
-        oh = rest % h_out
-        rest //= h_out
-        co = rest % c_out
-        img = rest // c_out
+        img, co, oh, ow = unravel4(idx, c_out, h_out, w_out)
         ci0 = (co // c_out_g) * c_in_g
         acc = zero  # of x's dtype: float32 accumulates in float32
         if has_bias:
@@ -151,6 +143,17 @@ def _conv2d_grouped_kernel(x, w, b, has_bias, zero, sh, sw, ph, pw, dh, dw, grou
         out[img, co, oh, ow] = acc
 
 
+@cuda.jit(device=True)
+def _output_through_tap(i, pad, tap, dilation, stride, size_out):
+    """The output index ``o`` that sees input index ``i`` through filter tap ``tap`` along one axis
+    (``o * stride - pad + tap * dilation == i``), or -1 when no output in ``[0, size_out)`` does."""
+    t = i + pad - tap * dilation
+    if t < 0 or t % stride != 0:
+        return -1
+    o = t // stride
+    return o if o < size_out else -1
+
+
 @cuda.jit
 def _conv2d_backward_input_kernel(grad_out, w, sh, sw, ph, pw, dh, dw, groups, out):
     n_img, c_in, h, wid = out.shape
@@ -161,30 +164,18 @@ def _conv2d_backward_input_kernel(grad_out, w, sh, sw, ph, pw, dh, dw, groups, o
     total = n_img * c_in * h * wid
     start = cuda.grid(1)
     for idx in range(start, total, cuda.gridsize(1)):
-        iw = idx % wid
-        rest = idx // wid
-        ih = rest % h
-        rest //= h
-        ci = rest % c_in
-        img = rest // c_in
+        img, ci, ih, iw = unravel4(idx, c_in, h, wid)
         # Input channel ci feeds only its group's output channels, through weight input-channel ci_w.
         grp = ci // c_in_g
         ci_w = ci - grp * c_in_g
         acc = out.dtype.type(0)
         for fi in range(kh):
-            # Output row oh sees input row ih through filter row fi iff oh*sh - ph + fi*dh == ih.
-            t_h = ih + ph - fi * dh
-            if t_h < 0 or t_h % sh != 0:
-                continue
-            oh = t_h // sh
-            if oh >= h_out:
+            oh = _output_through_tap(ih, ph, fi, dh, sh, h_out)
+            if oh < 0:
                 continue
             for fj in range(kw):
-                t_w = iw + pw - fj * dw
-                if t_w < 0 or t_w % sw != 0:
-                    continue
-                ow = t_w // sw
-                if ow >= w_out:
+                ow = _output_through_tap(iw, pw, fj, dw, sw, w_out)
+                if ow < 0:
                     continue
                 for co in range(grp * c_out_g, (grp + 1) * c_out_g):
                     acc += grad_out[img, co, oh, ow] * w[co, ci_w, fi, fj]
@@ -212,26 +203,17 @@ def _conv2d_backward_weight_kernel(x, grad_out, sh, sw, ph, pw, dh, dw, grad_w, 
         fi = 0
         fj = 0
         if row < n_weight:
-            fj = row % kw
-            rest = row // kw
-            fi = rest % kh
-            rest //= kh
-            ci = rest % c_in
-            co = rest // c_in
+            co, ci, fi, fj = unravel4(row, c_in, kh, kw)
             for p in range(cuda.threadIdx.x, p_total, cuda.blockDim.x):
-                img = p // hw_out
-                rem = p - img * hw_out
-                oh = rem // w_out
-                ow = rem - oh * w_out
+                img, oh, ow = unravel3(p, h_out, w_out)
                 ih = oh * sh - ph + fi * dh
                 iw = ow * sw - pw + fj * dw
                 if 0 <= ih < h and 0 <= iw < wid:
                     acc += grad_out[img, co, oh, ow] * x[img, (co // c_out_g) * c_in + ci, ih, iw]
         else:
             for p in range(cuda.threadIdx.x, p_total, cuda.blockDim.x):
-                img = p // hw_out
-                rem = p - img * hw_out
-                acc += grad_out[img, co, rem // w_out, rem % w_out]
+                img, oh, ow = unravel3(p, h_out, w_out)
+                acc += grad_out[img, co, oh, ow]
         # Every thread of the block reaches this call (the branch above is uniform per block).
         total = block_sum(buf, acc)
         if cuda.threadIdx.x == 0:
@@ -259,8 +241,7 @@ def conv2d(x: Any, w: Any, b: Any = None, *, stride: Any = 1, padding: Any = 0, 
         return out
     k = d.c_in * d.kh * d.kw
     w2 = w.reshape(d.c_out, k)
-    tiles = math.ceil(d.c_out / TILE_M) * math.ceil(d.n * d.h_out * d.w_out / TILE_N)
-    blocks = max(1, min(tiles, _launch.MAX_BLOCKS))
+    blocks = _launch.grid_tiles(d.c_out, d.n * d.h_out * d.w_out, TILE_M, TILE_N)
     # Without a bias the kernel still needs an array of the right dtype to type-check; it is never read.
     bias = w2[0] if b is None else b
     _conv2d_kernel[blocks, MATMUL_THREADS](x, w2, bias, b is not None, *d.stride, *d.padding, *d.dilation,

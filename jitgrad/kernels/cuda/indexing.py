@@ -75,12 +75,6 @@ def _segment_sum_kernel(g, order, starts, zero, out):
         out[j] = total
 
 
-def _launch_1d(kernel: Any, n: int, *args: Any) -> None:
-    if n:
-        blocks, threads = _launch.grid_1d(n)
-        kernel[blocks, threads](*args)
-
-
 # ----------------------------------------------------------------------------- wrappers
 
 def _check_device(name: str, a: Any) -> None:
@@ -107,14 +101,14 @@ def log1p(x: Any, out: Any = None) -> Any:
     _check_device("x", x)
     check_array("x", x)
     out = _out_or_empty(out, tuple(x.shape), x.dtype)
-    _launch_1d(_log1p_kernel, x.size, _launch.flat(x), _launch.flat(out))
+    _launch.launch_1d(_log1p_kernel, x.size, _launch.flat(x), _launch.flat(out))
     return out
 
 
 def one_hot_rows(index: Any, length: int, out: Any = None) -> Any:
     _check_device("index", index)
     out = _out_or_empty(out, check_one_hot_rows_args(index, length), np.bool_)
-    _launch_1d(_one_hot_rows_kernel, out.size, index, int(length), _launch.flat(out))
+    _launch.launch_1d(_one_hot_rows_kernel, out.size, index, int(length), _launch.flat(out))
     return out
 
 
@@ -125,7 +119,7 @@ def strided_gather(x: Any, base: int, strides: Sequence[int], shape: Sequence[in
     check_view_inside(int(base), strides, shape, int(x.size))
     padded_strides, padded_shape = _view_args(shape, strides)
     out = _out_or_empty(out, shape, x.dtype)
-    _launch_1d(_strided_gather_kernel, out.size, _launch.flat(x), int(base), padded_strides, padded_shape,
+    _launch.launch_1d(_strided_gather_kernel, out.size, _launch.flat(x), int(base), padded_strides, padded_shape,
                _launch.flat(out))
     return out
 
@@ -139,7 +133,7 @@ def strided_scatter(g: Any, base: int, strides: Sequence[int], out: Any) -> Any:
     shape, strides = check_view(tuple(g.shape), strides, base)
     check_view_inside(int(base), strides, shape, int(out.size))
     padded_strides, padded_shape = _view_args(shape, strides)
-    _launch_1d(_strided_scatter_kernel, g.size, _launch.flat(g), int(base), padded_strides, padded_shape,
+    _launch.launch_1d(_strided_scatter_kernel, g.size, _launch.flat(g), int(base), padded_strides, padded_shape,
                _launch.flat(out))
     return out
 
@@ -150,7 +144,7 @@ def take(x: Any, positions: Any, out: Any = None) -> Any:
     check_array("x", x, dtypes=None)
     check_index_array("positions", positions)
     out = _out_or_empty(out, tuple(positions.shape), x.dtype)
-    _launch_1d(_take_kernel, out.size, _launch.flat(x), _launch.flat(positions), _launch.flat(out))
+    _launch.launch_1d(_take_kernel, out.size, _launch.flat(x), _launch.flat(positions), _launch.flat(out))
     return out
 
 
@@ -158,7 +152,7 @@ def segment_sum(g: Any, order: Any, starts: Any, out: Any = None) -> Any:
     for name, a in (("g", g), ("order", order), ("starts", starts)):
         _check_device(name, a)
     out = _out_or_empty(out, (check_segment_sum_args(g, order, starts),), g.dtype)
-    _launch_1d(_segment_sum_kernel, out.size, _launch.flat(g), order, starts, g.dtype.type(0), out)
+    _launch.launch_1d(_segment_sum_kernel, out.size, _launch.flat(g), order, starts, g.dtype.type(0), out)
     return out
 
 

@@ -15,7 +15,6 @@ tiles, so any grid size is correct.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from numba import cuda
@@ -80,7 +79,8 @@ def _matmul_kernel(a, b, trans_a, trans_b, m, n, k, out):
         for k0 in range(0, k, TILE_K):
             # Load op(a)[row0:+64, k0:+16]. Consecutive threads take consecutive
             # addresses of the *stored* array (coalesced): k fastest for a (M, K)
-            # array, rows fastest for a transposed (K, M) one.
+            # array, rows fastest for a transposed (K, M) one. The op(b) load below
+            # mirrors it on purpose (written out per operand: each its own index order).
             for e in range(t, TILE_M * TILE_K, MATMUL_THREADS):
                 if trans_a:
                     r = e % TILE_M
@@ -130,7 +130,6 @@ def matmul(a: Any, b: Any, *, trans_a: bool = False, trans_b: bool = False, out:
         out = _launch.empty((m, n), dtype)
     if m == 0 or n == 0:
         return out
-    tiles = math.ceil(m / TILE_M) * math.ceil(n / TILE_N)
-    blocks = max(1, min(tiles, _launch.MAX_BLOCKS))
+    blocks = _launch.grid_tiles(m, n, TILE_M, TILE_N)
     _matmul_kernel[blocks, MATMUL_THREADS](a, b, trans_a, trans_b, m, n, k, out)
     return out

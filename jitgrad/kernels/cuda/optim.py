@@ -7,47 +7,36 @@ step-dependent scalars (bias corrections) computed on the host in float64.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from numba import cuda
 
 from jitgrad.kernels._constants import kernel_names
+from jitgrad.kernels._elements import adam_element, sgd_element
 from jitgrad.kernels.cuda import _launch
 from jitgrad.kernels.reference.optim import _adam_kernel_scalars, _check_adam, _check_sgd
 
 __all__: list[str] = kernel_names("optim")  # the one list: kernels/_constants.py
 
 
+# The element updates are the CPU kernels' (kernels/_elements.py): one arithmetic on both backends.
+_sgd_element = cuda.jit(device=True)(sgd_element)
+_adam_element = cuda.jit(device=True)(adam_element)
+
+
 @cuda.jit
 def _sgd_kernel(param, grad, momentum_buf, lr, momentum, nesterov, weight_decay):
     use_momentum = momentum != param.dtype.type(0)
     for i in range(cuda.grid(1), param.size, cuda.gridsize(1)):
-        g = grad[i] + weight_decay * param[i]
-        if use_momentum:
-            buf = momentum * momentum_buf[i] + g
-            momentum_buf[i] = buf
-            g = g + momentum * buf if nesterov else buf
-        param[i] -= lr * g
+        _sgd_element(param, grad, momentum_buf, i, lr, momentum, nesterov, weight_decay, use_momentum)
 
 
 @cuda.jit
 def _adam_kernel(param, grad, exp_avg, exp_avg_sq, step_size, bias_correction2_sqrt, beta1, beta2, eps,
                  decay, decoupled):
-    # decay: the AdamW factor (1 - lr wd) when ``decoupled``, else the L2 coefficient wd (as the CPU kernel).
-    one = param.dtype.type(1)
     for i in range(cuda.grid(1), param.size, cuda.gridsize(1)):
-        p = param[i]
-        g = grad[i]
-        if decoupled:
-            p = p * decay
-        else:
-            g = g + decay * p
-        m = beta1 * exp_avg[i] + (one - beta1) * g
-        v = beta2 * exp_avg_sq[i] + (one - beta2) * g * g
-        exp_avg[i] = m
-        exp_avg_sq[i] = v
-        param[i] = p - step_size * m / (math.sqrt(v) / bias_correction2_sqrt + eps)
+        _adam_element(param, grad, exp_avg, exp_avg_sq, i, step_size, bias_correction2_sqrt, beta1, beta2, eps,
+                      decay, decoupled)
 
 
 def sgd_update(param: Any, grad: Any, momentum_buf: Any = None, *, lr: float, momentum: float = 0.0,

@@ -23,21 +23,12 @@ from numba import cuda
 
 from jitgrad.kernels._constants import kernel_names
 from jitgrad.kernels.cuda import _launch
+from jitgrad.kernels.cuda._launch import unravel4
 from jitgrad.kernels.reference.pooling import (
     _check_avg_pool_backward, _check_avg_pool_forward, _check_max_pool_backward, _check_pool_forward,
 )
 
 __all__: list[str] = kernel_names("pooling")  # the one list: kernels/_constants.py
-
-
-@cuda.jit(device=True)
-def _unravel(idx, c, h, w):
-    """``(image, channel, row, col)`` of flat index ``idx`` into a C-contiguous (N, C, H, W) array."""
-    col = idx % w
-    rest = idx // w
-    row = rest % h
-    plane = rest // h
-    return plane // c, plane % c, row, col
 
 
 @cuda.jit(device=True)
@@ -55,14 +46,14 @@ def _covering_range(i, size_out, k, s, p):
 @cuda.jit(device=True)
 def _window(idx, c, h_out, w_out, sh, sw, ph, pw):
     """Output element ``idx``'s (image, channel, oh, ow) and its window's first row and column (may be < 0)."""
-    img, ci, oh, ow = _unravel(idx, c, h_out, w_out)
+    img, ci, oh, ow = unravel4(idx, c, h_out, w_out)
     return img, ci, oh, ow, oh * sh - ph, ow * sw - pw
 
 
 @cuda.jit(device=True)
 def _covering_window(idx, c, h, w, h_out, w_out, kh, kw, sh, sw, ph, pw):
     """Input element ``idx``'s (image, channel, ih, iw) and the outputs [oh_lo, oh_hi) x [ow_lo, ow_hi) reading it."""
-    img, ci, ih, iw = _unravel(idx, c, h, w)
+    img, ci, ih, iw = unravel4(idx, c, h, w)
     oh_lo, oh_hi = _covering_range(ih, h_out, kh, sh, ph)
     ow_lo, ow_hi = _covering_range(iw, w_out, kw, sw, pw)
     return img, ci, ih, iw, oh_lo, oh_hi, ow_lo, ow_hi

@@ -17,8 +17,7 @@ from numba import cuda
 
 from jitgrad.kernels._constants import kernel_names
 from jitgrad.kernels.cuda import _launch
-from jitgrad.kernels.cuda._launch import MAX_THREADS_PER_BLOCK, block_sum
-from jitgrad.kernels.cuda.pooling import _unravel
+from jitgrad.kernels.cuda._launch import MAX_THREADS_PER_BLOCK, block_sum, unravel4
 from jitgrad.kernels.reference.pooling_adaptive import check_adaptive_backward, check_adaptive_forward
 
 __all__: list[str] = kernel_names("pooling_adaptive")  # the one list: kernels/_constants.py
@@ -38,7 +37,7 @@ def _covering(r, size, out):
 @cuda.jit(device=True)
 def _output_bin(idx, c, h, w, h_out, w_out):
     """Output element ``idx``'s (image, channel, i, j) and its input bin ``[h0, h1) x [w0, w1)``."""
-    img, ci, i, j = _unravel(idx, c, h_out, w_out)
+    img, ci, i, j = unravel4(idx, c, h_out, w_out)
     h0, h1 = _bin(i, h, h_out)
     w0, w1 = _bin(j, w, w_out)
     return img, ci, i, j, h0, h1, w0, w1
@@ -76,7 +75,7 @@ def _avg_backward_kernel(grad_out, inv_h, inv_w, zero, out):
     n, c, h, w = out.shape
     h_out, w_out = grad_out.shape[2], grad_out.shape[3]
     for idx in range(cuda.grid(1), n * c * h * w, cuda.gridsize(1)):
-        img, ci, r, col = _unravel(idx, c, h, w)
+        img, ci, r, col = unravel4(idx, c, h, w)
         i_lo, i_hi = _covering(r, h, h_out)
         j_lo, j_hi = _covering(col, w, w_out)
         acc = zero
@@ -110,7 +109,7 @@ def _max_backward_kernel(grad_out, argmax, zero, out):
     n, c, h, w = out.shape
     h_out, w_out = grad_out.shape[2], grad_out.shape[3]
     for idx in range(cuda.grid(1), n * c * h * w, cuda.gridsize(1)):
-        img, ci, r, col = _unravel(idx, c, h, w)
+        img, ci, r, col = unravel4(idx, c, h, w)
         me = r * w + col
         i_lo, i_hi = _covering(r, h, h_out)
         j_lo, j_hi = _covering(col, w, w_out)

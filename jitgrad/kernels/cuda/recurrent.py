@@ -30,6 +30,7 @@ from numba import cuda
 
 from jitgrad.kernels._constants import kernel_names
 from jitgrad.kernels.cuda import _launch
+from jitgrad.kernels.cuda.activations import _sigmoid  # the overflow-free logistic, written once
 from jitgrad.kernels.cuda import elementwise as ew
 from jitgrad.kernels.cuda import reduction as red
 from jitgrad.kernels.cuda.matmul import matmul
@@ -43,14 +44,6 @@ _LSTM, _GRU, _RNN = 0, 1, 2
 
 
 # ----------------------------------------------------------------------------- device helpers
-
-@cuda.jit(device=True)
-def _sigmoid(v, one):
-    if v >= 0:
-        return one / (one + math.exp(-v))
-    e = math.exp(v)
-    return e / (one + e)
-
 
 @cuda.jit(device=True)
 def _time(s, length, reverse):
@@ -87,12 +80,12 @@ def _forward_step_kernel(cell, relu, s, xp, b_ih, w_hh, b_hh, lengths, reverse, 
         t = _time(s, length, reverse)
         row = t * batch + b
         if cell == _LSTM:
-            i = _sigmoid(xp[row, j] + b_ih[j] + _hidden_dot(h_in, b, w_hh, j) + b_hh[j], one)
-            f = _sigmoid(xp[row, H + j] + b_ih[H + j] + _hidden_dot(h_in, b, w_hh, H + j) + b_hh[H + j], one)
+            i = _sigmoid(xp[row, j] + b_ih[j] + _hidden_dot(h_in, b, w_hh, j) + b_hh[j])
+            f = _sigmoid(xp[row, H + j] + b_ih[H + j] + _hidden_dot(h_in, b, w_hh, H + j) + b_hh[H + j])
             g = math.tanh(xp[row, 2 * H + j] + b_ih[2 * H + j] + _hidden_dot(h_in, b, w_hh, 2 * H + j)
                           + b_hh[2 * H + j])
             o = _sigmoid(xp[row, 3 * H + j] + b_ih[3 * H + j] + _hidden_dot(h_in, b, w_hh, 3 * H + j)
-                         + b_hh[3 * H + j], one)
+                         + b_hh[3 * H + j])
             cn = f * c[b, j] + i * g
             hn = o * math.tanh(cn)
             c[b, j] = cn
@@ -102,8 +95,8 @@ def _forward_step_kernel(cell, relu, s, xp, b_ih, w_hh, b_hh, lengths, reverse, 
             saved[t, b, 3 * H + j] = o
             saved[t, b, 4 * H + j] = cn
         elif cell == _GRU:
-            r = _sigmoid(xp[row, j] + b_ih[j] + _hidden_dot(h_in, b, w_hh, j) + b_hh[j], one)
-            z = _sigmoid(xp[row, H + j] + b_ih[H + j] + _hidden_dot(h_in, b, w_hh, H + j) + b_hh[H + j], one)
+            r = _sigmoid(xp[row, j] + b_ih[j] + _hidden_dot(h_in, b, w_hh, j) + b_hh[j])
+            z = _sigmoid(xp[row, H + j] + b_ih[H + j] + _hidden_dot(h_in, b, w_hh, H + j) + b_hh[H + j])
             hh = _hidden_dot(h_in, b, w_hh, 2 * H + j) + b_hh[2 * H + j]
             n = math.tanh(xp[row, 2 * H + j] + b_ih[2 * H + j] + r * hh)
             hn = (one - z) * n + z * h_in[b, j]
@@ -187,11 +180,6 @@ def _backward_step_kernel(cell, relu, s, grad_y, y, saved, h0, c0, w_hh, lengths
 
 # ----------------------------------------------------------------------------- drivers
 
-def _launch_1d(kernel: Any, n: int, *args: Any) -> None:
-    blocks, threads = _launch.grid_1d(n)
-    kernel[blocks, threads](*args)
-
-
 def _bias(b: Any, size: int, dtype: np.dtype) -> Any:
     return b if b is not None else ew.zeros((size,), dtype)
 
@@ -210,7 +198,7 @@ def _forward(cell: int, relu: bool, x: Any, h0: Any, c0: Any, w_ih: Any, w_hh: A
     d_lengths = cuda.to_device(lengths)
     bi, bh, one = _bias(b_ih, n, dtype), _bias(b_hh, n, dtype), dtype.type(1)
     for s in range(steps):
-        _launch_1d(_forward_step_kernel, batch * hidden, cell, relu, s, xp, bi, w_hh, bh, d_lengths, reverse, one,
+        _launch.launch_1d(_forward_step_kernel, batch * hidden, cell, relu, s, xp, bi, w_hh, bh, d_lengths, reverse, one,
                    buffers[s % 2], buffers[(s + 1) % 2], c, y, saved)
     return y, buffers[steps % 2], c, saved
 
@@ -230,7 +218,7 @@ def _backward(cell: int, relu: bool, grad_y: Any, grad_h_n: Any, grad_c_n: Any, 
     d_lengths = cuda.to_device(lengths)
     one = dtype.type(1)
     for s in range(steps - 1, -2, -1):
-        _launch_1d(_backward_step_kernel, batch * hidden, cell, relu, s, grad_y, y, saved, h0,
+        _launch.launch_1d(_backward_step_kernel, batch * hidden, cell, relu, s, grad_y, y, saved, h0,
                    c0 if c0 is not None else h0, w_hh, d_lengths, reverse, one, dh, dc, direct, grad_gx, grad_gh,
                    hprev)
     gx = grad_gx.reshape(steps * batch, n)

@@ -15,6 +15,7 @@ from .conv_transpose import *  # noqa: F401,F403
 from .pooling_adaptive import *  # noqa: F401,F403
 from .recurrent import *  # noqa: F401,F403
 from .lrn import *  # noqa: F401,F403
+from .fused import *  # noqa: F401,F403
 
 from jitgrad.kernels._constants import kernel_names  # noqa: E402
 

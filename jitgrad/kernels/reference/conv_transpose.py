@@ -10,7 +10,7 @@ kernels; the tests hold it to a direct scatter definition.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -85,13 +85,18 @@ def check_conv_transpose2d_args(x: Any, w: Any, b: Any, stride: Any, padding: An
     return d
 
 
+def _check_nchw_pair(**arrays: Any) -> None:
+    """Two 4-D arrays of one float dtype (an activation or a gradient, and a weight or an activation)."""
+    for name, a in arrays.items():
+        check_array(name, a, ndim=4)
+    check_same_dtype(**arrays)
+
+
 def check_conv_transpose2d_backward_input_args(grad_out: Any, w: Any, input_shape: Any, stride: Any, padding: Any,
                                                output_padding: Any, dilation: Any, groups: Any,
                                                out: Any) -> Conv2dDims:
     """Validate ``conv_transpose2d_backward_input``'s arguments."""
-    check_array("grad_out", grad_out, ndim=4)
-    check_array("w", w, ndim=4)
-    check_same_dtype(grad_out=grad_out, w=w)
+    _check_nchw_pair(grad_out=grad_out, w=w)
     input_shape = check_shape_tuple("input_shape", input_shape, 4)
     d = conv_transpose2d_dims(input_shape, tuple(w.shape), stride, padding, output_padding, dilation, groups,
                               input_name="input_shape")
@@ -105,9 +110,7 @@ def check_conv_transpose2d_backward_weight_args(x: Any, grad_out: Any, weight_sh
                                                 padding: Any, output_padding: Any, dilation: Any,
                                                 groups: Any) -> Conv2dDims:
     """Validate ``conv_transpose2d_backward_weight``'s arguments."""
-    check_array("x", x, ndim=4)
-    check_array("grad_out", grad_out, ndim=4)
-    check_same_dtype(x=x, grad_out=grad_out)
+    _check_nchw_pair(x=x, grad_out=grad_out)
     weight_shape = check_shape_tuple("weight_shape", weight_shape, 4)
     d = conv_transpose2d_dims(tuple(x.shape), weight_shape, stride, padding, output_padding, dilation, groups,
                               weight_name="weight_shape")
@@ -119,75 +122,102 @@ def _hyper(d: Conv2dDims) -> dict[str, Any]:
     return dict(stride=d.stride, padding=d.padding, dilation=d.dilation, groups=d.groups)
 
 
-def conv_transpose2d(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *, stride: Any = 1,
-                     padding: Any = 0, output_padding: Any = 0, dilation: Any = 1, groups: int = 1,
-                     out: np.ndarray | None = None) -> np.ndarray:
-    """Transposed 2-D convolution (PyTorch's ``conv_transpose2d``), NCHW.
+def conv_transpose2d_family(conv: Any, add_bias: Callable[[Any, Any], None], sum_bias: Callable[[Any], Any],
+                            module: str) -> tuple[Callable[..., Any], Callable[..., Any], Callable[..., Any]]:
+    """The three ``conv_transpose2d`` kernels of one backend, built on that backend's conv kernels.
 
-    Parameters
-    ----------
-    x : ndarray ``(N, C_in, H, W)``, float32 or float64, C-contiguous
-    w : ndarray ``(C_in, C_out/groups, kH, kW)``, same dtype
-    b : ndarray ``(C_out,)``, same dtype, optional
-    stride, padding, dilation : int or pair of ints
-    output_padding : int or pair of ints, each smaller than ``stride``; added to one side of the output
-    groups : int dividing ``C_in`` (and giving ``C_out = groups * w.shape[1]``)
-    out : ndarray ``(N, C_out, H_out, W_out)``, optional, with
-        ``H_out = (H - 1) stride - 2 padding + dilation (kH - 1) + output_padding + 1``
-
-    Returns
-    -------
-    ndarray ``(N, C_out, H_out, W_out)`` of ``x``'s dtype (``out`` when given).
+    Every backend computes a transposed convolution the same way (as the
+    adjoint of its ``conv2d``), so one definition serves all three; a backend
+    gives its ``conv`` module, how to add the bias ``b`` in place to an
+    ``(N, C_out, H_out, W_out)`` output (``add_bias(out, b)``), how to sum a
+    ``grad_out`` over ``(0, 2, 3)`` (``sum_bias(grad_out)``), and the module
+    the functions are published from (their ``__module__``).
     """
-    d = check_conv_transpose2d_args(x, w, b, stride, padding, output_padding, dilation, groups, out)
-    out = _conv.conv2d_backward_input(x, w, input_shape=d.input_shape, out=out, **_hyper(d))
-    if b is not None:
-        out += b[:, None, None]
-    return out
+
+    def conv_transpose2d(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *, stride: Any = 1,
+                         padding: Any = 0, output_padding: Any = 0, dilation: Any = 1, groups: int = 1,
+                         out: np.ndarray | None = None) -> np.ndarray:
+        """Transposed 2-D convolution (PyTorch's ``conv_transpose2d``), NCHW.
+
+        Parameters
+        ----------
+        x : ndarray ``(N, C_in, H, W)``, float32 or float64, C-contiguous
+        w : ndarray ``(C_in, C_out/groups, kH, kW)``, same dtype
+        b : ndarray ``(C_out,)``, same dtype, optional
+        stride, padding, dilation : int or pair of ints
+        output_padding : int or pair of ints, each smaller than ``stride``; added to one side of the output
+        groups : int dividing ``C_in`` (and giving ``C_out = groups * w.shape[1]``)
+        out : ndarray ``(N, C_out, H_out, W_out)``, optional, with
+            ``H_out = (H - 1) stride - 2 padding + dilation (kH - 1) + output_padding + 1``
+
+        Returns
+        -------
+        ndarray ``(N, C_out, H_out, W_out)`` of ``x``'s dtype (``out`` when given).
+        """
+        d = check_conv_transpose2d_args(x, w, b, stride, padding, output_padding, dilation, groups, out)
+        out = conv.conv2d_backward_input(x, w, input_shape=d.input_shape, out=out, **_hyper(d))
+        if b is not None:
+            add_bias(out, b)
+        return out
+
+    def conv_transpose2d_backward_input(grad_out: np.ndarray, w: np.ndarray, *,
+                                        input_shape: tuple[int, int, int, int], stride: Any = 1, padding: Any = 0,
+                                        output_padding: Any = 0, dilation: Any = 1, groups: int = 1,
+                                        out: np.ndarray | None = None) -> np.ndarray:
+        """Gradient of ``conv_transpose2d`` with respect to its input ``x``: ``conv2d(grad_out, w)``.
+
+        Parameters
+        ----------
+        grad_out : ndarray ``(N, C_out, H_out, W_out)``, float32 or float64
+        w : ndarray ``(C_in, C_out/groups, kH, kW)``, same dtype
+        input_shape : tuple ``(N, C_in, H, W)``
+        stride, padding, output_padding, dilation, groups : as in the forward
+        out : ndarray of ``input_shape``, optional
+
+        Returns
+        -------
+        ndarray ``input_shape`` of ``w``'s dtype (``out`` when given).
+        """
+        d = check_conv_transpose2d_backward_input_args(grad_out, w, input_shape, stride, padding, output_padding,
+                                                       dilation, groups, out)
+        return conv.conv2d(grad_out, w, out=out, **_hyper(d))
+
+    def conv_transpose2d_backward_weight(x: np.ndarray, grad_out: np.ndarray, *,
+                                         weight_shape: tuple[int, int, int, int], stride: Any = 1, padding: Any = 0,
+                                         output_padding: Any = 0, dilation: Any = 1,
+                                         groups: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """Gradients of ``conv_transpose2d`` with respect to its weight and bias.
+
+        Parameters
+        ----------
+        x : ndarray ``(N, C_in, H, W)``, float32 or float64 (the forward input)
+        grad_out : ndarray ``(N, C_out, H_out, W_out)``, same dtype
+        weight_shape : tuple ``(C_in, C_out/groups, kH, kW)``
+        stride, padding, output_padding, dilation, groups : as in the forward
+
+        Returns
+        -------
+        grad_w : ndarray ``weight_shape``
+        grad_b : ndarray ``(C_out,)``, ``grad_out.sum(axis=(0, 2, 3))``
+        """
+        d = check_conv_transpose2d_backward_weight_args(x, grad_out, weight_shape, stride, padding, output_padding,
+                                                        dilation, groups)
+        grad_w, _ = conv.conv2d_backward_weight(grad_out, x, weight_shape=d.weight_shape, **_hyper(d))
+        return grad_w, sum_bias(grad_out)
+
+    kernels = (conv_transpose2d, conv_transpose2d_backward_input, conv_transpose2d_backward_weight)
+    for fn in kernels:
+        fn.__module__, fn.__qualname__ = module, fn.__name__
+    return kernels
 
 
-def conv_transpose2d_backward_input(grad_out: np.ndarray, w: np.ndarray, *,
-                                    input_shape: tuple[int, int, int, int], stride: Any = 1, padding: Any = 0,
-                                    output_padding: Any = 0, dilation: Any = 1, groups: int = 1,
-                                    out: np.ndarray | None = None) -> np.ndarray:
-    """Gradient of ``conv_transpose2d`` with respect to its input ``x``: ``conv2d(grad_out, w)``.
-
-    Parameters
-    ----------
-    grad_out : ndarray ``(N, C_out, H_out, W_out)``, float32 or float64
-    w : ndarray ``(C_in, C_out/groups, kH, kW)``, same dtype
-    input_shape : tuple ``(N, C_in, H, W)``
-    stride, padding, output_padding, dilation, groups : as in the forward
-    out : ndarray of ``input_shape``, optional
-
-    Returns
-    -------
-    ndarray ``input_shape`` of ``w``'s dtype (``out`` when given).
-    """
-    d = check_conv_transpose2d_backward_input_args(grad_out, w, input_shape, stride, padding, output_padding,
-                                                   dilation, groups, out)
-    return _conv.conv2d(grad_out, w, out=out, **_hyper(d))
+def _add_bias(out: np.ndarray, b: np.ndarray) -> None:
+    out += b[:, None, None]
 
 
-def conv_transpose2d_backward_weight(x: np.ndarray, grad_out: np.ndarray, *,
-                                     weight_shape: tuple[int, int, int, int], stride: Any = 1, padding: Any = 0,
-                                     output_padding: Any = 0, dilation: Any = 1,
-                                     groups: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """Gradients of ``conv_transpose2d`` with respect to its weight and bias.
+def _sum_bias(grad_out: np.ndarray) -> np.ndarray:
+    return grad_out.sum(axis=(0, 2, 3))
 
-    Parameters
-    ----------
-    x : ndarray ``(N, C_in, H, W)``, float32 or float64 (the forward input)
-    grad_out : ndarray ``(N, C_out, H_out, W_out)``, same dtype
-    weight_shape : tuple ``(C_in, C_out/groups, kH, kW)``
-    stride, padding, output_padding, dilation, groups : as in the forward
 
-    Returns
-    -------
-    grad_w : ndarray ``weight_shape``
-    grad_b : ndarray ``(C_out,)``, ``grad_out.sum(axis=(0, 2, 3))``
-    """
-    d = check_conv_transpose2d_backward_weight_args(x, grad_out, weight_shape, stride, padding, output_padding,
-                                                    dilation, groups)
-    grad_w, _ = _conv.conv2d_backward_weight(grad_out, x, weight_shape=d.weight_shape, **_hyper(d))
-    return grad_w, grad_out.sum(axis=(0, 2, 3))
+conv_transpose2d, conv_transpose2d_backward_input, conv_transpose2d_backward_weight = conv_transpose2d_family(
+    _conv, _add_bias, _sum_bias, __name__)

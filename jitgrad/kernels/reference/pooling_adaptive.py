@@ -14,14 +14,14 @@ from typing import Any
 import numpy as np
 
 from jitgrad.kernels._constants import kernel_names
-from jitgrad.kernels._validate import _is_int, check_array, check_shape, check_shape_tuple
+from jitgrad.kernels._validate import PlaneShapes, _is_int, check_array, check_shape, check_shape_tuple
 from jitgrad.kernels.reference.pooling import _raise_argmax_out_of_range
 
 __all__: list[str] = kernel_names("pooling_adaptive")  # the one list: kernels/_constants.py
 
 
 @dataclass(frozen=True)
-class AdaptivePool2dDims:
+class AdaptivePool2dDims(PlaneShapes):
     """Sizes of one adaptive pooling: input ``(N, C, H, W)``, output ``(N, C, H_out, W_out)``."""
 
     n: int
@@ -30,14 +30,6 @@ class AdaptivePool2dDims:
     w: int
     h_out: int
     w_out: int
-
-    @property
-    def input_shape(self) -> tuple[int, int, int, int]:
-        return (self.n, self.c, self.h, self.w)
-
-    @property
-    def output_shape(self) -> tuple[int, int, int, int]:
-        return (self.n, self.c, self.h_out, self.w_out)
 
     @property
     def is_global(self) -> bool:

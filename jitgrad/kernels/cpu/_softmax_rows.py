@@ -1,0 +1,235 @@
+"""Row building blocks of the CPU softmax, log-softmax and cross-entropy kernels (``softmax.py``).
+
+Two ways through a row-major ``(rows, length)`` block:
+
+- long rows (``length >= SHORT_ROW``): row by row, the max, then ``exp(x - max)``
+  and its sum in one unit-stride loop (8 float32 lanes of ``_elementary.exp``);
+- short rows (the (128, 10) classifier batch): a block of rows at a time
+  (``BLOCK`` elements, L1-resident): each row's max and ``x - max`` written
+  first, then one flat ``exp`` loop over the whole block, then the row sums.
+  A per-row ``exp`` loop of 10 elements ran almost all in its scalar tail
+  (measured 6 us for softmax at (128, 10), the whole of PyTorch's call).
+
+Both compute ``exp(x - max)`` with the same float32 operations, so results do
+not depend on the path (only the summation order, which ``reassoc`` frees anyway).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from jitgrad.config import FASTMATH
+from jitgrad.kernels.cpu import _elementary as ef
+
+_FASTMATH = set(FASTMATH)
+#: The callers' flags less ``reassoc``, for the one subtraction whose order is the point.
+_IN_ORDER = _FASTMATH - {"reassoc"}
+
+#: Rows shorter than this take the block path.
+SHORT_ROW = 64
+#: Elements per block of short rows (16 KiB of float32: L1-resident with its input).
+BLOCK = 4096
+
+
+@njit(cache=True, error_model="numpy", fastmath=_IN_ORDER)
+def shifted_minus(x, m, c):
+    """``(x - m) - c`` in that order: exact ``x - m`` for nearby logits, one rounding after.
+
+    A function of its own, because inlined into a kernel compiled with ``reassoc`` the
+    subtractions would be regrouped as ``x - (m + c)`` (measured: log_softmax of
+    ``[1e5, 1e5, 1e5 - 1]`` gave -0.859375 for -0.8619948). LLVM inlines it but keeps
+    each instruction's flags.
+    """
+    return (x - m) - c
+
+
+@njit(cache=True, error_model="numpy", fastmath=_FASTMATH, inline="always")
+def row_max(x, i):
+    """Largest element of row ``i`` (a NaN may be skipped or returned: either way the row turns NaN).
+
+    Eight independent accumulators: one select chain is latency-bound, eight keep the
+    compare unit busy (measured 1.7x faster at 1000 columns). LLVM does not vectorise a
+    float max reduction without ``nnan``, which softmax cannot have.
+    """
+    c = x.shape[1]
+    m0 = m1 = m2 = m3 = m4 = m5 = m6 = m7 = x[i, 0]
+    c8 = c - c % 8
+    for j in range(0, c8, 8):
+        v = x[i, j]
+        m0 = v if v > m0 else m0
+        v = x[i, j + 1]
+        m1 = v if v > m1 else m1
+        v = x[i, j + 2]
+        m2 = v if v > m2 else m2
+        v = x[i, j + 3]
+        m3 = v if v > m3 else m3
+        v = x[i, j + 4]
+        m4 = v if v > m4 else m4
+        v = x[i, j + 5]
+        m5 = v if v > m5 else m5
+        v = x[i, j + 6]
+        m6 = v if v > m6 else m6
+        v = x[i, j + 7]
+        m7 = v if v > m7 else m7
+    for j in range(c8, c):
+        v = x[i, j]
+        m0 = v if v > m0 else m0
+    m0 = m1 if m1 > m0 else m0
+    m2 = m3 if m3 > m2 else m2
+    m4 = m5 if m5 > m4 else m4
+    m6 = m7 if m7 > m6 else m6
+    m0 = m2 if m2 > m0 else m0
+    m4 = m6 if m6 > m4 else m4
+    return m4 if m4 > m0 else m0
+
+
+@njit(cache=True, error_model="numpy", fastmath=_FASTMATH, inline="always")
+def row_max_exp(x, i, out):
+    """Write ``exp(x[i] - max)`` into ``out[i]``; return ``(max, sum of those exponentials)``.
+
+    A NaN is skipped by the max but turns the sum, so the whole row, NaN (as the reference).
+    """
+    c = x.shape[1]
+    m = row_max(x, i)
+    s = x.dtype.type(0)
+    for j in range(c):
+        e = ef.exp(x[i, j] - m)
+        out[i, j] = e
+        s += e
+    return m, s
+
+
+@njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
+def _block_shift(x, r0, r1, out, m):
+    c = x.shape[1]
+    for i in range(r0, r1):
+        mi = row_max(x, i)
+        m[i - r0] = mi
+        for j in range(c):
+            out[i, j] = x[i, j] - mi
+
+
+@njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
+def flat_exp(a, lo, hi):
+    """``a.flat[lo:hi] = exp(a.flat[lo:hi])`` in place, in full vectors.
+
+    Over a slice from 0: indexed ``flat[k]`` with ``k`` from ``lo``, Numba's negative-index
+    wrap-around stays in the loop, which then does not vectorise (measured 4x slower).
+    """
+    flat = a.reshape(a.size)[lo:hi]
+    for k in range(flat.size):
+        flat[k] = ef.exp(flat[k])
+
+
+@njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
+def flat_exp_into(a, lo, hi, out):
+    """``out.flat[lo:hi] = exp(a.flat[lo:hi])`` (``a`` and ``out`` of one shape), in full vectors."""
+    src = a.reshape(a.size)[lo:hi]
+    dst = out.reshape(out.size)[lo:hi]
+    for k in range(src.size):
+        dst[k] = ef.exp(src[k])
+
+
+@njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
+def _block_sum(out, r0, r1, s):
+    c = out.shape[1]
+    for i in range(r0, r1):
+        acc = out.dtype.type(0)
+        for j in range(c):
+            acc += out[i, j]
+        s[i - r0] = acc
+
+
+# The three passes are plain functions, called (LLVM may inline them; Numba does not).
+@njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
+def block_max_exp(x, r0, r1, out, m, s):
+    """:func:`row_max_exp` for rows ``r0:r1`` at once: ``m[i - r0]`` the maxima, ``s[i - r0]`` the sums."""
+    _block_shift(x, r0, r1, out, m)
+    flat_exp(out, r0 * x.shape[1], r1 * x.shape[1])
+    _block_sum(out, r0, r1, s)
+
+
+@njit(cache=True, error_model="numpy", fastmath=_FASTMATH, inline="always")
+def block_rows(c):
+    """Rows per block of the short-row path for rows of length ``c``."""
+    return max(1, BLOCK // c)
+
+
+# ----------------------------------------------------------------------------- cross-entropy rows
+
+@njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
+def softmax_lse_rows(logits, probs, r0, r1, m, s):
+    """Rows ``r0:r1`` of ``probs`` = softmax; ``m[i - r0]`` each row's max, ``s[i - r0]`` the log-sum-exp
+    of its shifted row (short rows by block, long ones row by row: see ``_softmax_rows``)."""
+    c = logits.shape[1]
+    if c < SHORT_ROW:
+        block_max_exp(logits, r0, r1, probs, m, s)
+    else:
+        for i in range(r0, r1):
+            m[i - r0], s[i - r0] = row_max_exp(logits, i, probs)
+    for i in range(r0, r1):
+        inv = logits.dtype.type(1) / s[i - r0]
+        for j in range(c):
+            probs[i, j] *= inv
+    for k in range(r1 - r0):
+        s[k] = ef.log(s[k])
+
+
+@njit(cache=True, error_model="numpy", fastmath=_FASTMATH, inline="always")
+def _index_loss(logits, labels, eps, i, m, lse):
+    """Row ``i``'s loss; NaN for a label outside ``[0, C)`` (the wrapper then names it)."""
+    c = logits.shape[1]
+    one = logits.dtype.type(1)
+    label = labels[i]
+    if label < 0 or label >= c:
+        return logits.dtype.type(np.nan)
+    # -log p_j = lse - (x_j - m): never 0 * inf, so a -inf logit off the label gives no NaN.
+    loss = -shifted_minus(logits[i, label], m, lse)
+    if eps != 0:
+        total = logits.dtype.type(0)
+        for j in range(c):
+            total -= shifted_minus(logits[i, j], m, lse)
+        loss = (one - eps) * loss + eps / logits.dtype.type(c) * total
+    return loss
+
+
+@njit(cache=True, error_model="numpy", fastmath=_FASTMATH, inline="always")
+def _prob_loss(logits, target, eps, i, m, lse):
+    c = logits.shape[1]
+    one = logits.dtype.type(1)
+    eps_c = eps / logits.dtype.type(c)
+    loss = logits.dtype.type(0)
+    for j in range(c):
+        t = target[i, j] * (one - eps) + eps_c if eps != 0 else target[i, j]
+        if t != 0:  # 0 * log 0 is 0: no NaN from a -inf logit the target does not weight
+            loss -= t * shifted_minus(logits[i, j], m, lse)
+    return loss
+
+
+# Cross-entropy, rows ``r0:r1``: probabilities and losses; each returns the sum of its losses.
+
+@njit(cache=True, error_model="numpy", fastmath=_FASTMATH, inline="always")
+def cross_entropy_index_rows(logits, labels, eps, probs, losses, r0, r1):
+    m = np.empty(r1 - r0, logits.dtype)
+    s = np.empty(r1 - r0, logits.dtype)
+    softmax_lse_rows(logits, probs, r0, r1, m, s)
+    part = logits.dtype.type(0)
+    for i in range(r0, r1):
+        loss = _index_loss(logits, labels, eps, i, m[i - r0], s[i - r0])
+        losses[i] = loss
+        part += loss
+    return part
+
+
+@njit(cache=True, error_model="numpy", fastmath=_FASTMATH, inline="always")
+def cross_entropy_prob_rows(logits, target, eps, probs, losses, r0, r1):
+    m = np.empty(r1 - r0, logits.dtype)
+    s = np.empty(r1 - r0, logits.dtype)
+    softmax_lse_rows(logits, probs, r0, r1, m, s)
+    part = logits.dtype.type(0)
+    for i in range(r0, r1):
+        loss = _prob_loss(logits, target, eps, i, m[i - r0], s[i - r0])
+        losses[i] = loss
+        part += loss
+    return part
