@@ -43,7 +43,8 @@ def _matmul_kernel(a: np.ndarray, b: np.ndarray, trans_a: bool, trans_b: bool, o
         _gemm.gemm_serial(a, b, trans_a, trans_b, out, bias, epi)
         return
     nthreads = numba.get_num_threads()  # ~1 us: asked only where it decides
-    if nthreads == 1:
+    # Until the parallel driver is compiled (tiered compilation, see _tier), the serial one.
+    if nthreads == 1 or not _gemm.gemm_parallel.ready():
         _gemm.gemm_serial(a, b, trans_a, trans_b, out, bias, epi)
     else:
         _gemm.gemm_parallel(a, b, trans_a, trans_b, out, nthreads, bias, epi)
