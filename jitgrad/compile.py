@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures as futures
-import hashlib
 import multiprocessing
 import os
 import sys
@@ -222,17 +221,11 @@ def _stamp_path(dtypes: tuple[str, ...]) -> Path:
     import llvmlite.binding as llvm
     import numba
 
-    digest = hashlib.sha256()
-    for path in sorted(_PACKAGE.rglob("*.py")):
-        rel = path.relative_to(_PACKAGE).as_posix()
-        if rel.startswith(("kernels/", "autograd/", "nn/", "optim/")) or rel in ("config.py", "compile.py"):
-            digest.update(rel.encode())
-            digest.update(path.read_bytes())
     cpu = os.environ.get("NUMBA_CPU_NAME") or llvm.get_host_cpu_name()
     features = os.environ.get("NUMBA_CPU_FEATURES") or llvm.get_host_cpu_features().flatten()
-    for part in (numba.__version__, sys.version, cpu, features, ",".join(dtypes)):
-        digest.update(part.encode())
-    return config.cache_dir() / f"jitgrad-compiled-{digest.hexdigest()[:20]}.stamp"
+    digest = config.source_digest(("kernels/", "autograd/", "nn/", "optim/", "compile.py"),
+                                  (numba.__version__, sys.version, cpu, features, ",".join(dtypes)))
+    return config.cache_dir() / f"jitgrad-compiled-{digest}.stamp"
 
 
 def _dtype_names(dtypes) -> tuple[str, ...]:
@@ -368,21 +361,24 @@ def ensure_compiled(dtypes=("float32",), *, jobs: int | None = None, progress: b
 def clear() -> int:
     """Delete this installation's compiled kernels (and stamps) from the cache; returns the folders removed.
 
-    Numba keeps each source folder's kernels in a sub-folder of its own, so
-    other checkouts sharing the cache keep theirs.
+    Numba keeps each source folder's kernels in a sub-folder of its own
+    (under one ``kernels-<digest>`` folder per version of the kernel
+    sources), so other checkouts sharing the cache keep theirs.
     """
     import shutil
 
     from numba.core.caching import UserProvidedCacheLocator
 
     root = config.cache_dir()
-    folders = {root / UserProvidedCacheLocator.get_suitable_cache_subpath(str(path))
-               for path in _PACKAGE.rglob("*.py")}
+    subpaths = {UserProvidedCacheLocator.get_suitable_cache_subpath(str(path)) for path in _PACKAGE.rglob("*.py")}
     removed = 0
-    for folder in folders:
-        if folder.is_dir():
-            shutil.rmtree(folder)
-            removed += 1
+    for versions in root.glob("kernels-*"):  # this source's and earlier ones' (config.numba_cache_dir)
+        for folder in (versions / sub for sub in subpaths):
+            if folder.is_dir():
+                shutil.rmtree(folder)
+                removed += 1
+        if versions.is_dir() and not any(versions.iterdir()):
+            versions.rmdir()
     for stamp in root.glob("jitgrad-compiled-*.stamp"):
         stamp.unlink()
     for markers in root.glob("jitgrad-tier-*"):

@@ -47,7 +47,6 @@ Tiering is off on Windows (no ``os.kill(pid, 0)`` liveness check there).
 from __future__ import annotations
 
 import functools
-import hashlib
 import os
 import pickle
 import subprocess
@@ -125,15 +124,10 @@ def marker_dir() -> Path:
     if _marker_dir is None:
         import llvmlite.binding as llvm
 
-        digest = hashlib.sha256()
-        for path in sorted((_PACKAGE / "kernels").rglob("*.py")) + [_PACKAGE / "config.py"]:
-            digest.update(path.relative_to(_PACKAGE).as_posix().encode())
-            digest.update(path.read_bytes())
         cpu = os.environ.get("NUMBA_CPU_NAME") or llvm.get_host_cpu_name()
         features = os.environ.get("NUMBA_CPU_FEATURES") or llvm.get_host_cpu_features().flatten()
-        for part in (numba.__version__, sys.version, cpu, features):
-            digest.update(part.encode())
-        _marker_dir = config.cache_dir() / f"jitgrad-tier-{digest.hexdigest()[:16]}"
+        digest = config.source_digest(extra=(numba.__version__, sys.version, cpu, features))
+        _marker_dir = config.cache_dir() / f"jitgrad-tier-{digest}"
     return _marker_dir
 
 
