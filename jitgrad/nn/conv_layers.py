@@ -12,7 +12,7 @@ import numpy as np
 
 from jitgrad.nn import functional as F
 from jitgrad.nn.layers import _ConvBase, _pair
-from jitgrad.nn.module import Module, Parameter
+from jitgrad.nn.module import Module
 
 __all__ = ["ConvTranspose2d", "AdaptiveAvgPool2d", "AdaptiveMaxPool2d", "GlobalAvgPool", "GlobalMeanPool",
            "Identity", "SkipConnection", "Parallel"]
@@ -52,9 +52,7 @@ class ConvTranspose2d(_ConvBase):
         if any(o >= s for o, s in zip(self.output_padding, self.stride)):
             raise ValueError(f"{self._owner}: output_padding must be smaller than stride {self.stride}, "
                              f"got output_padding={output_padding!r}")
-        # PyTorch's fan-in for a transposed conv: weight.size(1) * kH * kW.
-        c_out_g = self.out_channels // self.groups
-        self._conv_weights((self.in_channels, c_out_g), bias, dtype, c_out_g, generator)
+        self._conv_weights((self.in_channels, self.out_channels // self.groups), bias, dtype, generator)
 
     def forward(self, x: Any) -> Any:
         self._check_input(x)

@@ -138,14 +138,14 @@ class _ConvBase(Module):
             raise ValueError(f"{name}: groups={groups} must divide in_channels={in_channels} and "
                              f"out_channels={out_channels}")
 
-    def _conv_weights(self, channels: tuple[int, int], bias: bool, dtype: Any, fan_in_channels: int,
+    def _conv_weights(self, channels: tuple[int, int], bias: bool, dtype: Any,
                       generator: np.random.Generator | None) -> None:
-        """``weight (*channels, kH, kW)`` and ``bias (C_out,)`` in PyTorch's default init, the fan-in being
-        ``fan_in_channels * kH * kW``."""
+        """``weight (*channels, kH, kW)`` and ``bias (C_out,)`` in PyTorch's default init, whose fan-in is
+        ``weight.size(1) * kH * kW`` for a convolution and a transposed one alike."""
         dtype = _dtype(self._owner, dtype)
         self.weight = Parameter(np.empty((*channels, *self.kernel_size), dtype))
         self.bias = Parameter(np.empty(self.out_channels, dtype)) if bias else None
-        _default_init(self.weight, self.bias, fan_in_channels * self.kernel_size[0] * self.kernel_size[1], generator)
+        _default_init(self.weight, self.bias, channels[1] * self.kernel_size[0] * self.kernel_size[1], generator)
 
     def _check_input(self, x: Any) -> None:
         if x.ndim != 4 or x.shape[1] != self.in_channels:
@@ -198,8 +198,7 @@ class Conv2d(_ConvBase):
         super().__init__()
         self.activation = F.check_activation("Conv2d", activation)
         self._conv_hyper(in_channels, out_channels, kernel_size, stride, padding, dilation, groups)
-        c_in_g = self.in_channels // self.groups
-        self._conv_weights((self.out_channels, c_in_g), bias, dtype, c_in_g, generator)
+        self._conv_weights((self.out_channels, self.in_channels // self.groups), bias, dtype, generator)
 
     def forward(self, x: Any) -> Any:
         self._check_input(x)

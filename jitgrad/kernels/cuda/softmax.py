@@ -264,5 +264,6 @@ def softmax_cross_entropy_backward(probs: Any, labels: Any, grad_loss: Any = 1.0
     out = _launch.empty((n, c), probs.dtype)
     if n:
         blocks, threads = _launch.grid_1d(n * c)
-        _cross_entropy_backward_kernel[blocks, threads](probs, labels, *_launch.typed(probs.dtype, eps, scale), gl, stride, use_gl, out)
+        _cross_entropy_backward_kernel[blocks, threads](probs, labels, *_launch.typed(probs.dtype, eps, scale), gl,
+                                                        stride, use_gl, out)
     return out
