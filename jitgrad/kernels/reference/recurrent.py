@@ -181,11 +181,18 @@ reverse : bool, default False
     Run each sequence from its last valid step to its first."""
 
 
-#: The input and output every forward's contract describes alike.
-_X = """x : ndarray
-    (T, B, I), float32 or float64, time-major."""
+#: The output every forward's contract describes alike.
 _Y = """y : ndarray
     (T, B, H) hidden state of every step (0 past a sequence's length)."""
+
+
+def _inputs(states: str, states_doc: str, gates: str) -> str:
+    """A forward's input, initial-state, weight and bias paragraphs; its gate blocks stack to ``gates`` rows."""
+    return (f"x : ndarray\n    (T, B, I), float32 or float64, time-major.\n"
+            f"{states} : ndarray\n    (B, H) {states_doc}.\n"
+            f"w_ih, w_hh : ndarray\n    ({gates}, I) and ({gates}, H).\n"
+            f"b_ih, b_hh : ndarray or None\n    ({gates},) or None (zeros).")
+
 
 #: The inputs the GRU and RNN backwards share (the LSTM's adds its cell state).
 _BACKWARD_INPUTS = """grad_y : ndarray
@@ -208,7 +215,7 @@ def _sequence_params(fn):
 # ----------------------------------------------------------------------------- LSTM
 
 @_sequence_params
-@doc_fragments(x=_X, y=_Y)
+@doc_fragments(inputs=_inputs("h0, c0", "initial states (hidden, cell)", "4H"), y=_Y)
 def lstm(x: np.ndarray, h0: np.ndarray, c0: np.ndarray, w_ih: np.ndarray, w_hh: np.ndarray,
          b_ih: np.ndarray | None = None, b_hh: np.ndarray | None = None, *, lengths: np.ndarray | None = None,
          reverse: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -220,13 +227,7 @@ def lstm(x: np.ndarray, h0: np.ndarray, c0: np.ndarray, w_ih: np.ndarray, w_hh: 
 
     Parameters
     ----------
-    {x}
-    h0, c0 : ndarray
-        (B, H) initial states (hidden, cell).
-    w_ih, w_hh : ndarray
-        (4H, I) and (4H, H).
-    b_ih, b_hh : ndarray or None
-        (4H,) or None (zeros).
+    {inputs}
 
     Returns
     -------
@@ -319,7 +320,7 @@ def lstm_backward(grad_y: np.ndarray, grad_h_n: np.ndarray, grad_c_n: np.ndarray
 # ----------------------------------------------------------------------------- GRU
 
 @_sequence_params
-@doc_fragments(x=_X, y=_Y)
+@doc_fragments(inputs=_inputs("h0", "initial state", "3H"), y=_Y)
 def gru(x: np.ndarray, h0: np.ndarray, w_ih: np.ndarray, w_hh: np.ndarray, b_ih: np.ndarray | None = None,
         b_hh: np.ndarray | None = None, *, lengths: np.ndarray | None = None, reverse: bool = False
         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -330,13 +331,7 @@ def gru(x: np.ndarray, h0: np.ndarray, w_ih: np.ndarray, w_hh: np.ndarray, b_ih:
 
     Parameters
     ----------
-    {x}
-    h0 : ndarray
-        (B, H) initial state.
-    w_ih, w_hh : ndarray
-        (3H, I) and (3H, H).
-    b_ih, b_hh : ndarray or None
-        (3H,) or None (zeros).
+    {inputs}
 
     Returns
     -------
@@ -421,7 +416,7 @@ def gru_backward(grad_y: np.ndarray, grad_h_n: np.ndarray, x: np.ndarray, h0: np
 # ----------------------------------------------------------------------------- Elman RNN
 
 @_sequence_params
-@doc_fragments(x=_X, y=_Y)
+@doc_fragments(inputs=_inputs("h0", "initial state", "H"), y=_Y)
 def rnn(x: np.ndarray, h0: np.ndarray, w_ih: np.ndarray, w_hh: np.ndarray, b_ih: np.ndarray | None = None,
         b_hh: np.ndarray | None = None, *, nonlinearity: str = "tanh", lengths: np.ndarray | None = None,
         reverse: bool = False) -> tuple[np.ndarray, np.ndarray]:
@@ -429,13 +424,7 @@ def rnn(x: np.ndarray, h0: np.ndarray, w_ih: np.ndarray, w_hh: np.ndarray, b_ih:
 
     Parameters
     ----------
-    {x}
-    h0 : ndarray
-        (B, H) initial state.
-    w_ih, w_hh : ndarray
-        (H, I) and (H, H).
-    b_ih, b_hh : ndarray or None
-        (H,) or None (zeros).
+    {inputs}
     nonlinearity : {"tanh", "relu"}, default "tanh"
         ``act``.
 
