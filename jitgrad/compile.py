@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures as futures
-import hashlib
 import multiprocessing
 import os
 import sys
@@ -117,6 +116,22 @@ def _task_pooling(dtype: np.dtype) -> None:
         F.max_pool2d(F.relu(x), 2).sum().backward()
 
 
+def _task_loss_optim(dtype: np.dtype) -> None:
+    # Cross-entropy forward and backward, and Adam/AdamW on a parameter above and one below the
+    # optimizer kernels' parallel threshold: what a step calls after its layers (SGD is left to the
+    # training-step task: this one runs first in a tiered cold start's background process).
+    import jitgrad
+    from jitgrad import nn, optim
+
+    rng = _rng()
+    logits = jitgrad.tensor(rng.standard_normal((_BATCH, 10)).astype(dtype), requires_grad=True)
+    nn.functional.cross_entropy(logits, rng.integers(0, 10, _BATCH)).backward()
+    params = [jitgrad.tensor(rng.standard_normal(size).astype(dtype), requires_grad=True) for size in (10, 1 << 13)]
+    (params[0].sum() + params[1].sum()).backward()
+    for optimizer in (optim.Adam(params, lr=1e-3, weight_decay=1e-4), optim.AdamW(params, lr=1e-3)):
+        optimizer.step()
+
+
 def _task_step(dtype: np.dtype) -> None:
     # Cross-entropy, dropout and both optimizers on a tiny model, then one
     # full training step of each example model: whatever an earlier task did
@@ -153,6 +168,7 @@ TASKS: dict[str, Callable[[np.dtype], None]] = {
     "conv2d": _task_conv2d,
     "linear (matmul)": _task_linear,
     "max_pool2d + relu": _task_pooling,
+    "loss + optimizers": _task_loss_optim,
     "training step": _task_step,
 }
 
@@ -160,16 +176,23 @@ TASKS: dict[str, Callable[[np.dtype], None]] = {
 _LAST_TASK = "training step"
 
 
-def _run_task(name: str, dtype_name: str) -> tuple[str, str, float]:
+def _run_task(name: str, dtype_name: str, version: str = "parallel") -> tuple[str, str, float]:
     # Runs in a worker process (and must be importable by name for spawn), or
     # in the caller's with jobs=1: the default dtype a task sets is put back.
     # The progress bar says what compiles: the one-line notice of a first compile stays quiet.
-    start, default_dtype = time.perf_counter(), config.default_dtype
+    # The parallel versions of the tiered drivers (the serial twins only for the background
+    # process's first phase): each leaves its ready marker, so a filled cache never tiers
+    # (see kernels/cpu/_tier).
+    from jitgrad.kernels.cpu import _tier
+
+    start, default_dtype, forced = time.perf_counter(), config.default_dtype, _tier._forced
     notice = os.environ.get("JITGRAD_COMPILE_NOTICE")
     os.environ["JITGRAD_COMPILE_NOTICE"] = "0"
+    _tier.force(version)
     try:
         TASKS[name](np.dtype(dtype_name))
     finally:
+        _tier.force(forced)
         config.default_dtype = default_dtype
         if notice is None:
             del os.environ["JITGRAD_COMPILE_NOTICE"]
@@ -178,22 +201,31 @@ def _run_task(name: str, dtype_name: str) -> tuple[str, str, float]:
     return name, dtype_name, time.perf_counter() - start
 
 
+#: The tasks whose serial twins the background process of a tiered cold start compiles first, in
+#: this order, while the first step compiles its forward kernels: what that step reaches last and
+#: shares no callee with the convolution's forward (the linear layers' GEMM driver does; the step
+#: compiles it itself, after the convolution).
+BACKGROUND_SERIAL_TASKS = ("loss + optimizers", "conv2d backward input", "conv2d backward weight")
+
+
+def _background() -> None:
+    """``python -m jitgrad.compile --background``, started by a cold first step (kernels/cpu/_tier)."""
+    from jitgrad.kernels.cpu import _tier
+
+    _tier.background_main(lambda: [_run_task(name, "float32", "serial") for name in BACKGROUND_SERIAL_TASKS],
+                          lambda: compile_kernels(("float32",), jobs=1, progress=False))
+
+
 def _stamp_path(dtypes: tuple[str, ...]) -> Path:
     """The stamp of a complete compile of ``dtypes`` for this source, Numba, Python and CPU."""
     import llvmlite.binding as llvm
     import numba
 
-    digest = hashlib.sha256()
-    for path in sorted(_PACKAGE.rglob("*.py")):
-        rel = path.relative_to(_PACKAGE).as_posix()
-        if rel.startswith(("kernels/", "autograd/", "nn/", "optim/")) or rel in ("config.py", "compile.py"):
-            digest.update(rel.encode())
-            digest.update(path.read_bytes())
     cpu = os.environ.get("NUMBA_CPU_NAME") or llvm.get_host_cpu_name()
     features = os.environ.get("NUMBA_CPU_FEATURES") or llvm.get_host_cpu_features().flatten()
-    for part in (numba.__version__, sys.version, cpu, features, ",".join(dtypes)):
-        digest.update(part.encode())
-    return config.cache_dir() / f"jitgrad-compiled-{digest.hexdigest()[:20]}.stamp"
+    digest = config.source_digest(("kernels/", "autograd/", "nn/", "optim/", "compile.py"),
+                                  (numba.__version__, sys.version, cpu, features, ",".join(dtypes)))
+    return config.cache_dir() / f"jitgrad-compiled-{digest}.stamp"
 
 
 def _dtype_names(dtypes) -> tuple[str, ...]:
@@ -329,23 +361,28 @@ def ensure_compiled(dtypes=("float32",), *, jobs: int | None = None, progress: b
 def clear() -> int:
     """Delete this installation's compiled kernels (and stamps) from the cache; returns the folders removed.
 
-    Numba keeps each source folder's kernels in a sub-folder of its own, so
-    other checkouts sharing the cache keep theirs.
+    Numba keeps each source folder's kernels in a sub-folder of its own
+    (under one ``kernels-<digest>`` folder per version of the kernel
+    sources), so other checkouts sharing the cache keep theirs.
     """
     import shutil
 
     from numba.core.caching import UserProvidedCacheLocator
 
     root = config.cache_dir()
-    folders = {root / UserProvidedCacheLocator.get_suitable_cache_subpath(str(path))
-               for path in _PACKAGE.rglob("*.py")}
+    subpaths = {UserProvidedCacheLocator.get_suitable_cache_subpath(str(path)) for path in _PACKAGE.rglob("*.py")}
     removed = 0
-    for folder in folders:
-        if folder.is_dir():
-            shutil.rmtree(folder)
-            removed += 1
+    for versions in root.glob("kernels-*"):  # this source's and earlier ones' (config.numba_cache_dir)
+        for folder in (versions / sub for sub in subpaths):
+            if folder.is_dir():
+                shutil.rmtree(folder)
+                removed += 1
+        if versions.is_dir() and not any(versions.iterdir()):
+            versions.rmdir()
     for stamp in root.glob("jitgrad-compiled-*.stamp"):
         stamp.unlink()
+    for markers in root.glob("jitgrad-tier-*"):
+        shutil.rmtree(markers, ignore_errors=True)
     return removed
 
 
@@ -361,7 +398,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--where", action="store_true", help="print the cache directory and exit")
     parser.add_argument("--clear", action="store_true",
                         help="delete this checkout's compiled kernels from the cache and exit")
+    parser.add_argument("--background", action="store_true",
+                        help="(started by jitgrad itself) compile the parallel kernels niced, in one process, "
+                             "while a first run uses their serial twins")
     args = parser.parse_args(argv)
+    if args.background:
+        _background()
+        return 0
     if args.where:
         print(config.cache_dir())
         return 0

@@ -89,9 +89,10 @@ def cache_dir() -> Path:
     ``python -m jitgrad.compile``, pytest), so kernels compiled once are
     reused everywhere. Order: ``JITGRAD_CACHE_DIR``, then a
     ``NUMBA_CACHE_DIR`` the user set, then ``$XDG_CACHE_HOME/jitgrad/numba``
-    (``~/.cache/jitgrad/numba``). Numba keeps each source directory in its
-    own sub-folder keyed by its absolute path, so two checkouts never mix
-    their kernels, and each entry is invalidated when its source file changes.
+    (``~/.cache/jitgrad/numba``). Numba's files go to a sub-folder per
+    version of the kernel sources (:func:`numba_cache_dir`), where Numba
+    keeps each source directory in a sub-folder keyed by its absolute path,
+    so two checkouts never mix their kernels.
     """
     for var in (CACHE_ENV_VAR, "NUMBA_CACHE_DIR"):
         value = os.environ.get(var)
@@ -102,16 +103,53 @@ def cache_dir() -> Path:
     return (base / "jitgrad" / "numba").absolute()
 
 
+_PACKAGE = Path(__file__).resolve().parent
+
+
+def source_digest(prefixes: tuple[str, ...] = ("kernels/",), extra: tuple[str, ...] = (),
+                  root: Path = _PACKAGE) -> str:
+    """A hex digest of the Python sources under ``root`` whose relative path starts with one of
+    ``prefixes`` (plus ``config.py``, whose flags every kernel is compiled with), and of ``extra``.
+
+    Numba invalidates a cached function only when *its own* file changes, not
+    when a callee in another file does (a documented limitation): a kernel in
+    ``softmax.py`` kept running the old code of a helper edited in
+    ``_softmax_rows.py``. Keying the cache folder by this digest of every kernel
+    source makes any kernel edit, or an upgraded jitgrad, compile afresh.
+    """
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root).as_posix()
+        if rel.startswith(prefixes) or rel == "config.py":
+            digest.update(rel.encode())
+            digest.update(path.read_bytes())
+    for part in extra:
+        digest.update(part.encode())
+    return digest.hexdigest()[:16]
+
+
+def numba_cache_dir() -> Path:
+    """The folder Numba writes jitgrad's kernels to: ``cache_dir() / "kernels-<digest>"``,
+    one per version of the kernel sources (see :func:`source_digest`)."""
+    return cache_dir() / f"kernels-{source_digest()}"
+
+
 def _use_cache_dir() -> Path:
     # Numba picks a function's cache directory when the decorator runs (at
     # jitgrad's kernel imports, which all come after this module), from
     # numba.core.config.CACHE_DIR, which it reads from the environment when
     # numba is imported and again whenever the environment changed. Setting
     # the variable covers a numba imported later (and subprocesses); setting
-    # the attribute covers a numba imported before jitgrad.
+    # the attribute covers a numba imported before jitgrad. JITGRAD_CACHE_DIR
+    # is set too, so a child process resolves the same root (not the
+    # digest folder as its root).
     import sys
 
-    path = cache_dir()
+    root = cache_dir()
+    path = numba_cache_dir()
+    os.environ[CACHE_ENV_VAR] = str(root)
     os.environ["NUMBA_CACHE_DIR"] = str(path)
     numba_config = sys.modules.get("numba.core.config")
     if numba_config is not None:
@@ -119,5 +157,5 @@ def _use_cache_dir() -> Path:
     return path
 
 
-#: Directory of Numba's cache of jitgrad's kernels (see :func:`cache_dir`).
+#: Directory of Numba's cache of jitgrad's kernels (see :func:`numba_cache_dir`).
 CACHE_DIR: Path = _use_cache_dir()

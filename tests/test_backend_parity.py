@@ -217,6 +217,32 @@ def test_implements_copies_the_contract_and_keeps_a_note():
         _contract.implements(undocumented)
 
 
+def test_doc_fragments_fill_placeholder_lines_and_refuse_a_missing_one():
+    shared = "x : array\n    The input."
+
+    @_contract.doc_fragments(x=shared)
+    def kernel(x, n):
+        """Do a thing.
+
+        Parameters
+        ----------
+        {x}
+        n : int
+            How often.
+        """
+
+    assert kernel.__doc__ == ("Do a thing.\n\nParameters\n----------\nx : array\n    The input.\n"
+                              "n : int\n    How often.\n")
+    with pytest.raises(ValueError, match=r"no line \{y\}"):
+        _contract.doc_fragments(y=shared)(kernel)
+
+
+@pytest.mark.parametrize("name, module_name", REFERENCE_NAMES)
+def test_reference_docstring_has_no_unfilled_fragment(name, module_name):
+    doc = getattr(_module(ref, module_name), name).__doc__ or ""
+    assert not re.search(r"^\s*\{\w+\}\s*$", doc, re.M), f"reference.{name}: a {{fragment}} line left unfilled"
+
+
 # ----------------------------------------------------------------------------- the guide's checklist
 #
 # docs/kernel-authoring.md's numbered checklist, checked where a machine can check it.

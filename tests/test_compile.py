@@ -89,15 +89,17 @@ def test_a_real_task_compiles_in_a_worker_process(monkeypatch: pytest.MonkeyPatc
 def test_clear_removes_this_checkouts_kernels_and_stamps_only(fake_tasks, tmp_path) -> None:
     from numba.core.caching import UserProvidedCacheLocator
 
-    ours = tmp_path / UserProvidedCacheLocator.get_suitable_cache_subpath(jc.__file__)
-    ours.mkdir()
-    (ours / "kernel.nbi").write_bytes(b"x")
-    other = tmp_path / "cpu_0123456789abcdef"  # another checkout's kernels
+    sub = UserProvidedCacheLocator.get_suitable_cache_subpath(jc.__file__)
+    ours, older = (tmp_path / versions / sub for versions in ("kernels-0123456789abcdef", "kernels-00ld"))
+    for folder in (ours, older):
+        folder.mkdir(parents=True)
+        (folder / "kernel.nbi").write_bytes(b"x")
+    other = tmp_path / "kernels-0123456789abcdef" / "cpu_0123456789abcdef"  # another checkout's kernels
     other.mkdir()
     jc.compile_kernels(jobs=1, progress=False)
     assert jc.is_compiled()
     assert jc.main(["--clear", "--quiet"]) == 0
-    assert not ours.exists() and other.is_dir() and not jc.is_compiled()
+    assert not ours.exists() and not older.parent.exists() and other.is_dir() and not jc.is_compiled()
 
 
 class _FakeDispatcher:

@@ -18,6 +18,7 @@ import numba.core.config
 from jitgrad.kernels.cpu import optim
 from jitgrad import config
 print(json.dumps({{"numba": numba.core.config.CACHE_DIR, "jitgrad": str(config.cache_dir()),
+                  "digest": config.source_digest(),
                   "kernel": optim._adam_update_kernel._cache._cache_path}}))
 """
 
@@ -35,18 +36,20 @@ def _probe(env_update: dict[str, str | None], first: str = "") -> dict[str, str]
 def test_default_location_whatever_the_import_order(tmp_path: Path, first: str) -> None:
     got = _probe({"XDG_CACHE_HOME": str(tmp_path)}, first)
     expected = tmp_path / "jitgrad" / "numba"
-    assert got["jitgrad"] == got["numba"] == str(expected)
-    assert Path(got["kernel"]).parent == expected
+    assert got["jitgrad"] == str(expected)
+    assert got["numba"] == str(expected / f"kernels-{got['digest']}") == str(Path(got["kernel"]).parent)
 
 
 @pytest.mark.parametrize("first", ["import numba"], ids=["numba-first"])
 def test_numba_cache_dir_and_jitgrad_setting_override(tmp_path: Path, first: str) -> None:
     numba_dir, jitgrad_dir = tmp_path / "numba-dir", tmp_path / "jitgrad-dir"
     got = _probe({"NUMBA_CACHE_DIR": str(numba_dir)}, first)
-    assert got["numba"] == str(numba_dir) and Path(got["kernel"]).parent == numba_dir
+    versions = numba_dir / f"kernels-{got['digest']}"
+    assert got["jitgrad"] == str(numba_dir) and got["numba"] == str(versions) == str(Path(got["kernel"]).parent)
     # The jitgrad setting wins over NUMBA_CACHE_DIR.
     got = _probe({"NUMBA_CACHE_DIR": str(numba_dir), "JITGRAD_CACHE_DIR": str(jitgrad_dir)}, first)
-    assert got["numba"] == got["jitgrad"] == str(jitgrad_dir) and Path(got["kernel"]).parent == jitgrad_dir
+    versions = jitgrad_dir / f"kernels-{got['digest']}"
+    assert got["jitgrad"] == str(jitgrad_dir) and got["numba"] == str(versions) == str(Path(got["kernel"]).parent)
 
 
 def test_cache_dir_resolution_order(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -63,3 +66,25 @@ def test_cache_dir_resolution_order(monkeypatch: pytest.MonkeyPatch, tmp_path: P
     assert config.cache_dir() == tmp_path / "home" / "n"
     monkeypatch.setenv("JITGRAD_CACHE_DIR", str(tmp_path / "j"))
     assert config.cache_dir() == tmp_path / "j"
+
+
+def test_any_kernel_source_edit_changes_the_numba_cache_folder(tmp_path: Path) -> None:
+    # Numba re-checks only a cached function's own file: an edited helper in another kernel
+    # file left its callers running the old code. The folder is keyed by every kernel source.
+    from jitgrad import config
+
+    (tmp_path / "kernels" / "cpu").mkdir(parents=True)
+    (tmp_path / "config.py").write_text("FLAGS = 1\n")
+    helper = tmp_path / "kernels" / "cpu" / "_rows.py"
+    helper.write_text("def f(x):\n    return x\n")
+    (tmp_path / "nn.py").write_text("not a kernel\n")
+    before = config.source_digest(root=tmp_path)
+    assert config.source_digest(root=tmp_path) == before
+    (tmp_path / "nn.py").write_text("still not a kernel\n")
+    assert config.source_digest(root=tmp_path) == before
+    helper.write_text("def f(x):\n    return x + 1\n")
+    edited = config.source_digest(root=tmp_path)
+    assert edited != before
+    (tmp_path / "config.py").write_text("FLAGS = 2\n")
+    assert config.source_digest(root=tmp_path) != edited
+    assert config.numba_cache_dir() == config.cache_dir() / f"kernels-{config.source_digest()}"

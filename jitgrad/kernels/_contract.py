@@ -23,7 +23,7 @@ import textwrap
 from types import ModuleType
 from typing import Any, Callable, Iterable, TypeVar
 
-__all__ = ["BACKEND_NOTES", "implements", "adopt_reference_docs", "backend_note"]
+__all__ = ["BACKEND_NOTES", "implements", "adopt_reference_docs", "backend_note", "doc_fragments"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -103,3 +103,28 @@ def adopt_reference_docs(modules: Iterable[ModuleType]) -> None:
             fn = getattr(module, name)
             if callable(reference_fn) and reference_fn.__doc__ and inspect.isfunction(fn):
                 implements(reference_fn)(fn)
+
+
+def doc_fragments(**fragments: str) -> Callable[[F], F]:
+    """Decorator: each line of ``fn``'s docstring that holds only ``{name}`` becomes ``fragments[name]``.
+
+    Parameter paragraphs that several reference kernels share are written once,
+    as a module-level string, and stand in each contract by name (indented as the
+    placeholder line is). The docstring comes out cleaned (``inspect.cleandoc``).
+    A fragment with no placeholder line is an error, so none goes missing silently.
+    """
+    texts = {"{" + name + "}": textwrap.dedent(text).strip("\n").splitlines() for name, text in fragments.items()}
+
+    def decorate(fn: F) -> F:
+        doc = inspect.cleandoc(fn.__doc__ or "").splitlines()
+        missing = sorted(set(texts) - {line.strip() for line in doc})
+        if missing:
+            raise ValueError(f"{fn.__qualname__}: its docstring has no line {missing[0]} to fill")
+        lines: list[str] = []
+        for line in doc:
+            indent = line[:len(line) - len(line.lstrip())]
+            part = texts.get(line.strip())
+            lines.extend([line] if part is None else [indent + text if text else "" for text in part])
+        fn.__doc__ = "\n".join(lines) + "\n"
+        return fn
+    return decorate

@@ -11,14 +11,14 @@ from typing import Any, Callable
 import numpy as np
 
 from jitgrad.nn import functional as F
-from jitgrad.nn.layers import _default_init, _dtype, _fmt_pair, _pair, _positive_int
-from jitgrad.nn.module import Module, Parameter
+from jitgrad.nn.layers import _ConvBase, _pair
+from jitgrad.nn.module import Module
 
 __all__ = ["ConvTranspose2d", "AdaptiveAvgPool2d", "AdaptiveMaxPool2d", "GlobalAvgPool", "GlobalMeanPool",
            "Identity", "SkipConnection", "Parallel"]
 
 
-class ConvTranspose2d(Module):
+class ConvTranspose2d(_ConvBase):
     """Transposed 2-D convolution over NCHW input, as PyTorch's ``ConvTranspose2d`` (a learnable upsampler).
 
     Parameters
@@ -38,49 +38,26 @@ class ConvTranspose2d(Module):
     ``weight (C_in, C_out/groups, kH, kW)`` (PyTorch's layout), ``bias (C_out,)``.
     """
 
+    _owner = "ConvTranspose2d"
+    _repr_pairs = (("stride", (1, 1)), ("padding", (0, 0)), ("output_padding", (0, 0)), ("dilation", (1, 1)))
+
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int | tuple[int, int],
                  stride: int | tuple[int, int] = 1, padding: int | tuple[int, int] = 0,
                  output_padding: int | tuple[int, int] = 0, groups: int = 1, bias: bool = True,
                  dilation: int | tuple[int, int] = 1, *, dtype: Any = None,
                  generator: np.random.Generator | None = None) -> None:
         super().__init__()
-        name = "ConvTranspose2d"
-        self.in_channels = _positive_int(name, "in_channels", in_channels)
-        self.out_channels = _positive_int(name, "out_channels", out_channels)
-        self.kernel_size = _pair(name, "kernel_size", kernel_size, minimum=1)
-        self.stride = _pair(name, "stride", stride, minimum=1)
-        self.padding = _pair(name, "padding", padding, minimum=0)
-        self.output_padding = _pair(name, "output_padding", output_padding, minimum=0)
-        self.dilation = _pair(name, "dilation", dilation, minimum=1)
-        self.groups = _positive_int(name, "groups", groups)
-        if self.in_channels % self.groups or self.out_channels % self.groups:
-            raise ValueError(f"{name}: groups={groups} must divide in_channels={in_channels} and "
-                             f"out_channels={out_channels}")
+        self._conv_hyper(in_channels, out_channels, kernel_size, stride, padding, dilation, groups)
+        self.output_padding = _pair(self._owner, "output_padding", output_padding, minimum=0)
         if any(o >= s for o, s in zip(self.output_padding, self.stride)):
-            raise ValueError(f"{name}: output_padding must be smaller than stride {self.stride}, "
+            raise ValueError(f"{self._owner}: output_padding must be smaller than stride {self.stride}, "
                              f"got output_padding={output_padding!r}")
-        dtype = _dtype(name, dtype)
-        c_out_g = self.out_channels // self.groups
-        self.weight = Parameter(np.empty((self.in_channels, c_out_g, *self.kernel_size), dtype))
-        self.bias = Parameter(np.empty(self.out_channels, dtype)) if bias else None
-        # PyTorch's fan-in for a transposed conv: weight.size(1) * kH * kW.
-        _default_init(self.weight, self.bias, c_out_g * self.kernel_size[0] * self.kernel_size[1], generator)
+        self._conv_weights((self.in_channels, self.out_channels // self.groups), bias, dtype, generator)
 
     def forward(self, x: Any) -> Any:
-        if x.ndim != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(f"{self!r} expected input (N, {self.in_channels}, H, W), got {tuple(x.shape)}")
+        self._check_input(x)
         return F.conv_transpose2d(x, self.weight, self.bias, stride=self.stride, padding=self.padding,
                                   output_padding=self.output_padding, groups=self.groups, dilation=self.dilation)
-
-    def extra_repr(self) -> str:
-        text = f"{self.in_channels} => {self.out_channels}, {self.kernel_size[0]}×{self.kernel_size[1]}"
-        for name, default in (("stride", (1, 1)), ("padding", (0, 0)), ("output_padding", (0, 0)),
-                              ("dilation", (1, 1))):
-            if getattr(self, name) != default:
-                text += f", {name}={_fmt_pair(getattr(self, name))}"
-        if self.groups != 1:
-            text += f", groups={self.groups}"
-        return text + ("" if self.bias is not None else ", bias=False")
 
 
 class _Adaptive(Module):

@@ -41,6 +41,12 @@ def _affine(fn: str, name: str, value: Any, x: Tensor) -> Tensor | None:
     return value
 
 
+def _input_affine(fn: str, input: Any, weight: Any, bias: Any) -> tuple[Tensor, Tensor | None, Tensor | None]:
+    """``input`` as a Tensor, and its optional ``weight`` and ``bias`` as Tensors on its device."""
+    x = _input(fn, input)
+    return x, _affine(fn, "weight", weight, x), _affine(fn, "bias", bias, x)
+
+
 def _running(fn: str, name: str, value: Any, x: Tensor) -> Any:
     """The raw array of a running statistic (updated in place), checked to live on ``x``'s device."""
     if value is None:
@@ -76,13 +82,12 @@ def batch_norm(input: Any, running_mean: Any, running_var: Any, weight: Any = No
     Tensor of ``input``'s shape.
     """
     fn = "batch_norm"
-    x = _input(fn, input)
+    x, w, b = _input_affine(fn, input, weight, bias)
     if momentum is None:
         raise TypeError("batch_norm: momentum must be a real number; for a cumulative average pass "
                         "1 / num_batches_tracked (BatchNorm layers with momentum=None do this)")
-    return BatchNorm.apply(x, _affine(fn, "weight", weight, x), _affine(fn, "bias", bias, x),
-                           _running(fn, "running_mean", running_mean, x), _running(fn, "running_var", running_var, x),
-                           training=training, momentum=momentum, eps=eps)
+    return BatchNorm.apply(x, w, b, _running(fn, "running_mean", running_mean, x),
+                           _running(fn, "running_var", running_var, x), training=training, momentum=momentum, eps=eps)
 
 
 def layer_norm(input: Any, normalized_shape: Any, weight: Any = None, bias: Any = None, eps: float = 1e-5) -> Tensor:
@@ -99,10 +104,8 @@ def layer_norm(input: Any, normalized_shape: Any, weight: Any = None, bias: Any 
     -------
     Tensor of ``input``'s shape.
     """
-    fn = "layer_norm"
-    x = _input(fn, input)
-    return LayerNorm.apply(x, _affine(fn, "weight", weight, x), _affine(fn, "bias", bias, x),
-                           normalized_shape=normalized_shape, eps=eps)
+    x, w, b = _input_affine("layer_norm", input, weight, bias)
+    return LayerNorm.apply(x, w, b, normalized_shape=normalized_shape, eps=eps)
 
 
 def group_norm(input: Any, num_groups: int, weight: Any = None, bias: Any = None, eps: float = 1e-5) -> Tensor:
@@ -119,15 +122,13 @@ def group_norm(input: Any, num_groups: int, weight: Any = None, bias: Any = None
     -------
     Tensor of ``input``'s shape.
     """
-    fn = "group_norm"
-    x = _input(fn, input)
+    x, w, b = _input_affine("group_norm", input, weight, bias)
     if x.ndim < 2:
         raise ValueError(f"group_norm: input must be at least 2-D (N, C, *), got shape {x.shape}")
     num_groups = positive_int("group_norm", "num_groups", num_groups)
     n, c = x.shape[0], x.shape[1]
     if c % num_groups:
         raise ValueError(f"group_norm: num_groups={num_groups} must divide the {c} channels of input {x.shape}")
-    w, b = _affine(fn, "weight", weight, x), _affine(fn, "bias", bias, x)
     for name, t in (("weight", w), ("bias", b)):
         if t is not None and t.shape != (c,):
             raise ValueError(f"group_norm: {name} must have shape ({c},), got {t.shape}")

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -116,7 +116,54 @@ class Linear(Module):
 Dense = Linear
 
 
-class Conv2d(Module):
+class _ConvBase(Module):
+    """The hyper-parameters, weights, input check and repr that ``Conv2d`` and ``ConvTranspose2d`` share."""
+
+    _owner = "Conv2d"
+    _repr_pairs: tuple[tuple[str, tuple[int, int]], ...] = (
+        ("stride", (1, 1)), ("padding", (0, 0)), ("dilation", (1, 1)))
+
+    def _conv_hyper(self, in_channels: Any, out_channels: Any, kernel_size: Any, stride: Any, padding: Any,
+                    dilation: Any, groups: Any) -> None:
+        """Checks and stores the hyper-parameters every 2-D convolution layer has (``ConvTranspose2d`` too)."""
+        name = self._owner
+        self.in_channels = _positive_int(name, "in_channels", in_channels)
+        self.out_channels = _positive_int(name, "out_channels", out_channels)
+        self.kernel_size = _pair(name, "kernel_size", kernel_size, minimum=1)
+        self.stride = _pair(name, "stride", stride, minimum=1)
+        self.padding = _pair(name, "padding", padding, minimum=0)
+        self.dilation = _pair(name, "dilation", dilation, minimum=1)
+        self.groups = _positive_int(name, "groups", groups)
+        if self.in_channels % self.groups or self.out_channels % self.groups:
+            raise ValueError(f"{name}: groups={groups} must divide in_channels={in_channels} and "
+                             f"out_channels={out_channels}")
+
+    def _conv_weights(self, channels: tuple[int, int], bias: bool, dtype: Any,
+                      generator: np.random.Generator | None) -> None:
+        """``weight (*channels, kH, kW)`` and ``bias (C_out,)`` in PyTorch's default init, whose fan-in is
+        ``weight.size(1) * kH * kW`` for a convolution and a transposed one alike."""
+        dtype = _dtype(self._owner, dtype)
+        self.weight = Parameter(np.empty((*channels, *self.kernel_size), dtype))
+        self.bias = Parameter(np.empty(self.out_channels, dtype)) if bias else None
+        _default_init(self.weight, self.bias, channels[1] * self.kernel_size[0] * self.kernel_size[1], generator)
+
+    def _check_input(self, x: Any) -> None:
+        if x.ndim != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(f"{self!r} expected input (N, {self.in_channels}, H, W), got {tuple(x.shape)}")
+
+    def extra_repr(self) -> str:
+        text = f"{self.in_channels} => {self.out_channels}, {self.kernel_size[0]}×{self.kernel_size[1]}"
+        for name, default in self._repr_pairs:
+            if getattr(self, name) != default:
+                text += f", {name}={_fmt_pair(getattr(self, name))}"
+        if self.groups != 1:
+            text += f", groups={self.groups}"
+        if getattr(self, "activation", None) is not None:
+            text += f", {self.activation}"
+        return text + ("" if self.bias is not None else ", bias=False")
+
+
+class Conv2d(_ConvBase):
     """2-D cross-correlation over NCHW input, as PyTorch's ``Conv2d``.
 
     Parameters
@@ -150,42 +197,13 @@ class Conv2d(Module):
                  dtype: Any = None, generator: np.random.Generator | None = None) -> None:
         super().__init__()
         self.activation = F.check_activation("Conv2d", activation)
-        self.in_channels = _positive_int("Conv2d", "in_channels", in_channels)
-        self.out_channels = _positive_int("Conv2d", "out_channels", out_channels)
-        self.kernel_size = _pair("Conv2d", "kernel_size", kernel_size, minimum=1)
-        self.stride = _pair("Conv2d", "stride", stride, minimum=1)
-        self.padding = _pair("Conv2d", "padding", padding, minimum=0)
-        self.dilation = _pair("Conv2d", "dilation", dilation, minimum=1)
-        self.groups = _positive_int("Conv2d", "groups", groups)
-        if self.in_channels % self.groups or self.out_channels % self.groups:
-            raise ValueError(f"Conv2d: groups={groups} must divide in_channels={in_channels} and "
-                             f"out_channels={out_channels}")
-        dtype = _dtype("Conv2d", dtype)
-        c_in_g = self.in_channels // self.groups
-        self.weight = Parameter(np.empty((self.out_channels, c_in_g, *self.kernel_size), dtype))
-        self.bias = Parameter(np.empty(self.out_channels, dtype)) if bias else None
-        fan_in = c_in_g * self.kernel_size[0] * self.kernel_size[1]
-        _default_init(self.weight, self.bias, fan_in, generator)
+        self._conv_hyper(in_channels, out_channels, kernel_size, stride, padding, dilation, groups)
+        self._conv_weights((self.out_channels, self.in_channels // self.groups), bias, dtype, generator)
 
     def forward(self, x: Any) -> Any:
-        if x.ndim != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(f"{self!r} expected input (N, {self.in_channels}, H, W), got {tuple(x.shape)}")
+        self._check_input(x)
         return F.conv2d(x, self.weight, self.bias, stride=self.stride, padding=self.padding,
                         dilation=self.dilation, groups=self.groups, activation=self.activation)
-
-    def extra_repr(self) -> str:
-        text = f"{self.in_channels} => {self.out_channels}, {self.kernel_size[0]}×{self.kernel_size[1]}"
-        if self.stride != (1, 1):
-            text += f", stride={_fmt_pair(self.stride)}"
-        if self.padding != (0, 0):
-            text += f", padding={_fmt_pair(self.padding)}"
-        if self.dilation != (1, 1):
-            text += f", dilation={_fmt_pair(self.dilation)}"
-        if self.groups != 1:
-            text += f", groups={self.groups}"
-        if self.activation is not None:
-            text += f", {self.activation}"
-        return text + ("" if self.bias is not None else ", bias=False")
 
 
 class _Pool2d(Module):
@@ -285,11 +303,19 @@ class Dropout(Module):
         return f"{self.p}"
 
 
-class ReLU(Module):
-    """``max(x, 0)`` elementwise; any shape."""
+class _Elementwise(Module):
+    """An activation without hyper-parameters: ``forward`` is its ``nn.functional`` function."""
+
+    _function: Callable[[Any], Any]
 
     def forward(self, x: Any) -> Any:
-        return F.relu(x)
+        return self._function(x)
+
+
+class ReLU(_Elementwise):
+    """``max(x, 0)`` elementwise; any shape."""
+
+    _function = staticmethod(F.relu)
 
 
 class LeakyReLU(Module):
@@ -306,18 +332,16 @@ class LeakyReLU(Module):
         return f"{self.negative_slope}"
 
 
-class Sigmoid(Module):
+class Sigmoid(_Elementwise):
     """``1 / (1 + exp(-x))`` elementwise; any shape."""
 
-    def forward(self, x: Any) -> Any:
-        return F.sigmoid(x)
+    _function = staticmethod(F.sigmoid)
 
 
-class Tanh(Module):
+class Tanh(_Elementwise):
     """``tanh(x)`` elementwise; any shape."""
 
-    def forward(self, x: Any) -> Any:
-        return F.tanh(x)
+    _function = staticmethod(F.tanh)
 
 
 class GELU(Module):

@@ -240,13 +240,7 @@ class Module:
 
         Names are PyTorch's: ``weight``, ``0.weight``, ``encoder.1.bias``.
         """
-        seen: set[int] = set()
-        for module_name, module in self.named_modules(prefix):
-            for name, param in module._parameters.items():
-                if id(param) in seen:
-                    continue
-                seen.add(id(param))
-                yield (f"{module_name}.{name}" if module_name else name), param
+        yield from self._named_members("_parameters", prefix)
 
     def parameters(self) -> Iterator[Parameter]:
         """Every parameter, each once; pass them to an optimizer."""
@@ -255,13 +249,17 @@ class Module:
 
     def named_buffers(self, prefix: str = "") -> Iterator[tuple[str, Tensor]]:
         """``(dotted name, buffer)`` for every buffer that holds a value, each once (``bn.running_mean``)."""
+        yield from self._named_members("_buffers", prefix)
+
+    def _named_members(self, registry: str, prefix: str) -> Iterator[tuple[str, Any]]:
+        """``(dotted name, value)`` for every non-None entry of each module's ``registry`` dict, each object once."""
         seen: set[int] = set()
         for module_name, module in self.named_modules(prefix):
-            for name, buf in module._buffers.items():
-                if buf is None or id(buf) in seen:
+            for name, value in getattr(module, registry).items():
+                if value is None or id(value) in seen:
                     continue
-                seen.add(id(buf))
-                yield (f"{module_name}.{name}" if module_name else name), buf
+                seen.add(id(value))
+                yield (f"{module_name}.{name}" if module_name else name), value
 
     def buffers(self) -> Iterator[Tensor]:
         """Every buffer that holds a value, each once."""

@@ -22,6 +22,7 @@ from jitgrad.autograd import ops
 from jitgrad.autograd.grad_mode import is_grad_enabled
 from jitgrad.autograd.tensor import Tensor
 from jitgrad.nn import functional as F
+from jitgrad.onnx._registry import register_in
 
 __all__ = ["CONVERTERS", "WAITING", "register_converter", "NodeError"]
 
@@ -39,11 +40,7 @@ WAITING: dict[str, str] = {}
 
 def register_converter(*op_types: str) -> Callable[[Converter], Converter]:
     """Decorator: run ONNX nodes of ``op_types`` with the decorated function."""
-    def deco(fn: Converter) -> Converter:
-        for op in op_types:
-            CONVERTERS[op] = fn
-        return fn
-    return deco
+    return register_in(CONVERTERS, op_types)
 
 
 def _host(t: Tensor | None) -> np.ndarray | None:

@@ -22,6 +22,7 @@ from jitgrad.autograd import function as _function
 from jitgrad.autograd.grad_mode import no_grad
 from jitgrad.autograd.gradcheck import tensor_outputs
 from jitgrad.autograd.tensor import Tensor
+from jitgrad.onnx._registry import register_in
 
 __all__ = ["EXPORTERS", "register_exporter", "export", "UnsupportedOperatorError"]
 
@@ -90,11 +91,7 @@ EXPORTERS: dict[str, Exporter] = {}
 
 def register_exporter(*function_names: str) -> Callable[[Exporter], Exporter]:
     """Decorator: export calls of the named ``Function`` classes with the decorated function."""
-    def deco(fn: Exporter) -> Exporter:
-        for n in function_names:
-            EXPORTERS[n] = fn
-        return fn
-    return deco
+    return register_in(EXPORTERS, function_names)
 
 
 def _inputs(g: _Graph, args: tuple, result: Tensor) -> list[str]:

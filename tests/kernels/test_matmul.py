@@ -78,10 +78,10 @@ SHAPES = [
     (128, 120, 256), (256, 128, 120), (120, 256, 128),
     (40, 96, 50), (100, 160, 90),  # B read in place, no partial panel
     (257, 129, 301),
-    # a @ b.T with min(M, N) <= DOT_MAX_MN runs as dot products of rows (_gemm_dot): rows and
+    # a @ b.T with min(M, N) <= DOT_MAX_MN and K >= DOT_MIN_K runs as dot products of rows (_gemm_dot): rows and
     # columns that are not multiples of its 3 x 4 tile, K not a multiple of the vector width,
     # K over several DOT_KC blocks
-    (7, 130, 45), (130, 5, 83), (20, 25, 1100), (2, 70, 40), (65, 20, 513),
+    (7, 130, 300), (130, 5, 283), (20, 25, 1100), (2, 70, 260), (65, 20, 513),
     # shallow K (<= SHALLOW_K) with a row pitch of a multiple of 256 bytes: B read in place
     (40, 64, 9), (30, 128, 32),
     # up to 3 row panels: B read in place at any pitch; the edge panel (16 = 6 + 6 + 4 rows) takes

@@ -4,7 +4,9 @@ Numba compiles a kernel on its first call with new argument types (then
 loads it from the cache, :func:`jitgrad.config.cache_dir`). On an empty
 cache the first training step spends seconds there; a listener on Numba's
 ``numba:compile`` event says so once per process, the moment it begins.
-Loading from the cache sends no event, so a warm run prints nothing.
+Loading from the cache sends no event, so a warm run prints nothing. When
+tiered compilation (``_tier``) has started its background process, the line
+says that the parallel kernels compile there meanwhile.
 ``JITGRAD_COMPILE_NOTICE=0`` silences it (``python -m jitgrad.compile`` sets
 that in its workers, which show a progress bar instead).
 """
@@ -33,8 +35,14 @@ class _Notice(event.Listener):
         if not module.startswith("jitgrad."):
             return
         self.shown = True
-        print(f"jitgrad: compiling CPU kernels for this machine, once (cached in {config.cache_dir()}; "
-              "`python -m jitgrad.compile` does it ahead of time) ...", file=sys.stderr, flush=True)
+        # Imported here: this module loads with the kernel package, before _tier's first user.
+        from . import _tier
+
+        tiered = ("; the first steps run serial kernels while the faster parallel ones compile in a "
+                  "background process (JITGRAD_TIERED=0: compile them now instead)"
+                  if _tier.background_started() else "")
+        print(f"jitgrad: compiling CPU kernels for this machine now, once (cached in {config.cache_dir()}; "
+              f"`python -m jitgrad.compile` does it ahead of time){tiered} ...", file=sys.stderr, flush=True)
 
     def on_end(self, ev: event.Event) -> None:
         pass

@@ -36,8 +36,10 @@ from ._conv_im2col import (
 )
 from ._gemm import MR, _jit, cdiv, gemm_block, nr_of, pack_a, pack_b
 from ._gemm_simd import load, store
+from ._tier import tiered
 
 
+@tiered
 @njit(parallel=True, **_jit)
 def conv2d_forward(x, w, bias, has_bias, sh, sw, ph, pw, dh, dw, y, nthreads, epi):
     """``y = act(conv2d(x, w) (+ bias))`` (validated arguments; ``y`` written in place; ``epi``: the
@@ -62,7 +64,11 @@ def conv2d_forward(x, w, bias, has_bias, sh, sw, ph, pw, dh, dw, y, nthreads, ep
     pack_a(w.reshape(c_out, k), no, zero, npa, ap)
     bias_p = np.zeros(npa * MR, dtype=y.dtype)
     if has_bias:
-        bias_p[:c_out] = bias
+        # A loop, not ``bias_p[:c_out] = bias``: compiled without parallel=True (the serial twin,
+        # see _tier) a slice assignment pulls in Numba's broadcast-error message (unicode
+        # formatting, ~2.5 s of compile).
+        for co in range(c_out):
+            bias_p[co] = bias[co]
     padded = ph > 0 or pw > 0
     hp = h + 2 * ph
     wp = wd + 2 * pw
@@ -105,6 +111,7 @@ def conv2d_forward(x, w, bias, has_bias, sh, sw, ph, pw, dh, dw, y, nthreads, ep
                        zero, jp1 - jp0, yflat, img * c_out * npix + jp0 * nr, npix, no, bias_p, has_bias, epi)
 
 
+@tiered
 @njit(parallel=True, **_jit)
 def conv2d_backward_input(g, w, sh, sw, ph, pw, dh, dw, gx, nthreads):
     """``gx = d conv2d / d x`` contracted with ``g`` (validated arguments; ``gx`` written in place).

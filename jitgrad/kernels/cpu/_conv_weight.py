@@ -27,8 +27,10 @@ from ._conv_im2col import (
 from ._gemm import MR, _jit, cdiv, gemm_block, nr_of
 from ._gemm_simd import VEC_BYTES, load, vfma, vgather, vload, vstore, vzero
 from ._isa import ISA
+from ._tier import tiered
 
 
+@tiered
 @njit(parallel=True, **_jit)
 def conv2d_backward_weight(x, g, sh, sw, ph, pw, dh, dw, gw, gb, nthreads):
     """``gw, gb = d conv2d / d (w, b)`` contracted with ``g`` (validated; written in place)."""
@@ -234,6 +236,7 @@ def dot_tile(g, g_off, g_ld, g_next, x, x_off, x_next, t0, t1, t2, nsteps, nimg,
         vstore(part, p_off + 23 * lanes, a72)
 
 
+@tiered
 @njit(parallel=True, **_jit)
 def conv2d_backward_weight_unit(x, g, ph, pw, dh, dw, gw, gb, nthreads):
     """``conv2d_backward_weight`` for unit stride: ``dot_tile`` on the pitched layout.

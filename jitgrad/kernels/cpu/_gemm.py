@@ -28,6 +28,7 @@ from ._gemm_tile import (  # noqa: F401
     micro_kernel,
     nr_of,
 )
+from ._tier import tiered
 
 #: Row-major A is read in place (not packed) up to this many columns of C.
 A_IN_PLACE_MAX_N = 32
@@ -178,6 +179,7 @@ def gemm_serial(a, b, trans_a, trans_b, c, bias, epi):
     gemm_cols(af, a_pstride, a_rs, a_cs, b, bp, b_direct, k, m, n, zero, npa, zero, npb, c.reshape(m * n), bias, epi)
 
 
+@tiered
 @njit(parallel=True, **_jit)
 def gemm_parallel(a, b, trans_a, trans_b, c, nthreads, bias, epi):
     """``c = op(a) @ op(b)``: panels packed (where needed), then blocks of C computed, under ``prange``.

@@ -22,6 +22,9 @@ SERIAL_MACS = 96 * 96 * 96
 #: ``a @ b.T`` with at most this many rows or columns of C runs as dot products of
 #: rows (``_gemm_dot``): packing the transposed B would cost more than it saves.
 DOT_MAX_MN = 32
+#: ... and at least this deep (conv weight gradients, wide Linear inputs): shallower ones gain
+#: little, and LeNet-5's first step (no such product) compiles nothing more.
+DOT_MIN_K = 256
 
 
 def _matmul_kernel(a: np.ndarray, b: np.ndarray, trans_a: bool, trans_b: bool, out: np.ndarray,
@@ -44,9 +47,10 @@ def _matmul_kernel(a: np.ndarray, b: np.ndarray, trans_a: bool, trans_b: bool, o
             apply_epilogue(out, bias, epi)
         return
     nthreads = 1 if macs <= SERIAL_MACS else numba.get_num_threads()  # ~1 us: asked only where it decides
-    if nthreads > 1:
+    # Until the parallel driver is compiled (tiered compilation, see _tier), the serial one.
+    if nthreads > 1 and _gemm.gemm_parallel.ready():
         _gemm.gemm_parallel(a, b, trans_a, trans_b, out, nthreads, bias, epi)
-    elif trans_b and not trans_a and min(m, n) <= DOT_MAX_MN:
+    elif trans_b and not trans_a and min(m, n) <= DOT_MAX_MN and k >= DOT_MIN_K:
         gemm_dot(a, b, out, 0, n)
         if epi:  # after the product, as unfused: the same bits either way
             apply_epilogue(out, bias, epi)

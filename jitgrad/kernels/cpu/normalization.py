@@ -28,12 +28,7 @@ from numba import njit, prange
 
 from jitgrad.config import FASTMATH
 from jitgrad.kernels._constants import kernel_names
-from jitgrad.kernels.reference.normalization import (
-    _check_batch_norm,
-    _check_batch_norm_backward,
-    _check_layer_norm,
-    _check_layer_norm_backward,
-)
+from jitgrad.kernels.reference import normalization as _spec
 
 __all__: list[str] = kernel_names("normalization")  # the one list: kernels/_constants.py
 
@@ -163,7 +158,7 @@ def _batch_norm_backward_kernel_serial(grad_out, x, weight, save_mean, save_invs
 def batch_norm(x: np.ndarray, running_mean: np.ndarray | None, running_var: np.ndarray | None,
                weight: np.ndarray | None, bias: np.ndarray | None, *, training: bool, momentum: float = 0.1,
                eps: float = 1e-5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    n, c, hw, mom, e = _check_batch_norm(x, running_mean, running_var, weight, bias, training, momentum, eps)
+    n, c, hw, mom, e = _spec._check_batch_norm(x, running_mean, running_var, weight, bias, training, momentum, eps)
     dt = x.dtype.type
     out = np.empty_like(x)
     save_mean = np.empty(c, dtype=x.dtype)
@@ -181,7 +176,7 @@ def batch_norm(x: np.ndarray, running_mean: np.ndarray | None, running_var: np.n
 
 def batch_norm_backward(grad_out: np.ndarray, x: np.ndarray, weight: np.ndarray | None, save_mean: np.ndarray,
                         save_invstd: np.ndarray, *, training: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    n, c, hw = _check_batch_norm_backward(grad_out, x, weight, save_mean, save_invstd, training)
+    n, c, hw = _spec._check_batch_norm_backward(grad_out, x, weight, save_mean, save_invstd, training)
     grad_x = np.empty_like(x)
     grad_weight = np.empty(c, dtype=x.dtype)
     grad_bias = np.empty(c, dtype=x.dtype)
@@ -277,7 +272,7 @@ def _layer_norm_backward_kernel_serial(grad_out, x, weight, mean, invstd, grad_x
 
 def layer_norm(x: np.ndarray, normalized_shape: Any, weight: np.ndarray | None = None,
                bias: np.ndarray | None = None, *, eps: float = 1e-5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    rows, d, e, lead = _check_layer_norm(x, normalized_shape, weight, bias, eps)
+    rows, d, e, lead = _spec._check_layer_norm(x, normalized_shape, weight, bias, eps)
     out = np.empty_like(x)
     mean = np.empty(lead, dtype=x.dtype)
     invstd = np.empty(lead, dtype=x.dtype)
@@ -291,7 +286,7 @@ def layer_norm(x: np.ndarray, normalized_shape: Any, weight: np.ndarray | None =
 
 def layer_norm_backward(grad_out: np.ndarray, x: np.ndarray, weight: np.ndarray | None, mean: np.ndarray,
                         invstd: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    rows, d = _check_layer_norm_backward(grad_out, x, weight, mean, invstd)
+    rows, d = _spec._check_layer_norm_backward(grad_out, x, weight, mean, invstd)
     norm_shape = tuple(x.shape[mean.ndim:])
     grad_x = np.empty_like(x)
     chunks = max(1, min(rows, numba.get_num_threads())) if x.size >= _SERIAL_BELOW else 1

@@ -36,6 +36,8 @@ from jitgrad.kernels.reference.pooling import (
     _raise_argmax_out_of_range,
 )
 
+from ._tier import tiered
+
 __all__: list[str] = kernel_names("pooling")  # the one list: kernels/_constants.py
 
 _FASTMATH = set(FASTMATH)
@@ -118,6 +120,7 @@ def _plane_has_nan(x, p):
     return has_nan
 
 
+@tiered
 @njit(cache=True, fastmath=_FASTMATH, parallel=True)
 def _max_pool2d_kernel(x, kh, kw, sh, sw, ph, pw, y, argmax):
     planes, h, w = x.shape
@@ -138,6 +141,7 @@ def _max_pool2d_kernel(x, kh, kw, sh, sw, ph, pw, y, argmax):
             _max_pool2d_plane(x, p, kh, kw, sh, sw, ph, pw, y, argmax, False)
 
 
+@tiered
 @njit(cache=True, fastmath=_FASTMATH, parallel=True)
 def _max_pool2d_backward_kernel(grad_out, argmax, grad_x):
     # grad_out, argmax: (planes, H_out * W_out); grad_x: (planes, H * W). Returns the number of

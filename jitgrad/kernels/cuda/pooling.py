@@ -43,6 +43,13 @@ def _covering_range(i, size_out, k, s, p):
     return lo, hi
 
 
+# Inlined in Numba's IR: a called device function would cost each thread a call and an exception flag.
+@cuda.jit(device=True, inline="always")
+def _planes(full, pooled):
+    """``(C, H, W, H_out, W_out)`` of an input-shaped and an output-shaped NCHW array (every kernel's geometry)."""
+    return full.shape[1], full.shape[2], full.shape[3], pooled.shape[2], pooled.shape[3]
+
+
 @cuda.jit(device=True)
 def _window(idx, c, h_out, w_out, sh, sw, ph, pw):
     """Output element ``idx``'s (image, channel, oh, ow) and its window's first row and column (may be < 0)."""
@@ -73,11 +80,8 @@ def _avg_divisor(oh, ow, h, w, kh, kw, sh, sw, ph, pw, count_include_pad):
 
 @cuda.jit
 def _max_pool2d_kernel(x, kh, kw, sh, sw, ph, pw, out, argmax):
-    n, c, h, w = x.shape
-    h_out = out.shape[2]
-    w_out = out.shape[3]
-    total = n * c * h_out * w_out
-    for idx in range(cuda.grid(1), total, cuda.gridsize(1)):
+    c, h, w, h_out, w_out = _planes(x, out)
+    for idx in range(cuda.grid(1), out.size, cuda.gridsize(1)):
         img, ci, oh, ow, h0, w0 = _window(idx, c, h_out, w_out, sh, sw, ph, pw)
         # padding <= k // 2, so every window holds at least one real element; start from it.
         hs = max(h0, 0)
@@ -97,11 +101,8 @@ def _max_pool2d_kernel(x, kh, kw, sh, sw, ph, pw, out, argmax):
 
 @cuda.jit
 def _max_pool2d_backward_kernel(grad_out, argmax, kh, kw, sh, sw, ph, pw, out):
-    n, c, h, w = out.shape
-    h_out = grad_out.shape[2]
-    w_out = grad_out.shape[3]
-    total = n * c * h * w
-    for idx in range(cuda.grid(1), total, cuda.gridsize(1)):
+    c, h, w, h_out, w_out = _planes(out, grad_out)
+    for idx in range(cuda.grid(1), out.size, cuda.gridsize(1)):
         img, ci, ih, iw, oh_lo, oh_hi, ow_lo, ow_hi = _covering_window(idx, c, h, w, h_out, w_out, kh, kw,
                                                                        sh, sw, ph, pw)
         me = ih * w + iw
@@ -115,11 +116,8 @@ def _max_pool2d_backward_kernel(grad_out, argmax, kh, kw, sh, sw, ph, pw, out):
 
 @cuda.jit
 def _avg_pool2d_kernel(x, kh, kw, sh, sw, ph, pw, count_include_pad, out):
-    n, c, h, w = x.shape
-    h_out = out.shape[2]
-    w_out = out.shape[3]
-    total = n * c * h_out * w_out
-    for idx in range(cuda.grid(1), total, cuda.gridsize(1)):
+    c, h, w, h_out, w_out = _planes(x, out)
+    for idx in range(cuda.grid(1), out.size, cuda.gridsize(1)):
         img, ci, oh, ow, h0, w0 = _window(idx, c, h_out, w_out, sh, sw, ph, pw)
         acc = out.dtype.type(0)
         for ih in range(max(h0, 0), min(h0 + kh, h)):
@@ -131,11 +129,8 @@ def _avg_pool2d_kernel(x, kh, kw, sh, sw, ph, pw, count_include_pad, out):
 
 @cuda.jit
 def _avg_pool2d_backward_kernel(grad_out, kh, kw, sh, sw, ph, pw, count_include_pad, out):
-    n, c, h, w = out.shape
-    h_out = grad_out.shape[2]
-    w_out = grad_out.shape[3]
-    total = n * c * h * w
-    for idx in range(cuda.grid(1), total, cuda.gridsize(1)):
+    c, h, w, h_out, w_out = _planes(out, grad_out)
+    for idx in range(cuda.grid(1), out.size, cuda.gridsize(1)):
         img, ci, ih, iw, oh_lo, oh_hi, ow_lo, ow_hi = _covering_window(idx, c, h, w, h_out, w_out, kh, kw,
                                                                        sh, sw, ph, pw)
         acc = out.dtype.type(0)

@@ -201,29 +201,20 @@ def _sum_scaled_kernel(values, scale, out):
 
 
 @cuda.jit
-def _cross_entropy_index_backward_kernel(probs, labels, eps, scale, grad_loss, grad_loss_stride, use_grad_loss,
-                                         out):
+def _cross_entropy_backward_kernel(probs, labels, eps, scale, grad_loss, grad_loss_stride, use_grad_loss, out):
+    # labels are class indices (N,) or probabilities (N, C). ``labels.ndim`` is a compile-time constant, so
+    # each specialisation keeps one branch of the target (the code of two kernels, written once).
     n, c = probs.shape
     eps_per_class, one_minus_eps = eps / probs.dtype.type(c), probs.dtype.type(1) - eps
     for i in range(cuda.grid(1), n * c, cuda.gridsize(1)):
         row = i // c
         j = i - row * c
-        target = eps_per_class
-        if labels[row] == j:
-            target += one_minus_eps
-        factor = scale * grad_loss[row * grad_loss_stride] if use_grad_loss else scale
-        out[row, j] = (probs[row, j] - target) * factor
-
-
-@cuda.jit
-def _cross_entropy_prob_backward_kernel(probs, labels, eps, scale, grad_loss, grad_loss_stride, use_grad_loss,
-                                        out):
-    n, c = probs.shape
-    eps_per_class, one_minus_eps = eps / probs.dtype.type(c), probs.dtype.type(1) - eps
-    for i in range(cuda.grid(1), n * c, cuda.gridsize(1)):
-        row = i // c
-        j = i - row * c
-        target = labels[row, j] * one_minus_eps + eps_per_class
+        if labels.ndim == 1:
+            target = eps_per_class
+            if labels[row] == j:
+                target += one_minus_eps
+        else:
+            target = labels[row, j] * one_minus_eps + eps_per_class
         factor = scale * grad_loss[row * grad_loss_stride] if use_grad_loss else scale
         out[row, j] = (probs[row, j] - target) * factor
 
@@ -252,8 +243,7 @@ def softmax_cross_entropy_backward(probs: Any, labels: Any, grad_loss: Any = 1.0
     """``grad_loss`` for ``"mean"``/``"sum"`` may also be a device array of shape ``()`` or ``(1,)``,
     read on the device (no host round-trip).
     """
-    is_index, eps = _check_cross_entropy(probs, labels, reduction, label_smoothing, name="probs",
-                                         check_label_range=False)
+    _, eps = _check_cross_entropy(probs, labels, reduction, label_smoothing, name="probs", check_label_range=False)
     n, c = probs.shape
     if reduction != "none" and _launch.is_device_array(grad_loss):
         # A device scalar (the forward's loss gradient) is read by the kernel: no host round-trip.
@@ -273,7 +263,7 @@ def softmax_cross_entropy_backward(probs: Any, labels: Any, grad_loss: Any = 1.0
         gl, stride, use_gl = _launch.flat(probs), 0, False
     out = _launch.empty((n, c), probs.dtype)
     if n:
-        kernel = _cross_entropy_index_backward_kernel if is_index else _cross_entropy_prob_backward_kernel
         blocks, threads = _launch.grid_1d(n * c)
-        kernel[blocks, threads](probs, labels, *_launch.typed(probs.dtype, eps, scale), gl, stride, use_gl, out)
+        _cross_entropy_backward_kernel[blocks, threads](probs, labels, *_launch.typed(probs.dtype, eps, scale), gl,
+                                                        stride, use_gl, out)
     return out

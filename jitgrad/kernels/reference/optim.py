@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from jitgrad.kernels._constants import kernel_names
+from jitgrad.kernels._contract import doc_fragments
 from jitgrad.kernels._validate import (
     _is_int,
     check_array,
@@ -108,6 +109,18 @@ def _adam_kernel_scalars(dtype: Any, step: int, lr: float, beta1: float, beta2: 
 
 # ----------------------------------------------------------------------------- updates
 
+#: The parameter paragraphs and the Returns section every update kernel's contract shares.
+_PARAM_GRAD = """param : ndarray
+    float32 or float64, C-contiguous, writeable: updated in place.
+grad : ndarray
+    ``param``'s shape and dtype."""
+_IN_PLACE = """Returns
+-------
+None
+    Everything is written in place."""
+
+
+@doc_fragments(param_grad=_PARAM_GRAD, in_place=_IN_PLACE)
 def sgd_update(param: np.ndarray, grad: np.ndarray, momentum_buf: np.ndarray | None = None, *, lr: float,
                momentum: float = 0.0, nesterov: bool = False, weight_decay: float = 0.0) -> None:
     """One SGD step in place (PyTorch's, dampening 0).
@@ -117,10 +130,7 @@ def sgd_update(param: np.ndarray, grad: np.ndarray, momentum_buf: np.ndarray | N
 
     Parameters
     ----------
-    param : ndarray
-        float32 or float64, C-contiguous, writeable: updated in place.
-    grad : ndarray
-        ``param``'s shape and dtype.
+    {param_grad}
     momentum_buf : ndarray or None
         ``param``'s shape and dtype, updated in place; required when ``momentum > 0``
         (start it at zeros).
@@ -129,10 +139,7 @@ def sgd_update(param: np.ndarray, grad: np.ndarray, momentum_buf: np.ndarray | N
     nesterov : bool, default False
         Nesterov momentum (needs ``momentum > 0``).
 
-    Returns
-    -------
-    None
-        Everything is written in place.
+    {in_place}
     """
     lr, momentum, nesterov, weight_decay = _check_sgd(param, grad, momentum_buf, lr, momentum, nesterov,
                                                       weight_decay)
@@ -145,6 +152,7 @@ def sgd_update(param: np.ndarray, grad: np.ndarray, momentum_buf: np.ndarray | N
     param -= t(lr) * g
 
 
+@doc_fragments(param_grad=_PARAM_GRAD, in_place=_IN_PLACE)
 def adam_update(param: np.ndarray, grad: np.ndarray, exp_avg: np.ndarray, exp_avg_sq: np.ndarray, *, step: int,
                 lr: float, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
                 weight_decay: float = 0.0, decoupled_weight_decay: bool = False) -> None:
@@ -157,10 +165,7 @@ def adam_update(param: np.ndarray, grad: np.ndarray, exp_avg: np.ndarray, exp_av
 
     Parameters
     ----------
-    param : ndarray
-        float32 or float64, C-contiguous, writeable: updated in place.
-    grad : ndarray
-        ``param``'s shape and dtype.
+    {param_grad}
     exp_avg, exp_avg_sq : ndarray
         ``m`` and ``v``, ``param``'s shape and dtype, updated in place (start at zeros).
     step : int
@@ -170,10 +175,7 @@ def adam_update(param: np.ndarray, grad: np.ndarray, exp_avg: np.ndarray, exp_av
     decoupled_weight_decay : bool, default False
         AdamW's decay instead of L2.
 
-    Returns
-    -------
-    None
-        Everything is written in place.
+    {in_place}
     """
     step, lr, beta1, beta2, eps, weight_decay, decoupled = _check_adam(
         param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, weight_decay, decoupled_weight_decay)

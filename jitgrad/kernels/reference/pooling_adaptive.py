@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from jitgrad.kernels._constants import kernel_names
+from jitgrad.kernels._contract import doc_fragments
 from jitgrad.kernels._validate import PlaneShapes, _is_int, check_array, check_shape, check_shape_tuple
 from jitgrad.kernels.reference.pooling import _raise_argmax_out_of_range
 
@@ -75,19 +76,32 @@ def check_adaptive_backward(grad_out: Any, input_shape: Any, argmax: Any = None)
     return adaptive_dims(shape, tuple(grad_out.shape[2:]))
 
 
+#: The Parameters section both adaptive forwards share.
+_FORWARD_PARAMS = """Parameters
+----------
+x : ndarray ``(N, C, H, W)``, float32 or float64, C-contiguous
+output_size : int or pair of ints (``None`` in a pair keeps that input size)"""
+#: The last parameter and the Returns section both adaptive backwards share.
+_BACKWARD_TAIL = """input_shape : tuple of 4 ints
+    The forward input's shape.
+
+Returns
+-------
+grad_x : ndarray
+    ``input_shape``, ``grad_out``'s dtype."""
+
+
 def bins(size: int, out: int) -> tuple[np.ndarray, np.ndarray]:
     """``(start, end)`` int arrays of the ``out`` adaptive bins over ``size`` elements."""
     i = np.arange(out)
     return (i * size) // out, ((i + 1) * size + out - 1) // out
 
 
+@doc_fragments(forward_params=_FORWARD_PARAMS)
 def adaptive_avg_pool2d(x: np.ndarray, *, output_size: Any) -> np.ndarray:
     """Adaptive 2-D average pooling.
 
-    Parameters
-    ----------
-    x : ndarray ``(N, C, H, W)``, float32 or float64, C-contiguous
-    output_size : int or pair of ints (``None`` in a pair keeps that input size)
+    {forward_params}
 
     Returns
     -------
@@ -105,6 +119,7 @@ def adaptive_avg_pool2d(x: np.ndarray, *, output_size: Any) -> np.ndarray:
     return y
 
 
+@doc_fragments(backward_tail=_BACKWARD_TAIL)
 def adaptive_avg_pool2d_backward(grad_out: np.ndarray, *, input_shape: tuple[int, ...]) -> np.ndarray:
     """Gradient of :func:`adaptive_avg_pool2d`: each bin's gradient spread evenly over the bin.
 
@@ -114,13 +129,7 @@ def adaptive_avg_pool2d_backward(grad_out: np.ndarray, *, input_shape: tuple[int
     ----------
     grad_out : ndarray
         ``(N, C, H_out, W_out)``, float32 or float64; its shape gives the output size.
-    input_shape : tuple of 4 ints
-        The forward input's shape.
-
-    Returns
-    -------
-    grad_x : ndarray
-        ``input_shape``, ``grad_out``'s dtype.
+    {backward_tail}
     """
     d = check_adaptive_backward(grad_out, input_shape)
     hs, he = bins(d.h, d.h_out)
@@ -133,13 +142,11 @@ def adaptive_avg_pool2d_backward(grad_out: np.ndarray, *, input_shape: tuple[int
     return grad
 
 
+@doc_fragments(forward_params=_FORWARD_PARAMS)
 def adaptive_max_pool2d(x: np.ndarray, *, output_size: Any) -> tuple[np.ndarray, np.ndarray]:
     """Adaptive 2-D max pooling with the index of each maximum.
 
-    Parameters
-    ----------
-    x : ndarray ``(N, C, H, W)``, float32 or float64, C-contiguous
-    output_size : int or pair of ints (``None`` in a pair keeps that input size)
+    {forward_params}
 
     Returns
     -------
@@ -162,6 +169,7 @@ def adaptive_max_pool2d(x: np.ndarray, *, output_size: Any) -> tuple[np.ndarray,
     return y, argmax
 
 
+@doc_fragments(backward_tail=_BACKWARD_TAIL)
 def adaptive_max_pool2d_backward(grad_out: np.ndarray, argmax: np.ndarray, *,
                                  input_shape: tuple[int, ...]) -> np.ndarray:
     """Route each output gradient to the input element its bin chose.
@@ -174,13 +182,7 @@ def adaptive_max_pool2d_backward(grad_out: np.ndarray, argmax: np.ndarray, *,
         ``(N, C, H_out, W_out)``, float32 or float64.
     argmax : ndarray
         int32 of ``grad_out``'s shape, from :func:`adaptive_max_pool2d`.
-    input_shape : tuple of 4 ints
-        The forward input's shape.
-
-    Returns
-    -------
-    grad_x : ndarray
-        ``input_shape``, ``grad_out``'s dtype.
+    {backward_tail}
     """
     d = check_adaptive_backward(grad_out, input_shape, argmax)
     plane = d.h * d.w

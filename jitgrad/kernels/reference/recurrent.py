@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 
 from jitgrad.kernels._constants import kernel_names
+from jitgrad.kernels._contract import doc_fragments
 from jitgrad.kernels._validate import check_array, check_same_dtype, check_shape
 
 __all__: list[str] = kernel_names("recurrent")  # the one list: kernels/_constants.py
@@ -180,6 +181,30 @@ reverse : bool, default False
     Run each sequence from its last valid step to its first."""
 
 
+#: The output every forward's contract describes alike.
+_Y = """y : ndarray
+    (T, B, H) hidden state of every step (0 past a sequence's length)."""
+
+
+def _inputs(states: str, states_doc: str, gates: str) -> str:
+    """A forward's input, initial-state, weight and bias paragraphs; its gate blocks stack to ``gates`` rows."""
+    return (f"x : ndarray\n    (T, B, I), float32 or float64, time-major.\n"
+            f"{states} : ndarray\n    (B, H) {states_doc}.\n"
+            f"w_ih, w_hh : ndarray\n    ({gates}, I) and ({gates}, H).\n"
+            f"b_ih, b_hh : ndarray or None\n    ({gates},) or None (zeros).")
+
+
+#: The inputs the GRU and RNN backwards share (the LSTM's adds its cell state).
+_BACKWARD_INPUTS = """grad_y : ndarray
+    (T, B, H), gradient of ``y``.
+grad_h_n : ndarray
+    (B, H), gradient of the final state.
+x, h0, w_ih, w_hh : ndarray
+    As given to the forward.
+y : ndarray
+    The forward's output."""
+
+
 def _sequence_params(fn):
     """End a kernel's Parameters section with the ``lengths`` and ``reverse`` every recurrent kernel takes."""
     head, sep, tail = inspect.cleandoc(fn.__doc__).partition("\n\nReturns\n")
@@ -190,6 +215,7 @@ def _sequence_params(fn):
 # ----------------------------------------------------------------------------- LSTM
 
 @_sequence_params
+@doc_fragments(inputs=_inputs("h0, c0", "initial states (hidden, cell)", "4H"), y=_Y)
 def lstm(x: np.ndarray, h0: np.ndarray, c0: np.ndarray, w_ih: np.ndarray, w_hh: np.ndarray,
          b_ih: np.ndarray | None = None, b_hh: np.ndarray | None = None, *, lengths: np.ndarray | None = None,
          reverse: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -201,19 +227,11 @@ def lstm(x: np.ndarray, h0: np.ndarray, c0: np.ndarray, w_ih: np.ndarray, w_hh: 
 
     Parameters
     ----------
-    x : ndarray
-        (T, B, I), float32 or float64, time-major.
-    h0, c0 : ndarray
-        (B, H) initial states (hidden, cell).
-    w_ih, w_hh : ndarray
-        (4H, I) and (4H, H).
-    b_ih, b_hh : ndarray or None
-        (4H,) or None (zeros).
+    {inputs}
 
     Returns
     -------
-    y : ndarray
-        (T, B, H) hidden state of every step (0 past a sequence's length).
+    {y}
     h_n, c_n : ndarray
         (B, H) states after each sequence's last valid step.
     saved : ndarray
@@ -302,6 +320,7 @@ def lstm_backward(grad_y: np.ndarray, grad_h_n: np.ndarray, grad_c_n: np.ndarray
 # ----------------------------------------------------------------------------- GRU
 
 @_sequence_params
+@doc_fragments(inputs=_inputs("h0", "initial state", "3H"), y=_Y)
 def gru(x: np.ndarray, h0: np.ndarray, w_ih: np.ndarray, w_hh: np.ndarray, b_ih: np.ndarray | None = None,
         b_hh: np.ndarray | None = None, *, lengths: np.ndarray | None = None, reverse: bool = False
         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -312,19 +331,11 @@ def gru(x: np.ndarray, h0: np.ndarray, w_ih: np.ndarray, w_hh: np.ndarray, b_ih:
 
     Parameters
     ----------
-    x : ndarray
-        (T, B, I), float32 or float64, time-major.
-    h0 : ndarray
-        (B, H) initial state.
-    w_ih, w_hh : ndarray
-        (3H, I) and (3H, H).
-    b_ih, b_hh : ndarray or None
-        (3H,) or None (zeros).
+    {inputs}
 
     Returns
     -------
-    y : ndarray
-        (T, B, H) hidden state of every step (0 past a sequence's length).
+    {y}
     h_n : ndarray
         (B, H) state after each sequence's last valid step.
     saved : ndarray
@@ -355,6 +366,7 @@ def gru(x: np.ndarray, h0: np.ndarray, w_ih: np.ndarray, w_hh: np.ndarray, b_ih:
 
 
 @_sequence_params
+@doc_fragments(backward_inputs=_BACKWARD_INPUTS)
 def gru_backward(grad_y: np.ndarray, grad_h_n: np.ndarray, x: np.ndarray, h0: np.ndarray, w_ih: np.ndarray,
                  w_hh: np.ndarray, y: np.ndarray, saved: np.ndarray, *, lengths: np.ndarray | None = None,
                  reverse: bool = False) -> tuple[np.ndarray, ...]:
@@ -362,14 +374,7 @@ def gru_backward(grad_y: np.ndarray, grad_h_n: np.ndarray, x: np.ndarray, h0: np
 
     Parameters
     ----------
-    grad_y : ndarray
-        (T, B, H), gradient of ``y``.
-    grad_h_n : ndarray
-        (B, H), gradient of the final state.
-    x, h0, w_ih, w_hh : ndarray
-        As given to the forward.
-    y : ndarray
-        The forward's output.
+    {backward_inputs}
     saved : ndarray
         ``gru``'s ``saved``.
 
@@ -411,6 +416,7 @@ def gru_backward(grad_y: np.ndarray, grad_h_n: np.ndarray, x: np.ndarray, h0: np
 # ----------------------------------------------------------------------------- Elman RNN
 
 @_sequence_params
+@doc_fragments(inputs=_inputs("h0", "initial state", "H"), y=_Y)
 def rnn(x: np.ndarray, h0: np.ndarray, w_ih: np.ndarray, w_hh: np.ndarray, b_ih: np.ndarray | None = None,
         b_hh: np.ndarray | None = None, *, nonlinearity: str = "tanh", lengths: np.ndarray | None = None,
         reverse: bool = False) -> tuple[np.ndarray, np.ndarray]:
@@ -418,21 +424,13 @@ def rnn(x: np.ndarray, h0: np.ndarray, w_ih: np.ndarray, w_hh: np.ndarray, b_ih:
 
     Parameters
     ----------
-    x : ndarray
-        (T, B, I), float32 or float64, time-major.
-    h0 : ndarray
-        (B, H) initial state.
-    w_ih, w_hh : ndarray
-        (H, I) and (H, H).
-    b_ih, b_hh : ndarray or None
-        (H,) or None (zeros).
+    {inputs}
     nonlinearity : {"tanh", "relu"}, default "tanh"
         ``act``.
 
     Returns
     -------
-    y : ndarray
-        (T, B, H) hidden state of every step (0 past a sequence's length).
+    {y}
     h_n : ndarray
         (B, H) state after each sequence's last valid step.
     """
@@ -454,6 +452,7 @@ def rnn(x: np.ndarray, h0: np.ndarray, w_ih: np.ndarray, w_hh: np.ndarray, b_ih:
 
 
 @_sequence_params
+@doc_fragments(backward_inputs=_BACKWARD_INPUTS)
 def rnn_backward(grad_y: np.ndarray, grad_h_n: np.ndarray, x: np.ndarray, h0: np.ndarray, w_ih: np.ndarray,
                  w_hh: np.ndarray, y: np.ndarray, *, nonlinearity: str = "tanh",
                  lengths: np.ndarray | None = None, reverse: bool = False) -> tuple[np.ndarray, ...]:
@@ -461,14 +460,7 @@ def rnn_backward(grad_y: np.ndarray, grad_h_n: np.ndarray, x: np.ndarray, h0: np
 
     Parameters
     ----------
-    grad_y : ndarray
-        (T, B, H), gradient of ``y``.
-    grad_h_n : ndarray
-        (B, H), gradient of the final state.
-    x, h0, w_ih, w_hh : ndarray
-        As given to the forward.
-    y : ndarray
-        The forward's output.
+    {backward_inputs}
     nonlinearity : {"tanh", "relu"}, default "tanh"
         The forward's.
 

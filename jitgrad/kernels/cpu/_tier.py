@@ -1,0 +1,410 @@
+"""Tiered compilation: on an empty cache the first steps run serial twins of the parallel drivers
+while their ``parallel=True`` versions compile in one background process.
+
+A ``parallel=True`` driver costs several times its serial compile: each
+``prange`` loop becomes a gufunc that links in, re-optimises and re-codegens
+the whole callee tree (the GEMM micro-kernel, packing, im2col), and the outer
+function does it again. On a cold cache a first LeNet-5 step spent most of its
+~50 s there. So each driver marked ``@tiered`` has two Numba dispatchers built
+from the one Python function:
+
+* ``kernel.parallel``: the decorated ``@njit(parallel=True, ...)`` dispatcher;
+* ``kernel.serial``: its *twin*, the same code object compiled without
+  ``parallel`` (``prange`` runs as ``range``), under the qualname
+  ``<name>__serial`` so Numba's cache files of the two never collide.
+
+A call goes to the parallel version when its *ready marker* exists: a file
+``<cache_dir>/jitgrad-tier-<digest>/<module.qualname>.ready``, where the
+digest covers the kernel sources, Numba, Python and the CPU, written by the
+first process that ran the parallel version (so its machine code is in the
+cache). Otherwise, with tiering on, the call goes to the serial twin and one
+background process, ``python -m jitgrad.compile --background`` (niced, same
+cache), compiles the parallel versions; each kernel switches to its parallel
+version the first call after its marker appears (checked at most every
+0.2 s, then memoised). The parallel version never compiles in this process
+while the background one runs; if that process is gone and a kernel still has
+no marker (a signature or kernel it does not cover), the kernel compiles
+here, as without tiering.
+
+The background process first compiles, at normal priority, the serial twins
+the step reaches last (``jitgrad.compile.BACKGROUND_SERIAL_TASKS``: loss,
+optimizers, the conv backward kernels) while the step compiles its forward
+kernels, so a cold step's compiles are spread over two cores. A claim file per
+twin (``<name>__serial.claim``, holding a pid) makes exactly one process
+compile it; the other waits for ``<name>__serial.ready`` and loads it from the
+cache. Then, niced, it compiles the parallel versions.
+
+``JITGRAD_TIERED=0`` switches tiering off (always the parallel version, as
+before; markers are still written), ``1`` on. Unset, it is on for a cache
+that never held a complete compile (a first run on a machine, see
+:func:`fresh_cache`), so benchmarks after a kernel edit never time a serial
+twin. ``python -m jitgrad.compile`` (the Makefile, CI) runs the parallel
+versions and so leaves every marker behind: a filled cache never tiers. The test suite sets
+``JITGRAD_TIERED=0`` in ``tests/conftest.py`` so it never spawns compiles.
+Tiering is off on Windows (no ``os.kill(pid, 0)`` liveness check there).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import pickle
+import subprocess
+import sys
+import time
+import types
+from pathlib import Path
+from typing import Any
+
+import numba
+from numba.core.caching import NullCache
+
+from jitgrad import config
+
+ENV_VAR = "JITGRAD_TIERED"
+#: Seconds between two looks for a kernel's marker while it runs its serial twin.
+RECHECK_S = 0.2
+#: Suffix of the twins' qualnames (their cache files' names).
+TWIN_SUFFIX = "__serial"
+
+_PACKAGE = Path(__file__).resolve().parents[2]  # jitgrad/
+#: Every tiered kernel, by ``module.qualname``.
+REGISTRY: dict[str, Tiered] = {}
+#: "parallel" or "serial" forces every tiered kernel to one version (the compile processes, tests).
+_forced: str | None = None
+_marker_dir: Path | None = None
+_background: subprocess.Popen | None = None
+_background_started = False
+_fresh: bool | None = None
+
+
+def force(version: str | None) -> None:
+    """Run every tiered kernel's ``"parallel"`` or ``"serial"`` version from now on; ``None``: the default rule.
+
+    Kernels already switched keep their choice only under the default rule.
+    """
+    global _forced
+    if version not in (None, "parallel", "serial"):
+        raise ValueError(f"force: version must be 'parallel', 'serial' or None, got {version!r}")
+    _forced = version
+    for kernel in REGISTRY.values():
+        kernel._fn = None
+        kernel._serial_until = 0.0
+
+
+def enabled() -> bool:
+    """Whether tiering is on: ``JITGRAD_TIERED=1`` (or unset, on a fresh cache, see
+    :func:`fresh_cache`); ``0`` turns it off. Off on Windows, where the liveness check of the
+    background process, ``os.kill(pid, 0)``, would end it."""
+    if os.name == "nt":
+        return False
+    value = os.environ.get(ENV_VAR, "").strip().lower()
+    if value:
+        return value not in ("0", "false", "no", "off")
+    return fresh_cache()
+
+
+def fresh_cache() -> bool:
+    """Whether the cache never held a complete compile (no ``jitgrad-compiled-*.stamp`` of any
+    kernel source: ``python -m jitgrad.compile`` and a finished background compile write one).
+
+    The default tiers only there, a first run on a machine: after a kernel edit a developer's
+    cache has a stamp, so drivers compile their parallel versions in-process as before and a
+    benchmark never times a serial twin. Memoised per process.
+    """
+    global _fresh
+    if _fresh is None:
+        _fresh = not any(config.cache_dir().glob("jitgrad-compiled-*.stamp"))
+    return _fresh
+
+
+def marker_dir() -> Path:
+    """The folder of the ready markers for this kernel source, Numba, Python and CPU (memoised)."""
+    global _marker_dir
+    if _marker_dir is None:
+        import llvmlite.binding as llvm
+
+        cpu = os.environ.get("NUMBA_CPU_NAME") or llvm.get_host_cpu_name()
+        features = os.environ.get("NUMBA_CPU_FEATURES") or llvm.get_host_cpu_features().flatten()
+        digest = config.source_digest(extra=(numba.__version__, sys.version, cpu, features))
+        _marker_dir = config.cache_dir() / f"jitgrad-tier-{digest}"
+    return _marker_dir
+
+
+def _marker(name: str) -> Path:
+    return marker_dir() / f"{name}.ready"
+
+
+def is_ready(name: str) -> bool:
+    """Whether kernel ``name`` (``module.qualname``) has its ready marker: its parallel version is cached."""
+    return _marker(name).is_file()
+
+
+def _write_marker(name: str) -> None:
+    path = _marker(name)
+    if not path.is_file():
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(f"parallel version cached by pid {os.getpid()}\n")
+        except OSError:  # a read-only cache: the kernel just tiers again next run
+            pass
+
+
+def _twin_ready(name: str) -> Path:
+    return marker_dir() / f"{name}{TWIN_SUFFIX}.ready"
+
+
+def _claim_twin(name: str) -> bool:
+    """Claim the compile of ``name``'s serial twin for this process; False when a live process holds it.
+
+    While a cold cache tiers, the first step and the background process share
+    the serial twins' compiles: whichever calls a twin first compiles it, the
+    other waits for its ``<name>__serial.ready`` marker and loads it from the cache.
+    """
+    path = marker_dir() / f"{name}{TWIN_SUFFIX}.claim"
+    for _ in range(2):
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                pid = int(path.read_text().strip() or 0)
+            except (OSError, ValueError):
+                pid = 0
+            if pid and pid != os.getpid() and _pid_alive(pid):
+                return False
+            path.unlink(missing_ok=True)  # its process is gone: claim it again
+            continue
+        except OSError:  # a read-only cache: compile here
+            return True
+        os.write(fd, str(os.getpid()).encode())
+        os.close(fd)
+        return True
+    return True
+
+
+def _wait_for_twin(name: str) -> None:
+    """Wait until ``name``'s twin is in the cache, or the process compiling it is gone."""
+    claim = marker_dir() / f"{name}{TWIN_SUFFIX}.claim"
+    while not _twin_ready(name).is_file():
+        try:
+            pid = int(claim.read_text().strip() or 0)
+        except (OSError, ValueError):
+            return
+        if not pid or pid == os.getpid() or not _pid_alive(pid):
+            return
+        time.sleep(0.05)
+
+
+# ----------------------------------------------------------------------------- the background process
+
+def _pid_file() -> Path:
+    return marker_dir() / "background.pid"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def background_running() -> bool:
+    """Whether a background compile for this cache is running (ours or another process's)."""
+    if _background is not None and _background.poll() is None:
+        return True
+    try:
+        text = _pid_file().read_text().strip()
+        if not text:  # being started by another process
+            return time.time() - _pid_file().stat().st_mtime < 30
+        return _pid_alive(int(text))
+    except (OSError, ValueError):
+        return False
+
+
+def background_started() -> bool:
+    """Whether this process started (or found running) a background compile."""
+    return _background_started
+
+
+def start_background() -> bool:
+    """Start ``python -m jitgrad.compile --background`` unless one runs for this cache; returns whether one runs."""
+    global _background, _background_started
+    if background_running():
+        _background_started = True
+        return True
+    pid_file = _pid_file()
+    try:
+        pid_file.parent.mkdir(parents=True, exist_ok=True)
+        if pid_file.exists():
+            pid_file.unlink()  # stale: its process is gone
+        fd = os.open(pid_file, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except OSError:  # another process won the race (or the cache is read-only)
+        _background_started = background_running()
+        return _background_started
+    env = dict(os.environ, JITGRAD_CACHE_DIR=str(config.cache_dir()), JITGRAD_COMPILE_NOTICE="0")
+    root = str(_PACKAGE.parent)
+    env["PYTHONPATH"] = root + os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else root
+    try:
+        with open(marker_dir() / "background.log", "ab") as log:
+            _background = subprocess.Popen([sys.executable, "-m", "jitgrad.compile", "--background"], env=env,
+                                           stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=root,
+                                           start_new_session=True)
+    except OSError:
+        os.close(fd)
+        pid_file.unlink(missing_ok=True)
+        return False
+    os.write(fd, str(_background.pid).encode())
+    os.close(fd)
+    _background_started = True
+    return True
+
+
+def background_main(serial_phase, parallel_phase) -> None:
+    """The body of ``python -m jitgrad.compile --background`` (see ``jitgrad.compile``).
+
+    ``serial_phase()`` first, at normal priority, with the serial twins forced:
+    it compiles twins the first step will need later (sharing them through
+    claims, see :func:`_claim_twin`), so the step's compiles are spread over
+    two cores. Then ``parallel_phase()``, niced, with the parallel versions
+    forced: every tiered kernel it calls leaves its ready marker.
+    """
+    start, cpu = time.perf_counter(), time.process_time()
+    try:
+        force("serial")
+        serial_phase()
+        force(None)
+        print(f"background compile {os.getpid()}: serial twins after {time.perf_counter() - start:.1f} s "
+              f"(CPU {time.process_time() - cpu:.1f} s)", flush=True)
+        try:
+            os.nice(10)
+        except OSError:
+            pass
+        parallel_phase()
+        print(f"background compile {os.getpid()}: wall {time.perf_counter() - start:.1f} s, "
+              f"CPU {time.process_time() - cpu:.1f} s", flush=True)
+    finally:
+        try:
+            if _pid_file().read_text().strip() in ("", str(os.getpid())):
+                _pid_file().unlink()
+        except OSError:
+            pass
+
+
+# ----------------------------------------------------------------------------- the kernels
+
+class Tiered:
+    """A ``parallel=True`` dispatcher and its serial twin behind one callable (see the module doc).
+
+    Attributes other than ``parallel``/``serial`` (``py_func``, ``signatures``,
+    ``inspect_asm`` ...) are the parallel dispatcher's.
+    """
+
+    def __init__(self, dispatcher: Any) -> None:
+        py = dispatcher.py_func
+        twin = types.FunctionType(py.__code__, py.__globals__, py.__name__ + TWIN_SUFFIX, py.__defaults__,
+                                  py.__closure__)
+        twin.__qualname__ = py.__qualname__ + TWIN_SUFFIX
+        twin.__module__ = py.__module__
+        twin.__doc__ = py.__doc__
+        options = {k: v for k, v in dispatcher.targetoptions.items() if k not in ("parallel", "nopython")}
+        self.parallel = dispatcher
+        self.serial = numba.njit(cache=not isinstance(dispatcher._cache, NullCache), **options)(twin)
+        self.name = f"{py.__module__}.{py.__qualname__}"
+        self._fn: Any = None  # the version chosen for good
+        self._serial_until = 0.0
+        self._twin_called = False  # in this process (then the twin is compiled or loaded)
+        functools.update_wrapper(self, py)
+        REGISTRY[self.name] = self
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self.parallel, attr)
+
+    def __call__(self, *args: Any) -> Any:
+        fn = self._fn
+        if fn is not None:
+            return fn(*args)
+        fn, final = self._choose(args)
+        if fn is self.serial and not self._twin_called and (_forced == "serial" or _background_started):
+            result = self._call_twin(args)
+        else:
+            result = fn(*args)
+        if fn is self.parallel:
+            _write_marker(self.name)  # its machine code is in the cache now (compiled or loaded)
+        elif _forced is None:
+            self._serial_until = time.monotonic() + RECHECK_S  # the next look for the marker
+        if final:
+            self._fn = fn
+        return result
+
+    def ready(self) -> bool:
+        """Whether a call now runs the parallel version (the same rule as a call; may start the
+        background compile). A caller with a serial kernel of its own (``matmul``'s
+        ``gemm_serial``) runs that meanwhile instead of compiling this twin as well."""
+        if self._fn is None:
+            fn, final = self._choose()
+            if final:
+                self._fn = fn
+                if fn is self.parallel:
+                    _write_marker(self.name)  # the caller runs it next (or it is cached already)
+            elif fn is self.serial and _forced is None:
+                self._serial_until = time.monotonic() + RECHECK_S
+            return fn is self.parallel
+        return self._fn is self.parallel
+
+    def _call_twin(self, args: tuple) -> Any:
+        """The first call of the serial twin while tiering: compiled here, or by the process that claimed it."""
+        ready = _twin_ready(self.name)
+        if not ready.is_file():
+            if _claim_twin(self.name):
+                try:
+                    return self.serial(*args)
+                finally:
+                    self._twin_called = True
+                    ready.touch()
+            _wait_for_twin(self.name)
+        self._twin_called = True
+        return self.serial(*args)
+
+    def _in_cache(self, args: tuple | None) -> bool:
+        """Whether Numba's cache holds the parallel version for these arguments' types (any, for
+        ``args=None``, from :meth:`ready`): a cache filled before the markers' digest last changed
+        (an edit elsewhere in ``kernels/``) must not tier again."""
+        d = self.parallel
+        try:
+            index = d._cache._cache_file._load_index()
+            codegen = d.targetctx.codegen()
+            if args is None:
+                magic = codegen.magic_tuple()
+                return any(key[1] == magic for key in index)
+            return d._cache._index_key(tuple(d.typeof_pyval(a) for a in args), codegen) in index
+        except (AttributeError, TypeError, ValueError, OSError, EOFError, pickle.UnpicklingError):
+            return False  # no cache, or Numba's internals moved: tier as if absent
+
+    def _choose(self, args: tuple | None = None) -> tuple[Any, bool]:
+        """``(version, final)``: the version for this call, and whether it stays for the process's life."""
+        if _forced is not None:
+            return (self.parallel if _forced == "parallel" else self.serial), False
+        if not enabled():
+            return self.parallel, True
+        now = time.monotonic()
+        if now < self._serial_until:
+            return self.serial, False
+        if is_ready(self.name) or (self._serial_until == 0.0 and self._in_cache(args)):
+            return self.parallel, True
+        if background_running() or (not _background_started and start_background()):
+            return self.serial, False
+        # No background compile (it ended without this kernel, or could not start): compile here.
+        return self.parallel, True
+
+    def __repr__(self) -> str:
+        return f"<tiered kernel {self.name}>"
+
+
+def tiered(dispatcher: Any) -> Tiered:
+    """Decorator over ``@njit(parallel=True, ...)``: the driver runs its serial twin until its parallel
+    version is in the cache (see the module doc)."""
+    return Tiered(dispatcher)

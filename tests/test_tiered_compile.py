@@ -1,0 +1,195 @@
+"""Tiered compilation (jitgrad/kernels/cpu/_tier.py): serial twins, ready markers, the background switch."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from numba import njit, prange
+
+from jitgrad import compile as jcompile
+from jitgrad.kernels.cpu import _gemm, _tier, pooling
+from jitgrad.kernels.reference.pooling import max_pool2d as ref_max_pool2d
+
+
+def _scaled_sum(x, out):
+    for i in prange(x.size):
+        out[i] = 2 * x[i]
+    return x.size
+
+
+@pytest.fixture
+def kernel(tmp_path, monkeypatch):
+    """A fresh tiered kernel (not in the cache) with its markers in ``tmp_path``; tiering on, no background."""
+    monkeypatch.setattr(_tier, "_marker_dir", tmp_path)
+    monkeypatch.setenv(_tier.ENV_VAR, "1")
+    monkeypatch.setattr(_tier, "_forced", None)
+    started = []
+    monkeypatch.setattr(_tier, "start_background", lambda: started.append(1) or True)
+    monkeypatch.setattr(_tier, "background_running", lambda: bool(started))
+    k = _tier.Tiered(njit(parallel=True)(_scaled_sum))  # fresh dispatchers: nothing compiled yet
+    monkeypatch.delitem(_tier.REGISTRY, k.name)
+    k.started = started
+    return k
+
+
+def _call(k):
+    x = np.arange(5, dtype=np.float32)
+    out = np.full(5, np.nan, dtype=np.float32)
+    assert k(x, out) == 5
+    np.testing.assert_array_equal(out, 2 * x)
+
+
+def test_cold_runs_the_serial_twin_and_starts_one_background_compile(kernel):
+    _call(kernel)
+    _call(kernel)
+    assert kernel.serial.signatures and not kernel.parallel.signatures
+    assert kernel.started == [1]  # one start; the second call sees it running
+    assert not _tier.is_ready(kernel.name)
+
+
+def test_marker_switches_to_the_parallel_version_for_good(kernel):
+    _call(kernel)
+    (_tier.marker_dir() / f"{kernel.name}.ready").write_text("")
+    kernel._serial_until = 0.0  # skip the 0.2 s between looks
+    _call(kernel)
+    assert kernel.parallel.signatures
+    assert kernel._fn is kernel.parallel  # memoised: no more marker checks
+
+
+def test_marker_is_rechecked_at_most_every_recheck_interval(kernel):
+    _call(kernel)
+    (_tier.marker_dir() / f"{kernel.name}.ready").write_text("")
+    _call(kernel)  # within RECHECK_S of the last look: still serial
+    assert not kernel.parallel.signatures
+
+
+def test_background_gone_without_marker_compiles_here_and_leaves_the_marker(kernel, monkeypatch):
+    monkeypatch.setattr(_tier, "_background_started", True)
+    monkeypatch.setattr(_tier, "background_running", lambda: False)
+    _call(kernel)
+    assert kernel.parallel.signatures and not kernel.serial.signatures
+    assert _tier.is_ready(kernel.name)
+
+
+def test_tiering_off_by_env_runs_parallel_and_never_spawns(kernel, monkeypatch):
+    monkeypatch.setenv(_tier.ENV_VAR, "0")
+    assert not _tier.enabled()
+    _call(kernel)
+    assert kernel.started == [] and kernel.parallel.signatures and not kernel.serial.signatures
+    assert _tier.is_ready(kernel.name)
+
+
+def test_force_overrides_and_rejects_unknown_versions(kernel, monkeypatch):
+    monkeypatch.setattr(_tier, "REGISTRY", {kernel.name: kernel})
+    _tier.force("serial")
+    try:
+        _call(kernel)
+        assert kernel.serial.signatures and not kernel.parallel.signatures
+        _tier.force("parallel")
+        _call(kernel)
+        assert kernel.parallel.signatures and kernel.started == []
+    finally:
+        _tier.force(None)
+    with pytest.raises(ValueError, match="version must be"):
+        _tier.force("fast")
+
+
+def test_compile_tasks_run_the_parallel_versions_and_leave_markers(kernel, monkeypatch):
+    monkeypatch.setitem(jcompile.TASKS, "tiny", lambda dtype: _call(kernel))
+    jcompile._run_task("tiny", "float32")
+    assert _tier.is_ready(kernel.name) and kernel.started == []
+    assert _tier._forced is None  # put back
+
+
+def test_twin_and_parallel_have_their_own_cache_files():
+    k = _gemm.gemm_parallel
+    assert isinstance(k, _tier.Tiered) and k.name in _tier.REGISTRY
+    paths = {k.parallel._cache._cache_file._index_path, k.serial._cache._cache_file._index_path}
+    assert len(paths) == 2
+    assert k.serial.py_func.__code__ is k.parallel.py_func.__code__  # one body, no copy
+    assert "parallel" not in k.serial.targetoptions
+    assert k.serial.targetoptions["fastmath"] == k.parallel.targetoptions["fastmath"]
+
+
+def test_twin_computes_what_the_parallel_gemm_computes():
+    rng = np.random.default_rng(0)
+    for trans_a, trans_b in ((False, False), (True, True)):
+        a = rng.standard_normal((40, 37)).astype(np.float32)
+        b = rng.standard_normal((37, 70)).astype(np.float32)
+        a_in = np.ascontiguousarray(a.T) if trans_a else a
+        b_in = np.ascontiguousarray(b.T) if trans_b else b
+        c_par = np.full((40, 70), np.nan, np.float32)
+        c_ser = np.full((40, 70), np.nan, np.float32)
+        no_epilogue = (np.zeros(1, np.float32), 0)  # no bias, no activation
+        _gemm.gemm_parallel.parallel(a_in, b_in, trans_a, trans_b, c_par, 3, *no_epilogue)
+        _gemm.gemm_parallel.serial(a_in, b_in, trans_a, trans_b, c_ser, 3, *no_epilogue)
+        np.testing.assert_allclose(c_ser, a @ b, rtol=1e-4, atol=1e-4)
+        np.testing.assert_array_equal(c_ser, c_par)  # same code, same blocking: the same sums
+
+
+def test_twin_computes_what_the_parallel_max_pool_computes():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((2, 3, 9, 8)).astype(np.float32)
+    expected, expected_idx = ref_max_pool2d(x, kernel_size=2)
+    y = np.full(expected.shape, np.nan, np.float32)
+    idx = np.full(expected.shape, -1, np.int32)
+    pooling._max_pool2d_kernel.serial(x.reshape(6, 9, 8), 2, 2, 2, 2, 0, 0, y.reshape(6, 4, 4),
+                                      idx.reshape(6, 4, 4))
+    np.testing.assert_array_equal(y, expected)
+    np.testing.assert_array_equal(idx, expected_idx)
+
+
+def test_twin_claims_are_shared_between_processes(tmp_path, monkeypatch):
+    import os
+    import subprocess
+    import sys
+
+    monkeypatch.setattr(_tier, "_marker_dir", tmp_path)
+    assert _tier._claim_twin("a.k")  # first: ours
+    assert _tier._claim_twin("a.k")  # ours again (same pid)
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        (tmp_path / f"b.k{_tier.TWIN_SUFFIX}.claim").write_text(str(other.pid))
+        assert not _tier._claim_twin("b.k")  # a live process compiles it
+    finally:
+        other.kill()
+        other.wait()
+    assert _tier._claim_twin("b.k")  # its process is gone: reclaimed
+    assert (tmp_path / f"b.k{_tier.TWIN_SUFFIX}.claim").read_text() == str(os.getpid())
+    _tier._wait_for_twin("b.k")  # our own claim, no ready marker: returns (never waits on itself)
+
+
+def test_ready_follows_the_marker_without_compiling(kernel):
+    assert not kernel.ready()
+    assert kernel.started == [1]  # the first look starts the background compile
+    assert not kernel.serial.signatures and not kernel.parallel.signatures
+    (_tier.marker_dir() / f"{kernel.name}.ready").write_text("")
+    kernel._serial_until = 0.0
+    assert kernel.ready() and kernel._fn is kernel.parallel
+
+
+def test_parallel_version_already_in_numba_cache_needs_no_marker(tmp_path, monkeypatch):
+    monkeypatch.setattr(_tier, "_marker_dir", tmp_path)
+    monkeypatch.setenv(_tier.ENV_VAR, "1")
+    monkeypatch.setattr(_tier, "_forced", None)
+    monkeypatch.setattr(_tier, "start_background", lambda: pytest.fail("no background compile expected"))
+    x, out = np.arange(5, dtype=np.float32), np.empty(5, np.float32)
+    njit(parallel=True, cache=True)(_scaled_sum)(x, out)  # in Numba's cache now (as after an older jitgrad.compile)
+    k = _tier.Tiered(njit(parallel=True, cache=True)(_scaled_sum))
+    monkeypatch.delitem(_tier.REGISTRY, k.name)
+    _call(k)
+    assert k._fn is k.parallel and not k.serial.signatures
+    assert _tier.is_ready(k.name)
+
+
+def test_default_tiers_only_a_cache_that_never_held_a_complete_compile(tmp_path, monkeypatch):
+    monkeypatch.delenv(_tier.ENV_VAR, raising=False)
+    monkeypatch.setenv("JITGRAD_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(_tier, "_fresh", None)
+    assert _tier.enabled()  # a first run on this machine
+    (tmp_path / "jitgrad-compiled-0123.stamp").write_text("compiled float32\n")
+    assert _tier.enabled()  # memoised for the process's life
+    monkeypatch.setattr(_tier, "_fresh", None)
+    assert not _tier.enabled()  # a developer's cache after a kernel edit: no serial twins to time
+    monkeypatch.setenv(_tier.ENV_VAR, "1")
+    assert _tier.enabled()
