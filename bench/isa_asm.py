@@ -37,6 +37,7 @@ def signatures(dtype: types.Float) -> dict[str, tuple]:
         "_conv.conv2d_backward_input": (m4, m4, i, i, i, i, i, i, m4, i),
         "_conv_weight.conv2d_backward_weight": (m4, m4, i, i, i, i, i, i, m4, v1, i),
         "_conv_weight.conv2d_backward_weight_unit": (m4, m4, i, i, i, i, m4, v1, i),
+        "_gemm_dot.gemm_dot": (m2, m2, m2, i, i),
     }
 
 
@@ -90,9 +91,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--float64", action="store_true")
     parser.add_argument("--only", default="", help="kernels whose name contains this")
     opts = parser.parse_args(argv)
-    from jitgrad.kernels.cpu import _conv, _conv_weight, _gemm, _isa
+    from jitgrad.kernels.cpu import _conv, _conv_weight, _gemm, _gemm_dot, _isa
 
-    modules = {"_gemm": _gemm, "_conv": _conv, "_conv_weight": _conv_weight}
+    modules = {"_gemm": _gemm, "_conv": _conv, "_conv_weight": _conv_weight, "_gemm_dot": _gemm_dot}
     want = {"avx512": "zmm", "avx2": "ymm", "sse": "xmm", "neon": "v"}[_isa.ISA.name]
     print(f"path: {_isa.describe()}")
     dtype = types.float64 if opts.float64 else types.float32

@@ -26,16 +26,19 @@ x86_only = pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd6
 _PROBE = r"""
 import json, re
 from numba import types
-from jitgrad.kernels.cpu import _conv_weight, _gemm, _isa
+from jitgrad.kernels.cpu import _conv_weight, _gemm, _gemm_dot, _isa
 dtype = types.float32 if "{dtype}" == "float32" else types.float64
 arr, i, b = dtype[::1], types.int64, types.boolean
-gemm_sig = (i, arr, i, i, i, arr, i, i, arr, i, i, i, i, b, arr, i, b, i, i)
+gemm_sig = (i, arr, i, i, i, arr, i, i, arr, i, i, i, i, b, arr, i, b)
 dot_sig = (arr, i, i, i, arr, i, i, i, i, i, i, i, arr, i)
 out = {{"path": _isa.ISA.name, "mr": _gemm.MR, "dot_rows": _conv_weight.DOT_ROWS}}
 for name, fn, sig in (("gemm", _gemm.micro_kernel, gemm_sig), ("dot", _conv_weight.dot_tile, dot_sig)):
     fn.compile(sig)
     asm = fn.inspect_asm(sig)
     out[name] = re.findall(r"\bvfmadd\w*\s+[^\n]*", asm)
+m2 = dtype[:, ::1]
+_gemm_dot.gemm_dot.compile((m2, m2, m2, i, i))
+out["rowdot"] = re.findall(r"\bvfmadd\w*\s+[^\n]*", _gemm_dot.gemm_dot.inspect_asm((m2, m2, m2, i, i)))
 print("RESULT" + json.dumps(out))
 """
 
@@ -79,13 +82,16 @@ def test_forced_cpu_picks_path_and_vector_registers(cpu_name, path, dtype, reg, 
     # One FMA per accumulator per step (LLVM may unroll the loop, never drop or split FMAs).
     assert len(out["gemm"]) % (2 * mr) == 0 and len(out["gemm"]) >= 2 * mr
     assert len(out["dot"]) % (3 * dot_rows) == 0 and len(out["dot"]) >= 3 * dot_rows
+    # The row-dot kernel of skinny a @ b.T (_gemm_dot): its 3 x 4 tile, on full-width vectors.
+    assert registers(out["rowdot"]) == {reg}, out["rowdot"]
+    assert len(out["rowdot"]) % 12 == 0 and len(out["rowdot"]) >= 12
 
 
 @x86_only
 @pytest.mark.slow
 def test_generic_x86_takes_the_sse_path(tmp_path):
     out = probe("x86-64", "float32", tmp_path)
-    assert out["path"] == "sse" and out["gemm"] == [] and out["dot"] == []
+    assert out["path"] == "sse" and out["gemm"] == [] and out["dot"] == [] and out["rowdot"] == []
 
 
 @x86_only

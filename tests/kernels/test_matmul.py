@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from jitgrad.kernels import cpu
 from jitgrad.kernels import reference as ref
 from jitgrad.kernels.cpu import _gemm
+from jitgrad.kernels.cpu._gemm_dot import gemm_dot
 from tests.helpers import DTYPES, assert_close, nan_like, randn
 from tests.kernels.test_conv import guarded
 
@@ -77,6 +78,15 @@ SHAPES = [
     (128, 120, 256), (256, 128, 120), (120, 256, 128),
     (40, 96, 50), (100, 160, 90),  # B read in place, no partial panel
     (257, 129, 301),
+    # a @ b.T with min(M, N) <= DOT_MAX_MN and K >= DOT_MIN_K runs as dot products of rows (_gemm_dot): rows and
+    # columns that are not multiples of its 3 x 4 tile, K not a multiple of the vector width,
+    # K over several DOT_KC blocks
+    (7, 130, 300), (130, 5, 283), (20, 25, 1100), (2, 70, 260), (65, 20, 513),
+    # shallow K (<= SHALLOW_K) with a row pitch of a multiple of 256 bytes: B read in place
+    (40, 64, 9), (30, 128, 32),
+    # up to 3 row panels: B read in place at any pitch; the edge panel (16 = 6 + 6 + 4 rows) takes
+    # the packed micro-kernel loop; exactly MR rows of a transposed A read in place
+    (16, 64, 150), (6, 40, 50),
 ]
 
 
@@ -159,6 +169,32 @@ def test_cpu_stays_inside_its_arrays(trans_a, trans_b, dtype):
             path(a, b, trans_a, trans_b, out)
             rtol, atol = tolerance(dtype, k)
             assert_close(out, expected, dtype, rtol=rtol, atol=atol)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_dot_path_column_ranges(dtype):
+    # gemm_dot computes columns j0:j1 only and leaves the others untouched.
+    m, n, k = 11, 23, 70
+    a, b = operands(m, n, k, False, True, dtype)
+    expected = ref.matmul(a, b, trans_b=True)
+    rtol, atol = tolerance(dtype, k)
+    for j0, j1 in [(0, 23), (5, 6), (3, 22), (20, 23)]:
+        out = nan_like((m, n), dtype)
+        gemm_dot(a, b, out, j0, j1)
+        assert_close(out[:, j0:j1], expected[:, j0:j1], dtype, rtol=rtol, atol=atol)
+        assert np.isnan(out[:, :j0]).all() and np.isnan(out[:, j1:]).all()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_dot_path_stays_inside_its_arrays(dtype):
+    # Edge tiles re-read a clamped row; the K tail is a masked load: nothing past any array is touched.
+    for m, n, k in [(4, 5, 13), (1, 1, 3), (7, 9, 600)]:
+        a, b = operands(m, n, k, False, True, dtype)
+        a, b = guarded(a), guarded(b)
+        out = guarded(nan_like((m, n), dtype))
+        gemm_dot(a, b, out, 0, n)
+        rtol, atol = tolerance(dtype, k)
+        assert_close(out, ref.matmul(a, b, trans_b=True), dtype, rtol=rtol, atol=atol)
 
 
 @settings(max_examples=40, deadline=None)

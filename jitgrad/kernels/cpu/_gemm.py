@@ -21,6 +21,7 @@ from ._gemm_tile import (  # noqa: F401
     MC_PANELS,
     MR,
     NC_PANELS,
+    SHALLOW_K,
     _jit,
     cdiv,
     gemm_block,
@@ -52,7 +53,7 @@ def partition(npa, npb, nthreads):
     return mc, nc, cdiv(npa, mc), cdiv(npb, nc)
 
 
-@njit(**_jit)
+@njit(inline="always", **_jit)  # inlined: no compile of its own
 def a_in_place(trans, m, k, n, itemsize):
     """Whether the micro-kernel reads ``op(a)`` where it lies instead of from packed panels.
 
@@ -69,7 +70,7 @@ def a_in_place(trans, m, k, n, itemsize):
     return m * k * itemsize <= (1 << 20)
 
 
-@njit(**_jit)
+@njit(inline="always", **_jit)  # inlined: no compile of its own
 def a_layout(trans, m, k):
     """``(panel stride, row stride, column stride)`` of ``op(a)`` read in place (``a`` C-contiguous)."""
     if trans:
@@ -103,7 +104,7 @@ def gemm_small(a, b, trans_a, trans_b, c):
                     c[i, j] += aip * b[p, j]
 
 
-@njit(**_jit)
+@njit(inline="always", **_jit)  # inlined: no compile of its own
 def b_in_place(trans, m, k, n, itemsize):
     """Whether the full B panels are read where they lie (only the last, partial one packed).
 
@@ -112,18 +113,22 @@ def b_in_place(trans, m, k, n, itemsize):
     pitch that is a multiple of 256 bytes maps the ``KC`` rows of a panel
     onto a few sets) or when it is too large to stay in L2 while reused,
     and not when C has at most ``2 * MR`` rows (each B value is then used
-    once or twice: the packing pass would cost as much as the product).
+    once or twice: the packing pass would cost as much as the product), nor
+    when ``k <= SHALLOW_K`` (``gemm_block`` then streams each panel once per
+    row panel of C and never reuses it from L1, so set aliasing costs nothing).
     """
     if trans:
         return False
-    return m <= 2 * MR or (k * n * itemsize <= (1 << 20) and (n * itemsize) % 256 != 0)
+    if m <= 3 * MR or k <= SHALLOW_K:
+        return True
+    return k * n * itemsize <= (1 << 20) and (n * itemsize) % 256 != 0
 
 
 @njit(**_jit)
 def gemm_cols(af, a_pstride, a_rs, a_cs, b, bp, in_place, k, m, n, ip0, ip1, jp0, jp1, c, bias, epi):
     """``c[A panels ip0:ip1, B panels jp0:jp1] = op(a) @ op(b)``; B from ``b`` in place or ``bp`` packed.
 
-    ``bias``, ``epi``: the store's epilogue (``_gemm_tile.micro_kernel``; ``epi = 0``: none).
+    ``bias``, ``epi``: the store's epilogue (``_gemm_tile.epilogue_tile``; ``epi = 0``: none).
 
     In place, the full panels come from ``b`` (row pitch ``n``) and the last,
     partial panel from ``bp`` (packed alone at ``bp[0:]``, zero-padded).

@@ -1,11 +1,14 @@
-"""The GEMM store's epilogue: bias and activation applied to the C tile while it is in registers.
+"""The GEMM store's epilogue: bias and activation applied to each C tile just after the micro-kernel stored it.
 
-``micro_kernel`` ends by storing its ``MR x NR`` tile of C; with an epilogue
+``gemm_block`` (``_gemm_tile``) computes C tile by tile; with an epilogue
 code ``epi`` (a small int, so one Numba specialisation serves every
-combination) ``store_row`` first adds a per-column bias and applies the
-activation, on the vectors, after the last ``k`` slice. A per-row bias (the
-convolution's, one per output channel) is the micro-kernel's initial
-accumulator instead (``has_bias``), which costs nothing at all.
+combination) it passes each tile, after the last ``k`` slice and while it
+is still in L1, through ``epilogue_tile``: a per-column bias added and the
+activation applied, on vectors. (In the micro-kernel's registers it made
+the store too large for LLVM to inline and slowed every product, fused or
+not.) A per-row bias (the convolution's, one per output channel) is the
+micro-kernel's initial accumulator instead (``has_bias``), which costs
+nothing at all.
 
 The codes are bits: ``EPI_RELU`` (``max(v, 0)`` with NaN passed through, as
 ``np.maximum`` and the ``relu`` kernel) and ``EPI_COL_BIAS`` (``v +

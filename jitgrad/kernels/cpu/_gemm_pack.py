@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ._gemm_simd import VEC_BYTES, load, store, vgather, vload, vstore
+from ._gemm_simd import VEC_BYTES, load, store, vload, vstore
 from ._gemm_tile import MR, _jit, nr_of
 
 
@@ -110,7 +110,7 @@ def pack_b(b, trans, jp0, jp1, bp):
     """Pack B panels ``jp0 : jp1`` of ``op(b)`` (all of K; panel ``jp`` at ``bp[jp * K * NR]``).
 
     A transposed ``b`` holds a panel's ``NR`` values of one ``k`` in ``NR``
-    different rows: they are fetched with two hardware gathers per ``k``.
+    different rows: they are moved one by one, rows read contiguously.
     """
     nr = nr_of(bp)
     lanes = VEC_BYTES // bp.itemsize
@@ -119,15 +119,35 @@ def pack_b(b, trans, jp0, jp1, bp):
     else:
         k, n = b.shape
     full = min(jp1, n // nr)
-    if trans and jp0 < full and nr * k < 2**31:
+    if trans and jp0 < full:
+        # Each row of ``b`` is one column of a panel: read 8 values of a row
+        # (contiguous), store them NR apart, 8 ``k`` at a time so the panel's
+        # 8 destination lines stay in L1 while its NR rows pass. Scalar moves:
+        # on Zen 3 as fast as two hardware gathers per ``k`` for a small B,
+        # 1.8x faster for a 1024 x 1024 one.
         bf = b.reshape(b.size)
-        offsets = np.arange(nr).astype(np.int32) * np.int32(k)
         for jp in range(jp0, full):
             dst = jp * k * nr
-            src = jp * nr * k
-            for p in range(k):
-                vstore(bp, dst + p * nr, vgather(bf, src + p, offsets, 0))
-                vstore(bp, dst + p * nr + lanes, vgather(bf, src + p, offsets, lanes))
+            for p0 in range(0, k, 8):
+                p1 = min(k, p0 + 8)
+                for j in range(nr):
+                    src = (jp * nr + j) * k
+                    for p in range(p0, p1):
+                        store(bp, dst + p * nr + j, load(bf, src + p))
+        jp0 = full
+    elif not trans and jp0 < full:
+        # Row-major B: bands of 8 rows, each read left to right across the panels (8 sequential
+        # streams the prefetcher follows; a panel at a time would read one line per row, at a
+        # pitch that is often a multiple of 4 KiB).
+        bf = b.reshape(b.size)
+        for p0 in range(0, k, 8):
+            p1 = min(k, p0 + 8)
+            for jp in range(jp0, full):
+                dst = jp * k * nr
+                for p in range(p0, p1):
+                    src = p * n + jp * nr
+                    vstore(bp, dst + p * nr, vload(bf, src))
+                    vstore(bp, dst + p * nr + lanes, vload(bf, src + lanes))
         jp0 = full
     for jp in range(jp0, jp1):
         pack_b_panel(b, trans, jp * nr, bp, jp * k * nr)

@@ -14,7 +14,7 @@ Rapidly Instantiating BLAS Functionality", 2015):
   one ``k`` are contiguous (``b_rs`` apart from one ``k`` to the next):
   a row-major B already is one (read in place when it is small, or used by
   few A panels, and its row pitch does not alias in L1), otherwise it is
-  packed (``_gemm_pack``; transposed B with hardware gathers). A is read
+  packed (``_gemm_pack``; transposed B by scalar moves). A is read
   through ``(row, column)`` strides, so a row-major A, a transposed A and
   packed ``MR``-row panels of A all feed the same micro-kernel; panels with
   the ``MR`` values of one ``k`` side by side (packed, or transposed A) take
@@ -27,12 +27,12 @@ Rapidly Instantiating BLAS Functionality", 2015):
   they run under ``prange`` without races.
 
 Blocking for the two measured x86 paths, from one rule (B micro-panel
-16-32 KiB in L1, A block 144 KiB in L2):
+32 KiB in L1, A block 144-288 KiB in L2; K cut into equal slices):
 
 ========  =======  =====  ===========  ===================  ==================
 path      tile     KC     B panel      MC (float32/64)      L1d / L2 targeted
 ========  =======  =====  ===========  ===================  ==================
-avx2      6 x 16   256    16 KiB       144 / 72 rows        32 KiB / 512 KiB (Zen 2/3, Haswell+)
+avx2      6 x 16   512    32 KiB       144 / 72 rows        32 KiB / 512 KiB (Zen 2/3, Haswell+)
 avx512    8 x 32   256    32 KiB       144 / 72 rows        32-48 KiB / 1 MiB+
 ========  =======  =====  ===========  ===================  ==================
 """
@@ -63,16 +63,21 @@ from ._isa import ISA
 #: ``MR`` is a compile-time constant, so with 6 the code of rows 6 and 7 is
 #: never emitted.
 MR = ISA.gemm_mr
-#: Depth of one ``k`` slice: a B micro-panel (``KC x NR``) is 16 KiB on AVX2
-#: (half of a 32 KiB L1d), 32 KiB with AVX-512's 32 columns (Skylake-X, Ice
-#: Lake: L1d 32 / 48 KiB; measured 0.86-0.93x OpenBLAS there with this KC).
-KC = 256
+#: Largest depth of one ``k`` slice (``gemm_block`` cuts K into equal slices of
+#: at most this). Up to AVX2: 512, BLIS's float32 choice for Zen 3 (a B
+#: micro-panel ``KC x NR`` is 32 KiB float32); measured on Zen 3 against 256:
+#: 2048^2 0.77 -> 0.81-0.83x OpenBLAS, 1024^2 0.92 -> 0.94x (C is read and
+#: written half as often). AVX-512 keeps 256 (its 32 columns make the panel
+#: 32 KiB already; measured 0.86-0.93x OpenBLAS on Skylake-X / Ice Lake).
+KC = 512 if VEC_BYTES <= 32 else 256
 #: Bytes of the A block (``MC x KC``) that stays in L2 while the B micro-panels
-#: of a ``k`` slice stream past it: 144 KiB, BLIS's Zen 3 choice (``MC = 144``
-#: float32 rows, 72 float64, of a 512 KiB L2; Skylake-X and later have 1 MiB+).
-MC_BYTES = 144 * 1024
+#: of a ``k`` slice stream past it: BLIS's Zen 3 choice, ``MC = 144`` float32
+#: rows at ``KC = 512`` (288 KiB of a 512 KiB L2); 144 KiB with AVX-512.
+MC_BYTES = (288 if VEC_BYTES <= 32 else 144) * 1024
 #: Up to this depth ``gemm_block`` walks C by rows of tiles instead of by columns.
 SHALLOW_K = 32
+#: Bytes of B a shallow product keeps in L2 while every row panel of C passes it.
+SHALLOW_B_BYTES = 64 * 1024
 #: A parallel task's block of C, in panels: up to ``MC_PANELS * MR`` rows ...
 MC_PANELS = 32
 #: ... and ``NC_PANELS * NR`` columns.
@@ -96,10 +101,12 @@ def cdiv(a, b):
 # Micro-kernel
 # --------------------------------------------------------------------------
 
-@njit(**_jit)
+# Inlined into gemm_block (Numba IR): called, it cost ~150 cycles a tile in argument passing and
+# atomic reference counts of its four arrays, a third of a shallow (K <= 32) product's time.
+@njit(inline="always", **_jit)
 def micro_kernel(kc, a, a_off, a_rs, a_cs, b, b_off, b_rs, c, c_off, ldc, mr, ncols, accumulate,
-                 bias, bias_off, has_bias, bias_col, epi):
-    """``C[:mr, :ncols] (+)= A[:mr, :kc] @ B[:kc, :ncols] (+ bias)``, then the epilogue ``epi``, on flat buffers.
+                 bias, bias_off, has_bias):
+    """``C[:mr, :ncols] (+)= A[:mr, :kc] @ B[:kc, :ncols] (+ bias)`` on flat buffers.
 
     ``mr <= MR`` and ``ncols <= NR``: an edge tile computes the whole
     register tile and stores only its valid rows (branches) and columns
@@ -166,11 +173,13 @@ def micro_kernel(kc, a, a_off, a_rs, a_cs, b, b_off, b_rs, c, c_off, ldc, mr, nc
     o5 = a_off + (5 * a_rs if mr > 5 else 0)
     o6 = a_off + (6 * a_rs if mr > 6 else 0)
     o7 = a_off + (7 * a_rs if mr > 7 else 0)
-    if a_rs == 1 and mr == MR:
+    if a_rs == 1 and (mr == MR or a_cs == MR):
         # The MR values of one k side by side (packed panels, transposed A):
         # one pointer with constant offsets, which leaves LLVM enough
         # general registers for the unrolled loop (the general form below
-        # keeps one index per row and spills them).
+        # keeps one index per row and spills them). An edge tile takes it
+        # too when its panel is MR wide (``a_cs == MR``: packed, so rows past
+        # ``mr`` are padding inside the buffer, never stored).
         ia = a_off
         ib = b_off
         for _ in range(kc):
@@ -236,36 +245,30 @@ def micro_kernel(kc, a, a_off, a_rs, a_cs, b, b_off, b_rs, c, c_off, ldc, mr, nc
             c71 = vfma(av, b1, c71)
         ia += a_cs
         ib += b_rs
-    store_row(c, c_off, lanes, c00, c01, accumulate, ncols, bias, bias_col, epi)
+    store_row(c, c_off, lanes, c00, c01, accumulate, ncols)
     if mr > 1:
-        store_row(c, c_off + ldc, lanes, c10, c11, accumulate, ncols, bias, bias_col, epi)
+        store_row(c, c_off + ldc, lanes, c10, c11, accumulate, ncols)
     if mr > 2:
-        store_row(c, c_off + 2 * ldc, lanes, c20, c21, accumulate, ncols, bias, bias_col, epi)
+        store_row(c, c_off + 2 * ldc, lanes, c20, c21, accumulate, ncols)
     if mr > 3:
-        store_row(c, c_off + 3 * ldc, lanes, c30, c31, accumulate, ncols, bias, bias_col, epi)
+        store_row(c, c_off + 3 * ldc, lanes, c30, c31, accumulate, ncols)
     if mr > 4:
-        store_row(c, c_off + 4 * ldc, lanes, c40, c41, accumulate, ncols, bias, bias_col, epi)
+        store_row(c, c_off + 4 * ldc, lanes, c40, c41, accumulate, ncols)
     if mr > 5:
-        store_row(c, c_off + 5 * ldc, lanes, c50, c51, accumulate, ncols, bias, bias_col, epi)
+        store_row(c, c_off + 5 * ldc, lanes, c50, c51, accumulate, ncols)
     if MR > 6 and mr > 6:
-        store_row(c, c_off + 6 * ldc, lanes, c60, c61, accumulate, ncols, bias, bias_col, epi)
+        store_row(c, c_off + 6 * ldc, lanes, c60, c61, accumulate, ncols)
     if MR > 7 and mr > 7:
-        store_row(c, c_off + 7 * ldc, lanes, c70, c71, accumulate, ncols, bias, bias_col, epi)
+        store_row(c, c_off + 7 * ldc, lanes, c70, c71, accumulate, ncols)
 
 
 @njit(**_jit)
-def store_row(c, off, lanes, v0, v1, accumulate, ncols, bias, bias_col, epi):
-    """``c[off : off + ncols] (+)= [v0, v1][:ncols]``, with the epilogue ``epi`` (see ``micro_kernel``)."""
+def store_row(c, off, lanes, v0, v1, accumulate, ncols):
+    """``c[off : off + ncols] (+)= [v0, v1][:ncols]``."""
     if ncols >= 2 * lanes:
         if accumulate:
             v0 = vadd(v0, vload(c, off))
             v1 = vadd(v1, vload(c, off + lanes))
-        if epi & EPI_COL_BIAS:
-            v0 = vadd(v0, vload(bias, bias_col))
-            v1 = vadd(v1, vload(bias, bias_col + lanes))
-        if epi & EPI_RELU:
-            v0 = vrelu(v0)
-            v1 = vrelu(v1)
         vstore(c, off, v0)
         vstore(c, off + lanes, v1)
     else:
@@ -274,14 +277,49 @@ def store_row(c, off, lanes, v0, v1, accumulate, ncols, bias, bias_col, epi):
         if accumulate:
             v0 = vadd(v0, vload_masked(c, off, n0))
             v1 = vadd(v1, vload_masked(c, off + lanes, n1))
+        vstore_masked(c, off, v0, n0)
+        vstore_masked(c, off + lanes, v1, n1)
+
+
+@njit(inline="always", **_jit)
+def epilogue_tile(c, c_off, ldc, mr, ncols, bias, bias_col, epi):
+    """``C[:mr, :ncols] = act(C[:mr, :ncols] + bias[bias_col:][:ncols])`` by the bits of ``epi``, on the tile
+    the micro-kernel has just stored (still in L1).
+
+    Applied on the stored tile rather than in ``store_row``'s registers: inside
+    the micro-kernel the epilogue made ``store_row`` too large for LLVM to
+    inline, and its calls (reference counts on ``c`` and ``bias`` per row) ran
+    shallow products 3x slower. Same arithmetic, same order (``C + bias``,
+    then the activation), so the result is the unfused one, bit for bit.
+    """
+    lanes = VEC_BYTES // c.itemsize
+    n0 = min(ncols, lanes)
+    n1 = ncols - lanes
+    full = ncols >= 2 * lanes
+    for r in range(mr):
+        off = c_off + r * ldc
+        if full:
+            v0 = vload(c, off)
+            v1 = vload(c, off + lanes)
+        else:
+            v0 = vload_masked(c, off, n0)
+            v1 = vload_masked(c, off + lanes, n1)
         if epi & EPI_COL_BIAS:
-            v0 = vadd(v0, vload_masked(bias, bias_col, n0))
-            v1 = vadd(v1, vload_masked(bias, bias_col + lanes, n1))
+            if full:
+                v0 = vadd(v0, vload(bias, bias_col))
+                v1 = vadd(v1, vload(bias, bias_col + lanes))
+            else:
+                v0 = vadd(v0, vload_masked(bias, bias_col, n0))
+                v1 = vadd(v1, vload_masked(bias, bias_col + lanes, n1))
         if epi & EPI_RELU:
             v0 = vrelu(v0)
             v1 = vrelu(v1)
-        vstore_masked(c, off, v0, n0)
-        vstore_masked(c, off + lanes, v1, n1)
+        if full:
+            vstore(c, off, v0)
+            vstore(c, off + lanes, v1)
+        else:
+            vstore_masked(c, off, v0, n0)
+            vstore_masked(c, off + lanes, v1, n1)
 
 
 @njit(**_jit)
@@ -306,20 +344,28 @@ def gemm_block(a, a_base, a_pstride, a_rs, a_cs, b, b_pstride, b_rs, k0, k1, m, 
         # Shallow products (im2col of a first conv layer, a Linear layer's
         # input gradient): each tile is mostly its store, so C is written
         # row panel by row panel (sequential lines the hardware prefetcher
-        # follows) while the small B stays in L1/L2.
-        for ip in range(ip0, ip1):
-            i0 = ip * MR
-            mr = min(MR, m - i0)
-            a_off = a_base + ip * a_pstride + k0 * a_cs
-            for jp in range(jp0, jp1):
-                j0 = jp * nr
-                micro_kernel(k1 - k0, a, a_off, a_rs, a_cs, b, jp * b_pstride + k0 * b_rs, b_rs,
-                             c, c_off + i0 * ldc + j0, ldc, mr, min(nr, n - j0), accumulate, bias, i0, has_bias,
-                             j0, epi)
+        # follows) while the small B stays in L1/L2: in column blocks of
+        # SHALLOW_B_BYTES of B, so that a wide B is not fetched again from
+        # L3 for every row panel.
+        nb = max(1, SHALLOW_B_BYTES // ((k1 - k0) * nr * b.itemsize))
+        for jc in range(jp0, jp1, nb):
+            for ip in range(ip0, ip1):
+                i0 = ip * MR
+                mr = min(MR, m - i0)
+                a_off = a_base + ip * a_pstride + k0 * a_cs
+                for jp in range(jc, min(jp1, jc + nb)):
+                    j0 = jp * nr
+                    micro_kernel(k1 - k0, a, a_off, a_rs, a_cs, b, jp * b_pstride + k0 * b_rs, b_rs,
+                                 c, c_off + i0 * ldc + j0, ldc, mr, min(nr, n - j0), accumulate, bias, i0, has_bias)
+                    if epi:
+                        epilogue_tile(c, c_off + i0 * ldc + j0, ldc, mr, min(nr, n - j0), bias, j0, epi)
         return
-    mc = max(1, MC_BYTES // (MR * KC * b.itemsize))
-    for pc in range(k0, k1, KC):
-        kc = min(KC, k1 - pc)
+    # Equal slices of at most KC (576 = 2 x 288, not 512 + 64: a thin last slice is mostly overhead).
+    slices = (k1 - k0 + KC - 1) // KC  # not cdiv(.., KC): a literal argument compiles another cdiv
+    kstep = (k1 - k0 + slices - 1) // slices
+    mc = max(1, MC_BYTES // (MR * kstep * b.itemsize))
+    for pc in range(k0, k1, kstep):
+        kc = min(kstep, k1 - pc)
         acc = accumulate or pc > k0
         add_bias = has_bias and pc == k0
         epi_now = epi if pc + kc >= k1 else 0
@@ -334,5 +380,6 @@ def gemm_block(a, a_base, a_pstride, a_rs, a_cs, b, b_pstride, b_rs, k0, k1, m, 
                 for ip in range(ic, ie):
                     i0 = ip * MR
                     micro_kernel(kc, a, a_base + ip * a_pstride + pc * a_cs, a_rs, a_cs, b, b_off, b_rs,
-                                 c, c_off + i0 * ldc + j0, ldc, min(MR, m - i0), ncols, acc, bias, i0, add_bias, j0,
-                                 epi_now)
+                                 c, c_off + i0 * ldc + j0, ldc, min(MR, m - i0), ncols, acc, bias, i0, add_bias)
+                    if epi_now:
+                        epilogue_tile(c, c_off + i0 * ldc + j0, ldc, min(MR, m - i0), ncols, bias, j0, epi_now)
