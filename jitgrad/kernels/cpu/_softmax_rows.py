@@ -19,10 +19,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from jitgrad.config import FASTMATH
 from jitgrad.kernels.cpu import _elementary as ef
+from jitgrad.kernels.cpu._jit import FASTMATH as _FASTMATH
 
-_FASTMATH = set(FASTMATH)
 #: The callers' flags less ``reassoc``, for the one subtraction whose order is the point.
 _IN_ORDER = _FASTMATH - {"reassoc"}
 

@@ -31,9 +31,9 @@ from typing import Any
 import numpy as np
 from numba import njit, prange
 
-from jitgrad.config import FASTMATH
 from jitgrad.kernels._constants import kernel_names
 from jitgrad.kernels.cpu import _elementary as ef
+from jitgrad.kernels.cpu._jit import FASTMATH as _FASTMATH
 from jitgrad.kernels.cpu._softmax_rows import SHORT_ROW as _SHORT_ROW
 from jitgrad.kernels.cpu._softmax_rows import block_rows as _block_rows
 from jitgrad.kernels.cpu._softmax_rows import flat_exp_into as _flat_exp_into
@@ -51,8 +51,6 @@ from jitgrad.kernels.reference.softmax import (
 )
 
 __all__: list[str] = kernel_names("softmax")  # the one list: kernels/_constants.py
-
-_FASTMATH = set(FASTMATH)
 
 
 # ----------------------------------------------------------------------------- softmax, log_softmax
