@@ -207,6 +207,7 @@ def _prob_loss(logits, target, eps, i, m, lse):
 
 
 # Cross-entropy, rows ``r0:r1``: probabilities and losses; each returns the sum of its losses.
+# Two functions on purpose: one with an ``is_index`` test per row was slower (see softmax.py).
 
 @njit(cache=True, error_model="numpy", fastmath=_FASTMATH, inline="always")
 def cross_entropy_index_rows(logits, labels, eps, probs, losses, r0, r1):

@@ -309,6 +309,9 @@ def _cross_entropy_backward_row(probs, labels, target, is_index, eps, scale, out
 # Each kernel comes as a parallel and a serial twin: a (128, 10) batch is done in a few
 # microseconds, less than it takes to wake the worker threads. Rows go in blocks of
 # ``_block_rows(C)`` (the short-row path's block; 4 rows of 1000 classes).
+# The index and probability kernels are written out on purpose: one kernel taking both
+# operands and an ``is_index`` flag (the backward's form) measured 1.15-1.26x slower at
+# (128, 10) and up to 1.17x at (4096, 10), 1 thread.
 
 @njit(cache=True, error_model="numpy", fastmath=_FASTMATH, parallel=True)
 def _cross_entropy_index_kernel(logits, labels, eps, probs, losses):
