@@ -37,6 +37,7 @@ from jitgrad.kernels._constants import SQRT_2_OVER_PI as _SQRT_2_OVER_PI
 from jitgrad.kernels._constants import kernel_names
 from jitgrad.kernels.cpu import _elementary as ef
 from jitgrad.kernels.cpu._jit import FASTMATH as _FASTMATH
+from jitgrad.kernels.cpu._jit import FLOAT_DTYPES as _FLOATS
 from jitgrad.kernels.reference.activations import (
     _check_alpha,
     _check_approximate,
@@ -47,8 +48,6 @@ from jitgrad.kernels.reference.activations import (
 )
 
 __all__: list[str] = kernel_names("activations")  # the one list: kernels/_constants.py
-
-_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def _forward_out(x: np.ndarray) -> np.ndarray:

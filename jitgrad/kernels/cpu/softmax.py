@@ -34,6 +34,7 @@ from numba import njit, prange
 from jitgrad.kernels._constants import kernel_names
 from jitgrad.kernels.cpu import _elementary as ef
 from jitgrad.kernels.cpu._jit import FASTMATH as _FASTMATH
+from jitgrad.kernels.cpu._jit import FLOAT_DTYPES as _FLOATS
 from jitgrad.kernels.cpu._softmax_rows import SHORT_ROW as _SHORT_ROW
 from jitgrad.kernels.cpu._softmax_rows import block_rows as _block_rows
 from jitgrad.kernels.cpu._softmax_rows import flat_exp_into as _flat_exp_into
@@ -229,9 +230,6 @@ def _run_rows(row_kernels, kernel, axis: int, arrays: tuple[np.ndarray, ...], lo
             row_kernel(*(a.reshape(outer, length) for a in arrays), log, out.reshape(outer, length))
     else:
         kernel(*(a.reshape(outer, length, inner) for a in arrays), log, out.reshape(outer, length, inner))
-
-
-_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def _plain_rows(x: Any, axis: Any = 1) -> bool:
