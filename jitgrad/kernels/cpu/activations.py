@@ -78,8 +78,10 @@ def _backward_out(grad_out: np.ndarray, x: np.ndarray) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- relu family
 
-# Every kernel comes as a parallel and a serial twin (the loop written out in both: an
-# inlined shared helper compiled to a branchy loop 250x slower, measured). Waking the second
+# Every kernel comes as a parallel and a serial twin; the relu family's one-line loops are
+# written out in both on purpose (a shared helper compiled to a branchy loop 250x slower,
+# measured), the other families share ``inline="always"`` element functions that take the
+# values (measured as fast as written-out loops, ymm-packed). Waking the second
 # thread costs ~6 us and the parallel launch ~1.5 us even on one thread, more than a (128, 10)
 # batch takes. ReLU and leaky ReLU are one compare per element, memory-bound, so a second
 # thread buys little below ``_RELU_PARALLEL_MIN_SIZE`` elements (the LeNet-5 activations,
