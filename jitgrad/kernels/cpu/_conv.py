@@ -27,13 +27,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from ._conv_im2col import (
-    copy_padded,
-    pack_windows,
-    pixel_offsets,
-    tap_offsets,
-    window_tables,
-)
+from ._conv_im2col import conv_shapes, copy_padded, pack_windows, pixel_offsets, tap_offsets, window_tables
 from ._gemm import MR, _jit, cdiv, gemm_block, nr_of, pack_a, pack_b
 from ._gemm_simd import load, store
 from ._tier import tiered
@@ -44,10 +38,7 @@ from ._tier import tiered
 def conv2d_forward(x, w, bias, has_bias, sh, sw, ph, pw, dh, dw, y, nthreads, epi):
     """``y = act(conv2d(x, w) (+ bias))`` (validated arguments; ``y`` written in place; ``epi``: the
     activation bits of ``_gemm_epilogue``, applied in the GEMM's store)."""
-    n, c_in, h, wd = x.shape
-    c_out, _, kh, kw = w.shape
-    h_out = y.shape[2]
-    w_out = y.shape[3]
+    n, c_in, h, wd, c_out, kh, kw, h_out, w_out = conv_shapes(x, w, y)
     npix = h_out * w_out
     k = c_in * kh * kw
     nr = nr_of(y)
@@ -121,10 +112,7 @@ def conv2d_backward_input(g, w, sh, sw, ph, pw, dh, dw, gx, nthreads):
     because ``g`` is packed that way), so each tap's col2im is one contiguous
     run ``gpad[tap_off + q] += dcols[tap, q]`` instead of ``h_out`` short rows.
     """
-    n, c_in, h, wd = gx.shape
-    c_out, _, kh, kw = w.shape
-    h_out = g.shape[2]
-    w_out = g.shape[3]
+    n, c_in, h, wd, c_out, kh, kw, h_out, w_out = conv_shapes(gx, w, g)
     npix = h_out * w_out
     taps = kh * kw
     k = c_in * taps

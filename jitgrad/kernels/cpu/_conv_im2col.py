@@ -29,6 +29,15 @@ from ._gemm_simd import (
 )
 
 
+@njit(inline="always", **_jit)
+def conv_shapes(x, w, y):
+    """``n, c_in, h, wd, c_out, kh, kw, h_out, w_out`` of a convolution: input ``x`` (N, C_in, H, W),
+    weights ``w`` (C_out, C_in, kh, kw), output ``y`` (N, C_out, H_out, W_out) or their gradients."""
+    n, c_in, h, wd = x.shape
+    c_out, _, kh, kw = w.shape
+    return n, c_in, h, wd, c_out, kh, kw, y.shape[2], y.shape[3]
+
+
 @njit(**_jit)
 def tap_offsets(c_in, kh, kw, dh, dw, hp, wp, count):
     """``off[k]`` for ``k = (c * kh + i) * kw + j``: tap ``(c, i, j)``'s offset in a padded sample.

@@ -17,13 +17,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from ._conv_im2col import (
-    copy_padded,
-    pack_windows,
-    pixel_offsets,
-    tap_offsets,
-    window_tables,
-)
+from ._conv_im2col import conv_shapes, copy_padded, pack_windows, pixel_offsets, tap_offsets, window_tables
 from ._gemm import MR, _jit, cdiv, gemm_block, nr_of
 from ._gemm_simd import VEC_BYTES, load, vfma, vgather, vload, vstore, vzero
 from ._isa import ISA
@@ -34,10 +28,7 @@ from ._tier import tiered
 @njit(parallel=True, **_jit)
 def conv2d_backward_weight(x, g, sh, sw, ph, pw, dh, dw, gw, gb, nthreads):
     """``gw, gb = d conv2d / d (w, b)`` contracted with ``g`` (validated; written in place)."""
-    n, c_in, h, wd = x.shape
-    c_out, _, kh, kw = gw.shape
-    h_out = g.shape[2]
-    w_out = g.shape[3]
+    n, c_in, h, wd, c_out, kh, kw, h_out, w_out = conv_shapes(x, gw, g)
     npix = h_out * w_out
     k = c_in * kh * kw
     nr = nr_of(gw)
@@ -248,10 +239,7 @@ def conv2d_backward_weight_unit(x, g, ph, pw, dh, dw, gw, gb, nthreads):
     Tasks are chunks of samples (and, for a small batch, groups of tap
     tiles); each chunk sums into its own partial, reduced in a fixed order.
     """
-    n, c_in, h, wd = x.shape
-    c_out, _, kh, kw = gw.shape
-    h_out = g.shape[2]
-    w_out = g.shape[3]
+    n, c_in, h, wd, c_out, kh, kw, h_out, w_out = conv_shapes(x, gw, g)
     npix = h_out * w_out
     k = c_in * kh * kw
     lanes = VEC_BYTES // gw.itemsize

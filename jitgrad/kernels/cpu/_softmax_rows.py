@@ -19,10 +19,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from jitgrad.config import FASTMATH
 from jitgrad.kernels.cpu import _elementary as ef
+from jitgrad.kernels.cpu._jit import FASTMATH as _FASTMATH
 
-_FASTMATH = set(FASTMATH)
 #: The callers' flags less ``reassoc``, for the one subtraction whose order is the point.
 _IN_ORDER = _FASTMATH - {"reassoc"}
 
@@ -208,6 +207,7 @@ def _prob_loss(logits, target, eps, i, m, lse):
 
 
 # Cross-entropy, rows ``r0:r1``: probabilities and losses; each returns the sum of its losses.
+# Two functions on purpose: one with an ``is_index`` test per row was slower (see softmax.py).
 
 @njit(cache=True, error_model="numpy", fastmath=_FASTMATH, inline="always")
 def cross_entropy_index_rows(logits, labels, eps, probs, losses, r0, r1):

@@ -25,9 +25,9 @@ from typing import Any
 import numpy as np
 from numba import njit, prange
 
-from jitgrad.config import FASTMATH
 from jitgrad.kernels._constants import kernel_names
 from jitgrad.kernels._validate import Pool2dDims
+from jitgrad.kernels.cpu._jit import FASTMATH as _FASTMATH
 from jitgrad.kernels.reference.pooling import (
     _check_avg_pool_backward,
     _check_avg_pool_forward,
@@ -39,8 +39,6 @@ from jitgrad.kernels.reference.pooling import (
 from ._tier import tiered
 
 __all__: list[str] = kernel_names("pooling")  # the one list: kernels/_constants.py
-
-_FASTMATH = set(FASTMATH)
 
 
 def _planes(a: np.ndarray) -> np.ndarray:
@@ -56,15 +54,20 @@ def _window_args(d: Pool2dDims) -> tuple[int, int, int, int, int, int]:
 # ----------------------------------------------------------------------------- max pooling
 
 @njit(cache=True, fastmath=_FASTMATH, inline="always")
+def _span(o, stride, pad, k, size):
+    # The input range [lo, hi) under output position ``o`` along one axis, clipped to the input.
+    start = o * stride - pad
+    return max(start, 0), min(start + k, size)
+
+
+@njit(cache=True, fastmath=_FASTMATH, inline="always")
 def _max_pool2d_plane(x, p, kh, kw, sh, sw, ph, pw, y, argmax, nan_aware):
     _, h, w = x.shape
     _, h_out, w_out = y.shape
     for oh in range(h_out):
-        h0 = oh * sh - ph
-        h_lo, h_hi = max(h0, 0), min(h0 + kh, h)
+        h_lo, h_hi = _span(oh, sh, ph, kh, h)
         for ow in range(w_out):
-            w0 = ow * sw - pw
-            w_lo, w_hi = max(w0, 0), min(w0 + kw, w)
+            w_lo, w_hi = _span(ow, sw, pw, kw, w)
             best = x[p, h_lo, w_lo]
             best_idx = h_lo * w + w_lo
             for hh in range(h_lo, h_hi):
@@ -215,11 +218,9 @@ def _avg_pool2d_kernel(x, kh, kw, sh, sw, ph, pw, count_include_pad, y):
                 y_flat[p, o] /= count
             continue
         for oh in range(h_out):
-            h0 = oh * sh - ph
-            h_lo, h_hi = max(h0, 0), min(h0 + kh, h)
+            h_lo, h_hi = _span(oh, sh, ph, kh, h)
             for ow in range(w_out):
-                w0 = ow * sw - pw
-                w_lo, w_hi = max(w0, 0), min(w0 + kw, w)
+                w_lo, w_hi = _span(ow, sw, pw, kw, w)
                 total = zero
                 for hh in range(h_lo, h_hi):
                     for ww in range(w_lo, w_hi):
@@ -247,11 +248,9 @@ def _avg_pool2d_backward_kernel(grad_out, kh, kw, sh, sw, ph, pw, count_include_
                             grad_x[p, h0 + i, ow * sw + j] += grad_out[p, oh, ow] / count
             continue
         for oh in range(h_out):
-            h0 = oh * sh - ph
-            h_lo, h_hi = max(h0, 0), min(h0 + kh, h)
+            h_lo, h_hi = _span(oh, sh, ph, kh, h)
             for ow in range(w_out):
-                w0 = ow * sw - pw
-                w_lo, w_hi = max(w0, 0), min(w0 + kw, w)
+                w_lo, w_hi = _span(ow, sw, pw, kw, w)
                 count = kh * kw if count_include_pad else (h_hi - h_lo) * (w_hi - w_lo)
                 share = grad_out[p, oh, ow] / grad_x.dtype.type(count)
                 for hh in range(h_lo, h_hi):
