@@ -23,10 +23,10 @@ from llvmlite import ir
 from numba import njit
 from numba.extending import intrinsic
 
-from jitgrad.config import FASTMATH
 from jitgrad.kernels._constants import FUSED_ACTIVATIONS
 
 from ._gemm_simd import SimdVector, _mark_vector_width
+from ._jit import FASTMATH
 
 #: ``max(v, 0)`` after the bias (NaN stays NaN).
 EPI_RELU = 1
@@ -52,7 +52,7 @@ def vrelu(typingctx, v):
     return v(v), codegen
 
 
-@njit(cache=True, fastmath=set(FASTMATH), nogil=True, error_model="numpy")
+@njit(cache=True, fastmath=FASTMATH, nogil=True, error_model="numpy")
 def apply_epilogue(c, bias, epi):
     """``c = act(c + bias[col])`` in place on a 2-D ``c``, by the bits of ``epi`` (the small-product path)."""
     m, n = c.shape

@@ -41,8 +41,6 @@ from __future__ import annotations
 
 from numba import njit
 
-from jitgrad.config import FASTMATH
-
 from ._gemm_epilogue import EPI_COL_BIAS, EPI_RELU, vrelu
 from ._gemm_simd import (
     VEC_BYTES,
@@ -57,6 +55,7 @@ from ._gemm_simd import (
     vzero,
 )
 from ._isa import ISA
+from ._jit import FASTMATH
 
 #: Rows of the register tile (A panel width): 8 with AVX-512's 32 registers,
 #: 6 with AVX2's 16 (see ``_isa``). The micro-kernel is written for 8 rows;
@@ -83,7 +82,7 @@ MC_PANELS = 32
 #: ... and ``NC_PANELS * NR`` columns.
 NC_PANELS = 16
 
-_jit = dict(cache=True, fastmath=set(FASTMATH), nogil=True)
+_jit = dict(cache=True, fastmath=FASTMATH, nogil=True)
 
 
 @njit(**_jit)

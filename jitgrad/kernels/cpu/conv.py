@@ -21,6 +21,7 @@ from jitgrad.kernels.reference.conv import (
 
 from . import _conv, _conv_weight, _depthwise
 from ._gemm_epilogue import apply_epilogue
+from ._jit import overlaps
 
 __all__: list[str] = kernel_names("conv")  # the one list: kernels/_constants.py
 
@@ -133,11 +134,6 @@ def _grouped_backward_weight(x, grad_out, d, grad_w, grad_b) -> None:
         _conv2d_backward_weight_kernel(xg[g], gg[g], gd, grad_w[g * co:(g + 1) * co], grad_b[g * co:(g + 1) * co])
 
 
-def _overlaps(out: np.ndarray | None, *inputs: np.ndarray | None) -> bool:
-    """True when ``out`` shares memory with an input: the kernels then write into a temporary first."""
-    return out is not None and any(a is not None and np.may_share_memory(out, a) for a in inputs)
-
-
 def conv2d(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *, stride: Any = 1,
            padding: Any = 0, dilation: Any = 1, out: np.ndarray | None = None, groups: int = 1) -> np.ndarray:
     return conv2d_validated(x, w, b, check_conv2d_args(x, w, b, stride, padding, dilation, out, groups), out)
@@ -146,7 +142,7 @@ def conv2d(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *, stride:
 def conv2d_validated(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, d: Any, out: np.ndarray | None,
                      epi: int = 0) -> np.ndarray:
     """``conv2d`` after validation (geometry ``d``), with the activation bits ``epi`` (``fused.conv2d_activation``)."""
-    if _overlaps(out, x, w, b):
+    if overlaps(out, x, w, b):
         out[...] = conv2d_validated(x, w, b, d, None, epi)
         return out
     if out is None:
@@ -165,7 +161,7 @@ def conv2d_backward_input(grad_out: np.ndarray, w: np.ndarray, *, input_shape: t
                           stride: Any = 1, padding: Any = 0, dilation: Any = 1,
                           out: np.ndarray | None = None, groups: int = 1, dims: Any = None) -> np.ndarray:
     d = check_conv2d_backward_input_args(grad_out, w, input_shape, stride, padding, dilation, out, groups, dims)
-    if _overlaps(out, grad_out, w):
+    if overlaps(out, grad_out, w):
         out[...] = conv2d_backward_input(grad_out, w, input_shape=input_shape, stride=stride, padding=padding,
                                          dilation=dilation, groups=groups)
         return out

@@ -15,7 +15,6 @@ from typing import Any
 import numpy as np
 from numba import njit
 
-from jitgrad.config import FASTMATH
 from jitgrad.kernels._constants import kernel_names
 from jitgrad.kernels.reference.fused import (
     check_bias_activation_backward_args,
@@ -24,13 +23,14 @@ from jitgrad.kernels.reference.fused import (
 )
 
 from ._gemm_epilogue import EPI_COL_BIAS
-from .conv import _overlaps, conv2d_validated
+from ._jit import FASTMATH, overlaps
+from .conv import conv2d_validated
 from .matmul import _matmul_kernel
 
 __all__: list[str] = kernel_names("fused")  # the one list: kernels/_constants.py
 
 
-@njit(cache=True, error_model="numpy", fastmath=set(FASTMATH), nogil=True)
+@njit(cache=True, error_model="numpy", fastmath=FASTMATH, nogil=True)
 def _bias_activation_backward_kernel(g, y, relu, grad_pre, grad_bias):
     """``g``, ``y``, ``grad_pre`` viewed ``(N, C, inner)``; ``grad_bias`` (C,) written."""
     n, c, inner = y.shape
@@ -61,7 +61,7 @@ def _bias_activation_backward_kernel(g, y, relu, grad_pre, grad_bias):
 def linear(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *, activation: str = "none",
            out: np.ndarray | None = None) -> np.ndarray:
     m, n, code = check_linear_args(x, w, b, activation, out)
-    if _overlaps(out, x, w, b):
+    if overlaps(out, x, w, b):
         out[...] = linear(x, w, b, activation=activation)
         return out
     if out is None:

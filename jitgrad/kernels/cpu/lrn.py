@@ -30,13 +30,13 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from jitgrad.config import FASTMATH
 from jitgrad.kernels._constants import kernel_names
 from jitgrad.kernels.reference.lrn import _check_lrn, _check_lrn_backward
 
+from ._jit import FASTMATH as _FASTMATH
+
 __all__: list[str] = kernel_names("lrn")  # the one list: kernels/_constants.py
 
-_FASTMATH = set(FASTMATH)
 _SERIAL_BELOW = 1 << 15
 
 

@@ -11,6 +11,7 @@ from jitgrad.kernels.reference.matmul import check_matmul_args
 from . import _gemm
 from ._gemm_dot import gemm_dot
 from ._gemm_epilogue import apply_epilogue
+from ._jit import overlaps
 
 __all__: list[str] = kernel_names("matmul")  # the one list: kernels/_constants.py
 
@@ -62,19 +63,11 @@ def _matmul_kernel(a: np.ndarray, b: np.ndarray, trans_a: bool, trans_b: bool, o
 _NO_BIAS = {np.dtype(np.float32): np.zeros(1, np.float32), np.dtype(np.float64): np.zeros(1, np.float64)}
 
 
-def _may_overlap(out: np.ndarray, x: np.ndarray) -> bool:
-    """Whether ``out`` and ``x`` may share memory; two arrays that own their data answer at once (~0.1 us,
-    ``np.may_share_memory`` ~0.3 us)."""
-    if out.base is None and x.base is None:
-        return out is x
-    return np.may_share_memory(out, x)
-
-
 def matmul(a: np.ndarray, b: np.ndarray, *, trans_a: bool = False, trans_b: bool = False,
            out: np.ndarray | None = None) -> np.ndarray:
     """CPU: a transposed operand is read through strides, or by the packing of a large operand; never copied."""
     m, n, _, dtype, trans_a, trans_b = check_matmul_args(a, b, trans_a, trans_b, out)
-    if out is not None and (_may_overlap(out, a) or _may_overlap(out, b)):
+    if overlaps(out, a, b):
         result = np.empty((m, n), dtype=dtype)
         _matmul_kernel(a, b, trans_a, trans_b, result)
         out[...] = result

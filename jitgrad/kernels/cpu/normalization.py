@@ -26,13 +26,12 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from jitgrad.config import FASTMATH
 from jitgrad.kernels._constants import kernel_names
 from jitgrad.kernels.reference import normalization as _spec
 
-__all__: list[str] = kernel_names("normalization")  # the one list: kernels/_constants.py
+from ._jit import FASTMATH as _FASTMATH
 
-_FASTMATH = set(FASTMATH)
+__all__: list[str] = kernel_names("normalization")  # the one list: kernels/_constants.py
 
 
 def _or_empty(a: np.ndarray | None, dtype: np.dtype) -> np.ndarray:

@@ -15,10 +15,15 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from jitgrad.config import FASTMATH
 from jitgrad.kernels._constants import kernel_names
 from jitgrad.kernels._elements import adam_element, sgd_element
-from jitgrad.kernels.reference.optim import _adam_kernel_scalars, _check_adam, _check_sgd
+from jitgrad.kernels.reference.optim import (
+    _adam_kernel_scalars,
+    _check_adam,
+    _check_sgd,
+)
+
+from ._jit import FASTMATH
 
 __all__: list[str] = kernel_names("optim")  # the one list: kernels/_constants.py
 

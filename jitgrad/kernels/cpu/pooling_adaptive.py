@@ -14,14 +14,18 @@ from typing import Any
 import numpy as np
 from numba import njit, prange
 
-from jitgrad.config import FASTMATH
 from jitgrad.kernels._constants import kernel_names
 from jitgrad.kernels.reference.pooling import _raise_argmax_out_of_range
-from jitgrad.kernels.reference.pooling_adaptive import check_adaptive_backward, check_adaptive_forward
+from jitgrad.kernels.reference.pooling_adaptive import (
+    check_adaptive_backward,
+    check_adaptive_forward,
+)
+
+from ._jit import FASTMATH
 
 __all__: list[str] = kernel_names("pooling_adaptive")  # the one list: kernels/_constants.py
 
-_jit = dict(cache=True, nogil=True, fastmath=set(FASTMATH))
+_jit = dict(cache=True, nogil=True, fastmath=FASTMATH)
 
 
 @njit(**_jit)

@@ -32,18 +32,21 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from jitgrad.config import FASTMATH
 from jitgrad.kernels._constants import kernel_names
 from jitgrad.kernels.reference.recurrent import (
-    SAVED, check_nonlinearity, check_recurrent, check_recurrent_backward,
+    SAVED,
+    check_nonlinearity,
+    check_recurrent,
+    check_recurrent_backward,
 )
 
 from . import _elementary, _gemm
+from ._jit import FASTMATH
 from .matmul import matmul
 
 __all__: list[str] = kernel_names("recurrent")  # the one list: kernels/_constants.py
 
-_jit = dict(cache=True, fastmath=set(FASTMATH), nogil=True)
+_jit = dict(cache=True, fastmath=FASTMATH, nogil=True)
 
 #: Below this many multiply-adds per step (``B * G*H * H``) the time loop runs on one thread.
 SERIAL_MACS = 32 * 128 * 128
