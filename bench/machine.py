@@ -92,3 +92,49 @@ def _cache_dir() -> str | None:
         return str(jitgrad.config.cache_dir())
     except Exception:  # noqa: BLE001 - the report still runs without jitgrad importable
         return None
+
+
+# ----------------------------------------------------------------------------- forcing another SIMD path
+
+#: LLVM CPU that ``bench/report.py --isa PATH`` compiles for (with ``NUMBA_CPU_FEATURES`` empty, so
+#: the name's own feature set decides, not the host's).
+FORCED_CPUS = {"avx2": "haswell", "avx512": "skylake-avx512"}
+#: Host features a path's code needs to run.
+_NEEDS = {"avx2": ("avx2", "fma"), "avx512": ("avx512f", "avx512bw", "avx512dq", "avx512vl")}
+#: Set in the child of a forced run (so it does not fork again).
+ISA_ENV_VAR = "JITGRAD_REPORT_ISA"
+
+
+def host_features() -> set[str]:
+    """The host CPU's features (LLVM's names: ``avx2``, ``fma``, ``avx512f``, ...)."""
+    try:
+        import llvmlite.binding as llvm
+
+        return {name for name, on in llvm.get_host_cpu_features().items() if on}
+    except Exception:  # noqa: BLE001 - /proc/cpuinfo spells the x86 ones alike
+        try:
+            for line in Path("/proc/cpuinfo").read_text().splitlines():
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+        except OSError:
+            pass
+    return set()
+
+
+def cannot_run(isa: str) -> str | None:
+    """Why this host cannot execute code of path ``isa`` (None: it can)."""
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return f"the {isa} path is x86-64 code; this is {platform.machine()}"
+    missing = [f for f in _NEEDS[isa] if f not in host_features()]
+    if missing:
+        return f"this CPU ({cpu_model()}) lacks {', '.join(missing)}, so {isa} code would die with SIGILL"
+    return None
+
+
+def isa_environment(isa: str, cache_root: Path) -> dict[str, str]:
+    """Environment of a child compiled for ``isa``: a forced LLVM CPU, and a Numba cache folder of
+    its own (``<cache_root>/isa-<path>-<cpu>``) so machine code of two paths never mixes."""
+    cpu = FORCED_CPUS[isa]
+    cache = str(Path(cache_root) / f"isa-{isa}-{cpu}")
+    return {"NUMBA_CPU_NAME": cpu, "NUMBA_CPU_FEATURES": "", "JITGRAD_CACHE_DIR": cache,
+            "NUMBA_CACHE_DIR": cache, ISA_ENV_VAR: isa}

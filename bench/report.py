@@ -27,6 +27,11 @@ Usage::
     python bench/report.py --quick           # tiny shapes, 1 repeat: CI smoke
     python bench/report.py --only conv       # rows whose id matches a regex
     python bench/report.py --json out.json   # also write the numbers
+    python bench/report.py --doc docs/performance.md   # the issue-13 sections, into this path's block
+    python bench/report.py --doc docs/performance.md --isa avx2   # the same, compiled for AVX2
+
+``--doc``/``--markdown`` run only the sections of issue 13's targets (``bench/report_doc.py``) and
+write them as Markdown (``bench/report_markdown.py``).
 """
 
 from __future__ import annotations
@@ -63,6 +68,8 @@ from machine import machine_info  # noqa: E402
 from report_onnx import format_rows as onnx_table, onnx_rows  # noqa: E402
 import report_modern  # noqa: E402  (rows of the grouped/transposed conv and adaptive pooling kernels)
 import activations_vs_torch  # noqa: E402  (every activation and softmax-family kernel, CE at 4096x1000)
+import machine  # noqa: E402
+import report_doc  # noqa: E402  (--doc / --markdown / --isa)
 
 #: Backends of the kernel table, in column order; "torch" only if importable.
 KERNEL_BACKENDS = ("numpy", "cpu")
@@ -459,7 +466,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no per-row lines on stderr")
     parser.add_argument("--verbose", action="store_true", help="print tracebacks of failing kernels")
+    report_doc.add_arguments(parser)
     opts = parser.parse_args(argv)
+    report_doc.check_args(opts)
     if opts.repeats is None:
         opts.repeats = 1 if opts.quick else 7
     if opts.sample_time is None:
@@ -471,13 +480,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Run the report, print it, write ``--json`` if asked; return the numbers."""
+    argv = sys.argv[1:] if argv is None else list(argv)
     opts = parse_args(argv)
+    if opts.isa != "native" and os.environ.get(machine.ISA_ENV_VAR) != opts.isa:
+        raise SystemExit(report_doc.run_forced_isa(opts, argv))
+    doc_mode = bool(opts.doc or opts.markdown)
+    if doc_mode:  # time the parallel kernels, never a serial twin of a tiered first compile
+        os.environ.setdefault("JITGRAD_TIERED", "0")
     import jitgrad
 
     if opts.threads is not None:
         jitgrad.set_num_threads(opts.threads)
     threads = jitgrad.get_num_threads()
     torch = import_torch(threads)
+    if doc_mode:
+        hooks = {"kernel_rows": kernel_rows, "end_to_end_rows": end_to_end_rows, "timed_row": _timed_row,
+                 "progress": _progress}
+        run = report_doc.run(opts, argv, torch, threads, hooks)
+        if opts.json:
+            Path(opts.json).write_text(json.dumps(run, indent=2) + "\n")
+        return run
     report: dict[str, Any] = {
         "settings": {"quick": opts.quick, "repeats": opts.repeats, "sample_time": opts.sample_time,
                      "only": opts.only.pattern, "dtype": opts.dtype},
