@@ -110,7 +110,7 @@ def header_lines(run: dict[str, Any]) -> list[str]:
     software = [f"Python {m.get('python')}", f"NumPy {m.get('numpy')}" + (f" ({m['blas']})" if m.get("blas") else ""),
                 f"Numba {m.get('numba')}" + (f" (threading layer {m['numba_threading_layer']})"
                                              if m.get("numba_threading_layer") else ""),
-                f"PyTorch {m['torch']} CPU" if m.get("torch") else "PyTorch absent (no PyTorch columns)"]
+                f"PyTorch {m['torch']}" if m.get("torch") else "PyTorch absent (no PyTorch columns)"]
     load = run.get("loadavg") or (None, None)
     rows = [
         ["CPU", f"{m.get('cpu')} ({m.get('cores')} cores)"],
@@ -206,8 +206,8 @@ def render_block(run: dict[str, Any]) -> str:
                 "products: Linear layers at batch 128, convolutions as im2col products over 16 images).", ""]
         out += gemm_lines(res["gemm"]) + [""]
     if "conv" in res:
-        out += ["#### conv2d (batch 128)", "", "No target of its own: its products are the GEMM table's "
-                "`cnn-*` rows.", ""]
+        out += ["#### conv2d", "", "The asv suite's shapes (`bench/benchmarks/common.py`, batch 128). No target "
+                "of its own: its products are the GEMM table's `cnn-*` rows.", ""]
         out += kernel_lines(res["conv"]) + [""]
     if "activations" in res:
         out += ["#### Activations, softmax and softmax-cross-entropy, forward and backward", ""]
