@@ -110,6 +110,11 @@ def gemm_rows(opts: argparse.Namespace, threads: int) -> list[dict[str, Any]]:
                           capture_output=True, text=True, timeout=3600)
     if done.returncode:
         raise RuntimeError("matmul_side_by_side.py failed: " + (done.stderr.strip().splitlines() or ["?"])[-1])
+    from jitgrad.kernels.cpu import _isa
+
+    path = re.search(r"^path: (\S+)", done.stdout, re.MULTILINE)
+    if path is None or path[1] != _isa.ISA.name:  # the child must have compiled for this run's path
+        raise RuntimeError(f"matmul_side_by_side.py ran the {path[1] if path else '?'} path, not {_isa.ISA.name}")
     rows = [r for r in parse_gemm(done.stdout) if opts.only.search(r["id"])]
     for row in rows:
         _progress_line(row["id"], f"{row['ratio']:.2f}x NumPy", opts)
