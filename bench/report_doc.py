@@ -163,8 +163,9 @@ def collect(opts: argparse.Namespace, torch: Any | None, threads: int,
     ``end_to_end_rows``, ``timed_row`` and ``progress``."""
     import activations_vs_torch
 
-    results: dict[str, Any] = {}
+    results: dict[str, Any] = {"section_s": {}}
     for section in opts.sections:
+        start = time.perf_counter()
         try:
             if section == "gemm":
                 results["gemm"] = gemm_rows(opts, threads)
@@ -182,6 +183,7 @@ def collect(opts: argparse.Namespace, torch: Any | None, threads: int,
         except Exception as exc:  # one broken section must not lose the others' numbers
             print(f"  section {section}: {type(exc).__name__}: {exc}", file=sys.stderr)
             results.setdefault("errors", {})[section] = f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
+        results["section_s"][section] = time.perf_counter() - start
     return results
 
 

@@ -120,14 +120,20 @@ def header_lines(run: dict[str, Any]) -> list[str]:
                     f"`OMP_WAIT_POLICY={m.get('omp_wait_policy')}`"],
         ["software", ", ".join(software) + f", jitgrad {m.get('jitgrad')}"],
         ["date, commit", f"{run.get('date')}, `{run.get('commit')}`"],
-        ["run", f"{run.get('wall_s', 0):.0f} s; load average {_load(load[0])} at the start, "
-                f"{_load(load[1])} at the end"],
+        ["run", f"{run.get('wall_s', 0):.0f} s{_per_section(run['results'].get('section_s'))}; load average "
+                f"{_load(load[0])} at the start, {_load(load[1])} at the end"],
         ["command", f"`{run.get('command')}`"],
     ]
     if run.get("quick"):
         rows.append(["**subset**", "**`--quick`: tiny subset, 1 sample per row, no cold start: shows the "
                                    "format only, not a measurement to quote**"])
     return _table(["", ""], rows)
+
+
+def _per_section(seconds: dict[str, float] | None) -> str:
+    if not seconds:
+        return ""
+    return " (" + ", ".join(f"{SECTION_TITLES.get(k, k)} {v:.0f} s" for k, v in seconds.items()) + ")"
 
 
 def _load(value: float | None) -> str:

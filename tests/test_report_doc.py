@@ -37,6 +37,7 @@ def _run(path="avx2", **overrides):
                         "images_per_s": {"cpu": 128.0, "torch": 106.7}},
                        {"model": "keras-convnet", "phase": "inference", "batch": 128,
                         "times": {"cpu": 1.0, "torch": 0.5}, "images_per_s": {"cpu": 128.0, "torch": 256.0}}],
+        "section_s": {"gemm": 120.0, "cold_start": 90.4},
         "cold_start": {"cold": {"wall_s": 15.8, "cpu_s": 15.1, "import_s": 0.6},
                        "warm": {"wall_s": 0.9, "cpu_s": 1.0, "import_s": 0.5}, "background": "done"},
     }
@@ -67,6 +68,7 @@ def test_block_marks_short_ratios_and_lists_them():
     assert "| 0.90 | 0.8 |" in block  # sq1024 meets 0.8: no mark
     assert "15.80\\*" in block and "| 0.90 |" in block
     assert block.count("\n- ") == 5
+    assert "| 600 s (GEMM 120 s, cold start 90 s); load average 1.0 at the start, 1.2 at the end |" in block
     assert "Test CPU (2 cores)" in block and "`avx2 (test)`" in block and "abc1234" in block
 
 
