@@ -217,14 +217,16 @@ def _background() -> None:
 
 
 def _stamp_path(dtypes: tuple[str, ...]) -> Path:
-    """The stamp of a complete compile of ``dtypes`` for this source, Numba, Python and CPU."""
+    """The stamp of a complete compile of ``dtypes`` for this source (and checkout), Numba, Python and CPU."""
     import llvmlite.binding as llvm
     import numba
 
     cpu = os.environ.get("NUMBA_CPU_NAME") or llvm.get_host_cpu_name()
     features = os.environ.get("NUMBA_CPU_FEATURES") or llvm.get_host_cpu_features().flatten()
+    # The checkout's path too: Numba keys its cache files by each source file's path, so another
+    # checkout of the same sources sharing the cache folder has compiled nothing of this one.
     digest = config.source_digest(("kernels/", "autograd/", "nn/", "optim/", "compile.py"),
-                                  (numba.__version__, sys.version, cpu, features, ",".join(dtypes)))
+                                  (numba.__version__, sys.version, cpu, features, ",".join(dtypes), str(_PACKAGE)))
     return config.cache_dir() / f"jitgrad-compiled-{digest}.stamp"
 
 

@@ -193,3 +193,62 @@ def test_default_tiers_only_a_cache_that_never_held_a_complete_compile(tmp_path,
     assert not _tier.enabled()  # a developer's cache after a kernel edit: no serial twins to time
     monkeypatch.setenv(_tier.ENV_VAR, "1")
     assert _tier.enabled()
+
+
+def _sleeper():
+    import subprocess
+    import sys
+
+    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+
+
+def test_pid_lock_is_created_whole_and_taken_over_only_from_a_dead_process(tmp_path):
+    import os
+
+    lock = _tier.PidLock(tmp_path / "sub" / "x.lock")
+    assert lock.holder() == 0 and not lock.held()
+    assert lock.acquire() and lock.acquire()  # ours, then ours again
+    assert lock.holder() == os.getpid() and lock.held() and not lock.held_by_other()
+    assert [p.name for p in lock.path.parent.iterdir()] == ["x.lock"]  # no temporary file left
+    other = _sleeper()
+    try:
+        lock.hand_over(other.pid)  # as start_background does with its child
+        assert lock.holder() == other.pid and lock.held_by_other()
+        lock.release()  # not ours: stays
+        assert not _tier.PidLock(lock.path).acquire()
+    finally:
+        other.kill()
+        other.wait()
+    assert not lock.held()  # its process is gone: stale
+    assert lock.acquire() and lock.holder() == os.getpid()
+    lock.release()
+    assert not lock.path.exists()
+
+
+def test_background_pid_file_starts_one_compile_per_cache(tmp_path, monkeypatch):
+    other = _sleeper()  # stands for the background process
+    spawned = []
+
+    class FakePopen:
+        def __init__(self, args, **kwargs):
+            spawned.append(args)
+            self.pid = other.pid
+
+        def poll(self):
+            return other.poll()
+
+    monkeypatch.setattr(_tier, "_marker_dir", tmp_path)
+    monkeypatch.setattr(_tier, "_background", None)
+    monkeypatch.setattr(_tier, "_background_started", False)
+    monkeypatch.setattr(_tier.subprocess, "Popen", FakePopen)
+    try:
+        assert _tier.start_background() and _tier.background_started()
+        assert spawned[0][-2:] == ["jitgrad.compile", "--background"]
+        assert _tier.PidLock(_tier._pid_file()).holder() == other.pid
+        monkeypatch.setattr(_tier, "_background", None)  # another process of the same cache
+        assert _tier.background_running() and _tier.start_background() and len(spawned) == 1
+    finally:
+        other.kill()
+        other.wait()
+    assert not _tier.background_running()  # gone: its pid file is stale
+    assert _tier.start_background() and len(spawned) == 2
