@@ -145,18 +145,18 @@ def test_twin_claims_are_shared_between_processes(tmp_path, monkeypatch):
     import sys
 
     monkeypatch.setattr(_tier, "_marker_dir", tmp_path)
-    assert _tier._claim_twin("a.k")  # first: ours
-    assert _tier._claim_twin("a.k")  # ours again (same pid)
+    assert _tier._claim_twin(f"a.k{_tier.TWIN_SUFFIX}")  # first: ours
+    assert _tier._claim_twin(f"a.k{_tier.TWIN_SUFFIX}")  # ours again (same pid)
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
         (tmp_path / f"b.k{_tier.TWIN_SUFFIX}.claim").write_text(str(other.pid))
-        assert not _tier._claim_twin("b.k")  # a live process compiles it
+        assert not _tier._claim_twin(f"b.k{_tier.TWIN_SUFFIX}")  # a live process compiles it
     finally:
         other.kill()
         other.wait()
-    assert _tier._claim_twin("b.k")  # its process is gone: reclaimed
+    assert _tier._claim_twin(f"b.k{_tier.TWIN_SUFFIX}")  # its process is gone: reclaimed
     assert (tmp_path / f"b.k{_tier.TWIN_SUFFIX}.claim").read_text() == str(os.getpid())
-    _tier._wait_for_twin("b.k")  # our own claim, no ready marker: returns (never waits on itself)
+    _tier._wait_for_twin(f"b.k{_tier.TWIN_SUFFIX}")  # our own claim, no ready marker: returns (never waits on itself)
 
 
 def test_ready_follows_the_marker_without_compiling(kernel):
@@ -252,3 +252,37 @@ def test_background_pid_file_starts_one_compile_per_cache(tmp_path, monkeypatch)
         other.wait()
     assert not _tier.background_running()  # gone: its pid file is stale
     assert _tier.start_background() and len(spawned) == 2
+
+
+def _plus_one(x):
+    return x + 1
+
+
+def test_shared_callee_is_compiled_by_one_process_the_other_waits(tmp_path, monkeypatch):
+    import threading
+    import time
+
+    monkeypatch.setattr(_tier, "_marker_dir", tmp_path)
+    monkeypatch.setattr(_tier, "_forced", "serial")  # as in the background process's serial phase
+    d = _tier.shared(njit(_plus_one))
+    key = f"{__name__}._plus_one{_tier.SHARED_SUFFIX}"
+    other = _sleeper()  # holds the claim: "the step compiles it"
+    (tmp_path / f"{key}.claim").write_text(str(other.pid))
+    threading.Timer(0.5, lambda: (other.kill(), other.wait())).start()
+    start = time.monotonic()
+    assert d(np.int64(1)) == 2  # waited for the claim's process (here: until it died), then compiled
+    assert time.monotonic() - start > 0.4
+    assert (tmp_path / f"{key}.ready").is_file()
+    # The GEMM callees that both the cold step and the background process reach are shared.
+    from jitgrad.kernels.cpu import _gemm_pack, _gemm_tile
+
+    for callee in (_gemm_tile.gemm_block, _gemm_pack.pack_b):
+        assert callee.compile.__qualname__.startswith("shared.")
+
+
+def test_shared_callee_outside_a_tiered_cold_start_compiles_as_numba_does(tmp_path, monkeypatch):
+    monkeypatch.setattr(_tier, "_marker_dir", tmp_path)
+    monkeypatch.setattr(_tier, "_forced", None)
+    monkeypatch.setattr(_tier, "_background_started", False)
+    d = _tier.shared(njit(_plus_one))
+    assert d(np.int64(1)) == 2 and list(tmp_path.iterdir()) == []  # no claim, no marker

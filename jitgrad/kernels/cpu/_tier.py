@@ -66,6 +66,8 @@ ENV_VAR = "JITGRAD_TIERED"
 RECHECK_S = 0.2
 #: Suffix of the twins' qualnames (their cache files' names).
 TWIN_SUFFIX = "__serial"
+#: Suffix of a :func:`shared` callee's claim and ready marker.
+SHARED_SUFFIX = "__shared"
 
 _PACKAGE = Path(__file__).resolve().parents[2]  # jitgrad/
 #: Every tiered kernel, by ``module.qualname``.
@@ -150,37 +152,81 @@ def _write_marker(name: str) -> None:
             pass
 
 
-def _twin_ready(name: str) -> Path:
-    return marker_dir() / f"{name}{TWIN_SUFFIX}.ready"
+def _claim(key: str) -> PidLock:
+    return PidLock(marker_dir() / f"{key}.claim")
 
 
-def _claim(name: str) -> PidLock:
-    return PidLock(marker_dir() / f"{name}{TWIN_SUFFIX}.claim")
-
-
-def _claim_twin(name: str) -> bool:
-    """Claim the compile of ``name``'s serial twin for this process; False when a live process holds it.
-
-    While a cold cache tiers, the first step and the background process share
-    the serial twins' compiles: whichever calls a twin first compiles it, the
-    other waits for its ``<name>__serial.ready`` marker and loads it from the cache.
-    """
+def _claim_twin(key: str) -> bool:
+    """Claim the first compile of ``key`` (a twin, ``<name>__serial``, or a :func:`shared` callee) for
+    this process; False when a live process holds it."""
     try:
-        return _claim(name).acquire()
+        return _claim(key).acquire()
     except OSError:  # a read-only cache: compile here
         return True
 
 
-def _wait_for_twin(name: str) -> None:
-    """Wait until ``name``'s twin is in the cache, or the process compiling it is gone."""
-    claim = _claim(name)
-    while not _twin_ready(name).is_file() and claim.held_by_other():
+def _wait_for_twin(key: str) -> None:
+    """Wait until ``key`` is in the cache (its ``.ready`` marker), or the process compiling it is gone."""
+    claim, ready = _claim(key), marker_dir() / f"{key}.ready"
+    while not ready.is_file() and claim.held_by_other():
         time.sleep(0.05)
+
+
+def _sharing() -> bool:
+    """Whether this process shares first compiles with another: a tiering step that started (or
+    found) the background compile, or that background process's serial phase."""
+    return _forced == "serial" or (_forced is None and _background_started)
+
+
+def _compile_shared(key: str, first_call: Any) -> Any:
+    """``first_call()`` (a first compile, or a load from the cache), done by one process only.
+
+    While a cold cache tiers, the first step and the background process share
+    the serial twins' compiles (and :func:`shared` callees'): whichever reaches
+    one first claims and compiles it, then leaves ``<key>.ready``; the other
+    waits for that marker and loads it from the cache.
+    """
+    ready = marker_dir() / f"{key}.ready"
+    if ready.is_file():
+        return first_call()
+    if not _claim_twin(key):
+        _wait_for_twin(key)
+        if ready.is_file():
+            return first_call()
+    try:  # claimed, or its claimer died without it
+        return first_call()
+    finally:
+        try:
+            ready.touch()
+        except OSError:
+            pass
+
+
+def shared(dispatcher: Any) -> Any:
+    """Decorator over a cached ``@njit`` callee of several tiered drivers (the GEMM block, compiled
+    into the conv forward, both conv backwards and the GEMM): its first compile in a process that
+    shares compiles (see :func:`_sharing`) goes through :func:`_compile_shared`, so the cold step
+    and the background process never both compile it. Returns ``dispatcher`` itself; outside a
+    tiered cold start its ``compile`` runs as Numba's."""
+    name = f"{dispatcher.py_func.__module__}.{dispatcher.py_func.__qualname__}"
+    numba_compile = dispatcher.compile
+    first = [True]
+
+    def compile(sig: Any) -> Any:
+        if not (first[0] and _sharing()):
+            return numba_compile(sig)
+        first[0] = False
+        return _compile_shared(f"{name}{SHARED_SUFFIX}", lambda: numba_compile(sig))
+
+    dispatcher.compile = compile
+    return dispatcher
 
 
 # ----------------------------------------------------------------------------- pid locks
 
 def _pid_alive(pid: int) -> bool:
+    if _background is not None and pid == _background.pid:
+        return _background.poll() is None  # our child: a zombie until reaped answers os.kill
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -399,17 +445,10 @@ class Tiered:
 
     def _call_twin(self, args: tuple) -> Any:
         """The first call of the serial twin while tiering: compiled here, or by the process that claimed it."""
-        ready = _twin_ready(self.name)
-        if not ready.is_file():
-            if _claim_twin(self.name):
-                try:
-                    return self.serial(*args)
-                finally:
-                    self._twin_called = True
-                    ready.touch()
-            _wait_for_twin(self.name)
-        self._twin_called = True
-        return self.serial(*args)
+        try:
+            return _compile_shared(f"{self.name}{TWIN_SUFFIX}", lambda: self.serial(*args))
+        finally:
+            self._twin_called = True
 
     def _in_cache(self, args: tuple | None) -> bool:
         """Whether Numba's cache holds the parallel version for these arguments' types (any, for
