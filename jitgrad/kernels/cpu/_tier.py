@@ -30,9 +30,13 @@ The background process first compiles, at normal priority, the serial twins
 the step reaches last (``jitgrad.compile.BACKGROUND_SERIAL_TASKS``: loss,
 optimizers, the conv backward kernels) while the step compiles its forward
 kernels, so a cold step's compiles are spread over two cores. A claim file per
-twin (``<name>__serial.claim``, holding a pid) makes exactly one process
-compile it; the other waits for ``<name>__serial.ready`` and loads it from the
-cache. Then, niced, it compiles the parallel versions.
+twin (``<name>__serial.claim``, holding a pid: :class:`PidLock`, the same lock
+as the background's pid file) makes exactly one process compile it; the other
+waits for ``<name>__serial.ready`` and loads it from the cache. Callees that
+both processes reach (the GEMM block: conv forward in the step, the conv
+backwards in the background) are marked :func:`shared` and claimed the same
+way (``<name>__shared.claim``), so none is compiled twice. Then, niced, the
+background compiles the parallel versions.
 
 ``JITGRAD_TIERED=0`` switches tiering off (always the parallel version, as
 before; markers are still written), ``1`` on. Unset, it is on for a cache
