@@ -6,6 +6,11 @@ compiles; ``warm`` runs once to fill a cache, then times a second process on
 it. Reported per run: wall seconds and CPU seconds (the child and anything it
 spawned; on a shared machine CPU seconds are what load distorts least).
 
+Python's own bytecode cache is as in a user's install (``.pyc`` files
+written once before the cold run, whatever ``PYTHONDONTWRITEBYTECODE`` says);
+``--no-pyc`` makes every process compile jitgrad's sources (0.3-0.5 CPU-s
+each, the step's and the background compile's).
+
 ``--breakdown`` lists the Numba compiles of the cold step, slowest first:
 CPU seconds spent in each function's own compile (``self``, its callees' compiles
 subtracted) and with them (``total``), with the argument types, from Numba's
@@ -102,8 +107,30 @@ def _run(cmd: list[str], env: dict[str, str]) -> tuple[float, float, str]:
     return wall, cpu, done.stdout
 
 
+def _env(cache: str, **extra: str) -> dict[str, str]:
+    """The children's environment: ``cache`` as the one cache folder; Python's bytecode cache as
+    ``--pyc`` says (a user's install writes ``.pyc`` files; an environment that sets
+    ``PYTHONDONTWRITEBYTECODE`` makes every process compile jitgrad's sources again)."""
+    env = dict(os.environ, JITGRAD_CACHE_DIR=cache, NUMBA_CACHE_DIR=cache, **extra)
+    if _PYC:
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+    else:
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
+    return env
+
+
+_PYC = True
+
+
+def prime_bytecode() -> None:
+    """Import every jitgrad module once (no kernel compiles), as after ``pip install``, into a
+    throwaway cache, so the timed runs find the ``.pyc`` files a user has."""
+    with tempfile.TemporaryDirectory(prefix="jitgrad-pyc-") as cache:
+        _run([sys.executable, "-c", "import jitgrad, jitgrad.compile, jitgrad.kernels.cpu"], _env(cache))
+
+
 def first_step(cache: str, batch: int, breakdown: bool, tiered: bool = True) -> dict:
-    env = dict(os.environ, JITGRAD_CACHE_DIR=cache, NUMBA_CACHE_DIR=cache, JITGRAD_TIERED="1" if tiered else "0")
+    env = _env(cache, JITGRAD_TIERED="1" if tiered else "0")
     code = _CHILD.format(batch=batch, breakdown=breakdown)
     wall, cpu, out = _run([sys.executable, "-c", code], env)
     line = next(ln for ln in out.splitlines() if ln.startswith("RESULT "))
@@ -123,8 +150,7 @@ def wait_background(cache: str, timeout: float = 900.0) -> str | None:
 
 
 def precompile(cache: str) -> tuple[float, float]:
-    env = dict(os.environ, JITGRAD_CACHE_DIR=cache, NUMBA_CACHE_DIR=cache)
-    wall, cpu, _ = _run([sys.executable, "-m", "jitgrad.compile", "--quiet"], env)
+    wall, cpu, _ = _run([sys.executable, "-m", "jitgrad.compile", "--quiet"], _env(cache))
     return wall, cpu
 
 
@@ -139,7 +165,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tiered", action=argparse.BooleanOptionalAction, default=True,
                         help="tiered compilation (serial twins first, parallel kernels in the background); "
                              "default on, as for users")
+    parser.add_argument("--pyc", action=argparse.BooleanOptionalAction, default=True,
+                        help="Python bytecode cached as in a user's install (default; PYTHONDONTWRITEBYTECODE "
+                             "dropped, .pyc files written before the cold run); --no-pyc: every process "
+                             "compiles jitgrad's sources to bytecode")
     args = parser.parse_args(argv)
+    global _PYC
+    _PYC = args.pyc
+    if args.pyc:
+        prime_bytecode()
+    print(f"Python bytecode: {'cached (.pyc)' if args.pyc else 'compiled in every process (--no-pyc)'}")
     with tempfile.TemporaryDirectory(prefix="jitgrad-cold-") as cache:
         if args.precompile:
             wall, cpu = precompile(cache)

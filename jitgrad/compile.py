@@ -202,10 +202,11 @@ def _run_task(name: str, dtype_name: str, version: str = "parallel") -> tuple[st
 
 
 #: The tasks whose serial twins the background process of a tiered cold start compiles first, in
-#: this order, while the first step compiles its forward kernels: what that step reaches last and
-#: shares no callee with the convolution's forward (the linear layers' GEMM driver does; the step
-#: compiles it itself, after the convolution).
-BACKGROUND_SERIAL_TASKS = ("loss + optimizers", "conv2d backward input", "conv2d backward weight")
+#: this order, while the first step compiles its forward kernels: what that step reaches last. The
+#: conv backward kernels share the GEMM block with the conv forward the step compiles first
+#: (``_tier.shared``: the later process waits for it), so the tasks that need it come last, the
+#: weight gradient first (its C_in = 1 kernel, first of its shapes, needs none).
+BACKGROUND_SERIAL_TASKS = ("loss + optimizers", "conv2d backward weight", "conv2d backward input")
 
 
 def _background() -> None:
@@ -217,14 +218,16 @@ def _background() -> None:
 
 
 def _stamp_path(dtypes: tuple[str, ...]) -> Path:
-    """The stamp of a complete compile of ``dtypes`` for this source, Numba, Python and CPU."""
+    """The stamp of a complete compile of ``dtypes`` for this source (and checkout), Numba, Python and CPU."""
     import llvmlite.binding as llvm
     import numba
 
     cpu = os.environ.get("NUMBA_CPU_NAME") or llvm.get_host_cpu_name()
     features = os.environ.get("NUMBA_CPU_FEATURES") or llvm.get_host_cpu_features().flatten()
+    # The checkout's path too: Numba keys its cache files by each source file's path, so another
+    # checkout of the same sources sharing the cache folder has compiled nothing of this one.
     digest = config.source_digest(("kernels/", "autograd/", "nn/", "optim/", "compile.py"),
-                                  (numba.__version__, sys.version, cpu, features, ",".join(dtypes)))
+                                  (numba.__version__, sys.version, cpu, features, ",".join(dtypes), str(_PACKAGE)))
     return config.cache_dir() / f"jitgrad-compiled-{digest}.stamp"
 
 

@@ -88,3 +88,33 @@ def test_any_kernel_source_edit_changes_the_numba_cache_folder(tmp_path: Path) -
     (tmp_path / "config.py").write_text("FLAGS = 2\n")
     assert config.source_digest(root=tmp_path) != edited
     assert config.numba_cache_dir() == config.cache_dir() / f"kernels-{config.source_digest()}"
+
+
+def test_source_digest_trusts_stored_file_digests_only_for_unchanged_settled_files(tmp_path: Path,
+                                                                                  monkeypatch) -> None:
+    # A warm start looks each kernel file's digest up by its time stamps instead of hashing the sources;
+    # an edited file (new mtime/ctime/size) or one changed within the last seconds is read again.
+    from jitgrad import config
+
+    monkeypatch.setenv("JITGRAD_CACHE_DIR", str(tmp_path / "cache"))
+    src = tmp_path / "src"
+    (src / "kernels").mkdir(parents=True)
+    (src / "config.py").write_text("FLAGS = 1\n")
+    helper = src / "kernels" / "_rows.py"
+    helper.write_text("x = 1\n")
+    monkeypatch.setattr(config, "_RECENT_NS", -1)  # every file counts as settled
+    before = config.source_digest(root=src)
+    store = json.loads((tmp_path / "cache" / "jitgrad-source-digests.json").read_text())
+    assert set(store) == {str(src / "config.py"), str(helper)}
+    st = helper.stat()
+    helper.write_text("x = 2\n")  # same size
+    os.utime(helper, ns=(st.st_atime_ns, st.st_mtime_ns - 10**9))
+    edited = config.source_digest(root=src)
+    assert edited != before
+    # A stored entry whose stamps match is used (no read) for a settled file ...
+    known = config._FILE_DIGESTS[tmp_path / "cache" / "jitgrad-source-digests.json"]
+    known[str(helper)][4] = "0" * 64
+    assert config.source_digest(root=src) not in (before, edited)
+    # ... and never for a file changed within _RECENT_NS, whatever the store says.
+    monkeypatch.setattr(config, "_RECENT_NS", 10**12)
+    assert config.source_digest(root=src) == edited

@@ -145,18 +145,18 @@ def test_twin_claims_are_shared_between_processes(tmp_path, monkeypatch):
     import sys
 
     monkeypatch.setattr(_tier, "_marker_dir", tmp_path)
-    assert _tier._claim_twin("a.k")  # first: ours
-    assert _tier._claim_twin("a.k")  # ours again (same pid)
+    assert _tier._claim_twin(f"a.k{_tier.TWIN_SUFFIX}")  # first: ours
+    assert _tier._claim_twin(f"a.k{_tier.TWIN_SUFFIX}")  # ours again (same pid)
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
         (tmp_path / f"b.k{_tier.TWIN_SUFFIX}.claim").write_text(str(other.pid))
-        assert not _tier._claim_twin("b.k")  # a live process compiles it
+        assert not _tier._claim_twin(f"b.k{_tier.TWIN_SUFFIX}")  # a live process compiles it
     finally:
         other.kill()
         other.wait()
-    assert _tier._claim_twin("b.k")  # its process is gone: reclaimed
+    assert _tier._claim_twin(f"b.k{_tier.TWIN_SUFFIX}")  # its process is gone: reclaimed
     assert (tmp_path / f"b.k{_tier.TWIN_SUFFIX}.claim").read_text() == str(os.getpid())
-    _tier._wait_for_twin("b.k")  # our own claim, no ready marker: returns (never waits on itself)
+    _tier._wait_for_twin(f"b.k{_tier.TWIN_SUFFIX}")  # our own claim, no ready marker: returns (never waits on itself)
 
 
 def test_ready_follows_the_marker_without_compiling(kernel):
@@ -193,3 +193,96 @@ def test_default_tiers_only_a_cache_that_never_held_a_complete_compile(tmp_path,
     assert not _tier.enabled()  # a developer's cache after a kernel edit: no serial twins to time
     monkeypatch.setenv(_tier.ENV_VAR, "1")
     assert _tier.enabled()
+
+
+def _sleeper():
+    import subprocess
+    import sys
+
+    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+
+
+def test_pid_lock_is_created_whole_and_taken_over_only_from_a_dead_process(tmp_path):
+    import os
+
+    lock = _tier.PidLock(tmp_path / "sub" / "x.lock")
+    assert lock.holder() == 0 and not lock.held()
+    assert lock.acquire() and lock.acquire()  # ours, then ours again
+    assert lock.holder() == os.getpid() and lock.held() and not lock.held_by_other()
+    assert [p.name for p in lock.path.parent.iterdir()] == ["x.lock"]  # no temporary file left
+    other = _sleeper()
+    try:
+        lock.hand_over(other.pid)  # as start_background does with its child
+        assert lock.holder() == other.pid and lock.held_by_other()
+        lock.release()  # not ours: stays
+        assert not _tier.PidLock(lock.path).acquire()
+    finally:
+        other.kill()
+        other.wait()
+    assert not lock.held()  # its process is gone: stale
+    assert lock.acquire() and lock.holder() == os.getpid()
+    lock.release()
+    assert not lock.path.exists()
+
+
+def test_background_pid_file_starts_one_compile_per_cache(tmp_path, monkeypatch):
+    other = _sleeper()  # stands for the background process
+    spawned = []
+
+    class FakePopen:
+        def __init__(self, args, **kwargs):
+            spawned.append(args)
+            self.pid = other.pid
+
+        def poll(self):
+            return other.poll()
+
+    monkeypatch.setattr(_tier, "_marker_dir", tmp_path)
+    monkeypatch.setattr(_tier, "_background", None)
+    monkeypatch.setattr(_tier, "_background_started", False)
+    monkeypatch.setattr(_tier.subprocess, "Popen", FakePopen)
+    try:
+        assert _tier.start_background() and _tier.background_started()
+        assert spawned[0][-2:] == ["jitgrad.compile", "--background"]
+        assert _tier.PidLock(_tier._pid_file()).holder() == other.pid
+        monkeypatch.setattr(_tier, "_background", None)  # another process of the same cache
+        assert _tier.background_running() and _tier.start_background() and len(spawned) == 1
+    finally:
+        other.kill()
+        other.wait()
+    assert not _tier.background_running()  # gone: its pid file is stale
+    assert _tier.start_background() and len(spawned) == 2
+
+
+def _plus_one(x):
+    return x + 1
+
+
+def test_shared_callee_is_compiled_by_one_process_the_other_waits(tmp_path, monkeypatch):
+    import threading
+    import time
+
+    monkeypatch.setattr(_tier, "_marker_dir", tmp_path)
+    monkeypatch.setattr(_tier, "_forced", "serial")  # as in the background process's serial phase
+    d = _tier.shared(njit(_plus_one))
+    key = f"{__name__}._plus_one{_tier.SHARED_SUFFIX}"
+    other = _sleeper()  # holds the claim: "the step compiles it"
+    (tmp_path / f"{key}.claim").write_text(str(other.pid))
+    threading.Timer(0.5, lambda: (other.kill(), other.wait())).start()
+    start = time.monotonic()
+    assert d(np.int64(1)) == 2  # waited for the claim's process (here: until it died), then compiled
+    assert time.monotonic() - start > 0.4
+    assert (tmp_path / f"{key}.ready").is_file()
+    # The GEMM callees that both the cold step and the background process reach are shared.
+    from jitgrad.kernels.cpu import _gemm_pack, _gemm_tile
+
+    for callee in (_gemm_tile.gemm_block, _gemm_pack.pack_b):
+        assert callee.compile.__qualname__.startswith("shared.")
+
+
+def test_shared_callee_outside_a_tiered_cold_start_compiles_as_numba_does(tmp_path, monkeypatch):
+    monkeypatch.setattr(_tier, "_marker_dir", tmp_path)
+    monkeypatch.setattr(_tier, "_forced", None)
+    monkeypatch.setattr(_tier, "_background_started", False)
+    d = _tier.shared(njit(_plus_one))
+    assert d(np.int64(1)) == 2 and list(tmp_path.iterdir()) == []  # no claim, no marker

@@ -13,6 +13,7 @@ from numba import njit
 
 from ._gemm_simd import VEC_BYTES, load, store, vload, vstore
 from ._gemm_tile import MR, _jit, nr_of
+from ._tier import shared
 
 
 @njit(**_jit)
@@ -105,6 +106,7 @@ def pack_b_panel(b, trans, j0, bp, off):
                 bp[dst + j] = 0
 
 
+@shared  # the cold step's GEMM and the background's conv backward input both reach it first (_tier)
 @njit(**_jit)
 def pack_b(b, trans, jp0, jp1, bp):
     """Pack B panels ``jp0 : jp1`` of ``op(b)`` (all of K; panel ``jp`` at ``bp[jp * K * NR]``).

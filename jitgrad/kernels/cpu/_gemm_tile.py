@@ -56,6 +56,7 @@ from ._gemm_simd import (
 )
 from ._isa import ISA
 from ._jit import FASTMATH
+from ._tier import shared
 
 #: Rows of the register tile (A panel width): 8 with AVX-512's 32 registers,
 #: 6 with AVX2's 16 (see ``_isa``). The micro-kernel is written for 8 rows;
@@ -321,6 +322,7 @@ def epilogue_tile(c, c_off, ldc, mr, ncols, bias, bias_col, epi):
             vstore_masked(c, off + lanes, v1, n1)
 
 
+@shared  # compiled once per cold start: the tiered step and its background process share it (_tier)
 @njit(**_jit)
 def gemm_block(a, a_base, a_pstride, a_rs, a_cs, b, b_pstride, b_rs, k0, k1, m, n, ip0, ip1, jp0, jp1,
                c, c_off, ldc, accumulate, bias, has_bias, epi):

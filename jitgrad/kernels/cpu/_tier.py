@@ -30,9 +30,13 @@ The background process first compiles, at normal priority, the serial twins
 the step reaches last (``jitgrad.compile.BACKGROUND_SERIAL_TASKS``: loss,
 optimizers, the conv backward kernels) while the step compiles its forward
 kernels, so a cold step's compiles are spread over two cores. A claim file per
-twin (``<name>__serial.claim``, holding a pid) makes exactly one process
-compile it; the other waits for ``<name>__serial.ready`` and loads it from the
-cache. Then, niced, it compiles the parallel versions.
+twin (``<name>__serial.claim``, holding a pid: :class:`PidLock`, the same lock
+as the background's pid file) makes exactly one process compile it; the other
+waits for ``<name>__serial.ready`` and loads it from the cache. Callees that
+both processes reach (the GEMM block: conv forward in the step, the conv
+backwards in the background) are marked :func:`shared` and claimed the same
+way (``<name>__shared.claim``), so none is compiled twice. Then, niced, the
+background compiles the parallel versions.
 
 ``JITGRAD_TIERED=0`` switches tiering off (always the parallel version, as
 before; markers are still written), ``1`` on. Unset, it is on for a cache
@@ -66,6 +70,8 @@ ENV_VAR = "JITGRAD_TIERED"
 RECHECK_S = 0.2
 #: Suffix of the twins' qualnames (their cache files' names).
 TWIN_SUFFIX = "__serial"
+#: Suffix of a :func:`shared` callee's claim and ready marker.
+SHARED_SUFFIX = "__shared"
 
 _PACKAGE = Path(__file__).resolve().parents[2]  # jitgrad/
 #: Every tiered kernel, by ``module.qualname``.
@@ -119,14 +125,14 @@ def fresh_cache() -> bool:
 
 
 def marker_dir() -> Path:
-    """The folder of the ready markers for this kernel source, Numba, Python and CPU (memoised)."""
+    """The folder of the ready markers for this kernel source and checkout, Numba, Python and CPU (memoised)."""
     global _marker_dir
     if _marker_dir is None:
         import llvmlite.binding as llvm
 
         cpu = os.environ.get("NUMBA_CPU_NAME") or llvm.get_host_cpu_name()
         features = os.environ.get("NUMBA_CPU_FEATURES") or llvm.get_host_cpu_features().flatten()
-        digest = config.source_digest(extra=(numba.__version__, sys.version, cpu, features))
+        digest = config.source_digest(extra=(numba.__version__, sys.version, cpu, features, str(_PACKAGE)))
         _marker_dir = config.cache_dir() / f"jitgrad-tier-{digest}"
     return _marker_dir
 
@@ -150,59 +156,81 @@ def _write_marker(name: str) -> None:
             pass
 
 
-def _twin_ready(name: str) -> Path:
-    return marker_dir() / f"{name}{TWIN_SUFFIX}.ready"
+def _claim(key: str) -> PidLock:
+    return PidLock(marker_dir() / f"{key}.claim")
 
 
-def _claim_twin(name: str) -> bool:
-    """Claim the compile of ``name``'s serial twin for this process; False when a live process holds it.
-
-    While a cold cache tiers, the first step and the background process share
-    the serial twins' compiles: whichever calls a twin first compiles it, the
-    other waits for its ``<name>__serial.ready`` marker and loads it from the cache.
-    """
-    path = marker_dir() / f"{name}{TWIN_SUFFIX}.claim"
-    for _ in range(2):
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            try:
-                pid = int(path.read_text().strip() or 0)
-            except (OSError, ValueError):
-                pid = 0
-            if pid and pid != os.getpid() and _pid_alive(pid):
-                return False
-            path.unlink(missing_ok=True)  # its process is gone: claim it again
-            continue
-        except OSError:  # a read-only cache: compile here
-            return True
-        os.write(fd, str(os.getpid()).encode())
-        os.close(fd)
+def _claim_twin(key: str) -> bool:
+    """Claim the first compile of ``key`` (a twin, ``<name>__serial``, or a :func:`shared` callee) for
+    this process; False when a live process holds it."""
+    try:
+        return _claim(key).acquire()
+    except OSError:  # a read-only cache: compile here
         return True
-    return True
 
 
-def _wait_for_twin(name: str) -> None:
-    """Wait until ``name``'s twin is in the cache, or the process compiling it is gone."""
-    claim = marker_dir() / f"{name}{TWIN_SUFFIX}.claim"
-    while not _twin_ready(name).is_file():
-        try:
-            pid = int(claim.read_text().strip() or 0)
-        except (OSError, ValueError):
-            return
-        if not pid or pid == os.getpid() or not _pid_alive(pid):
-            return
+def _wait_for_twin(key: str) -> None:
+    """Wait until ``key`` is in the cache (its ``.ready`` marker), or the process compiling it is gone."""
+    claim, ready = _claim(key), marker_dir() / f"{key}.ready"
+    while not ready.is_file() and claim.held_by_other():
         time.sleep(0.05)
 
 
-# ----------------------------------------------------------------------------- the background process
+def _sharing() -> bool:
+    """Whether this process shares first compiles with another: a tiering step that started (or
+    found) the background compile, or that background process's serial phase."""
+    return _forced == "serial" or (_forced is None and _background_started)
 
-def _pid_file() -> Path:
-    return marker_dir() / "background.pid"
 
+def _compile_shared(key: str, first_call: Any) -> Any:
+    """``first_call()`` (a first compile, or a load from the cache), done by one process only.
+
+    While a cold cache tiers, the first step and the background process share
+    the serial twins' compiles (and :func:`shared` callees'): whichever reaches
+    one first claims and compiles it, then leaves ``<key>.ready``; the other
+    waits for that marker and loads it from the cache.
+    """
+    ready = marker_dir() / f"{key}.ready"
+    if ready.is_file():
+        return first_call()
+    if not _claim_twin(key):
+        _wait_for_twin(key)
+        if ready.is_file():
+            return first_call()
+    try:  # claimed, or its claimer died without it
+        return first_call()
+    finally:
+        try:
+            ready.touch()
+        except OSError:
+            pass
+
+
+def shared(dispatcher: Any) -> Any:
+    """Decorator over a cached ``@njit`` callee of several tiered drivers (the GEMM block, compiled
+    into the conv forward, both conv backwards and the GEMM): its first compile in a process that
+    shares compiles (see :func:`_sharing`) goes through :func:`_compile_shared`, so the cold step
+    and the background process never both compile it. Returns ``dispatcher`` itself; outside a
+    tiered cold start its ``compile`` runs as Numba's."""
+    name = f"{dispatcher.py_func.__module__}.{dispatcher.py_func.__qualname__}"
+    numba_compile = dispatcher.compile
+    first = [True]
+
+    def compile(sig: Any) -> Any:
+        if not (first[0] and _sharing()):
+            return numba_compile(sig)
+        first[0] = False
+        return _compile_shared(f"{name}{SHARED_SUFFIX}", lambda: numba_compile(sig))
+
+    dispatcher.compile = compile
+    return dispatcher
+
+
+# ----------------------------------------------------------------------------- pid locks
 
 def _pid_alive(pid: int) -> bool:
+    if _background is not None and pid == _background.pid:
+        return _background.poll() is None  # our child: a zombie until reaped answers os.kill
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -212,17 +240,85 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+class PidLock:
+    """A file naming the process that holds a lock: the background compile's pid file, a twin's claim.
+
+    :meth:`acquire` creates it with its content in one step (a temporary file
+    hard-linked to ``path``, which fails when ``path`` exists), so a reader
+    never sees it empty; a lock whose process is gone is stale and taken over.
+    Two processes taking over the same stale lock at once may both win: the
+    cost is one compile done twice, never a wrong result (the cache is shared).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def holder(self) -> int:
+        """The pid in the file; 0 when it is absent or unreadable."""
+        try:
+            return int(self.path.read_text().strip() or 0)
+        except (OSError, ValueError):
+            return 0
+
+    def held(self) -> bool:
+        """Whether a live process (this one included) holds the lock."""
+        pid = self.holder()
+        return bool(pid) and (pid == os.getpid() or _pid_alive(pid))
+
+    def held_by_other(self) -> bool:
+        """Whether a live process other than this one holds the lock."""
+        pid = self.holder()
+        return bool(pid) and pid != os.getpid() and _pid_alive(pid)
+
+    def _write_new(self, pid: int) -> None:
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        tmp.write_text(str(pid))
+        try:
+            os.link(tmp, self.path)  # FileExistsError when held
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def acquire(self) -> bool:
+        """Take the lock for this process unless another live process holds it; returns whether it is ours.
+
+        Raises ``OSError`` when the folder cannot be written (a read-only cache).
+        """
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(2):
+            try:
+                self._write_new(os.getpid())
+                return True
+            except FileExistsError:
+                if self.holder() == os.getpid():
+                    return True
+                if self.held_by_other():
+                    return False
+                self.path.unlink(missing_ok=True)  # stale: its process is gone
+        return False
+
+    def hand_over(self, pid: int) -> None:
+        """Name ``pid`` (a child this process started) as the holder, atomically."""
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        tmp.write_text(str(pid))
+        os.replace(tmp, self.path)
+
+    def release(self) -> None:
+        """Remove the lock if this process holds it."""
+        if self.holder() == os.getpid():
+            self.path.unlink(missing_ok=True)
+
+
+# ----------------------------------------------------------------------------- the background process
+
+def _pid_file() -> Path:
+    return marker_dir() / "background.pid"
+
+
 def background_running() -> bool:
     """Whether a background compile for this cache is running (ours or another process's)."""
     if _background is not None and _background.poll() is None:
         return True
-    try:
-        text = _pid_file().read_text().strip()
-        if not text:  # being started by another process
-            return time.time() - _pid_file().stat().st_mtime < 30
-        return _pid_alive(int(text))
-    except (OSError, ValueError):
-        return False
+    return PidLock(_pid_file()).held()
 
 
 def background_started() -> bool:
@@ -236,15 +332,13 @@ def start_background() -> bool:
     if background_running():
         _background_started = True
         return True
-    pid_file = _pid_file()
+    lock = PidLock(_pid_file())  # holds this process's pid until the child's replaces it
     try:
-        pid_file.parent.mkdir(parents=True, exist_ok=True)
-        if pid_file.exists():
-            pid_file.unlink()  # stale: its process is gone
-        fd = os.open(pid_file, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-    except OSError:  # another process won the race (or the cache is read-only)
-        _background_started = background_running()
-        return _background_started
+        if not lock.acquire():  # another process started one meanwhile
+            _background_started = background_running()
+            return _background_started
+    except OSError:  # a read-only cache
+        return False
     env = dict(os.environ, JITGRAD_CACHE_DIR=str(config.cache_dir()), JITGRAD_COMPILE_NOTICE="0")
     root = str(_PACKAGE.parent)
     env["PYTHONPATH"] = root + os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else root
@@ -253,12 +347,11 @@ def start_background() -> bool:
             _background = subprocess.Popen([sys.executable, "-m", "jitgrad.compile", "--background"], env=env,
                                            stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=root,
                                            start_new_session=True)
+        lock.hand_over(_background.pid)
     except OSError:
-        os.close(fd)
-        pid_file.unlink(missing_ok=True)
-        return False
-    os.write(fd, str(_background.pid).encode())
-    os.close(fd)
+        lock.release()
+        _background_started = _background is not None
+        return _background_started
     _background_started = True
     return True
 
@@ -288,8 +381,7 @@ def background_main(serial_phase, parallel_phase) -> None:
               f"CPU {time.process_time() - cpu:.1f} s", flush=True)
     finally:
         try:
-            if _pid_file().read_text().strip() in ("", str(os.getpid())):
-                _pid_file().unlink()
+            PidLock(_pid_file()).release()
         except OSError:
             pass
 
@@ -357,17 +449,10 @@ class Tiered:
 
     def _call_twin(self, args: tuple) -> Any:
         """The first call of the serial twin while tiering: compiled here, or by the process that claimed it."""
-        ready = _twin_ready(self.name)
-        if not ready.is_file():
-            if _claim_twin(self.name):
-                try:
-                    return self.serial(*args)
-                finally:
-                    self._twin_called = True
-                    ready.touch()
-            _wait_for_twin(self.name)
-        self._twin_called = True
-        return self.serial(*args)
+        try:
+            return _compile_shared(f"{self.name}{TWIN_SUFFIX}", lambda: self.serial(*args))
+        finally:
+            self._twin_called = True
 
     def _in_cache(self, args: tuple | None) -> bool:
         """Whether Numba's cache holds the parallel version for these arguments' types (any, for
