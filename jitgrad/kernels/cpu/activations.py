@@ -31,8 +31,6 @@ import numpy as np
 from numba import njit, prange
 
 from jitgrad.kernels._constants import GELU_KAPPA as _GELU_KAPPA  # defined once for all backends
-from jitgrad.kernels._constants import INV_SQRT_2 as _INV_SQRT_2
-from jitgrad.kernels._constants import INV_SQRT_2PI as _INV_SQRT_2PI
 from jitgrad.kernels._constants import SQRT_2_OVER_PI as _SQRT_2_OVER_PI
 from jitgrad.kernels._constants import kernel_names
 from jitgrad.kernels.cpu import _elementary as ef
@@ -295,7 +293,7 @@ def _gelu_at(x, i, tanh_approx):
     if tanh_approx:
         inner = x.dtype.type(_SQRT_2_OVER_PI) * (v + x.dtype.type(_GELU_KAPPA) * v * v * v)
         return half * v * (one + ef.tanh(inner))
-    return half * v * (one + ef.erf(v * x.dtype.type(_INV_SQRT_2)))
+    return v * ef.ndtr(v)  # x Phi(x): Phi without 1 + erf's cancellation for negative x
 
 
 @njit(cache=True, error_model="numpy", fastmath=_FASTMATH, parallel=True)
@@ -318,8 +316,9 @@ def _gelu_tanh_grad(v, half, one, three, sqrt_2_over_pi, kappa):
 
 
 @njit(cache=True, error_model="numpy", fastmath=_FASTMATH, inline="always")
-def _gelu_erf_grad(v, half, one, inv_sqrt_2, inv_sqrt_2pi):
-    return half * (one + ef.erf(v * inv_sqrt_2)) + v * inv_sqrt_2pi * ef.exp(-half * v * v)
+def _gelu_erf_grad(v):
+    cdf, pdf = ef.ndtr_pdf(v)  # Phi and phi share one exp(-x^2/2)
+    return cdf + v * pdf
 
 
 # The backward twins are written out on purpose: with the element function taking (x, i) and
@@ -331,8 +330,6 @@ def _gelu_backward_kernel(grad_out, x, tanh_approx, out):
     half = x.dtype.type(0.5)
     one = x.dtype.type(1)
     three = x.dtype.type(3)
-    inv_sqrt_2 = x.dtype.type(_INV_SQRT_2)
-    inv_sqrt_2pi = x.dtype.type(_INV_SQRT_2PI)
     sqrt_2_over_pi = x.dtype.type(_SQRT_2_OVER_PI)
     kappa = x.dtype.type(_GELU_KAPPA)
     if tanh_approx:
@@ -340,7 +337,7 @@ def _gelu_backward_kernel(grad_out, x, tanh_approx, out):
             out[i] = grad_out[i] * _gelu_tanh_grad(x[i], half, one, three, sqrt_2_over_pi, kappa)
     else:
         for i in prange(x.size):
-            out[i] = grad_out[i] * _gelu_erf_grad(x[i], half, one, inv_sqrt_2, inv_sqrt_2pi)
+            out[i] = grad_out[i] * _gelu_erf_grad(x[i])
 
 
 @njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
@@ -348,8 +345,6 @@ def _gelu_backward_kernel_serial(grad_out, x, tanh_approx, out):
     half = x.dtype.type(0.5)
     one = x.dtype.type(1)
     three = x.dtype.type(3)
-    inv_sqrt_2 = x.dtype.type(_INV_SQRT_2)
-    inv_sqrt_2pi = x.dtype.type(_INV_SQRT_2PI)
     sqrt_2_over_pi = x.dtype.type(_SQRT_2_OVER_PI)
     kappa = x.dtype.type(_GELU_KAPPA)
     if tanh_approx:
@@ -357,7 +352,7 @@ def _gelu_backward_kernel_serial(grad_out, x, tanh_approx, out):
             out[i] = grad_out[i] * _gelu_tanh_grad(x[i], half, one, three, sqrt_2_over_pi, kappa)
     else:
         for i in range(x.size):
-            out[i] = grad_out[i] * _gelu_erf_grad(x[i], half, one, inv_sqrt_2, inv_sqrt_2pi)
+            out[i] = grad_out[i] * _gelu_erf_grad(x[i])
 
 
 def gelu(x: np.ndarray, approximate: str = "none") -> np.ndarray:
