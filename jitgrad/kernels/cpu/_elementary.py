@@ -313,8 +313,8 @@ def _tanh_f32(x):
     r = r - n * _LN2_LO
     p = (((((_EP0 * r + _EP1) * r + _EP2) * r + _EP3) * r + _EP4) * r + _EP5) * (r * r) + r + _ONE
     big = _ONE - _TWO / (p * _pow2_f32(n) + _ONE)
-    th = small if a < _TANH_SMALL else big
-    return x if x != x else np.copysign(th, x)
+    th = big if a >= _TANH_SMALL else small  # NaN fails the test: small is NaN, no separate NaN select
+    return np.copysign(th, x)
 
 
 @njit(cache=True, fastmath=_FLAGS, error_model="numpy")
