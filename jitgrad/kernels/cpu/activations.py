@@ -85,17 +85,22 @@ def _run(parallel: Any, serial: Any, min_size: int, direct: bool, out: np.ndarra
     """Run ``parallel(*args)`` from ``min_size`` elements of ``out``, else its serial twin; return ``out``.
 
     With ``direct`` (every array plain: float32/float64, C-contiguous, aligned ndarrays; scalars
-    cast to their dtype) the serial twin's compiled entry point for that dtype is remembered once
-    the dispatcher has compiled or loaded it, and :func:`_forward`/:func:`_backward` call it
-    directly: Numba's type dispatch (the typing of each argument) was a tenth of a (128, 10)
-    relu call. (They test for it themselves: one more Python call cost as much again.)
+    cast to their dtype) the serial twin runs through its compiled entry point for that dtype,
+    remembered once the dispatcher has compiled or loaded it: Numba's type dispatch (the typing
+    of each argument) was a tenth of a (128, 10) relu call.
     """
     if out.size >= min_size:
         parallel(*args)
-    else:
+        return out
+    if direct:
+        entry = _ENTRY_POINTS.get(serial)
+        if entry is not None and entry[0] is out.dtype:
+            entry[1](*args)
+            return out
         serial(*args)
-        if direct:
-            _ENTRY_POINTS[serial] = (out.dtype, serial.overloads[tuple(typeof(a) for a in args)].entry_point)
+        _ENTRY_POINTS[serial] = (out.dtype, serial.overloads[tuple(typeof(a) for a in args)].entry_point)
+        return out
+    serial(*args)
     return out
 
 
@@ -121,11 +126,6 @@ def _forward(parallel: Any, serial: Any, min_size: int, x: np.ndarray, *scalars:
         args = (x.ravel(), *[v if type(v) is bool else cast(v) for v in scalars], out.ravel())
     else:
         args = (x.ravel(), out.ravel())
-    if direct and out.size < min_size:
-        entry = _ENTRY_POINTS.get(serial)
-        if entry is not None and entry[0] is out.dtype:
-            entry[1](*args)
-            return out
     return _run(parallel, serial, min_size, direct, out, args)
 
 
@@ -145,11 +145,6 @@ def _backward(parallel: Any, serial: Any, min_size: int, grad_out: np.ndarray, x
         args = (grad_out.ravel(), x.ravel(), *[v if type(v) is bool else cast(v) for v in scalars], out.ravel())
     else:
         args = (grad_out.ravel(), x.ravel(), out.ravel())
-    if direct and out.size < min_size:
-        entry = _ENTRY_POINTS.get(serial)
-        if entry is not None and entry[0] is out.dtype:
-            entry[1](*args)
-            return out
     return _run(parallel, serial, min_size, direct, out, args)
 
 
