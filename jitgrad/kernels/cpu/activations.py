@@ -104,11 +104,16 @@ def _run(parallel: Any, serial: Any, min_size: int, direct: bool, out: np.ndarra
     return out
 
 
+def _cast(scalars: tuple, dtype: np.dtype) -> Any:
+    """Validated hyper-parameters for a kernel: floats in ``dtype``, a flag (gelu's form, alone) as it is."""
+    return scalars if type(scalars[0]) is bool else map(dtype.type, scalars)
+
+
 def _forward(parallel: Any, serial: Any, min_size: int, x: np.ndarray, *scalars: Any) -> np.ndarray:
     """Check ``x``, allocate the output (``x``'s shape and dtype) and run the kernel on the flat views.
 
     ``scalars`` (already validated) go between ``x`` and the output, floats cast to ``x``'s dtype
-    (a float32 kernel never sees a float64), bools as they are. A plain ``x`` passes a test of a
+    (a float32 kernel never sees a float64), gelu's flag as it is. A plain ``x`` passes a test of a
     few attribute reads; anything else goes through the reference's checks (which raise, or
     accept a subclass). At (128, 10) the full checks, ``reshape`` and Numba's dispatch took
     longer than the kernel.
@@ -122,8 +127,7 @@ def _forward(parallel: Any, serial: Any, min_size: int, x: np.ndarray, *scalars:
         _check_forward(x)
     out = np.empty(x.shape, x.dtype)
     if scalars:
-        cast = x.dtype.type
-        args = (x.ravel(), *[v if type(v) is bool else cast(v) for v in scalars], out.ravel())
+        args = (x.ravel(), *_cast(scalars, x.dtype), out.ravel())
     else:
         args = (x.ravel(), out.ravel())
     return _run(parallel, serial, min_size, direct, out, args)
@@ -141,8 +145,7 @@ def _backward(parallel: Any, serial: Any, min_size: int, grad_out: np.ndarray, x
         _check_backward(grad_out, x)
     out = np.empty(x.shape, x.dtype)
     if scalars:
-        cast = x.dtype.type
-        args = (grad_out.ravel(), x.ravel(), *[v if type(v) is bool else cast(v) for v in scalars], out.ravel())
+        args = (grad_out.ravel(), x.ravel(), *_cast(scalars, x.dtype), out.ravel())
     else:
         args = (grad_out.ravel(), x.ravel(), out.ravel())
     return _run(parallel, serial, min_size, direct, out, args)
