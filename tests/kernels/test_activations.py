@@ -206,3 +206,18 @@ def test_direct_entry_point_path_matches_reference(name, kw):
             assert_close(y, getattr(ref, name)(x, **kw), dtype)
             assert_close(getattr(cpu, name + "_backward")(g, inp, **kw), getattr(ref, name + "_backward")(g, x, **kw),
                          dtype)
+
+
+def test_gelu_float32_keeps_relative_accuracy_in_the_left_tail():
+    """float32 GELU is x Phi(x) with Phi relatively accurate (kernels/cpu/_elementary.ndtr): where
+    ``1 + erf(x/sqrt 2)`` cancels (x < -2) the old form was off by thousands of ulps; the backward's
+    ``Phi + x phi`` likewise."""
+    x = np.linspace(-12.0, 3.0, 3001, dtype=np.float32)
+    xd = x.astype(np.float64)
+    phi = np.array([0.5 * math.erfc(-v / math.sqrt(2.0)) for v in xd])
+    pdf = np.exp(-0.5 * xd * xd) / math.sqrt(2.0 * math.pi)
+    assert_close(cpu.gelu(x), xd * phi, rtol=2e-6, atol=0)
+    grad = cpu.gelu_backward(np.ones_like(x), x)
+    tail = x < -2  # Phi + x phi is relatively accurate there; near its zero (x = -0.75) it cancels
+    assert_close(grad[tail], (phi + xd * pdf)[tail], rtol=1e-5, atol=0)
+    assert_close(grad, phi + xd * pdf, rtol=1e-5, atol=1e-7)
