@@ -187,3 +187,37 @@ def test_relu_of_nan_is_nan():
     for dtype in DTYPES:
         assert np.isnan(cpu.relu(np.array([np.nan], dtype))[0])
         assert np.isnan(cpu.relu(np.full(1 << 20, np.nan, dtype))).all()  # the parallel twin too
+
+
+@pytest.mark.parametrize("name,kw", CASES, ids=IDS)
+def test_direct_entry_point_path_matches_reference(name, kw):
+    """Small calls run the serial twin's compiled entry point once the dispatcher has one for the
+    dtype: alternate dtypes, read-only and unaligned inputs (the last through the dispatcher)."""
+    for dtype in (np.float32, np.float64, np.float32):
+        x, g = _inputs((5, 7), dtype)
+        x.setflags(write=False)
+        buffer = np.zeros(x.nbytes + 1, np.uint8)
+        unaligned = np.frombuffer(buffer.data, dtype, count=x.size, offset=1).reshape(x.shape)
+        unaligned[...] = x
+        assert not unaligned.flags.aligned
+        for inp in (x, x, unaligned):
+            y = getattr(cpu, name)(inp, **kw)
+            assert y.shape == x.shape and y.dtype == x.dtype
+            assert_close(y, getattr(ref, name)(x, **kw), dtype)
+            assert_close(getattr(cpu, name + "_backward")(g, inp, **kw), getattr(ref, name + "_backward")(g, x, **kw),
+                         dtype)
+
+
+def test_gelu_float32_keeps_relative_accuracy_in_the_left_tail():
+    """float32 GELU is x Phi(x) with Phi relatively accurate (kernels/cpu/_elementary.ndtr): where
+    ``1 + erf(x/sqrt 2)`` cancels (x < -2) the old form was off by thousands of ulps; the backward's
+    ``Phi + x phi`` likewise."""
+    x = np.linspace(-12.0, 3.0, 3001, dtype=np.float32)
+    xd = x.astype(np.float64)
+    phi = np.array([0.5 * math.erfc(-v / math.sqrt(2.0)) for v in xd])
+    pdf = np.exp(-0.5 * xd * xd) / math.sqrt(2.0 * math.pi)
+    assert_close(cpu.gelu(x), xd * phi, rtol=2e-6, atol=0)
+    grad = cpu.gelu_backward(np.ones_like(x), x)
+    tail = x < -2  # Phi + x phi is relatively accurate there; near its zero (x = -0.75) it cancels
+    assert_close(grad[tail], (phi + xd * pdf)[tail], rtol=1e-5, atol=0)
+    assert_close(grad, phi + xd * pdf, rtol=1e-5, atol=1e-7)

@@ -10,10 +10,13 @@ Numba's negative-index wrap-around for an index starting at a run-time value;
 a loop over a slice from 0 does vectorise.) Hyper-parameters and constants are
 cast to the array's dtype, so a float32 kernel never drifts into float64
 arithmetic and signatures stay at two per kernel. Each kernel has a serial
-twin for small arrays (see the relu family below), and the wrappers test a
-plain float32/float64 C-contiguous ndarray in a few attribute reads before the
-reference's full checks: at (128, 10) those, ``np.empty_like`` and the parallel
-launch together took longer than the kernel.
+twin for small arrays (see the relu family below), and the wrappers
+(:func:`_forward`, :func:`_backward`) test a plain float32/float64 C-contiguous
+ndarray in a few attribute reads before the reference's full checks and call a
+serial twin's compiled entry point directly: at (128, 10) the full checks,
+``reshape``, Numba's type dispatch and the parallel launch together took longer
+than the kernel. (``_forward_out``/``_backward_out`` are the plain form of the
+same checks, for kernels written elsewhere: docs/kernel-authoring.md.)
 
 The transcendental functions come from :mod:`._elementary` (float32: branch-free
 polynomials that LLVM vectorises, 8 lanes on AVX2; float64: ``math``), and every
@@ -28,11 +31,9 @@ import math
 from typing import Any
 
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, typeof
 
 from jitgrad.kernels._constants import GELU_KAPPA as _GELU_KAPPA  # defined once for all backends
-from jitgrad.kernels._constants import INV_SQRT_2 as _INV_SQRT_2
-from jitgrad.kernels._constants import INV_SQRT_2PI as _INV_SQRT_2PI
 from jitgrad.kernels._constants import SQRT_2_OVER_PI as _SQRT_2_OVER_PI
 from jitgrad.kernels._constants import kernel_names
 from jitgrad.kernels.cpu import _elementary as ef
@@ -74,6 +75,80 @@ def _backward_out(grad_out: np.ndarray, x: np.ndarray) -> np.ndarray:
             and x.flags.c_contiguous and grad_out.flags.c_contiguous):
         _check_backward(grad_out, x)
     return np.empty(x.size, x.dtype)
+
+
+#: ``{serial kernel: (dtype, compiled entry point)}``, filled by :func:`_run`.
+_ENTRY_POINTS: dict[Any, tuple[np.dtype, Any]] = {}
+
+
+def _run(parallel: Any, serial: Any, min_size: int, direct: bool, out: np.ndarray, args: tuple) -> np.ndarray:
+    """Run ``parallel(*args)`` from ``min_size`` elements of ``out``, else its serial twin; return ``out``.
+
+    With ``direct`` (every array plain: float32/float64, C-contiguous, aligned ndarrays; scalars
+    cast to their dtype) the serial twin runs through its compiled entry point for that dtype,
+    remembered once the dispatcher has compiled or loaded it: Numba's type dispatch (the typing
+    of each argument) was a tenth of a (128, 10) relu call.
+    """
+    if out.size >= min_size:
+        parallel(*args)
+        return out
+    if direct:
+        entry = _ENTRY_POINTS.get(serial)
+        if entry is not None and entry[0] is out.dtype:
+            entry[1](*args)
+            return out
+        serial(*args)
+        _ENTRY_POINTS[serial] = (out.dtype, serial.overloads[tuple(typeof(a) for a in args)].entry_point)
+        return out
+    serial(*args)
+    return out
+
+
+def _cast(scalars: tuple, dtype: np.dtype) -> Any:
+    """Validated hyper-parameters for a kernel: floats in ``dtype``, a flag (gelu's form, alone) as it is."""
+    return scalars if type(scalars[0]) is bool else map(dtype.type, scalars)
+
+
+def _forward(parallel: Any, serial: Any, min_size: int, x: np.ndarray, *scalars: Any) -> np.ndarray:
+    """Check ``x``, allocate the output (``x``'s shape and dtype) and run the kernel on the flat views.
+
+    ``scalars`` (already validated) go between ``x`` and the output, floats cast to ``x``'s dtype
+    (a float32 kernel never sees a float64), gelu's flag as it is. A plain ``x`` passes a test of a
+    few attribute reads; anything else goes through the reference's checks (which raise, or
+    accept a subclass). At (128, 10) the full checks, ``reshape`` and Numba's dispatch took
+    longer than the kernel.
+    """
+    if type(x) is np.ndarray and x.dtype in _FLOATS:
+        flags = x.flags
+        direct = flags.c_contiguous and flags.aligned
+    else:
+        direct = False
+    if not direct:
+        _check_forward(x)
+    out = np.empty(x.shape, x.dtype)
+    if scalars:
+        args = (x.ravel(), *_cast(scalars, x.dtype), out.ravel())
+    else:
+        args = (x.ravel(), out.ravel())
+    return _run(parallel, serial, min_size, direct, out, args)
+
+
+def _backward(parallel: Any, serial: Any, min_size: int, grad_out: np.ndarray, x: np.ndarray,
+              *scalars: Any) -> np.ndarray:
+    """:func:`_forward` for a backward kernel's ``(grad_out, x)``."""
+    direct = False
+    if (type(x) is np.ndarray and type(grad_out) is np.ndarray and x.dtype in _FLOATS
+            and grad_out.dtype is x.dtype and grad_out.shape == x.shape):
+        flags, gflags = x.flags, grad_out.flags
+        direct = flags.c_contiguous and gflags.c_contiguous and flags.aligned and gflags.aligned
+    if not direct:
+        _check_backward(grad_out, x)
+    out = np.empty(x.shape, x.dtype)
+    if scalars:
+        args = (grad_out.ravel(), x.ravel(), *_cast(scalars, x.dtype), out.ravel())
+    else:
+        args = (grad_out.ravel(), x.ravel(), out.ravel())
+    return _run(parallel, serial, min_size, direct, out, args)
 
 
 # ----------------------------------------------------------------------------- relu family
@@ -158,33 +233,22 @@ def _leaky_relu_backward_kernel_serial(grad_out, x, slope, out):
 
 
 def relu(x: np.ndarray) -> np.ndarray:
-    out = _forward_out(x)
-    (_relu_kernel if out.size >= _RELU_PARALLEL_MIN_SIZE else _relu_kernel_serial)(x.ravel(), out)
-    return out.reshape(x.shape)
+    return _forward(_relu_kernel, _relu_kernel_serial, _RELU_PARALLEL_MIN_SIZE, x)
 
 
 def relu_backward(grad_out: np.ndarray, x: np.ndarray) -> np.ndarray:
-    out = _backward_out(grad_out, x)
-    kernel = _relu_backward_kernel if out.size >= _RELU_PARALLEL_MIN_SIZE else _relu_backward_kernel_serial
-    kernel(grad_out.ravel(), x.ravel(), out)
-    return out.reshape(x.shape)
+    return _backward(_relu_backward_kernel, _relu_backward_kernel_serial, _RELU_PARALLEL_MIN_SIZE, grad_out, x)
 
 
 def leaky_relu(x: np.ndarray, negative_slope: float = 0.01) -> np.ndarray:
-    out = _forward_out(x)
-    slope = x.dtype.type(_finite(negative_slope, _check_negative_slope))
-    kernel = _leaky_relu_kernel if out.size >= _RELU_PARALLEL_MIN_SIZE else _leaky_relu_kernel_serial
-    kernel(x.ravel(), slope, out)
-    return out.reshape(x.shape)
+    slope = _finite(negative_slope, _check_negative_slope)
+    return _forward(_leaky_relu_kernel, _leaky_relu_kernel_serial, _RELU_PARALLEL_MIN_SIZE, x, slope)
 
 
 def leaky_relu_backward(grad_out: np.ndarray, x: np.ndarray, negative_slope: float = 0.01) -> np.ndarray:
-    out = _backward_out(grad_out, x)
-    slope = x.dtype.type(_finite(negative_slope, _check_negative_slope))
-    kernel = (_leaky_relu_backward_kernel if out.size >= _RELU_PARALLEL_MIN_SIZE
-              else _leaky_relu_backward_kernel_serial)
-    kernel(grad_out.ravel(), x.ravel(), slope, out)
-    return out.reshape(x.shape)
+    slope = _finite(negative_slope, _check_negative_slope)
+    return _backward(_leaky_relu_backward_kernel, _leaky_relu_backward_kernel_serial, _RELU_PARALLEL_MIN_SIZE,
+                     grad_out, x, slope)
 
 
 # ----------------------------------------------------------------------------- sigmoid, tanh
@@ -256,29 +320,19 @@ def _tanh_backward_kernel_serial(grad_out, x, out):
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
-    out = _forward_out(x)
-    (_sigmoid_kernel if out.size >= _PARALLEL_MIN_SIZE else _sigmoid_kernel_serial)(x.ravel(), out)
-    return out.reshape(x.shape)
+    return _forward(_sigmoid_kernel, _sigmoid_kernel_serial, _PARALLEL_MIN_SIZE, x)
 
 
 def sigmoid_backward(grad_out: np.ndarray, x: np.ndarray) -> np.ndarray:
-    out = _backward_out(grad_out, x)
-    kernel = _sigmoid_backward_kernel if out.size >= _PARALLEL_MIN_SIZE else _sigmoid_backward_kernel_serial
-    kernel(grad_out.ravel(), x.ravel(), out)
-    return out.reshape(x.shape)
+    return _backward(_sigmoid_backward_kernel, _sigmoid_backward_kernel_serial, _PARALLEL_MIN_SIZE, grad_out, x)
 
 
 def tanh(x: np.ndarray) -> np.ndarray:
-    out = _forward_out(x)
-    (_tanh_kernel if out.size >= _PARALLEL_MIN_SIZE else _tanh_kernel_serial)(x.ravel(), out)
-    return out.reshape(x.shape)
+    return _forward(_tanh_kernel, _tanh_kernel_serial, _PARALLEL_MIN_SIZE, x)
 
 
 def tanh_backward(grad_out: np.ndarray, x: np.ndarray) -> np.ndarray:
-    out = _backward_out(grad_out, x)
-    kernel = _tanh_backward_kernel if out.size >= _PARALLEL_MIN_SIZE else _tanh_backward_kernel_serial
-    kernel(grad_out.ravel(), x.ravel(), out)
-    return out.reshape(x.shape)
+    return _backward(_tanh_backward_kernel, _tanh_backward_kernel_serial, _PARALLEL_MIN_SIZE, grad_out, x)
 
 
 # ----------------------------------------------------------------------------- gelu
@@ -295,7 +349,7 @@ def _gelu_at(x, i, tanh_approx):
     if tanh_approx:
         inner = x.dtype.type(_SQRT_2_OVER_PI) * (v + x.dtype.type(_GELU_KAPPA) * v * v * v)
         return half * v * (one + ef.tanh(inner))
-    return half * v * (one + ef.erf(v * x.dtype.type(_INV_SQRT_2)))
+    return v * ef.ndtr(v)  # x Phi(x): Phi without 1 + erf's cancellation for negative x
 
 
 @njit(cache=True, error_model="numpy", fastmath=_FASTMATH, parallel=True)
@@ -318,8 +372,9 @@ def _gelu_tanh_grad(v, half, one, three, sqrt_2_over_pi, kappa):
 
 
 @njit(cache=True, error_model="numpy", fastmath=_FASTMATH, inline="always")
-def _gelu_erf_grad(v, half, one, inv_sqrt_2, inv_sqrt_2pi):
-    return half * (one + ef.erf(v * inv_sqrt_2)) + v * inv_sqrt_2pi * ef.exp(-half * v * v)
+def _gelu_erf_grad(v):
+    cdf, pdf = ef.ndtr_pdf(v)  # Phi and phi share one exp(-x^2/2)
+    return cdf + v * pdf
 
 
 # The backward twins are written out on purpose: with the element function taking (x, i) and
@@ -331,8 +386,6 @@ def _gelu_backward_kernel(grad_out, x, tanh_approx, out):
     half = x.dtype.type(0.5)
     one = x.dtype.type(1)
     three = x.dtype.type(3)
-    inv_sqrt_2 = x.dtype.type(_INV_SQRT_2)
-    inv_sqrt_2pi = x.dtype.type(_INV_SQRT_2PI)
     sqrt_2_over_pi = x.dtype.type(_SQRT_2_OVER_PI)
     kappa = x.dtype.type(_GELU_KAPPA)
     if tanh_approx:
@@ -340,7 +393,7 @@ def _gelu_backward_kernel(grad_out, x, tanh_approx, out):
             out[i] = grad_out[i] * _gelu_tanh_grad(x[i], half, one, three, sqrt_2_over_pi, kappa)
     else:
         for i in prange(x.size):
-            out[i] = grad_out[i] * _gelu_erf_grad(x[i], half, one, inv_sqrt_2, inv_sqrt_2pi)
+            out[i] = grad_out[i] * _gelu_erf_grad(x[i])
 
 
 @njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
@@ -348,8 +401,6 @@ def _gelu_backward_kernel_serial(grad_out, x, tanh_approx, out):
     half = x.dtype.type(0.5)
     one = x.dtype.type(1)
     three = x.dtype.type(3)
-    inv_sqrt_2 = x.dtype.type(_INV_SQRT_2)
-    inv_sqrt_2pi = x.dtype.type(_INV_SQRT_2PI)
     sqrt_2_over_pi = x.dtype.type(_SQRT_2_OVER_PI)
     kappa = x.dtype.type(_GELU_KAPPA)
     if tanh_approx:
@@ -357,22 +408,18 @@ def _gelu_backward_kernel_serial(grad_out, x, tanh_approx, out):
             out[i] = grad_out[i] * _gelu_tanh_grad(x[i], half, one, three, sqrt_2_over_pi, kappa)
     else:
         for i in range(x.size):
-            out[i] = grad_out[i] * _gelu_erf_grad(x[i], half, one, inv_sqrt_2, inv_sqrt_2pi)
+            out[i] = grad_out[i] * _gelu_erf_grad(x[i])
 
 
 def gelu(x: np.ndarray, approximate: str = "none") -> np.ndarray:
-    out = _forward_out(x)
     tanh_approx = _check_approximate(approximate)
-    (_gelu_kernel if out.size >= _PARALLEL_MIN_SIZE else _gelu_kernel_serial)(x.ravel(), tanh_approx, out)
-    return out.reshape(x.shape)
+    return _forward(_gelu_kernel, _gelu_kernel_serial, _PARALLEL_MIN_SIZE, x, tanh_approx)
 
 
 def gelu_backward(grad_out: np.ndarray, x: np.ndarray, approximate: str = "none") -> np.ndarray:
-    out = _backward_out(grad_out, x)
     tanh_approx = _check_approximate(approximate)
-    kernel = _gelu_backward_kernel if out.size >= _PARALLEL_MIN_SIZE else _gelu_backward_kernel_serial
-    kernel(grad_out.ravel(), x.ravel(), tanh_approx, out)
-    return out.reshape(x.shape)
+    return _backward(_gelu_backward_kernel, _gelu_backward_kernel_serial, _PARALLEL_MIN_SIZE, grad_out, x,
+                     tanh_approx)
 
 
 # ----------------------------------------------------------------------------- elu, softplus
@@ -457,32 +504,22 @@ def _softplus_backward_kernel_serial(grad_out, x, beta, threshold, out):
 
 
 def elu(x: np.ndarray, alpha: float = 1.0) -> np.ndarray:
-    out = _forward_out(x)
-    a = x.dtype.type(_finite(alpha, _check_alpha))
-    (_elu_kernel if out.size >= _PARALLEL_MIN_SIZE else _elu_kernel_serial)(x.ravel(), a, out)
-    return out.reshape(x.shape)
+    a = _finite(alpha, _check_alpha)
+    return _forward(_elu_kernel, _elu_kernel_serial, _PARALLEL_MIN_SIZE, x, a)
 
 
 def elu_backward(grad_out: np.ndarray, x: np.ndarray, alpha: float = 1.0) -> np.ndarray:
-    out = _backward_out(grad_out, x)
-    a = x.dtype.type(_finite(alpha, _check_alpha))
-    kernel = _elu_backward_kernel if out.size >= _PARALLEL_MIN_SIZE else _elu_backward_kernel_serial
-    kernel(grad_out.ravel(), x.ravel(), a, out)
-    return out.reshape(x.shape)
+    a = _finite(alpha, _check_alpha)
+    return _backward(_elu_backward_kernel, _elu_backward_kernel_serial, _PARALLEL_MIN_SIZE, grad_out, x, a)
 
 
 def softplus(x: np.ndarray, beta: float = 1.0, threshold: float = 20.0) -> np.ndarray:
-    out = _forward_out(x)
     beta, threshold = _check_softplus(beta, threshold)
-    kernel = _softplus_kernel if out.size >= _PARALLEL_MIN_SIZE else _softplus_kernel_serial
-    kernel(x.ravel(), x.dtype.type(beta), x.dtype.type(threshold), out)
-    return out.reshape(x.shape)
+    return _forward(_softplus_kernel, _softplus_kernel_serial, _PARALLEL_MIN_SIZE, x, beta, threshold)
 
 
 def softplus_backward(grad_out: np.ndarray, x: np.ndarray, beta: float = 1.0,
                       threshold: float = 20.0) -> np.ndarray:
-    out = _backward_out(grad_out, x)
     beta, threshold = _check_softplus(beta, threshold)
-    kernel = _softplus_backward_kernel if out.size >= _PARALLEL_MIN_SIZE else _softplus_backward_kernel_serial
-    kernel(grad_out.ravel(), x.ravel(), x.dtype.type(beta), x.dtype.type(threshold), out)
-    return out.reshape(x.shape)
+    return _backward(_softplus_backward_kernel, _softplus_backward_kernel_serial, _PARALLEL_MIN_SIZE,
+                     grad_out, x, beta, threshold)
