@@ -145,6 +145,35 @@ def test_parallel_driver_any_thread_count(nthreads, trans_a, trans_b, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_fast_argument_path_agrees_with_full_checks(dtype):
+    # cpu.matmul takes plain C-contiguous float ndarrays with bool flags on a short path; np.bool_
+    # flags, read-only inputs and an ``out`` that overlaps an input through views take the full one.
+    a, b = operands(30, 10, 84, False, True, dtype)  # a Linear layer to 10 outputs (partial B panel)
+    expected = ref.matmul(a, b, trans_b=True)
+    rtol, atol = tolerance(dtype, 84)
+    got = cpu.matmul(a, b, trans_b=True)
+    assert got.dtype == dtype and got.shape == (30, 10) and got.flags.c_contiguous
+    assert_close(got, expected, dtype, rtol=rtol, atol=atol)
+    assert_close(cpu.matmul(a, b, trans_a=np.bool_(False), trans_b=np.bool_(True)), expected, dtype,
+                 rtol=rtol, atol=atol)
+    a_ro, b_ro = a.copy(), b.copy()
+    a_ro.flags.writeable = b_ro.flags.writeable = False
+    out = nan_like((30, 10), dtype)
+    assert cpu.matmul(a_ro, b_ro, trans_b=True, out=out) is out
+    assert_close(out, expected, dtype, rtol=rtol, atol=atol)
+    # ``out`` and ``a`` are overlapping views of one buffer: the product goes through a temporary.
+    buf = randn((40, 30), dtype, 5).ravel()
+    x, out, w = buf.reshape(40, 30), buf.reshape(40, 30), randn((30, 30), dtype, 6)
+    want = ref.matmul(x.copy(), w)
+    assert cpu.matmul(x, w, out=out) is out
+    assert_close(out, want, dtype, rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="out"):
+        cpu.matmul(a, b, trans_b=True, out=np.empty((30, 10), dtype).T.copy().T)
+    with pytest.raises(ValueError, match="inner"):
+        cpu.matmul(a, b)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_every_path_agrees(dtype):
     a, b = operands(37, 45, 29, True, False, dtype)
     expected = ref.matmul(a, b, trans_a=True)

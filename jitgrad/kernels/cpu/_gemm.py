@@ -124,6 +124,16 @@ def b_in_place(trans, m, k, n, itemsize):
     return k * n * itemsize <= (1 << 20) and (n * itemsize) % 256 != 0
 
 
+@njit(inline="always", **_jit)  # inlined: no compile of its own
+def driver_sizes(a, trans_a, trans_b, c):
+    """``(m, n, k, nr, npa, npb, b_direct)`` of ``c = op(a) @ op(b)`` for the drivers: C's size, the
+    depth, the B panel width, the numbers of A and B panels, and whether B is read in place."""
+    m, n = c.shape
+    k = a.shape[0] if trans_a else a.shape[1]
+    nr = nr_of(c)
+    return m, n, k, nr, cdiv(m, MR), cdiv(n, nr), b_in_place(trans_b, m, k, n, c.itemsize)
+
+
 @njit(**_jit)
 def gemm_cols(af, a_pstride, a_rs, a_cs, b, bp, in_place, k, m, n, ip0, ip1, jp0, jp1, c, bias, epi):
     """``c[A panels ip0:ip1, B panels jp0:jp1] = op(a) @ op(b)``; B from ``b`` in place or ``bp`` packed.
@@ -155,12 +165,7 @@ def gemm_cols(af, a_pstride, a_rs, a_cs, b, bp, in_place, k, m, n, ip0, ip1, jp0
 @njit(**_jit)
 def gemm_serial(a, b, trans_a, trans_b, c, bias, epi):
     """``c = op(a) @ op(b)`` with the micro-kernel, on the calling thread (epilogue ``bias``, ``epi``: see gemm_cols)."""
-    m, n = c.shape
-    k = a.shape[0] if trans_a else a.shape[1]
-    nr = nr_of(c)
-    npa = cdiv(m, MR)
-    npb = cdiv(n, nr)
-    b_direct = b_in_place(trans_b, m, k, n, c.itemsize)
+    m, n, k, nr, npa, npb, b_direct = driver_sizes(a, trans_a, trans_b, c)
     zero = np.intp(0)  # not a literal 0 (see gemm_cols)
     if b_direct:
         bp = np.empty(k * nr, dtype=c.dtype)
@@ -189,12 +194,7 @@ def gemm_parallel(a, b, trans_a, trans_b, c, nthreads, bias, epi):
     ``nthreads`` (``numba.get_num_threads()``, passed in: reading it here
     would make the function uncacheable) sizes the blocks.
     """
-    m, n = c.shape
-    k = a.shape[0] if trans_a else a.shape[1]
-    nr = nr_of(c)
-    npa = cdiv(m, MR)
-    npb = cdiv(n, nr)
-    b_direct = b_in_place(trans_b, m, k, n, c.itemsize)
+    m, n, k, nr, npa, npb, b_direct = driver_sizes(a, trans_a, trans_b, c)
     bp = np.empty((1 if b_direct else npb) * k * nr, dtype=c.dtype)
     in_place = a_in_place(trans_a, m, k, n, c.itemsize)
     if in_place:

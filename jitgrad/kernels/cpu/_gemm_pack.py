@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ._gemm_simd import VEC_BYTES, load, store, vload, vstore
+from ._gemm_simd import VEC_BYTES, load, store, vload, vload_masked, vstore, vzero
 from ._gemm_tile import MR, _jit, nr_of
 from ._tier import shared
 
@@ -93,17 +93,28 @@ def pack_b_panel(b, trans, j0, bp, off):
                 src = p * n + j0
                 vstore(bp, dst, vload(bf, src))
                 vstore(bp, dst + lanes, vload(bf, src + lanes))
+    elif trans:
+        # A partial panel of a transposed ``b`` (a Linear layer to 10 outputs): zero it in
+        # vectors, then move its ``cols`` rows of ``b`` (contiguous reads) into their columns.
+        lanes = VEC_BYTES // bp.itemsize
+        zero = vzero(bp)
+        for p in range(k):
+            vstore(bp, off + p * nr, zero)
+            vstore(bp, off + p * nr + lanes, zero)
+        for j in range(cols):
+            src = (j0 + j) * k
+            for p in range(k):
+                store(bp, off + p * nr + j, load(bf, src + p))
     else:
+        # Row-major: per ``k`` the ``cols`` values in lane-masked loads (the masked lanes read as 0).
+        lanes = VEC_BYTES // bp.itemsize
+        n0 = min(cols, lanes)
+        n1 = cols - lanes
         for p in range(k):
             dst = off + p * nr
-            if trans:
-                for j in range(cols):
-                    bp[dst + j] = b[j0 + j, p]
-            else:
-                for j in range(cols):
-                    bp[dst + j] = b[p, j0 + j]
-            for j in range(cols, nr):
-                bp[dst + j] = 0
+            src = p * n + j0
+            vstore(bp, dst, vload_masked(bf, src, n0))
+            vstore(bp, dst + lanes, vload_masked(bf, src + lanes, n1))
 
 
 @shared  # the cold step's GEMM and the background's conv backward input both reach it first (_tier)

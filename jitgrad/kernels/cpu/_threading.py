@@ -62,6 +62,8 @@ def serialise_module_kernels(namespace: dict[str, Any], modules: list[Any]) -> N
     ``namespace`` (the package's globals), so both names stay one function."""
     for module in modules:
         for name in module.__all__:
+            if getattr(getattr(module, name), "serialises_itself", False):
+                continue  # locks its own parallel launches (cpu matmul: its serial kernels need no lock)
             wrapped = serialised(getattr(module, name))
             setattr(module, name, wrapped)
             namespace[name] = wrapped
