@@ -142,10 +142,14 @@ def test_concurrent_kernels_on_the_workqueue_layer_do_not_abort():
         import jitgrad.kernels.cpu as K
         a = np.ones((160, 160), np.float32)
         expected = a @ a
+        x = np.linspace(-4, 4, 256 * 256, dtype=np.float32).reshape(256, 256)  # sigmoid's parallel size
+        expected_sigmoid = K.sigmoid(x)
         bad = []
         def work():
             for _ in range(20):
                 if not np.array_equal(K.matmul(a, a), expected):
+                    bad.append(1)
+                if not np.array_equal(K.sigmoid(x), expected_sigmoid):  # locks its parallel launch itself
                     bad.append(1)
         ts = [threading.Thread(target=work) for _ in range(3)]
         [t.start() for t in ts]; [t.join() for t in ts]

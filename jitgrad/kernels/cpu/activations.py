@@ -39,6 +39,7 @@ from jitgrad.kernels._constants import kernel_names
 from jitgrad.kernels.cpu import _elementary as ef
 from jitgrad.kernels.cpu._jit import FASTMATH as _FASTMATH
 from jitgrad.kernels.cpu._jit import FLOAT_DTYPES as _FLOATS
+from jitgrad.kernels.cpu._threading import serialised
 from jitgrad.kernels.reference.activations import (
     _check_alpha,
     _check_approximate,
@@ -90,7 +91,7 @@ def _run(parallel: Any, serial: Any, min_size: int, direct: bool, out: np.ndarra
     of each argument) was a tenth of a (128, 10) relu call.
     """
     if out.size >= min_size:
-        parallel(*args)
+        _launch_parallel(parallel, args)
         return out
     if direct:
         entry = _ENTRY_POINTS.get(serial)
@@ -102,6 +103,12 @@ def _run(parallel: Any, serial: Any, min_size: int, direct: bool, out: np.ndarra
         return out
     serial(*args)
     return out
+
+
+@serialised
+def _launch_parallel(parallel: Any, args: tuple) -> None:
+    """``parallel(*args)`` under the workqueue lock: the one launch that needs it (see ``_threading``)."""
+    parallel(*args)
 
 
 def _cast(scalars: tuple, dtype: np.dtype) -> Any:
@@ -523,3 +530,9 @@ def softplus_backward(grad_out: np.ndarray, x: np.ndarray, beta: float = 1.0,
     beta, threshold = _check_softplus(beta, threshold)
     return _backward(_softplus_backward_kernel, _softplus_backward_kernel_serial, _PARALLEL_MIN_SIZE,
                      grad_out, x, beta, threshold)
+
+
+# Not wrapped in the package's workqueue lock (``_threading.serialised``): the serial twins need
+# none, and ``_run`` takes it around the parallel launch only (a quarter of a (128, 10) relu's call).
+for _name in __all__:
+    globals()[_name].serialises_itself = True
