@@ -23,7 +23,15 @@ $(STAMP): pyproject.toml
 train: $(STAMP)
 	$(PY) examples/mnist_cnn.py --epochs $(EPOCHS) $(TRAIN_ARGS)
 
-test: test-cpu test-cuda test-ptx
+# test-cpu and test-cuda (then test-ptx, which needs test-cuda's launches) run side by side: the
+# simulator is one single-threaded Python process, the CPU suite mostly compiles (one thread) and
+# runs small kernels, so together they use the 2 cores that one alone leaves half idle.
+# --output-sync=target prints each suite's output whole when it ends (never interleaved); -k runs
+# the other suites when one fails, and make still exits non-zero. TEST_JOBS=1 runs them one by one.
+TEST_JOBS ?= 2
+test: $(STAMP)
+	@echo "running test-cpu and test-cuda (then test-ptx) with -j$(TEST_JOBS): each suite's output comes when it ends"
+	@$(MAKE) --no-print-directory -k -j$(TEST_JOBS) --output-sync=target test-cpu test-cuda test-ptx
 
 test-cpu: $(STAMP)
 	$(PY) -m pytest tests --ignore=tests/cuda --ignore=tests/ptx -q
