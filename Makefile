@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 EPOCHS ?= 10
 TRAIN_ARGS ?=
 
-.PHONY: train test test-cpu test-cuda test-ptx gpu-check bench bench-compare bench-report docs clean
+.PHONY: train test test-cpu test-cpu-main test-cpu-tail test-cuda test-ptx gpu-check bench bench-compare bench-report docs clean
 
 # PYTHONWARNINGS: setuptools' editable-install notice ("Please be careful with folders in your working
 # directory...") comes with every flat-layout editable install, whatever the package discovery; only it is silenced.
@@ -23,10 +23,29 @@ $(STAMP): pyproject.toml
 train: $(STAMP)
 	$(PY) examples/mnist_cnn.py --epochs $(EPOCHS) $(TRAIN_ARGS)
 
-test: test-cpu test-cuda test-ptx
+# `make test` runs the three suites in two lanes (-j2): test-cpu-main beside test-cuda, then test-ptx
+# (it needs test-cuda's launches) and test-cpu-tail. The simulator is one single-threaded Python
+# process and the CPU suite mostly one-threaded compiles, so one after the other they left a core
+# idle. The tail is the CPU tests that run their own processes (forced-ISA compiles, mpirun ranks,
+# mkdocs, bench and compile workers): self-contained, ~1/5 of the CPU suite, so the two lanes end
+# together. test-cpu-main and test-cpu-tail together are exactly test-cpu.
+# --output-sync=target prints each suite's output whole when it ends (never interleaved); -k runs
+# the other suites when one fails, and make still exits non-zero. TEST_JOBS=1 runs them one by one.
+TEST_JOBS ?= 2
+CPU_TAIL := tests/kernels/test_isa.py tests/distributed tests/test_docs.py tests/test_bench.py \
+	tests/test_compile.py tests/test_kernel_guide.py tests/test_config_cache.py
+test: $(STAMP)
+	@echo "make test: test-cpu-main and test-cuda, then test-ptx and test-cpu-tail, with -j$(TEST_JOBS); each suite's output comes when it ends"
+	@$(MAKE) --no-print-directory -k -j$(TEST_JOBS) --output-sync=target test-cpu-main test-cuda test-ptx test-cpu-tail
 
 test-cpu: $(STAMP)
 	$(PY) -m pytest tests --ignore=tests/cuda --ignore=tests/ptx -q
+
+test-cpu-main: $(STAMP)
+	$(PY) -m pytest tests --ignore=tests/cuda --ignore=tests/ptx $(addprefix --ignore=,$(CPU_TAIL)) -q
+
+test-cpu-tail: $(STAMP)
+	$(PY) -m pytest $(CPU_TAIL) -q
 
 # The CUDA simulator must be switched on before numba is imported: its own process.
 # It records every kernel launch's argument types for test-ptx.

@@ -52,7 +52,11 @@ def probe(cpu_name: str | None, dtype: str = "float32", tmp_path=None) -> dict:
         env["NUMBA_CPU_NAME"] = cpu_name
         env["NUMBA_CPU_FEATURES"] = ""
     if tmp_path is not None:
-        env["NUMBA_CACHE_DIR"] = str(tmp_path)
+        # A fresh cache, so the kernels are compiled (a cached function has no assembly to inspect).
+        # jitgrad.config takes JITGRAD_CACHE_DIR before NUMBA_CACHE_DIR, and the suite's own is
+        # set: with NUMBA_CACHE_DIR alone the probe used (and filled) the suite's cache, and a
+        # second run loaded its kernels from there and found no FMA at all.
+        env["JITGRAD_CACHE_DIR"] = env["NUMBA_CACHE_DIR"] = str(tmp_path)
     proc = subprocess.run([sys.executable, "-c", _PROBE.format(dtype=dtype)], env=env, capture_output=True,
                           text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -47,8 +47,10 @@ def exclude(reason: str, *patterns: str) -> None:
         EXCLUDED[p] = reason
 
 
+#: The runner's function-expanded twins of the selected tests (deselected by tests/onnx/conftest.py).
+EXPANDED = r"_expanded(_ver18)?_cpu$"
 exclude("the function-body expansion uses operators outside issue 15's list (Size, CastLike, Less, Where, ...)",
-        r"_expanded(_ver18)?_cpu$")
+        EXPANDED)
 exclude("3-D ConvTranspose: jitgrad's transposed convolution is 2-D (1-D runs as 2-D over (L, 1))",
         r"^test_convtranspose_3d_cpu$")
 exclude("integer (int8/uint8) inputs: the issue asks for float32; jitgrad's kernels are float-only",
