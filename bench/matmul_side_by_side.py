@@ -2,7 +2,10 @@
 
 THREADS=1 measures thread CPU time (time.thread_time): on a loaded shared machine a lost time slice is
 not counted. Unset OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE first; the BLAS kernel in use is printed.
-Each repetition times jitgrad then NumPy (interleaved); the medians are compared.
+Each repetition times jitgrad then NumPy (interleaved); the medians are compared. On more than one
+thread each timed block is followed by an untimed pause (PAUSE seconds, 0.2 by default): OpenBLAS's
+idle workers spin for ~0.1 s after a call (its THREAD_TIMEOUT) and took the second core from the
+jitgrad block that followed (1024^2 on 2 threads: 0.5-0.6x without the pause, 0.83-0.9x with it).
 
 Shapes: ``sq*`` square; ``<model>-<layer>-{fwd,gin,gw}`` the three products of a Linear layer at batch
 128 (``x @ W.T``, ``g @ W``, ``g.T @ x``) of examples/mnist_cnn.py's lenet5 / convnet (keras) / resnet;
@@ -20,6 +23,7 @@ import importlib; mm = importlib.import_module("jitgrad.kernels.cpu.matmul")
 from jitgrad.kernels.cpu import _isa
 import numba
 T = int(os.environ.get("THREADS", "2")); numba.set_num_threads(T); threadpoolctl.threadpool_limits(T, user_api="blas")
+PAUSE = float(os.environ.get("PAUSE", "0.2")) if T > 1 else 0.0
 # One parallel launch first, as in training: until Numba has picked its threading layer every kernel call
 # asks for it (kernels/cpu/_threading.py), which would add microseconds to each small product here.
 _sq = np.ones((64, 64), np.float32); importlib.import_module("jitgrad.kernels.cpu._gemm").gemm_parallel(_sq, _sq, False, False, _sq.copy(), T, _sq[0], 0)
@@ -72,9 +76,11 @@ for name,(m,k,n,ta,tb) in shapes.items():
         s=CLOCK()
         for _ in range(num): fj()
         tj.append((CLOCK()-s)/num)
+        time.sleep(PAUSE)
         s=CLOCK()
         for _ in range(num): fn()
         tn.append((CLOCK()-s)/num)
+        time.sleep(PAUSE)
     mj=statistics.median(tj); mn=statistics.median(tn)
     ratios.append(mn / mj)
     print(f"{name:22s} {m:5d}x{k:5d}x{n:6d} {'T' if ta else 'N'}{'T' if tb else 'N'} jit {mj*1e6:9.1f}us {flops/mj/1e9:6.1f}GF  "
