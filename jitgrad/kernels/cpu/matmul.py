@@ -105,15 +105,13 @@ def matmul(a: np.ndarray, b: np.ndarray, *, trans_a: bool = False, trans_b: bool
                 n, k_b = b.shape
             else:
                 k_b, n = b.shape
-            if k == k_b:
+            if k == k_b and (out is None or (
+                    type(out) is _NDARRAY and out.dtype is dtype and out.shape == (m, n)
+                    and out.flags.c_contiguous and out.flags.writeable and not overlaps(out, a, b))):
                 if out is None:
                     out = np.empty((m, n), dtype)
-                    _matmul_kernel(a, b, trans_a, trans_b, out)
-                    return out
-                if (type(out) is _NDARRAY and out.dtype is dtype and out.shape == (m, n)
-                        and out.flags.c_contiguous and out.flags.writeable and not overlaps(out, a, b)):
-                    _matmul_kernel(a, b, trans_a, trans_b, out)
-                    return out
+                _matmul_kernel(a, b, trans_a, trans_b, out)
+                return out
     m, n, _, dtype, trans_a, trans_b = check_matmul_args(a, b, trans_a, trans_b, out)
     if overlaps(out, a, b):
         result = np.empty((m, n), dtype=dtype)

@@ -15,7 +15,7 @@ flat exp loop per block (``_softmax_rows``). log-softmax is
 for nearby logits, whereas ``x - (max + log(sum))`` rounds ``max + log(sum)``
 at ``max``'s magnitude (``[1e5, 1e5, 1e5 - 1]`` lost two decimal digits).
 
-Every row kernel has a serial twin, run below ``_PARALLEL_MIN_SIZE`` elements,
+Every row kernel has a serial twin, run below ``_PARALLEL_MIN_SIZE`` elements (``_LIGHT_PARALLEL_MIN_SIZE`` for the backward kernels without an ``exp``),
 and the wrappers take plain 2-D calls (float32/float64 C-contiguous ndarrays,
 last axis, int64 labels) past the reference's checks with a few attribute
 reads: at (128, 10) the full checks cost as much as the kernel. Cross-entropy
@@ -216,14 +216,22 @@ _ROW_KERNELS = (_softmax_rows_kernel, _softmax_rows_kernel_serial)
 _BACKWARD_ROW_KERNELS = (_softmax_backward_rows_kernel, _softmax_backward_rows_kernel_serial)
 
 
+def _row_kernel(row_kernels, backward: bool, log: bool, size: int):
+    """The parallel row kernel of ``row_kernels`` from its size on, else the serial twin: from
+    ``_PARALLEL_MIN_SIZE`` elements when there is an ``exp`` per element (forward, log-softmax
+    backward), from ``_LIGHT_PARALLEL_MIN_SIZE`` for softmax backward."""
+    min_size = _LIGHT_PARALLEL_MIN_SIZE if backward and not log else _PARALLEL_MIN_SIZE
+    return row_kernels[0] if size >= min_size else row_kernels[1]
+
+
 def _run_rows(row_kernels, kernel, axis: int, arrays: tuple[np.ndarray, ...], log: bool, out: np.ndarray) -> None:
-    """Call a 2-D row kernel (parallel, or serial below ``_PARALLEL_MIN_SIZE``) when ``axis`` has no
+    """Call a 2-D row kernel (parallel, or serial below its size: :func:`_row_kernel`) when ``axis`` has no
     trailing dimensions of size > 1, else the 3-D one."""
     # math.prod on the shape tuple, not np.prod: at (128, 10) the views cost more than the kernel.
     shape = out.shape
     outer, length, inner = math.prod(shape[:axis]), shape[axis], math.prod(shape[axis + 1:])
     if inner == 1:
-        row_kernel = row_kernels[0] if out.size >= _PARALLEL_MIN_SIZE else row_kernels[1]
+        row_kernel = _row_kernel(row_kernels, row_kernels is _BACKWARD_ROW_KERNELS, log, out.size)
         if out.ndim == 2 and axis == 1:  # already (outer, length); a (n, 1) array over axis 0 is not
             row_kernel(*arrays, log, out)
         else:
@@ -248,7 +256,7 @@ def _empty(x: np.ndarray) -> np.ndarray:
 def _forward(x: np.ndarray, axis: Any, log: bool) -> np.ndarray:
     if _plain_rows(x, axis):
         out = _empty(x)
-        (_ROW_KERNELS[0] if out.size >= _PARALLEL_MIN_SIZE else _ROW_KERNELS[1])(x, log, out)
+        _row_kernel(_ROW_KERNELS, False, log, out.size)(x, log, out)
         return out
     ax = _check_softmax_input(x, axis)
     out = np.empty_like(x)
@@ -260,9 +268,7 @@ def _backward(grad_out: np.ndarray, y: np.ndarray, axis: Any, log: bool) -> np.n
     if (_plain_rows(y, axis) and type(grad_out) is np.ndarray and grad_out.dtype is y.dtype
             and grad_out.shape == y.shape and grad_out.flags.c_contiguous):
         out = _empty(y)
-        min_size = _PARALLEL_MIN_SIZE if log else _LIGHT_PARALLEL_MIN_SIZE  # log: an exp per element
-        kernel = _BACKWARD_ROW_KERNELS[0] if out.size >= min_size else _BACKWARD_ROW_KERNELS[1]
-        kernel(grad_out, y, log, out)
+        _row_kernel(_BACKWARD_ROW_KERNELS, True, log, out.size)(grad_out, y, log, out)
         return out
     ax = _check_softmax_backward(grad_out, y, axis)
     out = np.empty_like(y)
