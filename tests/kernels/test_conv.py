@@ -157,10 +157,12 @@ def test_cpu_task_split_any_thread_count(n, nthreads):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("case", [(3, 1, 9, 8, 6, 5, 5, (1, 2), 2), (2, 3, 7, 7, 9, 3, 3, (1, 0), (1, 2)),
-                                  (2, 40, 5, 5, 3, 1, 1, 0, 1), (1, 2, 6, 9, 17, 3, 2, (0, 1), 1)])
+                                  (2, 40, 5, 5, 3, 1, 1, 0, 1), (1, 2, 6, 9, 17, 3, 2, (0, 1), 1),
+                                  (2, 64, 3, 3, 256, 3, 3, 1, 1)])
 def test_cpu_weight_gradient_both_kernels(case, dtype):
     # Unit stride has two weight-gradient kernels (the dot kernel for at most
     # DOT_MAX_TAPS taps, the GEMM above); both must agree with the reference.
+    # The last case has more partials than SERIAL_SUM_MAX: they are summed under prange.
     n, c_in, h, w, c_out, kh, kw, padding, dilation = case
     d, x, wt, _, g = make_case(n, c_in, h, w, c_out, kh, kw, 1, padding, dilation, dtype, seed=7)
     (ph, pw), (dh, dw) = d.padding, d.dilation

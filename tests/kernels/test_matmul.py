@@ -136,7 +136,9 @@ def test_out_may_alias_an_input(backend):
 @pytest.mark.parametrize("trans_a,trans_b", TRANS, ids=TRANS_IDS)
 def test_parallel_driver_any_thread_count(nthreads, trans_a, trans_b, dtype):
     # The block partition depends on the thread count: exercise counts other than this machine's.
-    for m, n, k in [(9, 200, 40), (300, 7, 33), (130, 140, 300)]:
+    # (200, 150, 260): A and B packed, one region on 3 threads (each row of tasks packs B, each
+    # column A), a shared packing pass first on 16.
+    for m, n, k in [(9, 200, 40), (300, 7, 33), (130, 140, 300), (200, 150, 260)]:
         a, b = operands(m, n, k, trans_a, trans_b, dtype)
         out = nan_like((m, n), dtype)
         _gemm.gemm_parallel(a, b, trans_a, trans_b, out, nthreads, *NO_EPILOGUE[np.dtype(dtype)])

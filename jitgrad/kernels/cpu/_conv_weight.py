@@ -24,6 +24,21 @@ from ._isa import ISA
 from ._tier import tiered
 
 
+#: Up to this many additions the partials are summed on the calling thread: a second parallel
+#: region would cost a wake-up of the pool's threads, ~100 us on the 2-core EPYC VM (an idle vCPU
+#: halts; ``bench/omp_wait.py``), more than 256k additions.
+SERIAL_SUM_MAX = 1 << 18
+
+
+@njit(inline="always", **_jit)  # inlined: no compile of its own
+def _sum_partials(partial, chunks, q):
+    """``gw.flat[q]``: the sum of the ``chunks`` partials of ``conv2d_backward_weight``, in order."""
+    s = partial[0, q]
+    for chunk in range(1, chunks):
+        s += partial[chunk, q]
+    return s
+
+
 @tiered
 @njit(parallel=True, **_jit)
 def conv2d_backward_weight(x, g, sh, sw, ph, pw, dh, dw, gw, gb, nthreads):
@@ -89,11 +104,12 @@ def conv2d_backward_weight(x, g, sh, sw, ph, pw, dh, dw, gw, gb, nthreads):
                         s += load(g_flat, (img * c_out + co) * npix + p)
                     bias_partial[chunk, co] += s
     gwflat = gw.reshape(gw.size)
-    for q in prange(c_out * k):
-        s = partial[0, q]
-        for chunk in range(1, chunks_n):
-            s += partial[chunk, q]
-        gwflat[q] = s
+    if c_out * k * chunks_n <= SERIAL_SUM_MAX:
+        for q in range(c_out * k):
+            gwflat[q] = _sum_partials(partial, chunks_n, q)
+    else:
+        for q in prange(c_out * k):
+            gwflat[q] = _sum_partials(partial, chunks_n, q)
     for co in range(c_out):
         s = bias_partial[0, co]
         for chunk in range(1, chunks_n):
@@ -227,6 +243,22 @@ def dot_tile(g, g_off, g_ld, g_next, x, x_off, x_next, t0, t1, t2, nsteps, nimg,
         vstore(part, p_off + 23 * lanes, a72)
 
 
+@njit(inline="always", **_jit)  # inlined: no compile of its own
+def _sum_tile_partials(partial, ntasks, lanes, k, tap_tiles, q):
+    """``gw.flat[q]``: the sum over tasks and lanes of its slot in ``conv2d_backward_weight_unit``'s
+    partials (tiles of ``DOT_ROWS`` channels x ``DOT_TAPS`` taps x ``lanes``), in order."""
+    co = q // k
+    tap = q - co * k
+    rt = co // DOT_ROWS
+    tt = tap // DOT_TAPS
+    base = (((rt * tap_tiles + tt) * DOT_ROWS + co - rt * DOT_ROWS) * DOT_TAPS + tap - tt * DOT_TAPS) * lanes
+    s = 0.0
+    for t in range(ntasks):
+        for l in range(lanes):
+            s += partial[t, base + l]
+    return s
+
+
 @tiered
 @njit(parallel=True, **_jit)
 def conv2d_backward_weight_unit(x, g, ph, pw, dh, dw, gw, gb, nthreads):
@@ -311,18 +343,12 @@ def conv2d_backward_weight_unit(x, g, ph, pw, dh, dw, gw, gb, nthreads):
                              tap_off[tp], tap_off[tp + 1], tap_off[tp + 2], nsteps, nimg, part,
                              (rt * tap_tiles + tt) * tile_size)
     gwflat = gw.reshape(gw.size)
-    for q in prange(c_out * k):
-        co = q // k
-        tap = q - co * k
-        rt = co // DOT_ROWS
-        tt = tap // DOT_TAPS
-        slot = ((rt * tap_tiles + tt) * DOT_ROWS + co - rt * DOT_ROWS) * DOT_TAPS + tap - tt * DOT_TAPS
-        s = 0.0
-        for t in range(ntasks):
-            base = slot * lanes
-            for l in range(lanes):
-                s += partial[t, base + l]
-        gwflat[q] = s
+    if c_out * k * ntasks * lanes <= SERIAL_SUM_MAX:
+        for q in range(c_out * k):
+            gwflat[q] = _sum_tile_partials(partial, ntasks, lanes, k, tap_tiles, q)
+    else:
+        for q in prange(c_out * k):
+            gwflat[q] = _sum_tile_partials(partial, ntasks, lanes, k, tap_tiles, q)
     for co in range(c_out):
         s = 0.0
         for t in range(ntasks):

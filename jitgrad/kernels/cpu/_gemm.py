@@ -3,9 +3,10 @@
 The micro-kernel, tile and blocking live in ``_gemm_tile``, the packing in
 ``_gemm_pack``; their names are re-exported here for ``_conv``.
 
-A parallel call first packs what every task shares (B panels, unless each
-task packs those of its own columns, and A panels) and then computes the
-blocks of C; ``matmul`` computes into a scratch array when ``out`` overlaps
+A parallel call splits C into blocks, one task each. Where that copies
+little more, every task packs the panels it reads and the call is one
+parallel region; otherwise a shared packing pass runs first (a second
+region: each wakes the pool). ``matmul`` computes into a scratch array when ``out`` overlaps
 an input, so packed data never aliases the output.
 """
 
@@ -32,21 +33,28 @@ from ._tier import tiered
 
 #: Row-major A is read in place (not packed) up to this many columns of C.
 A_IN_PLACE_MAX_N = 32
+#: A parallel product runs in one parallel region, each task packing the panels it reads, while
+#: that packs at most this many elements per thread more than a shared packing pass would (A once
+#: per column of tasks, B once per row; 128 KiB of float32, ~10-20 us of copying). Each region
+#: costs a wake-up of the pool's threads: ~100 us on the 2-core EPYC VM (OMP_WAIT_POLICY=PASSIVE),
+#: 5-20 us on bare metal.
+ONE_REGION_COPIES = 32 * 1024
 
 
 @njit(**_jit)
-def partition(npa, npb, nthreads):
+def partition(npa, npb, nthreads, rows_first):
     """Split C (``npa`` A panels by ``npb`` B panels) into tasks for ``nthreads``.
 
     Returns ``(mc, nc, ti, tj)``: tasks are ``mc x nc`` panels, ``ti x tj`` of them.
     Blocks start at ``MC_PANELS x NC_PANELS`` and shrink until every thread
-    has a task, columns first: tasks that share no B panel can each pack
-    their own, with no packing pass and no packed data crossing cores.
+    has a task, columns first (tasks that share no B panel can each pack
+    their own), rows first with ``rows_first`` (B read in place, A packed:
+    tasks that share no A panel each pack their own).
     """
     mc = min(MC_PANELS, npa)
     nc = min(NC_PANELS, npb)
     while cdiv(npa, mc) * cdiv(npb, nc) < nthreads and (mc > 1 or nc > 1):
-        if nc > 1:
+        if nc > 1 and not (rows_first and mc > 1):
             nc = cdiv(nc, 2)
         else:
             mc = cdiv(mc, 2)
@@ -187,7 +195,8 @@ def gemm_serial(a, b, trans_a, trans_b, c, bias, epi):
 @tiered
 @njit(parallel=True, **_jit)
 def gemm_parallel(a, b, trans_a, trans_b, c, nthreads, bias, epi):
-    """``c = op(a) @ op(b)``: panels packed (where needed), then blocks of C computed, under ``prange``.
+    """``c = op(a) @ op(b)``: blocks of C computed under ``prange``, each task packing the panels it
+    reads, or (large products) a packing pass under ``prange`` first.
 
     ``bias``, ``epi``: the store's epilogue (see ``gemm_cols``).
 
@@ -195,34 +204,41 @@ def gemm_parallel(a, b, trans_a, trans_b, c, nthreads, bias, epi):
     would make the function uncacheable) sizes the blocks.
     """
     m, n, k, nr, npa, npb, b_direct = driver_sizes(a, trans_a, trans_b, c)
-    bp = np.empty((1 if b_direct else npb) * k * nr, dtype=c.dtype)
     in_place = a_in_place(trans_a, m, k, n, c.itemsize)
+    mc, nc, ti, tj = partition(npa, npb, nthreads, b_direct and not in_place)
+    a_size = 0 if in_place else npa * k * MR
+    b_size = 0 if b_direct else npb * k * nr
+    # One parallel region (see ONE_REGION_COPIES) when every task packs the panels it reads: a
+    # column of tasks shares no B panel, a row no A panel, so each column of tasks packs B
+    # into a row of ``bp`` of its own and each row of tasks A into one of ``af``.
+    one = (tj - 1) * a_size + (ti - 1) * b_size <= ONE_REGION_COPIES * nthreads
+    bp = np.empty((ti if one and not b_direct else 1, k * nr if b_direct else b_size), dtype=c.dtype)
     if in_place:
-        af = a.reshape(a.size)
+        af = a.reshape((1, a.size))
         a_pstride, a_rs, a_cs = a_layout(trans_a, m, k)
     else:
-        af = np.empty(npa * k * MR, dtype=c.dtype)
+        af = np.empty((tj if one else 1, a_size), dtype=c.dtype)
         a_pstride, a_rs, a_cs = k * MR, 1, MR
-    mc, nc, ti, tj = partition(npa, npb, nthreads)
-    # One row of tasks: each task packs the B panels of its own columns (no
-    # shared packing pass). Otherwise a packing pass first, each thread
-    # packing a contiguous range of B panels (and of A panels).
-    own_b = ti == 1 and in_place and not b_direct
-    if b_direct:
-        if n % nr:
-            pack_b_panel(b, np.bool_(False), n - n % nr, bp, np.intp(0))  # no literals (see gemm_cols)
-    if not (b_direct and in_place) and not own_b:
+    if b_direct and n % nr:
+        pack_b_panel(b, np.bool_(False), n - n % nr, bp[0], np.intp(0))  # no literals (see gemm_cols)
+    if not one:  # a packing pass first, each thread packing a contiguous range of B (and A) panels
         for t in prange(nthreads):
             if not b_direct:
-                pack_b(b, trans_b, t * npb // nthreads, (t + 1) * npb // nthreads, bp)
+                pack_b(b, trans_b, t * npb // nthreads, (t + 1) * npb // nthreads, bp[0])
             if not in_place:
-                pack_a(a, trans_a, t * npa // nthreads, (t + 1) * npa // nthreads, af)
+                pack_a(a, trans_a, t * npa // nthreads, (t + 1) * npa // nthreads, af[0])
     ntasks = ti * tj
     cflat = c.reshape(m * n)
     for t in prange(ntasks):
         bi = t // tj
         bj = t - bi * tj
-        if own_b:
-            pack_b(b, trans_b, bj * nc, min(npb, (bj + 1) * nc), bp)
-        gemm_cols(af, a_pstride, a_rs, a_cs, b, bp, b_direct, k, m, n, bi * mc, min(npa, (bi + 1) * mc),
-                  bj * nc, min(npb, (bj + 1) * nc), cflat, bias, epi)
+        ip0, ip1 = bi * mc, min(npa, (bi + 1) * mc)
+        jp0, jp1 = bj * nc, min(npb, (bj + 1) * nc)
+        own_a = bj if one and not in_place else 0
+        own_b = bi if one and not b_direct else 0
+        if one and not b_direct:
+            pack_b(b, trans_b, jp0, jp1, bp[own_b])
+        if one and not in_place:
+            pack_a(a, trans_a, ip0, ip1, af[own_a])
+        gemm_cols(af[own_a], a_pstride, a_rs, a_cs, b, bp[own_b], b_direct, k, m, n, ip0, ip1, jp0, jp1,
+                  cflat, bias, epi)
