@@ -135,3 +135,15 @@ def test_first_jitgrad_compile_prints_one_notice(monkeypatch: pytest.MonkeyPatch
     err = capsys.readouterr().err
     assert err.count("jitgrad: compiling CPU kernels") == 1
     assert "python -m jitgrad.compile" in err
+
+
+def test_the_tasks_reach_every_tiered_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
+    # python -m jitgrad.compile must leave every parallel driver in the cache: one it never runs
+    # (a product size no task reaches) compiles mid-run in a user's process instead.
+    from jitgrad.kernels.cpu import _tier
+
+    ran: set[str] = set()
+    monkeypatch.setattr(_tier, "_write_marker", ran.add)  # called after each run of a parallel version
+    for name in jc.TASKS:
+        jc._run_task(name, "float32", "parallel")
+    assert set(_tier.REGISTRY) <= ran, sorted(set(_tier.REGISTRY) - ran)

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from jitgrad.kernels import cpu
 from jitgrad.kernels import reference as ref
 from jitgrad.kernels.cpu import _gemm
-from jitgrad.kernels.cpu._gemm_dot import gemm_dot
+from jitgrad.kernels.cpu._gemm_dot import gemm_dot, gemm_dot_parallel
 from tests.helpers import DTYPES, assert_close, nan_like, randn
 from tests.kernels.test_conv import guarded
 
@@ -214,6 +214,18 @@ def test_dot_path_column_ranges(dtype):
         gemm_dot(a, b, out, j0, j1)
         assert_close(out[:, j0:j1], expected[:, j0:j1], dtype, rtol=rtol, atol=atol)
         assert np.isnan(out[:, :j0]).all() and np.isnan(out[:, j1:]).all()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("nthreads", [1, 2, 3, 16])
+def test_dot_path_parallel_any_thread_count(nthreads, dtype):
+    # The column tiles split into runs per thread: more threads than tiles leave some runs empty.
+    for m, n, k in [(5, 37, 300), (40, 9, 260), (3, 2, 257)]:
+        a, b = operands(m, n, k, False, True, dtype)
+        out = nan_like((m, n), dtype)
+        gemm_dot_parallel(a, b, out, nthreads)
+        rtol, atol = tolerance(dtype, k)
+        assert_close(out, ref.matmul(a, b, trans_b=True), dtype, rtol=rtol, atol=atol)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

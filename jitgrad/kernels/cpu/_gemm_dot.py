@@ -25,10 +25,11 @@ lane-masked load that reads nothing past the row.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from ._gemm_simd import VEC_BYTES, load, store, vfma, vload, vload_masked, vsum, vzero
-from ._gemm_tile import _jit
+from ._gemm_tile import _jit, cdiv
+from ._tier import tiered
 
 #: Rows of A per tile (dot products share each loaded B vector this many times).
 DOT_MR = 3
@@ -187,3 +188,16 @@ def gemm_dot(a, b, c, j0, j1):
                         if not first:
                             v += load(cf, off + q)
                         store(cf, off + q, v)
+
+
+@tiered
+@njit(parallel=True, **_jit)
+def gemm_dot_parallel(a, b, c, nthreads):
+    """``c = a @ b.T`` (as ``gemm_dot``) with the tiles of columns split into ``nthreads`` runs under ``prange``."""
+    n = b.shape[0]
+    tiles = cdiv(n, DOT_NR)
+    for t in prange(nthreads):
+        j0 = t * tiles // nthreads * DOT_NR
+        j1 = min(n, (t + 1) * tiles // nthreads * DOT_NR)
+        if j0 < j1:
+            gemm_dot(a, b, c, j0, j1)

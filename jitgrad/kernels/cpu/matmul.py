@@ -9,7 +9,7 @@ from jitgrad.kernels._constants import kernel_names
 from jitgrad.kernels.reference.matmul import check_matmul_args
 
 from . import _gemm
-from ._gemm_dot import gemm_dot
+from ._gemm_dot import gemm_dot, gemm_dot_parallel
 from ._gemm_epilogue import apply_epilogue
 from ._jit import overlaps
 from ._threading import serialised
@@ -53,9 +53,10 @@ def _matmul_kernel(a: np.ndarray, b: np.ndarray, trans_a: bool, trans_b: bool, o
         return
     # One thread below SERIAL_MACS (numba.get_num_threads() costs ~1 us: asked only where it decides).
     # A parallel launch takes the workqueue lock (_parallel); the serial kernels need none.
-    if macs > SERIAL_MACS and _parallel(a, b, trans_a, trans_b, out, bias, epi):
+    dot = trans_b and not trans_a and k >= DOT_MIN_K and (m <= DOT_MAX_MN or n <= DOT_MAX_MN)
+    if macs > SERIAL_MACS and _parallel(a, b, trans_a, trans_b, out, bias, epi, dot):
         return
-    if trans_b and not trans_a and k >= DOT_MIN_K and (m <= DOT_MAX_MN or n <= DOT_MAX_MN):
+    if dot:
         gemm_dot(a, b, out, 0, n)
         if epi:  # after the product, as unfused: the same bits either way
             apply_epilogue(out, bias, epi)
@@ -65,14 +66,23 @@ def _matmul_kernel(a: np.ndarray, b: np.ndarray, trans_a: bool, trans_b: bool, o
 
 @serialised
 def _parallel(a: np.ndarray, b: np.ndarray, trans_a: bool, trans_b: bool, out: np.ndarray,
-              bias: np.ndarray, epi: int) -> bool:
-    """Run the parallel driver when more than one thread is set and it is compiled (tiered compilation,
-    see _tier); False when the caller should run its serial kernel instead.
+              bias: np.ndarray, epi: int, dot: bool) -> bool:
+    """Run the parallel driver (``dot``: the dot-product one) when more than one thread is set and it
+    is compiled (tiered compilation, see _tier); False when the caller should run its serial kernel instead.
 
     Under the workqueue layer's lock (``_threading``): the one part of ``matmul`` that launches threads.
     """
     nthreads = numba.get_num_threads()
-    if nthreads > 1 and _gemm.gemm_parallel.ready():
+    if nthreads == 1:
+        return False
+    if dot:
+        if not gemm_dot_parallel.ready():
+            return False
+        gemm_dot_parallel(a, b, out, nthreads)
+        if epi:
+            apply_epilogue(out, bias, epi)
+        return True
+    if _gemm.gemm_parallel.ready():
         _gemm.gemm_parallel(a, b, trans_a, trans_b, out, nthreads, bias, epi)
         return True
     return False
