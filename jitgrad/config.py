@@ -15,9 +15,14 @@ import numpy as np
 # Numba's OpenMP pool (and OpenBLAS's, and PyTorch's) busy-waits between
 # parallel regions by default. When two pools share a process, as NumPy's BLAS
 # and jitgrad's kernels do in any real program, each spins on the cores the
-# other needs: a 5 ms conv then takes 50 ms. Passive waiting costs a few
-# microseconds of wake-up per kernel and removes that cliff. Set before numba
-# starts its pool; an explicit OMP_WAIT_POLICY from the user wins.
+# other needs: a 5 ms conv then takes 50 ms; on a machine shared with other
+# processes a spinning thread holds its core for a whole time slice (a LeNet-5
+# step 2x slower with even a 2000-spin wait). Passive waiting removes that
+# cliff; its price is a wake-up per parallel region: microseconds on bare
+# metal, ~100 us on a VM whose idle vCPUs halt (bench/omp_wait.py measures
+# both), which the kernels' serial thresholds account for. Set before numba
+# starts its pool; an explicit OMP_WAIT_POLICY (or GOMP_SPINCOUNT) from the
+# user wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 #: LLVM fast-math flags for every ``@njit`` kernel. ``nnan`` and ``ninf`` are

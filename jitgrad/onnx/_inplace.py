@@ -19,6 +19,7 @@ from numba import njit, prange
 
 from jitgrad.autograd.tensor import Tensor
 from jitgrad.config import FASTMATH
+from jitgrad.kernels.cpu._jit import PRANGE_ONLY
 from jitgrad.kernels.cpu import activations as _act
 
 __all__ = ["plan", "run", "INPLACE_OPS"]
@@ -77,7 +78,7 @@ def plan(nodes: list[Any], graph_outputs: list[str]) -> None:
                 break
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FM, parallel=True)
+@njit(cache=True, error_model="numpy", fastmath=_FM, parallel=PRANGE_ONLY)
 def _add_into(out, b):
     for i in prange(out.size):
         out[i] += b[i]

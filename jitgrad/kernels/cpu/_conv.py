@@ -27,14 +27,16 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from ._conv_im2col import conv_shapes, copy_padded, pack_windows, pixel_offsets, tap_offsets, window_tables
+from ._conv_im2col import (channel_offsets, conv_shapes, copy_padded, pack_windows, pixel_offsets, tap_offsets,
+                           window_tables)
 from ._gemm import MR, _jit, cdiv, gemm_block, nr_of, pack_a, pack_b
 from ._gemm_simd import load, store
+from ._jit import PRANGE_ONLY
 from ._tier import tiered
 
 
 @tiered
-@njit(parallel=True, **_jit)
+@njit(parallel=PRANGE_ONLY, **_jit)
 def conv2d_forward(x, w, bias, has_bias, sh, sw, ph, pw, dh, dw, y, nthreads, epi):
     """``y = act(conv2d(x, w) (+ bias))`` (validated arguments; ``y`` written in place; ``epi``: the
     activation bits of ``_gemm_epilogue``, applied in the GEMM's store)."""
@@ -103,7 +105,7 @@ def conv2d_forward(x, w, bias, has_bias, sh, sw, ph, pw, dh, dw, y, nthreads, ep
 
 
 @tiered
-@njit(parallel=True, **_jit)
+@njit(parallel=PRANGE_ONLY, **_jit)
 def conv2d_backward_input(g, w, sh, sw, ph, pw, dh, dw, gx, nthreads):
     """``gx = d conv2d / d x`` contracted with ``g`` (validated arguments; ``gx`` written in place).
 
@@ -152,7 +154,7 @@ def conv2d_backward_input(g, w, sh, sw, ph, pw, dh, dw, gx, nthreads):
     else:
         q_off = np.zeros(ld, dtype=np.int32)
     q_start, q_perm, q_fits = window_tables(q_off, lanes)
-    co_off = np.arange(c_out).astype(np.int32) * np.int32(npix)
+    co_off = channel_offsets(c_out, npix)
     gflat = g.reshape(g.size)
     gxflat = gx.reshape(gx.size)
     for ch in prange(nchunks):

@@ -38,6 +38,16 @@ def conv_shapes(x, w, y):
     return n, c_in, h, wd, c_out, kh, kw, y.shape[2], y.shape[3]
 
 
+@njit(inline="always", **_jit)  # inlined: no compile of its own
+def channel_offsets(channels, stride):
+    """``int32`` offsets ``c * stride`` of ``channels`` planes (a loop: in a parallel kernel an array
+    expression is compiled apart, and Numba warns that it found nothing to parallelise there)."""
+    out = np.empty(channels, dtype=np.int32)
+    for c in range(channels):
+        out[c] = c * stride
+    return out
+
+
 @njit(**_jit)
 def tap_offsets(c_in, kh, kw, dh, dw, hp, wp, count):
     """``off[k]`` for ``k = (c * kh + i) * kw + j``: tap ``(c, i, j)``'s offset in a padded sample.

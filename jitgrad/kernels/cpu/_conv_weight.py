@@ -17,10 +17,12 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from ._conv_im2col import conv_shapes, copy_padded, pack_windows, pixel_offsets, tap_offsets, window_tables
+from ._conv_im2col import (channel_offsets, conv_shapes, copy_padded, pack_windows, pixel_offsets, tap_offsets,
+                           window_tables)
 from ._gemm import MR, _jit, cdiv, gemm_block, nr_of
 from ._gemm_simd import VEC_BYTES, load, vfma, vgather, vload, vstore, vzero
 from ._isa import ISA
+from ._jit import PRANGE_ONLY
 from ._tier import tiered
 
 
@@ -40,7 +42,7 @@ def _sum_partials(partial, chunks, q):
 
 
 @tiered
-@njit(parallel=True, **_jit)
+@njit(parallel=PRANGE_ONLY, **_jit)
 def conv2d_backward_weight(x, g, sh, sw, ph, pw, dh, dw, gw, gb, nthreads):
     """``gw, gb = d conv2d / d (w, b)`` contracted with ``g`` (validated; written in place)."""
     n, c_in, h, wd, c_out, kh, kw, h_out, w_out = conv_shapes(x, gw, g)
@@ -260,7 +262,7 @@ def _sum_tile_partials(partial, ntasks, lanes, k, tap_tiles, q):
 
 
 @tiered
-@njit(parallel=True, **_jit)
+@njit(parallel=PRANGE_ONLY, **_jit)
 def conv2d_backward_weight_unit(x, g, ph, pw, dh, dw, gw, gb, nthreads):
     """``conv2d_backward_weight`` for unit stride: ``dot_tile`` on the pitched layout.
 
@@ -289,7 +291,7 @@ def conv2d_backward_weight_unit(x, g, ph, pw, dh, dw, gw, gb, nthreads):
         for ow in range(w_out):
             q_off[oh * wp + ow] = oh * w_out + ow
     q_start, q_perm, q_fits = window_tables(q_off, lanes)
-    co_off = np.arange(c_out).astype(np.int32) * np.int32(npix)
+    co_off = channel_offsets(c_out, npix)
 
     chunks_n = min(n, nthreads)
     groups = 1 if n >= nthreads else min(tap_tiles, cdiv(nthreads, n))

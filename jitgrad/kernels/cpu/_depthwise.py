@@ -30,6 +30,7 @@ import numpy as np
 from numba import njit, prange
 
 from ._gemm import _jit
+from ._jit import PRANGE_ONLY
 
 
 @njit(**_jit)
@@ -125,7 +126,7 @@ def _unpitch(acc, wp, out):
             dst[np.uintp(c)] = src[np.uintp(c)]
 
 
-@njit(parallel=True, **_jit)
+@njit(parallel=PRANGE_ONLY, **_jit)
 def depthwise_forward(x, w, bias, has_bias, sh, sw, ph, pw, dh, dw, y, nthreads):
     n_img, c_in, h, wid = x.shape
     c_out = w.shape[0]
@@ -161,7 +162,7 @@ def depthwise_forward(x, w, bias, has_bias, sh, sw, ph, pw, dh, dw, y, nthreads)
                     _correlate_into(buf, w, co, False, sh, sw, dh, dw, plane)
 
 
-@njit(parallel=True, **_jit)
+@njit(parallel=PRANGE_ONLY, **_jit)
 def depthwise_backward_input_unit(g, w, ph, pw, dh, dw, gx, nthreads):
     """Unit stride, ``padding <= dilation * (k - 1)``: ``gx`` is the correlation of ``g`` padded by
     ``dilation * (k - 1) - padding`` with the flipped filter, summed over the ``m`` channels."""
@@ -189,7 +190,7 @@ def depthwise_backward_input_unit(g, w, ph, pw, dh, dw, gx, nthreads):
             _unpitch(acc, wp, gx[img, ci])
 
 
-@njit(parallel=True, **_jit)
+@njit(parallel=PRANGE_ONLY, **_jit)
 def depthwise_backward_input_scatter(g, w, sh, sw, ph, pw, dh, dw, gx):
     """Any stride: each input plane gathers the scatter of its ``m`` output planes (clipped runs)."""
     n_img, c_in, h, wid = gx.shape
@@ -220,7 +221,7 @@ def depthwise_backward_input_scatter(g, w, sh, sw, ph, pw, dh, dw, gx):
                             dst[ow * sw + off] += wv * src[ow]
 
 
-@njit(parallel=True, **_jit)
+@njit(parallel=PRANGE_ONLY, **_jit)
 def depthwise_backward_weight(x, g, sh, sw, ph, pw, dh, dw, gw, gb, nthreads):
     n_img, c_in, h, wid = x.shape
     c_out, _, kh, kw = gw.shape

@@ -29,6 +29,7 @@ from ._gemm_tile import (  # noqa: F401
     micro_kernel,
     nr_of,
 )
+from ._jit import PRANGE_ONLY
 from ._tier import tiered
 
 #: Row-major A is read in place (not packed) up to this many columns of C.
@@ -193,7 +194,7 @@ def gemm_serial(a, b, trans_a, trans_b, c, bias, epi):
 
 
 @tiered
-@njit(parallel=True, **_jit)
+@njit(parallel=PRANGE_ONLY, **_jit)
 def gemm_parallel(a, b, trans_a, trans_b, c, nthreads, bias, epi):
     """``c = op(a) @ op(b)``: blocks of C computed under ``prange``, each task packing the panels it
     reads, or (large products) a packing pass under ``prange`` first.

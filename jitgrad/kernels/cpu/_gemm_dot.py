@@ -29,6 +29,7 @@ from numba import njit, prange
 
 from ._gemm_simd import VEC_BYTES, load, store, vfma, vload, vload_masked, vsum, vzero
 from ._gemm_tile import _jit, cdiv
+from ._jit import PRANGE_ONLY
 from ._tier import tiered
 
 #: Rows of A per tile (dot products share each loaded B vector this many times).
@@ -191,7 +192,7 @@ def gemm_dot(a, b, c, j0, j1):
 
 
 @tiered
-@njit(parallel=True, **_jit)
+@njit(parallel=PRANGE_ONLY, **_jit)
 def gemm_dot_parallel(a, b, c, nthreads):
     """``c = a @ b.T`` (as ``gemm_dot``) with the tiles of columns split into ``nthreads`` runs under ``prange``."""
     n = b.shape[0]

@@ -8,10 +8,21 @@ building its own copy.
 from __future__ import annotations
 
 import numpy as np
+from numba.core.cpu_options import ParallelOptions
 
 from jitgrad.config import FASTMATH as _CONFIG_FASTMATH
 
 FASTMATH: set[str] = set(_CONFIG_FASTMATH)
+
+#: ``parallel=`` of every parallel CPU kernel: its explicit ``prange`` loops run on the thread pool,
+#: nothing else. ``parallel=True`` also turns ``np.zeros``/``np.full``/``np.arange``, array
+#: expressions and NumPy reductions into parallel loops, each a parallel region of its own, and each
+#: region wakes the pool's threads (~100 us on an idle 2-core VM with passive waiting,
+#: ``bench/omp_wait.py``): a LeNet-5 training step ran 26 regions for its 11 kernel launches, the
+#: conv weight gradient 5-6 a call around its one prange loop. (A ``ParallelOptions``, not the dict
+#: it is built from: Numba consumes that dict.)
+PRANGE_ONLY = ParallelOptions({"prange": True, "fusion": True, "comprehension": False, "reduction": False,
+                               "inplace_binop": False, "setitem": False, "numpy": False, "stencil": False})
 
 #: The dtypes a wrapper's fast path accepts (anything else goes through the reference's checks).
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))

@@ -34,7 +34,7 @@ from jitgrad.kernels._constants import GELU_KAPPA as _GELU_KAPPA  # defined once
 from jitgrad.kernels._constants import SQRT_2_OVER_PI as _SQRT_2_OVER_PI
 from jitgrad.kernels._constants import kernel_names
 from jitgrad.kernels.cpu import _elementary as ef
-from jitgrad.kernels.cpu._jit import FASTMATH as _FASTMATH
+from jitgrad.kernels.cpu._jit import FASTMATH as _FASTMATH, PRANGE_ONLY
 # The calling helpers (checks, allocation, serial or parallel); _forward_out/_backward_out are
 # imported from here by kernels written elsewhere (docs/kernel-authoring.md).
 from jitgrad.kernels.cpu._activation_calls import (  # noqa: F401
@@ -66,7 +66,7 @@ __all__: list[str] = kernel_names("activations")  # the one list: kernels/_const
 # 15k to 442k elements, measured 1.1-3x faster serially); the transcendental kernels
 # (1-3 ns per element) go parallel from ``_PARALLEL_MIN_SIZE``.
 
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH, parallel=True)
+@njit(cache=True, error_model="numpy", fastmath=_FASTMATH, parallel=PRANGE_ONLY)
 def _relu_kernel(x, out):
     zero = x.dtype.type(0)
     for i in prange(x.size):
@@ -82,7 +82,7 @@ def _relu_kernel_serial(x, out):
         out[i] = zero if v < zero else v
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH, parallel=True)
+@njit(cache=True, error_model="numpy", fastmath=_FASTMATH, parallel=PRANGE_ONLY)
 def _relu_backward_kernel(grad_out, x, out):
     zero = x.dtype.type(0)
     for i in prange(x.size):
@@ -103,7 +103,7 @@ _RELU_PARALLEL_MIN_SIZE = 1 << 20
 _PARALLEL_MIN_SIZE = 1 << 15
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH, parallel=True)
+@njit(cache=True, error_model="numpy", fastmath=_FASTMATH, parallel=PRANGE_ONLY)
 def _leaky_relu_kernel(x, slope, out):
     zero = x.dtype.type(0)
     for i in prange(x.size):
@@ -119,7 +119,7 @@ def _leaky_relu_kernel_serial(x, slope, out):
         out[i] = v if v > zero else slope * v
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH, parallel=True)
+@njit(cache=True, error_model="numpy", fastmath=_FASTMATH, parallel=PRANGE_ONLY)
 def _leaky_relu_backward_kernel(grad_out, x, slope, out):
     zero = x.dtype.type(0)
     for i in prange(x.size):
@@ -164,7 +164,7 @@ def _sigmoid_scalar(v, one):
     return inv if v >= 0 else e * inv
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH, parallel=True)
+@njit(cache=True, error_model="numpy", fastmath=_FASTMATH, parallel=PRANGE_ONLY)
 def _sigmoid_kernel(x, out):
     one = x.dtype.type(1)
     for i in prange(x.size):
@@ -178,7 +178,7 @@ def _sigmoid_kernel_serial(x, out):
         out[i] = _sigmoid_scalar(x[i], one)
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH, parallel=True)
+@njit(cache=True, error_model="numpy", fastmath=_FASTMATH, parallel=PRANGE_ONLY)
 def _sigmoid_backward_kernel(grad_out, x, out):
     one = x.dtype.type(1)
     for i in prange(x.size):
@@ -194,7 +194,7 @@ def _sigmoid_backward_kernel_serial(grad_out, x, out):
         out[i] = grad_out[i] * s * (one - s)
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH, parallel=True)
+@njit(cache=True, error_model="numpy", fastmath=_FASTMATH, parallel=PRANGE_ONLY)
 def _tanh_kernel(x, out):
     for i in prange(x.size):
         out[i] = ef.tanh(x[i])
@@ -206,7 +206,7 @@ def _tanh_kernel_serial(x, out):
         out[i] = ef.tanh(x[i])
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH, parallel=True)
+@njit(cache=True, error_model="numpy", fastmath=_FASTMATH, parallel=PRANGE_ONLY)
 def _tanh_backward_kernel(grad_out, x, out):
     one = x.dtype.type(1)
     for i in prange(x.size):
@@ -255,7 +255,7 @@ def _gelu_at(x, i, tanh_approx):
     return v * ef.ndtr(v)  # x Phi(x): Phi without 1 + erf's cancellation for negative x
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH, parallel=True)
+@njit(cache=True, error_model="numpy", fastmath=_FASTMATH, parallel=PRANGE_ONLY)
 def _gelu_kernel(x, tanh_approx, out):
     for i in prange(x.size):
         out[i] = _gelu_at(x, i, tanh_approx)
@@ -284,7 +284,7 @@ def _gelu_erf_grad(v):
 # casting its own constants, as in the forward, the serial loop came out 7x slower (form
 # tested outside the loop) to 18x (inside), measured; this form is as fast as hand-written.
 
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH, parallel=True)
+@njit(cache=True, error_model="numpy", fastmath=_FASTMATH, parallel=PRANGE_ONLY)
 def _gelu_backward_kernel(grad_out, x, tanh_approx, out):
     half = x.dtype.type(0.5)
     one = x.dtype.type(1)
@@ -340,7 +340,7 @@ def _elu_grad_scalar(g, v, alpha, zero):
     return g if v > zero else g * alpha * ef.exp(v)
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH, parallel=True)
+@njit(cache=True, error_model="numpy", fastmath=_FASTMATH, parallel=PRANGE_ONLY)
 def _elu_kernel(x, alpha, out):
     zero = x.dtype.type(0)
     for i in prange(x.size):
@@ -354,7 +354,7 @@ def _elu_kernel_serial(x, alpha, out):
         out[i] = _elu_scalar(x[i], alpha, zero)
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH, parallel=True)
+@njit(cache=True, error_model="numpy", fastmath=_FASTMATH, parallel=PRANGE_ONLY)
 def _elu_backward_kernel(grad_out, x, alpha, out):
     zero = x.dtype.type(0)
     for i in prange(x.size):
@@ -380,7 +380,7 @@ def _softplus_grad_scalar(g, v, beta, threshold, one):
     return g if bx > threshold else g * _sigmoid_scalar(bx, one)
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH, parallel=True)
+@njit(cache=True, error_model="numpy", fastmath=_FASTMATH, parallel=PRANGE_ONLY)
 def _softplus_kernel(x, beta, threshold, out):
     for i in prange(x.size):
         out[i] = _softplus_scalar(x[i], beta, threshold)
@@ -392,7 +392,7 @@ def _softplus_kernel_serial(x, beta, threshold, out):
         out[i] = _softplus_scalar(x[i], beta, threshold)
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH, parallel=True)
+@njit(cache=True, error_model="numpy", fastmath=_FASTMATH, parallel=PRANGE_ONLY)
 def _softplus_backward_kernel(grad_out, x, beta, threshold, out):
     one = x.dtype.type(1)
     for i in prange(x.size):

@@ -33,7 +33,7 @@ from numba import njit, prange
 from jitgrad.kernels._constants import kernel_names
 from jitgrad.kernels.reference.lrn import _check_lrn, _check_lrn_backward
 
-from ._jit import FASTMATH as _FASTMATH
+from ._jit import FASTMATH as _FASTMATH, PRANGE_ONLY
 
 __all__: list[str] = kernel_names("lrn")  # the one list: kernels/_constants.py
 
@@ -71,7 +71,7 @@ def _plane_forward(x, size, lead, coef, neg_beta, bias, three_quarters, out, p):
         out[n, c, k] = x[n, c, k] * _power(bias + coef * out[n, c, k], neg_beta, three_quarters, one)
 
 
-@njit(cache=True, fastmath=_FASTMATH, parallel=True)
+@njit(cache=True, fastmath=_FASTMATH, parallel=PRANGE_ONLY)
 def _lrn_kernel(x, size, lead, coef, neg_beta, bias, three_quarters, out):
     for p in prange(x.shape[0] * x.shape[1]):
         _plane_forward(x, size, lead, coef, neg_beta, bias, three_quarters, out, p)
@@ -111,7 +111,7 @@ def _plane_backward_second(x, size, lead, two_coef_beta, t, grad_x, p):
         grad_x[n, j, k] = grad_x[n, j, k] - two_coef_beta * x[n, j, k] * back[k]
 
 
-@njit(cache=True, fastmath=_FASTMATH, parallel=True)
+@njit(cache=True, fastmath=_FASTMATH, parallel=PRANGE_ONLY)
 def _lrn_backward_kernel(grad_out, x, size, lead, coef, neg_beta, bias, three_quarters, two_coef_beta, grad_x, t):
     planes = x.shape[0] * x.shape[1]
     for p in prange(planes):

@@ -19,11 +19,12 @@ __all__: list[str] = kernel_names("matmul")  # the one list: kernels/_constants.
 #: Up to this many multiply-adds a plain loop beats the micro-kernel's set-up
 #: (measured: the two meet near 16 x 16 x 16).
 SMALL_MACS = 16 * 16 * 16
-#: Below this many multiply-adds one thread beats a parallel launch. The parallel driver costs
-#: ~150-200 us a call more than the serial one on the 2-core AMD EPYC (its packing pass, its
-#: buffers and two parallel regions; a bare prange launch is 3 us): on 2 threads a LeNet-5 fc1
-#: product (3.9M) took 240-370 us against 130-160 us on one, 192^3 240-290 against 170, 256^3
-#: the same either way (420 us), from 320^3 (33M) two threads win (620 against 800 us).
+#: Below this many multiply-adds one thread beats a parallel launch. Each parallel region wakes the
+#: pool's sleeping thread (passive waiting, see jitgrad/config.py): ~100 us on the idle 2-core EPYC
+#: VM, whose idle vCPUs halt (bench/omp_wait.py), a few us on bare metal. With the driver's two
+#: regions a LeNet-5 fc1 product (3.9M) took 240-370 us on 2 threads against 130-160 us on one,
+#: 256^3 the same either way (420 us), 320^3 (33M) 620 against 800 us. The driver now mostly runs
+#: one region, which moves the even point down, but not below ~200^3 on such a VM.
 SERIAL_MACS = 256 * 256 * 256
 #: ``a @ b.T`` with at most this many rows or columns of C runs as dot products of
 #: rows (``_gemm_dot``): packing the transposed B would cost more than it saves.

@@ -29,7 +29,7 @@ from numba import njit, prange
 from jitgrad.kernels._constants import kernel_names
 from jitgrad.kernels.reference import normalization as _spec
 
-from ._jit import FASTMATH as _FASTMATH
+from ._jit import FASTMATH as _FASTMATH, PRANGE_ONLY
 
 __all__: list[str] = kernel_names("normalization")  # the one list: kernels/_constants.py
 
@@ -86,7 +86,7 @@ def _batch_norm_channel(x, weight, bias, running_mean, running_var, training, mo
 _SERIAL_BELOW = 1 << 15
 
 
-@njit(cache=True, fastmath=_FASTMATH, parallel=True)
+@njit(cache=True, fastmath=_FASTMATH, parallel=PRANGE_ONLY)
 def _batch_norm_kernel(x, weight, bias, running_mean, running_var, training, momentum, eps, unbias,
                        out, save_mean, save_invstd):
     for ch in prange(x.shape[1]):
@@ -138,7 +138,7 @@ def _batch_norm_backward_channel(grad_out, x, weight, save_mean, save_invstd, tr
                 grad_x[i, ch, k] = grad_out[i, ch, k] * scale
 
 
-@njit(cache=True, fastmath=_FASTMATH, parallel=True)
+@njit(cache=True, fastmath=_FASTMATH, parallel=PRANGE_ONLY)
 def _batch_norm_backward_kernel(grad_out, x, weight, save_mean, save_invstd, training, grad_x, grad_weight,
                                 grad_bias):
     for ch in prange(x.shape[1]):
@@ -214,7 +214,7 @@ def _layer_norm_row(x, weight, bias, eps, out, mean, invstd, r):
         out[r, k] = y
 
 
-@njit(cache=True, fastmath=_FASTMATH, parallel=True)
+@njit(cache=True, fastmath=_FASTMATH, parallel=PRANGE_ONLY)
 def _layer_norm_kernel(x, weight, bias, eps, out, mean, invstd):
     for r in prange(x.shape[0]):
         _layer_norm_row(x, weight, bias, eps, out, mean, invstd, r)
@@ -257,7 +257,7 @@ def _layer_norm_backward_chunk(grad_out, x, weight, mean, invstd, grad_x, partia
             grad_x[r, k] = inv * (gw - a - (x[r, k] - mu) * inv * b)
 
 
-@njit(cache=True, fastmath=_FASTMATH, parallel=True)
+@njit(cache=True, fastmath=_FASTMATH, parallel=PRANGE_ONLY)
 def _layer_norm_backward_kernel(grad_out, x, weight, mean, invstd, grad_x, partial_weight, partial_bias):
     for t in prange(partial_weight.shape[0]):
         _layer_norm_backward_chunk(grad_out, x, weight, mean, invstd, grad_x, partial_weight, partial_bias, t)

@@ -23,7 +23,7 @@ from jitgrad.kernels.reference.optim import (
     _check_sgd,
 )
 
-from ._jit import FASTMATH
+from ._jit import FASTMATH, PRANGE_ONLY
 
 __all__: list[str] = kernel_names("optim")  # the one list: kernels/_constants.py
 
@@ -38,7 +38,7 @@ _FASTMATH = set(FASTMATH) - {"reassoc"}
 _sgd_element = njit(cache=True, fastmath=_FASTMATH, inline="always")(sgd_element)
 
 
-@njit(cache=True, fastmath=_FASTMATH, parallel=True)
+@njit(cache=True, fastmath=_FASTMATH, parallel=PRANGE_ONLY)
 def _sgd_update_kernel(param, grad, momentum_buf, lr, momentum, nesterov, weight_decay):
     use_momentum = momentum != 0
     for i in prange(param.size):
@@ -55,7 +55,7 @@ def _sgd_update_kernel_serial(param, grad, momentum_buf, lr, momentum, nesterov,
 _adam_element = njit(cache=True, fastmath=_FASTMATH, inline="always")(adam_element)
 
 
-@njit(cache=True, fastmath=_FASTMATH, parallel=True)
+@njit(cache=True, fastmath=_FASTMATH, parallel=PRANGE_ONLY)
 def _adam_update_kernel(param, grad, exp_avg, exp_avg_sq, step_size, bias_correction2_sqrt, beta1, beta2, eps,
                         decay, decoupled):
     for i in prange(param.size):

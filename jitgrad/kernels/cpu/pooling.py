@@ -27,7 +27,7 @@ from numba import njit, prange
 
 from jitgrad.kernels._constants import kernel_names
 from jitgrad.kernels._validate import Pool2dDims
-from jitgrad.kernels.cpu._jit import FASTMATH as _FASTMATH
+from jitgrad.kernels.cpu._jit import FASTMATH as _FASTMATH, PRANGE_ONLY
 from jitgrad.kernels.reference.pooling import (
     _check_avg_pool_backward,
     _check_avg_pool_forward,
@@ -124,7 +124,7 @@ def _plane_has_nan(x, p):
 
 
 @tiered
-@njit(cache=True, fastmath=_FASTMATH, parallel=True)
+@njit(cache=True, fastmath=_FASTMATH, parallel=PRANGE_ONLY)
 def _max_pool2d_kernel(x, kh, kw, sh, sw, ph, pw, y, argmax):
     planes, h, w = x.shape
     _, h_out, w_out = y.shape
@@ -145,7 +145,7 @@ def _max_pool2d_kernel(x, kh, kw, sh, sw, ph, pw, y, argmax):
 
 
 @tiered
-@njit(cache=True, fastmath=_FASTMATH, parallel=True)
+@njit(cache=True, fastmath=_FASTMATH, parallel=PRANGE_ONLY)
 def _max_pool2d_backward_kernel(grad_out, argmax, grad_x):
     # grad_out, argmax: (planes, H_out * W_out); grad_x: (planes, H * W). Returns the number of
     # out-of-range indices skipped (a reduction Numba handles per thread), so a bad argmax can
@@ -192,7 +192,7 @@ def max_pool2d_backward(grad_out: np.ndarray, argmax: np.ndarray, *, input_shape
 
 # ----------------------------------------------------------------------------- average pooling
 
-@njit(cache=True, fastmath=_FASTMATH, parallel=True)
+@njit(cache=True, fastmath=_FASTMATH, parallel=PRANGE_ONLY)
 def _avg_pool2d_kernel(x, kh, kw, sh, sw, ph, pw, count_include_pad, y):
     planes, h, w = x.shape
     _, h_out, w_out = y.shape
@@ -229,7 +229,7 @@ def _avg_pool2d_kernel(x, kh, kw, sh, sw, ph, pw, count_include_pad, y):
                 y[p, oh, ow] = total / x.dtype.type(count)
 
 
-@njit(cache=True, fastmath=_FASTMATH, parallel=True)
+@njit(cache=True, fastmath=_FASTMATH, parallel=PRANGE_ONLY)
 def _avg_pool2d_backward_kernel(grad_out, kh, kw, sh, sw, ph, pw, count_include_pad, grad_x):
     planes, h, w = grad_x.shape
     _, h_out, w_out = grad_out.shape

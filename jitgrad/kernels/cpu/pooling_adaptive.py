@@ -21,7 +21,7 @@ from jitgrad.kernels.reference.pooling_adaptive import (
     check_adaptive_forward,
 )
 
-from ._jit import FASTMATH
+from ._jit import FASTMATH, PRANGE_ONLY
 
 __all__: list[str] = kernel_names("pooling_adaptive")  # the one list: kernels/_constants.py
 
@@ -33,7 +33,7 @@ def _bin(i, size, out):
     return (i * size) // out, ((i + 1) * size + out - 1) // out
 
 
-@njit(parallel=True, **_jit)
+@njit(parallel=PRANGE_ONLY, **_jit)
 def _global_avg(x, y):
     planes, hw = x.shape
     for p in prange(planes):
@@ -43,7 +43,7 @@ def _global_avg(x, y):
         y[p] = acc / hw
 
 
-@njit(parallel=True, **_jit)
+@njit(parallel=PRANGE_ONLY, **_jit)
 def _global_avg_backward(g, gx):
     planes, hw = gx.shape
     for p in prange(planes):
@@ -52,7 +52,7 @@ def _global_avg_backward(g, gx):
             gx[p, k] = share
 
 
-@njit(parallel=True, **_jit)
+@njit(parallel=PRANGE_ONLY, **_jit)
 def _avg(x, y):
     planes, h, w = x.shape
     h_out, w_out = y.shape[1], y.shape[2]
@@ -70,7 +70,7 @@ def _avg(x, y):
                 y[p, i, j] = acc / ((h1 - h0) * (w1 - w0))
 
 
-@njit(parallel=True, **_jit)
+@njit(parallel=PRANGE_ONLY, **_jit)
 def _avg_backward(g, gx):
     planes, h, w = gx.shape
     h_out, w_out = g.shape[1], g.shape[2]
@@ -88,7 +88,7 @@ def _avg_backward(g, gx):
                         gx[p, r, c] += share
 
 
-@njit(parallel=True, **_jit)
+@njit(parallel=PRANGE_ONLY, **_jit)
 def _max(x, y, argmax):
     planes, h, w = x.shape
     h_out, w_out = y.shape[1], y.shape[2]
@@ -115,7 +115,7 @@ def _max(x, y, argmax):
                 argmax[p, i, j] = k
 
 
-@njit(parallel=True, **_jit)
+@njit(parallel=PRANGE_ONLY, **_jit)
 def _max_backward(g, argmax, gx):
     planes, hw = gx.shape
     outs = g.shape[1]

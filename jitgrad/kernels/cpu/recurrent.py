@@ -41,7 +41,7 @@ from jitgrad.kernels.reference.recurrent import (
 )
 
 from . import _elementary, _gemm
-from ._jit import FASTMATH
+from ._jit import FASTMATH, PRANGE_ONLY
 from .matmul import matmul
 
 __all__: list[str] = kernel_names("recurrent")  # the one list: kernels/_constants.py
@@ -278,7 +278,7 @@ def _rows(task, ntasks, npa, batch):
     return ip0, ip1, ip0 * _gemm.MR, min(batch, ip1 * _gemm.MR)
 
 
-@njit(parallel=True, **_jit)
+@njit(parallel=PRANGE_ONLY, **_jit)
 def _forward_loop(cell, relu, xp, b_ih, w_hh, b_hh, lengths, reverse, ntasks, k, h, c, y, saved, gates):
     """The forward time loop; ``h``/``c`` hold the initial state and end as the final one."""
     steps, batch = xp.shape[0], xp.shape[1]
@@ -309,7 +309,7 @@ def _forward_loop(cell, relu, xp, b_ih, w_hh, b_hh, lengths, reverse, ntasks, k,
                     _rnn_rows(r0, r1, s, xp, gates, b_ih, b_hh, lengths, reverse, relu, k, h, y)
 
 
-@njit(parallel=True, **_jit)
+@njit(parallel=PRANGE_ONLY, **_jit)
 def _backward_loop(cell, relu, grad_y, y, saved, h0, c0, w_hh, lengths, reverse, ntasks, k, dh, dc, gstep,
                    dnew, grad_gx, grad_gh, hprev):
     """The reverse time loop; ``dh``/``dc`` hold the final states' gradients and end as the initial ones'."""

@@ -33,7 +33,7 @@ from numba import njit, prange
 
 from jitgrad.kernels._constants import kernel_names
 from jitgrad.kernels.cpu import _elementary as ef
-from jitgrad.kernels.cpu._jit import FASTMATH as _FASTMATH
+from jitgrad.kernels.cpu._jit import FASTMATH as _FASTMATH, PRANGE_ONLY
 from jitgrad.kernels.cpu._jit import FLOAT_DTYPES as _FLOATS
 from jitgrad.kernels.cpu._softmax_rows import SHORT_ROW as _SHORT_ROW
 from jitgrad.kernels.cpu._softmax_rows import block_rows as _block_rows
@@ -87,7 +87,7 @@ def _softmax_block(x, log, out, r0, r1, m, s):
                 out[i, j] *= inv
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH, parallel=True)
+@njit(cache=True, error_model="numpy", fastmath=_FASTMATH, parallel=PRANGE_ONLY)
 def _softmax_rows_kernel(x, log, out):
     # x, out: (rows, length) C-contiguous; softmax (or log-softmax when ``log``) of each row.
     n, c = x.shape
@@ -116,7 +116,7 @@ def _softmax_rows_kernel_serial(x, log, out):
             _softmax_row(x, log, out, i)
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH, parallel=True)
+@njit(cache=True, error_model="numpy", fastmath=_FASTMATH, parallel=PRANGE_ONLY)
 def _softmax_kernel(x, log, out):
     # x, out: (outer, length, inner) with inner > 1; softmax along axis 1 with vector accumulators
     # over ``inner``, so rows stay unit-stride.
@@ -173,7 +173,7 @@ def _log_softmax_backward_block(grad_out, y, out, r0, r1):
             out[i, j] = grad_out[i, j] - out[i, j] * acc
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH, parallel=True)
+@njit(cache=True, error_model="numpy", fastmath=_FASTMATH, parallel=PRANGE_ONLY)
 def _softmax_backward_rows_kernel(grad_out, y, log, out):
     n, c = y.shape
     if log and c < _SHORT_ROW:
@@ -195,7 +195,7 @@ def _softmax_backward_rows_kernel_serial(grad_out, y, log, out):
             _softmax_backward_row(grad_out, y, log, out, i)
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH, parallel=True)
+@njit(cache=True, error_model="numpy", fastmath=_FASTMATH, parallel=PRANGE_ONLY)
 def _softmax_backward_kernel(grad_out, y, log, out):
     # The (outer, length, inner) twin of the row kernel, for inner > 1.
     outer, length, inner = y.shape
@@ -318,7 +318,7 @@ def _cross_entropy_backward_row(probs, labels, target, is_index, eps, scale, out
 # operands and an ``is_index`` flag (the backward's form) measured 1.15-1.26x slower at
 # (128, 10) and up to 1.17x at (4096, 10), 1 thread.
 
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH, parallel=True)
+@njit(cache=True, error_model="numpy", fastmath=_FASTMATH, parallel=PRANGE_ONLY)
 def _cross_entropy_index_kernel(logits, labels, eps, probs, losses):
     n, c = logits.shape
     rows = _block_rows(c)
@@ -338,7 +338,7 @@ def _cross_entropy_index_kernel_serial(logits, labels, eps, probs, losses):
     return total
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH, parallel=True)
+@njit(cache=True, error_model="numpy", fastmath=_FASTMATH, parallel=PRANGE_ONLY)
 def _cross_entropy_prob_kernel(logits, target, eps, probs, losses):
     n, c = logits.shape
     rows = _block_rows(c)
@@ -358,7 +358,7 @@ def _cross_entropy_prob_kernel_serial(logits, target, eps, probs, losses):
     return total
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH, parallel=True)
+@njit(cache=True, error_model="numpy", fastmath=_FASTMATH, parallel=PRANGE_ONLY)
 def _cross_entropy_backward_kernel(probs, labels, target, is_index, eps, scale, out):
     # ``labels`` (N,) int64 when ``is_index``, else ``target`` (N, C): the unused one is empty.
     for i in prange(probs.shape[0]):
