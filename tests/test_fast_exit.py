@@ -1,0 +1,86 @@
+"""The quick interpreter exit (``jitgrad/kernels/cpu/_exit.py``): one collection, then ``gc.freeze()``.
+
+Each case runs its own interpreter: freezing the test process's objects would
+change every later test's garbage collection.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+
+def _run(code: str, **env: str) -> subprocess.CompletedProcess:
+    done = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
+                          env=dict(os.environ, **env), timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done
+
+
+def test_exit_still_finalises_garbage_and_flushes_files_modules_hold(tmp_path):
+    """What a shutdown must still do with the quick exit on: a garbage cycle with ``__del__`` is
+    finalised, a file a module holds (never closed) is flushed, later atexit callbacks run first."""
+    out = tmp_path / "out.txt"
+    code = f"""
+        import atexit, gc
+        import jitgrad.kernels.cpu
+
+        class Cycle:
+            def __init__(self):
+                self.me = self
+            def __del__(self):
+                with open({str(out)!r}, "a") as f:
+                    f.write("finalised;")
+
+        gc.disable()  # only the exit's collection may find the cycle
+        Cycle()
+        held = open({str(out)!r} + ".held", "w")
+        held.write("flushed")
+        atexit.register(lambda: print("user callback, frozen:", gc.get_freeze_count()))
+    """
+    done = _run(code)
+    assert done.stdout.strip() == "user callback, frozen: 0", done.stdout
+    assert out.read_text() == "finalised;"
+    assert (tmp_path / "out.txt.held").read_text() == "flushed"
+
+
+def test_a_cycle_still_reachable_at_exit_is_finalised_only_on_the_usual_shutdown(tmp_path):
+    """The one difference the module doc states: a self-referencing global is not finalised."""
+    out = tmp_path / "out.txt"
+    code = f"""
+        import os
+        import jitgrad.kernels.cpu
+
+        fd = os.open({str(out)!r}, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+
+        class Cycle:
+            def __init__(self):
+                self.me = self
+            def __del__(self, _write=os.write, _fd=fd):  # at shutdown imports and globals may be gone
+                _write(_fd, b"finalised;")
+
+        kept = Cycle()
+    """
+    _run(code, JITGRAD_FAST_EXIT="0")
+    assert out.read_text() == "finalised;"
+    out.unlink()
+    _run(code)
+    assert out.read_text() == ""
+
+
+def test_collect_and_freeze_freezes_live_objects_and_the_switch_turns_it_off():
+    code = """
+        import atexit, gc
+        import jitgrad.kernels.cpu
+        from jitgrad.kernels.cpu import _exit
+        before = atexit._ncallbacks()
+        _exit.install()  # a second install registers nothing
+        assert atexit._ncallbacks() == before, (before, atexit._ncallbacks())
+        _exit.collect_and_freeze()
+        print(gc.get_freeze_count())
+    """
+    assert int(_run(code).stdout) > 1000  # Numba's registries and jitgrad's modules
+    assert int(_run(code, JITGRAD_FAST_EXIT="0").stdout) == 0
+    assert int(_run(code, JITGRAD_FAST_EXIT="off").stdout) == 0
