@@ -1,15 +1,22 @@
-"""The quick interpreter exit (``jitgrad/kernels/cpu/_exit.py``): one collection, then ``gc.freeze()``.
+"""Start-up and exit costs: the collector paused while the kernels load (``jitgrad/_startup.py``), and
+the quick interpreter exit (``jitgrad/kernels/cpu/_exit.py``: one collection, then ``gc.freeze()``).
 
-Each case runs its own interpreter: freezing the test process's objects would
-change every later test's garbage collection.
+The exit cases run their own interpreter: freezing the test process's objects
+would change every later test's garbage collection.
 """
 
 from __future__ import annotations
 
+import gc
 import os
 import subprocess
 import sys
 import textwrap
+import weakref
+
+import pytest
+
+from jitgrad._startup import gc_paused
 
 
 def _run(code: str, **env: str) -> subprocess.CompletedProcess:
@@ -84,3 +91,52 @@ def test_collect_and_freeze_freezes_live_objects_and_the_switch_turns_it_off():
     assert int(_run(code).stdout) > 1000  # Numba's registries and jitgrad's modules
     assert int(_run(code, JITGRAD_FAST_EXIT="0").stdout) == 0
     assert int(_run(code, JITGRAD_FAST_EXIT="off").stdout) == 0
+
+
+class _Node:
+    pass
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_gc_paused_restores_the_collector_as_it_was(enabled):
+    was = gc.isenabled()
+    (gc.enable if enabled else gc.disable)()
+    try:
+        with gc_paused():
+            assert not gc.isenabled()
+        assert gc.isenabled() is enabled
+        with pytest.raises(KeyError), gc_paused():
+            raise KeyError("inside")
+        assert gc.isenabled() is enabled
+    finally:
+        (gc.enable if was else gc.disable)()
+
+
+def test_gc_paused_keeps_garbage_collectable_and_a_programs_frozen_set():
+    with gc_paused():
+        node = _Node()
+        node.me = node  # a cycle: only the collector frees it
+        ref = weakref.ref(node)
+        del node
+    assert ref() is not None and gc.get_freeze_count() == 0  # promoted, not frozen
+    gc.collect()
+    assert ref() is None
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        with gc_paused():
+            _Node()
+        assert gc.get_freeze_count() == frozen
+    finally:
+        gc.unfreeze()
+
+
+def test_loading_the_cpu_kernels_leaves_the_collector_on_and_nothing_frozen():
+    code = """
+        import gc
+        import jitgrad
+        from jitgrad.autograd.backend import get_backend
+        get_backend("cpu").kernels.relu
+        print(gc.isenabled(), gc.get_freeze_count())
+    """
+    assert _run(code).stdout.split() == ["True", "0"]
