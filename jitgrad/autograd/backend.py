@@ -348,7 +348,9 @@ def register_lazy_backend(name: str, module: str, recognizes: Callable[[Any], bo
 
 
 def _load(name: str) -> Any:
-    return importlib.import_module(_LAZY[name].module).register()
+    with gc_paused():  # numba.cuda's long-lived objects, like the CPU kernels' (see jitgrad._startup)
+        module = importlib.import_module(_LAZY[name].module)
+    return module.register()
 
 
 def _device_name(device: Any) -> Any:
