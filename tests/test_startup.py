@@ -53,11 +53,12 @@ def test_exit_still_finalises_garbage_and_flushes_files_modules_hold(tmp_path):
     assert (tmp_path / "out.txt.held").read_text() == "flushed"
 
 
-def test_a_cycle_still_reachable_at_exit_is_finalised_only_on_the_usual_shutdown(tmp_path):
-    """The one difference the module doc states: a self-referencing global is not finalised."""
+def test_reachable_and_old_cycles_are_finalised_only_on_the_usual_shutdown(tmp_path):
+    """The difference the module doc states: a self-referencing global, and a cycle that became
+    garbage in the oldest generation, are not finalised at exit."""
     out = tmp_path / "out.txt"
     code = f"""
-        import os
+        import gc, os
         import jitgrad.kernels.cpu
 
         fd = os.open({str(out)!r}, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
@@ -69,9 +70,13 @@ def test_a_cycle_still_reachable_at_exit_is_finalised_only_on_the_usual_shutdown
                 _write(_fd, b"finalised;")
 
         kept = Cycle()
+        old = Cycle()
+        gc.collect()
+        gc.collect()  # old is in the oldest generation now
+        del old
     """
     _run(code, JITGRAD_FAST_EXIT="0")
-    assert out.read_text() == "finalised;"
+    assert out.read_text() == "finalised;finalised;"
     out.unlink()
     _run(code)
     assert out.read_text() == ""
