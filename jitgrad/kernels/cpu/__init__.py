@@ -34,7 +34,7 @@ __all__: list[str] = kernel_names()
 # Docstrings are written once, on the reference kernels: every public kernel takes its twin's.
 _contract.adopt_reference_docs(_MODULES)
 
-# Numba's registries make the interpreter's shutdown slow (~0.3 s): collect once, then freeze (see _exit).
+# Numba's registries make the interpreter's shutdown slow (~0.3 s): young garbage collected, the rest frozen (_exit).
 from . import _exit  # noqa: E402
 
 _exit.install()
