@@ -28,6 +28,13 @@ runs. ``--no-tiered`` measures the single-tier path (``JITGRAD_TIERED=0``).
     python bench/cold_start.py --no-tiered      # every parallel driver compiled in the step
     python bench/cold_start.py --breakdown 30   # + the 30 slowest compiles
     python bench/cold_start.py --precompile     # cold cache filled by jitgrad.compile first
+    python bench/cold_start.py --no-cold --repeat 7   # warm only, on the filled cache (the Makefile's)
+
+``--no-cold`` skips the empty-cache run and times ``--repeat`` warm processes
+(median and each run) on an existing cache: ``--cache DIR``, by default the one
+every entry point uses (``jitgrad.config.cache_dir()``, which ``make`` fills
+with ``python -m jitgrad.compile``). A warm line also says how many kernels
+compiled in it (0 on a filled cache: otherwise it timed compiles, not loads).
 """
 
 from __future__ import annotations
@@ -90,7 +97,18 @@ opt.zero_grad()
 loss.backward()
 opt.step()
 t_step2 = time.perf_counter() - t0 - t_step
-print("RESULT " + json.dumps(dict(import_s=t_import, total_s=t_step, step2_s=t_step2, events=events)))
+from numba.core.dispatcher import Dispatcher
+dispatchers = {{}}  # jitgrad's kernels (module-level; a tiered driver is two): their cache loads and compiles
+for name, module in list(sys.modules.items()):
+    if name.startswith("jitgrad.kernels.cpu."):
+        for value in vars(module).values():
+            for d in (value, getattr(value, "parallel", None), getattr(value, "serial", None)):
+                if isinstance(d, Dispatcher):
+                    dispatchers[id(d)] = d
+loads = sum(sum(d._cache_hits.values()) for d in dispatchers.values())
+compiles = sum(sum(d._cache_misses.values()) for d in dispatchers.values())
+print("RESULT " + json.dumps(dict(import_s=t_import, total_s=t_step, step2_s=t_step2, events=events,
+                                  loads=loads, compiles=compiles)))
 """
 
 
@@ -129,8 +147,12 @@ def prime_bytecode() -> None:
         _run([sys.executable, "-c", "import jitgrad, jitgrad.compile, jitgrad.kernels.cpu"], _env(cache))
 
 
-def first_step(cache: str, batch: int, breakdown: bool, tiered: bool = True) -> dict:
+def first_step(cache: str, batch: int, breakdown: bool, tiered: bool | None = True) -> dict:
+    """One fresh interpreter: import + the first LeNet-5 step on ``cache``. ``tiered=None`` leaves
+    ``JITGRAD_TIERED`` unset, as a user's environment has it (tiering then only on a fresh cache)."""
     env = _env(cache, JITGRAD_TIERED="1" if tiered else "0")
+    if tiered is None:
+        env.pop("JITGRAD_TIERED")
     code = _CHILD.format(batch=batch, breakdown=breakdown)
     wall, cpu, out = _run([sys.executable, "-c", code], env)
     line = next(ln for ln in out.splitlines() if ln.startswith("RESULT "))
@@ -149,6 +171,36 @@ def wait_background(cache: str, timeout: float = 900.0) -> str | None:
     return lines[-1] if lines else None
 
 
+def warm_runs(cache: str, batch: int, tiered: bool | None, repeat: int) -> list[dict]:
+    """``repeat`` warm processes on ``cache``, one after the other; prints each and the medians."""
+    runs = []
+    for i in range(repeat):
+        run = first_step(cache, batch, False, tiered)
+        run["load"] = os.getloadavg()[0]
+        runs.append(run)
+        print(f"  warm run {i + 1}: wall {run['wall_s']:.2f} s (in-process {run['total_s']:.2f} s, "
+              f"import {run['import_s']:.2f} s), CPU {run['cpu_s']:.2f} s; {run['loads']} cache loads, "
+              f"{run['compiles']} compiles; load average {run['load']:.1f}")
+    return runs
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+def warm_summary(runs: list[dict]) -> str:
+    """The warm line: medians over ``runs``."""
+    med = {key: _median([r[key] for r in runs]) for key in ("wall_s", "total_s", "import_s", "cpu_s")}
+    compiles = max(r["compiles"] for r in runs)
+    note = f"; {compiles} kernels COMPILED in a run: the cache was not filled" if compiles else ""
+    times = f"median of {len(runs)} " if len(runs) > 1 else ""
+    return (f"warm ({times}runs): wall {med['wall_s']:.2f} s (in-process {med['total_s']:.2f} s, "
+            f"import {med['import_s']:.2f} s), CPU {med['cpu_s']:.2f} s; {runs[0]['loads']} cache loads{note}; "
+            f"load average {_median([r.get('load', os.getloadavg()[0]) for r in runs]):.1f}")
+
+
 def precompile(cache: str) -> tuple[float, float]:
     wall, cpu, _ = _run([sys.executable, "-m", "jitgrad.compile", "--quiet"], _env(cache))
     return wall, cpu
@@ -162,19 +214,43 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--precompile", action="store_true",
                         help="fill the cold cache with `python -m jitgrad.compile` first")
     parser.add_argument("--no-warm", action="store_true")
-    parser.add_argument("--tiered", action=argparse.BooleanOptionalAction, default=True,
+    parser.add_argument("--no-cold", action="store_true",
+                        help="warm runs only, on an existing cache (--cache; default jitgrad's own, which "
+                             "`make` fills): no empty-cache run")
+    parser.add_argument("--cache", metavar="DIR",
+                        help="with --no-cold: the filled cache to time (default jitgrad.config.cache_dir())")
+    parser.add_argument("--repeat", type=int, default=None, metavar="N",
+                        help="warm processes to time (median reported): default 1, 5 with --no-cold")
+    parser.add_argument("--tiered", action=argparse.BooleanOptionalAction, default=None,
                         help="tiered compilation (serial twins first, parallel kernels in the background); "
-                             "default on, as for users")
+                             "default on for the cold run, as for users (with --no-cold: JITGRAD_TIERED "
+                             "left unset, as in a user's environment)")
     parser.add_argument("--pyc", action=argparse.BooleanOptionalAction, default=True,
                         help="Python bytecode cached as in a user's install (default; PYTHONDONTWRITEBYTECODE "
                              "dropped, .pyc files written before the cold run); --no-pyc: every process "
                              "compiles jitgrad's sources to bytecode")
     args = parser.parse_args(argv)
+    if args.cache and not args.no_cold:
+        parser.error("--cache: only with --no-cold (the cold run uses an empty temporary cache)")
+    repeat = args.repeat if args.repeat is not None else (5 if args.no_cold else 1)
+    if repeat < 1:
+        parser.error(f"--repeat: must be >= 1, got {repeat}")
     global _PYC
     _PYC = args.pyc
     if args.pyc:
         prime_bytecode()
     print(f"Python bytecode: {'cached (.pyc)' if args.pyc else 'compiled in every process (--no-pyc)'}")
+    if args.no_cold:
+        if args.cache:
+            cache = str(Path(args.cache).expanduser().absolute())
+        else:
+            from jitgrad.config import cache_dir
+
+            cache = str(cache_dir())
+        print(f"warm runs on {cache} (batch {args.batch})")
+        print(warm_summary(warm_runs(cache, args.batch, args.tiered, repeat)))
+        return 0
+    args.tiered = True if args.tiered is None else args.tiered
     with tempfile.TemporaryDirectory(prefix="jitgrad-cold-") as cache:
         if args.precompile:
             wall, cpu = precompile(cache)
@@ -203,9 +279,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {line} (ended {time.perf_counter() - start:.0f} s after the step)")
         if not args.no_warm:
             first_step(cache, args.batch, False, args.tiered)  # whatever the cold run left uncached
-            warm = first_step(cache, args.batch, False, args.tiered)
-            print(f"warm: wall {warm['wall_s']:.2f} s (in-process {warm['total_s']:.2f} s, "
-                  f"import {warm['import_s']:.2f} s), CPU {warm['cpu_s']:.2f} s")
+            print(warm_summary(warm_runs(cache, args.batch, args.tiered, repeat)))
     return 0
 
 

@@ -1,5 +1,11 @@
 """jitgrad: a deep-learning framework whose every kernel is hand-written with Numba."""
 
+from jitgrad._startup import gc_paused as _gc_paused
+
+with _gc_paused():  # NumPy's ~20k long-lived objects: no collections meanwhile (see jitgrad._startup)
+    import numpy as _np  # noqa: F401
+del _np, _gc_paused
+
 from jitgrad.config import get_num_threads, set_num_threads
 from jitgrad.autograd import (
     Function,

@@ -29,10 +29,24 @@ from typing import Any, Callable
 import numpy as np
 
 from jitgrad import config
+from jitgrad._startup import gc_paused
 from jitgrad.kernels._validate import normalize_axes
 
 __all__ = ["CPUBackend", "register_backend", "register_lazy_backend", "get_backend", "backend_for",
            "find_backend", "is_backend_array", "claim_lazily", "cpu"]
+
+
+def _load_cpu_kernels() -> Any:
+    """``jitgrad.kernels.cpu``, imported (with Numba) and Numba's CPU target set up, with the
+    garbage collector paused: the ~90k objects this makes are the process's for good (see
+    :mod:`jitgrad._startup`). The set-up is what Numba does on its first compile or cache load,
+    which every first kernel call makes."""
+    with gc_paused():
+        kernels = importlib.import_module("jitgrad.kernels.cpu")
+        from numba.core.registry import cpu_target
+
+        cpu_target.target_context.refresh()
+    return kernels
 
 
 class CPUBackend:
@@ -56,7 +70,7 @@ class CPUBackend:
     def kernels(self) -> Any:
         # Imported on first use: importing autograd should not pay for numba.
         if self._kernels is None:
-            self._kernels = importlib.import_module("jitgrad.kernels.cpu")
+            self._kernels = _load_cpu_kernels()
         return self._kernels
 
     # --- creation and transfer ------------------------------------------
@@ -334,7 +348,9 @@ def register_lazy_backend(name: str, module: str, recognizes: Callable[[Any], bo
 
 
 def _load(name: str) -> Any:
-    return importlib.import_module(_LAZY[name].module).register()
+    with gc_paused():  # numba.cuda's long-lived objects, like the CPU kernels' (see jitgrad._startup)
+        module = importlib.import_module(_LAZY[name].module)
+    return module.register()
 
 
 def _device_name(device: Any) -> Any:

@@ -33,3 +33,8 @@ __all__: list[str] = kernel_names()
 
 # Docstrings are written once, on the reference kernels: every public kernel takes its twin's.
 _contract.adopt_reference_docs(_MODULES)
+
+# Numba's registries make the interpreter's shutdown slow (~0.3 s): young garbage collected, the rest frozen (_exit).
+from . import _exit  # noqa: E402
+
+_exit.install()

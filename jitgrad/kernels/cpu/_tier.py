@@ -270,9 +270,14 @@ class PidLock:
         pid = self.holder()
         return bool(pid) and pid != os.getpid() and _pid_alive(pid)
 
-    def _write_new(self, pid: int) -> None:
+    def _temporary(self, pid: int) -> Path:
+        """A temporary file beside the lock, holding ``pid``: renamed or hard-linked into place whole."""
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         tmp.write_text(str(pid))
+        return tmp
+
+    def _write_new(self, pid: int) -> None:
+        tmp = self._temporary(pid)
         try:
             os.link(tmp, self.path)  # FileExistsError when held
         finally:
@@ -298,9 +303,7 @@ class PidLock:
 
     def hand_over(self, pid: int) -> None:
         """Name ``pid`` (a child this process started) as the holder, atomically."""
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        tmp.write_text(str(pid))
-        os.replace(tmp, self.path)
+        os.replace(self._temporary(pid), self.path)
 
     def release(self) -> None:
         """Remove the lock if this process holds it."""
