@@ -133,7 +133,10 @@ def _task_loss_optim(dtype: np.dtype) -> None:
     rng = _rng()
     logits = jitgrad.tensor(rng.standard_normal((_BATCH, 10)).astype(dtype), requires_grad=True)
     nn.functional.cross_entropy(logits, rng.integers(0, 10, _BATCH)).backward()
-    params = [jitgrad.tensor(rng.standard_normal(size).astype(dtype), requires_grad=True) for size in (10, 1 << 13)]
+    from jitgrad.kernels.cpu.optim import _PARALLEL_MIN_SIZE
+
+    params = [jitgrad.tensor(rng.standard_normal(size).astype(dtype), requires_grad=True)
+              for size in (10, _PARALLEL_MIN_SIZE)]
     (params[0].sum() + params[1].sum()).backward()
     for optimizer in (optim.Adam(params, lr=1e-3, weight_decay=1e-4), optim.AdamW(params, lr=1e-3)):
         optimizer.step()

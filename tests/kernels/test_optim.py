@@ -9,6 +9,7 @@ import pytest
 
 from jitgrad.kernels import cpu
 from jitgrad.kernels import reference as ref
+from jitgrad.kernels.cpu import optim as cpu_optim
 from tests.cases.optim import ADAM_CONFIGS, SGD_CONFIGS, SHAPES, problem, run_adam, run_sgd
 from tests.helpers import DTYPES, assert_close
 
@@ -77,6 +78,22 @@ def test_adam_matches_pytorch_algorithm(backend, config, shape, dtype):
     assert_close(p.ravel(), np.array(expected), dtype)
     assert_close(exp_avg.ravel(), np.array(m), dtype)
     assert_close(exp_avg_sq.ravel(), np.array(v), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_parallel_kernels_agree_with_the_serial_twins(monkeypatch, dtype):
+    # Parameters from _PARALLEL_MIN_SIZE elements take the prange kernels; the tests above (every
+    # shape below it) the serial twins, held to PyTorch's algorithms.
+    param, grads = problem(SHAPES[-1], dtype)
+    for run, configs in ((run_sgd, SGD_CONFIGS), (run_adam, ADAM_CONFIGS)):
+        for config in configs:
+            serial = run(cpu, config, param, grads)
+            with monkeypatch.context() as patch:
+                patch.setattr(cpu_optim, "_PARALLEL_MIN_SIZE", 1)
+                parallel = run(cpu, config, param, grads)
+            for want, got in zip(serial, parallel):
+                if want is not None:
+                    assert_close(got, want, dtype)
 
 
 def test_adam_and_adamw_differ_and_first_step_is_lr_sized():

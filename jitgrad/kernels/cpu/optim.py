@@ -27,7 +27,8 @@ from ._jit import FASTMATH, PRANGE_ONLY
 
 __all__: list[str] = kernel_names("optim")  # the one list: kernels/_constants.py
 
-# No ``reassoc``: with it LLVM rewrites ``b1 * m + (1 - b1) * g`` as ``g + b1 * (m - g)``, which turns
+# ``error_model="numpy"`` everywhere: a division by zero gives inf/NaN as in the NumPy reference, and
+# no zero check per element keeps the loops vectorised. No ``reassoc``: with it LLVM rewrites ``b1 * m + (1 - b1) * g`` as ``g + b1 * (m - g)``, which turns
 # an infinite gradient into NaN moments where the reference keeps them infinite. The updates are
 # elementwise (no reduction to reorder), so the flag buys no speed here.
 _FASTMATH = set(FASTMATH) - {"reassoc"}
@@ -35,27 +36,27 @@ _FASTMATH = set(FASTMATH) - {"reassoc"}
 
 # One element function per optimizer (kernels/_elements.py, shared with the CUDA kernels);
 # the parallel driver and its serial twin only differ in the loop.
-_sgd_element = njit(cache=True, fastmath=_FASTMATH, inline="always")(sgd_element)
+_sgd_element = njit(cache=True, error_model="numpy", fastmath=_FASTMATH, inline="always")(sgd_element)
 
 
-@njit(cache=True, fastmath=_FASTMATH, parallel=PRANGE_ONLY)
+@njit(cache=True, error_model="numpy", fastmath=_FASTMATH, parallel=PRANGE_ONLY)
 def _sgd_update_kernel(param, grad, momentum_buf, lr, momentum, nesterov, weight_decay):
     use_momentum = momentum != 0
     for i in prange(param.size):
         _sgd_element(param, grad, momentum_buf, i, lr, momentum, nesterov, weight_decay, use_momentum)
 
 
-@njit(cache=True, fastmath=_FASTMATH)
+@njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
 def _sgd_update_kernel_serial(param, grad, momentum_buf, lr, momentum, nesterov, weight_decay):
     use_momentum = momentum != 0
     for i in range(param.size):
         _sgd_element(param, grad, momentum_buf, i, lr, momentum, nesterov, weight_decay, use_momentum)
 
 
-_adam_element = njit(cache=True, fastmath=_FASTMATH, inline="always")(adam_element)
+_adam_element = njit(cache=True, error_model="numpy", fastmath=_FASTMATH, inline="always")(adam_element)
 
 
-@njit(cache=True, fastmath=_FASTMATH, parallel=PRANGE_ONLY)
+@njit(cache=True, error_model="numpy", fastmath=_FASTMATH, parallel=PRANGE_ONLY)
 def _adam_update_kernel(param, grad, exp_avg, exp_avg_sq, step_size, bias_correction2_sqrt, beta1, beta2, eps,
                         decay, decoupled):
     for i in prange(param.size):
@@ -63,7 +64,7 @@ def _adam_update_kernel(param, grad, exp_avg, exp_avg_sq, step_size, bias_correc
                       decay, decoupled)
 
 
-@njit(cache=True, fastmath=_FASTMATH)
+@njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
 def _adam_update_kernel_serial(param, grad, exp_avg, exp_avg_sq, step_size, bias_correction2_sqrt, beta1,
                                beta2, eps, decay, decoupled):
     for i in range(param.size):
@@ -71,11 +72,13 @@ def _adam_update_kernel_serial(param, grad, exp_avg, exp_avg_sq, step_size, bias
                       decay, decoupled)
 
 
-#: Below this many elements the serial twin of each update runs: waking the second thread costs
-#: ~10 us, more than a bias or a small weight takes serially (Adam, float32: 840 elements 2.6x
-#: faster serially, 10,080 2x faster in parallel). The serial loops do not vectorise (four
-#: possibly aliasing arrays; Numba's parallel gufunc marks them noalias), hence the low cut.
-_PARALLEL_MIN_SIZE = 1 << 12
+#: Below this many elements the serial twin of each update runs. Both loops vectorise (with
+#: ``error_model="numpy"``: Numba's default Python model checks every division for a zero and kept
+#: the loop scalar, 111 us for Adam on LeNet-5's fc1 weight, 30,720 float32 values; vectorised
+#: 13 us on the 2-core EPYC). Waking the pool's second thread costs a few us on bare metal and
+#: ~100 us on an idle VM (bench/omp_wait.py): two threads pay off only where a pass leaves the
+#: caches (4 arrays, 28 bytes an element: 128k elements are 3.6 MB).
+_PARALLEL_MIN_SIZE = 1 << 17
 
 
 def sgd_update(param: np.ndarray, grad: np.ndarray, momentum_buf: np.ndarray | None = None, *, lr: float,
