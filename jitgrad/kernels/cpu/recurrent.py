@@ -46,7 +46,7 @@ from .matmul import matmul
 
 __all__: list[str] = kernel_names("recurrent")  # the one list: kernels/_constants.py
 
-_jit = dict(cache=True, fastmath=FASTMATH, nogil=True)
+_jit = dict(cache=True, error_model="numpy", fastmath=FASTMATH, nogil=True)
 
 #: Below this many multiply-adds per step (``B * G*H * H``) the time loop runs on one thread.
 SERIAL_MACS = 32 * 128 * 128
