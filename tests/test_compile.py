@@ -146,4 +146,5 @@ def test_the_tasks_reach_every_tiered_kernel(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setattr(_tier, "_write_marker", ran.add)  # called after each run of a parallel version
     for name in jc.TASKS:
         jc._run_task(name, "float32", "parallel")
-    assert set(_tier.REGISTRY) <= ran, sorted(set(_tier.REGISTRY) - ran)
+    kernels = {name for name in _tier.REGISTRY if name.startswith("jitgrad.")}  # not other tests' kernels
+    assert kernels and kernels <= ran, sorted(kernels - ran)
