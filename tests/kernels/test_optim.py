@@ -149,3 +149,27 @@ def test_bad_input(backend):
         backend.adam_update(p, g, m, np.zeros(6), step=1, lr=1e-3)
     with pytest.raises(TypeError, match="decoupled_weight_decay must be a bool, got 'yes'"):
         backend.adam_update(p, g, m, v, step=1, lr=1e-3, decoupled_weight_decay="yes")
+
+
+@pytest.mark.parametrize("name", ["_adam_update_kernel_serial", "_sgd_update_kernel_serial"])
+def test_serial_updates_vectorise(name):
+    # Numba's default error model checks each division for a zero and kept these loops scalar (Adam 8x
+    # slower); recompiled here with the kernel's own options (cached code cannot be inspected).
+    import platform
+    import re
+
+    import llvmlite.binding as llvm
+    from numba import njit
+
+    if platform.machine().lower() not in ("x86_64", "amd64") or "avx2" not in llvm.get_host_cpu_features():
+        pytest.skip("vector width checked on an AVX2 host")
+    kernel = getattr(cpu_optim, name)
+    fresh = njit(**{k: v for k, v in kernel.targetoptions.items() if k not in ("cache", "nopython")})(kernel.py_func)
+    x = np.ones(64, np.float32)
+    f32 = np.float32
+    if name.startswith("_adam"):
+        fresh(x, x.copy(), x.copy(), x.copy(), f32(1e-3), f32(0.9), f32(0.9), f32(0.999), f32(1e-8), f32(0), False)
+    else:
+        fresh(x, x.copy(), x.copy(), f32(0.1), f32(0.9), False, f32(0))
+    asm = fresh.inspect_asm(fresh.signatures[0])
+    assert len(re.findall(r"\bv(?:fn?m(?:add|sub)\d+ps|mulps|addps|subps|divps|sqrtps)\s[^\n]*ymm", asm)) >= 4, name
