@@ -38,6 +38,7 @@ def signatures(dtype: types.Float) -> dict[str, tuple]:
         "_conv_weight.conv2d_backward_weight": (m4, m4, i, i, i, i, i, i, m4, v1, i),
         "_conv_weight.conv2d_backward_weight_unit": (m4, m4, i, i, i, i, m4, v1, i),
         "_gemm_dot.gemm_dot": (m2, m2, m2, i, i),
+        "_gemm_dot.gemm_dot_parallel": (m2, m2, m2, i),
     }
 
 
