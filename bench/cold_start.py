@@ -11,6 +11,13 @@ written once before the cold run, whatever ``PYTHONDONTWRITEBYTECODE`` says);
 ``--no-pyc`` makes every process compile jitgrad's sources (0.3-0.5 CPU-s
 each, the step's and the background compile's).
 
+``--background`` compiles, instead, the serial twins the background process
+of a tiered cold start compiles first (``jitgrad.compile.BACKGROUND_SERIAL_TASKS``),
+one task after another in one fresh process on an empty cache, and lists each
+task's CPU seconds and its slowest compiles (with ``--breakdown N``, N of them):
+the other half of a cold start's compile work, which the step's own breakdown
+does not show.
+
 ``--breakdown`` lists the Numba compiles of the cold step, slowest first:
 CPU seconds spent in each function's own compile (``self``, its callees' compiles
 subtracted) and with them (``total``), with the argument types, from Numba's
@@ -28,6 +35,7 @@ runs. ``--no-tiered`` measures the single-tier path (``JITGRAD_TIERED=0``).
     python bench/cold_start.py --no-tiered      # every parallel driver compiled in the step
     python bench/cold_start.py --breakdown 30   # + the 30 slowest compiles
     python bench/cold_start.py --precompile     # cold cache filled by jitgrad.compile first
+    python bench/cold_start.py --background --breakdown 8   # the background's serial tasks, 8 compiles each
 """
 
 from __future__ import annotations
@@ -44,9 +52,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
-_CHILD = r"""
-import json, os, sys, time
-t0 = time.perf_counter()
+_LISTENER = r"""
 events = []
 if {breakdown}:
     from numba.core import event
@@ -68,6 +74,12 @@ if {breakdown}:
                            str(ev.data["args"]), total - child, total, len(self.stack)))
 
     event.register("numba:compile", _Listener())
+"""
+
+_CHILD = r"""
+import json, os, sys, time
+t0 = time.perf_counter()
+""" + _LISTENER + r"""
 import numpy as np
 import jitgrad
 from jitgrad import nn, optim
@@ -91,6 +103,20 @@ loss.backward()
 opt.step()
 t_step2 = time.perf_counter() - t0 - t_step
 print("RESULT " + json.dumps(dict(import_s=t_import, total_s=t_step, step2_s=t_step2, events=events)))
+"""
+
+
+_TASKS_CHILD = r"""
+import json, os, sys, time
+""" + _LISTENER + r"""
+from jitgrad import compile as jc
+tasks = []
+for name in jc.BACKGROUND_SERIAL_TASKS:
+    del events[:]
+    start = time.process_time()
+    jc._run_task(name, "float32", "serial")
+    tasks.append(dict(name=name, cpu_s=time.process_time() - start, events=list(events)))
+print("RESULT " + json.dumps(tasks))
 """
 
 
@@ -149,6 +175,20 @@ def wait_background(cache: str, timeout: float = 900.0) -> str | None:
     return lines[-1] if lines else None
 
 
+def background_tasks(cache: str, top: int) -> None:
+    """Print the CPU seconds and the ``top`` slowest compiles of each of the background's serial tasks."""
+    code = _TASKS_CHILD.format(breakdown=True)
+    wall, cpu, out = _run([sys.executable, "-c", code], _env(cache, JITGRAD_TIERED="0"))
+    line = next(ln for ln in out.splitlines() if ln.startswith("RESULT "))
+    tasks = json.loads(line[len("RESULT "):])
+    print(f"background's serial tasks, one process, empty cache: wall {wall:.1f} s, CPU {cpu:.1f} s; "
+          f"load average {os.getloadavg()[0]:.1f}")
+    for task in tasks:
+        print(f"  {task['name']}: CPU {task['cpu_s']:.1f} s, {len(task['events'])} compiles (self s, total s, function)")
+        for name, _, own, total, _ in sorted(task["events"], key=lambda e: -e[2])[:top]:
+            print(f"    {own:6.2f} {total:6.2f}  {name}")
+
+
 def precompile(cache: str) -> tuple[float, float]:
     wall, cpu, _ = _run([sys.executable, "-m", "jitgrad.compile", "--quiet"], _env(cache))
     return wall, cpu
@@ -162,6 +202,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--precompile", action="store_true",
                         help="fill the cold cache with `python -m jitgrad.compile` first")
     parser.add_argument("--no-warm", action="store_true")
+    parser.add_argument("--background", action="store_true",
+                        help="instead: compile the background process's serial tasks on an empty cache and "
+                             "list their compiles")
     parser.add_argument("--tiered", action=argparse.BooleanOptionalAction, default=True,
                         help="tiered compilation (serial twins first, parallel kernels in the background); "
                              "default on, as for users")
@@ -176,6 +219,9 @@ def main(argv: list[str] | None = None) -> int:
         prime_bytecode()
     print(f"Python bytecode: {'cached (.pyc)' if args.pyc else 'compiled in every process (--no-pyc)'}")
     with tempfile.TemporaryDirectory(prefix="jitgrad-cold-") as cache:
+        if args.background:
+            background_tasks(cache, args.breakdown or 5)
+            return 0
         if args.precompile:
             wall, cpu = precompile(cache)
             print(f"python -m jitgrad.compile (empty cache): wall {wall:.1f} s, CPU {cpu:.1f} s")
