@@ -11,6 +11,13 @@ written once before the cold run, whatever ``PYTHONDONTWRITEBYTECODE`` says);
 ``--no-pyc`` makes every process compile jitgrad's sources (0.3-0.5 CPU-s
 each, the step's and the background compile's).
 
+``--background`` compiles, instead, the serial twins the background process
+of a tiered cold start compiles first (``jitgrad.compile.BACKGROUND_SERIAL_TASKS``),
+one task after another in one fresh process on an empty cache, and lists each
+task's CPU seconds and its slowest compiles (with ``--breakdown N``, N of them):
+the other half of a cold start's compile work, which the step's own breakdown
+does not show.
+
 ``--breakdown`` lists the Numba compiles of the cold step, slowest first:
 CPU seconds spent in each function's own compile (``self``, its callees' compiles
 subtracted) and with them (``total``), with the argument types, from Numba's
@@ -29,6 +36,7 @@ runs. ``--no-tiered`` measures the single-tier path (``JITGRAD_TIERED=0``).
     python bench/cold_start.py --breakdown 30   # + the 30 slowest compiles
     python bench/cold_start.py --precompile     # cold cache filled by jitgrad.compile first
     python bench/cold_start.py --no-cold --repeat 7   # warm only, on the filled cache (the Makefile's)
+    python bench/cold_start.py --background --breakdown 8   # the background's serial tasks, 8 compiles each
 
 ``--no-cold`` skips the empty-cache run and times ``--repeat`` warm processes
 (median and each run) on an existing cache: ``--cache DIR``, by default the one
@@ -51,9 +59,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
-_CHILD = r"""
-import json, os, sys, time
-t0 = time.perf_counter()
+_LISTENER = r"""
 events = []
 if {breakdown}:
     from numba.core import event
@@ -75,6 +81,12 @@ if {breakdown}:
                            str(ev.data["args"]), total - child, total, len(self.stack)))
 
     event.register("numba:compile", _Listener())
+"""
+
+_CHILD = r"""
+import json, os, sys, time
+t0 = time.perf_counter()
+""" + _LISTENER + r"""
 import numpy as np
 import jitgrad
 from jitgrad import nn, optim
@@ -109,6 +121,20 @@ loads = sum(sum(d._cache_hits.values()) for d in dispatchers.values())
 compiles = sum(sum(d._cache_misses.values()) for d in dispatchers.values())
 print("RESULT " + json.dumps(dict(import_s=t_import, total_s=t_step, step2_s=t_step2, events=events,
                                   loads=loads, compiles=compiles)))
+"""
+
+
+_TASKS_CHILD = r"""
+import json, os, sys, time
+""" + _LISTENER + r"""
+from jitgrad import compile as jc
+tasks = []
+for name in jc.BACKGROUND_SERIAL_TASKS:
+    del events[:]
+    start = time.process_time()
+    jc._run_task(name, "float32", "serial")
+    tasks.append(dict(name=name, cpu_s=time.process_time() - start, events=list(events)))
+print("RESULT " + json.dumps(tasks))
 """
 
 
@@ -201,6 +227,20 @@ def warm_summary(runs: list[dict]) -> str:
             f"load average {_median([r.get('load', os.getloadavg()[0]) for r in runs]):.1f}")
 
 
+def background_tasks(cache: str, top: int) -> None:
+    """Print the CPU seconds and the ``top`` slowest compiles of each of the background's serial tasks."""
+    code = _TASKS_CHILD.format(breakdown=True)
+    wall, cpu, out = _run([sys.executable, "-c", code], _env(cache, JITGRAD_TIERED="0"))
+    line = next(ln for ln in out.splitlines() if ln.startswith("RESULT "))
+    tasks = json.loads(line[len("RESULT "):])
+    print(f"background's serial tasks, one process, empty cache: wall {wall:.1f} s, CPU {cpu:.1f} s; "
+          f"load average {os.getloadavg()[0]:.1f}")
+    for task in tasks:
+        print(f"  {task['name']}: CPU {task['cpu_s']:.1f} s, {len(task['events'])} compiles (self s, total s, function)")
+        for name, _, own, total, _ in sorted(task["events"], key=lambda e: -e[2])[:top]:
+            print(f"    {own:6.2f} {total:6.2f}  {name}")
+
+
 def precompile(cache: str) -> tuple[float, float]:
     wall, cpu, _ = _run([sys.executable, "-m", "jitgrad.compile", "--quiet"], _env(cache))
     return wall, cpu
@@ -221,6 +261,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="with --no-cold: the filled cache to time (default jitgrad.config.cache_dir())")
     parser.add_argument("--repeat", type=int, default=None, metavar="N",
                         help="warm processes to time (median reported): default 1, 5 with --no-cold")
+    parser.add_argument("--background", action="store_true",
+                        help="instead: compile the background process's serial tasks on an empty cache and "
+                             "list their compiles")
     parser.add_argument("--tiered", action=argparse.BooleanOptionalAction, default=None,
                         help="tiered compilation (serial twins first, parallel kernels in the background); "
                              "default on for the cold run, as for users (with --no-cold: JITGRAD_TIERED "
@@ -252,6 +295,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     args.tiered = True if args.tiered is None else args.tiered
     with tempfile.TemporaryDirectory(prefix="jitgrad-cold-") as cache:
+        if args.background:
+            background_tasks(cache, args.breakdown or 5)
+            return 0
         if args.precompile:
             wall, cpu = precompile(cache)
             print(f"python -m jitgrad.compile (empty cache): wall {wall:.1f} s, CPU {cpu:.1f} s")
