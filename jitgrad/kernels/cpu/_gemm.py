@@ -143,7 +143,9 @@ def driver_sizes(a, trans_a, trans_b, c):
     return m, n, k, nr, cdiv(m, MR), cdiv(n, nr), b_in_place(trans_b, m, k, n, c.itemsize)
 
 
-@njit(**_jit)
+# Inlined (only calls): its own library was ~1 CPU-s of a cold start, and each caller re-optimised it
+# (gemm_serial and its callees compiled in 8 CPU-s instead of 10).
+@njit(inline="always", **_jit)
 def gemm_cols(af, a_pstride, a_rs, a_cs, b, bp, in_place, k, m, n, ip0, ip1, jp0, jp1, c, bias, epi):
     """``c[A panels ip0:ip1, B panels jp0:jp1] = op(a) @ op(b)``; B from ``b`` in place or ``bp`` packed.
 
