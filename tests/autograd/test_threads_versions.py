@@ -16,12 +16,18 @@ from jitgrad import nn
 from jitgrad.nn import functional as F
 
 
+#: jitgrad's generator is global, as PyTorch's: seeding it and drawing the initial weights must not
+#: interleave with another thread's (a thread switch there gave one run the other's weights).
+_INIT = threading.Lock()
+
+
 def _train(seed: int, steps: int = 12) -> np.ndarray:
     rng = np.random.default_rng(seed)
     x = jg.tensor(rng.standard_normal((16, 5)).astype(np.float32))
     y = rng.integers(0, 3, 16)
-    jg.manual_seed(seed)
-    model = nn.Sequential(nn.Linear(5, 8), nn.ReLU(), nn.Linear(8, 3))
+    with _INIT:
+        jg.manual_seed(seed)
+        model = nn.Sequential(nn.Linear(5, 8), nn.ReLU(), nn.Linear(8, 3))
     opt = jg.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     losses = []
     for _ in range(steps):
