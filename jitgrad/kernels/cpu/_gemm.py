@@ -48,7 +48,7 @@ def partition(npa, npb, nthreads, rows_first):
 
     Returns ``(mc, nc, ti, tj)``: tasks are ``mc x nc`` panels, ``ti x tj`` of them.
     Blocks start at ``MC_PANELS x NC_PANELS`` and shrink until every thread
-    has a task, columns first (tasks that share no B panel can each pack
+    has a task (then even out), columns first (tasks that share no B panel can each pack
     their own), rows first with ``rows_first`` (B read in place, A packed:
     tasks that share no A panel each pack their own).
     """
@@ -59,6 +59,9 @@ def partition(npa, npb, nthreads, rows_first):
             nc = cdiv(nc, 2)
         else:
             mc = cdiv(mc, 2)
+    # Blocks of equal size, as many: 43 A panels in blocks of 32 gave one thread 32 and the other 11.
+    mc = cdiv(npa, cdiv(npa, mc))
+    nc = cdiv(npb, cdiv(npb, nc))
     return mc, nc, cdiv(npa, mc), cdiv(npb, nc)
 
 
