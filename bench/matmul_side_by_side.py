@@ -5,7 +5,10 @@ not counted. Unset OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE first; the BLAS kernel i
 Each repetition times jitgrad then NumPy (interleaved); the medians are compared. On more than one
 thread each timed block is followed by an untimed pause (PAUSE seconds, 0.2 by default): OpenBLAS's
 idle workers spin for ~0.1 s after a call (its THREAD_TIMEOUT) and took the second core from the
-jitgrad block that followed (1024^2 on 2 threads: 0.5-0.6x without the pause, 0.83-0.9x with it).
+jitgrad block that followed (1024^2 on 2 threads: 0.5-0.6x without the pause, 0.83-0.9x with it). After
+the pause each block starts with 0.1 s of untimed calls (both libraries): the first ~50 ms after an
+idle spell ran up to 2x slow (256^3 on 2 threads: 821, 611, 540, 506 us against 361-374 us without the
+pause; 512^3: 13 calls at 3.2-4.2 ms, then 1.9-2.1 ms as in a loop).
 
 Shapes: ``sq*`` square; ``<model>-<layer>-{fwd,gin,gw}`` the three products of a Linear layer at batch
 128 (``x @ W.T``, ``g @ W``, ``g.T @ x``) of examples/mnist_cnn.py's lenet5 / convnet (keras) / resnet;
@@ -58,6 +61,16 @@ rng = np.random.default_rng(0)
 print(f"path: {_isa.describe()}; threads {T}; clock {CLOCK.__name__}")
 print([(i.get("internal_api"), i.get("architecture"), i.get("num_threads")) for i in threadpoolctl.threadpool_info()])
 ratios = []
+
+
+def warm(f, seconds=0.1):
+    """Untimed calls for ``seconds`` (at least one): after the pause the machine runs slow for a while."""
+    t0 = time.perf_counter()
+    f()
+    while time.perf_counter() - t0 < seconds:
+        f()
+
+
 for name,(m,k,n,ta,tb) in shapes.items():
     if only and not any(o in name for o in only): continue
     a = rng.standard_normal((k,m) if ta else (m,k)).astype(np.float32)
@@ -73,10 +86,12 @@ for name,(m,k,n,ta,tb) in shapes.items():
     num = max(1, int(2e8/flops))
     tj=[];tn=[]
     for r in range(int(os.environ.get("REPS", "9"))):
+        warm(fj)
         s=CLOCK()
         for _ in range(num): fj()
         tj.append((CLOCK()-s)/num)
         time.sleep(PAUSE)
+        warm(fn)
         s=CLOCK()
         for _ in range(num): fn()
         tn.append((CLOCK()-s)/num)
