@@ -8,7 +8,10 @@ idle workers spin for ~0.1 s after a call (its THREAD_TIMEOUT) and took the seco
 jitgrad block that followed (1024^2 on 2 threads: 0.5-0.6x without the pause, 0.83-0.9x with it). After
 the pause each block starts with 0.1 s of untimed calls (both libraries): the first ~50 ms after an
 idle spell ran up to 2x slow (256^3 on 2 threads: 821, 611, 540, 506 us against 361-374 us without the
-pause; 512^3: 13 calls at 3.2-4.2 ms, then 1.9-2.1 ms as in a loop).
+pause; 512^3: 13 calls at 3.2-4.2 ms, then 1.9-2.1 ms as in a loop), and the pause busy-waits on the
+main thread instead of sleeping: after a 0.2 s sleep 0.1 s of calls was not always enough (256^3 read
+0.42-0.48x NumPy in one process and 0.85-0.96x in another; 0.67-0.83x with the busy pause, at the speed
+of a tight loop).
 
 Shapes: ``sq*`` square; ``<model>-<layer>-{fwd,gin,gw}`` the three products of a Linear layer at batch
 128 (``x @ W.T``, ``g @ W``, ``g.T @ x``) of examples/mnist_cnn.py's lenet5 / convnet (keras) / resnet;
@@ -63,6 +66,13 @@ print([(i.get("internal_api"), i.get("architecture"), i.get("num_threads")) for 
 ratios = []
 
 
+def spin(seconds):
+    """The pause, busy on this thread: a sleeping machine takes longer than ``warm`` to run at speed again."""
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        pass
+
+
 def warm(f, seconds=0.1):
     """Untimed calls for ``seconds`` (at least one): after the pause the machine runs slow for a while."""
     t0 = time.perf_counter()
@@ -90,12 +100,12 @@ for name,(m,k,n,ta,tb) in shapes.items():
         s=CLOCK()
         for _ in range(num): fj()
         tj.append((CLOCK()-s)/num)
-        time.sleep(PAUSE)
+        spin(PAUSE)
         warm(fn)
         s=CLOCK()
         for _ in range(num): fn()
         tn.append((CLOCK()-s)/num)
-        time.sleep(PAUSE)
+        spin(PAUSE)
     mj=statistics.median(tj); mn=statistics.median(tn)
     ratios.append(mn / mj)
     print(f"{name:22s} {m:5d}x{k:5d}x{n:6d} {'T' if ta else 'N'}{'T' if tb else 'N'} jit {mj*1e6:9.1f}us {flops/mj/1e9:6.1f}GF  "
