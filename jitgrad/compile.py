@@ -212,11 +212,15 @@ def _run_task(name: str, dtype_name: str, version: str = "parallel") -> tuple[st
 
 
 #: The tasks whose serial twins the background process of a tiered cold start compiles first, in
-#: this order, while the first step compiles its forward kernels: what that step reaches last. The
-#: conv backward kernels share the GEMM block with the conv forward the step compiles first
-#: (``_tier.shared``: the later process waits for it), so the tasks that need it come last, the
-#: weight gradient first (its C_in = 1 kernel, first of its shapes, needs none).
-BACKGROUND_SERIAL_TASKS = ("loss + optimizers", "conv2d backward weight", "conv2d backward input")
+#: this order, while the first step compiles its conv forward and Linear GEMM trees: what that step
+#: reaches after them. The conv weight gradient shares the GEMM block with the conv forward the step
+#: compiles first (``_tier.shared``: the later process waits for it), so it comes last. Not here:
+#: the conv input gradient, which a cold step computes with the forward kernel
+#: (``conv._backward_input_as_forward``), and the dot kernel of few-tap weight gradients, left to the
+#: GEMM one until its parallel version is ready: their trees compile once, in the parallel phase.
+#: Measured on the 2-core Zen 3 (cold LeNet-5 step, wall s, 4 runs each): loss, weight, input
+#: gradients 16.7-20.3; max-pool first and no input gradient 14.6-16.4.
+BACKGROUND_SERIAL_TASKS = ("max_pool2d + relu", "loss + optimizers", "conv2d backward weight")
 
 
 def _background() -> None:

@@ -286,3 +286,65 @@ def test_shared_callee_outside_a_tiered_cold_start_compiles_as_numba_does(tmp_pa
     monkeypatch.setattr(_tier, "_background_started", False)
     d = _tier.shared(njit(_plus_one))
     assert d(np.int64(1)) == 2 and list(tmp_path.iterdir()) == []  # no claim, no marker
+
+
+class _NotCompiledYet:
+    """Stands in for a tiered kernel whose parallel version a cold start has not compiled: its
+    ``ready()`` says so, and calling it fails the test (the caller was to take another kernel)."""
+
+    def ready(self):
+        return False
+
+    def __call__(self, *args):
+        raise AssertionError("the kernel that is not compiled yet was called")
+
+
+@pytest.mark.parametrize("kernel_hw, padding, dilation", [((5, 5), (0, 0), (1, 1)), ((3, 2), (1, 0), (1, 1)),
+                                                          ((3, 3), (1, 2), (2, 2))])
+def test_cold_conv_input_gradient_runs_the_forward_kernel(kernel_hw, padding, dilation, monkeypatch):
+    from jitgrad.kernels import cpu as K
+    from jitgrad.kernels.cpu import _conv
+    from jitgrad.kernels.reference import conv as ref
+
+    monkeypatch.setattr(_conv, "conv2d_backward_input", _NotCompiledYet())
+    rng = np.random.default_rng(2)
+    x_shape = (2, 3, 9, 8)
+    w = rng.standard_normal((4, 3, *kernel_hw)).astype(np.float32)
+    y_shape = ref.conv2d(np.zeros(x_shape, np.float32), w, padding=padding, dilation=dilation).shape
+    g = rng.standard_normal(y_shape).astype(np.float32)
+    expected = ref.conv2d_backward_input(g, w, input_shape=x_shape, padding=padding, dilation=dilation)
+    got = K.conv2d_backward_input(g, w, input_shape=x_shape, padding=padding, dilation=dilation)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_cold_conv_input_gradient_leaves_other_cases_to_its_own_kernel(monkeypatch):
+    from jitgrad.kernels.cpu import _conv, conv
+    from jitgrad.kernels.reference import conv as ref
+
+    monkeypatch.setattr(_conv, "conv2d_backward_input", _NotCompiledYet())
+    w = np.ones((2, 3, 3, 3), np.float32)
+    g = np.ones((1, 2, 8, 8), np.float32)
+    wide = ref.check_conv2d_backward_input_args(g, w, (1, 3, 4, 4), 1, 3, 1, None, 1, None)  # padding 3 > 2
+    out = np.full((1, 3, 4, 4), 7.0, np.float32)
+    assert not conv._backward_input_as_forward(g, w, wide, out)
+    g = np.ones((1, 2, 6, 6), np.float32)
+    w[0, 0, 0, 0] = np.inf  # the forward kernel would multiply inf by the zeros around g
+    plain = ref.check_conv2d_backward_input_args(g, w, (1, 3, 8, 8), 1, 0, 1, None, 1, None)
+    out = np.full((1, 3, 8, 8), 7.0, np.float32)
+    assert not conv._backward_input_as_forward(g, w, plain, out)
+    assert (out == 7.0).all()  # nothing written
+
+
+def test_cold_conv_weight_gradient_takes_the_gemm_kernel_for_few_taps(monkeypatch):
+    from jitgrad.kernels import cpu as K
+    from jitgrad.kernels.cpu import _conv_weight
+    from jitgrad.kernels.reference import conv as ref
+
+    monkeypatch.setattr(_conv_weight, "conv2d_backward_weight_unit", _NotCompiledYet())
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 1, 12, 12)).astype(np.float32)  # 25 taps: the dot kernel's case when warm
+    g = rng.standard_normal((2, 6, 8, 8)).astype(np.float32)
+    expected_w, expected_b = ref.conv2d_backward_weight(x, g, weight_shape=(6, 1, 5, 5))
+    got_w, got_b = K.conv2d_backward_weight(x, g, weight_shape=(6, 1, 5, 5))
+    np.testing.assert_allclose(got_w, expected_w, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(got_b, expected_b, rtol=1e-5, atol=1e-5)

@@ -44,7 +44,30 @@ def _conv2d_backward_input_kernel(grad_out, w, d, out) -> None:
         else:
             _grouped_backward_input(grad_out, w, d, out)
         return
-    _conv.conv2d_backward_input(grad_out, w, sh, sw, ph, pw, dh, dw, out, numba.get_num_threads())
+    if not (sh == sw == 1 and _backward_input_as_forward(grad_out, w, d, out)):
+        _conv.conv2d_backward_input(grad_out, w, sh, sw, ph, pw, dh, dw, out, numba.get_num_threads())
+
+
+def _backward_input_as_forward(grad_out, w, d, out) -> bool:
+    """A unit-stride input gradient by the forward kernel while the backward one is not compiled yet.
+
+    ``grad_x = conv2d(grad_out, w')`` with ``w'[ci, co] = w[co, ci]`` flipped in both spatial axes and
+    padding ``dilation * (k - 1) - padding`` (stride 1 only). During a tiered cold start
+    (``_tier``) the first steps compile the forward kernel anyway, so the backward one's serial
+    tree (~5 CPU-s on the 2-core Zen 3) is left to the background process, which compiles its
+    parallel version for the steps after. Returns False (nothing done) once that version is ready,
+    or where the identity does not hold as the backward kernel computes it: a padding wider than
+    the dilated kernel, or non-finite weights (the forward kernel multiplies them by the zeros
+    around ``grad_out``; the backward kernel never reads those).
+    """
+    (ph, pw), (dh, dw) = d.padding, d.dilation
+    fh, fw = dh * (d.kh - 1) - ph, dw * (d.kw - 1) - pw
+    if fh < 0 or fw < 0 or _conv.conv2d_backward_input.ready() or not np.isfinite(w.sum()):
+        return False
+    flipped = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
+    _conv.conv2d_forward(grad_out, flipped, np.zeros(1, dtype=w.dtype), False, 1, 1, fh, fw, dh, dw, out,
+                         numba.get_num_threads(), np.intp(0))
+    return True
 
 
 def _conv2d_backward_weight_kernel(x, grad_out, d, grad_w, grad_b) -> None:
@@ -59,7 +82,10 @@ def _conv2d_backward_weight_kernel(x, grad_out, d, grad_w, grad_b) -> None:
     # The dot kernel multiplies the input's pitch columns by zeros of grad_out: exact for finite
     # inputs, but 0 * inf is NaN where the reference has none. A finite sum means every element is
     # finite (one pass, no allocation); otherwise the GEMM path, which never reads those columns.
-    if sh == 1 and sw == 1 and d.c_in * d.kh * d.kw <= DOT_MAX_TAPS and np.isfinite(x.sum()):
+    # While a tiered cold start has not compiled the dot kernel yet (_tier), the GEMM one serves every
+    # shape: one weight-gradient tree fewer to compile before the first steps (~4 CPU-s on the Zen 3).
+    if (sh == 1 and sw == 1 and d.c_in * d.kh * d.kw <= DOT_MAX_TAPS and np.isfinite(x.sum())
+            and _conv_weight.conv2d_backward_weight_unit.ready()):
         _conv_weight.conv2d_backward_weight_unit(x, grad_out, ph, pw, dh, dw, grad_w, grad_b, numba.get_num_threads())
     else:
         _conv_weight.conv2d_backward_weight(x, grad_out, sh, sw, ph, pw, dh, dw, grad_w, grad_b, numba.get_num_threads())
