@@ -301,3 +301,21 @@ class TestBadInput:
     def test_out_non_contiguous(self, backend):
         with pytest.raises(ValueError, match="out must be C-contiguous"):
             backend.matmul(np.ones((2, 3)), np.ones((3, 5)), out=np.empty((2, 10))[:, ::2])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n,k", [(48, 37), (35, 8), (16, 3), (70, 129)])
+def test_transposed_b_packs_into_panels(n, k, dtype):
+    # pack_b of op(b) = b.T: whole panels by register transposes of lanes x lanes blocks (k % lanes by
+    # scalar moves), the partial last panel zero-padded; against the definition of the panel layout.
+    from jitgrad.kernels.cpu import _gemm_pack
+    from jitgrad.kernels.cpu._gemm_simd import VEC_BYTES
+
+    b = randn((n, k), dtype, 5)
+    nr = 2 * VEC_BYTES // np.dtype(dtype).itemsize
+    npb = -(-n // nr)
+    packed = nan_like((npb * k * nr,), dtype)
+    _gemm_pack.pack_b(b, True, 0, npb, packed)
+    padded = np.zeros((k, npb * nr), dtype)
+    padded[:, :n] = b.T
+    np.testing.assert_array_equal(packed, padded.reshape(k, npb, nr).transpose(1, 0, 2).ravel())

@@ -451,3 +451,57 @@ def vsum(typingctx, vec):
         return builder.extract_element(v, ir.Constant(_I32, 0))
 
     return vec.dtype(vec), codegen
+
+
+def _transpose_masks(lanes: int, s: int) -> tuple[list[int], list[int]]:
+    """``shufflevector`` masks of one stage of :func:`vtranspose_copy`: rows ``i`` and ``i + s`` (with
+    ``i & s == 0``) swap the off-diagonal ``s x s`` blocks of every ``2s x 2s`` block they share."""
+    lo = [x if x % (2 * s) < s else lanes + x - s for x in range(lanes)]
+    hi = [x + s if x % (2 * s) < s else lanes + x for x in range(lanes)]
+    return lo, hi
+
+
+@intrinsic
+def vtranspose_copy(typingctx, src, src_off, src_ld, dst, dst_off, dst_ld):
+    """``dst[dst_off + p * dst_ld + r] = src[src_off + r * src_ld + p]`` for ``r, p < lanes``: a square
+    block transposed in registers (``lanes`` vector loads, ``lanes * log2(lanes)`` two-source shuffles,
+    ``lanes`` vector stores: 8 x 8 float32 on AVX2 is ``vunpck``/``vshufps``/``vperm2f128``).
+
+    Each stage ``s = lanes/2, ..., 1`` swaps bit ``log2(s)`` of the row index with the column's;
+    after every stage the block is its transpose. Used to pack a transposed B (``_gemm_pack``),
+    where scalar moves cost a load and a store per element.
+    """
+    if not (_is_float_array(src) and _is_float_array(dst) and src.dtype == dst.dtype
+            and all(isinstance(i, types.Integer) for i in (src_off, src_ld, dst_off, dst_ld))):
+        return None
+    vt = _vector_type(src.dtype)
+
+    def codegen(context, builder, sig, args):
+        _mark_vector_width(builder)
+        s_arr, d_arr = args[0], args[3]
+        s_ty, d_ty = sig.args[0], sig.args[3]
+        s_off, s_ld, d_off, d_ld = (context.cast(builder, args[i], sig.args[i], types.intp) for i in (1, 2, 4, 5))
+        lanes = vt.lanes
+        align = vt.dtype.bitwidth // 8
+        rows = []
+        for r in range(lanes):
+            index = builder.add(s_off, builder.mul(s_ld, ir.Constant(s_ld.type, r)))
+            rows.append(builder.load(_vector_pointer(context, builder, s_ty, s_arr, index, vt), align=align))
+        s = lanes // 2
+        while s >= 1:
+            lo, hi = _transpose_masks(lanes, s)
+            mask_lo = ir.Constant(ir.VectorType(_I32, lanes), lo)
+            mask_hi = ir.Constant(ir.VectorType(_I32, lanes), hi)
+            new = list(rows)
+            for i in range(lanes):
+                if not i & s:
+                    new[i] = builder.shuffle_vector(rows[i], rows[i + s], mask_lo)
+                    new[i + s] = builder.shuffle_vector(rows[i], rows[i + s], mask_hi)
+            rows = new
+            s //= 2
+        for p in range(lanes):
+            index = builder.add(d_off, builder.mul(d_ld, ir.Constant(d_ld.type, p)))
+            builder.store(rows[p], _vector_pointer(context, builder, d_ty, d_arr, index, vt), align=align)
+        return context.get_dummy_value()
+
+    return types.none(src, src_off, src_ld, dst, dst_off, dst_ld), codegen
