@@ -212,14 +212,16 @@ def _run_task(name: str, dtype_name: str, version: str = "parallel") -> tuple[st
 
 
 #: The tasks whose serial twins the background process of a tiered cold start compiles first, in
-#: this order, while the first step compiles its conv forward and Linear GEMM trees: what that step
-#: reaches after them. The conv weight gradient shares the GEMM block with the conv forward the step
-#: compiles first (``_tier.shared``: the later process waits for it), so it comes last. Not here:
-#: the conv input gradient, which a cold step computes with the forward kernel
-#: (``conv._backward_input_as_forward``), and the dot kernel of few-tap weight gradients, left to the
-#: GEMM one until its parallel version is ready: their trees compile once, in the parallel phase.
-#: Measured on the 2-core Zen 3 (cold LeNet-5 step, wall s, 4 runs each): loss, weight, input
-#: gradients 16.7-20.3; max-pool first and no input gradient 14.6-16.4.
+#: this order, while the first step compiles its conv forward tree: what that step reaches after it.
+#: The conv weight gradient shares the GEMM block with the conv forward (``_tier.shared``: the later
+#: process waits for it), so it comes last. Not here, because a cold step does not compile them:
+#: the conv input gradient (the forward kernel computes it, ``conv._backward_input_as_forward``),
+#: the dot kernel of few-tap weight gradients (the GEMM one serves until its parallel version is
+#: ready) and the Linear layers' ``gemm_serial`` (the conv forward kernel computes their products,
+#: ``matmul._as_convolution``): their trees compile once, in the parallel phase.
+#: Measured on the 2-core Zen 3 (cold LeNet-5 step, wall s, 4 runs each): before, loss, weight and
+#: input gradients here and the GEMM in the step: 16.7-20.3; now: 14.2-16.0 (14.8-16.2 with max-pool
+#: left to the step).
 BACKGROUND_SERIAL_TASKS = ("max_pool2d + relu", "loss + optimizers", "conv2d backward weight")
 
 

@@ -348,3 +348,27 @@ def test_cold_conv_weight_gradient_takes_the_gemm_kernel_for_few_taps(monkeypatc
     got_w, got_b = K.conv2d_backward_weight(x, g, weight_shape=(6, 1, 5, 5))
     np.testing.assert_allclose(got_w, expected_w, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(got_b, expected_b, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("trans_a, trans_b", [(False, False), (False, True), (True, False), (True, True)])
+def test_cold_matmul_runs_the_conv_forward_kernel(trans_a, trans_b, monkeypatch):
+    # While gemm_parallel is not ready (a tiered cold start), float32 products above the small-product
+    # loop are 1 x 1 convolutions on the conv forward kernel: gemm_serial is not called.
+    from jitgrad.kernels import cpu as K
+    from jitgrad.kernels.cpu import fused
+    from jitgrad.kernels import reference as ref
+
+    monkeypatch.setattr(_gemm, "gemm_parallel", _NotCompiledYet())
+    monkeypatch.setattr(_gemm, "gemm_serial", _NotCompiledYet())
+    rng = np.random.default_rng(4)
+    m, n, k = 40, 70, 37
+    a = rng.standard_normal((k, m) if trans_a else (m, k)).astype(np.float32)
+    b = rng.standard_normal((n, k) if trans_b else (k, n)).astype(np.float32)
+    expected = ref.matmul(a, b, trans_a=trans_a, trans_b=trans_b)
+    np.testing.assert_allclose(K.matmul(a, b, trans_a=trans_a, trans_b=trans_b), expected, rtol=1e-4, atol=1e-4)
+    if trans_b and not trans_a:  # a Linear layer's forward, with the bias and ReLU epilogue after the product
+        bias = rng.standard_normal(n).astype(np.float32)
+        np.testing.assert_allclose(fused.linear(a, b, bias, activation="relu"),
+                                   ref.linear(a, b, bias, activation="relu"), rtol=1e-4, atol=1e-4)
+    with pytest.raises(AssertionError, match="not compiled yet"):  # float64 keeps its GEMM
+        K.matmul(a.astype(np.float64), b.astype(np.float64), trans_a=trans_a, trans_b=trans_b)

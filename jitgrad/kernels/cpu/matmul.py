@@ -8,7 +8,7 @@ import numpy as np
 from jitgrad.kernels._constants import kernel_names
 from jitgrad.kernels.reference.matmul import check_matmul_args
 
-from . import _gemm
+from . import _conv, _gemm
 from ._gemm_dot import gemm_dot, gemm_dot_parallel
 from ._gemm_epilogue import apply_epilogue
 from ._jit import overlaps
@@ -59,10 +59,32 @@ def _matmul_kernel(a: np.ndarray, b: np.ndarray, trans_a: bool, trans_b: bool, o
         return
     if dot:
         gemm_dot(a, b, out, 0, n)
-        if epi:  # after the product, as unfused: the same bits either way
-            apply_epilogue(out, bias, epi)
-    else:
+    elif _gemm.gemm_parallel.ready() or a.dtype != _F32:
         _gemm.gemm_serial(a, b, trans_a, trans_b, out, bias, epi)
+        return
+    else:
+        _as_convolution(a, b, trans_a, trans_b, out)
+    if epi:  # after the product, as unfused: the same bits either way
+        apply_epilogue(out, bias, epi)
+
+
+def _as_convolution(a: np.ndarray, b: np.ndarray, trans_a: bool, trans_b: bool, out: np.ndarray) -> None:
+    """``out = op(a) @ op(b)`` by the conv forward kernel, while a tiered cold start has not compiled
+    the GEMM drivers yet (``_tier``: ``gemm_parallel`` not ready).
+
+    The product is a 1 x 1 convolution of one ``K``-channel image of ``N`` pixels (``op(b)``) with
+    ``M`` filters (``op(a)``); a transposed operand is copied first (a Linear layer's weight or
+    output gradient: a few thousand values). A cold LeNet-5 step then compiles one GEMM tree, the
+    conv forward's, instead of two: ``gemm_serial`` with its packing routines is ~5.5 CPU-s on
+    the 2-core Zen 3. The background process compiles ``gemm_serial`` (its Linear task) before the
+    marker of ``gemm_parallel`` appears, so the switch loads it from the cache.
+    """
+    m, n = out.shape
+    filters = np.ascontiguousarray(a.T if trans_a else a)
+    image = np.ascontiguousarray(b.T if trans_b else b)
+    k = filters.shape[1]
+    _conv.conv2d_forward(image.reshape(1, k, n, 1), filters.reshape(m, k, 1, 1), _NO_BIAS_F32, False, 1, 1, 0, 0,
+                         1, 1, out.reshape(1, m, n, 1), numba.get_num_threads(), np.intp(0))
 
 
 @serialised
@@ -99,7 +121,8 @@ _NDARRAY = np.ndarray
 
 def matmul(a: np.ndarray, b: np.ndarray, *, trans_a: bool = False, trans_b: bool = False,
            out: np.ndarray | None = None) -> np.ndarray:
-    """CPU: a transposed operand is read through strides, or by the packing of a large operand; never copied."""
+    """CPU: a transposed operand is read through strides, or by the packing of a large operand; never copied
+    (except in the first steps of a tiered cold start: ``_as_convolution``)."""
     # Fast path, a few attribute reads: plain C-contiguous float32/float64 2-D ndarrays and bool flags
     # (a Linear layer's products at MNIST sizes take 5-10 us: the full checks cost ~1 us of that).
     # Anything else, and every error, goes through the reference's checks below.
