@@ -74,6 +74,7 @@ def pack_a(a, trans, ip0, ip1, ap):
 def pack_b_panel(b, trans, j0, bp, off):
     """Pack columns ``j0 : j0 + NR`` of ``op(b)`` (all of K) into ``bp[off:]``, zero-padded."""
     nr = nr_of(bp)
+    lanes = VEC_BYTES // bp.itemsize
     if trans:
         n, k = b.shape
     else:
@@ -86,7 +87,6 @@ def pack_b_panel(b, trans, j0, bp, off):
             # in registers (two per k block: the panel is two vectors wide); the last k % lanes by
             # scalar moves. Scalar moves throughout took 0.6-1.0 ns per element on Zen 3 (a 576 x 784
             # B: 280-460 us, a third of its NT product).
-            lanes = VEC_BYTES // bp.itemsize
             kv = k - k % lanes
             src = j0 * k
             for p0 in range(0, kv, lanes):
@@ -97,7 +97,6 @@ def pack_b_panel(b, trans, j0, bp, off):
                 for j in range(nr):
                     store(bp, dst + j, load(bf, src + j * k + p))
         else:
-            lanes = VEC_BYTES // bp.itemsize
             for p in range(k):
                 dst = off + p * nr
                 src = p * n + j0
@@ -106,7 +105,6 @@ def pack_b_panel(b, trans, j0, bp, off):
     elif trans:
         # A partial panel of a transposed ``b`` (a Linear layer to 10 outputs): zero it in
         # vectors, then move its ``cols`` rows of ``b`` (contiguous reads) into their columns.
-        lanes = VEC_BYTES // bp.itemsize
         zero = vzero(bp)
         for p in range(k):
             vstore(bp, off + p * nr, zero)
@@ -117,7 +115,6 @@ def pack_b_panel(b, trans, j0, bp, off):
                 store(bp, off + p * nr + j, load(bf, src + p))
     else:
         # Row-major: per ``k`` the ``cols`` values in lane-masked loads (the masked lanes read as 0).
-        lanes = VEC_BYTES // bp.itemsize
         n0 = min(cols, lanes)
         n1 = cols - lanes
         for p in range(k):

@@ -59,7 +59,7 @@ def _matmul_kernel(a: np.ndarray, b: np.ndarray, trans_a: bool, trans_b: bool, o
         return
     if dot:
         gemm_dot(a, b, out, 0, n)
-    elif _gemm.gemm_parallel.ready() or a.dtype != _F32:
+    elif a.dtype is not _F32 or _gemm.gemm_parallel.ready():  # float64 never takes _as_convolution
         _gemm.gemm_serial(a, b, trans_a, trans_b, out, bias, epi)
         return
     else:

@@ -28,9 +28,10 @@ from ._jit import FASTMATH, PRANGE_ONLY
 __all__: list[str] = kernel_names("optim")  # the one list: kernels/_constants.py
 
 # ``error_model="numpy"`` everywhere: a division by zero gives inf/NaN as in the NumPy reference, and
-# no zero check per element keeps the loops vectorised. No ``reassoc``: with it LLVM rewrites ``b1 * m + (1 - b1) * g`` as ``g + b1 * (m - g)``, which turns
-# an infinite gradient into NaN moments where the reference keeps them infinite. The updates are
-# elementwise (no reduction to reorder), so the flag buys no speed here.
+# no zero check per element keeps the loops vectorised. No ``reassoc``: with it LLVM rewrites
+# ``b1 * m + (1 - b1) * g`` as ``g + b1 * (m - g)``, which turns an infinite gradient into NaN
+# moments where the reference keeps them infinite. The updates are elementwise (no reduction to
+# reorder), so the flag buys no speed here.
 _FASTMATH = set(FASTMATH) - {"reassoc"}
 
 
