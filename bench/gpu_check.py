@@ -227,27 +227,39 @@ def step_tests(report: Report, opts: argparse.Namespace, deadline: Deadline) -> 
     """tests/cuda on the device (simulator off), then the docs' GPU blocks, the heavy ones included."""
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
     env["JITGRAD_DOCS_REAL_GPU"] = "1"
-    runs = [["tests/cuda", "-q", "-p", "no:cacheprovider"],
-            ["tests/test_docs.py::test_gpu_blocks_run_in_the_cuda_process", "-q", "-p", "no:cacheprovider"]]
+    flags = ["-q", "-p", "no:cacheprovider", "--tb=short", "-rfE"]
+    runs = [["tests/cuda", *flags], ["tests/test_docs.py::test_gpu_blocks_run_in_the_cuda_process", *flags]]
+    if opts.workers > 1:  # pytest-xdist, where the machine has it: the tests compile their kernels in parallel
+        with contextlib.suppress(ImportError):
+            import xdist  # noqa: F401
+
+            runs[0] += ["-n", str(opts.workers)]
     if SIMULATOR:  # a dry run only checks that the runs are found
         runs = [r + ["--collect-only"] for r in runs]
         env["NUMBA_ENABLE_CUDASIM"] = "1"
     row = report.table("CUDA tests on the device", ["run", "exit", "last line", "seconds"])
-    with open(report.outdir / "tests.log", "a", encoding="utf-8") as log:
-        for run in runs:
-            timeout = max(30.0, min(opts.tests_timeout, deadline.left() - 60))
-            t0 = time.monotonic()
-            try:
-                proc = subprocess.run([sys.executable, "-m", "pytest", *run], cwd=ROOT, env=env, text=True,
-                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout)
-                out, code = proc.stdout, proc.returncode
-            except subprocess.TimeoutExpired as exc:
-                out, code = (exc.stdout or "") if isinstance(exc.stdout, str) else "", f"timeout {timeout:.0f}s"
-            log.write(f"$ pytest {' '.join(run)}\n{out}\n")
+    log_path = report.outdir / "tests.log"
+    for run in runs:
+        timeout = max(30.0, min(opts.tests_timeout, deadline.left() - 60))
+        t0 = time.monotonic()
+        with open(log_path, "a", encoding="utf-8") as log:  # streamed: a run cut short keeps what it printed
+            log.write(f"$ pytest {' '.join(run)}\n")
             log.flush()
-            last = next((ln for ln in reversed(out.splitlines()) if ln.strip()), "")
-            row([run[0], code, last.replace("|", "/"), f"{time.monotonic() - t0:.0f}"],
-                {"run": run[0], "exit": code, "last": last})
+            start = log.tell()
+            proc = subprocess.Popen([sys.executable, "-m", "pytest", *run], cwd=ROOT, env=env, text=True,
+                                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            try:
+                code: int | str = proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, 9)  # the xdist workers and the tests' subprocesses too
+                proc.wait()
+                code = f"timeout {timeout:.0f}s"
+        with open(log_path, encoding="utf-8") as log:
+            log.seek(start)
+            out = log.read()
+        last = next((ln for ln in reversed(out.splitlines()) if ln.strip()), "")
+        row([run[0], code, last.replace("|", "/")[:200], f"{time.monotonic() - t0:.0f}"],
+            {"run": run[0], "exit": code, "last": last})
     report.end_table()
 
 
@@ -387,9 +399,13 @@ def step_e2e(report: Report, opts: argparse.Namespace, deadline: Deadline) -> No
             step = models.train_step(name, "cuda", batch)
             with count_launches_and_syncs() as counts:  # also the warm-up: compiles every kernel
                 step()
+            from numba import cuda
+
+            cuda.synchronize()
             t0 = time.perf_counter()
             for _ in range(steps):
                 step()
+            cuda.synchronize()  # the steps queue their kernels: time them to the end of the last one
             ours = batch * steps / (time.perf_counter() - t0)
             theirs = None
             if torch is not None:
@@ -425,6 +441,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--budget-s", type=float, default=480.0, help="stop starting new work after this many seconds")
     p.add_argument("--repeats", type=int, default=20, help="timed calls per kernel (the median is kept)")
     p.add_argument("--e2e-steps", type=int, default=50, help="timed training steps per model")
+    p.add_argument("--workers", type=int, default=1, help="pytest-xdist workers for tests/cuda (if installed)")
     p.add_argument("--tests-timeout", type=float, default=240.0, help="seconds for each pytest run")
     opts = p.parse_args(argv)
     unknown = set(opts.only.split(",")) - set(STEPS)
