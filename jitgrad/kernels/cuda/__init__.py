@@ -37,3 +37,20 @@ __all__: list[str] = kernel_names()
 
 # Docstrings are written once, on the reference kernels: every public kernel takes its twin's.
 _contract.adopt_reference_docs(_sys.modules[f"{__name__}.{module}"] for module in KERNEL_MODULES)
+
+# Device memory: a caching allocator (kernels/cuda/_pool.py) unless the context already exists,
+# another Numba memory manager was chosen, or JITGRAD_CUDA_POOL=0. The simulator has no device memory.
+from numba.cuda import config as _cuda_config  # noqa: E402
+
+if not _cuda_config.ENABLE_CUDASIM:
+    from . import _pool
+
+    _pool.install()
+
+# jitgrad sizes its grids on purpose (grid-stride loops; a loss over 128 rows is a small grid), so
+# Numba's "grid size N will likely result in GPU under-utilization" warning on its launches is noise,
+# and checking for it costs every launch a warn() call. Off unless the user asked for it by name.
+import os as _os  # noqa: E402
+
+if "NUMBA_CUDA_LOW_OCCUPANCY_WARNINGS" not in _os.environ:
+    _cuda_config.CUDA_LOW_OCCUPANCY_WARNINGS = 0
