@@ -207,17 +207,26 @@ def _host(value: Any) -> list[np.ndarray]:
     return [np.asarray(value)]
 
 
-def run_backend(family: str, kernel: str, shape: str, backend: str) -> list[np.ndarray]:
-    """One call of ``kernel`` on ``backend`` at ``shape`` (float32); outputs as host arrays.
+def backend_call(family: str, kernel: str, shape: str, backend: str) -> tuple[Callable[[], Any], tuple]:
+    """``kernel`` on ``backend`` at ``shape`` (float32) as a zero-argument call, and its positional inputs.
 
-    In-place kernels (the optimizer updates) return None: their first argument is the output.
+    On CUDA the call only queues the kernel (no synchronize): the timings put CUDA events around it.
     """
     fn = common.kernel_function(backend, kernel)
     args, kwargs = common.make_inputs(family, kernel, shape, "float32")
     if backend == "cuda":
         args = tuple(common._to_device(a) for a in args)
         kwargs = {k: common._to_device(v) for k, v in kwargs.items()}
-    result = fn(*args, **kwargs)
+    return (lambda: fn(*args, **kwargs)), args
+
+
+def run_backend(family: str, kernel: str, shape: str, backend: str) -> list[np.ndarray]:
+    """One call of ``kernel`` on ``backend`` at ``shape`` (float32); outputs as host arrays.
+
+    In-place kernels (the optimizer updates) return None: their first argument is the output.
+    """
+    call, args = backend_call(family, kernel, shape, backend)
+    result = call()
     return _host(result if result is not None else args[0])
 
 
@@ -228,12 +237,14 @@ def step_tests(report: Report, opts: argparse.Namespace, deadline: Deadline) -> 
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
     env["JITGRAD_DOCS_REAL_GPU"] = "1"
     flags = ["-q", "-p", "no:cacheprovider", "--tb=short", "-rfE"]
-    runs = [["tests/cuda", *flags], ["tests/test_docs.py::test_gpu_blocks_run_in_the_cuda_process", *flags]]
+    runs = [[*opts.tests.split(","), *flags], ["tests/test_docs.py::test_gpu_blocks_run_in_the_cuda_process", *flags]]
     if opts.workers > 1:  # pytest-xdist, where the machine has it: the tests compile their kernels in parallel
         with contextlib.suppress(ImportError):
             import xdist  # noqa: F401
 
             runs[0] += ["-n", str(opts.workers)]
+    if opts.skip_docs:
+        runs = runs[:1]
     if SIMULATOR:  # a dry run only checks that the runs are found
         runs = [r + ["--collect-only"] for r in runs]
         env["NUMBA_ENABLE_CUDASIM"] = "1"
@@ -312,7 +323,7 @@ def step_timings(report: Report, opts: argparse.Namespace, deadline: Deadline) -
             timed.append(("matmul", f"{n}x{n}x{n}", lambda n=n: _square_matmul(torch, n)))
     for family, kernel, shape in cases(opts):
         def make(family=family, kernel=kernel, shape=shape):
-            ours = common.kernel_call(family, kernel, shape, "float32", "cuda")
+            ours, _ = backend_call(family, kernel, shape, "cuda")
             theirs = None
             if torch is not None:
                 import report as cpu_report
@@ -441,6 +452,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--budget-s", type=float, default=480.0, help="stop starting new work after this many seconds")
     p.add_argument("--repeats", type=int, default=20, help="timed calls per kernel (the median is kept)")
     p.add_argument("--e2e-steps", type=int, default=50, help="timed training steps per model")
+    p.add_argument("--tests", default="tests/cuda", help="comma-separated test paths for the tests step")
+    p.add_argument("--skip-docs", action="store_true", help="tests step: not the docs' GPU blocks")
     p.add_argument("--workers", type=int, default=1, help="pytest-xdist workers for tests/cuda (if installed)")
     p.add_argument("--tests-timeout", type=float, default=240.0, help="seconds for each pytest run")
     opts = p.parse_args(argv)

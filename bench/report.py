@@ -203,7 +203,7 @@ def torch_kernel_call(torch: Any, family: str, kernel: str, shape: str, dtype: s
         return opt.step
     if kernel in ("batch_norm", "batch_norm_backward"):
         (x, rm, rv, w, b), _ = common.make_inputs(family, "batch_norm", shape, dtype)
-        x, rm, rv, w, b = (torch.from_numpy(a) for a in (x, rm, rv, w, b))
+        x, rm, rv, w, b = (tensor(a) for a in (x, rm, rv, w, b))
         if kernel == "batch_norm":
             return lambda: aten.native_batch_norm(x, w, b, rm, rv, True, 0.1, 1e-5)
         _, mean, invstd = aten.native_batch_norm(x, w, b, rm.clone(), rv.clone(), True, 0.1, 1e-5)
@@ -211,7 +211,7 @@ def torch_kernel_call(torch: Any, family: str, kernel: str, shape: str, dtype: s
                                                        [True, True, True])
     if kernel in ("layer_norm", "layer_norm_backward"):
         (x, norm, w, b), _ = common.make_inputs(family, "layer_norm", shape, dtype)
-        x, w, b = (torch.from_numpy(a) for a in (x, w, b))
+        x, w, b = (tensor(a) for a in (x, w, b))
         if kernel == "layer_norm":
             return lambda: aten.native_layer_norm(x, list(norm), w, b, 1e-5)
         _, mean, rstd = aten.native_layer_norm(x, list(norm), w, b, 1e-5)
