@@ -76,9 +76,17 @@ def main() -> None:
     from numba.cuda import config as cfg
 
     print("low-occupancy warnings:", cfg.CUDA_LOW_OCCUPANCY_WARNINGS)
+    print("fast launch:", type(kc.activations._relu_kernel).__name__)
     rng = np.random.default_rng(0)
     batch = 2 if SIM else 128
-    x = cuda.to_device(rng.standard_normal((batch, 2, 3, 3) if SIM else (128, 32, 26, 26)).astype(np.float32))
+    xh = rng.standard_normal((batch, 2, 3, 3) if SIM else (128, 32, 26, 26)).astype(np.float32)
+    x = cuda.to_device(xh)
+    # The third call of a signature is the first on the fast path (kernels/cuda/_fastlaunch.py): check its result.
+    results = [kc.relu(x).copy_to_host() for _ in range(3)]
+    ok = all(np.array_equal(r, np.maximum(xh, 0)) for r in results)
+    print("relu through the launch path, 3 calls:", "ok" if ok else "WRONG RESULT", flush=True)
+    if not ok:
+        sys.exit(3)
     small = cuda.to_device(np.ones(1024, np.float32))
     a = cuda.to_device(rng.standard_normal((batch, 16 if SIM else 256)).astype(np.float32))
     w = cuda.to_device(rng.standard_normal((8 if SIM else 120, 16 if SIM else 256)).astype(np.float32))

@@ -43,9 +43,11 @@ _contract.adopt_reference_docs(_sys.modules[f"{__name__}.{module}"] for module i
 from numba.cuda import config as _cuda_config  # noqa: E402
 
 if not _cuda_config.ENABLE_CUDASIM:
-    from . import _pool
+    from . import _fastlaunch, _pool
 
     _pool.install()
+    # Every kernel's repeated launches skip Numba's per-call typing (kernels/cuda/_fastlaunch.py).
+    _fastlaunch.accelerate(m for n, m in list(_sys.modules.items()) if n.startswith(__name__ + "."))
 
 # jitgrad sizes its grids on purpose (grid-stride loops; a loss over 128 rows is a small grid), so
 # Numba's "grid size N will likely result in GPU under-utilization" warning on its launches is noise,
