@@ -93,11 +93,17 @@ def main() -> None:
     img = cuda.to_device(rng.standard_normal((batch, 2, 5, 5) if SIM else (128, 32, 13, 13)).astype(np.float32))
     cw = cuda.to_device(rng.standard_normal((4, 2, 3, 3) if SIM else (64, 32, 3, 3)).astype(np.float32))
     flat = x.reshape(x.size)
+    if not SIM:
+        from jitgrad.kernels.cuda._fastlaunch import FastKernel
+
+        fast_noop10 = FastKernel(_noop10)
     rows = [
         ("empty launch, 1 array, grid 1", lambda: _noop[1, 32](small)),
         ("empty launch, 1 array, grid 256", lambda: _noop[256, 256](small)),
         ("empty launch, 6 arrays + 4 scalars", lambda: _noop10[256, 256](small, small, small, small, small, small,
                                                                         np.float32(1), 2, 3, True)),
+        *([] if SIM else [("  the same through FastKernel", lambda: fast_noop10[256, 256](
+            small, small, small, small, small, small, np.float32(1), 2, 3, True))]),
         ("device_array 11 MB (alloc + drop)", lambda: cuda.device_array((128, 32, 26, 26), np.float32)),
         ("device_array 4 KB (alloc + drop)", lambda: cuda.device_array(1024, np.float32)),
         ("reshape of an 11 MB array", lambda: x.reshape(x.size)),
