@@ -236,7 +236,7 @@ def step_tests(report: Report, opts: argparse.Namespace, deadline: Deadline) -> 
     """tests/cuda on the device (simulator off), then the docs' GPU blocks, the heavy ones included."""
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
     env["JITGRAD_DOCS_REAL_GPU"] = "1"
-    flags = ["-q", "-p", "no:cacheprovider", "--tb=short", "-rfE"]
+    flags = ["-v", "-p", "no:cacheprovider", "--tb=short", "-rfE"]  # -v: a run cut short still says which passed
     runs = [[*opts.tests.split(","), *flags], ["tests/test_docs.py::test_gpu_blocks_run_in_the_cuda_process", *flags]]
     if opts.workers > 1:  # pytest-xdist, where the machine has it: the tests compile their kernels in parallel
         with contextlib.suppress(ImportError):
