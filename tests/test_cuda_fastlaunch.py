@@ -142,3 +142,13 @@ def test_kernels_are_wrapped_and_device_functions_are_not() -> None:
     assert activations._relu_kernel.py_func.__name__ == "_relu_kernel"  # the PTX test compiles py_func
     assert isinstance(_launch.block_sum, CUDADispatcher)  # called from kernels: must stay Numba's
     assert kc.relu.__module__ == "jitgrad.kernels.cuda.activations"
+
+
+@pytest.mark.parametrize(("grid", "block"), [(8, 256), ((4, 2), 128), (np.int64(3), 64)])
+def test_the_launch_configuration_is_numbas(grid, block) -> None:
+    from numba.cuda import dispatcher as nd
+
+    g, b = nd.normalize_kernel_dimensions(grid, block)  # what Dispatcher.__getitem__ hands _Kernel.launch
+    numbas = nd.LaunchConfig(grid=g, block=b, shmem_size=0, is_cooperative=False) if nd.CUDA_CORE_GE_1_0 else \
+        nd.LaunchConfig(grid=g, block=b, shmem_size=0, cooperative_launch=False)
+    assert repr(_fastlaunch._launch_config(nd, grid, block)) == repr(numbas)

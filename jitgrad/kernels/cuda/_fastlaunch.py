@@ -149,6 +149,8 @@ class FastKernel:
 
 @functools.lru_cache(maxsize=None)
 def _launch_config(nd: Any, griddim: Any, blockdim: Any) -> Any:
+    """The driver's launch configuration of a ``[griddim, blockdim]`` launch, normalised as Numba does."""
+    griddim, blockdim = nd.normalize_kernel_dimensions(griddim, blockdim)
     if nd.CUDA_CORE_GE_1_0:
         return nd.LaunchConfig(grid=griddim, block=blockdim, shmem_size=0, is_cooperative=False)
     return nd.LaunchConfig(grid=griddim, block=blockdim, shmem_size=0, cooperative_launch=False)
