@@ -144,7 +144,7 @@ def test_kernels_are_wrapped_and_device_functions_are_not() -> None:
     assert kc.relu.__module__ == "jitgrad.kernels.cuda.activations"
 
 
-@pytest.mark.parametrize(("grid", "block"), [(8, 256), ((4, 2), 128), (np.int64(3), 64)])
+@pytest.mark.parametrize(("grid", "block"), [(8, 256), ((4, 2), 128), (1, (16, 16))])
 def test_the_launch_configuration_is_numbas(grid, block) -> None:
     from numba.cuda import dispatcher as nd
 
