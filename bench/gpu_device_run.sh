@@ -6,9 +6,10 @@
 # AVX2 development machine can run), CPU_BENCH=1 (the CPU GEMM against NumPy on 1 thread), PY.
 # Phase 1, side by side: the CPU kernel cache (python -m jitgrad.compile; the error table runs the CPU
 # kernels), the CUDA tests on the device (pytest-xdist). Phase 2, alone on the machine: the host cost
-# of launches and allocations (bench/gpu_overhead.py), then bench/gpu_check.py's errors, timings and
+# of launches and allocations (bench/gpu_overhead.py, with Numba's launch and allocator, then jitgrad's), then bench/gpu_check.py's errors, timings and
 # end-to-end steps. Every phase is under `timeout` and writes into OUTDIR as it goes (8 files at most
-# come back from the device tool: env.txt console.log cpu.log overhead.txt summary.md results.jsonl tests.log).
+# come back from the device tool: env.txt console.log cpu.log overhead-numba.txt overhead.txt summary.md
+# results.jsonl tests.log).
 set -u
 OUT=${1:?usage: gpu_device_run.sh OUTDIR [PHASE1_S] [CHECK_BUDGET_S]}
 P1=${2:-150}
@@ -35,6 +36,8 @@ timeout "$P1" $PY bench/gpu_check.py "$OUT" --only tests --tests "${TESTS:-tests
 wait
 echo "phase 1: $((SECONDS - t0)) s" >> "$OUT/console.log"
 
+# The host costs with Numba's own launch and allocator, then with jitgrad's (the defaults).
+JITGRAD_CUDA_POOL=0 JITGRAD_CUDA_FAST_LAUNCH=0 timeout 60 $PY bench/gpu_overhead.py > "$OUT/overhead-numba.txt" 2>&1
 timeout 90 $PY bench/gpu_overhead.py > "$OUT/overhead.txt" 2>&1
 if [ $? -eq 3 ]; then  # the fast launch computed a wrong result: the check runs without it
   export JITGRAD_CUDA_FAST_LAUNCH=0
