@@ -6,8 +6,8 @@
 # AVX2 development machine can run), CPU_BENCH=1 (the CPU GEMM against NumPy on 1 thread), PY.
 # Phase 1, side by side: the CPU kernel cache (python -m jitgrad.compile; the error table runs the CPU
 # kernels), the CUDA tests on the device (pytest-xdist). Phase 2, alone on the machine: the host cost
-# of launches and allocations (bench/gpu_overhead.py, with Numba's launch and allocator, then jitgrad's), then bench/gpu_check.py's errors, timings and
-# end-to-end steps. Every phase is under `timeout` and writes into OUTDIR as it goes (8 files at most
+# of launches and allocations (bench/gpu_overhead.py, with Numba's launch and allocator, then
+# jitgrad's), then bench/gpu_check.py's errors, timings and end-to-end steps. Every phase is under `timeout` and writes into OUTDIR as it goes (8 files at most
 # come back from the device tool: env.txt console.log cpu.log overhead-numba.txt overhead.txt summary.md
 # results.jsonl tests.log).
 set -u
