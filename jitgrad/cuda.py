@@ -83,3 +83,24 @@ def to_host(device_array: Any) -> np.ndarray:
     if not hasattr(device_array, "copy_to_host"):
         raise TypeError(f"to_host: expected a numba device array, got {type(device_array).__name__}")
     return device_array.copy_to_host()
+
+
+def check_numpy() -> None:
+    """Refuse, in one line, a NumPy that this numba-cuda cannot compile kernels with.
+
+    numba-cuda 0.30 looks up ``np.row_stack`` when its typing registry first loads (at the first
+    kernel compile); NumPy 2.5 removed it, so every launch would fail with an ``AttributeError``
+    deep inside Numba. jitgrad pins ``numpy<2.5``; this names the cause where the pin was bypassed.
+    """
+    import numpy as np
+
+    if hasattr(np, "row_stack"):
+        return
+    try:
+        import numba.cuda.np.arrayobj  # noqa: F401 - the module that fails
+    except AttributeError as exc:
+        import numba_cuda
+
+        raise ImportError(
+            f"numba-cuda {numba_cuda.__version__} cannot compile CUDA kernels with NumPy {np.__version__} "
+            f"({exc}); install numpy<2.5 (jitgrad's pin) to use the GPU") from None

@@ -107,3 +107,4 @@ def test_install_respects_an_existing_choice(monkeypatch: pytest.MonkeyPatch) ->
     assert _pool.install() is False and cuda_driver._memory_manager is None
     monkeypatch.delenv("JITGRAD_CUDA_POOL")
     assert _pool.install() is True and cuda_driver._memory_manager is _pool.CachingMemoryManager
+

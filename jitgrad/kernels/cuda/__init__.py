@@ -45,6 +45,10 @@ from numba.cuda import config as _cuda_config  # noqa: E402
 if not _cuda_config.ENABLE_CUDASIM:
     from . import _fastlaunch, _pool
 
+    import jitgrad.cuda
+
+    jitgrad.cuda.check_numpy()
+
     _pool.install()
     # Every kernel's repeated launches skip Numba's per-call typing (kernels/cuda/_fastlaunch.py).
     _fastlaunch.accelerate(m for n, m in list(_sys.modules.items()) if n.startswith(__name__ + "."))
