@@ -198,10 +198,11 @@ class CUDABackend:
 
     @staticmethod
     def owns_data(a: Any) -> bool:
-        # A device array does not say whether another array shares its memory
-        # (reshape views share gpu_data silently): "unsure" means False, and the
-        # engine copies a leaf's first gradient.
-        return False
+        # A device array does not say whether it is a view (reshape views share gpu_data
+        # silently), so the kernels' allocator keeps a weak record of the arrays it made:
+        # those own their memory, as a NumPy array with no base does; anything else is
+        # "unsure", and the engine copies a leaf's first gradient.
+        return _launch.owns_memory(a)
 
     # --- operand normalisation --------------------------------------------
     def _operand(self, v: Any) -> Any:

@@ -211,3 +211,24 @@ def test_dropout_mask_is_made_on_device_reproducibly():
     assert set(np.unique(values)) <= {0.0, 2.0} and 0 < (values == 0).sum() < values.size
     y1.sum().backward()
     np.testing.assert_array_equal(x.grad.numpy(), values)  # gradient = the mask itself
+
+
+def test_a_fresh_gradient_reaches_its_leaf_without_a_copy(monkeypatch: pytest.MonkeyPatch) -> None:
+    # As on the CPU (``a.base is None``): an array the kernels allocated owns its memory and becomes
+    # the leaf's gradient as is; a view (here the reshape's gradient) is copied first.
+    from jitgrad.kernels.cuda import _launch
+
+    backend = get_backend("cuda")
+    fresh = _launch.empty((2, 3), np.float32)
+    assert backend.owns_data(fresh)
+    assert not backend.owns_data(fresh.reshape(6))
+    assert not backend.owns_data(jitgrad.cuda.to_device(np.ones(3, np.float32)))
+    copies = []
+    real_copy = type(backend).copy
+    monkeypatch.setattr(type(backend), "copy", lambda self, a: copies.append(a.shape) or real_copy(self, a))
+    x = Tensor(np.ones((2, 3)), requires_grad=True).to("cuda").detach().requires_grad_()
+    w = Tensor(np.ones((3, 4)), requires_grad=True).to("cuda").detach().requires_grad_()
+    (x.reshape(6).reshape(2, 3) @ w).sum().backward()
+    assert copies == [(2, 3)], "only x's gradient (a reshape view) is copied; w's (a matmul result) is not"
+    np.testing.assert_allclose(w.grad.numpy(), np.full((3, 4), 2.0))
+    np.testing.assert_allclose(x.grad.numpy(), np.full((2, 3), 4.0))

@@ -9,6 +9,7 @@ tests can shrink them to make the multi-block and tail paths run.
 from __future__ import annotations
 
 import math
+import weakref
 from typing import Any
 
 import numpy as np
@@ -63,9 +64,23 @@ def launch_1d(kernel: Any, n: int, *args: Any) -> None:
         kernel[blocks, threads](*args)
 
 
+#: The arrays :func:`empty` made, weakly held by ``id``: each owns its memory, where a view of it (a
+#: reshape or a slice, a new array object) does not. The autograd asks (``CudaBackend.owns_data``)
+#: before it hands a leaf a gradient without a copy, as the CPU backend asks ``a.base is None``.
+#: (By id: the simulator's arrays compare elementwise, so they cannot be set members.)
+_FRESH: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+
+
 def empty(shape: tuple[int, ...], dtype: Any) -> Any:
-    """An uninitialised device array (``cuda.device_array``)."""
-    return cuda.device_array(shape, dtype=np.dtype(dtype))
+    """An uninitialised device array (``cuda.device_array``) that owns its memory."""
+    out = cuda.device_array(shape, dtype=np.dtype(dtype))
+    _FRESH[id(out)] = out
+    return out
+
+
+def owns_memory(a: Any) -> bool:
+    """True when ``a`` is an array :func:`empty` made (not a view of one, not an array from elsewhere)."""
+    return _FRESH.get(id(a)) is a
 
 
 def typed(dtype: Any, *values: Any) -> tuple:
