@@ -11,6 +11,15 @@ multiple of the tile) load zeros and skip out-of-range stores.
 The block size is fixed by the tile geometry (256 threads), not by
 ``config.cuda_threads_per_block``; the grid is capped and blocks stride over
 tiles, so any grid size is correct.
+
+Large outputs take a second kernel, ``_matmul_big_kernel``: 128x128 tiles,
+8x8 outputs per thread and register prefetch (the next k-slice is loaded from
+global memory into registers while the current one is multiplied from shared
+memory, then stored into the other half of a double-buffered shared tile: one
+``syncthreads`` per k-slice and the global latency hidden behind 512 FMAs).
+``matmul`` picks the kernel by the number of output tiles (see
+``BIG_TILE_MIN_TILES``). The 64x64 constants and ``tile_multiply_accumulate``
+are shared with conv2d's forward kernel.
 """
 
 from __future__ import annotations
@@ -121,6 +130,165 @@ def _matmul_kernel(a, b, trans_a, trans_b, m, n, k, out):
                         out[r, c] = acc[i, j]
 
 
+# ----------------------------------------------------------------------------- large outputs
+
+#: The large-output kernel's tile: 128x128 outputs a block, 8-wide k slices,
+#: 8x8 outputs a thread (64 accumulators: 4x the FMAs per shared-memory read of
+#: the 4x4 kernel, 2 blocks of 256 threads fit an SM's 64K registers at <= 128
+#: registers a thread). TILE_K = 8, not 16: the prefetch registers (one slice of
+#: each operand, 4 + 4 a thread) and the shared tiles stay half the size, while
+#: 512 FMAs a thread between two syncthreads already hide the barrier.
+BIG_TILE_M = 128
+BIG_TILE_N = 128
+BIG_TILE_K = 8
+BIG_THREAD_M = 8
+BIG_THREAD_N = 8
+BIG_THREADS_M = BIG_TILE_M // BIG_THREAD_M
+BIG_THREADS_N = BIG_TILE_N // BIG_THREAD_N
+BIG_THREADS = BIG_THREADS_M * BIG_THREADS_N
+#: log2 of the power-of-two sizes the index arithmetic shifts by.
+BIG_TILE_M_LOG2 = BIG_TILE_M.bit_length() - 1
+BIG_TILE_K_LOG2 = BIG_TILE_K.bit_length() - 1
+BIG_THREADS_N_LOG2 = BIG_THREADS_N.bit_length() - 1
+assert all(1 << x.bit_length() - 1 == x for x in (BIG_TILE_M, BIG_TILE_K, BIG_THREADS_M, BIG_THREADS_N, BIG_THREADS))
+#: Elements of one operand's k-slice that each thread loads (128 * 8 / 256 = 4).
+BIG_LOADS = BIG_TILE_M * BIG_TILE_K // BIG_THREADS
+#: Row pitch of the shared tiles: 4 words of padding make the k-contiguous
+#: loads' stores conflict-free (a warp stores 8 k-rows x 4 tile rows: banks
+#: 4 kk + r, all 32 distinct; without padding the 8 k-rows share 4 banks).
+BIG_PITCH = BIG_TILE_M + 4
+#: The 128x128 kernel runs when the output has at least this many 128x128
+#: tiles. An H200 has 132 SMs and fits two 128x128 blocks on each (registers)
+#: against eight 64x64 ones; below one big tile per SM the big kernel leaves
+#: SMs idle while the 64x64 kernel (4x the blocks) still spreads over them, and
+#: the small products of the CNN examples (a 128x120 output is one big tile but
+#: four small ones) stay on the 64x64 kernel as before. Read at each call (the
+#: simulator tests lower it to reach this kernel with small shapes).
+BIG_TILE_MIN_TILES = 132
+
+
+@cuda.jit(device=True)
+def _big_slice_index(trans, t, p):
+    """Tile row and k of the ``p``-th element thread ``t`` loads of one operand's k-slice.
+
+    The operand is ``op(x)`` of shape (rows, K); ``trans`` says it is stored
+    (K, rows). Consecutive threads take consecutive addresses of the stored
+    array (coalesced): rows fastest when stored (K, rows), k fastest (8 k, one
+    32-byte sector, then the next row) when stored (rows, K).
+    """
+    if trans:
+        return t & (BIG_TILE_M - 1), (t >> BIG_TILE_M_LOG2) + (BIG_THREADS // BIG_TILE_M) * p
+    return (t >> BIG_TILE_K_LOG2) + (BIG_THREADS // BIG_TILE_K) * p, t & (BIG_TILE_K - 1)
+
+
+@cuda.jit(device=True)
+def _big_load_slice(x, trans, rows, k, row0, k0, t, regs):
+    """``regs[p] = op(x)[row0 + r, k0 + kk]`` for this thread's elements, 0 outside ``op(x)``."""
+    for p in range(BIG_LOADS):
+        r, kk = _big_slice_index(trans, t, p)
+        gr = row0 + r
+        gk = k0 + kk
+        if gr < rows and gk < k:
+            regs[p] = x[gk, gr] if trans else x[gr, gk]
+        else:
+            regs[p] = 0
+
+
+@cuda.jit(device=True)
+def _big_store_slice(regs, trans, t, tile):
+    """Store the slice loaded by ``_big_load_slice`` k-major into ``tile`` (TILE_K, PITCH)."""
+    for p in range(BIG_LOADS):
+        r, kk = _big_slice_index(trans, t, p)
+        tile[kk, r] = regs[p]
+
+
+@cuda.jit(device=True)
+def _big_multiply_accumulate(a_tile, b_tile, acc, a_reg, b_reg, ty, tx):
+    """``acc += a_tile[:, rows].T @ b_tile[:, cols]`` for this thread's 8x8 outputs.
+
+    Rows ``ty + 16 i``, columns ``tx + 16 j``: as in ``tile_multiply_accumulate``
+    a warp reads 16 consecutive columns (conflict-free) and 2 rows (broadcast).
+    """
+    for kk in range(BIG_TILE_K):
+        for i in range(BIG_THREAD_M):
+            a_reg[i] = a_tile[kk, ty + BIG_THREADS_M * i]
+        for j in range(BIG_THREAD_N):
+            b_reg[j] = b_tile[kk, tx + BIG_THREADS_N * j]
+        for i in range(BIG_THREAD_M):
+            for j in range(BIG_THREAD_N):
+                acc[i, j] += a_reg[i] * b_reg[j]
+
+
+@cuda.jit(device=True)
+def _big_step(a, b, trans_a, b_k_major, m, n, k, row0, col0, next_k0, t, ty, tx, a_tile, b_tile, a_next_tile,
+              b_next_tile, acc, a_reg, b_reg, a_next, b_next):
+    """One k-slice: fetch slice ``next_k0`` into registers, multiply the current shared tiles
+    (``a_mine``/``b_mine``), store the fetched slice into the other tiles, one barrier."""
+    more = next_k0 < k
+    if more:  # the global loads are in flight during the FMAs below
+        _big_load_slice(a, trans_a, m, k, row0, next_k0, t, a_next)
+        _big_load_slice(b, b_k_major, n, k, col0, next_k0, t, b_next)
+    _big_multiply_accumulate(a_tile, b_tile, acc, a_reg, b_reg, ty, tx)
+    if more:  # the other tiles were last read in the previous step, before its barrier
+        _big_store_slice(a_next, trans_a, t, a_next_tile)
+        _big_store_slice(b_next, b_k_major, t, b_next_tile)
+    # The stores become visible, and nobody overwrites the current tiles (the next
+    # step's store target) while a slower thread still reads them.
+    cuda.syncthreads()
+
+
+@cuda.jit
+def _matmul_big_kernel(a, b, trans_a, trans_b, m, n, k, out):
+    # Both operands are handled as op(x) of shape (rows, K), stored k-major in shared memory:
+    # op(a) is (M, K), stored transposed when trans_a; op(b).T is (N, K), stored transposed
+    # when b is *not* (b itself is (K, N) then). Two tiles per operand (double buffering),
+    # as separate arrays so that every read has a constant buffer.
+    a_tile0 = cuda.shared.array((BIG_TILE_K, BIG_PITCH), a.dtype)
+    a_tile1 = cuda.shared.array((BIG_TILE_K, BIG_PITCH), a.dtype)
+    b_tile0 = cuda.shared.array((BIG_TILE_K, BIG_PITCH), a.dtype)
+    b_tile1 = cuda.shared.array((BIG_TILE_K, BIG_PITCH), a.dtype)
+    acc = cuda.local.array((BIG_THREAD_M, BIG_THREAD_N), a.dtype)
+    a_reg = cuda.local.array(BIG_THREAD_M, a.dtype)
+    b_reg = cuda.local.array(BIG_THREAD_N, a.dtype)
+    a_next = cuda.local.array(BIG_LOADS, a.dtype)
+    b_next = cuda.local.array(BIG_LOADS, a.dtype)
+    b_k_major = not trans_b
+    # Masks and shifts, not // and %: LLVM then knows t, ty, tx >= 0 and drops Python's
+    # negative-index wrap-around from every shared-memory address (t < 256 = BIG_THREADS).
+    t = cuda.threadIdx.x & (BIG_THREADS - 1)
+    ty = (t >> BIG_THREADS_N_LOG2) & (BIG_THREADS_M - 1)
+    tx = t & (BIG_THREADS_N - 1)
+    tiles_n = (n + BIG_TILE_N - 1) // BIG_TILE_N
+    tiles = ((m + BIG_TILE_M - 1) // BIG_TILE_M) * tiles_n
+    for tile in range(cuda.blockIdx.x, tiles, cuda.gridDim.x):
+        row0 = (tile // tiles_n) * BIG_TILE_M
+        col0 = (tile % tiles_n) * BIG_TILE_N
+        for i in range(BIG_THREAD_M):
+            for j in range(BIG_THREAD_N):
+                acc[i, j] = 0
+        # Prologue: the first k-slice into tiles 0 (the previous tile's last barrier
+        # guarantees nobody still reads them).
+        _big_load_slice(a, trans_a, m, k, row0, 0, t, a_next)
+        _big_load_slice(b, b_k_major, n, k, col0, 0, t, b_next)
+        _big_store_slice(a_next, trans_a, t, a_tile0)
+        _big_store_slice(b_next, b_k_major, t, b_tile0)
+        cuda.syncthreads()
+        # Two slices an iteration: tiles 0 then tiles 1 (constant buffers, no index arithmetic).
+        for k0 in range(0, k, 2 * BIG_TILE_K):
+            _big_step(a, b, trans_a, b_k_major, m, n, k, row0, col0, k0 + BIG_TILE_K, t, ty, tx, a_tile0, b_tile0,
+                      a_tile1, b_tile1, acc, a_reg, b_reg, a_next, b_next)
+            if k0 + BIG_TILE_K < k:
+                _big_step(a, b, trans_a, b_k_major, m, n, k, row0, col0, k0 + 2 * BIG_TILE_K, t, ty, tx, a_tile1,
+                          b_tile1, a_tile0, b_tile0, acc, a_reg, b_reg, a_next, b_next)
+        for i in range(BIG_THREAD_M):
+            r = row0 + ty + BIG_THREADS_M * i
+            if r < m:
+                for j in range(BIG_THREAD_N):
+                    c = col0 + tx + BIG_THREADS_N * j
+                    if c < n:
+                        out[r, c] = acc[i, j]
+
+
 def matmul(a: Any, b: Any, *, trans_a: bool = False, trans_b: bool = False, out: Any = None) -> Any:
     m, n, k, dtype, trans_a, trans_b = check_matmul_args(a, b, trans_a, trans_b, out)
     if out is not None and (_launch.overlaps(out, a) or _launch.overlaps(out, b)):
@@ -130,6 +298,10 @@ def matmul(a: Any, b: Any, *, trans_a: bool = False, trans_b: bool = False, out:
         out = _launch.empty((m, n), dtype)
     if m == 0 or n == 0:
         return out
-    blocks = _launch.grid_tiles(m, n, TILE_M, TILE_N)
-    _matmul_kernel[blocks, MATMUL_THREADS](a, b, trans_a, trans_b, m, n, k, out)
+    if -(-m // BIG_TILE_M) * -(-n // BIG_TILE_N) >= BIG_TILE_MIN_TILES:
+        blocks = _launch.grid_tiles(m, n, BIG_TILE_M, BIG_TILE_N)
+        _matmul_big_kernel[blocks, BIG_THREADS](a, b, trans_a, trans_b, m, n, k, out)
+    else:
+        blocks = _launch.grid_tiles(m, n, TILE_M, TILE_N)
+        _matmul_kernel[blocks, MATMUL_THREADS](a, b, trans_a, trans_b, m, n, k, out)
     return out
