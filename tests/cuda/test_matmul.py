@@ -1,5 +1,7 @@
 """CUDA matmul against the reference: every transposition case, both dtypes, tails and the tile grid stride."""
 
+import importlib
+
 import numpy as np
 import pytest
 
@@ -61,3 +63,58 @@ def test_out_may_alias_an_input(alias):
     out = da if alias == "a" else db
     assert kc.matmul(da, db, trans_b=True, out=out) is out
     assert_close(host(out), expected)
+
+
+# ----------------------------------------------------------------------------- the 128x128 kernel
+#
+# Large outputs (BIG_TILE_MIN_TILES 128x128 tiles or more) take _matmul_big_kernel; the tests lower the
+# threshold to 1 so that small shapes reach it (256 threads a block: each case runs ~2 s in the simulator).
+
+
+@pytest.fixture
+def big_tile(monkeypatch):
+    # (jitgrad.kernels.cuda.matmul is the function: the package re-exports it over the module's name)
+    cuda_matmul = importlib.import_module("jitgrad.kernels.cuda.matmul")
+    monkeypatch.setattr(cuda_matmul, "BIG_TILE_MIN_TILES", 1)
+    return cuda_matmul
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("trans_a,trans_b", [(False, False), (True, False), (False, True), (True, True)])
+def test_big_tile_matches_reference(big_tile, dtype, trans_a, trans_b):
+    # M = 130: two row tiles, the second a 2-row tail; N = 3: a column tail; K = 17 = 8 + 8 + 1: both
+    # shared buffers, the prefetch of a k tail, and the loop's last iteration with its second slice skipped.
+    m, k, n = 130, 17, 3
+    assert big_tile.uses_big_tile(m, n)
+    a = randn((k, m) if trans_a else (m, k), dtype, seed=11)
+    b = randn((n, k) if trans_b else (k, n), dtype, seed=12)
+    got = host(kc.matmul(dev(a), dev(b), trans_a=trans_a, trans_b=trans_b))
+    assert got.dtype == dtype
+    assert_close(got, ref.matmul(a, b, trans_a=trans_a, trans_b=trans_b))
+
+
+def test_big_tile_grid_stride_over_column_tiles_into_out(big_tile, monkeypatch):
+    from jitgrad.kernels.cuda import _launch
+
+    monkeypatch.setattr(_launch, "MAX_BLOCKS", 1)  # one block visits all 4 tiles (2 x 2, tails in both)
+    a, b = randn((129, 1), np.float32, 13), randn((1, 130), np.float32, 14)
+    out = dev(nan_like((129, 130), np.float32))
+    assert kc.matmul(dev(a), dev(b), out=out) is out
+    assert_close(host(out), a @ b)
+
+
+def test_big_tile_empty_inner_dimension_gives_zeros(big_tile):
+    got = host(kc.matmul(dev(np.ones((129, 0), np.float32)), dev(np.ones((0, 2), np.float32))))
+    np.testing.assert_array_equal(got, np.zeros((129, 2), np.float32))
+
+
+def test_tile_choice():
+    # The CNN examples' products (batch 128) stay on the 64x64 kernel; 4096^2 (1024 tiles) takes 128x128.
+    cuda_matmul = importlib.import_module("jitgrad.kernels.cuda.matmul")
+    BIG_TILE_MIN_TILES, uses_big_tile = cuda_matmul.BIG_TILE_MIN_TILES, cuda_matmul.uses_big_tile
+
+    assert BIG_TILE_MIN_TILES == 132
+    assert not uses_big_tile(128, 120) and not uses_big_tile(128, 10) and not uses_big_tile(10, 1600)
+    assert not uses_big_tile(1408, 1408)  # 11 x 11 = 121 tiles
+    assert uses_big_tile(1536, 1536) and uses_big_tile(4096, 4096)  # 144 and 1024 tiles
+    assert uses_big_tile(128 * 132, 1) and not uses_big_tile(128 * 131, 128)

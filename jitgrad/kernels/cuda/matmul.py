@@ -209,14 +209,29 @@ def _big_multiply_accumulate(a_tile, b_tile, acc, a_reg, b_reg, ty, tx):
     Rows ``ty + 16 i``, columns ``tx + 16 j``: as in ``tile_multiply_accumulate``
     a warp reads 16 consecutive columns (conflict-free) and 2 rows (broadcast).
     """
-    for kk in range(BIG_TILE_K):
-        for i in range(BIG_THREAD_M):
-            a_reg[i] = a_tile[kk, ty + BIG_THREADS_M * i]
+    # Unrolled by hand (BIG_TILE_K = 8 calls with constant kk): NVVM does not unroll this loop
+    # (too large), and the unrolled form has no loop counter, no index arithmetic, and lets the
+    # scheduler issue the next kk's shared loads under this kk's FMAs.
+    _big_kstep(a_tile, b_tile, 0, acc, a_reg, b_reg, ty, tx)
+    _big_kstep(a_tile, b_tile, 1, acc, a_reg, b_reg, ty, tx)
+    _big_kstep(a_tile, b_tile, 2, acc, a_reg, b_reg, ty, tx)
+    _big_kstep(a_tile, b_tile, 3, acc, a_reg, b_reg, ty, tx)
+    _big_kstep(a_tile, b_tile, 4, acc, a_reg, b_reg, ty, tx)
+    _big_kstep(a_tile, b_tile, 5, acc, a_reg, b_reg, ty, tx)
+    _big_kstep(a_tile, b_tile, 6, acc, a_reg, b_reg, ty, tx)
+    _big_kstep(a_tile, b_tile, 7, acc, a_reg, b_reg, ty, tx)
+
+
+@cuda.jit(device=True)
+def _big_kstep(a_tile, b_tile, kk, acc, a_reg, b_reg, ty, tx):
+    """The rank-1 update of one k: ``acc[i, j] += a_tile[kk, ty + 16 i] * b_tile[kk, tx + 16 j]``."""
+    for i in range(BIG_THREAD_M):
+        a_reg[i] = a_tile[kk, ty + BIG_THREADS_M * i]
+    for j in range(BIG_THREAD_N):
+        b_reg[j] = b_tile[kk, tx + BIG_THREADS_N * j]
+    for i in range(BIG_THREAD_M):
         for j in range(BIG_THREAD_N):
-            b_reg[j] = b_tile[kk, tx + BIG_THREADS_N * j]
-        for i in range(BIG_THREAD_M):
-            for j in range(BIG_THREAD_N):
-                acc[i, j] += a_reg[i] * b_reg[j]
+            acc[i, j] += a_reg[i] * b_reg[j]
 
 
 @cuda.jit(device=True)
@@ -289,6 +304,11 @@ def _matmul_big_kernel(a, b, trans_a, trans_b, m, n, k, out):
                         out[r, c] = acc[i, j]
 
 
+def uses_big_tile(m: int, n: int) -> bool:
+    """Whether an ``m x n`` output takes the 128x128 kernel (``BIG_TILE_MIN_TILES`` tiles or more)."""
+    return -(-m // BIG_TILE_M) * -(-n // BIG_TILE_N) >= BIG_TILE_MIN_TILES
+
+
 def matmul(a: Any, b: Any, *, trans_a: bool = False, trans_b: bool = False, out: Any = None) -> Any:
     m, n, k, dtype, trans_a, trans_b = check_matmul_args(a, b, trans_a, trans_b, out)
     if out is not None and (_launch.overlaps(out, a) or _launch.overlaps(out, b)):
@@ -298,7 +318,7 @@ def matmul(a: Any, b: Any, *, trans_a: bool = False, trans_b: bool = False, out:
         out = _launch.empty((m, n), dtype)
     if m == 0 or n == 0:
         return out
-    if -(-m // BIG_TILE_M) * -(-n // BIG_TILE_N) >= BIG_TILE_MIN_TILES:
+    if uses_big_tile(m, n):
         blocks = _launch.grid_tiles(m, n, BIG_TILE_M, BIG_TILE_N)
         _matmul_big_kernel[blocks, BIG_THREADS](a, b, trans_a, trans_b, m, n, k, out)
     else:
