@@ -60,14 +60,39 @@ def tile_multiply_accumulate(a_tile, b_tile, acc, a_reg, b_reg, ty, tx):
     consecutive columns (no bank conflicts) and ``ty`` takes two values
     (broadcast reads).
     """
-    for kk in range(TILE_K):
-        for i in range(THREAD_M):
-            a_reg[i] = a_tile[kk, ty + THREADS_M * i]
+    # The masks change nothing (ty < THREADS_M, tx < THREADS_N) but tell LLVM both are >= 0: no
+    # negative-index wrap-around in the shared-memory addresses. The TILE_K = 16 steps are unrolled
+    # by hand (NVVM keeps them a loop): constant addresses, no loop counter.
+    ty = ty & (THREADS_M - 1)
+    tx = tx & (THREADS_N - 1)
+    _kstep(a_tile, b_tile, 0, acc, a_reg, b_reg, ty, tx)
+    _kstep(a_tile, b_tile, 1, acc, a_reg, b_reg, ty, tx)
+    _kstep(a_tile, b_tile, 2, acc, a_reg, b_reg, ty, tx)
+    _kstep(a_tile, b_tile, 3, acc, a_reg, b_reg, ty, tx)
+    _kstep(a_tile, b_tile, 4, acc, a_reg, b_reg, ty, tx)
+    _kstep(a_tile, b_tile, 5, acc, a_reg, b_reg, ty, tx)
+    _kstep(a_tile, b_tile, 6, acc, a_reg, b_reg, ty, tx)
+    _kstep(a_tile, b_tile, 7, acc, a_reg, b_reg, ty, tx)
+    _kstep(a_tile, b_tile, 8, acc, a_reg, b_reg, ty, tx)
+    _kstep(a_tile, b_tile, 9, acc, a_reg, b_reg, ty, tx)
+    _kstep(a_tile, b_tile, 10, acc, a_reg, b_reg, ty, tx)
+    _kstep(a_tile, b_tile, 11, acc, a_reg, b_reg, ty, tx)
+    _kstep(a_tile, b_tile, 12, acc, a_reg, b_reg, ty, tx)
+    _kstep(a_tile, b_tile, 13, acc, a_reg, b_reg, ty, tx)
+    _kstep(a_tile, b_tile, 14, acc, a_reg, b_reg, ty, tx)
+    _kstep(a_tile, b_tile, 15, acc, a_reg, b_reg, ty, tx)
+
+
+@cuda.jit(device=True)
+def _kstep(a_tile, b_tile, kk, acc, a_reg, b_reg, ty, tx):
+    """The rank-1 update of one k: ``acc[i, j] += a_tile[kk, ty + 16 i] * b_tile[kk, tx + 16 j]``."""
+    for i in range(THREAD_M):
+        a_reg[i] = a_tile[kk, ty + THREADS_M * i]
+    for j in range(THREAD_N):
+        b_reg[j] = b_tile[kk, tx + THREADS_N * j]
+    for i in range(THREAD_M):
         for j in range(THREAD_N):
-            b_reg[j] = b_tile[kk, tx + THREADS_N * j]
-        for i in range(THREAD_M):
-            for j in range(THREAD_N):
-                acc[i, j] += a_reg[i] * b_reg[j]
+            acc[i, j] += a_reg[i] * b_reg[j]
 
 
 @cuda.jit
