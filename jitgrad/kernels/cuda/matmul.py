@@ -52,17 +52,19 @@ MATMUL_THREADS = THREADS_M * THREADS_N
 
 @cuda.jit(device=True)
 def tile_multiply_accumulate(a_tile, b_tile, acc, a_reg, b_reg, ty, tx):
-    """``acc += a_tile[:, rows].T @ b_tile[:, cols]`` for this thread's 4x4 outputs.
+    """``acc += a_tile[:, rows].T @ b_tile[:, cols]`` for this thread's 4x4 (or 8x8) outputs.
 
     ``a_tile`` is stored k-major (TILE_K, TILE_M) so that a warp reading one
-    k-row reads consecutive addresses. Thread (ty, tx) owns rows
+    k-row reads consecutive addresses. The 64x64 kernels pass 4x4 ``acc``,
+    the 128x128 one 8x8 (its tiles, 16 x 128 + padding, are read the same way). Thread (ty, tx) owns rows
     ``ty + 16 i`` and columns ``tx + 16 j``: within a warp ``tx`` runs over 16
     consecutive columns (no bank conflicts) and ``ty`` takes two values
     (broadcast reads).
     """
     # The masks change nothing (ty < THREADS_M, tx < THREADS_N) but tell LLVM both are >= 0: no
     # negative-index wrap-around in the shared-memory addresses. The TILE_K = 16 steps are unrolled
-    # by hand (NVVM keeps them a loop): constant addresses, no loop counter.
+    # by hand (NVVM keeps them a loop): constant addresses, no loop counter, and the scheduler may
+    # issue the next k's shared loads under this k's FMAs.
     ty = ty & (THREADS_M - 1)
     tx = tx & (THREADS_N - 1)
     _kstep(a_tile, b_tile, 0, acc, a_reg, b_reg, ty, tx)
@@ -85,14 +87,37 @@ def tile_multiply_accumulate(a_tile, b_tile, acc, a_reg, b_reg, ty, tx):
 
 @cuda.jit(device=True)
 def _kstep(a_tile, b_tile, kk, acc, a_reg, b_reg, ty, tx):
-    """The rank-1 update of one k: ``acc[i, j] += a_tile[kk, ty + 16 i] * b_tile[kk, tx + 16 j]``."""
-    for i in range(THREAD_M):
+    """The rank-1 update of one k: ``acc[i, j] += a_tile[kk, ty + 16 i] * b_tile[kk, tx + 16 j]``.
+
+    The register counts come from the local arrays' shapes (4 or 8 a thread), constants once
+    inlined, so both tile sizes share this code and NVVM still unrolls every loop.
+    """
+    for i in range(a_reg.shape[0]):
         a_reg[i] = a_tile[kk, ty + THREADS_M * i]
-    for j in range(THREAD_N):
+    for j in range(b_reg.shape[0]):
         b_reg[j] = b_tile[kk, tx + THREADS_N * j]
-    for i in range(THREAD_M):
-        for j in range(THREAD_N):
+    for i in range(a_reg.shape[0]):
+        for j in range(b_reg.shape[0]):
             acc[i, j] += a_reg[i] * b_reg[j]
+
+
+@cuda.jit(device=True)
+def _zero(acc):
+    for i in range(acc.shape[0]):
+        for j in range(acc.shape[1]):
+            acc[i, j] = 0
+
+
+@cuda.jit(device=True)
+def _store_tile(out, acc, row0, col0, ty, tx, m, n):
+    """``out[row0 + ty + 16 i, col0 + tx + 16 j] = acc[i, j]`` where inside the ``m x n`` output."""
+    for i in range(acc.shape[0]):
+        r = row0 + ty + THREADS_M * i
+        if r < m:
+            for j in range(acc.shape[1]):
+                c = col0 + tx + THREADS_N * j
+                if c < n:
+                    out[r, c] = acc[i, j]
 
 
 @cuda.jit
@@ -110,9 +135,7 @@ def _matmul_kernel(a, b, trans_a, trans_b, m, n, k, out):
     for tile in range(cuda.blockIdx.x, tiles, cuda.gridDim.x):
         row0 = (tile // tiles_n) * TILE_M
         col0 = (tile % tiles_n) * TILE_N
-        for i in range(THREAD_M):
-            for j in range(THREAD_N):
-                acc[i, j] = 0
+        _zero(acc)
         for k0 in range(0, k, TILE_K):
             # Load op(a)[row0:+64, k0:+16]. Consecutive threads take consecutive
             # addresses of the *stored* array (coalesced): k fastest for a (M, K)
@@ -149,13 +172,7 @@ def _matmul_kernel(a, b, trans_a, trans_b, m, n, k, out):
             tile_multiply_accumulate(a_tile, b_tile, acc, a_reg, b_reg, ty, tx)
             # Nobody may overwrite the tiles while a slower thread still reads them.
             cuda.syncthreads()
-        for i in range(THREAD_M):
-            r = row0 + ty + THREADS_M * i
-            if r < m:
-                for j in range(THREAD_N):
-                    c = col0 + tx + THREADS_N * j
-                    if c < n:
-                        out[r, c] = acc[i, j]
+        _store_tile(out, acc, row0, col0, ty, tx, m, n)
 
 
 # ----------------------------------------------------------------------------- large outputs
@@ -178,6 +195,8 @@ BIG_THREAD_N = 8
 BIG_THREADS_M = BIG_TILE_M // BIG_THREAD_M
 BIG_THREADS_N = BIG_TILE_N // BIG_THREAD_N
 BIG_THREADS = BIG_THREADS_M * BIG_THREADS_N
+#: Both kernels share tile_multiply_accumulate: 16 x 16 threads and 16-wide k slices in each.
+assert (BIG_THREADS_M, BIG_THREADS_N, BIG_TILE_K) == (THREADS_M, THREADS_N, TILE_K)
 #: log2 of the power-of-two sizes the index arithmetic shifts by.
 BIG_TILE_M_LOG2 = BIG_TILE_M.bit_length() - 1
 BIG_TILE_K_LOG2 = BIG_TILE_K.bit_length() - 1
@@ -236,46 +255,6 @@ def _big_store_slice(regs, trans, t, tile):
 
 
 @cuda.jit(device=True)
-def _big_multiply_accumulate(a_tile, b_tile, acc, a_reg, b_reg, ty, tx):
-    """``acc += a_tile[:, rows].T @ b_tile[:, cols]`` for this thread's 8x8 outputs.
-
-    Rows ``ty + 16 i``, columns ``tx + 16 j``: as in ``tile_multiply_accumulate``
-    a warp reads 16 consecutive columns (conflict-free) and 2 rows (broadcast).
-    """
-    # Unrolled by hand (BIG_TILE_K = 16 calls with constant kk): NVVM does not unroll this loop
-    # (too large), and the unrolled form has no loop counter, no index arithmetic, and lets the
-    # scheduler issue the next kk's shared loads under this kk's FMAs.
-    _big_kstep(a_tile, b_tile, 0, acc, a_reg, b_reg, ty, tx)
-    _big_kstep(a_tile, b_tile, 1, acc, a_reg, b_reg, ty, tx)
-    _big_kstep(a_tile, b_tile, 2, acc, a_reg, b_reg, ty, tx)
-    _big_kstep(a_tile, b_tile, 3, acc, a_reg, b_reg, ty, tx)
-    _big_kstep(a_tile, b_tile, 4, acc, a_reg, b_reg, ty, tx)
-    _big_kstep(a_tile, b_tile, 5, acc, a_reg, b_reg, ty, tx)
-    _big_kstep(a_tile, b_tile, 6, acc, a_reg, b_reg, ty, tx)
-    _big_kstep(a_tile, b_tile, 7, acc, a_reg, b_reg, ty, tx)
-    _big_kstep(a_tile, b_tile, 8, acc, a_reg, b_reg, ty, tx)
-    _big_kstep(a_tile, b_tile, 9, acc, a_reg, b_reg, ty, tx)
-    _big_kstep(a_tile, b_tile, 10, acc, a_reg, b_reg, ty, tx)
-    _big_kstep(a_tile, b_tile, 11, acc, a_reg, b_reg, ty, tx)
-    _big_kstep(a_tile, b_tile, 12, acc, a_reg, b_reg, ty, tx)
-    _big_kstep(a_tile, b_tile, 13, acc, a_reg, b_reg, ty, tx)
-    _big_kstep(a_tile, b_tile, 14, acc, a_reg, b_reg, ty, tx)
-    _big_kstep(a_tile, b_tile, 15, acc, a_reg, b_reg, ty, tx)
-
-
-@cuda.jit(device=True)
-def _big_kstep(a_tile, b_tile, kk, acc, a_reg, b_reg, ty, tx):
-    """The rank-1 update of one k: ``acc[i, j] += a_tile[kk, ty + 16 i] * b_tile[kk, tx + 16 j]``."""
-    for i in range(BIG_THREAD_M):
-        a_reg[i] = a_tile[kk, ty + BIG_THREADS_M * i]
-    for j in range(BIG_THREAD_N):
-        b_reg[j] = b_tile[kk, tx + BIG_THREADS_N * j]
-    for i in range(BIG_THREAD_M):
-        for j in range(BIG_THREAD_N):
-            acc[i, j] += a_reg[i] * b_reg[j]
-
-
-@cuda.jit(device=True)
 def _big_step(a, b, trans_a, b_k_major, m, n, k, row0, col0, next_k0, t, ty, tx, a_tile, b_tile, a_next_tile,
               b_next_tile, acc, a_reg, b_reg, a_next, b_next):
     """One k-slice: fetch slice ``next_k0`` into registers, multiply the current shared tiles
@@ -284,7 +263,7 @@ def _big_step(a, b, trans_a, b_k_major, m, n, k, row0, col0, next_k0, t, ty, tx,
     if more:  # the global loads are in flight during the FMAs below
         _big_load_slice(a, trans_a, m, k, row0, next_k0, t, a_next)
         _big_load_slice(b, b_k_major, n, k, col0, next_k0, t, b_next)
-    _big_multiply_accumulate(a_tile, b_tile, acc, a_reg, b_reg, ty, tx)
+    tile_multiply_accumulate(a_tile, b_tile, acc, a_reg, b_reg, ty, tx)
     if more:  # the other tiles were last read in the previous step, before its barrier
         _big_store_slice(a_next, trans_a, t, a_next_tile)
         _big_store_slice(b_next, b_k_major, t, b_next_tile)
@@ -319,9 +298,7 @@ def _matmul_big_kernel(a, b, trans_a, trans_b, m, n, k, out):
     for tile in range(cuda.blockIdx.x, tiles, cuda.gridDim.x):
         row0 = (tile // tiles_n) * BIG_TILE_M
         col0 = (tile % tiles_n) * BIG_TILE_N
-        for i in range(BIG_THREAD_M):
-            for j in range(BIG_THREAD_N):
-                acc[i, j] = 0
+        _zero(acc)
         # Prologue: the first k-slice into tiles 0 (the previous tile's last barrier
         # guarantees nobody still reads them).
         _big_load_slice(a, trans_a, m, k, row0, 0, t, a_next)
@@ -336,13 +313,7 @@ def _matmul_big_kernel(a, b, trans_a, trans_b, m, n, k, out):
             if k0 + BIG_TILE_K < k:
                 _big_step(a, b, trans_a, b_k_major, m, n, k, row0, col0, k0 + 2 * BIG_TILE_K, t, ty, tx, a_tile1,
                           b_tile1, a_tile0, b_tile0, acc, a_reg, b_reg, a_next, b_next)
-        for i in range(BIG_THREAD_M):
-            r = row0 + ty + BIG_THREADS_M * i
-            if r < m:
-                for j in range(BIG_THREAD_N):
-                    c = col0 + tx + BIG_THREADS_N * j
-                    if c < n:
-                        out[r, c] = acc[i, j]
+        _store_tile(out, acc, row0, col0, ty, tx, m, n)
 
 
 def uses_big_tile(m: int, n: int, dtype: Any) -> bool:
