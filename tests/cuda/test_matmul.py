@@ -118,3 +118,34 @@ def test_tile_choice():
     assert not big(512, 512, f32) and not big(128 * 31, 128, f32)  # 16 and 31 tiles
     assert big(1024, 512, f32) and big(1024, 1024, f32) and big(4096, 4096, f32)  # 32, 64, 1024 tiles
     assert not big(4096, 4096, np.float64)
+
+
+# ----------------------------------------------------------------------------- split-K (64x64 kernel)
+
+
+@pytest.mark.parametrize("dtype,trans_a,trans_b", [(np.float32, False, True), (np.float32, True, False),
+                                                   (np.float64, True, True)])
+def test_split_k_matches_reference_into_out(monkeypatch, dtype, trans_a, trans_b):
+    # SPLIT_K_MIN_SLICES = 1 splits K = 40 into 16 + 16 + 8 (a short last split); M = 65 is 2 tiles, so
+    # 6 (split, tile) jobs stride over the conftest's 3 blocks; out= receives the sum.
+    cuda_matmul = importlib.import_module("jitgrad.kernels.cuda.matmul")
+    monkeypatch.setattr(cuda_matmul, "SPLIT_K_MIN_SLICES", 1)
+    m, k, n = 65, 40, 5
+    assert cuda_matmul.k_splits(m, n, k) == (3, 16)
+    a = randn((k, m) if trans_a else (m, k), dtype, seed=21)
+    b = randn((n, k) if trans_b else (k, n), dtype, seed=22)
+    out = dev(nan_like((m, n), dtype))
+    assert kc.matmul(dev(a), dev(b), trans_a=trans_a, trans_b=trans_b, out=out) is out
+    assert_close(host(out), ref.matmul(a, b, trans_a=trans_a, trans_b=trans_b))
+
+
+def test_split_k_choice():
+    # Few output tiles and a long K split; many tiles or a short K do not.
+    cuda_matmul = importlib.import_module("jitgrad.kernels.cuda.matmul")
+    assert cuda_matmul.k_splits(128, 10, 1600) == (25, 64)  # 2 tiles, 100 slices: 4 slices a split
+    assert cuda_matmul.k_splits(128, 120, 400) == (5, 80)
+    assert cuda_matmul.k_splits(67, 3, 17) == (1, 17)  # 2 slices
+    assert cuda_matmul.k_splits(1024, 1024, 4096) == (1, 4096)  # 256 tiles fill the GPU already
+    for m, n, k in [(128, 10, 1600), (128, 120, 400), (10, 1600, 128), (512, 512, 512)]:
+        splits, chunk = cuda_matmul.k_splits(m, n, k)
+        assert chunk % cuda_matmul.TILE_K == 0 and (splits - 1) * chunk < k <= splits * chunk
