@@ -224,7 +224,8 @@ def k_splits(m: int, n: int, k: int) -> tuple[int, int]:
 
 #: The large-output kernel's tile: 128x128 outputs a block, 16-wide k slices,
 #: 8x8 outputs a thread (64 accumulators: 4x the FMAs per shared-memory read of
-#: the 4x4 kernel; 127 registers, so two blocks of 256 threads fit an SM's 64K).
+#: the 4x4 kernel; 126 registers with ptxas 12.9, so two blocks of 256 threads
+#: fit an SM's 64K: tests/ptx/test_matmul_ptx.py holds it to <= 128).
 #: TILE_K = 16, not 8: half the barriers and loop overhead per FMA, and on an
 #: H200 (TF32 off, one run) 4096^3 took 4.91 ms against 5.41 ms with TILE_K = 8
 #: (cuBLAS 2.78 ms), 8192^3 37.4 against 41.2 ms (cuBLAS 21.7 ms), and it was
