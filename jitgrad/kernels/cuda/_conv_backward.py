@@ -1,0 +1,343 @@
+"""CUDA kernels of the two convolution gradients (the wrappers live in ``conv.py``).
+
+- Weight gradient (``groups == 1``): a split-K implicit GEMM.
+  ``[grad_w | grad_b] (C_out, K + 1) = grad_out (C_out, P) @ [im2col(x) | 1] (P, K + 1)``
+  with ``K = C_in kH kW`` and ``P = N H_out W_out``. The extra all-ones column of the
+  implicit im2col gives ``grad_b = grad_out.sum(axis=(0, 2, 3))`` from the same pass. The
+  output has few 64x64 tiles (5 for the Keras convnet's second layer) and a long ``P``,
+  so ``P`` is cut into ``S`` chunks (:func:`split_k`): block ``(s, tile)`` writes its partial
+  tile to a ``(S, C_out, K + 1)`` scratch, and a second kernel sums the ``S`` partials of
+  each element in a fixed order (no atomics: the result is bit-identical run to run). The
+  padding is a zero of the implicit im2col, as in the reference's ``im2col``: an infinite
+  ``grad_out`` there gives NaN exactly where the reference's product does.
+- Input gradient (``groups == 1``, any stride): an implicit GEMM
+  ``grad_x (C_in, N H W) = W^T (C_in, C_out kH kW) @ cols(grad_out)`` whose column for input
+  pixel ``(n, ih, iw)`` and tap ``(co, i, j)`` is the ``grad_out`` element that sees the
+  pixel through that tap (zero where none does: outside ``grad_out``, or between strides).
+  Those zeros multiply every weight, so a non-finite weight would make NaN where the
+  reference (a scatter that never forms those products) has none: each block checks the
+  weights it loads and, when one is not finite, recomputes its tile with the direct gather
+  below. No host sync, no extra launch.
+- The direct kernels (grouped convolutions): the gather ``_conv2d_backward_input_kernel``
+  (one thread per ``grad_x`` element) and ``_conv2d_backward_weight_kernel`` (one block per
+  ``grad_w`` element, a shared-memory tree over ``P``).
+
+The GEMM kernels feed matmul's ``tile_multiply_accumulate`` (64x64 tiles, 256 threads, 4x4
+outputs a thread). Their shared tiles have one column of padding: the tile loads walk ``P``
+(or the taps) along the k axis of the tile, and unpadded rows of 64 words would put those
+16 stores in one memory bank.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import cuda
+
+from jitgrad.kernels.cuda._launch import (
+    MAX_THREADS_PER_BLOCK,
+    block_sum,
+    unravel3,
+    unravel4,
+)
+from jitgrad.kernels.cuda.matmul import (
+    MATMUL_THREADS,
+    THREAD_M,
+    THREAD_N,
+    THREADS_M,
+    THREADS_N,
+    TILE_K,
+    TILE_M,
+    TILE_N,
+    tile_multiply_accumulate,
+)
+
+# The tile loads below give each thread a fixed k row (t % TILE_K) or column (t % TILE_N).
+assert MATMUL_THREADS % TILE_K == 0 and MATMUL_THREADS % TILE_N == 0
+
+#: Shared tile row lengths, one word of padding (see the module docstring).
+_A_COLS = TILE_M + 1
+_B_COLS = TILE_N + 1
+
+#: The weight gradient's split of ``P``: chunks of at least this many pixels, and about this many
+#: blocks in all (tiles x chunks) — enough to fill a GPU, few enough that the partial sums stay small.
+SPLIT_MIN_CHUNK = 256
+SPLIT_TARGET_BLOCKS = 1024
+
+
+def split_k(p_total: int, tiles: int) -> tuple[int, int]:
+    """``(splits, chunk)``: ``P = p_total`` cut into ``splits >= 1`` chunks of ``chunk`` pixels (a multiple
+    of ``TILE_K``; the last chunk may be shorter), ``splits = ceil(min(P / SPLIT_MIN_CHUNK,
+    SPLIT_TARGET_BLOCKS / tiles))``."""
+    splits = max(1, math.ceil(min(p_total / SPLIT_MIN_CHUNK, SPLIT_TARGET_BLOCKS / max(tiles, 1))))
+    chunk = max(TILE_K, math.ceil(p_total / splits / TILE_K) * TILE_K)
+    return max(1, math.ceil(p_total / chunk)), chunk
+
+
+@cuda.jit
+def _weight_grad_partial_kernel(x, grad_out, sh, sw, ph, pw, dh, dw, kh, kw, chunk, partial):
+    # partial[s, co, c] = sum over pixel p of chunk s of grad_out[p, co] * [im2col(x) | 1][p, c]; the
+    # column index c = (ci * kH + i) * kW + j, and c == K is the column of ones (grad_b).
+    n_img, _, h, wid = x.shape
+    c_out = grad_out.shape[1]
+    h_out = grad_out.shape[2]
+    w_out = grad_out.shape[3]
+    splits = partial.shape[0]
+    cols = partial.shape[2]
+    k = cols - 1
+    khw = kh * kw
+    p_total = n_img * h_out * w_out
+    a_tile = cuda.shared.array((TILE_K, _A_COLS), x.dtype)
+    b_tile = cuda.shared.array((TILE_K, _B_COLS), x.dtype)
+    acc = cuda.local.array((THREAD_M, THREAD_N), x.dtype)
+    a_reg = cuda.local.array(THREAD_M, x.dtype)
+    b_reg = cuda.local.array(THREAD_N, x.dtype)
+    t = cuda.threadIdx.x
+    ty = t // THREADS_N
+    tx = t % THREADS_N
+    # This thread loads row kk of both tiles (the pixel p0 + kk), at tile columns lane, lane + step, ...:
+    # consecutive threads read consecutive pixels (coalesced along W_out).
+    kk = t % TILE_K
+    lane = t // TILE_K
+    step = MATMUL_THREADS // TILE_K
+    tiles_n = (cols + TILE_N - 1) // TILE_N
+    tiles = ((c_out + TILE_M - 1) // TILE_M) * tiles_n
+    for job in range(cuda.blockIdx.x, tiles * splits, cuda.gridDim.x):
+        s = job // tiles
+        tile = job - s * tiles
+        row0 = (tile // tiles_n) * TILE_M
+        col0 = (tile % tiles_n) * TILE_N
+        p_end = min((s + 1) * chunk, p_total)
+        for i in range(THREAD_M):
+            for j in range(THREAD_N):
+                acc[i, j] = 0
+        for p0 in range(s * chunk, p_end, TILE_K):
+            p = p0 + kk
+            img, oh, ow = unravel3(p, h_out, w_out)
+            inside = p < p_end
+            for r in range(lane, TILE_M, step):
+                co = row0 + r
+                # if/else statements, not a conditional expression: that would unify the float32
+                # load with the int 0 into a float64.
+                if inside and co < c_out:
+                    a_tile[kk, r] = grad_out[img, co, oh, ow]
+                else:
+                    a_tile[kk, r] = 0
+            for c in range(lane, TILE_N, step):
+                gc = col0 + c
+                b_tile[kk, c] = 0
+                if inside:
+                    if gc < k:
+                        ci = gc // khw
+                        rem = gc - ci * khw
+                        fi = rem // kw
+                        fj = rem - fi * kw
+                        ih = oh * sh - ph + fi * dh
+                        iw = ow * sw - pw + fj * dw
+                        if 0 <= ih < h and 0 <= iw < wid:
+                            b_tile[kk, c] = x[img, ci, ih, iw]
+                    elif gc == k:
+                        b_tile[kk, c] = 1
+            cuda.syncthreads()
+            tile_multiply_accumulate(a_tile, b_tile, acc, a_reg, b_reg, ty, tx)
+            cuda.syncthreads()
+        for i in range(THREAD_M):
+            co = row0 + ty + THREADS_M * i
+            if co < c_out:
+                for j in range(THREAD_N):
+                    gc = col0 + tx + THREADS_N * j
+                    if gc < cols:
+                        partial[s, co, gc] = acc[i, j]
+
+
+@cuda.jit
+def _weight_grad_sum_kernel(partial, grad_w2, grad_b):
+    # Element (co, c) of [grad_w | grad_b]: its partials summed in split order (deterministic).
+    splits, c_out, cols = partial.shape
+    k = cols - 1
+    for idx in range(cuda.grid(1), c_out * cols, cuda.gridsize(1)):
+        co = idx // cols
+        c = idx - co * cols
+        total = partial[0, co, c]
+        for s in range(1, splits):
+            total += partial[s, co, c]
+        if c < k:
+            grad_w2[co, c] = total
+        else:
+            grad_b[co] = total
+
+
+@cuda.jit(device=True)
+def _output_through_tap(i, pad, tap, dilation, stride, size_out):
+    """The output index ``o`` that sees input index ``i`` through filter tap ``tap`` along one axis
+    (``o * stride - pad + tap * dilation == i``), or -1 when no output in ``[0, size_out)`` does."""
+    t = i + pad - tap * dilation
+    if t < 0 or t % stride != 0:
+        return -1
+    o = t // stride
+    return o if o < size_out else -1
+
+
+@cuda.jit(device=True)
+def _input_grad_at(grad_out, w, img, ci, ih, iw, sh, sw, ph, pw, dh, dw, groups, zero):
+    """``grad_x[img, ci, ih, iw]``: the sum over the outputs whose window covers it (no product with a
+    position outside ``grad_out``, as the reference's scatter)."""
+    c_out, c_in_g, kh, kw = w.shape
+    c_out_g = c_out // groups
+    h_out = grad_out.shape[2]
+    w_out = grad_out.shape[3]
+    # Input channel ci feeds only its group's output channels, through weight input-channel ci_w.
+    grp = ci // c_in_g
+    ci_w = ci - grp * c_in_g
+    acc = zero
+    for fi in range(kh):
+        oh = _output_through_tap(ih, ph, fi, dh, sh, h_out)
+        if oh < 0:
+            continue
+        for fj in range(kw):
+            ow = _output_through_tap(iw, pw, fj, dw, sw, w_out)
+            if ow < 0:
+                continue
+            for co in range(grp * c_out_g, (grp + 1) * c_out_g):
+                acc += grad_out[img, co, oh, ow] * w[co, ci_w, fi, fj]
+    return acc
+
+
+@cuda.jit
+def _conv2d_backward_input_kernel(grad_out, w, sh, sw, ph, pw, dh, dw, groups, out):
+    n_img, c_in, h, wid = out.shape
+    zero = out.dtype.type(0)
+    for idx in range(cuda.grid(1), n_img * c_in * h * wid, cuda.gridsize(1)):
+        img, ci, ih, iw = unravel4(idx, c_in, h, wid)
+        out[img, ci, ih, iw] = _input_grad_at(grad_out, w, img, ci, ih, iw, sh, sw, ph, pw, dh, dw, groups, zero)
+
+
+@cuda.jit
+def _input_grad_gemm_kernel(grad_out, w, sh, sw, ph, pw, dh, dw, out):
+    # out[ci, q] = sum over taps (co, i, j) of w[co, ci, i, j] * cols[(co, i, j), q], q = an input pixel
+    # (img, ih, iw), cols = the grad_out element that sees q through the tap, or 0. groups == 1.
+    n_img, c_in, h, wid = out.shape
+    c_out, _, kh, kw = w.shape
+    h_out = grad_out.shape[2]
+    w_out = grad_out.shape[3]
+    khw = kh * kw
+    k = c_out * khw
+    q_total = n_img * h * wid
+    zero = out.dtype.type(0)
+    a_tile = cuda.shared.array((TILE_K, _A_COLS), out.dtype)
+    b_tile = cuda.shared.array((TILE_K, _B_COLS), out.dtype)
+    acc = cuda.local.array((THREAD_M, THREAD_N), out.dtype)
+    a_reg = cuda.local.array(THREAD_M, out.dtype)
+    b_reg = cuda.local.array(THREAD_N, out.dtype)
+    bad = cuda.shared.array(1, np.int32)  # a weight of this tile is not finite
+    t = cuda.threadIdx.x
+    ty = t // THREADS_N
+    tx = t % THREADS_N
+    # Weights: this thread loads tap row a_kk at rows a_lane, a_lane + a_step, ... Columns of grad_out:
+    # pixel column b_c (consecutive threads, consecutive pixels: coalesced) at tap rows b_lane, b_lane + b_step.
+    a_kk = t % TILE_K
+    a_lane = t // TILE_K
+    a_step = MATMUL_THREADS // TILE_K
+    b_c = t % TILE_N
+    b_lane = t // TILE_N
+    b_step = MATMUL_THREADS // TILE_N
+    tiles_n = (q_total + TILE_N - 1) // TILE_N
+    tiles = ((c_in + TILE_M - 1) // TILE_M) * tiles_n
+    for tile in range(cuda.blockIdx.x, tiles, cuda.gridDim.x):
+        row0 = (tile // tiles_n) * TILE_M
+        col0 = (tile % tiles_n) * TILE_N
+        cuda.syncthreads()  # everyone has read the previous tile's flag
+        if t == 0:
+            bad[0] = 0
+        for i in range(THREAD_M):
+            for j in range(THREAD_N):
+                acc[i, j] = 0
+        q = col0 + b_c
+        img, ih, iw = unravel3(q, h, wid)
+        for k0 in range(0, k, TILE_K):
+            gk = k0 + a_kk
+            co = gk // khw
+            rem = gk - co * khw
+            fi = rem // kw
+            fj = rem - fi * kw
+            for r in range(a_lane, TILE_M, a_step):
+                ci = row0 + r
+                if gk < k and ci < c_in:
+                    v = w[co, ci, fi, fj]
+                    a_tile[a_kk, r] = v
+                    if not math.isfinite(v):
+                        bad[0] = 1
+                else:
+                    a_tile[a_kk, r] = 0
+            for kk in range(b_lane, TILE_K, b_step):
+                gk = k0 + kk
+                b_tile[kk, b_c] = 0
+                if gk < k and q < q_total:
+                    co = gk // khw
+                    rem = gk - co * khw
+                    fi = rem // kw
+                    fj = rem - fi * kw
+                    oh = _output_through_tap(ih, ph, fi, dh, sh, h_out)
+                    ow = _output_through_tap(iw, pw, fj, dw, sw, w_out)
+                    if oh >= 0 and ow >= 0:
+                        b_tile[kk, b_c] = grad_out[img, co, oh, ow]
+            cuda.syncthreads()
+            tile_multiply_accumulate(a_tile, b_tile, acc, a_reg, b_reg, ty, tx)
+            cuda.syncthreads()
+        cuda.syncthreads()  # the flag is complete (also when the loop above ran no step)
+        direct = bad[0] != 0
+        for j in range(THREAD_N):
+            q = col0 + tx + THREADS_N * j
+            if q < q_total:
+                img, ih, iw = unravel3(q, h, wid)
+                for i in range(THREAD_M):
+                    ci = row0 + ty + THREADS_M * i
+                    if ci < c_in:
+                        if direct:
+                            out[img, ci, ih, iw] = _input_grad_at(grad_out, w, img, ci, ih, iw, sh, sw, ph, pw,
+                                                                  dh, dw, 1, zero)
+                        else:
+                            out[img, ci, ih, iw] = acc[i, j]
+
+
+@cuda.jit
+def _conv2d_backward_weight_kernel(x, grad_out, sh, sw, ph, pw, dh, dw, grad_w, grad_b):
+    # Grouped convolutions. Rows 0 .. grad_w.size-1 are grad_w elements, the next C_out rows grad_b.
+    # grad_w is (C_out, C_in / groups, kH, kW): weight (co, ci) reads input channel
+    # (co // (C_out / groups)) * C_in / groups + ci.
+    n_img, c_in_x, h, wid = x.shape
+    c_out, c_in, kh, kw = grad_w.shape
+    c_out_g = c_out // (c_in_x // c_in)
+    h_out = grad_out.shape[2]
+    w_out = grad_out.shape[3]
+    hw_out = h_out * w_out
+    p_total = n_img * hw_out
+    n_weight = c_out * c_in * kh * kw
+    buf = cuda.shared.array(MAX_THREADS_PER_BLOCK, x.dtype)
+    for row in range(cuda.blockIdx.x, n_weight + c_out, cuda.gridDim.x):
+        acc = x.dtype.type(0)
+        co = row - n_weight
+        ci = 0
+        fi = 0
+        fj = 0
+        if row < n_weight:
+            co, ci, fi, fj = unravel4(row, c_in, kh, kw)
+            for p in range(cuda.threadIdx.x, p_total, cuda.blockDim.x):
+                img, oh, ow = unravel3(p, h_out, w_out)
+                ih = oh * sh - ph + fi * dh
+                iw = ow * sw - pw + fj * dw
+                if 0 <= ih < h and 0 <= iw < wid:
+                    acc += grad_out[img, co, oh, ow] * x[img, (co // c_out_g) * c_in + ci, ih, iw]
+        else:
+            for p in range(cuda.threadIdx.x, p_total, cuda.blockDim.x):
+                img, oh, ow = unravel3(p, h_out, w_out)
+                acc += grad_out[img, co, oh, ow]
+        # Every thread of the block reaches this call (the branch above is uniform per block).
+        total = block_sum(buf, acc)
+        if cuda.threadIdx.x == 0:
+            if row < n_weight:
+                grad_w[co, ci, fi, fj] = total
+            else:
+                grad_b[co] = total
+
