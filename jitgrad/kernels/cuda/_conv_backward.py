@@ -250,6 +250,7 @@ def _input_grad_gemm_kernel(grad_out, w, sh, sw, ph, pw, dh, dw, out):
         cuda.syncthreads()  # everyone has read the previous tile's flag
         if t == 0:
             bad[0] = 0
+        cuda.syncthreads()  # ... and it is cleared before any load may set it
         for i in range(THREAD_M):
             for j in range(THREAD_N):
                 acc[i, j] = 0
