@@ -20,8 +20,10 @@ def check_cuda(*case, seed=0, bias=True):
 
 
 @pytest.mark.parametrize("stride,padding,dilation", HYPER, ids=HYPER_IDS)
-def test_every_hyper_parameter_combination(stride, padding, dilation):
-    # The CPU test's 27 combinations, on a smaller image (float32; the named cases below run both dtypes).
+def test_every_hyper_parameter_combination(monkeypatch, stride, padding, dilation):
+    # The CPU test's 27 combinations, on a smaller image (float32; the named cases below run both dtypes),
+    # the input gradient by its GEMM (the direct gather takes the named cases' few channels).
+    monkeypatch.setattr(cb, "GEMM_MIN_C_IN", 1)
     check_cuda(1, 1, 6, 5, 2, 3, 2, stride, padding, dilation, np.float32)
 
 
@@ -60,8 +62,9 @@ def test_out_may_alias_an_input():
 def test_split_k_rule():
     assert cb.split_k(0, 5) == (1, cb.TILE_K)
     assert cb.split_k(100, 5) == (1, 112)  # under one minimum chunk: no split
-    # Keras conv2 at batch 128: P = 128 * 11 * 11, 5 tiles -> 61 chunks of 256 pixels (the last 128).
-    assert cb.split_k(15488, 5) == (61, 256)
+    # Keras conv2 at batch 128: P = 128 * 11 * 11, 5 tiles -> 121 chunks of 128 pixels (the last 0 short).
+    assert cb.split_k(15488, 5) == (121, 128)
+    assert cb.split_k(15488 + 1, 5) == (122, 128)
     # A long P over few tiles: about SPLIT_TARGET_BLOCKS blocks in all, chunks a multiple of TILE_K.
     splits, chunk = cb.split_k(10**6, 2)
     assert splits * 2 <= cb.SPLIT_TARGET_BLOCKS + 2 and chunk % cb.TILE_K == 0 and (splits - 1) * chunk < 10**6
@@ -115,7 +118,7 @@ def test_weight_gradient_infinite_grad_out_meets_the_padding_zeros(monkeypatch):
 
 
 @pytest.mark.parametrize("stride", [1, 2])
-def test_input_gradient_with_non_finite_weights_matches_the_reference(stride):
+def test_input_gradient_with_non_finite_weights_matches_the_reference(monkeypatch, stride):
     # The GEMM multiplies every weight by the zeros where no output sees a pixel; a block that loads a
     # non-finite weight recomputes its tile directly, so the border keeps the reference's finite values.
     g = randn((2, 3, 5 if stride == 1 else 3, 5 if stride == 1 else 3), np.float32, 5)
@@ -123,7 +126,24 @@ def test_input_gradient_with_non_finite_weights_matches_the_reference(stride):
     w[1, 0, 0, 2] = np.inf
     w[2, 1, 2, 1] = np.nan
     kw = dict(input_shape=(2, 2, 5, 5), stride=stride, padding=1)
+    monkeypatch.setattr(cb, "GEMM_MIN_C_IN", 1)
     got = host(kc.conv2d_backward_input(dev(g), dev(w), **kw))
     want = ref.conv2d_backward_input(g, w, **kw)
     assert np.isfinite(want).any() and not np.isfinite(want).all()
     _assert_same_specials(got, want)
+
+
+def test_gemm_gradients_on_the_adversarial_sweep(monkeypatch):
+    # tests/cuda/test_sweep.py's conv gradient cases (NaN, infinities, huge values, empty and degenerate
+    # shapes), in process so that the GEMM paths take the sweep's few channels and short P.
+    from tests.hardening_sweep import case_strategy, draw_cases
+    from tests.sweep_runner import run_case
+
+    monkeypatch.setattr(cb, "GEMM_MIN_C_IN", 1)
+    monkeypatch.setattr(cb, "SPLIT_MIN_CHUNK", 16)
+    cases = draw_cases(case_strategy(["conv2d_backward_input", "conv2d_backward_weight"],
+                                     kinds=("normal", "nan", "inf", "ninf", "huge")), 40)
+    problems = [(c, run_case(c, ref, kc, lambda a, written: dev(a) if isinstance(a, np.ndarray) else a,
+                             lambda a: host(a) if hasattr(a, "copy_to_host") else np.asarray(a)))
+                for c in cases]
+    assert not [p for p in problems if p[1] is not None], [p for p in problems if p[1] is not None]

@@ -180,7 +180,7 @@ def conv2d_backward_input(grad_out: Any, w: Any, *, input_shape: tuple[int, int,
         out = _launch.empty(d.input_shape, w.dtype)
     if out.size == 0:
         return out
-    if d.groups == 1:
+    if d.groups == 1 and d.c_in >= _cb.GEMM_MIN_C_IN:
         blocks = _launch.grid_tiles(d.c_in, d.n * d.h * d.w, TILE_M, TILE_N)
         _cb._input_grad_gemm_kernel[blocks, MATMUL_THREADS](grad_out, w, *d.stride, *d.padding, *d.dilation, out)
         return out
