@@ -54,16 +54,19 @@ from jitgrad.kernels.cuda.matmul import (
 )
 
 # The tile loads below give each thread a fixed k row (t % TILE_K) or column (t % TILE_N).
-assert MATMUL_THREADS % TILE_K == 0 and MATMUL_THREADS % TILE_N == 0
+assert MATMUL_THREADS % TILE_K == 0 and MATMUL_THREADS % TILE_N == 0 and TILE_M == TILE_N
 
 #: Shared tile row lengths, one word of padding (see the module docstring).
 _A_COLS = TILE_M + 1
 _B_COLS = TILE_N + 1
+#: Elements of a 64x16 tile each thread loads, and the stride between them.
+_PER_THREAD = TILE_M * TILE_K // MATMUL_THREADS
+_LANES = MATMUL_THREADS // TILE_K
 
 #: The weight gradient's split of ``P``: chunks of at least this many pixels, and about this many
 #: blocks in all (tiles x chunks) — enough to fill a GPU, few enough that the partial sums stay small.
-#: 128, not 256: the Keras convnet's second layer (5 tiles, P = 15488) then has 605 blocks, ~2.3 waves
-#: of the 264 an H200 holds at once (2 per SM at 122 registers), instead of 305 (a second wave of 41).
+#: 128, not 256: the Keras convnet's second layer (5 tiles, P = 15488) then has 605 blocks, a short
+#: last wave on an H200's 132 SMs whether 1 or 2 blocks fit an SM, instead of 305.
 SPLIT_MIN_CHUNK = 128
 SPLIT_TARGET_BLOCKS = 1024
 #: Fewest input channels for the input gradient's GEMM (rows of its 64-row tiles): below it the direct
@@ -81,32 +84,60 @@ def split_k(p_total: int, tiles: int) -> tuple[int, int]:
     return max(1, math.ceil(p_total / chunk)), chunk
 
 
+@cuda.jit(device=True)
+def _digits(n, n1, n2):
+    """``n`` in the mixed radix ``(.., n1, n2)`` (sizes >= 1): ``(n // (n1 n2), n // n2 % n1, n % n2)``."""
+    i0 = n // (n1 * n2)
+    rest = n - i0 * n1 * n2
+    i1 = rest // n2
+    return i0, i1, rest - i1 * n2
+
+
+@cuda.jit(device=True)
+def _advance(i0, i1, i2, d0, d1, d2, n1, n2):
+    """``(i0, i1, i2) + (d0, d1, d2)`` in the mixed radix ``(.., n1, n2)`` (``i1, d1 < n1``, ``i2, d2 < n2``):
+    a multi-index moved by a fixed step with two carries, no division (the tile loads' inner loops)."""
+    i2 += d2
+    if i2 >= n2:
+        i2 -= n2
+        i1 += 1
+    i1 += d1
+    if i1 >= n1:
+        i1 -= n1
+        i0 += 1
+    return i0 + d0, i1, i2
+
+
 @cuda.jit
 def _weight_grad_partial_kernel(x, grad_out, sh, sw, ph, pw, dh, dw, kh, kw, chunk, partial):
     # partial[s, co, c] = sum over pixel p of chunk s of grad_out[p, co] * [im2col(x) | 1][p, c]; the
     # column index c = (ci * kH + i) * kW + j, and c == K is the column of ones (grad_b).
     n_img, _, h, wid = x.shape
     c_out = grad_out.shape[1]
-    h_out = grad_out.shape[2]
-    w_out = grad_out.shape[3]
+    h_out = max(grad_out.shape[2], 1)  # (P == 0 runs no step; the sizes only must not divide by 0)
+    w_out = max(grad_out.shape[3], 1)
     splits = partial.shape[0]
     cols = partial.shape[2]
     k = cols - 1
     khw = kh * kw
-    p_total = n_img * h_out * w_out
+    p_total = n_img * grad_out.shape[2] * grad_out.shape[3]
     a_tile = cuda.shared.array((TILE_K, _A_COLS), x.dtype)
     b_tile = cuda.shared.array((TILE_K, _B_COLS), x.dtype)
     acc = cuda.local.array((THREAD_M, THREAD_N), x.dtype)
     a_reg = cuda.local.array(THREAD_M, x.dtype)
     b_reg = cuda.local.array(THREAD_N, x.dtype)
+    # This thread's columns of [im2col | 1]: input channel (-1: the ones, -2: past the end) and tap offsets.
+    col_ci = cuda.local.array(_PER_THREAD, np.int32)
+    col_dh = cuda.local.array(_PER_THREAD, np.int32)
+    col_dw = cuda.local.array(_PER_THREAD, np.int32)
     t = cuda.threadIdx.x
     ty = t // THREADS_N
     tx = t % THREADS_N
-    # This thread loads row kk of both tiles (the pixel p0 + kk), at tile columns lane, lane + step, ...:
+    # This thread loads row kk of both tiles (the pixel p0 + kk), at tile columns lane + _LANES m:
     # consecutive threads read consecutive pixels (coalesced along W_out).
     kk = t % TILE_K
     lane = t // TILE_K
-    step = MATMUL_THREADS // TILE_K
+    step_img, step_oh, step_ow = _digits(TILE_K, h_out, w_out)
     tiles_n = (cols + TILE_N - 1) // TILE_N
     tiles = ((c_out + TILE_M - 1) // TILE_M) * tiles_n
     for job in range(cuda.blockIdx.x, tiles * splits, cuda.gridDim.x):
@@ -118,11 +149,18 @@ def _weight_grad_partial_kernel(x, grad_out, sh, sw, ph, pw, dh, dw, kh, kw, chu
         for i in range(THREAD_M):
             for j in range(THREAD_N):
                 acc[i, j] = 0
+        for m in range(_PER_THREAD):
+            gc = col0 + lane + _LANES * m
+            ci = gc // khw
+            rem = gc - ci * khw
+            fi = rem // kw
+            col_dh[m] = fi * dh - ph
+            col_dw[m] = (rem - fi * kw) * dw - pw
+            col_ci[m] = ci if gc < k else (-1 if gc == k else -2)
+        img, oh, ow = _digits(s * chunk + kk, h_out, w_out)
         for p0 in range(s * chunk, p_end, TILE_K):
-            p = p0 + kk
-            img, oh, ow = unravel3(p, h_out, w_out)
-            inside = p < p_end
-            for r in range(lane, TILE_M, step):
+            inside = p0 + kk < p_end
+            for r in range(lane, TILE_M, _LANES):
                 co = row0 + r
                 # if/else statements, not a conditional expression: that would unify the float32
                 # load with the int 0 into a float64.
@@ -130,21 +168,19 @@ def _weight_grad_partial_kernel(x, grad_out, sh, sw, ph, pw, dh, dw, kh, kw, chu
                     a_tile[kk, r] = grad_out[img, co, oh, ow]
                 else:
                     a_tile[kk, r] = 0
-            for c in range(lane, TILE_N, step):
-                gc = col0 + c
+            for m in range(_PER_THREAD):
+                c = lane + _LANES * m
+                ci = col_ci[m]
                 b_tile[kk, c] = 0
                 if inside:
-                    if gc < k:
-                        ci = gc // khw
-                        rem = gc - ci * khw
-                        fi = rem // kw
-                        fj = rem - fi * kw
-                        ih = oh * sh - ph + fi * dh
-                        iw = ow * sw - pw + fj * dw
+                    if ci >= 0:
+                        ih = oh * sh + col_dh[m]
+                        iw = ow * sw + col_dw[m]
                         if 0 <= ih < h and 0 <= iw < wid:
                             b_tile[kk, c] = x[img, ci, ih, iw]
-                    elif gc == k:
+                    elif ci == -1:
                         b_tile[kk, c] = 1
+            img, oh, ow = _advance(img, oh, ow, step_img, step_oh, step_ow, h_out, w_out)
             cuda.syncthreads()
             tile_multiply_accumulate(a_tile, b_tile, acc, a_reg, b_reg, ty, tx)
             cuda.syncthreads()
@@ -179,10 +215,13 @@ def _output_through_tap(i, pad, tap, dilation, stride, size_out):
     """The output index ``o`` that sees input index ``i`` through filter tap ``tap`` along one axis
     (``o * stride - pad + tap * dilation == i``), or -1 when no output in ``[0, size_out)`` does."""
     t = i + pad - tap * dilation
-    if t < 0 or t % stride != 0:
+    if t < 0:
         return -1
-    o = t // stride
-    return o if o < size_out else -1
+    if stride != 1:  # (no division on the common unit stride)
+        if t % stride != 0:
+            return -1
+        t //= stride
+    return t if t < size_out else -1
 
 
 @cuda.jit(device=True)
@@ -227,8 +266,6 @@ def _input_grad_gemm_kernel(grad_out, w, sh, sw, ph, pw, dh, dw, out):
     c_out, _, kh, kw = w.shape
     h_out = grad_out.shape[2]
     w_out = grad_out.shape[3]
-    khw = kh * kw
-    k = c_out * khw
     q_total = n_img * h * wid
     zero = out.dtype.type(0)
     a_tile = cuda.shared.array((TILE_K, _A_COLS), out.dtype)
@@ -236,18 +273,22 @@ def _input_grad_gemm_kernel(grad_out, w, sh, sw, ph, pw, dh, dw, out):
     acc = cuda.local.array((THREAD_M, THREAD_N), out.dtype)
     a_reg = cuda.local.array(THREAD_M, out.dtype)
     b_reg = cuda.local.array(THREAD_N, out.dtype)
+    # The taps (co, i, j) of this thread's rows of the grad_out tile, moved on by TILE_K each step.
+    b_co = cuda.local.array(_PER_THREAD, np.int32)
+    b_fi = cuda.local.array(_PER_THREAD, np.int32)
+    b_fj = cuda.local.array(_PER_THREAD, np.int32)
     bad = cuda.shared.array(1, np.int32)  # a weight of this tile is not finite
     t = cuda.threadIdx.x
     ty = t // THREADS_N
     tx = t % THREADS_N
-    # Weights: this thread loads tap row a_kk at rows a_lane, a_lane + a_step, ... Columns of grad_out:
-    # pixel column b_c (consecutive threads, consecutive pixels: coalesced) at tap rows b_lane, b_lane + b_step.
+    # Weights: this thread loads tap row a_kk at rows a_lane + _LANES m. Columns of grad_out: pixel
+    # column b_c (consecutive threads, consecutive pixels: coalesced) at tap rows b_lane + b_step m.
     a_kk = t % TILE_K
     a_lane = t // TILE_K
-    a_step = MATMUL_THREADS // TILE_K
     b_c = t % TILE_N
     b_lane = t // TILE_N
     b_step = MATMUL_THREADS // TILE_N
+    step_co, step_fi, step_fj = _digits(TILE_K, kh, kw)
     tiles_n = (q_total + TILE_N - 1) // TILE_N
     tiles = ((c_in + TILE_M - 1) // TILE_M) * tiles_n
     for tile in range(cuda.blockIdx.x, tiles, cuda.gridDim.x):
@@ -262,33 +303,30 @@ def _input_grad_gemm_kernel(grad_out, w, sh, sw, ph, pw, dh, dw, out):
                 acc[i, j] = 0
         q = col0 + b_c
         img, ih, iw = unravel3(q, h, wid)
-        for k0 in range(0, k, TILE_K):
-            gk = k0 + a_kk
-            co = gk // khw
-            rem = gk - co * khw
-            fi = rem // kw
-            fj = rem - fi * kw
-            for r in range(a_lane, TILE_M, a_step):
+        a_co, a_fi, a_fj = _digits(a_kk, kh, kw)
+        for m in range(_PER_THREAD):
+            b_co[m], b_fi[m], b_fj[m] = _digits(b_lane + b_step * m, kh, kw)
+        for _ in range(0, c_out * kh * kw, TILE_K):
+            for r in range(a_lane, TILE_M, _LANES):
                 ci = row0 + r
-                if gk < k and ci < c_in:
-                    v = w[co, ci, fi, fj]
+                if a_co < c_out and ci < c_in:
+                    v = w[a_co, ci, a_fi, a_fj]
                     a_tile[a_kk, r] = v
                     if not math.isfinite(v):
                         bad[0] = 1
                 else:
                     a_tile[a_kk, r] = 0
-            for kk in range(b_lane, TILE_K, b_step):
-                gk = k0 + kk
+            a_co, a_fi, a_fj = _advance(a_co, a_fi, a_fj, step_co, step_fi, step_fj, kh, kw)
+            for m in range(_PER_THREAD):
+                kk = b_lane + b_step * m
+                co = b_co[m]
                 b_tile[kk, b_c] = 0
-                if gk < k and q < q_total:
-                    co = gk // khw
-                    rem = gk - co * khw
-                    fi = rem // kw
-                    fj = rem - fi * kw
-                    oh = _output_through_tap(ih, ph, fi, dh, sh, h_out)
-                    ow = _output_through_tap(iw, pw, fj, dw, sw, w_out)
+                if co < c_out and q < q_total:
+                    oh = _output_through_tap(ih, ph, b_fi[m], dh, sh, h_out)
+                    ow = _output_through_tap(iw, pw, b_fj[m], dw, sw, w_out)
                     if oh >= 0 and ow >= 0:
                         b_tile[kk, b_c] = grad_out[img, co, oh, ow]
+                b_co[m], b_fi[m], b_fj[m] = _advance(co, b_fi[m], b_fj[m], step_co, step_fi, step_fj, kh, kw)
             cuda.syncthreads()
             tile_multiply_accumulate(a_tile, b_tile, acc, a_reg, b_reg, ty, tx)
             cuda.syncthreads()
