@@ -70,12 +70,16 @@ def test_split_k_rule():
     assert splits * 2 <= cb.SPLIT_TARGET_BLOCKS + 2 and chunk % cb.TILE_K == 0 and (splits - 1) * chunk < 10**6
 
 
-@pytest.mark.parametrize("case", [(1, 8, 5, 5, 3, 3, 3, 1, 1, 1), (2, 2, 13, 9, 3, 3, 2, (3, 2), (2, 0), (1, 2))],
-                         ids=["two-column-tiles", "strided"])
-def test_split_k_weight_gradient_with_tails(monkeypatch, case):
+@pytest.mark.parametrize("case,small_max", [((1, 8, 5, 5, 3, 3, 3, 1, 1, 1), cb.SMALL_MAX_OUTPUTS),
+                                             ((2, 2, 13, 9, 3, 3, 2, (3, 2), (2, 0), (1, 2)), 0),
+                                             ((2, 2, 13, 9, 3, 3, 2, (3, 2), (2, 0), (1, 2)), cb.SMALL_MAX_OUTPUTS)],
+                         ids=["two-column-tiles", "strided-tiled", "strided-small"])
+def test_split_k_weight_gradient_with_tails(monkeypatch, case, small_max):
     # Chunks of 16 pixels: two or three chunks per tile, the last one short, each a partial tile summed by
-    # the second kernel; the first case's [im2col | 1] has 73 columns (two column tiles, the second a tail).
+    # the second kernel; the first case's [im2col | 1] has 73 columns (two column tiles, the second a tail:
+    # the tiled kernel either way). The second is small enough for the small kernel unless forced off.
     monkeypatch.setattr(cb, "SPLIT_MIN_CHUNK", 16)
+    monkeypatch.setattr(cb, "SMALL_MAX_OUTPUTS", small_max)
     check_cuda(*case, np.float32)
 
 
@@ -84,14 +88,18 @@ def _split_case():
     return x, g, dict(weight_shape=(4, 3, 3, 3), padding=1)
 
 
-def test_weight_gradient_is_bit_identical_run_to_run(monkeypatch):
+@pytest.mark.parametrize("small_max", [0, cb.SMALL_MAX_OUTPUTS], ids=["tiled", "small"])
+def test_weight_gradient_is_bit_identical_run_to_run(monkeypatch, small_max):
     monkeypatch.setattr(cb, "SPLIT_MIN_CHUNK", 16)
+    monkeypatch.setattr(cb, "SMALL_MAX_OUTPUTS", small_max)
     x, g, kw = _split_case()
     assert cb.split_k(60, 1)[0] == 4
     first = [host(a) for a in kc.conv2d_backward_weight(dev(x), dev(g), **kw)]
     second = [host(a) for a in kc.conv2d_backward_weight(dev(x), dev(g), **kw)]
     for a, b in zip(first, second):
         assert a.tobytes() == b.tobytes()
+    if small_max:
+        return
     dx = [host(kc.conv2d_backward_input(dev(g), dev(np.ones((4, 3, 3, 3), np.float32)), input_shape=x.shape,
                                         padding=1)) for _ in range(2)]
     assert dx[0].tobytes() == dx[1].tobytes()
@@ -104,9 +112,11 @@ def _assert_same_specials(actual, expected):
     assert_close(np.where(finite, actual, 0), np.where(finite, expected, 0))
 
 
-def test_weight_gradient_infinite_grad_out_meets_the_padding_zeros(monkeypatch):
+@pytest.mark.parametrize("small_max", [0, cb.SMALL_MAX_OUTPUTS], ids=["tiled", "small"])
+def test_weight_gradient_infinite_grad_out_meets_the_padding_zeros(monkeypatch, small_max):
     # The reference multiplies the im2col padding zeros too: inf * 0 is NaN in those weight taps only.
     monkeypatch.setattr(cb, "SPLIT_MIN_CHUNK", 16)
+    monkeypatch.setattr(cb, "SMALL_MAX_OUTPUTS", small_max)
     x, g, kw = _split_case()
     g[1, 2, 0, 4] = np.inf  # a corner output: its window reaches into the padding
     g[0, 0, 3, 2] = np.nan
@@ -133,7 +143,8 @@ def test_input_gradient_with_non_finite_weights_matches_the_reference(monkeypatc
     _assert_same_specials(got, want)
 
 
-def test_gemm_gradients_on_the_adversarial_sweep(monkeypatch):
+@pytest.mark.parametrize("small_max", [0, cb.SMALL_MAX_OUTPUTS], ids=["tiled", "small"])
+def test_gemm_gradients_on_the_adversarial_sweep(monkeypatch, small_max):
     # tests/cuda/test_sweep.py's conv gradient cases (NaN, infinities, huge values, empty and degenerate
     # shapes), in process so that the GEMM paths take the sweep's few channels and short P.
     from tests.hardening_sweep import case_strategy, draw_cases
@@ -141,8 +152,9 @@ def test_gemm_gradients_on_the_adversarial_sweep(monkeypatch):
 
     monkeypatch.setattr(cb, "GEMM_MIN_C_IN", 1)
     monkeypatch.setattr(cb, "SPLIT_MIN_CHUNK", 16)
+    monkeypatch.setattr(cb, "SMALL_MAX_OUTPUTS", small_max)
     cases = draw_cases(case_strategy(["conv2d_backward_input", "conv2d_backward_weight"],
-                                     kinds=("normal", "nan", "inf", "ninf", "huge")), 40)
+                                     kinds=("normal", "nan", "inf", "ninf", "huge")), 24)
     problems = [(c, run_case(c, ref, kc, lambda a, written: dev(a) if isinstance(a, np.ndarray) else a,
                              lambda a: host(a) if hasattr(a, "copy_to_host") else np.asarray(a)))
                 for c in cases]

@@ -63,6 +63,13 @@ _B_COLS = TILE_N + 1
 _PER_THREAD = TILE_M * TILE_K // MATMUL_THREADS
 _LANES = MATMUL_THREADS // TILE_K
 
+#: The small weight-gradient kernel: used for at most this many outputs (C_out (K + 1), one tile), which it
+#: reduces over SMALL_P pixels per step, a thread per output (up to _SMALL_PER_THREAD of them).
+SMALL_MAX_OUTPUTS = 1024
+SMALL_P = 32
+_SMALL_PER_THREAD = SMALL_MAX_OUTPUTS // MATMUL_THREADS
+_SMALL_LANES = MATMUL_THREADS // SMALL_P
+
 #: The weight gradient's split of ``P``: chunks of at least this many pixels, and about this many
 #: blocks in all (tiles x chunks) — enough to fill a GPU, few enough that the partial sums stay small.
 #: 128, not 256: the Keras convnet's second layer (5 tiles, P = 15488) then has 605 blocks, a short
@@ -191,6 +198,78 @@ def _weight_grad_partial_kernel(x, grad_out, sh, sw, ph, pw, dh, dw, kh, kw, chu
                     gc = col0 + tx + THREADS_N * j
                     if gc < cols:
                         partial[s, co, gc] = acc[i, j]
+
+
+@cuda.jit
+def _weight_grad_small_kernel(x, grad_out, sh, sw, ph, pw, dh, dw, kh, kw, chunk, partial):
+    # The partials of _weight_grad_partial_kernel when [grad_w | grad_b] has at most SMALL_MAX_OUTPUTS
+    # elements in one 64x64 tile (first layers: 32 x 10 for the Keras convnet's): one block per chunk of P,
+    # one thread per output element (up to _SMALL_PER_THREAD), its dot product over SMALL_P pixels at a
+    # time from shared memory. The 64x64 tile step would compute 4096 outputs to keep 320.
+    n_img, _, h, wid = x.shape
+    c_out = grad_out.shape[1]
+    h_out = max(grad_out.shape[2], 1)
+    w_out = max(grad_out.shape[3], 1)
+    splits = partial.shape[0]
+    cols = partial.shape[2]
+    k = cols - 1
+    khw = kh * kw
+    p_total = n_img * grad_out.shape[2] * grad_out.shape[3]
+    g_s = cuda.shared.array((SMALL_P, _A_COLS), x.dtype)
+    x_s = cuda.shared.array((SMALL_P, _B_COLS), x.dtype)
+    col_ci = cuda.shared.array(TILE_N, np.int32)  # as in _weight_grad_partial_kernel
+    col_dh = cuda.shared.array(TILE_N, np.int32)
+    col_dw = cuda.shared.array(TILE_N, np.int32)
+    acc = cuda.local.array(_SMALL_PER_THREAD, x.dtype)
+    t = cuda.threadIdx.x
+    if t < cols:
+        ci = t // khw
+        rem = t - ci * khw
+        fi = rem // kw
+        col_dh[t] = fi * dh - ph
+        col_dw[t] = (rem - fi * kw) * dw - pw
+        col_ci[t] = ci if t < k else -1
+    pl = t % SMALL_P  # this thread loads pixel p0 + pl, at rows lane + _SMALL_LANES m
+    lane = t // SMALL_P
+    step_img, step_oh, step_ow = _digits(SMALL_P, h_out, w_out)
+    for s in range(cuda.blockIdx.x, splits, cuda.gridDim.x):
+        p_end = min((s + 1) * chunk, p_total)
+        for m in range(_SMALL_PER_THREAD):
+            acc[m] = 0
+        img, oh, ow = _digits(s * chunk + pl, h_out, w_out)
+        for p0 in range(s * chunk, p_end, SMALL_P):
+            inside = p0 + pl < p_end
+            cuda.syncthreads()  # the column table is written; nobody still reads the previous step's tiles
+            for co in range(lane, c_out, _SMALL_LANES):
+                if inside:
+                    g_s[pl, co] = grad_out[img, co, oh, ow]
+                else:
+                    g_s[pl, co] = 0
+            for c in range(lane, cols, _SMALL_LANES):
+                ci = col_ci[c]
+                x_s[pl, c] = 0
+                if inside:
+                    if ci >= 0:
+                        ih = oh * sh + col_dh[c]
+                        iw = ow * sw + col_dw[c]
+                        if 0 <= ih < h and 0 <= iw < wid:
+                            x_s[pl, c] = x[img, ci, ih, iw]
+                    else:
+                        x_s[pl, c] = 1
+            img, oh, ow = _advance(img, oh, ow, step_img, step_oh, step_ow, h_out, w_out)
+            cuda.syncthreads()
+            for m in range(_SMALL_PER_THREAD):
+                e = t + MATMUL_THREADS * m
+                if e < c_out * cols:
+                    co = e // cols
+                    c = e - co * cols
+                    for pp in range(SMALL_P):
+                        acc[m] += g_s[pp, co] * x_s[pp, c]
+        for m in range(_SMALL_PER_THREAD):
+            e = t + MATMUL_THREADS * m
+            if e < c_out * cols:
+                co = e // cols
+                partial[s, co, e - co * cols] = acc[m]
 
 
 @cuda.jit
