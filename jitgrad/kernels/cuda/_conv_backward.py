@@ -9,8 +9,10 @@
   tile to a ``(S, C_out, K + 1)`` scratch, and a second kernel sums the ``S`` partials of
   each element in a fixed order (no atomics: the result is bit-identical run to run). The
   padding is a zero of the implicit im2col, as in the reference's ``im2col``: an infinite
-  ``grad_out`` there gives NaN exactly where the reference's product does.
-- Input gradient (``groups == 1``, any stride): an implicit GEMM
+  ``grad_out`` there gives NaN exactly where the reference's product does. A product with
+  one tile of at most ``SMALL_MAX_OUTPUTS`` elements (first layers: 32 x 10) computes its
+  partials with one thread per element instead of a mostly empty 64x64 tile.
+- Input gradient (``groups == 1``, any stride, ``C_in >= GEMM_MIN_C_IN``): an implicit GEMM
   ``grad_x (C_in, N H W) = W^T (C_in, C_out kH kW) @ cols(grad_out)`` whose column for input
   pixel ``(n, ih, iw)`` and tap ``(co, i, j)`` is the ``grad_out`` element that sees the
   pixel through that tap (zero where none does: outside ``grad_out``, or between strides).
@@ -18,9 +20,9 @@
   reference (a scatter that never forms those products) has none: each block checks the
   weights it loads and, when one is not finite, recomputes its tile with the direct gather
   below. No host sync, no extra launch.
-- The direct kernels (grouped convolutions): the gather ``_conv2d_backward_input_kernel``
-  (one thread per ``grad_x`` element) and ``_conv2d_backward_weight_kernel`` (one block per
-  ``grad_w`` element, a shared-memory tree over ``P``).
+- The direct kernels (grouped convolutions; the input gradient of few channels): the gather
+  ``_conv2d_backward_input_kernel`` (one thread per ``grad_x`` element) and
+  ``_conv2d_backward_weight_kernel`` (one block per ``grad_w`` element, a tree over ``P``).
 
 The GEMM kernels feed matmul's ``tile_multiply_accumulate`` (64x64 tiles, 256 threads, 4x4
 outputs a thread). Their shared tiles have one column of padding: the tile loads walk ``P``
@@ -128,6 +130,8 @@ def _weight_grad_partial_kernel(x, grad_out, sh, sw, ph, pw, dh, dw, kh, kw, chu
     k = cols - 1
     khw = kh * kw
     p_total = n_img * grad_out.shape[2] * grad_out.shape[3]
+    # The tile step's set-up as in conv._conv2d_kernel on purpose: shared and local arrays must be declared
+    # in the kernel itself (a device function cannot hand them back).
     a_tile = cuda.shared.array((TILE_K, _A_COLS), x.dtype)
     b_tile = cuda.shared.array((TILE_K, _B_COLS), x.dtype)
     acc = cuda.local.array((THREAD_M, THREAD_N), x.dtype)
@@ -347,6 +351,7 @@ def _input_grad_gemm_kernel(grad_out, w, sh, sw, ph, pw, dh, dw, out):
     w_out = grad_out.shape[3]
     q_total = n_img * h * wid
     zero = out.dtype.type(0)
+    # (The tile step's set-up, as in _weight_grad_partial_kernel.)
     a_tile = cuda.shared.array((TILE_K, _A_COLS), out.dtype)
     b_tile = cuda.shared.array((TILE_K, _B_COLS), out.dtype)
     acc = cuda.local.array((THREAD_M, THREAD_N), out.dtype)
