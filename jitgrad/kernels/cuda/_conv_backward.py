@@ -47,14 +47,15 @@ from jitgrad.kernels.cuda.matmul import (
     MATMUL_THREADS,
     THREAD_M,
     THREAD_N,
-    THREADS_M,
-    THREADS_N,
     TILE_K,
     TILE_M,
     TILE_N,
     tile_multiply_accumulate,
 )
 
+#: Threads along each axis of a tile (16 x 16), as tile_multiply_accumulate lays them out.
+THREADS_M = TILE_M // THREAD_M
+THREADS_N = TILE_N // THREAD_N
 # The tile loads below give each thread a fixed k row (t % TILE_K) or column (t % TILE_N).
 assert MATMUL_THREADS % TILE_K == 0 and MATMUL_THREADS % TILE_N == 0 and TILE_M == TILE_N
 
