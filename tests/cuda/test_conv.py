@@ -4,13 +4,14 @@ import numpy as np
 import pytest
 
 import jitgrad.kernels.cuda as kc
+import jitgrad.kernels.cuda._conv_backward as cb
 import jitgrad.kernels.reference as ref
 from tests.cuda.conftest import dev, host
 from tests.cases.conv import CASES, HYPER, HYPER_IDS, check_backend, check_out_may_alias_an_input
 from tests.helpers import DTYPES, assert_close, nan_like, randn
 
-#: The shared table's named cases the simulator can afford (each CUDA thread is a Python thread there).
-#: (The weight gradient runs one block per filter element: large filters cost minutes here.)
+#: The shared table's named cases the simulator can afford (each CUDA thread is a Python thread there,
+#: and the tiled kernels run 256 a block).
 SIM_CASES = ["dilated-kernel-is-padded-input", "1x1", "1x1-stride2"]
 
 
@@ -19,8 +20,10 @@ def check_cuda(*case, seed=0, bias=True):
 
 
 @pytest.mark.parametrize("stride,padding,dilation", HYPER, ids=HYPER_IDS)
-def test_every_hyper_parameter_combination(stride, padding, dilation):
-    # The CPU test's 27 combinations, on a smaller image (float32; the named cases below run both dtypes).
+def test_every_hyper_parameter_combination(monkeypatch, stride, padding, dilation):
+    # The CPU test's 27 combinations, on a smaller image (float32; the named cases below run both dtypes),
+    # the input gradient by its GEMM (the direct gather takes the named cases' few channels).
+    monkeypatch.setattr(cb, "GEMM_MIN_C_IN", 1)
     check_cuda(1, 1, 6, 5, 2, 3, 2, stride, padding, dilation, np.float32)
 
 
@@ -54,3 +57,105 @@ def test_conv2d_bad_input():
 
 def test_out_may_alias_an_input():
     check_out_may_alias_an_input(kc, to_device=dev, to_host=host)
+
+
+def test_split_k_rule():
+    assert cb.split_k(0, 5) == (1, cb.TILE_K)
+    assert cb.split_k(100, 5) == (1, 112)  # under one minimum chunk: no split
+    # Keras conv2 at batch 128: P = 128 * 11 * 11, 5 tiles -> 121 chunks of 128 pixels (the last 0 short).
+    assert cb.split_k(15488, 5) == (121, 128)
+    assert cb.split_k(15488 + 1, 5) == (122, 128)
+    # A long P over few tiles: about SPLIT_TARGET_BLOCKS blocks in all, chunks a multiple of TILE_K.
+    splits, chunk = cb.split_k(10**6, 2)
+    assert splits * 2 <= cb.SPLIT_TARGET_BLOCKS + 2 and chunk % cb.TILE_K == 0 and (splits - 1) * chunk < 10**6
+
+
+@pytest.mark.parametrize("case,small_max", [((1, 8, 5, 5, 3, 3, 3, 1, 1, 1), cb.SMALL_MAX_OUTPUTS),
+                                             ((2, 2, 13, 9, 3, 3, 2, (3, 2), (2, 0), (1, 2)), 0),
+                                             ((2, 2, 13, 9, 3, 3, 2, (3, 2), (2, 0), (1, 2)), cb.SMALL_MAX_OUTPUTS)],
+                         ids=["two-column-tiles", "strided-tiled", "strided-small"])
+def test_split_k_weight_gradient_with_tails(monkeypatch, case, small_max):
+    # Chunks of 16 pixels: two or three chunks per tile, the last one short, each a partial tile summed by
+    # the second kernel; the first case's [im2col | 1] has 73 columns (two column tiles, the second a tail:
+    # the tiled kernel either way). The second is small enough for the small kernel unless forced off.
+    monkeypatch.setattr(cb, "SPLIT_MIN_CHUNK", 16)
+    monkeypatch.setattr(cb, "SMALL_MAX_OUTPUTS", small_max)
+    check_cuda(*case, np.float32)
+
+
+def _split_case():
+    x, g = randn((2, 3, 6, 5), np.float32, 3), randn((2, 4, 6, 5), np.float32, 4)
+    return x, g, dict(weight_shape=(4, 3, 3, 3), padding=1)
+
+
+@pytest.mark.parametrize("small_max", [0, cb.SMALL_MAX_OUTPUTS], ids=["tiled", "small"])
+def test_weight_gradient_is_bit_identical_run_to_run(monkeypatch, small_max):
+    monkeypatch.setattr(cb, "SPLIT_MIN_CHUNK", 16)
+    monkeypatch.setattr(cb, "SMALL_MAX_OUTPUTS", small_max)
+    x, g, kw = _split_case()
+    assert cb.split_k(60, 1)[0] == 4
+    first = [host(a) for a in kc.conv2d_backward_weight(dev(x), dev(g), **kw)]
+    second = [host(a) for a in kc.conv2d_backward_weight(dev(x), dev(g), **kw)]
+    for a, b in zip(first, second):
+        assert a.tobytes() == b.tobytes()
+    if small_max:
+        return
+    dx = [host(kc.conv2d_backward_input(dev(g), dev(np.ones((4, 3, 3, 3), np.float32)), input_shape=x.shape,
+                                        padding=1)) for _ in range(2)]
+    assert dx[0].tobytes() == dx[1].tobytes()
+
+
+def _assert_same_specials(actual, expected):
+    np.testing.assert_array_equal(np.isnan(actual), np.isnan(expected))
+    np.testing.assert_array_equal(np.isinf(actual), np.isinf(expected))
+    finite = np.isfinite(expected)
+    assert_close(np.where(finite, actual, 0), np.where(finite, expected, 0))
+
+
+@pytest.mark.parametrize("small_max", [0, cb.SMALL_MAX_OUTPUTS], ids=["tiled", "small"])
+def test_weight_gradient_infinite_grad_out_meets_the_padding_zeros(monkeypatch, small_max):
+    # The reference multiplies the im2col padding zeros too: inf * 0 is NaN in those weight taps only.
+    monkeypatch.setattr(cb, "SPLIT_MIN_CHUNK", 16)
+    monkeypatch.setattr(cb, "SMALL_MAX_OUTPUTS", small_max)
+    x, g, kw = _split_case()
+    g[1, 2, 0, 4] = np.inf  # a corner output: its window reaches into the padding
+    g[0, 0, 3, 2] = np.nan
+    got = [host(a) for a in kc.conv2d_backward_weight(dev(x), dev(g), **kw)]
+    want = ref.conv2d_backward_weight(x, g, **kw)
+    assert np.isnan(want[0]).any() and np.isfinite(want[0]).any() and np.isinf(want[1]).any()
+    for a, b in zip(got, want):
+        _assert_same_specials(a, b)
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_input_gradient_with_non_finite_weights_matches_the_reference(monkeypatch, stride):
+    # The GEMM multiplies every weight by the zeros where no output sees a pixel; a block that loads a
+    # non-finite weight recomputes its tile directly, so the border keeps the reference's finite values.
+    g = randn((2, 3, 5 if stride == 1 else 3, 5 if stride == 1 else 3), np.float32, 5)
+    w = randn((3, 2, 3, 3), np.float32, 6)
+    w[1, 0, 0, 2] = np.inf
+    w[2, 1, 2, 1] = np.nan
+    kw = dict(input_shape=(2, 2, 5, 5), stride=stride, padding=1)
+    monkeypatch.setattr(cb, "GEMM_MIN_C_IN", 1)
+    got = host(kc.conv2d_backward_input(dev(g), dev(w), **kw))
+    want = ref.conv2d_backward_input(g, w, **kw)
+    assert np.isfinite(want).any() and not np.isfinite(want).all()
+    _assert_same_specials(got, want)
+
+
+@pytest.mark.parametrize("small_max", [0, cb.SMALL_MAX_OUTPUTS], ids=["tiled", "small"])
+def test_gemm_gradients_on_the_adversarial_sweep(monkeypatch, small_max):
+    # tests/cuda/test_sweep.py's conv gradient cases (NaN, infinities, huge values, empty and degenerate
+    # shapes), in process so that the GEMM paths take the sweep's few channels and short P.
+    from tests.hardening_sweep import case_strategy, draw_cases
+    from tests.sweep_runner import run_case
+
+    monkeypatch.setattr(cb, "GEMM_MIN_C_IN", 1)
+    monkeypatch.setattr(cb, "SPLIT_MIN_CHUNK", 16)
+    monkeypatch.setattr(cb, "SMALL_MAX_OUTPUTS", small_max)
+    cases = draw_cases(case_strategy(["conv2d_backward_input", "conv2d_backward_weight"],
+                                     kinds=("normal", "nan", "inf", "ninf", "huge")), 24)
+    problems = [(c, run_case(c, ref, kc, lambda a, written: dev(a) if isinstance(a, np.ndarray) else a,
+                             lambda a: host(a) if hasattr(a, "copy_to_host") else np.asarray(a)))
+                for c in cases]
+    assert not [p for p in problems if p[1] is not None], [p for p in problems if p[1] is not None]

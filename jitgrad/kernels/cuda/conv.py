@@ -6,11 +6,9 @@
   (zero outside the padding). It reuses matmul's 64x64 tile / 4x4 register
   block compute step. Output columns run over ``P`` (``ow`` fastest), so a
   warp's stores are consecutive addresses.
-- ``conv2d_backward_input`` is a gather: one thread per element of ``grad_x``
-  sums over the outputs whose window covers it. No atomics: deterministic.
-- ``conv2d_backward_weight``: one block per element of ``grad_w`` (and per
-  ``grad_b`` entry) reduces its ``N H_out W_out`` products with a shared-memory
-  tree: enough parallelism for small filters, deterministic order.
+- The two gradients are ``_conv_backward``'s kernels: implicit GEMMs on the same tile
+  step (the weight gradient split along ``P``, summed in a fixed order), and direct
+  deterministic kernels for grouped convolutions.
 """
 
 from __future__ import annotations
@@ -21,8 +19,9 @@ from typing import Any
 from numba import cuda
 
 from jitgrad.kernels._constants import kernel_names
+from jitgrad.kernels.cuda import _conv_backward as _cb
 from jitgrad.kernels.cuda import _launch
-from jitgrad.kernels.cuda._launch import MAX_THREADS_PER_BLOCK, block_sum, unravel3, unravel4
+from jitgrad.kernels.cuda._launch import unravel3, unravel4
 from jitgrad.kernels.cuda.matmul import (
     MATMUL_THREADS,
     THREAD_M,
@@ -143,86 +142,6 @@ def _conv2d_grouped_kernel(x, w, b, has_bias, zero, sh, sw, ph, pw, dh, dw, grou
         out[img, co, oh, ow] = acc
 
 
-@cuda.jit(device=True)
-def _output_through_tap(i, pad, tap, dilation, stride, size_out):
-    """The output index ``o`` that sees input index ``i`` through filter tap ``tap`` along one axis
-    (``o * stride - pad + tap * dilation == i``), or -1 when no output in ``[0, size_out)`` does."""
-    t = i + pad - tap * dilation
-    if t < 0 or t % stride != 0:
-        return -1
-    o = t // stride
-    return o if o < size_out else -1
-
-
-@cuda.jit
-def _conv2d_backward_input_kernel(grad_out, w, sh, sw, ph, pw, dh, dw, groups, out):
-    n_img, c_in, h, wid = out.shape
-    c_out, c_in_g, kh, kw = w.shape
-    c_out_g = c_out // groups
-    h_out = grad_out.shape[2]
-    w_out = grad_out.shape[3]
-    total = n_img * c_in * h * wid
-    start = cuda.grid(1)
-    for idx in range(start, total, cuda.gridsize(1)):
-        img, ci, ih, iw = unravel4(idx, c_in, h, wid)
-        # Input channel ci feeds only its group's output channels, through weight input-channel ci_w.
-        grp = ci // c_in_g
-        ci_w = ci - grp * c_in_g
-        acc = out.dtype.type(0)
-        for fi in range(kh):
-            oh = _output_through_tap(ih, ph, fi, dh, sh, h_out)
-            if oh < 0:
-                continue
-            for fj in range(kw):
-                ow = _output_through_tap(iw, pw, fj, dw, sw, w_out)
-                if ow < 0:
-                    continue
-                for co in range(grp * c_out_g, (grp + 1) * c_out_g):
-                    acc += grad_out[img, co, oh, ow] * w[co, ci_w, fi, fj]
-        out[img, ci, ih, iw] = acc
-
-
-@cuda.jit
-def _conv2d_backward_weight_kernel(x, grad_out, sh, sw, ph, pw, dh, dw, grad_w, grad_b):
-    # Rows 0 .. grad_w.size-1 are grad_w elements, the next C_out rows grad_b.
-    # grad_w is (C_out, C_in / groups, kH, kW): weight (co, ci) reads input channel
-    # (co // (C_out / groups)) * C_in / groups + ci.
-    n_img, c_in_x, h, wid = x.shape
-    c_out, c_in, kh, kw = grad_w.shape
-    c_out_g = c_out // (c_in_x // c_in)
-    h_out = grad_out.shape[2]
-    w_out = grad_out.shape[3]
-    hw_out = h_out * w_out
-    p_total = n_img * hw_out
-    n_weight = c_out * c_in * kh * kw
-    buf = cuda.shared.array(MAX_THREADS_PER_BLOCK, x.dtype)
-    for row in range(cuda.blockIdx.x, n_weight + c_out, cuda.gridDim.x):
-        acc = x.dtype.type(0)
-        co = row - n_weight
-        ci = 0
-        fi = 0
-        fj = 0
-        if row < n_weight:
-            co, ci, fi, fj = unravel4(row, c_in, kh, kw)
-            for p in range(cuda.threadIdx.x, p_total, cuda.blockDim.x):
-                img, oh, ow = unravel3(p, h_out, w_out)
-                ih = oh * sh - ph + fi * dh
-                iw = ow * sw - pw + fj * dw
-                if 0 <= ih < h and 0 <= iw < wid:
-                    acc += grad_out[img, co, oh, ow] * x[img, (co // c_out_g) * c_in + ci, ih, iw]
-        else:
-            for p in range(cuda.threadIdx.x, p_total, cuda.blockDim.x):
-                img, oh, ow = unravel3(p, h_out, w_out)
-                acc += grad_out[img, co, oh, ow]
-        # Every thread of the block reaches this call (the branch above is uniform per block).
-        total = block_sum(buf, acc)
-        if cuda.threadIdx.x == 0:
-            if row < n_weight:
-                grad_w[co, ci, fi, fj] = total
-            else:
-                grad_b[co] = total
-
-
 def conv2d(x: Any, w: Any, b: Any = None, *, stride: Any = 1, padding: Any = 0, dilation: Any = 1,
            out: Any = None, groups: int = 1) -> Any:
     d = check_conv2d_args(x, w, b, stride, padding, dilation, out, groups)
@@ -259,9 +178,15 @@ def conv2d_backward_input(grad_out: Any, w: Any, *, input_shape: tuple[int, int,
         return out
     if out is None:
         out = _launch.empty(d.input_shape, w.dtype)
-    blocks, threads = _launch.grid_1d(math.prod(d.input_shape))
-    _conv2d_backward_input_kernel[blocks, threads](grad_out, w, *d.stride, *d.padding, *d.dilation, d.groups,
-                                                   out)
+    if out.size == 0:
+        return out
+    if d.groups == 1 and d.c_in >= _cb.GEMM_MIN_C_IN:
+        blocks = _launch.grid_tiles(d.c_in, d.n * d.h * d.w, TILE_M, TILE_N)
+        _cb._input_grad_gemm_kernel[blocks, MATMUL_THREADS](grad_out, w, *d.stride, *d.padding, *d.dilation, out)
+        return out
+    blocks, threads = _launch.grid_1d(out.size)
+    _cb._conv2d_backward_input_kernel[blocks, threads](grad_out, w, *d.stride, *d.padding, *d.dilation, d.groups,
+                                                       out)
     return out
 
 
@@ -271,7 +196,22 @@ def conv2d_backward_weight(x: Any, grad_out: Any, *, weight_shape: tuple[int, in
     d = check_conv2d_backward_weight_args(x, grad_out, weight_shape, stride, padding, dilation, groups, dims)
     grad_w = _launch.empty(d.weight_shape, x.dtype)
     grad_b = _launch.empty((d.c_out,), x.dtype)
+    if d.c_out == 0:
+        return grad_w, grad_b
+    if d.groups == 1:
+        k = d.c_in * d.kh * d.kw
+        p_total = d.n * d.h_out * d.w_out
+        tiles = math.ceil(d.c_out / TILE_M) * math.ceil((k + 1) / TILE_N)
+        splits, chunk = _cb.split_k(p_total, tiles)
+        partial = _launch.empty((splits, d.c_out, k + 1), x.dtype)
+        blocks = max(1, min(tiles * splits, _launch.MAX_BLOCKS))
+        small = tiles == 1 and d.c_out * (k + 1) <= _cb.SMALL_MAX_OUTPUTS
+        kernel = _cb._weight_grad_small_kernel if small else _cb._weight_grad_partial_kernel
+        kernel[blocks, MATMUL_THREADS](x, grad_out, *d.stride, *d.padding, *d.dilation, d.kh, d.kw, chunk, partial)
+        blocks, threads = _launch.grid_1d(d.c_out * (k + 1))
+        _cb._weight_grad_sum_kernel[blocks, threads](partial, grad_w.reshape(d.c_out, k), grad_b)
+        return grad_w, grad_b
     blocks, threads = _launch.grid_rows(math.prod(d.weight_shape) + d.c_out)
-    _conv2d_backward_weight_kernel[blocks, threads](x, grad_out, *d.stride, *d.padding, *d.dilation,
-                                                    grad_w, grad_b)
+    _cb._conv2d_backward_weight_kernel[blocks, threads](x, grad_out, *d.stride, *d.padding, *d.dilation,
+                                                        grad_w, grad_b)
     return grad_w, grad_b
