@@ -118,19 +118,23 @@ def _advance(i0, i1, i2, d0, d1, d2, n1, n2):
     return i0 + d0, i1, i2
 
 
+@cuda.jit(device=True)
+def _partial_sizes(x, grad_out, partial):
+    """The sizes both weight-gradient partial kernels start from: ``(n_img, h, w, c_out, h_out, w_out,
+    splits, cols, k, p_total)``; ``h_out`` and ``w_out`` are at least 1 (P == 0 runs no step: they
+    only must not divide by 0)."""
+    n_img, _, h, wid = x.shape
+    return (n_img, h, wid, grad_out.shape[1], max(grad_out.shape[2], 1), max(grad_out.shape[3], 1),
+            partial.shape[0], partial.shape[2], partial.shape[2] - 1,
+            n_img * grad_out.shape[2] * grad_out.shape[3])
+
+
 @cuda.jit
 def _weight_grad_partial_kernel(x, grad_out, sh, sw, ph, pw, dh, dw, kh, kw, chunk, partial):
     # partial[s, co, c] = sum over pixel p of chunk s of grad_out[p, co] * [im2col(x) | 1][p, c]; the
     # column index c = (ci * kH + i) * kW + j, and c == K is the column of ones (grad_b).
-    n_img, _, h, wid = x.shape
-    c_out = grad_out.shape[1]
-    h_out = max(grad_out.shape[2], 1)  # (P == 0 runs no step; the sizes only must not divide by 0)
-    w_out = max(grad_out.shape[3], 1)
-    splits = partial.shape[0]
-    cols = partial.shape[2]
-    k = cols - 1
+    n_img, h, wid, c_out, h_out, w_out, splits, cols, k, p_total = _partial_sizes(x, grad_out, partial)
     khw = kh * kw
-    p_total = n_img * grad_out.shape[2] * grad_out.shape[3]
     # The tile step's set-up as in conv._conv2d_kernel on purpose: shared and local arrays must be declared
     # in the kernel itself (a device function cannot hand them back).
     a_tile = cuda.shared.array((TILE_K, _A_COLS), x.dtype)
@@ -211,15 +215,8 @@ def _weight_grad_small_kernel(x, grad_out, sh, sw, ph, pw, dh, dw, kh, kw, chunk
     # elements in one 64x64 tile (first layers: 32 x 10 for the Keras convnet's): one block per chunk of P,
     # one thread per output element (up to _SMALL_PER_THREAD), its dot product over SMALL_P pixels at a
     # time from shared memory. The 64x64 tile step would compute 4096 outputs to keep 320.
-    n_img, _, h, wid = x.shape
-    c_out = grad_out.shape[1]
-    h_out = max(grad_out.shape[2], 1)
-    w_out = max(grad_out.shape[3], 1)
-    splits = partial.shape[0]
-    cols = partial.shape[2]
-    k = cols - 1
+    n_img, h, wid, c_out, h_out, w_out, splits, cols, k, p_total = _partial_sizes(x, grad_out, partial)
     khw = kh * kw
-    p_total = n_img * grad_out.shape[2] * grad_out.shape[3]
     g_s = cuda.shared.array((SMALL_P, _A_COLS), x.dtype)
     x_s = cuda.shared.array((SMALL_P, _B_COLS), x.dtype)
     col_ci = cuda.shared.array(TILE_N, np.int32)  # as in _weight_grad_partial_kernel
