@@ -410,13 +410,9 @@ def step_e2e(report: Report, opts: argparse.Namespace, deadline: Deadline) -> No
             step = models.train_step(name, "cuda", batch)
             with count_launches_and_syncs() as counts:  # also the warm-up: compiles every kernel
                 step()
-            from numba import cuda
-
-            cuda.synchronize()
             t0 = time.perf_counter()
             for _ in range(steps):
-                step()
-            cuda.synchronize()  # the steps queue their kernels: time them to the end of the last one
+                step()  # ends in a synchronize (models.train_step)
             ours = batch * steps / (time.perf_counter() - t0)
             theirs = None
             if torch is not None:

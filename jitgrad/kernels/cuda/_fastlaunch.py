@@ -113,16 +113,13 @@ class FastKernel:
         device_array = self._device_array
         try:
             key = tuple([_arg_key(a, device_array) for a in args])
+            recipe = self._recipes.get(key)
         except _NotFast:
+            key = recipe = False
+        if not recipe:  # Numba's launch (it compiles if needed); a new signature's recipe serves the next call
             self.dispatcher[griddim, blockdim](*args)
-            return
-        recipe = self._recipes.get(key)
-        if recipe is None:
-            self.dispatcher[griddim, blockdim](*args)  # compiles if needed; the recipe is for the next call
-            self._recipes[key] = self._recipe(args)
-            return
-        if recipe is False:
-            self.dispatcher[griddim, blockdim](*args)
+            if recipe is None:
+                self._recipes[key] = self._recipe(args)
             return
         kernel, converters = recipe
         params: list = []
@@ -137,9 +134,8 @@ class FastKernel:
         d = self.dispatcher
         argtypes = tuple(d.typeof_pyval(a) for a in args)
         kernel = d.overloads.get(argtypes)
-        if kernel is None or kernel.debug or kernel.cooperative or tuple(kernel.argument_types) != argtypes:
-            return False
-        if getattr(kernel, "extensions", None):
+        if (kernel is None or kernel.debug or kernel.cooperative or getattr(kernel, "extensions", None)
+                or tuple(kernel.argument_types) != argtypes):
             return False
         converters = [_converter(ty) for ty in argtypes]
         if any(c is None for c in converters):

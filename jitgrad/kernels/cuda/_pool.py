@@ -27,6 +27,8 @@ import threading
 import weakref
 from typing import Any
 
+from numba.cuda.cudadrv import driver as cudadrv
+
 #: Requests up to this size are rounded up to a multiple of 512 bytes, larger ones to a multiple of 1 MiB.
 _SMALL = 1 << 20
 
@@ -48,22 +50,14 @@ def install() -> bool:
 
     if os.environ.get("JITGRAD_CUDA_POOL", "1") == "0" or cuda_config.CUDA_MEMORY_MANAGER != "default":
         return False
-    from numba.cuda.cudadrv import driver
-
-    if driver._memory_manager not in (None, CachingMemoryManager):
+    if cudadrv._memory_manager not in (None, CachingMemoryManager):
         return False  # a context exists (or someone chose a plugin): leave it alone
-    if driver._memory_manager is None:
-        driver.set_memory_manager(CachingMemoryManager)
+    if cudadrv._memory_manager is None:
+        cudadrv.set_memory_manager(CachingMemoryManager)
     return True
 
 
-def _manager_base() -> type:
-    from numba.cuda.cudadrv.driver import NumbaCUDAMemoryManager
-
-    return NumbaCUDAMemoryManager
-
-
-class CachingMemoryManager(_manager_base()):  # type: ignore[misc]
+class CachingMemoryManager(cudadrv.NumbaCUDAMemoryManager):
     """Numba's own manager (pinned host memory, IPC, memory info), with device blocks cached by size."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -73,8 +67,6 @@ class CachingMemoryManager(_manager_base()):  # type: ignore[misc]
         self.cached_bytes = 0
 
     def memalloc(self, size: int) -> Any:
-        from numba.cuda.cudadrv.driver import AutoFreePointer
-
         block = bin_size(size)
         with self._lock:
             free = self._bins.get(block)
@@ -82,8 +74,8 @@ class CachingMemoryManager(_manager_base()):  # type: ignore[misc]
             if ptr is not None:
                 self.cached_bytes -= block
         if ptr is None:
-            ptr = self._attempt_allocation(lambda: self._allocate(block))
-        mem = AutoFreePointer(weakref.proxy(self.context), ptr, size,
+            ptr = self._allocate(block)
+        mem = cudadrv.AutoFreePointer(weakref.proxy(self.context), ptr, size,
                               finalizer=_returner(weakref.ref(self), block, ptr))
         # As in Numba's manager: the table holds the pointer object alive; the arrays hold counted
         # references (OwnedPointer), and the last one dropped runs the finalizer.
@@ -91,15 +83,15 @@ class CachingMemoryManager(_manager_base()):  # type: ignore[misc]
         return mem.own()
 
     def _allocate(self, block: int) -> Any:
-        from numba.cuda.cudadrv.driver import CudaAPIError, binding, driver
-
+        # Out of memory: give the cached blocks back to the driver and try once more. (Numba's own
+        # retry flushes its deferred frees, which this manager never queues device blocks on.)
         try:
-            return driver.cuMemAlloc(block)
-        except CudaAPIError as e:
-            if e.code != binding.CUresult.CUDA_ERROR_OUT_OF_MEMORY:
+            return cudadrv.driver.cuMemAlloc(block)
+        except cudadrv.CudaAPIError as e:
+            if e.code != cudadrv.binding.CUresult.CUDA_ERROR_OUT_OF_MEMORY:
                 raise
             self.release_cached()
-            return driver.cuMemAlloc(block)
+            return cudadrv.driver.cuMemAlloc(block)
 
     def _give_back(self, block: int, ptr: Any) -> None:
         with self._lock:
@@ -108,13 +100,11 @@ class CachingMemoryManager(_manager_base()):  # type: ignore[misc]
 
     def release_cached(self) -> None:
         """Free every cached block (the arrays still alive keep theirs)."""
-        from numba.cuda.cudadrv.driver import driver
-
         with self._lock:
             bins, self._bins, self.cached_bytes = self._bins, {}, 0
         for ptrs in bins.values():
             for ptr in ptrs:
-                driver.cuMemFree(ptr)
+                cudadrv.driver.cuMemFree(ptr)
 
     def reset(self) -> None:
         self.release_cached()
