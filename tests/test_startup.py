@@ -126,6 +126,10 @@ def test_gc_paused_keeps_garbage_collectable_and_a_programs_frozen_set():
     assert ref() is not None and gc.get_freeze_count() == 0  # promoted, not frozen
     gc.collect()
     assert ref() is None
+    # Another thread of the test process (a progress bar's monitor, a pool's worker) that drops a
+    # frozen object between the two counts would change them: no thread switch in between.
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1000.0)
     gc.freeze()
     try:
         frozen = gc.get_freeze_count()
@@ -134,6 +138,7 @@ def test_gc_paused_keeps_garbage_collectable_and_a_programs_frozen_set():
         assert gc.get_freeze_count() == frozen
     finally:
         gc.unfreeze()
+        sys.setswitchinterval(interval)
 
 
 def test_loading_the_cpu_kernels_leaves_the_collector_on_and_nothing_frozen():
