@@ -27,6 +27,9 @@ formulas put them (``relu(NaN)`` is NaN, as ``np.maximum``).
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 import numpy as np
 from numba import njit, prange
 
@@ -64,7 +67,7 @@ __all__: list[str] = kernel_names("activations")  # the one list: kernels/_const
 # batch takes. ReLU and leaky ReLU are one compare per element, memory-bound, so a second
 # thread buys little below ``_RELU_PARALLEL_MIN_SIZE`` elements (the LeNet-5 activations,
 # 15k to 442k elements, measured 1.1-3x faster serially); the transcendental kernels
-# (1-3 ns per element) go parallel from ``_PARALLEL_MIN_SIZE``.
+# (1-2.3 ns per element) go parallel from ``_PARALLEL_MIN_SIZE``.
 
 @njit(cache=True, error_model="numpy", fastmath=_FASTMATH, parallel=PRANGE_ONLY)
 def _relu_kernel(x, out):
@@ -98,9 +101,16 @@ def _relu_backward_kernel_serial(grad_out, x, out):
 
 #: Below this many elements relu and leaky_relu (forward and backward) run their serial twin.
 _RELU_PARALLEL_MIN_SIZE = 1 << 20
-#: Below this many elements the transcendental kernels run their serial twin (2 threads: sigmoid
-#: at 16k elements is ~16 us serially, ~14 us with the wake-up; the parallel one wins from here).
-_PARALLEL_MIN_SIZE = 1 << 15
+#: Below this many elements the transcendental kernels run their serial twin. Their serial loops
+#: take 0.8-1.3 ns an element (softplus forward 2.3; float32, AVX2, Zen 3), and a parallel launch
+#: first wakes the pool's sleeping threads (``OMP_WAIT_POLICY=PASSIVE``, see ``config``): on a
+#: 2-vCPU VM that measured 80-130 us, so at 2 threads the parallel kernel only wins once the serial
+#: loop takes twice that. Measured (tanh / sigmoid / softplus, serial vs parallel, back-to-back
+#: calls): 32k elements 26 / 38 / 75 vs 107 / 111 / 137 us; 128k 133 / 160 / 326 vs 129 / 170 /
+#: 270 us; 262k 251 / 293 / 719 vs 235 / 239 / 424 us. With the thread idle longer (other work
+#: between calls, as in a training step or bench/report.py) the wake-up cost ~100 us more: tanh at
+#: 128x1000 read 227-257 us in the report's parallel rows. 1 << 15 ran the 128k rows parallel.
+_PARALLEL_MIN_SIZE = 1 << 17
 
 
 @njit(cache=True, error_model="numpy", fastmath=_FASTMATH, parallel=PRANGE_ONLY)
@@ -416,14 +426,22 @@ def elu_backward(grad_out: np.ndarray, x: np.ndarray, alpha: float = 1.0) -> np.
     return _backward(_elu_backward_kernel, _elu_backward_kernel_serial, _PARALLEL_MIN_SIZE, grad_out, x, a)
 
 
+def _softplus_params(beta: Any, threshold: Any) -> tuple[float, float]:
+    """Plain finite floats with ``beta > 0`` as they are (the full check cost 1.2 us, a sixth of a (128, 10)
+    softplus call), anything else through the reference's check."""
+    if type(beta) is float and type(threshold) is float and 0.0 < beta < math.inf and math.isfinite(threshold):
+        return beta, threshold
+    return _check_softplus(beta, threshold)
+
+
 def softplus(x: np.ndarray, beta: float = 1.0, threshold: float = 20.0) -> np.ndarray:
-    beta, threshold = _check_softplus(beta, threshold)
+    beta, threshold = _softplus_params(beta, threshold)
     return _forward(_softplus_kernel, _softplus_kernel_serial, _PARALLEL_MIN_SIZE, x, beta, threshold)
 
 
 def softplus_backward(grad_out: np.ndarray, x: np.ndarray, beta: float = 1.0,
                       threshold: float = 20.0) -> np.ndarray:
-    beta, threshold = _check_softplus(beta, threshold)
+    beta, threshold = _softplus_params(beta, threshold)
     return _backward(_softplus_backward_kernel, _softplus_backward_kernel_serial, _PARALLEL_MIN_SIZE,
                      grad_out, x, beta, threshold)
 

@@ -395,8 +395,11 @@ def _index_labels(labels: np.ndarray, c: int) -> np.ndarray:
     return index
 
 
-#: Below this many logits the serial twin runs (measured on the (128, 10) MNIST batch).
-_PARALLEL_MIN_SIZE = 1 << 15
+#: Below this many logits the serial twin runs: the serial row loops take ~1.1 ns a logit
+#: (float32, AVX2), and waking the pool's second thread 80-130 us on a 2-vCPU VM (the activations'
+#: ``_PARALLEL_MIN_SIZE`` has the measurements): softmax at 128x1000 took 151 us serially and
+#: 132 us back to back in parallel, 186-264 us in bench/report.py's interleaved samples.
+_PARALLEL_MIN_SIZE = 1 << 17
 #: ... and below this many for the kernels without an ``exp`` per element (softmax backward,
 #: cross-entropy backward): a few loads and FMAs an element, memory-bound like relu. At 128x1000
 #: on 2 threads (AMD EPYC, OMP_WAIT_POLICY=PASSIVE) waking the second thread made them 2.7x
