@@ -80,10 +80,11 @@ SHAPES = [
     (257, 129, 301),
     # a @ b.T with min(M, N) <= DOT_MAX_MN and K >= DOT_MIN_K runs as dot products of rows (_gemm_dot): rows and
     # columns that are not multiples of its 3 x 4 tile, K not a multiple of the vector width,
-    # K over several DOT_KC blocks
-    (7, 130, 300), (130, 5, 283), (20, 25, 1100), (2, 70, 260), (65, 20, 513),
-    # shallow K (<= SHALLOW_K) with a row pitch of a multiple of 256 bytes: B read in place
-    (40, 64, 9), (30, 128, 32),
+    # K over several K blocks (DOT_KC_BYTES: 2048 float32, 1024 float64)
+    (7, 130, 300), (130, 5, 283), (20, 25, 1100), (2, 70, 260), (65, 20, 513), (5, 40, 2100),
+    # shallow K (<= SHALLOW_K) with a row pitch of a multiple of 256 bytes: B read in place; of
+    # 4 KiB (N = 1024): B packed
+    (40, 64, 9), (30, 128, 32), (20, 1024, 8),
     # up to 3 row panels: B read in place at any pitch; the edge panel (16 = 6 + 6 + 4 rows) takes
     # the packed micro-kernel loop; exactly MR rows of a transposed A read in place
     (16, 64, 150), (6, 40, 50),
