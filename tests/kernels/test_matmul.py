@@ -86,8 +86,9 @@ SHAPES = [
     # 4 KiB (N = 1024): B packed
     (40, 64, 9), (30, 128, 32), (20, 1024, 8),
     # up to 3 row panels: B read in place at any pitch; the edge panel (16 = 6 + 6 + 4 rows) takes
-    # the packed micro-kernel loop; exactly MR rows of a transposed A read in place
-    (16, 64, 150), (6, 40, 50),
+    # the packed micro-kernel loop; exactly MR rows of a transposed A read in place; packed at a
+    # 4 KiB pitch
+    (16, 64, 150), (6, 40, 50), (12, 1024, 40),
 ]
 
 

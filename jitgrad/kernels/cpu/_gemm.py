@@ -124,20 +124,20 @@ def b_in_place(trans, m, k, n, itemsize):
     packing it only pays when its rows would collide in the L1 sets (a row
     pitch that is a multiple of 256 bytes maps the ``KC`` rows of a panel
     onto a few sets) or when it is too large to stay in L2 while reused,
-    and not when C has at most ``2 * MR`` rows (each B value is then used
-    once or twice: the packing pass would cost as much as the product), nor
-    when ``k <= SHALLOW_K`` (``gemm_block`` then streams each panel once per
-    row panel of C and never reuses it from L1) unless the row pitch is a
-    multiple of 4 KiB: then all ``k`` rows of a panel fall in one L1 set, and
-    its loads missed even within one tile (LeNet conv2's input gradient,
-    150 x 16 x 1024 with A transposed, one thread on Zen 3: 145 -> 87 us
-    packed, 0.75 -> 1.03x OpenBLAS; N = 1000 read in place: 109-118 us).
+    and not when C has at most ``3 * MR`` rows (each B value is then used
+    at most three times: the packing pass would cost as much as the product),
+    nor when ``k <= SHALLOW_K`` (``gemm_block`` then streams each panel once per
+    row panel of C and never reuses it from L1) -- in both cases unless the row
+    pitch is a multiple of 4 KiB: then all ``k`` rows of a panel fall in one L1
+    set, and its loads missed even within one tile. One thread on Zen 3,
+    packed against in place: LeNet conv2's input gradient (150 x 16 x 1024, A
+    transposed) 145 -> 87 us (0.75 -> 1.03x OpenBLAS; N = 1000 in place:
+    109-118 us); 16 x 288 x 2048 520-541 -> 334-346 us, 16 x 150 x 1024
+    100-118 -> 93-112 us, 12 x 200 x 1024 80-97 -> 85-97 us (three runs each).
     """
     if trans:
         return False
-    if m <= 3 * MR:
-        return True
-    if k <= SHALLOW_K:
+    if m <= 3 * MR or k <= SHALLOW_K:
         return (n * itemsize) % 4096 != 0
     return k * n * itemsize <= (1 << 20) and (n * itemsize) % 256 != 0
 
