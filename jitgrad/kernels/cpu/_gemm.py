@@ -40,6 +40,10 @@ A_IN_PLACE_MAX_N = 32
 #: costs a wake-up of the pool's threads: ~100 us on the 2-core EPYC VM (OMP_WAIT_POLICY=PASSIVE),
 #: 5-20 us on bare metal.
 ONE_REGION_COPIES = 32 * 1024
+#: A shared packing pass of at most this many elements runs on the calling thread, not in a parallel
+#: region of its own: 64k float32 are ~30-60 us of copying, less than the region's wake-up on the
+#: VM. (16 x 144 x 12544, a ResNet conv's im2col product: its 2,592 values of A took a region.)
+SERIAL_PACK = 64 * 1024
 
 
 @njit(**_jit)
@@ -233,7 +237,12 @@ def gemm_parallel(a, b, trans_a, trans_b, c, nthreads, bias, epi):
         a_pstride, a_rs, a_cs = k * MR, 1, MR
     if b_direct and n % nr:
         pack_b_panel(b, np.bool_(False), n - n % nr, bp[0], np.intp(0))  # no literals (see gemm_cols)
-    if not one:  # a packing pass first, each thread packing a contiguous range of B (and A) panels
+    if not one and a_size + b_size <= SERIAL_PACK:  # a small packing pass first, on this thread
+        if not b_direct:
+            pack_b(b, trans_b, 0, npb, bp[0])
+        if not in_place:
+            pack_a(a, trans_a, 0, npa, af[0])
+    elif not one:  # a packing pass first, each thread packing a contiguous range of B (and A) panels
         for t in prange(nthreads):
             if not b_direct:
                 pack_b(b, trans_b, t * npb // nthreads, (t + 1) * npb // nthreads, bp[0])
