@@ -144,11 +144,12 @@ def test_saved_output_modified_in_place_is_detected():
 def test_concurrent_kernels_on_the_workqueue_layer_do_not_abort():
     # Numba's workqueue layer aborts the process on concurrent parallel launches (old code: SIGABRT).
     code = textwrap.dedent("""
-        import threading, numpy as np, numba
+        import importlib, threading, numpy as np, numba
         import jitgrad.kernels.cpu as K
         a = np.ones((160, 160), np.float32)
         expected = a @ a
-        x = np.linspace(-4, 4, 256 * 256, dtype=np.float32).reshape(256, 256)  # sigmoid's parallel size
+        size = importlib.import_module("jitgrad.kernels.cpu.activations")._PARALLEL_MIN_SIZE
+        x = np.linspace(-4, 4, size, dtype=np.float32).reshape(-1, 256)  # sigmoid's parallel size
         expected_sigmoid = K.sigmoid(x)
         bad = []
         def work():
