@@ -139,7 +139,7 @@ def test_out_may_alias_an_input(backend):
 def test_parallel_driver_any_thread_count(nthreads, trans_a, trans_b, dtype):
     # The block partition depends on the thread count: exercise counts other than this machine's.
     # (200, 150, 260): A and B packed, one region on 3 threads (each row of tasks packs B, each
-    # column A), a shared packing pass first on 16. (16, 2000, 600) NN/TN: A's 10,800 packed values
+    # column A), a shared packing pass first on 16. (16, 2000, 600) NN: A's 10,800 packed values
     # too many to pack per column of tasks on 1 or 3 threads, few enough to pack on this thread
     # (SERIAL_PACK) before the region.
     for m, n, k in [(9, 200, 40), (300, 7, 33), (130, 140, 300), (200, 150, 260), (16, 2000, 600)]:
