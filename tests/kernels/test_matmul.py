@@ -137,11 +137,11 @@ def test_out_may_alias_an_input(backend):
 @pytest.mark.parametrize("nthreads", [1, 3, 16])
 @pytest.mark.parametrize("trans_a,trans_b", TRANS, ids=TRANS_IDS)
 def test_parallel_driver_any_thread_count(nthreads, trans_a, trans_b, dtype):
-    # The block partition depends on the thread count: exercise counts other than this machine's.
-    # (200, 150, 260): A and B packed, one region on 3 threads (each row of tasks packs B, each
-    # column A), a shared packing pass first on 16. (16, 2000, 600) NN: A's 10,800 packed values
-    # too many to pack per column of tasks on 1 or 3 threads, few enough to pack on this thread
-    # (SERIAL_PACK) before the region.
+    # The block partition and who packs each operand depend on the thread count: exercise counts
+    # other than this machine's. Among these shapes each operand is packed by the tasks that read
+    # it, or before them on this thread (SERIAL_PACK), or in a packing region of its own, alone or
+    # with the other operand in any of those ways: (130, 140, 300) float64 NT on 1 thread packs A
+    # here and B in the tasks; (200, 150, 260) NT float32 the reverse, and float64 both in a region.
     for m, n, k in [(9, 200, 40), (300, 7, 33), (130, 140, 300), (200, 150, 260), (16, 2000, 600)]:
         a, b = operands(m, n, k, trans_a, trans_b, dtype)
         out = nan_like((m, n), dtype)

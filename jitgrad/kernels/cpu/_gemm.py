@@ -3,10 +3,10 @@
 The micro-kernel, tile and blocking live in ``_gemm_tile``, the packing in
 ``_gemm_pack``; their names are re-exported here for ``_conv``.
 
-A parallel call splits C into blocks, one task each. Where that copies
-little more, every task packs the panels it reads and the call is one
-parallel region; otherwise a shared packing pass runs first (a second
-region: each wakes the pool). ``matmul`` computes into a scratch array when ``out`` overlaps
+A parallel call splits C into blocks, one task each. Each packed operand
+is packed by the tasks that read it where that copies little more, else
+once before them: on the calling thread when small, else in a packing region of
+its own (each region wakes the pool). ``matmul`` computes into a scratch array when ``out`` overlaps
 an input, so packed data never aliases the output.
 """
 
@@ -54,7 +54,10 @@ def partition(npa, npb, nthreads, rows_first):
     Blocks start at ``MC_PANELS x NC_PANELS`` and shrink until every thread
     has a task (then even out), columns first (tasks that share no B panel can each pack
     their own), rows first with ``rows_first`` (B read in place, A packed:
-    tasks that share no A panel each pack their own).
+    tasks that share no A panel each pack their own). While there are fewer than
+    ``4 * nthreads`` tasks they shrink further, a panel at a time, to a whole number of
+    rounds: ``prange`` hands each thread an equal run of tasks, and 3 tasks on 2 threads
+    left one thread two thirds of the work (64 x 784 x 576: 2 threads slower than 1).
     """
     mc = min(MC_PANELS, npa)
     nc = min(NC_PANELS, npb)
@@ -63,6 +66,13 @@ def partition(npa, npb, nthreads, rows_first):
             nc = cdiv(nc, 2)
         else:
             mc = cdiv(mc, 2)
+    while (cdiv(npa, mc) * cdiv(npb, nc)) % nthreads and cdiv(npa, mc) * cdiv(npb, nc) < 4 * nthreads:
+        if nc > 1 and not (rows_first and mc > 1):
+            nc -= 1
+        elif mc > 1:
+            mc -= 1
+        else:
+            break
     # Blocks of equal size, as many: 43 A panels in blocks of 32 gave one thread 32 and the other 11.
     mc = cdiv(npa, cdiv(npa, mc))
     nc = cdiv(npb, cdiv(npb, nc))
@@ -212,7 +222,7 @@ def gemm_serial(a, b, trans_a, trans_b, c, bias, epi):
 @njit(parallel=PRANGE_ONLY, **_jit)
 def gemm_parallel(a, b, trans_a, trans_b, c, nthreads, bias, epi):
     """``c = op(a) @ op(b)``: blocks of C computed under ``prange``, each task packing the panels it
-    reads, or (large products) a packing pass under ``prange`` first.
+    reads, or an operand packed first (on this thread, or in a ``prange`` pass of its own).
 
     ``bias``, ``epi``: the store's epilogue (see ``gemm_cols``).
 
@@ -224,29 +234,38 @@ def gemm_parallel(a, b, trans_a, trans_b, c, nthreads, bias, epi):
     mc, nc, ti, tj = partition(npa, npb, nthreads, b_direct and not in_place)
     a_size = 0 if in_place else npa * k * MR
     b_size = 0 if b_direct else npb * k * nr
-    # One parallel region (see ONE_REGION_COPIES) when every task packs the panels it reads: a
-    # column of tasks shares no B panel, a row no A panel, so each column of tasks packs B
-    # into a row of ``bp`` of its own and each row of tasks A into one of ``af``.
-    one = (tj - 1) * a_size + (ti - 1) * b_size <= ONE_REGION_COPIES * nthreads
-    bp = np.empty((ti if one and not b_direct else 1, k * nr if b_direct else b_size), dtype=c.dtype)
+    # Each operand is packed by the tasks that read it (a column of tasks shares no B panel, a row
+    # no A panel: each row of tasks packs its A panels into a row of ``af`` of its own, each column
+    # its B panels into one of ``bp``) while that copies little more (ONE_REGION_COPIES), else
+    # once, before the tasks: on this thread when small (SERIAL_PACK), else in a parallel region
+    # of its own. Two operands over the budget together: the one copied more often goes first.
+    budget = ONE_REGION_COPIES * nthreads
+    dup_a = (tj - 1) * a_size
+    dup_b = (ti - 1) * b_size
+    over = dup_a + dup_b > budget
+    share_a = dup_a > budget or (over and dup_a >= dup_b)  # packed before the tasks
+    share_b = dup_b > budget or (over and dup_b > dup_a)
+    task_a = not in_place and not share_a  # packed by the tasks
+    task_b = not b_direct and not share_b
+    bp = np.empty((ti if task_b else 1, k * nr if b_direct else b_size), dtype=c.dtype)
     if in_place:
         af = a.reshape((1, a.size))
         a_pstride, a_rs, a_cs = a_layout(trans_a, m, k)
     else:
-        af = np.empty((tj if one else 1, a_size), dtype=c.dtype)
+        af = np.empty((tj if task_a else 1, a_size), dtype=c.dtype)
         a_pstride, a_rs, a_cs = k * MR, 1, MR
     if b_direct and n % nr:
         pack_b_panel(b, np.bool_(False), n - n % nr, bp[0], np.intp(0))  # no literals (see gemm_cols)
-    if not one and a_size + b_size <= SERIAL_PACK:  # a small packing pass first, on this thread
-        if not b_direct:
+    if (a_size if share_a else 0) + (b_size if share_b else 0) <= SERIAL_PACK:  # a small pass, on this thread
+        if share_b:
             pack_b(b, trans_b, 0, npb, bp[0])
-        if not in_place:
+        if share_a:
             pack_a(a, trans_a, 0, npa, af[0])
-    elif not one:  # a packing pass first, each thread packing a contiguous range of B (and A) panels
+    else:  # a packing pass first, each thread packing a contiguous range of B (and A) panels
         for t in prange(nthreads):
-            if not b_direct:
+            if share_b:
                 pack_b(b, trans_b, t * npb // nthreads, (t + 1) * npb // nthreads, bp[0])
-            if not in_place:
+            if share_a:
                 pack_a(a, trans_a, t * npa // nthreads, (t + 1) * npa // nthreads, af[0])
     ntasks = ti * tj
     cflat = c.reshape(m * n)
@@ -255,11 +274,11 @@ def gemm_parallel(a, b, trans_a, trans_b, c, nthreads, bias, epi):
         bj = t - bi * tj
         ip0, ip1 = bi * mc, min(npa, (bi + 1) * mc)
         jp0, jp1 = bj * nc, min(npb, (bj + 1) * nc)
-        own_a = bj if one and not in_place else 0
-        own_b = bi if one and not b_direct else 0
-        if one and not b_direct:
+        own_a = bj if task_a else 0
+        own_b = bi if task_b else 0
+        if task_b:
             pack_b(b, trans_b, jp0, jp1, bp[own_b])
-        if one and not in_place:
+        if task_a:
             pack_a(a, trans_a, ip0, ip1, af[own_a])
         gemm_cols(af[own_a], a_pstride, a_rs, a_cs, b, bp[own_b], b_direct, k, m, n, ip0, ip1, jp0, jp1,
                   cflat, bias, epi)
