@@ -150,3 +150,61 @@ def test_loading_the_cpu_kernels_leaves_the_collector_on_and_nothing_frozen():
         print(gc.isenabled(), gc.get_freeze_count())
     """
     assert _run(code).stdout.split() == ["True", "0"]
+
+
+def test_every_cached_cpu_kernel_loads_without_the_compiler_set_up():
+    """Every module-level cached dispatcher of ``jitgrad.kernels.cpu`` (both versions of a tiered
+    kernel) has ``_cache_load.LoadingCache``: a first call that finds its kernel in the cache skips
+    Numba's registry refresh (``kernels/cpu/_cache_load.py``)."""
+    import jitgrad.kernels.cpu  # noqa: F401
+    from numba.core.caching import FunctionCache
+    from numba.core.dispatcher import Dispatcher
+
+    from jitgrad.kernels.cpu import _cache_load
+
+    seen = 0
+    for name, module in list(sys.modules.items()):
+        if name.startswith("jitgrad.kernels.cpu."):
+            for value in vars(module).values():
+                for d in _cache_load._dispatchers(value):
+                    if isinstance(d, Dispatcher) and isinstance(d._cache, FunctionCache):
+                        assert type(d._cache) is _cache_load.LoadingCache, f"{name}: {d.py_func.__qualname__}"
+                        seen += 1
+    assert seen > 100  # the GEMM, conv, activation, softmax, optimizer ... kernels and tiered twins
+    assert _cache_load.install(list(sys.modules.values())) == 0  # already installed: nothing changes
+
+
+def test_a_cached_kernel_loads_and_runs_in_a_fresh_process_without_the_registries():
+    """relu, leaky_relu and the GEMM driver compiled (or loaded) here, then loaded in a fresh
+    interpreter: right results, loaded from the cache (no compile), and Numba's registry modules
+    (``numba.np.linalg``, ``numba.typed.typeddict``), which only the refresh imports, never imported.
+    A compile in that process still works (it refreshes first)."""
+    import numpy as np
+
+    from jitgrad.kernels import cpu
+
+    x = np.linspace(-2, 2, 24, dtype=np.float32).reshape(4, 6)
+    cpu.relu(x)
+    cpu.leaky_relu(x, 0.1)
+    cpu.matmul(x, x.T.copy())
+    code = """
+        import sys
+        import numpy as np
+        from jitgrad.kernels import cpu
+        from jitgrad.kernels.cpu import activations
+        x = np.linspace(-2, 2, 24, dtype=np.float32).reshape(4, 6)
+        assert np.array_equal(cpu.relu(x), np.maximum(x, 0))
+        assert np.allclose(cpu.leaky_relu(x, 0.1), np.where(x > 0, x, 0.1 * x))
+        assert np.allclose(cpu.matmul(x, x.T.copy()), x @ x.T, rtol=1e-5, atol=1e-5)
+        hits = sum(activations._relu_kernel_serial._cache_hits.values())
+        misses = sum(activations._relu_kernel_serial._cache_misses.values())
+        print(hits, misses, "numba.np.linalg" in sys.modules, "numba.typed.typeddict" in sys.modules)
+        import numba
+        @numba.njit
+        def twice(v):
+            return 2 * v
+        print(twice(np.ones(3)).sum(), "numba.np.linalg" in sys.modules)
+    """
+    first, second = _run(code).stdout.splitlines()
+    assert first.split() == ["1", "0", "False", "False"], first
+    assert second.split() == ["6.0", "True"], second

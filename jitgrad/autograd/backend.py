@@ -37,16 +37,11 @@ __all__ = ["CPUBackend", "register_backend", "register_lazy_backend", "get_backe
 
 
 def _load_cpu_kernels() -> Any:
-    """``jitgrad.kernels.cpu``, imported (with Numba) and Numba's CPU target set up, with the
-    garbage collector paused: the ~90k objects this makes are the process's for good (see
-    :mod:`jitgrad._startup`). The set-up is what Numba does on its first compile or cache load,
-    which every first kernel call makes."""
+    """``jitgrad.kernels.cpu``, imported (with Numba) with the garbage collector paused: the
+    objects this makes are the process's for good (see :mod:`jitgrad._startup`). Its kernels load
+    from the cache without Numba's compiler set-up (``kernels/cpu/_cache_load``); a compile makes it."""
     with gc_paused():
-        kernels = importlib.import_module("jitgrad.kernels.cpu")
-        from numba.core.registry import cpu_target
-
-        cpu_target.target_context.refresh()
-    return kernels
+        return importlib.import_module("jitgrad.kernels.cpu")
 
 
 class CPUBackend:

@@ -34,6 +34,11 @@ __all__: list[str] = kernel_names()
 # Docstrings are written once, on the reference kernels: every public kernel takes its twin's.
 _contract.adopt_reference_docs(_MODULES)
 
+# Cached kernels load without Numba's compiler set-up (~0.2 s of a warm start): _cache_load.
+from . import _cache_load  # noqa: E402
+
+_cache_load.install(module for name, module in list(_sys.modules.items()) if name.startswith(f"{__name__}."))
+
 # Numba's registries make the interpreter's shutdown slow (~0.3 s): young garbage collected, the rest frozen (_exit).
 from . import _exit  # noqa: E402
 
