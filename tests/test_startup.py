@@ -163,15 +163,15 @@ def test_every_cached_cpu_kernel_loads_without_the_compiler_set_up():
     from jitgrad.kernels.cpu import _cache_load
 
     seen = 0
-    for name, module in list(sys.modules.items()):
-        if name.startswith("jitgrad.kernels.cpu."):
-            for value in vars(module).values():
-                for d in _cache_load._dispatchers(value):
-                    if isinstance(d, Dispatcher) and isinstance(d._cache, FunctionCache):
-                        assert type(d._cache) is _cache_load.LoadingCache, f"{name}: {d.py_func.__qualname__}"
-                        seen += 1
+    kernel_modules = [m for name, m in list(sys.modules.items()) if name.startswith("jitgrad.kernels.cpu.")]
+    for module in kernel_modules:
+        for value in vars(module).values():
+            for d in _cache_load._dispatchers(value):
+                if isinstance(d, Dispatcher) and isinstance(d._cache, FunctionCache):
+                    assert type(d._cache) is _cache_load.LoadingCache, f"{module.__name__}: {d.py_func.__qualname__}"
+                    seen += 1
     assert seen > 100  # the GEMM, conv, activation, softmax, optimizer ... kernels and tiered twins
-    assert _cache_load.install(list(sys.modules.values())) == 0  # already installed: nothing changes
+    assert _cache_load.install(kernel_modules) == 0  # already installed: nothing changes
 
 
 def test_a_cached_kernel_loads_and_runs_in_a_fresh_process_without_the_registries():
