@@ -331,17 +331,23 @@ def test_float32_precision_at_large_and_close_logits(backend):
     np.testing.assert_allclose(loss, want, rtol=1e-6, atol=1e-37)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("c", [19, 83, 150])
 @pytest.mark.parametrize("special", [None, np.nan, np.inf, -np.inf])
-def test_softmax_row_max_every_position(special):
-    # The CPU row max keeps eight accumulators and a scalar tail: 19 columns put the
-    # largest (or a non-finite) logit once in every accumulator and in the tail.
-    c = 19
-    x = np.tile(randn((1, c), np.float32, seed=8), (c, 1))
+def test_softmax_row_max_every_position(special, c, dtype):
+    # The CPU row max: up to 4 vectors a row, eight scalar accumulators and a scalar tail (19
+    # columns); from 4 vectors, four vector accumulators, a one-vector tail and a scalar tail
+    # (83 = 64 + 16 + 3 float32 lanes on AVX-512, 80 + 3 on AVX2; 150). Each row puts the largest
+    # (or a non-finite) logit at another column, so in every accumulator, lane and tail.
+    x = np.tile(randn((1, c), dtype, seed=8), (c, 1))
     x[np.arange(c), np.arange(c)] = 200.0 if special is None else special  # a missed max: exp overflows
     for name in ("softmax", "log_softmax"):
         with np.errstate(all="ignore"):
             want = getattr(ref, name)(x)
-        _assert_same_specials(getattr(cpu, name)(x), want, np.float32)
+        _assert_same_specials(getattr(cpu, name)(x), want, dtype)
+        if name == "softmax" and special is None:
+            loss, probs = cpu.softmax_cross_entropy(x, np.arange(c), reduction="none")
+            _assert_same_specials(probs, want, dtype)
 
 
 @pytest.mark.parametrize("threshold", [1, 1 << 62], ids=["parallel", "serial"])

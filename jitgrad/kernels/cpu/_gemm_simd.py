@@ -432,6 +432,18 @@ def vadd(typingctx, a, b):
     return a(a, b), codegen
 
 
+def _reduce_halves(builder, v, lanes, combine):
+    """``v``'s lanes folded to one scalar: its two halves combined (``combine(lo, hi)``) until one lane is left."""
+    count = lanes
+    while count > 1:
+        half = count // 2
+        lo = builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(_I32, half), list(range(half))))
+        hi = builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(_I32, half), list(range(half, count))))
+        v = combine(lo, hi)
+        count = half
+    return builder.extract_element(v, ir.Constant(_I32, 0))
+
+
 @intrinsic
 def vsum(typingctx, vec):
     """The sum of ``vec``'s lanes, as a scalar: halves added pairwise (a tree of shuffles and adds)."""
@@ -440,15 +452,38 @@ def vsum(typingctx, vec):
 
     def codegen(context, builder, sig, args):
         _mark_vector_width(builder)
-        v = args[0]
-        count = vec.lanes
-        while count > 1:
-            half = count // 2
-            lo = builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(_I32, half), list(range(half))))
-            hi = builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(_I32, half), list(range(half, count))))
-            v = builder.fadd(lo, hi)
-            count = half
-        return builder.extract_element(v, ir.Constant(_I32, 0))
+        return _reduce_halves(builder, args[0], vec.lanes, builder.fadd)
+
+    return vec.dtype(vec), codegen
+
+
+def _select_greater(builder, a, b):
+    """``b`` where ``b > a``, else ``a`` (ordered: a NaN in ``b`` keeps ``a``)."""
+    return builder.select(builder.fcmp_ordered(">", b, a), b, a)
+
+
+@intrinsic
+def vmax(typingctx, a, b):
+    """``b if b > a else a`` lane by lane: one max instruction; a NaN lane of ``b`` is skipped."""
+    if not (isinstance(a, SimdVector) and a == b):
+        return None
+
+    def codegen(context, builder, sig, args):
+        _mark_vector_width(builder)
+        return _select_greater(builder, args[0], args[1])
+
+    return a(a, b), codegen
+
+
+@intrinsic
+def vmax_lanes(typingctx, vec):
+    """The largest of ``vec``'s lanes, as a scalar: halves compared pairwise (as :func:`vsum` adds them)."""
+    if not isinstance(vec, SimdVector):
+        return None
+
+    def codegen(context, builder, sig, args):
+        _mark_vector_width(builder)
+        return _reduce_halves(builder, args[0], vec.lanes, lambda lo, hi: _select_greater(builder, lo, hi))
 
     return vec.dtype(vec), codegen
 

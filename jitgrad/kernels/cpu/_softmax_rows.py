@@ -20,6 +20,7 @@ import numpy as np
 from numba import njit
 
 from jitgrad.kernels.cpu import _elementary as ef
+from jitgrad.kernels.cpu._gemm_simd import VEC_BYTES, vload, vmax, vmax_lanes
 from jitgrad.kernels.cpu._jit import FASTMATH as _FASTMATH
 
 #: The callers' flags less ``reassoc``, for the one subtraction whose order is the point.
@@ -47,11 +48,16 @@ def shifted_minus(x, m, c):
 def row_max(x, i):
     """Largest element of row ``i`` (a NaN may be skipped or returned: either way the row turns NaN).
 
-    Eight independent accumulators: one select chain is latency-bound, eight keep the
-    compare unit busy (measured 1.7x faster at 1000 columns). LLVM does not vectorise a
-    float max reduction without ``nnan``, which softmax cannot have.
+    LLVM does not vectorise a float max reduction without ``nnan``, which softmax cannot
+    have, so a unit-stride row of at least four vectors takes explicit vectors
+    (:func:`_row_max_vectors`); shorter rows eight independent scalar accumulators (one
+    select chain is latency-bound, eight keep the compare unit busy: 1.7x faster at 1000
+    columns than one; the vectors 3.3x faster again at 128 x 1000, Zen 4, AVX-512).
     """
     c = x.shape[1]
+    lanes = VEC_BYTES // x.itemsize
+    if c >= 4 * lanes and x.strides[1] == x.itemsize:
+        return _row_max_vectors(x[i], lanes)
     m0 = m1 = m2 = m3 = m4 = m5 = m6 = m7 = x[i, 0]
     c8 = c - c % 8
     for j in range(0, c8, 8):
@@ -81,6 +87,32 @@ def row_max(x, i):
     m0 = m2 if m2 > m0 else m0
     m4 = m6 if m6 > m4 else m4
     return m4 if m4 > m0 else m0
+
+
+@njit(cache=True, error_model="numpy", fastmath=_FASTMATH, inline="always")
+def _row_max_vectors(row, lanes):
+    """:func:`row_max` of a unit-stride ``row`` of at least ``4 * lanes`` elements: four vector
+    accumulators (independent compare chains), then the tail one vector and one element at a time."""
+    c = row.size
+    v0 = vload(row, 0)
+    v1 = vload(row, lanes)
+    v2 = vload(row, 2 * lanes)
+    v3 = vload(row, 3 * lanes)
+    j = 4 * lanes
+    while j + 4 * lanes <= c:
+        v0 = vmax(v0, vload(row, j))
+        v1 = vmax(v1, vload(row, j + lanes))
+        v2 = vmax(v2, vload(row, j + 2 * lanes))
+        v3 = vmax(v3, vload(row, j + 3 * lanes))
+        j += 4 * lanes
+    while j + lanes <= c:
+        v0 = vmax(v0, vload(row, j))
+        j += lanes
+    m = vmax_lanes(vmax(vmax(v0, v1), vmax(v2, v3)))
+    for k in range(j, c):
+        v = row[k]
+        m = v if v > m else m
+    return m
 
 
 @njit(cache=True, error_model="numpy", fastmath=_FASTMATH, inline="always")
