@@ -72,6 +72,7 @@ def machine_info(threads: int, torch: Any | None) -> dict[str, Any]:
         "numba_threading_layer": _threading_layer(),
         "numba_cache_dir": _cache_dir(),
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+        "openblas_thread_timeout": os.environ.get("OPENBLAS_THREAD_TIMEOUT"),
     }
 
 

@@ -45,6 +45,16 @@ import os
 # a 2-core machine. Passive waiting applies to both, so the comparison stays
 # fair; set OMP_WAIT_POLICY yourself to override.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# NumPy's OpenBLAS runs a pthread pool of its own, which OMP_WAIT_POLICY does not reach: after each
+# call its workers spin for its THREAD_TIMEOUT (~0.1 s, longer than a sample) on the cores the next
+# backend's sample needs. Measured on the 2-core Zen 4: the conv2d rows of jitgrad and PyTorch ran at
+# half speed after the NumPy sample (keras-conv2 forward 6.7 -> 3.4 ms, PyTorch 6.3 -> 3.2 ms with
+# the workers sleeping at once, 2^4 cycles). The GEMM table's child gets OpenBLAS's default back
+# (``report_doc.gemm_rows``): there NumPy is the competitor, spinning as in a user's loop of calls,
+# and that script pauses between blocks instead. Set OPENBLAS_THREAD_TIMEOUT yourself to override.
+if "OPENBLAS_THREAD_TIMEOUT" not in os.environ:
+    os.environ["OPENBLAS_THREAD_TIMEOUT"] = "4"
+    os.environ["JITGRAD_REPORT_SET_BLAS_TIMEOUT"] = "1"
 
 import argparse  # noqa: E402
 import json  # noqa: E402

@@ -106,6 +106,8 @@ def parse_gemm(stdout: str) -> list[dict[str, Any]]:
 def gemm_rows(opts: argparse.Namespace, threads: int) -> list[dict[str, Any]]:
     shapes = [s for s in opts.gemm_shapes.split(",") if s] or (list(QUICK_GEMM) if opts.quick else [])
     env = {**os.environ, "THREADS": str(threads), "REPS": "1" if opts.quick else "9"}
+    if env.pop("JITGRAD_REPORT_SET_BLAS_TIMEOUT", None):  # report.py's setting, not the user's (see there)
+        env.pop("OPENBLAS_THREAD_TIMEOUT", None)
     done = subprocess.run([sys.executable, str(BENCH_DIR / "matmul_side_by_side.py"), *shapes], env=env,
                           capture_output=True, text=True, timeout=3600)
     if done.returncode:

@@ -117,7 +117,7 @@ def header_lines(run: dict[str, Any]) -> list[str]:
         ["jitgrad SIMD path (as run)", f"`{m.get('isa_path')}`"],
         ["CPU compiled for", f"forced: `{forced}`" if forced else "native (the host CPU)"],
         ["threads", f"{m.get('threads')} for jitgrad, PyTorch and the BLAS; "
-                    f"`OMP_WAIT_POLICY={m.get('omp_wait_policy')}`"],
+                    f"`OMP_WAIT_POLICY={m.get('omp_wait_policy')}`" + _blas_timeout(m)],
         ["software", ", ".join(software) + f", jitgrad {m.get('jitgrad')}"],
         ["date, commit", f"{run.get('date')}, `{run.get('commit')}`"],
         ["run", f"{run.get('wall_s', 0):.0f} s{_per_section(run['results'].get('section_s'))}; load average "
@@ -128,6 +128,12 @@ def header_lines(run: dict[str, Any]) -> list[str]:
         rows.append(["**subset**", "**`--quick`: tiny subset, 1 sample per row, no cold start: shows the "
                                    "format only, not a measurement to quote**"])
     return _table(["", ""], rows)
+
+
+def _blas_timeout(m: dict[str, Any]) -> str:
+    """The OpenBLAS spin setting of the run (``bench/report.py`` sets it for all but the GEMM table)."""
+    value = m.get("openblas_thread_timeout")
+    return f", `OPENBLAS_THREAD_TIMEOUT={value}` (the GEMM table: OpenBLAS's default)" if value else ""
 
 
 def _per_section(seconds: dict[str, float] | None) -> str:
