@@ -83,8 +83,9 @@ def test_forced_cpu_picks_path_and_vector_registers(cpu_name, path, dtype, reg, 
     # Every FMA of the hot loops works on full-width vectors of the path (no scalar or half-width ones).
     assert registers(out["gemm"]) == {reg}, out["gemm"]
     assert registers(out["dot"]) == {reg}, out["dot"]
-    # One FMA per accumulator per step (LLVM may unroll the loop, never drop or split FMAs).
-    assert len(out["gemm"]) % (2 * mr) == 0 and len(out["gemm"]) >= 2 * mr
+    # One FMA per accumulator per step (LLVM may unroll the loop, never drop or split FMAs): 2 * mr a
+    # step of the two-vector loops, mr a step of the narrow (one-vector) loop; each loop at least once.
+    assert len(out["gemm"]) % mr == 0 and len(out["gemm"]) >= 2 * mr + mr
     assert len(out["dot"]) % (3 * dot_rows) == 0 and len(out["dot"]) >= 3 * dot_rows
     # The row-dot kernel of skinny a @ b.T (_gemm_dot): its 3 x 4 tile, on full-width vectors.
     assert registers(out["rowdot"]) == {reg}, out["rowdot"]

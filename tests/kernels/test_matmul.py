@@ -89,6 +89,9 @@ SHAPES = [
     # the packed micro-kernel loop; exactly MR rows of a transposed A read in place; packed at a
     # 4 KiB pitch
     (16, 64, 150), (6, 40, 50), (12, 1024, 40),
+    # at most one vector of columns (a 10-class head: the narrow micro-kernel loop), A read in place,
+    # over one and several K slices; 33, 130 and 129 above end in a narrow edge panel
+    (128, 10, 84), (70, 12, 600),
 ]
 
 

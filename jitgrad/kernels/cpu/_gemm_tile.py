@@ -173,6 +173,27 @@ def micro_kernel(kc, a, a_off, a_rs, a_cs, b, b_off, b_rs, c, c_off, ldc, mr, nc
     o5 = a_off + (5 * a_rs if mr > 5 else 0)
     o6 = a_off + (6 * a_rs if mr > 6 else 0)
     o7 = a_off + (7 * a_rs if mr > 7 else 0)
+    if ncols <= lanes:
+        # A narrow tile (a 10-class head's columns, the last panel of an edge): B's second vector
+        # would be padding, so only the first is loaded and multiplied, half the FMAs. One loop for
+        # every layout of A (per-row offsets): the product is short-lived, a second copy of this
+        # loop for packed A would cost compile time for little.
+        ia = 0
+        ib = b_off
+        for _ in range(kc):
+            b0 = vload(b, ib)
+            c00 = vfma(vbroadcast_load(a, o0 + ia), b0, c00)
+            c10 = vfma(vbroadcast_load(a, o1 + ia), b0, c10)
+            c20 = vfma(vbroadcast_load(a, o2 + ia), b0, c20)
+            c30 = vfma(vbroadcast_load(a, o3 + ia), b0, c30)
+            c40 = vfma(vbroadcast_load(a, o4 + ia), b0, c40)
+            c50 = vfma(vbroadcast_load(a, o5 + ia), b0, c50)
+            if MR > 6:
+                c60 = vfma(vbroadcast_load(a, o6 + ia), b0, c60)
+                c70 = vfma(vbroadcast_load(a, o7 + ia), b0, c70)
+            ia += a_cs
+            ib += b_rs
+        kc = 0
     if a_rs == 1 and (mr == MR or a_cs == MR):
         # The MR values of one k side by side (packed panels, transposed A):
         # one pointer with constant offsets, which leaves LLVM enough
