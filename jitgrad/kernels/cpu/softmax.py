@@ -475,7 +475,7 @@ def softmax_cross_entropy_backward(probs: np.ndarray, labels: np.ndarray, grad_l
     if g is not None and _plain_targets(probs, labels, reduction, label_smoothing):
         is_index, eps = labels.ndim == 1, label_smoothing
         n = probs.shape[0]
-        scale = np.full(1, g / n if reduction == "mean" and n else g, probs.dtype)
+        scale = np.array((g / n if reduction == "mean" and n else g,), probs.dtype)  # np.full: 0.5 us more
         out = _empty(probs)
     else:
         is_index, eps = _check_cross_entropy(probs, labels, reduction, label_smoothing, name="probs",
