@@ -73,6 +73,8 @@ def machine_info(threads: int, torch: Any | None) -> dict[str, Any]:
         "numba_cache_dir": _cache_dir(),
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         "openblas_thread_timeout": os.environ.get("OPENBLAS_THREAD_TIMEOUT"),
+        # Set by bench/report.py (not by the user): then the GEMM table's child runs without it.
+        "openblas_thread_timeout_by_report": bool(os.environ.get("JITGRAD_REPORT_SET_BLAS_TIMEOUT")),
     }
 
 

@@ -131,9 +131,12 @@ def header_lines(run: dict[str, Any]) -> list[str]:
 
 
 def _blas_timeout(m: dict[str, Any]) -> str:
-    """The OpenBLAS spin setting of the run (``bench/report.py`` sets it for all but the GEMM table)."""
+    """The OpenBLAS spin setting of the run; set by ``bench/report.py``, it skips the GEMM table (set by the user, not)."""
     value = m.get("openblas_thread_timeout")
-    return f", `OPENBLAS_THREAD_TIMEOUT={value}` (the GEMM table: OpenBLAS's default)" if value else ""
+    if not value:
+        return ""
+    gemm = " (the GEMM table: OpenBLAS's default)" if m.get("openblas_thread_timeout_by_report") else ""
+    return f", `OPENBLAS_THREAD_TIMEOUT={value}`{gemm}"
 
 
 def _per_section(seconds: dict[str, float] | None) -> str:
