@@ -125,7 +125,7 @@ def row_max_exp(x, i, out):
     m = row_max(x, i)
     s = x.dtype.type(0)
     for j in range(c):
-        e = ef.exp(x[i, j] - m)
+        e = ef.exp_nonpos(x[i, j] - m)
         out[i, j] = e
         s += e
     return m, s
@@ -133,7 +133,7 @@ def row_max_exp(x, i, out):
 
 @njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
 def flat_exp_into(a, lo, hi, out):
-    """``out.flat[lo:hi] = exp(a.flat[lo:hi])`` (``a`` and ``out`` of one shape), in full vectors.
+    """``out.flat[lo:hi] = exp(a.flat[lo:hi])`` (``a`` and ``out`` of one shape; ``a <= 0``: ``exp_nonpos``), in full vectors.
 
     Over slices from 0: indexed ``flat[k]`` with ``k`` from ``lo``, Numba's negative-index
     wrap-around stays in the loop, which then does not vectorise (measured 4x slower).
@@ -141,7 +141,7 @@ def flat_exp_into(a, lo, hi, out):
     src = a.reshape(a.size)[lo:hi]
     dst = out.reshape(out.size)[lo:hi]
     for k in range(src.size):
-        dst[k] = ef.exp(src[k])
+        dst[k] = ef.exp_nonpos(src[k])
 
 
 @njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
@@ -161,7 +161,7 @@ def block_max_exp(x, r0, r1, out, m, s):
             out[i, j] = x[i, j] - mi
     flat = out.reshape(out.size)[r0 * c:r1 * c]
     for k in range(flat.size):
-        flat[k] = ef.exp(flat[k])
+        flat[k] = ef.exp_nonpos(flat[k])
     for i in range(r0, r1):
         acc = out.dtype.type(0)
         for j in range(c):

@@ -168,8 +168,8 @@ def leaky_relu_backward(grad_out: np.ndarray, x: np.ndarray, negative_slope: flo
 
 @njit(cache=True, error_model="numpy", fastmath=_FASTMATH, inline="always")
 def _sigmoid_scalar(v, one):
-    # exp of a non-positive number only, so it never overflows; a select, not a branch.
-    e = ef.exp(-abs(v))
+    # exp of a non-positive number only (exp_nonpos: no overflow or subnormal steps); a select, not a branch.
+    e = ef.exp_nonpos(-abs(v))
     inv = one / (one + e)
     return inv if v >= 0 else e * inv
 
@@ -347,7 +347,7 @@ def _elu_scalar(v, alpha, zero):
 
 @njit(cache=True, error_model="numpy", fastmath=_FASTMATH, inline="always")
 def _elu_grad_scalar(g, v, alpha, zero):
-    return g if v > zero else g * alpha * ef.exp(v)
+    return g if v > zero else g * alpha * ef.exp_nonpos(v)  # v <= 0 where it is taken
 
 
 @njit(cache=True, error_model="numpy", fastmath=_FASTMATH, parallel=PRANGE_ONLY)

@@ -22,8 +22,8 @@ parallel region. Below :data:`SERIAL_MACS` multiply-adds per step one
 thread wins (measured), and a batch below two panels has nothing to split.
 
 The gate nonlinearities go through :func:`_sigmoid` and :func:`_tanh` only,
-both built on one ``exp`` from ``_elementary`` (the vectorisable float32 kernel;
-``math.exp`` in float64).
+both built on one ``exp_nonpos`` from ``_elementary`` (the vectorisable float32 kernel of
+``exp(min(x, 0))``; ``math.exp`` in float64).
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ _LSTM, _GRU, _RNN = 0, 1, 2
 def _sigmoid(v, one):
     # exp of a non-positive argument only (no overflow), and both halves computed so the
     # choice is a select, not a branch (random gate signs mispredict). NaN propagates.
-    e = _elementary.exp(-abs(v))  # float32: the vectorisable exp; float64: math.exp
+    e = _elementary.exp_nonpos(-abs(v))  # float32: the vectorisable exp; float64: math.exp
     r = one / (one + e)
     return r if v >= 0 else e * r
 
@@ -73,7 +73,7 @@ def _tanh(v, k):
     a = abs(v)
     x2 = v * v
     series = v * (k[0] - x2 * (k[1] - x2 * (k[2] - x2 * (k[3] - x2 * k[4]))))
-    e = _elementary.exp(-(a + a))
+    e = _elementary.exp_nonpos(-(a + a))
     r = (k[0] - e) / (k[0] + e)
     r = r if v >= 0 else -r
     return series if a < k[5] else r
