@@ -28,7 +28,7 @@ MAX_ULP = 2.0
 #: and relative all the way into the left tail (where ``(1 + erf(x/sqrt 2))/2`` is thousands of ulps off).
 BOUNDS = {"ndtr": 8.0}
 
-NAMES = ("exp", "exp_nonpos", "expm1", "log", "log1p", "tanh", "erf", "ndtr")
+NAMES = ("exp", "exp_nonpos", "expm1", "log", "log1p", "log1pexp", "tanh", "erf", "ndtr")
 
 
 def _make_runner(fn):
@@ -71,6 +71,9 @@ def reference(name: str, x: np.ndarray) -> np.ndarray:
     with np.errstate(all="ignore"):
         if name == "exp_nonpos":  # exp(min(x, 0)), results below the smallest normal float32 flushed to 0
             y = np.exp(np.where(xd > 0, 0.0, xd))
+            return np.where(y < np.finfo(np.float32).tiny, 0.0, y)
+        if name == "log1pexp":  # log(1 + e^x), flushed to 0 below the smallest normal float32
+            y = np.logaddexp(0.0, xd)
             return np.where(y < np.finfo(np.float32).tiny, 0.0, y)
         return getattr(np, name)(xd)
 
@@ -130,6 +133,9 @@ def test_float32_error_within_bound(name, sample):
     ("exp_nonpos", -np.inf, 0.0), ("exp_nonpos", -0.0, 1.0), ("exp_nonpos", 0.0, 1.0), ("exp_nonpos", 5.0, 1.0),
     ("exp_nonpos", np.inf, 1.0), ("exp_nonpos", -87.0, math.exp(-87.0)), ("exp_nonpos", -87.4, 0.0),
     ("exp_nonpos", -1e30, 0.0),
+    ("log1pexp", np.inf, np.inf), ("log1pexp", -np.inf, 0.0), ("log1pexp", 0.0, math.log(2.0)),
+    ("log1pexp", 100.0, 100.0), ("log1pexp", -87.0, math.exp(-87.0)), ("log1pexp", -90.0, 0.0),
+    ("log1pexp", 3e38, 3e38), ("log1pexp", 1e-8, math.log(2.0)),
     ("expm1", np.inf, np.inf), ("expm1", -np.inf, -1.0), ("expm1", -0.0, -0.0), ("expm1", 1e-40, 1e-40),
     ("log", 0.0, -np.inf), ("log", -0.0, -np.inf), ("log", -1.0, np.nan), ("log", np.inf, np.inf),
     ("log", -np.inf, np.nan), ("log", 2.0**-149, -149 * math.log(2.0)), ("log", 1.0, 0.0),
@@ -161,7 +167,8 @@ def test_float64_is_math(name):
     out = np.empty_like(x)
     _RUNNERS[name](x, out)
     exact = {"ndtr": lambda v: 0.5 * math.erfc(-v * (1.0 / math.sqrt(2.0))),
-             "exp_nonpos": lambda v: math.exp(min(v, 0.0))}.get(name, getattr(math, name, None))
+             "exp_nonpos": lambda v: math.exp(min(v, 0.0)),
+             "log1pexp": lambda v: max(v, 0.0) + math.log1p(math.exp(-abs(v)))}.get(name, getattr(math, name, None))
     np.testing.assert_array_equal(out, [exact(v) for v in x])
 
 

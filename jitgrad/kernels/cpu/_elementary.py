@@ -1,4 +1,4 @@
-"""Vectorisable elementary functions for the CPU kernels: ``exp``, ``exp_nonpos``, ``expm1``, ``log``, ``log1p``, ``tanh``, ``erf``, ``ndtr``.
+"""Vectorisable elementary functions for the CPU kernels: ``exp``, ``exp_nonpos``, ``expm1``, ``log``, ``log1p``, ``log1pexp``, ``tanh``, ``erf``, ``ndtr``.
 
 Numba lowers ``math.exp`` and friends to scalar calls into libm (llvmlite has
 no SVML), so a loop that calls one never vectorises. The float32 versions
@@ -35,6 +35,11 @@ dense sample in the suite, ``bench/elementary_ulp.py`` runs all 2^32):
   ``s = f/(2+f)``, the Remez polynomial ``Lg1..Lg4`` in ``s^2``; ``log1p``
   adds the rounding error of ``1 + x`` as ``c / (1 + x)``. Subnormal inputs
   are scaled by ``2^25`` with a select.
+- ``log1pexp``: ``log(1 + e^x)`` (softplus), as ``max(x, 0) + log1p(e)`` with
+  ``e = exp_nonpos(-|x|)`` in ``(0, 1]``: ``1 + e`` lies in ``[1, 2]``, so ``log1p``'s
+  special-input selects drop out (the ``log`` core and its rounding correction
+  ``c/u`` stay). Results below the smallest normal are flushed to 0, as
+  ``exp_nonpos``'s.
 - ``tanh``: in float32 (8 lanes, twice the float64 form's): ``|x| < 0.66``:
   ``x + x^3 P(x^2)``, ``P`` a degree-5 minimax fit (relative error 3.2e-10);
   beyond, ``1 - 2/(e + 1)`` with ``e = exp(2|x|)`` (the ``exp`` below; the
@@ -87,7 +92,7 @@ from numba.extending import intrinsic, overload
 from jitgrad.kernels._constants import INV_SQRT_2 as _INV_SQRT_2
 from jitgrad.kernels._constants import INV_SQRT_2PI as _INV_SQRT_2PI
 
-__all__: list[str] = ["exp", "exp_nonpos", "expm1", "log", "log1p", "tanh", "erf", "ndtr", "ndtr_pdf"]
+__all__: list[str] = ["exp", "exp_nonpos", "expm1", "log", "log1p", "log1pexp", "tanh", "erf", "ndtr", "ndtr_pdf"]
 
 #: No ``reassoc``/``arcp``/``afn``: they would undo the reductions' exact steps.
 _FLAGS = {"contract", "nsz"}
@@ -330,6 +335,22 @@ def _log1p_f32(x):
 
 
 @njit(cache=True, fastmath=_FLAGS, error_model="numpy")
+def _log1pexp_f32(x):
+    e = _exp_nonpos_f32(-abs(x))  # NaN stays NaN through every step
+    u = _ONE + e  # in [1, 2]
+    m, k = _log_split_f32(u)
+    c = (e - (u - _ONE)) / u  # the rounding error of 1 + e (exact difference), relative to u
+    return (x if x > _ZERO else _ZERO) + _log_core_f32(m, k, c)
+
+
+def _log1pexp_f64(x: float) -> float:
+    return max(x, 0.0) + math.log1p(math.exp(-abs(x)))
+
+
+_log1pexp_f64_jit = njit(cache=True, error_model="numpy")(_log1pexp_f64)
+
+
+@njit(cache=True, fastmath=_FLAGS, error_model="numpy")
 def _tanh_f32(x):
     a = abs(x)
     t = a * a
@@ -464,6 +485,8 @@ exp_nonpos = _dispatching(
 expm1 = _dispatching("expm1", "``e**x - 1``, accurate near 0.", _expm1_f32, math.expm1)
 log = _dispatching("log", "Natural logarithm (``-inf`` at 0, NaN below).", _log_f32, math.log)
 log1p = _dispatching("log1p", "``log(1 + x)``, accurate near 0.", _log1p_f32, math.log1p)
+log1pexp = _dispatching("log1pexp", "``log(1 + e**x)`` (softplus) without overflow; float32 results below the "
+                        "smallest normal are flushed to 0.", _log1pexp_f32, _log1pexp_f64_jit)
 tanh = _dispatching("tanh", "Hyperbolic tangent.", _tanh_f32, math.tanh)
 erf = _dispatching("erf", "Error function.", _erf_f32, math.erf)
 ndtr = _dispatching("ndtr", "Standard normal CDF ``Phi(x) = erfc(-x/sqrt 2)/2``, relatively accurate in the tail.",

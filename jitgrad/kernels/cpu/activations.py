@@ -381,7 +381,7 @@ def _elu_backward_kernel_serial(grad_out, x, alpha, out):
 @njit(cache=True, error_model="numpy", fastmath=_FASTMATH, inline="always")
 def _softplus_scalar(v, beta, threshold):
     bx = beta * v
-    return v if bx > threshold else ef.log1p(ef.exp(bx)) / beta
+    return v if bx > threshold else ef.log1pexp(bx) / beta
 
 
 @njit(cache=True, error_model="numpy", fastmath=_FASTMATH, inline="always")
