@@ -34,7 +34,8 @@ def blas_info() -> str | None:
     """The BLAS NumPy calls and the kernel it picked (``threadpoolctl``, when installed).
 
     ``OPENBLAS_CORETYPE`` forces OpenBLAS's kernel: a forced older kernel makes
-    NumPy slower and every ratio against it look better than it is.
+    NumPy slower and every ratio against it look better than it is, unless jitgrad
+    is forced to the same path (``--isa avx2``, :func:`competitor_environment`).
     """
     try:
         import threadpoolctl
@@ -65,6 +66,8 @@ def machine_info(threads: int, torch: Any | None) -> dict[str, Any]:
         "numpy": np.__version__,
         "blas": blas_info(),
         "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE"),
+        # The limits a forced run put on NumPy, OpenBLAS and PyTorch (competitor_environment).
+        "competitor_limits": {k: os.environ[k] for k in COMPETITOR_VARS if os.environ.get(k)},
         "numba": numba.__version__,
         "jitgrad": jitgrad_version,
         "torch": getattr(torch, "__version__", None),
@@ -135,9 +138,39 @@ def cannot_run(isa: str) -> str | None:
 
 
 def isa_environment(isa: str, cache_root: Path) -> dict[str, str]:
-    """Environment of a child compiled for ``isa``: a forced LLVM CPU, and a Numba cache folder of
-    its own (``<cache_root>/isa-<path>-<cpu>``) so machine code of two paths never mixes."""
+    """Environment of a child compiled for ``isa``: a forced LLVM CPU, a Numba cache folder of
+    its own (``<cache_root>/isa-<path>-<cpu>``) so machine code of two paths never mixes, and
+    the competitors held to the same path (:func:`competitor_environment`)."""
     cpu = FORCED_CPUS[isa]
     cache = str(Path(cache_root) / f"isa-{isa}-{cpu}")
     return {"NUMBA_CPU_NAME": cpu, "NUMBA_CPU_FEATURES": "", "JITGRAD_CACHE_DIR": cache,
-            "NUMBA_CACHE_DIR": cache, ISA_ENV_VAR: isa}
+            "NUMBA_CACHE_DIR": cache, ISA_ENV_VAR: isa, **competitor_environment(isa)}
+
+
+#: The variables by which :func:`competitor_environment` limits NumPy, OpenBLAS and PyTorch.
+COMPETITOR_VARS = ("NPY_DISABLE_CPU_FEATURES", "OPENBLAS_CORETYPE", "ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA",
+                   "MKL_ENABLE_INSTRUCTIONS")
+
+
+def competitor_environment(isa: str) -> dict[str, str]:
+    """What NumPy, OpenBLAS and PyTorch would run on an AVX2 machine, for a forced ``avx2`` run.
+
+    jitgrad compiled for AVX2 against NumPy's AVX-512 ``exp``/``tanh`` loops, OpenBLAS's
+    SkylakeX kernel and PyTorch's AVX-512 kernels is no machine anyone has; an AVX2 CPU runs all
+    of them on their AVX2 paths: NumPy without its AVX-512 dispatch targets (those this NumPy
+    has and the host supports: naming one the host lacks is an error), OpenBLAS's Haswell
+    kernel, PyTorch's ``avx2`` kernels, oneDNN and MKL capped at AVX2. Empty for other paths
+    (forcing ``avx512`` needs an AVX-512 host, where the libraries pick it themselves).
+    """
+    if isa != "avx2":
+        return {}
+    env = {"OPENBLAS_CORETYPE": "Haswell", "ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2",
+           "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
+    try:
+        from numpy._core._multiarray_umath import __cpu_dispatch__, __cpu_features__
+    except ImportError:  # NumPy 1.x
+        from numpy.core._multiarray_umath import __cpu_dispatch__, __cpu_features__
+    wide = [t for t in __cpu_dispatch__ if ("AVX512" in t or t == "X86_V4") and __cpu_features__.get(t)]
+    if wide:
+        env["NPY_DISABLE_CPU_FEATURES"] = " ".join(wide)
+    return env

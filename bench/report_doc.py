@@ -13,7 +13,8 @@ Sections, in this order, every one from the same run, PyTorch on jitgrad's threa
   last: the background compile a cold step starts would load the machine under other sections.
 
 ``--isa avx2`` / ``--isa avx512`` run the whole report again in a child process compiled for
-that path (``machine.isa_environment``: a forced LLVM CPU and a cache folder of its own).
+that path (``machine.isa_environment``: a forced LLVM CPU and a cache folder of its own; for
+``avx2``, NumPy, OpenBLAS and PyTorch held to their AVX2 paths too, as on an AVX2 machine).
 """
 
 from __future__ import annotations

@@ -115,7 +115,7 @@ def header_lines(run: dict[str, Any]) -> list[str]:
     rows = [
         ["CPU", f"{m.get('cpu')} ({m.get('cores')} cores)"],
         ["jitgrad SIMD path (as run)", f"`{m.get('isa_path')}`"],
-        ["CPU compiled for", f"forced: `{forced}`" if forced else "native (the host CPU)"],
+        ["CPU compiled for", (f"forced: `{forced}`" if forced else "native (the host CPU)") + _limits(m)],
         ["threads", f"{m.get('threads')} for jitgrad, PyTorch and the BLAS; "
                     f"`OMP_WAIT_POLICY={m.get('omp_wait_policy')}`" + _blas_timeout(m)],
         ["software", ", ".join(software) + f", jitgrad {m.get('jitgrad')}"],
@@ -128,6 +128,15 @@ def header_lines(run: dict[str, Any]) -> list[str]:
         rows.append(["**subset**", "**`--quick`: tiny subset, 1 sample per row, no cold start: shows the "
                                    "format only, not a measurement to quote**"])
     return _table(["", ""], rows)
+
+
+def _limits(m: dict[str, Any]) -> str:
+    """The competitors' limits of a forced run (``machine.competitor_environment``), if any."""
+    limits = m.get("competitor_limits")
+    if not limits:
+        return ""
+    return ("; NumPy, OpenBLAS and PyTorch held to the same path: "
+            + ", ".join(f"`{k}={v}`" for k, v in limits.items()))
 
 
 def _blas_timeout(m: dict[str, Any]) -> str:

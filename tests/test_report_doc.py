@@ -5,6 +5,8 @@ format and one in-process refusal; a few seconds in all.
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -146,6 +148,22 @@ def test_isa_environment_forces_the_cpu_and_a_cache_of_its_own(tmp_path):
     assert env["NUMBA_CPU_NAME"] == "haswell" and env["NUMBA_CPU_FEATURES"] == ""
     assert env["JITGRAD_CACHE_DIR"] == env["NUMBA_CACHE_DIR"] == str(tmp_path / "isa-avx2-haswell")
     assert machine.isa_environment("avx512", tmp_path)["JITGRAD_CACHE_DIR"] != env["JITGRAD_CACHE_DIR"]
+
+
+def test_forced_avx2_holds_the_competitors_to_avx2(tmp_path):
+    """NumPy, OpenBLAS and PyTorch run their AVX2 paths in a forced avx2 child; NumPy still imports."""
+    env = machine.isa_environment("avx2", tmp_path)
+    assert env["OPENBLAS_CORETYPE"] == "Haswell" and env["ATEN_CPU_CAPABILITY"] == "avx2"
+    assert env["ONEDNN_MAX_CPU_ISA"] == env["MKL_ENABLE_INSTRUCTIONS"] == "AVX2"
+    assert machine.competitor_environment("avx512") == {}
+    assert all(k in machine.COMPETITOR_VARS for k in machine.competitor_environment("avx2"))
+    code = ("from numpy._core._multiarray_umath import __cpu_features__ as f, __cpu_dispatch__ as d; "
+            "print(sorted(t for t in d if f.get(t) and ('AVX512' in t or t == 'X86_V4')))")
+    done = subprocess.run([sys.executable, "-c", code], env={**os.environ, **machine.competitor_environment("avx2")},
+                          capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]", done.stdout  # no AVX-512 dispatch target left on
+    line = md._limits({"competitor_limits": {"OPENBLAS_CORETYPE": "Haswell"}})
+    assert "`OPENBLAS_CORETYPE=Haswell`" in line and md._limits({}) == ""
 
 
 def test_avx512_is_refused_in_one_line_on_a_cpu_without_it(capsys):
