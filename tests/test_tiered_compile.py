@@ -335,6 +335,51 @@ def test_cold_conv_input_gradient_leaves_other_cases_to_its_own_kernel(monkeypat
     assert (out == 7.0).all()  # nothing written
 
 
+class _CompiledSpy:
+    """A compiled backward kernel (``ready()``) that counts its calls and runs the real one."""
+
+    def __init__(self, kernel):
+        self.kernel, self.calls = kernel, 0
+
+    def ready(self):
+        return True
+
+    def __call__(self, *args):
+        self.calls += 1
+        return self.kernel(*args)
+
+
+@pytest.mark.parametrize("c_in, kernel_hw, padding, forward", [
+    (16, (3, 3), (1, 1), True), (16, (5, 3), (2, 1), True), (8, (3, 3), (1, 1), False),
+    (16, (3, 3), (0, 0), False), (16, (3, 3), (1, 0), False)])
+def test_same_padded_input_gradient_runs_the_forward_kernel_where_faster(c_in, kernel_hw, padding, forward,
+                                                                          monkeypatch):
+    """On the AVX-512 path (forced here on any host) a unit-stride "same"-padded input gradient with
+    C_in >= 16 takes the forward kernel even once the backward one is compiled; other cases do not."""
+    from jitgrad.kernels import cpu as K
+    from jitgrad.kernels.cpu import _conv, conv
+    from jitgrad.kernels.reference import conv as ref
+
+    monkeypatch.setattr(conv, "FORWARD_INPUT_GRAD_MIN_C_IN", 16)
+    spy = _CompiledSpy(_conv.conv2d_backward_input)
+    monkeypatch.setattr(_conv, "conv2d_backward_input", spy)
+    rng = np.random.default_rng(3)
+    x_shape = (2, c_in, 7, 6)
+    w = rng.standard_normal((5, c_in, *kernel_hw)).astype(np.float32)
+    y_shape = ref.conv2d(np.zeros(x_shape, np.float32), w, padding=padding).shape
+    g = rng.standard_normal(y_shape).astype(np.float32)
+    expected = ref.conv2d_backward_input(g, w, input_shape=x_shape, padding=padding)
+    got = K.conv2d_backward_input(g, w, input_shape=x_shape, padding=padding)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+    assert (spy.calls == 0) == forward
+
+
+def test_forward_input_gradient_only_on_the_avx512_path():
+    from jitgrad.kernels.cpu import _isa, conv
+
+    assert (conv.FORWARD_INPUT_GRAD_MIN_C_IN > 0) == (_isa.ISA.name == "avx512")
+
+
 def test_cold_conv_weight_gradient_takes_the_gemm_kernel_for_few_taps(monkeypatch):
     from jitgrad.kernels import cpu as K
     from jitgrad.kernels.cpu import _conv_weight

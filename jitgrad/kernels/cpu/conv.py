@@ -21,6 +21,7 @@ from jitgrad.kernels.reference.conv import (
 
 from . import _conv, _conv_weight, _depthwise
 from ._gemm_epilogue import apply_epilogue
+from ._isa import ISA
 from ._jit import overlaps
 
 __all__: list[str] = kernel_names("conv")  # the one list: kernels/_constants.py
@@ -31,6 +32,18 @@ __all__: list[str] = kernel_names("conv")  # the one list: kernels/_constants.py
 #: a gather per pixel. With more taps the GEMM is faster (it keeps one
 #: operand in L1; the dot kernel streams both).
 DOT_MAX_TAPS = 32
+
+#: On the AVX-512 path the input gradient of a unit-stride, undilated, "same"-padded convolution
+#: (padding ``(k - 1) / 2``) with at least this many input channels runs as a forward convolution
+#: (:func:`_backward_input_as_forward`): the flipped problem has the forward's padding, and the
+#: 8 x 32 tile, C_in rows, beat the backward kernel's GEMM and col2im. Zen 4, batch 128, the two
+#: kernels in one process: 32 -> 64 at 28 x 28 25.7 -> 23.0 ms, 16 -> 16 at 28 x 28 4.65 -> 3.48,
+#: 32 -> 32 at 14 x 14 3.59 -> 3.14, 64 -> 64 at 7 x 7 3.73 -> 3.39, 32 -> 32 5 x 5 at 16 x 16
+#: 6.75 -> 4.79 (batch 64); 8 -> 16 at 28 x 28 2.30 -> 2.20, 3 -> 16 at 32 x 32 1.61 -> 2.88. Unpadded
+#: convolutions lose (the flipped one pads by k - 1: 32 -> 64 at 13 x 13 4.3 -> 5.4 ms). Compiled for
+#: AVX2 (6 x 16 tile) the backward kernel wins at 28 x 28 (23.1 against 27.1 ms; 8 -> 16: 2.25
+#: against 3.26), so that path keeps it.
+FORWARD_INPUT_GRAD_MIN_C_IN = 16 if ISA.name == "avx512" else 0
 
 
 def _conv2d_backward_input_kernel(grad_out, w, d, out) -> None:
@@ -48,21 +61,31 @@ def _conv2d_backward_input_kernel(grad_out, w, d, out) -> None:
         _conv.conv2d_backward_input(grad_out, w, sh, sw, ph, pw, dh, dw, out, numba.get_num_threads())
 
 
+def _forward_is_faster(d, fh: int, fw: int) -> bool:
+    """Whether a unit-stride input gradient runs faster as a forward convolution (FORWARD_INPUT_GRAD_MIN_C_IN)."""
+    return (FORWARD_INPUT_GRAD_MIN_C_IN > 0 and d.c_in >= FORWARD_INPUT_GRAD_MIN_C_IN
+            and d.dilation == (1, 1) and (fh, fw) == tuple(d.padding))
+
+
 def _backward_input_as_forward(grad_out, w, d, out) -> bool:
-    """A unit-stride input gradient by the forward kernel while the backward one is not compiled yet.
+    """A unit-stride input gradient by the forward kernel: where that is faster, or while the backward
+    one is not compiled yet.
 
     ``grad_x = conv2d(grad_out, w')`` with ``w'[ci, co] = w[co, ci]`` flipped in both spatial axes and
     padding ``dilation * (k - 1) - padding`` (stride 1 only). During a tiered cold start
     (``_tier``) the first steps compile the forward kernel anyway, so the backward one's serial
     tree (~5 CPU-s on the 2-core Zen 3) is left to the background process, which compiles its
-    parallel version for the steps after. Returns False (nothing done) once that version is ready,
-    or where the identity does not hold as the backward kernel computes it: a padding wider than
-    the dilated kernel, or non-finite weights (the forward kernel multiplies them by the zeros
-    around ``grad_out``; the backward kernel never reads those).
+    parallel version for the steps after. Once that version is ready it takes every case but those
+    of :func:`_forward_is_faster`. Returns False (nothing done) then, and where the identity does not
+    hold as the backward kernel computes it: a padding wider than the dilated kernel, or non-finite
+    weights (the forward kernel multiplies them by the zeros around ``grad_out``; the backward
+    kernel never reads those).
     """
     (ph, pw), (dh, dw) = d.padding, d.dilation
     fh, fw = dh * (d.kh - 1) - ph, dw * (d.kw - 1) - pw
-    if fh < 0 or fw < 0 or _conv.conv2d_backward_input.ready() or not np.isfinite(w.sum()):
+    if fh < 0 or fw < 0 or not np.isfinite(w.sum()):
+        return False
+    if _conv.conv2d_backward_input.ready() and not _forward_is_faster(d, fh, fw):
         return False
     flipped = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
     _conv.conv2d_forward(grad_out, flipped, np.zeros(1, dtype=w.dtype), False, 1, 1, fh, fw, dh, dw, out,
