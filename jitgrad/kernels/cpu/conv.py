@@ -83,9 +83,9 @@ def _backward_input_as_forward(grad_out, w, d, out) -> bool:
     """
     (ph, pw), (dh, dw) = d.padding, d.dilation
     fh, fw = dh * (d.kh - 1) - ph, dw * (d.kw - 1) - pw
-    if fh < 0 or fw < 0 or not np.isfinite(w.sum()):
+    if fh < 0 or fw < 0 or (_conv.conv2d_backward_input.ready() and not _forward_is_faster(d, fh, fw)):
         return False
-    if _conv.conv2d_backward_input.ready() and not _forward_is_faster(d, fh, fw):
+    if not np.isfinite(w.sum()):  # after the cheap tests: a pass over w only where the identity would run
         return False
     flipped = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
     _conv.conv2d_forward(grad_out, flipped, np.zeros(1, dtype=w.dtype), False, 1, 1, fh, fw, dh, dw, out,
