@@ -36,6 +36,10 @@ for name, fn, sig in (("gemm", _gemm.micro_kernel, gemm_sig), ("dot", _conv_weig
     fn.compile(sig)
     asm = fn.inspect_asm(sig)
     out[name] = re.findall(r"\bvfmadd\w*\s+[^\n]*", asm)
+block_sig = (arr, i, i, i, i, arr, i, i, i, i, i, i, i, i, i, i, arr, i, i, b, arr, b, i)
+_gemm.gemm_block.compile(block_sig)
+body = _gemm.gemm_block.inspect_asm(block_sig).split("cpython", 1)[0]  # the native function, not its wrapper
+out["block_refcount_sites"] = re.findall(r"NRT_(?:incref|decref)", body)
 m2 = dtype[:, ::1]
 _gemm_dot.gemm_dot.compile((m2, m2, m2, i, i))
 out["rowdot"] = re.findall(r"\bvfmadd\w*\s+[^\n]*", _gemm_dot.gemm_dot.inspect_asm((m2, m2, m2, i, i)))
@@ -87,6 +91,10 @@ def test_forced_cpu_picks_path_and_vector_registers(cpu_name, path, dtype, reg, 
     # step of the two-vector loops, mr a step of the narrow (one-vector) loop; each loop at least once.
     assert len(out["gemm"]) % mr == 0 and len(out["gemm"]) >= 2 * mr + mr
     assert len(out["dot"]) % (3 * dot_rows) == 0 and len(out["dot"]) >= 3 * dot_rows
+    # The tile loop of gemm_block counts no references (``_gemm_simd.data_pointer``): each count was an
+    # atomic operation and a call that spilled the 2 * mr accumulators, ~150 cycles a tile. What is left
+    # is one site each for the arguments at entry and exit (with arrays in the loop: 9 sites).
+    assert len(out["block_refcount_sites"]) <= 2, out["block_refcount_sites"]
     # The row-dot kernel of skinny a @ b.T (_gemm_dot): its 3 x 4 tile, on full-width vectors.
     assert registers(out["rowdot"]) == {reg}, out["rowdot"]
     assert len(out["rowdot"]) % 12 == 0 and len(out["rowdot"]) >= 12

@@ -93,12 +93,53 @@ def _mark_vector_width(builder: ir.IRBuilder) -> None:
 
 
 def _element_pointer(context, builder, arrty, arr, index):
+    if isinstance(arrty, types.CPointer):
+        return cgutils.gep(builder, arr, index)
     data = context.make_array(arrty)(context, builder, arr).data
     return cgutils.gep(builder, data, index)
 
 
+def _is_buffer(arr) -> bool:
+    """An array, or a pointer from :func:`data_pointer` (every intrinsic here takes either)."""
+    return isinstance(arr, (types.Array, types.CPointer))
+
+
 def _is_float_array(arr) -> bool:
-    return isinstance(arr, types.Array) and isinstance(arr.dtype, types.Float)
+    return _is_buffer(arr) and isinstance(arr.dtype, types.Float)
+
+
+@intrinsic
+def data_pointer(typingctx, arr):
+    """``arr``'s first element as a raw pointer (``CPointer(dtype)``) for the intrinsics here.
+
+    A borrowed reference: nothing counts it, so the caller keeps ``arr``
+    alive (an argument of the running function) and in bounds. Why: every
+    array Numba binds to a new name, an inlined callee's parameters
+    included, is an atomic ``incref`` now and a ``decref`` call later; in
+    the GEMM tile loop those calls (ten a tile) made LLVM spill the 16
+    accumulators around them: ~150 cycles a tile, half of a shallow
+    product's time. A pointer is a plain value.
+    """
+    if not (isinstance(arr, types.Array) and arr.layout == "C"):
+        return None
+
+    def codegen(context, builder, sig, args):
+        return context.make_array(sig.args[0])(context, builder, args[0]).data
+
+    return types.CPointer(arr.dtype)(arr), codegen
+
+
+@intrinsic
+def vlanes(typingctx, arr):
+    """Lanes of one vector of ``arr``'s element type (a constant; ``arr``: an array or a pointer)."""
+    if not _is_float_array(arr):
+        return None
+    lanes = VEC_BYTES // (arr.dtype.bitwidth // 8)
+
+    def codegen(context, builder, sig, args):
+        return ir.Constant(_I64, lanes)
+
+    return types.intp(arr), codegen
 
 
 def _is_int32_array(arr) -> bool:
@@ -245,7 +286,7 @@ def vbroadcast_load(typingctx, arr, index):
 @intrinsic
 def load(typingctx, arr, index):
     """``arr[index]`` for a 1-D array, without negative-index wraparound (hot loops)."""
-    if not (isinstance(arr, types.Array) and arr.ndim == 1 and isinstance(index, types.Integer)):
+    if not (_is_buffer(arr) and getattr(arr, "ndim", 1) == 1 and isinstance(index, types.Integer)):
         return None
 
     def codegen(context, builder, sig, args):
@@ -257,7 +298,7 @@ def load(typingctx, arr, index):
 @intrinsic
 def store(typingctx, arr, index, value):
     """``arr[index] = value`` for a 1-D array, without negative-index wraparound."""
-    if not (isinstance(arr, types.Array) and arr.ndim == 1 and isinstance(index, types.Integer)
+    if not (_is_buffer(arr) and getattr(arr, "ndim", 1) == 1 and isinstance(index, types.Integer)
             and isinstance(value, (types.Float, types.Integer))):
         return None
 
@@ -375,7 +416,7 @@ def prefetch_write(typingctx, arr, index):
     the line: a read prefetch would fetch it shared and the store would then
     have to ask for ownership again.
     """
-    if not (isinstance(arr, types.Array) and isinstance(index, types.Integer)):
+    if not (_is_buffer(arr) and isinstance(index, types.Integer)):
         return None
 
     def codegen(context, builder, sig, args):
