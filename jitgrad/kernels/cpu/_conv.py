@@ -30,7 +30,7 @@ from numba import njit, prange
 from ._conv_im2col import (channel_offsets, conv_shapes, copy_padded, pack_windows, pixel_offsets, tap_offsets,
                            window_tables)
 from ._gemm import MR, _jit, cdiv, gemm_block, nr_of, pack_a, pack_b
-from ._gemm_simd import load, store
+from ._gemm_simd import data_pointer, load, store
 from ._jit import PRANGE_ONLY
 from ._tier import tiered
 
@@ -96,10 +96,16 @@ def conv2d_forward(x, w, bias, has_bias, sh, sw, ph, pw, dh, dw, y, nthreads, ep
             jp1 = min(npb, jp0 + per_group)
             panels = bp[ch]
             src_end = src.size - 2 * lanes
+            # Pointers, not arrays, for the call a vector (see pack_windows).
+            src_p = data_pointer(src)
+            panels_p = data_pointer(panels)
+            tap_p = data_pointer(tap_off)
+            pix_p = data_pointer(pix_off)
+            perm_p = data_pointer(win_perm)
             for jp in range(jp0, jp1):
                 for v in range(2 * jp, 2 * jp + 2):
-                    pack_windows(src, src_base, src_end, tap_off, k, pix_off, win_start, win_perm, win_fits, v,
-                                 panels, (jp - jp0) * k * nr + (v - 2 * jp) * lanes, nr)
+                    pack_windows(src_p, src_base, src_end, tap_p, k, pix_p, win_start[v], perm_p, win_fits[v], v,
+                                 panels_p, (jp - jp0) * k * nr + (v - 2 * jp) * lanes, nr)
             gemm_block(ap, zero, k * MR, one, mr, panels, k * nr, nr, zero, k, c_out, npix - jp0 * nr, zero, npa,
                        zero, jp1 - jp0, yflat, img * c_out * npix + jp0 * nr, npix, no, bias_p, has_bias, epi)
 
@@ -167,10 +173,16 @@ def conv2d_backward_input(g, w, sh, sw, ph, pw, dh, dw, gx, nthreads):
             panels = bp[ch]
             if img != last:
                 if unit:
+                    g_p = data_pointer(gflat)
+                    co_p = data_pointer(co_off)
+                    q_p = data_pointer(q_off)
+                    perm_p = data_pointer(q_perm)
+                    panels_p = data_pointer(panels)
                     for v in range(2 * npb):
                         jp = v // 2
-                        pack_windows(gflat, img * c_out * npix, gflat.size - 2 * lanes, co_off, c_out, q_off,
-                                     q_start, q_perm, q_fits, v, panels, jp * c_out * nr + (v - 2 * jp) * lanes, nr)
+                        pack_windows(g_p, img * c_out * npix, gflat.size - 2 * lanes, co_p, c_out, q_p,
+                                     q_start[v], perm_p, q_fits[v], v, panels_p, jp * c_out * nr + (v - 2 * jp) * lanes,
+                                     nr)
                 else:
                     pack_b(g3[img], no, zero, npb, panels)
                 last = img

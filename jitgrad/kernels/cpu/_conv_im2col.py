@@ -21,7 +21,9 @@ from ._gemm import _jit
 from ._gemm_simd import (
     HAS_PERMUTE2,
     VEC_BYTES,
+    load,
     vgather,
+    vlanes,
     vload_masked,
     vpermute2,
     vstore,
@@ -111,18 +113,24 @@ def window_tables(offsets, lanes):
 @njit(**_jit)
 def pack_windows(src, base, src_end, tap_off, ntaps, offsets, start, perm, fits, v, panels, dst, stride):
     """``panels[dst + t * stride + l] = src[base + tap_off[t] + offsets[v * lanes + l]]`` for every
-    tap ``t`` (0 where the offset is negative): vector ``v`` of an im2col panel."""
-    lanes = VEC_BYTES // panels.itemsize
-    if HAS_PERMUTE2 and fits[v]:
+    tap ``t`` (0 where the offset is negative): vector ``v`` of an im2col panel.
+
+    ``start`` and ``fits`` are vector ``v``'s entries of :func:`window_tables`. The callers pass
+    raw pointers (``_gemm_simd.data_pointer``) for ``src``, ``tap_off``, ``offsets``, ``perm`` and
+    ``panels``: it is called once a vector of pixels, and five arrays cost ten reference counts a
+    call (atomic operations and calls, more than the copy itself for a few taps).
+    """
+    lanes = vlanes(panels)
+    if HAS_PERMUTE2 and fits:
         for t in range(ntaps):
-            b = base + tap_off[t]
-            if b + start[v] <= src_end:
-                vstore(panels, dst + t * stride, vpermute2(src, b + start[v], perm, v * lanes))
+            b = base + load(tap_off, t)
+            if b + start <= src_end:
+                vstore(panels, dst + t * stride, vpermute2(src, b + start, perm, v * lanes))
             else:
                 vstore(panels, dst + t * stride, vgather(src, b, offsets, v * lanes))
     else:
         for t in range(ntaps):
-            vstore(panels, dst + t * stride, vgather(src, base + tap_off[t], offsets, v * lanes))
+            vstore(panels, dst + t * stride, vgather(src, base + load(tap_off, t), offsets, v * lanes))
 
 
 @njit(**_jit)

@@ -20,7 +20,7 @@ from numba import njit, prange
 from ._conv_im2col import (channel_offsets, conv_shapes, copy_padded, pack_windows, pixel_offsets, tap_offsets,
                            window_tables)
 from ._gemm import MR, _jit, cdiv, gemm_block, nr_of
-from ._gemm_simd import VEC_BYTES, load, vfma, vgather, vload, vstore, vzero
+from ._gemm_simd import VEC_BYTES, data_pointer, load, vfma, vgather, vload, vstore, vzero
 from ._isa import ISA
 from ._jit import PRANGE_ONLY
 from ._tier import tiered
@@ -329,9 +329,14 @@ def conv2d_backward_weight_unit(x, g, ph, pw, dh, dw, gw, gb, nthreads):
             for i in range(nimg):
                 img = img0 + i
                 copy_padded(xflat, img * c_in * h * wd, 0, c_in, h, wd, ph, pw, xt[i * x_next:])
+                g_p = data_pointer(g_flat)
+                co_p = data_pointer(co_off)
+                q_p = data_pointer(q_off)
+                perm_p = data_pointer(q_perm)
+                gqt_p = data_pointer(gqt)
                 for v in range(nsteps):
-                    pack_windows(g_flat, img * c_out * npix, g_flat.size - 2 * lanes, co_off, c_out, q_off,
-                                 q_start, q_perm, q_fits, v, gqt, i * qpad + v * lanes, g_ld)
+                    pack_windows(g_p, img * c_out * npix, g_flat.size - 2 * lanes, co_p, c_out, q_p,
+                                 q_start[v], perm_p, q_fits[v], v, gqt_p, i * qpad + v * lanes, g_ld)
                 if grp == 0:
                     for co in range(c_out):
                         s = 0.0

@@ -143,7 +143,7 @@ def vlanes(typingctx, arr):
 
 
 def _is_int32_array(arr) -> bool:
-    return isinstance(arr, types.Array) and arr.dtype == types.int32
+    return _is_buffer(arr) and arr.dtype == types.int32
 
 
 def _splat(builder, value, vtype):
