@@ -196,6 +196,30 @@ def micro_kernel(kc, a, a_off, a_rs, a_cs, b, b_off, b_rs, c, c_off, ldc, mr, nc
             ia += a_cs
             ib += b_rs
         kc = 0
+    if mr <= MR // 2:
+        # A short tile (the last rows of an M that is not a multiple of MR: 9 = 8 + 1, 25 = 3 x 8 + 1,
+        # 10 = 8 + 2): half the rows, half the FMAs. Per-row offsets, as the general loop below.
+        ia = 0
+        ib = b_off
+        for _ in range(kc):
+            b0 = vload(b, ib)
+            b1 = vload(b, ib + lanes)
+            av = vbroadcast_load(a, o0 + ia)
+            c00 = vfma(av, b0, c00)
+            c01 = vfma(av, b1, c01)
+            av = vbroadcast_load(a, o1 + ia)
+            c10 = vfma(av, b0, c10)
+            c11 = vfma(av, b1, c11)
+            av = vbroadcast_load(a, o2 + ia)
+            c20 = vfma(av, b0, c20)
+            c21 = vfma(av, b1, c21)
+            if MR > 6:
+                av = vbroadcast_load(a, o3 + ia)
+                c30 = vfma(av, b0, c30)
+                c31 = vfma(av, b1, c31)
+            ia += a_cs
+            ib += b_rs
+        kc = 0
     if a_rs == 1 and (mr == MR or a_cs == MR):
         # The MR values of one k side by side (packed panels, transposed A):
         # one pointer with constant offsets, which leaves LLVM enough
