@@ -27,6 +27,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from ._atomic import new_counter, next_task, share_done
 from ._conv_im2col import (channel_offsets, conv_shapes, copy_padded, pack_windows, pixel_offsets, tap_offsets,
                            window_tables)
 from ._gemm import MR, _jit, cdiv, gemm_block, nr_of, pack_a, pack_b
@@ -78,7 +79,9 @@ def conv2d_forward(x, w, bias, has_bias, sh, sw, ph, pw, dh, dw, y, nthreads, ep
     bp = np.empty((nchunks, per_group * k * nr), dtype=y.dtype)
     xflat = x.reshape(x.size)
     yflat = y.reshape(y.size)
+    counter = new_counter()  # the calling thread waits awake for the other shares (_atomic)
     for ch in prange(nchunks):
+        next_task(counter)
         last = -1
         for t in range(ch * ntasks // nchunks, (ch + 1) * ntasks // nchunks):
             img = t // groups
@@ -108,6 +111,7 @@ def conv2d_forward(x, w, bias, has_bias, sh, sw, ph, pw, dh, dw, y, nthreads, ep
                                  panels_p, (jp - jp0) * k * nr + (v - 2 * jp) * lanes, nr)
             gemm_block(ap, zero, k * MR, one, mr, panels, k * nr, nr, zero, k, c_out, npix - jp0 * nr, zero, npa,
                        zero, jp1 - jp0, yflat, img * c_out * npix + jp0 * nr, npix, no, bias_p, has_bias, epi)
+        share_done(counter, ch, nchunks)
 
 
 @tiered
@@ -163,7 +167,9 @@ def conv2d_backward_input(g, w, sh, sw, ph, pw, dh, dw, gx, nthreads):
     co_off = channel_offsets(c_out, npix)
     gflat = g.reshape(g.size)
     gxflat = gx.reshape(gx.size)
+    counter = new_counter()  # the calling thread waits awake for the other shares (_atomic)
     for ch in prange(nchunks):
+        next_task(counter)
         last = -1
         for t in range(ch * ntasks // nchunks, (ch + 1) * ntasks // nchunks):
             img = t // groups
@@ -231,3 +237,4 @@ def conv2d_backward_input(g, w, sh, sw, ph, pw, dh, dw, gx, nthreads):
                         d = ((img * c_in + c) * h + rr) * wd
                         for q in range(wd):
                             store(gxflat, d + q, load(dst, src + q))
+        share_done(counter, ch, nchunks)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from ._atomic import new_counter, next_task, share_done
 from ._conv_im2col import (channel_offsets, conv_shapes, copy_padded, pack_windows, pixel_offsets, tap_offsets,
                            window_tables)
 from ._gemm import MR, _jit, cdiv, gemm_block, nr_of
@@ -74,7 +75,9 @@ def conv2d_backward_weight(x, g, sh, sw, ph, pw, dh, dw, gw, gb, nthreads):
     one = np.intp(1)
     yes = np.bool_(True)
     no = np.bool_(False)
+    counter = new_counter()  # the calling thread waits awake for the other shares (_atomic)
     for t in prange(ntasks):
+        next_task(counter)
         chunk = t // groups
         grp = t - chunk * groups
         jp0 = grp * per_group
@@ -105,6 +108,7 @@ def conv2d_backward_weight(x, g, sh, sw, ph, pw, dh, dw, gw, gb, nthreads):
                     for p in range(npix):
                         s += load(g_flat, (img * c_out + co) * npix + p)
                     bias_partial[chunk, co] += s
+        share_done(counter, t, ntasks)
     gwflat = gw.reshape(gw.size)
     if c_out * k * chunks_n <= SERIAL_SUM_MAX:
         for q in range(c_out * k):
@@ -315,7 +319,9 @@ def conv2d_backward_weight_unit(x, g, ph, pw, dh, dw, gw, gb, nthreads):
     bias_partial = np.zeros((ntasks, c_out), dtype=gw.dtype)
     g_flat = g.reshape(g.size)
     xflat = x.reshape(x.size)
+    counter = new_counter()  # the calling thread waits awake for the other shares (_atomic)
     for t in prange(ntasks):
+        next_task(counter)
         chunk = t // groups
         grp = t - chunk * groups
         tt0 = grp * per_group
@@ -349,6 +355,7 @@ def conv2d_backward_weight_unit(x, g, ph, pw, dh, dw, gw, gb, nthreads):
                     dot_tile(gqt, rt * DOT_ROWS * g_ld, g_ld, qpad, xt, 0, x_next,
                              tap_off[tp], tap_off[tp + 1], tap_off[tp + 2], nsteps, nimg, part,
                              (rt * tap_tiles + tt) * tile_size)
+        share_done(counter, t, ntasks)
     gwflat = gw.reshape(gw.size)
     if c_out * k * ntasks * lanes <= SERIAL_SUM_MAX:
         for q in range(c_out * k):

@@ -28,6 +28,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from ._atomic import new_counter, next_task, share_done
 from ._gemm_simd import VEC_BYTES, load, store, vfma, vload, vload_masked, vsum, vzero
 from ._gemm_tile import _jit, cdiv
 from ._jit import PRANGE_ONLY
@@ -205,8 +206,11 @@ def gemm_dot_parallel(a, b, c, nthreads):
     """``c = a @ b.T`` (as ``gemm_dot``) with the tiles of columns split into ``nthreads`` runs under ``prange``."""
     n = b.shape[0]
     tiles = cdiv(n, DOT_NR)
+    counter = new_counter()  # the calling thread waits awake for the others (_atomic)
     for t in prange(nthreads):
+        next_task(counter)
         j0 = t * tiles // nthreads * DOT_NR
         j1 = min(n, (t + 1) * tiles // nthreads * DOT_NR)
         if j0 < j1:
             gemm_dot(a, b, c, j0, j1)
+        share_done(counter, t, nthreads)

@@ -20,12 +20,13 @@ __all__: list[str] = kernel_names("matmul")  # the one list: kernels/_constants.
 #: (measured: the two meet near 16 x 16 x 16).
 SMALL_MACS = 16 * 16 * 16
 #: Below this many multiply-adds one thread beats a parallel launch. Each parallel region wakes the
-#: pool's sleeping thread (passive waiting, see jitgrad/config.py): ~90 us on the idle 2-core EPYC
-#: VM, whose idle vCPUs halt (bench/omp_wait.py), a few us on bare metal. With one region a call
-#: and blocks of equal size, 2 threads against 1 there: 192^3 (7.1M) 0.92x, 224^3 (11.2M)
-#: 1.15-1.19x, 256^3 1.13-1.21x, 320^3 1.35x (the driver's two regions and 32/11-panel blocks
-#: had put the even point at 256^3). On bare metal the even point lies lower.
-SERIAL_MACS = 9 << 20
+#: pool's sleeping thread (passive waiting, see jitgrad/config.py): ~45 us on the idle 2-core EPYC
+#: VM, whose idle vCPUs halt (bench/omp_wait.py), a few us on bare metal. Since the calling thread
+#: no longer sleeps at the region's end (``_atomic``), 2 threads against 1 there (Zen 4): 128^3
+#: (2.1M) 1.08x, 128 x 120 x 256 (3.9M) 1.19-1.33x, 160^3 (4.1M) 1.39x, 128 x 120 x 84 (1.3M)
+#: 0.91-0.95x (with the sleep at the end: 192^3 (7.1M) 0.92x, 224^3 1.15x). On bare metal the
+#: even point lies lower.
+SERIAL_MACS = 3 << 20
 #: ``a @ b.T`` with at most this many rows or columns of C runs as dot products of
 #: rows (``_gemm_dot``): packing the transposed B would cost more than it saves.
 DOT_MAX_MN = 32
