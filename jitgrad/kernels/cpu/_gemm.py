@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from ._atomic import new_counter, next_task, share_done, task_end, wait_running
+from ._atomic import new_counter, next_task, share_done
 from ._gemm_pack import pack_a, pack_a_panel, pack_b, pack_b_panel  # noqa: F401 (re-exported for _conv)
 from ._gemm_tile import (  # noqa: F401
     KC,
@@ -273,16 +273,13 @@ def gemm_parallel(a, b, trans_a, trans_b, c, nthreads, bias, epi):
             share_done(packing, t, nthreads)
     ntasks = ti * tj
     cflat = c.reshape(m * n)
-    # Tasks from a counter, not an equal run per thread (``_atomic``): the calling thread (w = 0) starts
-    # at once and takes more while the pool's thread wakes, then waits awake for the tasks still
-    # running instead of sleeping at the region's closing barrier (a second wake-up: measured on the
-    # Zen 4 VM, alternating in one process: 128 x 256 x 120 137 -> 98 us, 64 x 288 x 1936 469 -> 444,
-    # 32 x 288 x 3136 437 -> 420). Each task packs into buffers of its own row or column of tasks,
-    # so any thread may take any task.
+    # Each thread an equal run of tasks (``partition`` made them a whole number of rounds); the calling
+    # thread (w = 0) then waits awake for the others' running tasks instead of sleeping at the region's
+    # closing barrier (a second wake-up: ``_atomic``).
     counter = new_counter()
     for w in prange(nthreads):
-        t = next_task(counter)
-        while t < ntasks:
+        next_task(counter)
+        for t in range(w * ntasks // nthreads, (w + 1) * ntasks // nthreads):
             bi = t // tj
             bj = t - bi * tj
             ip0, ip1 = bi * mc, min(npa, (bi + 1) * mc)
@@ -295,7 +292,4 @@ def gemm_parallel(a, b, trans_a, trans_b, c, nthreads, bias, epi):
                 pack_a(a, trans_a, ip0, ip1, af[own_a])
             gemm_cols(af[own_a], a_pstride, a_rs, a_cs, b, bp[own_b], b_direct, k, m, n, ip0, ip1, jp0, jp1,
                       cflat, bias, epi)
-            task_end(counter)
-            t = next_task(counter)
-        if w == 0:
-            wait_running(counter, ntasks)
+        share_done(counter, w, nthreads)

@@ -23,10 +23,10 @@ SMALL_MACS = 16 * 16 * 16
 #: pool's sleeping thread (passive waiting, see jitgrad/config.py): ~45 us on the idle 2-core EPYC
 #: VM, whose idle vCPUs halt (bench/omp_wait.py), a few us on bare metal. Since the calling thread
 #: no longer sleeps at the region's end (``_atomic``), 2 threads against 1 there (Zen 4): 128^3
-#: (2.1M) 1.08x, 128 x 120 x 256 (3.9M) 1.19-1.33x, 160^3 (4.1M) 1.39x, 128 x 120 x 84 (1.3M)
-#: 0.91-0.95x (with the sleep at the end: 192^3 (7.1M) 0.92x, 224^3 1.15x). On bare metal the
-#: even point lies lower.
-SERIAL_MACS = 3 << 20
+#: (2.1M) 0.80x, 128 x 120 x 256 and the two other products of LeNet's fc1 (3.9M) 1.08-1.21x,
+#: 160^3 (4.1M) 1.06x, 192^3 1.22x (with the sleep at the end: 192^3 0.92x, 224^3 1.15x). On bare
+#: metal the even point lies lower.
+SERIAL_MACS = 7 << 19
 #: ``a @ b.T`` with at most this many rows or columns of C runs as dot products of
 #: rows (``_gemm_dot``): packing the transposed B would cost more than it saves.
 DOT_MAX_MN = 32
