@@ -196,31 +196,10 @@ def micro_kernel(kc, a, a_off, a_rs, a_cs, b, b_off, b_rs, c, c_off, ldc, mr, nc
             ia += a_cs
             ib += b_rs
         kc = 0
-    if mr <= MR // 2:
-        # A short tile (the last rows of an M that is not a multiple of MR: 9 = 8 + 1, 25 = 3 x 8 + 1,
-        # 10 = 8 + 2): half the rows, half the FMAs. Per-row offsets, as the general loop below.
-        ia = 0
-        ib = b_off
-        for _ in range(kc):
-            b0 = vload(b, ib)
-            b1 = vload(b, ib + lanes)
-            av = vbroadcast_load(a, o0 + ia)
-            c00 = vfma(av, b0, c00)
-            c01 = vfma(av, b1, c01)
-            av = vbroadcast_load(a, o1 + ia)
-            c10 = vfma(av, b0, c10)
-            c11 = vfma(av, b1, c11)
-            av = vbroadcast_load(a, o2 + ia)
-            c20 = vfma(av, b0, c20)
-            c21 = vfma(av, b1, c21)
-            if MR > 6:
-                av = vbroadcast_load(a, o3 + ia)
-                c30 = vfma(av, b0, c30)
-                c31 = vfma(av, b1, c31)
-            ia += a_cs
-            ib += b_rs
-        kc = 0
-    if a_rs == 1 and (mr == MR or a_cs == MR):
+    # A short tile (the last rows of an M that is not a multiple of MR: 9 = 8 + 1, 25 = 3 x 8 + 1,
+    # 10 = 8 + 2) takes the general loop below, which then computes only the lower half of the rows.
+    full = mr > MR // 2
+    if a_rs == 1 and full and (mr == MR or a_cs == MR):
         # The MR values of one k side by side (packed panels, transposed A):
         # one pointer with constant offsets, which leaves LLVM enough
         # general registers for the unrolled loop (the general form below
@@ -274,22 +253,24 @@ def micro_kernel(kc, a, a_off, a_rs, a_cs, b, b_off, b_rs, c, c_off, ldc, mr, nc
         av = vbroadcast_load(a, o2 + ia)
         c20 = vfma(av, b0, c20)
         c21 = vfma(av, b1, c21)
-        av = vbroadcast_load(a, o3 + ia)
-        c30 = vfma(av, b0, c30)
-        c31 = vfma(av, b1, c31)
-        av = vbroadcast_load(a, o4 + ia)
-        c40 = vfma(av, b0, c40)
-        c41 = vfma(av, b1, c41)
-        av = vbroadcast_load(a, o5 + ia)
-        c50 = vfma(av, b0, c50)
-        c51 = vfma(av, b1, c51)
-        if MR > 6:
-            av = vbroadcast_load(a, o6 + ia)
-            c60 = vfma(av, b0, c60)
-            c61 = vfma(av, b1, c61)
-            av = vbroadcast_load(a, o7 + ia)
-            c70 = vfma(av, b0, c70)
-            c71 = vfma(av, b1, c71)
+        if MR > 6 or full:  # row 3: in the lower half of an 8-row tile, the upper of a 6-row one
+            av = vbroadcast_load(a, o3 + ia)
+            c30 = vfma(av, b0, c30)
+            c31 = vfma(av, b1, c31)
+        if full:  # loop-invariant: LLVM unswitches the loop into a full and a half-height one
+            av = vbroadcast_load(a, o4 + ia)
+            c40 = vfma(av, b0, c40)
+            c41 = vfma(av, b1, c41)
+            av = vbroadcast_load(a, o5 + ia)
+            c50 = vfma(av, b0, c50)
+            c51 = vfma(av, b1, c51)
+            if MR > 6:
+                av = vbroadcast_load(a, o6 + ia)
+                c60 = vfma(av, b0, c60)
+                c61 = vfma(av, b1, c61)
+                av = vbroadcast_load(a, o7 + ia)
+                c70 = vfma(av, b0, c70)
+                c71 = vfma(av, b1, c71)
         ia += a_cs
         ib += b_rs
     store_row(c, c_off, lanes, c00, c01, accumulate, ncols)
