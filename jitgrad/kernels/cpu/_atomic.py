@@ -45,12 +45,9 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from ._gemm_simd import _element_pointer
+
 _X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
-
-
-def _slot(context, builder, arrty, arr, index):
-    data = context.make_array(arrty)(context, builder, arr).data
-    return cgutils.gep(builder, data, index)
 
 
 def _is_counter(arr, index) -> bool:
@@ -65,7 +62,7 @@ def fetch_add(typingctx, arr, index, value):
         return None
 
     def codegen(context, builder, sig, args):
-        ptr = _slot(context, builder, sig.args[0], args[0], args[1])
+        ptr = _element_pointer(context, builder, sig.args[0], args[0], args[1])
         val = context.cast(builder, args[2], sig.args[2], types.int64)
         return builder.atomic_rmw("add", ptr, val, "seq_cst")
 
@@ -79,7 +76,7 @@ def load_acquire(typingctx, arr, index):
         return None
 
     def codegen(context, builder, sig, args):
-        ptr = _slot(context, builder, sig.args[0], args[0], args[1])
+        ptr = _element_pointer(context, builder, sig.args[0], args[0], args[1])
         return builder.load_atomic(ptr, "acquire", 8)
 
     return types.int64(arr, index), codegen

@@ -82,6 +82,10 @@ def conv2d_forward(x, w, bias, has_bias, sh, sw, ph, pw, dh, dw, y, nthreads, ep
     counter = new_counter()  # the calling thread waits awake for the other shares (_atomic)
     for ch in prange(nchunks):
         next_task(counter)
+        # Pointers, not arrays, for the call a vector (see pack_windows).
+        tap_p = data_pointer(tap_off)
+        pix_p = data_pointer(pix_off)
+        perm_p = data_pointer(win_perm)
         last = -1
         for t in range(ch * ntasks // nchunks, (ch + 1) * ntasks // nchunks):
             img = t // groups
@@ -99,12 +103,8 @@ def conv2d_forward(x, w, bias, has_bias, sh, sw, ph, pw, dh, dw, y, nthreads, ep
             jp1 = min(npb, jp0 + per_group)
             panels = bp[ch]
             src_end = src.size - 2 * lanes
-            # Pointers, not arrays, for the call a vector (see pack_windows).
             src_p = data_pointer(src)
             panels_p = data_pointer(panels)
-            tap_p = data_pointer(tap_off)
-            pix_p = data_pointer(pix_off)
-            perm_p = data_pointer(win_perm)
             for jp in range(jp0, jp1):
                 for v in range(2 * jp, 2 * jp + 2):
                     pack_windows(src_p, src_base, src_end, tap_p, k, pix_p, win_start[v], perm_p, win_fits[v], v,
@@ -170,6 +170,11 @@ def conv2d_backward_input(g, w, sh, sw, ph, pw, dh, dw, gx, nthreads):
     counter = new_counter()  # the calling thread waits awake for the other shares (_atomic)
     for ch in prange(nchunks):
         next_task(counter)
+        # Pointers, not arrays, for the call a vector (see pack_windows).
+        g_p = data_pointer(gflat)
+        co_p = data_pointer(co_off)
+        q_p = data_pointer(q_off)
+        perm_p = data_pointer(q_perm)
         last = -1
         for t in range(ch * ntasks // nchunks, (ch + 1) * ntasks // nchunks):
             img = t // groups
@@ -179,10 +184,6 @@ def conv2d_backward_input(g, w, sh, sw, ph, pw, dh, dw, gx, nthreads):
             panels = bp[ch]
             if img != last:
                 if unit:
-                    g_p = data_pointer(gflat)
-                    co_p = data_pointer(co_off)
-                    q_p = data_pointer(q_off)
-                    perm_p = data_pointer(q_perm)
                     panels_p = data_pointer(panels)
                     for v in range(2 * npb):
                         jp = v // 2

@@ -327,6 +327,12 @@ def conv2d_backward_weight_unit(x, g, ph, pw, dh, dw, gw, gb, nthreads):
         tt0 = grp * per_group
         tt1 = min(tap_tiles, tt0 + per_group)
         gqt = gq[t]
+        # Pointers, not arrays, for the call a vector (see pack_windows).
+        g_p = data_pointer(g_flat)
+        co_p = data_pointer(co_off)
+        q_p = data_pointer(q_off)
+        perm_p = data_pointer(q_perm)
+        gqt_p = data_pointer(gqt)
         xt = xpad[t]
         part = partial[t]
         img_end = (chunk + 1) * n // chunks_n
@@ -335,11 +341,6 @@ def conv2d_backward_weight_unit(x, g, ph, pw, dh, dw, gw, gb, nthreads):
             for i in range(nimg):
                 img = img0 + i
                 copy_padded(xflat, img * c_in * h * wd, 0, c_in, h, wd, ph, pw, xt[i * x_next:])
-                g_p = data_pointer(g_flat)
-                co_p = data_pointer(co_off)
-                q_p = data_pointer(q_off)
-                perm_p = data_pointer(q_perm)
-                gqt_p = data_pointer(gqt)
                 for v in range(nsteps):
                     pack_windows(g_p, img * c_out * npix, g_flat.size - 2 * lanes, co_p, c_out, q_p,
                                  q_start[v], perm_p, q_fits[v], v, gqt_p, i * qpad + v * lanes, g_ld)
