@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import sys
 
 import numpy as np
 import pytest
@@ -180,6 +181,27 @@ def test_fast_argument_path_agrees_with_full_checks(dtype):
         cpu.matmul(a, b, trans_b=True, out=np.empty((30, 10), dtype).T.copy().T)
     with pytest.raises(ValueError, match="inner"):
         cpu.matmul(a, b)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_serial_entry_point_path(dtype):
+    # A one-thread product runs through gemm_serial's compiled entry point once _matmul_kernel has
+    # recorded it (C-contiguous operands, bool flags, no epilogue); every transposition, a partial
+    # B panel and the full path after it all agree with the reference.
+    matmul_module = sys.modules[cpu.matmul.__module__]
+    for trans_a, trans_b in TRANS:
+        a, b = operands(10, 84, 128, trans_a, trans_b, dtype)
+        expected = ref.matmul(a, b, trans_a=trans_a, trans_b=trans_b)
+        for _ in range(2):  # the first call may record the entry point, the second runs it
+            got = cpu.matmul(a, b, trans_a=trans_a, trans_b=trans_b)
+            rtol, atol = tolerance(dtype, 128)
+            assert_close(got, expected, dtype, rtol=rtol, atol=atol)
+    assert np.dtype(dtype) in matmul_module._SERIAL_ENTRY
+    a, b = operands(10, 84, 128, True, False, dtype)
+    out = nan_like((10, 84), dtype)
+    assert cpu.matmul(a, b, trans_a=np.bool_(True), out=out) is out  # np.bool_: the full path
+    rtol, atol = tolerance(dtype, 128)
+    assert_close(out, ref.matmul(a, b, trans_a=True), dtype, rtol=rtol, atol=atol)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -14,9 +14,8 @@ import math
 from typing import Any
 
 import numpy as np
-from numba import typeof
-
 from jitgrad.kernels.cpu._jit import FLOAT_DTYPES as _FLOATS
+from jitgrad.kernels.cpu._jit import entry_point
 from jitgrad.kernels.cpu._threading import serialised
 from jitgrad.kernels.reference.activations import _check_backward, _check_forward
 
@@ -68,7 +67,7 @@ def _run(parallel: Any, serial: Any, min_size: int, direct: bool, out: np.ndarra
             entry[1](*args)
             return out
         serial(*args)
-        _ENTRY_POINTS[serial] = (out.dtype, serial.overloads[tuple(typeof(a) for a in args)].entry_point)
+        _ENTRY_POINTS[serial] = (out.dtype, entry_point(serial, args))
         return out
     serial(*args)
     return out
@@ -102,6 +101,11 @@ def _forward(parallel: Any, serial: Any, min_size: int, x: np.ndarray, *scalars:
     if not direct:
         _check_forward(x)
     out = np.empty(x.shape, x.dtype)
+    if direct and not scalars and out.size < min_size:  # the commonest call, in the fewest steps
+        entry = _ENTRY_POINTS.get(serial)
+        if entry is not None and entry[0] is out.dtype:
+            entry[1](x.ravel(), out.ravel())
+            return out
     if scalars:
         args = (x.ravel(), *_cast(scalars, x.dtype), out.ravel())
     else:
@@ -120,6 +124,11 @@ def _backward(parallel: Any, serial: Any, min_size: int, grad_out: np.ndarray, x
     if not direct:
         _check_backward(grad_out, x)
     out = np.empty(x.shape, x.dtype)
+    if direct and not scalars and out.size < min_size:
+        entry = _ENTRY_POINTS.get(serial)
+        if entry is not None and entry[0] is out.dtype:
+            entry[1](grad_out.ravel(), x.ravel(), out.ravel())
+            return out
     if scalars:
         args = (grad_out.ravel(), x.ravel(), *_cast(scalars, x.dtype), out.ravel())
     else:

@@ -202,8 +202,8 @@ def gemm_serial(a, b, trans_a, trans_b, c, bias, epi):
     """``c = op(a) @ op(b)`` with the micro-kernel, on the calling thread (epilogue ``bias``, ``epi``: see gemm_cols)."""
     m, n, k, nr, npa, npb, b_direct = driver_sizes(a, trans_a, trans_b, c)
     zero = np.intp(0)  # not a literal 0 (see gemm_cols)
-    if b_direct:
-        bp = np.empty(k * nr, dtype=c.dtype)
+    if b_direct:  # only a partial last panel is packed (no allocation without one: small products notice)
+        bp = np.empty(k * nr if n % nr else 0, dtype=c.dtype)
         if n % nr:
             pack_b_panel(b, np.bool_(False), n - n % nr, bp, zero)
     else:

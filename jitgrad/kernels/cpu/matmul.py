@@ -11,7 +11,7 @@ from jitgrad.kernels.reference.matmul import check_matmul_args
 from . import _conv, _gemm
 from ._gemm_dot import gemm_dot, gemm_dot_parallel
 from ._gemm_epilogue import apply_epilogue
-from ._jit import overlaps
+from ._jit import entry_point, overlaps
 from ._threading import serialised
 
 __all__: list[str] = kernel_names("matmul")  # the one list: kernels/_constants.py
@@ -61,7 +61,11 @@ def _matmul_kernel(a: np.ndarray, b: np.ndarray, trans_a: bool, trans_b: bool, o
     if dot:
         gemm_dot(a, b, out, 0, n)
     elif a.dtype is not _F32 or _gemm.gemm_parallel.ready():  # float64 never takes _as_convolution
-        _gemm.gemm_serial(a, b, trans_a, trans_b, out, bias, epi)
+        args = (a, b, trans_a, trans_b, out, bias, epi)
+        _gemm.gemm_serial(*args)
+        if (epi == 0 and bias is _NO_BIAS[out.dtype] and out.dtype not in _SERIAL_ENTRY
+                and a.flags.c_contiguous and b.flags.c_contiguous and out.flags.c_contiguous):
+            _SERIAL_ENTRY[out.dtype] = entry_point(_gemm.gemm_serial, args)  # matmul's fast path
         return
     else:
         _as_convolution(a, b, trans_a, trans_b, out)
@@ -117,6 +121,9 @@ _F64 = np.dtype(np.float64)
 #: The GEMM drivers' ``bias`` when there is none (never read; one array per dtype, so no allocation).
 _NO_BIAS = {_F32: np.zeros(1, np.float32), _F64: np.zeros(1, np.float64)}
 _NO_BIAS_F32 = _NO_BIAS[_F32]
+#: ``{dtype: gemm_serial's entry point}`` for C-contiguous operands, bool flags, no epilogue; filled
+#: by ``_matmul_kernel`` (float32 once the tiered cold start runs the GEMM, not ``_as_convolution``).
+_SERIAL_ENTRY: dict[np.dtype, object] = {}
 _NDARRAY = np.ndarray
 
 
@@ -145,6 +152,16 @@ def matmul(a: np.ndarray, b: np.ndarray, *, trans_a: bool = False, trans_b: bool
                     and out.flags.c_contiguous and out.flags.writeable and not overlaps(out, a, b))):
                 if out is None:
                     out = np.empty((m, n), dtype)
+                # A one-thread product (not a dot-product one) through gemm_serial's compiled entry
+                # point once _matmul_kernel has run it: a 10 x 128 x 64 product takes ~2.5 us, the
+                # layers of calls and Numba's typing of 7 arguments took ~0.8 us more.
+                macs = m * n * k
+                if SMALL_MACS < macs <= SERIAL_MACS and not (
+                        trans_b and not trans_a and k >= DOT_MIN_K and (m <= DOT_MAX_MN or n <= DOT_MAX_MN)):
+                    entry = _SERIAL_ENTRY.get(dtype)
+                    if entry is not None:
+                        entry(a, b, trans_a, trans_b, out, _NO_BIAS[dtype], 0)
+                        return out
                 _matmul_kernel(a, b, trans_a, trans_b, out)
                 return out
     m, n, _, dtype, trans_a, trans_b = check_matmul_args(a, b, trans_a, trans_b, out)
