@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 from numba import njit, prange
@@ -405,6 +407,9 @@ def test_cold_matmul_runs_the_conv_forward_kernel(trans_a, trans_b, monkeypatch)
 
     monkeypatch.setattr(_gemm, "gemm_parallel", _NotCompiledYet())
     monkeypatch.setattr(_gemm, "gemm_serial", _NotCompiledYet())
+    # A cold process has not recorded gemm_serial's entry point yet (matmul's fast path calls it
+    # without the module attribute patched here).
+    monkeypatch.setattr(sys.modules[K.matmul.__module__], "_SERIAL_ENTRY", {})
     rng = np.random.default_rng(4)
     m, n, k = 40, 70, 37
     a = rng.standard_normal((k, m) if trans_a else (m, k)).astype(np.float32)
