@@ -56,11 +56,17 @@ def test_cpu_matches_reference(name, kw, shape, dtype):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("name,kw", CASES, ids=IDS)
 def test_parallel_and_serial_twins_match_reference(monkeypatch, name, kw, threshold, dtype):
-    # Each kernel picks a parallel or a serial twin by size: force each on an odd, splittable size.
+    # Each kernel picks a parallel or a serial twin by size: force each on an odd, splittable size,
+    # and count the parallel launches.
     from jitgrad.kernels.cpu import activations
+    from jitgrad.kernels.cpu._activation_calls import Twins
 
-    monkeypatch.setattr(activations, "_RELU_PARALLEL_MIN_SIZE", threshold)
-    monkeypatch.setattr(activations, "_PARALLEL_MIN_SIZE", threshold)
+    launches = []
+    for twins in vars(activations).values():
+        if isinstance(twins, Twins):
+            monkeypatch.setattr(twins, "min_size", threshold)
+            monkeypatch.setattr(twins, "parallel", lambda *args, _kernel=twins.parallel: (
+                launches.append(_kernel), _kernel(*args))[1])
     x, g = _inputs((2001,), dtype)
     x[::7] = 0  # the gradient at 0 is 0 on both paths
     y, gx = getattr(cpu, name)(x, **kw), getattr(cpu, name + "_backward")(g, x, **kw)
@@ -69,6 +75,7 @@ def test_parallel_and_serial_twins_match_reference(monkeypatch, name, kw, thresh
         np.testing.assert_array_equal(gx, ref.relu_backward(g, x))
     assert_close(y, getattr(ref, name)(x, **kw), dtype)
     assert_close(gx, getattr(ref, name + "_backward")(g, x, **kw), dtype)
+    assert len(launches) == (2 if threshold == 1 else 0)
 
 
 @settings(max_examples=20, deadline=None)

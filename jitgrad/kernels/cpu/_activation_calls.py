@@ -46,30 +46,40 @@ def _backward_out(grad_out: np.ndarray, x: np.ndarray) -> np.ndarray:
     return np.empty(x.size, x.dtype)
 
 
-#: ``{serial kernel: (dtype, compiled entry point)}``, filled by :func:`_run`.
-_ENTRY_POINTS: dict[Any, tuple[np.dtype, Any]] = {}
+class Twins:
+    """A kernel's parallel version, its serial twin, the size from which the parallel one runs, and
+    the serial twin's compiled entry point for the dtype it last ran on (filled by :func:`_run`).
+
+    Held in a slotted object the wrappers pass as one argument: at (128, 10) a relu call is ~1 us,
+    and the dictionary of entry points, the argument tuple and the three kernel arguments it
+    replaced were a fifth of that.
+    """
+
+    __slots__ = ("parallel", "serial", "min_size", "dtype", "entry")
+
+    def __init__(self, parallel: Any, serial: Any, min_size: int) -> None:
+        self.parallel = parallel
+        self.serial = serial
+        self.min_size = min_size
+        self.dtype: np.dtype | None = None
+        self.entry: Any = None
 
 
-def _run(parallel: Any, serial: Any, min_size: int, direct: bool, out: np.ndarray, args: tuple) -> np.ndarray:
-    """Run ``parallel(*args)`` from ``min_size`` elements of ``out``, else its serial twin; return ``out``.
+def _run(k: Twins, direct: bool, out: np.ndarray, args: tuple) -> np.ndarray:
+    """Run ``k.parallel(*args)`` from ``k.min_size`` elements of ``out``, else its serial twin; return ``out``.
 
     With ``direct`` (every array plain: float32/float64, C-contiguous, aligned ndarrays; scalars
-    cast to their dtype) the serial twin runs through its compiled entry point for that dtype,
-    remembered once the dispatcher has compiled or loaded it: Numba's type dispatch (the typing
-    of each argument) was a tenth of a (128, 10) relu call.
+    cast to their dtype) the serial twin's compiled entry point for that dtype is remembered
+    once the dispatcher has compiled or loaded it, for the wrappers' short path: Numba's type
+    dispatch (the typing of each argument) was a tenth of a (128, 10) relu call.
     """
-    if out.size >= min_size:
-        _launch_parallel(parallel, args)
+    if out.size >= k.min_size:
+        _launch_parallel(k.parallel, args)
         return out
+    k.serial(*args)
     if direct:
-        entry = _ENTRY_POINTS.get(serial)
-        if entry is not None and entry[0] is out.dtype:
-            entry[1](*args)
-            return out
-        serial(*args)
-        _ENTRY_POINTS[serial] = (out.dtype, entry_point(serial, args))
-        return out
-    serial(*args)
+        k.entry = entry_point(k.serial, args)
+        k.dtype = out.dtype
     return out
 
 
@@ -84,53 +94,54 @@ def _cast(scalars: tuple, dtype: np.dtype) -> Any:
     return scalars if type(scalars[0]) is bool else map(dtype.type, scalars)
 
 
-def _forward(parallel: Any, serial: Any, min_size: int, x: np.ndarray, *scalars: Any) -> np.ndarray:
+_NDARRAY = np.ndarray
+_empty = np.empty
+
+
+def _forward(k: Twins, x: np.ndarray, *scalars: Any) -> np.ndarray:
     """Check ``x``, allocate the output (``x``'s shape and dtype) and run the kernel on the flat views.
 
     ``scalars`` (already validated) go between ``x`` and the output, floats cast to ``x``'s dtype
-    (a float32 kernel never sees a float64), gelu's flag as it is. A plain ``x`` passes a test of a
-    few attribute reads; anything else goes through the reference's checks (which raise, or
-    accept a subclass). At (128, 10) the full checks, ``reshape`` and Numba's dispatch took
-    longer than the kernel.
+    (a float32 kernel never sees a float64), gelu's flag as it is. A plain ``x`` passes a test of
+    a few attribute reads and, below the parallel size in the dtype whose entry point ``k``
+    holds, runs the compiled serial twin directly; anything else goes through the reference's
+    checks (which raise, or accept a subclass).
     """
-    if type(x) is np.ndarray and x.dtype in _FLOATS:
+    if type(x) is _NDARRAY:
+        dtype = x.dtype
         flags = x.flags
-        direct = flags.c_contiguous and flags.aligned
+        direct = flags.c_contiguous and flags.aligned and (dtype is k.dtype or dtype in _FLOATS)
     else:
         direct = False
     if not direct:
         _check_forward(x)
-    out = np.empty(x.shape, x.dtype)
-    if direct and not scalars and out.size < min_size:  # the commonest call, in the fewest steps
-        entry = _ENTRY_POINTS.get(serial)
-        if entry is not None and entry[0] is out.dtype:
-            entry[1](x.ravel(), out.ravel())
-            return out
-    if scalars:
-        args = (x.ravel(), *_cast(scalars, x.dtype), out.ravel())
-    else:
-        args = (x.ravel(), out.ravel())
-    return _run(parallel, serial, min_size, direct, out, args)
+    out = _empty(x.shape, x.dtype)
+    if direct and dtype is k.dtype and out.size < k.min_size:
+        if scalars:
+            k.entry(x.ravel(), *_cast(scalars, dtype), out.ravel())
+        else:
+            k.entry(x.ravel(), out.ravel())
+        return out
+    return _run(k, direct, out, (x.ravel(), *(_cast(scalars, x.dtype) if scalars else ()), out.ravel()))
 
 
-def _backward(parallel: Any, serial: Any, min_size: int, grad_out: np.ndarray, x: np.ndarray,
-              *scalars: Any) -> np.ndarray:
+def _backward(k: Twins, grad_out: np.ndarray, x: np.ndarray, *scalars: Any) -> np.ndarray:
     """:func:`_forward` for a backward kernel's ``(grad_out, x)``."""
     direct = False
-    if (type(x) is np.ndarray and type(grad_out) is np.ndarray and x.dtype in _FLOATS
-            and grad_out.dtype is x.dtype and grad_out.shape == x.shape):
-        flags, gflags = x.flags, grad_out.flags
-        direct = flags.c_contiguous and gflags.c_contiguous and flags.aligned and gflags.aligned
+    if type(x) is _NDARRAY and type(grad_out) is _NDARRAY:
+        dtype = x.dtype
+        if grad_out.dtype is dtype and grad_out.shape == x.shape:
+            flags, gflags = x.flags, grad_out.flags
+            direct = (flags.c_contiguous and gflags.c_contiguous and flags.aligned and gflags.aligned
+                      and (dtype is k.dtype or dtype in _FLOATS))
     if not direct:
         _check_backward(grad_out, x)
-    out = np.empty(x.shape, x.dtype)
-    if direct and not scalars and out.size < min_size:
-        entry = _ENTRY_POINTS.get(serial)
-        if entry is not None and entry[0] is out.dtype:
-            entry[1](grad_out.ravel(), x.ravel(), out.ravel())
-            return out
-    if scalars:
-        args = (grad_out.ravel(), x.ravel(), *_cast(scalars, x.dtype), out.ravel())
-    else:
-        args = (grad_out.ravel(), x.ravel(), out.ravel())
-    return _run(parallel, serial, min_size, direct, out, args)
+    out = _empty(x.shape, x.dtype)
+    if direct and dtype is k.dtype and out.size < k.min_size:
+        if scalars:
+            k.entry(grad_out.ravel(), x.ravel(), *_cast(scalars, dtype), out.ravel())
+        else:
+            k.entry(grad_out.ravel(), x.ravel(), out.ravel())
+        return out
+    return _run(k, direct, out, (grad_out.ravel(), x.ravel(), *(_cast(scalars, x.dtype) if scalars else ()),
+                                 out.ravel()))

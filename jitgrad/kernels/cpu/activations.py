@@ -46,6 +46,7 @@ from jitgrad.kernels.cpu._activation_calls import (  # noqa: F401
     _finite,
     _forward,
     _forward_out,
+    Twins,
 )
 from jitgrad.kernels.reference.activations import (
     _check_alpha,
@@ -145,23 +146,29 @@ def _leaky_relu_backward_kernel_serial(grad_out, x, slope, out):
         out[i] = g if x[i] > zero else slope * g
 
 
+_RELU = Twins(_relu_kernel, _relu_kernel_serial, _RELU_PARALLEL_MIN_SIZE)
+_RELU_BACKWARD = Twins(_relu_backward_kernel, _relu_backward_kernel_serial, _RELU_PARALLEL_MIN_SIZE)
+_LEAKY_RELU = Twins(_leaky_relu_kernel, _leaky_relu_kernel_serial, _RELU_PARALLEL_MIN_SIZE)
+_LEAKY_RELU_BACKWARD = Twins(_leaky_relu_backward_kernel, _leaky_relu_backward_kernel_serial,
+                             _RELU_PARALLEL_MIN_SIZE)
+
+
 def relu(x: np.ndarray) -> np.ndarray:
-    return _forward(_relu_kernel, _relu_kernel_serial, _RELU_PARALLEL_MIN_SIZE, x)
+    return _forward(_RELU, x)
 
 
 def relu_backward(grad_out: np.ndarray, x: np.ndarray) -> np.ndarray:
-    return _backward(_relu_backward_kernel, _relu_backward_kernel_serial, _RELU_PARALLEL_MIN_SIZE, grad_out, x)
+    return _backward(_RELU_BACKWARD, grad_out, x)
 
 
 def leaky_relu(x: np.ndarray, negative_slope: float = 0.01) -> np.ndarray:
     slope = _finite(negative_slope, _check_negative_slope)
-    return _forward(_leaky_relu_kernel, _leaky_relu_kernel_serial, _RELU_PARALLEL_MIN_SIZE, x, slope)
+    return _forward(_LEAKY_RELU, x, slope)
 
 
 def leaky_relu_backward(grad_out: np.ndarray, x: np.ndarray, negative_slope: float = 0.01) -> np.ndarray:
     slope = _finite(negative_slope, _check_negative_slope)
-    return _backward(_leaky_relu_backward_kernel, _leaky_relu_backward_kernel_serial, _RELU_PARALLEL_MIN_SIZE,
-                     grad_out, x, slope)
+    return _backward(_LEAKY_RELU_BACKWARD, grad_out, x, slope)
 
 
 # ----------------------------------------------------------------------------- sigmoid, tanh
@@ -232,20 +239,26 @@ def _tanh_backward_kernel_serial(grad_out, x, out):
         out[i] = grad_out[i] * (one - t * t)
 
 
+_SIGMOID = Twins(_sigmoid_kernel, _sigmoid_kernel_serial, _PARALLEL_MIN_SIZE)
+_SIGMOID_BACKWARD = Twins(_sigmoid_backward_kernel, _sigmoid_backward_kernel_serial, _PARALLEL_MIN_SIZE)
+_TANH = Twins(_tanh_kernel, _tanh_kernel_serial, _PARALLEL_MIN_SIZE)
+_TANH_BACKWARD = Twins(_tanh_backward_kernel, _tanh_backward_kernel_serial, _PARALLEL_MIN_SIZE)
+
+
 def sigmoid(x: np.ndarray) -> np.ndarray:
-    return _forward(_sigmoid_kernel, _sigmoid_kernel_serial, _PARALLEL_MIN_SIZE, x)
+    return _forward(_SIGMOID, x)
 
 
 def sigmoid_backward(grad_out: np.ndarray, x: np.ndarray) -> np.ndarray:
-    return _backward(_sigmoid_backward_kernel, _sigmoid_backward_kernel_serial, _PARALLEL_MIN_SIZE, grad_out, x)
+    return _backward(_SIGMOID_BACKWARD, grad_out, x)
 
 
 def tanh(x: np.ndarray) -> np.ndarray:
-    return _forward(_tanh_kernel, _tanh_kernel_serial, _PARALLEL_MIN_SIZE, x)
+    return _forward(_TANH, x)
 
 
 def tanh_backward(grad_out: np.ndarray, x: np.ndarray) -> np.ndarray:
-    return _backward(_tanh_backward_kernel, _tanh_backward_kernel_serial, _PARALLEL_MIN_SIZE, grad_out, x)
+    return _backward(_TANH_BACKWARD, grad_out, x)
 
 
 # ----------------------------------------------------------------------------- gelu
@@ -324,14 +337,18 @@ def _gelu_backward_kernel_serial(grad_out, x, tanh_approx, out):
             out[i] = grad_out[i] * _gelu_erf_grad(x[i])
 
 
+_GELU = Twins(_gelu_kernel, _gelu_kernel_serial, _PARALLEL_MIN_SIZE)
+_GELU_BACKWARD = Twins(_gelu_backward_kernel, _gelu_backward_kernel_serial, _PARALLEL_MIN_SIZE)
+
+
 def gelu(x: np.ndarray, approximate: str = "none") -> np.ndarray:
     tanh_approx = _check_approximate(approximate)
-    return _forward(_gelu_kernel, _gelu_kernel_serial, _PARALLEL_MIN_SIZE, x, tanh_approx)
+    return _forward(_GELU, x, tanh_approx)
 
 
 def gelu_backward(grad_out: np.ndarray, x: np.ndarray, approximate: str = "none") -> np.ndarray:
     tanh_approx = _check_approximate(approximate)
-    return _backward(_gelu_backward_kernel, _gelu_backward_kernel_serial, _PARALLEL_MIN_SIZE, grad_out, x,
+    return _backward(_GELU_BACKWARD, grad_out, x,
                      tanh_approx)
 
 
@@ -416,14 +433,18 @@ def _softplus_backward_kernel_serial(grad_out, x, beta, threshold, out):
         out[i] = _softplus_grad_scalar(grad_out[i], x[i], beta, threshold, one)
 
 
+_ELU = Twins(_elu_kernel, _elu_kernel_serial, _PARALLEL_MIN_SIZE)
+_ELU_BACKWARD = Twins(_elu_backward_kernel, _elu_backward_kernel_serial, _PARALLEL_MIN_SIZE)
+
+
 def elu(x: np.ndarray, alpha: float = 1.0) -> np.ndarray:
     a = _finite(alpha, _check_alpha)
-    return _forward(_elu_kernel, _elu_kernel_serial, _PARALLEL_MIN_SIZE, x, a)
+    return _forward(_ELU, x, a)
 
 
 def elu_backward(grad_out: np.ndarray, x: np.ndarray, alpha: float = 1.0) -> np.ndarray:
     a = _finite(alpha, _check_alpha)
-    return _backward(_elu_backward_kernel, _elu_backward_kernel_serial, _PARALLEL_MIN_SIZE, grad_out, x, a)
+    return _backward(_ELU_BACKWARD, grad_out, x, a)
 
 
 def _softplus_params(beta: Any, threshold: Any) -> tuple[float, float]:
@@ -434,16 +455,19 @@ def _softplus_params(beta: Any, threshold: Any) -> tuple[float, float]:
     return _check_softplus(beta, threshold)
 
 
+_SOFTPLUS = Twins(_softplus_kernel, _softplus_kernel_serial, _PARALLEL_MIN_SIZE)
+_SOFTPLUS_BACKWARD = Twins(_softplus_backward_kernel, _softplus_backward_kernel_serial, _PARALLEL_MIN_SIZE)
+
+
 def softplus(x: np.ndarray, beta: float = 1.0, threshold: float = 20.0) -> np.ndarray:
     beta, threshold = _softplus_params(beta, threshold)
-    return _forward(_softplus_kernel, _softplus_kernel_serial, _PARALLEL_MIN_SIZE, x, beta, threshold)
+    return _forward(_SOFTPLUS, x, beta, threshold)
 
 
 def softplus_backward(grad_out: np.ndarray, x: np.ndarray, beta: float = 1.0,
                       threshold: float = 20.0) -> np.ndarray:
     beta, threshold = _softplus_params(beta, threshold)
-    return _backward(_softplus_backward_kernel, _softplus_backward_kernel_serial, _PARALLEL_MIN_SIZE,
-                     grad_out, x, beta, threshold)
+    return _backward(_SOFTPLUS_BACKWARD, grad_out, x, beta, threshold)
 
 
 # Not wrapped in the package's workqueue lock (``_threading.serialised``): the serial twins need
