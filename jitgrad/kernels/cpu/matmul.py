@@ -35,6 +35,11 @@ DOT_MAX_MN = 32
 DOT_MIN_K = 256
 
 
+def _dot_product(trans_a: bool, trans_b: bool, m: int, n: int, k: int) -> bool:
+    """Whether ``op(a) @ op(b)`` runs as dot products of rows (``_gemm_dot``): ``a @ b.T``, deep, skinny C."""
+    return trans_b and not trans_a and k >= DOT_MIN_K and (m <= DOT_MAX_MN or n <= DOT_MAX_MN)
+
+
 def _matmul_kernel(a: np.ndarray, b: np.ndarray, trans_a: bool, trans_b: bool, out: np.ndarray,
                    bias: np.ndarray | None = None, epi: int = 0) -> None:
     """``out = op(a) @ op(b)`` in place (validated arguments), then the store epilogue ``epi``
@@ -55,7 +60,7 @@ def _matmul_kernel(a: np.ndarray, b: np.ndarray, trans_a: bool, trans_b: bool, o
         return
     # One thread below SERIAL_MACS (numba.get_num_threads() costs ~1 us: asked only where it decides).
     # A parallel launch takes the workqueue lock (_parallel); the serial kernels need none.
-    dot = trans_b and not trans_a and k >= DOT_MIN_K and (m <= DOT_MAX_MN or n <= DOT_MAX_MN)
+    dot = _dot_product(trans_a, trans_b, m, n, k)
     if macs > SERIAL_MACS and _parallel(a, b, trans_a, trans_b, out, bias, epi, dot):
         return
     if dot:
@@ -156,8 +161,7 @@ def matmul(a: np.ndarray, b: np.ndarray, *, trans_a: bool = False, trans_b: bool
                 # point once _matmul_kernel has run it: a 10 x 128 x 64 product takes ~2.5 us, the
                 # layers of calls and Numba's typing of 7 arguments took ~0.8 us more.
                 macs = m * n * k
-                if SMALL_MACS < macs <= SERIAL_MACS and not (
-                        trans_b and not trans_a and k >= DOT_MIN_K and (m <= DOT_MAX_MN or n <= DOT_MAX_MN)):
+                if SMALL_MACS < macs <= SERIAL_MACS and not _dot_product(trans_a, trans_b, m, n, k):
                     entry = _SERIAL_ENTRY.get(dtype)
                     if entry is not None:
                         entry(a, b, trans_a, trans_b, out, _NO_BIAS[dtype], 0)
