@@ -1,4 +1,5 @@
-"""Vectorisable elementary functions for the CPU kernels: ``exp``, ``exp_nonpos``, ``expm1``, ``log``, ``log1p``, ``log1pexp``, ``tanh``, ``erf``, ``ndtr``.
+"""Vectorisable elementary functions for the CPU kernels: ``exp``, ``exp_nonpos``, ``expm1``, ``log``, ``log1p``,
+``log1pexp``, ``tanh``, ``sigmoid``, ``erf``, ``ndtr``.
 
 Numba lowers ``math.exp`` and friends to scalar calls into libm (llvmlite has
 no SVML), so a loop that calls one never vectorises. The float32 versions
@@ -46,6 +47,13 @@ dense sample in the suite, ``bench/elementary_ulp.py`` runs all 2^32):
   division's result is below 1/2, so its rounding counts half in the
   result's ulp); sign restored with ``copysign``. Worst error 1.26 ulp (at
   0.6615, just past the seam).
+- ``sigmoid``: ``(1 or e) / (1 + e)`` with ``e = exp_nonpos(-|x|)`` and the
+  numerator chosen by the sign of ``x``: one division, no overflow. Worst
+  error 2.40 ulp on every third bit pattern (at -4.157: ``exp``'s error,
+  carried into a result a binade below ``e``); results below the smallest
+  normal are flushed to 0, as ``exp_nonpos``'s. The form it replaced in the
+  activations and the recurrent gates, ``e * (1 / (1 + e))``, had 2.83 ulp.
+  float64: the same formula with ``math.exp``.
 - ``erf``: in float32. ``|x| < 0.75``: Taylor series ``2/sqrt(pi) sum (-1)^n
   x^(2n+1) / (n! (2n+1))`` to n = 8, ``2/sqrt(pi)`` carried as a float32
   pair; ``0.75 <= |x| < 2`` and ``2 <= |x| <= 4``: ``1 - erfc`` with ``erfc``
@@ -92,7 +100,8 @@ from numba.extending import intrinsic, overload
 from jitgrad.kernels._constants import INV_SQRT_2 as _INV_SQRT_2
 from jitgrad.kernels._constants import INV_SQRT_2PI as _INV_SQRT_2PI
 
-__all__: list[str] = ["exp", "exp_nonpos", "expm1", "log", "log1p", "log1pexp", "tanh", "erf", "ndtr", "ndtr_pdf"]
+__all__: list[str] = ["exp", "exp_nonpos", "expm1", "log", "log1p", "log1pexp", "tanh", "sigmoid", "erf", "ndtr",
+                      "ndtr_pdf"]
 
 #: No ``reassoc``/``arcp``/``afn``: they would undo the reductions' exact steps.
 _FLAGS = {"contract", "nsz"}
@@ -281,6 +290,20 @@ def _exp_nonpos_f64(x: float) -> float:
 
 
 _exp_nonpos_f64_jit = njit(cache=True, error_model="numpy")(_exp_nonpos_f64)
+
+
+@njit(cache=True, fastmath=_FLAGS, error_model="numpy")
+def _sigmoid_f32(x):
+    e = _exp_nonpos_f32(-abs(x))  # exp of a non-positive number: no overflow, no branch
+    return (_ONE if x >= _ZERO else e) / (_ONE + e)  # NaN: e is NaN, and so is the result
+
+
+def _sigmoid_f64(x: float) -> float:
+    e = math.exp(-abs(x))
+    return (1.0 if x >= 0.0 else e) / (1.0 + e)
+
+
+_sigmoid_f64_jit = njit(cache=True, error_model="numpy")(_sigmoid_f64)
 
 
 @njit(cache=True, fastmath=_FLAGS, error_model="numpy")
@@ -488,6 +511,8 @@ log1p = _dispatching("log1p", "``log(1 + x)``, accurate near 0.", _log1p_f32, ma
 log1pexp = _dispatching("log1pexp", "``log(1 + e**x)`` (softplus) without overflow; float32 results below the "
                         "smallest normal are flushed to 0.", _log1pexp_f32, _log1pexp_f64_jit)
 tanh = _dispatching("tanh", "Hyperbolic tangent.", _tanh_f32, math.tanh)
+sigmoid = _dispatching("sigmoid", "The logistic function ``1 / (1 + e**-x)``; float32 results below the smallest "
+                       "normal are flushed to 0.", _sigmoid_f32, _sigmoid_f64_jit)
 erf = _dispatching("erf", "Error function.", _erf_f32, math.erf)
 ndtr = _dispatching("ndtr", "Standard normal CDF ``Phi(x) = erfc(-x/sqrt 2)/2``, relatively accurate in the tail.",
                     _ndtr_f32, _ndtr_f64_jit)

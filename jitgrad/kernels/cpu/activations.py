@@ -173,33 +173,23 @@ def leaky_relu_backward(grad_out: np.ndarray, x: np.ndarray, negative_slope: flo
 
 # ----------------------------------------------------------------------------- sigmoid, tanh
 
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH, inline="always")
-def _sigmoid_scalar(v, one):
-    # exp of a non-positive number only (exp_nonpos: no overflow or subnormal steps); a select, not a branch.
-    e = ef.exp_nonpos(-abs(v))
-    inv = one / (one + e)
-    return inv if v >= 0 else e * inv
-
-
 @njit(cache=True, error_model="numpy", fastmath=_FASTMATH, parallel=PRANGE_ONLY)
 def _sigmoid_kernel(x, out):
-    one = x.dtype.type(1)
     for i in prange(x.size):
-        out[i] = _sigmoid_scalar(x[i], one)
+        out[i] = ef.sigmoid(x[i])
 
 
 @njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
 def _sigmoid_kernel_serial(x, out):
-    one = x.dtype.type(1)
     for i in range(x.size):
-        out[i] = _sigmoid_scalar(x[i], one)
+        out[i] = ef.sigmoid(x[i])
 
 
 @njit(cache=True, error_model="numpy", fastmath=_FASTMATH, parallel=PRANGE_ONLY)
 def _sigmoid_backward_kernel(grad_out, x, out):
     one = x.dtype.type(1)
     for i in prange(x.size):
-        s = _sigmoid_scalar(x[i], one)
+        s = ef.sigmoid(x[i])
         out[i] = grad_out[i] * s * (one - s)
 
 
@@ -207,7 +197,7 @@ def _sigmoid_backward_kernel(grad_out, x, out):
 def _sigmoid_backward_kernel_serial(grad_out, x, out):
     one = x.dtype.type(1)
     for i in range(x.size):
-        s = _sigmoid_scalar(x[i], one)
+        s = ef.sigmoid(x[i])
         out[i] = grad_out[i] * s * (one - s)
 
 
@@ -402,9 +392,9 @@ def _softplus_scalar(v, beta, threshold):
 
 
 @njit(cache=True, error_model="numpy", fastmath=_FASTMATH, inline="always")
-def _softplus_grad_scalar(g, v, beta, threshold, one):
+def _softplus_grad_scalar(g, v, beta, threshold):
     bx = beta * v
-    return g if bx > threshold else g * _sigmoid_scalar(bx, one)
+    return g if bx > threshold else g * ef.sigmoid(bx)
 
 
 @njit(cache=True, error_model="numpy", fastmath=_FASTMATH, parallel=PRANGE_ONLY)
@@ -421,16 +411,14 @@ def _softplus_kernel_serial(x, beta, threshold, out):
 
 @njit(cache=True, error_model="numpy", fastmath=_FASTMATH, parallel=PRANGE_ONLY)
 def _softplus_backward_kernel(grad_out, x, beta, threshold, out):
-    one = x.dtype.type(1)
     for i in prange(x.size):
-        out[i] = _softplus_grad_scalar(grad_out[i], x[i], beta, threshold, one)
+        out[i] = _softplus_grad_scalar(grad_out[i], x[i], beta, threshold)
 
 
 @njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
 def _softplus_backward_kernel_serial(grad_out, x, beta, threshold, out):
-    one = x.dtype.type(1)
     for i in range(x.size):
-        out[i] = _softplus_grad_scalar(grad_out[i], x[i], beta, threshold, one)
+        out[i] = _softplus_grad_scalar(grad_out[i], x[i], beta, threshold)
 
 
 _ELU = Twins(_elu_kernel, _elu_kernel_serial, _PARALLEL_MIN_SIZE)
