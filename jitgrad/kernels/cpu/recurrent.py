@@ -21,9 +21,8 @@ gate pass, so a row's state never crosses cores and a step needs one
 parallel region. Below :data:`SERIAL_MACS` multiply-adds per step one
 thread wins (measured), and a batch below two panels has nothing to split.
 
-The gate nonlinearities go through :func:`_sigmoid` and :func:`_tanh` only,
-both built on one ``exp_nonpos`` from ``_elementary`` (the vectorisable float32 kernel of
-``exp(min(x, 0))``; ``math.exp`` in float64).
+The gate nonlinearities are ``_elementary``'s ``sigmoid`` and ``tanh``: in float32
+the vectorisable kernels (2.40 and 1.26 ulp), in float64 ``math.exp`` and ``math.tanh``.
 """
 
 from __future__ import annotations
@@ -40,7 +39,8 @@ from jitgrad.kernels.reference.recurrent import (
     check_recurrent_backward,
 )
 
-from . import _elementary, _gemm
+from . import _elementary as ef
+from . import _gemm
 from ._jit import FASTMATH, PRANGE_ONLY
 from .matmul import matmul
 
@@ -54,107 +54,103 @@ SERIAL_MACS = 32 * 128 * 128
 _LSTM, _GRU, _RNN = 0, 1, 2
 
 
-# ----------------------------------------------------------------------------- elementary functions
-
-@njit(inline="always", **_jit)
-def _sigmoid(v, one):
-    # exp of a non-positive argument only (no overflow), and both halves computed so the
-    # choice is a select, not a branch (random gate signs mispredict). NaN propagates.
-    e = _elementary.exp_nonpos(-abs(v))  # float32: the vectorisable exp; float64: math.exp
-    r = one / (one + e)
-    return r if v >= 0 else e * r
-
-
-@njit(inline="always", **_jit)
-def _tanh(v, k):
-    # libm's tanh costs ~20 ns (7x exp): one exp instead, and the Taylor series near 0, where
-    # (1 - e) / (1 + e) would cancel; both computed, then selected (no branch). Relative error
-    # ~1e-6 (float32), ~1e-15 (float64). ``k`` holds the constants in the arrays' dtype.
-    a = abs(v)
-    x2 = v * v
-    series = v * (k[0] - x2 * (k[1] - x2 * (k[2] - x2 * (k[3] - x2 * k[4]))))
-    e = _elementary.exp_nonpos(-(a + a))
-    r = (k[0] - e) / (k[0] + e)
-    r = r if v >= 0 else -r
-    return series if a < k[5] else r
-
-
-def _constants(dtype: np.dtype) -> np.ndarray:
-    """1, the tanh series' coefficients 1/3, 2/15, 17/315, 62/2835, and its range, in ``dtype``."""
-    return np.array([1.0, 1 / 3, 2 / 15, 17 / 315, 62 / 2835, 0.0625], dtype=dtype)
-
-
 # ----------------------------------------------------------------------------- gate passes (one step, rows r0:r1)
+
+# A row's gate pass is a few loops over contiguous views of two to five arrays each, which LLVM
+# vectorises (its run-time alias checks between the arrays stay few): the pre-activations in place
+# in ``gates``, the nonlinearities into ``saved``, then the cell. Written as one loop over all of it,
+# reading and writing nine arrays, it stayed scalar (five ``vdivss`` an element for an LSTM).
 
 @njit(**_jit)
 def _time(s, length, reverse):
     return length - 1 - s if reverse else s
 
 
+@njit(inline="always", **_jit)
+def _sigmoid_into(src, dst):
+    for j in range(dst.size):
+        dst[j] = ef.sigmoid(src[j])
+
+
+@njit(inline="always", **_jit)
+def _tanh_into(src, dst):
+    for j in range(dst.size):
+        dst[j] = ef.tanh(src[j])
+
+
 @njit(**_jit)
-def _lstm_rows(r0, r1, s, xp, gates, b_ih, b_hh, lengths, reverse, k, h, c, y, saved):
+def _lstm_rows(r0, r1, s, xp, gates, b_ih, b_hh, lengths, reverse, h, c, y, saved):
     H = h.shape[1]
-    one = k[0]
     for b in range(r0, r1):
         if s >= lengths[b]:
             continue
         t = _time(s, lengths[b], reverse)
+        x = xp[t, b]
+        g = gates[b]
+        sv = saved[t, b]
+        for j in range(4 * H):
+            g[j] = x[j] + g[j] + b_ih[j] + b_hh[j]
+        _sigmoid_into(g[:2 * H], sv[:2 * H])  # i, f
+        _tanh_into(g[2 * H:3 * H], sv[2 * H:3 * H])  # g
+        _sigmoid_into(g[3 * H:4 * H], sv[3 * H:4 * H])  # o
+        i, f, gg, o, cn = sv[:H], sv[H:2 * H], sv[2 * H:3 * H], sv[3 * H:4 * H], sv[4 * H:5 * H]
+        cb = c[b]
+        yb = y[t, b]
         for j in range(H):
-            i = _sigmoid(xp[t, b, j] + gates[b, j] + b_ih[j] + b_hh[j], one)
-            f = _sigmoid(xp[t, b, H + j] + gates[b, H + j] + b_ih[H + j] + b_hh[H + j], one)
-            g = _tanh(xp[t, b, 2 * H + j] + gates[b, 2 * H + j] + b_ih[2 * H + j] + b_hh[2 * H + j], k)
-            o = _sigmoid(xp[t, b, 3 * H + j] + gates[b, 3 * H + j] + b_ih[3 * H + j] + b_hh[3 * H + j], one)
-            cn = f * c[b, j] + i * g
-            hn = o * _tanh(cn, k)
-            c[b, j] = cn
-            h[b, j] = hn
-            y[t, b, j] = hn
-            saved[t, b, j] = i
-            saved[t, b, H + j] = f
-            saved[t, b, 2 * H + j] = g
-            saved[t, b, 3 * H + j] = o
-            saved[t, b, 4 * H + j] = cn
+            cn[j] = f[j] * cb[j] + i[j] * gg[j]
+        for j in range(H):
+            yb[j] = o[j] * ef.tanh(cn[j])
+        cb[:] = cn
+        h[b] = yb
 
 
 @njit(**_jit)
-def _gru_rows(r0, r1, s, xp, gates, b_ih, b_hh, lengths, reverse, k, h, y, saved):
+def _gru_rows(r0, r1, s, xp, gates, b_ih, b_hh, lengths, reverse, h, y, saved):
     H = h.shape[1]
-    one = k[0]
+    one = h.dtype.type(1)
     for b in range(r0, r1):
         if s >= lengths[b]:
             continue
         t = _time(s, lengths[b], reverse)
+        x = xp[t, b]
+        g = gates[b]
+        sv = saved[t, b]
+        for j in range(2 * H):
+            g[j] = x[j] + b_ih[j] + g[j] + b_hh[j]
+        _sigmoid_into(g[:2 * H], sv[:2 * H])  # r, z
+        r, z, n, hn = sv[:H], sv[H:2 * H], sv[2 * H:3 * H], sv[3 * H:4 * H]
+        gn, xn, bi, bh = g[2 * H:], x[2 * H:], b_ih[2 * H:], b_hh[2 * H:]
         for j in range(H):
-            r = _sigmoid(xp[t, b, j] + b_ih[j] + gates[b, j] + b_hh[j], one)
-            z = _sigmoid(xp[t, b, H + j] + b_ih[H + j] + gates[b, H + j] + b_hh[H + j], one)
-            hn = gates[b, 2 * H + j] + b_hh[2 * H + j]
-            n = _tanh(xp[t, b, 2 * H + j] + b_ih[2 * H + j] + r * hn, k)
-            hnew = (one - z) * n + z * h[b, j]
-            h[b, j] = hnew
-            y[t, b, j] = hnew
-            saved[t, b, j] = r
-            saved[t, b, H + j] = z
-            saved[t, b, 2 * H + j] = n
-            saved[t, b, 3 * H + j] = hn
+            hn[j] = gn[j] + bh[j]
+        for j in range(H):
+            n[j] = ef.tanh(xn[j] + bi[j] + r[j] * hn[j])
+        hb = h[b]
+        yb = y[t, b]
+        for j in range(H):
+            yb[j] = (one - z[j]) * n[j] + z[j] * hb[j]
+        hb[:] = yb
 
 
 @njit(**_jit)
-def _rnn_rows(r0, r1, s, xp, gates, b_ih, b_hh, lengths, reverse, relu, k, h, y):
+def _rnn_rows(r0, r1, s, xp, gates, b_ih, b_hh, lengths, reverse, relu, h, y):
     H = h.shape[1]
-    one = k[0]
+    zero = h.dtype.type(0)
     for b in range(r0, r1):
         if s >= lengths[b]:
             continue
         t = _time(s, lengths[b], reverse)
+        x = xp[t, b]
+        g = gates[b]
+        yb = y[t, b]
         for j in range(H):
-            pre = xp[t, b, j] + b_ih[j] + gates[b, j] + b_hh[j]
-            if relu:
-                # NaN propagates, as np.maximum.
-                hnew = pre if (pre > 0 or pre != pre) else one - one
-            else:
-                hnew = _tanh(pre, k)
-            h[b, j] = hnew
-            y[t, b, j] = hnew
+            g[j] = x[j] + b_ih[j] + g[j] + b_hh[j]
+        if relu:
+            for j in range(H):
+                v = g[j]
+                yb[j] = v if (v > 0 or v != v) else zero  # NaN propagates, as np.maximum
+        else:
+            _tanh_into(g, yb)
+        h[b] = yb
 
 
 @njit(**_jit)
@@ -166,10 +162,9 @@ def _previous_index(t, length, reverse):
 
 
 @njit(**_jit)
-def _lstm_rows_backward(r0, r1, s, grad_y, y, saved, h0, c0, lengths, reverse, k, dh, dc, gstep, grad_g,
-                        hprev):
+def _lstm_rows_backward(r0, r1, s, grad_y, y, saved, h0, c0, lengths, reverse, dh, dc, gstep, grad_g, hprev):
     H = dh.shape[1]
-    one = k[0]
+    one = dh.dtype.type(1)
     for b in range(r0, r1):
         if s >= lengths[b]:
             for j in range(4 * H):
@@ -177,43 +172,40 @@ def _lstm_rows_backward(r0, r1, s, grad_y, y, saved, h0, c0, lengths, reverse, k
             continue
         t = _time(s, lengths[b], reverse)
         tp = _previous_index(t, lengths[b], reverse)
+        sv = saved[t, b]
+        i, f, g, o, cc = sv[:H], sv[H:2 * H], sv[2 * H:3 * H], sv[3 * H:4 * H], sv[4 * H:5 * H]
+        cp = saved[tp, b, 4 * H:] if tp >= 0 else c0[b]
+        hp = y[tp, b] if tp >= 0 else h0[b]
+        gs = gstep[b]
+        gi, gf, gg, go = gs[:H], gs[H:2 * H], gs[2 * H:3 * H], gs[3 * H:]
+        d = dh[b]  # holds d = dh + grad_y during the pass, 0 after it
+        gy = grad_y[t, b]
+        dcb = dc[b]  # holds the cell gradient through this step, then the one for the step before
+        # Loops of few arrays each, so that every one vectorises (see the forward's gate pass).
         for j in range(H):
-            i = saved[t, b, j]
-            f = saved[t, b, H + j]
-            g = saved[t, b, 2 * H + j]
-            o = saved[t, b, 3 * H + j]
-            cc = saved[t, b, 4 * H + j]
-            if tp >= 0:
-                cp = saved[tp, b, 4 * H + j]
-                hp = y[tp, b, j]
-            else:
-                cp = c0[b, j]
-                hp = h0[b, j]
-            d = dh[b, j] + grad_y[t, b, j]
-            tc = _tanh(cc, k)
-            dct = dc[b, j] + d * o * (one - tc * tc)
-            gi = dct * g * i * (one - i)
-            gf = dct * cp * f * (one - f)
-            gg = dct * i * (one - g * g)
-            go = d * tc * o * (one - o)
-            gstep[b, j] = gi
-            gstep[b, H + j] = gf
-            gstep[b, 2 * H + j] = gg
-            gstep[b, 3 * H + j] = go
-            grad_g[t, b, j] = gi
-            grad_g[t, b, H + j] = gf
-            grad_g[t, b, 2 * H + j] = gg
-            grad_g[t, b, 3 * H + j] = go
-            dc[b, j] = dct * f
-            dh[b, j] = 0
-            hprev[t, b, j] = hp
+            d[j] = d[j] + gy[j]
+        _tanh_into(cc, go)  # tanh(c), kept in go's slot until go is computed
+        for j in range(H):
+            dcb[j] = dcb[j] + d[j] * o[j] * (one - go[j] * go[j])
+        for j in range(H):
+            go[j] = d[j] * go[j] * o[j] * (one - o[j])
+        for j in range(H):
+            gi[j] = dcb[j] * g[j] * i[j] * (one - i[j])
+        for j in range(H):
+            gf[j] = dcb[j] * cp[j] * f[j] * (one - f[j])
+        for j in range(H):
+            gg[j] = dcb[j] * i[j] * (one - g[j] * g[j])
+        for j in range(H):
+            dcb[j] = dcb[j] * f[j]
+        grad_g[t, b] = gs
+        hprev[t, b] = hp
+        d[:] = 0
 
 
 @njit(**_jit)
-def _gru_rows_backward(r0, r1, s, grad_y, y, saved, h0, lengths, reverse, k, dh, gstep, grad_gx, grad_gh,
-                       hprev):
+def _gru_rows_backward(r0, r1, s, grad_y, y, saved, h0, lengths, reverse, dh, gstep, grad_gx, grad_gh, hprev):
     H = dh.shape[1]
-    one = k[0]
+    one = dh.dtype.type(1)
     for b in range(r0, r1):
         if s >= lengths[b]:
             for j in range(3 * H):
@@ -245,9 +237,9 @@ def _gru_rows_backward(r0, r1, s, grad_y, y, saved, h0, lengths, reverse, k, dh,
 
 
 @njit(**_jit)
-def _rnn_rows_backward(r0, r1, s, grad_y, y, h0, lengths, reverse, relu, k, dh, gstep, grad_g, hprev):
+def _rnn_rows_backward(r0, r1, s, grad_y, y, h0, lengths, reverse, relu, dh, gstep, grad_g, hprev):
     H = dh.shape[1]
-    one = k[0]
+    one = dh.dtype.type(1)
     for b in range(r0, r1):
         if s >= lengths[b]:
             for j in range(H):
@@ -279,7 +271,7 @@ def _rows(task, ntasks, npa, batch):
 
 
 @njit(parallel=PRANGE_ONLY, **_jit)
-def _forward_loop(cell, relu, xp, b_ih, w_hh, b_hh, lengths, reverse, ntasks, k, h, c, y, saved, gates):
+def _forward_loop(cell, relu, xp, b_ih, w_hh, b_hh, lengths, reverse, ntasks, h, c, y, saved, gates):
     """The forward time loop; ``h``/``c`` hold the initial state and end as the final one."""
     steps, batch = xp.shape[0], xp.shape[1]
     hidden = h.shape[1]
@@ -302,16 +294,16 @@ def _forward_loop(cell, relu, xp, b_ih, w_hh, b_hh, lengths, reverse, ntasks, k,
                 _gemm.gemm_cols(hf, _gemm.MR * hidden, hidden, one, w_hh, bp, no, hidden, batch, n, ip0, ip1,
                                 zero, npb, gf, bp, zero)
                 if cell == _LSTM:
-                    _lstm_rows(r0, r1, s, xp, gates, b_ih, b_hh, lengths, reverse, k, h, c, y, saved)
+                    _lstm_rows(r0, r1, s, xp, gates, b_ih, b_hh, lengths, reverse, h, c, y, saved)
                 elif cell == _GRU:
-                    _gru_rows(r0, r1, s, xp, gates, b_ih, b_hh, lengths, reverse, k, h, y, saved)
+                    _gru_rows(r0, r1, s, xp, gates, b_ih, b_hh, lengths, reverse, h, y, saved)
                 else:
-                    _rnn_rows(r0, r1, s, xp, gates, b_ih, b_hh, lengths, reverse, relu, k, h, y)
+                    _rnn_rows(r0, r1, s, xp, gates, b_ih, b_hh, lengths, reverse, relu, h, y)
 
 
 @njit(parallel=PRANGE_ONLY, **_jit)
-def _backward_loop(cell, relu, grad_y, y, saved, h0, c0, w_hh, lengths, reverse, ntasks, k, dh, dc, gstep,
-                   dnew, grad_gx, grad_gh, hprev):
+def _backward_loop(cell, relu, grad_y, y, saved, h0, c0, w_hh, lengths, reverse, ntasks, dh, dc, gstep, dnew,
+                   grad_gx, grad_gh, hprev):
     """The reverse time loop; ``dh``/``dc`` hold the final states' gradients and end as the initial ones'."""
     steps, batch, hidden = y.shape
     depth = w_hh.shape[0]
@@ -331,13 +323,13 @@ def _backward_loop(cell, relu, grad_y, y, saved, h0, c0, w_hh, lengths, reverse,
             ip0, ip1, r0, r1 = _rows(task, ntasks, npa, batch)
             if ip1 > ip0:
                 if cell == _LSTM:
-                    _lstm_rows_backward(r0, r1, s, grad_y, y, saved, h0, c0, lengths, reverse, k, dh, dc, gstep,
+                    _lstm_rows_backward(r0, r1, s, grad_y, y, saved, h0, c0, lengths, reverse, dh, dc, gstep,
                                         grad_gx, hprev)
                 elif cell == _GRU:
-                    _gru_rows_backward(r0, r1, s, grad_y, y, saved, h0, lengths, reverse, k, dh, gstep, grad_gx,
+                    _gru_rows_backward(r0, r1, s, grad_y, y, saved, h0, lengths, reverse, dh, gstep, grad_gx,
                                        grad_gh, hprev)
                 else:
-                    _rnn_rows_backward(r0, r1, s, grad_y, y, h0, lengths, reverse, relu, k, dh, gstep, grad_gx,
+                    _rnn_rows_backward(r0, r1, s, grad_y, y, h0, lengths, reverse, relu, dh, gstep, grad_gx,
                                        hprev)
                 _gemm.gemm_cols(gf, _gemm.MR * depth, depth, one, w_hh, bp, no, depth, batch, hidden, ip0, ip1,
                                 zero, npb, nf, bp, zero)
@@ -374,7 +366,7 @@ def _forward(cell: int, relu: bool, x: np.ndarray, h0: np.ndarray, c0: np.ndarra
     c = c0.copy() if c0 is not None else h
     gates = np.empty((batch, n), dtype=dtype)
     _forward_loop(cell, relu, xp, _bias(b_ih, n, dtype), w_hh, _bias(b_hh, n, dtype), lengths, bool(reverse),
-                  _ntasks(batch, n, hidden), _constants(dtype), h, c, y, saved, gates)
+                  _ntasks(batch, n, hidden), h, c, y, saved, gates)
     return y, h, c, saved
 
 
@@ -393,7 +385,7 @@ def _backward(cell: int, relu: bool, grad_y: np.ndarray, grad_h_n: np.ndarray, g
     gstep = np.empty((batch, n), dtype=dtype)
     dnew = np.empty((batch, hidden), dtype=dtype)
     _backward_loop(cell, relu, grad_y, y, saved, h0, c0 if c0 is not None else h0, w_hh, lengths, bool(reverse),
-                   _ntasks(batch, n, hidden), _constants(dtype), dh, dc, gstep, dnew, grad_gx, grad_gh, hprev)
+                   _ntasks(batch, n, hidden), dh, dc, gstep, dnew, grad_gx, grad_gh, hprev)
     gx = grad_gx.reshape(steps * batch, n)
     gh = grad_gh.reshape(steps * batch, n)
     grad_x = matmul(gx, w_ih).reshape(steps, batch, inputs)
