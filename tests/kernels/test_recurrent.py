@@ -102,3 +102,43 @@ def test_bad_input(backend):
         backend.lstm_backward(y, h, c, a["x"], a["h0"], a["c0"], a["w_ih"], a["w_hh"], y, saved[:, :, :20].copy())
     with pytest.raises(ValueError, match=r"grad_h_n must have shape \(2, 5\)"):
         backend.lstm_backward(y, h[:1].copy(), c, a["x"], a["h0"], a["c0"], a["w_ih"], a["w_hh"], y, saved)
+
+
+def test_gate_passes_vectorise():
+    """The float32 gate passes run packed (``vdivps`` on ymm/zmm, the sigmoid's and tanh's division),
+    not one scalar division an element: recompiled here with the kernels' options (cached code
+    cannot be inspected). One loop over all the gate arrays stayed scalar (``recurrent.py``)."""
+    import importlib
+    import platform
+    import re
+
+    import llvmlite.binding as llvm
+    from numba import njit
+
+    if platform.machine().lower() not in ("x86_64", "amd64") or "avx2" not in llvm.get_host_cpu_features():
+        pytest.skip("vector width checked on an AVX2 host")
+    rec = importlib.import_module("jitgrad.kernels.cpu.recurrent")
+    opts = {**rec._jit, "cache": False}
+    steps, batch, hidden = 2, 3, 8
+    f32 = np.float32
+    lengths = np.full(batch, steps, np.int64)
+    h, c = np.zeros((batch, hidden), f32), np.zeros((batch, hidden), f32)
+    forward = {  # (kernel, gates, a call with xp, gates, bias, y, saved)
+        "lstm": (rec._lstm_rows, 4, lambda k, xp, g, b, y, sv: k(0, batch, 0, xp, g, b, b, lengths, False, h, c,
+                                                                  y, sv)),
+        "gru": (rec._gru_rows, 3, lambda k, xp, g, b, y, sv: k(0, batch, 0, xp, g, b, b, lengths, False, h, y, sv)),
+    }
+    for name, (kernel, gates, call) in forward.items():
+        n = gates * hidden
+        fresh = njit(**opts)(kernel.py_func)
+        call(fresh, np.zeros((steps, batch, n), f32), np.zeros((batch, n), f32), np.zeros(n, f32),
+             np.zeros((steps, batch, hidden), f32), np.zeros((steps, batch, 5 * hidden), f32))
+        asm = fresh.inspect_asm(fresh.signatures[0])
+        assert re.search(r"\bvdivps\s[^\n]*[yz]mm", asm), f"{name}: the gate pass has no packed division"
+    backward = njit(**opts)(rec._lstm_rows_backward.py_func)
+    saved = np.zeros((steps, batch, 5 * hidden), f32)
+    y = np.zeros((steps, batch, hidden), f32)
+    backward(0, batch, 1, y, y, saved, h, c, lengths, False, np.zeros_like(h), np.zeros_like(h),
+             np.zeros((batch, 4 * hidden), f32), np.zeros((steps, batch, 4 * hidden), f32), np.zeros_like(y))
+    asm = backward.inspect_asm(backward.signatures[0])
+    assert re.search(r"\bvdivps\s[^\n]*[yz]mm", asm), "lstm backward: tanh(c) not packed"
