@@ -1,8 +1,9 @@
-"""LSTM forward + backward, jitgrad vs PyTorch CPU, side by side in one process with the same threads.
+"""LSTM (GRU, RNN) forward + backward, jitgrad vs PyTorch CPU, side by side in one process with the same threads.
 
-    PYTHONPATH=<torch site-packages> python bench/recurrent_vs_torch.py [--threads 2] [--repeat 7]
+    PYTHONPATH=<torch site-packages> python bench/recurrent_vs_torch.py [--threads 2] [--repeat 7] [--cell gru]
 
 Prints per shape the median time of a whole training step of one ``nn.LSTM``
+(``--cell``: ``lstm``, ``gru`` or ``rnn``, a tanh ``nn.RNN``)
 layer (forward over the sequence, ``sum(y)`` backward) on both frameworks
 and the ratio PyTorch / jitgrad (> 1: jitgrad faster). Ratios are what
 survive a noisy machine; the runs alternate so both see the same load.
@@ -26,6 +27,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--repeat", type=int, default=7)
+    p.add_argument("--cell", choices=("lstm", "gru", "rnn"), default="lstm")
     args = p.parse_args()
     import torch
 
@@ -35,8 +37,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     jg.set_num_threads(args.threads)
     for label, (steps, batch, inputs, hidden) in SHAPES.items():
-        tm = torch.nn.LSTM(inputs, hidden)
-        jm = nn.LSTM(inputs, hidden)
+        cls = {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN"}[args.cell]
+        tm = getattr(torch.nn, cls)(inputs, hidden)
+        jm = getattr(nn, cls)(inputs, hidden)
         jm.load_state_dict({k: v.detach().numpy() for k, v in tm.state_dict().items()})
         x = np.random.default_rng(0).standard_normal((steps, batch, inputs)).astype(np.float32)
         tx = torch.tensor(x)
@@ -57,7 +60,7 @@ def main() -> None:
                 fn()
                 times[name].append(time.perf_counter() - t)
         tt, jt = np.median(times["torch"]), np.median(times["jitgrad"])
-        print(f"{label:11s} seq {steps:3d} batch {batch:3d} input {inputs:3d} hidden {hidden:3d}: "
+        print(f"{args.cell} {label:11s} seq {steps:3d} batch {batch:3d} input {inputs:3d} hidden {hidden:3d}: "
               f"torch {tt * 1e3:8.1f} ms  jitgrad {jt * 1e3:8.1f} ms  torch/jitgrad {tt / jt:5.2f}x", flush=True)
 
 
