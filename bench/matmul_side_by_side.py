@@ -16,7 +16,8 @@ of a tight loop).
 Shapes: ``sq*`` square; ``<model>-<layer>-{fwd,gin,gw}`` the three products of a Linear layer at batch
 128 (``x @ W.T``, ``g @ W``, ``g.T @ x``) of examples/mnist_cnn.py's lenet5 / convnet (keras) / resnet;
 ``<model>-<conv>-{fwd,gin,gw}`` a convolution's im2col products over a batch of 16 images
-(``W @ cols``, ``W.T @ g``, ``g @ cols.T``: M = C_out, K = C_in*kh*kw, N = 16 * output pixels).
+(``W @ cols``, ``W.T @ g``, ``g @ cols.T``: M = C_out, K = C_in*kh*kw, N = 16 * output pixels); ``deep-*`` weight
+gradients whose K is a whole batch (an LSTM's over all its steps, a Linear layer's at batch 4096).
 Usage: THREADS=1 REPS=7 python bench/matmul_side_by_side.py [shape-substrings...]   (``cnn`` = all CNN shapes)
 """
 import os, sys, time, statistics
@@ -59,6 +60,12 @@ conv("lenet", "conv1", 6, 25, 576); conv("lenet", "conv2", 16, 150, 64)
 conv("keras", "conv1", 32, 9, 676); conv("keras", "conv2", 64, 288, 121)
 conv("resnet", "c16", 16, 144, 784); conv("resnet", "c32s2", 32, 144, 196); conv("resnet", "c32", 32, 288, 196)
 conv("resnet", "c64s2", 64, 288, 49); conv("resnet", "c64", 64, 576, 49)
+# Deep weight gradients (``deep``): ``G^T @ X`` with K = all the rows of a batch. The sequence-MNIST
+# LSTM's (28 steps x batch 128 = 3584 rows; 4 x 128 gates; 28 inputs, 128 hidden) and a Linear
+# layer's at batch 4096 (LeNet fc1's 256 -> 120).
+shapes["deep-lstm-gw-ih"] = (512, 3584, 28, True, False)
+shapes["deep-lstm-gw-hh"] = (512, 3584, 128, True, False)
+shapes["deep-fc1-gw-b4096"] = (120, 4096, 256, True, False)
 only = sys.argv[1:]
 rng = np.random.default_rng(0)
 print(f"path: {_isa.describe()}; threads {T}; clock {CLOCK.__name__}")

@@ -232,6 +232,30 @@ def test_cpu_stays_inside_its_arrays(trans_a, trans_b, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_large_transposed_a_in_place_and_packed(dtype):
+    # A transposed A beyond L2 (here > 1 MiB) is read in place while B has at most
+    # T_A_IN_PLACE_MAX_PANELS panels (a deep weight gradient), packed beyond: both sides of the rule,
+    # an edge panel each, on the serial and the parallel driver, every operand ending at a guard page.
+    m, k = 264, 1000
+    itemsize = np.dtype(dtype).itemsize
+    assert m * k * itemsize > 1 << 20
+    nr = 2 * _gemm.VEC_BYTES // itemsize
+    no_epi = NO_EPILOGUE[np.dtype(dtype)]
+    for n in (21, _gemm.T_A_IN_PLACE_MAX_PANELS * nr + 5):
+        assert _gemm.a_in_place(True, m, k, n, itemsize) == (n == 21)
+        a, b = operands(m, n, k, True, False, dtype)
+        a, b = guarded(a), guarded(b)
+        expected = ref.matmul(a, b, trans_a=True)
+        rtol, atol = tolerance(dtype, k)
+        for path in (lambda *args: _gemm.gemm_serial(*args, *no_epi),
+                     lambda *args: _gemm.gemm_parallel(*args, 1, *no_epi),
+                     lambda *args: _gemm.gemm_parallel(*args, 3, *no_epi)):
+            out = guarded(nan_like((m, n), dtype))
+            path(a, b, True, False, out)
+            assert_close(out, expected, dtype, rtol=rtol, atol=atol)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_dot_path_column_ranges(dtype):
     # gemm_dot computes columns j0:j1 only and leaves the others untouched.
     m, n, k = 11, 23, 70

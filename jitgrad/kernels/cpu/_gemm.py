@@ -17,6 +17,7 @@ from numba import njit, prange
 
 from ._atomic import new_counter, next_task, share_done
 from ._gemm_pack import pack_a, pack_a_panel, pack_b, pack_b_panel  # noqa: F401 (re-exported for _conv)
+from ._gemm_simd import VEC_BYTES
 from ._gemm_tile import (  # noqa: F401
     KC,
     MC_BYTES,
@@ -35,6 +36,16 @@ from ._tier import tiered
 
 #: Row-major A is read in place (not packed) up to this many columns of C.
 A_IN_PLACE_MAX_N = 32
+#: A transposed A too large for L2 is still read in place while B has at most this many panels
+#: (``NR`` columns each). In place, each ``k`` of a tile is a line of its own, fetched again by
+#: every B panel; packed, A costs a read and a write of all of it before the product. A deep
+#: weight gradient ``G^T @ X`` (K = a whole batch) has few panels: measured side by side with
+#: OpenBLAS (bench/matmul_side_by_side.py deep, Zen 4), packed against in place, the
+#: sequence-MNIST LSTM's 512 x 3584 x 28 0.62-0.67 -> 1.10-1.16x, 512 x 3584 x 128 0.81-0.84 ->
+#: 0.98-0.99x, a Linear layer's at batch 4096 (120 x 4096 x 256) 0.86-0.90 -> 1.03-1.09x; with
+#: K = 2048-4096 in place never lost up to 16 panels on AVX-512. The AVX2 tile reads an A line
+#: for 2.7x fewer multiply-adds, and lost from 16 panels (1024 x 4096 x 512 0.90 -> 0.74x).
+T_A_IN_PLACE_MAX_PANELS = 16 if VEC_BYTES >= 64 else 8
 #: A parallel product runs in one parallel region, each task packing the panels it reads, while
 #: that packs at most this many elements per thread more than a shared packing pass would (A once
 #: per column of tasks, B once per row; 128 KiB of float32, ~10-20 us of copying). Each region
@@ -88,13 +99,14 @@ def a_in_place(trans, m, k, n, itemsize):
     without the packing pass, unless its row pitch is a multiple of 4 KiB
     (then the ``MR`` rows map to one L1 set and evict each other).
     Transposed A gives each ``k`` its own cache
-    line (``MR`` values of a row ``M`` long): fine while A sits in L2, slow
-    beyond, so a large transposed A is packed.
+    line (``MR`` values of a row ``M`` long): fine while A sits in L2, or
+    while few B panels read it again (``T_A_IN_PLACE_MAX_PANELS``); a large
+    transposed A used by many panels is packed.
     """
     if not trans:
         # Row pitches that are multiples of 4 KiB put the MR rows in one L1 set.
         return (k * itemsize) % 4096 != 0 and n <= A_IN_PLACE_MAX_N
-    return m * k * itemsize <= (1 << 20)
+    return m * k * itemsize <= (1 << 20) or n <= T_A_IN_PLACE_MAX_PANELS * 2 * (VEC_BYTES // itemsize)
 
 
 @njit(inline="always", **_jit)  # inlined: no compile of its own
