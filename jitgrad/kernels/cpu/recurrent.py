@@ -67,6 +67,14 @@ def _time(s, length, reverse):
 
 
 @njit(inline="always", **_jit)
+def _preactivate(x, b_ih, g, b_hh, count):
+    """``g[:count] = x + b_ih + g + b_hh`` in the reference's order: the input projection and its
+    bias, then the recurrent product (``g`` holds it) and its bias."""
+    for j in range(count):
+        g[j] = x[j] + b_ih[j] + g[j] + b_hh[j]
+
+
+@njit(inline="always", **_jit)
 def _sigmoid_into(src, dst):
     for j in range(dst.size):
         dst[j] = ef.sigmoid(src[j])
@@ -88,8 +96,7 @@ def _lstm_rows(r0, r1, s, xp, gates, b_ih, b_hh, lengths, reverse, h, c, y, save
         x = xp[t, b]
         g = gates[b]
         sv = saved[t, b]
-        for j in range(4 * H):
-            g[j] = x[j] + g[j] + b_ih[j] + b_hh[j]
+        _preactivate(x, b_ih, g, b_hh, 4 * H)
         _sigmoid_into(g[:2 * H], sv[:2 * H])  # i, f
         _tanh_into(g[2 * H:3 * H], sv[2 * H:3 * H])  # g
         _sigmoid_into(g[3 * H:4 * H], sv[3 * H:4 * H])  # o
@@ -115,9 +122,8 @@ def _gru_rows(r0, r1, s, xp, gates, b_ih, b_hh, lengths, reverse, h, y, saved):
         x = xp[t, b]
         g = gates[b]
         sv = saved[t, b]
-        for j in range(2 * H):
-            g[j] = x[j] + b_ih[j] + g[j] + b_hh[j]
-        _sigmoid_into(g[:2 * H], sv[:2 * H])  # r, z
+        _preactivate(x, b_ih, g, b_hh, 2 * H)  # r, z
+        _sigmoid_into(g[:2 * H], sv[:2 * H])
         r, z, n, hn = sv[:H], sv[H:2 * H], sv[2 * H:3 * H], sv[3 * H:4 * H]
         gn, xn, bi, bh = g[2 * H:], x[2 * H:], b_ih[2 * H:], b_hh[2 * H:]
         for j in range(H):
@@ -142,8 +148,7 @@ def _rnn_rows(r0, r1, s, xp, gates, b_ih, b_hh, lengths, reverse, relu, h, y):
         x = xp[t, b]
         g = gates[b]
         yb = y[t, b]
-        for j in range(H):
-            g[j] = x[j] + b_ih[j] + g[j] + b_hh[j]
+        _preactivate(x, b_ih, g, b_hh, H)
         if relu:
             for j in range(H):
                 v = g[j]
