@@ -37,6 +37,7 @@ from jitgrad.kernels._constants import GELU_KAPPA as _GELU_KAPPA  # defined once
 from jitgrad.kernels._constants import SQRT_2_OVER_PI as _SQRT_2_OVER_PI
 from jitgrad.kernels._constants import kernel_names
 from jitgrad.kernels.cpu import _elementary as ef
+from jitgrad.kernels.cpu._gemm_simd import vload, vload_masked, vstore, vstore_masked
 from jitgrad.kernels.cpu._jit import FASTMATH as _FASTMATH, PRANGE_ONLY
 # The calling helpers (checks, allocation, serial or parallel); _forward_out/_backward_out are
 # imported from here by kernels written elsewhere (docs/kernel-authoring.md).
@@ -229,10 +230,67 @@ def _tanh_backward_kernel_serial(grad_out, x, out):
         out[i] = grad_out[i] * (one - t * t)
 
 
+# float32 on AVX-512: tanh by tables, 16 lanes at a time (``ef.vtanh``: ~25 % faster than the loops
+# above, which LLVM vectorises around ``ef.tanh``'s exp and division). The parallel kernels hand
+# out blocks of ``_TANH_BLOCK`` elements (whole vectors).
+
+_TANH_BLOCK = 4096
+
+
+@njit(cache=True, error_model="numpy", fastmath=_FASTMATH, inline="always")
+def _tanh_tables_span(x, out, lo, hi):
+    i = lo
+    while i + 16 <= hi:
+        vstore(out, i, ef.vtanh(vload(x, i)))
+        i += 16
+    if i < hi:
+        vstore_masked(out, i, ef.vtanh(vload_masked(x, i, hi - i)), hi - i)
+
+
+@njit(cache=True, error_model="numpy", fastmath=_FASTMATH, inline="always")
+def _tanh_tables_backward_span(grad_out, x, out, lo, hi):
+    i = lo
+    while i + 16 <= hi:
+        vstore(out, i, ef.vtanh_grad(vload(grad_out, i), vload(x, i)))
+        i += 16
+    if i < hi:
+        n = hi - i
+        vstore_masked(out, i, ef.vtanh_grad(vload_masked(grad_out, i, n), vload_masked(x, i, n)), n)
+
+
+@njit(cache=True, error_model="numpy", fastmath=_FASTMATH, parallel=PRANGE_ONLY)
+def _tanh_tables_kernel(x, out):
+    n = x.size
+    for blk in prange((n + _TANH_BLOCK - 1) // _TANH_BLOCK):
+        _tanh_tables_span(x, out, blk * _TANH_BLOCK, min(n, (blk + 1) * _TANH_BLOCK))
+
+
+@njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
+def _tanh_tables_kernel_serial(x, out):
+    _tanh_tables_span(x, out, 0, x.size)
+
+
+@njit(cache=True, error_model="numpy", fastmath=_FASTMATH, parallel=PRANGE_ONLY)
+def _tanh_tables_backward_kernel(grad_out, x, out):
+    n = x.size
+    for blk in prange((n + _TANH_BLOCK - 1) // _TANH_BLOCK):
+        _tanh_tables_backward_span(grad_out, x, out, blk * _TANH_BLOCK, min(n, (blk + 1) * _TANH_BLOCK))
+
+
+@njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
+def _tanh_tables_backward_kernel_serial(grad_out, x, out):
+    _tanh_tables_backward_span(grad_out, x, out, 0, x.size)
+
+
 _SIGMOID = Twins(_sigmoid_kernel, _sigmoid_kernel_serial, _PARALLEL_MIN_SIZE)
 _SIGMOID_BACKWARD = Twins(_sigmoid_backward_kernel, _sigmoid_backward_kernel_serial, _PARALLEL_MIN_SIZE)
 _TANH = Twins(_tanh_kernel, _tanh_kernel_serial, _PARALLEL_MIN_SIZE)
 _TANH_BACKWARD = Twins(_tanh_backward_kernel, _tanh_backward_kernel_serial, _PARALLEL_MIN_SIZE)
+#: float32's kernels: by tables on AVX-512, else the ones above.
+_TANH_F32 = Twins(_tanh_tables_kernel, _tanh_tables_kernel_serial, _PARALLEL_MIN_SIZE) if ef.HAS_VTANH else _TANH
+_TANH_BACKWARD_F32 = (Twins(_tanh_tables_backward_kernel, _tanh_tables_backward_kernel_serial, _PARALLEL_MIN_SIZE)
+                      if ef.HAS_VTANH else _TANH_BACKWARD)
+_F32 = np.dtype(np.float32)
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
@@ -244,11 +302,11 @@ def sigmoid_backward(grad_out: np.ndarray, x: np.ndarray) -> np.ndarray:
 
 
 def tanh(x: np.ndarray) -> np.ndarray:
-    return _forward(_TANH, x)
+    return _forward(_TANH_F32 if getattr(x, "dtype", None) is _F32 else _TANH, x)
 
 
 def tanh_backward(grad_out: np.ndarray, x: np.ndarray) -> np.ndarray:
-    return _backward(_TANH_BACKWARD, grad_out, x)
+    return _backward(_TANH_BACKWARD_F32 if getattr(x, "dtype", None) is _F32 else _TANH_BACKWARD, grad_out, x)
 
 
 # ----------------------------------------------------------------------------- gelu

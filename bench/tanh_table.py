@@ -1,0 +1,107 @@
+"""Fit the tables of the AVX-512 float32 ``tanh`` (``jitgrad/kernels/cpu/_tanh_table.py``).
+
+    python bench/tanh_table.py            # print each interval's fit error
+    python bench/tanh_table.py --write    # and rewrite the table module
+    python bench/tanh_table.py --check    # every float32 in [0, 16) through the tanh kernel (skips the fit)
+
+32 intervals of ``|x|``: quarter binades from ``2^-4`` (interval 0 also holds ``[0, 2^-4)``, interval
+31 everything from 14). On each, ``tanh(|x|) = C0 + t (C1 + ... + t C6)`` with ``t = |x| - X0``, ``X0``
+the midpoint (0 for interval 0, where ``C0 = 0`` keeps the relative accuracy down to the
+subnormals) and ``C0`` the float32 ``tanh(X0)``; ``C1..C6`` minimise the relative error by
+reweighted least squares (the weights of the worst points raised, 40 rounds) on 40,000 float32
+points of the interval, then round to float32 (``t`` is below an eighth of ``|x|``, so their
+rounding weighs little). From 9.5 ``tanh`` rounds to 1: ``C0 = 1``, the rest 0.
+``tests/kernels/test_elementary.py`` holds the result to 2 ulp.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+BASE = 0x3D800000 >> 21  # the bits of 2^-4, shifted as the index is
+DEG = 6
+NAMES = ("X0", "C0", "C1", "C2", "C3", "C4", "C5", "C6")
+OUT = Path(__file__).resolve().parents[1] / "jitgrad" / "kernels" / "cpu" / "_tanh_table.py"
+
+
+def _float(bits: int) -> float:
+    return float(np.array([bits], np.uint32).view(np.float32)[0])
+
+
+def fit() -> np.ndarray:
+    """``(8, 32)`` float32: ``X0, C0..C6`` per interval."""
+    tables = np.zeros((DEG + 2, 32))
+    for i in range(32):
+        lo = 0.0 if i == 0 else _float((BASE + i) << 21)
+        hi = _float((BASE + i + 1) << 21)
+        x0 = 0.0 if i == 0 else float(np.float32((lo + hi) / 2))
+        c0 = float(np.float32(np.tanh(x0)))
+        if lo >= 9.5:
+            tables[:, i] = [x0, 1.0] + [0.0] * DEG
+            continue
+        blo = int(np.array([lo], np.float32).view(np.uint32)[0]) if lo > 0 else 1
+        bhi = int(np.array([hi], np.float32).view(np.uint32)[0])
+        bits = np.unique(np.linspace(blo, bhi - 1, 40000).astype(np.uint32))
+        x = bits.view(np.float32).astype(np.float64)
+        if i == 0:
+            x = np.concatenate([x[x > 1e-4], np.geomspace(1e-4, 1e-2, 2000)])
+        t = x - x0
+        f = np.tanh(x)
+        a = t[:, None] ** np.arange(1, DEG + 1)
+        w = 1 / np.abs(f)
+        for _ in range(40):
+            c, *_ = np.linalg.lstsq(a * w[:, None], (f - c0) * w, rcond=None)
+            rel = (a @ c - (f - c0)) / np.abs(f)
+            w = w * (np.abs(rel) / np.abs(rel).max() + 1e-3) ** 0.5
+        print(f"interval {i:2d} [{lo:.4g}, {hi:.4g}): relative error {np.abs(rel).max():.2e} (float64)")
+        tables[:, i] = [x0, c0] + [float(np.float32(v)) for v in c]
+    return tables.astype(np.float32)
+
+
+def module_text(tables: np.ndarray) -> str:
+    out = ['"""Tables of the AVX-512 float32 ``tanh`` (``_elementary.vtanh``), written by ``bench/tanh_table.py``',
+           "(its docstring says how they are fitted): ``X0`` and ``C0..C6`` of each of the 32 intervals.",
+           '"""', "", "from __future__ import annotations", ""]
+    for name, row in zip(NAMES, tables):
+        vals = [repr(float(v)) for v in row]
+        out.append(f"{name} = (")
+        for k in range(0, 32, 4):
+            out.append("    " + ", ".join(vals[k:k + 4]) + ",")
+        out.append(")")
+    return "\n".join(out) + "\n"
+
+
+if __name__ == "__main__" and "--check" not in sys.argv[1:]:
+    tables = fit()
+    if "--write" in sys.argv[1:]:
+        OUT.write_text(module_text(tables))
+        print(f"wrote {OUT}")
+
+
+def check() -> None:
+    """Every float32 in ``[0, 16)`` (and their negatives by symmetry of the code) through the
+    tanh kernel against float64 ``tanh``: the worst error in ulps (AVX-512: the table path)."""
+    import importlib
+
+    act = importlib.import_module("jitgrad.kernels.cpu.activations")
+    from jitgrad.kernels.cpu import _elementary as ef
+
+    worst, where = 0.0, 0.0
+    for start in range(0, 0x41800000, 1 << 26):
+        x = np.arange(start, min(start + (1 << 26), 0x41800000), dtype=np.uint32).view(np.float32)
+        y = np.empty_like(x)
+        act._TANH_F32.parallel(x, y)
+        exact = np.tanh(x.astype(np.float64))
+        ulp = np.ldexp(1.0, np.maximum(np.frexp(exact)[1] - 24, -149))
+        err = np.where(y == exact.astype(np.float32), 0.0, np.abs(y - exact) / ulp)
+        k = int(np.argmax(err))
+        if err[k] > worst:
+            worst, where = float(err[k]), float(x[k])
+    print(f"tables: {ef.HAS_VTANH}; worst {worst:.3f} ulp at {where!r}")
+
+
+if __name__ == "__main__" and "--check" in sys.argv[1:]:
+    check()
