@@ -74,13 +74,6 @@ def module_text(tables: np.ndarray) -> str:
     return "\n".join(out) + "\n"
 
 
-if __name__ == "__main__" and "--check" not in sys.argv[1:]:
-    tables = fit()
-    if "--write" in sys.argv[1:]:
-        OUT.write_text(module_text(tables))
-        print(f"wrote {OUT}")
-
-
 def check() -> None:
     """Every float32 in ``[0, 16)`` (and their negatives by symmetry of the code) through the
     tanh kernel against float64 ``tanh``: the worst error in ulps (AVX-512: the table path)."""
@@ -103,5 +96,15 @@ def check() -> None:
     print(f"tables: {ef.HAS_VTANH}; worst {worst:.3f} ulp at {where!r}")
 
 
-if __name__ == "__main__" and "--check" in sys.argv[1:]:
-    check()
+def main(argv: list[str]) -> None:
+    if "--check" in argv:
+        check()
+        return
+    tables = fit()
+    if "--write" in argv:
+        OUT.write_text(module_text(tables))
+        print(f"wrote {OUT}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -544,6 +544,11 @@ _TT_BASE = 0x3D800000 >> 21  # the bits of 2^-4 shifted as an index: interval 0 
 HAS_VTANH: bool = ISA.name == "avx512"
 
 
+def _f32x16(v) -> bool:
+    """Whether ``v`` types as the vector :func:`vtanh` takes: 16 float32 lanes, on the AVX-512 path."""
+    return HAS_VTANH and isinstance(v, SimdVector) and v.dtype == types.float32 and v.lanes == 16
+
+
 def _vtanh_ir(builder, x):
     """The IR of :func:`vtanh` on the ``<16 x float>`` value ``x``."""
     fv = x.type
@@ -586,7 +591,7 @@ def vtanh(typingctx, v):
     NaN runs through as NaN (no select). Worst error 1.30 ulp over every float32 in ``[0, 16)``
     (the sign is restored exactly; from 14 the table gives 1).
     """
-    if not (HAS_VTANH and isinstance(v, SimdVector) and v.dtype == types.float32 and v.lanes == 16):
+    if not _f32x16(v):
         return None
 
     def codegen(context, builder, sig, args):
@@ -599,7 +604,7 @@ def vtanh(typingctx, v):
 @intrinsic
 def vtanh_grad(typingctx, g, v):
     """``g * (1 - tanh(v)^2)`` lane by lane, ``tanh`` as :func:`vtanh`'s (tanh's backward, 16 float32 lanes)."""
-    if not (HAS_VTANH and isinstance(v, SimdVector) and v.dtype == types.float32 and v.lanes == 16 and g == v):
+    if not (_f32x16(v) and g == v):
         return None
 
     def codegen(context, builder, sig, args):
