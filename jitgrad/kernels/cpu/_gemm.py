@@ -161,12 +161,23 @@ def b_in_place(trans, m, k, n, itemsize):
     transposed) 145 -> 87 us (0.75 -> 1.03x OpenBLAS; N = 1000 in place:
     109-118 us); 16 x 288 x 2048 520-541 -> 334-346 us, 16 x 150 x 1024
     100-118 -> 93-112 us, 12 x 200 x 1024 80-97 -> 85-97 us (three runs each).
+
+    Taller products keep B in place only on AVX-512. The AVX2 tile's B row is
+    64 bytes, one line when aligned but two when not (a NumPy array's data
+    starts 16 bytes into a line), so a ``KC = 512`` slice in place spans up to
+    64 KiB of lines against the 32 KiB of L1 that its packed panel fits; each
+    A panel then fetches B again from L2. One thread, forced AVX2 on Zen 4,
+    in place against packed: 64 x 288 x 784 (a ResNet conv's im2col product)
+    371 -> 296 us, 96 x 300 x 800 532 -> 440 us, 128 x 256 x 200 150 -> 135
+    us, 32 x 200 x 1000 168 -> 149 us, 64 x 96 x 784 110 -> 103 us, 128 x 84 x
+    120 (LeNet fc2's input gradient) unchanged. On AVX-512 in place won (the
+    same shapes 5-9 % faster than packed).
     """
     if trans:
         return False
     if m <= 3 * MR or k <= SHALLOW_K:
         return (n * itemsize) % 4096 != 0
-    return k * n * itemsize <= (1 << 20) and (n * itemsize) % 256 != 0
+    return VEC_BYTES >= 64 and k * n * itemsize <= (1 << 20) and (n * itemsize) % 256 != 0
 
 
 @njit(inline="always", **_jit)  # inlined: no compile of its own
