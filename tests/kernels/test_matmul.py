@@ -86,9 +86,9 @@ SHAPES = [
     # shallow K (<= SHALLOW_K) with a row pitch of a multiple of 256 bytes: B read in place; of
     # 4 KiB (N = 1024): B packed
     (40, 64, 9), (30, 128, 32), (20, 1024, 8),
-    # up to 3 row panels: B read in place at any pitch; the edge panel (16 = 6 + 6 + 4 rows) takes
-    # the packed micro-kernel loop; exactly MR rows of a transposed A read in place; packed at a
-    # 4 KiB pitch
+    # up to 3 row panels: B read in place at any pitch; the edge panel (16 = 8 + 8 on AVX-512,
+    # 6 + 6 + 4 on AVX2: the 4-row height of the general loop); exactly MR rows of a transposed A
+    # read in place; packed at a 4 KiB pitch
     (16, 64, 150), (6, 40, 50), (12, 1024, 40),
     # at most one vector of columns (a 10-class head: the narrow micro-kernel loop), A read in place,
     # over one and several K slices; 33, 130 and 129 above end in a narrow edge panel
