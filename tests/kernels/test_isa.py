@@ -2,7 +2,8 @@
 
 Each check runs in a subprocess: Numba reads ``NUMBA_CPU_NAME`` and
 ``NUMBA_CPU_FEATURES`` once, at import. A forced AVX-512 target is only
-compiled (never run), so these tests pass on any x86-64 machine.
+compiled (never run), so these tests pass on any x86-64 machine; the AVX2
+kernels are also run, on hosts that have AVX2.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from jitgrad.kernels.cpu import _isa
 
 x86_only = pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"),
                               reason="forced x86 targets need an x86-64 LLVM")
+_HOST_FEATURES = _isa._parse_features(_isa.target_cpu()[1])
 
 # Compiles the micro-kernel and the dot kernel for one signature each (no call: the target may
 # not be this CPU) and reports the path and the FMA instructions of their assembly.
@@ -47,7 +49,9 @@ print("RESULT" + json.dumps(out))
 """
 
 
-def probe(cpu_name: str | None, dtype: str = "float32", tmp_path=None) -> dict:
+def run_forced(cpu_name: str | None, script: str, tmp_path=None) -> dict:
+    """Run ``script`` in a fresh interpreter compiled for ``cpu_name`` (``None``: the host); return the
+    JSON it printed after ``RESULT``."""
     env = dict(os.environ)
     env.pop("NUMBA_CPU_FEATURES", None)
     env.pop("NUMBA_CPU_NAME", None)
@@ -61,11 +65,14 @@ def probe(cpu_name: str | None, dtype: str = "float32", tmp_path=None) -> dict:
         # set: with NUMBA_CACHE_DIR alone the probe used (and filled) the suite's cache, and a
         # second run loaded its kernels from there and found no FMA at all.
         env["JITGRAD_CACHE_DIR"] = env["NUMBA_CACHE_DIR"] = str(tmp_path)
-    proc = subprocess.run([sys.executable, "-c", _PROBE.format(dtype=dtype)], env=env, capture_output=True,
-                          text=True, timeout=600)
+    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     line = next(x for x in proc.stdout.splitlines() if x.startswith("RESULT"))
     return json.loads(line[len("RESULT"):])
+
+
+def probe(cpu_name: str | None, dtype: str = "float32", tmp_path=None) -> dict:
+    return run_forced(cpu_name, _PROBE.format(dtype=dtype), tmp_path)
 
 
 def registers(fmas: list[str]) -> set[str]:
@@ -100,6 +107,66 @@ def test_forced_cpu_picks_path_and_vector_registers(cpu_name, path, dtype, reg, 
     assert len(out["rowdot"]) % 12 == 0 and len(out["rowdot"]) >= 12
 
 
+# Runs the GEMM and conv kernels compiled for haswell on this CPU and compares them with float64 NumPy:
+# on an AVX-512 host (CI's) the AVX2 tile is otherwise only compiled, never run. The shapes reach
+# what only that path has: the 6-row tile's three heights (16 = 6 + 6 + 4: the 4-row loop; 10 = 6 + 4;
+# 64 = 60 + 4), B taller than three tiles packed rather than read in place, B in place at up to three
+# tiles, a B packed at a 4 KiB row pitch, shallow and narrow products, the parallel driver, the
+# row-dot kernel (a @ b.T, skinny and deep), and a convolution's three products.
+_RUN_FORCED = r"""
+import importlib, json
+import numpy as np
+from jitgrad.kernels.cpu import _isa
+mm = importlib.import_module("jitgrad.kernels.cpu.matmul")
+cv = importlib.import_module("jitgrad.kernels.cpu.conv")
+rconv = importlib.import_module("jitgrad.kernels.reference.conv")
+rng = np.random.default_rng(7)
+worst = {}
+
+def record(name, got, want):
+    assert got.shape == want.shape, (name, got.shape, want.shape)
+    worst[name] = float(np.max(np.abs(got - want)) / max(1.0, float(np.max(np.abs(want)))))
+
+shapes = [(16, 150, 100), (64, 96, 200), (10, 40, 1024), (40, 9, 64), (130, 84, 10), (200, 300, 260), (7, 300, 130)]
+for dtype in (np.float32, np.float64):
+    for m, k, n in shapes if dtype == np.float32 else shapes[:2] + shapes[5:6]:
+        for ta in (False, True):
+            for tb in (False, True):
+                a = rng.standard_normal((k, m) if ta else (m, k)).astype(dtype)
+                b = rng.standard_normal((n, k) if tb else (k, n)).astype(dtype)
+                want = (a.T if ta else a).astype(np.float64) @ (b.T if tb else b).astype(np.float64)
+                record(f"matmul {np.dtype(dtype).name} {m}x{k}x{n} {'T' if ta else 'N'}{'T' if tb else 'N'}",
+                       mm.matmul(a, b, trans_a=ta, trans_b=tb), want)
+x = rng.standard_normal((3, 6, 14, 14)).astype(np.float32)
+w = rng.standard_normal((16, 6, 5, 5)).astype(np.float32)
+bias = rng.standard_normal(16).astype(np.float32)
+x64, w64, b64 = x.astype(np.float64), w.astype(np.float64), bias.astype(np.float64)
+y = cv.conv2d(x, w, bias, padding=1)
+record("conv2d forward", y, rconv.conv2d(x64, w64, b64, padding=1))
+g = rng.standard_normal(y.shape).astype(np.float32)
+record("conv2d input gradient", cv.conv2d_backward_input(g, w, input_shape=x.shape, padding=1),
+       rconv.conv2d_backward_input(g.astype(np.float64), w64, input_shape=x.shape, padding=1))
+gw, gb = cv.conv2d_backward_weight(x, g, weight_shape=w.shape, padding=1)
+rw, rb = rconv.conv2d_backward_weight(x64, g.astype(np.float64), weight_shape=w.shape, padding=1)
+record("conv2d weight gradient", gw, rw)
+record("conv2d bias gradient", gb, rb)
+print("RESULT" + json.dumps({"path": _isa.ISA.name, "mr": importlib.import_module("jitgrad.kernels.cpu._gemm").MR,
+                              "worst": worst}))
+"""
+
+
+@x86_only
+@pytest.mark.skipif(not (_HOST_FEATURES.get("avx2") and _HOST_FEATURES.get("fma")),
+                    reason="running AVX2 code needs a CPU with AVX2 and FMA")
+def test_forced_avx2_kernels_match_numpy(tmp_path):
+    out = run_forced("haswell", _RUN_FORCED, tmp_path)
+    assert (out["path"], out["mr"]) == ("avx2", 6)
+    assert len(out["worst"]) == 7 * 4 + 3 * 4 + 4
+    for name, err in out["worst"].items():
+        # float32 sums of up to 300 products of unit normals, against float64; float64 to its own rounding
+        assert err < (1e-5 if "float64" not in name else 1e-13), (name, err)
+
+
 @x86_only
 @pytest.mark.slow
 def test_generic_x86_takes_the_sse_path(tmp_path):
@@ -109,7 +176,7 @@ def test_generic_x86_takes_the_sse_path(tmp_path):
 
 @x86_only
 def test_host_path_matches_its_features():
-    features = _isa._parse_features(_isa.target_cpu()[1])
+    features = _HOST_FEATURES
     if features.get("avx512f"):
         assert _isa.ISA.name == "avx512"
     elif features.get("avx2") and features.get("fma"):
