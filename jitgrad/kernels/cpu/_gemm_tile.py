@@ -12,8 +12,9 @@ Rapidly Instantiating BLAS Functionality", 2015):
   store only their valid rows and, with lane masks, their valid columns.
 * B is read from *panels* of ``NR`` columns in which the ``NR`` values of
   one ``k`` are contiguous (``b_rs`` apart from one ``k`` to the next):
-  a row-major B already is one (read in place when it is small, or used by
-  few A panels, and its row pitch does not alias in L1), otherwise it is
+  a row-major B already is one (read in place when used by few A panels,
+  or on AVX-512 when small, and its row pitch does not alias in L1:
+  ``_gemm.b_in_place``), otherwise it is
   packed (``_gemm_pack``; transposed B by scalar moves). A is read
   through ``(row, column)`` strides, so a row-major A, a transposed A and
   packed ``MR``-row panels of A all feed the same micro-kernel; panels with
