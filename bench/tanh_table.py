@@ -48,24 +48,32 @@ def fit() -> np.ndarray:
         x = bits.view(np.float32).astype(np.float64)
         if i == 0:
             x = np.concatenate([x[x > 1e-4], np.geomspace(1e-4, 1e-2, 2000)])
-        t = x - x0
         f = np.tanh(x)
-        a = t[:, None] ** np.arange(1, DEG + 1)
-        w = 1 / np.abs(f)
-        for _ in range(40):
-            c, *_ = np.linalg.lstsq(a * w[:, None], (f - c0) * w, rcond=None)
-            rel = (a @ c - (f - c0)) / np.abs(f)
-            w = w * (np.abs(rel) / np.abs(rel).max() + 1e-3) ** 0.5
-        print(f"interval {i:2d} [{lo:.4g}, {hi:.4g}): relative error {np.abs(rel).max():.2e} (float64)")
+        c, rel = relative_fit(x - x0, f, f - c0, 1)
+        print(f"interval {i:2d} [{lo:.4g}, {hi:.4g}): relative error {rel:.2e} (float64)")
         tables[:, i] = [x0, c0] + [float(np.float32(v)) for v in c]
     return tables.astype(np.float32)
 
 
-def module_text(tables: np.ndarray) -> str:
-    out = ['"""Tables of the AVX-512 float32 ``tanh`` (``_elementary.vtanh``), written by ``bench/tanh_table.py``',
-           "(its docstring says how they are fitted): ``X0`` and ``C0..C6`` of each of the 32 intervals.",
-           '"""', "", "from __future__ import annotations", ""]
-    for name, row in zip(NAMES, tables):
+def relative_fit(t: np.ndarray, f: np.ndarray, target: np.ndarray, first: int, deg: int = DEG) -> tuple[np.ndarray, float]:
+    """Coefficients of ``t^first .. t^deg`` fitting ``target`` with the least worst error relative to ``f``
+    (reweighted least squares: the weights of the worst points raised, 40 rounds), and that error."""
+    a = t[:, None] ** np.arange(first, deg + 1)
+    w = 1 / np.abs(f)
+    for _ in range(40):
+        c, *_ = np.linalg.lstsq(a * w[:, None], target * w, rcond=None)
+        rel = (a @ c - target) / np.abs(f)
+        w = w * (np.abs(rel) / np.abs(rel).max() + 1e-3) ** 0.5
+    return c, float(np.abs(rel).max())
+
+
+def module_text(tables: np.ndarray, doc: tuple[str, str] = (
+        "Tables of the AVX-512 float32 ``tanh`` (``_elementary.vtanh``), written by ``bench/tanh_table.py``",
+        "(its docstring says how they are fitted): ``X0`` and ``C0..C6`` of each of the 32 intervals."),
+        names: tuple[str, ...] = NAMES) -> str:
+    """The Python module holding ``tables`` (a row of 32 float32 per name), ``doc`` its docstring's two lines."""
+    out = ['"""' + doc[0], doc[1], '"""', "", "from __future__ import annotations", ""]
+    for name, row in zip(names, tables):
         vals = [repr(float(v)) for v in row]
         out.append(f"{name} = (")
         for k in range(0, 32, 4):
@@ -93,7 +101,7 @@ def check() -> None:
         k = int(np.argmax(err))
         if err[k] > worst:
             worst, where = float(err[k]), float(x[k])
-    print(f"tables: {ef.HAS_VTANH}; worst {worst:.3f} ulp at {where!r}")
+    print(f"tables: {ef.HAS_VTABLES}; worst {worst:.3f} ulp at {where!r}")
 
 
 def main(argv: list[str]) -> None:

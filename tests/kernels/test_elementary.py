@@ -157,6 +157,32 @@ def test_tanh_kernels_within_bound(sample):
         assert np.isnan(out[np.isnan(sample)]).all()
 
 
+def test_gelu_kernels_within_bound(sample):
+    """The erf-form GELU's float32 kernels, serial and parallel: on AVX-512 ``Phi`` comes from tables
+    (``ef.vgelu``) below ``|x| = 4``, whatever its neighbours, and from ``ef.ndtr`` beyond (and for
+    NaN); elsewhere from ``ef.ndtr`` throughout. Sizes that end in a partial vector and a partial
+    block included."""
+    import importlib
+
+    act = importlib.import_module("jitgrad.kernels.cpu.activations")
+    exact = sample.astype(np.float64) * reference("ndtr", sample)
+    if act._GELU_F32 is not None:
+        kernels = [lambda x, out, k=k: k(x, out) for k in (act._GELU_F32.parallel, act._GELU_F32.serial)]
+        table_bound = 2.5  # 2.26 ulp measured over every float32 in (-4, 4) (bench/ndtr_table.py --check)
+    else:
+        kernels = [lambda x, out, k=k: k(x, False, out) for k in (act._GELU.parallel, act._GELU.serial)]
+        table_bound = BOUNDS["ndtr"] + 0.5
+    inside = np.abs(sample) < ef.GELU_TABLE_TOP
+    for kernel in kernels:
+        for n in (sample.size, sample.size - 1037):  # 1037 = 64 blocks of 16 + 13
+            out = np.empty_like(sample[:n])
+            kernel(sample[:n], out)
+            err = ulp_error(out, exact[:n])
+            for part, bound in ((inside[:n], table_bound), (~inside[:n], BOUNDS["ndtr"] + 0.5)):
+                worst = int(np.argmax(np.where(part, err, 0.0)))
+                assert err[worst] <= bound, f"gelu({sample[worst]!r}) = {out[worst]!r}, {err[worst]:.3f} ulp"
+
+
 @pytest.mark.parametrize("name,x,expected", [
     ("exp", np.inf, np.inf), ("exp", -np.inf, 0.0), ("exp", 89.0, np.inf), ("exp", -104.0, 0.0),
     ("exp", -100.0, math.exp(-100.0)),  # subnormal result

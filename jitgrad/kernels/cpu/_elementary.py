@@ -110,12 +110,13 @@ from numba.extending import intrinsic, overload
 from jitgrad.kernels._constants import INV_SQRT_2 as _INV_SQRT_2
 from jitgrad.kernels._constants import INV_SQRT_2PI as _INV_SQRT_2PI
 
-from . import _tanh_table
+from . import _ndtr_table, _tanh_table
 from ._gemm_simd import SimdVector, _intrinsic_fn, _mark_vector_width
 from ._isa import ISA
 
 __all__: list[str] = ["exp", "exp_nonpos", "expm1", "log", "log1p", "log1pexp", "tanh", "sigmoid", "erf", "ndtr",
-                      "ndtr_pdf", "vtanh", "vtanh_grad", "HAS_VTANH"]
+                      "ndtr_pdf", "vtanh", "vtanh_grad", "HAS_VTABLES", "vgelu", "vgelu_beyond",
+                      "GELU_TABLE_TOP"]
 
 #: No ``reassoc``/``arcp``/``afn``: they would undo the reductions' exact steps.
 _FLAGS = {"contract", "nsz"}
@@ -538,15 +539,22 @@ ndtr_pdf = _dispatching("ndtr_pdf", "``(Phi(x), phi(x))``: the normal CDF and de
 
 _TT_BASE = 0x3D800000 >> 21  # the bits of 2^-4 shifted as an index: interval 0 starts (and holds all below)
 
-#: Whether :func:`vtanh` exists on this path: AVX-512, where one ``vpermi2ps`` looks a lane up in a
-#: 32-entry table held in two registers. (AVX2's ``vpermps`` holds 8: a 32-entry lookup would take
-#: four and three blends, more than the ``exp`` form it would replace.)
-HAS_VTANH: bool = ISA.name == "avx512"
+#: Whether the functions by tables (:func:`vtanh`, :func:`vgelu`) exist on this path: AVX-512, where one
+#: ``vpermi2ps`` looks a lane up in a 32-entry table held in two registers. (AVX2's ``vpermps`` holds 8:
+#: a 32-entry lookup would take four and three blends, more than the ``exp`` form it would replace.)
+HAS_VTABLES: bool = ISA.name == "avx512"
 
 
 def _f32x16(v) -> bool:
     """Whether ``v`` types as the vector :func:`vtanh` takes: 16 float32 lanes, on the AVX-512 path."""
-    return HAS_VTANH and isinstance(v, SimdVector) and v.dtype == types.float32 and v.lanes == 16
+    return HAS_VTABLES and isinstance(v, SimdVector) and v.dtype == types.float32 and v.lanes == 16
+
+
+def _lookup(builder, idx, values):
+    """Lane ``k`` of the result is ``values[idx[k]]`` (a 32-entry table, two zmm registers): one ``vpermi2ps``."""
+    fv = ir.VectorType(ir.FloatType(), 16)
+    permute = _intrinsic_fn(builder, "llvm.x86.avx512.vpermi2var.ps.512", fv, [fv, idx.type, fv])
+    return builder.call(permute, [ir.Constant(fv, list(values[:16])), idx, ir.Constant(fv, list(values[16:]))])
 
 
 def _vtanh_ir(builder, x):
@@ -566,10 +574,9 @@ def _vtanh_ir(builder, x):
     first = ir.Constant(fv, [0.0625] * 16)
     ai = builder.select(builder.fcmp_ordered("<", ax, first), first, ax)
     idx = builder.sub(builder.lshr(builder.bitcast(ai, iv), ints(21)), ints(_TT_BASE))
-    permute = _intrinsic_fn(builder, "llvm.x86.avx512.vpermi2var.ps.512", fv, [fv, iv, fv])
 
     def table(values):
-        return builder.call(permute, [ir.Constant(fv, list(values[:16])), idx, ir.Constant(fv, list(values[16:]))])
+        return _lookup(builder, idx, values)
 
     t = builder.fsub(ax, table(_tanh_table.X0))
     fma = _intrinsic_fn(builder, "llvm.fma.v16f32", fv, [fv, fv, fv])
@@ -616,3 +623,68 @@ def vtanh_grad(typingctx, g, v):
         return builder.fmul(args[0], builder.call(fma, [neg_t, t, ir.Constant(fv, [1.0] * 16)]))
 
     return v(g, v), codegen
+
+
+# ----------------------------------------------------------------------------- GELU by tables (AVX-512)
+
+#: Below this ``|x|`` :func:`vgelu` takes ``Phi`` from the tables of ``_ndtr_table`` (32 intervals of 1/8).
+GELU_TABLE_TOP = 4.0
+
+
+def _fabs16(builder, x):
+    fv = x.type
+    return builder.call(_intrinsic_fn(builder, "llvm.fabs.v16f32", fv, [fv]), [x])
+
+
+@intrinsic
+def vgelu(typingctx, v):
+    """``x Phi(x)`` (GELU) of the 16 float32 lanes of ``v`` for ``|x| < 4``, from the tables of
+    ``_ndtr_table`` (AVX-512 only); a lane from 4 (or NaN) gets a meaningless value: the caller
+    finds those vectors with :func:`vgelu_beyond` and takes :func:`ndtr` there.
+
+    ``Phi(-|x|)`` is a degree-5 polynomial in ``t = |x| - (i + 1/2)/8`` on interval ``i`` of
+    ``|x|``, each coefficient fetched with one two-register permute: no ``exp``, no division (the
+    ``ndtr`` form pays both and a degree-9 polynomial). ``Phi(x) = 1 - Phi(-x)`` for ``x >= 0``.
+    """
+    if not _f32x16(v):
+        return None
+
+    def codegen(context, builder, sig, args):
+        _mark_vector_width(builder)
+        x = args[0]
+        fv = x.type
+        iv = ir.VectorType(ir.IntType(32), 16)
+
+        def const(value):
+            return ir.Constant(fv, [value] * 16)
+
+        intervals = len(_ndtr_table.C0)
+        width = GELU_TABLE_TOP / intervals  # 1/8
+        ax = _fabs16(builder, x)
+        top = const(intervals - 1.0)
+        fi = builder.call(_intrinsic_fn(builder, "llvm.floor.v16f32", fv, [fv]), [builder.fmul(ax, const(1 / width))])
+        fi = builder.select(builder.fcmp_ordered(">", fi, top), top, fi)  # |x| from 4: any interval will do
+        idx = builder.fptosi(fi, iv)
+        fma = _intrinsic_fn(builder, "llvm.fma.v16f32", fv, [fv, fv, fv])
+        t = builder.fsub(builder.call(fma, [fi, const(-width), ax]), const(width / 2))  # |x| - i/8 exact
+        p = _lookup(builder, idx, _ndtr_table.C5)
+        for c in (_ndtr_table.C4, _ndtr_table.C3, _ndtr_table.C2, _ndtr_table.C1, _ndtr_table.C0):
+            p = builder.call(fma, [p, t, _lookup(builder, idx, c)])
+        cdf = builder.select(builder.fcmp_ordered("<", x, const(0.0)), p, builder.fsub(const(1.0), p))
+        return builder.fmul(x, cdf)
+
+    return v(v), codegen
+
+
+@intrinsic
+def vgelu_beyond(typingctx, v):
+    """Whether a lane of ``v`` (16 float32) lies beyond :func:`vgelu`'s tables: ``|x| >= 4`` or NaN."""
+    if not _f32x16(v):
+        return None
+
+    def codegen(context, builder, sig, args):
+        x = args[0]
+        beyond = builder.fcmp_unordered(">=", _fabs16(builder, x), ir.Constant(x.type, [GELU_TABLE_TOP] * 16))
+        return builder.icmp_unsigned("!=", builder.bitcast(beyond, ir.IntType(16)), ir.Constant(ir.IntType(16), 0))
+
+    return types.boolean(v), codegen

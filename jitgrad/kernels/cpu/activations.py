@@ -287,9 +287,9 @@ _SIGMOID_BACKWARD = Twins(_sigmoid_backward_kernel, _sigmoid_backward_kernel_ser
 _TANH = Twins(_tanh_kernel, _tanh_kernel_serial, _PARALLEL_MIN_SIZE)
 _TANH_BACKWARD = Twins(_tanh_backward_kernel, _tanh_backward_kernel_serial, _PARALLEL_MIN_SIZE)
 #: float32's kernels: by tables on AVX-512, else the ones above.
-_TANH_F32 = Twins(_tanh_tables_kernel, _tanh_tables_kernel_serial, _PARALLEL_MIN_SIZE) if ef.HAS_VTANH else _TANH
+_TANH_F32 = Twins(_tanh_tables_kernel, _tanh_tables_kernel_serial, _PARALLEL_MIN_SIZE) if ef.HAS_VTABLES else _TANH
 _TANH_BACKWARD_F32 = (Twins(_tanh_tables_backward_kernel, _tanh_tables_backward_kernel_serial, _PARALLEL_MIN_SIZE)
-                      if ef.HAS_VTANH else _TANH_BACKWARD)
+                      if ef.HAS_VTABLES else _TANH_BACKWARD)
 _F32 = np.dtype(np.float32)
 
 
@@ -336,6 +336,49 @@ def _gelu_kernel(x, tanh_approx, out):
 def _gelu_kernel_serial(x, tanh_approx, out):
     for i in range(x.size):
         out[i] = _gelu_at(x, i, tanh_approx)
+
+
+# float32 on AVX-512, the erf form: Phi by tables for |x| < 4 (``ef.vgelu``: no exp, no division; 2x
+# the loops above), in spans of ``_GELU_BLOCK`` elements. A span whose table pass met a lane from 4 (or
+# a NaN) then gives those lanes ``ef.ndtr``, while they are still in L1 (a branch in the table loop
+# itself, or a second pass over the whole array, cost a third of the gain); every other lane keeps its
+# table value, so an element's result never depends on its neighbours.
+
+_GELU_BLOCK = 1024
+
+
+@njit(cache=True, error_model="numpy", fastmath=_FASTMATH, inline="always")
+def _gelu_tables_span(x, out, lo, hi):
+    beyond = False
+    i = lo
+    while i + 16 <= hi:
+        v = vload(x, i)
+        beyond |= ef.vgelu_beyond(v)
+        vstore(out, i, ef.vgelu(v))
+        i += 16
+    if i < hi:  # masked-off lanes load 0: inside the tables
+        v = vload_masked(x, i, hi - i)
+        beyond |= ef.vgelu_beyond(v)
+        vstore_masked(out, i, ef.vgelu(v), hi - i)
+    if beyond:
+        top = x.dtype.type(ef.GELU_TABLE_TOP)
+        for i in range(lo, hi, 16):
+            if ef.vgelu_beyond(vload_masked(x, i, min(16, hi - i))):
+                for j in range(i, min(i + 16, hi)):
+                    if not abs(x[j]) < top:
+                        out[j] = _gelu_at(x, j, False)
+
+
+@njit(cache=True, error_model="numpy", fastmath=_FASTMATH, parallel=PRANGE_ONLY)
+def _gelu_tables_kernel(x, out):
+    n = x.size
+    for blk in prange((n + _GELU_BLOCK - 1) // _GELU_BLOCK):
+        _gelu_tables_span(x, out, blk * _GELU_BLOCK, min(n, (blk + 1) * _GELU_BLOCK))
+
+
+@njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
+def _gelu_tables_kernel_serial(x, out):
+    _gelu_tables_span(x, out, 0, x.size)
 
 
 @njit(cache=True, error_model="numpy", fastmath=_FASTMATH, inline="always")
@@ -386,11 +429,15 @@ def _gelu_backward_kernel_serial(grad_out, x, tanh_approx, out):
 
 
 _GELU = Twins(_gelu_kernel, _gelu_kernel_serial, _PARALLEL_MIN_SIZE)
+#: float32's erf-form kernels on AVX-512 (by tables), else ``None``: the ones above.
+_GELU_F32 = Twins(_gelu_tables_kernel, _gelu_tables_kernel_serial, _PARALLEL_MIN_SIZE) if ef.HAS_VTABLES else None
 _GELU_BACKWARD = Twins(_gelu_backward_kernel, _gelu_backward_kernel_serial, _PARALLEL_MIN_SIZE)
 
 
 def gelu(x: np.ndarray, approximate: str = "none") -> np.ndarray:
     tanh_approx = _check_approximate(approximate)
+    if _GELU_F32 is not None and not tanh_approx and getattr(x, "dtype", None) is _F32:
+        return _forward(_GELU_F32, x)
     return _forward(_GELU, x, tanh_approx)
 
 

@@ -1,0 +1,97 @@
+"""Fit the tables of the AVX-512 float32 GELU (``jitgrad/kernels/cpu/_ndtr_table.py``).
+
+    python bench/ndtr_table.py            # print each interval's fit error
+    python bench/ndtr_table.py --write    # and rewrite the table module
+    python bench/ndtr_table.py --check    # every float32 in (-4, 4) through the GELU kernel (skips the fit)
+
+``Phi(-a)`` (the standard normal CDF) for ``a = |x| < 4``, in 32 intervals of width 1/8: on
+interval ``i``, ``Phi(-a) = C0 + t (C1 + ... + t C5)`` with ``t = a - (i + 1/2)/8``. ``C0..C5``
+minimise the error relative to ``Phi(-a)`` (reweighted least squares, ``tanh_table.relative_fit``)
+on 20,000 points of the interval, then round to float32 (``|t| <= 1/16``: the higher coefficients'
+rounding weighs little). ``Phi(x)`` is ``Phi(-a)`` for negative ``x`` and ``1 - Phi(-a)`` otherwise
+(``Phi(-a) <= 1/2``: no cancellation). From ``|x| = 4`` the kernel takes ``_elementary.ndtr``.
+``tests/kernels/test_elementary.py`` holds the GELU kernels to their bound.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+
+import numpy as np
+from tanh_table import OUT as _TANH_OUT
+from tanh_table import module_text, relative_fit
+
+DEG = 5
+WIDTH = 0.125
+INTERVALS = 32
+NAMES = ("C0", "C1", "C2", "C3", "C4", "C5")
+OUT = _TANH_OUT.with_name("_ndtr_table.py")
+
+
+def phi_neg(a: np.ndarray) -> np.ndarray:
+    """``Phi(-a)`` in float64."""
+    return np.array([0.5 * math.erfc(v / math.sqrt(2.0)) for v in a])
+
+
+def fit() -> np.ndarray:
+    """``(6, 32)`` float32: ``C0..C5`` per interval."""
+    tables = np.zeros((DEG + 1, INTERVALS))
+    for i in range(INTERVALS):
+        a = np.linspace(i * WIDTH, (i + 1) * WIDTH, 20000)
+        f = phi_neg(a)
+        c, rel = relative_fit(a - (i + 0.5) * WIDTH, f, f, 0, DEG)
+        print(f"interval {i:2d} [{i * WIDTH:.3f}, {(i + 1) * WIDTH:.3f}): relative error {rel:.2e} (float64)")
+        tables[:, i] = [float(np.float32(v)) for v in c]
+    return tables.astype(np.float32)
+
+
+def check() -> None:
+    """Every float32 in ``(-4, 4)`` through the float32 GELU kernel against float64 ``x Phi(x)``: the
+    worst error in ulps (AVX-512: the table path)."""
+    import importlib
+
+    from numba import njit, prange
+
+    act = importlib.import_module("jitgrad.kernels.cpu.activations")
+    from jitgrad.kernels.cpu import _elementary as ef
+
+    @njit(parallel=True)
+    def exact(x, out):
+        for i in prange(x.size):
+            v = np.float64(x[i])
+            out[i] = v * 0.5 * math.erfc(-v / math.sqrt(2.0))
+
+    worst, where = 0.0, 0.0
+    top = 0x40800000  # the bits of 4.0
+    for sign in (0, 0x80000000):
+        for start in range(0, top, 1 << 26):
+            bits = np.arange(start, min(start + (1 << 26), top), dtype=np.uint32) | np.uint32(sign)
+            x = bits.view(np.float32)
+            y = np.empty_like(x)
+            act._GELU_F32.parallel(x, y)
+            want = np.empty(x.size)
+            exact(x, want)
+            ulp = np.ldexp(1.0, np.maximum(np.frexp(want)[1] - 24, -149))
+            err = np.where(y == want.astype(np.float32), 0.0, np.abs(y - want) / ulp)
+            k = int(np.argmax(err))
+            if err[k] > worst:
+                worst, where = float(err[k]), float(x[k])
+    print(f"tables: {ef.HAS_VTABLES}; worst {worst:.3f} ulp at {where!r}")
+
+
+def main(argv: list[str]) -> None:
+    if "--check" in argv:
+        check()
+        return
+    tables = fit()
+    if "--write" in argv:
+        OUT.write_text(module_text(tables, (
+            "Tables of the AVX-512 float32 GELU (``_elementary.vgelu``), written by ``bench/ndtr_table.py``",
+            "(its docstring says how they are fitted): ``C0..C5`` of ``Phi(-|x|)`` on each of the 32 intervals."),
+            NAMES))
+        print(f"wrote {OUT}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
