@@ -76,7 +76,7 @@ def module_text(tables: np.ndarray, doc: tuple[str, str] = (
     for name, row in zip(names, tables):
         vals = [repr(float(v)) for v in row]
         out.append(f"{name} = (")
-        for k in range(0, 32, 4):
+        for k in range(0, len(vals), 4):
             out.append("    " + ", ".join(vals[k:k + 4]) + ",")
         out.append(")")
     return "\n".join(out) + "\n"

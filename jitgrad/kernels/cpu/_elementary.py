@@ -59,13 +59,16 @@ dense sample in the suite, ``bench/elementary_ulp.py`` runs all 2^32):
   ``tanh``'s form in the activation's loops. ``vtanh_grad`` is its
   ``g * (1 - tanh^2)``.
 - ``vgelu`` (AVX-512 only, 16 float32 lanes; the erf-form GELU's float32
-  forward kernels): ``x Phi(x)`` with ``Phi(-|x|)`` a degree-5 polynomial
-  in ``t = |x| - (i + 1/2)/8`` on 32 intervals of width 1/8 below ``|x| = 4``
+  kernels): ``x Phi(x)`` with ``Phi(-|x|)`` a degree-6 polynomial in
+  ``t = |x| - (i + 1/2)/4`` on 16 intervals of width 1/4 below ``|x| = 4``
   (``_ndtr_table``, fitted by ``bench/ndtr_table.py``), each coefficient
-  fetched with one ``vpermi2ps``; ``Phi(x) = 1 - Phi(-x)`` for ``x >= 0``.
-  Lanes from 4 (and NaN), which ``vgelu_beyond`` finds, take ``ndtr``. Worst
-  error 2.26 ulp over every float32 in (-4, 4) (``bench/ndtr_table.py
-  --check``), against 5.7 for ``ndtr``'s form; 2x as fast.
+  fetched with one ``vpermps`` from a table held in one register;
+  ``Phi(x) = 1 - Phi(-x)`` for ``x >= 0``. ``vgelu_grad`` is the backward's
+  ``g (Phi + x phi)``, ``phi`` a second table polynomial. Lanes from 4 (and
+  NaN), which ``vgelu_beyond`` finds, take ``ndtr`` / ``ndtr_pdf``. Worst
+  error 2.13 ulp over every float32 in (-4, 4) (``bench/ndtr_table.py
+  --check``), against 5.7 for ``ndtr``'s form; the forward 2x as fast, the
+  backward 1.25x.
 - ``sigmoid``: ``(1 or e) / (1 + e)`` with ``e = exp_nonpos(-|x|)`` and the
   numerator chosen by the sign of ``x``: one division, no overflow. Worst
   error 2.40 ulp on every third bit pattern (at -4.157: ``exp``'s error,
@@ -124,8 +127,8 @@ from ._gemm_simd import SimdVector, _intrinsic_fn, _mark_vector_width
 from ._isa import ISA
 
 __all__: list[str] = ["exp", "exp_nonpos", "expm1", "log", "log1p", "log1pexp", "tanh", "sigmoid", "erf", "ndtr",
-                      "ndtr_pdf", "vtanh", "vtanh_grad", "HAS_VTABLES", "vgelu", "vgelu_beyond",
-                      "GELU_TABLE_TOP"]
+                      "ndtr_pdf", "vtanh", "vtanh_grad", "HAS_VTABLES", "vgelu", "vgelu_grad",
+                      "vgelu_beyond", "GELU_TABLE_TOP"]
 
 #: No ``reassoc``/``arcp``/``afn``: they would undo the reductions' exact steps.
 _FLAGS = {"contract", "nsz"}
@@ -566,6 +569,14 @@ def _lookup(builder, idx, values):
     return builder.call(permute, [ir.Constant(fv, list(values[:16])), idx, ir.Constant(fv, list(values[16:]))])
 
 
+def _lookup16(builder, idx, values):
+    """Lane ``k`` of the result is ``values[idx[k]]`` (a 16-entry table, one zmm register): one ``vpermps``,
+    which leaves the table's register intact (``vpermi2ps`` overwrites one of its three)."""
+    fv = ir.VectorType(ir.FloatType(), 16)
+    permute = _intrinsic_fn(builder, "llvm.x86.avx512.permvar.sf.512", fv, [fv, idx.type])
+    return builder.call(permute, [ir.Constant(fv, list(values)), idx])
+
+
 def _vtanh_ir(builder, x):
     """The IR of :func:`vtanh` on the ``<16 x float>`` value ``x``."""
     fv = x.type
@@ -636,13 +647,47 @@ def vtanh_grad(typingctx, g, v):
 
 # ----------------------------------------------------------------------------- GELU by tables (AVX-512)
 
-#: Below this ``|x|`` :func:`vgelu` takes ``Phi`` from the tables of ``_ndtr_table`` (32 intervals of 1/8).
+#: Below this ``|x|`` :func:`vgelu` takes ``Phi`` from the tables of ``_ndtr_table`` (16 intervals of 1/4).
 GELU_TABLE_TOP = 4.0
+#: Degree of ``_ndtr_table``'s polynomials (``C0..C6``, ``D0..D6``).
+_GELU_DEGREE = 6
 
 
 def _fabs16(builder, x):
     fv = x.type
     return builder.call(_intrinsic_fn(builder, "llvm.fabs.v16f32", fv, [fv]), [x])
+
+
+def _vgelu_ir(builder, x, g=None):
+    """The IR of :func:`vgelu` on the ``<16 x float>`` value ``x``; with ``g``, of :func:`vgelu_grad`."""
+    fv = x.type
+    iv = ir.VectorType(ir.IntType(32), 16)
+
+    def const(value):
+        return ir.Constant(fv, [value] * 16)
+
+    intervals = len(_ndtr_table.C0)
+    width = GELU_TABLE_TOP / intervals  # 1/4
+    ax = _fabs16(builder, x)
+    top = const(intervals - 1.0)
+    fi = builder.call(_intrinsic_fn(builder, "llvm.floor.v16f32", fv, [fv]), [builder.fmul(ax, const(1 / width))])
+    fi = builder.select(builder.fcmp_ordered(">", fi, top), top, fi)  # |x| from 4: any interval will do
+    idx = builder.fptosi(fi, iv)
+    fma = _intrinsic_fn(builder, "llvm.fma.v16f32", fv, [fv, fv, fv])
+    t = builder.fsub(builder.call(fma, [fi, const(-width), ax]), const(width / 2))  # |x| - i/4 exact
+
+    def poly(name):
+        degree = _GELU_DEGREE
+        p = _lookup16(builder, idx, getattr(_ndtr_table, f"{name}{degree}"))
+        for d in range(degree - 1, -1, -1):
+            p = builder.call(fma, [p, t, _lookup16(builder, idx, getattr(_ndtr_table, f"{name}{d}"))])
+        return p
+
+    tail = poly("C")  # Phi(-|x|)
+    cdf = builder.select(builder.fcmp_ordered("<", x, const(0.0)), tail, builder.fsub(const(1.0), tail))
+    if g is None:
+        return builder.fmul(x, cdf)
+    return builder.fmul(g, builder.call(fma, [x, poly("D"), cdf]))  # g (Phi + x phi)
 
 
 @intrinsic
@@ -651,38 +696,33 @@ def vgelu(typingctx, v):
     ``_ndtr_table`` (AVX-512 only); a lane from 4 (or NaN) gets a meaningless value: the caller
     finds those vectors with :func:`vgelu_beyond` and takes :func:`ndtr` there.
 
-    ``Phi(-|x|)`` is a degree-5 polynomial in ``t = |x| - (i + 1/2)/8`` on interval ``i`` of
-    ``|x|``, each coefficient fetched with one two-register permute: no ``exp``, no division (the
-    ``ndtr`` form pays both and a degree-9 polynomial). ``Phi(x) = 1 - Phi(-x)`` for ``x >= 0``.
+    ``Phi(-|x|)`` is a degree-6 polynomial in ``t = |x| - (i + 1/2)/4`` on interval ``i`` of
+    ``|x|``, each coefficient fetched with one ``vpermps`` from a table in one register: no ``exp``,
+    no division (the ``ndtr`` form pays both and a degree-9 polynomial). ``Phi(x) = 1 - Phi(-x)``
+    for ``x >= 0``.
     """
     if not _f32x16(v):
         return None
 
     def codegen(context, builder, sig, args):
         _mark_vector_width(builder)
-        x = args[0]
-        fv = x.type
-        iv = ir.VectorType(ir.IntType(32), 16)
-
-        def const(value):
-            return ir.Constant(fv, [value] * 16)
-
-        intervals = len(_ndtr_table.C0)
-        width = GELU_TABLE_TOP / intervals  # 1/8
-        ax = _fabs16(builder, x)
-        top = const(intervals - 1.0)
-        fi = builder.call(_intrinsic_fn(builder, "llvm.floor.v16f32", fv, [fv]), [builder.fmul(ax, const(1 / width))])
-        fi = builder.select(builder.fcmp_ordered(">", fi, top), top, fi)  # |x| from 4: any interval will do
-        idx = builder.fptosi(fi, iv)
-        fma = _intrinsic_fn(builder, "llvm.fma.v16f32", fv, [fv, fv, fv])
-        t = builder.fsub(builder.call(fma, [fi, const(-width), ax]), const(width / 2))  # |x| - i/8 exact
-        p = _lookup(builder, idx, _ndtr_table.C5)
-        for c in (_ndtr_table.C4, _ndtr_table.C3, _ndtr_table.C2, _ndtr_table.C1, _ndtr_table.C0):
-            p = builder.call(fma, [p, t, _lookup(builder, idx, c)])
-        cdf = builder.select(builder.fcmp_ordered("<", x, const(0.0)), p, builder.fsub(const(1.0), p))
-        return builder.fmul(x, cdf)
+        return _vgelu_ir(builder, args[0])
 
     return v(v), codegen
+
+
+@intrinsic
+def vgelu_grad(typingctx, g, v):
+    """``g (Phi(x) + x phi(x))`` lane by lane (GELU's backward, 16 float32 lanes, ``|x| < 4``): ``Phi``
+    as :func:`vgelu`'s, the density ``phi`` a second table polynomial on the same intervals."""
+    if not (_f32x16(v) and g == v):
+        return None
+
+    def codegen(context, builder, sig, args):
+        _mark_vector_width(builder)
+        return _vgelu_ir(builder, args[1], args[0])
+
+    return v(g, v), codegen
 
 
 @intrinsic
