@@ -22,7 +22,8 @@ import sys
 
 import numpy as np
 from tanh_table import OUT as _TANH_OUT
-from tanh_table import module_text, relative_fit
+from tanh_table import main as table_main
+from tanh_table import module_text, relative_fit, report_worst
 
 DEG = 6
 WIDTH = 0.25
@@ -61,7 +62,6 @@ def check() -> None:
     from numba import njit, prange
 
     act = importlib.import_module("jitgrad.kernels.cpu.activations")
-    from jitgrad.kernels.cpu import _elementary as ef
 
     @njit(parallel=True)
     def exact(x, out):
@@ -69,36 +69,23 @@ def check() -> None:
             v = np.float64(x[i])
             out[i] = v * 0.5 * math.erfc(-v / math.sqrt(2.0))
 
-    worst, where = 0.0, 0.0
-    top = 0x40800000  # the bits of 4.0
-    for sign in (0, 0x80000000):
-        for start in range(0, top, 1 << 26):
-            bits = np.arange(start, min(start + (1 << 26), top), dtype=np.uint32) | np.uint32(sign)
-            x = bits.view(np.float32)
-            y = np.empty_like(x)
-            act._GELU_F32.parallel(x, y)
-            want = np.empty(x.size)
-            exact(x, want)
-            ulp = np.ldexp(1.0, np.maximum(np.frexp(want)[1] - 24, -149))
-            err = np.where(y == want.astype(np.float32), 0.0, np.abs(y - want) / ulp)
-            k = int(np.argmax(err))
-            if err[k] > worst:
-                worst, where = float(err[k]), float(x[k])
-    print(f"tables: {ef.HAS_VTABLES}; worst {worst:.3f} ulp at {where!r}")
+    def kernel(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        y = np.empty_like(x)
+        act._GELU_F32.parallel(x, y)
+        want = np.empty(x.size)
+        exact(x, want)
+        return y, want
+
+    four = 0x40800000  # the bits of 4.0
+    report_worst(kernel, [(0, four), (0x80000000, 0x80000000 + four)])
 
 
-def main(argv: list[str]) -> None:
-    if "--check" in argv:
-        check()
-        return
-    tables = fit()
-    if "--write" in argv:
-        OUT.write_text(module_text(tables, (
-            "Tables of the AVX-512 float32 GELU (``_elementary.vgelu``), written by ``bench/ndtr_table.py``",
-            "(its docstring says how they are fitted): ``C0..C6`` of ``Phi(-|x|)``, ``D0..D6`` of ``phi(x)``, per interval."),
-            NAMES))
-        print(f"wrote {OUT}")
+def write(tables: np.ndarray) -> None:
+    OUT.write_text(module_text(tables, (
+        "Tables of the AVX-512 float32 GELU (``_elementary.vgelu``), written by ``bench/ndtr_table.py``",
+        "(its docstring says how they are fitted): ``C0..C6`` of ``Phi(-|x|)``, ``D0..D6`` of ``phi(x)``, per interval."),
+        NAMES))
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    table_main(sys.argv[1:], fit, check, write, OUT)

@@ -88,30 +88,43 @@ def check() -> None:
     import importlib
 
     act = importlib.import_module("jitgrad.kernels.cpu.activations")
+
+    def kernel(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        y = np.empty_like(x)
+        act._TANH_F32.parallel(x, y)
+        return y, np.tanh(x.astype(np.float64))
+
+    report_worst(kernel, [(0, 0x41800000)])
+
+
+def report_worst(kernel, ranges: list[tuple[int, int]]) -> None:
+    """Print the worst error in ulps of ``kernel(x) -> (float32 result, float64 exact)`` over every float32
+    whose bits lie in one of ``ranges`` (half-open), run in chunks of 2^26."""
     from jitgrad.kernels.cpu import _elementary as ef
 
     worst, where = 0.0, 0.0
-    for start in range(0, 0x41800000, 1 << 26):
-        x = np.arange(start, min(start + (1 << 26), 0x41800000), dtype=np.uint32).view(np.float32)
-        y = np.empty_like(x)
-        act._TANH_F32.parallel(x, y)
-        exact = np.tanh(x.astype(np.float64))
-        ulp = np.ldexp(1.0, np.maximum(np.frexp(exact)[1] - 24, -149))
-        err = np.where(y == exact.astype(np.float32), 0.0, np.abs(y - exact) / ulp)
-        k = int(np.argmax(err))
-        if err[k] > worst:
-            worst, where = float(err[k]), float(x[k])
+    for lo, hi in ranges:
+        for start in range(lo, hi, 1 << 26):
+            x = np.arange(start, min(start + (1 << 26), hi), dtype=np.uint32).view(np.float32)
+            y, exact = kernel(x)
+            ulp = np.ldexp(1.0, np.maximum(np.frexp(exact)[1] - 24, -149))
+            err = np.where(y == exact.astype(np.float32), 0.0, np.abs(y - exact) / ulp)
+            k = int(np.argmax(err))
+            if err[k] > worst:
+                worst, where = float(err[k]), float(x[k])
     print(f"tables: {ef.HAS_VTABLES}; worst {worst:.3f} ulp at {where!r}")
 
 
-def main(argv: list[str]) -> None:
+def main(argv: list[str], fit=fit, check=check, write=lambda tables: OUT.write_text(module_text(tables)),
+         out: Path = OUT) -> None:
+    """``--check``: ``check()``; else ``fit()``, and with ``--write`` ``write`` its tables to ``out``."""
     if "--check" in argv:
         check()
         return
     tables = fit()
     if "--write" in argv:
-        OUT.write_text(module_text(tables))
-        print(f"wrote {OUT}")
+        write(tables)
+        print(f"wrote {out}")
 
 
 if __name__ == "__main__":

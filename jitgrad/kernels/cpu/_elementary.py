@@ -562,6 +562,40 @@ def _f32x16(v) -> bool:
     return HAS_VTABLES and isinstance(v, SimdVector) and v.dtype == types.float32 and v.lanes == 16
 
 
+def _table_intrinsic(name: str, ir_of, doc: str):
+    """The intrinsic ``name(v)`` on 16 float32 lanes whose IR is ``ir_of(builder, v)`` (AVX-512 only)."""
+    def typer(typingctx, v):
+        if not _f32x16(v):
+            return None
+
+        def codegen(context, builder, sig, args):
+            _mark_vector_width(builder)
+            return ir_of(builder, args[0])
+
+        return v(v), codegen
+
+    typer.__name__ = typer.__qualname__ = name
+    typer.__doc__ = doc
+    return intrinsic(typer)
+
+
+def _table_grad_intrinsic(name: str, ir_of, doc: str):
+    """The intrinsic ``name(g, v)`` on 16 float32 lanes each whose IR is ``ir_of(builder, g, v)`` (AVX-512 only)."""
+    def typer(typingctx, g, v):
+        if not (_f32x16(v) and g == v):
+            return None
+
+        def codegen(context, builder, sig, args):
+            _mark_vector_width(builder)
+            return ir_of(builder, args[0], args[1])
+
+        return v(g, v), codegen
+
+    typer.__name__ = typer.__qualname__ = name
+    typer.__doc__ = doc
+    return intrinsic(typer)
+
+
 def _lookup(builder, idx, values):
     """Lane ``k`` of the result is ``values[idx[k]]`` (a 32-entry table, two zmm registers): one ``vpermi2ps``."""
     fv = ir.VectorType(ir.FloatType(), 16)
@@ -607,9 +641,16 @@ def _vtanh_ir(builder, x):
     return builder.bitcast(builder.or_(builder.bitcast(p, iv), sign), fv)
 
 
-@intrinsic
-def vtanh(typingctx, v):
-    """``tanh`` of the 16 float32 lanes of ``v`` from the tables of ``_tanh_table`` (AVX-512 only).
+def _vtanh_grad_ir(builder, g, x):
+    """``g (1 - t^2)`` with ``t`` :func:`vtanh`'s IR of ``x``."""
+    t = _vtanh_ir(builder, x)
+    fv = t.type
+    fma = _intrinsic_fn(builder, "llvm.fma.v16f32", fv, [fv, fv, fv])
+    neg_t = builder.fsub(ir.Constant(fv, [-0.0] * 16), t)
+    return builder.fmul(g, builder.call(fma, [neg_t, t, ir.Constant(fv, [1.0] * 16)]))
+
+
+vtanh = _table_intrinsic("vtanh", _vtanh_ir, """``tanh`` of the 16 float32 lanes of ``v`` from the tables of ``_tanh_table`` (AVX-512 only).
 
     NumPy's AVX-512 method: the interval of ``|x|`` (a quarter binade) indexes 32-entry tables of
     a degree-6 polynomial in ``t = |x| - X0``, each coefficient fetched with one two-register
@@ -617,32 +658,9 @@ def vtanh(typingctx, v):
     for :func:`tanh`'s form: the index comes from ``|x|`` raised to 2^-4 (no integer clamps) and a
     NaN runs through as NaN (no select). Worst error 1.30 ulp over every float32 in ``[0, 16)``
     (the sign is restored exactly; from 14 the table gives 1).
-    """
-    if not _f32x16(v):
-        return None
-
-    def codegen(context, builder, sig, args):
-        _mark_vector_width(builder)
-        return _vtanh_ir(builder, args[0])
-
-    return v(v), codegen
-
-
-@intrinsic
-def vtanh_grad(typingctx, g, v):
-    """``g * (1 - tanh(v)^2)`` lane by lane, ``tanh`` as :func:`vtanh`'s (tanh's backward, 16 float32 lanes)."""
-    if not (_f32x16(v) and g == v):
-        return None
-
-    def codegen(context, builder, sig, args):
-        _mark_vector_width(builder)
-        t = _vtanh_ir(builder, args[1])
-        fv = t.type
-        fma = _intrinsic_fn(builder, "llvm.fma.v16f32", fv, [fv, fv, fv])
-        neg_t = builder.fsub(ir.Constant(fv, [-0.0] * 16), t)
-        return builder.fmul(args[0], builder.call(fma, [neg_t, t, ir.Constant(fv, [1.0] * 16)]))
-
-    return v(g, v), codegen
+    """)
+vtanh_grad = _table_grad_intrinsic("vtanh_grad", _vtanh_grad_ir, """``g * (1 - tanh(v)^2)`` lane by lane, ``tanh`` as
+:func:`vtanh`'s (tanh's backward, 16 float32 lanes).""")
 
 
 # ----------------------------------------------------------------------------- GELU by tables (AVX-512)
@@ -690,9 +708,11 @@ def _vgelu_ir(builder, x, g=None):
     return builder.fmul(g, builder.call(fma, [x, poly("D"), cdf]))  # g (Phi + x phi)
 
 
-@intrinsic
-def vgelu(typingctx, v):
-    """``x Phi(x)`` (GELU) of the 16 float32 lanes of ``v`` for ``|x| < 4``, from the tables of
+def _vgelu_grad_ir(builder, g, x):
+    return _vgelu_ir(builder, x, g)
+
+
+vgelu = _table_intrinsic("vgelu", _vgelu_ir, """``x Phi(x)`` (GELU) of the 16 float32 lanes of ``v`` for ``|x| < 4``, from the tables of
     ``_ndtr_table`` (AVX-512 only); a lane from 4 (or NaN) gets a meaningless value: the caller
     finds those vectors with :func:`vgelu_beyond` and takes :func:`ndtr` there.
 
@@ -700,29 +720,9 @@ def vgelu(typingctx, v):
     ``|x|``, each coefficient fetched with one ``vpermps`` from a table in one register: no ``exp``,
     no division (the ``ndtr`` form pays both and a degree-9 polynomial). ``Phi(x) = 1 - Phi(-x)``
     for ``x >= 0``.
-    """
-    if not _f32x16(v):
-        return None
-
-    def codegen(context, builder, sig, args):
-        _mark_vector_width(builder)
-        return _vgelu_ir(builder, args[0])
-
-    return v(v), codegen
-
-
-@intrinsic
-def vgelu_grad(typingctx, g, v):
-    """``g (Phi(x) + x phi(x))`` lane by lane (GELU's backward, 16 float32 lanes, ``|x| < 4``): ``Phi``
-    as :func:`vgelu`'s, the density ``phi`` a second table polynomial on the same intervals."""
-    if not (_f32x16(v) and g == v):
-        return None
-
-    def codegen(context, builder, sig, args):
-        _mark_vector_width(builder)
-        return _vgelu_ir(builder, args[1], args[0])
-
-    return v(g, v), codegen
+    """)
+vgelu_grad = _table_grad_intrinsic("vgelu_grad", _vgelu_grad_ir, """``g (Phi(x) + x phi(x))`` lane by lane (GELU's backward, 16 float32 lanes, ``|x| < 4``): ``Phi``
+    as :func:`vgelu`'s, the density ``phi`` a second table polynomial on the same intervals.""")
 
 
 @intrinsic
