@@ -342,9 +342,9 @@ def _gelu_kernel_serial(x, tanh_approx, out):
 # ``ef.vgelu_grad``: no exp, no division; the forward 2x the loops above, the backward 1.25x: one
 # thread, 692k elements, 426 -> 216 us and 458 -> 359 us), in spans of ``_GELU_BLOCK`` elements. A
 # span whose table pass met a lane from 4 (or a NaN) then gives those lanes ``ef.ndtr`` (``ndtr_pdf``),
-# while they are still in L1 (a branch in the table loop itself, or a second pass over the whole
-# array, cost a third of the gain); every other lane keeps its table value, so an element's result
-# never depends on its neighbours.
+# while they are still in L1 (a branch in the table loop itself lost all of the gain, a second pass
+# over the whole array a quarter of it); every other lane keeps its table value, so an element's
+# result never depends on its neighbours.
 
 _GELU_BLOCK = 1024
 
