@@ -62,8 +62,11 @@ def test_parallel_and_serial_twins_match_reference(monkeypatch, name, kw, thresh
     from jitgrad.kernels.cpu._activation_calls import Twins
 
     launches = []
+    patched = set()
     for twins in vars(activations).values():
-        if isinstance(twins, Twins):
+        # Once each: without the AVX-512 tables, _TANH_F32 is _TANH under a second name.
+        if isinstance(twins, Twins) and id(twins) not in patched:
+            patched.add(id(twins))
             monkeypatch.setattr(twins, "min_size", threshold)
             monkeypatch.setattr(twins, "parallel", lambda *args, _kernel=twins.parallel: (
                 launches.append(_kernel), _kernel(*args))[1])
