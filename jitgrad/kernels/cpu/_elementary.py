@@ -596,6 +596,11 @@ def _table_grad_intrinsic(name: str, ir_of, doc: str):
     return intrinsic(typer)
 
 
+def _fabs16(builder, x):
+    fv = x.type
+    return builder.call(_intrinsic_fn(builder, "llvm.fabs.v16f32", fv, [fv]), [x])
+
+
 def _lookup(builder, idx, values):
     """Lane ``k`` of the result is ``values[idx[k]]`` (a 32-entry table, two zmm registers): one ``vpermi2ps``."""
     fv = ir.VectorType(ir.FloatType(), 16)
@@ -619,7 +624,7 @@ def _vtanh_ir(builder, x):
     def ints(value):
         return ir.Constant(iv, [value] * 16)
 
-    ax = builder.call(_intrinsic_fn(builder, "llvm.fabs.v16f32", fv, [fv]), [x])
+    ax = _fabs16(builder, x)
     # Clamped to 15, inside interval 31 (constant 1): inf gives 1, not inf * 0. A NaN fails the
     # comparison and stays: t and the result are NaN whatever interval its bits pick.
     top = ir.Constant(fv, [15.0] * 16)
@@ -669,11 +674,6 @@ vtanh_grad = _table_grad_intrinsic("vtanh_grad", _vtanh_grad_ir, """``g * (1 - t
 GELU_TABLE_TOP = 4.0
 #: Degree of ``_ndtr_table``'s polynomials (``C0..C6``, ``D0..D6``).
 _GELU_DEGREE = 6
-
-
-def _fabs16(builder, x):
-    fv = x.type
-    return builder.call(_intrinsic_fn(builder, "llvm.fabs.v16f32", fv, [fv]), [x])
 
 
 def _vgelu_ir(builder, x, g=None):
