@@ -154,6 +154,31 @@ def test_parallel_driver_any_thread_count(nthreads, trans_a, trans_b, dtype):
         assert_close(out, ref.matmul(a, b, trans_a=trans_a, trans_b=trans_b), dtype, rtol=rtol, atol=atol)
 
 
+def test_partition_covers_c_and_evens_the_threads_shares():
+    # Every panel of C lies in exactly one task, blocks differ by at most one panel, and each thread's
+    # equal run of tasks holds an even share of panels, the calling thread's (the first) the largest. Fixed-size blocks
+    # had left 49 B panels on 2 threads as 26 and 23, and 196 in 13 tasks as 7 runs against 6.
+    for npa, npb, nthreads, rows_first in itertools.product((1, 3, 11, 48, 96), (1, 2, 9, 49, 196, 784),
+                                                             (1, 2, 3, 16), (False, True)):
+        ti, tj = _gemm.partition(npa, npb, nthreads, rows_first)
+        assert 1 <= ti <= npa and 1 <= tj <= npb
+        assert ti * tj >= min(nthreads, npa * npb)
+        if tj < npb:
+            assert (ti * tj) % nthreads == 0, (npa, npb, nthreads, rows_first, ti, tj)
+        for parts, total in ((ti, npa), (tj, npb)):
+            cuts = [_gemm.split_at(i, parts, total) for i in range(parts + 1)]
+            sizes = np.diff(cuts)
+            assert cuts[0] == 0 and cuts[-1] == total and sizes.min() >= 1
+            assert sizes.max() - sizes.min() <= 1
+        if ti == 1 and tj % nthreads == 0:
+            ntasks = ti * tj
+            shares = [_gemm.split_at((w + 1) * ntasks // nthreads, tj, npb)
+                      - _gemm.split_at(w * ntasks // nthreads, tj, npb) for w in range(nthreads)]
+            assert max(shares) - min(shares) <= 1 and shares[0] == max(shares), (npb, nthreads, shares)
+    assert _gemm.partition(11, 49, 2, False) == (1, 4)  # a ResNet conv's 64 x 576 x 784 on AVX2
+    assert [_gemm.split_at(i, 4, 49) for i in range(5)] == [0, 13, 25, 37, 49]
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_fast_argument_path_agrees_with_full_checks(dtype):
     # cpu.matmul takes plain C-contiguous float ndarrays with bool flags on a short path; np.bool_

@@ -60,16 +60,18 @@ SERIAL_PACK = 64 * 1024
 
 @njit(**_jit)
 def partition(npa, npb, nthreads, rows_first):
-    """Split C (``npa`` A panels by ``npb`` B panels) into tasks for ``nthreads``.
+    """Split C (``npa`` A panels by ``npb`` B panels) into ``ti x tj`` tasks for ``nthreads``.
 
-    Returns ``(mc, nc, ti, tj)``: tasks are ``mc x nc`` panels, ``ti x tj`` of them.
+    Returns ``(ti, tj)``; task ``(bi, bj)`` holds the panels from :func:`split_at` of ``bi`` to
+    ``bi + 1`` (of ``npa`` in ``ti``) by those of ``bj`` (of ``npb`` in ``tj``).
     Blocks start at ``MC_PANELS x NC_PANELS`` and shrink until every thread
     has a task (then even out), columns first (tasks that share no B panel can each pack
     their own), rows first with ``rows_first`` (B read in place, A packed:
     tasks that share no A panel each pack their own). While there are fewer than
     ``4 * nthreads`` tasks they shrink further, a panel at a time, to a whole number of
     rounds: ``prange`` hands each thread an equal run of tasks, and 3 tasks on 2 threads
-    left one thread two thirds of the work (64 x 784 x 576: 2 threads slower than 1).
+    left one thread two thirds of the work (64 x 784 x 576: 2 threads slower than 1). More
+    tasks than that take one column of tasks more where that makes whole rounds (13 -> 14).
     """
     mc = min(MC_PANELS, npa)
     nc = min(NC_PANELS, npb)
@@ -85,10 +87,21 @@ def partition(npa, npb, nthreads, rows_first):
             mc -= 1
         else:
             break
-    # Blocks of equal size, as many: 43 A panels in blocks of 32 gave one thread 32 and the other 11.
-    mc = cdiv(npa, cdiv(npa, mc))
-    nc = cdiv(npb, cdiv(npb, nc))
-    return mc, nc, cdiv(npa, mc), cdiv(npb, nc)
+    ti = cdiv(npa, mc)
+    tj = cdiv(npb, nc)
+    while (ti * tj) % nthreads and tj < npb:
+        tj += 1
+    return ti, tj
+
+
+@njit(inline="always", **_jit)  # inlined: no compile of its own
+def split_at(i, parts, total):
+    """Where part ``i`` of ``total`` panels cut in ``parts`` begins (``total - (parts - i) * total //
+    parts``): parts differ by at most one panel, and so do the runs of ``parts / nthreads`` parts
+    that ``prange`` gives each thread, the first run (the calling thread's, which starts while the
+    pool's thread still wakes) the larger. Blocks of a fixed size left the last one short and the
+    runs uneven: 49 B panels in blocks of 13 gave one thread 26 and the other 23 (now 25 and 24)."""
+    return total - (parts - i) * total // parts
 
 
 @njit(inline="always", **_jit)  # inlined: no compile of its own
@@ -255,7 +268,7 @@ def gemm_parallel(a, b, trans_a, trans_b, c, nthreads, bias, epi):
     """
     m, n, k, nr, npa, npb, b_direct = driver_sizes(a, trans_a, trans_b, c)
     in_place = a_in_place(trans_a, m, k, n, c.itemsize)
-    mc, nc, ti, tj = partition(npa, npb, nthreads, b_direct and not in_place)
+    ti, tj = partition(npa, npb, nthreads, b_direct and not in_place)
     a_size = 0 if in_place else npa * k * MR
     b_size = 0 if b_direct else npb * k * nr
     # Each operand is packed by the tasks that read it (a column of tasks shares no B panel, a row
@@ -305,8 +318,8 @@ def gemm_parallel(a, b, trans_a, trans_b, c, nthreads, bias, epi):
         for t in range(w * ntasks // nthreads, (w + 1) * ntasks // nthreads):
             bi = t // tj
             bj = t - bi * tj
-            ip0, ip1 = bi * mc, min(npa, (bi + 1) * mc)
-            jp0, jp1 = bj * nc, min(npb, (bj + 1) * nc)
+            ip0, ip1 = split_at(bi, ti, npa), split_at(bi + 1, ti, npa)
+            jp0, jp1 = split_at(bj, tj, npb), split_at(bj + 1, tj, npb)
             own_a = bj if task_a else 0
             own_b = bi if task_b else 0
             if task_b:
