@@ -4,12 +4,14 @@
     python bench/tanh_table.py --write    # and rewrite the table module
     python bench/tanh_table.py --check    # every float32 in [0, 16) through the tanh kernel (skips the fit)
 
-32 intervals of ``|x|``: quarter binades from ``2^-4`` (interval 0 also holds ``[0, 2^-4)``, interval
-31 everything from 14). On each, ``tanh(|x|) = C0 + t (C1 + ... + t C6)`` with ``t = |x| - X0``, ``X0``
+16 intervals of ``|x|``: half binades from ``2^-4``, cut where the exponent or the first mantissa
+bit changes (``[1, 1.5)``, ``[1.5, 2)``, ...; interval 0 also holds ``[0, 2^-4)``, interval 15
+everything from 12). A 16-entry table is one zmm register, read by one non-destructive ``vpermps``
+a coefficient. On each, ``tanh(|x|) = C0 + t (C1 + ... + t C6)`` with ``t = |x| - X0``, ``X0``
 the midpoint (0 for interval 0, where ``C0 = 0`` keeps the relative accuracy down to the
 subnormals) and ``C0`` the float32 ``tanh(X0)``; ``C1..C6`` minimise the relative error by
 reweighted least squares (the weights of the worst points raised, 40 rounds) on 40,000 float32
-points of the interval, then round to float32 (``t`` is below an eighth of ``|x|``, so their
+points of the interval, then round to float32 (``t`` is at most a quarter of ``|x|``, so their
 rounding weighs little). From 9.5 ``tanh`` rounds to 1: ``C0 = 1``, the rest 0.
 ``tests/kernels/test_elementary.py`` holds the result to 2 ulp.
 """
@@ -21,7 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-BASE = 0x3D800000 >> 21  # the bits of 2^-4, shifted as the index is
+BASE = 0x3D800000 >> 22  # the bits of 2^-4, shifted as the index is
+INTERVALS = 16
+SHIFT = 22  # an interval per value of the exponent and the first mantissa bit
 DEG = 6
 NAMES = ("X0", "C0", "C1", "C2", "C3", "C4", "C5", "C6")
 OUT = Path(__file__).resolve().parents[1] / "jitgrad" / "kernels" / "cpu" / "_tanh_table.py"
@@ -32,11 +36,11 @@ def _float(bits: int) -> float:
 
 
 def fit() -> np.ndarray:
-    """``(8, 32)`` float32: ``X0, C0..C6`` per interval."""
-    tables = np.zeros((DEG + 2, 32))
-    for i in range(32):
-        lo = 0.0 if i == 0 else _float((BASE + i) << 21)
-        hi = _float((BASE + i + 1) << 21)
+    """``(8, INTERVALS)`` float32: ``X0, C0..C6`` per interval."""
+    tables = np.zeros((DEG + 2, INTERVALS))
+    for i in range(INTERVALS):
+        lo = 0.0 if i == 0 else _float((BASE + i) << SHIFT)
+        hi = _float((BASE + i + 1) << SHIFT)
         x0 = 0.0 if i == 0 else float(np.float32((lo + hi) / 2))
         c0 = float(np.float32(np.tanh(x0)))
         if lo >= 9.5:
@@ -69,9 +73,9 @@ def relative_fit(t: np.ndarray, f: np.ndarray, target: np.ndarray, first: int, d
 
 def module_text(tables: np.ndarray, doc: tuple[str, str] = (
         "Tables of the AVX-512 float32 ``tanh`` (``_elementary.vtanh``), written by ``bench/tanh_table.py``",
-        "(its docstring says how they are fitted): ``X0`` and ``C0..C6`` of each of the 32 intervals."),
+        "(its docstring says how they are fitted): ``X0`` and ``C0..C6`` of each of the 16 intervals."),
         names: tuple[str, ...] = NAMES) -> str:
-    """The Python module holding ``tables`` (a row of 32 float32 per name), ``doc`` its docstring's two lines."""
+    """The Python module holding ``tables`` (a row of float32 per name), ``doc`` its docstring's two lines."""
     out = ['"""' + doc[0], doc[1], '"""', "", "from __future__ import annotations", ""]
     for name, row in zip(names, tables):
         vals = [repr(float(v)) for v in row]
