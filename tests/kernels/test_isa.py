@@ -158,8 +158,9 @@ gw, gb = cv.conv2d_backward_weight(x, g, weight_shape=w.shape, padding=1)
 rw, rb = rconv.conv2d_backward_weight(x64, g.astype(np.float64), weight_shape=w.shape, padding=1)
 record("conv2d weight gradient", gw, rw)
 record("conv2d bias gradient", gb, rb)
+ef = importlib.import_module("jitgrad.kernels.cpu._elementary")
 print("RESULT" + json.dumps({"path": _isa.ISA.name, "mr": importlib.import_module("jitgrad.kernels.cpu._gemm").MR,
-                              "worst": worst}))
+                              "worst": worst, "tanh_lanes": ef.TANH_LANES, "gelu_tables": ef.HAS_VGELU}))
 """
 
 
@@ -172,6 +173,8 @@ _needs_avx2 = pytest.mark.skipif(not (_HOST_FEATURES.get("avx2") and _HOST_FEATU
 def test_forced_avx2_kernels_match_numpy(tmp_path):
     out = run_forced("haswell", _RUN_FORCED, tmp_path)
     assert (out["path"], out["mr"]) == ("avx2", 6)
+    # tanh by 8-entry tables (one ymm register each); GELU's 16-entry ones are AVX-512's alone.
+    assert (out["tanh_lanes"], out["gelu_tables"]) == (8, False)
     assert len(out["worst"]) == 7 * 4 + 3 * 4 + 4
     for name, err in out["worst"].items():
         # float32 sums of up to 300 products of unit normals, against float64; float64 to its own rounding
@@ -221,6 +224,16 @@ def test_feature_string_overrides_the_cpu_defaults():
     assert _isa.x86_path("haswell", "").name == "avx2"
     assert _isa.x86_path("haswell", "+avx512f").name == "avx512"
     assert _isa.x86_path("x86-64", "").name == "sse"
+
+
+@x86_only
+def test_avx2_is_told_from_avx_with_fma():
+    # The avx2 path also serves AVX + FMA CPUs (AMD Piledriver, bdver2) and Sandy Bridge's AVX alone
+    # takes sse; the tanh tables need AVX2's permutes, which only has_avx2 tells apart.
+    assert _isa.x86_path("bdver2", "").name == "avx2"
+    assert _isa.has_avx2("haswell", "") and _isa.has_avx2("znver3", "") and _isa.has_avx2("skylake-avx512", "")
+    assert not _isa.has_avx2("bdver2", "") and not _isa.has_avx2("sandybridge", "")
+    assert not _isa.has_avx2("haswell", "-avx2") and _isa.has_avx2("x86-64", "+avx2")
 
 
 def test_describe_names_the_path():

@@ -112,6 +112,7 @@ their bodies in every kernel and take the caller's ``reassoc`` flag).
 from __future__ import annotations
 
 import math
+from typing import Any, NamedTuple
 
 import numpy as np
 from llvmlite import ir
@@ -121,12 +122,12 @@ from numba.extending import intrinsic, overload
 from jitgrad.kernels._constants import INV_SQRT_2 as _INV_SQRT_2
 from jitgrad.kernels._constants import INV_SQRT_2PI as _INV_SQRT_2PI
 
-from . import _ndtr_table, _tanh_table
+from . import _ndtr_table, _tanh_table, _tanh_table_avx2
 from ._gemm_simd import SimdVector, _intrinsic_fn, _mark_vector_width
-from ._isa import ISA
+from ._isa import ISA, has_avx2
 
 __all__: list[str] = ["exp", "exp_nonpos", "expm1", "log", "log1p", "log1pexp", "tanh", "sigmoid", "erf", "ndtr",
-                      "ndtr_pdf", "vtanh", "vtanh_grad", "HAS_VTABLES", "vgelu", "vgelu_grad",
+                      "ndtr_pdf", "vtanh", "vtanh_grad", "HAS_VTANH", "TANH_LANES", "HAS_VGELU", "vgelu", "vgelu_grad",
                       "vgelu_beyond", "GELU_TABLE_TOP"]
 
 #: No ``reassoc``/``arcp``/``afn``: they would undo the reductions' exact steps.
@@ -546,26 +547,57 @@ ndtr_pdf = _dispatching("ndtr_pdf", "``(Phi(x), phi(x))``: the normal CDF and de
                         _ndtr_pdf_f32, _ndtr_pdf_f64_jit)
 
 
-# ----------------------------------------------------------------------------- tanh by tables (AVX-512)
+# ----------------------------------------------------------------------------- tanh by tables (AVX-512, AVX2)
 
-_TT_SHIFT = 22  # |x|'s bits shifted by this: the exponent and the first mantissa bit, an interval each
-_TT_BASE = 0x3D800000 >> _TT_SHIFT  # the bits of 2^-4 shifted as an index: interval 0 starts (and holds all below)
 
-#: Whether the functions by tables (:func:`vtanh`, :func:`vgelu`) exist on this path: AVX-512, where one
-#: ``vpermps`` looks a lane up in a 16-entry table held in one register. (AVX2's ``vpermps`` holds 8:
-#: a 16-entry lookup would take two and a blend, more than the ``exp`` form it would replace.)
-HAS_VTABLES: bool = ISA.name == "avx512"
+class _TanhTables(NamedTuple):
+    """Where :func:`vtanh`'s tables live for one vector width, and how ``|x|`` indexes them."""
+
+    #: The module holding ``X0`` and ``C0..Cn`` (written by ``bench/tanh_table.py``).
+    module: Any
+    #: ``|x|``'s bits shifted right by this give the interval: 22, the exponent and the first mantissa
+    #: bit (half binades); 23, the exponent alone (binades).
+    shift: int
+    #: The bits of the lowest interval's start (interval 0 also holds everything below it).
+    first_bits: int
+    #: ``|x|`` is clamped to this, inside the last interval (whose table gives 1).
+    top: float
+
+
+#: By lanes: 16 on AVX-512 (16 half binades from 2^-4, degree 6), 8 on AVX2 (8 binades from 2^-3,
+#: degree 8). One ``vpermps`` reads a whole table from one register and leaves it intact: 16
+#: entries in a zmm, 8 in a ymm.
+_TANH_TABLES = {16: _TanhTables(_tanh_table, 22, 0x3D800000, 15.0),
+                8: _TanhTables(_tanh_table_avx2, 23, 0x3E000000, 24.0)}
+
+#: Lanes of the vectors :func:`vtanh` takes on this path: 16 on AVX-512, 8 on AVX2 (with its integer
+#: permutes; an AVX + FMA CPU without them takes this path's other kernels), 0 where it does not exist.
+TANH_LANES: int = 16 if ISA.name == "avx512" else 8 if ISA.name == "avx2" and has_avx2() else 0
+#: Whether :func:`vtanh` and :func:`vtanh_grad` exist on this path.
+HAS_VTANH: bool = TANH_LANES > 0
+#: Whether :func:`vgelu` and its kin exist on this path: AVX-512, whose 16-entry tables cover 16
+#: intervals of 1/4. (AVX2's 8-entry ones would need twice the degree, or two lookups and a blend.)
+HAS_VGELU: bool = ISA.name == "avx512"
+
+
+def _float_vector(v, lanes: int) -> bool:
+    return lanes > 0 and isinstance(v, SimdVector) and v.dtype == types.float32 and v.lanes == lanes
+
+
+def _tanh_vector(v) -> bool:
+    """Whether ``v`` types as the vector :func:`vtanh` takes on this path (``TANH_LANES`` float32)."""
+    return _float_vector(v, TANH_LANES)
 
 
 def _f32x16(v) -> bool:
-    """Whether ``v`` types as the vector :func:`vtanh` takes: 16 float32 lanes, on the AVX-512 path."""
-    return HAS_VTABLES and isinstance(v, SimdVector) and v.dtype == types.float32 and v.lanes == 16
+    """Whether ``v`` types as the vector :func:`vgelu` takes: 16 float32 lanes, on the AVX-512 path."""
+    return HAS_VGELU and _float_vector(v, 16)
 
 
-def _table_intrinsic(name: str, ir_of, doc: str):
-    """The intrinsic ``name(v)`` on 16 float32 lanes whose IR is ``ir_of(builder, v)`` (AVX-512 only)."""
+def _table_intrinsic(name: str, ir_of, doc: str, accepts=_f32x16):
+    """The intrinsic ``name(v)`` on the float32 vectors ``accepts`` takes, whose IR is ``ir_of(builder, v)``."""
     def typer(typingctx, v):
-        if not _f32x16(v):
+        if not accepts(v):
             return None
 
         def codegen(context, builder, sig, args):
@@ -579,10 +611,10 @@ def _table_intrinsic(name: str, ir_of, doc: str):
     return intrinsic(typer)
 
 
-def _table_grad_intrinsic(name: str, ir_of, doc: str):
-    """The intrinsic ``name(g, v)`` on 16 float32 lanes each whose IR is ``ir_of(builder, g, v)`` (AVX-512 only)."""
+def _table_grad_intrinsic(name: str, ir_of, doc: str, accepts=_f32x16):
+    """The intrinsic ``name(g, v)`` on two vectors ``accepts`` takes, whose IR is ``ir_of(builder, g, v)``."""
     def typer(typingctx, g, v):
-        if not (_f32x16(v) and g == v):
+        if not (accepts(v) and g == v):
             return None
 
         def codegen(context, builder, sig, args):
@@ -596,71 +628,87 @@ def _table_grad_intrinsic(name: str, ir_of, doc: str):
     return intrinsic(typer)
 
 
-def _fabs16(builder, x):
+def _fabs(builder, x):
     fv = x.type
-    return builder.call(_intrinsic_fn(builder, "llvm.fabs.v16f32", fv, [fv]), [x])
+    return builder.call(_intrinsic_fn(builder, f"llvm.fabs.v{fv.count}f32", fv, [fv]), [x])
 
 
-def _lookup16(builder, idx, values):
-    """Lane ``k`` of the result is ``values[idx[k]]`` (a 16-entry table, one zmm register): one ``vpermps``,
-    which leaves the table's register intact (``vpermi2ps`` overwrites one of its three)."""
-    fv = ir.VectorType(ir.FloatType(), 16)
-    permute = _intrinsic_fn(builder, "llvm.x86.avx512.permvar.sf.512", fv, [fv, idx.type])
-    return builder.call(permute, [ir.Constant(fv, list(values)), idx])
+def _lookup(builder, idx, values):
+    """Lane ``k`` of the result is ``values[idx[k]]``, a table of 16 (zmm) or 8 (ymm) entries in one
+    register: one ``vpermps``, which leaves it intact (``vpermi2ps``, two registers, overwrites one)."""
+    fv = ir.VectorType(ir.FloatType(), len(values))
+    name = "llvm.x86.avx512.permvar.sf.512" if len(values) == 16 else "llvm.x86.avx2.permps"
+    permute = _intrinsic_fn(builder, name, fv, [fv, idx.type])
+    return builder.call(permute, [ir.Constant(fv, [float(v) for v in values]), idx])
 
 
 def _vtanh_ir(builder, x):
-    """The IR of :func:`vtanh` on the ``<16 x float>`` value ``x``."""
+    """The IR of :func:`vtanh` on the float32 vector ``x`` (16 or 8 lanes)."""
     fv = x.type
-    iv = ir.VectorType(ir.IntType(32), 16)
+    lanes = fv.count
+    tables = _TANH_TABLES[lanes]
+    iv = ir.VectorType(ir.IntType(32), lanes)
 
     def ints(value):
-        return ir.Constant(iv, [value] * 16)
+        return ir.Constant(iv, [value] * lanes)
 
-    ax = _fabs16(builder, x)
-    # Clamped to 15, inside interval 15 (constant 1): inf gives 1, not inf * 0. A NaN fails the
+    def floats(value):
+        return ir.Constant(fv, [value] * lanes)
+
+    ax = _fabs(builder, x)
+    # Clamped inside the last interval (constant 1): inf gives 1, not inf * 0. A NaN fails the
     # comparison and stays: t and the result are NaN whatever interval its bits pick.
-    top = ir.Constant(fv, [15.0] * 16)
+    top = floats(tables.top)
     ax = builder.select(builder.fcmp_ordered(">", ax, top), top, ax)
-    # The index from |x| raised to 2^-4 (below it, interval 0): 0..15 with no integer clamps.
-    first = ir.Constant(fv, [0.0625] * 16)
+    # The index from |x| raised to the first interval's start (below it, interval 0): no integer clamps.
+    first = floats(float(np.array([tables.first_bits], np.uint32).view(np.float32)[0]))
     ai = builder.select(builder.fcmp_ordered("<", ax, first), first, ax)
-    idx = builder.sub(builder.lshr(builder.bitcast(ai, iv), ints(_TT_SHIFT)), ints(_TT_BASE))
+    idx = builder.sub(builder.lshr(builder.bitcast(ai, iv), ints(tables.shift)),
+                      ints(tables.first_bits >> tables.shift))
 
     def table(values):
-        return _lookup16(builder, idx, values)
+        return _lookup(builder, idx, values)
 
-    t = builder.fsub(ax, table(_tanh_table.X0))
-    fma = _intrinsic_fn(builder, "llvm.fma.v16f32", fv, [fv, fv, fv])
-    p = builder.call(fma, [table(_tanh_table.C6), t, table(_tanh_table.C5)])
-    for c in (_tanh_table.C4, _tanh_table.C3, _tanh_table.C2, _tanh_table.C1, _tanh_table.C0):
+    t = builder.fsub(ax, table(tables.module.X0))
+    coefficients = [getattr(tables.module, f"C{d}") for d in range(_degree(tables.module), -1, -1)]
+    fma = _intrinsic_fn(builder, f"llvm.fma.v{lanes}f32", fv, [fv, fv, fv])
+    p = builder.call(fma, [table(coefficients[0]), t, table(coefficients[1])])
+    for c in coefficients[2:]:
         p = builder.call(fma, [p, t, table(c)])
     sign = builder.and_(builder.bitcast(x, iv), ints(-0x80000000))
     return builder.bitcast(builder.or_(builder.bitcast(p, iv), sign), fv)
+
+
+def _degree(module) -> int:
+    """The degree of a table module's polynomials: its highest ``C<d>``."""
+    return max(int(name[1:]) for name in vars(module) if name[0] == "C" and name[1:].isdigit())
 
 
 def _vtanh_grad_ir(builder, g, x):
     """``g (1 - t^2)`` with ``t`` :func:`vtanh`'s IR of ``x``."""
     t = _vtanh_ir(builder, x)
     fv = t.type
-    fma = _intrinsic_fn(builder, "llvm.fma.v16f32", fv, [fv, fv, fv])
-    neg_t = builder.fsub(ir.Constant(fv, [-0.0] * 16), t)
-    return builder.fmul(g, builder.call(fma, [neg_t, t, ir.Constant(fv, [1.0] * 16)]))
+    fma = _intrinsic_fn(builder, f"llvm.fma.v{fv.count}f32", fv, [fv, fv, fv])
+    neg_t = builder.fsub(ir.Constant(fv, [-0.0] * fv.count), t)
+    return builder.fmul(g, builder.call(fma, [neg_t, t, ir.Constant(fv, [1.0] * fv.count)]))
 
 
-vtanh = _table_intrinsic("vtanh", _vtanh_ir, """``tanh`` of the 16 float32 lanes of ``v`` from the tables of ``_tanh_table`` (AVX-512 only).
+vtanh = _table_intrinsic("vtanh", _vtanh_ir, """``tanh`` of the float32 lanes of ``v`` from the tables of ``_tanh_table`` (16 lanes, AVX-512) or
+    ``_tanh_table_avx2`` (8 lanes, AVX2); see ``HAS_VTANH`` and ``TANH_LANES``.
 
-    NumPy's AVX-512 method: the interval of ``|x|`` (a half binade) indexes 16-entry tables of a
-    degree-6 polynomial in ``t = |x| - X0``, each coefficient fetched with one ``vpermps`` from a
-    register it leaves intact; no ``exp``, no division. About 21 instructions for 16 lanes against
-    ~32 and a division for :func:`tanh`'s form: the index comes from ``|x|`` raised to 2^-4 (no
-    integer clamps) and a NaN runs through as NaN (no select). Worst error 1.23 ulp over every
-    float32 in ``[0, 16)`` (the sign is restored exactly; from 12 the table gives 1). The first
-    tables held 32 quarter binades in two registers each, read by ``vpermi2ps`` (which overwrites
-    one of its three): 1.30 ulp, and 13 % slower (128k elements, one thread, Zen 4: 39.5 -> 34.4 us).
-    """)
+    NumPy's AVX-512 method: the interval of ``|x|`` indexes tables of a polynomial in ``t = |x| -
+    X0``, each coefficient fetched with one ``vpermps`` from a register it leaves intact; no
+    ``exp``, no division. AVX-512: 16 half binades, degree 6, about 21 instructions for 16 lanes
+    (against ~32 and a division for :func:`tanh`'s form); AVX2: 8 binades, degree 8, about 27 for
+    8 lanes. The index comes from ``|x|`` raised to the first interval's start (no integer clamps)
+    and a NaN runs through as NaN (no select). Worst error over every float32 in ``[0, 16)``
+    (``bench/tanh_table.py --check``): 1.23 ulp (AVX-512), 1.46 ulp (AVX2); the sign is restored
+    exactly, and from 12 the table gives 1. The first AVX-512 tables held 32 quarter binades in two
+    registers each, read by ``vpermi2ps`` (which overwrites one of its three): 1.30 ulp, and 13 %
+    slower (128k elements, one thread, Zen 4: 39.5 -> 34.4 us).
+    """, _tanh_vector)
 vtanh_grad = _table_grad_intrinsic("vtanh_grad", _vtanh_grad_ir, """``g * (1 - tanh(v)^2)`` lane by lane, ``tanh`` as
-:func:`vtanh`'s (tanh's backward, 16 float32 lanes).""")
+:func:`vtanh`'s (tanh's backward).""", _tanh_vector)
 
 
 # ----------------------------------------------------------------------------- GELU by tables (AVX-512)
@@ -681,7 +729,7 @@ def _vgelu_ir(builder, x, g=None):
 
     intervals = len(_ndtr_table.C0)
     width = GELU_TABLE_TOP / intervals  # 1/4
-    ax = _fabs16(builder, x)
+    ax = _fabs(builder, x)
     top = const(intervals - 1.0)
     fi = builder.call(_intrinsic_fn(builder, "llvm.floor.v16f32", fv, [fv]), [builder.fmul(ax, const(1 / width))])
     fi = builder.select(builder.fcmp_ordered(">", fi, top), top, fi)  # |x| from 4: any interval will do
@@ -691,9 +739,9 @@ def _vgelu_ir(builder, x, g=None):
 
     def poly(name):
         degree = _GELU_DEGREE
-        p = _lookup16(builder, idx, getattr(_ndtr_table, f"{name}{degree}"))
+        p = _lookup(builder, idx, getattr(_ndtr_table, f"{name}{degree}"))
         for d in range(degree - 1, -1, -1):
-            p = builder.call(fma, [p, t, _lookup16(builder, idx, getattr(_ndtr_table, f"{name}{d}"))])
+            p = builder.call(fma, [p, t, _lookup(builder, idx, getattr(_ndtr_table, f"{name}{d}"))])
         return p
 
     tail = poly("C")  # Phi(-|x|)
@@ -728,7 +776,7 @@ def vgelu_beyond(typingctx, v):
 
     def codegen(context, builder, sig, args):
         x = args[0]
-        beyond = builder.fcmp_unordered(">=", _fabs16(builder, x), ir.Constant(x.type, [GELU_TABLE_TOP] * 16))
+        beyond = builder.fcmp_unordered(">=", _fabs(builder, x), ir.Constant(x.type, [GELU_TABLE_TOP] * 16))
         return builder.icmp_unsigned("!=", builder.bitcast(beyond, ir.IntType(16)), ir.Constant(ir.IntType(16), 0))
 
     return types.boolean(v), codegen

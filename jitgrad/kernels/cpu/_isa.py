@@ -48,6 +48,7 @@ To compile (and test) another x86 path on any machine::
 from __future__ import annotations
 
 import platform
+import re
 from dataclasses import dataclass
 
 import llvmlite.binding as llvm
@@ -122,6 +123,35 @@ def _probe_x86(name: str, features: str) -> dict[str, bool]:
     fma = "vfmadd" in asm
     return {"avx512f": "zmm" in asm, "avx2": fma and "ymm" in asm, "avx": "ymm" in asm or "zmm" in asm,
             "fma": fma}
+
+
+_PROBE_AVX2_IR = """
+define void @probe(<8 x i32>* %p) {
+  %v = load <8 x i32>, <8 x i32>* %p
+  %r = add <8 x i32> %v, %v
+  store <8 x i32> %r, <8 x i32>* %p
+  ret void
+}
+"""
+
+
+def has_avx2(name: str | None = None, features: str | None = None) -> bool:
+    """Whether the CPU Numba compiles for (or ``name`` + ``features``) has AVX2's 256-bit integer and
+    permute instructions: LLVM adds eight 32-bit integers in one ``ymm`` register only with AVX2 (the
+    ``avx2`` path also serves AVX + FMA CPUs without it, e.g. AMD Piledriver)."""
+    if platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686", "x86"):
+        return False
+    if name is None:
+        name, features = target_cpu()
+    flags = _parse_features(features or "")
+    if "avx2" in flags:
+        return flags["avx2"]
+    llvm.initialize_native_target()
+    llvm.initialize_native_asmprinter()
+    machine = llvm.Target.from_default_triple().create_target_machine(cpu=name, features=features or "", opt=0)
+    module = llvm.parse_assembly(_PROBE_AVX2_IR)
+    module.triple = machine.triple
+    return re.search(r"vpaddd\s+%ymm", machine.emit_assembly(module)) is not None
 
 
 def x86_path(name: str, features: str) -> IsaPath:

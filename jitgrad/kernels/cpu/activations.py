@@ -230,19 +230,20 @@ def _tanh_backward_kernel_serial(grad_out, x, out):
         out[i] = grad_out[i] * (one - t * t)
 
 
-# float32 on AVX-512: tanh by tables, 16 lanes at a time (``ef.vtanh``: ~35 % faster than the loops
-# above, which LLVM vectorises around ``ef.tanh``'s exp and division). The parallel kernels hand
-# out blocks of ``_TANH_BLOCK`` elements (whole vectors).
+# float32 on AVX-512 and AVX2: tanh by tables, a vector of ``ef.TANH_LANES`` at a time (``ef.vtanh``,
+# faster than the loops above, which LLVM vectorises around ``ef.tanh``'s exp and division: ~35 % on
+# AVX-512, ~32 % on AVX2). The parallel kernels hand out blocks of ``_TANH_BLOCK`` elements (whole vectors).
 
 _TANH_BLOCK = 4096
+_TL = max(ef.TANH_LANES, 1)  # (1 where the table kernels are never compiled)
 
 
 @njit(cache=True, error_model="numpy", fastmath=_FASTMATH, inline="always")
 def _tanh_tables_span(x, out, lo, hi):
     i = lo
-    while i + 16 <= hi:
+    while i + _TL <= hi:
         vstore(out, i, ef.vtanh(vload(x, i)))
-        i += 16
+        i += _TL
     if i < hi:
         vstore_masked(out, i, ef.vtanh(vload_masked(x, i, hi - i)), hi - i)
 
@@ -250,9 +251,9 @@ def _tanh_tables_span(x, out, lo, hi):
 @njit(cache=True, error_model="numpy", fastmath=_FASTMATH, inline="always")
 def _tanh_tables_backward_span(grad_out, x, out, lo, hi):
     i = lo
-    while i + 16 <= hi:
+    while i + _TL <= hi:
         vstore(out, i, ef.vtanh_grad(vload(grad_out, i), vload(x, i)))
-        i += 16
+        i += _TL
     if i < hi:
         n = hi - i
         vstore_masked(out, i, ef.vtanh_grad(vload_masked(grad_out, i, n), vload_masked(x, i, n)), n)
@@ -286,10 +287,10 @@ _SIGMOID = Twins(_sigmoid_kernel, _sigmoid_kernel_serial, _PARALLEL_MIN_SIZE)
 _SIGMOID_BACKWARD = Twins(_sigmoid_backward_kernel, _sigmoid_backward_kernel_serial, _PARALLEL_MIN_SIZE)
 _TANH = Twins(_tanh_kernel, _tanh_kernel_serial, _PARALLEL_MIN_SIZE)
 _TANH_BACKWARD = Twins(_tanh_backward_kernel, _tanh_backward_kernel_serial, _PARALLEL_MIN_SIZE)
-#: float32's kernels: by tables on AVX-512, else the ones above.
-_TANH_F32 = Twins(_tanh_tables_kernel, _tanh_tables_kernel_serial, _PARALLEL_MIN_SIZE) if ef.HAS_VTABLES else _TANH
+#: float32's kernels: by tables on AVX-512 and AVX2, else the ones above.
+_TANH_F32 = Twins(_tanh_tables_kernel, _tanh_tables_kernel_serial, _PARALLEL_MIN_SIZE) if ef.HAS_VTANH else _TANH
 _TANH_BACKWARD_F32 = (Twins(_tanh_tables_backward_kernel, _tanh_tables_backward_kernel_serial, _PARALLEL_MIN_SIZE)
-                      if ef.HAS_VTABLES else _TANH_BACKWARD)
+                      if ef.HAS_VTANH else _TANH_BACKWARD)
 _F32 = np.dtype(np.float32)
 
 
@@ -455,10 +456,10 @@ def _gelu_backward_kernel_serial(grad_out, x, tanh_approx, out):
 
 _GELU = Twins(_gelu_kernel, _gelu_kernel_serial, _PARALLEL_MIN_SIZE)
 #: float32's erf-form kernels on AVX-512 (by tables), else ``None``: the ones above.
-_GELU_F32 = Twins(_gelu_tables_kernel, _gelu_tables_kernel_serial, _PARALLEL_MIN_SIZE) if ef.HAS_VTABLES else None
+_GELU_F32 = Twins(_gelu_tables_kernel, _gelu_tables_kernel_serial, _PARALLEL_MIN_SIZE) if ef.HAS_VGELU else None
 _GELU_BACKWARD = Twins(_gelu_backward_kernel, _gelu_backward_kernel_serial, _PARALLEL_MIN_SIZE)
 _GELU_BACKWARD_F32 = (Twins(_gelu_tables_backward_kernel, _gelu_tables_backward_kernel_serial, _PARALLEL_MIN_SIZE)
-                      if ef.HAS_VTABLES else None)
+                      if ef.HAS_VGELU else None)
 
 
 def gelu(x: np.ndarray, approximate: str = "none") -> np.ndarray:
