@@ -105,8 +105,8 @@ def module_text(tables: np.ndarray, doc: tuple[str, str] | None = None, names: t
     """The Python module holding ``tables`` (a row of float32 per name), ``doc`` its docstring's two lines."""
     if doc is None:
         doc = (f"Tables of the {layout.isa} float32 ``tanh`` (``_elementary.vtanh``), written by ``bench/tanh_table.py``",
-               f"(its docstring says how they are fitted): ``X0`` and ``C0..C{layout.deg}`` of each of the "
-               f"{layout.intervals} intervals.")
+               (f"(its docstring says how they are fitted): ``X0`` and ``C0..C{layout.deg}`` of each of the "
+                f"{layout.intervals} intervals."))
     names = names or table_names(layout.deg)
     out = ['"""' + doc[0], doc[1], '"""', "", "from __future__ import annotations", ""]
     for name, row in zip(names, tables):
@@ -162,7 +162,10 @@ def main(argv: list[str], fit=None, check=check, write=None, out: Path | None = 
     tables = fit() if fit is not None else fit_layout(layout)
     if "--write" in argv:
         out = out or layout.out
-        (write or (lambda t: out.write_text(module_text(t, layout=layout))))(tables)
+        if write is not None:
+            write(tables)
+        else:
+            out.write_text(module_text(tables, layout=layout))
         print(f"wrote {out}")
 
 

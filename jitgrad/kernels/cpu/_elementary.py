@@ -668,23 +668,23 @@ def _vtanh_ir(builder, x):
     ai = builder.select(builder.fcmp_ordered("<", ax, first), first, ax)
     idx = builder.sub(builder.lshr(builder.bitcast(ai, iv), ints(tables.shift)),
                       ints(tables.first_bits >> tables.shift))
-
-    def table(values):
-        return _lookup(builder, idx, values)
-
-    t = builder.fsub(ax, table(tables.module.X0))
-    coefficients = [getattr(tables.module, f"C{d}") for d in range(_degree(tables.module), -1, -1)]
-    fma = _intrinsic_fn(builder, f"llvm.fma.v{lanes}f32", fv, [fv, fv, fv])
-    p = builder.call(fma, [table(coefficients[0]), t, table(coefficients[1])])
-    for c in coefficients[2:]:
-        p = builder.call(fma, [p, t, table(c)])
+    t = builder.fsub(ax, _lookup(builder, idx, tables.module.X0))
+    p = _table_horner(builder, idx, t, tables.module, "C")
     sign = builder.and_(builder.bitcast(x, iv), ints(-0x80000000))
     return builder.bitcast(builder.or_(builder.bitcast(p, iv), sign), fv)
 
 
-def _degree(module) -> int:
-    """The degree of a table module's polynomials: its highest ``C<d>``."""
-    return max(int(name[1:]) for name in vars(module) if name[0] == "C" and name[1:].isdigit())
+def _table_horner(builder, idx, t, module, prefix):
+    """``sum_d P<d>[idx] t^d`` by Horner's rule, ``P`` = ``prefix``: the polynomial whose coefficient
+    tables ``<prefix>0 .. <prefix>n`` a table module holds, each fetched with one :func:`_lookup`."""
+    fv = t.type
+    fma = _intrinsic_fn(builder, f"llvm.fma.v{fv.count}f32", fv, [fv, fv, fv])
+    degree = max(int(name[len(prefix):]) for name in vars(module)
+                 if name.startswith(prefix) and name[len(prefix):].isdigit())
+    p = _lookup(builder, idx, getattr(module, f"{prefix}{degree}"))
+    for d in range(degree - 1, -1, -1):
+        p = builder.call(fma, [p, t, _lookup(builder, idx, getattr(module, f"{prefix}{d}"))])
+    return p
 
 
 def _vtanh_grad_ir(builder, g, x):
@@ -718,8 +718,6 @@ vtanh_grad = _table_grad_intrinsic("vtanh_grad", _vtanh_grad_ir, """``g * (1 - t
 
 #: Below this ``|x|`` :func:`vgelu` takes ``Phi`` from the tables of ``_ndtr_table`` (16 intervals of 1/4).
 GELU_TABLE_TOP = 4.0
-#: Degree of ``_ndtr_table``'s polynomials (``C0..C6``, ``D0..D6``).
-_GELU_DEGREE = 6
 
 
 def _vgelu_ir(builder, x, g=None):
@@ -739,19 +737,12 @@ def _vgelu_ir(builder, x, g=None):
     idx = builder.fptosi(fi, iv)
     fma = _intrinsic_fn(builder, "llvm.fma.v16f32", fv, [fv, fv, fv])
     t = builder.fsub(builder.call(fma, [fi, const(-width), ax]), const(width / 2))  # |x| - i/4 exact
-
-    def poly(name):
-        degree = _GELU_DEGREE
-        p = _lookup(builder, idx, getattr(_ndtr_table, f"{name}{degree}"))
-        for d in range(degree - 1, -1, -1):
-            p = builder.call(fma, [p, t, _lookup(builder, idx, getattr(_ndtr_table, f"{name}{d}"))])
-        return p
-
-    tail = poly("C")  # Phi(-|x|)
+    tail = _table_horner(builder, idx, t, _ndtr_table, "C")  # Phi(-|x|)
     cdf = builder.select(builder.fcmp_ordered("<", x, const(0.0)), tail, builder.fsub(const(1.0), tail))
     if g is None:
         return builder.fmul(x, cdf)
-    return builder.fmul(g, builder.call(fma, [x, poly("D"), cdf]))  # g (Phi + x phi)
+    pdf = _table_horner(builder, idx, t, _ndtr_table, "D")  # phi(x)
+    return builder.fmul(g, builder.call(fma, [x, pdf, cdf]))  # g (Phi + x phi)
 
 
 def _vgelu_grad_ir(builder, g, x):

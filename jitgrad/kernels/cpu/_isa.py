@@ -99,6 +99,9 @@ def _parse_features(features: str) -> dict[str, bool]:
     return out
 
 
+#: ``platform.machine()`` names of x86 CPUs.
+_X86_MACHINES = ("x86_64", "amd64", "i386", "i686", "x86")
+
 _PROBE_IR = """
 define void @probe(<16 x float>* %p) #0 {
   %v = load <16 x float>, <16 x float>* %p
@@ -111,15 +114,19 @@ attributes #0 = { "min-legal-vector-width"="512" }
 """
 
 
-def _probe_x86(name: str, features: str) -> dict[str, bool]:
-    """Features LLVM enables for ``name`` + ``features``, read off the assembly of a 512-bit FMA."""
+def _assembly(ir_text: str, name: str, features: str) -> str:
+    """The x86 assembly LLVM emits for the module ``ir_text`` compiled for ``name`` + ``features``."""
     llvm.initialize_native_target()
     llvm.initialize_native_asmprinter()
-    target = llvm.Target.from_default_triple()
-    machine = target.create_target_machine(cpu=name, features=features, opt=0)
-    module = llvm.parse_assembly(_PROBE_IR)
+    machine = llvm.Target.from_default_triple().create_target_machine(cpu=name, features=features, opt=0)
+    module = llvm.parse_assembly(ir_text)
     module.triple = machine.triple
-    asm = machine.emit_assembly(module)
+    return machine.emit_assembly(module)
+
+
+def _probe_x86(name: str, features: str) -> dict[str, bool]:
+    """Features LLVM enables for ``name`` + ``features``, read off the assembly of a 512-bit FMA."""
+    asm = _assembly(_PROBE_IR, name, features)
     fma = "vfmadd" in asm
     return {"avx512f": "zmm" in asm, "avx2": fma and "ymm" in asm, "avx": "ymm" in asm or "zmm" in asm,
             "fma": fma}
@@ -139,19 +146,14 @@ def has_avx2(name: str | None = None, features: str | None = None) -> bool:
     """Whether the CPU Numba compiles for (or ``name`` + ``features``) has AVX2's 256-bit integer and
     permute instructions: LLVM adds eight 32-bit integers in one ``ymm`` register only with AVX2 (the
     ``avx2`` path also serves AVX + FMA CPUs without it, e.g. AMD Piledriver)."""
-    if platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686", "x86"):
+    if platform.machine().lower() not in _X86_MACHINES:
         return False
     if name is None:
         name, features = target_cpu()
     flags = _parse_features(features or "")
     if "avx2" in flags:
         return flags["avx2"]
-    llvm.initialize_native_target()
-    llvm.initialize_native_asmprinter()
-    machine = llvm.Target.from_default_triple().create_target_machine(cpu=name, features=features or "", opt=0)
-    module = llvm.parse_assembly(_PROBE_AVX2_IR)
-    module.triple = machine.triple
-    return re.search(r"vpaddd\s+%ymm", machine.emit_assembly(module)) is not None
+    return re.search(r"vpaddd\s+%ymm", _assembly(_PROBE_AVX2_IR, name, features or "")) is not None
 
 
 def x86_path(name: str, features: str) -> IsaPath:
@@ -172,7 +174,7 @@ def detect() -> IsaPath:
     machine = platform.machine().lower()
     if machine in ("aarch64", "arm64"):
         return PATHS["neon"]
-    if machine not in ("x86_64", "amd64", "i386", "i686", "x86"):
+    if machine not in _X86_MACHINES:
         return PATHS["sse"]  # 128-bit vectors, no FMA assumed: correct everywhere LLVM runs
     try:
         return x86_path(*target_cpu())
