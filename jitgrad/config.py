@@ -25,6 +25,50 @@ import numpy as np
 # user wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+#: glibc's malloc serves a block above its mmap threshold (128 KiB at start,
+#: raised to the size of the largest such block freed, at most 32 MiB) with a
+#: fresh ``mmap`` and unmaps it on ``free``, and it returns the heap's free top
+#: to the kernel beyond twice that threshold. A training step allocates and
+#: frees activations of megabytes every step, so each step touched fresh
+#: pages: 8,000 page faults a Keras-convnet step at batch 128 (2,000 for
+#: LeNet-5), ~4 us each on a VM, 55 ms a step against 20 ms without them, and
+#: the same in PyTorch (9,600 faults, 50 against 36 ms). At import jitgrad
+#: therefore fixes the threshold at glibc's maximum and trims the top only
+#: beyond ``MALLOC_TRIM_THRESHOLD``: blocks up to 32 MiB are reused from the
+#: heap, larger ones still come and go by ``mmap``, and a process keeps up to
+#: 1 GiB of freed top of heap (PyTorch's CUDA caching allocator keeps all of
+#: it). ``JITGRAD_MALLOC_TUNING=0``, or any of glibc's own ``MALLOC_*_``
+#: variables or ``glibc.malloc`` tunables set in the environment, leaves
+#: malloc as it is. See docs/performance.md (Page faults).
+MALLOC_MMAP_THRESHOLD = 32 << 20
+MALLOC_TRIM_THRESHOLD = 1 << 30
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt's parameters (<malloc.h>)
+_GLIBC_MALLOC_ENV = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_MAX_", "MALLOC_TOP_PAD_")
+
+
+def _tune_malloc() -> bool:
+    """Set glibc's mmap and trim thresholds (see above); whether they were set."""
+    if os.environ.get("JITGRAD_MALLOC_TUNING", "1") == "0":
+        return False
+    if any(name in os.environ for name in _GLIBC_MALLOC_ENV) or "glibc.malloc" in os.environ.get("GLIBC_TUNABLES", ""):
+        return False
+    try:
+        if not os.confstr("CS_GNU_LIBC_VERSION").startswith("glibc"):
+            return False
+    except (AttributeError, ValueError, OSError):  # not glibc (macOS, Windows, musl)
+        return False
+    import ctypes
+
+    mallopt = ctypes.CDLL(None).mallopt
+    mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
+    mallopt.restype = ctypes.c_int
+    return bool(mallopt(_M_MMAP_THRESHOLD, MALLOC_MMAP_THRESHOLD)) and bool(
+        mallopt(_M_TRIM_THRESHOLD, MALLOC_TRIM_THRESHOLD))
+
+
+#: Whether this process's malloc thresholds were set at import (see above).
+malloc_tuned: bool = _tune_malloc()
+
 #: LLVM fast-math flags for every ``@njit`` kernel. ``nnan`` and ``ninf`` are
 #: deliberately absent: softmax and log-sum-exp must see ``-inf`` logits.
 FASTMATH: frozenset[str] = frozenset({"nsz", "arcp", "contract", "afn", "reassoc"})
