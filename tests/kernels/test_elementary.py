@@ -195,6 +195,58 @@ def test_gelu_kernels_within_bound(sample):
         assert np.isnan(out[np.isnan(sample)]).all()
 
 
+def test_gelu_tanh_kernels_keep_the_exp_forms_accuracy(sample):
+    """GELU's tanh form, float32 kernels serial and parallel: on AVX-512 and AVX2 the tanh comes from
+    tables (``ef.vgelu_tanh``), elsewhere from ``ef.tanh``; either way within the error the formula
+    allows. ``x/2 (1 + t)`` cancels for negative ``x`` (``t`` near -1), so the bound is absolute in
+    ``|x|``: 2^-22 |x| (measured 1.90 2^-24 |x| with tables, 1.70 with ``ef.tanh``), and 2.5 ulp
+    for positive ``x`` (1.90 and 1.70). Sizes that end in a partial vector and a partial block. The
+    backward to 2e-6 (|g| <= 2) up to |x| = 1e12: beyond, the exp-form loop's ``x^3`` (reassociated)
+    overflows into 0 * inf (NaN from 1.47e13), while the tables' IR gives 1 or 0, as the reference
+    does, until ``x^2`` overflows (1.8e19; NaN there in the reference too)."""
+    import importlib
+
+    from jitgrad.kernels._constants import GELU_KAPPA, SQRT_2_OVER_PI
+
+    act = importlib.import_module("jitgrad.kernels.cpu.activations")
+    xs = sample[~(np.abs(sample) >= 1e12)]  # NaN kept
+    with np.errstate(all="ignore"):
+        x = xs.astype(np.float64)
+        t = np.tanh(SQRT_2_OVER_PI * (x + GELU_KAPPA * x ** 3))
+        exact = 0.5 * x * (1 + t)
+    grad = np.linspace(-2, 2, xs.size).astype(np.float32)
+    want = grad * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * SQRT_2_OVER_PI * (1 + 3 * GELU_KAPPA * x * x))
+    if act._GELU_TANH_F32 is not None:
+        forwards = (act._GELU_TANH_F32.parallel, act._GELU_TANH_F32.serial)
+        backwards = (act._GELU_TANH_BACKWARD_F32.parallel, act._GELU_TANH_BACKWARD_F32.serial)
+    else:  # no tables on this path: the exp-form loops
+        forwards = [lambda x, out, k=k: k(x, True, out) for k in (act._GELU.parallel, act._GELU.serial)]
+        backwards = [lambda g, x, out, k=k: k(g, x, True, out)
+                     for k in (act._GELU_BACKWARD.parallel, act._GELU_BACKWARD.serial)]
+    finite = np.isfinite(x)
+    for kernel in forwards:
+        for n in (xs.size, xs.size - 1037):  # 1037 = 64 vectors of 16 + 13
+            out = np.empty_like(xs[:n])
+            kernel(xs[:n], out)
+            err = np.abs(out.astype(np.float64) - exact[:n])
+            fin = finite[:n]
+            assert (err[fin] <= 2.0 ** -22 * np.abs(x[:n][fin]) + 1e-45).all(), xs[:n][fin][np.argmax(err[fin])]
+            positive = fin & (x[:n] > 0)
+            assert ulp_error(out[positive], exact[:n][positive]).max() <= 2.5
+            assert np.isnan(out[np.isnan(xs[:n])]).all()
+    for kernel in backwards:
+        out = np.empty_like(xs)
+        kernel(grad, xs, out)
+        np.testing.assert_allclose(out[finite], want[finite], rtol=2e-6, atol=2e-6)
+        assert np.isnan(out[np.isnan(xs)]).all()
+    if act._GELU_TANH_F32 is not None:
+        huge = np.array([1e12, 1.5e13, 1e19, -1e12, -1.5e13, -1e19, np.inf, -np.inf], np.float32)
+        for kernel in backwards:
+            out = np.empty_like(huge)
+            kernel(np.ones_like(huge), huge, out)
+            np.testing.assert_array_equal(out, [1, 1, 1, 0, 0, 0, np.nan, np.nan])
+
+
 @pytest.mark.parametrize("name,x,expected", [
     ("exp", np.inf, np.inf), ("exp", -np.inf, 0.0), ("exp", 89.0, np.inf), ("exp", -104.0, 0.0),
     ("exp", -100.0, math.exp(-100.0)),  # subnormal result

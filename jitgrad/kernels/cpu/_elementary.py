@@ -122,8 +122,10 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic, overload
 
+from jitgrad.kernels._constants import GELU_KAPPA as _GELU_KAPPA
 from jitgrad.kernels._constants import INV_SQRT_2 as _INV_SQRT_2
 from jitgrad.kernels._constants import INV_SQRT_2PI as _INV_SQRT_2PI
+from jitgrad.kernels._constants import SQRT_2_OVER_PI as _SQRT_2_OVER_PI
 
 from . import _ndtr_table, _tanh_table, _tanh_table_avx2
 from ._gemm_simd import SimdVector, _intrinsic_fn, _mark_vector_width
@@ -712,6 +714,41 @@ vtanh = _table_intrinsic("vtanh", _vtanh_ir, """``tanh`` of the float32 lanes of
     """, _tanh_vector)
 vtanh_grad = _table_grad_intrinsic("vtanh_grad", _vtanh_grad_ir, """``g * (1 - tanh(v)^2)`` lane by lane, ``tanh`` as
 :func:`vtanh`'s (tanh's backward).""", _tanh_vector)
+
+
+def _vgelu_tanh_ir(builder, x, g=None):
+    """The IR of :func:`vgelu_tanh` on the float32 vector ``x`` (``TANH_LANES``); with ``g``, of
+    :func:`vgelu_tanh_grad`. The scalar kernels' formulas (``activations._gelu_at``,
+    ``_gelu_tanh_grad``), with :func:`vtanh`'s IR for the ``tanh``."""
+    fv = x.type
+
+    def const(value):
+        return ir.Constant(fv, [float(np.float32(value))] * fv.count)
+
+    fma = _intrinsic_fn(builder, f"llvm.fma.v{fv.count}f32", fv, [fv, fv, fv])
+    x2 = builder.fmul(x, x)
+    inner = builder.fmul(builder.fmul(const(_SQRT_2_OVER_PI), x),
+                         builder.call(fma, [const(_GELU_KAPPA), x2, const(1.0)]))  # c (x + kappa x^3)
+    t = _vtanh_ir(builder, inner)
+    half_x = builder.fmul(const(0.5), x)
+    if g is None:
+        return builder.fmul(half_x, builder.fadd(const(1.0), t))
+    sech2 = builder.call(fma, [builder.fsub(const(-0.0), t), t, const(1.0)])
+    # In this order the second term is 0 wherever sech2 is (from |x| = 10) until x^2 overflows (1.8e19:
+    # 0 * inf, NaN, as in the reference's float32 arithmetic).
+    d_inner = builder.fmul(const(_SQRT_2_OVER_PI), builder.call(fma, [const(3 * _GELU_KAPPA), x2, const(1.0)]))
+    half_one_plus_t = builder.call(fma, [const(0.5), t, const(0.5)])
+    return builder.fmul(g, builder.call(fma, [builder.fmul(half_x, sech2), d_inner, half_one_plus_t]))
+
+
+def _vgelu_tanh_grad_ir(builder, g, x):
+    return _vgelu_tanh_ir(builder, x, g)
+
+
+vgelu_tanh = _table_intrinsic("vgelu_tanh", _vgelu_tanh_ir, """GELU's tanh form, ``x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))``, of the float32 lanes of
+    ``v`` (``TANH_LANES``), the ``tanh`` :func:`vtanh`'s.""", _tanh_vector)
+vgelu_tanh_grad = _table_grad_intrinsic("vgelu_tanh_grad", _vgelu_tanh_grad_ir, """``g`` times the derivative of
+    :func:`vgelu_tanh` lane by lane (its backward).""", _tanh_vector)
 
 
 # ----------------------------------------------------------------------------- GELU by tables (AVX-512)

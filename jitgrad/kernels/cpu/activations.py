@@ -233,54 +233,61 @@ def _tanh_backward_kernel_serial(grad_out, x, out):
 # float32 on AVX-512 and AVX2: tanh by tables, a vector of ``ef.TANH_LANES`` at a time (``ef.vtanh``,
 # faster than the loops above, which LLVM vectorises around ``ef.tanh``'s exp and division: ~35 % on
 # AVX-512, ~32 % on AVX2). The parallel kernels hand out blocks of ``_TANH_BLOCK`` elements (whole vectors).
+# GELU's tanh form takes the same spans (``_gelu_tanh_tables_kernel`` below).
 
 _TANH_BLOCK = 4096
 _TL = max(ef.TANH_LANES, 1)  # (1 where the table kernels are never compiled)
 
 
 @njit(cache=True, error_model="numpy", fastmath=_FASTMATH, inline="always")
-def _tanh_tables_span(x, out, lo, hi):
+def _tables_span(x, out, lo, hi, gelu):
+    """``out[lo:hi]``: tanh of ``x``, or with ``gelu`` (a constant of the caller) GELU's tanh form."""
     i = lo
     while i + _TL <= hi:
-        vstore(out, i, ef.vtanh(vload(x, i)))
+        v = vload(x, i)
+        vstore(out, i, ef.vgelu_tanh(v) if gelu else ef.vtanh(v))
         i += _TL
     if i < hi:
-        vstore_masked(out, i, ef.vtanh(vload_masked(x, i, hi - i)), hi - i)
+        v = vload_masked(x, i, hi - i)
+        vstore_masked(out, i, ef.vgelu_tanh(v) if gelu else ef.vtanh(v), hi - i)
 
 
 @njit(cache=True, error_model="numpy", fastmath=_FASTMATH, inline="always")
-def _tanh_tables_backward_span(grad_out, x, out, lo, hi):
+def _tables_backward_span(grad_out, x, out, lo, hi, gelu):
+    """``out[lo:hi]``: ``grad_out`` times tanh's derivative at ``x`` (``gelu``: GELU-tanh's)."""
     i = lo
     while i + _TL <= hi:
-        vstore(out, i, ef.vtanh_grad(vload(grad_out, i), vload(x, i)))
+        g, v = vload(grad_out, i), vload(x, i)
+        vstore(out, i, ef.vgelu_tanh_grad(g, v) if gelu else ef.vtanh_grad(g, v))
         i += _TL
     if i < hi:
         n = hi - i
-        vstore_masked(out, i, ef.vtanh_grad(vload_masked(grad_out, i, n), vload_masked(x, i, n)), n)
+        g, v = vload_masked(grad_out, i, n), vload_masked(x, i, n)
+        vstore_masked(out, i, ef.vgelu_tanh_grad(g, v) if gelu else ef.vtanh_grad(g, v), n)
 
 
 @njit(cache=True, error_model="numpy", fastmath=_FASTMATH, parallel=PRANGE_ONLY)
 def _tanh_tables_kernel(x, out):
     n = x.size
     for blk in prange((n + _TANH_BLOCK - 1) // _TANH_BLOCK):
-        _tanh_tables_span(x, out, blk * _TANH_BLOCK, min(n, (blk + 1) * _TANH_BLOCK))
+        _tables_span(x, out, blk * _TANH_BLOCK, min(n, (blk + 1) * _TANH_BLOCK), False)
 
 
 @njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
 def _tanh_tables_kernel_serial(x, out):
-    _tanh_tables_span(x, out, 0, x.size)
+    _tables_span(x, out, 0, x.size, False)
 
 
 @njit(cache=True, error_model="numpy", fastmath=_FASTMATH, parallel=PRANGE_ONLY)
 def _tanh_tables_backward_kernel(grad_out, x, out):
     n = x.size
     for blk in prange((n + _TANH_BLOCK - 1) // _TANH_BLOCK):
-        _tanh_tables_backward_span(grad_out, x, out, blk * _TANH_BLOCK, min(n, (blk + 1) * _TANH_BLOCK))
+        _tables_backward_span(grad_out, x, out, blk * _TANH_BLOCK, min(n, (blk + 1) * _TANH_BLOCK), False)
 
 
 @njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
 def _tanh_tables_backward_kernel_serial(grad_out, x, out):
-    _tanh_tables_backward_span(grad_out, x, out, 0, x.size)
+    _tables_backward_span(grad_out, x, out, 0, x.size, False)
 
 
 _SIGMOID = Twins(_sigmoid_kernel, _sigmoid_kernel_serial, _PARALLEL_MIN_SIZE)
@@ -454,6 +461,33 @@ def _gelu_backward_kernel_serial(grad_out, x, tanh_approx, out):
             out[i] = grad_out[i] * _gelu_erf_grad(x[i])
 
 
+# float32 on AVX-512 and AVX2, the tanh form: the tanh by tables (``ef.vgelu_tanh``, ``_tables_span``).
+# One thread, 128 x 1000: forward 77 -> 41 us, backward 85 -> 46 us (AVX-512, Zen 4; see the docs).
+
+@njit(cache=True, error_model="numpy", fastmath=_FASTMATH, parallel=PRANGE_ONLY)
+def _gelu_tanh_tables_kernel(x, out):
+    n = x.size
+    for blk in prange((n + _TANH_BLOCK - 1) // _TANH_BLOCK):
+        _tables_span(x, out, blk * _TANH_BLOCK, min(n, (blk + 1) * _TANH_BLOCK), True)
+
+
+@njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
+def _gelu_tanh_tables_kernel_serial(x, out):
+    _tables_span(x, out, 0, x.size, True)
+
+
+@njit(cache=True, error_model="numpy", fastmath=_FASTMATH, parallel=PRANGE_ONLY)
+def _gelu_tanh_tables_backward_kernel(grad_out, x, out):
+    n = x.size
+    for blk in prange((n + _TANH_BLOCK - 1) // _TANH_BLOCK):
+        _tables_backward_span(grad_out, x, out, blk * _TANH_BLOCK, min(n, (blk + 1) * _TANH_BLOCK), True)
+
+
+@njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
+def _gelu_tanh_tables_backward_kernel_serial(grad_out, x, out):
+    _tables_backward_span(grad_out, x, out, 0, x.size, True)
+
+
 _GELU = Twins(_gelu_kernel, _gelu_kernel_serial, _PARALLEL_MIN_SIZE)
 #: float32's erf-form kernels on AVX-512 (by tables), else ``None``: the ones above.
 _GELU_F32 = Twins(_gelu_tables_kernel, _gelu_tables_kernel_serial, _PARALLEL_MIN_SIZE) if ef.HAS_VGELU else None
@@ -462,17 +496,28 @@ _GELU_BACKWARD_F32 = (Twins(_gelu_tables_backward_kernel, _gelu_tables_backward_
                       if ef.HAS_VGELU else None)
 
 
+#: float32's tanh-form kernels on AVX-512 and AVX2 (by tables), else ``None``.
+_GELU_TANH_F32 = (Twins(_gelu_tanh_tables_kernel, _gelu_tanh_tables_kernel_serial, _PARALLEL_MIN_SIZE)
+                  if ef.HAS_VTANH else None)
+_GELU_TANH_BACKWARD_F32 = (Twins(_gelu_tanh_tables_backward_kernel, _gelu_tanh_tables_backward_kernel_serial,
+                                 _PARALLEL_MIN_SIZE) if ef.HAS_VTANH else None)
+
+
 def gelu(x: np.ndarray, approximate: str = "none") -> np.ndarray:
     tanh_approx = _check_approximate(approximate)
-    if _GELU_F32 is not None and not tanh_approx and getattr(x, "dtype", None) is _F32:
-        return _forward(_GELU_F32, x)
+    if getattr(x, "dtype", None) is _F32:
+        tables = _GELU_TANH_F32 if tanh_approx else _GELU_F32
+        if tables is not None:
+            return _forward(tables, x)
     return _forward(_GELU, x, tanh_approx)
 
 
 def gelu_backward(grad_out: np.ndarray, x: np.ndarray, approximate: str = "none") -> np.ndarray:
     tanh_approx = _check_approximate(approximate)
-    if _GELU_BACKWARD_F32 is not None and not tanh_approx and getattr(x, "dtype", None) is _F32:
-        return _backward(_GELU_BACKWARD_F32, grad_out, x)
+    if getattr(x, "dtype", None) is _F32:
+        tables = _GELU_TANH_BACKWARD_F32 if tanh_approx else _GELU_BACKWARD_F32
+        if tables is not None:
+            return _backward(tables, grad_out, x)
     return _backward(_GELU_BACKWARD, grad_out, x, tanh_approx)
 
 
