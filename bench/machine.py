@@ -75,6 +75,8 @@ def machine_info(threads: int, torch: Any | None) -> dict[str, Any]:
         "numba_threading_layer": _threading_layer(),
         "numba_cache_dir": _cache_dir(),
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+        # glibc's malloc thresholds set at import (jitgrad.config; the process's PyTorch gets them too).
+        "malloc_tuned": _malloc_tuned(),
         "openblas_thread_timeout": os.environ.get("OPENBLAS_THREAD_TIMEOUT"),
         # Set by bench/report.py (not by the user): then the GEMM table's child runs without it.
         "openblas_thread_timeout_by_report": bool(os.environ.get("JITGRAD_REPORT_SET_BLAS_TIMEOUT")),
@@ -87,6 +89,16 @@ def _threading_layer() -> str | None:
     try:
         return numba.threading_layer()
     except ValueError:  # no parallel kernel has run yet
+        return None
+
+
+def _malloc_tuned() -> bool | None:
+    """Whether ``import jitgrad`` set glibc's malloc thresholds (``jitgrad.config.malloc_tuned``)."""
+    try:
+        import jitgrad
+
+        return bool(jitgrad.config.malloc_tuned)
+    except Exception:  # noqa: BLE001 - the report still runs without jitgrad importable
         return None
 
 

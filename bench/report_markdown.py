@@ -118,6 +118,7 @@ def header_lines(run: dict[str, Any]) -> list[str]:
         ["CPU compiled for", (f"forced: `{forced}`" if forced else "native (the host CPU)") + _limits(m)],
         ["threads", f"{m.get('threads')} for jitgrad, PyTorch and the BLAS; "
                     f"`OMP_WAIT_POLICY={m.get('omp_wait_policy')}`" + _blas_timeout(m)],
+        ["memory", _malloc(m)],
         ["software", ", ".join(software) + f", jitgrad {m.get('jitgrad')}"],
         ["date, commit", f"{run.get('date')}, `{run.get('commit')}`"],
         ["run", f"{run.get('wall_s', 0):.0f} s{_per_section(run['results'].get('section_s'))}; load average "
@@ -137,6 +138,17 @@ def _limits(m: dict[str, Any]) -> str:
         return ""
     return ("; NumPy, OpenBLAS and PyTorch held to the same path: "
             + ", ".join(f"`{k}={v}`" for k, v in limits.items()))
+
+
+def _malloc(m: dict[str, Any]) -> str:
+    """glibc's malloc thresholds in the run's process (both frameworks share them)."""
+    tuned = m.get("malloc_tuned")
+    if tuned is None:
+        return "not recorded"
+    if tuned:
+        return ("glibc malloc thresholds set by `import jitgrad` (mmap 32 MiB, trim 1 GiB: freed blocks reused, "
+                "not page-faulted in again), for PyTorch in the same process too")
+    return "glibc's malloc thresholds as they were (`JITGRAD_MALLOC_TUNING=0`, a `MALLOC_*_` setting, or not glibc)"
 
 
 def _blas_timeout(m: dict[str, Any]) -> str:

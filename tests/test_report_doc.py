@@ -100,6 +100,18 @@ old text kept verbatim
 """
 
 
+def test_header_says_whose_malloc_thresholds_the_run_had():
+    def memory_row(**machine_update):
+        run = _run()
+        run["machine"].update(machine_update)
+        return next(line for line in md.header_lines(run) if line.startswith("| memory |"))
+
+    assert "set by `import jitgrad`" in memory_row(malloc_tuned=True)
+    assert "as they were" in memory_row(malloc_tuned=False)
+    assert "not recorded" in memory_row()  # runs recorded before the field existed
+    assert machine.machine_info(1, None)["malloc_tuned"] is __import__("jitgrad").config.malloc_tuned
+
+
 def test_replace_block_rewrites_only_its_own_path():
     old2 = f"{md.begin_marker('avx2')}\nold avx2 numbers\n{md.end_marker('avx2')}"
     old5 = f"{md.begin_marker('avx512')}\nnot measured yet\n{md.end_marker('avx512')}"
