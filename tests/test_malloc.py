@@ -61,7 +61,7 @@ def test_a_users_own_glibc_malloc_settings_win() -> None:
     assert _probe(GLIBC_TUNABLES="glibc.malloc.mmap_threshold=65536")["tuned"] is False
 
 
-def test_off_glibc_or_switched_off_malloc_is_left_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_off_glibc_switched_off_or_without_mallopt_malloc_is_left_alone(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in (*config._GLIBC_MALLOC_ENV, "GLIBC_TUNABLES"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("JITGRAD_MALLOC_TUNING", "0")
@@ -72,4 +72,19 @@ def test_off_glibc_or_switched_off_malloc_is_left_alone(monkeypatch: pytest.Monk
         raise ValueError(f"unrecognized configuration name {name!r}")
 
     monkeypatch.setattr(os, "confstr", no_glibc)  # macOS, Windows, musl
+    assert config._tune_malloc() is False
+    monkeypatch.undo()
+    monkeypatch.setenv("JITGRAD_MALLOC_TUNING", "1")
+    for name in (*config._GLIBC_MALLOC_ENV, "GLIBC_TUNABLES"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(os, "confstr", lambda name: "glibc 2.36")
+
+    class NoMallopt:  # glibc's name, but no mallopt to be found
+        def __init__(self, name):
+            pass
+
+        def __getattr__(self, name):
+            raise AttributeError(name)
+
+    monkeypatch.setattr("ctypes.CDLL", NoMallopt)
     assert config._tune_malloc() is False
