@@ -61,7 +61,7 @@ def test_a_users_own_glibc_malloc_settings_win() -> None:
     assert _probe(GLIBC_TUNABLES="glibc.malloc.mmap_threshold=65536")["tuned"] is False
 
 
-def test_off_glibc_switched_off_or_without_mallopt_malloc_is_left_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_off_glibc_or_switched_off_malloc_is_left_alone(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in (*config._GLIBC_MALLOC_ENV, "GLIBC_TUNABLES"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("JITGRAD_MALLOC_TUNING", "0")
@@ -73,9 +73,10 @@ def test_off_glibc_switched_off_or_without_mallopt_malloc_is_left_alone(monkeypa
 
     monkeypatch.setattr(os, "confstr", no_glibc)  # macOS, Windows, musl
     assert config._tune_malloc() is False
-    monkeypatch.undo()
-    monkeypatch.setenv("JITGRAD_MALLOC_TUNING", "1")
-    for name in (*config._GLIBC_MALLOC_ENV, "GLIBC_TUNABLES"):
+
+
+def test_without_mallopt_in_reach_malloc_is_left_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in (*config._GLIBC_MALLOC_ENV, "GLIBC_TUNABLES", "JITGRAD_MALLOC_TUNING"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(os, "confstr", lambda name: "glibc 2.36")
 

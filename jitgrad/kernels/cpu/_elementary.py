@@ -638,6 +638,17 @@ def _fabs(builder, x):
     return builder.call(_intrinsic_fn(builder, f"llvm.fabs.v{fv.count}f32", fv, [fv]), [x])
 
 
+def _splat(fv, value):
+    """The float32 vector constant of type ``fv`` with every lane ``value`` (rounded to float32)."""
+    return ir.Constant(fv, [float(np.float32(value))] * fv.count)
+
+
+def _vfma(builder, a, b, c):
+    """``a * b + c`` lane by lane, rounded once (``llvm.fma`` on the float32 vectors)."""
+    fv = a.type
+    return builder.call(_intrinsic_fn(builder, f"llvm.fma.v{fv.count}f32", fv, [fv, fv, fv]), [a, b, c])
+
+
 def _lookup(builder, idx, values):
     """Lane ``k`` of the result is ``values[idx[k]]``, a table of 16 (zmm) or 8 (ymm) entries in one
     register: one ``vpermps``, which leaves it intact (``vpermi2ps``, two registers, overwrites one)."""
@@ -657,16 +668,13 @@ def _vtanh_ir(builder, x):
     def ints(value):
         return ir.Constant(iv, [value] * lanes)
 
-    def floats(value):
-        return ir.Constant(fv, [value] * lanes)
-
     ax = _fabs(builder, x)
     # Clamped inside the last interval (constant 1): inf gives 1, not inf * 0. A NaN fails the
     # comparison and stays: t and the result are NaN whatever interval its bits pick.
-    top = floats(tables.top)
+    top = _splat(fv, tables.top)
     ax = builder.select(builder.fcmp_ordered(">", ax, top), top, ax)
     # The index from |x| raised to the first interval's start (below it, interval 0): no integer clamps.
-    first = floats(float(np.array([tables.first_bits], np.uint32).view(np.float32)[0]))
+    first = _splat(fv, np.array([tables.first_bits], np.uint32).view(np.float32)[0])
     ai = builder.select(builder.fcmp_ordered("<", ax, first), first, ax)
     idx = builder.sub(builder.lshr(builder.bitcast(ai, iv), ints(tables.shift)),
                       ints(tables.first_bits >> tables.shift))
@@ -679,23 +687,19 @@ def _vtanh_ir(builder, x):
 def _table_horner(builder, idx, t, module, prefix):
     """``sum_d P<d>[idx] t^d`` by Horner's rule, ``P`` = ``prefix``: the polynomial whose coefficient
     tables ``<prefix>0 .. <prefix>n`` a table module holds, each fetched with one :func:`_lookup`."""
-    fv = t.type
-    fma = _intrinsic_fn(builder, f"llvm.fma.v{fv.count}f32", fv, [fv, fv, fv])
     degree = max(int(name[len(prefix):]) for name in vars(module)
                  if name.startswith(prefix) and name[len(prefix):].isdigit())
     p = _lookup(builder, idx, getattr(module, f"{prefix}{degree}"))
     for d in range(degree - 1, -1, -1):
-        p = builder.call(fma, [p, t, _lookup(builder, idx, getattr(module, f"{prefix}{d}"))])
+        p = _vfma(builder, p, t, _lookup(builder, idx, getattr(module, f"{prefix}{d}")))
     return p
 
 
 def _vtanh_grad_ir(builder, g, x):
     """``g (1 - t^2)`` with ``t`` :func:`vtanh`'s IR of ``x``."""
     t = _vtanh_ir(builder, x)
-    fv = t.type
-    fma = _intrinsic_fn(builder, f"llvm.fma.v{fv.count}f32", fv, [fv, fv, fv])
-    neg_t = builder.fsub(ir.Constant(fv, [-0.0] * fv.count), t)
-    return builder.fmul(g, builder.call(fma, [neg_t, t, ir.Constant(fv, [1.0] * fv.count)]))
+    neg_t = builder.fsub(_splat(t.type, -0.0), t)
+    return builder.fmul(g, _vfma(builder, neg_t, t, _splat(t.type, 1.0)))
 
 
 vtanh = _table_intrinsic("vtanh", _vtanh_ir, """``tanh`` of the float32 lanes of ``v`` from the tables of ``_tanh_table`` (16 lanes, AVX-512) or
@@ -723,22 +727,21 @@ def _vgelu_tanh_ir(builder, x, g=None):
     fv = x.type
 
     def const(value):
-        return ir.Constant(fv, [float(np.float32(value))] * fv.count)
+        return _splat(fv, value)
 
-    fma = _intrinsic_fn(builder, f"llvm.fma.v{fv.count}f32", fv, [fv, fv, fv])
     x2 = builder.fmul(x, x)
     inner = builder.fmul(builder.fmul(const(_SQRT_2_OVER_PI), x),
-                         builder.call(fma, [const(_GELU_KAPPA), x2, const(1.0)]))  # c (x + kappa x^3)
+                         _vfma(builder, const(_GELU_KAPPA), x2, const(1.0)))  # c (x + kappa x^3)
     t = _vtanh_ir(builder, inner)
     half_x = builder.fmul(const(0.5), x)
     if g is None:
         return builder.fmul(half_x, builder.fadd(const(1.0), t))
-    sech2 = builder.call(fma, [builder.fsub(const(-0.0), t), t, const(1.0)])
+    sech2 = _vfma(builder, builder.fsub(const(-0.0), t), t, const(1.0))
     # In this order the second term is 0 wherever sech2 is (from |x| = 10) until x^2 overflows (1.8e19:
     # 0 * inf, NaN, as in the reference's float32 arithmetic).
-    d_inner = builder.fmul(const(_SQRT_2_OVER_PI), builder.call(fma, [const(3 * _GELU_KAPPA), x2, const(1.0)]))
-    half_one_plus_t = builder.call(fma, [const(0.5), t, const(0.5)])
-    return builder.fmul(g, builder.call(fma, [builder.fmul(half_x, sech2), d_inner, half_one_plus_t]))
+    d_inner = builder.fmul(const(_SQRT_2_OVER_PI), _vfma(builder, const(3 * _GELU_KAPPA), x2, const(1.0)))
+    half_one_plus_t = _vfma(builder, const(0.5), t, const(0.5))
+    return builder.fmul(g, _vfma(builder, builder.fmul(half_x, sech2), d_inner, half_one_plus_t))
 
 
 def _vgelu_tanh_grad_ir(builder, g, x):
@@ -763,7 +766,7 @@ def _vgelu_ir(builder, x, g=None):
     iv = ir.VectorType(ir.IntType(32), 16)
 
     def const(value):
-        return ir.Constant(fv, [value] * 16)
+        return _splat(fv, value)
 
     intervals = len(_ndtr_table.C0)
     width = GELU_TABLE_TOP / intervals  # 1/4
@@ -772,14 +775,13 @@ def _vgelu_ir(builder, x, g=None):
     fi = builder.call(_intrinsic_fn(builder, "llvm.floor.v16f32", fv, [fv]), [builder.fmul(ax, const(1 / width))])
     fi = builder.select(builder.fcmp_ordered(">", fi, top), top, fi)  # |x| from 4: any interval will do
     idx = builder.fptosi(fi, iv)
-    fma = _intrinsic_fn(builder, "llvm.fma.v16f32", fv, [fv, fv, fv])
-    t = builder.fsub(builder.call(fma, [fi, const(-width), ax]), const(width / 2))  # |x| - i/4 exact
+    t = builder.fsub(_vfma(builder, fi, const(-width), ax), const(width / 2))  # |x| - i/4 exact
     tail = _table_horner(builder, idx, t, _ndtr_table, "C")  # Phi(-|x|)
     cdf = builder.select(builder.fcmp_ordered("<", x, const(0.0)), tail, builder.fsub(const(1.0), tail))
     if g is None:
         return builder.fmul(x, cdf)
     pdf = _table_horner(builder, idx, t, _ndtr_table, "D")  # phi(x)
-    return builder.fmul(g, builder.call(fma, [x, pdf, cdf]))  # g (Phi + x phi)
+    return builder.fmul(g, _vfma(builder, x, pdf, cdf))  # g (Phi + x phi)
 
 
 def _vgelu_grad_ir(builder, g, x):
