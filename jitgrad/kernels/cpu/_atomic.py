@@ -96,6 +96,37 @@ def spin_pause(typingctx):
     return types.none(), codegen
 
 
+@intrinsic
+def store_seq(typingctx, arr, index, value):
+    """``arr[index] = value`` as one sequentially consistent atomic store (int64)."""
+    if not (_is_counter(arr, index) and isinstance(value, types.Integer)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        ptr = _element_pointer(context, builder, sig.args[0], args[0], args[1])
+        val = context.cast(builder, args[2], sig.args[2], types.int64)
+        builder.store_atomic(val, ptr, "seq_cst", 8)
+        return context.get_dummy_value()
+
+    return types.none(arr, index, value), codegen
+
+
+@intrinsic
+def compare_swap(typingctx, arr, index, expected, value):
+    """``arr[index] = value`` if it holds ``expected``, as one atomic step; True when it did (int64)."""
+    if not (_is_counter(arr, index) and isinstance(expected, types.Integer) and isinstance(value, types.Integer)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        ptr = _element_pointer(context, builder, sig.args[0], args[0], args[1])
+        old = context.cast(builder, args[2], sig.args[2], types.int64)
+        new = context.cast(builder, args[3], sig.args[3], types.int64)
+        pair = builder.cmpxchg(ptr, old, new, "seq_cst", "seq_cst")
+        return builder.extract_value(pair, 1)
+
+    return types.boolean(arr, index, expected, value), codegen
+
+
 #: Pauses the calling thread spends at most waiting for running tasks (a ``pause`` is 40-150 cycles;
 #: 8192 took 200-230 us on the Zen 4 VM), then it sleeps at the barrier as before.
 MAX_SPINS = 8192

@@ -255,27 +255,22 @@ def gemm_serial(a, b, trans_a, trans_b, c, bias, epi):
     gemm_cols(af, a_pstride, a_rs, a_cs, b, bp, b_direct, k, m, n, zero, npa, zero, npb, c.reshape(m * n), bias, epi)
 
 
-@tiered
-@njit(parallel=PRANGE_ONLY, **_jit)
-def gemm_parallel(a, b, trans_a, trans_b, c, nthreads, bias, epi):
-    """``c = op(a) @ op(b)``: blocks of C computed under ``prange``, each task packing the panels it
-    reads, or an operand packed first (on this thread, or in a ``prange`` pass of its own).
+@njit(inline="always", **_jit)  # inlined: no compile of its own
+def prepare_tasks(a, b, trans_a, trans_b, c, nthreads, ti, tj):
+    """The packed buffers of a product split into ``ti x tj`` tasks, and who packs what.
 
-    ``bias``, ``epi``: the store's epilogue (see ``gemm_cols``).
-
-    ``nthreads`` (``numba.get_num_threads()``, passed in: reading it here
-    would make the function uncacheable) sizes the blocks.
+    Returns ``(af, bp, a_pstride, a_rs, a_cs, task_a, task_b, share_a, share_b, small_share)``.
+    Each operand is packed by the tasks that read it (a column of tasks shares no B panel, a row
+    no A panel: each row of tasks packs its A panels into a row of ``af`` of its own, each column
+    its B panels into one of ``bp``; ``task_a``, ``task_b``) while that copies little more
+    (ONE_REGION_COPIES), else once, before the tasks (``share_a``, ``share_b``): already done here
+    when small (SERIAL_PACK, ``small_share``), else left to the caller (:func:`pack_share`). Two
+    operands over the budget together: the one copied more often goes first.
     """
     m, n, k, nr, npa, npb, b_direct = driver_sizes(a, trans_a, trans_b, c)
     in_place = a_in_place(trans_a, m, k, n, c.itemsize)
-    ti, tj = partition(npa, npb, nthreads, b_direct and not in_place)
     a_size = 0 if in_place else npa * k * MR
     b_size = 0 if b_direct else npb * k * nr
-    # Each operand is packed by the tasks that read it (a column of tasks shares no B panel, a row
-    # no A panel: each row of tasks packs its A panels into a row of ``af`` of its own, each column
-    # its B panels into one of ``bp``) while that copies little more (ONE_REGION_COPIES), else
-    # once, before the tasks: on this thread when small (SERIAL_PACK), else in a parallel region
-    # of its own. Two operands over the budget together: the one copied more often goes first.
     budget = ONE_REGION_COPIES * nthreads
     dup_a = (tj - 1) * a_size
     dup_b = (ti - 1) * b_size
@@ -293,19 +288,60 @@ def gemm_parallel(a, b, trans_a, trans_b, c, nthreads, bias, epi):
         a_pstride, a_rs, a_cs = k * MR, 1, MR
     if b_direct and n % nr:
         pack_b_panel(b, np.bool_(False), n - n % nr, bp[0], np.intp(0))  # no literals (see gemm_cols)
-    if (a_size if share_a else 0) + (b_size if share_b else 0) <= SERIAL_PACK:  # a small pass, on this thread
-        if share_b:
-            pack_b(b, trans_b, 0, npb, bp[0])
-        if share_a:
-            pack_a(a, trans_a, 0, npa, af[0])
-    else:  # a packing pass first, each thread packing a contiguous range of B (and A) panels
+    small_share = (a_size if share_a else 0) + (b_size if share_b else 0) <= SERIAL_PACK
+    if small_share:
+        pack_share(a, b, trans_a, trans_b, share_a, share_b, npa, npb, af[0], bp[0], 0, 1)
+    return af, bp, a_pstride, a_rs, a_cs, task_a, task_b, share_a, share_b, small_share
+
+
+@njit(inline="always", **_jit)  # inlined: no compile of its own
+def pack_share(a, b, trans_a, trans_b, share_a, share_b, npa, npb, af0, bp0, t, parts):
+    """Part ``t`` of ``parts`` of the packing done before the tasks (a contiguous range of B and of A panels)."""
+    if share_b:
+        pack_b(b, trans_b, t * npb // parts, (t + 1) * npb // parts, bp0)
+    if share_a:
+        pack_a(a, trans_a, t * npa // parts, (t + 1) * npa // parts, af0)
+
+
+@njit(inline="always", **_jit)  # inlined: no compile of its own
+def gemm_task(a, b, trans_a, trans_b, af, bp, a_pstride, a_rs, a_cs, task_a, task_b, b_direct, k, m, n,
+              ti, tj, npa, npb, t, cflat, bias, epi):
+    """Task ``t`` of a product split into ``ti x tj`` blocks of C (see :func:`prepare_tasks`)."""
+    bi = t // tj
+    bj = t - bi * tj
+    ip0, ip1 = split_at(bi, ti, npa), split_at(bi + 1, ti, npa)
+    jp0, jp1 = split_at(bj, tj, npb), split_at(bj + 1, tj, npb)
+    own_a = bj if task_a else 0
+    own_b = bi if task_b else 0
+    if task_b:
+        pack_b(b, trans_b, jp0, jp1, bp[own_b])
+    if task_a:
+        pack_a(a, trans_a, ip0, ip1, af[own_a])
+    gemm_cols(af[own_a], a_pstride, a_rs, a_cs, b, bp[own_b], b_direct, k, m, n, ip0, ip1, jp0, jp1,
+              cflat, bias, epi)
+
+
+@tiered
+@njit(parallel=PRANGE_ONLY, **_jit)
+def gemm_parallel(a, b, trans_a, trans_b, c, nthreads, bias, epi):
+    """``c = op(a) @ op(b)``: blocks of C computed under ``prange``, each task packing the panels it
+    reads, or an operand packed first (on this thread, or in a ``prange`` pass of its own).
+
+    ``bias``, ``epi``: the store's epilogue (see ``gemm_cols``).
+
+    ``nthreads`` (``numba.get_num_threads()``, passed in: reading it here
+    would make the function uncacheable) sizes the blocks.
+    """
+    m, n, k, nr, npa, npb, b_direct = driver_sizes(a, trans_a, trans_b, c)
+    in_place = a_in_place(trans_a, m, k, n, c.itemsize)
+    ti, tj = partition(npa, npb, nthreads, b_direct and not in_place)
+    af, bp, a_pstride, a_rs, a_cs, task_a, task_b, share_a, share_b, small_share = prepare_tasks(
+        a, b, trans_a, trans_b, c, nthreads, ti, tj)
+    if not small_share:  # a packing pass first, each thread packing a contiguous range of B (and A) panels
         packing = new_counter()
         for t in prange(nthreads):
             next_task(packing)
-            if share_b:
-                pack_b(b, trans_b, t * npb // nthreads, (t + 1) * npb // nthreads, bp[0])
-            if share_a:
-                pack_a(a, trans_a, t * npa // nthreads, (t + 1) * npa // nthreads, af[0])
+            pack_share(a, b, trans_a, trans_b, share_a, share_b, npa, npb, af[0], bp[0], t, nthreads)
             share_done(packing, t, nthreads)
     ntasks = ti * tj
     cflat = c.reshape(m * n)
@@ -316,16 +352,6 @@ def gemm_parallel(a, b, trans_a, trans_b, c, nthreads, bias, epi):
     for w in prange(nthreads):
         next_task(counter)
         for t in range(w * ntasks // nthreads, (w + 1) * ntasks // nthreads):
-            bi = t // tj
-            bj = t - bi * tj
-            ip0, ip1 = split_at(bi, ti, npa), split_at(bi + 1, ti, npa)
-            jp0, jp1 = split_at(bj, tj, npb), split_at(bj + 1, tj, npb)
-            own_a = bj if task_a else 0
-            own_b = bi if task_b else 0
-            if task_b:
-                pack_b(b, trans_b, jp0, jp1, bp[own_b])
-            if task_a:
-                pack_a(a, trans_a, ip0, ip1, af[own_a])
-            gemm_cols(af[own_a], a_pstride, a_rs, a_cs, b, bp[own_b], b_direct, k, m, n, ip0, ip1, jp0, jp1,
-                      cflat, bias, epi)
+            gemm_task(a, b, trans_a, trans_b, af, bp, a_pstride, a_rs, a_cs, task_a, task_b, b_direct, k, m, n,
+                      ti, tj, npa, npb, t, cflat, bias, epi)
         share_done(counter, w, nthreads)

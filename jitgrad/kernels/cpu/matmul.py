@@ -8,7 +8,7 @@ import numpy as np
 from jitgrad.kernels._constants import kernel_names
 from jitgrad.kernels.reference.matmul import check_matmul_args
 
-from . import _conv, _gemm
+from . import _conv, _gemm, _team
 from ._gemm_dot import gemm_dot, gemm_dot_parallel
 from ._gemm_epilogue import apply_epilogue
 from ._jit import entry_point, overlaps
@@ -33,6 +33,16 @@ DOT_MAX_MN = 32
 #: ... and at least this deep (conv weight gradients, wide Linear inputs): shallower ones gain
 #: little, and LeNet-5's first step (no such product) compiles nothing more.
 DOT_MIN_K = 256
+#: float32 products of more multiply-adds than this and at most TEAM_MAX_MACS run on the GEMM
+#: team (``_team``: helpers that spin between products, blocks claimed one by one) when more than
+#: one thread is set; below, on one thread. Two threads against one, Zen 4 VM, in loops of calls:
+#: 64^3 6.5 -> 4.7 us, 128 x 10 x 84 4.7 -> 3.3 us, but 10 x 128 x 84 (a weight gradient of two
+#: A panels) 4.1 -> 4.8 us; 96^3 18 -> 10 us, 256^3 313 -> 165-183 us (OpenMP: 203-226 us).
+TEAM_MIN_MACS = 1 << 17
+#: ... above, the OpenMP driver, whose shared packing pass runs on every thread (the team packs
+#: shared operands on the calling thread): 384^3 (57M) team 597 us, OpenMP 611-660; 512^3 (134M)
+#: team 1.39-1.54 ms, OpenMP 1.34-1.35.
+TEAM_MAX_MACS = 1 << 26
 
 
 def _dot_product(trans_a: bool, trans_b: bool, m: int, n: int, k: int) -> bool:
@@ -61,7 +71,10 @@ def _matmul_kernel(a: np.ndarray, b: np.ndarray, trans_a: bool, trans_b: bool, o
     # One thread below SERIAL_MACS (numba.get_num_threads() costs ~1 us: asked only where it decides).
     # A parallel launch takes the workqueue lock (_parallel); the serial kernels need none.
     dot = _dot_product(trans_a, trans_b, m, n, k)
-    if macs > SERIAL_MACS and _parallel(a, b, trans_a, trans_b, out, bias, epi, dot):
+    if TEAM_MIN_MACS < macs <= TEAM_MAX_MACS and not dot and out.dtype is _F32:
+        if _team_product(a, b, trans_a, trans_b, out, bias, epi):
+            return
+    elif macs > SERIAL_MACS and _parallel(a, b, trans_a, trans_b, out, bias, epi, dot):
         return
     if dot:
         gemm_dot(a, b, out, 0, n)
@@ -76,6 +89,30 @@ def _matmul_kernel(a: np.ndarray, b: np.ndarray, trans_a: bool, trans_b: bool, o
         _as_convolution(a, b, trans_a, trans_b, out)
     if epi:  # after the product, as unfused: the same bits either way
         apply_epilogue(out, bias, epi)
+
+
+def _team_product(a: np.ndarray, b: np.ndarray, trans_a: bool, trans_b: bool, out: np.ndarray,
+                  bias: np.ndarray, epi: int) -> bool:
+    """Run a float32 product on the GEMM team (``_team``) when it can: more than one thread set, the team
+    available (Linux x86-64, not switched off) and compiled (with the parallel drivers, see _tier), and
+    not held by another thread. False: the caller runs its serial kernel instead."""
+    if not _team.ENABLED or not _team.ready():
+        return False
+    nthreads = _team.num_threads()
+    if nthreads == 1:
+        return False
+    args = (a, b, trans_a, trans_b, out, nthreads, bias, epi, _team.team_state(nthreads))
+    # a, b, out: C-contiguous (the checks), so the entry point's types hold for plain ndarrays.
+    plain = (type(a) is _NDARRAY and type(b) is _NDARRAY and type(out) is _NDARRAY and type(trans_a) is bool
+             and type(trans_b) is bool and type(epi) is int and bias.flags.c_contiguous)
+    if plain and _TEAM_ENTRY:
+        return _TEAM_ENTRY[0](*args)
+    done = _team.gemm_team(*args)
+    if not _TEAM_ENTRY:
+        _team.compiled()
+        if plain:
+            _TEAM_ENTRY.append(entry_point(_team.gemm_team, args))
+    return done
 
 
 def _as_convolution(a: np.ndarray, b: np.ndarray, trans_a: bool, trans_b: bool, out: np.ndarray) -> None:
@@ -130,6 +167,9 @@ _NO_BIAS_F32 = _NO_BIAS[_F32]
 #: by ``_matmul_kernel`` (float32 once the tiered cold start runs the GEMM, not ``_as_convolution``).
 _SERIAL_ENTRY: dict[np.dtype, object] = {}
 _NDARRAY = np.ndarray
+#: gemm_team's entry point for C-contiguous float32 operands and bool flags (the one signature
+#: ``_team_product`` sees), once it has run.
+_TEAM_ENTRY: list[object] = []
 
 
 def matmul(a: np.ndarray, b: np.ndarray, *, trans_a: bool = False, trans_b: bool = False,
@@ -162,6 +202,9 @@ def matmul(a: np.ndarray, b: np.ndarray, *, trans_a: bool = False, trans_b: bool
                 # layers of calls and Numba's typing of 7 arguments took ~0.8 us more.
                 macs = m * n * k
                 if SMALL_MACS < macs <= SERIAL_MACS and not _dot_product(trans_a, trans_b, m, n, k):
+                    if macs > TEAM_MIN_MACS and dtype is _F32 and _team_product(a, b, trans_a, trans_b, out,
+                                                                                _NO_BIAS_F32, 0):
+                        return out
                     entry = _SERIAL_ENTRY.get(dtype)
                     if entry is not None:
                         entry(a, b, trans_a, trans_b, out, _NO_BIAS[dtype], 0)

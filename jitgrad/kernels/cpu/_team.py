@@ -1,0 +1,297 @@
+"""A GEMM helper team: threads of jitgrad's own that spin briefly between products, and a driver
+that hands C's blocks out one by one, so that a product never waits for a helper to wake.
+
+Why: a parallel region of Numba's OpenMP pool costs a wake-up of the pool's thread, which sleeps
+between regions (passive waiting, ``jitgrad/config.py``): ~100 us on a VM whose idle vCPUs halt.
+So products below ``SERIAL_MACS`` ran on one thread, and the larger ones paid that wake-up.
+OpenBLAS keeps its workers spinning for ~0.1 s after each call instead.
+
+Here each helper, after a product, spins (``pause``, yielding the CPU every few hundred pauses
+to any other runnable thread) for ``SPIN_PAUSES`` pauses, then sleeps on a futex. The calling
+thread posts a product (its operands' addresses in the team's ``state``), wakes sleeping
+helpers, and then claims blocks of C itself through an atomic counter; a helper joins when it
+sees the post. A helper that is asleep, late, or gone (after ``fork``) costs no wait: the calling
+thread then computes every block, as on one thread. At the end the calling thread closes the
+product and waits only for blocks a helper has started.
+
+Linux on x86-64 only (the futex and ``sched_yield`` are reached by ``syscall`` numbers); elsewhere
+``available()`` is False and ``matmul`` keeps the OpenMP driver.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import threading
+
+import numba
+import numpy as np
+from llvmlite import ir
+from numba import carray, njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+from numba.np.ufunc import parallel as _numba_parallel
+
+from . import _tier
+from ._atomic import compare_swap, fetch_add, load_acquire, spin_pause, store_seq
+from ._gemm import a_in_place, driver_sizes, gemm_task, pack_share, partition, prepare_tasks
+from ._gemm_simd import _element_pointer
+from ._jit import FASTMATH
+
+_LINUX_X86_64 = sys.platform.startswith("linux") and platform.machine().lower() in ("x86_64", "amd64")
+_SYS_SCHED_YIELD = 24
+_SYS_FUTEX = 202
+_FUTEX_WAIT_PRIVATE = 128
+_FUTEX_WAKE_PRIVATE = 129
+
+
+def _syscall(builder, number, *args):
+    i64 = ir.IntType(64)
+    fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(i64, [i64], var_arg=True), "syscall")
+    return builder.call(fn, [ir.Constant(i64, number), *args])
+
+
+@intrinsic
+def sched_yield(typingctx):
+    """Give the CPU to another runnable thread, if any (Linux ``sched_yield``)."""
+
+    def codegen(context, builder, sig, args):
+        _syscall(builder, _SYS_SCHED_YIELD)
+        return context.get_dummy_value()
+
+    return types.none(), codegen
+
+
+@intrinsic
+def futex_wait(typingctx, arr, index, expected):
+    """Sleep while the low 32 bits of ``arr[index]`` (int64) equal ``expected``'s (or until woken)."""
+    if not (isinstance(arr, types.Array) and arr.dtype == types.int64):
+        return None
+
+    def codegen(context, builder, sig, args):
+        i64 = ir.IntType(64)
+        ptr = _element_pointer(context, builder, sig.args[0], args[0], args[1])
+        val = builder.and_(context.cast(builder, args[2], sig.args[2], types.int64), ir.Constant(i64, 0xFFFFFFFF))
+        _syscall(builder, _SYS_FUTEX, builder.ptrtoint(ptr, i64), ir.Constant(i64, _FUTEX_WAIT_PRIVATE), val,
+                 ir.Constant(i64, 0))
+        return context.get_dummy_value()
+
+    return types.none(arr, index, expected), codegen
+
+
+@intrinsic
+def futex_wake(typingctx, arr, index):
+    """Wake every thread sleeping in :func:`futex_wait` on ``arr[index]``."""
+    if not (isinstance(arr, types.Array) and arr.dtype == types.int64):
+        return None
+
+    def codegen(context, builder, sig, args):
+        i64 = ir.IntType(64)
+        ptr = _element_pointer(context, builder, sig.args[0], args[0], args[1])
+        _syscall(builder, _SYS_FUTEX, builder.ptrtoint(ptr, i64), ir.Constant(i64, _FUTEX_WAKE_PRIVATE),
+                 ir.Constant(i64, 0x7FFFFFFF))
+        return context.get_dummy_value()
+
+    return types.none(arr, index), codegen
+
+
+@intrinsic
+def address_to_pointer(typingctx, address, dtype):
+    """``address`` (an int64 from ``arr.ctypes.data``) as a ``CPointer`` of ``dtype``'s elements."""
+    if not (isinstance(address, types.Integer) and isinstance(dtype, (types.NumberClass, types.DType))):
+        return None
+    element = dtype.dtype if isinstance(dtype, types.DType) else dtype.instance_type
+
+    def codegen(context, builder, sig, args):
+        return builder.inttoptr(args[0], context.get_value_type(sig.return_type))
+
+    return types.CPointer(element)(address, dtype), codegen
+
+
+# The team's state: int64 slots, each on a cache line of its own (8 slots apart); the product's
+# description after them.
+SEQ = 0  # products posted (the futex word)
+SLEEPERS = 8  # helpers asleep in futex_wait
+STOP = 16  # helpers leave when set
+BUSY = 24  # a calling thread owns the team (compare_swap 0 -> 1)
+OPEN = 32  # 1 while the posted product takes helpers
+ACTIVE = 40  # helpers inside the posted product
+TASK = 48  # the next block of C to claim
+WIDTH = 56  # threads that may work on the product (calling thread included)
+HELPED = 64  # blocks the helpers have computed, over the team's life (for tests and benchmarks)
+JOB = 72  # the product's description (see gemm_team)
+STATE_SLOTS = 128
+
+#: Pauses a helper spins for between products before it sleeps (a ``pause`` is 40-150 cycles).
+SPIN_PAUSES = 1 << 15
+#: ... giving the CPU away every this many (``sched_yield``): another runnable thread on the helper's
+#: core (an OpenMP kernel's, another process's) waits at most that long for it.
+YIELD_EVERY = 256
+
+
+# The product's description, slots after JOB.
+(_A, _A_ROWS, _A_COLS, _B, _B_ROWS, _B_COLS, _C, _M, _N, _K, _TRANS_A, _TRANS_B, _BIAS, _BIAS_LEN, _EPI, _TI, _TJ,
+ _NPA, _NPB, _TASK_A, _TASK_B, _B_DIRECT, _AF, _AF_ROWS, _AF_COLS, _BP, _BP_ROWS, _BP_COLS, _A_PSTRIDE, _A_RS,
+ _A_CS) = range(JOB, JOB + 31)
+
+_jit = dict(cache=True, fastmath=FASTMATH, nogil=True)
+
+
+@njit(inline="always", **_jit)
+def _array2(state, slot, dtype):
+    return carray(address_to_pointer(state[slot], dtype), (state[slot + 1], state[slot + 2]))
+
+
+@njit(**_jit)
+def work(state):
+    """Claim and compute blocks of the posted product until none is left (the calling thread and
+    helpers); returns how many this thread computed."""
+    f32 = np.float32
+    a = _array2(state, _A, f32)
+    b = _array2(state, _B, f32)
+    af = _array2(state, _AF, f32)
+    bp = _array2(state, _BP, f32)
+    m, n, k = state[_M], state[_N], state[_K]
+    c = carray(address_to_pointer(state[_C], f32), (m * n,))
+    bias = carray(address_to_pointer(state[_BIAS], f32), (state[_BIAS_LEN],))
+    ti, tj, npa, npb = state[_TI], state[_TJ], state[_NPA], state[_NPB]
+    trans_a, trans_b = state[_TRANS_A] != 0, state[_TRANS_B] != 0
+    task_a, task_b, b_direct = state[_TASK_A] != 0, state[_TASK_B] != 0, state[_B_DIRECT] != 0
+    a_pstride, a_rs, a_cs = state[_A_PSTRIDE], state[_A_RS], state[_A_CS]
+    epi = state[_EPI]
+    ntasks = ti * tj
+    done = 0
+    t = fetch_add(state, TASK, 1)
+    while t < ntasks:
+        gemm_task(a, b, trans_a, trans_b, af, bp, a_pstride, a_rs, a_cs, task_a, task_b, b_direct, k, m, n,
+                  ti, tj, npa, npb, t, c, bias, epi)
+        done += 1
+        t = fetch_add(state, TASK, 1)
+    return done
+
+
+@njit(**_jit)
+def helper_loop(state, index):
+    """A helper's life: spin for a posted product, sleep on the futex after SPIN_PAUSES, work, repeat."""
+    seen = load_acquire(state, SEQ)
+    while True:
+        spins = 0
+        posted = load_acquire(state, SEQ)
+        while posted == seen:
+            if load_acquire(state, STOP):
+                return
+            spins += 1
+            if spins >= SPIN_PAUSES:
+                fetch_add(state, SLEEPERS, 1)
+                if load_acquire(state, SEQ) == seen:
+                    futex_wait(state, SEQ, seen)
+                fetch_add(state, SLEEPERS, -1)
+                spins = 0
+            elif spins % YIELD_EVERY == 0:
+                sched_yield()
+            else:
+                spin_pause()
+            posted = load_acquire(state, SEQ)
+        seen = posted
+        if index + 1 < load_acquire(state, WIDTH):
+            fetch_add(state, ACTIVE, 1)
+            if load_acquire(state, OPEN):
+                fetch_add(state, HELPED, work(state))
+            fetch_add(state, ACTIVE, -1)
+
+
+@njit(**_jit)
+def gemm_team(a, b, trans_a, trans_b, c, nthreads, bias, epi, state):
+    """``c = op(a) @ op(b)`` (float32) by this thread and the team's helpers; False (nothing done)
+    when another thread holds the team."""
+    if not compare_swap(state, BUSY, 0, 1):
+        return False
+    m, n, k, nr, npa, npb, b_direct = driver_sizes(a, trans_a, trans_b, c)
+    in_place = a_in_place(trans_a, m, k, n, c.itemsize)
+    ti, tj = partition(npa, npb, nthreads, b_direct and not in_place)
+    af, bp, a_pstride, a_rs, a_cs, task_a, task_b, share_a, share_b, small_share = prepare_tasks(
+        a, b, trans_a, trans_b, c, nthreads, ti, tj)
+    if not small_share:  # a larger packing pass, on this thread too
+        pack_share(a, b, trans_a, trans_b, share_a, share_b, npa, npb, af[0], bp[0], 0, 1)
+    state[_A], state[_A_ROWS], state[_A_COLS] = a.ctypes.data, a.shape[0], a.shape[1]
+    state[_B], state[_B_ROWS], state[_B_COLS] = b.ctypes.data, b.shape[0], b.shape[1]
+    state[_AF], state[_AF_ROWS], state[_AF_COLS] = af.ctypes.data, af.shape[0], af.shape[1]
+    state[_BP], state[_BP_ROWS], state[_BP_COLS] = bp.ctypes.data, bp.shape[0], bp.shape[1]
+    state[_C], state[_M], state[_N], state[_K] = c.ctypes.data, m, n, k
+    state[_BIAS], state[_BIAS_LEN], state[_EPI] = bias.ctypes.data, bias.size, epi
+    state[_TRANS_A], state[_TRANS_B] = trans_a, trans_b
+    state[_TI], state[_TJ], state[_NPA], state[_NPB] = ti, tj, npa, npb
+    state[_TASK_A], state[_TASK_B], state[_B_DIRECT] = task_a, task_b, b_direct
+    state[_A_PSTRIDE], state[_A_RS], state[_A_CS] = a_pstride, a_rs, a_cs
+    store_seq(state, TASK, 0)
+    store_seq(state, WIDTH, nthreads)
+    store_seq(state, OPEN, 1)
+    fetch_add(state, SEQ, 1)
+    if load_acquire(state, SLEEPERS) > 0:
+        futex_wake(state, SEQ)
+    work(state)
+    store_seq(state, OPEN, 0)
+    while load_acquire(state, ACTIVE) > 0:  # blocks a helper started
+        spin_pause()
+    store_seq(state, BUSY, 0)
+    return True
+
+
+#: Whether ``matmul`` uses the team: Linux on x86-64, unless ``JITGRAD_GEMM_TEAM=0``.
+ENABLED = _LINUX_X86_64 and os.environ.get("JITGRAD_GEMM_TEAM", "1").strip().lower() not in ("0", "false", "no", "off")
+
+_STATE = np.zeros(STATE_SLOTS, np.int64)
+_HELPERS: list[threading.Thread] = []
+#: The team's name among the tiered kernels' ready markers (``_tier``).
+NAME = f"{__name__}.gemm_team"
+_ready = False
+
+
+def ready() -> bool:
+    """Whether ``matmul`` may use the team now: its kernels are in the cache (a ready marker, left by
+    :func:`compiled` in the process that first ran them), or tiering is off (a filled cache, or
+    ``JITGRAD_TIERED=0``: then they compile here on first use, as the parallel drivers do). While a
+    tiered cold start compiles in the background, products run as before (one thread, or OpenMP)."""
+    global _ready
+    if not _ready and _tier._forced != "serial":
+        _ready = _tier._forced == "parallel" or not _tier.enabled() or _tier.is_ready(NAME)
+    return _ready
+
+
+def compiled() -> None:
+    """Leave the team's ready marker (called after its first product: its machine code is cached)."""
+    if not _tier.is_ready(NAME):
+        _tier._write_marker(NAME)
+
+
+def num_threads() -> int:
+    """``numba.get_num_threads()`` (this thread's setting), by Numba's C entry once its pool is up:
+    ~0.1 us instead of ~0.7 us, which a 4 us product notices."""
+    if getattr(_numba_parallel, "_is_initialized", False):
+        return _numba_parallel._get_num_threads()
+    return numba.get_num_threads()
+
+
+def team_state(nthreads: int) -> np.ndarray:
+    """The team's state, with ``nthreads - 1`` helpers running (started on first use; the helpers' loop
+    compiled or loaded here first, so that no helper compiles while a product waits for it)."""
+    if len(_HELPERS) < nthreads - 1 and not helper_loop.signatures:
+        helper_loop.compile((types.int64[::1], types.int64))
+    while len(_HELPERS) < nthreads - 1:
+        helper = threading.Thread(target=helper_loop, args=(_STATE, len(_HELPERS)), daemon=True,
+                                  name=f"jitgrad-gemm-helper-{len(_HELPERS)}")
+        helper.start()
+        _HELPERS.append(helper)
+    return _STATE
+
+
+def _after_fork_in_child() -> None:
+    """The child has none of the parent's helpers: a fresh state (never BUSY), helpers started anew."""
+    global _STATE
+    _STATE = np.zeros(STATE_SLOTS, np.int64)
+    _HELPERS.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

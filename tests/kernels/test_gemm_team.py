@@ -1,0 +1,188 @@
+"""The GEMM team (kernels/cpu/_team.py): helper threads that spin between products and claim blocks of C.
+
+Every product the team computes is bit for bit the one-thread driver's (each block of C is the same
+micro-kernel over the same k order, whoever computes it), and close to the reference. The tests
+also hold the team's protocol: helpers really take blocks, fall asleep when idle and wake for the
+next product; a held team leaves the product to the caller; concurrent callers, a forked child
+(none of the parent's helpers) and ``JITGRAD_GEMM_TEAM=0`` all still compute the right product.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import numba
+import numpy as np
+import pytest
+
+from jitgrad.kernels import cpu
+from jitgrad.kernels import reference as ref
+from jitgrad.kernels.cpu import _gemm, _team
+from jitgrad.kernels.cpu._gemm_epilogue import EPI_COL_BIAS, EPI_RELU
+from tests.helpers import nan_like, randn
+from tests.kernels.test_conv import guarded
+
+pytestmark = pytest.mark.skipif(not _team.ENABLED, reason="the GEMM team runs on Linux x86-64 only")
+
+matmul_module = sys.modules[cpu.matmul.__module__]
+TRANS = list(itertools.product([False, True], [False, True]))
+#: Shapes: one task row or column, partial tiles and panels, A in place and packed, B in place and
+#: packed, a shared packing pass (64 x 1936 x 288), deep K over several KC slices.
+SHAPES = [(9, 200, 40), (300, 7, 33), (130, 140, 300), (16, 2000, 600), (64, 288, 1936), (33, 65, 700)]
+
+
+def operands(m, n, k, trans_a, trans_b, seed=0):
+    a = randn((k, m) if trans_a else (m, k), np.float32, seed)
+    b = randn((n, k) if trans_b else (k, n), np.float32, seed + 1)
+    return a, b
+
+
+def team(nthreads):
+    return _team.team_state(nthreads)
+
+
+def wait_for(predicate, seconds=10.0):
+    end = time.monotonic() + seconds
+    while not predicate():
+        if time.monotonic() > end:
+            return False
+        time.sleep(0.001)
+    return True
+
+
+@pytest.mark.parametrize("nthreads", [2, 3])
+@pytest.mark.parametrize("trans_a,trans_b", TRANS, ids=["NN", "NT", "TN", "TT"])
+def test_team_product_is_the_serial_drivers_bit_for_bit(trans_a, trans_b, nthreads):
+    for m, n, k in SHAPES:
+        a, b = operands(m, n, k, trans_a, trans_b)
+        bias = randn((n,), np.float32, 7)
+        for epi, col_bias in [(0, np.zeros(1, np.float32)), (EPI_COL_BIAS | EPI_RELU, bias)]:
+            expected = nan_like((m, n), np.float32)
+            _gemm.gemm_serial(a, b, trans_a, trans_b, expected, col_bias, epi)
+            got = nan_like((m, n), np.float32)
+            assert _team.gemm_team(a, b, trans_a, trans_b, got, nthreads, col_bias, epi, team(nthreads))
+            np.testing.assert_array_equal(got, expected, err_msg=f"{m}x{n}x{k} epi={epi}")
+        product = ref.matmul(a, b, trans_a=trans_a, trans_b=trans_b)
+        np.testing.assert_allclose(got, np.maximum(product + bias, 0), rtol=1e-4, atol=1e-4 * np.sqrt(k))
+
+
+def test_team_stays_inside_its_arrays():
+    # Every argument ends at an inaccessible page: a helper reading or writing past one crashes.
+    for (m, n, k), (trans_a, trans_b) in itertools.product([(70, 45, 33), (130, 67, 150)], TRANS):
+        a, b = operands(m, n, k, trans_a, trans_b)
+        a, b = guarded(a), guarded(b)
+        for _ in range(20):  # enough products for the helper to take blocks of some
+            out = guarded(nan_like((m, n), np.float32))
+            assert _team.gemm_team(a, b, trans_a, trans_b, out, 2, np.zeros(1, np.float32), 0, team(2))
+        np.testing.assert_allclose(out, ref.matmul(a, b, trans_a=trans_a, trans_b=trans_b), rtol=1e-4, atol=1e-3)
+
+
+def test_helpers_take_blocks_and_sleep_when_idle():
+    state = team(2)
+    a, b = operands(128, 120, 256, False, True)
+    out = np.empty((128, 120), np.float32)
+
+    def helped_after_products():
+        before = state[_team.HELPED]
+        for _ in range(50):
+            _team.gemm_team(a, b, False, True, out, 2, np.zeros(1, np.float32), 0, state)
+        return state[_team.HELPED] > before
+
+    # In a loop of products the helper spins between them and computes some blocks (could be False:
+    # a helper that never saw a product, or one the calling thread always beat to every block).
+    assert wait_for(helped_after_products)
+    # Idle, it stops spinning: asleep on the futex within SPIN_PAUSES pauses (~1 ms).
+    assert wait_for(lambda: state[_team.SLEEPERS] == len(_team._HELPERS))
+    # ... and the next products wake it.
+    assert wait_for(helped_after_products)
+    np.testing.assert_array_equal(out, cpu.matmul(a, b, trans_b=True))
+
+
+def test_a_held_team_leaves_the_product_to_the_caller():
+    state = team(2)
+    a, b = operands(130, 140, 300, False, False)
+    expected = ref.matmul(a, b)
+    assert wait_for(lambda: state[_team.BUSY] == 0)
+    state[_team.BUSY] = 1  # another thread's product
+    try:
+        out = nan_like((130, 140), np.float32)
+        assert not _team.gemm_team(a, b, False, False, out, 2, np.zeros(1, np.float32), 0, state)
+        assert np.isnan(out).all()  # untouched
+        np.testing.assert_allclose(cpu.matmul(a, b), expected, rtol=1e-4, atol=1e-3)  # matmul runs it alone
+    finally:
+        state[_team.BUSY] = 0
+
+
+def test_concurrent_callers_each_get_their_product():
+    products = [operands(96 + 8 * i, 100, 200, i % 2 == 1, False, seed=i) for i in range(4)]
+    expected = [cpu.matmul(a, b, trans_a=i % 2 == 1) for i, (a, b) in enumerate(products)]
+    wrong = []
+
+    def caller(i):
+        a, b = products[i]
+        for _ in range(100):
+            if not np.array_equal(cpu.matmul(a, b, trans_a=i % 2 == 1), expected[i]):
+                wrong.append(i)
+
+    threads = [threading.Thread(target=caller, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not wrong
+
+
+def test_matmul_uses_the_team_only_on_more_than_one_thread():
+    a, b = operands(128, 120, 256, False, True)
+    state = team(2)
+    old = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        before = state[_team.HELPED]
+        for _ in range(50):
+            cpu.matmul(a, b, trans_b=True)
+        assert state[_team.HELPED] == before
+    finally:
+        numba.set_num_threads(old)
+    if old > 1:  # and with them, matmul hands it blocks
+        assert matmul_module.TEAM_MIN_MACS < 128 * 120 * 256 <= matmul_module.TEAM_MAX_MACS
+        assert wait_for(lambda: [cpu.matmul(a, b, trans_b=True) for _ in range(50)]
+                        and state[_team.HELPED] > before)
+
+
+SCRIPT = textwrap.dedent("""
+    import os, threading
+    import numpy as np
+    from jitgrad.kernels import cpu
+    from jitgrad.kernels.cpu import _team
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((130, 300)).astype(np.float32)
+    b = rng.standard_normal((300, 140)).astype(np.float32)
+    expected = a.astype(np.float64) @ b.astype(np.float64)
+    for _ in range(20):
+        got = cpu.matmul(a, b)
+    assert np.allclose(got, expected, rtol=1e-4, atol=1e-3)
+    helpers = [t.name for t in threading.enumerate() if t.name.startswith("jitgrad-gemm-helper")]
+    print("helpers", len(helpers), "enabled", _team.ENABLED)
+    pid = os.fork()
+    if pid == 0:  # the child has none of the parent's helper threads: matmul starts its own
+        ok = all(np.allclose(cpu.matmul(a, b), expected, rtol=1e-4, atol=1e-3) for _ in range(20))
+        os._exit(0 if ok else 3)
+    print("child", os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+""")
+
+
+@pytest.mark.parametrize("setting", ["1", "0"])
+def test_forked_child_and_switching_the_team_off(setting):
+    env = dict(os.environ, JITGRAD_GEMM_TEAM=setting, NUMBA_NUM_THREADS="2")
+    result = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    on = setting == "1"
+    assert f"helpers {1 if on else 0} enabled {on}" in result.stdout
+    assert "child 0" in result.stdout
