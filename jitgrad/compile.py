@@ -104,13 +104,15 @@ def _task_linear(dtype: np.dtype) -> None:
             F.linear(x, w, b).sum().backward()
             F.linear(x, w, b, activation="relu").sum().backward()  # the fused epilogue's backward kernel
     # Products above matmul's SERIAL_MACS, on its parallel drivers: float32 on the GEMM team (_team),
-    # compiled before the packed GEMM's OpenMP driver (above TEAM_MAX_MACS) leaves the ready marker that
-    # lets matmul use the team; ``a @ b.T`` with a short side as dot products. The examples' batch-128
+    # float64 on the packed GEMM's OpenMP driver, which float32 takes too when the team is off or
+    # held by another thread; ``a @ b.T`` with a short side as dot products. The examples' batch-128
     # Linear layers stay below SERIAL_MACS.
     from jitgrad.kernels import cpu as K
+    from jitgrad.kernels.cpu import _gemm
 
-    K.matmul(rng.standard_normal((272, 272)).astype(dtype), rng.standard_normal((272, 272)).astype(dtype))
-    K.matmul(rng.standard_normal((512, 272)).astype(dtype), rng.standard_normal((272, 512)).astype(dtype))
+    a = rng.standard_normal((272, 272)).astype(dtype)
+    K.matmul(a, a)
+    _gemm.gemm_parallel(a, a, False, False, np.empty_like(a), 2, np.zeros(1, dtype), 0)
     K.matmul(rng.standard_normal((16, 4096)).astype(dtype), rng.standard_normal((288, 4096)).astype(dtype),
              trans_b=True)
 

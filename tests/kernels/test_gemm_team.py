@@ -151,7 +151,7 @@ def test_matmul_uses_the_team_only_on_more_than_one_thread():
     finally:
         numba.set_num_threads(old)
     if old > 1:  # and with them, matmul hands it blocks
-        assert matmul_module.TEAM_MIN_MACS < 128 * 120 * 256 <= matmul_module.TEAM_MAX_MACS
+        assert matmul_module.TEAM_MIN_MACS < 128 * 120 * 256
         assert wait_for(lambda: [cpu.matmul(a, b, trans_b=True) for _ in range(50)]
                         and state[_team.HELPED] > before)
 
@@ -170,11 +170,12 @@ SCRIPT = textwrap.dedent("""
     assert np.allclose(got, expected, rtol=1e-4, atol=1e-3)
     helpers = [t.name for t in threading.enumerate() if t.name.startswith("jitgrad-gemm-helper")]
     print("helpers", len(helpers), "enabled", _team.ENABLED)
-    pid = os.fork()
-    if pid == 0:  # the child has none of the parent's helper threads: matmul starts its own
-        ok = all(np.allclose(cpu.matmul(a, b), expected, rtol=1e-4, atol=1e-3) for _ in range(20))
-        os._exit(0 if ok else 3)
-    print("child", os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+    if _team.ENABLED:  # (off, the product ran on Numba's OpenMP pool: it ends a forked child)
+        pid = os.fork()
+        if pid == 0:  # the child has none of the parent's helper threads: matmul starts its own
+            ok = all(np.allclose(cpu.matmul(a, b), expected, rtol=1e-4, atol=1e-3) for _ in range(20))
+            os._exit(0 if ok else 3)
+        print("child", os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
 """)
 
 
@@ -185,4 +186,4 @@ def test_forked_child_and_switching_the_team_off(setting):
     assert result.returncode == 0, result.stderr[-2000:]
     on = setting == "1"
     assert f"helpers {1 if on else 0} enabled {on}" in result.stdout
-    assert "child 0" in result.stdout
+    assert ("child 0" in result.stdout) == on

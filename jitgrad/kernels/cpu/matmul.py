@@ -33,16 +33,14 @@ DOT_MAX_MN = 32
 #: ... and at least this deep (conv weight gradients, wide Linear inputs): shallower ones gain
 #: little, and LeNet-5's first step (no such product) compiles nothing more.
 DOT_MIN_K = 256
-#: float32 products of more multiply-adds than this and at most TEAM_MAX_MACS run on the GEMM
-#: team (``_team``: helpers that spin between products, blocks claimed one by one) when more than
-#: one thread is set; below, on one thread. Two threads against one, Zen 4 VM, in loops of calls:
-#: 64^3 6.5 -> 4.7 us, 128 x 10 x 84 4.7 -> 3.3 us, but 10 x 128 x 84 (a weight gradient of two
-#: A panels) 4.1 -> 4.8 us; 96^3 18 -> 10 us, 256^3 313 -> 165-183 us (OpenMP: 203-226 us).
+#: float32 products of more multiply-adds than this run on the GEMM team (``_team``: helpers that
+#: spin between products, blocks claimed from both ends) when more than one thread is set; smaller
+#: ones on one thread. Two threads against one, Zen 4 VM, in loops of calls: 64^3 6.5 -> 4.7 us,
+#: 128 x 64 x 64 11.7 -> 7.9 us, but 10 x 128 x 84 (a weight gradient of two A panels) 4.0 ->
+#: 4.4-4.7 us and 128 x 10 x 84 4.4 -> 4.9-5.0 us. Large products match the OpenMP driver, whose
+#: wake-up they no longer pay: 256^3 165 us (OpenMP 195-226), 1024^3 11.0-12.0 ms (11.3-11.7),
+#: 2048^3 86-93 ms (86-89).
 TEAM_MIN_MACS = 1 << 17
-#: ... above, the OpenMP driver, whose shared packing pass runs on every thread (the team packs
-#: shared operands on the calling thread): 384^3 (57M) team 597 us, OpenMP 611-660; 512^3 (134M)
-#: team 1.39-1.54 ms, OpenMP 1.34-1.35.
-TEAM_MAX_MACS = 1 << 26
 
 
 def _dot_product(trans_a: bool, trans_b: bool, m: int, n: int, k: int) -> bool:
@@ -71,10 +69,10 @@ def _matmul_kernel(a: np.ndarray, b: np.ndarray, trans_a: bool, trans_b: bool, o
     # One thread below SERIAL_MACS (numba.get_num_threads() costs ~1 us: asked only where it decides).
     # A parallel launch takes the workqueue lock (_parallel); the serial kernels need none.
     dot = _dot_product(trans_a, trans_b, m, n, k)
-    if TEAM_MIN_MACS < macs <= TEAM_MAX_MACS and not dot and out.dtype is _F32:
-        if _team_product(a, b, trans_a, trans_b, out, bias, epi):
-            return
-    elif macs > SERIAL_MACS and _parallel(a, b, trans_a, trans_b, out, bias, epi, dot):
+    if macs > TEAM_MIN_MACS and not dot and out.dtype is _F32 and _team_product(a, b, trans_a, trans_b, out,
+                                                                                bias, epi):
+        return
+    if macs > SERIAL_MACS and _parallel(a, b, trans_a, trans_b, out, bias, epi, dot):
         return
     if dot:
         gemm_dot(a, b, out, 0, n)
