@@ -77,6 +77,8 @@ def machine_info(threads: int, torch: Any | None) -> dict[str, Any]:
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         # glibc's malloc thresholds set at import (jitgrad.config; the process's PyTorch gets them too).
         "malloc_tuned": _malloc_tuned(),
+        # float32 matmul on jitgrad's own helper threads (kernels/cpu/_team.py), or on Numba's OpenMP pool.
+        "gemm_team": _gemm_team(),
         "openblas_thread_timeout": os.environ.get("OPENBLAS_THREAD_TIMEOUT"),
         # Set by bench/report.py (not by the user): then the GEMM table's child runs without it.
         "openblas_thread_timeout_by_report": bool(os.environ.get("JITGRAD_REPORT_SET_BLAS_TIMEOUT")),
@@ -98,6 +100,16 @@ def _malloc_tuned() -> bool | None:
         import jitgrad
 
         return bool(jitgrad.config.malloc_tuned)
+    except Exception:  # noqa: BLE001 - the report still runs without jitgrad importable
+        return None
+
+
+def _gemm_team() -> bool | None:
+    """Whether jitgrad's float32 ``matmul`` runs on its GEMM team (``kernels/cpu/_team.ENABLED``)."""
+    try:
+        from jitgrad.kernels.cpu import _team
+
+        return bool(_team.ENABLED)
     except Exception:  # noqa: BLE001 - the report still runs without jitgrad importable
         return None
 

@@ -117,7 +117,7 @@ def header_lines(run: dict[str, Any]) -> list[str]:
         ["jitgrad SIMD path (as run)", f"`{m.get('isa_path')}`"],
         ["CPU compiled for", (f"forced: `{forced}`" if forced else "native (the host CPU)") + _limits(m)],
         ["threads", f"{m.get('threads')} for jitgrad, PyTorch and the BLAS; "
-                    f"`OMP_WAIT_POLICY={m.get('omp_wait_policy')}`" + _blas_timeout(m)],
+                    f"`OMP_WAIT_POLICY={m.get('omp_wait_policy')}`" + _blas_timeout(m) + _team(m)],
         ["memory", _malloc(m)],
         ["software", ", ".join(software) + f", jitgrad {m.get('jitgrad')}"],
         ["date, commit", f"{run.get('date')}, `{run.get('commit')}`"],
@@ -149,6 +149,16 @@ def _malloc(m: dict[str, Any]) -> str:
         return ("glibc malloc thresholds set by `import jitgrad` (mmap 32 MiB, trim 1 GiB: freed blocks reused, "
                 "not page-faulted in again), for PyTorch in the same process too")
     return "glibc's malloc thresholds as they were (`JITGRAD_MALLOC_TUNING=0`, a `MALLOC_*_` setting, or not glibc)"
+
+
+def _team(m: dict[str, Any]) -> str:
+    """Where jitgrad's float32 products ran: its GEMM team (helpers spinning ~1 ms between products) or OpenMP."""
+    team = m.get("gemm_team")
+    if team is None:
+        return ""
+    if team:
+        return "; jitgrad's float32 matmul on its GEMM team (helper threads spin ~1 ms between products)"
+    return "; jitgrad's float32 matmul on Numba's OpenMP pool (`JITGRAD_GEMM_TEAM=0`, or not Linux x86-64)"
 
 
 def _blas_timeout(m: dict[str, Any]) -> str:

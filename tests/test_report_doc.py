@@ -112,6 +112,20 @@ def test_header_says_whose_malloc_thresholds_the_run_had():
     assert machine.machine_info(1, None)["malloc_tuned"] is __import__("jitgrad").config.malloc_tuned
 
 
+def test_threads_row_says_where_jitgrads_float32_products_ran():
+    def threads_row(**machine_update):
+        run = _run()
+        run["machine"].update(machine_update)
+        return next(line for line in md.header_lines(run) if line.startswith("| threads |"))
+
+    assert "on its GEMM team" in threads_row(gemm_team=True)
+    assert "OpenMP pool (`JITGRAD_GEMM_TEAM=0`" in threads_row(gemm_team=False)
+    assert "GEMM team" not in threads_row()  # runs recorded before the field existed
+    from jitgrad.kernels.cpu import _team
+
+    assert machine.machine_info(1, None)["gemm_team"] is _team.ENABLED
+
+
 def test_replace_block_rewrites_only_its_own_path():
     old2 = f"{md.begin_marker('avx2')}\nold avx2 numbers\n{md.end_marker('avx2')}"
     old5 = f"{md.begin_marker('avx512')}\nnot measured yet\n{md.end_marker('avx512')}"
