@@ -156,6 +156,28 @@ def test_matmul_uses_the_team_only_on_more_than_one_thread():
                         and state[_team.HELPED] > before)
 
 
+def test_shutdown_stops_the_helpers_and_the_next_product_starts_them_again():
+    a, b = operands(128, 120, 256, False, True)
+    expected = cpu.matmul(a, b, trans_b=True)
+    state = team(2)
+    helpers = list(_team._HELPERS)
+    assert helpers and all(helper.is_alive() for helper in helpers)
+    _team.shutdown(timeout=10.0)  # (atexit runs it too) spinning or asleep, each helper leaves
+    assert not any(helper.is_alive() for helper in helpers)
+    assert not _team._HELPERS and state[_team.STOP] == 0
+    before = state[_team.HELPED]
+    out = np.empty((128, 120), np.float32)
+
+    width = len(helpers) + 1  # (an earlier test may have run 3 threads)
+
+    def product_with_help():
+        assert _team.gemm_team(a, b, False, True, out, width, np.zeros(1, np.float32), 0, team(width))
+        return np.array_equal(out, expected) and state[_team.HELPED] > before
+
+    assert wait_for(product_with_help)
+    assert all(helper.is_alive() for helper in _team._HELPERS) and len(_team._HELPERS) == len(helpers)
+
+
 SCRIPT = textwrap.dedent("""
     import os, threading
     import numpy as np

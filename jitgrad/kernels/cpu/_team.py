@@ -9,17 +9,19 @@ OpenBLAS keeps its workers spinning for ~0.1 s after each call instead.
 Here each helper, after a product, spins (``pause``, yielding the CPU every few hundred pauses
 to any other runnable thread) for ``SPIN_PAUSES`` pauses, then sleeps on a futex. The calling
 thread posts a product (its operands' addresses in the team's ``state``), wakes sleeping
-helpers, and then claims blocks of C itself through an atomic counter; a helper joins when it
+helpers, and then claims blocks of C itself (``claim``: from the front, helpers from the back); a helper joins when it
 sees the post. A helper that is asleep, late, or gone (after ``fork``) costs no wait: the calling
 thread then computes every block, as on one thread. At the end the calling thread closes the
 product and waits only for blocks a helper has started.
 
 Linux on x86-64 only (the futex and ``sched_yield`` are reached by ``syscall`` numbers); elsewhere
-``available()`` is False and ``matmul`` keeps the OpenMP driver.
+``ENABLED`` is False and ``matmul`` keeps its one-thread and OpenMP drivers.
 """
 
 from __future__ import annotations
 
+import atexit
+import ctypes
 import os
 import platform
 import sys
@@ -318,6 +320,26 @@ def team_state(nthreads: int) -> np.ndarray:
         helper.start()
         _HELPERS.append(helper)
     return _STATE
+
+
+def shutdown(timeout: float = 1.0) -> None:
+    """Stop the helpers (at exit, so none is spinning while the interpreter finalises); a later product
+    starts new ones. From Python: plain stores (aligned int64 stores are atomic on x86-64) and the
+    futex wake through libc's ``syscall``."""
+    if not _HELPERS:
+        return
+    _STATE[STOP] = 1
+    _STATE[SEQ] += 1
+    ctypes.CDLL(None, use_errno=True).syscall(ctypes.c_long(_SYS_FUTEX), ctypes.c_void_p(_STATE.ctypes.data + 8 * SEQ),
+                                              ctypes.c_long(_FUTEX_WAKE_PRIVATE), ctypes.c_long(0x7FFFFFFF))
+    for helper in _HELPERS:
+        helper.join(timeout)
+    if not any(helper.is_alive() for helper in _HELPERS):
+        _HELPERS.clear()
+        _STATE[STOP] = 0
+
+
+atexit.register(shutdown)
 
 
 def _after_fork_in_child() -> None:

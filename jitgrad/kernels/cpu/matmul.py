@@ -19,7 +19,8 @@ __all__: list[str] = kernel_names("matmul")  # the one list: kernels/_constants.
 #: Up to this many multiply-adds a plain loop beats the micro-kernel's set-up
 #: (measured: the two meet near 16 x 16 x 16).
 SMALL_MACS = 16 * 16 * 16
-#: Below this many multiply-adds one thread beats a parallel launch. Each parallel region wakes the
+#: Below this many multiply-adds one thread beats an OpenMP launch (float64; float32 with the GEMM
+#: team off, see TEAM_MIN_MACS). Each parallel region wakes the
 #: pool's sleeping thread (passive waiting, see jitgrad/config.py): ~45 us on the idle 2-core EPYC
 #: VM, whose idle vCPUs halt (bench/omp_wait.py), a few us on bare metal. Since the calling thread
 #: no longer sleeps at the region's end (``_atomic``), 2 threads against 1 there (Zen 4): 128^3
@@ -66,8 +67,9 @@ def _matmul_kernel(a: np.ndarray, b: np.ndarray, trans_a: bool, trans_b: bool, o
         if epi and m and n:
             apply_epilogue(out, bias, epi)
         return
-    # One thread below SERIAL_MACS (numba.get_num_threads() costs ~1 us: asked only where it decides).
-    # A parallel launch takes the workqueue lock (_parallel); the serial kernels need none.
+    # float32 above TEAM_MIN_MACS on the GEMM team; otherwise one thread below SERIAL_MACS (the thread
+    # count is asked only where it decides). An OpenMP launch takes the workqueue lock (_parallel); the
+    # serial kernels and the team need none.
     dot = _dot_product(trans_a, trans_b, m, n, k)
     if macs > TEAM_MIN_MACS and not dot and out.dtype is _F32 and _team_product(a, b, trans_a, trans_b, out,
                                                                                 bias, epi):
@@ -92,7 +94,7 @@ def _matmul_kernel(a: np.ndarray, b: np.ndarray, trans_a: bool, trans_b: bool, o
 def _team_product(a: np.ndarray, b: np.ndarray, trans_a: bool, trans_b: bool, out: np.ndarray,
                   bias: np.ndarray, epi: int) -> bool:
     """Run a float32 product on the GEMM team (``_team``) when it can: more than one thread set, the team
-    available (Linux x86-64, not switched off) and compiled (with the parallel drivers, see _tier), and
+    available (Linux x86-64, not switched off) and compiled (``_team.ready``), and
     not held by another thread. False: the caller runs its serial kernel instead."""
     if not _team.ENABLED or not _team.ready():
         return False
