@@ -100,11 +100,16 @@ old text kept verbatim
 """
 
 
+def _header_row(name, **machine_update):
+    """Row ``name`` of the run table, for a run whose machine fields are updated with ``machine_update``."""
+    run = _run()
+    run["machine"].update(machine_update)
+    return next(line for line in md.header_lines(run) if line.startswith(f"| {name} |"))
+
+
 def test_header_says_whose_malloc_thresholds_the_run_had():
     def memory_row(**machine_update):
-        run = _run()
-        run["machine"].update(machine_update)
-        return next(line for line in md.header_lines(run) if line.startswith("| memory |"))
+        return _header_row("memory", **machine_update)
 
     assert "set by `import jitgrad`" in memory_row(malloc_tuned=True)
     assert "as they were" in memory_row(malloc_tuned=False)
@@ -114,9 +119,7 @@ def test_header_says_whose_malloc_thresholds_the_run_had():
 
 def test_threads_row_says_where_jitgrads_float32_products_ran():
     def threads_row(**machine_update):
-        run = _run()
-        run["machine"].update(machine_update)
-        return next(line for line in md.header_lines(run) if line.startswith("| threads |"))
+        return _header_row("threads", **machine_update)
 
     assert "on its GEMM team" in threads_row(gemm_team=True)
     assert "OpenMP pool (`JITGRAD_GEMM_TEAM=0`" in threads_row(gemm_team=False)

@@ -55,6 +55,12 @@ def _is_counter(arr, index) -> bool:
             and isinstance(index, types.Integer))
 
 
+def _slot_and_value(context, builder, sig, args):
+    """``(pointer to arr[index], value as int64)`` of an ``(arr, index, value)`` intrinsic call."""
+    ptr = _element_pointer(context, builder, sig.args[0], args[0], args[1])
+    return ptr, context.cast(builder, args[2], sig.args[2], types.int64)
+
+
 @intrinsic
 def fetch_add(typingctx, arr, index, value):
     """``old = arr[index]; arr[index] += value; return old`` as one atomic step (``arr``: int64)."""
@@ -62,9 +68,7 @@ def fetch_add(typingctx, arr, index, value):
         return None
 
     def codegen(context, builder, sig, args):
-        ptr = _element_pointer(context, builder, sig.args[0], args[0], args[1])
-        val = context.cast(builder, args[2], sig.args[2], types.int64)
-        return builder.atomic_rmw("add", ptr, val, "seq_cst")
+        return builder.atomic_rmw("add", *_slot_and_value(context, builder, sig, args), "seq_cst")
 
     return types.int64(arr, index, value), codegen
 
@@ -103,8 +107,7 @@ def store_seq(typingctx, arr, index, value):
         return None
 
     def codegen(context, builder, sig, args):
-        ptr = _element_pointer(context, builder, sig.args[0], args[0], args[1])
-        val = context.cast(builder, args[2], sig.args[2], types.int64)
+        ptr, val = _slot_and_value(context, builder, sig, args)
         builder.store_atomic(val, ptr, "seq_cst", 8)
         return context.get_dummy_value()
 
