@@ -105,11 +105,11 @@ def _malloc_tuned() -> bool | None:
 
 
 def _gemm_team() -> bool | None:
-    """Whether jitgrad's float32 ``matmul`` runs on its GEMM team (``kernels/cpu/_team.ENABLED``)."""
+    """Whether jitgrad's float32 ``matmul`` runs on its GEMM team (``kernels/cpu/_team.enabled()``)."""
     try:
         from jitgrad.kernels.cpu import _team
 
-        return bool(_team.ENABLED)
+        return bool(_team.enabled())
     except Exception:  # noqa: BLE001 - the report still runs without jitgrad importable
         return None
 

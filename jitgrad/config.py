@@ -103,6 +103,12 @@ def data_dir(root: str | os.PathLike[str] | None = None) -> Path:
     return Path.home() / ".cache" / "jitgrad"
 
 
+#: Whether float32 ``matmul`` runs on jitgrad's GEMM helper threads (``kernels/cpu/_team.py``, Linux
+#: x86-64 only): ``JITGRAD_GEMM_TEAM=0`` at start-up, or ``jitgrad.config.gemm_team = False`` at any
+#: time, sends its products back to one thread and Numba's OpenMP pool (docs/guarantees.md).
+gemm_team: bool = os.environ.get("JITGRAD_GEMM_TEAM", "1").strip().lower() not in ("0", "false", "no", "off")
+
+
 def set_num_threads(n: int) -> None:
     """Set the number of threads the parallel CPU kernels use.
 

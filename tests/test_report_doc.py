@@ -126,7 +126,7 @@ def test_threads_row_says_where_jitgrads_float32_products_ran():
     assert "GEMM team" not in threads_row()  # runs recorded before the field existed
     from jitgrad.kernels.cpu import _team
 
-    assert machine.machine_info(1, None)["gemm_team"] is _team.ENABLED
+    assert machine.machine_info(1, None)["gemm_team"] is _team.enabled()
 
 
 def test_replace_block_rewrites_only_its_own_path():

@@ -21,6 +21,7 @@ import numba
 import numpy as np
 import pytest
 
+from jitgrad import config
 from jitgrad.kernels import cpu
 from jitgrad.kernels import reference as ref
 from jitgrad.kernels.cpu import _gemm, _team
@@ -28,7 +29,7 @@ from jitgrad.kernels.cpu._gemm_epilogue import EPI_COL_BIAS, EPI_RELU
 from tests.helpers import nan_like, randn
 from tests.kernels.test_conv import guarded
 
-pytestmark = pytest.mark.skipif(not _team.ENABLED, reason="the GEMM team runs on Linux x86-64 only")
+pytestmark = pytest.mark.skipif(not _team.AVAILABLE, reason="the GEMM team runs on Linux x86-64 only")
 
 matmul_module = sys.modules[cpu.matmul.__module__]
 TRANS = list(itertools.product([False, True], [False, True]))
@@ -178,6 +179,24 @@ def test_shutdown_stops_the_helpers_and_the_next_product_starts_them_again():
     assert all(helper.is_alive() for helper in _team._HELPERS) and len(_team._HELPERS) == len(helpers)
 
 
+def test_config_switch_sends_products_back_to_the_old_drivers(monkeypatch):
+    a, b = operands(128, 120, 256, False, True)
+    state = team(2)
+    expected = nan_like((128, 120), np.float32)
+    _gemm.gemm_serial(a, b, False, True, expected, np.zeros(1, np.float32), 0)
+    monkeypatch.setattr(config, "gemm_team", False)
+    assert not _team.enabled()
+    before = state[_team.HELPED]
+    for _ in range(50):
+        np.testing.assert_array_equal(cpu.matmul(a, b, trans_b=True), expected)
+    assert state[_team.HELPED] == before
+    monkeypatch.setattr(config, "gemm_team", True)
+    assert _team.enabled()
+    if numba.get_num_threads() > 1:  # back on the team at the next products
+        assert wait_for(lambda: np.array_equal(cpu.matmul(a, b, trans_b=True), expected)
+                        and state[_team.HELPED] > before)
+
+
 SCRIPT = textwrap.dedent("""
     import os, threading
     import numpy as np
@@ -191,8 +210,8 @@ SCRIPT = textwrap.dedent("""
         got = cpu.matmul(a, b)
     assert np.allclose(got, expected, rtol=1e-4, atol=1e-3)
     helpers = [t.name for t in threading.enumerate() if t.name.startswith("jitgrad-gemm-helper")]
-    print("helpers", len(helpers), "enabled", _team.ENABLED)
-    if _team.ENABLED:  # (off, the product ran on Numba's OpenMP pool: it ends a forked child)
+    print("helpers", len(helpers), "enabled", _team.enabled())
+    if _team.enabled():  # (off, the product ran on Numba's OpenMP pool: it ends a forked child)
         pid = os.fork()
         if pid == 0:  # the child has none of the parent's helper threads: matmul starts its own
             ok = all(np.allclose(cpu.matmul(a, b), expected, rtol=1e-4, atol=1e-3) for _ in range(20))

@@ -15,7 +15,8 @@ thread then computes every block, as on one thread. At the end the calling threa
 product and waits only for blocks a helper has started.
 
 Linux on x86-64 only (the futex and ``sched_yield`` are reached by ``syscall`` numbers); elsewhere
-``ENABLED`` is False and ``matmul`` keeps its one-thread and OpenMP drivers.
+``AVAILABLE`` is False and ``matmul`` keeps its one-thread and OpenMP drivers, as it does when
+``jitgrad.config.gemm_team`` is off.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ from numba import carray, njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 from numba.np.ufunc import parallel as _numba_parallel
+
+from jitgrad import config
 
 from . import _tier
 from ._atomic import compare_swap, fetch_add, load_acquire, spin_pause, store_seq
@@ -274,8 +277,13 @@ def gemm_team(a, b, trans_a, trans_b, c, nthreads, bias, epi, state):
     return True
 
 
-#: Whether ``matmul`` uses the team: Linux on x86-64, unless ``JITGRAD_GEMM_TEAM=0``.
-ENABLED = _LINUX_X86_64 and os.environ.get("JITGRAD_GEMM_TEAM", "1").strip().lower() not in ("0", "false", "no", "off")
+#: Whether the team can run here: Linux on x86-64.
+AVAILABLE = _LINUX_X86_64
+
+
+def enabled() -> bool:
+    """Whether ``matmul`` uses the team: available here and ``jitgrad.config.gemm_team`` on."""
+    return AVAILABLE and config.gemm_team
 
 _STATE = np.zeros(STATE_SLOTS, np.int64)
 _HELPERS: list[threading.Thread] = []

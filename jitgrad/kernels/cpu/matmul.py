@@ -94,9 +94,9 @@ def _matmul_kernel(a: np.ndarray, b: np.ndarray, trans_a: bool, trans_b: bool, o
 def _team_product(a: np.ndarray, b: np.ndarray, trans_a: bool, trans_b: bool, out: np.ndarray,
                   bias: np.ndarray, epi: int) -> bool:
     """Run a float32 product on the GEMM team (``_team``) when it can: more than one thread set, the team
-    available (Linux x86-64, not switched off) and compiled (``_team.ready``), and
+    available (Linux x86-64) and on (``config.gemm_team``) and compiled (``_team.ready``), and
     not held by another thread. False: the caller runs its serial kernel instead."""
-    if not _team.ENABLED or not _team.ready():
+    if not _team.enabled() or not _team.ready():
         return False
     nthreads = _team.num_threads()
     if nthreads == 1:
