@@ -256,8 +256,19 @@ def gemm_serial(a, b, trans_a, trans_b, c, bias, epi):
 
 
 @njit(inline="always", **_jit)  # inlined: no compile of its own
-def prepare_tasks(a, b, trans_a, trans_b, c, nthreads, ti, tj):
-    """The packed buffers of a product split into ``ti x tj`` tasks, and who packs what.
+def plan(a, trans_a, trans_b, c, nthreads):
+    """``(m, n, k, nr, npa, npb, b_direct, in_place, ti, tj)`` of a parallel product: its
+    :func:`driver_sizes`, whether A is read in place, and C split into ``ti x tj`` tasks
+    (:func:`partition`) for ``nthreads``."""
+    m, n, k, nr, npa, npb, b_direct = driver_sizes(a, trans_a, trans_b, c)
+    in_place = a_in_place(trans_a, m, k, n, c.itemsize)
+    ti, tj = partition(npa, npb, nthreads, b_direct and not in_place)
+    return m, n, k, nr, npa, npb, b_direct, in_place, ti, tj
+
+
+@njit(inline="always", **_jit)  # inlined: no compile of its own
+def prepare_tasks(a, b, trans_a, trans_b, c, nthreads, sizes):
+    """The packed buffers of a product split as ``sizes`` (:func:`plan`) says, and who packs what.
 
     Returns ``(af, bp, a_pstride, a_rs, a_cs, task_a, task_b, share_a, share_b, small_share)``.
     Each operand is packed by the tasks that read it (a column of tasks shares no B panel, a row
@@ -267,8 +278,7 @@ def prepare_tasks(a, b, trans_a, trans_b, c, nthreads, ti, tj):
     when small (SERIAL_PACK, ``small_share``), else left to the caller (:func:`pack_share`). Two
     operands over the budget together: the one copied more often goes first.
     """
-    m, n, k, nr, npa, npb, b_direct = driver_sizes(a, trans_a, trans_b, c)
-    in_place = a_in_place(trans_a, m, k, n, c.itemsize)
+    m, n, k, nr, npa, npb, b_direct, in_place, ti, tj = sizes
     a_size = 0 if in_place else npa * k * MR
     b_size = 0 if b_direct else npb * k * nr
     budget = ONE_REGION_COPIES * nthreads
@@ -332,11 +342,10 @@ def gemm_parallel(a, b, trans_a, trans_b, c, nthreads, bias, epi):
     ``nthreads`` (``numba.get_num_threads()``, passed in: reading it here
     would make the function uncacheable) sizes the blocks.
     """
-    m, n, k, nr, npa, npb, b_direct = driver_sizes(a, trans_a, trans_b, c)
-    in_place = a_in_place(trans_a, m, k, n, c.itemsize)
-    ti, tj = partition(npa, npb, nthreads, b_direct and not in_place)
+    sizes = plan(a, trans_a, trans_b, c, nthreads)
+    m, n, k, _, npa, npb, b_direct, _, ti, tj = sizes
     af, bp, a_pstride, a_rs, a_cs, task_a, task_b, share_a, share_b, small_share = prepare_tasks(
-        a, b, trans_a, trans_b, c, nthreads, ti, tj)
+        a, b, trans_a, trans_b, c, nthreads, sizes)
     if not small_share:  # a packing pass first, each thread packing a contiguous range of B (and A) panels
         packing = new_counter()
         for t in prange(nthreads):

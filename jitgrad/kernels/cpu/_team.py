@@ -40,9 +40,8 @@ from jitgrad import config
 
 from . import _tier
 from ._atomic import compare_swap, fetch_add, load_acquire, spin_pause, store_seq
-from ._gemm import a_in_place, driver_sizes, gemm_task, pack_share, partition, prepare_tasks
+from ._gemm import _jit, gemm_task, pack_share, plan, prepare_tasks
 from ._gemm_simd import _element_pointer
-from ._jit import FASTMATH
 
 _LINUX_X86_64 = sys.platform.startswith("linux") and platform.machine().lower() in ("x86_64", "amd64")
 _SYS_SCHED_YIELD = 24
@@ -141,9 +140,6 @@ YIELD_EVERY = 256
 (_A, _A_ROWS, _A_COLS, _B, _B_ROWS, _B_COLS, _C, _M, _N, _K, _TRANS_A, _TRANS_B, _BIAS, _BIAS_LEN, _EPI, _TI, _TJ,
  _NPA, _NPB, _TASK_A, _TASK_B, _B_DIRECT, _AF, _AF_ROWS, _AF_COLS, _BP, _BP_ROWS, _BP_COLS, _A_PSTRIDE, _A_RS,
  _A_CS, _SHARE_A, _SHARE_B, _PACK_PARTS) = range(JOB, JOB + 34)
-
-_jit = dict(cache=True, fastmath=FASTMATH, nogil=True)
-
 
 @njit(inline="always", **_jit)
 def _array2(state, slot, dtype):
@@ -244,11 +240,10 @@ def gemm_team(a, b, trans_a, trans_b, c, nthreads, bias, epi, state):
     when another thread holds the team."""
     if not compare_swap(state, BUSY, 0, 1):
         return False
-    m, n, k, nr, npa, npb, b_direct = driver_sizes(a, trans_a, trans_b, c)
-    in_place = a_in_place(trans_a, m, k, n, c.itemsize)
-    ti, tj = partition(npa, npb, nthreads, b_direct and not in_place)
+    sizes = plan(a, trans_a, trans_b, c, nthreads)
+    m, n, k, _, npa, npb, b_direct, _, ti, tj = sizes
     af, bp, a_pstride, a_rs, a_cs, task_a, task_b, share_a, share_b, small_share = prepare_tasks(
-        a, b, trans_a, trans_b, c, nthreads, ti, tj)
+        a, b, trans_a, trans_b, c, nthreads, sizes)
     state[_A], state[_A_ROWS], state[_A_COLS] = a.ctypes.data, a.shape[0], a.shape[1]
     state[_B], state[_B_ROWS], state[_B_COLS] = b.ctypes.data, b.shape[0], b.shape[1]
     state[_AF], state[_AF_ROWS], state[_AF_COLS] = af.ctypes.data, af.shape[0], af.shape[1]
@@ -284,6 +279,7 @@ AVAILABLE = _LINUX_X86_64
 def enabled() -> bool:
     """Whether ``matmul`` uses the team: available here and ``jitgrad.config.gemm_team`` on."""
     return AVAILABLE and config.gemm_team
+
 
 _STATE = np.zeros(STATE_SLOTS, np.int64)
 _HELPERS: list[threading.Thread] = []
