@@ -68,6 +68,7 @@ def test_parallel_and_serial_twins_match_reference(monkeypatch, name, kw, thresh
         if isinstance(twins, Twins) and id(twins) not in patched:
             patched.add(id(twins))
             monkeypatch.setattr(twins, "min_size", threshold)
+            monkeypatch.setattr(twins, "team_min", 1 << 62)  # the team's spans: test_team_spans.py
             monkeypatch.setattr(twins, "parallel", lambda *args, _kernel=twins.parallel: (
                 launches.append(_kernel), _kernel(*args))[1])
     x, g = _inputs((2001,), dtype)

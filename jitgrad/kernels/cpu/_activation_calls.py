@@ -14,6 +14,7 @@ import math
 from typing import Any
 
 import numpy as np
+from jitgrad.kernels.cpu import _team_spans
 from jitgrad.kernels.cpu._jit import FLOAT_DTYPES as _FLOATS
 from jitgrad.kernels.cpu._jit import entry_point
 from jitgrad.kernels.cpu._threading import serialised
@@ -55,25 +56,33 @@ class Twins:
     replaced were a fifth of that.
     """
 
-    __slots__ = ("parallel", "serial", "min_size", "dtype", "entry")
+    __slots__ = ("parallel", "serial", "min_size", "team_min", "dtype", "entry")
 
     def __init__(self, parallel: Any, serial: Any, min_size: int) -> None:
         self.parallel = parallel
         self.serial = serial
         self.min_size = min_size
+        #: From this size the serial twin runs on spans on the GEMM team when it can (``_team_spans``).
+        self.team_min = min_size // _team_spans.TEAM_FRACTION
         self.dtype: np.dtype | None = None
         self.entry: Any = None
 
 
 def _run(k: Twins, direct: bool, out: np.ndarray, args: tuple) -> np.ndarray:
     """Run ``k.parallel(*args)`` from ``k.min_size`` elements of ``out``, else its serial twin; return ``out``.
+    From ``k.team_min`` elements, plain arrays (``direct``) run on spans on the GEMM team instead
+    when it can take them (``_team_spans``: no OpenMP wake-up, and two threads from a quarter of
+    the OpenMP size).
 
     With ``direct`` (every array plain: float32/float64, C-contiguous, aligned ndarrays; scalars
     cast to their dtype) the serial twin's compiled entry point for that dtype is remembered
     once the dispatcher has compiled or loaded it, for the wrappers' short path: Numba's type
     dispatch (the typing of each argument) was a tenth of a (128, 10) relu call.
     """
-    if out.size >= k.min_size:
+    size = out.size
+    if size >= k.team_min and direct and _team_spans.usable() and _team_spans.run(k.serial, args, size):
+        return out
+    if size >= k.min_size:
         _launch_parallel(k.parallel, args)
         return out
     k.serial(*args)
@@ -116,7 +125,7 @@ def _forward(k: Twins, x: np.ndarray, *scalars: Any) -> np.ndarray:
     if not direct:
         _check_forward(x)
     out = _empty(x.shape, x.dtype)
-    if direct and dtype is k.dtype and out.size < k.min_size:
+    if direct and dtype is k.dtype and out.size < k.team_min and out.size < k.min_size:
         if scalars:
             k.entry(x.ravel(), *_cast(scalars, dtype), out.ravel())
         else:
@@ -137,7 +146,7 @@ def _backward(k: Twins, grad_out: np.ndarray, x: np.ndarray, *scalars: Any) -> n
     if not direct:
         _check_backward(grad_out, x)
     out = _empty(x.shape, x.dtype)
-    if direct and dtype is k.dtype and out.size < k.min_size:
+    if direct and dtype is k.dtype and out.size < k.team_min and out.size < k.min_size:
         if scalars:
             k.entry(grad_out.ravel(), x.ravel(), *_cast(scalars, dtype), out.ravel())
         else:

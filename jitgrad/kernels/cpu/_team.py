@@ -113,6 +113,24 @@ def address_to_pointer(typingctx, address, dtype):
     return types.CPointer(element)(address, dtype), codegen
 
 
+@intrinsic
+def call_job(typingctx, function, address, block):
+    """Call the C function at ``function`` (``void f(int64 address, int64 block)``: a span job's
+    ``numba.cfunc``, see ``_team_spans``) with ``address`` and ``block``."""
+    if not all(isinstance(t, types.Integer) for t in (function, address, block)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        i64 = ir.IntType(64)
+        fnty = ir.FunctionType(ir.VoidType(), [i64, i64])
+        fn = builder.inttoptr(context.cast(builder, args[0], sig.args[0], types.int64), fnty.as_pointer())
+        builder.call(fn, [context.cast(builder, args[1], sig.args[1], types.int64),
+                          context.cast(builder, args[2], sig.args[2], types.int64)])
+        return context.get_dummy_value()
+
+    return types.none(function, address, block), codegen
+
+
 # The team's state: int64 slots, each on a cache line of its own (8 slots apart); the product's
 # description after them.
 SEQ = 0  # products posted (the futex word)
@@ -126,8 +144,15 @@ WIDTH = 56  # threads that may work on the product (calling thread included)
 HELPED = 64  # blocks the helpers have computed, over the team's life (for tests and benchmarks)
 PACK_NEXT = 72  # the next part of a shared packing pass to claim
 PACK_DONE = 80  # parts of it done
-JOB = 88  # the product's description (see gemm_team)
+JOB = 88  # the job's description: a product's (see gemm_team) or a span job's arguments (ARGS)
+KIND = 122  # what is posted: GEMM (a product) or SPANS (a C function called on blocks, see run_spans)
+FUNCTION = 123  # SPANS: the function's address
+BLOCKS = 124  # SPANS: how many blocks
 STATE_SLOTS = 128
+#: Job kinds (``KIND``).
+GEMM, SPANS = 0, 1
+#: A span job's arguments (``_team_spans``) start here; they end before ``KIND``.
+ARGS = JOB
 
 #: Pauses a helper spins for between products before it sleeps (a ``pause`` is 40-150 cycles).
 SPIN_PAUSES = 1 << 15
@@ -205,6 +230,20 @@ def work(state, helper):
 
 
 @njit(**_jit)
+def work_spans(state, helper):
+    """Claim blocks of the posted span job and call its function on each until none is left (the
+    calling thread and helpers); returns how many this thread ran."""
+    function, total, address = state[FUNCTION], state[BLOCKS], state.ctypes.data
+    done = 0
+    t = claim(state, TASK, helper, total)
+    while t >= 0:
+        call_job(function, address, t)
+        done += 1
+        t = claim(state, TASK, helper, total)
+    return done
+
+
+@njit(**_jit)
 def helper_loop(state, index):
     """A helper's life: spin for a posted product, sleep on the futex after SPIN_PAUSES, work, repeat."""
     seen = load_acquire(state, SEQ)
@@ -230,7 +269,8 @@ def helper_loop(state, index):
         if index + 1 < load_acquire(state, WIDTH):
             fetch_add(state, ACTIVE, 1)
             if load_acquire(state, OPEN):
-                fetch_add(state, HELPED, work(state, True))
+                done = work_spans(state, True) if state[KIND] == SPANS else work(state, True)
+                fetch_add(state, HELPED, done)
             fetch_add(state, ACTIVE, -1)
 
 
@@ -238,7 +278,7 @@ def helper_loop(state, index):
 def gemm_team(a, b, trans_a, trans_b, c, nthreads, bias, epi, state):
     """``c = op(a) @ op(b)`` (float32) by this thread and the team's helpers; False (nothing done)
     when another thread holds the team."""
-    if not compare_swap(state, BUSY, 0, 1):
+    if not acquire(state):
         return False
     sizes = plan(a, trans_a, trans_b, c, nthreads)
     m, n, k, _, npa, npb, b_direct, _, ti, tj = sizes
@@ -258,18 +298,47 @@ def gemm_team(a, b, trans_a, trans_b, c, nthreads, bias, epi, state):
     state[_SHARE_A], state[_SHARE_B], state[_PACK_PARTS] = share_a, share_b, 0 if small_share else 4 * nthreads
     store_seq(state, PACK_NEXT, 0)
     store_seq(state, PACK_DONE, 0)
+    state[KIND] = GEMM
+    _post(state, nthreads)
+    work(state, False)
+    _close(state)
+    return True
+
+
+@njit(inline="always", **_jit)
+def acquire(state):
+    """Take the team for one job (its description is written next): False when another thread holds it."""
+    return compare_swap(state, BUSY, 0, 1)
+
+
+@njit(inline="always", **_jit)
+def _post(state, nthreads):
+    """Open the described job to ``nthreads - 1`` helpers and wake those asleep."""
     store_seq(state, TASK, 0)
     store_seq(state, WIDTH, nthreads)
     store_seq(state, OPEN, 1)
     fetch_add(state, SEQ, 1)
     if load_acquire(state, SLEEPERS) > 0:
         futex_wake(state, SEQ)
-    work(state, False)
+
+
+@njit(inline="always", **_jit)
+def _close(state):
+    """Close the job (this thread has found no block left), wait for the blocks a helper started, release."""
     store_seq(state, OPEN, 0)
-    while load_acquire(state, ACTIVE) > 0:  # blocks a helper started
+    while load_acquire(state, ACTIVE) > 0:
         spin_pause()
     store_seq(state, BUSY, 0)
-    return True
+
+
+@njit(inline="always", **_jit)
+def run_spans(state, function, blocks, nthreads):
+    """Run ``function(address of state, block)`` for ``block`` in ``range(blocks)`` on this thread and
+    the helpers, the team held (:func:`acquire`) and the job's arguments in ``state[ARGS:]``."""
+    state[KIND], state[FUNCTION], state[BLOCKS] = SPANS, function, blocks
+    _post(state, nthreads)
+    work_spans(state, False)
+    _close(state)
 
 
 #: Whether the team can run here: Linux on x86-64.

@@ -1,0 +1,166 @@
+"""Elementwise kernels on the GEMM team (``_team``): a kernel's serial twin run on spans of its
+arrays by the calling thread and the team's helpers, with no OpenMP wake-up.
+
+Why: a parallel region of Numba's OpenMP pool wakes the pool's sleeping thread (~100 us on a VM
+whose idle vCPUs halt, ``jitgrad/config.py``), so the activations ran serially below 128k
+elements, and larger ones paid that wake-up every call (tanh of 128 x 32 x 26 x 26, float32,
+Zen 4: 539 us in a loop of calls, 820 us in ``bench/report.py``'s, where the thread sleeps between
+calls, against 958 us serial). On the team the calling thread starts at once and a helper joins
+when it sees the job, taking spans from the other end (``_team.claim``).
+
+How: a helper runs code it was not compiled with through a C function pointer
+(``_team.call_job``): each kernel gets a ``numba.cfunc`` *span job*, ``job(address, block)``, that
+rebuilds the arrays from the addresses in the team's state (``address``) and calls the kernel's
+serial twin on block ``block``'s span. The jobs come from six templates below (2 or 3 arrays, 0 to 2
+scalars), each compiled with the kernel as its global ``KERNEL`` under a name of its own, so that
+Numba caches every job in a file of its own (a closure would not be cached: its key holds the
+dispatcher, which pickles differently in every process). :func:`run` posts a job
+(``_post_spans``: the addresses, the scalars as float64, the span size) and runs it.
+
+A job's arguments in ``state[ARGS:]``: the element count, the span size, up to three array
+addresses (the kernel's arrays in order, its output last), up to two scalars (float64 bits).
+"""
+
+from __future__ import annotations
+
+import types as _pytypes
+from typing import Any
+
+import numpy as np
+from numba import carray, cfunc, njit, types
+
+from . import _team
+from ._team import ARGS, STATE_SLOTS, address_to_pointer
+
+#: Elements below which an elementwise kernel runs serially even on the team, as a multiple of its
+#: OpenMP size (``Twins.min_size``): the team needs no wake-up, so it pays from a quarter of it.
+TEAM_FRACTION = 4
+#: Spans of at least this many elements, and about ``SPANS_PER_THREAD`` a thread: each claim is an
+#: atomic add on a line both threads write (~0.1 us), and the last span decides when the call ends.
+MIN_SPAN = 1 << 13
+SPANS_PER_THREAD = 16
+
+_N, _SPAN, _ARRAYS, _SCALARS = ARGS, ARGS + 1, ARGS + 2, ARGS + 5
+
+
+@njit(inline="always", cache=True)
+def _array(state, i, lo, hi, dtype):
+    """Array ``i`` of the job, its span ``[lo, hi)``."""
+    return carray(address_to_pointer(state[_ARRAYS + i], dtype), (state[_N],))[lo:hi]
+
+
+@njit(inline="always", cache=True)
+def _span(address, block):
+    """The team's state at ``address``, and block ``block``'s span."""
+    state = carray(address_to_pointer(address, np.int64), (STATE_SLOTS,))
+    lo = block * state[_SPAN]
+    return state, lo, min(state[_N], lo + state[_SPAN])
+
+
+@njit(inline="always", cache=True)
+def _scalar(state, j):
+    """Scalar ``j`` of the job (float64)."""
+    return carray(address_to_pointer(state.ctypes.data, np.float64), (STATE_SLOTS,))[_SCALARS + j]
+
+
+# The templates: ``KERNEL`` (the serial twin), ``DTYPE`` (its arrays') and ``S`` (its scalars' type)
+# are the globals :func:`_job` gives each copy. ``x`` ... ``out``: the kernel's arguments in order.
+def _job_2_0(address, block):
+    state, lo, hi = _span(address, block)
+    KERNEL(_array(state, 0, lo, hi, DTYPE), _array(state, 1, lo, hi, DTYPE))  # noqa: F821
+
+
+def _job_2_1(address, block):
+    state, lo, hi = _span(address, block)
+    KERNEL(_array(state, 0, lo, hi, DTYPE), S(_scalar(state, 0)), _array(state, 1, lo, hi, DTYPE))  # noqa: F821
+
+
+def _job_2_2(address, block):
+    state, lo, hi = _span(address, block)
+    KERNEL(_array(state, 0, lo, hi, DTYPE), S(_scalar(state, 0)), S(_scalar(state, 1)),  # noqa: F821
+           _array(state, 1, lo, hi, DTYPE))  # noqa: F821
+
+
+def _job_3_0(address, block):
+    state, lo, hi = _span(address, block)
+    KERNEL(_array(state, 0, lo, hi, DTYPE), _array(state, 1, lo, hi, DTYPE),  # noqa: F821
+           _array(state, 2, lo, hi, DTYPE))  # noqa: F821
+
+
+def _job_3_1(address, block):
+    state, lo, hi = _span(address, block)
+    KERNEL(_array(state, 0, lo, hi, DTYPE), _array(state, 1, lo, hi, DTYPE), S(_scalar(state, 0)),  # noqa: F821
+           _array(state, 2, lo, hi, DTYPE))  # noqa: F821
+
+
+def _job_3_2(address, block):
+    state, lo, hi = _span(address, block)
+    KERNEL(_array(state, 0, lo, hi, DTYPE), _array(state, 1, lo, hi, DTYPE), S(_scalar(state, 0)),  # noqa: F821
+           S(_scalar(state, 1)), _array(state, 2, lo, hi, DTYPE))  # noqa: F821
+
+
+_TEMPLATES = {(2, 0): _job_2_0, (2, 1): _job_2_1, (2, 2): _job_2_2, (3, 0): _job_3_0, (3, 1): _job_3_1,
+              (3, 2): _job_3_2}
+_JOB_SIGNATURE = types.void(types.int64, types.int64)
+#: ``{(kernel, dtype, scalar type): the job's address}``, filled on first use.
+_JOBS: dict[tuple, int] = {}
+
+
+def _job(kernel: Any, narrays: int, dtype: np.dtype, scalar: type) -> int:
+    """The address of ``kernel``'s span job (compiled, or loaded from Numba's cache, on first use)."""
+    key = (kernel, dtype, scalar)
+    address = _JOBS.get(key)
+    if address is None:
+        nscalars = len(kernel.py_func.__code__.co_varnames[:kernel.py_func.__code__.co_argcount]) - narrays
+        template = _TEMPLATES[narrays, nscalars]
+        namespace = dict(globals(), KERNEL=kernel, DTYPE=dtype.type, S=scalar)
+        job = _pytypes.FunctionType(template.__code__, namespace, template.__name__)
+        # Numba names a cached function's files by its qualified name: one per kernel and type.
+        job.__qualname__ = f"{template.__name__}.{kernel.py_func.__module__.rsplit('.', 1)[-1]}." \
+                           f"{kernel.py_func.__name__}.{dtype.name}.{scalar.__name__}"
+        job.__module__ = __name__
+        address = _JOBS[key] = cfunc(_JOB_SIGNATURE, cache=True, nopython=True)(job).address
+    return address
+
+
+@njit(cache=True, nogil=True)
+def _post_spans(state, function, nthreads, span, arrays, scalars):
+    """Run the span job ``function`` on ``arrays`` (of one size; the output last) and ``scalars``
+    (float64) on this thread and the team; False (nothing done) when another thread holds the team."""
+    if not _team.acquire(state):
+        return False
+    n = arrays[0].size
+    for i in range(len(arrays)):
+        state[_ARRAYS + i] = arrays[i].ctypes.data
+    floats = carray(address_to_pointer(state.ctypes.data, np.float64), (STATE_SLOTS,))
+    for j in range(len(scalars)):
+        floats[_SCALARS + j] = scalars[j]
+    state[_N], state[_SPAN] = n, span
+    _team.run_spans(state, function, (n + span - 1) // span, nthreads)
+    return True
+
+
+_NO_SCALARS = (0.0, 0.0)
+
+
+def run(kernel: Any, args: tuple, size: int) -> bool:
+    """``kernel(*args)`` (an elementwise serial twin: its arrays plain, C-contiguous, of ``size``
+    elements and one dtype; its scalars floats of that dtype) on the team, when it can run
+    (:func:`usable`); False when the caller should run it another way."""
+    nthreads = _team.num_threads()
+    if nthreads == 1:
+        return False
+    arrays = tuple(a for a in args if type(a) is np.ndarray)
+    scalars = tuple(float(s) for s in args if type(s) is not np.ndarray)
+    if len(arrays) + len(scalars) != len(args) or any(type(s) is bool for s in args):
+        return False
+    dtype = arrays[0].dtype
+    function = _job(kernel, len(arrays), dtype, dtype.type)
+    span = max(MIN_SPAN, (-(-size // (SPANS_PER_THREAD * nthreads)) + 63) & ~63)  # whole cache lines
+    return _post_spans(_team.team_state(nthreads), function, nthreads, span, arrays,
+                       scalars + _NO_SCALARS[len(scalars):])
+
+
+def usable() -> bool:
+    """Whether elementwise kernels may run on the team now (see ``_team.enabled`` and ``_team.ready``)."""
+    return _team.enabled() and _team.ready()

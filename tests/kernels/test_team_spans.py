@@ -1,0 +1,145 @@
+"""Elementwise kernels on the GEMM team (kernels/cpu/_team_spans.py): a serial twin run on spans.
+
+Every kernel a ``Twins`` pairs (each activation, forward and backward) gives on the team, bit for bit,
+what its serial twin gives on the whole array, whoever runs which span; the spans stay inside the
+arrays; the activations use the team from ``team_min`` elements on more than one thread, and fall
+back (a held team, one thread, the switch off, a flag among the scalars) with the same result.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+
+import numba
+import numpy as np
+import pytest
+
+from jitgrad import config
+from jitgrad.kernels import cpu
+from jitgrad.kernels.cpu import _team, _team_spans
+from jitgrad.kernels.cpu._activation_calls import Twins
+from tests.helpers import nan_like, randn
+from tests.kernels.test_conv import guarded
+from tests.kernels.test_gemm_team import wait_for
+
+pytestmark = [pytest.mark.skipif(not _team.AVAILABLE, reason="the GEMM team runs on Linux x86-64 only"),
+              pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="a team needs two threads")]
+
+
+@pytest.fixture(autouse=True)
+def two_threads():
+    old = numba.get_num_threads()
+    numba.set_num_threads(2)
+    yield
+    numba.set_num_threads(old)
+
+act = importlib.import_module("jitgrad.kernels.cpu.activations")
+#: Every kernel pair of the activations module, by name.
+TWINS = {name: k for name, k in sorted(vars(act).items()) if isinstance(k, Twins)}
+#: Scalars by parameter name (a kernel's other parameters are its arrays).
+SCALARS = {"slope": 0.1, "alpha": 1.3, "beta": 1.5, "threshold": 3.0}
+#: Sizes: below one span, not a whole number of spans, many spans.
+SIZES = [5000, _team_spans.MIN_SPAN * 3 + 77, 200_003]
+
+
+def kernel_args(k: Twins, size: int, dtype, out: np.ndarray | None = None) -> tuple | None:
+    """Arguments of ``k.serial`` for ``size`` elements (its output last: ``out``, or NaN), or None
+    when it takes a flag (which the team does not)."""
+    names = list(inspect.signature(k.serial.py_func).parameters)
+    if any(name not in SCALARS and name not in ("x", "grad_out", "out") for name in names):
+        return None
+    args = []
+    for i, name in enumerate(names):
+        if name == "out":
+            args.append(nan_like(size, dtype) if out is None else out)
+        elif name in SCALARS:
+            args.append(np.dtype(dtype).type(SCALARS[name]))
+        else:
+            args.append(randn(size, dtype, seed=i, scale=3.0))
+    return tuple(args)
+
+
+@pytest.mark.parametrize("name, dtype", [(name, dtype) for name, k in TWINS.items() if kernel_args(k, 1, np.float32)
+                                         for dtype in (np.float32, np.float64)
+                                         if dtype is np.float32 or not name.endswith("_F32")])  # tables: float32
+def test_spans_on_the_team_are_the_serial_twin_bit_for_bit(name, dtype):
+    k = TWINS[name]
+    team_state = _team.team_state(2)
+    for size in SIZES:
+        args = kernel_args(k, size, dtype)
+        expected = nan_like(size, dtype)
+        k.serial(*args[:-1], expected)
+        assert _team_spans.run(k.serial, args, size)
+        np.testing.assert_array_equal(args[-1], expected)
+        assert team_state[_team.BUSY] == 0 and team_state[_team.ACTIVE] == 0  # released, no helper inside
+
+
+def test_spans_stay_inside_their_arrays():
+    # Every array ends at an inaccessible page: a span past an end crashes the test.
+    k = TWINS["_SOFTPLUS_BACKWARD"]
+    for size in (_team_spans.MIN_SPAN + 1, 100_001):
+        args = tuple(guarded(a) if isinstance(a, np.ndarray) else a for a in kernel_args(k, size, np.float32))
+        expected = np.empty(size, np.float32)
+        k.serial(*args[:-1], expected)
+        for _ in range(20):  # enough calls for the helper to run spans of some
+            args[-1][...] = np.nan
+            assert _team_spans.run(k.serial, args, size)
+            np.testing.assert_array_equal(args[-1], expected)
+
+
+def test_helpers_run_spans():
+    state = _team.team_state(2)
+    x = randn(400_000, np.float32)
+
+    def helped():
+        before = state[_team.HELPED]
+        for _ in range(30):
+            cpu.tanh(x)
+        return state[_team.HELPED] > before
+
+    assert wait_for(helped)
+
+
+def test_activations_use_the_team_from_team_min_and_fall_back_with_the_same_result(monkeypatch):
+    k = act._SIGMOID
+    x = randn((k.team_min // 64 + 1, 64), np.float32, scale=4.0)
+    expected = act._sigmoid_kernel_serial
+    flat = np.empty(x.size, np.float32)
+    expected(x.ravel(), flat)
+    calls = []
+    run = _team_spans.run
+    monkeypatch.setattr(_team_spans, "run", lambda *a: calls.append(a[2]) or run(*a))
+    np.testing.assert_array_equal(cpu.sigmoid(x).ravel(), flat)
+    assert calls == [x.size]
+    small = x[: k.team_min // 64 - 1]
+    cpu.sigmoid(small)
+    assert calls == [x.size]  # below team_min: the serial twin, directly
+    # A held team, one thread, the switch off: the old paths, the same values.
+    state = _team.team_state(2)
+    assert wait_for(lambda: state[_team.BUSY] == 0)
+    state[_team.BUSY] = 1
+    try:
+        out = nan_like(x.size, np.float32)
+        assert not run(k.serial, (x.ravel(), out), x.size)
+        assert np.isnan(out).all()
+        np.testing.assert_array_equal(cpu.sigmoid(x).ravel(), flat)
+    finally:
+        state[_team.BUSY] = 0
+    numba.set_num_threads(1)
+    assert not run(k.serial, (x.ravel(), np.empty(x.size, np.float32)), x.size)
+    np.testing.assert_array_equal(cpu.sigmoid(x).ravel(), flat)
+    numba.set_num_threads(2)
+    monkeypatch.setattr(config, "gemm_team", False)
+    assert not _team_spans.usable()
+    np.testing.assert_array_equal(cpu.sigmoid(x).ravel(), flat)
+
+
+def test_a_flag_among_the_scalars_is_left_to_the_other_paths():
+    k = act._GELU  # (x, tanh_approx, out)
+    x = randn(70_000, np.float32)
+    out = nan_like(x.size, np.float32)
+    assert not _team_spans.run(k.serial, (x, True, out), x.size)
+    assert np.isnan(out).all()
+    np.testing.assert_allclose(cpu.gelu(x, approximate="tanh"), cpu.gelu(x.astype(np.float64), approximate="tanh"),
+                               rtol=1e-5, atol=1e-6)
