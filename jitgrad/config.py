@@ -103,9 +103,10 @@ def data_dir(root: str | os.PathLike[str] | None = None) -> Path:
     return Path.home() / ".cache" / "jitgrad"
 
 
-#: Whether float32 ``matmul`` runs on jitgrad's GEMM helper threads (``kernels/cpu/_team.py``, Linux
-#: x86-64 only): ``JITGRAD_GEMM_TEAM=0`` at start-up, or ``jitgrad.config.gemm_team = False`` at any
-#: time, sends its products back to one thread and Numba's OpenMP pool (docs/guarantees.md).
+#: Whether float32 ``matmul`` and the activations run on jitgrad's GEMM helper threads
+#: (``kernels/cpu/_team.py``, ``_team_spans.py``; Linux x86-64 only): ``JITGRAD_GEMM_TEAM=0`` at
+#: start-up, or ``jitgrad.config.gemm_team = False`` at any time, sends their work back to one
+#: thread and Numba's OpenMP pool (docs/guarantees.md).
 gemm_team: bool = os.environ.get("JITGRAD_GEMM_TEAM", "1").strip().lower() not in ("0", "false", "no", "off")
 
 
