@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """An activation's three ways to run, timed in loops of calls: its serial twin, its OpenMP twin, and
-the serial twin on spans on the GEMM team (``kernels/cpu/_team_spans.py``); µs, median of 7 blocks.
+the serial twin on spans on the GEMM team (``kernels/cpu/_team_spans.py``); µs, median of 9 blocks.
 For the kernels whose arguments are all arrays (no slope, alpha, beta): random inputs, one output.
 
     python bench/team_spans.py                       # tanh (float32) at 32k, 128k and 2.77M elements
@@ -11,31 +11,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import statistics
-import time
 
 import numpy as np
+from gemm_drivers import median_us  # bench/ is the script's folder
 
 from jitgrad.config import set_num_threads
 from jitgrad.kernels.cpu import _team, _team_spans
-
-
-def timed(f, seconds: float = 0.05) -> float:
-    f()
-    calls = max(1, int(seconds / max(1e-7, _once(f))))
-    blocks = []
-    for _ in range(7):
-        start = time.perf_counter()
-        for _ in range(calls):
-            f()
-        blocks.append((time.perf_counter() - start) / calls)
-    return statistics.median(blocks) * 1e6
-
-
-def _once(f) -> float:
-    start = time.perf_counter()
-    f()
-    return time.perf_counter() - start
 
 
 def main() -> None:
@@ -58,9 +39,10 @@ def main() -> None:
         out = np.empty(size, np.float32)
         args = (*arrays, out)
         _team.team_state(opts.threads)
-        serial = timed(lambda: k.serial(*args))
-        parallel = timed(lambda: k.parallel(*args))
-        team = timed(lambda: _team_spans.run(k.serial, args, size))
+        reps = max(3, 2_000_000 // size)
+        serial = median_us(lambda args=args: k.serial(*args), reps)
+        parallel = median_us(lambda args=args: k.parallel(*args), reps)
+        team = median_us(lambda args=args, size=size: _team_spans.run(k.serial, args, size), reps)
         print(f"{size:>10} {serial:9.1f} {parallel:9.1f} {team:9.1f}")
 
 

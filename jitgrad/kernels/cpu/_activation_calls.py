@@ -14,6 +14,7 @@ import math
 from typing import Any
 
 import numpy as np
+
 from jitgrad.kernels.cpu import _team_spans
 from jitgrad.kernels.cpu._jit import FLOAT_DTYPES as _FLOATS
 from jitgrad.kernels.cpu._jit import entry_point
@@ -56,7 +57,7 @@ class Twins:
     replaced were a fifth of that.
     """
 
-    __slots__ = ("parallel", "serial", "min_size", "team_min", "dtype", "entry")
+    __slots__ = ("dtype", "entry", "min_size", "parallel", "serial", "team_min")
 
     def __init__(self, parallel: Any, serial: Any, min_size: int) -> None:
         self.parallel = parallel
