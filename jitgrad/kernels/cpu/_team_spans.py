@@ -102,22 +102,23 @@ def _job_3_2(address, block):
 _TEMPLATES = {(2, 0): _job_2_0, (2, 1): _job_2_1, (2, 2): _job_2_2, (3, 0): _job_3_0, (3, 1): _job_3_1,
               (3, 2): _job_3_2}
 _JOB_SIGNATURE = types.void(types.int64, types.int64)
-#: ``{(kernel, dtype, scalar type): the job's address}``, filled on first use.
+#: ``{(kernel, dtype): the job's address}``, filled on first use.
 _JOBS: dict[tuple, int] = {}
 
 
-def _job(kernel: Any, narrays: int, dtype: np.dtype, scalar: type) -> int:
-    """The address of ``kernel``'s span job (compiled, or loaded from Numba's cache, on first use)."""
-    key = (kernel, dtype, scalar)
+def _job(kernel: Any, narrays: int, dtype: np.dtype) -> int:
+    """The address of ``kernel``'s span job for arrays of ``dtype`` (its scalars cast to it), compiled
+    or loaded from Numba's cache on first use."""
+    key = (kernel, dtype)
     address = _JOBS.get(key)
     if address is None:
         nscalars = len(kernel.py_func.__code__.co_varnames[:kernel.py_func.__code__.co_argcount]) - narrays
         template = _TEMPLATES[narrays, nscalars]
-        namespace = dict(globals(), KERNEL=kernel, DTYPE=dtype.type, S=scalar)
+        namespace = dict(globals(), KERNEL=kernel, DTYPE=dtype.type, S=dtype.type)
         job = _pytypes.FunctionType(template.__code__, namespace, template.__name__)
         # Numba names a cached function's files by its qualified name: one per kernel and type.
         job.__qualname__ = f"{template.__name__}.{kernel.py_func.__module__.rsplit('.', 1)[-1]}." \
-                           f"{kernel.py_func.__name__}.{dtype.name}.{scalar.__name__}"
+                           f"{kernel.py_func.__name__}.{dtype.name}"
         job.__module__ = __name__
         address = _JOBS[key] = cfunc(_JOB_SIGNATURE, cache=True, nopython=True)(job).address
     return address
@@ -152,10 +153,10 @@ def run(kernel: Any, args: tuple, size: int) -> bool:
         return False
     arrays = tuple(a for a in args if type(a) is np.ndarray)
     scalars = tuple(float(s) for s in args if type(s) is not np.ndarray)
-    if len(arrays) + len(scalars) != len(args) or any(type(s) is bool for s in args):
+    if any(type(s) is bool for s in args):  # a flag (the generic GELU kernel's form)
         return False
     dtype = arrays[0].dtype
-    function = _job(kernel, len(arrays), dtype, dtype.type)
+    function = _job(kernel, len(arrays), dtype)
     span = max(MIN_SPAN, (-(-size // (SPANS_PER_THREAD * nthreads)) + 63) & ~63)  # whole cache lines
     return _post_spans(_team.team_state(nthreads), function, nthreads, span, arrays,
                        scalars + _NO_SCALARS[len(scalars):])
