@@ -105,7 +105,8 @@ def _task_linear(dtype: np.dtype) -> None:
             F.linear(x, w, b, activation="relu").sum().backward()  # the fused epilogue's backward kernel
     # Products above matmul's SERIAL_MACS, on its parallel drivers: float32 on the GEMM team (_team),
     # float64 on the packed GEMM's OpenMP driver, which float32 takes too when the team is off or
-    # held by another thread; ``a @ b.T`` with a short side as dot products. The examples' batch-128
+    # held by another thread; ``a @ b.T`` with a short side as dot products (float32: on the team,
+    # _team_spans.run_dot). The examples' batch-128
     # Linear layers stay below SERIAL_MACS.
     from jitgrad.kernels import cpu as K
     from jitgrad.kernels.cpu import _gemm

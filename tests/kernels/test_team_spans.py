@@ -143,3 +143,59 @@ def test_a_flag_among_the_scalars_is_left_to_the_other_paths():
     assert np.isnan(out).all()
     np.testing.assert_allclose(cpu.gelu(x, approximate="tanh"), cpu.gelu(x.astype(np.float64), approximate="tanh"),
                                rtol=1e-5, atol=1e-6)
+
+
+# ----------------------------------------------------------------------------- a @ b.T by dot products
+
+_gemm_dot = importlib.import_module("jitgrad.kernels.cpu._gemm_dot")
+matmul_module = importlib.import_module("jitgrad.kernels.cpu.matmul")
+#: (M, K, N): by rows (few columns of C: a Linear layer's 10 classes, one row, a partial DOT_MR) and by
+#: columns (conv weight gradients: few rows, many taps; a partial DOT_NR tile).
+DOT_SHAPES = [(128, 1600, 10), (1, 300, 3), (40, 257, 7), (16, 1024, 150), (6, 9216, 25), (3, 500, 101)]
+
+
+@pytest.mark.parametrize("m, k, n", DOT_SHAPES)
+def test_dot_products_on_the_team_are_the_serial_drivers_bit_for_bit(m, k, n):
+    a, b = randn((m, k), np.float32, seed=1), randn((n, k), np.float32, seed=2)
+    expected = nan_like((m, n), np.float32)
+    _gemm_dot.gemm_dot(a, b, expected, 0, n)
+    for _ in range(5):
+        out = nan_like((m, n), np.float32)
+        assert _team_spans.run_dot(a, b, out)
+        np.testing.assert_array_equal(out, expected)
+    np.testing.assert_allclose(out, a.astype(np.float64) @ b.T.astype(np.float64), rtol=1e-4, atol=1e-3)
+
+
+def test_dot_spans_stay_inside_their_arrays():
+    for m, k, n in [(40, 257, 7), (16, 300, 150)]:
+        a, b = guarded(randn((m, k), np.float32, seed=1)), guarded(randn((n, k), np.float32, seed=2))
+        expected = np.empty((m, n), np.float32)
+        _gemm_dot.gemm_dot(a, b, expected, 0, n)
+        for _ in range(20):
+            out = guarded(nan_like((m, n), np.float32))
+            assert _team_spans.run_dot(a, b, out)
+            np.testing.assert_array_equal(out, expected)
+
+
+def test_matmul_runs_deep_skinny_products_on_the_team_and_falls_back_when_it_is_held(monkeypatch):
+    a, b = randn((128, 1600), np.float32, seed=1), randn((10, 1600), np.float32, seed=2)
+    assert matmul_module._dot_product(False, True, 128, 10, 1600)
+    assert 128 * 10 * 1600 > matmul_module.TEAM_MIN_MACS
+    expected = np.empty((128, 10), np.float32)
+    _gemm_dot.gemm_dot(a, b, expected, 0, 10)
+    calls = []
+    run_dot = _team_spans.run_dot
+    monkeypatch.setattr(_team_spans, "run_dot", lambda *args: calls.append(1) or run_dot(*args))
+    np.testing.assert_array_equal(cpu.matmul(a, b, trans_b=True), expected)
+    assert calls == [1]
+    state = _team.team_state(2)
+    assert wait_for(lambda: state[_team.BUSY] == 0)
+    state[_team.BUSY] = 1
+    try:
+        np.testing.assert_array_equal(cpu.matmul(a, b, trans_b=True), expected)  # the old drivers
+    finally:
+        state[_team.BUSY] = 0
+    assert calls == [1, 1]
+    monkeypatch.setattr(config, "gemm_team", False)
+    np.testing.assert_array_equal(cpu.matmul(a, b, trans_b=True), expected)
+    assert calls == [1, 1]

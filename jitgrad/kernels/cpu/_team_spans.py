@@ -19,6 +19,11 @@ dispatcher, which pickles differently in every process). :func:`run` posts a job
 
 A job's arguments in ``state[ARGS:]``: the element count, the span size, up to three array
 addresses (the kernel's arrays in order, its output last), up to two scalars (float64 bits).
+
+``run_dot`` does the same for ``matmul``'s dot-product driver (``a @ b.T``, deep, with few rows or
+columns of C: conv weight gradients, a 10-class head's forward): one job, ``_dot_job``, on spans
+of C's columns or rows. It ran serially below 3.7M multiply-adds and on OpenMP above: Keras fc's
+forward (128 x 1600 x 10) took 71 us on one thread, 31 us on the team.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import numpy as np
 from numba import carray, cfunc, njit, types
 
 from . import _team
+from ._gemm_dot import DOT_MR, DOT_NR, gemm_dot
 from ._team import ARGS, STATE_SLOTS, address_to_pointer
 
 #: Elements below which an elementwise kernel runs serially even on the team, as a multiple of its
@@ -165,3 +171,74 @@ def run(kernel: Any, args: tuple, size: int) -> bool:
 def usable() -> bool:
     """Whether elementwise kernels may run on the team now (see ``_team.enabled`` and ``_team.ready``)."""
     return _team.enabled() and _team.ready()
+
+
+# ----------------------------------------------------------------------------- a @ b.T by dot products
+
+# ``matmul``'s dot-product driver (``_gemm_dot``: ``a @ b.T`` with few rows or columns of C, deep K) on
+# the team: spans of C's columns (tiles of ``DOT_NR``) or, when there are too few of those, of its rows.
+# Job arguments: the span count's unit total, the span size, the mode, then ``a``, ``b``, ``c`` as
+# (address, rows, columns).
+_TOTAL, _DOT_SPAN, _MODE, _MATRICES = ARGS, ARGS + 1, ARGS + 2, ARGS + 3
+_BY_COLUMNS, _BY_ROWS = 0, 1
+
+
+@njit(inline="always", cache=True)
+def _matrix(state, i, row0, rows):
+    """Rows ``[row0, row0 + rows)`` of the job's float32 matrix ``i`` (all rows: ``rows`` < 0)."""
+    slot = _MATRICES + 3 * i
+    cols = state[slot + 2]
+    if rows < 0:
+        rows = state[slot + 1]
+    return carray(address_to_pointer(state[slot] + row0 * cols * 4, np.float32), (rows, cols))
+
+
+def _dot_job(address, block):
+    state = carray(address_to_pointer(address, np.int64), (STATE_SLOTS,))
+    lo = block * state[_DOT_SPAN]
+    hi = min(state[_TOTAL], lo + state[_DOT_SPAN])
+    b = _matrix(state, 1, 0, -1)
+    if state[_MODE] == _BY_COLUMNS:
+        gemm_dot(_matrix(state, 0, 0, -1), b, _matrix(state, 2, 0, -1),
+                 lo * DOT_NR, min(b.shape[0], hi * DOT_NR))
+    else:
+        gemm_dot(_matrix(state, 0, lo, hi - lo), b, _matrix(state, 2, lo, hi - lo),
+                 0, b.shape[0])
+
+
+@njit(cache=True, nogil=True)
+def _post_dot(state, function, nthreads, a, b, c):
+    """``c = a @ b.T`` by :func:`_dot_job` on this thread and the team; False when the team is held."""
+    if not _team.acquire(state):
+        return False
+    m, n = c.shape
+    tiles = (n + DOT_NR - 1) // DOT_NR
+    if tiles >= DOT_SPANS_PER_THREAD * nthreads:
+        state[_MODE], state[_TOTAL] = _BY_COLUMNS, tiles
+    else:  # few columns (a Linear layer's 10 classes): rows, a whole number of DOT_MR at a time
+        state[_MODE], state[_TOTAL] = _BY_ROWS, m
+    span = (state[_TOTAL] + DOT_SPANS_PER_THREAD * nthreads - 1) // (DOT_SPANS_PER_THREAD * nthreads)
+    if state[_MODE] == _BY_ROWS:
+        span = (span + DOT_MR - 1) // DOT_MR * DOT_MR
+    state[_DOT_SPAN] = span
+    for i, x in enumerate((a, b, c)):
+        state[_MATRICES + 3 * i], state[_MATRICES + 3 * i + 1], state[_MATRICES + 3 * i + 2] = (
+            x.ctypes.data, x.shape[0], x.shape[1])
+    _team.run_spans(state, function, (state[_TOTAL] + span - 1) // span, nthreads)
+    return True
+
+
+#: Spans a thread of a dot-product job: each span streams all of ``a`` (columns) or ``b`` (rows).
+DOT_SPANS_PER_THREAD = 2
+_DOT_JOB: list[int] = []
+
+
+def run_dot(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> bool:
+    """``c = a @ b.T`` (float32, C-contiguous, validated) on the team when it can (:func:`usable`, more than
+    one thread, not held); False when the caller should run it another way."""
+    nthreads = _team.num_threads()
+    if nthreads == 1:
+        return False
+    if not _DOT_JOB:
+        _DOT_JOB.append(cfunc(_JOB_SIGNATURE, cache=True, nopython=True)(_dot_job).address)
+    return _post_dot(_team.team_state(nthreads), _DOT_JOB[0], nthreads, a, b, c)

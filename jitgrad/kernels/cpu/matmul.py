@@ -8,7 +8,7 @@ import numpy as np
 from jitgrad.kernels._constants import kernel_names
 from jitgrad.kernels.reference.matmul import check_matmul_args
 
-from . import _conv, _gemm, _team
+from . import _conv, _gemm, _team, _team_spans
 from ._gemm_dot import gemm_dot, gemm_dot_parallel
 from ._gemm_epilogue import apply_epilogue
 from ._jit import entry_point, overlaps
@@ -35,8 +35,9 @@ DOT_MAX_MN = 32
 #: little, and LeNet-5's first step (no such product) compiles nothing more.
 DOT_MIN_K = 256
 #: float32 products of more multiply-adds than this run on the GEMM team (``_team``: helpers that
-#: spin between products, blocks claimed from both ends) when more than one thread is set; smaller
-#: ones on one thread. Two threads against one, Zen 4 VM, in loops of calls: 64^3 6.5 -> 4.7 us,
+#: spin between products, blocks claimed from both ends; the dot-product driver's by spans of C's
+#: columns or rows, ``_team_spans.run_dot``) when more than one thread is set; smaller ones on one
+#: thread. Two threads against one, Zen 4 VM, in loops of calls: 64^3 6.5 -> 4.7 us,
 #: 128 x 64 x 64 11.7 -> 7.9 us, but 10 x 128 x 84 (a weight gradient of two A panels) 4.0 ->
 #: 4.4-4.7 us and 128 x 10 x 84 4.4 -> 4.9-5.0 us. Large products match the OpenMP driver, whose
 #: wake-up they no longer pay: 256^3 165 us (OpenMP 195-226), 1024^3 11.0-12.0 ms (11.3-11.7),
@@ -71,9 +72,14 @@ def _matmul_kernel(a: np.ndarray, b: np.ndarray, trans_a: bool, trans_b: bool, o
     # count is asked only where it decides). An OpenMP launch takes the workqueue lock (_parallel); the
     # serial kernels and the team need none.
     dot = _dot_product(trans_a, trans_b, m, n, k)
-    if macs > TEAM_MIN_MACS and not dot and out.dtype is _F32 and _team_product(a, b, trans_a, trans_b, out,
-                                                                                bias, epi):
-        return
+    if macs > TEAM_MIN_MACS and out.dtype is _F32:
+        if not dot:
+            if _team_product(a, b, trans_a, trans_b, out, bias, epi):
+                return
+        elif _team_spans.usable() and _team_spans.run_dot(a, b, out):
+            if epi:
+                apply_epilogue(out, bias, epi)
+            return
     if macs > SERIAL_MACS and _parallel(a, b, trans_a, trans_b, out, bias, epi, dot):
         return
     if dot:
