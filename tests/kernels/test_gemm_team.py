@@ -206,15 +206,20 @@ SCRIPT = textwrap.dedent("""
     a = rng.standard_normal((130, 300)).astype(np.float32)
     b = rng.standard_normal((300, 140)).astype(np.float32)
     expected = a.astype(np.float64) @ b.astype(np.float64)
+    x = rng.standard_normal(300_000).astype(np.float32)  # above tanh's team_min: spans on the team
+    tanh_expected = np.tanh(x.astype(np.float64))
     for _ in range(20):
         got = cpu.matmul(a, b)
+        got_tanh = cpu.tanh(x)
     assert np.allclose(got, expected, rtol=1e-4, atol=1e-3)
+    assert np.allclose(got_tanh, tanh_expected, rtol=1e-6, atol=1e-6)
     helpers = [t.name for t in threading.enumerate() if t.name.startswith("jitgrad-gemm-helper")]
     print("helpers", len(helpers), "enabled", _team.enabled())
     if _team.enabled():  # (off, the product ran on Numba's OpenMP pool: it ends a forked child)
         pid = os.fork()
         if pid == 0:  # the child has none of the parent's helper threads: matmul starts its own
-            ok = all(np.allclose(cpu.matmul(a, b), expected, rtol=1e-4, atol=1e-3) for _ in range(20))
+            ok = all(np.allclose(cpu.matmul(a, b), expected, rtol=1e-4, atol=1e-3)
+                     and np.allclose(cpu.tanh(x), tanh_expected, rtol=1e-6, atol=1e-6) for _ in range(20))
             os._exit(0 if ok else 3)
         print("child", os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
 """)

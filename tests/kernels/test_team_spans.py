@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import threading
 
 import numba
 import numpy as np
@@ -199,3 +200,26 @@ def test_matmul_runs_deep_skinny_products_on_the_team_and_falls_back_when_it_is_
     monkeypatch.setattr(config, "gemm_team", False)
     np.testing.assert_array_equal(cpu.matmul(a, b, trans_b=True), expected)
     assert calls == [1, 1]
+
+
+def test_concurrent_callers_each_get_their_result():
+    # Python threads share one team: one holds it, the others run their calls the old way.
+    inputs = [randn(150_000 + 1000 * i, np.float32, seed=i, scale=3.0) for i in range(4)]
+    expected = [cpu.tanh(x) for x in inputs]
+    a, b = randn((128, 1600), np.float32, seed=9), randn((10, 1600), np.float32, seed=10)
+    expected_dot = cpu.matmul(a, b, trans_b=True)
+    wrong = []
+
+    def caller(i):
+        for _ in range(30):
+            if not np.array_equal(cpu.tanh(inputs[i]), expected[i]):
+                wrong.append(("tanh", i))
+            if not np.array_equal(cpu.matmul(a, b, trans_b=True), expected_dot):
+                wrong.append(("dot", i))
+
+    threads = [threading.Thread(target=caller, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not wrong
