@@ -38,6 +38,8 @@ def dot_rows(words: list[int]) -> None:
         b = rng.standard_normal((n, k)).astype(np.float32)
         c = np.empty((m, n), np.float32)
         reps = max(3, 30_000_000 // (m * n * k))
+        if not _team_spans.run_dot(a, b, c):
+            raise SystemExit("the team declined the product: JITGRAD_GEMM_TEAM=0, one thread, or not Linux x86-64")
         serial = median_us(lambda a=a, b=b, c=c, n=n: _gemm_dot.gemm_dot(a, b, c, 0, n), reps)
         parallel = median_us(lambda a=a, b=b, c=c: _gemm_dot.gemm_dot_parallel(a, b, c, threads), reps)
         team = median_us(lambda a=a, b=b, c=c: _team_spans.run_dot(a, b, c), reps)
@@ -72,6 +74,8 @@ def main() -> None:
         args = (*arrays, out)
         _team.team_state(opts.threads)
         reps = max(3, 2_000_000 // size)
+        if not _team_spans.run(k.serial, args, size):
+            parser.error("the team declined the kernel: JITGRAD_GEMM_TEAM=0, one thread, or not Linux x86-64")
         serial = median_us(lambda args=args: k.serial(*args), reps)
         parallel = median_us(lambda args=args: k.parallel(*args), reps)
         team = median_us(lambda args=args, size=size: _team_spans.run(k.serial, args, size), reps)

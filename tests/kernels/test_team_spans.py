@@ -223,3 +223,34 @@ def test_concurrent_callers_each_get_their_result():
     for thread in threads:
         thread.join()
     assert not wrong
+
+
+def test_read_only_inputs_at_the_team_sizes():
+    # A read-only input types differently from the writable output: the posters take both.
+    x, g = randn(300_000, np.float32, seed=1, scale=3.0), randn(300_000, np.float32, seed=2)
+    expected = {"tanh": cpu.tanh(x), "relu": cpu.relu(x), "softplus": cpu.softplus(x, beta=1.5),
+                "tanh_backward": cpu.tanh_backward(g, x)}
+    a, b = randn((128, 1600), np.float32, seed=3), randn((10, 1600), np.float32, seed=4)
+    expected_dot = cpu.matmul(a, b, trans_b=True)
+    for array in (x, g, a, b):
+        array.flags.writeable = False
+    assert x.size >= act._RELU.team_min
+    np.testing.assert_array_equal(cpu.tanh(x), expected["tanh"])
+    np.testing.assert_array_equal(cpu.relu(x), expected["relu"])
+    np.testing.assert_array_equal(cpu.softplus(x, beta=1.5), expected["softplus"])
+    np.testing.assert_array_equal(cpu.tanh_backward(g, x), expected["tanh_backward"])
+    np.testing.assert_array_equal(cpu.matmul(a, b, trans_b=True), expected_dot)
+
+
+@numba.njit
+def _three_scalars(x, a, b, c, out):
+    for i in range(x.size):
+        out[i] = a * x[i] + b * c
+
+
+def test_a_signature_no_template_has_is_left_to_the_other_paths():
+    x = randn(70_000, np.float32)
+    out = nan_like(x.size, np.float32)
+    one = np.float32(1)
+    assert not _team_spans.run(_three_scalars, (x, one, one, one, out), x.size)  # templates: two at most
+    assert np.isnan(out).all()

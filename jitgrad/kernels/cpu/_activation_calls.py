@@ -126,7 +126,10 @@ def _forward(k: Twins, x: np.ndarray, *scalars: Any) -> np.ndarray:
     if not direct:
         _check_forward(x)
     out = _empty(x.shape, x.dtype)
-    if direct and dtype is k.dtype and out.size < k.team_min and out.size < k.min_size:
+    # The serial twin: below the OpenMP size, and below the team's or with the team unusable (off, not
+    # compiled yet, one thread, another platform). Written out: a call would cost a 1 us relu 0.1 us.
+    size = out.size
+    if direct and dtype is k.dtype and size < k.min_size and (size < k.team_min or not _team_spans.usable()):
         if scalars:
             k.entry(x.ravel(), *_cast(scalars, dtype), out.ravel())
         else:
@@ -147,7 +150,8 @@ def _backward(k: Twins, grad_out: np.ndarray, x: np.ndarray, *scalars: Any) -> n
     if not direct:
         _check_backward(grad_out, x)
     out = _empty(x.shape, x.dtype)
-    if direct and dtype is k.dtype and out.size < k.team_min and out.size < k.min_size:
+    size = out.size
+    if direct and dtype is k.dtype and size < k.min_size and (size < k.team_min or not _team_spans.usable()):
         if scalars:
             k.entry(grad_out.ravel(), x.ravel(), *_cast(scalars, dtype), out.ravel())
         else:

@@ -17,6 +17,10 @@ Numba caches every job in a file of its own (a closure would not be cached: its 
 dispatcher, which pickles differently in every process). :func:`run` posts a job
 (``_post_spans``: the addresses, the scalars as float64, the span size) and runs it.
 
+A job cannot report an error (a ``cfunc`` prints an exception and returns): the kernels it runs
+raise none (no bounds checks, ``error_model="numpy"``; ``gemm_dot`` allocates 3 x ``DOT_NR``
+values).
+
 A job's arguments in ``state[ARGS:]``: the element count, the span size, up to three array
 addresses (the kernel's arrays in order, its output last), up to two scalars (float64 bits).
 
@@ -32,7 +36,7 @@ import types as _pytypes
 from typing import Any
 
 import numpy as np
-from numba import carray, cfunc, njit, types
+from numba import carray, cfunc, literal_unroll, njit, types
 
 from . import _team
 from ._gemm_dot import DOT_MR, DOT_NR, gemm_dot
@@ -108,26 +112,27 @@ def _job_3_2(address, block):
 _TEMPLATES = {(2, 0): _job_2_0, (2, 1): _job_2_1, (2, 2): _job_2_2, (3, 0): _job_3_0, (3, 1): _job_3_1,
               (3, 2): _job_3_2}
 _JOB_SIGNATURE = types.void(types.int64, types.int64)
-#: ``{(kernel, dtype): the job's address}``, filled on first use.
-_JOBS: dict[tuple, int] = {}
+#: ``{(kernel, dtype): its job}`` (the ``CFunc``, which keeps the machine code alive), filled on first use.
+_JOBS: dict[tuple, Any] = {}
 
 
-def _job(kernel: Any, narrays: int, dtype: np.dtype) -> int:
+def _job(kernel: Any, narrays: int, nscalars: int, dtype: np.dtype) -> int | None:
     """The address of ``kernel``'s span job for arrays of ``dtype`` (its scalars cast to it), compiled
-    or loaded from Numba's cache on first use."""
+    or loaded from Numba's cache on first use; None for a signature no template has."""
     key = (kernel, dtype)
-    address = _JOBS.get(key)
-    if address is None:
-        nscalars = len(kernel.py_func.__code__.co_varnames[:kernel.py_func.__code__.co_argcount]) - narrays
-        template = _TEMPLATES[narrays, nscalars]
+    job = _JOBS.get(key)
+    if job is None:
+        template = _TEMPLATES.get((narrays, nscalars))
+        if template is None:
+            return None
         namespace = dict(globals(), KERNEL=kernel, DTYPE=dtype.type, S=dtype.type)
-        job = _pytypes.FunctionType(template.__code__, namespace, template.__name__)
+        function = _pytypes.FunctionType(template.__code__, namespace, template.__name__)
         # Numba names a cached function's files by its qualified name: one per kernel and type.
-        job.__qualname__ = f"{template.__name__}.{kernel.py_func.__module__.rsplit('.', 1)[-1]}." \
-                           f"{kernel.py_func.__name__}.{dtype.name}"
-        job.__module__ = __name__
-        address = _JOBS[key] = cfunc(_JOB_SIGNATURE, cache=True, nopython=True)(job).address
-    return address
+        function.__qualname__ = f"{template.__name__}.{kernel.py_func.__module__.replace('.', '_')}." \
+                                f"{kernel.py_func.__name__}.{dtype.name}"
+        function.__module__ = __name__
+        job = _JOBS[key] = cfunc(_JOB_SIGNATURE, cache=True, nopython=True)(function)
+    return job.address
 
 
 @njit(cache=True, nogil=True)
@@ -137,8 +142,10 @@ def _post_spans(state, function, nthreads, span, arrays, scalars):
     if not _team.acquire(state):
         return False
     n = arrays[0].size
-    for i in range(len(arrays)):
-        state[_ARRAYS + i] = arrays[i].ctypes.data
+    slot = _ARRAYS
+    for x in literal_unroll(arrays):  # (its arrays' types may differ: a read-only input)
+        state[slot] = x.ctypes.data
+        slot += 1
     floats = carray(address_to_pointer(state.ctypes.data, np.float64), (STATE_SLOTS,))
     for j in range(len(scalars)):
         floats[_SCALARS + j] = scalars[j]
@@ -155,22 +162,23 @@ def run(kernel: Any, args: tuple, size: int) -> bool:
     elements and one dtype; its scalars floats of that dtype) on the team, when it can run
     (:func:`usable`); False when the caller should run it another way."""
     nthreads = _team.num_threads()
-    if nthreads == 1:
+    if nthreads == 1 or any(type(s) is bool for s in args):  # a flag (the generic GELU kernel's form)
         return False
     arrays = tuple(a for a in args if type(a) is np.ndarray)
     scalars = tuple(float(s) for s in args if type(s) is not np.ndarray)
-    if any(type(s) is bool for s in args):  # a flag (the generic GELU kernel's form)
-        return False
     dtype = arrays[0].dtype
-    function = _job(kernel, len(arrays), dtype)
+    function = _job(kernel, len(arrays), len(scalars), dtype)
+    if function is None:
+        return False
     span = max(MIN_SPAN, (-(-size // (SPANS_PER_THREAD * nthreads)) + 63) & ~63)  # whole cache lines
     return _post_spans(_team.team_state(nthreads), function, nthreads, span, arrays,
                        scalars + _NO_SCALARS[len(scalars):])
 
 
 def usable() -> bool:
-    """Whether elementwise kernels may run on the team now (see ``_team.enabled`` and ``_team.ready``)."""
-    return _team.enabled() and _team.ready()
+    """Whether elementwise kernels may run on the team now: it is on and compiled (``_team.enabled``,
+    ``_team.ready``) and this thread has more than one thread set."""
+    return _team.enabled() and _team.ready() and _team.num_threads() > 1
 
 
 # ----------------------------------------------------------------------------- a @ b.T by dot products
@@ -181,6 +189,8 @@ def usable() -> bool:
 # (address, rows, columns).
 _TOTAL, _DOT_SPAN, _MODE, _MATRICES = ARGS, ARGS + 1, ARGS + 2, ARGS + 3
 _BY_COLUMNS, _BY_ROWS = 0, 1
+#: Spans a thread of a dot-product job: each span streams all of ``a`` (columns) or ``b`` (rows).
+DOT_SPANS_PER_THREAD = 2
 
 
 @njit(inline="always", cache=True)
@@ -221,16 +231,14 @@ def _post_dot(state, function, nthreads, a, b, c):
     if state[_MODE] == _BY_ROWS:
         span = (span + DOT_MR - 1) // DOT_MR * DOT_MR
     state[_DOT_SPAN] = span
-    for i, x in enumerate((a, b, c)):
-        state[_MATRICES + 3 * i], state[_MATRICES + 3 * i + 1], state[_MATRICES + 3 * i + 2] = (
-            x.ctypes.data, x.shape[0], x.shape[1])
+    # One by one, not a loop over (a, b, c): their types may differ (a read-only operand).
+    state[_MATRICES], state[_MATRICES + 1], state[_MATRICES + 2] = a.ctypes.data, a.shape[0], a.shape[1]
+    state[_MATRICES + 3], state[_MATRICES + 4], state[_MATRICES + 5] = b.ctypes.data, b.shape[0], b.shape[1]
+    state[_MATRICES + 6], state[_MATRICES + 7], state[_MATRICES + 8] = c.ctypes.data, c.shape[0], c.shape[1]
     _team.run_spans(state, function, (state[_TOTAL] + span - 1) // span, nthreads)
     return True
 
-
-#: Spans a thread of a dot-product job: each span streams all of ``a`` (columns) or ``b`` (rows).
-DOT_SPANS_PER_THREAD = 2
-_DOT_JOB: list[int] = []
+_DOT_JOB: list[Any] = []  # the CFunc, once compiled or loaded
 
 
 def run_dot(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> bool:
@@ -240,5 +248,5 @@ def run_dot(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> bool:
     if nthreads == 1:
         return False
     if not _DOT_JOB:
-        _DOT_JOB.append(cfunc(_JOB_SIGNATURE, cache=True, nopython=True)(_dot_job).address)
-    return _post_dot(_team.team_state(nthreads), _DOT_JOB[0], nthreads, a, b, c)
+        _DOT_JOB.append(cfunc(_JOB_SIGNATURE, cache=True, nopython=True)(_dot_job))
+    return _post_dot(_team.team_state(nthreads), _DOT_JOB[0].address, nthreads, a, b, c)
