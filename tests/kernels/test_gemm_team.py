@@ -120,6 +120,15 @@ def test_a_held_team_leaves_the_product_to_the_caller():
         state[_team.BUSY] = 0
 
 
+def in_threads(caller, count=4):
+    """Run ``caller(i)`` on ``count`` Python threads at once, ``i`` in ``range(count)``; wait for all."""
+    threads = [threading.Thread(target=caller, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
 def test_concurrent_callers_each_get_their_product():
     products = [operands(96 + 8 * i, 100, 200, i % 2 == 1, False, seed=i) for i in range(4)]
     expected = [cpu.matmul(a, b, trans_a=i % 2 == 1) for i, (a, b) in enumerate(products)]
@@ -131,11 +140,7 @@ def test_concurrent_callers_each_get_their_product():
             if not np.array_equal(cpu.matmul(a, b, trans_a=i % 2 == 1), expected[i]):
                 wrong.append(i)
 
-    threads = [threading.Thread(target=caller, args=(i,)) for i in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    in_threads(caller)
     assert not wrong
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import threading
 
 import numba
 import numpy as np
@@ -22,7 +21,7 @@ from jitgrad.kernels.cpu import _team, _team_spans
 from jitgrad.kernels.cpu._activation_calls import Twins
 from tests.helpers import nan_like, randn
 from tests.kernels.test_conv import guarded
-from tests.kernels.test_gemm_team import wait_for
+from tests.kernels.test_gemm_team import in_threads, wait_for
 
 pytestmark = [pytest.mark.skipif(not _team.AVAILABLE, reason="the GEMM team runs on Linux x86-64 only"),
               pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="a team needs two threads")]
@@ -217,11 +216,7 @@ def test_concurrent_callers_each_get_their_result():
             if not np.array_equal(cpu.matmul(a, b, trans_b=True), expected_dot):
                 wrong.append(("dot", i))
 
-    threads = [threading.Thread(target=caller, args=(i,)) for i in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    in_threads(caller)
     assert not wrong
 
 
