@@ -109,13 +109,14 @@ def _task_linear(dtype: np.dtype) -> None:
     # _team_spans.run_dot). The examples' batch-128
     # Linear layers stay below SERIAL_MACS.
     from jitgrad.kernels import cpu as K
-    from jitgrad.kernels.cpu import _gemm
+    from jitgrad.kernels.cpu import _gemm, _gemm_dot
 
     a = rng.standard_normal((272, 272)).astype(dtype)
     K.matmul(a, a)
     _gemm.gemm_parallel(a, a, False, False, np.empty_like(a), 2, np.zeros(1, dtype), 0)
-    K.matmul(rng.standard_normal((16, 4096)).astype(dtype), rng.standard_normal((288, 4096)).astype(dtype),
-             trans_b=True)
+    g, x = rng.standard_normal((16, 4096)).astype(dtype), rng.standard_normal((288, 4096)).astype(dtype)
+    K.matmul(g, x, trans_b=True)
+    _gemm_dot.gemm_dot_parallel(g, x, np.empty((16, 288), dtype), 2)  # (float32 itself runs on the team)
 
 
 def _task_pooling(dtype: np.dtype) -> None:
