@@ -14,6 +14,10 @@ sees the post. A helper that is asleep, late, or gone (after ``fork``) costs no 
 thread then computes every block, as on one thread. At the end the calling thread closes the
 product and waits only for blocks a helper has started.
 
+The same protocol runs span jobs (``KIND`` = ``SPANS``, :func:`run_spans`): a C function called on
+each block, through which the activations and the dot-product driver reach the helpers
+(``_team_spans``).
+
 Linux on x86-64 only (the futex and ``sched_yield`` are reached by ``syscall`` numbers); elsewhere
 ``AVAILABLE`` is False and ``matmul`` keeps its one-thread and OpenMP drivers, as it does when
 ``jitgrad.config.gemm_team`` is off.
@@ -346,7 +350,7 @@ AVAILABLE = _LINUX_X86_64
 
 
 def enabled() -> bool:
-    """Whether ``matmul`` uses the team: available here and ``jitgrad.config.gemm_team`` on."""
+    """Whether ``matmul`` and the activations use the team: available here and ``jitgrad.config.gemm_team`` on."""
     return AVAILABLE and config.gemm_team
 
 

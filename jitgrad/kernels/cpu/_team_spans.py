@@ -176,8 +176,8 @@ def run(kernel: Any, args: tuple, size: int) -> bool:
 
 
 def usable() -> bool:
-    """Whether elementwise kernels may run on the team now: it is on and compiled (``_team.enabled``,
-    ``_team.ready``) and this thread has more than one thread set."""
+    """Whether span jobs (the activations', the dot-product driver's) may run on the team now: it is
+    on and compiled (``_team.enabled``, ``_team.ready``) and this thread has more than one thread set."""
     return _team.enabled() and _team.ready() and _team.num_threads() > 1
 
 
