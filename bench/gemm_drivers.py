@@ -48,7 +48,7 @@ def main(argv):
         b = rng.standard_normal((n, k) if tb else (k, n)).astype(np.float32)
         c = np.empty((m, n), np.float32)
         reps = int(os.environ.get("REPS", max(3, int(2e10 / (2 * m * n * k * 100)))))
-        serial = median_us(lambda: g.gemm_serial(a, b, ta, tb, c, bias, 0), reps)
+        serial = median_us(lambda: g.run_serial(a, b, ta, tb, c, bias, 0), reps)
         omp = median_us(lambda: g.gemm_parallel(a, b, ta, tb, c, nthreads, bias, 0), reps)
         helped = state[team.HELPED]
         on_team = median_us(lambda: team.gemm_team(a, b, ta, tb, c, nthreads, bias, 0, state), reps)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 import pytest
 from numba import njit, prange
@@ -300,6 +298,9 @@ class _NotCompiledYet:
     def __call__(self, *args):
         raise AssertionError("the kernel that is not compiled yet was called")
 
+    def compile(self, signature):
+        raise AssertionError("the kernel that is not compiled yet was compiled")
+
 
 @pytest.mark.parametrize("kernel_hw, padding, dilation", [((5, 5), (0, 0), (1, 1)), ((3, 2), (1, 0), (1, 1)),
                                                           ((3, 3), (1, 2), (2, 2))])
@@ -406,10 +407,10 @@ def test_cold_matmul_runs_the_conv_forward_kernel(trans_a, trans_b, monkeypatch)
     from jitgrad.kernels import reference as ref
 
     monkeypatch.setattr(_gemm, "gemm_parallel", _NotCompiledYet())
-    monkeypatch.setattr(_gemm, "gemm_serial", _NotCompiledYet())
-    # A cold process has not recorded gemm_serial's entry point yet (matmul's fast path calls it
+    monkeypatch.setattr(_gemm, "gemm_checked", _NotCompiledYet())
+    # A cold process has no entry point of the serial GEMM yet (matmul's fast path calls it
     # without the module attribute patched here).
-    monkeypatch.setattr(sys.modules[K.matmul.__module__], "_SERIAL_ENTRY", {})
+    monkeypatch.setattr(_gemm, "_SERIAL_ENTRIES", {})
     rng = np.random.default_rng(4)
     m, n, k = 40, 70, 37
     a = rng.standard_normal((k, m) if trans_a else (m, k)).astype(np.float32)

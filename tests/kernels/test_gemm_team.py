@@ -65,7 +65,7 @@ def test_team_product_is_the_serial_drivers_bit_for_bit(trans_a, trans_b, nthrea
         bias = randn((n,), np.float32, 7)
         for epi, col_bias in [(0, np.zeros(1, np.float32)), (EPI_COL_BIAS | EPI_RELU, bias)]:
             expected = nan_like((m, n), np.float32)
-            _gemm.gemm_serial(a, b, trans_a, trans_b, expected, col_bias, epi)
+            _gemm.run_serial(a, b, trans_a, trans_b, expected, col_bias, epi)
             got = nan_like((m, n), np.float32)
             assert _team.gemm_team(a, b, trans_a, trans_b, got, nthreads, col_bias, epi, team(nthreads))
             np.testing.assert_array_equal(got, expected, err_msg=f"{m}x{n}x{k} epi={epi}")
@@ -188,7 +188,7 @@ def test_config_switch_sends_products_back_to_the_old_drivers(monkeypatch):
     a, b = operands(128, 120, 256, False, True)
     state = team(2)
     expected = nan_like((128, 120), np.float32)
-    _gemm.gemm_serial(a, b, False, True, expected, np.zeros(1, np.float32), 0)
+    _gemm.run_serial(a, b, False, True, expected, np.zeros(1, np.float32), 0)
     monkeypatch.setattr(config, "gemm_team", False)
     assert not _team.enabled()
     before = state[_team.HELPED]

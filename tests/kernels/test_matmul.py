@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import sys
 
 import numpy as np
 import pytest
@@ -210,10 +209,9 @@ def test_fast_argument_path_agrees_with_full_checks(dtype):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_serial_entry_point_path(dtype):
-    # A one-thread product runs through gemm_serial's compiled entry point once _matmul_kernel has
-    # recorded it (C-contiguous operands, bool flags, no epilogue); every transposition, a partial
+    # A one-thread product runs through gemm_checked's compiled entry point once _matmul_kernel has
+    # run it (plain ndarrays, bool flags; no epilogue); every transposition, a partial
     # B panel and the full path after it all agree with the reference.
-    matmul_module = sys.modules[cpu.matmul.__module__]
     for trans_a, trans_b in TRANS:
         a, b = operands(10, 84, 128, trans_a, trans_b, dtype)
         expected = ref.matmul(a, b, trans_a=trans_a, trans_b=trans_b)
@@ -221,7 +219,7 @@ def test_serial_entry_point_path(dtype):
             got = cpu.matmul(a, b, trans_a=trans_a, trans_b=trans_b)
             rtol, atol = tolerance(dtype, 128)
             assert_close(got, expected, dtype, rtol=rtol, atol=atol)
-    assert np.dtype(dtype) in matmul_module._SERIAL_ENTRY
+    assert np.dtype(dtype) in _gemm._SERIAL_ENTRIES
     a, b = operands(10, 84, 128, True, False, dtype)
     out = nan_like((10, 84), dtype)
     assert cpu.matmul(a, b, trans_a=np.bool_(True), out=out) is out  # np.bool_: the full path
@@ -230,10 +228,92 @@ def test_serial_entry_point_path(dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_checked_serial_gemm_answers(dtype):
+    # gemm_checked's entry point types nothing: it checks the sizes, the layouts and overlaps itself,
+    # answers UNCHECKED for anything it cannot run (and leaves out alone), LARGER or ELSEWHERE for the
+    # products matmul's fast path gives other kernels, and DONE with the product in out.
+    entry = _gemm.serial_entry(np.dtype(dtype))
+    bias, epi = NO_EPILOGUE[np.dtype(dtype)]
+    cap = 64 * 64 * 64
+
+    def answer(a, b, trans_a, trans_b, out, max_macs=cap):
+        before = out.copy()
+        got = entry(a, b, trans_a, trans_b, out, bias, epi, max_macs)
+        if got != _gemm.DONE:
+            np.testing.assert_array_equal(out, before)
+        return got
+
+    for (m, n, k), (trans_a, trans_b) in itertools.product([(10, 84, 128), (13, 7, 5), (40, 70, 37)], TRANS):
+        a, b = operands(m, n, k, trans_a, trans_b, dtype)
+        out = nan_like((m, n), dtype)
+        assert answer(a, b, trans_a, trans_b, out) == _gemm.DONE
+        rtol, atol = tolerance(dtype, k)
+        assert_close(out, ref.matmul(a, b, trans_a=trans_a, trans_b=trans_b), dtype, rtol=rtol, atol=atol)
+    a, b = operands(40, 70, 37, False, False, dtype)
+    out = nan_like((40, 70), dtype)
+    assert answer(a, b, False, False, nan_like((40, 71), dtype)) == _gemm.UNCHECKED  # out's shape
+    assert answer(a, b, True, False, nan_like((37, 70), dtype)) == _gemm.UNCHECKED  # inner sizes
+    assert answer(a[:, ::2], b[::2], False, False, nan_like((40, 70), dtype)) == _gemm.UNCHECKED  # a strided
+    assert answer(a, np.asfortranarray(b), False, False, out) == _gemm.UNCHECKED  # b column-major
+    assert answer(a, b, False, False, nan_like((80, 70), dtype)[::2]) == _gemm.UNCHECKED  # out strided
+    square = randn((40, 40), dtype, 3)
+    assert answer(square, square[:, :37].copy(), False, False, square[:, :37]) == _gemm.UNCHECKED
+    assert answer(square[:, :37].copy(), square[3:, :], False, False, square[:, 3:]) == _gemm.UNCHECKED
+    buf = nan_like(40 * 37 + 37 * 70 + 40 * 70, dtype)  # side by side in one buffer: apart, so DONE
+    a2, b2, out2 = buf[:1480].reshape(40, 37), buf[1480:4070].reshape(37, 70), buf[4070:].reshape(40, 70)
+    a2[...], b2[...] = a, b
+    assert answer(a2, b2, False, False, out2) == _gemm.DONE
+    assert_close(out2, ref.matmul(a, b), dtype, rtol=1e-4, atol=1e-4)
+    # Routing: a product above max_macs is LARGER, a deep a @ b.T with a short side ELSEWHERE; with
+    # max_macs = 0 (any product) the micro-kernel runs them.
+    assert answer(a, b, False, False, out, max_macs=40 * 70 * 37 - 1) == _gemm.LARGER
+    assert answer(a, b, False, False, out, max_macs=40 * 70 * 37) == _gemm.DONE
+    g, x = randn((16, _gemm.DOT_MIN_K), dtype, 4), randn((50, _gemm.DOT_MIN_K), dtype, 5)
+    assert _gemm.dot_product(False, True, 16, 50, _gemm.DOT_MIN_K)
+    assert answer(g, x, False, True, nan_like((16, 50), dtype), max_macs=1 << 30) == _gemm.ELSEWHERE
+    out = nan_like((16, 50), dtype)
+    assert answer(g, x, False, True, out, max_macs=0) == _gemm.DONE
+    rtol, atol = tolerance(dtype, _gemm.DOT_MIN_K)
+    assert_close(out, ref.matmul(g, x, trans_b=True), dtype, rtol=rtol, atol=atol)
+    # Empty sizes: a product of k = 0 is zeros; nothing to write for m = 0.
+    out = nan_like((5, 6), dtype)
+    assert answer(np.empty((5, 0), dtype), np.empty((0, 6), dtype), False, False, out) == _gemm.DONE
+    np.testing.assert_array_equal(out, 0)
+    assert answer(np.empty((0, 4), dtype), randn((4, 6), dtype), False, False, np.empty((0, 6), dtype)) == _gemm.DONE
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_matmul_fast_path_leaves_what_it_cannot_check_to_the_full_checks(dtype):
+    _gemm.serial_entry(np.dtype(dtype))  # the fast path runs from here on
+    a, b = operands(40, 70, 37, False, False, dtype)
+    expected = ref.matmul(a, b)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        cpu.matmul(np.asfortranarray(a), b)
+    with pytest.raises(ValueError, match="inner"):
+        cpu.matmul(a, b, trans_a=True)
+    with pytest.raises(ValueError, match="out"):
+        cpu.matmul(a, b, out=np.empty((40, 71), dtype))
+    readonly = np.empty((40, 70), dtype)
+    readonly.flags.writeable = False
+    with pytest.raises(ValueError, match="out"):
+        cpu.matmul(a, b, out=readonly)
+    with pytest.raises((TypeError, ValueError), match="dtype"):
+        cpu.matmul(a, b.astype(np.float32 if np.dtype(dtype) == np.float64 else np.float64))
+    buf = nan_like(40 * 70 + 100, dtype)  # out overlaps a (both C-contiguous): a temporary first
+    a_view, out = buf[100:100 + 40 * 37].reshape(40, 37), buf[:40 * 70].reshape(40, 70)
+    a_view[...] = a
+    assert cpu.matmul(a_view, b, out=out) is out
+    assert_close(out, expected, dtype, rtol=1e-4, atol=1e-4)
+    ro_a, ro_b = a.copy(), b.copy()  # read-only inputs are fine
+    ro_a.flags.writeable = ro_b.flags.writeable = False
+    assert_close(cpu.matmul(ro_a, ro_b), expected, dtype, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_every_path_agrees(dtype):
     a, b = operands(37, 45, 29, True, False, dtype)
     expected = ref.matmul(a, b, trans_a=True)
-    for path in (_gemm.gemm_small, lambda *args: _gemm.gemm_serial(*args, *NO_EPILOGUE[np.dtype(dtype)])):
+    for path in (_gemm.gemm_small, lambda *args: _gemm.run_serial(*args, *NO_EPILOGUE[np.dtype(dtype)])):
         out = nan_like((37, 45), dtype)
         path(a, b, True, False, out)
         assert_close(out, expected, dtype, rtol=1e-4, atol=1e-4)
@@ -248,7 +328,7 @@ def test_cpu_stays_inside_its_arrays(trans_a, trans_b, dtype):
         a, b = guarded(a), guarded(b)
         expected = ref.matmul(a, b, trans_a=trans_a, trans_b=trans_b)
         no_epi = NO_EPILOGUE[np.dtype(dtype)]
-        for path in (_gemm.gemm_small, lambda *args, no_epi=no_epi: _gemm.gemm_serial(*args, *no_epi),
+        for path in (_gemm.gemm_small, lambda *args, no_epi=no_epi: _gemm.run_serial(*args, *no_epi),
                      lambda *args, no_epi=no_epi: _gemm.gemm_parallel(*args, 3, *no_epi)):
             out = guarded(nan_like((m, n), dtype))
             path(a, b, trans_a, trans_b, out)
@@ -272,7 +352,7 @@ def test_large_transposed_a_in_place_and_packed(dtype):
         a, b = guarded(a), guarded(b)
         expected = ref.matmul(a, b, trans_a=True)
         rtol, atol = tolerance(dtype, k)
-        for path in (lambda *args: _gemm.gemm_serial(*args, *no_epi),
+        for path in (lambda *args: _gemm.run_serial(*args, *no_epi),
                      lambda *args: _gemm.gemm_parallel(*args, 1, *no_epi),
                      lambda *args: _gemm.gemm_parallel(*args, 3, *no_epi)):
             out = guarded(nan_like((m, n), dtype))

@@ -12,12 +12,15 @@ an input, so packed data never aliases the output.
 
 from __future__ import annotations
 
+from typing import Any
+
+import numba
 import numpy as np
-from numba import njit, prange
+from numba import carray, njit, prange, types
 
 from ._atomic import new_counter, next_task, share_done
 from ._gemm_pack import pack_a, pack_a_panel, pack_b, pack_b_panel  # noqa: F401 (re-exported for _conv)
-from ._gemm_simd import VEC_BYTES
+from ._gemm_simd import VEC_BYTES, address_to_pointer
 from ._gemm_tile import (  # noqa: F401
     KC,
     MC_BYTES,
@@ -46,6 +49,24 @@ A_IN_PLACE_MAX_N = 32
 #: K = 2048-4096 in place never lost up to 16 panels on AVX-512. The AVX2 tile reads an A line
 #: for 2.7x fewer multiply-adds, and lost from 16 panels (1024 x 4096 x 512 0.90 -> 0.74x).
 T_A_IN_PLACE_MAX_PANELS = 16 if VEC_BYTES >= 64 else 8
+#: Up to this many multiply-adds a plain loop beats the micro-kernel's set-up
+#: (measured: the two meet near 16 x 16 x 16).
+SMALL_MACS = 16 * 16 * 16
+#: ``a @ b.T`` with at most this many rows or columns of C runs as dot products of
+#: rows (``_gemm_dot``): packing the transposed B would cost more than it saves.
+DOT_MAX_MN = 32
+#: ... and at least this deep (conv weight gradients, wide Linear inputs): shallower ones gain
+#: little, and LeNet-5's first step (no such product) compiles nothing more.
+DOT_MIN_K = 256
+
+
+def dot_product(trans_a: bool, trans_b: bool, m: int, n: int, k: int) -> bool:
+    """Whether ``op(a) @ op(b)`` runs as dot products of rows (``_gemm_dot``): ``a @ b.T``, deep, skinny C."""
+    return trans_b and not trans_a and k >= DOT_MIN_K and (m <= DOT_MAX_MN or n <= DOT_MAX_MN)
+
+
+#: ``dot_product`` for the kernels (the same source).
+dot_product_jit = njit(inline="always", **_jit)(dot_product)
 #: A parallel product runs in one parallel region, each task packing the panels it reads, while
 #: that packs at most this many elements per thread more than a shared packing pass would (A once
 #: per column of tasks, B once per row; 128 KiB of float32, ~10-20 us of copying). Each region
@@ -233,7 +254,7 @@ def gemm_cols(af, a_pstride, a_rs, a_cs, b, bp, in_place, k, m, n, ip0, ip1, jp0
                    c, zero, n, no, bias, no, epi)
 
 
-@njit(**_jit)
+@njit(inline="always", **_jit)  # inlined into gemm_checked, its one compiled caller
 def gemm_serial(a, b, trans_a, trans_b, c, bias, epi):
     """``c = op(a) @ op(b)`` with the micro-kernel, on the calling thread (epilogue ``bias``, ``epi``: see gemm_cols)."""
     m, n, k, nr, npa, npb, b_direct = driver_sizes(a, trans_a, trans_b, c)
@@ -253,6 +274,95 @@ def gemm_serial(a, b, trans_a, trans_b, c, bias, epi):
         pack_a(a, trans_a, zero, npa, af)
         a_pstride, a_rs, a_cs = k * MR, 1, MR
     gemm_cols(af, a_pstride, a_rs, a_cs, b, bp, b_direct, k, m, n, zero, npa, zero, npb, c.reshape(m * n), bias, epi)
+
+
+#: ``gemm_checked``'s answers: the product is in ``c``; it is valid but above ``max_macs`` (the
+#: caller runs a parallel driver), or for the dot-product kernel; the arguments are not plainly
+#: valid (the caller's full checks decide).
+DONE, LARGER, ELSEWHERE, UNCHECKED = 0, 1, 2, 3
+
+
+@njit(inline="always", **_jit)  # inlined: no compile of its own
+def c_order(x):
+    """``(whether the 2-D x is C-contiguous, x as a C-contiguous array over its memory)``; the
+    view is the array only when it is. NumPy's rule: the strides of sizes 0 and 1 do not count."""
+    rows, cols = x.shape
+    s0, s1 = x.strides
+    contiguous = x.size == 0 or ((cols == 1 or s1 == x.itemsize) and (rows == 1 or s0 == cols * x.itemsize))
+    return contiguous, carray(address_to_pointer(x.ctypes.data, x.dtype), (rows, cols))
+
+
+@njit(inline="always", **_jit)  # inlined: no compile of its own
+def disjoint(x, y):
+    """Whether the bytes of ``x`` and ``y`` (C-contiguous) do not meet."""
+    x0, y0 = x.ctypes.data, y.ctypes.data
+    return x.size == 0 or y.size == 0 or x0 + x.size * x.itemsize <= y0 or y0 + y.size * y.itemsize <= x0
+
+
+@njit(**_jit)
+def gemm_checked(a, b, trans_a, trans_b, c, bias, epi, max_macs):
+    """``gemm_serial`` behind its own checks, for arrays of any layout (``serial_entry``): ``DONE``,
+    ``LARGER``, ``ELSEWHERE`` or ``UNCHECKED``.
+
+    ``max_macs = 0``: any valid product. Otherwise ``matmul``'s one-thread products: up to
+    ``SMALL_MACS`` by ``gemm_small``, up to ``max_macs`` by the micro-kernel (``LARGER`` above), except
+    the products of the dot-product kernel, ``a @ b.T`` deep with a short side (``dot_product``):
+    ``ELSEWHERE``. Checked here: the inner sizes, ``c``'s shape, every array
+    C-contiguous, and ``c`` apart from ``a`` and ``b``, each a comparison of a few integers where
+    ``matmul``'s Python checks took ~1 us of a 3-5 us product (LeNet fc3's and the ResNet head's
+    gradients). Left to the caller: that the arrays are ndarrays of ``c``'s dtype, 2-D (``bias``
+    1-D, C-contiguous) and ``c`` writeable.
+    """
+    if trans_a:
+        k, m = a.shape
+    else:
+        m, k = a.shape
+    if trans_b:
+        n, k_b = b.shape
+    else:
+        k_b, n = b.shape
+    if k_b != k or c.shape[0] != m or c.shape[1] != n:
+        return UNCHECKED
+    a_plain, a_c = c_order(a)
+    b_plain, b_c = c_order(b)
+    c_plain, c_c = c_order(c)
+    if not (a_plain and b_plain and c_plain and disjoint(c, a) and disjoint(c, b)):
+        return UNCHECKED
+    macs = m * n * k
+    if max_macs:
+        if macs <= SMALL_MACS:
+            gemm_small(a_c, b_c, trans_a, trans_b, c_c)
+            return DONE
+        if dot_product_jit(trans_a, trans_b, m, n, k):
+            return ELSEWHERE
+        if macs > max_macs:
+            return LARGER
+    gemm_serial(a_c, b_c, trans_a, trans_b, c_c, bias, epi)
+    return DONE
+
+
+_SERIAL_ENTRIES: dict = {}
+
+
+def serial_entry(dtype: np.dtype) -> Any:
+    """``gemm_checked``'s compiled entry point for ``dtype`` (float32 or float64; compiled or loaded on
+    the first call): arrays of any layout, bool flags, ints. It skips Numba's typing of eight
+    arguments (~0.5 us) and checks nothing of their types: see ``gemm_checked`` for the caller's part."""
+    entry = _SERIAL_ENTRIES.get(dtype)
+    if entry is None:
+        array = types.Array(numba.from_dtype(dtype), 2, "A")
+        entry = gemm_checked.compile((array, array, types.boolean, types.boolean, array,
+                                      types.Array(numba.from_dtype(dtype), 1, "C"), types.int64, types.int64))
+        _SERIAL_ENTRIES[dtype] = entry
+    return entry
+
+
+def run_serial(a: np.ndarray, b: np.ndarray, trans_a: bool, trans_b: bool, c: np.ndarray, bias: np.ndarray,
+               epi: int) -> None:
+    """``gemm_serial`` for checked arguments (C-contiguous ndarrays of ``c``'s dtype, ``c`` apart from
+    ``a`` and ``b``), through ``serial_entry``: the one compiled serial GEMM."""
+    if serial_entry(c.dtype)(a, b, trans_a, trans_b, c, bias, epi, 0) != DONE:
+        raise ValueError(f"gemm: arguments that are not a product: a {a.shape}, b {b.shape}, c {c.shape}")
 
 
 @njit(inline="always", **_jit)  # inlined: no compile of its own

@@ -130,6 +130,19 @@ def data_pointer(typingctx, arr):
 
 
 @intrinsic
+def address_to_pointer(typingctx, address, dtype):
+    """``address`` (an int64 from ``arr.ctypes.data``) as a ``CPointer`` of ``dtype``'s elements."""
+    if not (isinstance(address, types.Integer) and isinstance(dtype, (types.NumberClass, types.DType))):
+        return None
+    element = dtype.dtype if isinstance(dtype, types.DType) else dtype.instance_type
+
+    def codegen(context, builder, sig, args):
+        return builder.inttoptr(args[0], context.get_value_type(sig.return_type))
+
+    return types.CPointer(element)(address, dtype), codegen
+
+
+@intrinsic
 def vlanes(typingctx, arr):
     """Lanes of one vector of ``arr``'s element type (a constant; ``arr``: an array or a pointer)."""
     if not _is_float_array(arr):

@@ -45,7 +45,7 @@ from jitgrad import config
 from . import _tier
 from ._atomic import compare_swap, fetch_add, load_acquire, spin_pause, store_seq
 from ._gemm import _jit, gemm_task, pack_share, plan, prepare_tasks
-from ._gemm_simd import _element_pointer
+from ._gemm_simd import _element_pointer, address_to_pointer
 
 _LINUX_X86_64 = sys.platform.startswith("linux") and platform.machine().lower() in ("x86_64", "amd64")
 _SYS_SCHED_YIELD = 24
@@ -102,19 +102,6 @@ def futex_wake(typingctx, arr, index):
         return context.get_dummy_value()
 
     return types.none(arr, index), codegen
-
-
-@intrinsic
-def address_to_pointer(typingctx, address, dtype):
-    """``address`` (an int64 from ``arr.ctypes.data``) as a ``CPointer`` of ``dtype``'s elements."""
-    if not (isinstance(address, types.Integer) and isinstance(dtype, (types.NumberClass, types.DType))):
-        return None
-    element = dtype.dtype if isinstance(dtype, types.DType) else dtype.instance_type
-
-    def codegen(context, builder, sig, args):
-        return builder.inttoptr(args[0], context.get_value_type(sig.return_type))
-
-    return types.CPointer(element)(address, dtype), codegen
 
 
 @intrinsic

@@ -40,7 +40,8 @@ from numba import carray, cfunc, literal_unroll, njit, types
 
 from . import _team
 from ._gemm_dot import DOT_MR, DOT_NR, gemm_dot
-from ._team import ARGS, STATE_SLOTS, address_to_pointer
+from ._gemm_simd import address_to_pointer
+from ._team import ARGS, STATE_SLOTS
 
 #: Elements below which an elementwise kernel runs serially even on the team, as a multiple of its
 #: OpenMP size (``Twins.min_size``): the team needs no wake-up, so it pays from a quarter of it.

@@ -9,6 +9,7 @@ from jitgrad.kernels._constants import kernel_names
 from jitgrad.kernels.reference.matmul import check_matmul_args
 
 from . import _conv, _gemm, _team, _team_spans
+from ._gemm import SMALL_MACS, dot_product
 from ._gemm_dot import gemm_dot, gemm_dot_parallel
 from ._gemm_epilogue import apply_epilogue
 from ._jit import entry_point, overlaps
@@ -16,9 +17,6 @@ from ._threading import serialised
 
 __all__: list[str] = kernel_names("matmul")  # the one list: kernels/_constants.py
 
-#: Up to this many multiply-adds a plain loop beats the micro-kernel's set-up
-#: (measured: the two meet near 16 x 16 x 16).
-SMALL_MACS = 16 * 16 * 16
 #: Below this many multiply-adds one thread beats an OpenMP launch (float64; float32 with the GEMM
 #: team off, see TEAM_MIN_MACS). Each parallel region wakes the
 #: pool's sleeping thread (passive waiting, see jitgrad/config.py): ~45 us on the idle 2-core EPYC
@@ -28,12 +26,6 @@ SMALL_MACS = 16 * 16 * 16
 #: 160^3 (4.1M) 1.06x, 192^3 1.22x (with the sleep at the end: 192^3 0.92x, 224^3 1.15x). On bare
 #: metal the even point lies lower.
 SERIAL_MACS = 7 << 19
-#: ``a @ b.T`` with at most this many rows or columns of C runs as dot products of
-#: rows (``_gemm_dot``): packing the transposed B would cost more than it saves.
-DOT_MAX_MN = 32
-#: ... and at least this deep (conv weight gradients, wide Linear inputs): shallower ones gain
-#: little, and LeNet-5's first step (no such product) compiles nothing more.
-DOT_MIN_K = 256
 #: float32 products of more multiply-adds than this run on the GEMM team (``_team``: helpers that
 #: spin between products, blocks claimed from both ends; the dot-product driver's by spans of C's
 #: columns or rows, ``_team_spans.run_dot``) when more than one thread is set; smaller ones on one
@@ -43,11 +35,6 @@ DOT_MIN_K = 256
 #: wake-up they no longer pay: 256^3 165 us (OpenMP 195-226), 1024^3 11.0-12.0 ms (11.3-11.7),
 #: 2048^3 86-93 ms (86-89).
 TEAM_MIN_MACS = 1 << 17
-
-
-def _dot_product(trans_a: bool, trans_b: bool, m: int, n: int, k: int) -> bool:
-    """Whether ``op(a) @ op(b)`` runs as dot products of rows (``_gemm_dot``): ``a @ b.T``, deep, skinny C."""
-    return trans_b and not trans_a and k >= DOT_MIN_K and (m <= DOT_MAX_MN or n <= DOT_MAX_MN)
 
 
 def _matmul_kernel(a: np.ndarray, b: np.ndarray, trans_a: bool, trans_b: bool, out: np.ndarray,
@@ -71,7 +58,7 @@ def _matmul_kernel(a: np.ndarray, b: np.ndarray, trans_a: bool, trans_b: bool, o
     # float32 above TEAM_MIN_MACS on the GEMM team; otherwise one thread below SERIAL_MACS (the thread
     # count is asked only where it decides). An OpenMP launch takes the workqueue lock (_parallel); the
     # serial kernels and the team need none.
-    dot = _dot_product(trans_a, trans_b, m, n, k)
+    dot = dot_product(trans_a, trans_b, m, n, k)
     if macs > TEAM_MIN_MACS and out.dtype is _F32:
         if not dot:
             if _team_product(a, b, trans_a, trans_b, out, bias, epi):
@@ -85,11 +72,7 @@ def _matmul_kernel(a: np.ndarray, b: np.ndarray, trans_a: bool, trans_b: bool, o
     if dot:
         gemm_dot(a, b, out, 0, n)
     elif a.dtype is not _F32 or _gemm.gemm_parallel.ready():  # float64 never takes _as_convolution
-        args = (a, b, trans_a, trans_b, out, bias, epi)
-        _gemm.gemm_serial(*args)
-        if (epi == 0 and bias is _NO_BIAS[out.dtype] and out.dtype not in _SERIAL_ENTRY
-                and a.flags.c_contiguous and b.flags.c_contiguous and out.flags.c_contiguous):
-            _SERIAL_ENTRY[out.dtype] = entry_point(_gemm.gemm_serial, args)  # matmul's fast path
+        _gemm.run_serial(a, b, trans_a, trans_b, out, bias, epi)  # (matmul's fast path: its entry point from now on)
         return
     else:
         _as_convolution(a, b, trans_a, trans_b, out)
@@ -169,9 +152,9 @@ _F64 = np.dtype(np.float64)
 #: The GEMM drivers' ``bias`` when there is none (never read; one array per dtype, so no allocation).
 _NO_BIAS = {_F32: np.zeros(1, np.float32), _F64: np.zeros(1, np.float64)}
 _NO_BIAS_F32 = _NO_BIAS[_F32]
-#: ``{dtype: gemm_serial's entry point}`` for C-contiguous operands, bool flags, no epilogue; filled
-#: by ``_matmul_kernel`` (float32 once the tiered cold start runs the GEMM, not ``_as_convolution``).
-_SERIAL_ENTRY: dict[np.dtype, object] = {}
+#: The largest product ``matmul``'s fast path runs on one thread, by dtype: float32 above it on the
+#: GEMM team, float64 on the OpenMP driver.
+_FAST_MACS = {_F32: TEAM_MIN_MACS, _F64: SERIAL_MACS}
 _NDARRAY = np.ndarray
 #: gemm_team's entry point for C-contiguous float32 operands and bool flags (the one signature
 #: ``_team_product`` sees), once it has run.
@@ -182,41 +165,30 @@ def matmul(a: np.ndarray, b: np.ndarray, *, trans_a: bool = False, trans_b: bool
            out: np.ndarray | None = None) -> np.ndarray:
     """CPU: a transposed operand is read through strides, or by the packing of a large operand; never copied
     (except in the first steps of a tiered cold start: ``_as_convolution``)."""
-    # Fast path, a few attribute reads: plain C-contiguous float32/float64 2-D ndarrays and bool flags
-    # (a Linear layer's products at MNIST sizes take 5-10 us: the full checks cost ~1 us of that).
-    # Anything else, and every error, goes through the reference's checks below.
+    # Fast path: plain float32/float64 2-D ndarrays and bool flags, once _matmul_kernel has run the
+    # serial GEMM (its entry point, ``_gemm.serial_entry``). Here only the checks the entry point
+    # cannot make (types, dtypes, ranks, a writeable out); it checks the sizes, the layouts and
+    # overlaps itself and runs the one-thread products (a Linear layer's at MNIST sizes take 3-10
+    # us: these checks in Python took ~1 us of that). Anything else, and every error, goes through
+    # the reference's checks below.
     if (type(a) is _NDARRAY and type(b) is _NDARRAY and (trans_a is False or trans_a is True)
             and (trans_b is False or trans_b is True)):
         dtype = a.dtype
-        if ((dtype is _F32 or dtype is _F64) and b.dtype is dtype and a.ndim == 2 and b.ndim == 2
-                and a.flags.c_contiguous and b.flags.c_contiguous):
-            if trans_a:
-                k, m = a.shape
-            else:
-                m, k = a.shape
-            if trans_b:
-                n, k_b = b.shape
-            else:
-                k_b, n = b.shape
-            if k == k_b and (out is None or (
-                    type(out) is _NDARRAY and out.dtype is dtype and out.shape == (m, n)
-                    and out.flags.c_contiguous and out.flags.writeable and not overlaps(out, a, b))):
-                if out is None:
-                    out = np.empty((m, n), dtype)
-                # A one-thread product (not a dot-product one) through gemm_serial's compiled entry
-                # point once _matmul_kernel has run it: a 10 x 128 x 64 product takes ~2.5 us, the
-                # layers of calls and Numba's typing of 7 arguments took ~0.8 us more.
-                macs = m * n * k
-                if SMALL_MACS < macs <= SERIAL_MACS and not _dot_product(trans_a, trans_b, m, n, k):
-                    if macs > TEAM_MIN_MACS and dtype is _F32 and _team_product(a, b, trans_a, trans_b, out,
-                                                                                _NO_BIAS_F32, 0):
-                        return out
-                    entry = _SERIAL_ENTRY.get(dtype)
-                    if entry is not None:
-                        entry(a, b, trans_a, trans_b, out, _NO_BIAS[dtype], 0)
-                        return out
-                _matmul_kernel(a, b, trans_a, trans_b, out)
-                return out
+        entry = _gemm._SERIAL_ENTRIES.get(dtype)
+        if entry is not None and b.dtype is dtype and a.ndim == 2 and b.ndim == 2:
+            given = out
+            if out is None:
+                out = np.empty((a.shape[1] if trans_a else a.shape[0], b.shape[0] if trans_b else b.shape[1]), dtype)
+            if type(out) is _NDARRAY and out.dtype is dtype and out.ndim == 2 and out.flags.writeable:
+                done = entry(a, b, trans_a, trans_b, out, _NO_BIAS[dtype], 0, _FAST_MACS[dtype])
+                if done == _gemm.DONE:
+                    return out
+                if done != _gemm.UNCHECKED:  # valid: sizes, layouts and overlaps checked
+                    if not (done == _gemm.LARGER and dtype is _F32
+                            and _team_product(a, b, trans_a, trans_b, out, _NO_BIAS_F32, 0)):
+                        _matmul_kernel(a, b, trans_a, trans_b, out)
+                    return out
+            out = given
     m, n, _, dtype, trans_a, trans_b = check_matmul_args(a, b, trans_a, trans_b, out)
     if overlaps(out, a, b):
         result = np.empty((m, n), dtype=dtype)
