@@ -75,7 +75,7 @@ def test_team_product_is_the_serial_drivers_bit_for_bit(trans_a, trans_b, nthrea
 
 def test_team_stays_inside_its_arrays():
     # Every argument ends at an inaccessible page: a helper reading or writing past one crashes.
-    for (m, n, k), (trans_a, trans_b) in itertools.product([(70, 45, 33), (130, 67, 150)], TRANS):
+    for (m, n, k), (trans_a, trans_b) in itertools.product([(70, 45, 33), (130, 67, 150), (37, 100, 13)], TRANS):
         a, b = operands(m, n, k, trans_a, trans_b)
         a, b = guarded(a), guarded(b)
         for _ in range(20):  # enough products for the helper to take blocks of some

@@ -37,8 +37,15 @@ from ._gemm_tile import (  # noqa: F401
 from ._jit import PRANGE_ONLY
 from ._tier import tiered
 
-#: Row-major A is read in place (not packed) up to this many columns of C.
+#: Row-major A is read in place (not packed) up to this many columns of C ...
 A_IN_PLACE_MAX_N = 32
+#: ... or while it is at most this many bytes: it stays in L1 for every B panel, and packing it
+#: cost a tenth of a shallow product. One thread, in a loop inside Numba, packed against in place
+#: (``bench/gemm_call.py``, two alternating runs each): LeNet fc3's input gradient, 128 x 10 x 84,
+#: Zen 4 AVX-512 5.2-5.3 -> 3.7-4.3 us, forced AVX2 4.1-5.2 -> 3.4-7.6 (entry point 4.8-6.2 ->
+#: 4.1-4.2); the ResNet head's, 128 x 10 x 64, 3.3-3.6 -> 2.8-3.0 and 2.9-3.5 -> 2.2-2.3 us;
+#: 128 x 16 x 84 6.6 -> 5.0-5.6 and 6.0-7.3 -> 4.6-4.9 us.
+A_IN_PLACE_MAX_BYTES = 8 * 1024
 #: A transposed A too large for L2 is still read in place while B has at most this many panels
 #: (``NR`` columns each). In place, each ``k`` of a tile is a line of its own, fetched again by
 #: every B panel; packed, A costs a read and a write of all of it before the product. A deep
@@ -130,7 +137,8 @@ def a_in_place(trans, m, k, n, itemsize):
     """Whether the micro-kernel reads ``op(a)`` where it lies instead of from packed panels.
 
     Row-major A is read as ``MR`` row streams, as fast as packed panels and
-    without the packing pass, unless its row pitch is a multiple of 4 KiB
+    without the packing pass, while C is narrow or A small (``A_IN_PLACE_MAX_N``,
+    ``A_IN_PLACE_MAX_BYTES``), unless its row pitch is a multiple of 4 KiB
     (then the ``MR`` rows map to one L1 set and evict each other).
     Transposed A gives each ``k`` its own cache
     line (``MR`` values of a row ``M`` long): fine while A sits in L2, or
@@ -139,7 +147,7 @@ def a_in_place(trans, m, k, n, itemsize):
     """
     if not trans:
         # Row pitches that are multiples of 4 KiB put the MR rows in one L1 set.
-        return (k * itemsize) % 4096 != 0 and n <= A_IN_PLACE_MAX_N
+        return (k * itemsize) % 4096 != 0 and (n <= A_IN_PLACE_MAX_N or m * k * itemsize <= A_IN_PLACE_MAX_BYTES)
     return m * k * itemsize <= (1 << 20) or n <= T_A_IN_PLACE_MAX_PANELS * 2 * (VEC_BYTES // itemsize)
 
 
