@@ -151,10 +151,14 @@ def test_concurrent_kernels_on_the_workqueue_layer_do_not_abort():
         size = importlib.import_module("jitgrad.kernels.cpu.activations")._PARALLEL_MIN_SIZE
         x = np.linspace(-4, 4, size, dtype=np.float32).reshape(-1, 256)  # sigmoid's parallel size
         expected_sigmoid = K.sigmoid(x)
+        a64, bias64 = a.astype(np.float64), np.ones(160)  # float64: the OpenMP drivers, not the GEMM team
+        expected_linear = K.linear(a64, a64, bias64)  # (locks its parallel launch itself, as matmul)
         bad = []
         def work():
             for _ in range(20):
                 if not np.array_equal(K.matmul(a, a), expected):
+                    bad.append(1)
+                if not np.array_equal(K.linear(a64, a64, bias64), expected_linear):
                     bad.append(1)
                 if not np.array_equal(K.sigmoid(x), expected_sigmoid):  # locks its parallel launch itself
                     bad.append(1)

@@ -88,6 +88,37 @@ def test_bias_activation_backward_float32_matches_reference():
         assert_close(got, want)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_linear_fast_path_leaves_what_it_cannot_check_to_the_full_checks(dtype):
+    # With the serial GEMM's entry point in place (matmul.fast_product), linear's sizes, layouts,
+    # overlaps and bias length are checked in the compiled kernel: the same bits as the unfused
+    # kernels on every case, and every bad or unusual argument goes to the full checks.
+    from jitgrad.kernels.cpu import _gemm
+
+    _gemm.serial_entry(np.dtype(dtype))
+    for (n, k, m), activation, with_bias in zip(LINEAR_CASES + [(4, 0, 3), (40, 9, 7)], ["relu", "none"] * 4,
+                                                 [True, True, False, True, False, True, True]):
+        x, w = randn((n, k), dtype, 1), randn((m, k), dtype, 2)
+        b = randn((m,), dtype, 3) if with_bias else None
+        np.testing.assert_array_equal(cpu.linear(x, w, b, activation=activation),
+                                      unfused_linear(cpu, x, w, b, activation))
+    x, w, b = randn((40, 9), dtype, 4), randn((7, 9), dtype, 5), randn((7,), dtype, 6)
+    expected = ref.linear(x, w, b, activation="relu")
+    with pytest.raises(ValueError, match=r"b must have shape \(7,\), got \(8,\)"):
+        cpu.linear(x, w, randn((8,), dtype, 6))
+    with pytest.raises(ValueError, match="C-contiguous"):
+        cpu.linear(x, w, randn((14,), dtype, 6)[::2])
+    readonly = np.empty((40, 7), dtype)
+    readonly.flags.writeable = False
+    with pytest.raises(ValueError, match="out"):
+        cpu.linear(x, w, b, out=readonly)
+    buf = nan_like(40 * 7 + 7, dtype)  # the bias inside out's memory: a temporary first
+    out, bias_view = buf[:280].reshape(40, 7), buf[273:280]
+    bias_view[...] = b
+    assert cpu.linear(x, w, bias_view, activation="relu", out=out) is out
+    assert_close(out, expected, rtol=1e-4, atol=1e-4)
+
+
 def test_fused_out_may_overlap_an_input():
     x = randn((6, 6), np.float64, 13)
     w, b = randn((6, 6), np.float64, 14), randn((6,), np.float64, 15)

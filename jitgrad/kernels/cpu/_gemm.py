@@ -19,6 +19,7 @@ import numpy as np
 from numba import carray, njit, prange, types
 
 from ._atomic import new_counter, next_task, share_done
+from ._gemm_epilogue import EPI_COL_BIAS, apply_epilogue
 from ._gemm_pack import pack_a, pack_a_panel, pack_b, pack_b_panel  # noqa: F401 (re-exported for _conv)
 from ._gemm_simd import VEC_BYTES, address_to_pointer
 from ._gemm_tile import (  # noqa: F401
@@ -315,11 +316,12 @@ def gemm_checked(a, b, trans_a, trans_b, c, bias, epi, max_macs):
     ``max_macs = 0``: any valid product. Otherwise ``matmul``'s one-thread products: up to
     ``SMALL_MACS`` by ``gemm_small``, up to ``max_macs`` by the micro-kernel (``LARGER`` above), except
     the products of the dot-product kernel, ``a @ b.T`` deep with a short side (``dot_product``):
-    ``ELSEWHERE``. Checked here: the inner sizes, ``c``'s shape, every array
-    C-contiguous, and ``c`` apart from ``a`` and ``b``, each a comparison of a few integers where
-    ``matmul``'s Python checks took ~1 us of a 3-5 us product (LeNet fc3's and the ResNet head's
-    gradients). Left to the caller: that the arrays are ndarrays of ``c``'s dtype, 2-D (``bias``
-    1-D, C-contiguous) and ``c`` writeable.
+    ``ELSEWHERE``. ``bias``, ``epi``: the store's epilogue (``gemm_cols``). Checked here: the inner
+    sizes, ``c``'s shape, every array C-contiguous, ``c`` apart from ``a``, ``b`` and a column bias,
+    and that bias's length, each a comparison of a few integers where ``matmul``'s Python checks
+    took ~1 us of a 3-5 us product (LeNet fc3's and the ResNet head's gradients). Left to the
+    caller: that the arrays are ndarrays of ``c``'s dtype, 2-D (``bias`` 1-D, C-contiguous), ``c``
+    writeable and ``epi`` a valid code.
     """
     if trans_a:
         k, m = a.shape
@@ -336,10 +338,14 @@ def gemm_checked(a, b, trans_a, trans_b, c, bias, epi, max_macs):
     c_plain, c_c = c_order(c)
     if not (a_plain and b_plain and c_plain and disjoint(c, a) and disjoint(c, b)):
         return UNCHECKED
+    if epi & EPI_COL_BIAS and (bias.size != n or not disjoint(c, bias)):
+        return UNCHECKED
     macs = m * n * k
     if max_macs:
         if macs <= SMALL_MACS:
             gemm_small(a_c, b_c, trans_a, trans_b, c_c)
+            if epi:
+                apply_epilogue(c_c, bias, epi)
             return DONE
         if dot_product_jit(trans_a, trans_b, m, n, k):
             return ELSEWHERE

@@ -104,6 +104,7 @@ def _team_product(a: np.ndarray, b: np.ndarray, trans_a: bool, trans_b: bool, ou
     return done
 
 
+@serialised  # the conv forward kernel may be its parallel version already: matmul and linear lock only here and in _parallel
 def _as_convolution(a: np.ndarray, b: np.ndarray, trans_a: bool, trans_b: bool, out: np.ndarray) -> None:
     """``out = op(a) @ op(b)`` by the conv forward kernel, while a tiered cold start has not compiled
     the GEMM drivers yet (``_tier``: ``gemm_parallel`` not ready).
@@ -161,34 +162,50 @@ _NDARRAY = np.ndarray
 _TEAM_ENTRY: list[object] = []
 
 
+def fast_product(a: np.ndarray, b: np.ndarray, trans_a: bool, trans_b: bool, out: np.ndarray | None,
+                 bias: np.ndarray | None, epi: int) -> np.ndarray | None:
+    """``op(a) @ op(b)`` with the store epilogue ``bias``, ``epi`` into ``out`` (allocated when None), or
+    None: the caller's full checks decide. The fast path of ``matmul`` and the fused ``linear``.
+
+    For plain ndarrays ``a``, ``b`` (checked by the caller: their types, bool flags, a C-contiguous 1-D
+    ``bias`` of ``a``'s dtype, a valid ``epi``) once ``_matmul_kernel`` has run the serial GEMM:
+    its entry point (``_gemm.serial_entry``) checks the sizes, layouts and overlaps itself and runs
+    the one-thread products (a Linear layer's at MNIST sizes take 3-10 us: these checks in Python
+    took ~1 us of that, and ``linear``'s full checks ~5 us). Here only what an entry point cannot
+    check: the dtypes, ranks and a writeable ``out``.
+    """
+    dtype = a.dtype
+    entry = _gemm._SERIAL_ENTRIES.get(dtype)
+    if entry is None or b.dtype is not dtype or a.ndim != 2 or b.ndim != 2:
+        return None
+    if out is None:
+        out = np.empty((a.shape[1] if trans_a else a.shape[0], b.shape[0] if trans_b else b.shape[1]), dtype)
+    elif not (type(out) is _NDARRAY and out.dtype is dtype and out.ndim == 2 and out.flags.writeable):
+        return None
+    no_bias = _NO_BIAS[dtype]
+    done = entry(a, b, trans_a, trans_b, out, no_bias if bias is None else bias, epi, _FAST_MACS[dtype])
+    if done == _gemm.DONE:
+        return out
+    if done == _gemm.UNCHECKED:
+        return None
+    # Valid (sizes, layouts and overlaps checked): a larger product on the team, else the drivers.
+    if not (done == _gemm.LARGER and dtype is _F32
+            and _team_product(a, b, trans_a, trans_b, out, no_bias if bias is None else bias, epi)):
+        _matmul_kernel(a, b, trans_a, trans_b, out, bias, epi)
+    return out
+
+
 def matmul(a: np.ndarray, b: np.ndarray, *, trans_a: bool = False, trans_b: bool = False,
            out: np.ndarray | None = None) -> np.ndarray:
     """CPU: a transposed operand is read through strides, or by the packing of a large operand; never copied
     (except in the first steps of a tiered cold start: ``_as_convolution``)."""
-    # Fast path: plain float32/float64 2-D ndarrays and bool flags, once _matmul_kernel has run the
-    # serial GEMM (its entry point, ``_gemm.serial_entry``). Here only the checks the entry point
-    # cannot make (types, dtypes, ranks, a writeable out); it checks the sizes, the layouts and
-    # overlaps itself and runs the one-thread products (a Linear layer's at MNIST sizes take 3-10
-    # us: these checks in Python took ~1 us of that). Anything else, and every error, goes through
-    # the reference's checks below.
+    # Fast path (``fast_product``): plain ndarrays and bool flags. Anything else, and every error,
+    # goes through the reference's checks below.
     if (type(a) is _NDARRAY and type(b) is _NDARRAY and (trans_a is False or trans_a is True)
             and (trans_b is False or trans_b is True)):
-        dtype = a.dtype
-        entry = _gemm._SERIAL_ENTRIES.get(dtype)
-        if entry is not None and b.dtype is dtype and a.ndim == 2 and b.ndim == 2:
-            given = out
-            if out is None:
-                out = np.empty((a.shape[1] if trans_a else a.shape[0], b.shape[0] if trans_b else b.shape[1]), dtype)
-            if type(out) is _NDARRAY and out.dtype is dtype and out.ndim == 2 and out.flags.writeable:
-                done = entry(a, b, trans_a, trans_b, out, _NO_BIAS[dtype], 0, _FAST_MACS[dtype])
-                if done == _gemm.DONE:
-                    return out
-                if done != _gemm.UNCHECKED:  # valid: sizes, layouts and overlaps checked
-                    if not (done == _gemm.LARGER and dtype is _F32
-                            and _team_product(a, b, trans_a, trans_b, out, _NO_BIAS_F32, 0)):
-                        _matmul_kernel(a, b, trans_a, trans_b, out)
-                    return out
-            out = given
+        result = fast_product(a, b, trans_a, trans_b, out, None, 0)
+        if result is not None:
+            return result
     m, n, _, dtype, trans_a, trans_b = check_matmul_args(a, b, trans_a, trans_b, out)
     if overlaps(out, a, b):
         result = np.empty((m, n), dtype=dtype)
@@ -202,5 +219,5 @@ def matmul(a: np.ndarray, b: np.ndarray, *, trans_a: bool = False, trans_b: bool
 
 
 # Not wrapped in the package's workqueue lock (``_threading.serialised``): the serial kernels
-# need none, and ``_parallel`` takes it around the one parallel launch (~0.3 us a call saved).
+# need none, and ``_parallel`` and ``_as_convolution`` take it around its parallel launches (~0.3 us a call saved).
 matmul.serialises_itself = True
