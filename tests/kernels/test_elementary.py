@@ -160,18 +160,16 @@ def test_tanh_kernels_within_bound(sample):
 def test_gelu_kernels_within_bound(sample):
     """The erf-form GELU's float32 kernels, serial and parallel: on AVX-512 ``Phi`` comes from tables
     (``ef.vgelu``) below ``|x| = 4``, whatever its neighbours, and from ``ef.ndtr`` beyond (and for
-    NaN); elsewhere from ``ef.ndtr`` throughout. Sizes that end in a partial vector and a partial
-    block included. The backward kernels likewise (``ef.vgelu_grad``, ``ef.ndtr_pdf``)."""
+    NaN); elsewhere from ``ef.ndtr`` throughout, by loops without the form as an argument (bit for
+    bit the generic kernels' erf form, also checked here). Sizes that end in a partial vector and a
+    partial block included. The backward kernels likewise (``ef.vgelu_grad``, ``ef.ndtr_pdf``)."""
     import importlib
 
     act = importlib.import_module("jitgrad.kernels.cpu.activations")
     exact = sample.astype(np.float64) * reference("ndtr", sample)
-    if act._GELU_F32 is not None:
-        kernels = [lambda x, out, k=k: k(x, out) for k in (act._GELU_F32.parallel, act._GELU_F32.serial)]
-        table_bound = 2.5  # 2.13 ulp measured over every float32 in (-4, 4) (bench/ndtr_table.py --check)
-    else:
-        kernels = [lambda x, out, k=k: k(x, False, out) for k in (act._GELU.parallel, act._GELU.serial)]
-        table_bound = BOUNDS["ndtr"] + 0.5
+    kernels = [lambda x, out, k=k: k(x, out) for k in (act._GELU_F32.parallel, act._GELU_F32.serial)]
+    # Tables: 2.13 ulp measured over every float32 in (-4, 4) (bench/ndtr_table.py --check).
+    table_bound = 2.5 if ef.HAS_VGELU else BOUNDS["ndtr"] + 0.5
     inside = np.abs(sample) < ef.GELU_TABLE_TOP
     for kernel in kernels:
         for n in (sample.size, sample.size - 1037):  # 1037 = 64 blocks of 16 + 13
@@ -181,18 +179,24 @@ def test_gelu_kernels_within_bound(sample):
             for part, bound in ((inside[:n], table_bound), (~inside[:n], BOUNDS["ndtr"] + 0.5)):
                 worst = int(np.argmax(np.where(part, err, 0.0)))
                 assert err[worst] <= bound, f"gelu({sample[worst]!r}) = {out[worst]!r}, {err[worst]:.3f} ulp"
+    generic, flagless = np.empty_like(sample), np.empty_like(sample)
+    act._gelu_kernel_serial(sample, False, generic)
+    act._gelu_erf_kernel_serial(sample, flagless)
+    np.testing.assert_array_equal(flagless, generic)
     # The backward, g (Phi + x phi): absolute (it crosses 0 near x = -0.75), |g| <= 2.
     grad = np.linspace(-2, 2, sample.size).astype(np.float32)
     xd = sample.astype(np.float64)
     with np.errstate(all="ignore"):
         want = grad * (reference("ndtr", sample) + xd * np.exp(-0.5 * xd * xd) / math.sqrt(2 * math.pi))
-    backward = act._GELU_BACKWARD_F32 or act._GELU_BACKWARD
-    for kernel in (backward.parallel, backward.serial):
+    for kernel in (act._GELU_BACKWARD_F32.parallel, act._GELU_BACKWARD_F32.serial):
         out = np.empty_like(sample)
-        kernel(grad, sample, out) if act._GELU_BACKWARD_F32 else kernel(grad, sample, False, out)
+        kernel(grad, sample, out)
         finite = np.isfinite(want)
         np.testing.assert_allclose(out[finite], want[finite], rtol=1e-6, atol=1e-6)
         assert np.isnan(out[np.isnan(sample)]).all()
+    act._gelu_backward_kernel_serial(grad, sample, False, generic)
+    act._gelu_erf_backward_kernel_serial(grad, sample, flagless)
+    np.testing.assert_array_equal(flagless, generic)
 
 
 def test_gelu_tanh_kernels_keep_the_exp_forms_accuracy(sample):
