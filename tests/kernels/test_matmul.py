@@ -338,15 +338,16 @@ def test_cpu_stays_inside_its_arrays(trans_a, trans_b, dtype):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_small_row_major_a_in_place_for_wide_c(dtype):
-    # Row-major A is read in place for wide C while it is at most A_IN_PLACE_MAX_BYTES (packed
-    # beyond): both sides of the rule, a partial last panel of rows and of columns, on the serial
-    # and the parallel driver, every operand ending at a guard page.
+    # gemm_serial reads a row-major A in place for wide C while it is at most A_IN_PLACE_MAX_BYTES
+    # (packed beyond; the parallel drivers pack it): both sides of the rule, a partial last panel of
+    # rows and of columns, on the serial and the parallel driver, every operand ending at a guard page.
     itemsize = np.dtype(dtype).itemsize
     no_epi = NO_EPILOGUE[np.dtype(dtype)]
     for m, k in [(37, 13), (2 * _gemm.MR + 1, _gemm.A_IN_PLACE_MAX_BYTES // itemsize // (2 * _gemm.MR + 1)),
                  (264, 40)]:
         n = _gemm.A_IN_PLACE_MAX_N + 67
-        assert _gemm.a_in_place(False, m, k, n, itemsize) == (m * k * itemsize <= _gemm.A_IN_PLACE_MAX_BYTES)
+        assert not _gemm.a_in_place(False, m, k, n, itemsize)
+        assert _gemm.small_a_in_place(False, m, k, itemsize) == (m * k * itemsize <= _gemm.A_IN_PLACE_MAX_BYTES)
         a, b = operands(m, n, k, False, False, dtype)
         a, b = guarded(a), guarded(b)
         expected = ref.matmul(a, b)
@@ -356,8 +357,8 @@ def test_small_row_major_a_in_place_for_wide_c(dtype):
             out = guarded(nan_like((m, n), dtype))
             path(a, b, False, False, out)
             assert_close(out, expected, dtype, rtol=rtol, atol=atol)
-    assert _gemm.a_in_place(False, 37, 13, 100, 4)
-    assert not _gemm.a_in_place(False, 2, 1024, 100, 4)  # a row pitch of 4 KiB: packed however small
+    assert not _gemm.small_a_in_place(True, 37, 13, 4)
+    assert not _gemm.small_a_in_place(False, 2, 1024, 4)  # a row pitch of 4 KiB: packed however small
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -40,8 +40,8 @@ from ._tier import tiered
 
 #: Row-major A is read in place (not packed) up to this many columns of C ...
 A_IN_PLACE_MAX_N = 32
-#: ... or while it is at most this many bytes: it stays in L1 for every B panel, and packing it
-#: cost a tenth of a shallow product. One thread, in a loop inside Numba, packed against in place
+#: ... or, on one thread, while it is at most this many bytes (``small_a_in_place``): it stays in L1
+#: for every B panel, and packing it cost a tenth of a shallow product. One thread, in a loop inside Numba, packed against in place
 #: (``bench/gemm_call.py``, two alternating runs each): LeNet fc3's input gradient, 128 x 10 x 84,
 #: Zen 4 AVX-512 5.2-5.3 -> 3.7-4.3 us, forced AVX2 4.1-5.2 -> 3.4-7.6 (entry point 4.8-6.2 ->
 #: 4.1-4.2); the ResNet head's, 128 x 10 x 64, 3.3-3.6 -> 2.8-3.0 and 2.9-3.5 -> 2.2-2.3 us;
@@ -138,9 +138,10 @@ def a_in_place(trans, m, k, n, itemsize):
     """Whether the micro-kernel reads ``op(a)`` where it lies instead of from packed panels.
 
     Row-major A is read as ``MR`` row streams, as fast as packed panels and
-    without the packing pass, while C is narrow or A small (``A_IN_PLACE_MAX_N``,
-    ``A_IN_PLACE_MAX_BYTES``), unless its row pitch is a multiple of 4 KiB
-    (then the ``MR`` rows map to one L1 set and evict each other).
+    without the packing pass, while C is narrow (``A_IN_PLACE_MAX_N``; on one
+    thread also while A is small, ``small_a_in_place``), unless its row pitch
+    is a multiple of 4 KiB (then the ``MR`` rows map to one L1 set and evict
+    each other).
     Transposed A gives each ``k`` its own cache
     line (``MR`` values of a row ``M`` long): fine while A sits in L2, or
     while few B panels read it again (``T_A_IN_PLACE_MAX_PANELS``); a large
@@ -148,8 +149,17 @@ def a_in_place(trans, m, k, n, itemsize):
     """
     if not trans:
         # Row pitches that are multiples of 4 KiB put the MR rows in one L1 set.
-        return (k * itemsize) % 4096 != 0 and (n <= A_IN_PLACE_MAX_N or m * k * itemsize <= A_IN_PLACE_MAX_BYTES)
+        return (k * itemsize) % 4096 != 0 and n <= A_IN_PLACE_MAX_N
     return m * k * itemsize <= (1 << 20) or n <= T_A_IN_PLACE_MAX_PANELS * 2 * (VEC_BYTES // itemsize)
+
+
+@njit(inline="always", **_jit)  # inlined: no compile of its own
+def small_a_in_place(trans, m, k, itemsize):
+    """Whether ``gemm_serial`` reads a row-major A of at most ``A_IN_PLACE_MAX_BYTES`` in place however
+    wide C is (its row pitch not a multiple of 4 KiB). Not the parallel drivers: their tasks over a
+    wide C with such an A ran slower in place (2 threads, Zen 4, alternating processes, minimum of 25
+    blocks: 32 x 9 x 10816 57.7-71.3 -> 74.4-106.5 us, 16 x 16 x 2000 10.7-13.3 -> 16.2-29.6 us)."""
+    return not trans and (k * itemsize) % 4096 != 0 and m * k * itemsize <= A_IN_PLACE_MAX_BYTES
 
 
 @njit(inline="always", **_jit)  # inlined: no compile of its own
@@ -275,7 +285,7 @@ def gemm_serial(a, b, trans_a, trans_b, c, bias, epi):
     else:
         bp = np.empty(npb * k * nr, dtype=c.dtype)
         pack_b(b, trans_b, zero, npb, bp)
-    if a_in_place(trans_a, m, k, n, c.itemsize):
+    if a_in_place(trans_a, m, k, n, c.itemsize) or small_a_in_place(trans_a, m, k, c.itemsize):
         af = a.reshape(a.size)
         a_pstride, a_rs, a_cs = a_layout(trans_a, m, k)
     else:
