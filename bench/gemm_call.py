@@ -1,11 +1,12 @@
 """What a small product's call costs: the one-thread GEMM in a loop inside Numba (no call at all),
-its compiled entry point and ``matmul`` called from Python, and ``np.matmul`` (OpenBLAS, with its own call), per shape; then
-``matmul``'s fast path with a no-op in place of the kernel (its Python checks alone).
+its compiled entry point and ``matmul`` called from Python, and ``np.matmul`` (OpenBLAS, with its
+own call), per shape; then ``matmul``'s fast path with a no-op in place of the kernel (its Python
+checks alone).
 
 Minimum of 15 blocks of calls, microseconds: on a shared machine the minimum is the steadiest
 statistic for a few microseconds of work. One thread for both libraries (``OMP_NUM_THREADS=1
-OPENBLAS_NUM_THREADS=1``; Numba's threads set to 1 here), so the kernel, not the team, is compared; ``bench/matmul_side_by_side.py``
-compares ``matmul`` with NumPy on the report's threads.
+OPENBLAS_NUM_THREADS=1``; Numba's threads set to 1 here), so the kernel, not the team, is compared;
+``bench/matmul_side_by_side.py`` compares ``matmul`` with NumPy on the report's threads.
 
 Usage: OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 python bench/gemm_call.py [M K N OP ...]
 """

@@ -41,8 +41,8 @@ from ._tier import tiered
 #: Row-major A is read in place (not packed) up to this many columns of C ...
 A_IN_PLACE_MAX_N = 32
 #: ... or, on one thread, while it is at most this many bytes (``small_a_in_place``): it stays in L1
-#: for every B panel, and packing it cost a tenth of a shallow product. One thread, in a loop inside Numba, packed against in place
-#: (``bench/gemm_call.py``, two alternating runs each): LeNet fc3's input gradient, 128 x 10 x 84,
+#: for every B panel, and packing it cost a tenth of a shallow product. One thread, in a loop inside
+#: Numba, packed against in place (``bench/gemm_call.py``, two alternating runs each): LeNet fc3's input gradient, 128 x 10 x 84,
 #: Zen 4 AVX-512 5.2-5.3 -> 3.7-4.3 us, forced AVX2 4.1-5.2 -> 3.4-7.6 (entry point 4.8-6.2 ->
 #: 4.1-4.2); the ResNet head's, 128 x 10 x 64, 3.3-3.6 -> 2.8-3.0 and 2.9-3.5 -> 2.2-2.3 us;
 #: 128 x 16 x 84 6.6 -> 5.0-5.6 and 6.0-7.3 -> 4.6-4.9 us.
@@ -374,9 +374,10 @@ def serial_entry(dtype: np.dtype) -> Any:
     arguments (~0.5 us) and checks nothing of their types: see ``gemm_checked`` for the caller's part."""
     entry = _SERIAL_ENTRIES.get(dtype)
     if entry is None:
-        array = types.Array(numba.from_dtype(dtype), 2, "A")
+        element = numba.from_dtype(dtype)
+        array = types.Array(element, 2, "A")
         entry = gemm_checked.compile((array, array, types.boolean, types.boolean, array,
-                                      types.Array(numba.from_dtype(dtype), 1, "C"), types.int64, types.int64))
+                                      types.Array(element, 1, "C"), types.int64, types.int64))
         _SERIAL_ENTRIES[dtype] = entry
     return entry
 

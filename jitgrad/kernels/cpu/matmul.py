@@ -72,7 +72,7 @@ def _matmul_kernel(a: np.ndarray, b: np.ndarray, trans_a: bool, trans_b: bool, o
     if dot:
         gemm_dot(a, b, out, 0, n)
     elif a.dtype is not _F32 or _gemm.gemm_parallel.ready():  # float64 never takes _as_convolution
-        _gemm.run_serial(a, b, trans_a, trans_b, out, bias, epi)  # (matmul's fast path: its entry point from now on)
+        _gemm.run_serial(a, b, trans_a, trans_b, out, bias, epi)  # matmul's fast path: its entry point from now on
         return
     else:
         _as_convolution(a, b, trans_a, trans_b, out)
@@ -104,7 +104,9 @@ def _team_product(a: np.ndarray, b: np.ndarray, trans_a: bool, trans_b: bool, ou
     return done
 
 
-@serialised  # the conv forward kernel may be its parallel version already: matmul and linear lock only here and in _parallel
+# Locked: the conv forward kernel may be its parallel version already (matmul and linear lock only
+# here and in _parallel).
+@serialised
 def _as_convolution(a: np.ndarray, b: np.ndarray, trans_a: bool, trans_b: bool, out: np.ndarray) -> None:
     """``out = op(a) @ op(b)`` by the conv forward kernel, while a tiered cold start has not compiled
     the GEMM drivers yet (``_tier``: ``gemm_parallel`` not ready).
@@ -182,15 +184,15 @@ def fast_product(a: np.ndarray, b: np.ndarray, trans_a: bool, trans_b: bool, out
         out = np.empty((a.shape[1] if trans_a else a.shape[0], b.shape[0] if trans_b else b.shape[1]), dtype)
     elif not (type(out) is _NDARRAY and out.dtype is dtype and out.ndim == 2 and out.flags.writeable):
         return None
-    no_bias = _NO_BIAS[dtype]
-    done = entry(a, b, trans_a, trans_b, out, no_bias if bias is None else bias, epi, _FAST_MACS[dtype])
+    column_bias = _NO_BIAS[dtype] if bias is None else bias
+    done = entry(a, b, trans_a, trans_b, out, column_bias, epi, _FAST_MACS[dtype])
     if done == _gemm.DONE:
         return out
     if done == _gemm.UNCHECKED:
         return None
     # Valid (sizes, layouts and overlaps checked): a larger product on the team, else the drivers.
     if not (done == _gemm.LARGER and dtype is _F32
-            and _team_product(a, b, trans_a, trans_b, out, no_bias if bias is None else bias, epi)):
+            and _team_product(a, b, trans_a, trans_b, out, column_bias, epi)):
         _matmul_kernel(a, b, trans_a, trans_b, out, bias, epi)
     return out
 
@@ -219,5 +221,6 @@ def matmul(a: np.ndarray, b: np.ndarray, *, trans_a: bool = False, trans_b: bool
 
 
 # Not wrapped in the package's workqueue lock (``_threading.serialised``): the serial kernels
-# need none, and ``_parallel`` and ``_as_convolution`` take it around its parallel launches (~0.3 us a call saved).
+# need none, and ``_parallel`` and ``_as_convolution`` take it around its parallel launches
+# (~0.3 us a call saved).
 matmul.serialises_itself = True
