@@ -174,7 +174,15 @@ def test_partition_covers_c_and_evens_the_threads_shares():
             shares = [_gemm.split_at((w + 1) * ntasks // nthreads, tj, npb)
                       - _gemm.split_at(w * ntasks // nthreads, tj, npb) for w in range(nthreads)]
             assert max(shares) - min(shares) <= 1 and shares[0] == max(shares), (npb, nthreads, shares)
+        if ti == 1 and tj < 4 * nthreads and npa >= nthreads:  # a few tasks in one row: even runs of B panels
+            assert -(-npb // tj) * tj * 5 <= npb * 6, (npa, npb, nthreads, rows_first, ti, tj)
     assert _gemm.partition(11, 49, 2, False) == (1, 4)  # a ResNet conv's 64 x 576 x 784 on AVX2
+    # LeNet fc2's forward product on AVX-512 (16 A panels, 3 B panels): 2 x 2 tasks, so that each
+    # thread's run (prange's in order, the team's from either end) holds 24 of the 48 tiles, not 32 or 16.
+    assert _gemm.partition(16, 3, 2, False) == (2, 2)
+    tiles = [(_gemm.split_at(bi + 1, 2, 16) - _gemm.split_at(bi, 2, 16))
+             * (_gemm.split_at(bj + 1, 2, 3) - _gemm.split_at(bj, 2, 3)) for bi in range(2) for bj in range(2)]
+    assert tiles[0] + tiles[1] == tiles[2] + tiles[3] == tiles[0] + tiles[3] == 24
     assert [_gemm.split_at(i, 4, 49) for i in range(5)] == [0, 13, 25, 37, 49]
 
 
