@@ -236,6 +236,39 @@ def test_serial_entry_point_path(dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_one_thread_larger_product_runs_the_entry_point(dtype, monkeypatch):
+    # On one thread a product above the fast path's size (LARGER) runs through the serial entry
+    # point at once, never the drivers' Python path (``_matmul_kernel``: ~3.5 us more a call): with
+    # the drivers patched out, matmul and the fused linear (its epilogue in the store) are still right.
+    import importlib
+    import numba
+
+    mm = importlib.import_module("jitgrad.kernels.cpu.matmul")
+    fused = importlib.import_module("jitgrad.kernels.cpu.fused")
+    m, n, k = (128, 64, 40) if dtype is np.float32 else (256, 128, 128)
+    assert m * n * k > mm._FAST_MACS[np.dtype(dtype)]
+    x, w = operands(m, n, k, False, True, dtype)
+    bias = randn((n,), dtype, 7)
+    _gemm.serial_entry(np.dtype(dtype))  # the fast path runs from here on
+
+    def no_driver(*args):
+        raise AssertionError("one thread: the drivers' Python path ran")
+
+    monkeypatch.setattr(mm, "_matmul_kernel", no_driver)
+    before = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        product = cpu.matmul(x, w, trans_b=True)
+        layer = fused.linear(x, w, bias, activation="relu")
+    finally:
+        numba.set_num_threads(before)
+    rtol, atol = tolerance(dtype, k)
+    expected = ref.matmul(x, w, trans_b=True)
+    assert_close(product, expected, dtype, rtol=rtol, atol=atol)
+    assert_close(layer, np.maximum(expected + bias, 0), dtype, rtol=rtol, atol=atol)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_checked_serial_gemm_answers(dtype):
     # gemm_checked's entry point types nothing: it checks the sizes, the layouts and overlaps itself,
     # answers UNCHECKED for anything it cannot run (and leaves out alone), LARGER or ELSEWHERE for the
