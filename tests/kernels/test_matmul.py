@@ -137,7 +137,7 @@ def test_out_may_alias_an_input(backend):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("nthreads", [1, 3, 16])
+@pytest.mark.parametrize("nthreads", [1, 2, 3, 16])
 @pytest.mark.parametrize("trans_a,trans_b", TRANS, ids=TRANS_IDS)
 def test_parallel_driver_any_thread_count(nthreads, trans_a, trans_b, dtype):
     # The block partition and who packs each operand depend on the thread count: exercise counts
@@ -145,7 +145,9 @@ def test_parallel_driver_any_thread_count(nthreads, trans_a, trans_b, dtype):
     # it, or before them on this thread (SERIAL_PACK), or in a packing region of its own, alone or
     # with the other operand in any of those ways: (130, 140, 300) float64 NT on 1 thread packs A
     # here and B in the tasks; (200, 150, 260) NT float32 the reverse, and float64 both in a region.
-    for m, n, k in [(9, 200, 40), (300, 7, 33), (130, 140, 300), (200, 150, 260), (16, 2000, 600)]:
+    # (33, 65, 700), (128, 40, 120) on 2 threads: a row of tasks cut in two (partition's uneven runs of B panels).
+    for m, n, k in [(9, 200, 40), (300, 7, 33), (130, 140, 300), (200, 150, 260), (16, 2000, 600), (33, 65, 700),
+                    (128, 40, 120)]:
         a, b = operands(m, n, k, trans_a, trans_b, dtype)
         out = nan_like((m, n), dtype)
         _gemm.gemm_parallel(a, b, trans_a, trans_b, out, nthreads, *NO_EPILOGUE[np.dtype(dtype)])
