@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
 import itertools
 
+import numba
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -242,9 +244,6 @@ def test_one_thread_larger_product_runs_the_entry_point(dtype, monkeypatch):
     # On one thread a product above the fast path's size (LARGER) runs through the serial entry
     # point at once, never the drivers' Python path (``_matmul_kernel``: ~3.5 us more a call): with
     # the drivers patched out, matmul and the fused linear (its epilogue in the store) are still right.
-    import importlib
-    import numba
-
     mm = importlib.import_module("jitgrad.kernels.cpu.matmul")
     fused = importlib.import_module("jitgrad.kernels.cpu.fused")
     m, n, k = (128, 64, 40) if dtype is np.float32 else (256, 128, 128)

@@ -42,9 +42,9 @@ from ._tier import tiered
 A_IN_PLACE_MAX_N = 32
 #: ... or, on one thread, while it is at most this many bytes (``small_a_in_place``): it stays in L1
 #: for every B panel, and packing it cost a tenth of a shallow product. One thread, in a loop inside
-#: Numba, packed against in place (``bench/gemm_call.py``, two alternating runs each): LeNet fc3's input gradient, 128 x 10 x 84,
-#: Zen 4 AVX-512 5.2-5.3 -> 3.7-4.3 us, forced AVX2 4.1-5.2 -> 3.4-7.6 (entry point 4.8-6.2 ->
-#: 4.1-4.2); the ResNet head's, 128 x 10 x 64, 3.3-3.6 -> 2.8-3.0 and 2.9-3.5 -> 2.2-2.3 us;
+#: Numba, packed against in place (``bench/gemm_call.py``, two alternating runs each): LeNet fc3's
+#: input gradient, 128 x 10 x 84, Zen 4 AVX-512 5.2-5.3 -> 3.7-4.3 us, forced AVX2 4.1-5.2 -> 3.4-7.6
+#: (entry point 4.8-6.2 -> 4.1-4.2); the ResNet head's, 128 x 10 x 64, 3.3-3.6 -> 2.8-3.0 and 2.9-3.5 -> 2.2-2.3 us;
 #: 128 x 16 x 84 6.6 -> 5.0-5.6 and 6.0-7.3 -> 4.6-4.9 us.
 A_IN_PLACE_MAX_BYTES = 8 * 1024
 #: A transposed A too large for L2 is still read in place while B has at most this many panels
