@@ -43,6 +43,19 @@ block_sig = (arr, i, i, i, i, arr, i, i, i, i, i, i, i, i, i, i, arr, i, i, b, a
 _gemm.gemm_block.compile(block_sig)
 body = _gemm.gemm_block.inspect_asm(block_sig).split("cpython", 1)[0]  # the native function, not its wrapper
 out["block_refcount_sites"] = re.findall(r"NRT_(?:incref|decref)", body)
+# Vector register copies in gemm_block's straight inner loops of full-height two-vector tiles (a
+# jump back to a label, no label or jump between, at least 2 * MR FMAs): instructions the FMAs wait for.
+lines = body.split("\n")
+labels = {{m.group(1): n for n, line in enumerate(lines) if (m := re.match(r"^(\.LBB\d+_\d+):", line))}}
+copies = []
+for n, line in enumerate(lines):
+    m = re.match(r"\s+j\w+\s+(\.LBB\d+_\d+)\s*$", line)
+    if m and labels.get(m.group(1), n) < n:
+        inside = lines[labels[m.group(1)] + 1:n]
+        if (not any(re.match(r"^\.LBB|\s+j\w+\s", x) for x in inside)
+                and sum("vfmadd" in x for x in inside) >= 2 * _gemm.MR):
+            copies += [x.strip() for x in inside if re.match(r"\s+vmovap[sd]\s+%[xyz]mm\d+,\s+%[xyz]mm\d+", x)]
+out["block_loop_copies"] = copies
 m2 = dtype[:, ::1]
 _gemm_dot.gemm_dot.compile((m2, m2, m2, i, i))
 out["rowdot"] = re.findall(r"\bvfmadd\w*\s+[^\n]*", _gemm_dot.gemm_dot.inspect_asm((m2, m2, m2, i, i)))
@@ -111,6 +124,10 @@ def test_forced_cpu_picks_path_and_vector_registers(cpu_name, path, dtype, reg, 
     # atomic operation and a call that spilled the 2 * mr accumulators, ~150 cycles a tile. What is left
     # is one site each for the arguments at entry and exit (with arrays in the loop: 9 sites).
     assert len(out["block_refcount_sites"]) <= 2, out["block_refcount_sites"]
+    # No accumulator moves through spare registers in the tile loops: with 12 accumulators in 16 ymm
+    # registers LLVM moved two of them every k of the AVX2 packed loop (27 instructions per k for
+    # 12 FMAs, where a four-wide core issues 22 in the FMAs' 6 cycles) until it ran two k a turn.
+    assert out["block_loop_copies"] == [], out["block_loop_copies"]
     # The row-dot kernel of skinny a @ b.T (_gemm_dot): its 3 x 4 tile, on full-width vectors.
     assert registers(out["rowdot"]) == {reg}, out["rowdot"]
     assert len(out["rowdot"]) % 12 == 0 and len(out["rowdot"]) >= 12
