@@ -275,7 +275,9 @@ def micro_kernel(kc, a, a_off, a_rs, a_cs, b, b_off, b_rs, c, c_off, ldc, mr, nc
     # A full-height tile has a loop of its own, with no test in it: written as one loop for every
     # height, LLVM kept the two row tests in it (and, on AVX2, three reloads of row offsets): ~32
     # instructions per k for 12 FMAs, 8.5 cycles per k on Haswell and Zen 2 (llvm-mca) where the
-    # FMAs take 6, as in this loop now. The shorter edge tiles keep the test of row 3.
+    # FMAs take 6, as in this loop now. The shorter edge tiles keep the test of row 3. Written out
+    # rather than through a helper like ``packed_step``: two more inlined call sites cost gemm_block
+    # ~0.4 CPU-s more to compile on AVX2 (Numba types each inlined copy again).
     ia = 0
     ib = b_off
     if upper:
