@@ -50,6 +50,11 @@ def straight_loops(asm: str) -> list[tuple[str, list[str]]]:
     return loops
 
 
+def register_copies(body: list[str]) -> list[str]:
+    """The register-to-register vector moves (``vmovaps``/``vmovapd``) among ``body``'s instructions."""
+    return [x.strip() for x in body if re.match(r"\s+vmovap[sd]\s+%[xyz]mm\d+,\s+%[xyz]mm\d+", x)]
+
+
 def mca_cycles(tool: str, cpu: str, label: str, body: list[str], iterations: int = 1000) -> float | None:
     """llvm-mca's cycles per iteration of ``body`` on ``cpu``, or None if the tool failed."""
     proc = subprocess.run([tool, f"-mcpu={cpu}", f"-iterations={iterations}"], input=f"{label}:\n" + "\n".join(body)
@@ -90,7 +95,7 @@ def main() -> int:
         fmas = sum("vfmadd" in x for x in body)
         if fmas < 4:
             continue
-        copies = sum(bool(re.match(r"\s+vmovaps\s+%[xyz]mm\d+,\s+%[xyz]mm\d+", x)) for x in body)
+        copies = len(register_copies(body))
         cells = []
         for cpu in opts.models if opts.mca else ():
             cycles = mca_cycles(opts.mca, cpu, label, body)

@@ -44,18 +44,13 @@ _gemm.gemm_block.compile(block_sig)
 body = _gemm.gemm_block.inspect_asm(block_sig).split("cpython", 1)[0]  # the native function, not its wrapper
 out["block_refcount_sites"] = re.findall(r"NRT_(?:incref|decref)", body)
 # Vector register copies in gemm_block's straight inner loops of full-height two-vector tiles (a
-# jump back to a label, no label or jump between, at least 2 * MR FMAs): instructions the FMAs wait for.
-lines = body.split("\n")
-labels = {{m.group(1): n for n, line in enumerate(lines) if (m := re.match(r"^(\.LBB\d+_\d+):", line))}}
-copies = []
-for n, line in enumerate(lines):
-    m = re.match(r"\s+j\w+\s+(\.LBB\d+_\d+)\s*$", line)
-    if m and labels.get(m.group(1), n) < n:
-        inside = lines[labels[m.group(1)] + 1:n]
-        if (not any(re.match(r"^\.LBB|\s+j\w+\s", x) for x in inside)
-                and sum("vfmadd" in x for x in inside) >= 2 * _gemm.MR):
-            copies += [x.strip() for x in inside if re.match(r"\s+vmovap[sd]\s+%[xyz]mm\d+,\s+%[xyz]mm\d+", x)]
-out["block_loop_copies"] = copies
+# jump back to a label, no label or jump between, at least 2 * MR FMAs; bench/gemm_mca.py's parser):
+# instructions the FMAs wait for.
+import sys
+sys.path.insert(0, {bench!r})
+from gemm_mca import register_copies, straight_loops
+out["block_loop_copies"] = [copy for _, loop in straight_loops(body) if sum("vfmadd" in x for x in loop) >= 2 * _gemm.MR
+                            for copy in register_copies(loop)]
 m2 = dtype[:, ::1]
 _gemm_dot.gemm_dot.compile((m2, m2, m2, i, i))
 out["rowdot"] = re.findall(r"\bvfmadd\w*\s+[^\n]*", _gemm_dot.gemm_dot.inspect_asm((m2, m2, m2, i, i)))
@@ -93,7 +88,8 @@ def run_forced(cpu_name: str | None, script: str, tmp_path=None) -> dict:
 
 
 def probe(cpu_name: str | None, dtype: str = "float32", tmp_path=None) -> dict:
-    return run_forced(cpu_name, _PROBE.format(dtype=dtype), tmp_path)
+    return run_forced(cpu_name, _PROBE.format(dtype=dtype, bench=str(Path(__file__).resolve().parents[2] / "bench")),
+                      tmp_path)
 
 
 def registers(fmas: list[str]) -> set[str]:
