@@ -285,3 +285,45 @@ def _use_cache_dir() -> Path:
 
 #: Directory of Numba's cache of jitgrad's kernels (see :func:`numba_cache_dir`).
 CACHE_DIR: Path = _use_cache_dir()
+
+
+TUNE_ENV_VAR = "JITGRAD_TUNE_CPU"
+#: Host CPUs (LLVM's names) for which jitgrad compiles with another CPU's tuning, and which: the
+#: host's features (its instruction set) are kept, only LLVM's scheduling model and unrolling
+#: choices change. On a Zen 3 EPYC (AVX2), LLVM's own ``znver3`` tuning unrolled the GEMM
+#: micro-kernel's loops into ~80 instructions per 24 FMAs where ``znver2`` (or ``haswell``) emits
+#: 44-48: one thread ran 47-50 GFLOP/s against 59-64 (256-2048 cubed, the CNN products 20-35 %
+#: faster; ``docs/performance.md``, "Zen 3's own tuning"). Compile times are the same.
+TUNE_CPU: dict[str, str] = {"znver3": "znver2"}
+
+
+def _tune_cpu() -> str | None:
+    """Set ``NUMBA_CPU_NAME`` to the tuning :data:`TUNE_CPU` gives the host CPU; return it (else None).
+
+    A ``NUMBA_CPU_NAME`` the user set wins, as does ``JITGRAD_TUNE_CPU=0``. Numba reads the name
+    when its code generator starts (the first compile): the variable covers a numba imported
+    later and child processes (the background compile, ``jitgrad.compile``'s workers), the
+    attribute a numba imported but not compiling yet. Once Numba has compiled, its code generator
+    keeps the host's tuning and this leaves it alone.
+    """
+    import sys
+
+    if os.environ.get("NUMBA_CPU_NAME") or os.environ.get(TUNE_ENV_VAR, "1").strip() == "0":
+        return None
+    import llvmlite.binding as llvm
+
+    tuned = TUNE_CPU.get(llvm.get_host_cpu_name())
+    if tuned is None:
+        return None
+    registry = sys.modules.get("numba.core.registry")
+    if registry is not None and "_toplevel_target_context" in vars(registry.cpu_target):
+        return None  # Numba's code generator already exists, for the host's tuning
+    os.environ["NUMBA_CPU_NAME"] = tuned
+    numba_config = sys.modules.get("numba.core.config")
+    if numba_config is not None:
+        numba_config.CPU_NAME = tuned
+    return tuned
+
+
+#: The LLVM CPU whose tuning the kernels compile with instead of the host's (None: the host's).
+TUNED_CPU: str | None = _tune_cpu()

@@ -49,8 +49,9 @@ out["block_refcount_sites"] = re.findall(r"NRT_(?:incref|decref)", body)
 import sys
 sys.path.insert(0, {bench!r})
 from gemm_mca import register_copies, straight_loops
-out["block_loop_copies"] = [copy for _, loop in straight_loops(body) if sum("vfmadd" in x for x in loop) >= 2 * _gemm.MR
-                            for copy in register_copies(loop)]
+full_loops = [loop for _, loop in straight_loops(body) if sum("vfmadd" in x for x in loop) >= 2 * _gemm.MR]
+out["block_loop_copies"] = [copy for loop in full_loops for copy in register_copies(loop)]
+out["block_loop_sizes"] = [[len(loop), sum("vfmadd" in x for x in loop)] for loop in full_loops]
 m2 = dtype[:, ::1]
 _gemm_dot.gemm_dot.compile((m2, m2, m2, i, i))
 out["rowdot"] = re.findall(r"\bvfmadd\w*\s+[^\n]*", _gemm_dot.gemm_dot.inspect_asm((m2, m2, m2, i, i)))
@@ -215,6 +216,62 @@ def test_forced_avx2_elementwise_suites_pass(tmp_path):
 
 @x86_only
 @pytest.mark.slow
+def _instructions_per_fma(cpu_name: str, tmp_path) -> float:
+    """The most instructions per FMA among gemm_block's full-height float32 tile loops compiled for ``cpu_name``."""
+    out = probe(cpu_name, "float32", tmp_path)
+    assert out["path"] == "avx2" and out["block_loop_sizes"], out
+    return max(n / fmas for n, fmas in out["block_loop_sizes"])
+
+
+# On a Zen 3 host jitgrad compiles with another CPU's tuning (config.TUNE_CPU): LLVM's own znver3
+# tuning unrolled the AVX2 tile's loops into ~80 instructions per 24 FMAs (3.4 an FMA: loads,
+# address arithmetic and moves a four-wide core issues beside the FMAs), and one Zen 3 thread ran
+# the GEMM at 47-50 GFLOP/s against 59-64 with znver2's tuning. The tuning the table picks keeps
+# every full-height loop at two instructions an FMA at most (the FMA, its broadcast or B load).
+@x86_only
+def test_zen3_tuning_keeps_the_tile_loops_tight(tmp_path):
+    from jitgrad import config
+
+    assert _instructions_per_fma(config.TUNE_CPU["znver3"], tmp_path) <= 2.25
+
+
+# What the table works around: if this fails, LLVM's znver3 tuning was fixed, and the entry can go.
+@x86_only
+@pytest.mark.slow
+def test_zen3_own_tuning_still_loosens_the_tile_loops(tmp_path):
+    assert _instructions_per_fma("znver3", tmp_path) > 3.0
+
+
+def test_tune_cpu_picks_the_table_entry_and_lets_the_user_choose(tmp_path):
+    """``config._tune_cpu`` in fresh interpreters, the host's LLVM name replaced by ``znver3`` or ``skylake``."""
+    script = (
+        "import llvmlite.binding as llvm\n"
+        "llvm.get_host_cpu_name = lambda: {host!r}\n"
+        "import os\n"
+        "from jitgrad import config\n"
+        "from jitgrad.kernels.cpu import _isa\n"
+        "from numba.core.registry import cpu_target\n"
+        "print('RESULT', config.TUNED_CPU, os.environ.get('NUMBA_CPU_NAME'), "
+        "cpu_target.target_context.codegen()._get_host_cpu_name(), _isa.describe())\n"
+    )
+
+    def run(host: str, **env: str) -> list[str]:
+        full = forced_env(None, tmp_path)
+        full.pop("JITGRAD_TUNE_CPU", None)
+        full.update(env)
+        proc = subprocess.run([sys.executable, "-c", script.format(host=host)], env=full, capture_output=True,
+                              text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        return next(x for x in proc.stdout.splitlines() if x.startswith("RESULT")).split(" ", 4)[1:]
+
+    tuned, name, codegen, line = run("znver3")
+    assert (tuned, name, codegen) == ("znver2", "znver2", "znver2")
+    assert "LLVM cpu znver2 (tuning; the host's znver3 features)" in line
+    assert run("skylake")[:3] == ["None", "None", "skylake"]
+    assert run("znver3", JITGRAD_TUNE_CPU="0")[:3] == ["None", "None", "znver3"]
+    assert run("znver3", NUMBA_CPU_NAME="haswell")[:3] == ["None", "haswell", "haswell"]
+
+
 def test_generic_x86_takes_the_sse_path(tmp_path):
     out = probe("x86-64", "float32", tmp_path)
     assert out["path"] == "sse" and out["gemm"] == [] and out["dot"] == [] and out["rowdot"] == []

@@ -43,6 +43,11 @@ To compile (and test) another x86 path on any machine::
 
 (Without ``NUMBA_CPU_FEATURES`` Numba keeps the host's feature list, whose
 ``-avx512f`` or ``+avx512f`` then decides.)
+
+On a host whose own LLVM tuning compiles the GEMM badly, :mod:`jitgrad.config`
+sets ``NUMBA_CPU_NAME`` to another CPU's tuning and keeps the host's features
+(``config.TUNE_CPU``: a Zen 3 compiles with ``znver2``'s), so the path, and
+the instructions the kernels may use, are the host's; :func:`describe` says so.
 """
 
 from __future__ import annotations
@@ -188,6 +193,10 @@ ISA: IsaPath = detect()
 
 def describe() -> str:
     """One line for reports: path, vector width, tiles, and the CPU compiled for."""
+    from jitgrad import config
+
     name, _ = target_cpu()
+    if config.TUNED_CPU is not None and name == config.TUNED_CPU:
+        name = f"{name} (tuning; the host's {llvm.get_host_cpu_name()} features)"
     return (f"{ISA.name} ({ISA.vec_bytes * 8}-bit vectors, GEMM tile {ISA.gemm_mr} x {2 * ISA.vec_bytes // 4} "
             f"float32, LLVM cpu {name})")
