@@ -300,20 +300,24 @@ TUNE_CPU: dict[str, str] = {"znver3": "znver2"}
 def _tune_cpu() -> str | None:
     """Set ``NUMBA_CPU_NAME`` to the tuning :data:`TUNE_CPU` gives the host CPU; return it (else None).
 
-    A ``NUMBA_CPU_NAME`` the user set wins, as does ``JITGRAD_TUNE_CPU=0``. Numba reads the name
-    when its code generator starts (the first compile): the variable covers a numba imported
+    A ``NUMBA_CPU_NAME`` or ``NUMBA_CPU_FEATURES`` the user set wins (a child process inherits the
+    name this set, and so reports the same tuning), as does ``JITGRAD_TUNE_CPU=0``. Numba reads the
+    name when its code generator starts (the first compile): the variable covers a numba imported
     later and child processes (the background compile, ``jitgrad.compile``'s workers), the
     attribute a numba imported but not compiling yet. Once Numba has compiled, its code generator
     keeps the host's tuning and this leaves it alone.
     """
     import sys
 
-    if os.environ.get("NUMBA_CPU_NAME") or os.environ.get(TUNE_ENV_VAR, "1").strip() == "0":
-        return None
     import llvmlite.binding as llvm
 
     tuned = TUNE_CPU.get(llvm.get_host_cpu_name())
-    if tuned is None:
+    if tuned is None or os.environ.get("NUMBA_CPU_FEATURES") is not None:
+        return None
+    name = os.environ.get("NUMBA_CPU_NAME")
+    if name:
+        return tuned if name == tuned else None
+    if os.environ.get(TUNE_ENV_VAR, "1").strip() == "0":
         return None
     registry = sys.modules.get("numba.core.registry")
     if registry is not None and "_toplevel_target_context" in vars(registry.cpu_target):

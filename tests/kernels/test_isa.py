@@ -270,6 +270,10 @@ def test_tune_cpu_picks_the_table_entry_and_lets_the_user_choose(tmp_path):
     assert run("skylake")[:3] == ["None", "None", "skylake"]
     assert run("znver3", JITGRAD_TUNE_CPU="0")[:3] == ["None", "None", "znver3"]
     assert run("znver3", NUMBA_CPU_NAME="haswell")[:3] == ["None", "haswell", "haswell"]
+    assert run("znver3", NUMBA_CPU_NAME="haswell", NUMBA_CPU_FEATURES="")[:3] == ["None", "haswell", "haswell"]
+    # A child process (the background compile, bench/report.py's runs) inherits the name and says so.
+    inherited = run("znver3", NUMBA_CPU_NAME="znver2")
+    assert inherited[:3] == ["znver2", "znver2", "znver2"] and "(tuning; the host's znver3 features)" in inherited[3]
 
 
 def test_generic_x86_takes_the_sse_path(tmp_path):
