@@ -89,13 +89,13 @@ NC_PANELS = 16
 _jit = dict(cache=True, fastmath=FASTMATH, nogil=True)
 
 
-@njit(**_jit)
+@njit(inline="always", **_jit)
 def nr_of(arr):
     """Columns of the register tile (B panel width) for ``arr``'s dtype: two vectors."""
     return 2 * (VEC_BYTES // arr.itemsize)
 
 
-@njit(**_jit)
+@njit(inline="always", **_jit)
 def cdiv(a, b):
     return (a + b - 1) // b
 
@@ -139,9 +139,12 @@ def packed_step(a, ia, b, ib, lanes, c00, c01, c10, c11, c20, c21, c30, c31, c40
     return c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51, c60, c61, c70, c71
 
 
-# Inlined into gemm_block (Numba IR): called, it cost ~150 cycles a tile in argument passing and
-# atomic reference counts of its four arrays, a third of a shallow (K <= 32) product's time.
-@njit(inline="always", **_jit)
+# Inlined into gemm_block: called, it cost ~150 cycles a tile in argument passing and atomic reference
+# counts of its four arrays, a third of a shallow (K <= 32) product's time. By LLVM (``forceinline``:
+# compiled once, then ``alwaysinline``), not by Numba (``inline="always"``), whose IR inlining deep-copied
+# its 69 blocks with gemm_block's whole scope: 1.1-1.45 CPU-s of a cold start, measured on Zen 3; the
+# code of gemm_block is the same (its tile loops, FMAs and instruction counts).
+@njit(forceinline=True, **_jit)
 def micro_kernel(kc, a, a_off, a_rs, a_cs, b, b_off, b_rs, c, c_off, ldc, mr, ncols, accumulate,
                  bias, bias_off, has_bias):
     """``C[:mr, :ncols] (+)= A[:mr, :kc] @ B[:kc, :ncols] (+ bias)`` on flat buffers.
