@@ -138,7 +138,10 @@ MAX_SPINS = 8192
 @njit(cache=True, inline="always")
 def new_counter():
     """``[tasks started, tasks ended]`` (one cache line of int64 of its own)."""
-    return np.zeros(8, dtype=np.int64)
+    counter = np.empty(8, dtype=np.int64)  # and a loop, not np.zeros: see _conv_im2col.int32_filled
+    for i in range(8):
+        counter[i] = 0
+    return counter
 
 
 @njit(cache=True, inline="always")

@@ -28,8 +28,8 @@ import numpy as np
 from numba import njit, prange
 
 from ._atomic import new_counter, next_task, share_done
-from ._conv_im2col import (channel_offsets, conv_shapes, copy_padded, pack_windows, pixel_offsets, tap_offsets,
-                           window_tables)
+from ._conv_im2col import (channel_offsets, conv_shapes, copy_padded, int32_filled, pack_windows, pixel_offsets,
+                           tap_offsets, window_tables)
 from ._gemm import MR, _jit, cdiv, gemm_block, nr_of, pack_a, pack_b
 from ._gemm_simd import data_pointer, load, store
 from ._jit import PRANGE_ONLY
@@ -56,7 +56,9 @@ def conv2d_forward(x, w, bias, has_bias, sh, sw, ph, pw, dh, dw, y, nthreads, ep
     mr = np.intp(MR)
     no = np.bool_(False)
     pack_a(w.reshape(c_out, k), no, zero, npa, ap)
-    bias_p = np.zeros(npa * MR, dtype=y.dtype)
+    bias_p = np.empty(npa * MR, dtype=y.dtype)  # not np.zeros: see _conv_im2col.int32_filled
+    for co in range(npa * MR):
+        bias_p[co] = 0.0
     if has_bias:
         # A loop, not ``bias_p[:c_out] = bias``: compiled without parallel=True (the serial twin,
         # see _tier) a slice assignment pulls in Numba's broadcast-error message (unicode
@@ -157,12 +159,12 @@ def conv2d_backward_input(g, w, sh, sw, ph, pw, dh, dw, gx, nthreads):
     g3 = g.reshape(n, c_out, npix)
     if unit:
         # Column q = oh * wp + ow of the pitched layout reads g's pixel oh * w_out + ow (none past w_out).
-        q_off = np.full(ld, -1, dtype=np.int32)
+        q_off = int32_filled(ld, -1)
         for oh in range(h_out):
             for ow in range(w_out):
                 q_off[oh * wp + ow] = oh * w_out + ow
     else:
-        q_off = np.zeros(ld, dtype=np.int32)
+        q_off = int32_filled(ld, 0)
     q_start, q_perm, q_fits = window_tables(q_off, lanes)
     co_off = channel_offsets(c_out, npix)
     gflat = g.reshape(g.size)

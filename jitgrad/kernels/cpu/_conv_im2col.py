@@ -41,6 +41,18 @@ def conv_shapes(x, w, y):
 
 
 @njit(inline="always", **_jit)  # inlined: no compile of its own
+def int32_filled(count, value):
+    """``np.full(count, value, np.int32)``, as ``np.empty`` and a loop: every int32 table of the conv
+    kernels comes from this one specialisation of ``np.empty``. ``np.zeros`` and ``np.full`` compile
+    implementations of their own per dtype (and ``np.zeros`` one to zero-fill each array type), each
+    0.1-0.25 CPU-s of a cold start, in the step and again in the background process."""
+    out = np.empty(count, dtype=np.int32)
+    for q in range(count):
+        out[q] = value
+    return out
+
+
+@njit(inline="always", **_jit)  # inlined: no compile of its own
 def channel_offsets(channels, stride):
     """``int32`` offsets ``c * stride`` of ``channels`` planes (a loop: in a parallel kernel an array
     expression is compiled apart, and Numba warns that it found nothing to parallelise there)."""
@@ -56,7 +68,7 @@ def tap_offsets(c_in, kh, kw, dh, dw, hp, wp, count):
 
     Entries past ``c_in * kh * kw`` (up to ``count``) are 0, a valid index.
     """
-    off = np.zeros(count, dtype=np.int32)
+    off = int32_filled(count, 0)
     k = 0
     for c in range(c_in):
         for i in range(kh):
@@ -72,7 +84,7 @@ def pixel_offsets(h_out, w_out, sh, sw, wp, count):
 
     Entries past ``h_out * w_out`` (up to ``count``) are 0, a valid index.
     """
-    off = np.zeros(count, dtype=np.int32)
+    off = int32_filled(count, 0)
     for oh in range(h_out):
         for ow in range(w_out):
             off[oh * w_out + ow] = oh * sh * wp + ow * sw
@@ -85,21 +97,22 @@ def window_tables(offsets, lanes):
 
     Negative offsets mark lanes that are 0. Returns ``(start, perm, fits)``:
     vector ``v``'s lanes are ``start[v] + perm[v * lanes + l]`` (``perm`` is -1
-    for a zero lane) and ``fits[v]`` says whether they lie within
+    for a zero lane) and ``fits[v]`` (1 or 0: int32, as the others) says whether they lie within
     ``2 * lanes`` of ``start[v]`` (then ``vpermute2`` fetches them; otherwise
     a gather does).
     """
     nvec = offsets.size // lanes
-    start = np.zeros(nvec, dtype=np.int32)
-    perm = np.full(nvec * lanes, -1, dtype=np.int32)
-    fits = np.zeros(nvec, dtype=np.bool_)
+    start = int32_filled(nvec, 0)
+    perm = int32_filled(nvec * lanes, -1)
+    fits = int32_filled(nvec, 0)
     for v in range(nvec):
         lo = 2**31 - 1
         hi = -1
         for q in range(v * lanes, (v + 1) * lanes):
-            if offsets[q] >= 0:
-                lo = min(lo, offsets[q])
-                hi = max(hi, offsets[q])
+            o = np.int64(offsets[q])  # min/max of (int64, int32) would compile overloads of their own
+            if o >= 0:
+                lo = min(lo, o)
+                hi = max(hi, o)
         if hi < 0:
             lo = 0
         start[v] = lo

@@ -18,8 +18,8 @@ import numpy as np
 from numba import njit, prange
 
 from ._atomic import new_counter, next_task, share_done
-from ._conv_im2col import (channel_offsets, conv_shapes, copy_padded, pack_windows, pixel_offsets, tap_offsets,
-                           window_tables)
+from ._conv_im2col import (channel_offsets, conv_shapes, copy_padded, int32_filled, pack_windows, pixel_offsets,
+                           tap_offsets, window_tables)
 from ._gemm import MR, _jit, cdiv, gemm_block, nr_of
 from ._gemm_simd import VEC_BYTES, data_pointer, load, vfma, vgather, vload, vstore, vzero
 from ._isa import ISA
@@ -290,7 +290,7 @@ def conv2d_backward_weight_unit(x, g, ph, pw, dh, dw, gw, gb, nthreads):
     tap_tiles = cdiv(k, DOT_TAPS)
     tap_off = tap_offsets(c_in, kh, kw, dh, dw, hp, wp, tap_tiles * DOT_TAPS)
     # Column q of the pitched layout reads g's pixel oh * w_out + ow (none past w_out).
-    q_off = np.full(qpad + lanes, -1, dtype=np.int32)
+    q_off = int32_filled(qpad + lanes, -1)
     for oh in range(h_out):
         for ow in range(w_out):
             q_off[oh * wp + ow] = oh * w_out + ow
