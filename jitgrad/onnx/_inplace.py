@@ -15,7 +15,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
+from jitgrad.kernels.cpu._jit import njit
 
 from jitgrad.autograd.tensor import Tensor
 from jitgrad.config import FASTMATH

@@ -41,9 +41,11 @@ import platform
 
 import numpy as np
 from llvmlite import ir
-from numba import njit, types
+from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
+
+from jitgrad.kernels.cpu._jit import njit
 
 from ._gemm_simd import _element_pointer
 

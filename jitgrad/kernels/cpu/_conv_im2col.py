@@ -15,7 +15,8 @@ Offsets are int32: one padded sample must hold fewer than 2**31 elements.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+
+from jitgrad.kernels.cpu._jit import njit
 
 from ._gemm import _jit
 from ._gemm_simd import (

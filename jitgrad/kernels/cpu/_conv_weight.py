@@ -15,7 +15,8 @@ given thread count).
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
+from jitgrad.kernels.cpu._jit import njit
 
 from ._atomic import new_counter, next_task, share_done
 from ._conv_im2col import (channel_offsets, conv_shapes, copy_padded, int32_filled, pack_windows, pixel_offsets,

@@ -27,7 +27,9 @@ thread, before the padded buffer took it to 16 ms).
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
+
+from jitgrad.kernels.cpu._jit import njit
 
 from ._gemm import _jit
 from ._jit import PRANGE_ONLY

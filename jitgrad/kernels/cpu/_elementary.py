@@ -119,13 +119,14 @@ from typing import Any, NamedTuple
 
 import numpy as np
 from llvmlite import ir
-from numba import njit, types
+from numba import types
 from numba.extending import intrinsic, overload
 
 from jitgrad.kernels._constants import GELU_KAPPA as _GELU_KAPPA
 from jitgrad.kernels._constants import INV_SQRT_2 as _INV_SQRT_2
 from jitgrad.kernels._constants import INV_SQRT_2PI as _INV_SQRT_2PI
 from jitgrad.kernels._constants import SQRT_2_OVER_PI as _SQRT_2_OVER_PI
+from jitgrad.kernels.cpu._jit import njit
 
 from . import _ndtr_table, _tanh_table, _tanh_table_avx2
 from ._gemm_simd import SimdVector, _intrinsic_fn, _mark_vector_width

@@ -16,7 +16,9 @@ from typing import Any
 
 import numba
 import numpy as np
-from numba import carray, njit, prange, types
+from numba import carray, prange, types
+
+from jitgrad.kernels.cpu._jit import njit
 
 from ._atomic import new_counter, next_task, share_done
 from ._gemm_epilogue import EPI_COL_BIAS, apply_epilogue

@@ -26,7 +26,9 @@ lane-masked load that reads nothing past the row.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
+
+from jitgrad.kernels.cpu._jit import njit
 
 from ._atomic import new_counter, next_task, share_done
 from ._gemm_simd import VEC_BYTES, load, store, vfma, vload, vload_masked, vsum, vzero

@@ -20,10 +20,10 @@ after a plain loop instead: the same arithmetic in the same order.
 from __future__ import annotations
 
 from llvmlite import ir
-from numba import njit
 from numba.extending import intrinsic
 
 from jitgrad.kernels._constants import FUSED_ACTIVATIONS
+from jitgrad.kernels.cpu._jit import njit
 
 from ._gemm_simd import SimdVector, _mark_vector_width
 from ._jit import FASTMATH

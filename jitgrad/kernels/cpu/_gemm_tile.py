@@ -40,7 +40,7 @@ avx512    8 x 32   256    32 KiB       144 / 72 rows        32-48 KiB / 1 MiB+
 
 from __future__ import annotations
 
-from numba import njit
+from jitgrad.kernels.cpu._jit import njit
 
 from ._gemm_epilogue import EPI_COL_BIAS, EPI_RELU, vrelu
 from ._gemm_simd import (

@@ -17,11 +17,11 @@ not depend on the path (only the summation order, which ``reassoc`` frees anyway
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
 from jitgrad.kernels.cpu import _elementary as ef
 from jitgrad.kernels.cpu._gemm_simd import VEC_BYTES, vload, vmax, vmax_lanes
 from jitgrad.kernels.cpu._jit import FASTMATH as _FASTMATH
+from jitgrad.kernels.cpu._jit import njit
 
 #: The callers' flags less ``reassoc``, for the one subtraction whose order is the point.
 _IN_ORDER = _FASTMATH - {"reassoc"}

@@ -35,12 +35,13 @@ import threading
 import numba
 import numpy as np
 from llvmlite import ir
-from numba import carray, njit, types
+from numba import carray, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 from numba.np.ufunc import parallel as _numba_parallel
 
 from jitgrad import config
+from jitgrad.kernels.cpu._jit import njit
 
 from . import _tier
 from ._atomic import compare_swap, fetch_add, load_acquire, spin_pause, store_seq

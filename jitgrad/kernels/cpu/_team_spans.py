@@ -36,7 +36,9 @@ import types as _pytypes
 from typing import Any
 
 import numpy as np
-from numba import carray, cfunc, literal_unroll, njit, types
+from numba import carray, cfunc, literal_unroll, types
+
+from jitgrad.kernels.cpu._jit import njit
 
 from . import _team
 from ._gemm_dot import DOT_MR, DOT_NR, gemm_dot

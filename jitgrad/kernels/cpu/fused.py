@@ -13,9 +13,9 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from numba import njit
 
 from jitgrad.kernels._constants import FUSED_ACTIVATIONS, kernel_names
+from jitgrad.kernels.cpu._jit import njit
 from jitgrad.kernels.reference.fused import (
     check_bias_activation_backward_args,
     check_conv2d_activation_args,

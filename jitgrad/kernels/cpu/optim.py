@@ -13,10 +13,11 @@ float32 step in float32.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
 from jitgrad.kernels._constants import kernel_names
 from jitgrad.kernels._elements import adam_element, sgd_element
+from jitgrad.kernels.cpu._jit import njit
 from jitgrad.kernels.reference.optim import (
     _adam_kernel_scalars,
     _check_adam,

@@ -23,7 +23,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
+from jitgrad.kernels.cpu._jit import njit
 
 from jitgrad.kernels._constants import kernel_names
 from jitgrad.kernels._validate import Pool2dDims

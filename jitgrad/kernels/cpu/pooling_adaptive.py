@@ -12,9 +12,10 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
 from jitgrad.kernels._constants import kernel_names
+from jitgrad.kernels.cpu._jit import njit
 from jitgrad.kernels.reference.pooling import _raise_argmax_out_of_range
 from jitgrad.kernels.reference.pooling_adaptive import (
     check_adaptive_backward,

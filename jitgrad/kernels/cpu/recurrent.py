@@ -29,9 +29,10 @@ from __future__ import annotations
 
 import numba
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
 from jitgrad.kernels._constants import kernel_names
+from jitgrad.kernels.cpu._jit import njit
 from jitgrad.kernels.reference.recurrent import (
     SAVED,
     check_nonlinearity,
