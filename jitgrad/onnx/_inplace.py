@@ -16,11 +16,10 @@ from typing import Any
 
 import numpy as np
 from numba import prange
-from jitgrad.kernels.cpu._jit import njit
 
 from jitgrad.autograd.tensor import Tensor
 from jitgrad.config import FASTMATH
-from jitgrad.kernels.cpu._jit import PRANGE_ONLY
+from jitgrad.kernels.cpu._jit import PRANGE_ONLY, njit
 from jitgrad.kernels.cpu import activations as _act
 
 __all__ = ["plan", "run", "INPLACE_OPS"]

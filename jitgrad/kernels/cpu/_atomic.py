@@ -45,9 +45,8 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from jitgrad.kernels.cpu._jit import njit
-
 from ._gemm_simd import _element_pointer
+from ._jit import njit
 
 _X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
 

@@ -26,14 +26,13 @@ from __future__ import annotations
 
 import numpy as np
 from numba import prange
-from jitgrad.kernels.cpu._jit import njit
 
 from ._atomic import new_counter, next_task, share_done
 from ._conv_im2col import (channel_offsets, conv_shapes, copy_padded, int32_filled, pack_windows, pixel_offsets,
                            tap_offsets, window_tables)
 from ._gemm import MR, _jit, cdiv, gemm_block, nr_of, pack_a, pack_b
 from ._gemm_simd import data_pointer, load, store
-from ._jit import PRANGE_ONLY
+from ._jit import PRANGE_ONLY, njit
 from ._tier import tiered
 
 

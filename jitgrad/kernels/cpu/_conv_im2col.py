@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from jitgrad.kernels.cpu._jit import njit
-
 from ._gemm import _jit
 from ._gemm_simd import (
     HAS_PERMUTE2,
@@ -30,6 +28,7 @@ from ._gemm_simd import (
     vstore,
     vstore_masked,
 )
+from ._jit import njit
 
 
 @njit(inline="always", **_jit)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import numpy as np
 from numba import prange
-from jitgrad.kernels.cpu._jit import njit
 
 from ._atomic import new_counter, next_task, share_done
 from ._conv_im2col import (channel_offsets, conv_shapes, copy_padded, int32_filled, pack_windows, pixel_offsets,
@@ -24,7 +23,7 @@ from ._conv_im2col import (channel_offsets, conv_shapes, copy_padded, int32_fill
 from ._gemm import MR, _jit, cdiv, gemm_block, nr_of
 from ._gemm_simd import VEC_BYTES, data_pointer, load, vfma, vgather, vload, vstore, vzero
 from ._isa import ISA
-from ._jit import PRANGE_ONLY
+from ._jit import PRANGE_ONLY, njit
 from ._tier import tiered
 
 

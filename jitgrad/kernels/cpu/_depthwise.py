@@ -29,10 +29,8 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-from jitgrad.kernels.cpu._jit import njit
-
 from ._gemm import _jit
-from ._jit import PRANGE_ONLY
+from ._jit import PRANGE_ONLY, njit
 
 
 @njit(**_jit)

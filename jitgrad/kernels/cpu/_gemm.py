@@ -18,8 +18,6 @@ import numba
 import numpy as np
 from numba import carray, prange, types
 
-from jitgrad.kernels.cpu._jit import njit
-
 from ._atomic import new_counter, next_task, share_done
 from ._gemm_epilogue import EPI_COL_BIAS, apply_epilogue
 from ._gemm_pack import pack_a, pack_a_panel, pack_b, pack_b_panel  # noqa: F401 (re-exported for _conv)
@@ -37,7 +35,7 @@ from ._gemm_tile import (  # noqa: F401
     micro_kernel,
     nr_of,
 )
-from ._jit import PRANGE_ONLY
+from ._jit import PRANGE_ONLY, njit
 from ._tier import tiered
 
 #: Row-major A is read in place (not packed) up to this many columns of C ...

@@ -28,12 +28,10 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-from jitgrad.kernels.cpu._jit import njit
-
 from ._atomic import new_counter, next_task, share_done
 from ._gemm_simd import VEC_BYTES, load, store, vfma, vload, vload_masked, vsum, vzero
 from ._gemm_tile import _jit, cdiv
-from ._jit import PRANGE_ONLY
+from ._jit import PRANGE_ONLY, njit
 from ._tier import tiered
 
 #: Rows of A per tile (dot products share each loaded B vector this many times).

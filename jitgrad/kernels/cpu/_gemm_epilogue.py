@@ -23,10 +23,9 @@ from llvmlite import ir
 from numba.extending import intrinsic
 
 from jitgrad.kernels._constants import FUSED_ACTIVATIONS
-from jitgrad.kernels.cpu._jit import njit
 
 from ._gemm_simd import SimdVector, _mark_vector_width
-from ._jit import FASTMATH
+from ._jit import FASTMATH, njit
 
 #: ``max(v, 0)`` after the bias (NaN stays NaN).
 EPI_RELU = 1

@@ -9,10 +9,10 @@ values of one ``k`` side by side. Partial panels are zero-padded. See
 from __future__ import annotations
 
 import numpy as np
-from jitgrad.kernels.cpu._jit import njit
 
 from ._gemm_simd import VEC_BYTES, load, store, vload, vload_masked, vstore, vtranspose_copy, vzero
 from ._gemm_tile import MR, _jit, nr_of
+from ._jit import njit
 from ._tier import shared
 
 

@@ -40,8 +40,6 @@ avx512    8 x 32   256    32 KiB       144 / 72 rows        32-48 KiB / 1 MiB+
 
 from __future__ import annotations
 
-from jitgrad.kernels.cpu._jit import njit
-
 from ._gemm_epilogue import EPI_COL_BIAS, EPI_RELU, vrelu
 from ._gemm_simd import (
     VEC_BYTES,
@@ -58,7 +56,7 @@ from ._gemm_simd import (
     vzero,
 )
 from ._isa import ISA
-from ._jit import FASTMATH
+from ._jit import FASTMATH, njit
 from ._tier import shared
 
 #: Rows of the register tile (A panel width): 8 with AVX-512's 32 registers,

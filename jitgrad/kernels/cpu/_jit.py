@@ -28,13 +28,14 @@ FASTMATH: set[str] = set(_CONFIG_FASTMATH)
 PRANGE_ONLY = ParallelOptions({"prange": True, "fusion": True, "comprehension": False, "reduction": False,
                                "inplace_binop": False, "setitem": False, "numpy": False, "stencil": False})
 
+
 def njit(*args: Any, **options: Any) -> Any:
     """``numba.njit`` for jitgrad's CPU kernels: the same, less the C-callable wrapper Numba compiles
     beside every function for its first-class-function support (``no_cfunc_wrapper``), which no
     kernel uses: they are called from Python (the CPython wrapper) or from other kernels (directly).
-    Each wrapper is lowered and compiled with its function: ~10 % of a cold start's compile time
-    (the all-serial first LeNet-5 step, Zen 3: 24.2-26.2 -> 21.7-23.1 CPU-s). ``@njit`` and
-    ``@njit(...)`` as Numba's."""
+    Each wrapper is lowered and compiled with its function (the all-serial first LeNet-5 step on
+    Zen 3, four alternating rounds: medians 26.3 -> 25.5 CPU-s). ``@njit`` and ``@njit(...)`` as
+    Numba's."""
     options.setdefault("no_cfunc_wrapper", True)
     return numba.njit(*args, **options)
 

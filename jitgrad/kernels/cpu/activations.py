@@ -32,14 +32,13 @@ from typing import Any
 
 import numpy as np
 from numba import prange
-from jitgrad.kernels.cpu._jit import njit
 
 from jitgrad.kernels._constants import GELU_KAPPA as _GELU_KAPPA  # defined once for all backends
 from jitgrad.kernels._constants import SQRT_2_OVER_PI as _SQRT_2_OVER_PI
 from jitgrad.kernels._constants import kernel_names
 from jitgrad.kernels.cpu import _elementary as ef
 from jitgrad.kernels.cpu._gemm_simd import vload, vload_masked, vstore, vstore_masked
-from jitgrad.kernels.cpu._jit import FASTMATH as _FASTMATH, PRANGE_ONLY
+from jitgrad.kernels.cpu._jit import FASTMATH as _FASTMATH, PRANGE_ONLY, njit
 # The calling helpers (checks, allocation, serial or parallel); _forward_out/_backward_out are
 # imported from here by kernels written elsewhere (docs/kernel-authoring.md).
 from jitgrad.kernels.cpu._activation_calls import (  # noqa: F401

@@ -15,7 +15,6 @@ from typing import Any
 import numpy as np
 
 from jitgrad.kernels._constants import FUSED_ACTIVATIONS, kernel_names
-from jitgrad.kernels.cpu._jit import njit
 from jitgrad.kernels.reference.fused import (
     check_bias_activation_backward_args,
     check_conv2d_activation_args,
@@ -23,7 +22,7 @@ from jitgrad.kernels.reference.fused import (
 )
 
 from ._gemm_epilogue import EPI_COL_BIAS
-from ._jit import FASTMATH, overlaps
+from ._jit import FASTMATH, njit, overlaps
 from .conv import conv2d_validated
 from .matmul import _matmul_kernel, fast_product
 

@@ -29,12 +29,11 @@ import math
 
 import numpy as np
 from numba import prange
-from jitgrad.kernels.cpu._jit import njit
 
 from jitgrad.kernels._constants import kernel_names
 from jitgrad.kernels.reference.lrn import _check_lrn, _check_lrn_backward
 
-from ._jit import FASTMATH as _FASTMATH, PRANGE_ONLY
+from ._jit import FASTMATH as _FASTMATH, PRANGE_ONLY, njit
 
 __all__: list[str] = kernel_names("lrn")  # the one list: kernels/_constants.py
 

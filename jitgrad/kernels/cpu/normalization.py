@@ -25,12 +25,11 @@ from typing import Any
 import numba
 import numpy as np
 from numba import prange
-from jitgrad.kernels.cpu._jit import njit
 
 from jitgrad.kernels._constants import kernel_names
 from jitgrad.kernels.reference import normalization as _spec
 
-from ._jit import FASTMATH as _FASTMATH, PRANGE_ONLY
+from ._jit import FASTMATH as _FASTMATH, PRANGE_ONLY, njit
 
 __all__: list[str] = kernel_names("normalization")  # the one list: kernels/_constants.py
 

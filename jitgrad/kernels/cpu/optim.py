@@ -17,14 +17,13 @@ from numba import prange
 
 from jitgrad.kernels._constants import kernel_names
 from jitgrad.kernels._elements import adam_element, sgd_element
-from jitgrad.kernels.cpu._jit import njit
 from jitgrad.kernels.reference.optim import (
     _adam_kernel_scalars,
     _check_adam,
     _check_sgd,
 )
 
-from ._jit import FASTMATH, PRANGE_ONLY
+from ._jit import FASTMATH, PRANGE_ONLY, njit
 
 __all__: list[str] = kernel_names("optim")  # the one list: kernels/_constants.py
 

@@ -24,11 +24,10 @@ from typing import Any
 
 import numpy as np
 from numba import prange
-from jitgrad.kernels.cpu._jit import njit
 
 from jitgrad.kernels._constants import kernel_names
 from jitgrad.kernels._validate import Pool2dDims
-from jitgrad.kernels.cpu._jit import FASTMATH as _FASTMATH, PRANGE_ONLY
+from jitgrad.kernels.cpu._jit import FASTMATH as _FASTMATH, PRANGE_ONLY, njit
 from jitgrad.kernels.reference.pooling import (
     _check_avg_pool_backward,
     _check_avg_pool_forward,

@@ -15,14 +15,13 @@ import numpy as np
 from numba import prange
 
 from jitgrad.kernels._constants import kernel_names
-from jitgrad.kernels.cpu._jit import njit
 from jitgrad.kernels.reference.pooling import _raise_argmax_out_of_range
 from jitgrad.kernels.reference.pooling_adaptive import (
     check_adaptive_backward,
     check_adaptive_forward,
 )
 
-from ._jit import FASTMATH, PRANGE_ONLY
+from ._jit import FASTMATH, PRANGE_ONLY, njit
 
 __all__: list[str] = kernel_names("pooling_adaptive")  # the one list: kernels/_constants.py
 

@@ -32,7 +32,6 @@ import numpy as np
 from numba import prange
 
 from jitgrad.kernels._constants import kernel_names
-from jitgrad.kernels.cpu._jit import njit
 from jitgrad.kernels.reference.recurrent import (
     SAVED,
     check_nonlinearity,
@@ -42,7 +41,7 @@ from jitgrad.kernels.reference.recurrent import (
 
 from . import _elementary as ef
 from . import _gemm
-from ._jit import FASTMATH, PRANGE_ONLY
+from ._jit import FASTMATH, PRANGE_ONLY, njit
 from .matmul import matmul
 
 __all__: list[str] = kernel_names("recurrent")  # the one list: kernels/_constants.py

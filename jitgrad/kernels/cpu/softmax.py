@@ -31,11 +31,10 @@ from typing import Any
 
 import numpy as np
 from numba import prange
-from jitgrad.kernels.cpu._jit import njit
 
 from jitgrad.kernels._constants import kernel_names
 from jitgrad.kernels.cpu import _elementary as ef
-from jitgrad.kernels.cpu._jit import FASTMATH as _FASTMATH, PRANGE_ONLY
+from jitgrad.kernels.cpu._jit import FASTMATH as _FASTMATH, PRANGE_ONLY, njit
 from jitgrad.kernels.cpu._jit import FLOAT_DTYPES as _FLOATS
 from jitgrad.kernels.cpu._softmax_rows import SHORT_ROW as _SHORT_ROW
 from jitgrad.kernels.cpu._softmax_rows import block_rows as _block_rows
