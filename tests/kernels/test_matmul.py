@@ -380,16 +380,20 @@ def test_cpu_stays_inside_its_arrays(trans_a, trans_b, dtype):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_small_row_major_a_in_place_for_wide_c(dtype):
-    # gemm_serial reads a row-major A in place for wide C while it is at most A_IN_PLACE_MAX_BYTES
-    # (packed beyond; the parallel drivers pack it): both sides of the rule, a partial last panel of
-    # rows and of columns, on the serial and the parallel driver, every operand ending at a guard page.
+    # gemm_serial reads a row-major A in place for wide C (beyond A_IN_PLACE_MAX_N on AVX-512) while
+    # it is at most A_IN_PLACE_MAX_BYTES (packed beyond; the parallel drivers pack it); on AVX2 every
+    # row-major A is read in place unless its row pitch is a multiple of 4 KiB (the last case: packed
+    # on both paths). Both sides of each rule, a partial last panel of rows and of columns, on the serial
+    # and the parallel driver, every operand ending at a guard page.
     itemsize = np.dtype(dtype).itemsize
     no_epi = NO_EPILOGUE[np.dtype(dtype)]
+    n = min(_gemm.A_IN_PLACE_MAX_N + 67, 99)
     for m, k in [(37, 13), (2 * _gemm.MR + 1, _gemm.A_IN_PLACE_MAX_BYTES // itemsize // (2 * _gemm.MR + 1)),
-                 (264, 40)]:
-        n = _gemm.A_IN_PLACE_MAX_N + 67
-        assert not _gemm.a_in_place(False, m, k, n, itemsize)
-        assert _gemm.small_a_in_place(False, m, k, itemsize) == (m * k * itemsize <= _gemm.A_IN_PLACE_MAX_BYTES)
+                 (264, 40), (13, 4096 // itemsize)]:
+        pitch_ok = (k * itemsize) % 4096 != 0
+        assert _gemm.a_in_place(False, m, k, n, itemsize) == (pitch_ok and n <= _gemm.A_IN_PLACE_MAX_N)
+        assert _gemm.small_a_in_place(False, m, k, itemsize) == (
+            pitch_ok and m * k * itemsize <= _gemm.A_IN_PLACE_MAX_BYTES)
         a, b = operands(m, n, k, False, False, dtype)
         a, b = guarded(a), guarded(b)
         expected = ref.matmul(a, b)
