@@ -380,20 +380,19 @@ def test_cpu_stays_inside_its_arrays(trans_a, trans_b, dtype):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_small_row_major_a_in_place_for_wide_c(dtype):
-    # gemm_serial reads a row-major A in place for wide C (beyond A_IN_PLACE_MAX_N on AVX-512) while
-    # it is at most A_IN_PLACE_MAX_BYTES (packed beyond; the parallel drivers pack it); on AVX2 every
-    # row-major A is read in place unless its row pitch is a multiple of 4 KiB (the last case: packed
-    # on both paths). Both sides of each rule, a partial last panel of rows and of columns, on the serial
-    # and the parallel driver, every operand ending at a guard page.
+    # gemm_serial reads a row-major A in place for wide C (beyond A_IN_PLACE_MAX_N) while it is at most
+    # A_IN_PLACE_MAX_BYTES (on AVX2 at any size), packed beyond and where its row pitch is a multiple of
+    # 4 KiB (the last case); the parallel drivers pack it. Both sides of each rule, a partial last panel
+    # of rows and of columns, on the serial and the parallel driver, every operand ending at a guard page.
     itemsize = np.dtype(dtype).itemsize
     no_epi = NO_EPILOGUE[np.dtype(dtype)]
-    n = min(_gemm.A_IN_PLACE_MAX_N + 67, 99)
-    for m, k in [(37, 13), (2 * _gemm.MR + 1, _gemm.A_IN_PLACE_MAX_BYTES // itemsize // (2 * _gemm.MR + 1)),
-                 (264, 40), (13, 4096 // itemsize)]:
-        pitch_ok = (k * itemsize) % 4096 != 0
-        assert _gemm.a_in_place(False, m, k, n, itemsize) == (pitch_ok and n <= _gemm.A_IN_PLACE_MAX_N)
+    n = _gemm.A_IN_PLACE_MAX_N + 67
+    small = min(_gemm.A_IN_PLACE_MAX_BYTES, 8192)
+    for m, k in [(37, 13), (2 * _gemm.MR + 1, small // itemsize // (2 * _gemm.MR + 1)), (264, 40),
+                 (13, 4096 // itemsize)]:
+        assert not _gemm.a_in_place(False, m, k, n, itemsize)
         assert _gemm.small_a_in_place(False, m, k, itemsize) == (
-            pitch_ok and m * k * itemsize <= _gemm.A_IN_PLACE_MAX_BYTES)
+            (k * itemsize) % 4096 != 0 and m * k * itemsize <= _gemm.A_IN_PLACE_MAX_BYTES)
         a, b = operands(m, n, k, False, False, dtype)
         a, b = guarded(a), guarded(b)
         expected = ref.matmul(a, b)

@@ -38,25 +38,29 @@ from ._gemm_tile import (  # noqa: F401
 from ._jit import PRANGE_ONLY, njit
 from ._tier import tiered
 
-#: Row-major A is read in place (not packed) up to this many columns of C: on AVX-512 32 (measured on
-#: Zen 4, see ``small_a_in_place``), on AVX2 at any width. The 6-row AVX2 tile's in-place loop keeps
-#: its six row offsets in general registers and runs as fast as a packed panel, so packing A only
-#: cost its copy. Measured on Zen 3 (AVX2, ``znver2`` tuning), packed against in place, alternating
-#: processes: one thread (thread CPU time, 3 rounds, medians) LeNet fc1's forward 128 x 256 x 120
-#: (B transposed) 103-107 -> 96-101 us, fc2's 38-42 -> 35 us, its input gradient 128 x 84 x 120
-#: 36-39 -> 33-34 us, 4096 x 256 x 120 3.1-3.4 -> 2.9-3.1 ms, 256^3 387-461 -> 366-368 us (minima),
-#: 512^3 3.0-3.6 -> 2.8-2.9 ms (minima), 256 x 1000 x 1000 5.9-6.2 -> 5.7-5.8 ms, 2000^3 and float64
-#: unchanged or faster; two threads on the team (4 rounds, minima of 15 samples in the runs in the VM's fast mode) fc1's
-#: forward 58.4-59 -> 50.5-51.3 us, fc2's 23.4-24.2 -> 20.3-20.8 us, its input gradient 21.7-22.1 ->
-#: 19.4-19.8 us, 8192 x 64 x 100 702-719 -> 619-631 us, 32 x 9 x 10816 72.7-74 -> 67.3-70.7 us.
-A_IN_PLACE_MAX_N = 32 if VEC_BYTES >= 64 else 1 << 62
+#: Row-major A is read in place (not packed) up to this many columns of C: 32 on AVX-512 (measured on
+#: Zen 4, see ``small_a_in_place``), 128 on AVX2 ...
+A_IN_PLACE_MAX_N = 32 if VEC_BYTES >= 64 else 128
 #: ... or, on one thread, while it is at most this many bytes (``small_a_in_place``): it stays in L1
 #: for every B panel, and packing it cost a tenth of a shallow product. One thread, in a loop inside
 #: Numba, packed against in place (``bench/gemm_call.py``, two alternating runs each): LeNet fc3's
 #: input gradient, 128 x 10 x 84, Zen 4 AVX-512 5.2-5.3 -> 3.7-4.3 us, forced AVX2 4.1-5.2 -> 3.4-7.6
 #: (entry point 4.8-6.2 -> 4.1-4.2); the ResNet head's, 128 x 10 x 64, 3.3-3.6 -> 2.8-3.0 and 2.9-3.5 -> 2.2-2.3 us;
 #: 128 x 16 x 84 6.6 -> 5.0-5.6 and 6.0-7.3 -> 4.6-4.9 us.
-A_IN_PLACE_MAX_BYTES = 8 * 1024
+#:
+#: On AVX2 one thread reads every row-major A in place: the 6-row tile's in-place loop keeps its six
+#: row offsets in general registers and runs about as fast as a packed panel, so packing A cost its
+#: copy. Native Zen 3 (``znver2`` tuning), packed against in place, alternating processes, one thread
+#: (thread CPU time, 3 rounds): LeNet fc1's forward 128 x 256 x 120 (B transposed) 103-107 -> 96-101
+#: us, fc2's 38-42 -> 35 us, its input gradient 128 x 84 x 120 36-39 -> 33-34 us, 4096 x 256 x 120
+#: 3.1-3.4 -> 2.9-3.1 ms, 256^3 387-461 -> 366-368 us and 512^3 3.0-3.6 -> 2.8-2.9 ms (minima), 256 x
+#: 1000 x 1000 5.9-6.2 -> 5.7-5.8 ms; 2000^3 and float64 unchanged or faster. Two threads (minima of
+#: 15 samples, 4 rounds, the VM's fast-mode runs) gain where A is used by few B panels, 128 columns or
+#: fewer: fc1's forward 58.4-59 -> 50.5-51.3 us, fc2's 23.4-24.2 -> 20.3-20.8 us, its input gradient
+#: 21.7-22.1 -> 19.4-19.8 us, 8192 x 64 x 100 702-719 -> 619-631 us; from 256 columns (A packed once,
+#: shared, then read by many) in place was even or a few per cent slower: 256^3 231-272 -> 250-272 us,
+#: 512^3 1.76-1.92 -> 1.85-1.98 ms, 64 x 576 x 784 486-549 -> 491-529 us.
+A_IN_PLACE_MAX_BYTES = 8 * 1024 if VEC_BYTES >= 64 else 1 << 62
 #: A transposed A too large for L2 is still read in place while B has at most this many panels
 #: (``NR`` columns each). In place, each ``k`` of a tile is a line of its own, fetched again by
 #: every B panel; packed, A costs a read and a write of all of it before the product. A deep
@@ -158,8 +162,8 @@ def a_in_place(trans, m, k, n, itemsize):
     """Whether the micro-kernel reads ``op(a)`` where it lies instead of from packed panels.
 
     Row-major A is read as ``MR`` row streams, as fast as packed panels and
-    without the packing pass: on AVX2 always, on AVX-512 while C is narrow
-    (``A_IN_PLACE_MAX_N``; on one thread also while A is small, ``small_a_in_place``), unless its row pitch
+    without the packing pass, while C is narrow (``A_IN_PLACE_MAX_N``; on one
+    thread also while A is small, ``small_a_in_place``), unless its row pitch
     is a multiple of 4 KiB (then the ``MR`` rows map to one L1 set and evict
     each other).
     Transposed A gives each ``k`` its own cache
@@ -175,11 +179,10 @@ def a_in_place(trans, m, k, n, itemsize):
 
 @njit(inline="always", **_jit)  # inlined: no compile of its own
 def small_a_in_place(trans, m, k, itemsize):
-    """Whether ``gemm_serial`` reads a row-major A of at most ``A_IN_PLACE_MAX_BYTES`` in place however
-    wide C is (its row pitch not a multiple of 4 KiB): what decides on AVX-512 (on AVX2 ``a_in_place`` reads
-    every such A in place). Not the parallel drivers: their tasks over a wide C with such an A ran slower in
-    place on AVX-512 (2 threads, Zen 4, alternating processes, minimum of 25 blocks: 32 x 9 x 10816
-    57.7-71.3 -> 74.4-106.5 us, 16 x 16 x 2000 10.7-13.3 -> 16.2-29.6 us)."""
+    """Whether ``gemm_serial`` reads a row-major A of at most ``A_IN_PLACE_MAX_BYTES`` (on AVX2 any A) in
+    place however wide C is (its row pitch not a multiple of 4 KiB). Not the parallel drivers: their tasks
+    over a wide C with such an A ran slower in place (2 threads, Zen 4, alternating processes, minimum of
+    25 blocks: 32 x 9 x 10816 57.7-71.3 -> 74.4-106.5 us, 16 x 16 x 2000 10.7-13.3 -> 16.2-29.6 us)."""
     return not trans and (k * itemsize) % 4096 != 0 and m * k * itemsize <= A_IN_PLACE_MAX_BYTES
 
 
