@@ -2,7 +2,8 @@
 
 THREADS=1 measures thread CPU time (time.thread_time): on a loaded shared machine a lost time slice is
 not counted. Unset OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE first; the BLAS kernel in use is printed.
-Each repetition times jitgrad then NumPy (interleaved); the medians are compared. On more than one
+Each repetition times jitgrad then NumPy (interleaved); the ratio is the median of the repetitions'
+NumPy / jitgrad pairs (the times printed are each library's median). On more than one
 thread each timed block is followed by an untimed pause (PAUSE seconds, 0.2 by default): OpenBLAS's
 idle workers spin for ~0.1 s after a call (its THREAD_TIMEOUT) and took the second core from the
 jitgrad block that followed (1024^2 on 2 threads: 0.5-0.6x without the pause, 0.83-0.9x with it). After
@@ -114,8 +115,12 @@ for name,(m,k,n,ta,tb) in shapes.items():
         tn.append((CLOCK()-s)/num)
         spin(PAUSE)
     mj=statistics.median(tj); mn=statistics.median(tn)
-    ratios.append(mn / mj)
+    # The ratio: the median of each repetition's NumPy / jitgrad pair (timed back to back), not the ratio of
+    # the two medians: on a VM whose speed changes for seconds at a time (the 2-vCPU Zen 3: whole stretches
+    # of two-thread products at one core's speed) a pair shares its stretch, two medians need not.
+    ratio = statistics.median(x / y for x, y in zip(tn, tj))
+    ratios.append(ratio)
     print(f"{name:22s} {m:5d}x{k:5d}x{n:6d} {'T' if ta else 'N'}{'T' if tb else 'N'} jit {mj*1e6:9.1f}us {flops/mj/1e9:6.1f}GF  "
-          f"numpy {mn*1e6:9.1f}us {flops/mn/1e9:6.1f}GF  ratio {mn/mj:5.2f}  first {tc:.2f}s err {err:.1e}", flush=True)
+          f"numpy {mn*1e6:9.1f}us {flops/mn/1e9:6.1f}GF  ratio {ratio:5.2f}  first {tc:.2f}s err {err:.1e}", flush=True)
 if ratios:
     print(f"geometric mean ratio {np.exp(np.mean(np.log(ratios))):.2f}, min {min(ratios):.2f}")

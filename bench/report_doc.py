@@ -3,7 +3,7 @@ written as the page's block for the SIMD path that ran (``bench/report_markdown.
 
 Sections, in this order, every one from the same run, PyTorch on jitgrad's thread count:
 
-- ``gemm``: ``bench/matmul_side_by_side.py`` (its shapes and its interleaved medians), run as a
+- ``gemm``: ``bench/matmul_side_by_side.py`` (its shapes, interleaved timings and paired ratios), run as a
   child process with ``THREADS`` set to the report's thread count; its lines are parsed;
 - ``conv``: the ``conv`` family of the kernel table (NumPy reference, jitgrad, PyTorch);
 - ``activations``: every activation, softmax and softmax-CE kernel, forward and backward

@@ -249,7 +249,9 @@ def render_block(run: dict[str, Any]) -> str:
         out += ["#### GEMM against NumPy/OpenBLAS", "",
                 "`bench/matmul_side_by_side.py` (its shapes and timing; `sq*` square, "
                 "`cnn-<model>-<layer>-{fwd,gin,gw}` a layer's forward, input-gradient and weight-gradient "
-                "products: Linear layers at batch 128, convolutions as im2col products over 16 images).", ""]
+                "products: Linear layers at batch 128, convolutions as im2col products over 16 images). "
+                "The times are each library's median; the ratio is the median of the NumPy / jitgrad pairs, "
+                "each pair timed back to back.", ""]
         out += gemm_lines(res["gemm"]) + [""]
     if "conv" in res:
         out += ["#### conv2d", "", "The asv suite's shapes (`bench/benchmarks/common.py`, batch 128). No target "
