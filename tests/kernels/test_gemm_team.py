@@ -165,6 +165,32 @@ def test_matmul_uses_the_team_only_on_more_than_one_thread():
                         and state[_team.HELPED] > before)
 
 
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="a team needs two threads")
+def test_a_team_product_opens_matmuls_fast_path(monkeypatch):
+    # A process whose float32 products all run on the team (no one-thread product has opened the
+    # serial GEMM's entry point) takes matmul's fast path after its first product, not the Python
+    # checks and drivers (``_matmul_kernel``) on every call.
+    a, b = operands(128, 120, 84, False, False)
+    expected = nan_like((128, 120), np.float32)
+    _gemm.run_serial(a, b, False, False, expected, np.zeros(1, np.float32), 0)
+    monkeypatch.setattr(_gemm, "_SERIAL_ENTRIES", {})
+    old = numba.get_num_threads()
+    numba.set_num_threads(2)
+    try:
+        np.testing.assert_array_equal(cpu.matmul(a, b), expected)  # the full path, on the team
+        assert np.dtype(np.float32) in _gemm._SERIAL_ENTRIES
+
+        def no_driver(*args):
+            raise AssertionError("the drivers' Python path ran")
+
+        monkeypatch.setattr(matmul_module, "_matmul_kernel", no_driver)
+        out = nan_like((128, 120), np.float32)
+        assert cpu.matmul(a, b, out=out) is out
+        np.testing.assert_array_equal(out, expected)
+    finally:
+        numba.set_num_threads(old)
+
+
 def test_shutdown_stops_the_helpers_and_the_next_product_starts_them_again():
     a, b = operands(128, 120, 256, False, True)
     expected = cpu.matmul(a, b, trans_b=True)

@@ -62,10 +62,12 @@ def _matmul_kernel(a: np.ndarray, b: np.ndarray, trans_a: bool, trans_b: bool, o
     if macs > TEAM_MIN_MACS and out.dtype is _F32:
         if not dot:
             if _team_product(a, b, trans_a, trans_b, out, bias, epi):
+                _open_fast_path()
                 return
         elif _team_spans.usable() and _team_spans.run_dot(a, b, out):
             if epi:
                 apply_epilogue(out, bias, epi)
+            _open_fast_path()
             return
     if macs > SERIAL_MACS and _parallel(a, b, trans_a, trans_b, out, bias, epi, dot):
         return
@@ -78,6 +80,17 @@ def _matmul_kernel(a: np.ndarray, b: np.ndarray, trans_a: bool, trans_b: bool, o
         _as_convolution(a, b, trans_a, trans_b, out)
     if epi:  # after the product, as unfused: the same bits either way
         apply_epilogue(out, bias, epi)
+
+
+def _open_fast_path() -> None:
+    """Let ``fast_product`` take float32 products from now on, after one ran on the team: it needs
+    ``gemm_checked``'s entry point, which only a one-thread product opened (``run_serial``). A process
+    whose float32 products all ran on the team (a benchmark of square products, LeNet's fc1 and fc2
+    products before fc3's) paid ``matmul``'s Python checks on every call, ~1.5 us of a 20 us product.
+    Not while a tiered cold start compiles the serial GEMM (``gemm_parallel`` not ready: no entry point
+    to load yet)."""
+    if _F32 not in _gemm._SERIAL_ENTRIES and _gemm.gemm_parallel.ready():
+        _gemm.serial_entry(_F32)
 
 
 def _team_product(a: np.ndarray, b: np.ndarray, trans_a: bool, trans_b: bool, out: np.ndarray,
