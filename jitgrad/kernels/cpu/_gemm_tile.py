@@ -71,6 +71,16 @@ MR = ISA.gemm_mr
 #: written half as often). AVX-512 keeps 256 (its 32 columns make the panel
 #: 32 KiB already; measured 0.86-0.93x OpenBLAS on Skylake-X / Ice Lake).
 KC = 512 if VEC_BYTES <= 32 else 256
+#: Largest ``k`` slice while A is read transposed in place (``a_rs == 1``, the ``MR`` values of one
+#: ``k`` side by side and the next ``k`` ``M`` values on: a deep weight gradient's ``G^T``). A tile then
+#: reads one line of A per ``k`` (64 bytes for the 24 it uses on AVX2) besides its ``kc x NR`` B
+#: micro-panel: at ``KC = 512`` 32 KiB each, twice the L1. AVX-512's ``KC`` is this already.
+#: Measured on Zen 3 (AVX2), ``bench/gemm_drivers.py``, alternating processes, three rounds, ms
+#: (one thread / team of two): 512 x 3584 x 128 TN (the sequence-MNIST LSTM's recurrent weight
+#: gradient) 7.5-10.4 -> 6.3-6.6 / 4.6-7.0 -> 3.2-3.8, 256 x 2048 x 64 TN 0.90-0.99 -> 0.78-0.83 /
+#: 0.62-0.78 -> 0.45-0.56; at K = 300-512 the same within noise (120 x 512 x 256, 512 x 400 x 128,
+#: 256 x 300 x 256 on one thread). Packed A keeps ``KC``.
+KC_TRANS_A = 256
 #: Bytes of the A block (``MC x KC``) that stays in L2 while the B micro-panels
 #: of a ``k`` slice stream past it: BLIS's Zen 3 choice, ``MC = 144`` float32
 #: rows at ``KC = 512`` (288 KiB of a 512 KiB L2); 144 KiB with AVX-512.
@@ -453,8 +463,10 @@ def gemm_block(a, a_base, a_pstride, a_rs, a_cs, b, b_pstride, b_rs, k0, k1, m, 
         blk = max(1, SHALLOW_B_BYTES // (max(1, kstep) * nr * b.itemsize))
         b0, b1, s0, s1 = jp0, jp1, ip0, ip1
     else:
-        # Equal slices of at most KC (576 = 2 x 288, not 512 + 64: a thin last slice is mostly overhead).
-        slices = (k1 - k0 + KC - 1) // KC  # not cdiv(.., KC): a literal argument compiles another cdiv
+        # Equal slices of at most KC (576 = 2 x 288, not 512 + 64: a thin last slice is mostly overhead),
+        # KC_TRANS_A for A read transposed in place.
+        kc_max = KC_TRANS_A if a_rs == 1 and a_cs != MR else KC
+        slices = (k1 - k0 + kc_max - 1) // kc_max  # not cdiv(.., KC): a literal argument compiles another cdiv
         kstep = (k1 - k0 + slices - 1) // slices
         # Blocks of ``blk`` A panels: their k slice stays in L2 while every
         # B micro-panel of the slice is used on it (from L1).
