@@ -466,7 +466,7 @@ def gemm_block(a, a_base, a_pstride, a_rs, a_cs, b, b_pstride, b_rs, k0, k1, m, 
         # Equal slices of at most KC (576 = 2 x 288, not 512 + 64: a thin last slice is mostly overhead),
         # KC_TRANS_A for A read transposed in place.
         kc_max = KC_TRANS_A if a_rs == 1 and a_cs != MR else KC
-        slices = (k1 - k0 + kc_max - 1) // kc_max  # not cdiv(.., KC): a literal argument compiles another cdiv
+        slices = (k1 - k0 + kc_max - 1) // kc_max  # not cdiv: a literal argument (KC) compiled another cdiv
         kstep = (k1 - k0 + slices - 1) // slices
         # Blocks of ``blk`` A panels: their k slice stays in L2 while every
         # B micro-panel of the slice is used on it (from L1).
