@@ -10,10 +10,21 @@ arrays use), which :class:`LoadingCache` initialises itself. A compile still
 refreshes the context first (Numba's compiler does that on every compile), so
 a kernel missing from the cache compiles as before.
 
+Nor does running a loaded kernel need its LLVM IR. Numba caches a function as
+its machine code and, beside it, the bitcode of its module for linking into
+later compiles of functions that call it; loading, it parses that bitcode and
+walks every symbol of it (a few thousand calls through llvmlite, each taking
+and releasing the LLVM lock with two Numba events): ~1 MB of bitcode for the
+15 kernels of a first LeNet-5 step. :class:`LazyLinkingLibrary` keeps the bytes
+and parses them when a compile first links the library; the machine code is
+looked up by name, as Numba does once the symbols are known.
+
 :func:`install` gives every cached dispatcher of the given modules this cache
 (``jitgrad.kernels.cpu`` calls it on its modules once they are imported).
 Measured on the Zen 3 (10 warm processes each, alternating): import + first
-LeNet-5 step, median 0.86 -> 0.73 s.
+LeNet-5 step, median 0.86 -> 0.73 s. The bitcode left unparsed (eight
+alternating pairs of warm processes, the same step timed in each): median
+0.88 -> 0.73 s; the parse took 87-96 ms and the symbol walk 45-55 ms of it.
 """
 
 from __future__ import annotations
@@ -21,6 +32,8 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Any, Iterable
 
+import llvmlite.binding as ll
+from numba.core import codegen as _codegen
 from numba.core.caching import FunctionCache
 from numba.core.dispatcher import Dispatcher
 from numba.core.runtime import rtsys
@@ -28,13 +41,73 @@ from numba.core.runtime import rtsys
 from ._tier import Tiered
 
 
+class LazyLinkingLibrary(_codegen.JITCodeLibrary):
+    """A code library loaded from the cache whose bitcode for linking is parsed only when a compile
+    links it (``_get_module_for_linking``); until then its functions are found by name in the engine."""
+
+    _shared_bitcode: bytes | None = None
+
+    @classmethod
+    def _unserialize(cls, codegen: Any, state: Any) -> Any:
+        # Numba's CPUCodeLibrary._unserialize for cached machine code, less the parse and the symbol walk.
+        name, kind, data = state
+        if kind != "object":
+            return _codegen.JITCodeLibrary._unserialize.__func__(cls, codegen, state)
+        object_code, shared_bitcode = data
+        self = cls(codegen, name)
+        self.enable_object_caching()
+        self._set_compiled_object(object_code)
+        self._shared_bitcode = shared_bitcode
+        self._finalize_final_module()
+        return self
+
+    def _get_module_for_linking(self) -> Any:
+        if self._shared_bitcode is not None:
+            self._shared_module = ll.parse_bitcode(self._shared_bitcode)
+            self._codegen._engine._load_defined_symbols(self._shared_module)
+            self._shared_bitcode = None
+        return super()._get_module_for_linking()
+
+    def get_pointer_to_function(self, name: str) -> int:
+        if self._shared_bitcode is None:  # parsed: Numba's check against the known symbols
+            return super().get_pointer_to_function(name)
+        self._ensure_finalized()
+        return self._codegen._engine.get_function_address(name)
+
+
+def _lazy_linking_supported() -> bool:
+    """Whether this Numba loads cached machine code as :class:`LazyLinkingLibrary` assumes (0.61-0.68 do)."""
+    library, engine = _codegen.JITCodeLibrary, _codegen.JitEngine
+    return (all(hasattr(library, n) for n in ("_unserialize", "enable_object_caching", "_set_compiled_object",
+                                                 "_finalize_final_module", "_get_module_for_linking"))
+            and all(hasattr(engine, n) for n in ("_load_defined_symbols", "get_function_address")))
+
+
+_LAZY_LINKING = _lazy_linking_supported()
+
+
 class LoadingCache(FunctionCache):
-    """Numba's ``FunctionCache``, loading without ``target_context.refresh()`` (see the module doc)."""
+    """Numba's ``FunctionCache``, loading without ``target_context.refresh()`` and, where this Numba
+    allows, as a :class:`LazyLinkingLibrary` (see the module doc)."""
 
     def load_overload(self, sig: Any, target_context: Any) -> Any:
         rtsys.initialize(target_context)  # the part of the set-up a loaded function needs; once
-        with self._guard_against_spurious_io_errors():
-            return self._load_overload(sig, target_context)
+        if not _LAZY_LINKING:
+            with self._guard_against_spurious_io_errors():
+                return self._load_overload(sig, target_context)
+        # The codegen's library class for this load only (Numba holds its compiler lock here, so no
+        # compile creates a library meanwhile).
+        codegen = target_context.codegen()
+        saved = vars(codegen).pop("_library_class", None)
+        codegen._library_class = LazyLinkingLibrary
+        try:
+            with self._guard_against_spurious_io_errors():
+                return self._load_overload(sig, target_context)
+        finally:
+            if saved is None:
+                del codegen._library_class
+            else:
+                codegen._library_class = saved
 
 
 def _dispatchers(value: Any) -> tuple[Any, ...]:
