@@ -29,8 +29,10 @@ alternating pairs of warm processes, the same step timed in each): median
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from types import ModuleType
-from typing import Any, Iterable
+from typing import Any
 
 import llvmlite.binding as ll
 from numba.core import codegen as _codegen
@@ -92,22 +94,26 @@ class LoadingCache(FunctionCache):
 
     def load_overload(self, sig: Any, target_context: Any) -> Any:
         rtsys.initialize(target_context)  # the part of the set-up a loaded function needs; once
-        if not _LAZY_LINKING:
-            with self._guard_against_spurious_io_errors():
-                return self._load_overload(sig, target_context)
-        # The codegen's library class for this load only (Numba holds its compiler lock here, so no
-        # compile creates a library meanwhile).
-        codegen = target_context.codegen()
-        saved = vars(codegen).pop("_library_class", None)
-        codegen._library_class = LazyLinkingLibrary
-        try:
-            with self._guard_against_spurious_io_errors():
-                return self._load_overload(sig, target_context)
-        finally:
-            if saved is None:
-                del codegen._library_class
-            else:
-                codegen._library_class = saved
+        with self._guard_against_spurious_io_errors(), _lazy_libraries(target_context.codegen()):
+            return self._load_overload(sig, target_context)
+
+
+@contextmanager
+def _lazy_libraries(codegen: Any) -> Iterator[None]:
+    """Libraries unserialised by ``codegen`` are :class:`LazyLinkingLibrary` meanwhile (where this Numba
+    allows; Numba holds its compiler lock around a load, so no compile creates a library meanwhile)."""
+    if not _LAZY_LINKING:
+        yield
+        return
+    saved = vars(codegen).pop("_library_class", None)
+    codegen._library_class = LazyLinkingLibrary
+    try:
+        yield
+    finally:
+        if saved is None:
+            del codegen._library_class
+        else:
+            codegen._library_class = saved
 
 
 def _dispatchers(value: Any) -> tuple[Any, ...]:
