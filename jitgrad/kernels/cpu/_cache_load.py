@@ -54,7 +54,7 @@ class LazyLinkingLibrary(_codegen.JITCodeLibrary):
         # Numba's CPUCodeLibrary._unserialize for cached machine code, less the parse and the symbol walk.
         name, kind, data = state
         if kind != "object":
-            return _codegen.JITCodeLibrary._unserialize.__func__(cls, codegen, state)
+            return super()._unserialize(codegen, state)
         object_code, shared_bitcode = data
         self = cls(codegen, name)
         self.enable_object_caching()
