@@ -20,16 +20,17 @@ import numpy as np
 gemm = importlib.import_module("jitgrad.kernels.cpu._gemm")
 mm = importlib.import_module("jitgrad.kernels.cpu.matmul")
 isa = importlib.import_module("jitgrad.kernels.cpu._isa")
+NO_TEAM = importlib.import_module("jitgrad.kernels.cpu._team_state").NO_TEAM
 
 #: LeNet fc3's forward and input gradient, the ResNet head's input gradient, LeNet fc2's input gradient.
 DEFAULT = ["128 84 10 NT", "128 10 84 NN", "10 128 84 TN", "128 10 64 NN", "128 84 120 NN"]
 checked = gemm.gemm_checked
 
 
-@numba.njit("void(float32[:, :], float32[:, :], boolean, boolean, float32[:, :], float32[::1], int64)")
-def in_numba(a, b, trans_a, trans_b, c, bias, calls):  # (arrays of any layout: the entry point's types)
+@numba.njit("void(float32[:, :], float32[:, :], boolean, boolean, float32[:, :], float32[::1], int64, int64[::1])")
+def in_numba(a, b, trans_a, trans_b, c, bias, calls, team):  # (arrays of any layout: the entry point's types)
     for _ in range(calls):
-        checked(a, b, trans_a, trans_b, c, bias, 0, 0)
+        checked(a, b, trans_a, trans_b, c, bias, 0, 0, team)
 
 
 def min_us(fn, calls, blocks=15):
@@ -57,10 +58,10 @@ def main(argv):
         c, c_np = np.empty((m, n), np.float32), np.empty((m, n), np.float32)
         op_a, op_b = (a.T if ta else a), (b.T if tb else b)
         calls = max(200, int(2e7 / (2 * m * n * k)))
-        in_numba(a, b, ta, tb, c, bias, 1)
-        kernel = min_us(lambda: in_numba(a, b, ta, tb, c, bias, calls), 1) / calls
+        in_numba(a, b, ta, tb, c, bias, 1, NO_TEAM)
+        kernel = min_us(lambda: in_numba(a, b, ta, tb, c, bias, calls, NO_TEAM), 1) / calls
         entry = gemm.serial_entry(c.dtype)
-        bare = min_us(lambda: entry(a, b, ta, tb, c, bias, 0, 0), calls)
+        bare = min_us(lambda: entry(a, b, ta, tb, c, bias, 0, 0, NO_TEAM), calls)
         call = min_us(lambda: mm.matmul(a, b, trans_a=ta, trans_b=tb, out=c), calls)
         numpy = min_us(lambda: np.matmul(op_a, op_b, out=c_np), calls)
         assert np.allclose(c, c_np, rtol=1e-4, atol=1e-4)
@@ -74,10 +75,10 @@ def main(argv):
     entries[c.dtype] = lambda *args: gemm.DONE
     try:
         checks = min_us(lambda: mm.matmul(a, b, trans_a=False, trans_b=False, out=c), 100000)
-        bare = min_us(lambda: entries[c.dtype](a, b, False, False, c, bias, 0, 0), 100000)
+        bare = min_us(lambda: entries[c.dtype](a, b, False, False, c, bias, 0, 0, NO_TEAM), 100000)
     finally:
         entries[c.dtype] = real
-    print(f"matmul's fast path with a no-op kernel: {checks:.2f} us (a Python call of its eight arguments: {bare:.2f})")
+    print(f"matmul's fast path with a no-op kernel: {checks:.2f} us (a Python call of its nine arguments: {bare:.2f})")
 
 
 if __name__ == "__main__":

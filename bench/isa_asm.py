@@ -31,7 +31,7 @@ def signatures(dtype: types.Float) -> dict[str, tuple]:
     i, b = types.int64, types.boolean
     m2, m4, v1, any2 = dtype[:, ::1], dtype[:, :, :, ::1], dtype[::1], dtype[:, :]
     return {
-        "_gemm.gemm_checked": (any2, any2, b, b, any2, v1, i, i),
+        "_gemm.gemm_checked": (any2, any2, b, b, any2, v1, i, i, types.int64[::1]),
         "_gemm.gemm_parallel": (m2, m2, b, b, m2, i, v1, i),
         "_conv.conv2d_forward": (m4, m4, v1, b, i, i, i, i, i, i, m4, i, i),
         "_conv.conv2d_backward_input": (m4, m4, i, i, i, i, i, i, m4, i),

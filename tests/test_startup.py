@@ -244,3 +244,35 @@ def test_a_loaded_kernel_parses_its_ir_only_when_a_compile_links_it():
     loaded, linked = _run(code).stdout.splitlines()
     assert loaded.split() == ["LazyLinkingLibrary", "True", "True", "1", "0"], loaded
     assert linked.split() == ["True", "True", "True"], linked
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or os.uname().machine not in ("x86_64", "AMD64"),
+                    reason="the GEMM team runs on Linux x86-64 only")
+def test_the_teams_jobs_load_as_the_kernels_do():
+    """The GEMM team's product job and a span job (``numba.cfunc``s, ``_cache_load.cached_cfunc``) load
+    from the cache in a fresh process without Numba's registry refresh, as the kernels do (with
+    Numba's ``cfunc`` decorator each first job took 0.15-0.25 s more of a warm process), and run:
+    a product on the team, ``tanh`` in spans."""
+    import numpy as np
+
+    from jitgrad.kernels.cpu import _team, _team_spans, activations
+
+    _team.product_state(2)  # compiled (or loaded) into the cache here
+    _team_spans._job(activations._tanh_kernel_serial, 2, 0, np.dtype(np.float32))
+    code = """
+        import sys
+        import numpy as np
+        from jitgrad.kernels.cpu import _cache_load, _team, _team_spans, activations
+        a = np.linspace(-1, 1, 130 * 70, dtype=np.float32).reshape(130, 70)
+        out = np.empty((130, 130), np.float32)
+        assert _team.gemm_team(a, a, False, True, out, 2, np.zeros(1, np.float32), 0, _team.product_state(2))
+        assert np.allclose(out, a @ a.T, rtol=1e-5, atol=1e-5)
+        job = _team._PRODUCT_JOB[0]
+        x = np.linspace(-3, 3, 1 << 15, dtype=np.float32)
+        y = np.empty_like(x)
+        assert _team_spans.run(activations._tanh_kernel_serial, (x, y), x.size)
+        assert np.allclose(y, np.tanh(x), atol=1e-6)
+        (span_job,) = _team_spans._JOBS.values()
+        print(type(job._cache).__name__, job.cache_hits, span_job.cache_hits, "numba.np.linalg" in sys.modules)
+    """
+    assert _run(code, NUMBA_NUM_THREADS="2").stdout.split() == ["LoadingCache", "1", "1", "False"]

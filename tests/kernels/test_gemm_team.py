@@ -26,6 +26,7 @@ from jitgrad.kernels import cpu
 from jitgrad.kernels import reference as ref
 from jitgrad.kernels.cpu import _gemm, _team
 from jitgrad.kernels.cpu._gemm_epilogue import EPI_COL_BIAS, EPI_RELU
+from jitgrad.kernels.cpu._team_state import NO_TEAM
 from tests.helpers import nan_like, randn
 from tests.kernels.test_conv import guarded
 
@@ -188,6 +189,87 @@ def test_a_team_product_opens_matmuls_fast_path(monkeypatch):
         assert cpu.matmul(a, b, out=out) is out
         np.testing.assert_array_equal(out, expected)
     finally:
+        numba.set_num_threads(old)
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="a team needs two threads")
+def test_the_entry_point_posts_larger_products_to_the_team_itself(monkeypatch):
+    # Once the team is ready (its product job in the state), matmul's one compiled call checks a
+    # larger float32 product and runs it on the team, no Python between (``_team_product`` patched
+    # out): the helper takes blocks, and the product, the fused linear's epilogue in its store, is
+    # the serial driver's bit for bit.
+    x, w = operands(128, 120, 256, False, True)
+    bias = randn((120,), np.float32, 7)
+    expected = nan_like((128, 120), np.float32)
+    _gemm.run_serial(x, w, False, True, expected, bias, EPI_COL_BIAS | EPI_RELU)
+    old = numba.get_num_threads()
+    numba.set_num_threads(2)
+    try:
+        state = _team.product_state(2)
+        cpu.matmul(x, w, trans_b=True)  # (opens the fast path: the serial entry point exists)
+
+        def no_python(*args):
+            raise AssertionError("the team's Python path ran")
+
+        monkeypatch.setattr(matmul_module, "_team_product", no_python)
+        before = state[_team.HELPED]
+
+        def helped():
+            for _ in range(50):
+                np.testing.assert_array_equal(cpu.fused.linear(x, w, bias, activation="relu"), expected)
+            return state[_team.HELPED] > before
+
+        assert wait_for(helped)
+    finally:
+        numba.set_num_threads(old)
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="a team needs two threads")
+def test_the_entry_point_leaves_to_python_what_the_team_cannot_take():
+    # gemm_checked answers LARGER (out untouched; matmul's Python then readies the team or runs a
+    # driver) for a state without the product job, helpers fewer than the thread setting, a held
+    # team, and a job that did not finish (a cfunc that raised prints and returns: here one that
+    # does nothing), the team released after it; on one thread it runs the product itself.
+    entry = _gemm.serial_entry(np.dtype(np.float32))
+    a, b = operands(128, 120, 256, False, False)
+    expected = nan_like((128, 120), np.float32)
+    _gemm.run_serial(a, b, False, False, expected, np.zeros(1, np.float32), 0)
+    old = numba.get_num_threads()
+    numba.set_num_threads(2)
+    state = _team.product_state(2)
+    job = state[_team.PRODUCT_JOB]
+
+    def answer(team, max_macs=matmul_module.TEAM_MIN_MACS):
+        out = nan_like((128, 120), np.float32)
+        got = entry(a, b, False, False, out, np.zeros(1, np.float32), 0, max_macs, team)
+        if got == _gemm.DONE:
+            np.testing.assert_array_equal(out, expected)
+        else:
+            assert np.isnan(out).all()
+        return got
+
+    try:
+        assert answer(state) == _gemm.DONE
+        assert answer(NO_TEAM) == _gemm.LARGER
+        assert answer(NO_TEAM, max_macs=-2) == _gemm.LARGER
+        state[_team.HELPERS_STARTED] = 0
+        assert answer(state) == _gemm.LARGER
+        state[_team.HELPERS_STARTED] = len(_team._HELPERS)
+        assert wait_for(lambda: state[_team.BUSY] == 0)
+        state[_team.BUSY] = 1
+        assert answer(state) == _gemm.LARGER and answer(state, max_macs=-2) == _gemm.LARGER
+        state[_team.BUSY] = 0
+        state[_team.PRODUCT_JOB] = numba.cfunc(numba.types.void(numba.types.int64, numba.types.int64))(
+            lambda address, block: None).address
+        assert answer(state) == _gemm.LARGER
+        assert state[_team.BUSY] == 0
+        state[_team.PRODUCT_JOB] = job
+        numba.set_num_threads(1)
+        before = state[_team.HELPED]
+        assert answer(state) == _gemm.DONE and state[_team.HELPED] == before
+    finally:
+        state[_team.PRODUCT_JOB], state[_team.BUSY] = job, 0
+        state[_team.HELPERS_STARTED] = len(_team._HELPERS)
         numba.set_num_threads(old)
 
 

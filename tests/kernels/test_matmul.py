@@ -15,6 +15,7 @@ from jitgrad.kernels import cpu
 from jitgrad.kernels import reference as ref
 from jitgrad.kernels.cpu import _gemm
 from jitgrad.kernels.cpu._gemm_dot import gemm_dot, gemm_dot_parallel
+from jitgrad.kernels.cpu._team_state import NO_TEAM
 from tests.helpers import DTYPES, assert_close, nan_like, randn
 from tests.kernels.test_conv import guarded
 
@@ -280,7 +281,7 @@ def test_checked_serial_gemm_answers(dtype):
 
     def answer(a, b, trans_a, trans_b, out, max_macs=cap):
         before = out.copy()
-        got = entry(a, b, trans_a, trans_b, out, bias, epi, max_macs)
+        got = entry(a, b, trans_a, trans_b, out, bias, epi, max_macs, NO_TEAM)
         if got != _gemm.DONE:
             np.testing.assert_array_equal(out, before)
         return got

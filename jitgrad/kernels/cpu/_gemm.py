@@ -36,6 +36,7 @@ from ._gemm_tile import (  # noqa: F401
     nr_of,
 )
 from ._jit import PRANGE_ONLY, njit
+from ._team_state import NO_TEAM, team_product, team_threads
 from ._tier import tiered
 
 #: Row-major A is read in place (not packed) up to this many columns of C: 32 on AVX-512 (measured on
@@ -343,14 +344,18 @@ def disjoint(x, y):
 
 
 @njit(**_jit)
-def gemm_checked(a, b, trans_a, trans_b, c, bias, epi, max_macs):
+def gemm_checked(a, b, trans_a, trans_b, c, bias, epi, max_macs, team):
     """``gemm_serial`` behind its own checks, for arrays of any layout (``serial_entry``): ``DONE``,
     ``LARGER``, ``ELSEWHERE`` or ``UNCHECKED``.
 
-    ``max_macs = 0``: any valid product. Otherwise ``matmul``'s one-thread products: up to
-    ``SMALL_MACS`` by ``gemm_small``, up to ``max_macs`` by the micro-kernel (``LARGER`` above), except
-    the products of the dot-product kernel, ``a @ b.T`` deep with a short side (``dot_product``):
-    ``ELSEWHERE``. ``bias``, ``epi``: the store's epilogue (``gemm_cols``). Checked here: the inner
+    ``max_macs = 0``: any valid product. ``max_macs > 0``: ``matmul``'s products: up to ``SMALL_MACS`` by
+    ``gemm_small``, up to ``max_macs`` by the micro-kernel, except the products of the dot-product
+    kernel, ``a @ b.T`` deep with a short side (``dot_product``): ``ELSEWHERE``; above ``max_macs``,
+    float32 on the GEMM team when ``team`` (its state, ``_team_state``) holds the product job and this
+    thread's setting is more than one thread (``DONE``), on the micro-kernel when it is one, otherwise
+    ``LARGER`` (the caller runs a parallel driver, or readies the team). ``max_macs = -nthreads``: on
+    ``nthreads`` threads of the team, ``LARGER`` when it is held. ``team`` is ``_team_state.NO_TEAM``
+    where products never go to the team. ``bias``, ``epi``: the store's epilogue (``gemm_cols``). Checked here: the inner
     sizes, ``c``'s shape, every array C-contiguous, ``c`` apart from ``a``, ``b`` and a column bias,
     and that bias's length, each a comparison of a few integers where ``matmul``'s Python checks
     took ~1 us of a 3-5 us product (LeNet fc3's and the ResNet head's gradients). Left to the
@@ -375,7 +380,7 @@ def gemm_checked(a, b, trans_a, trans_b, c, bias, epi, max_macs):
     if epi & EPI_COL_BIAS and (bias.size != n or not disjoint(c, bias)):
         return UNCHECKED
     macs = m * n * k
-    if max_macs:
+    if max_macs > 0:
         if macs <= SMALL_MACS:
             gemm_small(a_c, b_c, trans_a, trans_b, c_c)
             if epi:
@@ -384,7 +389,13 @@ def gemm_checked(a, b, trans_a, trans_b, c, bias, epi, max_macs):
         if dot_product_jit(trans_a, trans_b, m, n, k):
             return ELSEWHERE
         if macs > max_macs:
-            return LARGER
+            nthreads = team_threads(team)
+            if nthreads != 1:
+                if nthreads and team_product(team, a_c, b_c, trans_a, trans_b, c_c, bias, epi, nthreads):
+                    return DONE
+                return LARGER
+    elif max_macs < 0:  # on the team
+        return DONE if team_product(team, a_c, b_c, trans_a, trans_b, c_c, bias, epi, -max_macs) else LARGER
     gemm_serial(a_c, b_c, trans_a, trans_b, c_c, bias, epi)
     return DONE
 
@@ -394,14 +405,15 @@ _SERIAL_ENTRIES: dict = {}
 
 def serial_entry(dtype: np.dtype) -> Any:
     """``gemm_checked``'s compiled entry point for ``dtype`` (float32 or float64; compiled or loaded on
-    the first call): arrays of any layout, bool flags, ints. It skips Numba's typing of eight
-    arguments (~0.5 us) and checks nothing of their types: see ``gemm_checked`` for the caller's part."""
+    the first call): arrays of any layout, bool flags, ints, the team's state (C-contiguous int64).
+    It skips Numba's typing of nine arguments (~0.5 us) and checks nothing of their types: see
+    ``gemm_checked`` for the caller's part."""
     entry = _SERIAL_ENTRIES.get(dtype)
     if entry is None:
         element = numba.from_dtype(dtype)
         array = types.Array(element, 2, "A")
         entry = gemm_checked.compile((array, array, types.boolean, types.boolean, array,
-                                      types.Array(element, 1, "C"), types.int64, types.int64))
+                                      types.Array(element, 1, "C"), types.int64, types.int64, types.int64[::1]))
         _SERIAL_ENTRIES[dtype] = entry
     return entry
 
@@ -410,7 +422,7 @@ def run_serial(a: np.ndarray, b: np.ndarray, trans_a: bool, trans_b: bool, c: np
                epi: int) -> None:
     """``gemm_serial`` for checked arguments (C-contiguous ndarrays of ``c``'s dtype, ``c`` apart from
     ``a`` and ``b``), through ``serial_entry``: the one compiled serial GEMM."""
-    if serial_entry(c.dtype)(a, b, trans_a, trans_b, c, bias, epi, 0) != DONE:
+    if serial_entry(c.dtype)(a, b, trans_a, trans_b, c, bias, epi, 0, NO_TEAM) != DONE:
         raise ValueError(f"gemm: arguments that are not a product: a {a.shape}, b {b.shape}, c {c.shape}")
 
 

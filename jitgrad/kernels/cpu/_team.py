@@ -44,9 +44,17 @@ from jitgrad import config
 from jitgrad.kernels.cpu._jit import njit
 
 from . import _tier
-from ._atomic import compare_swap, fetch_add, load_acquire, spin_pause, store_seq
-from ._gemm import _jit, gemm_task, pack_share, plan, prepare_tasks
+from ._cache_load import cached_cfunc
+from ._atomic import fetch_add, load_acquire, spin_pause, store_seq
+from ._gemm import DONE, _jit, gemm_task, pack_share, plan, prepare_tasks, serial_entry
 from ._gemm_simd import _element_pointer, address_to_pointer
+# The state's layout (``_team_state``), here too for the team's users (_team_spans, tests, benchmarks).
+from ._team_state import (_A, _A_CS, _A_PSTRIDE, _A_RS, _AF, _AF_COLS, _AF_ROWS, _B, _B_DIRECT, _BIAS,
+                          _BIAS_LEN, _BP, _BP_COLS, _BP_ROWS, _C, _EPI, _K, _M, _N, _NPA, _NPB, _PACK_PARTS,
+                          _SHARE_A, _SHARE_B, _TASK_A, _TASK_B, _TI, _TJ, _TRANS_A, _TRANS_B, ACTIVE, ARGS, BLOCKS, BUSY, FUNCTION, GEMM,
+                          HELPED, HELPERS_STARTED, JOB, JOB_DONE, KIND, OPEN, PACK_DONE, PACK_NEXT,
+                          PRODUCT_JOB, SEQ, SLEEPERS, SPANS, STATE_SLOTS, STOP, TASK, THREADS_FN, WIDTH,
+                          acquire, call_job, release)
 
 _LINUX_X86_64 = sys.platform.startswith("linux") and platform.machine().lower() in ("x86_64", "amd64")
 _SYS_SCHED_YIELD = 24
@@ -105,58 +113,12 @@ def futex_wake(typingctx, arr, index):
     return types.none(arr, index), codegen
 
 
-@intrinsic
-def call_job(typingctx, function, address, block):
-    """Call the C function at ``function`` (``void f(int64 address, int64 block)``: a span job's
-    ``numba.cfunc``, see ``_team_spans``) with ``address`` and ``block``."""
-    if not all(isinstance(t, types.Integer) for t in (function, address, block)):
-        return None
-
-    def codegen(context, builder, sig, args):
-        i64 = ir.IntType(64)
-        fnty = ir.FunctionType(ir.VoidType(), [i64, i64])
-        fn = builder.inttoptr(context.cast(builder, args[0], sig.args[0], types.int64), fnty.as_pointer())
-        builder.call(fn, [context.cast(builder, args[1], sig.args[1], types.int64),
-                          context.cast(builder, args[2], sig.args[2], types.int64)])
-        return context.get_dummy_value()
-
-    return types.none(function, address, block), codegen
-
-
-# The team's state: int64 slots, each on a cache line of its own (8 slots apart); the product's
-# description after them.
-SEQ = 0  # products posted (the futex word)
-SLEEPERS = 8  # helpers asleep in futex_wait
-STOP = 16  # helpers leave when set
-BUSY = 24  # a calling thread owns the team (compare_swap 0 -> 1)
-OPEN = 32  # 1 while the posted product takes helpers
-ACTIVE = 40  # helpers inside the posted product
-TASK = 48  # the next block of C to claim
-WIDTH = 56  # threads that may work on the product (calling thread included)
-HELPED = 64  # blocks the helpers have computed, over the team's life (for tests and benchmarks)
-PACK_NEXT = 72  # the next part of a shared packing pass to claim
-PACK_DONE = 80  # parts of it done
-JOB = 88  # the job's description: a product's (see gemm_team) or a span job's arguments (ARGS)
-KIND = 122  # what is posted: GEMM (a product) or SPANS (a C function called on blocks, see run_spans)
-FUNCTION = 123  # SPANS: the function's address
-BLOCKS = 124  # SPANS: how many blocks
-STATE_SLOTS = 128
-#: Job kinds (``KIND``).
-GEMM, SPANS = 0, 1
-#: A span job's arguments (``_team_spans``) start here; they end before ``KIND``.
-ARGS = JOB
-
 #: Pauses a helper spins for between products before it sleeps (a ``pause`` is 40-150 cycles).
 SPIN_PAUSES = 1 << 15
 #: ... giving the CPU away every this many (``sched_yield``): another runnable thread on the helper's
 #: core (an OpenMP kernel's, another process's) waits at most that long for it.
 YIELD_EVERY = 256
 
-
-# The product's description, slots after JOB.
-(_A, _A_ROWS, _A_COLS, _B, _B_ROWS, _B_COLS, _C, _M, _N, _K, _TRANS_A, _TRANS_B, _BIAS, _BIAS_LEN, _EPI, _TI, _TJ,
- _NPA, _NPB, _TASK_A, _TASK_B, _B_DIRECT, _AF, _AF_ROWS, _AF_COLS, _BP, _BP_ROWS, _BP_COLS, _A_PSTRIDE, _A_RS,
- _A_CS, _SHARE_A, _SHARE_B, _PACK_PARTS) = range(JOB, JOB + 34)
 
 @njit(inline="always", **_jit)
 def _array2(state, slot, dtype):
@@ -266,23 +228,24 @@ def helper_loop(state, index):
             fetch_add(state, ACTIVE, -1)
 
 
-@njit(**_jit)
-def gemm_team(a, b, trans_a, trans_b, c, nthreads, bias, epi, state):
-    """``c = op(a) @ op(b)`` (float32) by this thread and the team's helpers; False (nothing done)
-    when another thread holds the team."""
-    if not acquire(state):
-        return False
+def product_job(address, nthreads):
+    """The product job (a ``numba.cfunc``, see :func:`product_state`): the product ``team_product``
+    described in the state at ``address``, on this thread and ``nthreads - 1`` helpers, the team held
+    (``team_product`` releases it). Only its allocations could raise, before the job is posted."""
+    state = carray(address_to_pointer(address, np.int64), (STATE_SLOTS,))
+    f32 = np.float32
+    a = _array2(state, _A, f32)
+    b = _array2(state, _B, f32)
+    c = _array2(state, _C, f32)
+    bias = carray(address_to_pointer(state[_BIAS], f32), (state[_BIAS_LEN],))
+    trans_a, trans_b = state[_TRANS_A] != 0, state[_TRANS_B] != 0
     sizes = plan(a, trans_a, trans_b, c, nthreads)
-    m, n, k, _, npa, npb, b_direct, _, ti, tj = sizes
+    _, _, k, _, npa, npb, b_direct, _, ti, tj = sizes
     af, bp, a_pstride, a_rs, a_cs, task_a, task_b, share_a, share_b, small_share = prepare_tasks(
         a, b, trans_a, trans_b, c, nthreads, sizes)
-    state[_A], state[_A_ROWS], state[_A_COLS] = a.ctypes.data, a.shape[0], a.shape[1]
-    state[_B], state[_B_ROWS], state[_B_COLS] = b.ctypes.data, b.shape[0], b.shape[1]
     state[_AF], state[_AF_ROWS], state[_AF_COLS] = af.ctypes.data, af.shape[0], af.shape[1]
     state[_BP], state[_BP_ROWS], state[_BP_COLS] = bp.ctypes.data, bp.shape[0], bp.shape[1]
-    state[_C], state[_M], state[_N], state[_K] = c.ctypes.data, m, n, k
-    state[_BIAS], state[_BIAS_LEN], state[_EPI] = bias.ctypes.data, bias.size, epi
-    state[_TRANS_A], state[_TRANS_B] = trans_a, trans_b
+    state[_K] = k
     state[_TI], state[_TJ], state[_NPA], state[_NPB] = ti, tj, npa, npb
     state[_TASK_A], state[_TASK_B], state[_B_DIRECT] = task_a, task_b, b_direct
     state[_A_PSTRIDE], state[_A_RS], state[_A_CS] = a_pstride, a_rs, a_cs
@@ -293,14 +256,18 @@ def gemm_team(a, b, trans_a, trans_b, c, nthreads, bias, epi, state):
     state[KIND] = GEMM
     _post(state, nthreads)
     work(state, False)
-    _close(state)
-    return True
+    _finish(state)
+    store_seq(state, JOB_DONE, 1)
 
 
-@njit(inline="always", **_jit)
-def acquire(state):
-    """Take the team for one job (its description is written next): False when another thread holds it."""
-    return compare_swap(state, BUSY, 0, 1)
+def gemm_team(a: np.ndarray, b: np.ndarray, trans_a: bool, trans_b: bool, c: np.ndarray, nthreads: int,
+              bias: np.ndarray, epi: int, state: np.ndarray) -> bool:
+    """``c = op(a) @ op(b)`` (float32, valid C-contiguous ndarrays, ``c`` apart from ``a`` and ``b``; the
+    epilogue ``bias``, ``epi``: see ``gemm_cols``) on ``nthreads`` threads of the team whatever its size,
+    through ``gemm_checked``'s entry point; False (nothing done) when another thread holds the team.
+    (Tests and benchmarks: ``matmul`` reaches the team through ``gemm_checked`` itself.)"""
+    product_state(nthreads)
+    return serial_entry(c.dtype)(a, b, trans_a, trans_b, c, bias, epi, -nthreads, state) == DONE
 
 
 @njit(inline="always", **_jit)
@@ -315,12 +282,18 @@ def _post(state, nthreads):
 
 
 @njit(inline="always", **_jit)
-def _close(state):
-    """Close the job (this thread has found no block left), wait for the blocks a helper started, release."""
+def _finish(state):
+    """Close the job (this thread has found no block left) and wait for the blocks a helper started."""
     store_seq(state, OPEN, 0)
     while load_acquire(state, ACTIVE) > 0:
         spin_pause()
-    store_seq(state, BUSY, 0)
+
+
+@njit(inline="always", **_jit)
+def _close(state):
+    """:func:`_finish` the job and release the team."""
+    _finish(state)
+    release(state)
 
 
 @njit(inline="always", **_jit)
@@ -384,7 +357,26 @@ def team_state(nthreads: int) -> np.ndarray:
                                   name=f"jitgrad-gemm-helper-{len(_HELPERS)}")
         helper.start()
         _HELPERS.append(helper)
+    _STATE[HELPERS_STARTED] = len(_HELPERS)
     return _STATE
+
+
+#: ``product_job``'s ``numba.cfunc`` (which keeps its machine code alive), once compiled or loaded.
+_PRODUCT_JOB: list = []
+
+
+def product_state(nthreads: int) -> np.ndarray:
+    """The team's state (:func:`team_state`) with its product job: compiled or loaded on first use, its
+    address and that of the threading layer's ``get_num_threads`` written, so that ``gemm_checked``
+    posts float32 products to the team itself from now on (``_team_state.team_threads``)."""
+    state = team_state(nthreads)
+    if not state[PRODUCT_JOB]:
+        if not _PRODUCT_JOB:
+            _PRODUCT_JOB.append(cached_cfunc(product_job, types.void(types.int64, types.int64)))
+        numba.get_num_threads()  # (launches the threading layer: its functions exist from here)
+        state[THREADS_FN] = ctypes.cast(_numba_parallel._get_num_threads, ctypes.c_void_p).value
+        state[PRODUCT_JOB] = _PRODUCT_JOB[0].address
+    return state
 
 
 def shutdown(timeout: float = 1.0) -> None:
@@ -401,6 +393,7 @@ def shutdown(timeout: float = 1.0) -> None:
         helper.join(timeout)
     if not any(helper.is_alive() for helper in _HELPERS):
         _HELPERS.clear()
+        _STATE[HELPERS_STARTED] = 0
         _STATE[STOP] = 0
 
 

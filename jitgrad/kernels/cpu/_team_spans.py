@@ -36,11 +36,12 @@ import types as _pytypes
 from typing import Any
 
 import numpy as np
-from numba import carray, cfunc, literal_unroll, types
+from numba import carray, literal_unroll, types
 
 from jitgrad.kernels.cpu._jit import njit
 
 from . import _team
+from ._cache_load import cached_cfunc
 from ._gemm_dot import DOT_MR, DOT_NR, gemm_dot
 from ._gemm_simd import address_to_pointer
 from ._team import ARGS, STATE_SLOTS
@@ -134,7 +135,7 @@ def _job(kernel: Any, narrays: int, nscalars: int, dtype: np.dtype) -> int | Non
         function.__qualname__ = f"{template.__name__}.{kernel.py_func.__module__.replace('.', '_')}." \
                                 f"{kernel.py_func.__name__}.{dtype.name}"
         function.__module__ = __name__
-        job = _JOBS[key] = cfunc(_JOB_SIGNATURE, cache=True, nopython=True)(function)
+        job = _JOBS[key] = cached_cfunc(function, _JOB_SIGNATURE)
     return job.address
 
 
@@ -251,5 +252,5 @@ def run_dot(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> bool:
     if nthreads == 1:
         return False
     if not _DOT_JOB:
-        _DOT_JOB.append(cfunc(_JOB_SIGNATURE, cache=True, nopython=True)(_dot_job))
+        _DOT_JOB.append(cached_cfunc(_dot_job, _JOB_SIGNATURE))
     return _post_dot(_team.team_state(nthreads), _DOT_JOB[0].address, nthreads, a, b, c)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from jitgrad import config as _config
 from jitgrad.kernels._constants import kernel_names
 from jitgrad.kernels.reference.matmul import check_matmul_args
 
@@ -12,7 +13,8 @@ from . import _conv, _gemm, _team, _team_spans
 from ._gemm import SMALL_MACS, dot_product
 from ._gemm_dot import gemm_dot, gemm_dot_parallel
 from ._gemm_epilogue import apply_epilogue
-from ._jit import entry_point, overlaps
+from ._jit import overlaps
+from ._team_state import NO_TEAM
 from ._threading import serialised
 
 __all__: list[str] = kernel_names("matmul")  # the one list: kernels/_constants.py
@@ -96,25 +98,20 @@ def _open_fast_path() -> None:
 
 def _team_product(a: np.ndarray, b: np.ndarray, trans_a: bool, trans_b: bool, out: np.ndarray,
                   bias: np.ndarray, epi: int) -> bool:
-    """Run a float32 product on the GEMM team (``_team``) when it can: more than one thread set, the team
-    available (Linux x86-64) and on (``config.gemm_team``) and compiled (``_team.ready``), and
-    not held by another thread. False: the caller runs its serial kernel instead."""
+    """Run a float32 product (valid, C-contiguous) on the GEMM team (``_team``) when it can: more than one
+    thread set, the team available (Linux x86-64) and on (``config.gemm_team``) and compiled
+    (``_team.ready``), and not held by another thread. False: the caller runs its serial kernel instead.
+    After this, ``gemm_checked`` posts products to the team itself (``_team.product_state``)."""
     if not _team.enabled() or not _team.ready():
         return False
     nthreads = _team.num_threads()
     if nthreads == 1:
         return False
-    args = (a, b, trans_a, trans_b, out, nthreads, bias, epi, _team.team_state(nthreads))
-    # a, b, out: C-contiguous (the checks), so the entry point's types hold for plain ndarrays.
-    plain = (type(a) is _NDARRAY and type(b) is _NDARRAY and type(out) is _NDARRAY and type(trans_a) is bool
-             and type(trans_b) is bool and type(epi) is int and bias.flags.c_contiguous)
-    if plain and _TEAM_ENTRY:
-        return _TEAM_ENTRY[0](*args)
-    done = _team.gemm_team(*args)
-    if not _TEAM_ENTRY:
+    if not bias.flags.c_contiguous:  # (the entry point's type; a fused linear's bias, checked)
+        bias = np.ascontiguousarray(bias)
+    done = _team.gemm_team(a, b, trans_a, trans_b, out, nthreads, bias, epi, _team._STATE)
+    if done:
         _team.compiled()
-        if plain:
-            _TEAM_ENTRY.append(entry_point(_team.gemm_team, args))
     return done
 
 
@@ -173,9 +170,6 @@ _NO_BIAS_F32 = _NO_BIAS[_F32]
 #: GEMM team, float64 on the OpenMP driver.
 _FAST_MACS = {_F32: TEAM_MIN_MACS, _F64: SERIAL_MACS}
 _NDARRAY = np.ndarray
-#: gemm_team's entry point for C-contiguous float32 operands and bool flags (the one signature
-#: ``_team_product`` sees), once it has run.
-_TEAM_ENTRY: list[object] = []
 
 
 def fast_product(a: np.ndarray, b: np.ndarray, trans_a: bool, trans_b: bool, out: np.ndarray | None,
@@ -199,7 +193,10 @@ def fast_product(a: np.ndarray, b: np.ndarray, trans_a: bool, trans_b: bool, out
     elif not (type(out) is _NDARRAY and out.dtype is dtype and out.ndim == 2 and out.flags.writeable):
         return None
     column_bias = _NO_BIAS[dtype] if bias is None else bias
-    done = entry(a, b, trans_a, trans_b, out, column_bias, epi, _FAST_MACS[dtype])
+    # float32 with the team on: its state, through which the entry point runs a larger product on
+    # the team once the team is ready (``_team_product`` below readies it).
+    team = _team._STATE if dtype is _F32 and _config.gemm_team else NO_TEAM
+    done = entry(a, b, trans_a, trans_b, out, column_bias, epi, _FAST_MACS[dtype], team)
     if done == _gemm.DONE:
         return out
     if done == _gemm.UNCHECKED:
@@ -211,7 +208,7 @@ def fast_product(a: np.ndarray, b: np.ndarray, trans_a: bool, trans_b: bool, out
         if dtype is _F32 and _team_product(a, b, trans_a, trans_b, out, column_bias, epi):
             return out
         if _team.num_threads() == 1:
-            entry(a, b, trans_a, trans_b, out, column_bias, epi, 0)
+            entry(a, b, trans_a, trans_b, out, column_bias, epi, 0, NO_TEAM)
             return out
     _matmul_kernel(a, b, trans_a, trans_b, out, bias, epi)
     return out
