@@ -44,17 +44,17 @@ from jitgrad import config
 from jitgrad.kernels.cpu._jit import njit
 
 from . import _tier
-from ._cache_load import cached_cfunc
 from ._atomic import fetch_add, load_acquire, spin_pause, store_seq
+from ._cache_load import cached_cfunc
 from ._gemm import DONE, _jit, gemm_task, pack_share, plan, prepare_tasks, serial_entry
 from ._gemm_simd import _element_pointer, address_to_pointer
-# The state's layout (``_team_state``), here too for the team's users (_team_spans, tests, benchmarks).
-from ._team_state import (_A, _A_CS, _A_PSTRIDE, _A_RS, _AF, _AF_COLS, _AF_ROWS, _B, _B_DIRECT, _BIAS,
-                          _BIAS_LEN, _BP, _BP_COLS, _BP_ROWS, _C, _EPI, _K, _M, _N, _NPA, _NPB, _PACK_PARTS,
-                          _SHARE_A, _SHARE_B, _TASK_A, _TASK_B, _TI, _TJ, _TRANS_A, _TRANS_B, ACTIVE, ARGS, BLOCKS, BUSY, FUNCTION, GEMM,
-                          HELPED, HELPERS_STARTED, JOB, JOB_DONE, KIND, OPEN, PACK_DONE, PACK_NEXT,
-                          PRODUCT_JOB, SEQ, SLEEPERS, SPANS, STATE_SLOTS, STOP, TASK, THREADS_FN, WIDTH,
-                          acquire, call_job, release)
+from ._team_state import (  # noqa: F401 (the state's layout, also for _team_spans, tests, benchmarks)
+    _A, _A_CS, _A_PSTRIDE, _A_RS, _AF, _AF_COLS, _AF_ROWS, _B, _B_DIRECT, _BIAS, _BIAS_LEN, _BP, _BP_COLS, _BP_ROWS,
+    _C, _EPI, _K, _M, _N, _NPA, _NPB, _PACK_PARTS, _SHARE_A, _SHARE_B, _TASK_A, _TASK_B, _TI, _TJ, _TRANS_A,
+    _TRANS_B, ACTIVE, ARGS, BLOCKS, BUSY, FUNCTION, GEMM, HELPED, HELPERS_STARTED, JOB, JOB_DONE, KIND, OPEN,
+    PACK_DONE, PACK_NEXT, PRODUCT_JOB, SEQ, SLEEPERS, SPANS, STATE_SLOTS, STOP, TASK, THREADS_FN, WIDTH, acquire,
+    call_job, release,
+)
 
 _LINUX_X86_64 = sys.platform.startswith("linux") and platform.machine().lower() in ("x86_64", "amd64")
 _SYS_SCHED_YIELD = 24
@@ -237,7 +237,6 @@ def product_job(address, nthreads):
     a = _array2(state, _A, f32)
     b = _array2(state, _B, f32)
     c = _array2(state, _C, f32)
-    bias = carray(address_to_pointer(state[_BIAS], f32), (state[_BIAS_LEN],))
     trans_a, trans_b = state[_TRANS_A] != 0, state[_TRANS_B] != 0
     sizes = plan(a, trans_a, trans_b, c, nthreads)
     _, _, k, _, npa, npb, b_direct, _, ti, tj = sizes

@@ -5,8 +5,9 @@ the team itself: ``matmul``'s checks and the team product in one compiled call, 
 with Python between (the state fetched, the thread count asked, a second entry point's unboxing).
 The product's work is a ``numba.cfunc``, the *product job* (``_team.product_job``), reached through
 its address in the state (:func:`call_job`), so the team's code (packing, tasks, the protocol) is
-compiled once, in the job, and ``gemm_checked`` stays small. LeNet-5's fc2 input gradient (128 x 84
-x 120) on two threads, Zen 3: ``matmul`` took 2.6-2.9 us over the team's own entry point.
+compiled once, in the job, and ``gemm_checked`` stays small. Two threads, Zen 3, ``matmul`` against
+the team's own entry point in the same process (medians of 40 interleaved blocks): 2.7-4.1 us more
+before (LeNet-5's fc2 products, 128 x 84 x 120, take ~20 us), 0.9-1.7 us now; 64^3 8.0-8.5 -> 5.0 us.
 
 A product runs on the team from ``gemm_checked`` when the state holds a job (``PRODUCT_JOB``: set by
 ``_team.product_state`` once the team may run, never in :data:`NO_TEAM`), Numba's thread setting of
