@@ -86,7 +86,8 @@ def _matmul_kernel(a: np.ndarray, b: np.ndarray, trans_a: bool, trans_b: bool, o
 
 def _open_fast_path() -> None:
     """Let ``fast_product`` take float32 products from now on, after one ran on the team: it needs
-    ``gemm_checked``'s entry point, which only a one-thread product opened (``run_serial``). A process
+    ``gemm_checked``'s entry point, which a one-thread product (``run_serial``) and a product on the
+    team (``_team.gemm_team``) open, but not the dot-product driver's spans (``run_dot``). A process
     whose float32 products all ran on the team (a benchmark of square products, LeNet's fc1 and fc2
     products before fc3's) paid ``matmul``'s Python checks on every call: 2 threads, Zen 3, 1.3 us
     of 8 (64^3), 1.8 of ~20 (128 x 84 x 120), 2.3 of ~220 (256^3).
