@@ -63,8 +63,7 @@ def _matmul_kernel(a: np.ndarray, b: np.ndarray, trans_a: bool, trans_b: bool, o
     dot = dot_product(trans_a, trans_b, m, n, k)
     if macs > TEAM_MIN_MACS and out.dtype is _F32:
         if not dot:
-            if _team_product(a, b, trans_a, trans_b, out, bias, epi):
-                _open_fast_path()
+            if _team_product(a, b, trans_a, trans_b, out, bias, epi):  # (it opens the fast path)
                 return
         elif _team_spans.usable() and _team_spans.run_dot(a, b, out):
             if epi:
@@ -85,9 +84,9 @@ def _matmul_kernel(a: np.ndarray, b: np.ndarray, trans_a: bool, trans_b: bool, o
 
 
 def _open_fast_path() -> None:
-    """Let ``fast_product`` take float32 products from now on, after one ran on the team: it needs
-    ``gemm_checked``'s entry point, which a one-thread product (``run_serial``) and a product on the
-    team (``_team.gemm_team``) open, but not the dot-product driver's spans (``run_dot``). A process
+    """Let ``fast_product`` take float32 products from now on, after the dot-product driver's spans ran
+    on the team (``run_dot``): it needs ``gemm_checked``'s entry point, which a one-thread product
+    (``run_serial``) and a product on the team (``_team.gemm_team``) open, but ``run_dot`` not. A process
     whose float32 products all ran on the team (a benchmark of square products, LeNet's fc1 and fc2
     products before fc3's) paid ``matmul``'s Python checks on every call: 2 threads, Zen 3, 1.3 us
     of 8 (64^3), 1.8 of ~20 (128 x 84 x 120), 2.3 of ~220 (256^3).
