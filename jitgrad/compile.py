@@ -153,6 +153,23 @@ def _task_loss_optim(dtype: np.dtype) -> None:
         optimizer.step()
 
 
+def _task_recurrent(dtype: np.dtype) -> None:
+    # Each cell's forward and backward time loops (one kernel each per cell, kernels/cpu/recurrent):
+    # examples/sequence_mnist.py's LSTM and its Linear head, then a GRU and both plain RNNs (the
+    # loops' code is the same whatever the batch, one task of rows or several); the input and
+    # weight-gradient products are matmul's.
+    import jitgrad
+    from jitgrad import nn
+
+    config.default_dtype = np.dtype(dtype)  # new parameters take it (_run_task restores it)
+    rng = _rng()
+    x = jitgrad.tensor(rng.standard_normal((12, 3, 28)).astype(dtype))
+    for layer in (nn.LSTM(28, 64, batch_first=True), nn.GRU(28, 64, batch_first=True),
+                  nn.RNN(28, 64, batch_first=True), nn.RNN(28, 64, nonlinearity="relu", batch_first=True)):
+        y, _ = layer(x)
+        nn.functional.cross_entropy(nn.Linear(64, 10)(y[:, -1]), rng.integers(0, 10, 12)).backward()
+
+
 def _task_step(dtype: np.dtype) -> None:
     # Cross-entropy, dropout and both optimizers on a tiny model, then one
     # full training step of each example model: whatever an earlier task did
@@ -190,6 +207,7 @@ TASKS: dict[str, Callable[[np.dtype], None]] = {
     "linear (matmul)": _task_linear,
     "max_pool2d + relu": _task_pooling,
     "loss + optimizers": _task_loss_optim,
+    "recurrent layers": _task_recurrent,
     "training step": _task_step,
 }
 

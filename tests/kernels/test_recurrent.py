@@ -24,9 +24,12 @@ def test_matches_reference_with_lengths(cell, nonlinearity, dtype, reverse):
 
 
 @pytest.mark.parametrize("cell, nonlinearity", CELLS)
-def test_no_bias_and_threaded_batch(cell, nonlinearity):
-    # 40 rows x 64 hidden: above SERIAL_MACS, so the batch is split across threads.
-    check_case(cpu, cell, nonlinearity, 3, 40, 7, 64, np.float32, bias=False)
+@pytest.mark.parametrize("reverse", [False, True])
+def test_no_bias_and_threaded_batch(cell, nonlinearity, reverse):
+    # 40 rows x 64 hidden: above SERIAL_MACS, so the batch is split across threads, each running every
+    # step of its rows; ragged, so that rows of one thread end at different steps.
+    lengths = np.random.default_rng(1).integers(0, 4, size=40)
+    check_case(cpu, cell, nonlinearity, 3, 40, 7, 64, np.float32, bias=False, lengths=lengths, reverse=reverse)
 
 
 @settings(max_examples=30, deadline=None)
@@ -124,9 +127,10 @@ def test_gate_passes_vectorise():
     lengths = np.full(batch, steps, np.int64)
     h, c = np.zeros((batch, hidden), f32), np.zeros((batch, hidden), f32)
     forward = {  # (kernel, gates, a call with xp, gates, bias, y, saved)
-        "lstm": (rec._lstm_rows, 4, lambda k, xp, g, b, y, sv: k(0, batch, 0, xp, g, b, b, lengths, False, h, c,
-                                                                  y, sv)),
-        "gru": (rec._gru_rows, 3, lambda k, xp, g, b, y, sv: k(0, batch, 0, xp, g, b, b, lengths, False, h, y, sv)),
+        "lstm": (rec._lstm_rows, 4, lambda k, xp, g, b, y, sv: k(0, batch, 0, xp, g, b, b, lengths, False, False,
+                                                                  h, c, y, sv)),
+        "gru": (rec._gru_rows, 3, lambda k, xp, g, b, y, sv: k(0, batch, 0, xp, g, b, b, lengths, False, False,
+                                                                 h, h, y, sv)),
     }
     for name, (kernel, gates, call) in forward.items():
         n = gates * hidden
@@ -138,7 +142,8 @@ def test_gate_passes_vectorise():
     backward = njit(**opts)(rec._lstm_rows_backward.py_func)
     saved = np.zeros((steps, batch, 5 * hidden), f32)
     y = np.zeros((steps, batch, hidden), f32)
-    backward(0, batch, 1, y, y, saved, h, c, lengths, False, np.zeros_like(h), np.zeros_like(h),
-             np.zeros((batch, 4 * hidden), f32), np.zeros((steps, batch, 4 * hidden), f32), np.zeros_like(y))
+    grad_g = np.zeros((steps, batch, 4 * hidden), f32)
+    backward(0, batch, 1, y, y, saved, h, c, lengths, False, False, np.zeros_like(h), np.zeros_like(h),
+             np.zeros((batch, 4 * hidden), f32), grad_g, grad_g, np.zeros_like(y))
     asm = backward.inspect_asm(backward.signatures[0])
     assert re.search(r"\bvdivps\s[^\n]*[yz]mm", asm), "lstm backward: tanh(c) not packed"
