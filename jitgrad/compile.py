@@ -252,13 +252,27 @@ def _run_task(name: str, dtype_name: str, version: str = "parallel") -> tuple[st
 #: input gradients here and the GEMM in the step: 16.7-20.3; now: 14.2-16.0 (14.8-16.2 with max-pool
 #: left to the step); 12.6-15.3 without the parallel optimizer kernel (``_task_loss_optim``).
 BACKGROUND_SERIAL_TASKS = ("max_pool2d + relu", "loss + optimizers", "conv2d backward weight")
+_LOSS_TASK = "loss + optimizers"
 
 
 def _background() -> None:
     """``python -m jitgrad.compile --background``, started by a cold first step (kernels/cpu/_tier)."""
     from jitgrad.kernels.cpu import _tier
 
-    _tier.background_main(lambda: [_run_task(name, "float32", "serial") for name in BACKGROUND_SERIAL_TASKS],
+    def serial_phase() -> None:
+        import jitgrad.kernels.cpu  # noqa: F401  (every kernel module: the jobs a step may request)
+
+        done: set[str] = set()
+        _tier.run_requests(done)  # what the step asked for first (_tier.request)
+        tasks = list(BACKGROUND_SERIAL_TASKS)
+        if done:  # a step that asked (a recurrent layer's) reaches its loss before any pooling
+            tasks.sort(key=lambda name: name != _LOSS_TASK)
+        for name in tasks:
+            _tier.run_requests(done)
+            _run_task(name, "float32", "serial")
+        _tier.run_requests(done)
+
+    _tier.background_main(serial_phase,
                           lambda: compile_kernels(("float32",), jobs=1, progress=False))
 
 

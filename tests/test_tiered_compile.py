@@ -403,8 +403,8 @@ def test_cold_matmul_runs_the_conv_forward_kernel(trans_a, trans_b, monkeypatch)
     # While gemm_parallel is not ready (a tiered cold start), float32 products above the small-product
     # loop are 1 x 1 convolutions on the conv forward kernel: gemm_serial is not called.
     from jitgrad.kernels import cpu as K
-    from jitgrad.kernels.cpu import fused
     from jitgrad.kernels import reference as ref
+    from jitgrad.kernels.cpu import fused
 
     monkeypatch.setattr(_gemm, "gemm_parallel", _NotCompiledYet())
     monkeypatch.setattr(_gemm, "gemm_checked", _NotCompiledYet())
@@ -423,3 +423,65 @@ def test_cold_matmul_runs_the_conv_forward_kernel(trans_a, trans_b, monkeypatch)
                                    ref.linear(a, b, bias, activation="relu"), rtol=1e-4, atol=1e-4)
     with pytest.raises(AssertionError, match="not compiled yet"):  # float64 keeps its GEMM
         K.matmul(a.astype(np.float64), b.astype(np.float64), trans_a=trans_a, trans_b=trans_b)
+
+
+def test_a_request_is_written_once_and_only_while_tiering(tmp_path, monkeypatch):
+    monkeypatch.setattr(_tier, "_marker_dir", tmp_path)
+    monkeypatch.setattr(_tier, "_forced", None)
+    monkeypatch.setattr(_tier, "_requested", set())
+    monkeypatch.setenv(_tier.ENV_VAR, "1")
+    _tier.request("lstm")
+    assert (tmp_path / "requests" / "lstm").is_file()
+    (tmp_path / "requests" / "lstm").unlink()
+    _tier.request("lstm")  # once per process: a step's every call costs a set lookup
+    assert not (tmp_path / "requests" / "lstm").exists()
+    monkeypatch.setenv(_tier.ENV_VAR, "0")
+    _tier.request("gru")  # no tiering, no background compile to ask
+    assert not (tmp_path / "requests" / "gru").exists()
+
+
+@pytest.mark.parametrize("requested", [False, True])
+def test_the_background_runs_requested_jobs_first_then_the_loss(requested, tmp_path, monkeypatch):
+    # A step that asked for jobs (a recurrent layer's) gets them first, then the loss and optimizers,
+    # which it reaches before any pooling; otherwise the fixed order, tuned for LeNet-5's step.
+    ran = []
+    monkeypatch.setattr(_tier, "_marker_dir", tmp_path)
+    monkeypatch.setattr(_tier, "REQUESTABLE", {"job": lambda: ran.append("job")})
+    monkeypatch.setattr(jcompile, "_run_task", lambda name, dtype, version: ran.append((name, dtype, version)))
+    monkeypatch.setattr(_tier, "background_main", lambda serial_phase, parallel_phase: serial_phase())
+    if requested:
+        (tmp_path / "requests").mkdir()
+        for name in ("job", "unknown"):  # a name nothing registered is left alone
+            (tmp_path / "requests" / name).touch()
+    jcompile._background()
+    tasks = list(jcompile.BACKGROUND_SERIAL_TASKS)
+    if requested:
+        tasks.remove("loss + optimizers")
+        tasks.insert(0, "loss + optimizers")
+    assert ran == ["job"] * requested + [(name, "float32", "serial") for name in tasks]
+
+
+def test_a_recurrent_layer_requests_its_cells_backward_loop(monkeypatch):
+    # Each cell's forward asks for its compile job, which runs that cell's backward loop: serial
+    # twin and parallel version compute the same gradients (the same code, the batch in one task).
+    from jitgrad.kernels import cpu as K
+    from jitgrad.kernels.cpu import recurrent
+
+    asked = []
+    monkeypatch.setattr(_tier, "request", asked.append)
+    rng = np.random.default_rng(5)
+    x, h0 = rng.standard_normal((3, 2, 4)).astype(np.float32), np.zeros((2, 5), np.float32)
+    w_ih, w_hh = rng.standard_normal((5, 4)).astype(np.float32), rng.standard_normal((5, 5)).astype(np.float32)
+    y, _ = K.rnn(x, h0, w_ih, w_hh)
+    assert asked == ["rnn"] and set(_tier.REQUESTABLE) >= {"lstm", "gru", "rnn"}
+    grad_y = rng.standard_normal(y.shape).astype(np.float32)
+    steps = {}
+    for version in ("serial", "parallel"):
+        monkeypatch.setattr(_tier, "_forced", version)
+        if version == "serial":
+            _tier.REQUESTABLE["rnn"]()  # the job: the twin compiled (or loaded)
+            assert recurrent._BACKWARD[recurrent._RNN].serial.signatures
+        steps[version] = recurrent._backward_steps(recurrent._RNN, False, grad_y, h0, None, h0, None, w_hh, y,
+                                                   np.zeros((3, 2, 0), np.float32), np.full(2, 3, np.int64), False)
+    for serial, parallel in zip(steps["serial"], steps["parallel"]):
+        np.testing.assert_array_equal(serial, parallel)

@@ -226,6 +226,50 @@ def shared(dispatcher: Any) -> Any:
     return dispatcher
 
 
+# ----------------------------------------------------------------------------- requests
+
+#: Compile jobs a first step may ask the background's serial phase for (:func:`request`), by name.
+REQUESTABLE: dict[str, Any] = {}
+_requested: set[str] = set()
+
+
+def requestable(name: str, job: Any) -> None:
+    """Register ``job()`` (it calls serial twins once on small inputs) as the compile job ``name``."""
+    REQUESTABLE[name] = job
+
+
+def request(name: str) -> None:
+    """Ask the background compile of a tiered cold start for the job ``name`` (:func:`requestable`):
+    its serial phase runs requested jobs before each of its fixed tasks, so a step that will call
+    kernels those tasks do not reach (a recurrent layer's loops: :data:`REQUESTABLE`) has their
+    later twins compiled on the other core while it compiles its earlier ones. A file
+    ``requests/<name>`` in the marker folder, written once per process and only while tiering;
+    the twins' claims keep the two processes from compiling one twin twice."""
+    if name in _requested:
+        return
+    _requested.add(name)
+    if _forced is not None or not enabled():
+        return
+    try:
+        folder = marker_dir() / "requests"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / name).touch()
+    except OSError:  # a read-only cache: the step compiles them itself
+        pass
+
+
+def run_requests(done: set[str]) -> None:
+    """Run the requested jobs not in ``done`` (the background's serial phase), adding them to it."""
+    try:
+        names = sorted(path.name for path in (marker_dir() / "requests").iterdir())
+    except OSError:
+        return
+    for name in names:
+        if name in REQUESTABLE and name not in done:
+            done.add(name)
+            REQUESTABLE[name]()
+
+
 # ----------------------------------------------------------------------------- pid locks
 
 def _pid_alive(pid: int) -> bool:
