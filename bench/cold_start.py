@@ -1,4 +1,5 @@
-"""Cold and warm start: ``import jitgrad`` + the first LeNet-5 training step, and where the time goes.
+"""Cold and warm start: ``import jitgrad`` + the first LeNet-5 training step (``--model lstm``: the
+sequence-MNIST LSTM's), and where the time goes.
 
 Each measurement runs in a fresh interpreter. ``cold`` gives it an empty
 temporary cache (``JITGRAD_CACHE_DIR``), so every kernel the step calls
@@ -35,6 +36,7 @@ runs. ``--no-tiered`` measures the single-tier path (``JITGRAD_TIERED=0``).
     python bench/cold_start.py --no-tiered      # every parallel driver compiled in the step
     python bench/cold_start.py --breakdown 30   # + the 30 slowest compiles
     python bench/cold_start.py --precompile     # cold cache filled by jitgrad.compile first
+    python bench/cold_start.py --model lstm --no-warm  # examples/sequence_mnist.py's model, cold only
     python bench/cold_start.py --no-cold --repeat 7   # warm only, on the filled cache (the Makefile's)
     python bench/cold_start.py --background --breakdown 8   # the background's serial tasks, 8 compiles each
 
@@ -92,9 +94,7 @@ import jitgrad
 from jitgrad import nn, optim
 t_import = time.perf_counter() - t0
 jitgrad.manual_seed(0)
-net = nn.Sequential(nn.Conv2d(1, 6, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(6, 16, 5), nn.ReLU(),
-                    nn.MaxPool2d(2), nn.Flatten(), nn.Linear(256, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(),
-                    nn.Linear(84, 10))
+{network}
 opt = optim.Adam(net.parameters(), lr=1e-3)
 rng = np.random.default_rng(0)
 x = jitgrad.tensor(rng.standard_normal(({batch}, 1, 28, 28)).astype(np.float32))
@@ -122,6 +122,18 @@ compiles = sum(sum(d._cache_misses.values()) for d in dispatchers.values())
 print("RESULT " + json.dumps(dict(import_s=t_import, total_s=t_step, step2_s=t_step2, events=events,
                                   loads=loads, compiles=compiles)))
 """
+
+
+#: ``--model``: the network a first step trains (its name in the output, its code in the child).
+NETWORKS = {
+    "lenet5": ("LeNet-5", """net = nn.Sequential(nn.Conv2d(1, 6, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(6, 16, 5), nn.ReLU(),
+                    nn.MaxPool2d(2), nn.Flatten(), nn.Linear(256, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(),
+                    nn.Linear(84, 10))"""),
+    # examples/sequence_mnist.py's model (28-step LSTM, 128 units, and a Linear head) on the same images.
+    "lstm": ("sequence-MNIST LSTM", """sys.path.insert(0, "examples")
+from sequence_mnist import RowLSTM
+net = RowLSTM(128)"""),
+}
 
 
 _TASKS_CHILD = r"""
@@ -173,13 +185,15 @@ def prime_bytecode() -> None:
         _run([sys.executable, "-c", "import jitgrad, jitgrad.compile, jitgrad.kernels.cpu"], _env(cache))
 
 
-def first_step(cache: str, batch: int, breakdown: bool, tiered: bool | None = True) -> dict:
-    """One fresh interpreter: import + the first LeNet-5 step on ``cache``. ``tiered=None`` leaves
-    ``JITGRAD_TIERED`` unset, as a user's environment has it (tiering then only on a fresh cache)."""
+def first_step(cache: str, batch: int, breakdown: bool, tiered: bool | None = True,
+               model: str = "lenet5") -> dict:
+    """One fresh interpreter: import + the first training step of ``model`` (:data:`NETWORKS`) on
+    ``cache``. ``tiered=None`` leaves ``JITGRAD_TIERED`` unset, as a user's environment has it
+    (tiering then only on a fresh cache)."""
     env = _env(cache, JITGRAD_TIERED="1" if tiered else "0")
     if tiered is None:
         env.pop("JITGRAD_TIERED")
-    code = _CHILD.format(batch=batch, breakdown=breakdown)
+    code = _CHILD.format(batch=batch, breakdown=breakdown, network=NETWORKS[model][1])
     wall, cpu, out = _run([sys.executable, "-c", code], env)
     line = next(ln for ln in out.splitlines() if ln.startswith("RESULT "))
     result = json.loads(line[len("RESULT "):])
@@ -197,11 +211,11 @@ def wait_background(cache: str, timeout: float = 900.0) -> str | None:
     return lines[-1] if lines else None
 
 
-def warm_runs(cache: str, batch: int, tiered: bool | None, repeat: int) -> list[dict]:
+def warm_runs(cache: str, batch: int, tiered: bool | None, repeat: int, model: str = "lenet5") -> list[dict]:
     """``repeat`` warm processes on ``cache``, one after the other; prints each and the medians."""
     runs = []
     for i in range(repeat):
-        run = first_step(cache, batch, False, tiered)
+        run = first_step(cache, batch, False, tiered, model)
         run["load"] = os.getloadavg()[0]
         runs.append(run)
         print(f"  warm run {i + 1}: wall {run['wall_s']:.2f} s (in-process {run['total_s']:.2f} s, "
@@ -249,6 +263,8 @@ def precompile(cache: str) -> tuple[float, float]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--model", choices=sorted(NETWORKS), default="lenet5",
+                        help="the network of the first step (default LeNet-5; lstm: examples/sequence_mnist.py's)")
     parser.add_argument("--breakdown", type=int, default=0, metavar="N",
                         help="list the N slowest compiles of the cold step")
     parser.add_argument("--precompile", action="store_true",
@@ -291,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
 
             cache = str(cache_dir())
         print(f"warm runs on {cache} (batch {args.batch})")
-        print(warm_summary(warm_runs(cache, args.batch, args.tiered, repeat)))
+        print(warm_summary(warm_runs(cache, args.batch, args.tiered, repeat, args.model)))
         return 0
     args.tiered = True if args.tiered is None else args.tiered
     with tempfile.TemporaryDirectory(prefix="jitgrad-cold-") as cache:
@@ -301,9 +317,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.precompile:
             wall, cpu = precompile(cache)
             print(f"python -m jitgrad.compile (empty cache): wall {wall:.1f} s, CPU {cpu:.1f} s")
-        cold = first_step(cache, args.batch, args.breakdown > 0, args.tiered)
+        cold = first_step(cache, args.batch, args.breakdown > 0, args.tiered, args.model)
         label = "after precompile" if args.precompile else "cold" + (" tiered" if args.tiered else " (not tiered)")
-        print(f"{label}: import + first LeNet-5 step (batch {args.batch}): wall {cold['wall_s']:.1f} s "
+        print(f"{label}: import + first {NETWORKS[args.model][0]} step (batch {args.batch}): "
+              f"wall {cold['wall_s']:.1f} s "
               f"(in-process {cold['total_s']:.1f} s, import {cold['import_s']:.2f} s), CPU {cold['cpu_s']:.1f} s; "
               f"second step {cold['step2_s']:.2f} s; load average {os.getloadavg()[0]:.1f}")
         if args.breakdown:
@@ -324,8 +341,8 @@ def main(argv: list[str] | None = None) -> int:
             if line:
                 print(f"  {line} (ended {time.perf_counter() - start:.0f} s after the step)")
         if not args.no_warm:
-            first_step(cache, args.batch, False, args.tiered)  # whatever the cold run left uncached
-            print(warm_summary(warm_runs(cache, args.batch, args.tiered, repeat)))
+            first_step(cache, args.batch, False, args.tiered, args.model)  # whatever the cold run left uncached
+            print(warm_summary(warm_runs(cache, args.batch, args.tiered, repeat, args.model)))
     return 0
 
 
