@@ -253,12 +253,6 @@ def test_the_teams_jobs_load_as_the_kernels_do():
     from the cache in a fresh process without Numba's registry refresh, as the kernels do (with
     Numba's ``cfunc`` decorator each first job took 0.15-0.25 s more of a warm process), and run:
     a product on the team, ``tanh`` in spans."""
-    import numpy as np
-
-    from jitgrad.kernels.cpu import _team, _team_spans, activations
-
-    _team.product_state(2)  # compiled (or loaded) into the cache here
-    _team_spans._job(activations._tanh_kernel_serial, 2, 0, np.dtype(np.float32))
     code = """
         import sys
         import numpy as np
@@ -275,4 +269,7 @@ def test_the_teams_jobs_load_as_the_kernels_do():
         (span_job,) = _team_spans._JOBS.values()
         print(type(job._cache).__name__, job.cache_hits, span_job.cache_hits, "numba.np.linalg" in sys.modules)
     """
+    # A first process fills the cache with whatever these calls compile (the jobs, and the span
+    # driver of tanh, which no other test may have run before this one); the second loads it all.
+    _run(code, NUMBA_NUM_THREADS="2")
     assert _run(code, NUMBA_NUM_THREADS="2").stdout.split() == ["LoadingCache", "1", "1", "False"]
