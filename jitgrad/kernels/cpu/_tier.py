@@ -29,7 +29,9 @@ here, as without tiering.
 The background process first compiles, at normal priority, the serial twins
 the step reaches last (``jitgrad.compile.BACKGROUND_SERIAL_TASKS``: loss,
 optimizers, the conv backward kernels) while the step compiles its forward
-kernels, so a cold step's compiles are spread over two cores. A claim file per
+kernels, so a cold step's compiles are spread over two cores; before them, the
+jobs a step asked for (:func:`request`: a recurrent cell's backward loop,
+which no fixed task reaches), and then the loss and optimizers first. A claim file per
 twin (``<name>__serial.claim``, holding a pid: :class:`PidLock`, the same lock
 as the background's pid file) makes exactly one process compile it; the other
 waits for ``<name>__serial.ready`` and loads it from the cache. Callees that
