@@ -128,6 +128,12 @@ def _task_pooling(dtype: np.dtype) -> None:
         x = jitgrad.tensor(rng.standard_normal((_BATCH, c_out, h - k + 1, w - k + 1)).astype(dtype),
                            requires_grad=True)
         F.max_pool2d(F.relu(x), 2).sum().backward()
+    # ReLU on the GEMM team (from a quarter of its OpenMP size, in spans: ``_team_spans``), as LeNet-5's
+    # first one at the examples' batch 128 runs: its span jobs, forward and backward, are compiled
+    # functions of their own that the batch-4 step never reaches (after make's compile, `make train`'s
+    # first step compiled them: 2.56 s against 0.62 s).
+    x = jitgrad.tensor(rng.standard_normal((_WIDE_BATCH, 6, 24, 24)).astype(dtype), requires_grad=True)
+    F.relu(x).sum().backward()
 
 
 def _task_loss_optim(dtype: np.dtype) -> None:

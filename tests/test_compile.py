@@ -148,3 +148,18 @@ def test_the_tasks_reach_every_tiered_kernel(monkeypatch: pytest.MonkeyPatch) ->
         jc._run_task(name, "float32", "parallel")
     kernels = {name for name in _tier.REGISTRY if name.startswith("jitgrad.")}  # not other tests' kernels
     assert kernels and kernels <= ran, sorted(kernels - ran)
+
+
+def test_the_pooling_task_reaches_relus_span_jobs(monkeypatch: pytest.MonkeyPatch) -> None:
+    # LeNet-5's first ReLU at the examples' batch 128 runs on the GEMM team, in span jobs (compiled
+    # functions of their own, not dispatchers): the compile must leave them in the cache too.
+    import numba
+
+    from jitgrad.kernels.cpu import _team, _team_spans, activations
+
+    if not _team.enabled() or numba.get_num_threads() < 2:
+        pytest.skip("the GEMM team runs with two threads on Linux x86-64")
+    monkeypatch.setattr(_team_spans, "_JOBS", {})
+    jc._run_task("max_pool2d + relu", "float32", "parallel")
+    kernels = {kernel for kernel, dtype in _team_spans._JOBS if dtype == np.float32}
+    assert {activations._relu_kernel_serial, activations._relu_backward_kernel_serial} <= kernels
