@@ -176,6 +176,22 @@ def _task_recurrent(dtype: np.dtype) -> None:
         nn.functional.cross_entropy(nn.Linear(64, 10)(y[:, -1]), rng.integers(0, 10, 12)).backward()
 
 
+def _example_resnet() -> list:
+    """``examples/mnist_models.py``'s ResNet when the examples sit beside the package (a checkout, as
+    ``make`` installs it), else nothing: batch norm, padded and strided convolutions, residual sums
+    and global pooling, which the other models' steps never reach (after make's compile its first
+    step compiled for 6.5 s)."""
+    import importlib.util
+
+    path = _PACKAGE.parent / "examples" / "mnist_models.py"
+    spec = importlib.util.spec_from_file_location("_jitgrad_example_models", path) if path.is_file() else None
+    if spec is None or spec.loader is None:
+        return []
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return [module.resnet()]
+
+
 def _task_step(dtype: np.dtype) -> None:
     # Cross-entropy, dropout and both optimizers on a tiny model, then one
     # full training step of each example model: whatever an earlier task did
@@ -190,7 +206,8 @@ def _task_step(dtype: np.dtype) -> None:
                                 nn.MaxPool2d(2), nn.Flatten(), nn.Linear(256, 120), nn.ReLU(),
                                 nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10)),
                   nn.Sequential(nn.Conv2d(1, 32, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(32, 64, 3), nn.ReLU(),
-                                nn.MaxPool2d(2), nn.Flatten(), nn.Dropout(0.5), nn.Linear(1600, 10))):
+                                nn.MaxPool2d(2), nn.Flatten(), nn.Dropout(0.5), nn.Linear(1600, 10)),
+                  *_example_resnet()):
         for optimizer in (optim.Adam(model.parameters(), lr=1e-3, weight_decay=1e-4),
                           optim.AdamW(model.parameters(), lr=1e-3),
                           optim.SGD(model.parameters(), lr=1e-2, momentum=0.9, nesterov=True, weight_decay=1e-4)):

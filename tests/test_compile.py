@@ -163,3 +163,11 @@ def test_the_pooling_task_reaches_relus_span_jobs(monkeypatch: pytest.MonkeyPatc
     jc._run_task("max_pool2d + relu", "float32", "parallel")
     kernels = {kernel for kernel, dtype in _team_spans._JOBS if dtype == np.float32}
     assert {activations._relu_kernel_serial, activations._relu_backward_kernel_serial} <= kernels
+
+
+def test_the_step_task_trains_the_examples_resnet_too() -> None:
+    # make's compile covers examples/mnist_cnn.py's third model (batch norm, padded and strided
+    # convolutions, residual sums): the step task loads it from the checkout's examples.
+    (model,) = jc._example_resnet()
+    kinds = {type(m).__name__ for m in model.modules()}
+    assert {"BatchNorm2d", "GlobalAvgPool", "Conv2d"} <= kinds, kinds
