@@ -7,6 +7,7 @@ building its own copy.
 
 from __future__ import annotations
 
+import types
 from typing import Any
 
 import numba
@@ -38,6 +39,18 @@ def njit(*args: Any, **options: Any) -> Any:
     Numba's."""
     options.setdefault("no_cfunc_wrapper", True)
     return numba.njit(*args, **options)
+
+
+def code_copy(function: Any, name: str, qualname: str, **names: Any) -> Any:
+    """``function``'s code as a function of its own, ``name`` and ``qualname``, with ``names`` added to
+    its globals: Numba caches a function in files named by its qualified name, so each copy (a tiered
+    kernel's serial twin, a recurrent cell's loop, a span job per kernel) is cached apart."""
+    namespace = dict(function.__globals__, **names) if names else function.__globals__
+    copy = types.FunctionType(function.__code__, namespace, name, function.__defaults__, function.__closure__)
+    copy.__qualname__ = qualname
+    copy.__module__ = function.__module__
+    copy.__doc__ = function.__doc__
+    return copy
 
 
 #: The dtypes a wrapper's fast path accepts (anything else goes through the reference's checks).

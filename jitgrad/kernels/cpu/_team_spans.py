@@ -32,13 +32,12 @@ forward (128 x 1600 x 10) took 71 us on one thread, 31 us on the team.
 
 from __future__ import annotations
 
-import types as _pytypes
 from typing import Any
 
 import numpy as np
 from numba import carray, literal_unroll, types
 
-from jitgrad.kernels.cpu._jit import njit
+from jitgrad.kernels.cpu._jit import code_copy, njit
 
 from . import _team
 from ._cache_load import cached_cfunc
@@ -129,12 +128,10 @@ def _job(kernel: Any, narrays: int, nscalars: int, dtype: np.dtype) -> int | Non
         template = _TEMPLATES.get((narrays, nscalars))
         if template is None:
             return None
-        namespace = dict(globals(), KERNEL=kernel, DTYPE=dtype.type, S=dtype.type)
-        function = _pytypes.FunctionType(template.__code__, namespace, template.__name__)
-        # Numba names a cached function's files by its qualified name: one per kernel and type.
-        function.__qualname__ = f"{template.__name__}.{kernel.py_func.__module__.replace('.', '_')}." \
-                                f"{kernel.py_func.__name__}.{dtype.name}"
-        function.__module__ = __name__
+        # One cache file per kernel and type (Numba names them by the qualified name).
+        qualname = (f"{template.__name__}.{kernel.py_func.__module__.replace('.', '_')}."
+                    f"{kernel.py_func.__name__}.{dtype.name}")
+        function = code_copy(template, template.__name__, qualname, KERNEL=kernel, DTYPE=dtype.type, S=dtype.type)
         job = _JOBS[key] = cached_cfunc(function, _JOB_SIGNATURE)
     return job.address
 

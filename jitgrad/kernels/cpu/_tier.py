@@ -58,7 +58,6 @@ import pickle
 import subprocess
 import sys
 import time
-import types
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +65,8 @@ import numba
 from numba.core.caching import NullCache
 
 from jitgrad import config
+
+from ._jit import code_copy
 
 ENV_VAR = "JITGRAD_TIERED"
 #: Seconds between two looks for a kernel's marker while it runs its serial twin.
@@ -446,11 +447,7 @@ class Tiered:
 
     def __init__(self, dispatcher: Any) -> None:
         py = dispatcher.py_func
-        twin = types.FunctionType(py.__code__, py.__globals__, py.__name__ + TWIN_SUFFIX, py.__defaults__,
-                                  py.__closure__)
-        twin.__qualname__ = py.__qualname__ + TWIN_SUFFIX
-        twin.__module__ = py.__module__
-        twin.__doc__ = py.__doc__
+        twin = code_copy(py, py.__name__ + TWIN_SUFFIX, py.__qualname__ + TWIN_SUFFIX)
         options = {k: v for k, v in dispatcher.targetoptions.items() if k not in ("parallel", "nopython")}
         self.parallel = dispatcher
         self.serial = numba.njit(cache=not isinstance(dispatcher._cache, NullCache), **options)(twin)

@@ -32,7 +32,6 @@ the vectorisable kernels (2.40 and 1.26 ulp), in float64 ``math.exp`` and ``math
 from __future__ import annotations
 
 import functools
-import types as pytypes
 from typing import Any
 
 import numba
@@ -50,7 +49,7 @@ from jitgrad.kernels.reference.recurrent import (
 
 from . import _elementary as ef
 from . import _gemm, _tier
-from ._jit import FASTMATH, PRANGE_ONLY, njit
+from ._jit import FASTMATH, PRANGE_ONLY, code_copy, njit
 from ._tier import tiered
 from .matmul import matmul
 
@@ -301,9 +300,10 @@ def _rows(task, ntasks, npa, batch):
 # One template per direction, compiled once per cell (:func:`_per_cell`) with the cell's row pass as
 # ``ROWS``: a model compiles only the cells it runs. With one pair of loops for all three cells an
 # LSTM's first forward and backward compiled in 22.6 CPU-s on the 2-core Zen 3 (float32, parallel
-# versions, with their input products); per cell 11.9, then a GRU's 9.3 more, a plain RNN's 7.7. Threads split the batch for the whole sequence: a row's steps never read another row,
-# so each task runs every step of its rows in one parallel region per call (before: one per step)
-# and a row's state never crosses cores. The sequence-MNIST LSTM (batch 128, 28 steps, 128 units),
+# versions, with their input products); per cell 11.9, then a GRU's 9.3 more, a plain RNN's 7.7.
+# Threads split the batch for the whole sequence: a row's steps never read another row, so each
+# task runs every step of its rows in one parallel region per call (before: one per step) and a
+# row's state never crosses cores. The sequence-MNIST LSTM (batch 128, 28 steps, 128 units),
 # 2 threads, three alternating pairs of processes: forward 7.6-9.7 -> 6.4-8.5 ms, backward 13.2-14.7
 # -> 10.3-11.8 ms.
 
@@ -366,11 +366,7 @@ def _per_cell(template: Any, cell: str, rows: Any) -> Any:
     """``template`` as a tiered ``parallel`` kernel of its own with ``rows`` as its ``ROWS``, named
     ``<template>_<cell>`` (Numba's cache files and the tiers' markers go by that name)."""
     name = f"{template.__name__}_{cell}"
-    function = pytypes.FunctionType(template.__code__, dict(globals(), ROWS=rows), name)
-    function.__qualname__ = name
-    function.__module__ = __name__
-    function.__doc__ = template.__doc__
-    return tiered(njit(parallel=PRANGE_ONLY, **_jit)(function))
+    return tiered(njit(parallel=PRANGE_ONLY, **_jit)(code_copy(template, name, name, ROWS=rows)))
 
 
 _FORWARD = {_LSTM: _per_cell(_forward_loop, "lstm", _lstm_rows), _GRU: _per_cell(_forward_loop, "gru", _gru_rows),
