@@ -22,6 +22,7 @@ from tests.kernels.test_conv import guarded
 BACKENDS = [pytest.param(ref, id="reference"), pytest.param(cpu, id="cpu")]
 TRANS = list(itertools.product([False, True], [False, True]))
 TRANS_IDS = ["NN", "NT", "TN", "TT"]
+cpu_matmul = importlib.import_module("jitgrad.kernels.cpu.matmul")
 #: The GEMM drivers' trailing ``(bias, epi)``: no store epilogue (see kernels/cpu/_gemm_epilogue.py).
 NO_EPILOGUE = {np.dtype(t): (np.zeros(1, t), 0) for t in DTYPES}
 
@@ -95,6 +96,10 @@ SHAPES = [
     # at most one vector of columns (a 10-class head: the narrow micro-kernel loop), A read in place,
     # over one and several K slices; 33, 130 and 129 above end in a narrow edge panel
     (128, 10, 84), (70, 12, 600),
+    # a @ b.T whose short side fills B panels (``_gemm.product_route``, AVX2): M short, run as
+    # (b @ a.T).T and transposed back (edges of the register-block transposition: 30 rows, 77
+    # columns); N short, on the GEMM rather than the dot kernel
+    (16, 150, 300), (30, 77, 260), (150, 16, 300), (77, 30, 260),
 ]
 
 
@@ -311,10 +316,11 @@ def test_checked_serial_gemm_answers(dtype):
     # max_macs = 0 (any product) the micro-kernel runs them.
     assert answer(a, b, False, False, out, max_macs=40 * 70 * 37 - 1) == _gemm.LARGER
     assert answer(a, b, False, False, out, max_macs=40 * 70 * 37) == _gemm.DONE
-    g, x = randn((16, _gemm.DOT_MIN_K), dtype, 4), randn((50, _gemm.DOT_MIN_K), dtype, 5)
-    assert _gemm.dot_product(False, True, 16, 50, _gemm.DOT_MIN_K)
-    assert answer(g, x, False, True, nan_like((16, 50), dtype), max_macs=1 << 30) == _gemm.ELSEWHERE
-    out = nan_like((16, 50), dtype)
+    g, x = randn((10, _gemm.DOT_MIN_K), dtype, 4), randn((50, _gemm.DOT_MIN_K), dtype, 5)
+    itemsize = np.dtype(dtype).itemsize
+    assert _gemm.product_route(False, True, 10, 50, _gemm.DOT_MIN_K, itemsize) == _gemm.DOT
+    assert answer(g, x, False, True, nan_like((10, 50), dtype), max_macs=1 << 30) == _gemm.ELSEWHERE
+    out = nan_like((10, 50), dtype)
     assert answer(g, x, False, True, out, max_macs=0) == _gemm.DONE
     rtol, atol = tolerance(dtype, _gemm.DOT_MIN_K)
     assert_close(out, ref.matmul(g, x, trans_b=True), dtype, rtol=rtol, atol=atol)
@@ -323,6 +329,45 @@ def test_checked_serial_gemm_answers(dtype):
     assert answer(np.empty((5, 0), dtype), np.empty((0, 6), dtype), False, False, out) == _gemm.DONE
     np.testing.assert_array_equal(out, 0)
     assert answer(np.empty((0, 4), dtype), randn((4, 6), dtype), False, False, np.empty((0, 6), dtype)) == _gemm.DONE
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_a_short_side_that_fills_b_panels_takes_the_packed_gemm(dtype, monkeypatch):
+    # a @ b.T with a short side of whole B panels (the last 7/8 full) and a long operand read in place:
+    # on AVX2 the GEMM packs the short operand, swapped when the short side is M; elsewhere the routes before.
+    itemsize = np.dtype(dtype).itemsize
+    nr = 2 * _gemm.VEC_BYTES // itemsize
+    route = _gemm.product_route
+    swap, direct = (_gemm.SWAPPED, _gemm.GEMM) if _gemm.SWAP_NT else (_gemm.DOT, _gemm.DOT)
+    assert route(False, True, nr, 300, 300, itemsize) == swap
+    assert route(False, True, 300, nr, 300, itemsize) == direct
+    assert route(False, True, 2 * nr - nr // 8, 300, 300, itemsize) == swap  # the last panel 7/8 full
+    assert route(False, True, 2 * nr - nr // 4, 300, 300, itemsize) == _gemm.DOT  # 3/4 full: dot products
+    assert route(False, True, nr, 300, 4096 // itemsize, itemsize) == _gemm.DOT  # a 4 KiB row pitch
+    assert route(False, True, nr - 1, 300, 300, itemsize) == _gemm.DOT  # under one panel
+    assert route(False, True, 64, 300, 300, itemsize) == _gemm.GEMM  # past DOT_MAX_MN: as before
+    for trans_a, trans_b in [(False, False), (True, False), (True, True)]:
+        assert route(trans_a, trans_b, nr, 300, 300, itemsize) == _gemm.GEMM
+    # The swapped product, through every entry: the entry point (one thread, and the dot route answered
+    # by the micro-kernel with max_macs = 0), matmul's parallel drivers (gemm_checked not taken).
+    m, n, k = 2 * nr - nr // 8, 90, 300  # rows that are not a multiple of the vector width
+    a, b = guarded(randn((m, k), dtype, 1)), guarded(randn((n, k), dtype, 2))
+    expected = ref.matmul(a, b, trans_b=True)
+    rtol, atol = tolerance(dtype, k)
+    entry = _gemm.serial_entry(np.dtype(dtype))
+    for max_macs in (0, 1 << 30):
+        out = guarded(nan_like((m, n), dtype))
+        answer = entry(a, b, False, True, out, *NO_EPILOGUE[np.dtype(dtype)], max_macs, NO_TEAM)
+        assert answer == (_gemm.ELSEWHERE if max_macs and not _gemm.SWAP_NT else _gemm.DONE)
+        if answer == _gemm.DONE:
+            assert_close(out, expected, dtype, rtol=rtol, atol=atol)
+    kernel = cpu_matmul._matmul_kernel
+    calls = []
+    monkeypatch.setattr(cpu_matmul, "_matmul_kernel", lambda *args: calls.append(args[0].shape) or kernel(*args))
+    out = guarded(nan_like((m, n), dtype))
+    kernel(a, b, False, True, out)
+    assert_close(out, expected, dtype, rtol=rtol, atol=atol)
+    assert calls == ([(n, k)] if _gemm.SWAP_NT else [])  # the swapped operands, once
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -366,7 +411,7 @@ def test_every_path_agrees(dtype):
 @pytest.mark.parametrize("trans_a,trans_b", TRANS, ids=TRANS_IDS)
 def test_cpu_stays_inside_its_arrays(trans_a, trans_b, dtype):
     # Every argument ends at an inaccessible page: an access past its end crashes.
-    for m, n, k in [(13, 37, 29), (70, 45, 33), (130, 67, 150)]:
+    for m, n, k in [(13, 37, 29), (70, 45, 33), (130, 67, 150), (30, 77, 260)]:  # (30, 77, 260) NT: swapped
         a, b = operands(m, n, k, trans_a, trans_b, dtype)
         a, b = guarded(a), guarded(b)
         expected = ref.matmul(a, b, trans_a=trans_a, trans_b=trans_b)

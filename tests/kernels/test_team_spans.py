@@ -179,7 +179,7 @@ def test_dot_spans_stay_inside_their_arrays():
 
 def test_matmul_runs_deep_skinny_products_on_the_team_and_falls_back_when_it_is_held(monkeypatch):
     a, b = randn((128, 1600), np.float32, seed=1), randn((10, 1600), np.float32, seed=2)
-    assert matmul_module.dot_product(False, True, 128, 10, 1600)
+    assert matmul_module.product_route(False, True, 128, 10, 1600, 4) == matmul_module.DOT
     assert 128 * 10 * 1600 > matmul_module.TEAM_MIN_MACS
     expected = np.empty((128, 10), np.float32)
     _gemm_dot.gemm_dot(a, b, expected, 0, 10)

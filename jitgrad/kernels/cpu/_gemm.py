@@ -21,7 +21,7 @@ from numba import carray, prange, types
 from ._atomic import new_counter, next_task, share_done
 from ._gemm_epilogue import EPI_COL_BIAS, apply_epilogue
 from ._gemm_pack import pack_a, pack_a_panel, pack_b, pack_b_panel  # noqa: F401 (re-exported for _conv)
-from ._gemm_simd import VEC_BYTES, address_to_pointer
+from ._gemm_simd import VEC_BYTES, address_to_pointer, vtranspose_copy
 from ._gemm_tile import (  # noqa: F401
     KC,
     MC_BYTES,
@@ -81,15 +81,40 @@ DOT_MAX_MN = 32
 #: ... and at least this deep (conv weight gradients, wide Linear inputs): shallower ones gain
 #: little, and LeNet-5's first step (no such product) compiles nothing more.
 DOT_MIN_K = 256
+#: On AVX2, ``a @ b.T`` whose shorter side fills B panels (``product_route``) runs on the packed
+#: GEMM, as ``(b @ a.T).T`` when the short side is M: the transposed operand packed into B panels is
+#: then the small one (M x K) instead of all of B (N x K, the most of a conv weight gradient's
+#: ``g @ cols.T``; the large one is read in place as A), and C is written transposed into a scratch
+#: array and copied back (M x N, a few per cent of the product's reads). Native Zen 3, against the
+#: dot-product kernel or the GEMM packing B: see docs/performance.md, "a @ b.T as (b @ a.T).T"
+#: (stop 50). AVX-512 keeps the earlier routes (its weight-gradient rows were 1.14-2.91x OpenBLAS;
+#: not measured swapped: no AVX-512 host since).
+SWAP_NT = VEC_BYTES < 64
+#: ``product_route``'s answers: the packed GEMM as asked, the dot-product kernel, the GEMM swapped.
+GEMM, DOT, SWAPPED = 0, 1, 2
 
 
-def dot_product(trans_a: bool, trans_b: bool, m: int, n: int, k: int) -> bool:
-    """Whether ``op(a) @ op(b)`` runs as dot products of rows (``_gemm_dot``): ``a @ b.T``, deep, skinny C."""
-    return trans_b and not trans_a and k >= DOT_MIN_K and (m <= DOT_MAX_MN or n <= DOT_MAX_MN)
+def product_route(trans_a: bool, trans_b: bool, m: int, n: int, k: int, itemsize: int) -> int:
+    """How ``op(a) @ op(b)`` (C ``m x n``, depth ``k``, elements of ``itemsize`` bytes) runs: ``GEMM``,
+    ``DOT`` (``a @ b.T`` deep with a short side: ``_gemm_dot``) or ``SWAPPED`` (``a @ b.T`` as ``(b @
+    a.T).T``, a store epilogue applied after it: ``SWAP_NT``)."""
+    if trans_a or not trans_b:
+        return GEMM
+    short = min(m, n)
+    nr = 2 * VEC_BYTES // itemsize
+    # On the GEMM: a short side of one or two B panels (the last at least 7/8 full), the long operand
+    # read in place as A (its row pitch not a multiple of 4 KiB: ``a_in_place``).
+    packed = (SWAP_NT and nr <= short <= DOT_MAX_MN and (-(-short // nr) * nr - short) * 8 <= short
+              and (k * itemsize) % 4096 != 0)
+    if packed and m < n:
+        return SWAPPED
+    if k >= DOT_MIN_K and short <= DOT_MAX_MN and not (packed and n <= m):
+        return DOT
+    return GEMM
 
 
-#: ``dot_product`` for the kernels (the same source).
-dot_product_jit = njit(inline="always", **_jit)(dot_product)
+#: ``product_route`` for the kernels (the same source).
+product_route_jit = njit(inline="always", **_jit)(product_route)
 #: A parallel product runs in one parallel region, each task packing the panels it reads, while
 #: that packs at most this many elements per thread more than a shared packing pass would (A once
 #: per column of tasks, B once per row; 128 KiB of float32, ~10-20 us of copying). Each region
@@ -350,7 +375,7 @@ def gemm_checked(a, b, trans_a, trans_b, c, bias, epi, max_macs, team):
 
     ``max_macs = 0``: any valid product. ``max_macs > 0``: ``matmul``'s products: up to ``SMALL_MACS`` by
     ``gemm_small``, up to ``max_macs`` by the micro-kernel, except the products of the dot-product
-    kernel, ``a @ b.T`` deep with a short side (``dot_product``): ``ELSEWHERE``; above ``max_macs``,
+    kernel, ``a @ b.T`` deep with a short side (``product_route``): ``ELSEWHERE``; above ``max_macs``,
     float32 on the GEMM team when ``team`` (its state, ``_team_state``) holds the product job and this
     thread's setting is more than one thread (``DONE``), on the micro-kernel when it is one, otherwise
     ``LARGER`` (the caller runs a parallel driver, or readies the team). ``max_macs = -nthreads``: on
@@ -380,24 +405,54 @@ def gemm_checked(a, b, trans_a, trans_b, c, bias, epi, max_macs, team):
     if epi & EPI_COL_BIAS and (bias.size != n or not disjoint(c, bias)):
         return UNCHECKED
     macs = m * n * k
-    if max_macs > 0:
-        if macs <= SMALL_MACS:
-            gemm_small(a_c, b_c, trans_a, trans_b, c_c)
-            if epi:
-                apply_epilogue(c_c, bias, epi)
-            return DONE
-        if dot_product_jit(trans_a, trans_b, m, n, k):
-            return ELSEWHERE
-        if macs > max_macs:
-            nthreads = team_threads(team)
-            if nthreads != 1:
-                if nthreads and team_product(team, a_c, b_c, trans_a, trans_b, c_c, bias, epi, nthreads):
-                    return DONE
-                return LARGER
-    elif max_macs < 0:  # on the team
-        return DONE if team_product(team, a_c, b_c, trans_a, trans_b, c_c, bias, epi, -max_macs) else LARGER
-    gemm_serial(a_c, b_c, trans_a, trans_b, c_c, bias, epi)
+    if max_macs > 0 and macs <= SMALL_MACS:
+        gemm_small(a_c, b_c, trans_a, trans_b, c_c)
+        if epi:
+            apply_epilogue(c_c, bias, epi)
+        return DONE
+    route = product_route_jit(trans_a, trans_b, m, n, k, c.itemsize)
+    if max_macs > 0 and route == DOT:
+        return ELSEWHERE
+    # z = op(x) @ op(y) with the epilogue e: C, or C transposed (SWAPPED: copied to C, then the epilogue)
+    x, y, z, e = a_c, b_c, c_c, epi
+    if route == SWAPPED:
+        x, y, z, e = b_c, a_c, np.empty((n, m), dtype=c.dtype), 0
+    on_team = max_macs < 0
+    nthreads = -max_macs
+    if max_macs > 0 and macs > max_macs:
+        nthreads = team_threads(team)
+        on_team = nthreads != 1
+    if on_team:
+        if not (nthreads and team_product(team, x, y, trans_a, trans_b, z, bias, e, nthreads)):
+            return LARGER
+    else:
+        gemm_serial(x, y, trans_a, trans_b, z, bias, e)
+    if route == SWAPPED:
+        transpose_into(c_c, z)
+        if epi:
+            apply_epilogue(c_c, bias, epi)
     return DONE
+
+
+@njit(inline="always", **_jit)  # inlined: no compile of its own
+def transpose_into(c, ct):
+    """``c[:] = ct.T`` (both C-contiguous): square blocks of vector width transposed in registers
+    (``vtranspose_copy``), the edges one element at a time."""
+    m, n = c.shape
+    lanes = VEC_BYTES // c.itemsize
+    cf = c.reshape(c.size)
+    tf = ct.reshape(ct.size)
+    mb = m - m % lanes
+    nb = n - n % lanes
+    for i0 in range(0, mb, lanes):
+        for j0 in range(0, nb, lanes):
+            vtranspose_copy(tf, j0 * m + i0, m, cf, i0 * n + j0, n)
+        for i in range(i0, i0 + lanes):
+            for j in range(nb, n):
+                cf[i * n + j] = tf[j * m + i]
+    for i in range(mb, m):
+        for j in range(n):
+            cf[i * n + j] = tf[j * m + i]
 
 
 _SERIAL_ENTRIES: dict = {}

@@ -10,7 +10,7 @@ from jitgrad.kernels._constants import kernel_names
 from jitgrad.kernels.reference.matmul import check_matmul_args
 
 from . import _conv, _gemm, _team, _team_spans
-from ._gemm import SMALL_MACS, dot_product
+from ._gemm import DOT, SMALL_MACS, SWAPPED, product_route
 from ._gemm_dot import gemm_dot, gemm_dot_parallel
 from ._gemm_epilogue import apply_epilogue
 from ._jit import overlaps
@@ -60,7 +60,15 @@ def _matmul_kernel(a: np.ndarray, b: np.ndarray, trans_a: bool, trans_b: bool, o
     # float32 above TEAM_MIN_MACS on the GEMM team; otherwise one thread below SERIAL_MACS (the thread
     # count is asked only where it decides). An OpenMP launch takes the workqueue lock (_parallel); the
     # serial kernels and the team need none.
-    dot = dot_product(trans_a, trans_b, m, n, k)
+    route = product_route(trans_a, trans_b, m, n, k, out.itemsize)
+    if route == SWAPPED:  # a @ b.T as (b @ a.T).T (see _gemm.SWAP_NT), then the epilogue
+        scratch = np.empty((n, m), dtype=out.dtype)
+        _matmul_kernel(b, a, False, True, scratch)
+        out[...] = scratch.T
+        if epi:
+            apply_epilogue(out, bias, epi)
+        return
+    dot = route == DOT
     if macs > TEAM_MIN_MACS and out.dtype is _F32:
         if not dot:
             if _team_product(a, b, trans_a, trans_b, out, bias, epi):  # (it opens the fast path)
