@@ -380,7 +380,9 @@ def gemm_checked(a, b, trans_a, trans_b, c, bias, epi, max_macs, team):
     thread's setting is more than one thread (``DONE``), on the micro-kernel when it is one, otherwise
     ``LARGER`` (the caller runs a parallel driver, or readies the team). ``max_macs = -nthreads``: on
     ``nthreads`` threads of the team, ``LARGER`` when it is held. ``team`` is ``_team_state.NO_TEAM``
-    where products never go to the team. ``bias``, ``epi``: the store's epilogue (``gemm_cols``). Checked here: the inner
+    where products never go to the team. ``bias``, ``epi``: the store's epilogue (``gemm_cols``). On the
+    ``SWAPPED`` route (``product_route``) the product is ``C^T``, into a scratch array transposed into ``c``,
+    and the epilogue runs after it. Checked here: the inner
     sizes, ``c``'s shape, every array C-contiguous, ``c`` apart from ``a``, ``b`` and a column bias,
     and that bias's length, each a comparison of a few integers where ``matmul``'s Python checks
     took ~1 us of a 3-5 us product (LeNet fc3's and the ResNet head's gradients). Left to the
