@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jitgrad.kernels import cpu
+from jitgrad.kernels.cpu._gemm_simd import VEC_BYTES, vload, vstore_masked
 from jitgrad.kernels import reference as ref
 from jitgrad.kernels.cpu import _gemm
 from jitgrad.kernels.cpu._gemm_dot import gemm_dot, gemm_dot_parallel
@@ -578,10 +579,12 @@ class TestBadInput:
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("n,k", [(48, 37), (35, 8), (16, 3), (70, 129)])
+@pytest.mark.parametrize("n,k", [(48, 37), (35, 8), (16, 3), (70, 129), (10, 84), (26, 19)])
 def test_transposed_b_packs_into_panels(n, k, dtype):
     # pack_b of op(b) = b.T: whole panels by register transposes of lanes x lanes blocks (k % lanes by
-    # scalar moves), the partial last panel zero-padded; against the definition of the panel layout.
+    # scalar moves), the partial last panel zero-padded, its whole vectors of columns transposed too
+    # (10 and 26 columns: one whole vector and a few columns on AVX2 and AVX-512, float32 and float64);
+    # against the definition of the panel layout.
     from jitgrad.kernels.cpu import _gemm_pack
     from jitgrad.kernels.cpu._gemm_simd import VEC_BYTES
 
@@ -593,3 +596,25 @@ def test_transposed_b_packs_into_panels(n, k, dtype):
     padded = np.zeros((k, npb * nr), dtype)
     padded[:, :n] = b.T
     np.testing.assert_array_equal(packed, padded.reshape(k, npb, nr).transpose(1, 0, 2).ravel())
+
+
+@numba.njit(cache=False)
+def _store_first(src, dst, offset, count):
+    vstore_masked(dst, offset, vload(src, 0), count)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_masked_store_writes_exactly_its_lanes(dtype):
+    # The edge tiles' stores (GEMM, epilogue, im2col, elementwise tails): lanes ``0 : count`` of a
+    # vector, ``count`` clamped to ``0 : lanes``, nothing else written. Below AVX-512 it is a store per
+    # binary digit of ``count`` (``_gemm_simd._store_lanes``), at every offset's alignment.
+    lanes = VEC_BYTES // np.dtype(dtype).itemsize
+    src = np.arange(1, lanes + 1, dtype=dtype)
+    for offset in (0, 1, 3):
+        for count in range(-2, lanes + 3):
+            dst = np.full(lanes + 8, -1, dtype)
+            _store_first(src, dst, offset, count)
+            expected = np.full(lanes + 8, -1, dtype)
+            stored = max(0, min(count, lanes))
+            expected[offset:offset + stored] = src[:stored]
+            np.testing.assert_array_equal(dst, expected, err_msg=f"offset {offset}, count {count}")

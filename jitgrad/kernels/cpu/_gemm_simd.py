@@ -249,13 +249,37 @@ def vload_masked(typingctx, arr, index, count):
     return vt(arr, index, count), codegen
 
 
-def _store_lanes(builder, vec, ptr, count, lanes):
-    """``ptr[l] = vec[l]`` for lanes ``l < count``: one scalar store per lane, each behind a compare."""
+def _store_lanes(builder, vec, ptr, count, lanes, itemsize):
+    """``ptr[l] = vec[l]`` for lanes ``l < count`` (clamped to ``0 : lanes``), by the binary digits of
+    ``count``, the largest first: a digit ``w`` set is one store of ``w`` lanes (the whole vector, a
+    half, a quarter, ..., one lane), after which the lanes still to store are shifted down by a
+    shuffle. At most ``log2(lanes) + 1`` stores, each behind one test, where a store per lane behind a
+    compare each took ~0.4 us of a 5 us product to 10 columns (128 x 84 x 10, Zen 3)."""
+    zero = ir.Constant(_I64, 0)
     count = builder.sext(count, _I64) if count.type.width < 64 else count
-    for lane in range(lanes):
-        with builder.if_then(builder.icmp_signed(">", count, ir.Constant(_I64, lane))):
-            builder.store(builder.extract_element(vec, ir.Constant(_I32, lane)),
-                          cgutils.gep(builder, ptr, lane))
+    count = builder.select(builder.icmp_signed("<", count, zero), zero, count)
+    count = builder.select(builder.icmp_signed(">", count, ir.Constant(_I64, lanes)), ir.Constant(_I64, lanes), count)
+    element = vec.type.element
+    part, offset, width = vec, zero, lanes
+    while width >= 1:
+        if width == lanes:
+            low = high = vec
+        elif width == 1:
+            low = builder.extract_element(part, ir.Constant(_I32, 0))
+            high = builder.extract_element(part, ir.Constant(_I32, 1))
+        else:
+            low = builder.shuffle_vector(part, part, ir.Constant(ir.VectorType(_I32, width), list(range(width))))
+            high = builder.shuffle_vector(part, part, ir.Constant(ir.VectorType(_I32, width),
+                                                                  list(range(width, 2 * width))))
+        digit = builder.icmp_unsigned("!=", builder.and_(count, ir.Constant(_I64, width)), zero)
+        with builder.if_then(digit):
+            target = cgutils.gep(builder, ptr, offset)
+            if width > 1:
+                target = builder.bitcast(target, ir.VectorType(element, width).as_pointer())
+            builder.store(low, target, align=itemsize)
+        part = builder.select(digit, high, low)
+        offset = builder.add(offset, builder.select(digit, ir.Constant(_I64, width), zero))
+        width //= 2
 
 
 @intrinsic
@@ -269,7 +293,7 @@ def vstore_masked(typingctx, arr, index, vec, count):
         _mark_vector_width(builder)
         if not MASKED_STORE_FAST:
             _store_lanes(builder, args[2], _element_pointer(context, builder, sig.args[0], args[0], args[1]),
-                         args[3], vec.lanes)
+                         args[3], vec.lanes, arr.dtype.bitwidth // 8)
             return context.get_dummy_value()
         vptr = _vector_pointer(context, builder, sig.args[0], args[0], args[1], vec)
         mask = _lane_mask(builder, args[3], vec.lanes)
