@@ -12,10 +12,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jitgrad.kernels import cpu
-from jitgrad.kernels.cpu._gemm_simd import VEC_BYTES, vload, vstore_masked
 from jitgrad.kernels import reference as ref
 from jitgrad.kernels.cpu import _gemm
 from jitgrad.kernels.cpu._gemm_dot import gemm_dot, gemm_dot_parallel
+from jitgrad.kernels.cpu._gemm_simd import VEC_BYTES, vload, vstore_masked
 from jitgrad.kernels.cpu._team_state import NO_TEAM
 from tests.helpers import DTYPES, assert_close, nan_like, randn
 from tests.kernels.test_conv import guarded
@@ -586,7 +586,6 @@ def test_transposed_b_packs_into_panels(n, k, dtype):
     # (10 and 26 columns: one whole vector and a few columns on AVX2 and AVX-512, float32 and float64);
     # against the definition of the panel layout.
     from jitgrad.kernels.cpu import _gemm_pack
-    from jitgrad.kernels.cpu._gemm_simd import VEC_BYTES
 
     b = randn((n, k), dtype, 5)
     nr = 2 * VEC_BYTES // np.dtype(dtype).itemsize
