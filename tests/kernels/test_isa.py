@@ -176,7 +176,8 @@ record("conv2d weight gradient", gw, rw)
 record("conv2d bias gradient", gb, rb)
 ef = importlib.import_module("jitgrad.kernels.cpu._elementary")
 print("RESULT" + json.dumps({"path": _isa.ISA.name, "mr": importlib.import_module("jitgrad.kernels.cpu._gemm").MR,
-                              "worst": worst, "tanh_lanes": ef.TANH_LANES, "gelu_tables": ef.HAS_VGELU}))
+                              "worst": worst, "tanh_lanes": ef.TANH_LANES,
+                              "gelu_tables": [ef.GELU_LANES, ef.HAS_VGELU_GRAD]}))
 """
 
 
@@ -189,8 +190,9 @@ _needs_avx2 = pytest.mark.skipif(not (_HOST_FEATURES.get("avx2") and _HOST_FEATU
 def test_forced_avx2_kernels_match_numpy(tmp_path):
     out = run_forced("haswell", _RUN_FORCED, tmp_path)
     assert (out["path"], out["mr"]) == ("avx2", 6)
-    # tanh by 8-entry tables (one ymm register each); GELU's 16-entry ones are AVX-512's alone.
-    assert (out["tanh_lanes"], out["gelu_tables"]) == (8, False)
+    # tanh and the erf-form GELU's forward by 8-entry tables (one ymm register each); GELU's backward
+    # by tables on AVX-512 alone.
+    assert (out["tanh_lanes"], out["gelu_tables"]) == (8, [8, False])
     assert len(out["worst"]) == 7 * 4 + 3 * 4 + 4
     for name, err in out["worst"].items():
         # float32 sums of up to 300 products of unit normals, against float64; float64 to its own rounding

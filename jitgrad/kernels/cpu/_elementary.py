@@ -60,7 +60,7 @@ dense sample in the suite, ``bench/elementary_ulp.py`` runs all 2^32):
   (from 16 the last), 8-entry tables in one ymm register each, degree 8
   (``_tanh_table_avx2``): 1.46 ulp, ~32 % faster. ``vtanh_grad`` is its
   ``g * (1 - tanh^2)``.
-- ``vgelu`` (AVX-512 only, 16 float32 lanes; the erf-form GELU's float32
+- ``vgelu`` (AVX-512, 16 float32 lanes, and AVX2, 8; the erf-form GELU's float32
   kernels): ``x Phi(x)`` with ``Phi(-|x|)`` a degree-6 polynomial in
   ``t = |x| - (i + 1/2)/4`` on 16 intervals of width 1/4 below ``|x| = 4``
   (``_ndtr_table``, fitted by ``bench/ndtr_table.py``), each coefficient
@@ -70,7 +70,10 @@ dense sample in the suite, ``bench/elementary_ulp.py`` runs all 2^32):
   NaN), which ``vgelu_beyond`` finds, take ``ndtr`` / ``ndtr_pdf``. Worst
   error 2.13 ulp over every float32 in (-4, 4) (``bench/ndtr_table.py
   --check``), against 5.7 for ``ndtr``'s form; the forward 2x as fast, the
-  backward 1.25x.
+  backward 1.25x. On AVX2 (8-entry tables in one ymm register each): 8
+  intervals of width 1/2, degree 7 (``_ndtr_table_avx2``), worst error
+  2.57 ulp (expanded at each interval's right end); the forward 1.45x as fast, the backward slower than
+  ``ndtr_pdf``'s (``HAS_VGELU_GRAD``).
 - ``sigmoid``: ``(1 or e) / (1 + e)`` with ``e = exp_nonpos(-|x|)`` and the
   numerator chosen by the sign of ``x``: one division, no overflow. Worst
   error 2.40 ulp on every third bit pattern (at -4.157: ``exp``'s error,
@@ -128,7 +131,7 @@ from jitgrad.kernels._constants import INV_SQRT_2PI as _INV_SQRT_2PI
 from jitgrad.kernels._constants import SQRT_2_OVER_PI as _SQRT_2_OVER_PI
 from jitgrad.kernels.cpu._jit import njit
 
-from . import _ndtr_table, _tanh_table, _tanh_table_avx2
+from . import _ndtr_table, _ndtr_table_avx2, _tanh_table, _tanh_table_avx2
 from ._gemm_simd import SimdVector, _intrinsic_fn, _mark_vector_width
 from ._isa import ISA, has_avx2
 
@@ -581,9 +584,24 @@ _TANH_TABLES = {16: _TanhTables(_tanh_table, 22, 0x3D800000, 15.0),
 TANH_LANES: int = 16 if ISA.name == "avx512" else 8 if ISA.name == "avx2" and has_avx2() else 0
 #: Whether :func:`vtanh` and :func:`vtanh_grad` exist on this path.
 HAS_VTANH: bool = TANH_LANES > 0
-#: Whether :func:`vgelu` and its kin exist on this path: AVX-512, whose 16-entry tables cover 16
-#: intervals of 1/4. (AVX2's 8-entry ones would need twice the degree, or two lookups and a blend.)
-HAS_VGELU: bool = ISA.name == "avx512"
+#: Lanes of the vectors :func:`vgelu` takes: 16 on AVX-512 (16-entry tables: 16 intervals of 1/4,
+#: degree 6), 8 on AVX2 with its integer permutes (8 intervals of 1/2, degree 7), else 0.
+GELU_LANES: int = TANH_LANES
+#: Whether :func:`vgelu` and its kin exist on this path.
+HAS_VGELU: bool = GELU_LANES > 0
+#: Whether GELU's float32 backward kernels take :func:`vgelu_grad`: on AVX-512 (1.25x ``ndtr_pdf``'s
+#: loop). On AVX2 its two degree-7 polynomials, 16 ``vpermps``, lost to ``ndtr_pdf``'s one ``exp``
+#: and one division (2 threads, Zen 3, 2.77M elements: 1.6-1.7 -> 1.9 ms), while the forward's one
+#: polynomial won (1.52 -> 1.05 ms).
+HAS_VGELU_GRAD: bool = GELU_LANES == 16
+#: The GELU tables of each vector width, and where on its interval each polynomial is expanded
+#: (``t = |x| - (i + anchor) w``; ``bench/ndtr_table.py``'s layouts). AVX2's 8 intervals of 1/2 are
+#: expanded at their right end, where ``Phi(-|x|)`` is smallest: every term of the polynomial then
+#: has the sign of the result (``Phi(-a)``'s derivatives alternate). From the midpoint, the
+#: constant and ``t C1`` cancelled to less than half the constant near the end of an interval:
+#: 2.71 ulp at x = -3.4858, from the right end 2.57 at -3.0386, from three quarters 2.88 (every
+#: float32 in (-4, 4); AVX-512's 16 intervals of 1/4 from their midpoints: 2.13).
+_GELU_TABLES = {16: (_ndtr_table, 0.5), 8: (_ndtr_table_avx2, 1.0)}
 
 
 def _float_vector(v, lanes: int) -> bool:
@@ -595,12 +613,12 @@ def _tanh_vector(v) -> bool:
     return _float_vector(v, TANH_LANES)
 
 
-def _f32x16(v) -> bool:
-    """Whether ``v`` types as the vector :func:`vgelu` takes: 16 float32 lanes, on the AVX-512 path."""
-    return HAS_VGELU and _float_vector(v, 16)
+def _gelu_vector(v) -> bool:
+    """Whether ``v`` types as the vector :func:`vgelu` takes on this path (``GELU_LANES`` float32)."""
+    return _float_vector(v, GELU_LANES)
 
 
-def _table_intrinsic(name: str, ir_of, doc: str, accepts=_f32x16):
+def _table_intrinsic(name: str, ir_of, doc: str, accepts=_gelu_vector):
     """The intrinsic ``name(v)`` on the float32 vectors ``accepts`` takes, whose IR is ``ir_of(builder, v)``."""
     def typer(typingctx, v):
         if not accepts(v):
@@ -617,7 +635,7 @@ def _table_intrinsic(name: str, ir_of, doc: str, accepts=_f32x16):
     return intrinsic(typer)
 
 
-def _table_grad_intrinsic(name: str, ir_of, doc: str, accepts=_f32x16):
+def _table_grad_intrinsic(name: str, ir_of, doc: str, accepts=_gelu_vector):
     """The intrinsic ``name(g, v)`` on two vectors ``accepts`` takes, whose IR is ``ir_of(builder, g, v)``."""
     def typer(typingctx, g, v):
         if not (accepts(v) and g == v):
@@ -755,33 +773,37 @@ vgelu_tanh_grad = _table_grad_intrinsic("vgelu_tanh_grad", _vgelu_tanh_grad_ir, 
     :func:`vgelu_tanh` lane by lane (its backward).""", _tanh_vector)
 
 
-# ----------------------------------------------------------------------------- GELU by tables (AVX-512)
+# ----------------------------------------------------------------------------- GELU by tables (AVX-512, AVX2)
 
-#: Below this ``|x|`` :func:`vgelu` takes ``Phi`` from the tables of ``_ndtr_table`` (16 intervals of 1/4).
+#: Below this ``|x|`` :func:`vgelu` takes ``Phi`` from the tables (``_ndtr_table``: 16 intervals of 1/4;
+#: ``_ndtr_table_avx2``: 8 of 1/2).
 GELU_TABLE_TOP = 4.0
 
 
 def _vgelu_ir(builder, x, g=None):
-    """The IR of :func:`vgelu` on the ``<16 x float>`` value ``x``; with ``g``, of :func:`vgelu_grad`."""
+    """The IR of :func:`vgelu` on the float32 vector ``x`` (``GELU_LANES``); with ``g``, of :func:`vgelu_grad`."""
     fv = x.type
-    iv = ir.VectorType(ir.IntType(32), 16)
+    lanes = fv.count
+    iv = ir.VectorType(ir.IntType(32), lanes)
+    tables, anchor = _GELU_TABLES[lanes]
 
     def const(value):
         return _splat(fv, value)
 
-    intervals = len(_ndtr_table.C0)
-    width = GELU_TABLE_TOP / intervals  # 1/4
+    intervals = len(tables.C0)
+    width = GELU_TABLE_TOP / intervals  # 1/4 (AVX-512) or 1/2 (AVX2)
     ax = _fabs(builder, x)
     top = const(intervals - 1.0)
-    fi = builder.call(_intrinsic_fn(builder, "llvm.floor.v16f32", fv, [fv]), [builder.fmul(ax, const(1 / width))])
+    fi = builder.call(_intrinsic_fn(builder, f"llvm.floor.v{lanes}f32", fv, [fv]), [builder.fmul(ax, const(1 / width))])
     fi = builder.select(builder.fcmp_ordered(">", fi, top), top, fi)  # |x| from 4: any interval will do
     idx = builder.fptosi(fi, iv)
-    t = builder.fsub(_vfma(builder, fi, const(-width), ax), const(width / 2))  # |x| - i/4 exact
-    tail = _table_horner(builder, idx, t, _ndtr_table, "C")  # Phi(-|x|)
+    # |x| - i w exact (an FMA), then - anchor w: exact from |x| = 1/2 (a multiple of ulp(|x|) within 1/2)
+    t = builder.fsub(_vfma(builder, fi, const(-width), ax), const(anchor * width))
+    tail = _table_horner(builder, idx, t, tables, "C")  # Phi(-|x|)
     cdf = builder.select(builder.fcmp_ordered("<", x, const(0.0)), tail, builder.fsub(const(1.0), tail))
     if g is None:
         return builder.fmul(x, cdf)
-    pdf = _table_horner(builder, idx, t, _ndtr_table, "D")  # phi(x)
+    pdf = _table_horner(builder, idx, t, tables, "D")  # phi(x)
     return builder.fmul(g, _vfma(builder, x, pdf, cdf))  # g (Phi + x phi)
 
 
@@ -789,28 +811,31 @@ def _vgelu_grad_ir(builder, g, x):
     return _vgelu_ir(builder, x, g)
 
 
-vgelu = _table_intrinsic("vgelu", _vgelu_ir, """``x Phi(x)`` (GELU) of the 16 float32 lanes of ``v`` for ``|x| < 4``, from the tables of
-    ``_ndtr_table`` (AVX-512 only); a lane from 4 (or NaN) gets a meaningless value: the caller
-    finds those vectors with :func:`vgelu_beyond` and takes :func:`ndtr` there.
+vgelu = _table_intrinsic("vgelu", _vgelu_ir, """``x Phi(x)`` (GELU) of the float32 lanes of ``v`` (``GELU_LANES``) for ``|x| < 4``, from the
+    tables of ``_ndtr_table`` (16 lanes, AVX-512) or ``_ndtr_table_avx2`` (8 lanes, AVX2); a lane
+    from 4 (or NaN) gets a meaningless value: the caller finds those vectors with
+    :func:`vgelu_beyond` and takes :func:`ndtr` there.
 
     ``Phi(-|x|)`` is a degree-6 polynomial in ``t = |x| - (i + 1/2)/4`` on interval ``i`` of
-    ``|x|``, each coefficient fetched with one ``vpermps`` from a table in one register: no ``exp``,
+    ``|x|`` (AVX2: degree 7, ``t = |x| - (i + 1/2)/2``), each coefficient fetched with one
+    ``vpermps`` from a table in one register: no ``exp``,
     no division (the ``ndtr`` form pays both and a degree-9 polynomial). ``Phi(x) = 1 - Phi(-x)``
     for ``x >= 0``.
     """)
-vgelu_grad = _table_grad_intrinsic("vgelu_grad", _vgelu_grad_ir, """``g (Phi(x) + x phi(x))`` lane by lane (GELU's backward, 16 float32 lanes, ``|x| < 4``): ``Phi``
+vgelu_grad = _table_grad_intrinsic("vgelu_grad", _vgelu_grad_ir, """``g (Phi(x) + x phi(x))`` lane by lane (GELU's backward, ``GELU_LANES`` float32, ``|x| < 4``): ``Phi``
     as :func:`vgelu`'s, the density ``phi`` a second table polynomial on the same intervals.""")
 
 
 @intrinsic
 def vgelu_beyond(typingctx, v):
-    """Whether a lane of ``v`` (16 float32) lies beyond :func:`vgelu`'s tables: ``|x| >= 4`` or NaN."""
-    if not _f32x16(v):
+    """Whether a lane of ``v`` (``GELU_LANES`` float32) lies beyond :func:`vgelu`'s tables: ``|x| >= 4`` or NaN."""
+    if not _gelu_vector(v):
         return None
 
     def codegen(context, builder, sig, args):
         x = args[0]
-        beyond = builder.fcmp_unordered(">=", _fabs(builder, x), ir.Constant(x.type, [GELU_TABLE_TOP] * 16))
-        return builder.icmp_unsigned("!=", builder.bitcast(beyond, ir.IntType(16)), ir.Constant(ir.IntType(16), 0))
+        lanes = x.type.count
+        beyond = builder.fcmp_unordered(">=", _fabs(builder, x), ir.Constant(x.type, [GELU_TABLE_TOP] * lanes))
+        return builder.icmp_unsigned("!=", builder.bitcast(beyond, ir.IntType(lanes)), ir.Constant(ir.IntType(lanes), 0))
 
     return types.boolean(v), codegen
