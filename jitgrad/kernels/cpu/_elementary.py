@@ -136,8 +136,8 @@ from ._gemm_simd import SimdVector, _intrinsic_fn, _mark_vector_width
 from ._isa import ISA, has_avx2
 
 __all__: list[str] = ["exp", "exp_nonpos", "expm1", "log", "log1p", "log1pexp", "tanh", "sigmoid", "erf", "ndtr",
-                      "ndtr_pdf", "vtanh", "vtanh_grad", "HAS_VTANH", "TANH_LANES", "HAS_VGELU", "vgelu", "vgelu_grad",
-                      "vgelu_beyond", "GELU_TABLE_TOP"]
+                      "ndtr_pdf", "vtanh", "vtanh_grad", "HAS_VTANH", "TANH_LANES", "HAS_VGELU", "GELU_LANES",
+                      "HAS_VGELU_GRAD", "vgelu", "vgelu_grad", "vgelu_beyond", "GELU_TABLE_TOP"]
 
 #: No ``reassoc``/``arcp``/``afn``: they would undo the reductions' exact steps.
 _FLAGS = {"contract", "nsz"}
