@@ -71,9 +71,9 @@ dense sample in the suite, ``bench/elementary_ulp.py`` runs all 2^32):
   error 2.13 ulp over every float32 in (-4, 4) (``bench/ndtr_table.py
   --check``), against 5.7 for ``ndtr``'s form; the forward 2x as fast, the
   backward 1.25x. On AVX2 (8-entry tables in one ymm register each): 8
-  intervals of width 1/2, degree 7 (``_ndtr_table_avx2``), worst error
-  2.57 ulp (expanded at each interval's right end); the forward 1.45x as fast, the backward slower than
-  ``ndtr_pdf``'s (``HAS_VGELU_GRAD``).
+  intervals of width 1/2, degree 7, expanded at each interval's right end
+  (``_ndtr_table_avx2``), worst error 2.57 ulp; the forward 1.45x as fast,
+  the backward slower than ``ndtr_pdf``'s (``HAS_VGELU_GRAD``).
 - ``sigmoid``: ``(1 or e) / (1 + e)`` with ``e = exp_nonpos(-|x|)`` and the
   numerator chosen by the sign of ``x``: one division, no overflow. Worst
   error 2.40 ulp on every third bit pattern (at -4.157: ``exp``'s error,
@@ -817,9 +817,8 @@ vgelu = _table_intrinsic("vgelu", _vgelu_ir, """``x Phi(x)`` (GELU) of the float
     :func:`vgelu_beyond` and takes :func:`ndtr` there.
 
     ``Phi(-|x|)`` is a degree-6 polynomial in ``t = |x| - (i + 1/2)/4`` on interval ``i`` of
-    ``|x|`` (AVX2: degree 7, ``t = |x| - (i + 1/2)/2``), each coefficient fetched with one
-    ``vpermps`` from a table in one register: no ``exp``,
-    no division (the ``ndtr`` form pays both and a degree-9 polynomial). ``Phi(x) = 1 - Phi(-x)``
+    ``|x|`` (AVX2: degree 7, ``t = |x| - (i + 1)/2``), each coefficient fetched with one ``vpermps``
+    from a table in one register: no ``exp``, no division (the ``ndtr`` form pays both and a degree-9 polynomial). ``Phi(x) = 1 - Phi(-x)``
     for ``x >= 0``.
     """)
 vgelu_grad = _table_grad_intrinsic("vgelu_grad", _vgelu_grad_ir, """``g (Phi(x) + x phi(x))`` lane by lane (GELU's backward, ``GELU_LANES`` float32, ``|x| < 4``): ``Phi``

@@ -20,8 +20,8 @@ from numba import carray, prange, types
 
 from ._atomic import new_counter, next_task, share_done
 from ._gemm_epilogue import EPI_COL_BIAS, apply_epilogue
-from ._gemm_pack import pack_a, pack_a_panel, pack_b, pack_b_panel  # noqa: F401 (re-exported for _conv)
-from ._gemm_simd import VEC_BYTES, address_to_pointer, vtranspose_copy
+from ._gemm_pack import pack_a, pack_a_panel, pack_b, pack_b_panel, transpose_rows  # noqa: F401 (re-exported for _conv)
+from ._gemm_simd import VEC_BYTES, address_to_pointer
 from ._gemm_tile import (  # noqa: F401
     KC,
     MC_BYTES,
@@ -438,22 +438,16 @@ def gemm_checked(a, b, trans_a, trans_b, c, bias, epi, max_macs, team):
 
 @njit(inline="always", **_jit)  # inlined: no compile of its own
 def transpose_into(c, ct):
-    """``c[:] = ct.T`` (both C-contiguous): square blocks of vector width transposed in registers
-    (``vtranspose_copy``), the edges one element at a time."""
+    """``c[:] = ct.T`` (both C-contiguous): ``ct``'s rows into ``c``'s columns by ``transpose_rows``
+    (square blocks of vector width transposed in registers), the last ``n % lanes`` one element at a time."""
     m, n = c.shape
     lanes = VEC_BYTES // c.itemsize
     cf = c.reshape(c.size)
     tf = ct.reshape(ct.size)
-    mb = m - m % lanes
     nb = n - n % lanes
-    for i0 in range(0, mb, lanes):
-        for j0 in range(0, nb, lanes):
-            vtranspose_copy(tf, j0 * m + i0, m, cf, i0 * n + j0, n)
-        for i in range(i0, i0 + lanes):
-            for j in range(nb, n):
-                cf[i * n + j] = tf[j * m + i]
-    for i in range(mb, m):
-        for j in range(n):
+    transpose_rows(tf, 0, m, cf, 0, n, nb // lanes)
+    for i in range(m):
+        for j in range(nb, n):
             cf[i * n + j] = tf[j * m + i]
 
 

@@ -73,8 +73,9 @@ def pack_a(a, trans, ip0, ip1, ap):
 @njit(inline="always", **_jit)
 def transpose_rows(bf, src, k, bp, off, nr, vectors):
     """Rows ``0 : vectors * lanes`` of the ``k``-long rows at ``bf[src:]`` into the first ``vectors``
-    vectors of the panel at ``bp[off:]`` (row ``r`` to column ``r``): square blocks of ``lanes``
-    rows x ``lanes`` k transposed in registers, the last ``k % lanes`` by scalar moves."""
+    vectors of columns at ``bp[off:]``, whose rows are ``nr`` apart (row ``r`` to column ``r``: a B
+    panel's, or a matrix's, ``_gemm.transpose_into``): square blocks of ``lanes`` rows x ``lanes`` k
+    transposed in registers, the last ``k % lanes`` by scalar moves."""
     lanes = VEC_BYTES // bp.itemsize
     kv = k - k % lanes
     for p0 in range(0, kv, lanes):

@@ -274,11 +274,8 @@ def _store_digits(builder, vec, ptr, count, lanes, itemsize):
     while width >= 1:
         if width == 1:
             low = builder.extract_element(part, ir.Constant(_I32, 0))
-            high = builder.extract_element(part, ir.Constant(_I32, 1))
         else:
             low = builder.shuffle_vector(part, part, ir.Constant(ir.VectorType(_I32, width), list(range(width))))
-            high = builder.shuffle_vector(part, part, ir.Constant(ir.VectorType(_I32, width),
-                                                                  list(range(width, 2 * width))))
         digit = builder.icmp_unsigned("!=", builder.and_(count, ir.Constant(_I64, width)), zero)
         with builder.if_then(digit):
             target = cgutils.gep(builder, ptr, offset)
@@ -286,6 +283,8 @@ def _store_digits(builder, vec, ptr, count, lanes, itemsize):
                 target = builder.bitcast(target, ir.VectorType(element, width).as_pointer())
             builder.store(low, target, align=itemsize)
         if width > 1:
+            high = builder.shuffle_vector(part, part, ir.Constant(ir.VectorType(_I32, width),
+                                                                  list(range(width, 2 * width))))
             part = builder.select(digit, high, low)
             offset = builder.add(offset, builder.select(digit, ir.Constant(_I64, width), zero))
         width //= 2
