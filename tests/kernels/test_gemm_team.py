@@ -349,3 +349,27 @@ def test_forked_child_and_switching_the_team_off(setting):
     on = setting == "1"
     assert f"helpers {1 if on else 0} enabled {on}" in result.stdout
     assert ("child 0" in result.stdout) == on
+
+
+
+FREED_SCRIPT = textwrap.dedent("""
+    import numpy as np
+    from jitgrad.kernels.cpu import _team
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((32, 288)).astype(np.float32)
+    b = rng.standard_normal((288, 32768)).astype(np.float32)
+    got = np.empty((32, 32768), np.float32)
+    assert _team.gemm_team(a, b, False, False, got, 2, np.zeros(1, np.float32), 0, _team.team_state(2))
+    print("error", np.abs(got - a.astype(np.float64) @ b).max())
+""")
+
+
+def test_packed_buffers_outlive_the_team_s_work():
+    # The product job's packed buffers were freed at their last use in it, the store of their addresses
+    # before the work: the team then packed into freed memory, silently while malloc kept it, and into
+    # unmapped memory (a segfault) once it was a mapping of its own. Here B is packed into 37.7 MB, above
+    # the largest block glibc's malloc serves from its heap (32 MiB), in a fresh process.
+    result = subprocess.run([sys.executable, "-c", FREED_SCRIPT], env=dict(os.environ, NUMBA_NUM_THREADS="2"),
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert float(result.stdout.split()[-1]) < 1e-3

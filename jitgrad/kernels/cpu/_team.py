@@ -256,6 +256,11 @@ def product_job(address, nthreads):
     _post(state, nthreads)
     work(state, False)
     _finish(state)
+    # The packed buffers are used once more here, after the last helper has left the job: Numba frees
+    # an array right after its last use in a function, which was the store of its address above, so
+    # the team packed into freed memory (unmapped, and a segfault, when the buffer was above malloc's
+    # mmap threshold: 32 x 288 x 32768, B packed into 37 MB).
+    state[_AF_ROWS], state[_BP_ROWS] = af.shape[0], bp.shape[0]
     store_seq(state, JOB_DONE, 1)
 
 
