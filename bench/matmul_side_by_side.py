@@ -18,7 +18,8 @@ Shapes: ``sq*`` square; ``<model>-<layer>-{fwd,gin,gw}`` the three products of a
 128 (``x @ W.T``, ``g @ W``, ``g.T @ x``) of examples/mnist_cnn.py's lenet5 / convnet (keras) / resnet;
 ``<model>-<conv>-{fwd,gin,gw}`` a convolution's im2col products over a batch of 16 images
 (``W @ cols``, ``W.T @ g``, ``g @ cols.T``: M = C_out, K = C_in*kh*kw, N = 16 * output pixels); ``deep-*`` weight
-gradients whose K is a whole batch (an LSTM's over all its steps, a Linear layer's at batch 4096).
+gradients whose K is a whole batch (an LSTM's over all its steps, a Linear layer's at batch 4096);
+``wide-*`` products whose operands are far larger than the caches.
 Usage: THREADS=1 REPS=7 python bench/matmul_side_by_side.py [shape-substrings...]   (``cnn`` = all CNN shapes)
 """
 import os, sys, time, statistics
@@ -67,6 +68,13 @@ conv("resnet", "c64s2", 64, 288, 49); conv("resnet", "c64", 64, 576, 49)
 shapes["deep-lstm-gw-ih"] = (512, 3584, 28, True, False)
 shapes["deep-lstm-gw-hh"] = (512, 3584, 128, True, False)
 shapes["deep-fc1-gw-b4096"] = (120, 4096, 256, True, False)
+# Wide products (``wide``): operands far larger than the caches, a language model's output layer at
+# batch 128 (512 features, a 50 000-word vocabulary; its weight alone is 100 MB), and a 32-channel
+# convolution's im2col product over 16 images of 56 x 56.
+for _name, _shape in [("fwd", (128, 512, 50000, False, True)), ("gin", (128, 50000, 512, False, False)),
+                      ("gw", (50000, 128, 512, True, False))]:
+    shapes[f"wide-lm-{_name}"] = _shape
+shapes["wide-conv32-fwd"] = (32, 288, 50176, False, False)
 only = sys.argv[1:]
 rng = np.random.default_rng(0)
 print(f"path: {_isa.describe()}; threads {T}; clock {CLOCK.__name__}")

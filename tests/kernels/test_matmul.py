@@ -15,6 +15,7 @@ from jitgrad.kernels import cpu
 from jitgrad.kernels import reference as ref
 from jitgrad.kernels.cpu import _gemm
 from jitgrad.kernels.cpu._gemm_dot import gemm_dot, gemm_dot_parallel
+from jitgrad.kernels.cpu._gemm_epilogue import EPI_COL_BIAS, EPI_RELU
 from jitgrad.kernels.cpu._gemm_simd import VEC_BYTES, vload, vstore_masked
 from jitgrad.kernels.cpu._team_state import NO_TEAM
 from tests.helpers import DTYPES, assert_close, nan_like, randn
@@ -451,6 +452,34 @@ def test_small_row_major_a_in_place_for_wide_c(dtype):
             assert_close(out, expected, dtype, rtol=rtol, atol=atol)
     assert not _gemm.small_a_in_place(True, 37, 13, 4)
     assert not _gemm.small_a_in_place(False, 2, 1024, 4)  # a row pitch of 4 KiB: packed however small
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("trans_a,trans_b", TRANS, ids=TRANS_IDS)
+def test_b_above_the_packing_bound_in_blocks(trans_a, trans_b, dtype):
+    # A B whose packed panels exceed PACK_B_BYTES is packed and used a block at a time (gemm_b_blocks):
+    # here in two column blocks, the second ending in a partial panel, and (row-major B) two k slices
+    # accumulated in C; with a column bias and ReLU in the store (shifted to each block's columns), on
+    # the serial and the parallel driver (each task packing its own blocks), every operand ending at a
+    # guard page.
+    m, n, k = 40, 8100, 520
+    itemsize = np.dtype(dtype).itemsize
+    nr = 2 * VEC_BYTES // itemsize
+    npb = -(-n // nr)
+    assert not _gemm.b_fits(k, npb)
+    depth = k if trans_b else -(-k // -(-k // _gemm.KC))
+    assert npb > _gemm.PACK_B_BYTES // (depth * 2 * VEC_BYTES)  # more than one column block
+    a, b = operands(m, n, k, trans_a, trans_b, dtype)
+    a, b = guarded(a), guarded(b)
+    bias = guarded(randn((n,), dtype, 5))
+    expected = np.maximum(ref.matmul(a, b, trans_a=trans_a, trans_b=trans_b) + bias, 0)
+    rtol, atol = tolerance(dtype, k)
+    epi = EPI_COL_BIAS | EPI_RELU
+    for path in (lambda *args: _gemm.run_serial(*args, bias, epi),
+                 lambda *args: _gemm.gemm_parallel(*args, 3, bias, epi)):
+        out = guarded(nan_like((m, n), dtype))
+        path(a, b, trans_a, trans_b, out)
+        assert_close(out, expected, dtype, rtol=rtol, atol=atol)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

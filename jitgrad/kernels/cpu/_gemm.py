@@ -125,6 +125,14 @@ ONE_REGION_COPIES = 32 * 1024
 #: region of its own: 64k float32 are ~30-60 us of copying, less than the region's wake-up on the
 #: VM. (16 x 144 x 12544, a ResNet conv's im2col product: its 2,592 values of A took a region.)
 SERIAL_PACK = 64 * 1024
+#: Bytes of B that one packing holds while it is used: a larger B is packed and used in column blocks
+#: of at most this (one panel at least) by the one-thread driver and by tasks that pack their own
+#: panels, one buffer reused block after block (BLIS's ``NC`` loop; its Zen 3 block ``KC x NC`` is
+#: 8 MiB). Packed whole, the buffer of a wide B was freshly mapped memory on every call (glibc serves
+#: blocks above 32 MiB by mmap), each first touch a page fault: one thread, Zen 3 VM, against NumPy,
+#: 32 x 288 x 50176 (a 32-channel convolution over 16 images of 56 x 56) 0.23x, a language model's
+#: output layer at batch 128 (512 x 50000 weights) 0.5x forward and input gradient.
+PACK_B_BYTES = 8 * 1024 * 1024
 
 
 @njit(**_jit)
@@ -323,18 +331,48 @@ def gemm_cols(af, a_pstride, a_rs, a_cs, b, bp, in_place, k, m, n, ip0, ip1, jp0
                    c, zero, n, no, bias, no, epi)
 
 
+#: How the tasks of a parallel product pack B (``prepare_tasks``' ``task_b``): not at all (B read in
+#: place, or packed before them), its panels whole into rows of ``bp``, or in blocks (``gemm_b_blocks``).
+NO_PACK, PACK_ROWS, PACK_BLOCKS = 0, 1, 2
+
+
+@njit(inline="always", **_jit)  # inlined: no compile of its own
+def b_fits(k, npb):
+    """Whether the ``npb`` packed panels of B, all of K, fit ``PACK_B_BYTES`` (else ``gemm_b_blocks``)."""
+    return npb * k * 2 * VEC_BYTES <= PACK_B_BYTES  # a panel: K x NR values, NR = two vectors
+
+
+@njit(inline="always", **_jit)
+def gemm_b_blocks(af, a_pstride, a_rs, a_cs, b, trans_b, k, m, n, ip0, ip1, jp0, jp1, c, bias, epi):
+    """``gemm_cols`` for a B too large to pack at once: its panels ``jp0 : jp1`` packed a block at a time
+    into one buffer of at most ``PACK_B_BYTES`` (one panel at least), each block used on every A panel
+    ``ip0 : ip1`` before the next is packed (BLIS's ``NC`` and ``KC`` loops). A block is ``KC`` deep at
+    most (K in equal slices, the product accumulated over them), so that it is wide; a transposed B
+    (its ``k`` along the rows of ``b``) is packed all of K deep."""
+    nr = nr_of(c)
+    zero = np.intp(0)
+    no = np.bool_(False)
+    slices = 1 if trans_b else max(1, (k + KC - 1) // KC)
+    depth = max(1, (k + slices - 1) // slices)
+    per = max(1, PACK_B_BYTES // (max(1, depth) * 2 * VEC_BYTES))
+    bp = np.empty(min(per, jp1 - jp0) * depth * nr, dtype=c.dtype)
+    for j0 in range(jp0, jp1, per):
+        j1 = min(jp1, j0 + per)
+        # The block's panels are numbered from 0: C, its width and a column bias shifted to them.
+        col = j0 * nr
+        cbias = bias[col:] if epi & EPI_COL_BIAS else bias
+        for p0 in range(0, k, depth):
+            p1 = min(k, p0 + depth)
+            pack_b(b if trans_b else b[p0:p1], trans_b, j0, j1, bp)
+            gemm_block(af, p0 * a_cs, a_pstride, a_rs, a_cs, bp, (p1 - p0) * nr, nr, zero, p1 - p0, m, n - col,
+                       ip0, ip1, zero, j1 - j0, c, col, n, p0 > 0, cbias, no, epi if p1 == k else 0)
+
+
 @njit(inline="always", **_jit)  # inlined into gemm_checked, its one compiled caller
 def gemm_serial(a, b, trans_a, trans_b, c, bias, epi):
     """``c = op(a) @ op(b)`` with the micro-kernel, on the calling thread (epilogue ``bias``, ``epi``: see gemm_cols)."""
     m, n, k, nr, npa, npb, b_direct = driver_sizes(a, trans_a, trans_b, c)
     zero = np.intp(0)  # not a literal 0 (see gemm_cols)
-    if b_direct:  # only a partial last panel is packed (no allocation without one: small products notice)
-        bp = np.empty(k * nr if n % nr else 0, dtype=c.dtype)
-        if n % nr:
-            pack_b_panel(b, np.bool_(False), n - n % nr, bp, zero)
-    else:
-        bp = np.empty(npb * k * nr, dtype=c.dtype)
-        pack_b(b, trans_b, zero, npb, bp)
     if a_in_place(trans_a, m, k, n, c.itemsize) or small_a_in_place(trans_a, m, k, c.itemsize):
         af = a.reshape(a.size)
         a_pstride, a_rs, a_cs = a_layout(trans_a, m, k)
@@ -342,6 +380,17 @@ def gemm_serial(a, b, trans_a, trans_b, c, bias, epi):
         af = np.empty(npa * k * MR, dtype=c.dtype)
         pack_a(a, trans_a, zero, npa, af)
         a_pstride, a_rs, a_cs = k * MR, 1, MR
+    if not b_direct and not b_fits(k, npb):
+        gemm_b_blocks(af, a_pstride, a_rs, a_cs, b, trans_b, k, m, n, zero, npa, zero, npb, c.reshape(m * n), bias,
+                      epi)
+        return
+    if b_direct:  # only a partial last panel is packed (no allocation without one: small products notice)
+        bp = np.empty(k * nr if n % nr else 0, dtype=c.dtype)
+        if n % nr:
+            pack_b_panel(b, np.bool_(False), n - n % nr, bp, zero)
+    else:
+        bp = np.empty(npb * k * nr, dtype=c.dtype)
+        pack_b(b, trans_b, zero, npb, bp)
     gemm_cols(af, a_pstride, a_rs, a_cs, b, bp, b_direct, k, m, n, zero, npa, zero, npb, c.reshape(m * n), bias, epi)
 
 
@@ -495,7 +544,9 @@ def prepare_tasks(a, b, trans_a, trans_b, c, nthreads, sizes):
     Returns ``(af, bp, a_pstride, a_rs, a_cs, task_a, task_b, share_a, share_b, small_share)``.
     Each operand is packed by the tasks that read it (a column of tasks shares no B panel, a row
     no A panel: each row of tasks packs its A panels into a row of ``af`` of its own, each column
-    its B panels into one of ``bp``; ``task_a``, ``task_b``) while that copies little more
+    its B panels into one of ``bp``; ``task_a``, and ``task_b``: ``PACK_ROWS``, or ``PACK_BLOCKS``
+    for a B above ``PACK_B_BYTES``: each task then packs its panels in blocks into a buffer of its
+    own, ``gemm_b_blocks``) while that copies little more
     (ONE_REGION_COPIES), else once, before the tasks (``share_a``, ``share_b``): already done here
     when small (SERIAL_PACK, ``small_share``), else left to the caller (:func:`pack_share`). Two
     operands over the budget together: the one copied more often goes first.
@@ -510,8 +561,9 @@ def prepare_tasks(a, b, trans_a, trans_b, c, nthreads, sizes):
     share_a = dup_a > budget or (over and dup_a >= dup_b)  # packed before the tasks
     share_b = dup_b > budget or (over and dup_b > dup_a)
     task_a = not in_place and not share_a  # packed by the tasks
-    task_b = not b_direct and not share_b
-    bp = np.empty((ti if task_b else 1, k * nr if b_direct else b_size), dtype=c.dtype)
+    task_b = NO_PACK if b_direct or share_b else (PACK_ROWS if b_fits(k, npb) else PACK_BLOCKS)
+    rows_b = task_b == PACK_ROWS
+    bp = np.empty((ti if rows_b else 1, k * nr if b_direct else (b_size if rows_b or share_b else 0)), dtype=c.dtype)
     if in_place:
         af = a.reshape((1, a.size))
         a_pstride, a_rs, a_cs = a_layout(trans_a, m, k)
@@ -530,7 +582,8 @@ def prepare_tasks(a, b, trans_a, trans_b, c, nthreads, sizes):
 def pack_share(a, b, trans_a, trans_b, share_a, share_b, npa, npb, af0, bp0, t, parts):
     """Part ``t`` of ``parts`` of the packing done before the tasks (a contiguous range of B and of A panels)."""
     if share_b:
-        pack_b(b, trans_b, t * npb // parts, (t + 1) * npb // parts, bp0)
+        j0 = t * npb // parts
+        pack_b(b, trans_b, j0, (t + 1) * npb // parts, bp0[j0 * (bp0.size // npb):])  # (bp0: all npb panels)
     if share_a:
         pack_a(a, trans_a, t * npa // parts, (t + 1) * npa // parts, af0)
 
@@ -544,13 +597,16 @@ def gemm_task(a, b, trans_a, trans_b, af, bp, a_pstride, a_rs, a_cs, task_a, tas
     ip0, ip1 = split_at(bi, ti, npa), split_at(bi + 1, ti, npa)
     jp0, jp1 = split_at(bj, tj, npb), split_at(bj + 1, tj, npb)
     own_a = bj if task_a else 0
-    own_b = bi if task_b else 0
-    if task_b:
-        pack_b(b, trans_b, jp0, jp1, bp[own_b])
     if task_a:
         pack_a(a, trans_a, ip0, ip1, af[own_a])
-    gemm_cols(af[own_a], a_pstride, a_rs, a_cs, b, bp[own_b], b_direct, k, m, n, ip0, ip1, jp0, jp1,
-              cflat, bias, epi)
+    if task_b == PACK_BLOCKS:
+        gemm_b_blocks(af[own_a], a_pstride, a_rs, a_cs, b, trans_b, k, m, n, ip0, ip1, jp0, jp1, cflat, bias, epi)
+    else:
+        own_b = bi if task_b else 0
+        if task_b:
+            pack_b(b, trans_b, jp0, jp1, bp[own_b][jp0 * k * nr_of(cflat):])
+        gemm_cols(af[own_a], a_pstride, a_rs, a_cs, b, bp[own_b], b_direct, k, m, n, ip0, ip1, jp0, jp1,
+                  cflat, bias, epi)
 
 
 @tiered

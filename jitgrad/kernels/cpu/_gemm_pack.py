@@ -136,7 +136,7 @@ def pack_b_panel(b, trans, j0, bp, off):
 @shared  # the cold step's GEMM and the background's conv backward input both reach it first (_tier)
 @njit(**_jit)
 def pack_b(b, trans, jp0, jp1, bp):
-    """Pack B panels ``jp0 : jp1`` of ``op(b)`` (all of K; panel ``jp`` at ``bp[jp * K * NR]``).
+    """Pack B panels ``jp0 : jp1`` of ``op(b)`` (all of K; panel ``jp`` at ``bp[(jp - jp0) * K * NR]``).
 
     A transposed ``b`` holds a panel's ``NR`` values of one ``k`` in ``NR``
     different rows: square blocks of them are transposed in registers.
@@ -148,11 +148,12 @@ def pack_b(b, trans, jp0, jp1, bp):
     else:
         k, n = b.shape
     full = min(jp1, n // nr)
+    base = jp0 * k * nr
     if trans and jp0 < full:
         # Each row of ``b`` is one column of a panel: whole panels are transposed in registers by
         # ``pack_b_panel``, one panel at a time (its NR rows of ``b`` pass once, in k blocks).
         for jp in range(jp0, full):
-            pack_b_panel(b, trans, jp * nr, bp, jp * k * nr)
+            pack_b_panel(b, trans, jp * nr, bp, jp * k * nr - base)
         jp0 = full
     elif not trans and jp0 < full:
         # Row-major B: bands of 8 rows, each read left to right across the panels (8 sequential
@@ -162,11 +163,11 @@ def pack_b(b, trans, jp0, jp1, bp):
         for p0 in range(0, k, 8):
             p1 = min(k, p0 + 8)
             for jp in range(jp0, full):
-                dst = jp * k * nr
+                dst = jp * k * nr - base
                 for p in range(p0, p1):
                     src = p * n + jp * nr
                     vstore(bp, dst + p * nr, vload(bf, src))
                     vstore(bp, dst + p * nr + lanes, vload(bf, src + lanes))
         jp0 = full
     for jp in range(jp0, jp1):
-        pack_b_panel(b, trans, jp * nr, bp, jp * k * nr)
+        pack_b_panel(b, trans, jp * nr, bp, jp * k * nr - base)

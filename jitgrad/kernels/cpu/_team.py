@@ -158,7 +158,7 @@ def work(state, helper):
     bias = carray(address_to_pointer(state[_BIAS], f32), (state[_BIAS_LEN],))
     ti, tj, npa, npb = state[_TI], state[_TJ], state[_NPA], state[_NPB]
     trans_a, trans_b = state[_TRANS_A] != 0, state[_TRANS_B] != 0
-    task_a, task_b, b_direct = state[_TASK_A] != 0, state[_TASK_B] != 0, state[_B_DIRECT] != 0
+    task_a, task_b, b_direct = state[_TASK_A] != 0, state[_TASK_B], state[_B_DIRECT] != 0
     a_pstride, a_rs, a_cs = state[_A_PSTRIDE], state[_A_RS], state[_A_CS]
     epi = state[_EPI]
     # A shared packing pass first, in parts claimed one by one; no block starts before it is done.
