@@ -462,7 +462,7 @@ def test_b_above_the_packing_bound_in_blocks(trans_a, trans_b, dtype):
     # accumulated in C; with a column bias and ReLU in the store (shifted to each block's columns), on
     # the serial and the parallel driver (each task packing its own blocks), every operand ending at a
     # guard page.
-    m, n, k = 40, 8100, 520
+    m, n, k = 264, 8100, 520  # (more A panels than a task takes: two rows of tasks, but for the rule below)
     itemsize = np.dtype(dtype).itemsize
     nr = 2 * VEC_BYTES // itemsize
     npb = -(-n // nr)
@@ -475,6 +475,8 @@ def test_b_above_the_packing_bound_in_blocks(trans_a, trans_b, dtype):
     expected = np.maximum(ref.matmul(a, b, trans_a=trans_a, trans_b=trans_b) + bias, 0)
     rtol, atol = tolerance(dtype, k)
     epi = EPI_COL_BIAS | EPI_RELU
+    # On three threads: one row of tasks (none shares B, packed whole before them), each packing its own.
+    assert _gemm.plan(a, trans_a, trans_b, nan_like((m, n), dtype), 3)[-2] == 1
     for path in (lambda *args: _gemm.run_serial(*args, bias, epi),
                  lambda *args: _gemm.gemm_parallel(*args, 3, bias, epi)):
         out = guarded(nan_like((m, n), dtype))

@@ -533,7 +533,11 @@ def plan(a, trans_a, trans_b, c, nthreads):
     (:func:`partition`) for ``nthreads``."""
     m, n, k, nr, npa, npb, b_direct = driver_sizes(a, trans_a, trans_b, c)
     in_place = a_in_place(trans_a, m, k, n, c.itemsize)
-    ti, tj = partition(npa, npb, nthreads, b_direct and not in_place)
+    # A B above PACK_B_BYTES with panels enough for every thread: one row of tasks, each packing its
+    # own panels in blocks (gemm_b_blocks). With two rows B was shared, packed whole before the tasks
+    # into a buffer as large as B (see PACK_B_BYTES): 256 x 4096 x 16384 on two threads, 0.6x NumPy.
+    one_row = not b_direct and not b_fits(k, npb) and npb >= 4 * nthreads
+    ti, tj = partition(1 if one_row else npa, npb, nthreads, b_direct and not in_place)
     return m, n, k, nr, npa, npb, b_direct, in_place, ti, tj
 
 
