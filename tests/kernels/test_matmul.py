@@ -457,7 +457,7 @@ def test_small_row_major_a_in_place_for_wide_c(dtype):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("trans_a,trans_b", TRANS, ids=TRANS_IDS)
 def test_b_above_the_packing_bound_in_blocks(trans_a, trans_b, dtype):
-    # A B whose packed panels exceed PACK_B_BYTES is packed and used a block at a time (gemm_b_blocks):
+    # A B whose packed panels exceed PACK_BYTES is packed and used a block at a time (gemm_b_blocks):
     # here in two column blocks, the second ending in a partial panel, and (row-major B) two k slices
     # accumulated in C; with a column bias and ReLU in the store (shifted to each block's columns), on
     # the serial and the parallel driver (each task packing its own blocks), every operand ending at a
@@ -468,7 +468,7 @@ def test_b_above_the_packing_bound_in_blocks(trans_a, trans_b, dtype):
     npb = -(-n // nr)
     assert not _gemm.b_fits(k, npb)
     depth = k if trans_b else -(-k // -(-k // _gemm.KC))
-    assert npb > _gemm.PACK_B_BYTES // (depth * 2 * VEC_BYTES)  # more than one column block
+    assert npb > _gemm.PACK_BYTES // (depth * 2 * VEC_BYTES)  # more than one column block
     a, b = operands(m, n, k, trans_a, trans_b, dtype)
     a, b = guarded(a), guarded(b)
     bias = guarded(randn((n,), dtype, 5))
@@ -482,6 +482,28 @@ def test_b_above_the_packing_bound_in_blocks(trans_a, trans_b, dtype):
         out = guarded(nan_like((m, n), dtype))
         path(a, b, trans_a, trans_b, out)
         assert_close(out, expected, dtype, rtol=rtol, atol=atol)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("trans_b", [False, True], ids=["NN", "NT"])
+def test_a_above_the_packing_bound_in_row_blocks(trans_b, dtype):
+    # A row-major A above PACK_BYTES with a B that fits: the entry point multiplies it in blocks of
+    # rows (a_row_block; the last shorter), each a product of its own, with a column bias
+    # and ReLU in the store, every operand ending at a guard page.
+    m, n, k = 2100, 40, 1100
+    itemsize = np.dtype(dtype).itemsize
+    assert m * k * itemsize > _gemm.PACK_BYTES
+    rows = _gemm.a_row_block(False, m, k, n, itemsize)
+    assert rows % _gemm.MR == 0 and rows < m and m % rows
+    assert _gemm.a_row_block(True, m, k, n, itemsize) == m  # (a transposed A: not split)
+    a, b = operands(m, n, k, False, trans_b, dtype)
+    a, b = guarded(a), guarded(b)
+    bias = guarded(randn((n,), dtype, 5))
+    expected = np.maximum(ref.matmul(a, b, trans_b=trans_b) + bias, 0)
+    out = guarded(nan_like((m, n), dtype))
+    _gemm.run_serial(a, b, False, trans_b, out, bias, EPI_COL_BIAS | EPI_RELU)
+    rtol, atol = tolerance(dtype, k)
+    assert_close(out, expected, dtype, rtol=rtol, atol=atol)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -125,14 +125,15 @@ ONE_REGION_COPIES = 32 * 1024
 #: region of its own: 64k float32 are ~30-60 us of copying, less than the region's wake-up on the
 #: VM. (16 x 144 x 12544, a ResNet conv's im2col product: its 2,592 values of A took a region.)
 SERIAL_PACK = 64 * 1024
-#: Bytes of B that one packing holds while it is used: a larger B is packed and used in column blocks
-#: of at most this (one panel at least) by the one-thread driver and by tasks that pack their own
-#: panels, one buffer reused block after block (BLIS's ``NC`` loop; its Zen 3 block ``KC x NC`` is
-#: 8 MiB). Packed whole, the buffer of a wide B was freshly mapped memory on every call (glibc serves
+#: Bytes of an operand that one packing holds while it is used. A larger B is packed and used in
+#: blocks of at most this (one panel at least) by the one-thread driver and by tasks that pack their
+#: own panels, one buffer reused block after block (BLIS's ``NC`` loop; its Zen 3 block ``KC x NC`` is
+#: 8 MiB); a larger row-major A, with a B that fits, is multiplied in blocks of rows (``a_row_block``). Packed whole, the buffer of a wide B was freshly mapped memory on every call (glibc serves
 #: blocks above 32 MiB by mmap), each first touch a page fault: one thread, Zen 3 VM, against NumPy,
 #: 32 x 288 x 50176 (a 32-channel convolution over 16 images of 56 x 56) 0.23x, a language model's
-#: output layer at batch 128 (512 x 50000 weights) 0.5x forward and input gradient.
-PACK_B_BYTES = 8 * 1024 * 1024
+#: output layer at batch 128 (512 x 50000 weights) 0.5x forward and input gradient; two threads,
+#: 16384 x 2048 x 128 0.40-0.51x, 65536 x 512 x 256 0.58-0.68x (A packed whole).
+PACK_BYTES = 8 * 1024 * 1024
 
 
 @njit(**_jit)
@@ -338,14 +339,25 @@ NO_PACK, PACK_ROWS, PACK_BLOCKS = 0, 1, 2
 
 @njit(inline="always", **_jit)  # inlined: no compile of its own
 def b_fits(k, npb):
-    """Whether the ``npb`` packed panels of B, all of K, fit ``PACK_B_BYTES`` (else ``gemm_b_blocks``)."""
-    return npb * k * 2 * VEC_BYTES <= PACK_B_BYTES  # a panel: K x NR values, NR = two vectors
+    """Whether the ``npb`` packed panels of B, all of K, fit ``PACK_BYTES`` (else ``gemm_b_blocks``)."""
+    return npb * k * 2 * VEC_BYTES <= PACK_BYTES  # a panel: K x NR values, NR = two vectors
+
+
+@njit(inline="always", **_jit)  # inlined: no compile of its own
+def a_row_block(trans_a, m, k, n, itemsize):
+    """Rows of C that ``gemm_checked`` computes at a time: ``m``, or for a row-major A above
+    ``PACK_BYTES`` with a B that fits, a whole number of ``MR``-row panels whose rows of A fit (each
+    block a product of its own: its A packed into a buffer of that size, B packed again each time)."""
+    npb = cdiv(n, 2 * VEC_BYTES // itemsize)
+    if trans_a or m * k * itemsize <= PACK_BYTES or not b_fits(k, npb):
+        return m
+    return max(1, PACK_BYTES // (k * itemsize * MR)) * MR
 
 
 @njit(inline="always", **_jit)
 def gemm_b_blocks(af, a_pstride, a_rs, a_cs, b, trans_b, k, m, n, ip0, ip1, jp0, jp1, c, bias, epi):
     """``gemm_cols`` for a B too large to pack at once: its panels ``jp0 : jp1`` packed a block at a time
-    into one buffer of at most ``PACK_B_BYTES`` (one panel at least), each block used on every A panel
+    into one buffer of at most ``PACK_BYTES`` (one panel at least), each block used on every A panel
     ``ip0 : ip1`` before the next is packed (BLIS's ``NC`` and ``KC`` loops). A block is ``KC`` deep at
     most (K in equal slices, the product accumulated over them), so that it is wide; a transposed B
     (its ``k`` along the rows of ``b``) is packed all of K deep."""
@@ -354,7 +366,7 @@ def gemm_b_blocks(af, a_pstride, a_rs, a_cs, b, trans_b, k, m, n, ip0, ip1, jp0,
     no = np.bool_(False)
     slices = 1 if trans_b else max(1, (k + KC - 1) // KC)
     depth = max(1, (k + slices - 1) // slices)
-    per = max(1, PACK_B_BYTES // (max(1, depth) * 2 * VEC_BYTES))
+    per = max(1, PACK_BYTES // (max(1, depth) * 2 * VEC_BYTES))
     bp = np.empty(min(per, jp1 - jp0) * depth * nr, dtype=c.dtype)
     for j0 in range(jp0, jp1, per):
         j1 = min(jp1, j0 + per)
@@ -473,11 +485,14 @@ def gemm_checked(a, b, trans_a, trans_b, c, bias, epi, max_macs, team):
     if max_macs > 0 and macs > max_macs:
         nthreads = team_threads(team)
         on_team = nthreads != 1
-    if on_team:
-        if not (nthreads and team_product(team, x, y, trans_a, trans_b, z, bias, e, nthreads)):
-            return LARGER
-    else:
-        gemm_serial(x, y, trans_a, trans_b, z, bias, e)
+    rows = max(1, m if route == SWAPPED else a_row_block(trans_a, m, k, n, c.itemsize))
+    for i0 in range(0, m, rows):
+        xs, zs = (x, z) if rows == m else (x[i0:i0 + rows], z[i0:i0 + rows])
+        if on_team:
+            if not (nthreads and team_product(team, xs, y, trans_a, trans_b, zs, bias, e, nthreads)):
+                return LARGER
+        else:
+            gemm_serial(xs, y, trans_a, trans_b, zs, bias, e)
     if route == SWAPPED:
         transpose_into(c_c, z)
         if epi:
@@ -533,9 +548,9 @@ def plan(a, trans_a, trans_b, c, nthreads):
     (:func:`partition`) for ``nthreads``."""
     m, n, k, nr, npa, npb, b_direct = driver_sizes(a, trans_a, trans_b, c)
     in_place = a_in_place(trans_a, m, k, n, c.itemsize)
-    # A B above PACK_B_BYTES with panels enough for every thread: one row of tasks, each packing its
+    # A B above PACK_BYTES with panels enough for every thread: one row of tasks, each packing its
     # own panels in blocks (gemm_b_blocks). With two rows B was shared, packed whole before the tasks
-    # into a buffer as large as B (see PACK_B_BYTES): 256 x 4096 x 16384 on two threads, 0.6x NumPy.
+    # into a buffer as large as B (see PACK_BYTES): 256 x 4096 x 16384 on two threads, 0.6x NumPy.
     one_row = not b_direct and not b_fits(k, npb) and npb >= 4 * nthreads
     ti, tj = partition(1 if one_row else npa, npb, nthreads, b_direct and not in_place)
     return m, n, k, nr, npa, npb, b_direct, in_place, ti, tj
@@ -549,7 +564,7 @@ def prepare_tasks(a, b, trans_a, trans_b, c, nthreads, sizes):
     Each operand is packed by the tasks that read it (a column of tasks shares no B panel, a row
     no A panel: each row of tasks packs its A panels into a row of ``af`` of its own, each column
     its B panels into one of ``bp``; ``task_a``, and ``task_b``: ``PACK_ROWS``, or ``PACK_BLOCKS``
-    for a B above ``PACK_B_BYTES``: each task then packs its panels in blocks into a buffer of its
+    for a B above ``PACK_BYTES``: each task then packs its panels in blocks into a buffer of its
     own, ``gemm_b_blocks``) while that copies little more
     (ONE_REGION_COPIES), else once, before the tasks (``share_a``, ``share_b``): already done here
     when small (SERIAL_PACK, ``small_share``), else left to the caller (:func:`pack_share`). Two
