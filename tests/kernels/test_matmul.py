@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from jitgrad.kernels import cpu
 from jitgrad.kernels import reference as ref
-from jitgrad.kernels.cpu import _gemm
+from jitgrad.kernels.cpu import _gemm, _gemv
 from jitgrad.kernels.cpu._gemm_dot import gemm_dot, gemm_dot_parallel
 from jitgrad.kernels.cpu._gemm_epilogue import EPI_COL_BIAS, EPI_RELU
 from jitgrad.kernels.cpu._gemm_simd import VEC_BYTES, vload, vstore_masked
@@ -482,6 +482,34 @@ def test_b_above_the_packing_bound_in_blocks(trans_a, trans_b, dtype):
         out = guarded(nan_like((m, n), dtype))
         path(a, b, trans_a, trans_b, out)
         assert_close(out, expected, dtype, rtol=rtol, atol=atol)
+
+
+#: Matrix-vector products (``_gemv``): one row or one column of C; K across the kernels' two-vector
+#: steps (0, under a vector, a step and a masked tail); rows of the dot kernel in fours and a rest; columns
+#: of the axpy kernel past one vector and past one block of ``_gemv.AXPY_BYTES`` with a tail.
+GEMV_SIZES = [(1, 1), (1, 7), (1, 33), (1, 4100), (5, 1), (37, 1), (2100, 1)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("trans_a,trans_b", TRANS, ids=TRANS_IDS)
+@pytest.mark.parametrize("m,n", GEMV_SIZES)
+def test_matrix_vector_products(m, n, trans_a, trans_b, dtype):
+    # The entry point (and so matmul's fast path, which it opens) sends them to _gemv's kernel: its
+    # answer bit for bit, held to the reference, with the store's epilogue; every operand ending at a
+    # guard page.
+    for k in (0, 3, 17, 100):
+        a, b = operands(m, n, k, trans_a, trans_b, dtype)
+        a, b = guarded(a), guarded(b)
+        expected = ref.matmul(a, b, trans_a=trans_a, trans_b=trans_b)
+        direct = guarded(nan_like((m, n), dtype))
+        _gemv.gemv(a, b, trans_a, trans_b, direct)
+        rtol, atol = tolerance(dtype, k)
+        assert_close(direct, expected, dtype, rtol=rtol, atol=atol)
+        bias = guarded(randn((n,), dtype, 5))
+        out = guarded(nan_like((m, n), dtype))
+        _gemm.run_serial(a, b, trans_a, trans_b, out, bias, EPI_COL_BIAS | EPI_RELU)
+        np.testing.assert_array_equal(out, np.maximum(direct + bias, 0))
+        np.testing.assert_array_equal(cpu.matmul(a, b, trans_a=trans_a, trans_b=trans_b), direct)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

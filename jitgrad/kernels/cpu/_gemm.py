@@ -35,6 +35,7 @@ from ._gemm_tile import (  # noqa: F401
     micro_kernel,
     nr_of,
 )
+from ._gemv import gemv
 from ._jit import PRANGE_ONLY, njit
 from ._team_state import NO_TEAM, team_product, team_threads
 from ._tier import tiered
@@ -434,7 +435,9 @@ def gemm_checked(a, b, trans_a, trans_b, c, bias, epi, max_macs, team):
     """``gemm_serial`` behind its own checks, for arrays of any layout (``serial_entry``): ``DONE``,
     ``LARGER``, ``ELSEWHERE`` or ``UNCHECKED``.
 
-    ``max_macs = 0``: any valid product. ``max_macs > 0``: ``matmul``'s products: up to ``SMALL_MACS`` by
+    A product with one row or one column of C (a matrix-vector product) runs ``_gemv``'s kernel on this
+    thread, whatever ``max_macs``. Others: ``max_macs = 0``: any valid product. ``max_macs > 0``:
+    ``matmul``'s products: up to ``SMALL_MACS`` by
     ``gemm_small``, up to ``max_macs`` by the micro-kernel, except the products of the dot-product
     kernel, ``a @ b.T`` deep with a short side (``product_route``): ``ELSEWHERE``; above ``max_macs``,
     float32 on the GEMM team when ``team`` (its state, ``_team_state``) holds the product job and this
@@ -467,6 +470,11 @@ def gemm_checked(a, b, trans_a, trans_b, c, bias, epi, max_macs, team):
         return UNCHECKED
     if epi & EPI_COL_BIAS and (bias.size != n or not disjoint(c, bias)):
         return UNCHECKED
+    if m == 1 or n == 1:  # a matrix-vector product: the matrix read once, in place (``_gemv``)
+        gemv(a_c, b_c, trans_a, trans_b, c_c)
+        if epi:
+            apply_epilogue(c_c, bias, epi)
+        return DONE
     macs = m * n * k
     if max_macs > 0 and macs <= SMALL_MACS:
         gemm_small(a_c, b_c, trans_a, trans_b, c_c)

@@ -48,6 +48,10 @@ def _matmul_kernel(a: np.ndarray, b: np.ndarray, trans_a: bool, trans_b: bool, o
     macs = m * n * k
     if bias is None:
         bias = _NO_BIAS_F32 if out.dtype is _F32 else _NO_BIAS[out.dtype]
+    if (m == 1 or n == 1) and (out.dtype is not _F32 or _gemm.gemm_parallel.ready()):
+        # A matrix-vector product: the entry point's kernel (_gemv), its Python checks skipped from now on.
+        _gemm.run_serial(a, b, trans_a, trans_b, out, bias, epi)
+        return
     if macs <= SMALL_MACS:
         if macs == 0:
             if m and n:
