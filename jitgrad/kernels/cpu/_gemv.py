@@ -157,12 +157,10 @@ def gemv(a, b, trans_a, trans_b, c):
     af = a.reshape(a.size)
     bf = b.reshape(b.size)
     cf = c.reshape(c.size)
-    if m == 1:  # c = x @ op(b): x is a's k values
-        if trans_b:
-            dot_rows(bf, k, n, k, af, cf)  # b: n rows of k
-        else:
-            axpy_rows(bf, n, k, n, af, cf)  # b: k rows of n
-    elif trans_a:  # c = a.T @ x: a is k rows of m
-        axpy_rows(af, m, k, m, bf, cf)
-    else:  # c = a @ x: a is m rows of k
-        dot_rows(af, k, m, k, bf, cf)
+    # The matrix w and the vector x: c = x @ op(b) (x is a's k values), or c = op(a) @ x. One call site
+    # of each kernel (each inlined copy is compiled again).
+    w, x, size = (bf, af, n) if m == 1 else (af, bf, m)
+    if trans_b if m == 1 else not trans_a:
+        dot_rows(w, k, size, k, x, cf)  # w: size rows of k (b transposed, or a)
+    else:
+        axpy_rows(w, size, k, size, x, cf)  # w: k rows of size (b, or a transposed)
