@@ -19,7 +19,7 @@ Shapes: ``sq*`` square; ``<model>-<layer>-{fwd,gin,gw}`` the three products of a
 ``<model>-<conv>-{fwd,gin,gw}`` a convolution's im2col products over a batch of 16 images
 (``W @ cols``, ``W.T @ g``, ``g @ cols.T``: M = C_out, K = C_in*kh*kw, N = 16 * output pixels); ``deep-*`` weight
 gradients whose K is a whole batch (an LSTM's over all its steps, a Linear layer's at batch 4096);
-``wide-*`` products whose operands are far larger than the caches.
+``wide-*`` products whose operands are far larger than the caches; ``vec-*`` matrix-vector products.
 Usage: THREADS=1 REPS=7 python bench/matmul_side_by_side.py [shape-substrings...]   (``cnn`` = all CNN shapes)
 """
 import os, sys, time, statistics
@@ -75,6 +75,11 @@ for _name, _shape in [("fwd", (128, 512, 50000, False, True)), ("gin", (128, 500
                       ("gw", (50000, 128, 512, True, False))]:
     shapes[f"wide-lm-{_name}"] = _shape
 shapes["wide-conv32-fwd"] = (32, 288, 50176, False, False)
+# Matrix-vector products (``vec``): one row or one column of C (``_gemv``), a batch-1 inference's.
+shapes.update({"vec-row-nn": (1, 1024, 1024, False, False), "vec-row-nt": (1, 1024, 1024, False, True),
+               "vec-col-nn": (1024, 1024, 1, False, False), "vec-col-tn": (1024, 1024, 1, True, False),
+               "vec-big-row-nn": (1, 4096, 4096, False, False), "vec-big-col-nn": (4096, 4096, 1, False, False),
+               "vec-lenet-fc1-fwd": (1, 256, 120, False, True), "vec-resnet-fc-fwd": (1, 64, 10, False, True)})
 only = sys.argv[1:]
 rng = np.random.default_rng(0)
 print(f"path: {_isa.describe()}; threads {T}; clock {CLOCK.__name__}")

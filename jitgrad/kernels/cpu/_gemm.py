@@ -129,7 +129,8 @@ SERIAL_PACK = 64 * 1024
 #: Bytes of an operand that one packing holds while it is used. A larger B is packed and used in
 #: blocks of at most this (one panel at least) by the one-thread driver and by tasks that pack their
 #: own panels, one buffer reused block after block (BLIS's ``NC`` loop; its Zen 3 block ``KC x NC`` is
-#: 8 MiB); a larger row-major A, with a B that fits, is multiplied in blocks of rows (``a_row_block``). Packed whole, the buffer of a wide B was freshly mapped memory on every call (glibc serves
+#: 8 MiB); a larger row-major A, with a B that fits, is multiplied in blocks of rows (``a_row_block``).
+#: Packed whole, such an operand's buffer was freshly mapped memory on every call (glibc serves
 #: blocks above 32 MiB by mmap), each first touch a page fault: one thread, Zen 3 VM, against NumPy,
 #: 32 x 288 x 50176 (a 32-channel convolution over 16 images of 56 x 56) 0.23x, a language model's
 #: output layer at batch 128 (512 x 50000 weights) 0.5x forward and input gradient; two threads,
@@ -446,7 +447,8 @@ def gemm_checked(a, b, trans_a, trans_b, c, bias, epi, max_macs, team):
     ``nthreads`` threads of the team, ``LARGER`` when it is held. ``team`` is ``_team_state.NO_TEAM``
     where products never go to the team. ``bias``, ``epi``: the store's epilogue (``gemm_cols``). On the
     ``SWAPPED`` route (``product_route``) the product is ``C^T``, into a scratch array transposed into ``c``,
-    and the epilogue runs after it. Checked here: the inner
+    and the epilogue runs after it. A row-major A above ``PACK_BYTES`` with a B that fits runs in blocks
+    of rows (``a_row_block``), each a product of its own. Checked here: the inner
     sizes, ``c``'s shape, every array C-contiguous, ``c`` apart from ``a``, ``b`` and a column bias,
     and that bias's length, each a comparison of a few integers where ``matmul``'s Python checks
     took ~1 us of a 3-5 us product (LeNet fc3's and the ResNet head's gradients). Left to the
