@@ -118,6 +118,9 @@ def _task_linear(dtype: np.dtype) -> None:
     g, x = rng.standard_normal((10, 4096)).astype(dtype), rng.standard_normal((288, 4096)).astype(dtype)
     K.matmul(g, x, trans_b=True)
     _gemm_dot.gemm_dot_parallel(g, x, np.empty((10, 288), dtype), 2)  # (float32 itself runs on the team)
+    # A matrix-vector product above GEMV_TEAM_MIN: float32 on the team by spans (_team_spans.run_gemv).
+    v, big = rng.standard_normal((1, 1024)).astype(dtype), rng.standard_normal((1024, 1024)).astype(dtype)
+    K.matmul(v, big)
 
 
 def _task_pooling(dtype: np.dtype) -> None:

@@ -24,7 +24,7 @@ import pytest
 from jitgrad import config
 from jitgrad.kernels import cpu
 from jitgrad.kernels import reference as ref
-from jitgrad.kernels.cpu import _gemm, _team
+from jitgrad.kernels.cpu import _gemm, _gemv, _team, _team_spans
 from jitgrad.kernels.cpu._gemm_epilogue import EPI_COL_BIAS, EPI_RELU
 from jitgrad.kernels.cpu._team_state import NO_TEAM
 from tests.helpers import nan_like, randn
@@ -376,3 +376,42 @@ def test_packed_buffers_outlive_the_team_s_work():
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert float(result.stdout.split()[-1]) < 1e-3
+
+
+#: Matrix-vector products on the team (``_team_spans.run_gemv``): by rows of the matrix (dot products)
+#: and by columns of the output (rows added), spans with a partial last one, a single short span.
+GEMV_SHAPES = [(1, 1030, 700), (1, 70, 5000), (700, 1, 1030), (5000, 1, 70), (3, 1, 5)]
+
+
+@pytest.mark.parametrize("trans_a,trans_b", TRANS, ids=["NN", "NT", "TN", "TT"])
+def test_matrix_vector_products_on_the_team(trans_a, trans_b):
+    state = team(2)
+    for m, n, k in GEMV_SHAPES:
+        a, b = operands(m, n, k, trans_a, trans_b)
+        a, b = guarded(a), guarded(b)
+        expected = ref.matmul(a, b, trans_a=trans_a, trans_b=trans_b)
+        out = guarded(nan_like((m, n), np.float32))
+        assert wait_for(lambda: state[_team.BUSY] == 0)
+        assert _team_spans.run_gemv(a, b, trans_a, trans_b, out)
+        np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-4 * np.sqrt(k), err_msg=f"{m}x{n}x{k}")
+
+
+def test_matmul_runs_a_large_matrix_vector_product_on_the_team():
+    # Above GEMV_TEAM_MIN matmul's entry point leaves it to the team, whose helper takes spans of it in
+    # a loop of products; on one thread it is computed alone (nothing for the helper).
+    state = team(2)
+    a, b = operands(1, 1024, 1024, False, False)
+    expected = ref.matmul(a, b)
+    assert 1024 * 1024 >= _gemv.GEMV_TEAM_MIN
+    old = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        before = state[_team.HELPED]
+        for _ in range(20):
+            np.testing.assert_allclose(cpu.matmul(a, b), expected, rtol=1e-4, atol=1e-3)
+        assert state[_team.HELPED] == before
+    finally:
+        numba.set_num_threads(old)
+    if old > 1:
+        assert wait_for(lambda: [cpu.matmul(a, b) for _ in range(50)] and state[_team.HELPED] > before)
+        np.testing.assert_allclose(cpu.matmul(a, b), expected, rtol=1e-4, atol=1e-3)

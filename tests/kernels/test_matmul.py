@@ -494,8 +494,9 @@ GEMV_SIZES = [(1, 1), (1, 7), (1, 33), (1, 4100), (5, 1), (37, 1), (2100, 1)]
 @pytest.mark.parametrize("trans_a,trans_b", TRANS, ids=TRANS_IDS)
 @pytest.mark.parametrize("m,n", GEMV_SIZES)
 def test_matrix_vector_products(m, n, trans_a, trans_b, dtype):
-    # _gemv's kernel, and the entry point that sends them to it (with the store's epilogue, and as
-    # matmul's fast path, which it opens), held to the reference; every operand ending at a guard page.
+    # _gemv's kernel, the entry point that sends them to it (with the store's epilogue: bit for bit the
+    # plain product's, plus bias, ReLU) and matmul, held to the reference; every operand ending at a
+    # guard page.
     # (The entry point's copy of the kernel is optimised in its own module: under fastmath its sums may
     # differ from the kernel's alone in the last bit.)
     for k in (0, 3, 17, 100):
@@ -509,9 +510,12 @@ def test_matrix_vector_products(m, n, trans_a, trans_b, dtype):
         bias = guarded(randn((n,), dtype, 5))
         out = guarded(nan_like((m, n), dtype))
         _gemm.run_serial(a, b, trans_a, trans_b, out, bias, EPI_COL_BIAS | EPI_RELU)
-        got = cpu.matmul(a, b, trans_a=trans_a, trans_b=trans_b)
-        assert_close(got, expected, dtype, rtol=rtol, atol=atol)
-        np.testing.assert_array_equal(out, np.maximum(got + bias, 0))
+        plain = guarded(nan_like((m, n), dtype))
+        _gemm.run_serial(a, b, trans_a, trans_b, plain, *NO_EPILOGUE[np.dtype(dtype)])
+        assert_close(plain, expected, dtype, rtol=rtol, atol=atol)
+        np.testing.assert_array_equal(out, np.maximum(plain + bias, 0))
+        # matmul: the entry point's kernel, or on two threads above GEMV_TEAM_MIN the team's spans
+        assert_close(cpu.matmul(a, b, trans_a=trans_a, trans_b=trans_b), expected, dtype, rtol=rtol, atol=atol)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -35,7 +35,7 @@ from ._gemm_tile import (  # noqa: F401
     micro_kernel,
     nr_of,
 )
-from ._gemv import gemv
+from ._gemv import GEMV_TEAM_MIN, gemv
 from ._jit import PRANGE_ONLY, njit
 from ._team_state import NO_TEAM, team_product, team_threads
 from ._tier import tiered
@@ -437,7 +437,9 @@ def gemm_checked(a, b, trans_a, trans_b, c, bias, epi, max_macs, team):
     ``LARGER``, ``ELSEWHERE`` or ``UNCHECKED``.
 
     A product with one row or one column of C (a matrix-vector product) runs ``_gemv``'s kernel on this
-    thread, whatever ``max_macs``. Others: ``max_macs = 0``: any valid product. ``max_macs > 0``:
+    thread, whatever ``max_macs``, except that ``matmul``'s float32 ones from ``GEMV_TEAM_MIN`` are
+    ``ELSEWHERE`` unless this thread's setting is known to be one thread (for the team:
+    ``_team_spans.run_gemv``; ``matmul`` comes back with ``max_macs = 0`` where it cannot run). Others: ``max_macs = 0``: any valid product. ``max_macs > 0``:
     ``matmul``'s products: up to ``SMALL_MACS`` by
     ``gemm_small``, up to ``max_macs`` by the micro-kernel, except the products of the dot-product
     kernel, ``a @ b.T`` deep with a short side (``product_route``): ``ELSEWHERE``; above ``max_macs``,
@@ -473,6 +475,8 @@ def gemm_checked(a, b, trans_a, trans_b, c, bias, epi, max_macs, team):
     if epi & EPI_COL_BIAS and (bias.size != n or not disjoint(c, bias)):
         return UNCHECKED
     if m == 1 or n == 1:  # a matrix-vector product: the matrix read once, in place (``_gemv``)
+        if max_macs > 0 and m * n * k >= GEMV_TEAM_MIN and c.itemsize == 4 and team_threads(team) != 1:
+            return ELSEWHERE  # on the team (matmul's _team_spans.run_gemv), or here when it cannot run
         gemv(a_c, b_c, trans_a, trans_b, c_c)
         if epi:
             apply_epilogue(c_c, bias, epi)

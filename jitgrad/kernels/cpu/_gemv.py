@@ -13,8 +13,9 @@ one of two ways, by the layout of its rows:
   block of ``y`` stays in L1 while every row passes.
 
 Both read the matrix as four sequential streams. ``_gemm.gemm_checked`` sends every such product
-here, on the calling thread: they are bound by memory, not by the FMA units, once the matrix is
-larger than the caches.
+here, on the calling thread, except a float32 matrix above ``GEMV_TEAM_MIN`` with more than one
+thread set, which ``matmul`` runs on the GEMM team in spans of the output (``_team_spans.run_gemv``):
+bound by memory, not by the FMA units, such a product needs both cores' share of the bandwidth.
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ from ._jit import FASTMATH, njit
 
 _jit = {"cache": True, "fastmath": FASTMATH, "nogil": True}
 
+#: Matrix elements from which ``matmul`` runs a float32 matrix-vector product on the team
+#: (``_team_spans.run_gemv``) when it has more than one thread: 1 MiB, beyond this VM's L2.
+GEMV_TEAM_MIN = 1 << 18
 #: Bytes of ``y`` that ``axpy_rows`` keeps in L1 while the rows of the matrix pass (half of a 32 KiB L1).
 AXPY_BYTES = 16 * 1024
 

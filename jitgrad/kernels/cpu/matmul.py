@@ -13,6 +13,7 @@ from . import _conv, _gemm, _team, _team_spans
 from ._gemm import DOT, SMALL_MACS, SWAPPED, product_route
 from ._gemm_dot import gemm_dot, gemm_dot_parallel
 from ._gemm_epilogue import apply_epilogue
+from ._gemv import GEMV_TEAM_MIN
 from ._jit import overlaps
 from ._team_state import NO_TEAM
 from ._threading import serialised
@@ -48,10 +49,16 @@ def _matmul_kernel(a: np.ndarray, b: np.ndarray, trans_a: bool, trans_b: bool, o
     macs = m * n * k
     if bias is None:
         bias = _NO_BIAS_F32 if out.dtype is _F32 else _NO_BIAS[out.dtype]
-    if (m == 1 or n == 1) and (out.dtype is not _F32 or _gemm.gemm_parallel.ready()):
-        # A matrix-vector product: the entry point's kernel (_gemv), its Python checks skipped from now on.
-        _gemm.run_serial(a, b, trans_a, trans_b, out, bias, epi)
-        return
+    if m == 1 or n == 1:  # a matrix-vector product (_gemv)
+        if (macs >= GEMV_TEAM_MIN and out.dtype is _F32 and _team_spans.usable()
+                and _team_spans.run_gemv(a, b, trans_a, trans_b, out)):
+            if epi:
+                apply_epilogue(out, bias, epi)
+            return
+        if out.dtype is not _F32 or _gemm.gemm_parallel.ready():
+            # The entry point's kernel, its Python checks skipped from now on (it opens the fast path).
+            _gemm.run_serial(a, b, trans_a, trans_b, out, bias, epi)
+            return
     if macs <= SMALL_MACS:
         if macs == 0:
             if m and n:
