@@ -474,14 +474,14 @@ def gemm_checked(a, b, trans_a, trans_b, c, bias, epi, max_macs, team):
         return UNCHECKED
     if epi & EPI_COL_BIAS and (bias.size != n or not disjoint(c, bias)):
         return UNCHECKED
+    macs = m * n * k
     if m == 1 or n == 1:  # a matrix-vector product: the matrix read once, in place (``_gemv``)
-        if max_macs > 0 and m * n * k >= GEMV_TEAM_MIN and c.itemsize == 4 and team_threads(team) != 1:
+        if max_macs > 0 and macs >= GEMV_TEAM_MIN and c.itemsize == 4 and team_threads(team) != 1:
             return ELSEWHERE  # on the team (matmul's _team_spans.run_gemv), or here when it cannot run
         gemv(a_c, b_c, trans_a, trans_b, c_c)
         if epi:
             apply_epilogue(c_c, bias, epi)
         return DONE
-    macs = m * n * k
     if max_macs > 0 and macs <= SMALL_MACS:
         gemm_small(a_c, b_c, trans_a, trans_b, c_c)
         if epi:
@@ -501,7 +501,7 @@ def gemm_checked(a, b, trans_a, trans_b, c, bias, epi, max_macs, team):
         on_team = nthreads != 1
     rows = max(1, m if route == SWAPPED else a_row_block(trans_a, m, k, n, c.itemsize))
     for i0 in range(0, m, rows):
-        xs, zs = (x, z) if rows == m else (x[i0:i0 + rows], z[i0:i0 + rows])
+        xs, zs = (x, z) if rows == m else (x[i0:i0 + rows], z[i0:i0 + rows])  # (swapped: x, z are n rows)
         if on_team:
             if not (nthreads and team_product(team, xs, y, trans_a, trans_b, zs, bias, e, nthreads)):
                 return LARGER

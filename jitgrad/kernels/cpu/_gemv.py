@@ -152,6 +152,17 @@ def axpy_rows(w, ld, k, cols, x, y):
             p += 1
 
 
+def gemv_form(m, trans_a, trans_b):
+    """``(matrix_is_b, dot)`` of a product with ``m`` rows of C and one row or column: the matrix is ``b``
+    (``c = x @ op(b)``, x being a's K values) when ``m == 1``, else ``a`` (``c = op(a) @ x``); ``dot``: its
+    rows run along K (``dot_rows``), else along C (``axpy_rows``)."""
+    return m == 1, (trans_b if m == 1 else not trans_a)
+
+
+#: :func:`gemv_form` for the kernels (the same source; ``_team_spans.run_gemv`` calls the Python one).
+gemv_form_jit = njit(inline="always", **_jit)(gemv_form)
+
+
 @njit(**_jit)
 def gemv(a, b, trans_a, trans_b, c):
     """``c = op(a) @ op(b)`` for C-contiguous arrays with ``c.shape[0] == 1`` or ``c.shape[1] == 1``
@@ -161,10 +172,10 @@ def gemv(a, b, trans_a, trans_b, c):
     af = a.reshape(a.size)
     bf = b.reshape(b.size)
     cf = c.reshape(c.size)
-    # The matrix w and the vector x: c = x @ op(b) (x is a's k values), or c = op(a) @ x. One call site
-    # of each kernel (each inlined copy is compiled again).
-    w, x, size = (bf, af, n) if m == 1 else (af, bf, m)
-    if trans_b if m == 1 else not trans_a:
+    # The matrix w and the vector x. One call site of each kernel (each inlined copy is compiled again).
+    matrix_is_b, dot = gemv_form_jit(m, trans_a, trans_b)
+    w, x, size = (bf, af, n) if matrix_is_b else (af, bf, m)
+    if dot:
         dot_rows(w, k, size, k, x, cf)  # w: size rows of k (b transposed, or a)
     else:
         axpy_rows(w, size, k, size, x, cf)  # w: k rows of size (b, or a transposed)

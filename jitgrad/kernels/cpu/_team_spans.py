@@ -43,7 +43,7 @@ from . import _team
 from ._cache_load import cached_cfunc
 from ._gemm_dot import DOT_MR, DOT_NR, gemm_dot
 from ._gemm_simd import address_to_pointer
-from ._gemv import axpy_rows, dot_rows
+from ._gemv import axpy_rows, dot_rows, gemv_form
 from ._team import ARGS, STATE_SLOTS
 
 #: Elements below which an elementwise kernel runs serially even on the team, as a multiple of its
@@ -277,9 +277,9 @@ def _gemv_job(address, block):
     lo = block * state[_GEMV_SPAN]
     hi = min(state[_GEMV_TOTAL], lo + state[_GEMV_SPAN])
     ld, k, n = state[_GEMV_LD], state[_GEMV_K], state[_GEMV_N]
-    w = carray(address_to_pointer(state[_GEMV_W] + lo * ld * 4, np.float32), ((hi - lo - 1) * ld + (k if
-               state[_GEMV_MODE] == _DOT_ROWS else n),))
-    if state[_GEMV_MODE] == _DOT_ROWS:  # rows lo:hi of the matrix, K long: their values of the output
+    dot = state[_GEMV_MODE] == _DOT_ROWS
+    w = carray(address_to_pointer(state[_GEMV_W] + lo * ld * 4, np.float32), ((hi - lo - 1) * ld + (k if dot else n),))
+    if dot:  # rows lo:hi of the matrix, K long: their values of the output
         x = carray(address_to_pointer(state[_GEMV_X], np.float32), (k,))
         y = carray(address_to_pointer(state[_GEMV_Y] + lo * 4, np.float32), (hi - lo,))
         dot_rows(w, ld, hi - lo, k, x, y)
@@ -326,9 +326,8 @@ def run_gemv(a: np.ndarray, b: np.ndarray, trans_a: bool, trans_b: bool, c: np.n
     k = a.shape[0] if trans_a else a.shape[1]
     if nthreads == 1 or k == 0:
         return False
-    # The matrix and the vector (``_gemv.gemv``'s choice): c = x @ op(b), or c = op(a) @ x.
-    w, x, size = (b, a, n) if m == 1 else (a, b, m)
-    dot = trans_b if m == 1 else not trans_a
+    matrix_is_b, dot = gemv_form(m, trans_a, trans_b)  # (``_gemv.gemv``'s choice)
+    w, x, size = (b, a, n) if matrix_is_b else (a, b, m)
     if not _GEMV_JOB:
         _GEMV_JOB.append(cached_cfunc(_gemv_job, _JOB_SIGNATURE))
     # (The product state: with it the entry point knows this thread's setting, and a one-thread call
