@@ -39,9 +39,10 @@ TRANS = list(itertools.product([False, True], [False, True]))
 # (33, 65, 700) and (128, 40, 120) on 2 threads: a row of tasks cut in two (``partition``'s uneven runs of B
 # panels) on the AVX-512 and the AVX2 tile.
 # (40, 8100, 520): B above _gemm.PACK_BYTES, each task packing its panels in blocks; (2100, 40, 1100): a
-# row-major A above it, in two blocks of rows.
+# row-major A above it, in two blocks of rows; (2100, 140, 1024): a packed A above it (row-major: its
+# 4 KiB row pitch packs it on one thread too), each task packing both operands a K slice at a time.
 SHAPES = [(9, 200, 40), (300, 7, 33), (130, 140, 300), (16, 2000, 600), (64, 288, 1936), (33, 65, 700),
-          (128, 40, 120), (40, 8100, 520), (2100, 40, 1100)]
+          (128, 40, 120), (40, 8100, 520), (2100, 40, 1100), (2100, 140, 1024)]
 
 
 def operands(m, n, k, trans_a, trans_b, seed=0):

@@ -540,6 +540,48 @@ def test_a_above_the_packing_bound_in_row_blocks(trans_b, dtype):
     assert_close(out, expected, dtype, rtol=rtol, atol=atol)
 
 
+#: ``(m, k)`` of a packed A above ``PACK_BYTES`` by element size: a tall one (a column of tasks, several
+#: K slices, and with B transposed several blocks of A panels to a slice), and a deep one with fewer rows
+#: than C has columns (a row of tasks, each packing all of A's slices).
+SLICED_A = {4: [(4200, 1030), (100, 21000)], 8: [(2100, 1030), (60, 17500)]}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("trans_a,trans_b", TRANS, ids=TRANS_IDS)
+@pytest.mark.parametrize("shape", [0, 1], ids=["tall", "deep"])
+def test_a_above_the_packing_bound_in_slices(shape, trans_a, trans_b, dtype):
+    # A packed A above PACK_BYTES is never packed whole (a_sliced): gemm_b_blocks packs both operands a
+    # K slice at a time, A in blocks of panels, the product accumulated in C over the slices; with a
+    # column bias and ReLU in the store, on the serial and the parallel driver (each task packing its
+    # own slices) and matmul, every operand ending at a guard page.
+    itemsize = np.dtype(dtype).itemsize
+    m, k = SLICED_A[itemsize][shape]
+    nr = 2 * VEC_BYTES // itemsize
+    n = max(_gemm.T_A_IN_PLACE_MAX_PANELS * nr, _gemm.A_IN_PLACE_MAX_N) + 5  # A packed, not read in place
+    npa = -(-m // _gemm.MR)
+    assert not _gemm.a_in_place(trans_a, m, k, n, itemsize) and _gemm.a_sliced(False, npa, k, itemsize)
+    depth = k if trans_b else -(-k // -(-k // _gemm.KC))
+    assert depth < k or trans_b
+    if shape == 0 and trans_b:
+        assert _gemm.PACK_BYTES // (depth * _gemm.MR * itemsize) < npa  # several blocks of A panels
+    a, b = operands(m, n, k, trans_a, trans_b, dtype)
+    a, b = guarded(a), guarded(b)
+    bias = guarded(randn((n,), dtype, 5))
+    product = ref.matmul(a, b, trans_a=trans_a, trans_b=trans_b)
+    expected = np.maximum(product + bias, 0)
+    rtol, atol = tolerance(dtype, k)
+    epi = EPI_COL_BIAS | EPI_RELU
+    # On three threads: a task a thread, in one column (B the smaller operand) or one row, B not in place.
+    sizes = _gemm.plan(a, trans_a, trans_b, nan_like((m, n), dtype), 3)
+    assert (sizes[-2], sizes[-1]) == ((3, 1) if m >= n else (1, 3)) and not sizes[6]
+    for path in (lambda *args: _gemm.run_serial(*args, bias, epi),
+                 lambda *args: _gemm.gemm_parallel(*args, 3, bias, epi)):
+        out = guarded(nan_like((m, n), dtype))
+        path(a, b, trans_a, trans_b, out)
+        assert_close(out, expected, dtype, rtol=rtol, atol=atol)
+    assert_close(cpu.matmul(a, b, trans_a=trans_a, trans_b=trans_b), product, dtype, rtol=rtol, atol=atol)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_large_transposed_a_in_place_and_packed(dtype):
     # A transposed A beyond L2 (here > 1 MiB) is read in place while B has at most

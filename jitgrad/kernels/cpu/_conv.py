@@ -55,7 +55,7 @@ def conv2d_forward(x, w, bias, has_bias, sh, sw, ph, pw, dh, dw, y, nthreads, ep
     one = np.intp(1)
     mr = np.intp(MR)
     no = np.bool_(False)
-    pack_a(w.reshape(c_out, k), no, zero, npa, ap)
+    pack_a(w.reshape(c_out, k), no, zero, npa, zero, k, ap)
     bias_p = np.empty(npa * MR, dtype=y.dtype)  # not np.zeros: see _conv_im2col.int32_filled
     for co in range(npa * MR):
         bias_p[co] = 0.0

@@ -335,8 +335,9 @@ def gemm_cols(af, a_pstride, a_rs, a_cs, b, bp, in_place, k, m, n, ip0, ip1, jp0
 
 
 #: How the tasks of a parallel product pack B (``prepare_tasks``' ``task_b``): not at all (B read in
-#: place, or packed before them), its panels whole into rows of ``bp``, or in blocks (``gemm_b_blocks``).
-NO_PACK, PACK_ROWS, PACK_BLOCKS = 0, 1, 2
+#: place, or packed before them), its panels whole into rows of ``bp``, in blocks (``gemm_b_blocks``),
+#: or in blocks with A's slices too (``a_sliced``).
+NO_PACK, PACK_ROWS, PACK_BLOCKS, PACK_SLICES = 0, 1, 2, 3
 
 
 @njit(inline="always", **_jit)  # inlined: no compile of its own
@@ -356,13 +357,25 @@ def a_row_block(trans_a, m, k, n, itemsize):
     return max(1, PACK_BYTES // (k * itemsize * MR)) * MR
 
 
+@njit(inline="always", **_jit)  # inlined: no compile of its own
+def a_sliced(in_place, npa, k, itemsize):
+    """Whether a packed A (not read ``in_place``) is above ``PACK_BYTES``: then packed and used in ``K``
+    slices and blocks of panels, as B is (``gemm_b_blocks``), never whole."""
+    return not in_place and npa * k * MR * itemsize > PACK_BYTES
+
+
 @njit(inline="always", **_jit)
-def gemm_b_blocks(af, a_pstride, a_rs, a_cs, b, trans_b, k, m, n, ip0, ip1, jp0, jp1, c, bias, epi):
+def gemm_b_blocks(a, trans_a, sliced, af, a_pstride, a_rs, a_cs, b, trans_b, k, m, n, ip0, ip1, jp0, jp1, c,
+                  bias, epi):
     """``gemm_cols`` for a B too large to pack at once: its panels ``jp0 : jp1`` packed a block at a time
     into one buffer of at most ``PACK_BYTES`` (one panel at least), each block used on every A panel
     ``ip0 : ip1`` before the next is packed (BLIS's ``NC`` and ``KC`` loops). A block is ``KC`` deep at
     most (K in equal slices, the product accumulated over them), so that it is wide; a transposed B
-    (its ``k`` along the rows of ``b``) is packed all of K deep."""
+    (its ``k`` along the rows of ``b``) is packed all of K deep.
+
+    A comes packed or in place as ``af`` (``a_pstride``, ``a_rs``, ``a_cs``: see ``gemm_block``), or,
+    ``sliced`` (``a_sliced``), from ``a`` itself: each slice of A panels ``ip0 : ip1`` packed a block
+    of at most ``PACK_BYTES`` at a time into one buffer (BLIS's ``MC`` loop), as deep as B's slice."""
     nr = nr_of(c)
     zero = np.intp(0)
     no = np.bool_(False)
@@ -370,6 +383,8 @@ def gemm_b_blocks(af, a_pstride, a_rs, a_cs, b, trans_b, k, m, n, ip0, ip1, jp0,
     depth = max(1, (k + slices - 1) // slices)
     per = max(1, PACK_BYTES // (max(1, depth) * 2 * VEC_BYTES))
     bp = np.empty(min(per, jp1 - jp0) * depth * nr, dtype=c.dtype)
+    rows = max(1, PACK_BYTES // (depth * MR * c.itemsize)) if sliced else ip1 - ip0  # A panels a block
+    ap = np.empty(min(rows, ip1 - ip0) * depth * MR if sliced else 0, dtype=c.dtype)
     for j0 in range(jp0, jp1, per):
         j1 = min(jp1, j0 + per)
         # The block's panels are numbered from 0: C, its width and a column bias shifted to them.
@@ -378,8 +393,15 @@ def gemm_b_blocks(af, a_pstride, a_rs, a_cs, b, trans_b, k, m, n, ip0, ip1, jp0,
         for p0 in range(0, k, depth):
             p1 = min(k, p0 + depth)
             pack_b(b if trans_b else b[p0:p1], trans_b, j0, j1, bp)
-            gemm_block(af, p0 * a_cs, a_pstride, a_rs, a_cs, bp, (p1 - p0) * nr, nr, zero, p1 - p0, m, n - col,
-                       ip0, ip1, zero, j1 - j0, c, col, n, p0 > 0, cbias, no, epi if p1 == k else 0)
+            for i0 in range(ip0, ip1, rows):
+                i1 = min(ip1, i0 + rows)
+                if sliced:  # A's block numbered from 0 too, C's rows shifted to it
+                    pack_a(a, trans_a, i0, i1, p0, p1, ap)
+                shift = i0 if sliced else zero
+                gemm_block(ap if sliced else af, zero if sliced else p0 * a_cs, (p1 - p0) * MR if sliced else a_pstride,
+                           1 if sliced else a_rs, MR if sliced else a_cs, bp, (p1 - p0) * nr, nr, zero, p1 - p0,
+                           m - shift * MR, n - col, i0 - shift, i1 - shift, zero, j1 - j0, c, shift * MR * n + col, n,
+                           p0 > 0, cbias, no, epi if p1 == k else 0)
 
 
 @njit(inline="always", **_jit)  # inlined into gemm_checked, its one compiled caller
@@ -387,16 +409,18 @@ def gemm_serial(a, b, trans_a, trans_b, c, bias, epi):
     """``c = op(a) @ op(b)`` with the micro-kernel, on the calling thread (epilogue ``bias``, ``epi``: see gemm_cols)."""
     m, n, k, nr, npa, npb, b_direct = driver_sizes(a, trans_a, trans_b, c)
     zero = np.intp(0)  # not a literal 0 (see gemm_cols)
-    if a_in_place(trans_a, m, k, n, c.itemsize) or small_a_in_place(trans_a, m, k, c.itemsize):
+    in_place = a_in_place(trans_a, m, k, n, c.itemsize) or small_a_in_place(trans_a, m, k, c.itemsize)
+    sliced = a_sliced(in_place, npa, k, c.itemsize)
+    if in_place or sliced:
         af = a.reshape(a.size)
         a_pstride, a_rs, a_cs = a_layout(trans_a, m, k)
     else:
         af = np.empty(npa * k * MR, dtype=c.dtype)
-        pack_a(a, trans_a, zero, npa, af)
+        pack_a(a, trans_a, zero, npa, zero, k, af)
         a_pstride, a_rs, a_cs = k * MR, 1, MR
-    if not b_direct and not b_fits(k, npb):
-        gemm_b_blocks(af, a_pstride, a_rs, a_cs, b, trans_b, k, m, n, zero, npa, zero, npb, c.reshape(m * n), bias,
-                      epi)
+    if sliced or (not b_direct and not b_fits(k, npb)):
+        gemm_b_blocks(a, trans_a, sliced, af, a_pstride, a_rs, a_cs, b, trans_b, k, m, n, zero, npa, zero, npb,
+                      c.reshape(m * n), bias, epi)
         return
     if b_direct:  # only a partial last panel is packed (no allocation without one: small products notice)
         bp = np.empty(k * nr if n % nr else 0, dtype=c.dtype)
@@ -562,6 +586,12 @@ def plan(a, trans_a, trans_b, c, nthreads):
     (:func:`partition`) for ``nthreads``."""
     m, n, k, nr, npa, npb, b_direct = driver_sizes(a, trans_a, trans_b, c)
     in_place = a_in_place(trans_a, m, k, n, c.itemsize)
+    if a_sliced(in_place, npa, k, c.itemsize):
+        # Each task packs slices of both operands (gemm_b_blocks): a task a thread, one column of tasks
+        # (each packing all of B) when B is the smaller operand, else one row (each packing all of A).
+        if m >= n:
+            return m, n, k, nr, npa, npb, False, in_place, min(npa, nthreads), 1
+        return m, n, k, nr, npa, npb, False, in_place, 1, min(npb, nthreads)
     # A B above PACK_BYTES with panels enough for every thread: one row of tasks, each packing its
     # own panels in blocks (gemm_b_blocks). With two rows B was shared, packed whole before the tasks
     # into a buffer as large as B (see PACK_BYTES): 256 x 4096 x 16384 on two threads, 0.6x NumPy.
@@ -585,19 +615,22 @@ def prepare_tasks(a, b, trans_a, trans_b, c, nthreads, sizes):
     operands over the budget together: the one copied more often goes first.
     """
     m, n, k, nr, npa, npb, b_direct, in_place, ti, tj = sizes
-    a_size = 0 if in_place else npa * k * MR
-    b_size = 0 if b_direct else npb * k * nr
+    sliced = a_sliced(in_place, npa, k, c.itemsize)
+    a_size = 0 if in_place or sliced else npa * k * MR
+    b_size = 0 if b_direct or sliced else npb * k * nr
     budget = ONE_REGION_COPIES * nthreads
     dup_a = (tj - 1) * a_size
     dup_b = (ti - 1) * b_size
     over = dup_a + dup_b > budget
     share_a = dup_a > budget or (over and dup_a >= dup_b)  # packed before the tasks
     share_b = dup_b > budget or (over and dup_b > dup_a)
-    task_a = not in_place and not share_a  # packed by the tasks
+    task_a = not in_place and not sliced and not share_a  # packed by the tasks
     task_b = NO_PACK if b_direct or share_b else (PACK_ROWS if b_fits(k, npb) else PACK_BLOCKS)
+    if sliced:
+        task_b = PACK_SLICES
     rows_b = task_b == PACK_ROWS
     bp = np.empty((ti if rows_b else 1, k * nr if b_direct else (b_size if rows_b or share_b else 0)), dtype=c.dtype)
-    if in_place:
+    if in_place or sliced:  # (sliced: unused)
         af = a.reshape((1, a.size))
         a_pstride, a_rs, a_cs = a_layout(trans_a, m, k)
     else:
@@ -618,7 +651,9 @@ def pack_share(a, b, trans_a, trans_b, share_a, share_b, npa, npb, af0, bp0, t, 
         j0 = t * npb // parts
         pack_b(b, trans_b, j0, (t + 1) * npb // parts, bp0[j0 * (bp0.size // npb):])  # (bp0: all npb panels)
     if share_a:
-        pack_a(a, trans_a, t * npa // parts, (t + 1) * npa // parts, af0)
+        k = a.shape[0] if trans_a else a.shape[1]
+        i0 = t * npa // parts
+        pack_a(a, trans_a, i0, (t + 1) * npa // parts, np.intp(0), k, af0[i0 * k * MR:])  # (typed 0: gemm_cols)
 
 
 @njit(inline="always", **_jit)  # inlined: no compile of its own
@@ -631,9 +666,10 @@ def gemm_task(a, b, trans_a, trans_b, af, bp, a_pstride, a_rs, a_cs, task_a, tas
     jp0, jp1 = split_at(bj, tj, npb), split_at(bj + 1, tj, npb)
     own_a = bj if task_a else 0
     if task_a:
-        pack_a(a, trans_a, ip0, ip1, af[own_a])
-    if task_b == PACK_BLOCKS:
-        gemm_b_blocks(af[own_a], a_pstride, a_rs, a_cs, b, trans_b, k, m, n, ip0, ip1, jp0, jp1, cflat, bias, epi)
+        pack_a(a, trans_a, ip0, ip1, np.intp(0), k, af[own_a][ip0 * k * MR:])
+    if task_b >= PACK_BLOCKS:
+        gemm_b_blocks(a, trans_a, task_b == PACK_SLICES, af[own_a], a_pstride, a_rs, a_cs, b, trans_b, k, m, n,
+                      ip0, ip1, jp0, jp1, cflat, bias, epi)
     else:
         own_b = bi if task_b else 0
         if task_b:

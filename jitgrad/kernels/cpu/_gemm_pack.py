@@ -17,16 +17,16 @@ from ._tier import shared
 
 
 @njit(**_jit)
-def pack_a_panel(a, trans, i0, ap, off):
-    """Pack rows ``i0 : i0 + MR`` of ``op(a)`` (all of K) into ``ap[off:]``, zero-padded."""
+def pack_a_panel(a, trans, i0, p0, p1, ap, off):
+    """Pack rows ``i0 : i0 + MR`` of ``op(a)``, its ``k`` in ``p0 : p1``, into ``ap[off:]``, zero-padded."""
     if trans:
         k, m = a.shape
     else:
         m, k = a.shape
     af = a.reshape(a.size)
     rows = min(MR, m - i0)
-    for p in range(k):
-        dst = off + p * MR
+    for p in range(p0, p1):
+        dst = off + (p - p0) * MR
         for r in range(rows):
             src = p * m + i0 + r if trans else (i0 + r) * k + p
             store(ap, dst + r, load(af, src))
@@ -35,8 +35,9 @@ def pack_a_panel(a, trans, i0, ap, off):
 
 
 @njit(**_jit)
-def pack_a(a, trans, ip0, ip1, ap):
-    """Pack A panels ``ip0 : ip1`` of ``op(a)`` (all of K; panel ``ip`` at ``ap[ip * K * MR]``).
+def pack_a(a, trans, ip0, ip1, p0, p1, ap):
+    """Pack A panels ``ip0 : ip1`` of ``op(a)``, its ``k`` in ``p0 : p1`` (all of K: ``0 : K``), panel
+    ``ip`` at ``ap[(ip - ip0) * (p1 - p0) * MR]`` (as ``pack_b`` places its panels).
 
     Loop orders follow the source layout: with ``trans`` rows of ``a`` are
     read in full cache lines and dealt out to the panels; otherwise each
@@ -46,28 +47,29 @@ def pack_a(a, trans, ip0, ip1, ap):
         k, m = a.shape
     else:
         m, k = a.shape
+    depth = p1 - p0
     af = a.reshape(a.size)
     full = min(ip1, m // MR)
     if trans:
         # Tiles of 16 rows of ``a``: the rows stay in L1 while each panel
         # receives 16 consecutive ``k`` (one run of writes per panel).
-        for p0 in range(0, k, 16):
-            p1 = min(k, p0 + 16)
+        for q0 in range(p0, p1, 16):
+            q1 = min(p1, q0 + 16)
             for ip in range(ip0, full):
-                for p in range(p0, p1):
-                    dst = ip * k * MR + p * MR
+                for p in range(q0, q1):
+                    dst = (ip - ip0) * depth * MR + (p - p0) * MR
                     src = p * m + ip * MR
                     for r in range(MR):
                         store(ap, dst + r, load(af, src + r))
     else:
         for ip in range(ip0, full):
-            dst = ip * k * MR
+            dst = (ip - ip0) * depth * MR
             src = ip * MR * k
-            for p in range(k):
+            for p in range(p0, p1):
                 for r in range(MR):
-                    store(ap, dst + p * MR + r, load(af, src + r * k + p))
+                    store(ap, dst + (p - p0) * MR + r, load(af, src + r * k + p))
     for ip in range(max(ip0, full), ip1):
-        pack_a_panel(a, trans, ip * MR, ap, ip * k * MR)
+        pack_a_panel(a, trans, ip * MR, p0, p1, ap, (ip - ip0) * depth * MR)
 
 
 @njit(inline="always", **_jit)
