@@ -19,7 +19,8 @@ Shapes: ``sq*`` square; ``<model>-<layer>-{fwd,gin,gw}`` the three products of a
 ``<model>-<conv>-{fwd,gin,gw}`` a convolution's im2col products over a batch of 16 images
 (``W @ cols``, ``W.T @ g``, ``g @ cols.T``: M = C_out, K = C_in*kh*kw, N = 16 * output pixels); ``deep-*`` weight
 gradients whose K is a whole batch (an LSTM's over all its steps, a Linear layer's at batch 4096);
-``wide-*`` products whose operands are far larger than the caches; ``vec-*`` matrix-vector products.
+``wide-*`` products whose operands are far larger than the caches; ``huge-*`` weight gradients whose transposed
+A is (``G^T @ X`` at batch 16384 and 65536); ``vec-*`` matrix-vector products.
 Usage: THREADS=1 REPS=7 python bench/matmul_side_by_side.py [shape-substrings...]   (``cnn`` = all CNN shapes)
 """
 import os, sys, time, statistics
@@ -75,6 +76,11 @@ for _name, _shape in [("fwd", (128, 512, 50000, False, True)), ("gin", (128, 500
                       ("gw", (50000, 128, 512, True, False))]:
     shapes[f"wide-lm-{_name}"] = _shape
 shapes["wide-conv32-fwd"] = (32, 288, 50176, False, False)
+# Weight gradients at huge batches (``huge``): a transposed A of 32-64 MB, packed a K slice at a time
+# (``_gemm.a_sliced``): a 512-wide layer's at batch 16384, a 256-wide one's at batch 65536, and a tall
+# transposed A.
+shapes.update({"huge-gw-b16384": (512, 16384, 512, True, False), "huge-gw-b65536": (256, 65536, 256, True, False),
+               "huge-tall-tn": (16384, 512, 512, True, False)})
 # Matrix-vector products (``vec``): one row or one column of C (``_gemv``), a batch-1 inference's.
 shapes.update({"vec-row-nn": (1, 1024, 1024, False, False), "vec-row-nt": (1, 1024, 1024, False, True),
                "vec-col-nn": (1024, 1024, 1, False, False), "vec-col-tn": (1024, 1024, 1, True, False),
