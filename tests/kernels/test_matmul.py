@@ -540,6 +540,28 @@ def test_a_above_the_packing_bound_in_row_blocks(trans_b, dtype):
     assert_close(out, expected, dtype, rtol=rtol, atol=atol)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("trans", [False, True], ids=["rows", "transposed"])
+def test_pack_a_places_a_k_range_of_panels(trans, dtype):
+    # pack_a: panels ip0:ip1 of op(a), its k in p0:p1, panel ip at (ip - ip0) * depth * MR, a partial
+    # last panel zero-padded. A transposed A moves by whole vectors (their lanes past MR land in the
+    # panel's next k, written after; the last k value by value): guard pages after a and after the
+    # panels catch a read past a's end or a write past the last panel.
+    mr = _gemm.MR
+    for m in (1, mr - 1, mr, 2 * mr + 1, 5 * mr + 3, 40):
+        npa = -(-m // mr)
+        for k, p0, p1 in ((1, 0, 1), (37, 0, 37), (37, 5, 22), (37, 36, 37)):
+            a = guarded(randn((k, m) if trans else (m, k), dtype, m + k))
+            rows = np.zeros((npa * mr, k), dtype)
+            rows[:m] = a.T if trans else a
+            for ip0 in (0, npa // 2):
+                depth = p1 - p0
+                ap = guarded(nan_like(((npa - ip0) * depth * mr,), dtype))
+                _gemm.pack_a(a, trans, np.intp(ip0), np.intp(npa), np.intp(p0), np.intp(p1), ap)
+                expected = rows[ip0 * mr:, p0:p1].reshape(npa - ip0, mr, depth).transpose(0, 2, 1)
+                np.testing.assert_array_equal(ap, expected.ravel(), err_msg=f"m={m} k={k} {p0}:{p1} ip0={ip0}")
+
+
 #: ``(m, k)`` of a packed A above ``PACK_BYTES`` by element size: a tall one (a column of tasks, several
 #: K slices, and with B transposed several blocks of A panels to a slice), and a deep one with fewer rows
 #: than C has columns (a row of tasks, each packing all of A's slices).

@@ -52,15 +52,25 @@ def pack_a(a, trans, ip0, ip1, p0, p1, ap):
     full = min(ip1, m // MR)
     if trans:
         # Tiles of 16 rows of ``a``: the rows stay in L1 while each panel
-        # receives 16 consecutive ``k`` (one run of writes per panel).
+        # receives 16 consecutive ``k`` (one run of writes per panel). The MR values of one ``k`` move
+        # as whole vectors (``span`` values): those past MR land in the panel's next ``k``, written after
+        # them (and may come from the next row of ``a``, never from past its end: a row of ``a`` follows);
+        # the panel's last ``k`` value by value. Float32 on Zen 3, 512 x 256 values: 48 -> 39 us.
+        lanes = VEC_BYTES // ap.itemsize
+        span = -(-MR // lanes) * lanes
+        vectors = span <= 2 * MR
         for q0 in range(p0, p1, 16):
             q1 = min(p1, q0 + 16)
             for ip in range(ip0, full):
                 for p in range(q0, q1):
                     dst = (ip - ip0) * depth * MR + (p - p0) * MR
                     src = p * m + ip * MR
-                    for r in range(MR):
-                        store(ap, dst + r, load(af, src + r))
+                    if vectors and p < p1 - 1:
+                        for r in range(0, span, lanes):
+                            vstore(ap, dst + r, vload(af, src + r))
+                    else:
+                        for r in range(MR):
+                            store(ap, dst + r, load(af, src + r))
     else:
         for ip in range(ip0, full):
             dst = (ip - ip0) * depth * MR
