@@ -383,7 +383,7 @@ def gemm_b_blocks(a, trans_a, sliced, af, a_pstride, a_rs, a_cs, b, trans_b, k, 
     depth = max(1, (k + slices - 1) // slices)
     per = max(1, PACK_BYTES // (max(1, depth) * 2 * VEC_BYTES))
     bp = np.empty(min(per, jp1 - jp0) * depth * nr, dtype=c.dtype)
-    rows = max(1, PACK_BYTES // (depth * MR * c.itemsize)) if sliced else ip1 - ip0  # A panels a block
+    rows = max(1, PACK_BYTES // (depth * MR * c.itemsize) if sliced else ip1 - ip0)  # A panels a block
     ap = np.empty(min(rows, ip1 - ip0) * depth * MR if sliced else 0, dtype=c.dtype)
     for j0 in range(jp0, jp1, per):
         j1 = min(jp1, j0 + per)
