@@ -395,13 +395,14 @@ def gemm_b_blocks(a, trans_a, sliced, af, a_pstride, a_rs, a_cs, b, trans_b, k, 
             pack_b(b if trans_b else b[p0:p1], trans_b, j0, j1, bp)
             for i0 in range(ip0, ip1, rows):
                 i1 = min(ip1, i0 + rows)
-                if sliced:  # A's block numbered from 0 too, C's rows shifted to it
+                if sliced:  # A's block packed and numbered from 0, C's rows shifted to it
                     pack_a(a, trans_a, i0, i1, p0, p1, ap)
-                shift = i0 if sliced else zero
-                gemm_block(ap if sliced else af, zero if sliced else p0 * a_cs, (p1 - p0) * MR if sliced else a_pstride,
-                           1 if sliced else a_rs, MR if sliced else a_cs, bp, (p1 - p0) * nr, nr, zero, p1 - p0,
-                           m - shift * MR, n - col, i0 - shift, i1 - shift, zero, j1 - j0, c, shift * MR * n + col, n,
-                           p0 > 0, cbias, no, epi if p1 == k else 0)
+                    src, base, pstride, rs, cs, shift = ap, zero, (p1 - p0) * MR, 1, MR, i0
+                else:
+                    src, base, pstride, rs, cs, shift = af, p0 * a_cs, a_pstride, a_rs, a_cs, zero
+                gemm_block(src, base, pstride, rs, cs, bp, (p1 - p0) * nr, nr, zero, p1 - p0, m - shift * MR, n - col,
+                           i0 - shift, i1 - shift, zero, j1 - j0, c, shift * MR * n + col, n, p0 > 0, cbias, no,
+                           epi if p1 == k else 0)
 
 
 @njit(inline="always", **_jit)  # inlined into gemm_checked, its one compiled caller
@@ -626,8 +627,7 @@ def prepare_tasks(a, b, trans_a, trans_b, c, nthreads, sizes):
     share_b = dup_b > budget or (over and dup_b > dup_a)
     task_a = not in_place and not sliced and not share_a  # packed by the tasks
     task_b = NO_PACK if b_direct or share_b else (PACK_ROWS if b_fits(k, npb) else PACK_BLOCKS)
-    if sliced:
-        task_b = PACK_SLICES
+    task_b = PACK_SLICES if sliced else task_b
     rows_b = task_b == PACK_ROWS
     bp = np.empty((ti if rows_b else 1, k * nr if b_direct else (b_size if rows_b or share_b else 0)), dtype=c.dtype)
     if in_place or sliced:  # (sliced: unused)
