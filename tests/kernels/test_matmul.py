@@ -102,6 +102,9 @@ SHAPES = [
     # (b @ a.T).T and transposed back (edges of the register-block transposition: 30 rows, 77
     # columns); N short, on the GEMM rather than the dot kernel
     (16, 150, 300), (30, 77, 260), (150, 16, 300), (77, 30, 260),
+    # an edge panel of two rows and of one (32 = 5 x 6 + 2, 13 = 2 x 6 + 1 on AVX2: two k a turn in
+    # two sets of accumulators, then the odd k), K odd and even
+    (32, 48, 67), (13, 40, 45), (32, 20, 96),
 ]
 
 
@@ -477,6 +480,30 @@ def test_b_above_the_packing_bound_in_blocks(trans_a, trans_b, dtype):
     epi = EPI_COL_BIAS | EPI_RELU
     # On three threads: one row of tasks (none shares B, packed whole before them), each packing its own.
     assert _gemm.plan(a, trans_a, trans_b, nan_like((m, n), dtype), 3)[-2] == 1
+    for path in (lambda *args: _gemm.run_serial(*args, bias, epi),
+                 lambda *args: _gemm.gemm_parallel(*args, 3, bias, epi)):
+        out = guarded(nan_like((m, n), dtype))
+        path(a, b, trans_a, trans_b, out)
+        assert_close(out, expected, dtype, rtol=rtol, atol=atol)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("trans_a,trans_b", TRANS, ids=TRANS_IDS)
+def test_few_a_panels_pack_b_in_small_blocks(trans_a, trans_b, dtype):
+    # A product with at most FEW_A_PANELS A panels (here 4) packs B a SMALL_B_BLOCK at a time, each
+    # block used at once, on the serial driver and in each task of the parallel one: several blocks
+    # and a partial last panel, a column bias and ReLU in the store, every operand at a guard page.
+    m, n, k = 20, 1000, 300
+    itemsize = np.dtype(dtype).itemsize
+    assert -(-m // _gemm.MR) <= _gemm.FEW_A_PANELS
+    depth = k if trans_b else -(-k // -(-k // _gemm.KC))
+    assert -(-n // (2 * VEC_BYTES // itemsize)) > 2 * (_gemm.SMALL_B_BLOCK // (depth * 2 * VEC_BYTES))
+    a, b = operands(m, n, k, trans_a, trans_b, dtype)
+    a, b = guarded(a), guarded(b)
+    bias = guarded(randn((n,), dtype, 6))
+    expected = np.maximum(ref.matmul(a, b, trans_a=trans_a, trans_b=trans_b) + bias, 0)
+    rtol, atol = tolerance(dtype, k)
+    epi = EPI_COL_BIAS | EPI_RELU
     for path in (lambda *args: _gemm.run_serial(*args, bias, epi),
                  lambda *args: _gemm.gemm_parallel(*args, 3, bias, epi)):
         out = guarded(nan_like((m, n), dtype))

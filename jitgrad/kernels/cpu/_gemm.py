@@ -136,6 +136,16 @@ SERIAL_PACK = 64 * 1024
 #: output layer at batch 128 (512 x 50000 weights) 0.5x forward and input gradient; two threads,
 #: 16384 x 2048 x 128 0.40-0.51x, 65536 x 512 x 256 0.58-0.68x (A packed whole).
 PACK_BYTES = 8 * 1024 * 1024
+#: A B packed for at most this many A panels (a task's, or the whole product's) is packed in blocks
+#: of ``SMALL_B_BLOCK`` bytes, each used on every A panel right away, while it is still in L2 (a B
+#: packed whole is written out to L3 or memory and read back: with so few A panels to use each B
+#: panel, that pass is a tenth of the product). Measured one thread, native Zen 3, B 16 bytes into a
+#: line (as most NumPy arrays), whole against 64 / 128 KiB blocks, two rounds: 32 x 288 x 3136 (a
+#: ResNet 32-channel convolution's product) 752-759 -> 720-727 us, 32 x 144 x 3136 380-385 -> 362-366;
+#: 11 panels (64 x 288 x 784, 64 x 576 x 784) even with 64 KiB blocks, up to 3 % slower with 128 KiB.
+FEW_A_PANELS = 8
+#: (see ``FEW_A_PANELS``): 4 panels of ``KC = 512`` or 7 of K = 288 on AVX2.
+SMALL_B_BLOCK = 128 * 1024
 
 
 @njit(**_jit)
@@ -367,8 +377,9 @@ def a_sliced(in_place, npa, k, itemsize):
 @njit(inline="always", **_jit)
 def gemm_b_blocks(a, trans_a, sliced, af, a_pstride, a_rs, a_cs, b, trans_b, k, m, n, ip0, ip1, jp0, jp1, c,
                   bias, epi):
-    """``gemm_cols`` for a B too large to pack at once: its panels ``jp0 : jp1`` packed a block at a time
-    into one buffer of at most ``PACK_BYTES`` (one panel at least), each block used on every A panel
+    """``gemm_cols`` for a B too large to pack at once, or used by few A panels: its panels ``jp0 : jp1``
+    packed a block at a time into one buffer of at most ``PACK_BYTES`` (``SMALL_B_BLOCK`` for at most
+    ``FEW_A_PANELS`` A panels; one panel at least), each block used on every A panel
     ``ip0 : ip1`` before the next is packed (BLIS's ``NC`` and ``KC`` loops). A block is ``KC`` deep at
     most (K in equal slices, the product accumulated over them), so that it is wide; a transposed B
     (its ``k`` along the rows of ``b``) is packed all of K deep.
@@ -381,7 +392,8 @@ def gemm_b_blocks(a, trans_a, sliced, af, a_pstride, a_rs, a_cs, b, trans_b, k, 
     no = np.bool_(False)
     slices = 1 if trans_b else max(1, (k + KC - 1) // KC)
     depth = max(1, (k + slices - 1) // slices)
-    per = max(1, PACK_BYTES // (max(1, depth) * 2 * VEC_BYTES))
+    block = SMALL_B_BLOCK if ip1 - ip0 <= FEW_A_PANELS else PACK_BYTES
+    per = max(1, block // (max(1, depth) * 2 * VEC_BYTES))
     bp = np.empty(min(per, jp1 - jp0) * depth * nr, dtype=c.dtype)
     rows = max(1, PACK_BYTES // (depth * MR * c.itemsize) if sliced else ip1 - ip0)  # A panels a block
     ap = np.empty(min(rows, ip1 - ip0) * depth * MR if sliced else 0, dtype=c.dtype)
@@ -419,7 +431,7 @@ def gemm_serial(a, b, trans_a, trans_b, c, bias, epi):
         af = np.empty(npa * k * MR, dtype=c.dtype)
         pack_a(a, trans_a, zero, npa, zero, k, af)
         a_pstride, a_rs, a_cs = k * MR, 1, MR
-    if sliced or (not b_direct and not b_fits(k, npb)):
+    if sliced or (not b_direct and (npa <= FEW_A_PANELS or not b_fits(k, npb))):
         gemm_b_blocks(a, trans_a, sliced, af, a_pstride, a_rs, a_cs, b, trans_b, k, m, n, zero, npa, zero, npb,
                       c.reshape(m * n), bias, epi)
         return
@@ -626,7 +638,8 @@ def prepare_tasks(a, b, trans_a, trans_b, c, nthreads, sizes):
     share_a = dup_a > budget or (over and dup_a >= dup_b)  # packed before the tasks
     share_b = dup_b > budget or (over and dup_b > dup_a)
     task_a = not in_place and not sliced and not share_a  # packed by the tasks
-    task_b = NO_PACK if b_direct or share_b else (PACK_ROWS if b_fits(k, npb) else PACK_BLOCKS)
+    few_a = cdiv(npa, ti) <= FEW_A_PANELS  # (gemm_b_blocks' small blocks)
+    task_b = NO_PACK if b_direct or share_b else (PACK_ROWS if b_fits(k, npb) and not few_a else PACK_BLOCKS)
     task_b = PACK_SLICES if sliced else task_b
     rows_b = task_b == PACK_ROWS
     bp = np.empty((ti if rows_b else 1, k * nr if b_direct else (b_size if rows_b or share_b else 0)), dtype=c.dtype)
