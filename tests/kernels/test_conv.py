@@ -330,3 +330,37 @@ class TestBadInput:
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_out_may_alias_an_input(backend):
     check_out_may_alias_an_input(backend)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_im2col_windows_by_load_permute_and_gather(dtype):
+    # window_tables sorts each vector of window offsets into one of three ways pack_windows fetches it:
+    # consecutive elements, all lanes valid (2: one load), within two vectors of its first element
+    # (1: loads and a permute, a negative offset a zero lane), anything else (0: a gather). Every way
+    # agrees with indexing, for several taps, in a source that ends at a guard page.
+    import numba
+
+    from jitgrad.kernels.cpu._conv_im2col import pack_windows, window_tables
+    from jitgrad.kernels.cpu._gemm_simd import VEC_BYTES, data_pointer
+
+    lanes = VEC_BYTES // np.dtype(dtype).itemsize
+    runs = [np.arange(5, 5 + lanes), np.arange(0, 2 * lanes, 2)[::-1], np.arange(lanes) * 7,
+            np.r_[-1, np.arange(1, lanes)], np.r_[np.arange(3, 2 + lanes), 3 + lanes]]
+    offsets = np.concatenate(runs).astype(np.int32)
+    start, perm, fits = window_tables(offsets, lanes)
+    assert list(fits) == [2, 1, 0, 1, 1]
+    taps = np.array([0, 3, 11, 40], np.int32)
+    src = guarded(randn((int(taps.max() + offsets.max()) + 1,), dtype, 3))
+
+    @numba.njit
+    def pack(src, taps, offsets, start, perm, fits, v, out):
+        pack_windows(data_pointer(src), 0, src.size - 2 * out.shape[1], data_pointer(taps), taps.size,
+                     data_pointer(offsets), start[v], data_pointer(perm), fits[v], v, data_pointer(out), 0,
+                     out.shape[1])
+
+    for v in range(len(runs)):
+        out = nan_like((taps.size, lanes), dtype)
+        pack(src, taps, offsets, start, perm, fits, v, out)
+        off = offsets[v * lanes:(v + 1) * lanes]
+        expected = np.where(off >= 0, src[np.add.outer(taps, np.maximum(off, 0))], 0)
+        np.testing.assert_array_equal(out, expected)
