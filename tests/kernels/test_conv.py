@@ -334,8 +334,9 @@ def test_out_may_alias_an_input(backend):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_im2col_windows_by_load_permute_and_gather(dtype):
-    # window_tables sorts each vector of window offsets into one of three ways pack_windows fetches it:
-    # consecutive elements, all lanes valid (2: one load), within two vectors of its first element
+    # window_tables sorts each vector of window offsets into one of four ways pack_windows fetches it:
+    # consecutive elements, all lanes valid (2: one load), every second one (3: the even lanes of two
+    # loads, or a gather where they would pass the source's end), within two vectors of its first element
     # (1: loads and a permute, a negative offset a zero lane), anything else (0: a gather). Every way
     # agrees with indexing, for several taps, in a source that ends at a guard page.
     import numba
@@ -345,10 +346,13 @@ def test_im2col_windows_by_load_permute_and_gather(dtype):
 
     lanes = VEC_BYTES // np.dtype(dtype).itemsize
     runs = [np.arange(5, 5 + lanes), np.arange(0, 2 * lanes, 2)[::-1], np.arange(lanes) * 7,
-            np.r_[-1, np.arange(1, lanes)], np.r_[np.arange(3, 2 + lanes), 3 + lanes]]
+            np.r_[-1, np.arange(1, lanes)], np.r_[np.arange(3, 2 + lanes), 3 + lanes],
+            np.arange(4, 4 + 2 * lanes, 2), np.arange(5 * (lanes - 1), 7 * lanes - 6, 2)]
     offsets = np.concatenate(runs).astype(np.int32)
     start, perm, fits = window_tables(offsets, lanes)
-    assert list(fits) == [2, 1, 0, 1, 1]
+    # (the last stride-2 run ends at the largest offset: with the last tap its two loads would pass the
+    # source's end, so that tap takes the gather)
+    assert list(fits) == [2, 1, 0, 1, 1, 3, 3]
     taps = np.array([0, 3, 11, 40], np.int32)
     src = guarded(randn((int(taps.max() + offsets.max()) + 1,), dtype, 3))
 

@@ -216,6 +216,28 @@ def vload(typingctx, arr, index):
 
 
 @intrinsic
+def vload_even(typingctx, arr, index):
+    """``arr[index : index + 2 * lanes : 2]`` as a vector: two unaligned loads and one constant
+    shuffle of their even lanes (AVX2: ``vshufps`` and ``vpermpd``), where a stride-2 im2col window
+    took two ``vpermps`` by an index vector, a blend and a mask. Reads ``2 * lanes`` elements."""
+    if not _is_float_array(arr) or not isinstance(index, types.Integer):
+        return None
+    vt = _vector_type(arr.dtype)
+
+    def codegen(context, builder, sig, args):
+        _mark_vector_width(builder)
+        lanes = vt.lanes
+        align = arr.dtype.bitwidth // 8
+        llvt = context.get_value_type(vt)
+        ptr = _element_pointer(context, builder, sig.args[0], args[0], args[1])
+        lo = builder.load(builder.bitcast(ptr, llvt.as_pointer()), align=align)
+        hi = builder.load(builder.bitcast(cgutils.gep(builder, ptr, lanes), llvt.as_pointer()), align=align)
+        return builder.shuffle_vector(lo, hi, ir.Constant(ir.VectorType(_I32, lanes), [2 * i for i in range(lanes)]))
+
+    return vt(arr, index), codegen
+
+
+@intrinsic
 def vstore(typingctx, arr, index, vec):
     """``arr[index : index + lanes] = vec`` (unaligned store)."""
     if not _is_float_array(arr) or not isinstance(vec, SimdVector) or vec.dtype != arr.dtype:
