@@ -457,6 +457,19 @@ def test_small_row_major_a_in_place_for_wide_c(dtype):
     assert not _gemm.small_a_in_place(False, 2, 1024, 4)  # a row pitch of 4 KiB: packed however small
 
 
+def check_bias_relu_on_both_drivers(a, b, trans_a, trans_b, bias, expected, dtype, k):
+    """The product with a column bias and ReLU in the store, on the serial and the parallel driver
+    (three threads), each into a guarded output, against ``expected``."""
+    m, n = expected.shape
+    rtol, atol = tolerance(dtype, k)
+    epi = EPI_COL_BIAS | EPI_RELU
+    for path in (lambda *args: _gemm.run_serial(*args, bias, epi),
+                 lambda *args: _gemm.gemm_parallel(*args, 3, bias, epi)):
+        out = guarded(nan_like((m, n), dtype))
+        path(a, b, trans_a, trans_b, out)
+        assert_close(out, expected, dtype, rtol=rtol, atol=atol)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("trans_a,trans_b", TRANS, ids=TRANS_IDS)
 def test_b_above_the_packing_bound_in_blocks(trans_a, trans_b, dtype):
@@ -476,15 +489,9 @@ def test_b_above_the_packing_bound_in_blocks(trans_a, trans_b, dtype):
     a, b = guarded(a), guarded(b)
     bias = guarded(randn((n,), dtype, 5))
     expected = np.maximum(ref.matmul(a, b, trans_a=trans_a, trans_b=trans_b) + bias, 0)
-    rtol, atol = tolerance(dtype, k)
-    epi = EPI_COL_BIAS | EPI_RELU
     # On three threads: one row of tasks (none shares B, packed whole before them), each packing its own.
     assert _gemm.plan(a, trans_a, trans_b, nan_like((m, n), dtype), 3)[-2] == 1
-    for path in (lambda *args: _gemm.run_serial(*args, bias, epi),
-                 lambda *args: _gemm.gemm_parallel(*args, 3, bias, epi)):
-        out = guarded(nan_like((m, n), dtype))
-        path(a, b, trans_a, trans_b, out)
-        assert_close(out, expected, dtype, rtol=rtol, atol=atol)
+    check_bias_relu_on_both_drivers(a, b, trans_a, trans_b, bias, expected, dtype, k)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -502,13 +509,7 @@ def test_few_a_panels_pack_b_in_small_blocks(trans_a, trans_b, dtype):
     a, b = guarded(a), guarded(b)
     bias = guarded(randn((n,), dtype, 6))
     expected = np.maximum(ref.matmul(a, b, trans_a=trans_a, trans_b=trans_b) + bias, 0)
-    rtol, atol = tolerance(dtype, k)
-    epi = EPI_COL_BIAS | EPI_RELU
-    for path in (lambda *args: _gemm.run_serial(*args, bias, epi),
-                 lambda *args: _gemm.gemm_parallel(*args, 3, bias, epi)):
-        out = guarded(nan_like((m, n), dtype))
-        path(a, b, trans_a, trans_b, out)
-        assert_close(out, expected, dtype, rtol=rtol, atol=atol)
+    check_bias_relu_on_both_drivers(a, b, trans_a, trans_b, bias, expected, dtype, k)
 
 
 #: Matrix-vector products (``_gemv``): one row or one column of C; K across the kernels' two-vector
@@ -618,16 +619,11 @@ def test_a_above_the_packing_bound_in_slices(shape, trans_a, trans_b, dtype):
     bias = guarded(randn((n,), dtype, 5))
     product = ref.matmul(a, b, trans_a=trans_a, trans_b=trans_b)
     expected = np.maximum(product + bias, 0)
-    rtol, atol = tolerance(dtype, k)
-    epi = EPI_COL_BIAS | EPI_RELU
     # On three threads: a task a thread, in one column (B the smaller operand) or one row, B not in place.
     sizes = _gemm.plan(a, trans_a, trans_b, nan_like((m, n), dtype), 3)
     assert (sizes[-2], sizes[-1]) == ((3, 1) if m >= n else (1, 3)) and not sizes[6]
-    for path in (lambda *args: _gemm.run_serial(*args, bias, epi),
-                 lambda *args: _gemm.gemm_parallel(*args, 3, bias, epi)):
-        out = guarded(nan_like((m, n), dtype))
-        path(a, b, trans_a, trans_b, out)
-        assert_close(out, expected, dtype, rtol=rtol, atol=atol)
+    check_bias_relu_on_both_drivers(a, b, trans_a, trans_b, bias, expected, dtype, k)
+    rtol, atol = tolerance(dtype, k)
     assert_close(cpu.matmul(a, b, trans_a=trans_a, trans_b=trans_b), product, dtype, rtol=rtol, atol=atol)
 
 
