@@ -322,47 +322,6 @@ def micro_kernel(kc, a, a_off, a_rs, a_cs, b, b_off, b_rs, c, c_off, ldc, mr, nc
                 c71 = vfma(av, b1, c71)
             ia += a_cs
             ib += b_rs
-    elif MR == 6 and mr <= 2:
-        # An edge tile of one or two rows on the 6-row tile (any M of 1 or 2 past a multiple of 6: 8,
-        # 32, 128, 512 ...): two k a turn, the odd k in the accumulators of rows 2 and 3, so that eight
-        # FMA chains are in flight instead of four (the rows-0-2 loop below waits on the FMA latency:
-        # 4 cycles a k where its six FMAs take 3; this one's eight take 2 a k), summed after.
-        c20 = vzero(bp)
-        c21 = vzero(bp)
-        c30 = vzero(bp)
-        c31 = vzero(bp)
-        for _ in range(kc >> 1):
-            b0 = vload(b, ib)
-            b1 = vload(b, ib + lanes)
-            av = vbroadcast_load(a, o0 + ia)
-            c00 = vfma(av, b0, c00)
-            c01 = vfma(av, b1, c01)
-            av = vbroadcast_load(a, o1 + ia)
-            c10 = vfma(av, b0, c10)
-            c11 = vfma(av, b1, c11)
-            b0 = vload(b, ib + b_rs)
-            b1 = vload(b, ib + b_rs + lanes)
-            av = vbroadcast_load(a, o0 + ia + a_cs)
-            c20 = vfma(av, b0, c20)
-            c21 = vfma(av, b1, c21)
-            av = vbroadcast_load(a, o1 + ia + a_cs)
-            c30 = vfma(av, b0, c30)
-            c31 = vfma(av, b1, c31)
-            ia += 2 * a_cs
-            ib += 2 * b_rs
-        c00 = vadd(c00, c20)
-        c01 = vadd(c01, c21)
-        c10 = vadd(c10, c30)
-        c11 = vadd(c11, c31)
-        if kc & 1:
-            b0 = vload(b, ib)
-            b1 = vload(b, ib + lanes)
-            av = vbroadcast_load(a, o0 + ia)
-            c00 = vfma(av, b0, c00)
-            c01 = vfma(av, b1, c01)
-            av = vbroadcast_load(a, o1 + ia)
-            c10 = vfma(av, b0, c10)
-            c11 = vfma(av, b1, c11)
     else:
         for _ in range(kc):
             b0 = vload(b, ib)
