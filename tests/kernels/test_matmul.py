@@ -102,8 +102,8 @@ SHAPES = [
     # (b @ a.T).T and transposed back (edges of the register-block transposition: 30 rows, 77
     # columns); N short, on the GEMM rather than the dot kernel
     (16, 150, 300), (30, 77, 260), (150, 16, 300), (77, 30, 260),
-    # an edge panel of two rows and of one (32 = 5 x 6 + 2, 13 = 2 x 6 + 1 on AVX2: two k a turn in
-    # two sets of accumulators, then the odd k), K odd and even
+    # an edge panel of two rows and of one (32 = 5 x 6 + 2, 13 = 2 x 6 + 1 on AVX2), K odd and even;
+    # at most FEW_A_PANELS A panels: B packed in small blocks
     (32, 48, 67), (13, 40, 45), (32, 20, 96),
 ]
 
