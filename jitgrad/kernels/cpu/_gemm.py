@@ -140,9 +140,9 @@ PACK_BYTES = 8 * 1024 * 1024
 #: of ``SMALL_B_BLOCK`` bytes, each used on every A panel right away, while it is still in L2 (a B
 #: packed whole is written out to L3 or memory and read back: with so few A panels to use each B
 #: panel, that pass is a tenth of the product). Measured one thread, native Zen 3, B 16 bytes into a
-#: line (as most NumPy arrays), whole against 64 / 128 KiB blocks, two rounds: 32 x 288 x 3136 (a
-#: ResNet 32-channel convolution's product) 752-759 -> 720-727 us, 32 x 144 x 3136 380-385 -> 362-366;
-#: 11 panels (64 x 288 x 784, 64 x 576 x 784) even with 64 KiB blocks, up to 3 % slower with 128 KiB.
+#: line (as most NumPy arrays), alternating processes, two rounds: 32 x 288 x 3136 (a ResNet
+#: 32-channel convolution's product) 775-811 -> 756 us; 64 KiB blocks the same, 256 KiB slower; 11
+#: panels (64 x 288 x 784, 64 x 576 x 784) even with 64 KiB blocks, up to 3 % slower with 128 KiB.
 FEW_A_PANELS = 8
 #: (see ``FEW_A_PANELS``): 4 panels of ``KC = 512`` or 7 of K = 288 on AVX2.
 SMALL_B_BLOCK = 128 * 1024
