@@ -346,7 +346,7 @@ def test_im2col_windows_by_load_permute_and_gather(dtype):
 
     lanes = VEC_BYTES // np.dtype(dtype).itemsize
     runs = [np.arange(5, 5 + lanes), np.arange(0, 2 * lanes, 2)[::-1], np.arange(lanes) * 7,
-            np.r_[-1, np.arange(1, lanes)], np.r_[np.arange(3, 2 + lanes), 3 + lanes],
+            np.r_[-1, np.arange(1, lanes)], np.r_[np.arange(3, 2 + lanes), 4 + lanes],
             np.arange(4, 4 + 2 * lanes, 2), np.arange(5 * (lanes - 1), 7 * lanes - 6, 2)]
     offsets = np.concatenate(runs).astype(np.int32)
     start, perm, fits = window_tables(offsets, lanes)
