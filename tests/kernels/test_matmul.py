@@ -339,15 +339,21 @@ def test_checked_serial_gemm_answers(dtype):
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_a_short_side_that_fills_b_panels_takes_the_packed_gemm(dtype, monkeypatch):
     # a @ b.T with a short side of whole B panels (the last 7/8 full) and a long operand read in place:
-    # on AVX2 the GEMM packs the short operand, swapped when the short side is M; elsewhere the routes before.
+    # on AVX2 the GEMM packs the short operand, swapped when the short side is M; elsewhere the routes before
+    # (k = 300 is deep enough for the dot products up to DOT_MAX_MN: two AVX-512 float32 panels are not).
     itemsize = np.dtype(dtype).itemsize
     nr = 2 * _gemm.VEC_BYTES // itemsize
     route = _gemm.product_route
-    swap, direct = (_gemm.SWAPPED, _gemm.GEMM) if _gemm.SWAP_NT else (_gemm.DOT, _gemm.DOT)
+
+    def before(short: int) -> int:
+        return _gemm.DOT if short <= _gemm.DOT_MAX_MN else _gemm.GEMM
+
+    swap, direct = (_gemm.SWAPPED, _gemm.GEMM) if _gemm.SWAP_NT else (before(nr), before(nr))
     assert route(False, True, nr, 300, 300, itemsize) == swap
     assert route(False, True, 300, nr, 300, itemsize) == direct
-    assert route(False, True, 2 * nr - nr // 8, 300, 300, itemsize) == swap  # the last panel 7/8 full
-    assert route(False, True, 2 * nr - nr // 4, 300, 300, itemsize) == _gemm.DOT  # 3/4 full: dot products
+    two = 2 * nr - nr // 8  # the last panel 7/8 full
+    assert route(False, True, two, 300, 300, itemsize) == (_gemm.SWAPPED if _gemm.SWAP_NT else before(two))
+    assert route(False, True, 2 * nr - nr // 4, 300, 300, itemsize) == before(2 * nr - nr // 4)  # 3/4 full
     assert route(False, True, nr, 300, 4096 // itemsize, itemsize) == _gemm.DOT  # a 4 KiB row pitch
     assert route(False, True, nr - 1, 300, 300, itemsize) == _gemm.DOT  # under one panel
     assert route(False, True, 64, 300, 300, itemsize) == _gemm.GEMM  # past DOT_MAX_MN: as before
@@ -478,12 +484,15 @@ def test_b_above_the_packing_bound_in_blocks(trans_a, trans_b, dtype):
     # accumulated in C; with a column bias and ReLU in the store (shifted to each block's columns), on
     # the serial and the parallel driver (each task packing its own blocks), every operand ending at a
     # guard page.
-    m, n, k = 264, 8100, 520  # (more A panels than a task takes: two rows of tasks, but for the rule below)
+    m, k = 264, 520  # (more A panels than a task takes: two rows of tasks, but for the rule below)
     itemsize = np.dtype(dtype).itemsize
     nr = 2 * VEC_BYTES // itemsize
+    depth = k if trans_b else -(-k // -(-k // _gemm.KC))
+    # Past one column block of row-major B's KC slices (AVX-512's KC = 256 takes 12,032 float32 columns)
+    # and ending in a partial panel.
+    n = max(8100, nr * (_gemm.PACK_BYTES // (-(-k // -(-k // _gemm.KC)) * 2 * VEC_BYTES) + 1) - nr // 2)
     npb = -(-n // nr)
     assert not _gemm.b_fits(k, npb)
-    depth = k if trans_b else -(-k // -(-k // _gemm.KC))
     assert npb > _gemm.PACK_BYTES // (depth * 2 * VEC_BYTES)  # more than one column block
     a, b = operands(m, n, k, trans_a, trans_b, dtype)
     a, b = guarded(a), guarded(b)
