@@ -385,7 +385,30 @@ def count_launches_and_syncs():
         patched.append((sim_kernel.FakeCUDAKernel, "__call__", original))
     else:
         from numba.cuda import dispatcher
-        wrap(dispatcher.CUDADispatcher, "call", "launches")
+
+        from jitgrad.kernels.cuda._fastlaunch import FastKernel
+
+        # jitgrad's kernels launch through FastKernel, which calls Numba's dispatcher only for a new
+        # signature: count its launches, and Numba's outside it (once each, never twice).
+        inside = [False]
+        fast_launch, numba_call = FastKernel._launch, dispatcher.CUDADispatcher.call
+
+        def counted_fast(self: Any, *args: Any) -> Any:
+            counts["launches"] += 1
+            inside[0] = True
+            try:
+                return fast_launch(self, *args)
+            finally:
+                inside[0] = False
+
+        def counted_numba(self: Any, *args: Any, **kwargs: Any) -> Any:
+            counts["launches"] += not inside[0]
+            return numba_call(self, *args, **kwargs)
+
+        for owner, name, replacement in ((FastKernel, "_launch", counted_fast),
+                                         (dispatcher.CUDADispatcher, "call", counted_numba)):
+            patched.append((owner, name, getattr(owner, name)))
+            setattr(owner, name, replacement)
         wrap(devicearray.DeviceNDArray, "copy_to_host", "host_syncs")
     try:
         yield counts
