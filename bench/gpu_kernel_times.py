@@ -20,9 +20,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
-from numba import cuda  # noqa: E402
-
-from benchmarks import common, models  # noqa: E402
+from benchmarks import common, models
+from numba import cuda
 
 #: The simulator has no profiler range (a dry run of the plumbing).
 profile_start = getattr(cuda, "profile_start", lambda: None)
