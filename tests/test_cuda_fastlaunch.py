@@ -48,7 +48,11 @@ ARRAYS = {
     "4-d": device_array((2, 3, 4, 5), (240, 80, 20, 4)),
 }
 SCALARS = [3, -(2**40), True, np.float32(1.5), 2.5, np.int32(4), np.float64(0.25), np.bool_(False)]
-NO_DRIVER = pytypes.SimpleNamespace(extensions=[])  # what _prepare_args reads off its kernel
+#: Shapes and strides (the elementwise and reduction kernels' arguments): before, every launch of a
+#: kernel taking one went through Numba's path (6 of a LeNet-5 step's 54 on the H200).
+TUPLES = [(4, 5), (np.int64(2), 3, 7), (), (1,), (2, 2.5, True), ((1, 2), np.int32(3))]
+NO_DRIVER = pytypes.SimpleNamespace(extensions=[])  # what _prepare_args reads off its kernel (and calls: tuples)
+NO_DRIVER._prepare_args = lambda *args: _Kernel._prepare_args(NO_DRIVER, *args)
 
 
 @pytest.mark.parametrize("name", ARRAYS)
@@ -70,7 +74,7 @@ def test_one_signature_is_one_numba_type() -> None:
     assert len(keys) == len({typeof(a) for a in ARRAYS.values()})
 
 
-@pytest.mark.parametrize("value", SCALARS, ids=repr)
+@pytest.mark.parametrize("value", SCALARS + TUPLES, ids=repr)
 def test_scalars_are_packed_as_numba_does(value) -> None:
     ty = typeof(value)
     ours, numbas = [], []
@@ -80,7 +84,17 @@ def test_scalars_are_packed_as_numba_does(value) -> None:
     assert [getattr(p, "value", p) for p in ours] == [getattr(p, "value", p) for p in numbas]
 
 
-@pytest.mark.parametrize("value", [np.ones(3, np.float32), 2**64, "x", None], ids=repr)
+def test_one_tuple_signature_is_one_numba_type() -> None:
+    values = [*TUPLES, (4, 6), (np.int64(4), 5), (4, np.int32(5)), (2.5, 2, True)]
+    keys: dict = {}
+    for v in values:
+        keys.setdefault(_fastlaunch._arg_key(v, DeviceNDArray), set()).add(typeof(v))
+    assert all(len(types) == 1 for types in keys.values())
+    assert _fastlaunch._arg_key((4, 5), DeviceNDArray) == _fastlaunch._arg_key((9, 1), DeviceNDArray)
+
+
+@pytest.mark.parametrize("value", [np.ones(3, np.float32), 2**64, "x", None, (2, 2**64), (ARRAYS["C"], np.ones(2))],
+                         ids=repr)
 def test_other_arguments_take_numbas_path(value) -> None:
     with pytest.raises(_fastlaunch._NotFast):
         _fastlaunch._arg_key(value, DeviceNDArray)
@@ -132,6 +146,13 @@ def test_the_second_launch_of_a_signature_is_a_driver_call(monkeypatch: pytest.M
     assert len(fake.slow) == 4 and len(driver_calls) == 1
     kernel[8, 256, 0, 0](x, np.float32(2), out)  # a stream and shared memory: Numba's
     assert len(fake.slow) == 5
+    kernel[8, 256](x, (4, 5), out)  # a shape: Numba's path once, then the driver's
+    kernel[8, 256](x, (2, 3), out)
+    assert len(fake.slow) == 6 and len(driver_calls) == 2
+    numbas = []
+    for a in (x, (2, 3), out):
+        _Kernel._prepare_args(NO_DRIVER, typeof(a), a, 0, [], numbas)
+    assert [getattr(p, "value", p) for p in driver_calls[1][3:]] == [getattr(p, "value", p) for p in numbas]
 
 
 def test_kernels_are_wrapped_and_device_functions_are_not() -> None:

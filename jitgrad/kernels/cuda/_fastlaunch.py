@@ -17,9 +17,9 @@ driver's launch on the default stream, which is also Numba's default.
 
 The signature of an argument is what Numba types it by: a device array's dtype,
 ndim and layout (computed by Numba's own rule, ``DeviceNDArray._numba_type_``),
-a scalar's Python type. Anything else (host arrays, other array types,
-integers outside int64, launch configurations with a stream or shared memory)
-takes Numba's path every time. ``JITGRAD_CUDA_FAST_LAUNCH=0`` turns the wrapper
+a scalar's Python type, a tuple's (shapes and strides) its elements' signatures.
+Anything else (host arrays, other array types, integers outside int64, launch
+configurations with a stream or shared memory) takes Numba's path every time. ``JITGRAD_CUDA_FAST_LAUNCH=0`` turns the wrapper
 off; under the simulator it is never installed.
 """
 
@@ -59,6 +59,8 @@ def _arg_key(a: Any, device_array: type) -> Any:
         if t is int and not -_INT64 <= a < _INT64:
             raise _NotFast  # Numba types it uint64 or refuses it
         return t
+    if t is tuple:  # shapes and strides: Numba types a tuple by its elements' types
+        return (tuple, *[_arg_key(e, device_array) for e in a])
     raise _NotFast
 
 
@@ -82,6 +84,16 @@ def _converter(ty: Any) -> Callable[[Any, list], None] | None:
         return lambda v, params: params.append(ctypes.c_float(v))
     if ty == types.float64:
         return lambda v, params: params.append(ctypes.c_double(v))
+    if isinstance(ty, types.BaseTuple):  # its elements' parameters in turn (as _prepare_args)
+        converters = [_converter(t) for t in ty]
+        if any(c is None for c in converters):
+            return None
+
+        def pack_tuple(v: tuple, params: list) -> None:
+            for convert, e in zip(converters, v):
+                convert(e, params)
+
+        return pack_tuple
     return None
 
 
