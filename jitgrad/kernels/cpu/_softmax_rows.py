@@ -208,11 +208,15 @@ def _prob_loss(logits, target, eps, i, m, lse):
     c = logits.shape[1]
     one = logits.dtype.type(1)
     eps_c = eps / logits.dtype.type(c)
-    loss = logits.dtype.type(0)
+    zero = logits.dtype.type(0)
+    loss = zero
     for j in range(c):
         t = target[i, j] * (one - eps) + eps_c if eps != 0 else target[i, j]
-        if t != 0:  # 0 * log 0 is 0: no NaN from a -inf logit the target does not weight
-            loss -= t * shifted_minus(logits[i, j], m, lse)
+        # 0 * log 0 is 0: no NaN from a -inf logit the target does not weight. A select, not an
+        # update under an `if`: inlined in a prange body, Python 3.12's bytecode for the latter
+        # made Numba's parfor reduction analysis fail ("unexpected cycle in lookup()").
+        term = t * shifted_minus(logits[i, j], m, lse)
+        loss -= term if t != 0 else zero
     return loss
 
 
