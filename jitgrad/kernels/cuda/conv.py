@@ -208,8 +208,9 @@ def conv2d_backward_weight(x: Any, grad_out: Any, *, weight_shape: tuple[int, in
         small = tiles == 1 and d.c_out * (k + 1) <= _cb.SMALL_MAX_OUTPUTS
         kernel = _cb._weight_grad_small_kernel if small else _cb._weight_grad_partial_kernel
         kernel[blocks, MATMUL_THREADS](x, grad_out, *d.stride, *d.padding, *d.dilation, d.kh, d.kw, chunk, partial)
-        blocks, threads = _launch.grid_1d(d.c_out * (k + 1))
-        _cb._weight_grad_sum_kernel[blocks, threads](partial, grad_w.reshape(d.c_out, k), grad_b)
+        blocks, threads = _launch.split_sum_grid(splits, d.c_out * (k + 1))
+        _cb._weight_grad_sum_kernel[blocks, threads](partial.reshape(splits, d.c_out * (k + 1)),
+                                                     grad_w.reshape(d.c_out, k), grad_b)
         return grad_w, grad_b
     blocks, threads = _launch.grid_rows(math.prod(d.weight_shape) + d.c_out)
     _cb._conv2d_backward_weight_kernel[blocks, threads](x, grad_out, *d.stride, *d.padding, *d.dilation,

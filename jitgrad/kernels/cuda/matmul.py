@@ -35,6 +35,7 @@ from numba import cuda
 
 from jitgrad.kernels._constants import kernel_names
 from jitgrad.kernels.cuda import _launch
+from jitgrad.kernels.cuda._launch import SPLIT_SUM_WARPS, split_total
 from jitgrad.kernels.reference.matmul import check_matmul_args
 
 __all__: list[str] = kernel_names("matmul")  # the one list: kernels/_constants.py
@@ -185,17 +186,17 @@ def _matmul_kernel(a, b, trans_a, trans_b, m, n, k, k_chunk, out):
 
 
 @cuda.jit
-def _sum_splits_kernel(parts, m, out):
-    """``out[r, c] = sum_s parts[s * m + r, c]``, in split order (deterministic)."""
+def _sum_splits_kernel(parts, out):
+    """``out[r, c] = sum_s parts[s, r * n + c]`` (``parts``: the split products, one row each), in a fixed
+    order (deterministic: ``split_total``)."""
+    buf = cuda.shared.array((SPLIT_SUM_WARPS, 32), parts.dtype)
     n = out.shape[1]
-    splits = parts.shape[0] // m
-    for e in range(cuda.grid(1), m * n, cuda.gridsize(1)):
-        r = e // n
-        c = e - r * n
-        total = parts[r, c]
-        for s in range(1, splits):
-            total += parts[s * m + r, c]
-        out[r, c] = total
+    for first in range(cuda.blockIdx.x * 32, parts.shape[1], cuda.gridDim.x * 32):
+        e = first + cuda.threadIdx.x
+        total = split_total(parts, e, buf)
+        if cuda.threadIdx.y == 0 and e < parts.shape[1]:
+            r = e // n
+            out[r, e - r * n] = total
 
 
 #: Split-K for the 64x64 kernel: an output of few tiles with a long inner
@@ -387,5 +388,6 @@ def matmul(a: Any, b: Any, *, trans_a: bool = False, trans_b: bool = False, out:
         return out
     parts = _launch.empty((splits * m, n), dtype)
     _matmul_kernel[blocks, MATMUL_THREADS](a, b, trans_a, trans_b, m, n, k, k_chunk, parts)
-    _launch.launch_1d(_sum_splits_kernel, m * n, parts, m, out)
+    blocks, threads = _launch.split_sum_grid(splits, m * n)
+    _sum_splits_kernel[blocks, threads](parts.reshape(splits, m * n), out)
     return out
