@@ -105,19 +105,18 @@ def test_weight_gradient_is_bit_identical_run_to_run(monkeypatch, small_max):
     assert dx[0].tobytes() == dx[1].tobytes()
 
 
-@pytest.mark.parametrize("kernel", ["weight gradient", "matmul"])
+@pytest.mark.parametrize("use", ["weight gradient", "matmul"])
 @pytest.mark.parametrize("splits", [3, 40])
-def test_split_sums_are_in_a_fixed_order_on_any_grid(monkeypatch, kernel, splits):
-    # The split sums (conv weight gradient, matmul's split K): a block of 32 elements by min(splits, 32)
-    # warps, each warp its splits in turn. 6 x 26 = 156 elements (LeNet-5's first layer: 4 full groups
-    # of 32 and a tail) over the conftest's 3 blocks and over 1; 40 splits: warps take two or one.
-    # Against the float64 sum, bit-identical between the grids, inf and NaN carried.
+def test_split_sums_are_in_a_fixed_order_on_any_grid(monkeypatch, use, splits):
+    # The split sums (conv weight gradient with its bias column, matmul's split K): a block of 32 elements
+    # by min(splits, 32) warps, each warp its splits in turn. 6 x 26 = 156 elements (LeNet-5's first
+    # layer: 4 full groups of 32 and a tail) over the conftest's 3 blocks and over 1; 40 splits: warps
+    # take two or one. Against the float64 sum, bit-identical between the grids, inf and NaN carried.
     import importlib
 
     from jitgrad.kernels.cuda import _launch
 
     matmul = importlib.import_module("jitgrad.kernels.cuda.matmul")  # (the package's matmul is the function)
-
     rows, cols = 6, 26
     parts = randn((splits, rows * cols), np.float64, 7).astype(np.float32)
     parts[splits - 1, 3] = np.inf
@@ -128,14 +127,14 @@ def test_split_sums_are_in_a_fixed_order_on_any_grid(monkeypatch, kernel, splits
         monkeypatch.setattr(_launch, "MAX_BLOCKS", max_blocks)
         blocks, threads = _launch.split_sum_grid(splits, rows * cols)
         assert threads == (32, min(splits, 32)) and blocks == min(max_blocks, 5)
-        if kernel == "matmul":
+        if use == "matmul":
             out = dev(nan_like((rows, cols), np.float32))
-            matmul._sum_splits_kernel[blocks, threads](dev(parts), out)
+            matmul.sum_splits_kernel[blocks, threads](dev(parts), out, out)
             results.append(host(out))
         else:
-            grad_w, grad_b = dev(nan_like((rows, cols - 1), np.float32)), dev(nan_like((rows,), np.float32))
-            cb._weight_grad_sum_kernel[blocks, threads](dev(parts), grad_w, grad_b)
-            results.append(np.concatenate([host(grad_w), host(grad_b)[:, None]], axis=1))
+            grad_w, grad_b = dev(nan_like((rows, cols - 1), np.float32)), dev(nan_like((rows, 1), np.float32))
+            matmul.sum_splits_kernel[blocks, threads](dev(parts), grad_w, grad_b)
+            results.append(np.concatenate([host(grad_w), host(grad_b)], axis=1))
     assert results[0].tobytes() == results[1].tobytes()
     assert np.isposinf(results[0][0, 3]) and np.isnan(results[0][1, 14])
     finite = np.isfinite(expected)

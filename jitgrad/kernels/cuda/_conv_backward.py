@@ -39,9 +39,7 @@ from numba import cuda
 
 from jitgrad.kernels.cuda._launch import (
     MAX_THREADS_PER_BLOCK,
-    SPLIT_SUM_WARPS,
     block_sum,
-    split_total,
     unravel3,
     unravel4,
 )
@@ -274,24 +272,6 @@ def _weight_grad_small_kernel(x, grad_out, sh, sw, ph, pw, dh, dw, kh, kw, chunk
             if e < c_out * cols:
                 co = e // cols
                 partial[s, co, e - co * cols] = acc[m]
-
-
-@cuda.jit
-def _weight_grad_sum_kernel(partial, grad_w2, grad_b):
-    # Element (co, c) of [grad_w | grad_b] (partial: (splits, C_out * (K + 1))): its partials summed in a
-    # fixed order (deterministic: split_total).
-    buf = cuda.shared.array((SPLIT_SUM_WARPS, 32), partial.dtype)
-    k = grad_w2.shape[1]
-    for first in range(cuda.blockIdx.x * 32, partial.shape[1], cuda.gridDim.x * 32):
-        e = first + cuda.threadIdx.x
-        total = split_total(partial, e, buf)
-        if cuda.threadIdx.y == 0 and e < partial.shape[1]:
-            co = e // (k + 1)
-            c = e - co * (k + 1)
-            if c < k:
-                grad_w2[co, c] = total
-            else:
-                grad_b[co] = total
 
 
 @cuda.jit(device=True)

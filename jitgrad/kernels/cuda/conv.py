@@ -31,6 +31,7 @@ from jitgrad.kernels.cuda.matmul import (
     TILE_K,
     TILE_M,
     TILE_N,
+    sum_splits_kernel,
     tile_multiply_accumulate,
 )
 from jitgrad.kernels.reference.conv import (
@@ -209,8 +210,8 @@ def conv2d_backward_weight(x: Any, grad_out: Any, *, weight_shape: tuple[int, in
         kernel = _cb._weight_grad_small_kernel if small else _cb._weight_grad_partial_kernel
         kernel[blocks, MATMUL_THREADS](x, grad_out, *d.stride, *d.padding, *d.dilation, d.kh, d.kw, chunk, partial)
         blocks, threads = _launch.split_sum_grid(splits, d.c_out * (k + 1))
-        _cb._weight_grad_sum_kernel[blocks, threads](partial.reshape(splits, d.c_out * (k + 1)),
-                                                     grad_w.reshape(d.c_out, k), grad_b)
+        sum_splits_kernel[blocks, threads](partial.reshape(splits, d.c_out * (k + 1)), grad_w.reshape(d.c_out, k),
+                                           grad_b.reshape(d.c_out, 1))
         return grad_w, grad_b
     blocks, threads = _launch.grid_rows(math.prod(d.weight_shape) + d.c_out)
     _cb._conv2d_backward_weight_kernel[blocks, threads](x, grad_out, *d.stride, *d.padding, *d.dilation,

@@ -186,17 +186,24 @@ def _matmul_kernel(a, b, trans_a, trans_b, m, n, k, k_chunk, out):
 
 
 @cuda.jit
-def _sum_splits_kernel(parts, out):
-    """``out[r, c] = sum_s parts[s, r * n + c]`` (``parts``: the split products, one row each), in a fixed
-    order (deterministic: ``split_total``)."""
+def sum_splits_kernel(parts, out, tail):
+    """``sum_s parts[s, r * cols + c]`` (``cols = parts.shape[1] // out.shape[0]``, the split products one
+    row each) into ``out[r, c]`` for ``c < out.shape[1]``, into ``tail[r, 0]`` for the column after (a conv
+    weight gradient's bias: matmul has none, and passes ``out`` again); in a fixed order
+    (deterministic: ``split_total``)."""
     buf = cuda.shared.array((SPLIT_SUM_WARPS, 32), parts.dtype)
-    n = out.shape[1]
+    width = out.shape[1]
+    cols = parts.shape[1] // out.shape[0]
     for first in range(cuda.blockIdx.x * 32, parts.shape[1], cuda.gridDim.x * 32):
         e = first + cuda.threadIdx.x
         total = split_total(parts, e, buf)
         if cuda.threadIdx.y == 0 and e < parts.shape[1]:
-            r = e // n
-            out[r, e - r * n] = total
+            r = e // cols
+            c = e - r * cols
+            if c < width:
+                out[r, c] = total
+            else:
+                tail[r, 0] = total
 
 
 #: Split-K for the 64x64 kernel: an output of few tiles with a long inner
@@ -389,5 +396,5 @@ def matmul(a: Any, b: Any, *, trans_a: bool = False, trans_b: bool = False, out:
     parts = _launch.empty((splits * m, n), dtype)
     _matmul_kernel[blocks, MATMUL_THREADS](a, b, trans_a, trans_b, m, n, k, k_chunk, parts)
     blocks, threads = _launch.split_sum_grid(splits, m * n)
-    _sum_splits_kernel[blocks, threads](parts.reshape(splits, m * n), out)
+    sum_splits_kernel[blocks, threads](parts.reshape(splits, m * n), out, out)
     return out
