@@ -386,29 +386,9 @@ def count_launches_and_syncs():
     else:
         from numba.cuda import dispatcher
 
-        from jitgrad.kernels.cuda._fastlaunch import FastKernel
-
-        # jitgrad's kernels launch through FastKernel, which calls Numba's dispatcher only for a new
-        # signature: count its launches, and Numba's outside it (once each, never twice).
-        inside = [False]
-        fast_launch, numba_call = FastKernel._launch, dispatcher.CUDADispatcher.call
-
-        def counted_fast(self: Any, *args: Any) -> Any:
-            counts["launches"] += 1
-            inside[0] = True
-            try:
-                return fast_launch(self, *args)
-            finally:
-                inside[0] = False
-
-        def counted_numba(self: Any, *args: Any, **kwargs: Any) -> Any:
-            counts["launches"] += not inside[0]
-            return numba_call(self, *args, **kwargs)
-
-        for owner, name, replacement in ((FastKernel, "_launch", counted_fast),
-                                         (dispatcher.CUDADispatcher, "call", counted_numba)):
-            patched.append((owner, name, getattr(owner, name)))
-            setattr(owner, name, replacement)
+        # Numba's launches (_Kernel.launch) and jitgrad's FastKernel both end in the driver launch that
+        # numba.cuda.dispatcher imports as `launch`, looked up at each call: every launch counted once.
+        wrap(dispatcher, "launch", "launches")
         wrap(devicearray.DeviceNDArray, "copy_to_host", "host_syncs")
     try:
         yield counts

@@ -19,8 +19,9 @@ The signature of an argument is what Numba types it by: a device array's dtype,
 ndim and layout (computed by Numba's own rule, ``DeviceNDArray._numba_type_``),
 a scalar's Python type, a tuple's (shapes and strides) its elements' signatures.
 Anything else (host arrays, other array types, integers outside int64, launch
-configurations with a stream or shared memory) takes Numba's path every time. ``JITGRAD_CUDA_FAST_LAUNCH=0`` turns the wrapper
-off; under the simulator it is never installed.
+configurations with a stream or shared memory) takes Numba's path every time.
+``JITGRAD_CUDA_FAST_LAUNCH=0`` turns the wrapper off; under the simulator it is
+never installed.
 """
 
 from __future__ import annotations
