@@ -37,8 +37,10 @@ def test_launches_through_fastkernel_and_numba_are_counted_once_each(monkeypatch
     assert "launch(stream, config" in inspect.getsource(dispatcher._Kernel.launch)  # Numba's own path
 
     class Numba:  # the dispatcher FastKernel wraps: a new signature is typed, compiled and launched by Numba
-        overloads: dict = {}
         py_func = staticmethod(lambda *args: None)
+
+        def __init__(self):
+            self.overloads = {}
 
         def typeof_pyval(self, value):
             return dispatcher.CUDADispatcher.typeof_pyval(None, value)
