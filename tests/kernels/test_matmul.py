@@ -487,10 +487,11 @@ def test_b_above_the_packing_bound_in_blocks(trans_a, trans_b, dtype):
     m, k = 264, 520  # (more A panels than a task takes: two rows of tasks, but for the rule below)
     itemsize = np.dtype(dtype).itemsize
     nr = 2 * VEC_BYTES // itemsize
-    depth = k if trans_b else -(-k // -(-k // _gemm.KC))
-    # Past one column block of row-major B's KC slices (AVX-512's KC = 256 takes 12,032 float32 columns)
-    # and ending in a partial panel.
-    n = max(8100, nr * (_gemm.PACK_BYTES // (-(-k // -(-k // _gemm.KC)) * 2 * VEC_BYTES) + 1) - nr // 2)
+    sliced = -(-k // -(-k // _gemm.KC))  # the depth of row-major B's KC slices
+    depth = k if trans_b else sliced
+    # Past one column block of those slices (AVX-512's KC = 256 takes 12,032 float32 columns) and ending
+    # in a partial panel.
+    n = max(8100, nr * (_gemm.PACK_BYTES // (sliced * 2 * VEC_BYTES) + 1) - nr // 2)
     npb = -(-n // nr)
     assert not _gemm.b_fits(k, npb)
     assert npb > _gemm.PACK_BYTES // (depth * 2 * VEC_BYTES)  # more than one column block
