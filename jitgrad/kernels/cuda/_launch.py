@@ -175,8 +175,9 @@ def split_sum_grid(splits: int, elements: int) -> tuple[int, tuple[int, int]]:
 
 @cuda.jit(device=True)
 def split_total(parts, e, buf):
-    """``sum_s parts[s, e]`` for element ``e`` of the block's 32 (``e`` beyond ``parts``' columns: any
-    value, to be discarded); every thread of a :func:`split_sum_grid` block calls it at once.
+    """``sum_s parts[s, e]`` for element ``e`` of the block's 32, in warp 0 (other warps, or ``e`` beyond
+    ``parts``' columns: any value, to be discarded); every thread of a :func:`split_sum_grid` block calls
+    it at once.
 
     Warp ``w``'s splits in order, then the warps' totals in order: deterministic. ``buf``: shared
     ``(SPLIT_SUM_WARPS, 32)`` of ``parts``' dtype."""
@@ -189,8 +190,9 @@ def split_total(parts, e, buf):
         buf[w, lane] = acc
     cuda.syncthreads()
     total = buf[0, lane]
-    for j in range(1, warps):
-        total += buf[j, lane]
+    if w == 0:  # (the warp that stores)
+        for j in range(1, warps):
+            total += buf[j, lane]
     cuda.syncthreads()  # buf is written again for the block's next 32 elements
     return total
 
