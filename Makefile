@@ -50,10 +50,13 @@ test-cpu-tail: $(STAMP)
 
 # Python 3.12 compiles some loops differently from 3.11 (an `if` ending a `for` body gets a second
 # back-edge): a parallel kernel's reduction that 3.11 compiled failed in Numba's parfor pass there
-# (stop 55, found on a GPU machine's Python). The CPU kernels whose prange loops reduce, compiled and
-# run under a Python 3.12 of this machine (PATH or pyenv) in its own venv; without one, not run.
+# (stop 55, found on a GPU machine's Python), and a `return a if c else b` became two returns, which
+# left softplus's loop scalar (stop 56). The CPU kernels whose prange loops reduce, the elementary
+# functions and the activations (their accuracy and whether their loops vectorise), compiled and run
+# under a Python 3.12 of this machine (PATH or pyenv) in its own venv; without one, not run.
 VENV312 := .venv312
-PY312_TESTS := tests/kernels/test_softmax.py tests/kernels/test_pooling.py
+PY312_TESTS := tests/kernels/test_softmax.py tests/kernels/test_pooling.py tests/kernels/test_elementary.py \
+	tests/kernels/test_activations.py
 test-py312:
 	@py=; for c in $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12) python3.12; do \
 		if $$c -c 'import sys; sys.exit(sys.version_info[:2] != (3, 12))' 2>/dev/null; then py=$$c; break; fi; \

@@ -256,6 +256,25 @@ def _fma_f32(typingctx, a, b, c):
 
 
 @intrinsic
+def _select(typingctx, cond, a, b):
+    """``a if cond else b`` as one LLVM ``select``: both are computed, and no branch is left to undo.
+
+    Python 3.12 compiles a conditional expression that ends a function (or an assignment just
+    before its ``return``) into two ``return`` statements: Numba's code then branches, LLVM sinks
+    the computation of the value returned on one side into that branch, and a loop calling the
+    function did not vectorise (``log1pexp``'s, through ``exp_nonpos``'s last choice). 3.11 kept
+    one return and LLVM made the select itself. Every choice in the float32 functions is this.
+    """
+    if cond != types.boolean or a != b:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.select(*args)
+
+    return a(cond, a, b), codegen
+
+
+@intrinsic
 def _pow2_f32(typingctx, n):
     """``2.0**n`` for a float32 ``n`` holding an integer in [-126, 127], built from its exponent bits."""
     if n != types.float32:
@@ -296,8 +315,8 @@ def _log_split_f32(typingctx, x):
 
 @njit(cache=True, fastmath=_FLAGS, error_model="numpy")
 def _exp_f32(x):
-    xc = x if x < _EXP_HI else _EXP_HI  # NaN and +inf land here too; fixed at the end
-    xc = xc if xc > _EXP_LO else _EXP_LO
+    xc = _select(x < _EXP_HI, x, _EXP_HI)  # NaN and +inf land here too; fixed at the end
+    xc = _select(xc > _EXP_LO, xc, _EXP_LO)
     n = np.floor(xc * _LOG2E + _HALF)
     r = xc - n * _LN2_HI
     r = r - n * _LN2_LO
@@ -305,20 +324,20 @@ def _exp_f32(x):
     p = (((((_EP0 * r + _EP1) * r + _EP2) * r + _EP3) * r + _EP4) * r + _EP5) * z + r + _ONE
     n1 = np.floor(n * _HALF)
     y = p * _pow2_f32(n1) * _pow2_f32(n - n1)
-    return x if x != x else y
+    return _select(x != x, x, y)
 
 
 @njit(cache=True, fastmath=_FLAGS, error_model="numpy")
 def _exp_nonpos_f32(x):
-    xc = _ZERO if x > _ZERO else x  # NaN fails both tests and stays NaN through every step
-    xc = _EXP_NORMAL_LO if xc < _EXP_NORMAL_LO else xc
+    xc = _select(x > _ZERO, _ZERO, x)  # NaN fails both tests and stays NaN through every step
+    xc = _select(xc < _EXP_NORMAL_LO, _EXP_NORMAL_LO, xc)
     n = np.floor(xc * _LOG2E + _HALF)  # in [-126, 0]: 2^n is a normal float32
     r = xc - n * _LN2_HI
     r = r - n * _LN2_LO
     z = r * r
     p = (((((_EP0 * r + _EP1) * r + _EP2) * r + _EP3) * r + _EP4) * r + _EP5) * z + r + _ONE
     y = p * _pow2_f32(n)
-    return _ZERO if x < _EXP_NORMAL_LO else y
+    return _select(x < _EXP_NORMAL_LO, _ZERO, y)
 
 
 def _exp_nonpos_f64(x: float) -> float:
@@ -331,7 +350,7 @@ _exp_nonpos_f64_jit = njit(cache=True, error_model="numpy")(_exp_nonpos_f64)
 @njit(cache=True, fastmath=_FLAGS, error_model="numpy")
 def _sigmoid_f32(x):
     e = _exp_nonpos_f32(-abs(x))  # exp of a non-positive number: no overflow, no branch
-    return (_ONE if x >= _ZERO else e) / (_ONE + e)  # NaN: e is NaN, and so is the result
+    return _select(x >= _ZERO, _ONE, e) / (_ONE + e)  # NaN: e is NaN, and so is the result
 
 
 def _sigmoid_f64(x: float) -> float:
@@ -344,8 +363,8 @@ _sigmoid_f64_jit = njit(cache=True, error_model="numpy")(_sigmoid_f64)
 
 @njit(cache=True, fastmath=_FLAGS, error_model="numpy")
 def _expm1_f32(x):
-    xc = x if x < _EXP_HI else _EXP_HI
-    xc = xc if xc > _EXPM1_LO else _EXPM1_LO
+    xc = _select(x < _EXP_HI, x, _EXP_HI)
+    xc = _select(xc > _EXPM1_LO, xc, _EXPM1_LO)
     n = np.floor(xc * _LOG2E + _HALF)
     r = xc - n * _LN2_HI
     r = r - n * _LN2_LO
@@ -354,7 +373,7 @@ def _expm1_f32(x):
     em = r + (z * _HALF + z * r * q)
     t = _pow2_f32(n - _ONE)  # n - 1 in [-27, 127]: finite; the final doubling may overflow to inf
     y = _TWO * (t * em + (t - _HALF))
-    return x if (x != x) | (x == _ZERO) else y  # NaN, and the sign of -0
+    return _select((x != x) | (x == _ZERO), x, y)  # NaN, and the sign of -0
 
 
 @njit(cache=True, fastmath=_FLAGS, error_model="numpy")
@@ -372,11 +391,11 @@ def _log_core_f32(m, k, c):
 @njit(cache=True, fastmath=_FLAGS, error_model="numpy")
 def _log_f32(x):
     tiny = x < _MIN_NORMAL
-    m, k = _log_split_f32(x * _TWO25 if tiny else x)
-    y = _log_core_f32(m, k - _TWENTY_FIVE if tiny else k, _ZERO)
-    y = -_INF if x == _ZERO else y
-    y = _NAN if x < _ZERO else y
-    return x if (x != x) | (x == _INF) else y
+    m, k = _log_split_f32(_select(tiny, x * _TWO25, x))
+    y = _log_core_f32(m, _select(tiny, k - _TWENTY_FIVE, k), _ZERO)
+    y = _select(x == _ZERO, -_INF, y)
+    y = _select(x < _ZERO, _NAN, y)
+    return _select((x != x) | (x == _INF), x, y)
 
 
 @njit(cache=True, fastmath=_FLAGS, error_model="numpy")
@@ -385,12 +404,12 @@ def _log1p_f32(x):
     m, k = _log_split_f32(u)
     # The rounding error of 1 + x, relative to u (fdlibm s_log1pf.c); irrelevant once k >= 25.
     # Which difference is exact depends on u's binade, not on k (k also counts the sqrt 2 shift).
-    c = (_ONE - (u - x)) if u >= _TWO else (x - (u - _ONE))
-    c = c / u if k < _TWENTY_FIVE else _ZERO
+    c = _select(u >= _TWO, _ONE - (u - x), x - (u - _ONE))
+    c = _select(k < _TWENTY_FIVE, c / u, _ZERO)
     y = _log_core_f32(m, k, c)
-    y = -_INF if x == -_ONE else y
-    y = _NAN if x < -_ONE else y
-    return x if (x != x) | (x == _INF) else y
+    y = _select(x == -_ONE, -_INF, y)
+    y = _select(x < -_ONE, _NAN, y)
+    return _select((x != x) | (x == _INF), x, y)
 
 
 @njit(cache=True, fastmath=_FLAGS, error_model="numpy")
@@ -399,7 +418,7 @@ def _log1pexp_f32(x):
     u = _ONE + e  # in [1, 2]
     m, k = _log_split_f32(u)
     c = (e - (u - _ONE)) / u  # the rounding error of 1 + e (exact difference), relative to u
-    return (x if x > _ZERO else _ZERO) + _log_core_f32(m, k, c)
+    return _select(x > _ZERO, x, _ZERO) + _log_core_f32(m, k, c)
 
 
 def _log1pexp_f64(x: float) -> float:
@@ -418,13 +437,13 @@ def _tanh_f32(x):
     # (n in [2, 28]: one power of two, no overflow, no subnormal). Written out here rather
     # than calling _exp_f32: LLVM would not inline the nested call, and the loop stayed scalar.
     y = a + a
-    y = y if y < _TANH_CLAMP else _TANH_CLAMP
+    y = _select(y < _TANH_CLAMP, y, _TANH_CLAMP)
     n = np.floor(y * _LOG2E + _HALF)
     r = y - n * _LN2_HI
     r = r - n * _LN2_LO
     p = (((((_EP0 * r + _EP1) * r + _EP2) * r + _EP3) * r + _EP4) * r + _EP5) * (r * r) + r + _ONE
     big = _ONE - _TWO / (p * _pow2_f32(n) + _ONE)
-    th = big if a >= _TANH_SMALL else small  # NaN fails the test: small is NaN, no separate NaN select
+    th = _select(a >= _TANH_SMALL, big, small)  # NaN fails the test: small is NaN, no separate NaN select
     return np.copysign(th, x)
 
 
@@ -446,7 +465,7 @@ def _erf_f32(x):
     qa = qa * u + _A2
     qa = qa * u + _A1
     qa = qa * u + _A0
-    v = (a if a < _ERF_BIG else _ERF_BIG) - _ERF_MID_B
+    v = _select(a < _ERF_BIG, a, _ERF_BIG) - _ERF_MID_B
     qb = _B10
     qb = qb * v + _B9
     qb = qb * v + _B8
@@ -458,15 +477,15 @@ def _erf_f32(x):
     qb = qb * v + _B2
     qb = qb * v + _B1
     qb = qb * v + _B0
-    e = _ONE - (qa if a < _ERF_SEAM else qb)
-    e = small if a < _ERF_SMALL else e
-    return x if x != x else np.copysign(e, x)
+    e = _ONE - _select(a < _ERF_SEAM, qa, qb)
+    e = _select(a < _ERF_SMALL, small, e)
+    return _select(x != x, x, np.copysign(e, x))
 
 
 @njit(cache=True, fastmath=_FLAGS, error_model="numpy")
 def _ndtr_pdf_f32(x):
     a = abs(x)
-    a = _NDTR_A_MAX if a > _NDTR_A_MAX else a  # +-inf clamped; NaN stays NaN, and so does every step below
+    a = _select(a > _NDTR_A_MAX, _NDTR_A_MAX, a)  # +-inf clamped; NaN stays NaN, and so does every step below
     t = _ONE / (_ONE + _NDTR_K * a)
     s = t * _NDTR_S1 + _NDTR_S0
     g = _G9
@@ -490,7 +509,7 @@ def _ndtr_pdf_f32(x):
     e = p * _pow2_f32(n + _NDTR_SHIFT)
     e = e + e * y_lo  # exp(-a^2/2) 2^26
     h = (e * t) * g  # Phi(-a)
-    cdf = h if x < _ZERO else _ONE - h
+    cdf = _select(x < _ZERO, h, _ONE - h)
     return cdf, e * _PDF_SCALE
 
 
