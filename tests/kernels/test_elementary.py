@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from numba import njit, prange
 
-from jitgrad.config import FASTMATH
+from jitgrad import config
 from jitgrad.kernels.cpu import _elementary as ef
 
 #: The promised bound (float32, whole range) and the worst error measured exhaustively.
@@ -339,10 +339,8 @@ def _hot_loop_vector_ops(asm: str) -> int:
 @pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"), reason="ymm registers are x86")
 @pytest.mark.parametrize("name", NAMES)
 def test_loops_calling_them_vectorise(name):
-    import numba
     import llvmlite.binding as llvm
-
-    from jitgrad import config
+    import numba
 
     # The host's features: its own CPU name, or only another CPU's tuning (config.TUNE_CPU, a Zen 3's)
     if "avx2" not in llvm.get_host_cpu_features() or numba.config.CPU_NAME not in (None, "host", config.TUNED_CPU):
