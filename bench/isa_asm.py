@@ -7,11 +7,12 @@ x86-64 machine, including a path this CPU cannot run::
     NUMBA_CPU_NAME=skylake-avx512 NUMBA_CPU_FEATURES= python bench/isa_asm.py   # expect zmm only
     NUMBA_CPU_NAME=haswell NUMBA_CPU_FEATURES= python bench/isa_asm.py          # expect ymm only
 
-Each kernel is compiled for its float32 signature (``--float64`` for the
-other); the on-disk cache is used as usual (it is keyed by CPU name and
-features, so paths never mix). Prints one line per kernel: compile seconds
-and FMA instructions per register kind; exits 1 if any FMA of a kernel is
-narrower than the path's vectors. Then the activation and softmax-family
+Each kernel is compiled afresh for its float32 signature (``--float64`` for
+the other): code loaded from Numba's cache cannot be inspected; its callees
+come from the cache as usual (keyed by CPU name and features, so paths never
+mix). Prints one line per kernel: compile seconds and FMA instructions per
+register kind; exits 1 if a kernel has no FMA at the path's width (narrower
+ones, a loop remainder's, are printed only). Then the activation and softmax-family
 kernels (``--only activations`` or ``--only softmax`` for those alone): their
 packed arithmetic per register kind; exits 1 if one has no 256/512-bit op.
 """
@@ -24,7 +25,7 @@ import re
 import sys
 import time
 
-from numba import types
+from numba import njit, types
 
 
 def signatures(dtype: types.Float) -> dict[str, tuple]:
@@ -59,6 +60,12 @@ def elementwise_signatures(dtype: types.Float) -> dict[str, tuple]:
     return out
 
 
+def _uncached(fn):
+    """A copy of the dispatcher ``fn`` compiled here, with its options: code loaded from Numba's cache
+    cannot be inspected (its assembly reads empty, and every count would be 0)."""
+    return njit(**{k: v for k, v in fn.targetoptions.items() if k not in ("cache", "nopython")})(fn.py_func)
+
+
 def check_elementwise(dtype: types.Float, only: str) -> bool:
     """Print each elementwise kernel's packed arithmetic per register kind; False if one has none.
 
@@ -67,16 +74,13 @@ def check_elementwise(dtype: types.Float, only: str) -> bool:
     """
     import importlib
 
-    from numba import njit
-
     ok = True
     packed = re.compile(r"\bv(?:fn?m(?:add|sub)\w*|mul|add|sub|div|max|min|blendv|cmp\w*|round)p[sd]\s[^\n]*")
     for name, sig in elementwise_signatures(dtype).items():
         if only not in name:
             continue
         mod, fn_name = name.split(".")
-        fn = getattr(importlib.import_module(f"jitgrad.kernels.cpu.{mod}"), fn_name)
-        fresh = njit(**{k: v for k, v in fn.targetoptions.items() if k not in ("cache", "nopython")})(fn.py_func)
+        fresh = _uncached(getattr(importlib.import_module(f"jitgrad.kernels.cpu.{mod}"), fn_name))
         start = time.perf_counter()
         fresh.compile(sig)
         seconds = time.perf_counter() - start
@@ -103,15 +107,15 @@ def main(argv: list[str] | None = None) -> int:
         if opts.only not in name:
             continue
         mod, fn_name = name.split(".")
-        fn = getattr(modules[mod], fn_name)
+        fn = _uncached(getattr(modules[mod], fn_name))
         start = time.perf_counter()
         fn.compile(sig)
         seconds = time.perf_counter() - start
         asm = fn.inspect_asm(sig)
         kinds = collections.Counter(m for line in re.findall(r"\bv?fmadd\w*\s+[^\n]*", asm)
                                     for m in set(re.findall(r"([xyz]mm)\d+", line)))
-        narrow = {k: n for k, n in kinds.items() if k != want}
-        bad |= bool(narrow) and _isa.ISA.name != "sse"
+        # Narrower FMAs may be a loop's remainder (LLVM's 4-wide epilogue, scalar ss): printed, not an error
+        bad |= kinds[want] == 0 and _isa.ISA.name != "sse"
         print(f"{name:36s} {seconds:6.1f} s  FMAs: {dict(kinds)}", flush=True)
     if _isa.ISA.name in ("avx2", "avx512"):
         bad |= not check_elementwise(dtype, opts.only)
