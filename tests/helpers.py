@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Callable
 
 import numpy as np
@@ -66,3 +67,27 @@ def numerical_grad(f: Callable[[np.ndarray], float], x: np.ndarray, eps: float =
         flat_x[i] = old
         flat_g[i] = (fp - fm) / (2 * eps)
     return g
+
+
+def packed_vector_ops(asm: str) -> int:
+    """Packed arithmetic on 256- or 512-bit registers in ``asm`` (an AVX-512 host's loops run in zmm)."""
+    ops = r"fmadd\d+p[sd]|mulp[sd]|addp[sd]|subp[sd]|divp[sd]|blendvp[sd]|cmp\w*p[sd]"
+    return len(re.findall(rf"\bv(?:{ops})\s[^\n]*[yz]mm", asm))
+
+
+def elementary_loop_asm(name: str) -> str:
+    """The assembly of a float32 loop calling ``jitgrad.kernels.cpu._elementary``'s ``name`` on every
+    element (compiled, not run: the target may be another CPU)."""
+    from numba import njit
+
+    from jitgrad.kernels.cpu import _elementary
+
+    fn = getattr(_elementary, name)
+
+    @njit(error_model="numpy")
+    def loop(x, out):
+        for i in range(x.size):
+            out[i] = fn(x[i])
+
+    loop.compile("(float32[::1], float32[::1])")
+    return loop.inspect_asm(loop.signatures[0])

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import math
 import platform
-import re
 
 import numpy as np
 import pytest
@@ -21,6 +20,7 @@ from numba import njit, prange
 
 from jitgrad import config
 from jitgrad.kernels.cpu import _elementary as ef
+from tests.helpers import elementary_loop_asm, packed_vector_ops
 
 #: The promised bound (float32, whole range) and the worst error measured exhaustively.
 MAX_ULP = 2.0
@@ -330,12 +330,6 @@ def test_python_fallbacks_are_math():
     assert ef.ndtr(-1.0) == 0.5 * math.erfc(1.0 * (1.0 / math.sqrt(2.0)))
 
 
-def _hot_loop_vector_ops(asm: str) -> int:
-    """Packed arithmetic on 256- or 512-bit registers in ``asm`` (an AVX-512 host's loops run in zmm)."""
-    ops = r"fmadd\d+p[sd]|mulp[sd]|addp[sd]|subp[sd]|divp[sd]|blendvp[sd]|cmp\w*p[sd]"
-    return len(re.findall(rf"\bv(?:{ops})\s[^\n]*[yz]mm", asm))
-
-
 @pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"), reason="ymm registers are x86")
 @pytest.mark.parametrize("name", NAMES)
 def test_loops_calling_them_vectorise(name):
@@ -344,18 +338,8 @@ def test_loops_calling_them_vectorise(name):
 
     # The host's features: its own CPU name, or only another CPU's tuning (config.TUNE_CPU, a Zen 3's)
     if "avx2" not in llvm.get_host_cpu_features() or numba.config.CPU_NAME not in (None, "host", config.TUNED_CPU):
-        pytest.skip("vector width checked on an AVX2 host")
-    fn = getattr(ef, name)
-
-    @njit(error_model="numpy")
-    def loop(x, out):
-        for i in range(x.size):
-            out[i] = fn(x[i])
-
-    x = np.ones(64, np.float32)
-    loop(x, np.empty_like(x))
-    asm = loop.inspect_asm(loop.signatures[0])
-    assert _hot_loop_vector_ops(asm) >= 8, f"{name}: no packed ymm/zmm arithmetic in the loop"
+        pytest.skip("vector width checked on an AVX2 host (tests/kernels/test_isa.py: on AVX-512, compiled only)")
+    assert packed_vector_ops(elementary_loop_asm(name)) >= 8, f"{name}: no packed ymm/zmm arithmetic in the loop"
 
 
 def _kernel_args(name: str) -> tuple:
@@ -389,4 +373,4 @@ def test_kernels_vectorise(name):
     fn = getattr(importlib.import_module(f"jitgrad.kernels.cpu.{module}"), attr)  # the package re-exports names
     kernel = njit(**{k: v for k, v in fn.targetoptions.items() if k not in ("cache", "nopython")})(fn.py_func)
     kernel(*_kernel_args(name))
-    assert _hot_loop_vector_ops(kernel.inspect_asm(kernel.signatures[0])) >= 8
+    assert packed_vector_ops(kernel.inspect_asm(kernel.signatures[0])) >= 8
