@@ -75,6 +75,15 @@ def packed_vector_ops(asm: str) -> int:
     return len(re.findall(rf"\bv(?:{ops})\s[^\n]*[yz]mm", asm))
 
 
+def recompiled(dispatcher):
+    """A copy of the ``@njit`` ``dispatcher`` with its own options but no cache, so that ``inspect_asm``
+    sees its code (code loaded from Numba's cache cannot be inspected)."""
+    from numba import njit
+
+    options = {k: v for k, v in dispatcher.targetoptions.items() if k not in ("cache", "nopython")}
+    return njit(**options)(dispatcher.py_func)
+
+
 def elementary_loop_asm(name: str) -> str:
     """The assembly of a float32 loop calling ``jitgrad.kernels.cpu._elementary``'s ``name`` on every
     element (compiled, not run: the target may be another CPU)."""

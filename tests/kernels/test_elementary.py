@@ -20,7 +20,7 @@ from numba import njit, prange
 
 from jitgrad import config
 from jitgrad.kernels.cpu import _elementary as ef
-from tests.helpers import elementary_loop_asm, packed_vector_ops
+from tests.helpers import elementary_loop_asm, packed_vector_ops, recompiled
 
 #: The promised bound (float32, whole range) and the worst error measured exhaustively.
 MAX_ULP = 2.0
@@ -342,24 +342,19 @@ def test_loops_calling_them_vectorise(name):
     assert packed_vector_ops(elementary_loop_asm(name)) >= 8, f"{name}: no packed ymm/zmm arithmetic in the loop"
 
 
-def _kernel_args(name: str) -> tuple:
-    """A float32 call of a serial kernel whose loop calls the functions above."""
-    x, f = np.zeros(64, np.float32), np.float32
-    return {
-        "softmax._cross_entropy_index_kernel_serial": (x.reshape(4, 16), np.zeros(4, np.int64), f(0),
-                                                       np.empty((4, 16), f), np.empty(4, f)),
-        "activations._sigmoid_kernel_serial": (x, np.empty_like(x)),
-        "activations._elu_kernel_serial": (x, f(1), np.empty_like(x)),
-        "activations._gelu_kernel_serial": (x, False, np.empty_like(x)),
-        "activations._softplus_kernel_serial": (x, f(1), f(20), np.empty_like(x)),
-        "activations._softplus_backward_kernel_serial": (x, x, f(1), f(20), np.empty_like(x)),
-    }[name]
+#: Serial kernels whose loops call the functions above, and a float32 call of each (x: 64 zeros).
+_KERNEL_CALLS = {
+    "softmax._cross_entropy_index_kernel_serial": lambda x, f: (x.reshape(4, 16), np.zeros(4, np.int64), f(0),
+                                                                np.empty((4, 16), f), np.empty(4, f)),
+    "activations._sigmoid_kernel_serial": lambda x, f: (x, np.empty_like(x)),
+    "activations._elu_kernel_serial": lambda x, f: (x, f(1), np.empty_like(x)),
+    "activations._gelu_kernel_serial": lambda x, f: (x, False, np.empty_like(x)),
+    "activations._softplus_kernel_serial": lambda x, f: (x, f(1), f(20), np.empty_like(x)),
+    "activations._softplus_backward_kernel_serial": lambda x, f: (x, x, f(1), f(20), np.empty_like(x)),
+}
 
 
-@pytest.mark.parametrize("name", ["softmax._cross_entropy_index_kernel_serial", "activations._sigmoid_kernel_serial",
-                                  "activations._elu_kernel_serial", "activations._gelu_kernel_serial",
-                                  "activations._softplus_kernel_serial",
-                                  "activations._softplus_backward_kernel_serial"])
+@pytest.mark.parametrize("name", list(_KERNEL_CALLS))
 def test_kernels_vectorise(name):
     """The kernels' own loops run packed (softplus's did not under Python 3.12, see ``_select``): the serial
     kernel recompiled here (cached code cannot be inspected) with its own options."""
@@ -370,7 +365,6 @@ def test_kernels_vectorise(name):
     if platform.machine().lower() not in ("x86_64", "amd64") or "avx2" not in llvm.get_host_cpu_features():
         pytest.skip("vector width checked on an AVX2 host")
     module, attr = name.split(".")
-    fn = getattr(importlib.import_module(f"jitgrad.kernels.cpu.{module}"), attr)  # the package re-exports names
-    kernel = njit(**{k: v for k, v in fn.targetoptions.items() if k not in ("cache", "nopython")})(fn.py_func)
-    kernel(*_kernel_args(name))
+    kernel = recompiled(getattr(importlib.import_module(f"jitgrad.kernels.cpu.{module}"), attr))  # (re-exported names)
+    kernel(*_KERNEL_CALLS[name](np.zeros(64, np.float32), np.float32))
     assert packed_vector_ops(kernel.inspect_asm(kernel.signatures[0])) >= 8

@@ -229,7 +229,7 @@ print("RESULT" + json.dumps({{name: packed_vector_ops(elementary_loop_asm(name))
 @x86_only
 def test_forced_avx512_elementary_loops_vectorise(tmp_path):
     # test_elementary checks the host's path; this one AVX-512's on any x86 host. Found there first:
-    # Python 3.12 left log1pexp's loop scalar (see _elementary._select); ~15 s on 2 cores.
+    # Python 3.12 left log1pexp's loop scalar (see _elementary._select); ~10 s on 2 cores.
     root = str(Path(__file__).resolve().parents[2])
     counts = run_forced("skylake-avx512", _ELEMENTARY_LOOPS.format(root=root), tmp_path)
     assert len(counts) == 10

@@ -11,7 +11,7 @@ from jitgrad.kernels import cpu
 from jitgrad.kernels import reference as ref
 from jitgrad.kernels.cpu import optim as cpu_optim
 from tests.cases.optim import ADAM_CONFIGS, SGD_CONFIGS, SHAPES, problem, run_adam, run_sgd
-from tests.helpers import DTYPES, assert_close
+from tests.helpers import DTYPES, assert_close, recompiled
 
 BACKENDS = [pytest.param(ref, id="reference"), pytest.param(cpu, id="cpu")]
 
@@ -159,12 +159,10 @@ def test_serial_updates_vectorise(name):
     import re
 
     import llvmlite.binding as llvm
-    from numba import njit
 
     if platform.machine().lower() not in ("x86_64", "amd64") or "avx2" not in llvm.get_host_cpu_features():
         pytest.skip("vector width checked on an AVX2 host")
-    kernel = getattr(cpu_optim, name)
-    fresh = njit(**{k: v for k, v in kernel.targetoptions.items() if k not in ("cache", "nopython")})(kernel.py_func)
+    fresh = recompiled(getattr(cpu_optim, name))
     x = np.ones(64, np.float32)
     f32 = np.float32
     if name.startswith("_adam"):
