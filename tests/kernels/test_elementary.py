@@ -12,15 +12,18 @@ function's thresholds; ``bench/elementary_ulp.py`` runs all 2^32.
 from __future__ import annotations
 
 import math
-import platform
 
 import numpy as np
 import pytest
 from numba import njit, prange
 
-from jitgrad import config
 from jitgrad.kernels.cpu import _elementary as ef
-from tests.helpers import elementary_loop_asm, packed_vector_ops, recompiled
+from tests.helpers import (
+    elementary_loop_asm,
+    packed_vector_ops,
+    recompiled,
+    wide_vectors,
+)
 
 #: The promised bound (float32, whole range) and the worst error measured exhaustively.
 MAX_ULP = 2.0
@@ -330,15 +333,9 @@ def test_python_fallbacks_are_math():
     assert ef.ndtr(-1.0) == 0.5 * math.erfc(1.0 * (1.0 / math.sqrt(2.0)))
 
 
-@pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"), reason="ymm registers are x86")
+@wide_vectors
 @pytest.mark.parametrize("name", NAMES)
 def test_loops_calling_them_vectorise(name):
-    import llvmlite.binding as llvm
-    import numba
-
-    # The host's features: its own CPU name, or only another CPU's tuning (config.TUNE_CPU, a Zen 3's)
-    if "avx2" not in llvm.get_host_cpu_features() or numba.config.CPU_NAME not in (None, "host", config.TUNED_CPU):
-        pytest.skip("vector width checked on an AVX2 host (tests/kernels/test_isa.py: on AVX-512, compiled only)")
     assert packed_vector_ops(elementary_loop_asm(name)) >= 8, f"{name}: no packed ymm/zmm arithmetic in the loop"
 
 
@@ -354,16 +351,13 @@ _KERNEL_CALLS = {
 }
 
 
+@wide_vectors
 @pytest.mark.parametrize("name", list(_KERNEL_CALLS))
 def test_kernels_vectorise(name):
     """The kernels' own loops run packed (softplus's did not under Python 3.12, see ``_select``): the serial
     kernel recompiled here (cached code cannot be inspected) with its own options."""
     import importlib
 
-    import llvmlite.binding as llvm
-
-    if platform.machine().lower() not in ("x86_64", "amd64") or "avx2" not in llvm.get_host_cpu_features():
-        pytest.skip("vector width checked on an AVX2 host")
     module, attr = name.split(".")
     kernel = recompiled(getattr(importlib.import_module(f"jitgrad.kernels.cpu.{module}"), attr))  # (re-exported names)
     kernel(*_KERNEL_CALLS[name](np.zeros(64, np.float32), np.float32))

@@ -11,7 +11,7 @@ from jitgrad.kernels import cpu
 from jitgrad.kernels import reference as ref
 from jitgrad.kernels.cpu import optim as cpu_optim
 from tests.cases.optim import ADAM_CONFIGS, SGD_CONFIGS, SHAPES, problem, run_adam, run_sgd
-from tests.helpers import DTYPES, assert_close, recompiled
+from tests.helpers import DTYPES, assert_close, recompiled, wide_vectors
 
 BACKENDS = [pytest.param(ref, id="reference"), pytest.param(cpu, id="cpu")]
 
@@ -151,17 +151,13 @@ def test_bad_input(backend):
         backend.adam_update(p, g, m, v, step=1, lr=1e-3, decoupled_weight_decay="yes")
 
 
+@wide_vectors
 @pytest.mark.parametrize("name", ["_adam_update_kernel_serial", "_sgd_update_kernel_serial"])
 def test_serial_updates_vectorise(name):
     # Numba's default error model checks each division for a zero and kept these loops scalar (Adam 8x
     # slower); recompiled here with the kernel's own options (cached code cannot be inspected).
-    import platform
     import re
 
-    import llvmlite.binding as llvm
-
-    if platform.machine().lower() not in ("x86_64", "amd64") or "avx2" not in llvm.get_host_cpu_features():
-        pytest.skip("vector width checked on an AVX2 host")
     fresh = recompiled(getattr(cpu_optim, name))
     x = np.ones(64, np.float32)
     f32 = np.float32

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 import jitgrad.kernels.cpu as cpu
 import jitgrad.kernels.reference as ref
-from tests.helpers import DTYPES
+from tests.helpers import DTYPES, wide_vectors
 from tests.kernels.recurrent_cases import CELLS, check_case, forward_args, make_inputs
 
 BACKENDS = [pytest.param(ref, id="reference"), pytest.param(cpu, id="cpu")]
@@ -107,19 +107,16 @@ def test_bad_input(backend):
         backend.lstm_backward(y, h[:1].copy(), c, a["x"], a["h0"], a["c0"], a["w_ih"], a["w_hh"], y, saved)
 
 
+@wide_vectors
 def test_gate_passes_vectorise():
     """The float32 gate passes run packed (``vdivps`` on ymm/zmm, the sigmoid's and tanh's division),
     not one scalar division an element: recompiled here with the kernels' options (cached code
     cannot be inspected). One loop over all the gate arrays stayed scalar (``recurrent.py``)."""
     import importlib
-    import platform
     import re
 
-    import llvmlite.binding as llvm
     from numba import njit
 
-    if platform.machine().lower() not in ("x86_64", "amd64") or "avx2" not in llvm.get_host_cpu_features():
-        pytest.skip("vector width checked on an AVX2 host")
     rec = importlib.import_module("jitgrad.kernels.cpu.recurrent")
     opts = {**rec._jit, "cache": False}
     steps, batch, hidden = 2, 3, 8
