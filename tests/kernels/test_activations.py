@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from jitgrad.kernels import cpu
 from jitgrad.kernels import reference as ref
 from jitgrad.kernels.reference.activations import _erf
-from tests.helpers import DTYPES, assert_close, numerical_grad, randn
+from tests.helpers import DTYPES, assert_close, numerical_grad, randn, recompiled
 
 # (name, hyper-parameters): every activation, and each non-default setting that takes another code path.
 CASES = [
@@ -232,3 +232,19 @@ def test_gelu_float32_keeps_relative_accuracy_in_the_left_tail():
     tail = x < -2  # Phi + x phi is relatively accurate there; near its zero (x = -0.75) it cancels
     assert_close(grad[tail], (phi + xd * pdf)[tail], rtol=1e-5, atol=0)
     assert_close(grad, phi + xd * pdf, rtol=1e-5, atol=1e-7)
+
+
+def test_relu_backward_loop_is_vectorised_without_masked_loads():
+    """On every path: ``grad_out[i]`` read only where ``x[i] > 0`` was a conditional load, a masked load
+    on AVX2 and AVX-512 and, where none exists (SSE, NEON), a scalar loop branching on the sign of each
+    element: 5.6 ns an element on random signs, 23x the leaky ReLU's (x86-64-v2). The serial kernel
+    recompiled here (cached code cannot be inspected); its optimised LLVM IR is the target's."""
+    from jitgrad.kernels.cpu import activations
+
+    kernel = recompiled(activations._relu_backward_kernel_serial)
+    x = np.zeros(64, np.float32)
+    kernel(x, x, np.empty_like(x))
+    ir = kernel.inspect_llvm(kernel.signatures[0])
+    assert "masked.load" not in ir
+    assert " x float>" in ir, "no vector of float32 in the loop"
+

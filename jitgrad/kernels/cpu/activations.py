@@ -91,14 +91,19 @@ def _relu_kernel_serial(x, out):
 def _relu_backward_kernel(grad_out, x, out):
     zero = x.dtype.type(0)
     for i in prange(x.size):
-        out[i] = grad_out[i] if x[i] > zero else zero
+        g = grad_out[i]  # loaded whatever x[i] is (see the serial twin)
+        out[i] = g if x[i] > zero else zero
 
 
 @njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
 def _relu_backward_kernel_serial(grad_out, x, out):
     zero = x.dtype.type(0)
     for i in range(x.size):
-        out[i] = grad_out[i] if x[i] > zero else zero
+        # Loaded whatever x[i] is: read only where x[i] > 0, grad_out[i] was a conditional load, which
+        # LLVM vectorises as a masked load (AVX2's vmaskmovps) and, where no masked load exists (SSE,
+        # NEON), as a branch per lane on the sign of x: 5.7 ns an element on random signs (x86-64-v2).
+        g = grad_out[i]
+        out[i] = g if x[i] > zero else zero
 
 
 #: Below this many elements relu and leaky_relu (forward and backward) run their serial twin.
