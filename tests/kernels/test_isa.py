@@ -185,6 +185,14 @@ _needs_avx2 = pytest.mark.skipif(not (_HOST_FEATURES.get("avx2") and _HOST_FEATU
                                  reason="running AVX2 code needs a CPU with AVX2 and FMA")
 
 
+def _assert_matches_numpy(worst: dict) -> None:
+    """Every product of ``_RUN_FORCED`` within its dtype's error of float64 NumPy."""
+    assert len(worst) == 7 * 4 + 3 * 4 + 4
+    for name, err in worst.items():
+        # float32 sums of up to 300 products of unit normals, against float64; float64 to its own rounding
+        assert err < (1e-5 if "float64" not in name else 1e-13), (name, err)
+
+
 @x86_only
 @_needs_avx2
 def test_forced_avx2_kernels_match_numpy(tmp_path):
@@ -193,10 +201,18 @@ def test_forced_avx2_kernels_match_numpy(tmp_path):
     # tanh and the erf-form GELU's forward by 8-entry tables (one ymm register each); GELU's backward
     # by tables on AVX-512 alone.
     assert (out["tanh_lanes"], out["gelu_tables"]) == (8, [8, False])
-    assert len(out["worst"]) == 7 * 4 + 3 * 4 + 4
-    for name, err in out["worst"].items():
-        # float32 sums of up to 300 products of unit normals, against float64; float64 to its own rounding
-        assert err < (1e-5 if "float64" not in name else 1e-13), (name, err)
+    _assert_matches_numpy(out["worst"])
+
+
+# The path without AVX (sse: 128-bit vectors, a multiply and an add for each multiply-add), run on any
+# x86-64 CPU: x86-64-v2 is NumPy 2.4's own baseline (SSE4.2), the oldest CPU a user of it can have.
+# Elsewhere it was only compiled (test_generic_x86_takes_the_sse_path); ~20 s on 2 cores.
+@x86_only
+def test_forced_sse_kernels_match_numpy(tmp_path):
+    out = run_forced("x86-64-v2", _RUN_FORCED, tmp_path)
+    assert (out["path"], out["mr"]) == ("sse", 6)
+    assert (out["tanh_lanes"], out["gelu_tables"]) == (0, [0, False])  # no tables without AVX
+    _assert_matches_numpy(out["worst"])
 
 
 @x86_only
