@@ -127,10 +127,12 @@ def _cache_dir() -> str | None:
 # ----------------------------------------------------------------------------- forcing another SIMD path
 
 #: LLVM CPU that ``bench/report.py --isa PATH`` compiles for (with ``NUMBA_CPU_FEATURES`` empty, so
-#: the name's own feature set decides, not the host's).
-FORCED_CPUS = {"avx2": "haswell", "avx512": "skylake-avx512"}
+#: the name's own feature set decides, not the host's). ``sse``: ``x86-64-v2`` (SSE4.2, no AVX), the
+#: oldest x86 CPU NumPy 2.4 runs on (its baseline, ``X86_V2``): a Nehalem-era machine, or a VM whose
+#: CPU model exposes no AVX.
+FORCED_CPUS = {"avx2": "haswell", "avx512": "skylake-avx512", "sse": "x86-64-v2"}
 #: Host features a path's code needs to run.
-_NEEDS = {"avx2": ("avx2", "fma"), "avx512": ("avx512f", "avx512bw", "avx512dq", "avx512vl")}
+_NEEDS = {"avx2": ("avx2", "fma"), "avx512": ("avx512f", "avx512bw", "avx512dq", "avx512vl"), "sse": ("sse4.2",)}
 #: Set in the child of a forced run (so it does not fork again).
 ISA_ENV_VAR = "JITGRAD_REPORT_ISA"
 
@@ -176,25 +178,46 @@ COMPETITOR_VARS = ("NPY_DISABLE_CPU_FEATURES", "OPENBLAS_CORETYPE", "ATEN_CPU_CA
                    "MKL_ENABLE_INSTRUCTIONS")
 
 
-def competitor_environment(isa: str) -> dict[str, str]:
-    """What NumPy, OpenBLAS and PyTorch would run on an AVX2 machine, for a forced ``avx2`` run.
+#: The competitors' own limits per forced path: OpenBLAS's kernel, PyTorch's CPU capability, oneDNN's and
+#: MKL's instruction sets.
+_COMPETITOR_LIMITS = {
+    "avx2": {"OPENBLAS_CORETYPE": "Haswell", "ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2",
+             "MKL_ENABLE_INSTRUCTIONS": "AVX2"},
+    "sse": {"OPENBLAS_CORETYPE": "Nehalem", "ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "SSE41",
+            "MKL_ENABLE_INSTRUCTIONS": "SSE4_2"},
+}
 
-    jitgrad compiled for AVX2 against NumPy's AVX-512 ``exp``/``tanh`` loops, OpenBLAS's
-    SkylakeX kernel and PyTorch's AVX-512 kernels is no machine anyone has; an AVX2 CPU runs all
-    of them on their AVX2 paths: NumPy without its AVX-512 dispatch targets (those this NumPy
-    has and the host supports: naming one the host lacks is an error), OpenBLAS's Haswell
-    kernel, PyTorch's ``avx2`` kernels, oneDNN and MKL capped at AVX2. Empty for other paths
-    (forcing ``avx512`` needs an AVX-512 host, where the libraries pick it themselves).
-    """
-    if isa != "avx2":
-        return {}
-    env = {"OPENBLAS_CORETYPE": "Haswell", "ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2",
-           "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
+
+def _numpy_wider_than(isa: str) -> list[str]:
+    """NumPy's dispatch targets wider than path ``isa`` that this host supports (naming one the host
+    lacks in ``NPY_DISABLE_CPU_FEATURES`` is an error): the AVX-512 ones for ``avx2``; for ``sse``
+    every one above NumPy 2's baseline ``X86_V2`` (``X86_V3`` is AVX2 + FMA)."""
     try:
         from numpy._core._multiarray_umath import __cpu_dispatch__, __cpu_features__
     except ImportError:  # NumPy 1.x
         from numpy.core._multiarray_umath import __cpu_dispatch__, __cpu_features__
-    wide = [t for t in __cpu_dispatch__ if ("AVX512" in t or t == "X86_V4") and __cpu_features__.get(t)]
+    if isa == "avx2":
+        wide = [t for t in __cpu_dispatch__ if "AVX512" in t or t == "X86_V4"]
+    else:
+        wide = [t for t in __cpu_dispatch__ if t not in ("X86_V2", "SSE41", "SSE42", "POPCNT")]
+    return [t for t in wide if __cpu_features__.get(t)]
+
+
+def competitor_environment(isa: str) -> dict[str, str]:
+    """What NumPy, OpenBLAS and PyTorch would run on a machine of path ``isa``, for a forced run.
+
+    jitgrad compiled for AVX2 against NumPy's AVX-512 ``exp``/``tanh`` loops, OpenBLAS's
+    SkylakeX kernel and PyTorch's AVX-512 kernels is no machine anyone has; an AVX2 CPU runs all
+    of them on their AVX2 paths: NumPy without its AVX-512 dispatch targets, OpenBLAS's Haswell
+    kernel, PyTorch's ``avx2`` kernels, oneDNN and MKL capped at AVX2. A machine without AVX
+    (``sse``) runs NumPy's baseline loops, OpenBLAS's Nehalem kernel, PyTorch's ``default``
+    kernels and oneDNN's SSE4.1 ones. Empty for ``avx512`` (forcing it needs an AVX-512 host, where
+    the libraries pick it themselves).
+    """
+    if isa not in _COMPETITOR_LIMITS:
+        return {}
+    env = dict(_COMPETITOR_LIMITS[isa])
+    wide = _numpy_wider_than(isa)
     if wide:
         env["NPY_DISABLE_CPU_FEATURES"] = " ".join(wide)
     return env

@@ -29,6 +29,7 @@ Usage::
     python bench/report.py --json out.json   # also write the numbers
     python bench/report.py --doc docs/performance.md   # the issue-13 sections, into this path's block
     python bench/report.py --doc docs/performance.md --isa avx2   # the same, compiled for AVX2
+    python bench/report.py --doc docs/performance.md --isa sse    # ... for x86-64-v2 (no AVX)
 
 ``--doc``/``--markdown`` run only the sections of issue 13's targets (``bench/report_doc.py``) and
 write them as Markdown (``bench/report_markdown.py``).

@@ -12,9 +12,11 @@ Sections, in this order, every one from the same run, PyTorch on jitgrad's threa
 - ``cold_start``: ``bench/cold_start.py``'s measurement (empty cache, tiered, then warm). It runs
   last: the background compile a cold step starts would load the machine under other sections.
 
-``--isa avx2`` / ``--isa avx512`` run the whole report again in a child process compiled for
-that path (``machine.isa_environment``: a forced LLVM CPU and a cache folder of its own; for
-``avx2``, NumPy, OpenBLAS and PyTorch held to their AVX2 paths too, as on an AVX2 machine).
+``--isa avx2`` / ``--isa avx512`` / ``--isa sse`` run the whole report again in a child process
+compiled for that path (``machine.isa_environment``: a forced LLVM CPU and a cache folder of its
+own; for ``avx2`` and ``sse``, NumPy, OpenBLAS and PyTorch held to the same path too, as on such
+a machine). Issue 13 sets its targets for ``avx2`` and ``avx512``; an ``sse`` block marks the rows
+that would miss them.
 """
 
 from __future__ import annotations

@@ -195,6 +195,21 @@ def test_forced_avx2_holds_the_competitors_to_avx2(tmp_path):
     assert "`OPENBLAS_CORETYPE=Haswell`" in line and md._limits({}) == ""
 
 
+def test_forced_sse_holds_the_competitors_to_their_baseline(tmp_path):
+    """A forced sse child (x86-64-v2: no AVX) runs NumPy's baseline loops, OpenBLAS's Nehalem kernel and
+    PyTorch's default kernels; NumPy still imports, with no dispatch target above its baseline left on."""
+    env = machine.isa_environment("sse", tmp_path)
+    assert env["NUMBA_CPU_NAME"] == "x86-64-v2" and env["NUMBA_CPU_FEATURES"] == ""
+    assert env["JITGRAD_CACHE_DIR"] == str(tmp_path / "isa-sse-x86-64-v2")
+    assert (env["OPENBLAS_CORETYPE"], env["ATEN_CPU_CAPABILITY"], env["ONEDNN_MAX_CPU_ISA"]) == (
+        "Nehalem", "default", "SSE41")
+    code = ("from numpy._core._multiarray_umath import __cpu_features__ as f, __cpu_dispatch__ as d, "
+            "__cpu_baseline__ as b; print(sorted(t for t in d if f.get(t) and t not in b))")
+    done = subprocess.run([sys.executable, "-c", code], env={**os.environ, **machine.competitor_environment("sse")},
+                          capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]", done.stdout
+
+
 def test_avx512_is_refused_in_one_line_on_a_cpu_without_it(capsys):
     if "avx512f" in machine.host_features():
         pytest.skip("this CPU runs AVX-512 code")
