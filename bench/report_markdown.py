@@ -248,8 +248,9 @@ def render_block(run: dict[str, Any]) -> str:
            f"### Measured: {key} path", ""]
     out += header_lines(run) + ["", _RATIO_NOTE, ""]
     if key not in TARGET_PATHS:
-        out += [f"Issue 13 sets no targets for the {key} path: its `\\*` marks the rows that would miss the avx2 "
-                "and avx512 paths' targets.", ""]
+        note = (f"Issue 13 sets no targets for the {key} path: its `\\*` marks the rows that would miss the avx2 "
+                "and avx512 paths' targets.")
+        out += [note, ""]
     if "gemm" in res:
         out += ["#### GEMM against NumPy/OpenBLAS", "",
                 "`bench/matmul_side_by_side.py` (its shapes and timing; `sq*` square, "
