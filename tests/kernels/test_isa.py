@@ -174,6 +174,13 @@ gw, gb = cv.conv2d_backward_weight(x, g, weight_shape=w.shape, padding=1)
 rw, rb = rconv.conv2d_backward_weight(x64, g.astype(np.float64), weight_shape=w.shape, padding=1)
 record("conv2d weight gradient", gw, rw)
 record("conv2d bias gradient", gb, rb)
+rpool = importlib.import_module("jitgrad.kernels.reference.pooling")
+xp = np.maximum(rng.standard_normal((4, 8, 12, 13)), 0).astype(np.float32)  # ReLU zeros: tied windows
+for pool_kw in (dict(kernel_size=2), dict(kernel_size=3, stride=2, padding=1)):  # pairs path on SSE; clipped
+    yp, ip = importlib.import_module("jitgrad.kernels.cpu.pooling").max_pool2d(xp, **pool_kw)
+    yr, ir = rpool.max_pool2d(xp, **pool_kw)
+    record(f"max_pool2d {pool_kw['kernel_size']}", np.concatenate([yp.ravel(), ip.ravel().astype(np.float32)]),
+           np.concatenate([yr.ravel(), ir.ravel().astype(np.float32)]))
 ef = importlib.import_module("jitgrad.kernels.cpu._elementary")
 print("RESULT" + json.dumps({"path": _isa.ISA.name, "mr": importlib.import_module("jitgrad.kernels.cpu._gemm").MR,
                               "worst": worst, "tanh_lanes": ef.TANH_LANES,
@@ -187,7 +194,7 @@ _needs_avx2 = pytest.mark.skipif(not (_HOST_FEATURES.get("avx2") and _HOST_FEATU
 
 def _assert_matches_numpy(worst: dict) -> None:
     """Every product of ``_RUN_FORCED`` within its dtype's error of float64 NumPy."""
-    assert len(worst) == 7 * 4 + 3 * 4 + 4
+    assert len(worst) == 7 * 4 + 3 * 4 + 4 + 2
     for name, err in worst.items():
         # float32 sums of up to 300 products of unit normals, against float64; float64 to its own rounding
         assert err < (1e-5 if "float64" not in name else 1e-13), (name, err)

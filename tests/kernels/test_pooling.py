@@ -125,6 +125,33 @@ def test_max_pool_nan_in_one_plane_and_relu_ties_match_reference(kw):
     np.testing.assert_array_equal(idx, idx_ref)
 
 
+@pytest.mark.parametrize("shape", [(2, 3, 8, 8), (2, 3, 9, 7), (1, 2, 2, 2), (1, 1, 5, 2)], ids=str)
+def test_max_pool_pairs_path_matches_reference(shape):
+    """The 2 x 2, stride-2 path of CPUs without gathers (``_max_pool2d_plane_pairs``: SSE, NEON), run
+    here on any CPU: even and odd sizes (a last row or column no window reads) and ReLU ties."""
+    from numba import njit
+
+    from jitgrad.kernels.cpu import pooling
+
+    @njit(cache=False)
+    def pool(x, w, h_out, w_out, y, argmax):
+        v = np.empty(2 * h_out * w_out, x.dtype)
+        vi = np.empty(2 * h_out * w_out, argmax.dtype)
+        for p in range(x.shape[0]):
+            pooling._max_pool2d_plane_pairs(x, p, w, h_out, w_out, y, argmax, v, vi)
+
+    n, c, h, w = shape
+    x = np.maximum(randn(shape, np.float32), 0)  # zeros: tied windows
+    x[0, 0, 0, :2] = 1.0  # a tie across a window's row
+    x[0, 0, 1, 0] = 1.0  # ... and down its column
+    y = np.empty((n * c, (h // 2) * (w // 2)), np.float32)
+    idx = np.empty(y.shape, np.int32)
+    pool(x.reshape(n * c, h * w), w, h // 2, w // 2, y, idx)
+    y_ref, idx_ref = ref.max_pool2d(x, kernel_size=2)
+    np.testing.assert_array_equal(y.reshape(y_ref.shape), y_ref)
+    np.testing.assert_array_equal(idx.reshape(idx_ref.shape), idx_ref)
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_max_pool_backward_sums_overlapping_windows(backend):
     x = np.zeros((1, 1, 3, 3))

@@ -50,6 +50,10 @@ VEC_BYTES: int = ISA.vec_bytes
 #: AVX-512's two-source permute, or AVX2's one-source ``vpermps`` twice and a blend.
 HAS_PERMUTE2: bool = ISA.name in ("avx512", "avx2")
 
+#: True where the CPU has vector gathers (AVX2's ``vgatherdps``, AVX-512's): elsewhere (SSE, NEON) LLVM
+#: loads a gather's lanes one by one, and the loop around it may stay scalar (``pooling``).
+HAS_GATHER: bool = ISA.name in ("avx512", "avx2")
+
 #: True where ``vfma`` is one instruction; otherwise a multiply and an add.
 HAS_FMA: bool = ISA.has_fma
 
