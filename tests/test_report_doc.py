@@ -152,7 +152,7 @@ def test_replace_block_refuses_a_broken_marker_pair():
 
 def test_the_performance_page_has_one_block_per_x86_path():
     page = (ROOT / "docs" / "performance.md").read_text()
-    for path in ("avx2", "avx512"):
+    for path in ("avx2", "avx512", "sse"):
         assert page.count(md.begin_marker(path)) == 1 and page.count(md.end_marker(path)) == 1, path
         assert page.index(md.begin_marker(path)) < page.index("## History")
 
