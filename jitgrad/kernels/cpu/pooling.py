@@ -125,9 +125,10 @@ def _max_pool2d_plane_pairs(x, p, w, h_out, w_out, y, argmax, v, vi):
     x: (planes, H * W); y, argmax: (planes, H_out * W_out); NaN-free planes only. A flat index orders
     a window's elements as its row-major order does, so the second candidate wins when strictly greater,
     or equal with the smaller index: the first maximum, as in ``_max_pool2d_plane_unpadded``.
-    Taken where no gather exists (SSE, NEON: ``_PAIRS``), where that path's loop ran scalar: (128, 32,
-    26, 26), one thread, ``x86-64-v2``: 14.6 -> 3.0 ms. Not on AVX2, whose gathers were faster still
-    (Zen 3, one thread, alternating processes: 2.4-2.5 ms against 3.0-3.3 by these two passes).
+    Taken where no gather exists (SSE, NEON: ``_PAIRS``), where that path's loop ran scalar: one thread,
+    ``x86-64-v2``, alternating processes: (128, 32, 26, 26) 15.1-15.3 -> 4.1 ms, (128, 6, 28, 28)
+    3.2-3.3 -> 0.84, (128, 64, 11, 11) 4.0-4.7 -> 1.25. Not on AVX2, whose gathers were faster still
+    (Zen 3, one thread: 2.4-2.5 ms against 3.0-3.3 by these two passes at (128, 32, 26, 26)).
     """
     w2 = 2 * w_out
     for oh in range(h_out):
@@ -150,9 +151,9 @@ def _max_pool2d_plane_pairs(x, p, w, h_out, w_out, y, argmax, v, vi):
         argmax[p, o] = ib if right else ia
 
 
-#: Whether the max-pool forward takes ``_max_pool2d_plane_pairs`` for 2 x 2 windows of stride 2.
+#: Whether the max-pool forward takes ``_max_pool2d_pairs_kernel`` for 2 x 2 windows of stride 2.
 _PAIRS = not HAS_GATHER
-#: Runs of planes the max-pool forward hands out (each allocates the pairs' scratch once).
+#: Runs of planes ``_max_pool2d_pairs_kernel`` hands out (each allocates its scratch once).
 _POOL_RUNS = 256
 
 
@@ -173,26 +174,42 @@ def _max_pool2d_kernel(x, kh, kw, sh, sw, ph, pw, y, argmax):
     _, h_out, w_out = y.shape
     unpadded = ph == 0 and pw == 0
     corner = _window_corners(h_out, w_out, sh, sw, w)
-    pairs = _PAIRS and unpadded and kh == 2 and kw == 2 and sh == 2 and sw == 2
+    x_flat = x.reshape(planes, h * w)
+    y_flat = y.reshape(planes, h_out * w_out)
+    argmax_flat = argmax.reshape(planes, h_out * w_out)
+    for p in prange(planes):
+        # The NaN test in the window loop costs ~2.5x (measured), so a cheap vectorised scan
+        # picks it per plane; ``nan_aware`` is a constant at each inlined call site.
+        if _plane_has_nan(x_flat, p):
+            _max_pool2d_plane(x, p, kh, kw, sh, sw, ph, pw, y, argmax, True)
+        elif unpadded:
+            _max_pool2d_plane_unpadded(x_flat, p, kh, kw, w, corner, y_flat, argmax_flat)
+        else:
+            _max_pool2d_plane(x, p, kh, kw, sh, sw, ph, pw, y, argmax, False)
+
+
+@tiered
+@njit(cache=True, fastmath=_FASTMATH, parallel=PRANGE_ONLY)
+def _max_pool2d_pairs_kernel(x, y, argmax):
+    """``_max_pool2d_kernel`` for 2 x 2 windows of stride 2 without padding on CPUs without gathers
+    (``_PAIRS``): ``_max_pool2d_plane_pairs`` on NaN-free planes, in runs of planes that each allocate
+    their scratch once. A kernel of its own, so that the AVX2 and AVX-512 builds neither compile it nor
+    run their planes in runs (run inside ``_max_pool2d_kernel``, that cost them 2-6 %: (128, 64, 11, 11),
+    one thread, alternating processes)."""
+    planes, h, w = x.shape
+    _, h_out, w_out = y.shape
     x_flat = x.reshape(planes, h * w)
     y_flat = y.reshape(planes, h_out * w_out)
     argmax_flat = argmax.reshape(planes, h_out * w_out)
     runs = min(planes, _POOL_RUNS)
-    scratch = 2 * h_out * w_out if pairs else 0
     for r in prange(runs):
-        v = np.empty(scratch, dtype=x.dtype)
-        vi = np.empty(scratch, dtype=argmax.dtype)
+        v = np.empty(2 * h_out * w_out, dtype=x.dtype)
+        vi = np.empty(2 * h_out * w_out, dtype=argmax.dtype)
         for p in range(r * planes // runs, (r + 1) * planes // runs):
-            # The NaN test in the window loop costs ~2.5x (measured), so a cheap vectorised scan
-            # picks it per plane; ``nan_aware`` is a constant at each inlined call site.
             if _plane_has_nan(x_flat, p):
-                _max_pool2d_plane(x, p, kh, kw, sh, sw, ph, pw, y, argmax, True)
-            elif pairs:
-                _max_pool2d_plane_pairs(x_flat, p, w, h_out, w_out, y_flat, argmax_flat, v, vi)
-            elif unpadded:
-                _max_pool2d_plane_unpadded(x_flat, p, kh, kw, w, corner, y_flat, argmax_flat)
+                _max_pool2d_plane(x, p, 2, 2, 2, 2, 0, 0, y, argmax, True)
             else:
-                _max_pool2d_plane(x, p, kh, kw, sh, sw, ph, pw, y, argmax, False)
+                _max_pool2d_plane_pairs(x_flat, p, w, h_out, w_out, y_flat, argmax_flat, v, vi)
 
 
 @tiered
@@ -221,7 +238,11 @@ def max_pool2d(x: np.ndarray, *, kernel_size: Any, stride: Any = None,
     d = _check_pool_forward(x, kernel_size, stride, padding)
     y = np.empty(d.output_shape, dtype=x.dtype)
     argmax = np.empty(d.output_shape, dtype=np.int32)
-    _max_pool2d_kernel(_planes(x), *_window_args(d), _planes(y), _planes(argmax))
+    window = _window_args(d)
+    if _PAIRS and window == (2, 2, 2, 2, 0, 0):
+        _max_pool2d_pairs_kernel(_planes(x), _planes(y), _planes(argmax))
+    else:
+        _max_pool2d_kernel(_planes(x), *window, _planes(y), _planes(argmax))
     return y, argmax
 
 
