@@ -132,6 +132,9 @@ def _task_pooling(dtype: np.dtype) -> None:
         x = jitgrad.tensor(rng.standard_normal((_BATCH, c_out, h - k + 1, w - k + 1)).astype(dtype),
                            requires_grad=True)
         F.max_pool2d(F.relu(x), 2).sum().backward()
+    # A window other than 2 x 2 of stride 2 (a ResNet stem's): where no gather exists (SSE, NEON) those
+    # two run kernels of their own (``pooling._PAIRS``), and both must be left in the cache.
+    F.max_pool2d(x, 3, stride=2, padding=1).sum().backward()
     # ReLU on the GEMM team (from a quarter of its OpenMP size, in spans: ``_team_spans``), as LeNet-5's
     # first one at the examples' batch 128 runs: its span jobs, forward and backward, are compiled
     # functions of their own that the batch-4 step never reaches (after make's compile, `make train`'s

@@ -188,8 +188,6 @@ def _max_pool2d_kernel(x, kh, kw, sh, sw, ph, pw, y, argmax):
             _max_pool2d_plane(x, p, kh, kw, sh, sw, ph, pw, y, argmax, False)
 
 
-@tiered
-@njit(cache=True, fastmath=_FASTMATH, parallel=PRANGE_ONLY)
 def _max_pool2d_pairs_kernel(x, y, argmax):
     """``_max_pool2d_kernel`` for 2 x 2 windows of stride 2 without padding on CPUs without gathers
     (``_PAIRS``): ``_max_pool2d_plane_pairs`` on NaN-free planes, in runs of planes that each allocate
@@ -210,6 +208,11 @@ def _max_pool2d_pairs_kernel(x, y, argmax):
                 _max_pool2d_plane(x, p, 2, 2, 2, 2, 0, 0, y, argmax, True)
             else:
                 _max_pool2d_plane_pairs(x_flat, p, w, h_out, w_out, y_flat, argmax_flat, v, vi)
+
+
+if _PAIRS:  # compiled (and tiered: python -m jitgrad.compile fills the cache) only where max_pool2d calls it
+    _max_pool2d_pairs_kernel = tiered(njit(cache=True, fastmath=_FASTMATH, parallel=PRANGE_ONLY)(
+        _max_pool2d_pairs_kernel))
 
 
 @tiered
