@@ -369,7 +369,11 @@ def test_a_short_side_that_fills_b_panels_takes_the_packed_gemm(dtype, monkeypat
     for max_macs in (0, 1 << 30):
         out = guarded(nan_like((m, n), dtype))
         answer = entry(a, b, False, True, out, *NO_EPILOGUE[np.dtype(dtype)], max_macs, NO_TEAM)
-        assert answer == (_gemm.ELSEWHERE if max_macs and not _gemm.SWAP_NT else _gemm.DONE)
+        # Unswapped, the dot products take the product up to DOT_MAX_MN rows (float64 on AVX-512: 30),
+        # the GEMM here above it (float32 on AVX-512: 60 rows, two panels).
+        dot = route(False, True, m, n, k, itemsize) == _gemm.DOT
+        assert dot == (not _gemm.SWAP_NT and m <= _gemm.DOT_MAX_MN)
+        assert answer == (_gemm.ELSEWHERE if max_macs and dot else _gemm.DONE)
         if answer == _gemm.DONE:
             assert_close(out, expected, dtype, rtol=rtol, atol=atol)
     kernel = cpu_matmul._matmul_kernel
