@@ -280,6 +280,37 @@ def test_one_thread_larger_product_runs_the_entry_point(dtype, monkeypatch):
     assert_close(layer, np.maximum(expected + bias, 0), dtype, rtol=rtol, atol=atol)
 
 
+def test_one_thread_float32_product_above_the_fast_size_is_one_entry_call(monkeypatch):
+    # On one thread the GEMM team never starts, so the entry point could not tell one thread from a
+    # team not yet ready and answered LARGER, and matmul called it again with max_macs = 0 (128 x 84 x
+    # 120 on one thread, Zen 4: 35.4 against 27.2 us). After the first such product it reads the
+    # thread setting itself (``_team.note_threads_fn``): one call, and the product right.
+    mm = importlib.import_module("jitgrad.kernels.cpu.matmul")
+    team = importlib.import_module("jitgrad.kernels.cpu._team")
+    if not team.enabled():
+        pytest.skip("the GEMM team runs on Linux x86-64 with config.gemm_team on")
+    f32 = np.dtype(np.float32)
+    x, w = operands(128, 64, 40, False, True, np.float32)
+    assert 128 * 64 * 40 > mm.TEAM_MIN_MACS
+    expected = ref.matmul(x, w, trans_b=True)
+    real = _gemm.serial_entry(f32)
+    calls = []
+    monkeypatch.setitem(_gemm._SERIAL_ENTRIES, f32, lambda *args: calls.append(args[7]) or real(*args))
+    before = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        first = cpu.matmul(x, w, trans_b=True)
+        assert team._STATE[team.THREADS_FN] != 0
+        calls.clear()
+        second = cpu.matmul(x, w, trans_b=True)
+    finally:
+        numba.set_num_threads(before)
+    assert calls == [mm.TEAM_MIN_MACS]
+    rtol, atol = tolerance(np.float32, 40)
+    assert_close(first, expected, np.float32, rtol=rtol, atol=atol)
+    assert_close(second, expected, np.float32, rtol=rtol, atol=atol)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_checked_serial_gemm_answers(dtype):
     # gemm_checked's entry point types nothing: it checks the sizes, the layouts and overlaps itself,

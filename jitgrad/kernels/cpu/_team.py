@@ -377,10 +377,19 @@ def product_state(nthreads: int) -> np.ndarray:
     if not state[PRODUCT_JOB]:
         if not _PRODUCT_JOB:
             _PRODUCT_JOB.append(cached_cfunc(product_job, types.void(types.int64, types.int64)))
-        numba.get_num_threads()  # (launches the threading layer: its functions exist from here)
-        state[THREADS_FN] = ctypes.cast(_numba_parallel._get_num_threads, ctypes.c_void_p).value
+        note_threads_fn()
         state[PRODUCT_JOB] = _PRODUCT_JOB[0].address
     return state
+
+
+def note_threads_fn() -> None:
+    """Write the threading layer's ``get_num_threads`` into the state (launching the layer first), so
+    that ``gemm_checked`` reads the calling thread's setting itself (``_team_state.team_threads``): with
+    the team started, or on one thread, where it never starts and ``matmul`` otherwise asked the entry
+    point twice for each product above ``TEAM_MIN_MACS`` (once to hear ``LARGER``)."""
+    if not _STATE[THREADS_FN]:
+        numba.get_num_threads()  # (launches the threading layer: its functions exist from here)
+        _STATE[THREADS_FN] = ctypes.cast(_numba_parallel._get_num_threads, ctypes.c_void_p).value
 
 
 def shutdown(timeout: float = 1.0) -> None:

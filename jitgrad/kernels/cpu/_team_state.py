@@ -112,10 +112,16 @@ def release(state):
 @njit(inline="always", cache=True)
 def team_threads(state):
     """The calling thread's Numba thread setting when a product may go to the team from here (a job in
-    ``state``, helpers started for it), else 0: the caller's Python decides."""
-    if state[PRODUCT_JOB] == 0:
+    ``state``, helpers started for it) or when it is one thread (the product runs here), else 0: the
+    caller's Python decides. Known once ``THREADS_FN`` is written (``_team.product_state``, or
+    ``_team.note_threads_fn`` on one thread, where the team never starts)."""
+    if state[THREADS_FN] == 0:
         return 0
     nthreads = call_int_function(state[THREADS_FN])
+    if nthreads == 1:
+        return 1
+    if state[PRODUCT_JOB] == 0:
+        return 0
     return nthreads if nthreads - 1 <= state[HELPERS_STARTED] else 0
 
 

@@ -228,6 +228,8 @@ def fast_product(a: np.ndarray, b: np.ndarray, trans_a: bool, trans_b: bool, out
             return out
         if _team.num_threads() == 1:
             entry(a, b, trans_a, trans_b, out, column_bias, epi, 0, NO_TEAM)
+            if team is not NO_TEAM:
+                _team.note_threads_fn()  # from now on the entry point runs one-thread products itself
             return out
     _matmul_kernel(a, b, trans_a, trans_b, out, bias, epi)
     return out
