@@ -105,6 +105,9 @@ SHAPES = [
     # an edge panel of two rows and of one (32 = 5 x 6 + 2, 13 = 2 x 6 + 1 on AVX2), K odd and even;
     # at most FEW_A_PANELS A panels: B packed in small blocks
     (32, 48, 67), (13, 40, 45), (32, 20, 96),
+    # M = 10 and 18: an edge panel of two rows after 8-row panels (AVX-512's two-row loop), in place and
+    # packed, over a partial last B panel (84 = 2 x 32 + 20 columns)
+    (10, 84, 128), (18, 84, 40),
 ]
 
 
