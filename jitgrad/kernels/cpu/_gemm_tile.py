@@ -42,6 +42,7 @@ from __future__ import annotations
 
 from ._gemm_epilogue import EPI_COL_BIAS, EPI_RELU, vrelu
 from ._gemm_simd import (
+    MASKED_STORE_FAST,
     VEC_BYTES,
     data_pointer,
     prefetch_write,
@@ -392,10 +393,12 @@ def store_row(c, off, lanes, v0, v1, accumulate, ncols):
             v0 = vadd(v0, vload_masked(c, off, n0))
             v1 = vadd(v1, vload_masked(c, off + lanes, n1))
         # A first vector that is whole (an edge of 17-31 float32 columns on AVX-512) by a plain store:
-        # Zen 4's k-masked store is slow (~10 cycles each in the edge tiles), and nowhere is a plain one
-        # slower. One thread, Zen 4, alternating processes, three rounds, kernel in a loop inside Numba
-        # (bench/gemm_call.py): 128 x 10 x 84 3.25-3.56 -> 2.96-3.16 us, 256 x 10 x 84 6.36-6.82 -> 5.95-6.23.
-        if n0 == lanes:
+        # Zen 4's k-masked store is slow (~10 cycles each in the edge tiles). One thread, Zen 4,
+        # alternating processes, three rounds, kernel in a loop inside Numba (bench/gemm_call.py):
+        # 128 x 10 x 84 3.25-3.56 -> 2.96-3.16 us, 256 x 10 x 84 6.36-6.82 -> 5.95-6.23. Only where
+        # stores are masked (AVX-512): the per-lane stores of the other paths store a whole vector
+        # as one already, and the extra branch left a register copy in AVX2's float64 tile loop.
+        if MASKED_STORE_FAST and n0 == lanes:
             vstore(c, off, v0)
         else:
             vstore_masked(c, off, v0, n0)
