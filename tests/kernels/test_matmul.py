@@ -286,7 +286,7 @@ def test_one_thread_larger_product_runs_the_entry_point(dtype, monkeypatch):
 def test_one_thread_float32_product_above_the_fast_size_is_one_entry_call(monkeypatch):
     # On one thread the GEMM team never starts, so the entry point could not tell one thread from a
     # team not yet ready and answered LARGER, and matmul called it again with max_macs = 0 (128 x 84 x
-    # 120 on one thread, Zen 4: 35.4 against 27.2 us). After the first such product it reads the
+    # 120 on one thread, Zen 4: 35.4-35.8 against 27.4-28.0 us). After the first such product it reads the
     # thread setting itself (``_team.note_threads_fn``): one call, and the product right.
     mm = importlib.import_module("jitgrad.kernels.cpu.matmul")
     team = importlib.import_module("jitgrad.kernels.cpu._team")
